@@ -1,0 +1,19 @@
+"""Outbound HTTP building blocks shared by the QuickBooks and CRM clients.
+
+One way to do each thing: `RetryPolicy` decides whether and when to retry,
+`RateBudget` keeps a caller inside an external API's published limits, and
+`TokenProvider` is the seam through which clients get bearer tokens.
+"""
+
+from dealbooks_http._budget import RateBudget
+from dealbooks_http._retry import RetryableHTTPError, RetryPolicy, retry_after_seconds
+from dealbooks_http._tokens import StaticTokenProvider, TokenProvider
+
+__all__ = [
+    "RateBudget",
+    "RetryPolicy",
+    "RetryableHTTPError",
+    "StaticTokenProvider",
+    "TokenProvider",
+    "retry_after_seconds",
+]
