@@ -1,0 +1,29 @@
+"""dealbooks service kit: the one way each service does settings, logging, Kafka, MongoDB,
+idempotent consumption, dead letters, health, readiness, metrics and AsyncAPI docs."""
+
+from dealbooks_kit.consumer import EventConsumer, ProcessedEvents
+from dealbooks_kit.errors import PermanentError, TransientError
+from dealbooks_kit.kafka import EventPublisher, make_broker
+from dealbooks_kit.logging import configure_logging, get_logger, redact
+from dealbooks_kit.mongo import IndexSpec, ensure_indexes, make_mongo_client
+from dealbooks_kit.runtime import ServiceApp, ServiceRuntime, serve
+from dealbooks_kit.settings import KitSettings
+
+__all__ = [
+    "EventConsumer",
+    "EventPublisher",
+    "IndexSpec",
+    "KitSettings",
+    "PermanentError",
+    "ProcessedEvents",
+    "ServiceApp",
+    "ServiceRuntime",
+    "TransientError",
+    "configure_logging",
+    "ensure_indexes",
+    "get_logger",
+    "make_broker",
+    "make_mongo_client",
+    "redact",
+    "serve",
+]

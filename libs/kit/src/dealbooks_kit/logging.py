@@ -1,0 +1,100 @@
+"""structlog JSON logging with per-message context and secret redaction.
+
+Redaction runs on every record, ours and third-party (stdlib logging is routed through
+the same processors), so a token cannot reach a log line by any path.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+import structlog
+
+REDACTED = "[REDACTED]"
+_SECRET_KEY = re.compile(
+    r"token|secret|password|passwd|authorization|api[-_]?key|cookie|signature|credential",
+    re.IGNORECASE,
+)
+_SECRET_VALUE_PATTERNS = (
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 " + REDACTED),
+    (
+        re.compile(
+            r"(?i)\b(access_token|refresh_token|id_token|client_secret|code|password)=[^&\s\"']+"
+        ),
+        r"\1=" + REDACTED,
+    ),
+    (
+        re.compile(
+            r"(?i)([\"'](?:access_token|refresh_token|id_token|client_secret|password)[\"']\s*:\s*[\"'])"
+            r"[^\"']*"
+        ),
+        r"\1" + REDACTED,
+    ),
+)
+
+
+def redact(value: Any, key: str | None = None) -> Any:
+    """Return `value` with secrets replaced, by key name and by recognisable value shape."""
+    if key is not None and _SECRET_KEY.search(key) and value not in (None, "", False):
+        return REDACTED
+    if isinstance(value, str):
+        for pattern, replacement in _SECRET_VALUE_PATTERNS:
+            value = pattern.sub(replacement, value)
+        return value
+    if isinstance(value, Mapping):
+        return {k: redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    return value
+
+
+def _redact_processor(
+    logger: Any, method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for key in list(event_dict):
+        event_dict[key] = redact(event_dict[key], key if key != "event" else None)
+    return event_dict
+
+
+def configure_logging(service: str, level: str = "INFO", *, json: bool = True) -> None:
+    """Configure structlog and stdlib logging for a service process (idempotent)."""
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        _redact_processor,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level.upper())
+    # Chatty libraries stay at WARNING unless asked otherwise.
+    for noisy in ("aiokafka", "httpx", "httpcore", "pymongo", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    structlog.contextvars.bind_contextvars(service=service)
+
+
+def get_logger(name: str | None = None) -> Any:
+    """A structlog logger; bound context (event id, correlation id, tenant) is merged in."""
+    return structlog.stdlib.get_logger(name)

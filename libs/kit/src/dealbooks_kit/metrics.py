@@ -1,0 +1,35 @@
+"""Prometheus metrics every consumer and publisher reports (one registry per process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+EVENTS_CONSUMED = Counter(
+    "dealbooks_events_consumed_total",
+    "Events taken from Kafka, by outcome (ok, duplicate, dead_lettered, redelivered)",
+    ["service", "topic", "outcome"],
+)
+EVENTS_FAILED = Counter(
+    "dealbooks_handler_failures_total",
+    "Handler attempts that raised, by error class",
+    ["service", "topic", "error"],
+)
+EVENTS_DEAD_LETTERED = Counter(
+    "dealbooks_events_dead_lettered_total",
+    "Events sent to a dead-letter topic",
+    ["service", "topic"],
+)
+EVENTS_PUBLISHED = Counter(
+    "dealbooks_events_published_total", "Events acknowledged by Kafka", ["service", "topic"]
+)
+HANDLER_SECONDS = Histogram(
+    "dealbooks_handler_seconds",
+    "Handler latency including retries",
+    ["service", "topic"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition body and its content type."""
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -1,0 +1,141 @@
+"""Composition root helpers: one `ServiceRuntime` per process wires settings, Kafka, MongoDB,
+consumers and the HTTP surface (health, readiness, metrics, AsyncAPI docs, the service API)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.asgi.types import ASGIApp, Receive, Scope, Send
+from faststream.kafka import KafkaBroker
+from faststream.specification import AsyncAPI
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from dealbooks_kit import metrics
+from dealbooks_kit.consumer import PROCESSED_INDEXES, EventConsumer, Handler, P
+from dealbooks_kit.kafka import EventPublisher, make_broker
+from dealbooks_kit.logging import configure_logging, get_logger
+from dealbooks_kit.mongo import IndexSpec, ensure_indexes, make_mongo_client, ping
+from dealbooks_kit.settings import KitSettings
+
+log = get_logger(__name__)
+
+
+class ServiceApp(AsgiFastStream):
+    """AsgiFastStream with a fallback ASGI app for the service's own API.
+
+    AsgiFastStream matches exact paths only; APIs with path parameters (Starlette) get every
+    request the fixed routes (health, metrics, docs) did not take.
+    """
+
+    def __init__(self, *args: Any, api: ASGIApp | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._api = api
+
+    async def not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._api is not None and scope["type"] in {"http", "websocket"}:
+            await self._api(scope, receive, send)
+            return
+        await super().not_found(scope, receive, send)
+
+
+class ServiceRuntime:
+    """Everything a service process owns, built from its settings."""
+
+    def __init__(self, settings: KitSettings, indexes: Sequence[IndexSpec] = ()) -> None:
+        self.settings = settings
+        self.broker: KafkaBroker = make_broker(settings)
+        self.mongo: AsyncMongoClient[dict[str, Any]] = make_mongo_client(
+            settings.mongodb_uri, settings.service_name
+        )
+        self.db: AsyncDatabase[dict[str, Any]] = self.mongo[settings.database_name]
+        self.publisher = EventPublisher(self.broker, settings)
+        self.indexes: list[IndexSpec] = [*PROCESSED_INDEXES, *indexes]
+        self.consumers: list[EventConsumer[Any]] = []
+
+    def consume(
+        self, name: str, payload: type[P], handler: Handler[P], **subscriber_options: Any
+    ) -> EventConsumer[P]:
+        """Subscribe `handler` to the topic of `payload` under the kit's delivery rules."""
+        consumer = EventConsumer(
+            name=name,
+            payload=payload,
+            handler=handler,
+            settings=self.settings,
+            db=self.db,
+            publisher=self.publisher,
+        )
+        consumer.subscribe(self.broker, **subscriber_options)
+        self.consumers.append(consumer)
+        return consumer
+
+    async def prepare(self) -> None:
+        """Create the service's indexes (idempotent); runs before the broker starts."""
+        await ensure_indexes(self.db, self.indexes)
+
+    async def ready(self) -> dict[str, bool]:
+        return {
+            "kafka": await self.broker.ping(timeout=2.0),
+            "mongodb": await ping(self.mongo),
+        }
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[ServiceRuntime]:
+        """Start consumers and the producer without HTTP (tests, workers); stop on exit."""
+        await self.prepare()
+        await self.broker.start()
+        try:
+            yield self
+        finally:
+            await self.broker.stop()
+            await self.mongo.close()
+
+    def asgi(self, *, api: ASGIApp | None = None, title: str, version: str = "1") -> ServiceApp:
+        """The process's ASGI app: /healthz, /readyz, /metrics, /docs/asyncapi and `api`."""
+
+        @get(include_in_schema=False)
+        async def healthz(scope: Scope) -> AsgiResponse:
+            return AsgiResponse(b'{"status":"ok"}', 200, headers={"content-type": "application/json"})
+
+        @get(include_in_schema=False)
+        async def readyz(scope: Scope) -> AsgiResponse:
+            checks = await self.ready()
+            status = 200 if all(checks.values()) else 503
+            body = json.dumps({"ready": status == 200, "checks": checks}).encode()
+            return AsgiResponse(body, status, headers={"content-type": "application/json"})
+
+        @get(include_in_schema=False)
+        async def metrics_route(scope: Scope) -> AsgiResponse:
+            body, content_type = metrics.render()
+            return AsgiResponse(body, 200, headers={"content-type": content_type})
+
+        async def shutdown() -> None:
+            await self.mongo.close()
+
+        return ServiceApp(
+            self.broker,
+            api=api,
+            asgi_routes=[("/healthz", healthz), ("/readyz", readyz), ("/metrics", metrics_route)],
+            on_startup=[self.prepare],
+            after_shutdown=[shutdown],
+            specification=AsyncAPI(self.broker, title=title, version=version),
+            asyncapi_path="/docs/asyncapi",
+        )
+
+
+def serve(app: ServiceApp, settings: KitSettings) -> None:
+    """Run the app under uvicorn on the configured loopback address."""
+    import uvicorn
+
+    configure_logging(settings.service_name, settings.log_level, json=settings.log_json)
+    log.info("starting", host=settings.http_host, port=settings.http_port)
+    uvicorn.run(
+        app, host=settings.http_host, port=settings.http_port, log_config=None, access_log=False
+    )
+
+
+__all__ = ["ServiceApp", "ServiceRuntime", "serve"]

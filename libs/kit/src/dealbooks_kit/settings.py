@@ -1,0 +1,44 @@
+"""Settings from the environment, one prefix per service.
+
+Infrastructure addresses (`KAFKA_BOOTSTRAP`, `MONGODB_URI`, `TOPIC_PREFIX`) are shared by
+every service and read without a prefix, so one `.local/endpoints.env` serves them all.
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KitSettings(BaseSettings):
+    """Base settings every service extends (with its own `env_prefix`)."""
+
+    model_config = SettingsConfigDict(env_prefix="DEALBOOKS_", extra="ignore")
+
+    service_name: str = "dealbooks"
+    kafka_bootstrap: str = Field(
+        default="127.0.0.1:9092", validation_alias=AliasChoices("KAFKA_BOOTSTRAP")
+    )
+    # The idempotent producer needs a real Kafka broker; the Tansu fallback cannot serve it.
+    kafka_idempotence: bool = Field(default=True, validation_alias=AliasChoices("KAFKA_IDEMPOTENCE"))
+    mongodb_uri: str = Field(
+        default="mongodb://127.0.0.1:27017/", validation_alias=AliasChoices("MONGODB_URI")
+    )
+    mongodb_database: str = ""
+    # Prepended to every topic name; tests use it to isolate themselves on a shared broker.
+    topic_prefix: str = Field(default="", validation_alias=AliasChoices("TOPIC_PREFIX"))
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    log_level: str = "INFO"
+    log_json: bool = True
+    handler_attempts: int = 5
+    handler_wait_initial: float = 0.2
+    handler_wait_max: float = 5.0
+
+    @property
+    def database_name(self) -> str:
+        return self.mongodb_database or self.service_name.replace("-", "_")
+
+    def topic(self, name: str) -> str:
+        """The physical topic name for a logical one."""
+        return f"{self.topic_prefix}{name}"

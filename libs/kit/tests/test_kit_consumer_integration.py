@@ -1,0 +1,231 @@
+"""The service kit's delivery rules, proven on a real Kafka broker and a real MongoDB-wire server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from dealbooks_contracts import (
+    ContactSynced,
+    Envelope,
+    QboEntityChanged,
+    QboOperation,
+    SyncAction,
+    SyncTrigger,
+    Tenant,
+)
+from dealbooks_kit import KitSettings, PermanentError, ServiceRuntime
+
+pytestmark = pytest.mark.integration
+
+TENANT = Tenant(portal_id="portal-1", account_id="realm-1")
+
+
+def customer_changed(customer_id: str) -> Envelope[QboEntityChanged]:
+    return Envelope.build(
+        QboEntityChanged(
+            realm_id="realm-1",
+            entity="Customer",
+            entity_id=customer_id,
+            operation=QboOperation.UPDATE,
+            last_updated=datetime.now(UTC),
+        ),
+        source="test",
+        tenant=TENANT,
+    )
+
+
+class Harness:
+    """A runtime with one handler: count the effect in MongoDB, publish contact.synced."""
+
+    def __init__(self, settings: KitSettings) -> None:
+        self.settings = settings
+        self.runtime = ServiceRuntime(settings)
+        self.transient_failures_left: dict[str, int] = {}
+        self.runtime.consume("sync-contact", QboEntityChanged, self.handle)
+
+    async def handle(self, event: Envelope[QboEntityChanged]) -> None:
+        customer_id = event.data.entity_id
+        if customer_id.startswith("permanent"):
+            raise PermanentError(f"customer {customer_id} has no email address")
+        if self.transient_failures_left.get(customer_id, 0) > 0:
+            self.transient_failures_left[customer_id] -= 1
+            raise TimeoutError("QBO did not answer in time")
+        # Deliberately not idempotent, so a second run would show in the count.
+        await self.runtime.db.effects.update_one(
+            {"_id": customer_id}, {"$inc": {"runs": 1}}, upsert=True
+        )
+        synced = ContactSynced(
+            action=SyncAction.UPDATED,
+            trigger=SyncTrigger.WEBHOOK,
+            mapping_version=1,
+            qbo_customer_id=customer_id,
+            crm_contact_id=f"contact-{customer_id}",
+        )
+        await self.runtime.publisher.publish(
+            Envelope.build(synced, source="kit-test", caused_by=event)
+        )
+
+    async def send(self, value: bytes, key: bytes = b"realm-1") -> None:
+        await self.runtime.publisher.publish_raw(
+            self.settings.topic("qbo.entity-changed.v1"), value, key=key, headers={}
+        )
+
+    async def runs(self, customer_id: str) -> int:
+        doc = await self.runtime.db.effects.find_one({"_id": customer_id})
+        return int(doc["runs"]) if doc else 0
+
+
+@pytest.fixture
+async def harness(
+    kafka_bootstrap: str, mongo_uri: str, namespace: str, kafka_supports_idempotence: bool
+) -> AsyncIterator[Harness]:
+    settings = KitSettings(
+        service_name="kit-test",
+        kafka_bootstrap=kafka_bootstrap,
+        mongodb_uri=mongo_uri,
+        mongodb_database=namespace,
+        topic_prefix=f"{namespace}.",
+        kafka_idempotence=kafka_supports_idempotence,
+        handler_attempts=4,
+        handler_wait_initial=0.05,
+        handler_wait_max=0.2,
+    )
+    h = Harness(settings)
+    async with h.runtime.running():
+        yield h
+
+
+async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[Any]:
+    """Read `count` records from the start of `topic` (fails the test if they do not come)."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while len(records) < count:
+                batch = await consumer.getmany(timeout_ms=500)
+                for part in batch.values():
+                    records.extend(part)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def eventually(predicate: Any, timeout: float = 30.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not await predicate():
+            await asyncio.sleep(0.1)
+
+
+async def test_handled_event_writes_to_mongodb_and_publishes_the_next_event(
+    harness: Harness, kafka_bootstrap: str
+) -> None:
+    event = customer_changed("c1")
+    await harness.send(event.to_bytes())
+
+    await eventually(lambda: _runs_at_least(harness, "c1", 1))
+    [record] = await read_topic(kafka_bootstrap, harness.settings.topic("contact.synced.v1"), 1)
+    synced = Envelope[ContactSynced].from_bytes(record.value)
+    assert synced.data.crm_contact_id == "contact-c1"
+    assert synced.causation_id == event.id
+    assert synced.correlation_id == event.correlation_id
+    assert record.key == b"realm-1"
+
+
+async def test_same_event_delivered_twice_has_one_effect(
+    harness: Harness, kafka_bootstrap: str
+) -> None:
+    event = customer_changed("c2")
+    await harness.send(event.to_bytes())
+    await harness.send(event.to_bytes())
+    marker = customer_changed("c2-after")
+    await harness.send(marker.to_bytes())
+
+    # Events on one key are consumed in order: once the marker is handled, both copies were.
+    await eventually(lambda: _runs_at_least(harness, "c2-after", 1))
+    assert await harness.runs("c2") == 1
+    published = await read_topic(kafka_bootstrap, harness.settings.topic("contact.synced.v1"), 2)
+    assert [Envelope[ContactSynced].from_bytes(r.value).data.qbo_customer_id for r in published] == [
+        "c2",
+        "c2-after",
+    ]
+
+
+async def test_poison_message_lands_in_dlq_with_reason_and_consumer_keeps_running(
+    harness: Harness, kafka_bootstrap: str
+) -> None:
+    await harness.send(b"{not json at all")
+    await harness.send(json.dumps({"type": "qbo.entity-changed", "version": 1}).encode())
+    await harness.send(customer_changed("permanent-1").to_bytes())
+    await harness.send(customer_changed("c3").to_bytes())
+
+    await eventually(lambda: _runs_at_least(harness, "c3", 1))
+    dead = await read_topic(kafka_bootstrap, harness.settings.topic("qbo.entity-changed.v1.dlq"), 3)
+    headers = [dict(r.headers) for r in dead]
+    assert dead[0].value == b"{not json at all"
+    assert headers[0]["dlq-reason"].startswith(b"malformed event:")
+    assert b"tenant: Field required" in headers[1]["dlq-reason"]
+    assert headers[2]["dlq-reason"] == b"customer permanent-1 has no email address"
+    assert headers[2]["dlq-error-type"] == b"PermanentError"
+    assert headers[2]["dlq-consumer"] == b"kit-test.sync-contact"
+    assert headers[2]["dlq-original-topic"] == harness.settings.topic("qbo.entity-changed.v1").encode()
+
+
+async def test_transient_failure_is_retried_then_succeeds(harness: Harness) -> None:
+    harness.transient_failures_left["c4"] = 2
+    await harness.send(customer_changed("c4").to_bytes())
+
+    await eventually(lambda: _runs_at_least(harness, "c4", 1))
+    assert harness.transient_failures_left["c4"] == 0
+    assert await harness.runs("c4") == 1
+
+
+async def test_transient_failure_that_outlasts_retries_is_dead_lettered(
+    harness: Harness, kafka_bootstrap: str
+) -> None:
+    harness.transient_failures_left["c5"] = 99
+    await harness.send(customer_changed("c5").to_bytes())
+    await harness.send(customer_changed("c6").to_bytes())
+
+    await eventually(lambda: _runs_at_least(harness, "c6", 1))
+    [dead] = await read_topic(kafka_bootstrap, harness.settings.topic("qbo.entity-changed.v1.dlq"), 1)
+    reason = dict(dead.headers)["dlq-reason"].decode()
+    assert reason == "gave up after 4 attempts: TimeoutError: QBO did not answer in time"
+    assert await harness.runs("c5") == 0
+
+
+async def test_committed_offset_survives_a_restart_without_replaying(
+    kafka_bootstrap: str, mongo_uri: str, namespace: str, kafka_supports_idempotence: bool
+) -> None:
+    settings = KitSettings(
+        service_name="kit-test",
+        kafka_bootstrap=kafka_bootstrap,
+        mongodb_uri=mongo_uri,
+        mongodb_database=namespace,
+        topic_prefix=f"{namespace}.",
+        kafka_idempotence=kafka_supports_idempotence,
+    )
+    first = Harness(settings)
+    async with first.runtime.running():
+        await first.send(customer_changed("r1").to_bytes())
+        await eventually(lambda: _runs_at_least(first, "r1", 1))
+    # A new process with the same group resumes after the committed offset.
+    second = Harness(settings)
+    async with second.runtime.running():
+        await second.send(customer_changed("r2").to_bytes())
+        await eventually(lambda: _runs_at_least(second, "r2", 1))
+        assert await second.runs("r1") == 1
+        processed = await second.runtime.db.processed_events.count_documents({})
+        assert processed == 2
+
+
+async def _runs_at_least(harness: Harness, customer_id: str, n: int) -> bool:
+    return await harness.runs(customer_id) >= n
