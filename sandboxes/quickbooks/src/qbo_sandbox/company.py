@@ -1,0 +1,1540 @@
+"""One QBO company (realm): its lists, transactions and the rules QBO applies to them."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from qbo_sandbox import faults, seed
+from qbo_sandbox.clock import Clock
+from qbo_sandbox.faults import QboFault
+
+CENT = Decimal("0.01")
+NAME_LISTS = frozenset({"Customer", "Item", "Term", "Account"})
+DELETED_SUFFIX = " (deleted)"
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+# Properties QBO accepts on write, per entity; anything else gets 2010 as the real API does.
+WRITABLE: dict[str, frozenset[str]] = {
+    "Invoice": frozenset(
+        [
+            "Id",
+            "SyncToken",
+            "sparse",
+            "domain",
+            "MetaData",
+            "CustomerRef",
+            "Line",
+            "TxnDate",
+            "DueDate",
+            "SalesTermRef",
+            "DocNumber",
+            "AutoDocNumber",
+            "CustomerMemo",
+            "PrivateNote",
+            "BillEmail",
+            "BillEmailCc",
+            "BillEmailBcc",
+            "BillAddr",
+            "ShipAddr",
+            "CurrencyRef",
+            "ExchangeRate",
+            "GlobalTaxCalculation",
+            "TxnTaxDetail",
+            "ApplyTaxAfterDiscount",
+            "EmailStatus",
+            "PrintStatus",
+            "Deposit",
+            "AllowOnlineCreditCardPayment",
+            "AllowOnlineACHPayment",
+            "AllowIPNPayment",
+            "AllowOnlinePayment",
+            "CustomField",
+            "LinkedTxn",
+            "TotalAmt",
+            "Balance",
+            "ClassRef",
+            "DepartmentRef",
+            "ShipDate",
+            "TrackingNum",
+            "ShipMethodRef",
+            "DeliveryInfo",
+            "HomeTotalAmt",
+            "HomeBalance",
+        ]
+    ),
+    "Customer": frozenset(
+        [
+            "Id",
+            "SyncToken",
+            "sparse",
+            "domain",
+            "MetaData",
+            "DisplayName",
+            "GivenName",
+            "FamilyName",
+            "MiddleName",
+            "Title",
+            "Suffix",
+            "CompanyName",
+            "PrimaryEmailAddr",
+            "PrimaryPhone",
+            "Mobile",
+            "Fax",
+            "AlternatePhone",
+            "BillAddr",
+            "ShipAddr",
+            "Active",
+            "CurrencyRef",
+            "SalesTermRef",
+            "PaymentMethodRef",
+            "DefaultTaxCodeRef",
+            "Balance",
+            "BalanceWithJobs",
+            "Taxable",
+            "Job",
+            "BillWithParent",
+            "ParentRef",
+            "Level",
+            "FullyQualifiedName",
+            "PrintOnCheckName",
+            "PreferredDeliveryMethod",
+            "Notes",
+            "WebAddr",
+            "ResaleNum",
+            "PrimaryTaxIdentifier",
+        ]
+    ),
+    "Item": frozenset(
+        [
+            "Id",
+            "SyncToken",
+            "sparse",
+            "domain",
+            "MetaData",
+            "Name",
+            "Type",
+            "IncomeAccountRef",
+            "ExpenseAccountRef",
+            "AssetAccountRef",
+            "UnitPrice",
+            "PurchaseCost",
+            "Sku",
+            "Description",
+            "PurchaseDesc",
+            "Active",
+            "Taxable",
+            "SalesTaxCodeRef",
+            "TrackQtyOnHand",
+            "QtyOnHand",
+            "InvStartDate",
+            "FullyQualifiedName",
+            "SubItem",
+            "ParentRef",
+            "Level",
+        ]
+    ),
+    "Payment": frozenset(
+        [
+            "Id",
+            "SyncToken",
+            "sparse",
+            "domain",
+            "MetaData",
+            "CustomerRef",
+            "TotalAmt",
+            "UnappliedAmt",
+            "Line",
+            "TxnDate",
+            "PaymentRefNum",
+            "PaymentMethodRef",
+            "DepositToAccountRef",
+            "ARAccountRef",
+            "CurrencyRef",
+            "ExchangeRate",
+            "PrivateNote",
+            "ProcessPayment",
+        ]
+    ),
+    "Term": frozenset(
+        [
+            "Id",
+            "SyncToken",
+            "sparse",
+            "domain",
+            "MetaData",
+            "Name",
+            "Active",
+            "Type",
+            "DueDays",
+            "DiscountPercent",
+            "DiscountDays",
+            "DayOfMonthDue",
+            "DueNextMonthDays",
+            "DiscountDayOfMonth",
+        ]
+    ),
+}
+TRANSACTIONS = frozenset({"Invoice", "Payment"})
+
+
+def money(value: Any, field_name: str = "Amount") -> Decimal:
+    try:
+        return Decimal(str(value)).quantize(CENT, rounding=ROUND_HALF_UP)
+    except (InvalidOperation, ValueError) as exc:
+        raise QboFault(
+            "2090", "Invalid Number", f"Invalid Number : {field_name}", element=field_name
+        ) from exc
+
+
+def number(value: Any, field_name: str) -> Decimal:
+    try:
+        return Decimal(str(value))
+    except (InvalidOperation, ValueError) as exc:
+        raise QboFault(
+            "2090", "Invalid Number", f"Invalid Number : {field_name}", element=field_name
+        ) from exc
+
+
+def parse_date(value: Any, field_name: str) -> date:
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError as exc:
+        raise QboFault(
+            "2040", "Invalid Date", f"Invalid Date : {field_name}={value}", element=field_name
+        ) from exc
+
+
+ChangeListener = Callable[[str, str, str, str, str | None], None]
+
+
+@dataclass
+class Company:
+    """In-memory state of one realm. Records are the JSON dicts QBO would return."""
+
+    realm_id: str
+    name: str
+    country: str
+    clock: Clock
+    environment: str = "sandbox"
+    home_currency: str = ""
+    multicurrency: bool = False
+    custom_txn_numbers: bool = False
+    records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    updated_at: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    tombstones: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+    next_doc_number: int = 1001
+    # payment id -> {invoice id: amount} currently applied
+    applied: dict[str, dict[str, Decimal]] = field(default_factory=dict)
+    requestids: dict[str, tuple[int, bytes, str, str]] = field(default_factory=dict)
+    listeners: list[ChangeListener] = field(default_factory=list)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+    enforce_unique_docnumber: bool = True
+    send_bumps_synctoken: bool = False
+    tax_rates: dict[str, Decimal] = field(default_factory=dict)
+
+    # ---------------------------------------------------------------- setup
+
+    def __post_init__(self) -> None:
+        if self.country not in seed.COUNTRIES:
+            raise ValueError(f"unsupported country {self.country!r}")
+        facts = seed.COUNTRIES[self.country]
+        self.tz = ZoneInfo(facts["tz"])
+        self.home_currency = self.home_currency or facts["currency"]
+        for entity in ("Customer", "Item", "Invoice", "Payment", "Term", "TaxCode", "Account"):
+            self.records.setdefault(entity, {})
+        self._seed_lists()
+
+    @property
+    def is_us(self) -> bool:
+        return self.country == "US"
+
+    def _seed_lists(self) -> None:
+        now = self.clock.now()
+        accounts = [
+            (seed.INCOME_ACCOUNT_ID, "Sales of Product Income", "Income", "SalesOfProductIncome"),
+            (
+                seed.UNDEPOSITED_FUNDS_ID,
+                "Undeposited Funds",
+                "Other Current Asset",
+                "UndepositedFunds",
+            ),
+        ]
+        for acc_id, name, acc_type, sub_type in accounts:
+            self._store(
+                "Account",
+                acc_id,
+                {
+                    "Name": name,
+                    "FullyQualifiedName": name,
+                    "Active": True,
+                    "AccountType": acc_type,
+                    "AccountSubType": sub_type,
+                    "CurrentBalance": Decimal("0.00"),
+                    "CurrencyRef": self.currency_ref(self.home_currency),
+                    "domain": "QBO",
+                    "sparse": False,
+                    "Id": acc_id,
+                    "SyncToken": "0",
+                    "MetaData": self.meta(now, now),
+                },
+                now,
+            )
+        for term_id, name, days in seed.TERMS:
+            self._store(
+                "Term",
+                term_id,
+                {
+                    "Name": name,
+                    "Active": True,
+                    "Type": "STANDARD",
+                    "DueDays": days,
+                    "domain": "QBO",
+                    "sparse": False,
+                    "Id": term_id,
+                    "SyncToken": "0",
+                    "MetaData": self.meta(now, now),
+                },
+                now,
+            )
+        self.counters["Term"] = len(seed.TERMS)
+        if self.is_us:
+            for code, taxable in (("TAX", True), ("NON", False)):
+                self.records["TaxCode"][code] = {
+                    "Name": code,
+                    "Description": "TAX" if taxable else "Non",
+                    "Taxable": taxable,
+                    "TaxGroup": False,
+                    "Id": code,
+                    "sparse": False,
+                }
+        for code_id, name, desc, rate in seed.TAX_CODES[self.country]:
+            self.tax_rates[code_id] = rate
+            self._store(
+                "TaxCode",
+                code_id,
+                {
+                    "Name": name,
+                    "Description": desc,
+                    "Active": True,
+                    "Taxable": rate > 0,
+                    "TaxGroup": self.is_us,
+                    "Hidden": False,
+                    "SalesTaxRateList": {
+                        "TaxRateDetail": [
+                            {
+                                "TaxRateRef": {"value": code_id, "name": name},
+                                "TaxTypeApplicable": "TaxOnAmount",
+                                "TaxOrder": 0,
+                            }
+                        ]
+                    },
+                    "PurchaseTaxRateList": {"TaxRateDetail": []},
+                    "domain": "QBO",
+                    "sparse": False,
+                    "Id": code_id,
+                    "SyncToken": "0",
+                    "MetaData": self.meta(now, now),
+                },
+                now,
+            )
+        self.counters["Account"] = 100
+        self.counters["TaxCode"] = 20
+        facts = seed.COUNTRIES[self.country]
+        addr = {
+            "Id": "1",
+            "Line1": "2500 Garcia Ave",
+            "City": "Mountain View",
+            "Country": facts["iso3"],
+            "PostalCode": "94043",
+        }
+        if facts["state"]:
+            addr["CountrySubDivisionCode"] = facts["state"]
+        self.company_info = {
+            "CompanyName": self.name,
+            "LegalName": self.name,
+            "Country": self.country,
+            "SupportedLanguages": "en",
+            "FiscalYearStartMonth": "January",
+            "CompanyStartDate": now.astimezone(self.tz).date().isoformat(),
+            "CompanyAddr": addr,
+            "LegalAddr": dict(addr),
+            "CustomerCommunicationAddr": dict(addr),
+            "Email": {"Address": "noreply@example.com"},
+            "WebAddr": {},
+            "NameValue": [
+                {"Name": "OfferingSku", "Value": "QuickBooks Online Plus"},
+                {"Name": "SubscriptionStatus", "Value": "PAID"},
+            ],
+            "domain": "QBO",
+            "sparse": False,
+            "Id": "1",
+            "SyncToken": "0",
+            "MetaData": self.meta(now, now),
+        }
+        self.preferences: dict[str, Any] = {
+            "SalesFormsPrefs": {
+                "CustomTxnNumbers": self.custom_txn_numbers,
+                "AllowDeposit": True,
+                "AllowDiscount": True,
+                "AllowShipping": False,
+                "AllowServiceDate": False,
+                "DefaultTerms": {"value": "3"},
+                "AutoApplyPayments": True,
+                "AutoApplyCredit": True,
+                "ETransactionEnabledStatus": "NotApplicable",
+                "ETransactionPaymentEnabled": False,
+                "IPNSupportEnabled": False,
+                "EmailCopyToCompany": False,
+                "DefaultCustomerMessage": "Thank you for your business and have a great day!",
+            },
+            "CurrencyPrefs": {
+                "MultiCurrencyEnabled": self.multicurrency,
+                "HomeCurrency": {"value": self.home_currency},
+            },
+            "TaxPrefs": {"UsingSalesTax": True},
+            "AccountingInfoPrefs": {"CustomerTerminology": "Customers"},
+            "domain": "QBO",
+            "sparse": False,
+            "Id": "1",
+            "SyncToken": "0",
+            "MetaData": self.meta(now, now),
+        }
+
+    def seed_demo_data(self) -> None:
+        for body in seed.DEMO_ITEMS:
+            item = dict(body)
+            item["IncomeAccountRef"] = {"value": seed.INCOME_ACCOUNT_ID}
+            self.create("Item", copy.deepcopy(item), {}, notify=False)
+        for body in seed.DEMO_CUSTOMERS:
+            self.create("Customer", copy.deepcopy(body), {}, notify=False)
+
+    # ---------------------------------------------------------------- helpers
+
+    def local(self, when: datetime) -> str:
+        return when.astimezone(self.tz).isoformat(timespec="seconds")
+
+    def envelope_time(self) -> str:
+        return self.clock.now().astimezone(self.tz).isoformat(timespec="milliseconds")
+
+    def meta(self, created: datetime, updated: datetime) -> dict[str, str]:
+        return {"CreateTime": self.local(created), "LastUpdatedTime": self.local(updated)}
+
+    def today(self) -> date:
+        return self.clock.now().astimezone(self.tz).date()
+
+    def currency_ref(self, code: str) -> dict[str, str]:
+        return {"value": code, "name": seed.CURRENCY_NAMES.get(code, code)}
+
+    def _store(self, entity: str, rid: str, record: dict[str, Any], when: datetime) -> None:
+        self.records[entity][rid] = record
+        self.updated_at[(entity, rid)] = when
+
+    def _next_id(self, entity: str) -> str:
+        self.counters[entity] = self.counters.get(entity, 0) + 1
+        return str(self.counters[entity])
+
+    def _changed(
+        self, entity: str, rid: str, operation: str, deleted_id: str | None = None
+    ) -> None:
+        now = self.clock.now()
+        self.updated_at[(entity, rid)] = now
+        for listener in self.listeners:
+            listener(self.realm_id, entity, rid, operation, deleted_id)
+
+    def _touch(self, entity: str, record: dict[str, Any], bump: bool = True) -> None:
+        now = self.clock.now()
+        if bump:
+            record["SyncToken"] = str(int(record["SyncToken"]) + 1)
+        record["MetaData"]["LastUpdatedTime"] = self.local(now)
+        self.updated_at[(entity, record["Id"])] = now
+
+    def get(self, entity: str, rid: str) -> dict[str, Any]:
+        record = self.records.get(entity, {}).get(str(rid))
+        if record is None:
+            raise faults.not_found(deleted=(entity, str(rid)) in self.tombstones)
+        return record
+
+    def _ref(self, entity: str, ref: Any, element: str, *, active: bool = True) -> dict[str, Any]:
+        if not isinstance(ref, dict) or not ref.get("value"):
+            raise faults.required(element)
+        record = self.records[entity].get(str(ref["value"]))
+        if record is None:
+            raise faults.invalid_reference(element, ref["value"])
+        if active and record.get("Active") is False:
+            raise faults.not_found()
+        return record
+
+    def _check_known(self, entity: str, body: dict[str, Any]) -> None:
+        known = WRITABLE.get(entity)
+        if known is None:
+            return
+        for key in body:
+            if key not in known:
+                listed = ", ".join(f'"{k}"' for k in sorted(known)[:12])
+                raise QboFault(
+                    "2010",
+                    "Request has invalid or unsupported property",
+                    f'Property Name:Unrecognized field "{key}" (class com.intuit.schema.finance.v3.'
+                    f"{entity}), not marked as ignorable ({len(known)} known properties: "
+                    f"{listed}, ...])",
+                )
+
+    # ---------------------------------------------------------------- dispatch
+
+    def create(
+        self, entity: str, body: dict[str, Any], params: dict[str, str], notify: bool = True
+    ) -> dict[str, Any]:
+        self._check_known(entity, body)
+        creator = {
+            "Customer": self._create_customer,
+            "Item": self._create_item,
+            "Invoice": self._create_invoice,
+            "Payment": self._create_payment,
+            "Term": self._create_term,
+        }.get(entity)
+        if creator is None:
+            raise faults.unsupported(f"/v3/company/{self.realm_id}/{entity.lower()}")
+        record = creator(body, params)
+        if notify:
+            self._changed(entity, record["Id"], "Create")
+        return record
+
+    def update(self, entity: str, body: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
+        self._check_known(entity, body)
+        if not body.get("Id"):
+            raise faults.required("Id")
+        current = self.get(entity, str(body["Id"]))
+        if entity not in {"Customer", "Item", "Invoice", "Payment", "Term"}:
+            raise faults.unsupported(f"/v3/company/{self.realm_id}/{entity.lower()}")
+        if str(body.get("SyncToken")) != current["SyncToken"]:
+            raise faults.stale()
+        if entity == "Payment" and params.get("include") == "void":
+            return self.void_payment(current)
+        sparse = body.get("sparse") is True
+        updater = {
+            "Customer": self._update_customer,
+            "Item": self._update_item,
+            "Invoice": self._update_invoice,
+            "Payment": self._update_payment,
+            "Term": self._update_term,
+        }[entity]
+        record = updater(current, body, sparse, params)
+        self._touch(entity, record)
+        self._changed(entity, record["Id"], "Update")
+        return record
+
+    def delete(self, entity: str, body: dict[str, Any]) -> dict[str, Any]:
+        if entity not in TRANSACTIONS:
+            raise faults.QboFault(
+                "6000",
+                "A business validation error has occurred while processing your request",
+                f"Business Validation Error: {entity} cannot be deleted; make it inactive instead.",
+            )
+        if not body.get("Id"):
+            raise faults.required("Id")
+        current = self.get(entity, str(body["Id"]))
+        if str(body.get("SyncToken")) != current["SyncToken"]:
+            raise faults.stale()
+        rid = current["Id"]
+        if entity == "Invoice":
+            self._unlink_payments(rid)
+        else:
+            self._unapply_payment(rid)
+        del self.records[entity][rid]
+        self.tombstones[(entity, rid)] = self.clock.now()
+        self._changed(entity, rid, "Delete")
+        self._refresh_customer_balances()
+        return {"domain": "QBO", "status": "Deleted", "Id": rid}
+
+    def void(self, entity: str, body: dict[str, Any]) -> dict[str, Any]:
+        if entity != "Invoice":
+            raise faults.unsupported(f"/v3/company/{self.realm_id}/{entity.lower()}?operation=void")
+        if not body.get("Id"):
+            raise faults.required("Id")
+        invoice = self.get("Invoice", str(body["Id"]))
+        if str(body.get("SyncToken")) != invoice["SyncToken"]:
+            raise faults.stale()
+        self._unlink_payments(invoice["Id"])
+        for line in invoice["Line"]:
+            if "Amount" in line:
+                line["Amount"] = Decimal("0.00")
+        invoice["TotalAmt"] = Decimal("0.00")
+        invoice["Balance"] = Decimal("0.00")
+        invoice["TxnTaxDetail"] = {"TotalTax": Decimal("0.00")}
+        invoice["PrivateNote"] = "Voided"
+        if "HomeTotalAmt" in invoice:
+            invoice["HomeTotalAmt"] = Decimal("0.00")
+            invoice["HomeBalance"] = Decimal("0.00")
+        self._touch("Invoice", invoice)
+        self._changed("Invoice", invoice["Id"], "Void")
+        self._refresh_customer_balances()
+        return invoice
+
+    # ---------------------------------------------------------------- names
+
+    def _name_taken(self, name: str, entity: str, except_id: str | None = None) -> bool:
+        wanted = name.casefold()
+        return any(
+            rid != except_id and str(rec.get(key, "")).casefold() == wanted
+            for rid, rec in self.records[entity].items()
+            for key in (("DisplayName",) if entity == "Customer" else ("Name",))
+        )
+
+    @staticmethod
+    def _duplicate_name() -> QboFault:
+        return QboFault(
+            "6240", "Duplicate Name Exists Error", "The name supplied already exists. : null"
+        )
+
+    # ---------------------------------------------------------------- customer
+
+    def _create_customer(self, body: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
+        parts = [body.get(k) for k in ("Title", "GivenName", "MiddleName", "FamilyName", "Suffix")]
+        display = body.get("DisplayName") or " ".join(p for p in parts if p)
+        if not display:
+            raise QboFault("6080", "No Name Provided", "Please provide a name", element="")
+        if self._name_taken(display, "Customer"):
+            raise self._duplicate_name()
+        self._check_email(body.get("PrimaryEmailAddr"))
+        currency = (body.get("CurrencyRef") or {}).get("value") or self.home_currency
+        if currency != self.home_currency and not self.multicurrency:
+            raise faults.business("Multicurrency is not enabled for this company.")
+        now = self.clock.now()
+        rid = self._next_id("Customer")
+        record: dict[str, Any] = {
+            "Taxable": body.get("Taxable", True),
+            "Job": False,
+            "BillWithParent": False,
+            "Balance": Decimal("0.00"),
+            "BalanceWithJobs": Decimal("0.00"),
+            "CurrencyRef": self.currency_ref(currency),
+            "PreferredDeliveryMethod": "Print",
+            "domain": "QBO",
+            "sparse": False,
+            "Id": rid,
+            "SyncToken": "0",
+            "MetaData": self.meta(now, now),
+        }
+        record.update(
+            {
+                k: v
+                for k, v in body.items()
+                if k
+                not in {"Id", "SyncToken", "sparse", "domain", "MetaData", "Balance", "CurrencyRef"}
+            }
+        )
+        record["DisplayName"] = display
+        record["FullyQualifiedName"] = display
+        record.setdefault("PrintOnCheckName", display)
+        record["Active"] = body.get("Active", True) is not False
+        if self.is_us:
+            record.setdefault("DefaultTaxCodeRef", {"value": "2"})
+        self._store("Customer", rid, record, now)
+        return record
+
+    def _check_email(self, addr: Any) -> None:
+        if isinstance(addr, dict) and addr.get("Address"):
+            value = str(addr["Address"])
+            if len(value) > 100 or not EMAIL_RE.match(value):
+                raise QboFault(
+                    "2210",
+                    "Invalid Email Address format",
+                    "Email Address does not conform to the syntax rules of RFC 822. "
+                    f"Supplied value:{value}",
+                    element="",
+                )
+
+    def _update_customer(
+        self, current: dict[str, Any], body: dict[str, Any], sparse: bool, params: dict[str, str]
+    ) -> dict[str, Any]:
+        self._check_email(body.get("PrimaryEmailAddr"))
+        proposed = (
+            dict(current)
+            if sparse
+            else {
+                k: current[k]
+                for k in (
+                    "Id",
+                    "SyncToken",
+                    "MetaData",
+                    "domain",
+                    "sparse",
+                    "Balance",
+                    "BalanceWithJobs",
+                    "CurrencyRef",
+                    "Job",
+                    "BillWithParent",
+                    "PreferredDeliveryMethod",
+                    "Taxable",
+                    "Active",
+                )
+                if k in current
+            }
+        )
+        for key, value in body.items():
+            if key not in {
+                "Id",
+                "SyncToken",
+                "sparse",
+                "domain",
+                "MetaData",
+                "Balance",
+                "BalanceWithJobs",
+                "FullyQualifiedName",
+            }:
+                proposed[key] = value
+        display = proposed.get("DisplayName") or current["DisplayName"]
+        becoming_inactive = current.get("Active", True) and proposed.get("Active") is False
+        becoming_active = current.get("Active") is False and proposed.get("Active") is True
+        if becoming_inactive:
+            if current["Balance"] != 0:
+                raise faults.business(
+                    "Delete List Has Balance Error: The entity you are trying to delete has an "
+                    "open balance."
+                )
+            if not display.endswith(DELETED_SUFFIX):
+                display += DELETED_SUFFIX
+        if becoming_active and display.endswith(DELETED_SUFFIX):
+            display = display[: -len(DELETED_SUFFIX)]
+        if display != current["DisplayName"] and self._name_taken(
+            display, "Customer", current["Id"]
+        ):
+            raise self._duplicate_name()
+        proposed["DisplayName"] = display
+        proposed["FullyQualifiedName"] = display
+        proposed.setdefault("PrintOnCheckName", display)
+        current.clear()
+        current.update(proposed)
+        return current
+
+    # ---------------------------------------------------------------- item
+
+    def _create_item(self, body: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
+        name = body.get("Name")
+        if not name:
+            raise faults.required("Name")
+        if len(str(name)) > 100:
+            raise QboFault(
+                "2050",
+                "String length is either shorter or longer than supported by specification",
+                "String length specified does not match the supported length. Min:0 Max:100 "
+                f"supplied length:{len(str(name))}",
+                element="Name",
+            )
+        if self._name_taken(name, "Item"):
+            raise self._duplicate_name()
+        item_type = body.get("Type", "Service")
+        if item_type not in {"Service", "NonInventory", "Inventory", "Group", "Category"}:
+            raise QboFault(
+                "2170", "Invalid Enumeration", f"Invalid Enumeration : {item_type}", element="Type"
+            )
+        if item_type in {"Service", "NonInventory", "Inventory"}:
+            self._ref("Account", body.get("IncomeAccountRef"), "IncomeAccountRef")
+        now = self.clock.now()
+        rid = self._next_id("Item")
+        record: dict[str, Any] = {
+            "Name": name,
+            "Active": True,
+            "FullyQualifiedName": name,
+            "Taxable": False,
+            "UnitPrice": Decimal("0"),
+            "Type": item_type,
+            "PurchaseCost": Decimal("0"),
+            "TrackQtyOnHand": item_type == "Inventory",
+            "domain": "QBO",
+            "sparse": False,
+            "Id": rid,
+            "SyncToken": "0",
+            "MetaData": self.meta(now, now),
+        }
+        record.update(
+            {
+                k: v
+                for k, v in body.items()
+                if k not in {"Id", "SyncToken", "sparse", "domain", "MetaData"}
+            }
+        )
+        if "IncomeAccountRef" in record:
+            acct = self.records["Account"][record["IncomeAccountRef"]["value"]]
+            record["IncomeAccountRef"] = {"value": acct["Id"], "name": acct["Name"]}
+        self._store("Item", rid, record, now)
+        return record
+
+    def _update_item(
+        self, current: dict[str, Any], body: dict[str, Any], sparse: bool, params: dict[str, str]
+    ) -> dict[str, Any]:
+        proposed = (
+            dict(current)
+            if sparse
+            else {
+                k: current[k]
+                for k in ("Id", "SyncToken", "MetaData", "domain", "sparse", "Type", "Active")
+                if k in current
+            }
+        )
+        for key, value in body.items():
+            if key not in {"Id", "SyncToken", "sparse", "domain", "MetaData", "FullyQualifiedName"}:
+                proposed[key] = value
+        name = proposed.get("Name") or current["Name"]
+        if (
+            current.get("Active", True)
+            and proposed.get("Active") is False
+            and not name.endswith(DELETED_SUFFIX)
+        ):
+            name += DELETED_SUFFIX
+        if (
+            current.get("Active") is False
+            and proposed.get("Active") is True
+            and name.endswith(DELETED_SUFFIX)
+        ):
+            name = name[: -len(DELETED_SUFFIX)]
+        if name != current["Name"] and self._name_taken(name, "Item", current["Id"]):
+            raise self._duplicate_name()
+        proposed["Name"] = name
+        proposed["FullyQualifiedName"] = name
+        current.clear()
+        current.update(proposed)
+        return current
+
+    # ---------------------------------------------------------------- term
+
+    def _create_term(self, body: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
+        name = body.get("Name")
+        if not name:
+            raise faults.required("Name")
+        if self._name_taken(name, "Term"):
+            raise self._duplicate_name()
+        now = self.clock.now()
+        rid = self._next_id("Term")
+        record = {
+            "Name": name,
+            "Active": True,
+            "Type": "STANDARD",
+            "DueDays": 0,
+            "domain": "QBO",
+            "sparse": False,
+            "Id": rid,
+            "SyncToken": "0",
+            "MetaData": self.meta(now, now),
+        }
+        record.update(
+            {
+                k: v
+                for k, v in body.items()
+                if k in WRITABLE["Term"]
+                and k not in {"Id", "SyncToken", "sparse", "domain", "MetaData"}
+            }
+        )
+        if "DayOfMonthDue" in body:
+            record["Type"] = "DATE_DRIVEN"
+            record.pop("DueDays", None)
+        self._store("Term", rid, record, now)
+        return record
+
+    def _update_term(
+        self, current: dict[str, Any], body: dict[str, Any], sparse: bool, params: dict[str, str]
+    ) -> dict[str, Any]:
+        for key, value in body.items():
+            if key not in {"Id", "SyncToken", "sparse", "domain", "MetaData", "Type"}:
+                current[key] = value
+        return current
+
+    def due_date(self, txn_date: date, term: dict[str, Any] | None) -> date:
+        if term is None:
+            return txn_date
+        if term.get("Type") == "DATE_DRIVEN" and term.get("DayOfMonthDue"):
+            day = int(term["DayOfMonthDue"])
+            within = int(term.get("DueNextMonthDays") or 0)
+            first = txn_date.replace(day=1)
+            candidate = first.replace(day=min(day, 28))
+            if txn_date > candidate - timedelta(days=within):
+                nxt = (first + timedelta(days=32)).replace(day=1)
+                candidate = nxt.replace(day=min(day, 28))
+            return candidate
+        return txn_date + timedelta(days=int(term.get("DueDays") or 0))
+
+    # ---------------------------------------------------------------- invoice
+
+    def _create_invoice(self, body: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
+        customer = self._ref("Customer", body.get("CustomerRef"), "CustomerRef")
+        if not body.get("Line"):
+            raise faults.required("Line")
+        now = self.clock.now()
+        rid = self._next_id("Invoice")
+        txn_date = parse_date(body["TxnDate"], "TxnDate") if body.get("TxnDate") else self.today()
+        invoice: dict[str, Any] = {
+            "AllowIPNPayment": False,
+            "AllowOnlinePayment": False,
+            "AllowOnlineCreditCardPayment": False,
+            "AllowOnlineACHPayment": False,
+            "domain": "QBO",
+            "sparse": False,
+            "Id": rid,
+            "SyncToken": "0",
+            "MetaData": self.meta(now, now),
+            "CustomField": [],
+            "TxnDate": txn_date.isoformat(),
+            "LinkedTxn": [],
+            "ApplyTaxAfterDiscount": False,
+            "PrintStatus": "NeedToPrint",
+            "EmailStatus": "NotSet",
+            "_next_line": 1,
+        }
+        for key, value in body.items():
+            if key not in {
+                "Id",
+                "SyncToken",
+                "sparse",
+                "domain",
+                "MetaData",
+                "TotalAmt",
+                "Balance",
+                "LinkedTxn",
+                "HomeTotalAmt",
+                "HomeBalance",
+                "AutoDocNumber",
+                "DeliveryInfo",
+            }:
+                invoice[key] = value
+        invoice["TxnDate"] = txn_date.isoformat()
+        self._assign_doc_number(invoice, body, params)
+        invoice["CustomerRef"] = {"value": customer["Id"], "name": customer["DisplayName"]}
+        for addr in ("BillAddr", "ShipAddr"):
+            if addr not in invoice and customer.get("BillAddr"):
+                invoice[addr] = copy.deepcopy(customer.get(addr) or customer["BillAddr"])
+        if "BillEmail" not in invoice and customer.get("PrimaryEmailAddr"):
+            invoice["BillEmail"] = dict(customer["PrimaryEmailAddr"])
+        self._check_email(invoice.get("BillEmail"))
+        if invoice.get("EmailStatus") not in {"NotSet", "NeedToSend", "EmailSent"}:
+            raise QboFault(
+                "2170",
+                "Invalid Enumeration",
+                "Invalid Enumeration : EmailStatus",
+                element="EmailStatus",
+            )
+        term = self._terms_for(invoice, customer)
+        if term is not None:
+            invoice["SalesTermRef"] = {"value": term["Id"], "name": term["Name"]}
+        if not body.get("DueDate"):
+            invoice["DueDate"] = self.due_date(txn_date, term).isoformat()
+        self._set_currency(invoice, customer)
+        self._price_invoice(invoice, body.get("Line") or [], paid=Decimal("0"))
+        self._store("Invoice", rid, invoice, now)
+        return invoice
+
+    def _terms_for(
+        self, invoice: dict[str, Any], customer: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        # Precedence (UNVERIFIED): the invoice's terms, the customer's, the company default.
+        for ref in (
+            invoice.get("SalesTermRef"),
+            customer.get("SalesTermRef"),
+            self.preferences["SalesFormsPrefs"].get("DefaultTerms"),
+        ):
+            if isinstance(ref, dict) and ref.get("value"):
+                return self._ref("Term", ref, "SalesTermRef")
+        return None
+
+    def _set_currency(self, invoice: dict[str, Any], customer: dict[str, Any]) -> None:
+        cust_currency = customer["CurrencyRef"]["value"]
+        asked = (invoice.get("CurrencyRef") or {}).get("value") or cust_currency
+        if asked != cust_currency:
+            raise faults.business(
+                f"The currency of the transaction ({asked}) must match the customer's currency "
+                f"({cust_currency})."
+            )
+        invoice["CurrencyRef"] = self.currency_ref(asked)
+        if self.multicurrency:
+            invoice["ExchangeRate"] = number(invoice.get("ExchangeRate") or 1, "ExchangeRate")
+
+    def _assign_doc_number(
+        self, invoice: dict[str, Any], body: dict[str, Any], params: dict[str, str]
+    ) -> None:
+        doc = body.get("DocNumber")
+        if (
+            doc == "AUTO_GENERATE"
+            or body.get("AutoDocNumber") is True
+            or (not doc and not self.custom_txn_numbers)
+        ):
+            invoice["DocNumber"] = self._next_doc_number()
+            return
+        if not doc:
+            invoice.pop("DocNumber", None)
+            return
+        doc = str(doc)
+        if len(doc) > 21:
+            raise QboFault(
+                "2050",
+                "String length is either shorter or longer than supported by specification",
+                f"String length specified does not match the supported length. Min:0 Max:21 "
+                f"supplied length:{len(doc)}",
+                element="DocNumber",
+            )
+        self._check_doc_unique(doc, invoice.get("Id"), params)
+        invoice["DocNumber"] = doc
+
+    def _check_doc_unique(self, doc: str, except_id: str | None, params: dict[str, str]) -> None:
+        if not self.enforce_unique_docnumber or params.get("include") == "allowduplicatedocnum":
+            return
+        for other in self.records["Invoice"].values():
+            if other["Id"] != except_id and other.get("DocNumber") == doc:
+                raise QboFault(
+                    "6140",
+                    "Duplicate Document Number Error",
+                    "Duplicate Document Number Error : You must specify a different number. This "
+                    f"number has already been used. DocNumber={doc} is assigned to TxnType=Invoice "
+                    f"with TxnId={other['Id']}",
+                    element="",
+                )
+
+    def _next_doc_number(self) -> str:
+        used = {inv.get("DocNumber") for inv in self.records["Invoice"].values()}
+        while str(self.next_doc_number) in used:
+            self.next_doc_number += 1
+        doc = str(self.next_doc_number)
+        self.next_doc_number += 1
+        return doc
+
+    def _price_invoice(self, invoice: dict[str, Any], lines_in: list[Any], paid: Decimal) -> None:
+        """Number the lines, add the subtotal, compute tax, TotalAmt and Balance."""
+        lines: list[dict[str, Any]] = []
+        subtotal = Decimal("0.00")
+        taxable_by_code: dict[str, Decimal] = {}
+        used_ids = {str(ln.get("Id")) for ln in lines_in if isinstance(ln, dict) and ln.get("Id")}
+        for raw in lines_in:
+            if not isinstance(raw, dict):
+                raise faults.required("Line")
+            kind = raw.get("DetailType")
+            if kind in ("SubTotalLineDetail", "DiscountLineDetail"):
+                continue
+            if not kind:
+                raise faults.required("DetailType")
+            line = copy.deepcopy(raw)
+            line.pop("LineNum", None)
+            if not line.get("Id") or str(line["Id"]) not in used_ids:
+                while str(invoice["_next_line"]) in used_ids:
+                    invoice["_next_line"] += 1
+                line["Id"] = str(invoice["_next_line"])
+                invoice["_next_line"] += 1
+            if kind == "DescriptionOnly":
+                lines.append(line)
+                continue
+            if kind != "SalesItemLineDetail":
+                raise QboFault(
+                    "2170",
+                    "Invalid Enumeration",
+                    f"Invalid Enumeration : {kind}",
+                    element="DetailType",
+                )
+            if "Amount" not in line:
+                raise faults.required("Amount")
+            amount = money(line["Amount"])
+            detail = line.setdefault("SalesItemLineDetail", {})
+            qty, price = detail.get("Qty"), detail.get("UnitPrice")
+            if qty is not None and price is not None:
+                qty_d, price_d = number(qty, "Qty"), number(price, "UnitPrice")
+                if (qty_d * price_d).quantize(CENT, rounding=ROUND_HALF_UP) != amount:
+                    raise QboFault(
+                        "6070",
+                        "Amount is not equal to Qty * UnitPrice",
+                        f"Amount is not equal to UnitPrice * Qty. Supplied value:{amount}",
+                        element="",
+                    )
+                detail["Qty"], detail["UnitPrice"] = qty_d, price_d
+            line["Amount"] = amount
+            item = None
+            if detail.get("ItemRef"):
+                item = self._ref("Item", detail["ItemRef"], "ItemRef")
+                detail["ItemRef"] = {"value": item["Id"], "name": item["Name"]}
+            code = self._line_tax_code(detail, item)
+            if item is not None:
+                # A line with no item is documentation only; QBO leaves its amount out (SCHEMA).
+                subtotal += amount
+                taxable_by_code[code] = taxable_by_code.get(code, Decimal("0")) + amount
+            lines.append(line)
+        if not lines:
+            raise faults.required("Line")
+        discount = Decimal("0.00")
+        for raw in lines_in:
+            if isinstance(raw, dict) and raw.get("DetailType") == "DiscountLineDetail":
+                ddetail = raw.get("DiscountLineDetail") or {}
+                if ddetail.get("PercentBased"):
+                    discount = (
+                        subtotal
+                        * number(ddetail.get("DiscountPercent", 0), "DiscountPercent")
+                        / 100
+                    ).quantize(CENT, rounding=ROUND_HALF_UP)
+                else:
+                    discount = money(raw.get("Amount", 0))
+                line = {
+                    "Amount": discount,
+                    "DetailType": "DiscountLineDetail",
+                    "DiscountLineDetail": dict(ddetail),
+                }
+                line["Id"] = str(invoice["_next_line"])
+                invoice["_next_line"] += 1
+                lines.append(line)
+        for num, line in enumerate(
+            (ln for ln in lines if ln["DetailType"] != "DiscountLineDetail"), 1
+        ):
+            line["LineNum"] = num
+        lines.append(
+            {"Amount": subtotal, "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}}
+        )
+        invoice["Line"] = lines
+        tax_detail = self._compute_tax(invoice, taxable_by_code, subtotal, discount)
+        invoice["TxnTaxDetail"] = tax_detail
+        total = subtotal - discount + tax_detail["TotalTax"]
+        deposit = money(invoice.get("Deposit") or 0)
+        if total - deposit - paid < 0:
+            raise faults.business(
+                "The transaction total cannot be less than the amount already paid."
+            )
+        invoice["TotalAmt"] = total
+        invoice["Balance"] = total - deposit - paid
+        if self.multicurrency:
+            rate = invoice.get("ExchangeRate") or Decimal("1")
+            invoice["HomeTotalAmt"] = (total * rate).quantize(CENT, rounding=ROUND_HALF_UP)
+            invoice["HomeBalance"] = (invoice["Balance"] * rate).quantize(
+                CENT, rounding=ROUND_HALF_UP
+            )
+        if not self.is_us:
+            invoice.setdefault("GlobalTaxCalculation", "TaxExcluded")
+
+    def _line_tax_code(self, detail: dict[str, Any], item: dict[str, Any] | None) -> str:
+        ref = detail.get("TaxCodeRef")
+        code = str(ref.get("value")) if isinstance(ref, dict) and ref.get("value") else None
+        if self.is_us:
+            if code is None:
+                code = "TAX" if item is not None and item.get("Taxable") else "NON"
+            if code not in {"TAX", "NON"}:
+                raise QboFault(
+                    "6100",
+                    "Invalid Line TaxCode",
+                    f"Invalid Line TaxCode : {code}. US lines must use TAX or NON.",
+                    element="TaxCodeRef",
+                )
+        else:
+            if code is None:
+                raise faults.business(seed.MISSING_TAX_TEXT[self.country])
+            if code not in self.tax_rates:
+                raise faults.invalid_reference("TaxCodeRef", code)
+        detail["TaxCodeRef"] = {"value": code}
+        return code
+
+    def _compute_tax(
+        self,
+        invoice: dict[str, Any],
+        taxable: dict[str, Decimal],
+        subtotal: Decimal,
+        discount: Decimal,
+    ) -> dict[str, Any]:
+        tax_lines: list[dict[str, Any]] = []
+        total_tax = Decimal("0.00")
+        if self.is_us:
+            requested = (invoice.get("TxnTaxDetail") or {}).get("TxnTaxCodeRef")
+            base = taxable.get("TAX", Decimal("0"))
+            if isinstance(requested, dict) and requested.get("value") and base > 0:
+                code = str(requested["value"])
+                if code not in self.tax_rates:
+                    raise faults.invalid_reference("TxnTaxCodeRef", code)
+                total_tax = (base * self.tax_rates[code] / 100).quantize(
+                    CENT, rounding=ROUND_HALF_UP
+                )
+                tax_lines.append(self._tax_line(code, base, total_tax))
+                return {
+                    "TxnTaxCodeRef": {"value": code},
+                    "TotalTax": total_tax,
+                    "TaxLine": tax_lines,
+                }
+            return {"TotalTax": total_tax}
+        for code, base in taxable.items():
+            amount = (base * self.tax_rates[code] / 100).quantize(CENT, rounding=ROUND_HALF_UP)
+            total_tax += amount
+            tax_lines.append(self._tax_line(code, base, amount))
+        return {"TotalTax": total_tax, "TaxLine": tax_lines}
+
+    def _tax_line(self, code: str, base: Decimal, amount: Decimal) -> dict[str, Any]:
+        return {
+            "Amount": amount,
+            "DetailType": "TaxLineDetail",
+            "TaxLineDetail": {
+                "TaxRateRef": {"value": code},
+                "PercentBased": True,
+                "TaxPercent": self.tax_rates[code],
+                "NetAmountTaxable": base,
+            },
+        }
+
+    def _paid_on(self, invoice_id: str) -> Decimal:
+        return sum(
+            (a.get(invoice_id, Decimal("0")) for a in self.applied.values()), Decimal("0.00")
+        )
+
+    def _update_invoice(
+        self, current: dict[str, Any], body: dict[str, Any], sparse: bool, params: dict[str, str]
+    ) -> dict[str, Any]:
+        proposed = (
+            copy.deepcopy(current)
+            if sparse
+            else {
+                k: copy.deepcopy(current[k])
+                for k in (
+                    "Id",
+                    "SyncToken",
+                    "MetaData",
+                    "domain",
+                    "sparse",
+                    "LinkedTxn",
+                    "CustomField",
+                    "AllowIPNPayment",
+                    "AllowOnlinePayment",
+                    "AllowOnlineCreditCardPayment",
+                    "AllowOnlineACHPayment",
+                    "ApplyTaxAfterDiscount",
+                    "PrintStatus",
+                    "EmailStatus",
+                    "DeliveryInfo",
+                    "CurrencyRef",
+                    "ExchangeRate",
+                    "_next_line",
+                    "TxnDate",
+                )
+                if k in current
+            }
+        )
+        for key, value in body.items():
+            if key not in {
+                "Id",
+                "SyncToken",
+                "sparse",
+                "domain",
+                "MetaData",
+                "TotalAmt",
+                "Balance",
+                "LinkedTxn",
+                "HomeTotalAmt",
+                "HomeBalance",
+                "DeliveryInfo",
+            }:
+                proposed[key] = value
+        customer = self._ref("Customer", proposed.get("CustomerRef"), "CustomerRef")
+        if customer["Id"] != current["CustomerRef"]["value"] and self._paid_on(current["Id"]) > 0:
+            raise QboFault(
+                "620",
+                "TxnID cannot be linked",
+                "The customer of an invoice with payments cannot change.",
+            )
+        proposed["CustomerRef"] = {"value": customer["Id"], "name": customer["DisplayName"]}
+        if "DocNumber" in body and body["DocNumber"] != current.get("DocNumber"):
+            self._assign_doc_number(proposed, body, params)
+        if "TxnDate" in body or "SalesTermRef" in body:
+            txn_date = parse_date(proposed["TxnDate"], "TxnDate")
+            if "DueDate" not in body:
+                proposed["DueDate"] = self.due_date(
+                    txn_date, self._terms_for(proposed, customer)
+                ).isoformat()
+        self._check_email(proposed.get("BillEmail"))
+        self._set_currency(proposed, customer)
+        lines = body["Line"] if "Line" in body else current["Line"]
+        self._price_invoice(proposed, lines, paid=self._paid_on(current["Id"]))
+        current.clear()
+        current.update(proposed)
+        self._refresh_customer_balances()
+        return current
+
+    def send_invoice(self, rid: str, send_to: str | None) -> dict[str, Any]:
+        invoice = self.get("Invoice", rid)
+        if send_to:
+            self._check_email({"Address": send_to})
+            invoice["BillEmail"] = {"Address": send_to}
+        address = (invoice.get("BillEmail") or {}).get("Address")
+        if not address:
+            # UNVERIFIED: the real code and text for a send with no address.
+            raise faults.business("Please provide an email address to send this transaction to.")
+        self.mark_emailed(invoice, address)
+        return invoice
+
+    def mark_emailed(self, invoice: dict[str, Any], address: str) -> None:
+        now = self.clock.now()
+        invoice["EmailStatus"] = "EmailSent"
+        invoice["DeliveryInfo"] = {"DeliveryType": "Email", "DeliveryTime": self.local(now)}
+        self._touch("Invoice", invoice, bump=self.send_bumps_synctoken)
+        self.outbox.append(
+            {
+                "to": address,
+                "invoice_id": invoice["Id"],
+                "at": self.local(now),
+                "DocNumber": invoice.get("DocNumber"),
+            }
+        )
+        self._changed("Invoice", invoice["Id"], "Emailed")
+
+    # ---------------------------------------------------------------- payment
+
+    def _payment_lines(
+        self, customer: dict[str, Any], lines_in: Any
+    ) -> tuple[list[dict[str, Any]], dict[str, Decimal]]:
+        lines: list[dict[str, Any]] = []
+        applied: dict[str, Decimal] = {}
+        for raw in lines_in or []:
+            amount = money(raw.get("Amount", 0))
+            links = raw.get("LinkedTxn") or []
+            line = {"Amount": amount, "LinkedTxn": []}
+            for link in links:
+                if link.get("TxnType") != "Invoice":
+                    raise QboFault(
+                        "620",
+                        "TxnID cannot be linked",
+                        f"Only invoices can be linked here, not {link.get('TxnType')}",
+                    )
+                invoice = self.get("Invoice", str(link.get("TxnId")))
+                if invoice["CustomerRef"]["value"] != customer["Id"]:
+                    raise QboFault(
+                        "620",
+                        "TxnID cannot be linked",
+                        "The transaction belongs to a different customer.",
+                    )
+                open_balance = invoice["Balance"] - applied.get(invoice["Id"], Decimal("0"))
+                if amount > open_balance:
+                    # UNVERIFIED: the real overpayment text.
+                    raise faults.business(
+                        f"The payment amount {amount} is more than the open balance "
+                        f"{open_balance} of invoice {invoice['Id']}."
+                    )
+                applied[invoice["Id"]] = applied.get(invoice["Id"], Decimal("0")) + amount
+                line["LinkedTxn"].append({"TxnId": invoice["Id"], "TxnType": "Invoice"})
+                line["LineEx"] = {
+                    "any": [
+                        {
+                            "name": "{http://schema.intuit.com/finance/v3}NameValue",
+                            "declaredType": "com.intuit.schema.finance.v3.NameValue",
+                            "scope": "javax.xml.bind.JAXBElement$GlobalScope",
+                            "value": {"Name": "txnId", "Value": invoice["Id"]},
+                            "nil": False,
+                            "globalScope": True,
+                            "typeSubstituted": False,
+                        },
+                        {
+                            "name": "{http://schema.intuit.com/finance/v3}NameValue",
+                            "declaredType": "com.intuit.schema.finance.v3.NameValue",
+                            "scope": "javax.xml.bind.JAXBElement$GlobalScope",
+                            "value": {"Name": "txnOpenBalance", "Value": str(invoice["Balance"])},
+                            "nil": False,
+                            "globalScope": True,
+                            "typeSubstituted": False,
+                        },
+                    ]
+                }
+            lines.append(line)
+        return lines, applied
+
+    def _create_payment(self, body: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
+        customer = self._ref("Customer", body.get("CustomerRef"), "CustomerRef")
+        if body.get("TotalAmt") is None:
+            raise faults.required("TotalAmt")
+        total = money(body["TotalAmt"], "TotalAmt")
+        lines, applied = self._payment_lines(customer, body.get("Line"))
+        applied_total = sum(applied.values(), Decimal("0.00"))
+        if applied_total > total:
+            raise faults.business("The amount applied is more than the total amount received.")
+        now = self.clock.now()
+        rid = self._next_id("Payment")
+        payment: dict[str, Any] = {
+            "SyncToken": "0",
+            "domain": "QBO",
+            "sparse": False,
+            "Id": rid,
+            "DepositToAccountRef": {"value": seed.UNDEPOSITED_FUNDS_ID},
+            "TxnDate": (body.get("TxnDate") or self.today().isoformat()),
+            "ProcessPayment": False,
+            "MetaData": self.meta(now, now),
+            "CurrencyRef": customer["CurrencyRef"],
+        }
+        for key in (
+            "PaymentRefNum",
+            "PaymentMethodRef",
+            "DepositToAccountRef",
+            "ARAccountRef",
+            "PrivateNote",
+            "ExchangeRate",
+        ):
+            if key in body:
+                payment[key] = body[key]
+        payment.update(
+            {
+                "CustomerRef": {"value": customer["Id"], "name": customer["DisplayName"]},
+                "TotalAmt": total,
+                "UnappliedAmt": total - applied_total,
+                "Line": lines,
+            }
+        )
+        self._store("Payment", rid, payment, now)
+        self._apply_payment(rid, applied)
+        return payment
+
+    def _update_payment(
+        self, current: dict[str, Any], body: dict[str, Any], sparse: bool, params: dict[str, str]
+    ) -> dict[str, Any]:
+        customer = self.get("Customer", current["CustomerRef"]["value"])
+        previous = self._unapply_payment(current["Id"])
+        try:
+            lines_in = body["Line"] if "Line" in body else ([] if not sparse else current["Line"])
+            lines, applied = self._payment_lines(customer, lines_in)
+            total = money(body.get("TotalAmt", current["TotalAmt"]), "TotalAmt")
+            if sum(applied.values(), Decimal("0")) > total:
+                raise faults.business("The amount applied is more than the total amount received.")
+        except QboFault:
+            self._apply_payment(current["Id"], previous, touch=False)
+            raise
+        for key, value in body.items():
+            if key in {
+                "PaymentRefNum",
+                "PaymentMethodRef",
+                "DepositToAccountRef",
+                "PrivateNote",
+                "TxnDate",
+            }:
+                current[key] = value
+        current.update(
+            {
+                "Line": lines,
+                "TotalAmt": total,
+                "UnappliedAmt": total - sum(applied.values(), Decimal("0.00")),
+            }
+        )
+        self._apply_payment(current["Id"], applied)
+        return current
+
+    def void_payment(self, payment: dict[str, Any]) -> dict[str, Any]:
+        self._unapply_payment(payment["Id"])
+        for line in payment["Line"]:
+            line["Amount"] = Decimal("0.00")
+        payment.update(
+            {"TotalAmt": Decimal("0.00"), "UnappliedAmt": Decimal("0.00"), "PrivateNote": "Voided"}
+        )
+        self._touch("Payment", payment)
+        self._changed("Payment", payment["Id"], "Void")
+        return payment
+
+    def _apply_payment(
+        self, payment_id: str, applied: dict[str, Decimal], touch: bool = True
+    ) -> None:
+        self.applied[payment_id] = applied
+        for invoice_id, amount in applied.items():
+            invoice = self.records["Invoice"][invoice_id]
+            invoice["Balance"] -= amount
+            if "HomeBalance" in invoice:
+                invoice["HomeBalance"] = (
+                    invoice["Balance"] * invoice.get("ExchangeRate", 1)
+                ).quantize(CENT)
+            link = {"TxnId": payment_id, "TxnType": "Payment"}
+            if link not in invoice["LinkedTxn"]:
+                invoice["LinkedTxn"].append(link)
+            if touch:
+                # Applying a payment changes the invoice, so its SyncToken moves (OBS).
+                self._touch("Invoice", invoice)
+                self._changed("Invoice", invoice_id, "Update")
+        self._refresh_customer_balances()
+
+    def _unapply_payment(self, payment_id: str) -> dict[str, Decimal]:
+        applied = self.applied.pop(payment_id, {})
+        for invoice_id, amount in applied.items():
+            invoice = self.records["Invoice"].get(invoice_id)
+            if invoice is None:
+                continue
+            invoice["Balance"] += amount
+            if "HomeBalance" in invoice:
+                invoice["HomeBalance"] = (
+                    invoice["Balance"] * invoice.get("ExchangeRate", 1)
+                ).quantize(CENT)
+            invoice["LinkedTxn"] = [
+                lt
+                for lt in invoice["LinkedTxn"]
+                if not (lt.get("TxnType") == "Payment" and lt.get("TxnId") == payment_id)
+            ]
+            self._touch("Invoice", invoice)
+            self._changed("Invoice", invoice_id, "Update")
+        self._refresh_customer_balances()
+        return applied
+
+    def _unlink_payments(self, invoice_id: str) -> None:
+        """Void/delete of a paid invoice: its payments stay, as unapplied credit (UNVERIFIED)."""
+        for payment_id, applied in list(self.applied.items()):
+            if invoice_id not in applied:
+                continue
+            amount = applied.pop(invoice_id)
+            payment = self.records["Payment"][payment_id]
+            payment["Line"] = [
+                ln
+                for ln in payment["Line"]
+                if not any(lt.get("TxnId") == invoice_id for lt in ln.get("LinkedTxn", []))
+            ]
+            payment["UnappliedAmt"] += amount
+            self._touch("Payment", payment)
+            self._changed("Payment", payment_id, "Update")
+        invoice = self.records["Invoice"].get(invoice_id)
+        if invoice is not None:
+            invoice["LinkedTxn"] = [
+                lt for lt in invoice["LinkedTxn"] if lt.get("TxnType") != "Payment"
+            ]
+
+    def _refresh_customer_balances(self) -> None:
+        totals: dict[str, Decimal] = {}
+        for invoice in self.records["Invoice"].values():
+            cid = invoice["CustomerRef"]["value"]
+            totals[cid] = totals.get(cid, Decimal("0.00")) + invoice["Balance"]
+        for payment in self.records["Payment"].values():
+            cid = payment["CustomerRef"]["value"]
+            totals[cid] = totals.get(cid, Decimal("0.00")) - payment["UnappliedAmt"]
+        for cid, customer in self.records["Customer"].items():
+            balance = totals.get(cid, Decimal("0.00"))
+            customer["Balance"] = balance
+            customer["BalanceWithJobs"] = balance
+
+    # ---------------------------------------------------------------- preferences
+
+    def update_preferences(self, body: dict[str, Any]) -> dict[str, Any]:
+        if str(body.get("SyncToken")) != self.preferences["SyncToken"]:
+            raise faults.stale()
+        currency = body.get("CurrencyPrefs") or {}
+        if currency.get("MultiCurrencyEnabled") is False and self.multicurrency:
+            raise faults.business("Multicurrency cannot be turned off once it is on.")
+        home = (currency.get("HomeCurrency") or {}).get("value")
+        if home and home != self.home_currency:
+            raise faults.business("The home currency cannot be changed.")
+        self.set_preferences(body, bump=True)
+        return self.preferences
+
+    def set_preferences(self, body: dict[str, Any], bump: bool = True) -> None:
+        for section, values in body.items():
+            if isinstance(values, dict) and isinstance(self.preferences.get(section), dict):
+                self.preferences[section].update(values)
+        sales = self.preferences["SalesFormsPrefs"]
+        self.custom_txn_numbers = bool(sales.get("CustomTxnNumbers"))
+        currency = self.preferences["CurrencyPrefs"]
+        self.multicurrency = self.multicurrency or bool(currency.get("MultiCurrencyEnabled"))
+        currency["MultiCurrencyEnabled"] = self.multicurrency
+        now = self.clock.now()
+        if bump:
+            self.preferences["SyncToken"] = str(int(self.preferences["SyncToken"]) + 1)
+        self.preferences["MetaData"]["LastUpdatedTime"] = self.local(now)
+        for listener in self.listeners:
+            listener(self.realm_id, "Preferences", "1", "Update", None)
+
+    # ---------------------------------------------------------------- query support
+
+    def rows(self, entity: str) -> list[dict[str, Any]]:
+        if entity == "CompanyInfo":
+            return [self.company_info]
+        if entity == "Preferences":
+            return [self.preferences]
+        return list(self.records.get(entity, {}).values())
