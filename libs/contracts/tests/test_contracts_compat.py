@@ -219,3 +219,13 @@ def test_nullable_spellings(old: Schema, new: Schema) -> None:
     wrapped_new = {"type": "object", "properties": {"x": new}}
     nullable_kept = old.get("anyOf") is not None
     assert is_compatible(wrapped_old, wrapped_new) is nullable_kept
+
+
+def test_widening_a_single_type_to_a_union_is_compatible() -> None:
+    old: Schema = {"type": "object", "properties": {"x": {"type": "string"}}}
+    new: Schema = {
+        "type": "object",
+        "properties": {"x": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+    }
+    assert is_compatible(old, new)
+    assert _kinds(find_incompatibilities(new, old)) == {(Kind.TYPE_CHANGED, "x")}

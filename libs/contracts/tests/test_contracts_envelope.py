@@ -27,6 +27,7 @@ from dealbooks_contracts import (
     Tenant,
     all_specs,
     decode,
+    spec_for_model,
     uuid7,
     uuid7_time,
 )
@@ -299,3 +300,13 @@ def _property_names(node: object) -> set[str]:
 def test_uuid7_time_refuses_other_versions() -> None:
     with pytest.raises(ValueError, match="UUIDv7"):
         uuid7_time(UUID(int=0))
+
+
+def test_customer_choice_without_kind_is_refused_on_the_wire() -> None:
+    event = Envelope.build(_requested(), source="invoice-builder", tenant=TENANT)
+    wire = json.loads(event.to_bytes())
+    del wire["data"]["customer"]["kind"]
+    with pytest.raises(ValidationError):
+        Envelope[InvoiceRequested].model_validate(wire)
+    schema = schema_for(spec_for_model(InvoiceRequested))
+    assert "kind" in schema["$defs"]["NewCustomer"]["required"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, ConfigDict, Field
 
 from .._types import (
     Address,
@@ -86,8 +86,15 @@ class CrmObjectChanged(EventPayload):
     )
 
 
+def _kind_is_required(schema: dict[str, Any]) -> None:
+    # The default only spares Python callers from spelling it; on the wire it picks the variant.
+    schema["required"] = ["kind", *schema.get("required", [])]
+
+
 class ExistingCustomer(ContractModel):
     """Invoice an existing QBO customer."""
+
+    model_config = ConfigDict(json_schema_extra=_kind_is_required)
 
     kind: Literal["existing"] = "existing"
     qbo_customer_id: NonEmptyStr
@@ -95,6 +102,8 @@ class ExistingCustomer(ContractModel):
 
 class NewCustomer(ContractModel):
     """Create a QBO customer from the CRM contact/company, then invoice it."""
+
+    model_config = ConfigDict(json_schema_extra=_kind_is_required)
 
     kind: Literal["new"] = "new"
     display_name: NonEmptyStr
