@@ -38,7 +38,7 @@ from ._types import (
     NonEmptyStr,
 )
 from ._uuid7 import uuid7, uuid7_time
-from .compat import Incompatibility, IncompatibilityKind, find_incompatibilities
+from .compat import Incompatibility, IncompatibilityKind, find_incompatibilities, is_compatible
 from .events import (
     AccountConnected,
     AccountConnectedReason,
@@ -159,6 +159,7 @@ __all__ = [
     "decode",
     "dlq_topic",
     "find_incompatibilities",
+    "is_compatible",
     "spec_for_model",
     "spec_for_topic",
     "spec_for_type",
