@@ -1,0 +1,82 @@
+"""Wiring: state, store, webhook sender and every route into one Starlette app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from crm_sandbox.api_app import AppApi
+from crm_sandbox.api_associations import AssociationsApi
+from crm_sandbox.api_objects import ObjectsApi
+from crm_sandbox.api_properties import PropertiesApi
+from crm_sandbox.api_timeline import TimelineApi
+from crm_sandbox.control import ControlApi
+from crm_sandbox.errors import ApiError
+from crm_sandbox.guard import Guard
+from crm_sandbox.state import SandboxConfig, SandboxState
+from crm_sandbox.store import Store
+from crm_sandbox.webhooks import WebhookSender
+
+
+def build_app(config: SandboxConfig | None = None, seed: dict[str, Any] | None = None) -> Starlette:
+    """Build the emulator; `seed` is the same JSON the `--seed` flag reads."""
+    state = SandboxState(config or SandboxConfig())
+    sender = WebhookSender(state)
+    store = Store(state, sender.on_change)
+    guard = Guard(state, store, sender)
+    app_api = AppApi(guard)
+    timeline_api = TimelineApi(guard)
+    control = ControlApi(state, store, sender, app_api, timeline_api)
+    if seed:
+        apply_seed(control, seed)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await sender.start()
+        try:
+            yield
+        finally:
+            await sender.stop()
+
+    routes = [
+        *control.routes(),
+        *AssociationsApi(guard).routes(),
+        *PropertiesApi(guard).routes(),
+        *ObjectsApi(guard).routes(),
+        *timeline_api.routes(),
+        *app_api.routes(),
+    ]
+
+    async def unknown(request: Request, exc: Exception) -> JSONResponse:
+        status = getattr(exc, "status_code", 404)
+        return ApiError(
+            status,
+            "OBJECT_NOT_FOUND" if status == 404 else "VALIDATION_ERROR",
+            f"No route for {request.method} {request.url.path}",
+        ).response()
+
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={404: unknown, 405: unknown}
+    )
+    app.state.sandbox = state
+    return app
+
+
+def apply_seed(control: ControlApi, seed: dict[str, Any]) -> None:
+    app = seed.get("app") or {}
+    state = control.state
+    if app.get("clientSecret"):
+        state.app.client_secret = str(app["clientSecret"])
+    if app.get("targetUrl"):
+        control.app_api.apply_settings({"targetUrl": app["targetUrl"]})
+    for sub in app.get("subscriptions") or []:
+        control.app_api.add_subscription({"active": True, **sub})
+    for template in app.get("eventTemplates") or []:
+        control.timeline_api.add_template(template)
+    for portal in seed.get("portals") or []:
+        control.create_portal_from(portal)

@@ -1,0 +1,385 @@
+"""Control API under /_sandbox: portals and tokens, the app's secret and webhook target,
+objects changed "as a CRM user" (so webhooks fire), faults, counters and assertions."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from crm_sandbox.api_app import AppApi
+from crm_sandbox.api_objects import create_with_associations
+from crm_sandbox.api_timeline import TimelineApi
+from crm_sandbox.errors import ApiError, not_found, validation
+from crm_sandbox.guard import read_json
+from crm_sandbox.schema import canonical_type, default_kind
+from crm_sandbox.state import Counters, Fault, Portal, SandboxState, Token
+from crm_sandbox.store import USER, Store
+from crm_sandbox.webhooks import WebhookSender
+
+FAULT_KINDS = {"latency", "status", "rate_limit", "drop_webhooks", "fail_webhooks"}
+
+
+def _portal_kwargs(body: dict[str, Any]) -> dict[str, Any]:
+    kw: dict[str, Any] = {}
+    mapping = {
+        "portalId": "portal_id",
+        "companyCurrency": "company_currency",
+        "additionalCurrencies": "additional_currencies",
+        "timeZone": "time_zone",
+        "limitPer10s": "limit_per_window",
+        "dailyLimit": "daily_limit",
+        "searchPerSecond": "search_per_second",
+    }
+    for key, attr in mapping.items():
+        if body.get(key) is not None:
+            kw[attr] = body[key]
+    if body.get("exchangeRates"):
+        kw["exchange_rates"] = {k: Decimal(str(v)) for k, v in body["exchangeRates"].items()}
+    return kw
+
+
+def _token_body(token: Token) -> dict[str, Any]:
+    return {
+        "token": token.value,
+        "kind": token.kind,
+        "portalId": token.portal_id,
+        "expiresAt": token.expires_at,
+    }
+
+
+class ControlApi:
+    def __init__(
+        self,
+        state: SandboxState,
+        store: Store,
+        sender: WebhookSender,
+        app_api: AppApi,
+        timeline_api: TimelineApi,
+    ) -> None:
+        self.state = state
+        self.store = store
+        self.sender = sender
+        self.app_api = app_api
+        self.timeline_api = timeline_api
+
+    def routes(self) -> list[Route]:
+        p = "/_sandbox"
+        pp = p + "/portals/{portalId}"
+        table: list[tuple[str, Any, list[str]]] = [
+            (p + "/health", self.health, ["GET"]),
+            (p + "/app", self.read_app, ["GET"]),
+            (p + "/app", self.put_app, ["PUT"]),
+            (p + "/app/subscriptions", self.add_subscription, ["POST"]),
+            (p + "/app/subscriptions", self.clear_subscriptions, ["DELETE"]),
+            (p + "/app/event-templates", self.add_template, ["POST"]),
+            (p + "/portals", self.list_portals, ["GET"]),
+            (p + "/portals", self.create_portal, ["POST"]),
+            (pp, self.read_portal, ["GET"]),
+            (pp, self.patch_portal, ["PATCH"]),
+            (pp + "/tokens", self.create_token, ["POST"]),
+            (pp + "/authorization-codes", self.create_code, ["POST"]),
+            (pp + "/counters", self.counters, ["GET"]),
+            (pp + "/counters", self.reset_counters, ["DELETE"]),
+            (pp + "/objects/{objectType}", self.list_objects, ["GET"]),
+            (pp + "/objects/{objectType}", self.create_object, ["POST"]),
+            (pp + "/objects/{objectType}/{objectId}", self.read_object, ["GET"]),
+            (pp + "/objects/{objectType}/{objectId}", self.update_object, ["PATCH"]),
+            (pp + "/objects/{objectType}/{objectId}", self.archive_object, ["DELETE"]),
+            (pp + "/associations", self.associate, ["PUT"]),
+            (pp + "/timeline-events", self.timeline_events, ["GET"]),
+            (p + "/tokens/{token}/expire", self.expire_token, ["POST"]),
+            (p + "/webhooks/deliveries", self.deliveries, ["GET"]),
+            (p + "/webhooks/deliveries", self.clear_deliveries, ["DELETE"]),
+            (p + "/faults", self.list_faults, ["GET"]),
+            (p + "/faults", self.add_fault, ["POST"]),
+            (p + "/faults", self.clear_faults, ["DELETE"]),
+        ]
+        return [Route(path, self._wrap(h), methods=m) for path, h, m in table]
+
+    @staticmethod
+    def _wrap(handler: Any) -> Any:
+        async def endpoint(request: Request) -> Response:
+            try:
+                result = await handler(request)
+            except ApiError as exc:
+                return exc.response()
+            if isinstance(result, Response):
+                return result
+            return JSONResponse(result)
+
+        return endpoint
+
+    def _portal(self, request: Request) -> Portal:
+        raw = str(request.path_params["portalId"])
+        portal = self.state.portals.get(int(raw)) if raw.isdigit() else None
+        if portal is None:
+            raise not_found(f"Portal {raw} not found")
+        return portal
+
+    def _type(self, request: Request) -> str:
+        name = canonical_type(str(request.path_params["objectType"]))
+        if name is None:
+            raise validation(f"Unknown object type {request.path_params['objectType']}")
+        return name
+
+    # ---- app -----------------------------------------------------------------------------
+
+    async def health(self, request: Request) -> Any:
+        return {"status": "ok", "portals": len(self.state.portals)}
+
+    def app_body(self) -> dict[str, Any]:
+        app = self.state.app
+        return {
+            "appId": app.id,
+            "clientId": app.client_id,
+            "clientSecret": app.client_secret,
+            "developerKey": app.developer_key,
+            "targetUrl": app.target_url,
+            "maxConcurrentRequests": app.max_concurrent,
+            "subscriptions": [s.to_api() for s in app.subscriptions.values()],
+            "eventTemplates": [t.to_api() for t in app.templates.values()],
+        }
+
+    async def read_app(self, request: Request) -> Any:
+        return self.app_body()
+
+    async def put_app(self, request: Request) -> Any:
+        body = await read_json(request)
+        app = self.state.app
+        if body.get("clientSecret"):
+            app.client_secret = str(body["clientSecret"])
+        if "targetUrl" in body:
+            if body["targetUrl"]:
+                self.app_api.apply_settings(
+                    {
+                        "targetUrl": body["targetUrl"],
+                        "throttling": {
+                            "maxConcurrentRequests": body.get("maxConcurrentRequests", 10)
+                        },
+                    }
+                )
+            else:
+                app.target_url = None
+        return self.app_body()
+
+    async def add_subscription(self, request: Request) -> Any:
+        body = await read_json(request)
+        body.setdefault("active", True)
+        return self.app_api.add_subscription(body).to_api()
+
+    async def clear_subscriptions(self, request: Request) -> Any:
+        self.state.app.subscriptions.clear()
+        return Response(status_code=204)
+
+    async def add_template(self, request: Request) -> Any:
+        return self.timeline_api.add_template(await read_json(request)).to_api()
+
+    # ---- portals and tokens ----------------------------------------------------------------
+
+    def portal_body(self, portal: Portal, tokens: dict[str, str] | None = None) -> dict[str, Any]:
+        body = portal.account_info()
+        body.update(
+            {
+                "limitPer10s": portal.limit_per_window,
+                "dailyLimit": portal.daily_limit,
+                "searchPerSecond": portal.search_per_second,
+                "exchangeRates": {k: str(v) for k, v in portal.exchange_rates.items()},
+            }
+        )
+        if tokens:
+            body.update(tokens)
+        return body
+
+    def create_portal_from(self, body: dict[str, Any]) -> dict[str, Any]:
+        portal = self.state.create_portal(**_portal_kwargs(body))
+        if body.get("accessToken"):
+            oauth = Token(str(body["accessToken"]), portal.id, "oauth", None)
+            self.state.tokens[oauth.value] = oauth
+        else:
+            oauth = self.state.issue_token(portal.id, "oauth")
+        if body.get("privateAppToken"):
+            private = Token(str(body["privateAppToken"]), portal.id, "private", None)
+            self.state.tokens[private.value] = private
+        else:
+            private = self.state.issue_token(portal.id, "private")
+        refresh = str(body.get("refreshToken") or self.state.issue_refresh_token(portal.id))
+        self.state.refresh_tokens[refresh] = portal.id
+        for type_name, items in (body.get("objects") or {}).items():
+            resolved = canonical_type(type_name)
+            if resolved is None:
+                raise validation(f"Unknown object type {type_name}")
+            for item in items:
+                create_with_associations(self.store, portal, resolved, item, USER)
+        return self.portal_body(
+            portal,
+            {"accessToken": oauth.value, "privateAppToken": private.value, "refreshToken": refresh},
+        )
+
+    async def create_portal(self, request: Request) -> Any:
+        return JSONResponse(self.create_portal_from(await read_json(request)), status_code=201)
+
+    async def list_portals(self, request: Request) -> Any:
+        return {"results": [self.portal_body(p) for p in self.state.portals.values()]}
+
+    async def read_portal(self, request: Request) -> Any:
+        return self.portal_body(self._portal(request))
+
+    async def patch_portal(self, request: Request) -> Any:
+        portal = self._portal(request)
+        kw = _portal_kwargs(await read_json(request))
+        kw.pop("portal_id", None)
+        for attr, value in kw.items():
+            setattr(portal, attr, value)
+        return self.portal_body(portal)
+
+    async def create_token(self, request: Request) -> Any:
+        portal = self._portal(request)
+        body = await read_json(request)
+        scopes = set(body["scopes"]) if body.get("scopes") is not None else None
+        token = self.state.issue_token(
+            portal.id, str(body.get("kind", "oauth")), ttl=body.get("ttlSeconds"), scopes=scopes
+        )
+        return JSONResponse(_token_body(token), status_code=201)
+
+    async def create_code(self, request: Request) -> Any:
+        portal = self._portal(request)
+        code = f"code-{portal.id}-{len(self.state.auth_codes) + 1}"
+        self.state.auth_codes[code] = portal.id
+        return JSONResponse({"code": code}, status_code=201)
+
+    async def expire_token(self, request: Request) -> Any:
+        token = self.state.tokens.get(str(request.path_params["token"]))
+        if token is None:
+            raise not_found("Token not found")
+        token.expires_at = time.time() - 1
+        return _token_body(token)
+
+    async def counters(self, request: Request) -> Any:
+        return self._portal(request).counters.to_api()
+
+    async def reset_counters(self, request: Request) -> Any:
+        portal = self._portal(request)
+        portal.counters = Counters()
+        return Response(status_code=204)
+
+    # ---- objects as a CRM user -------------------------------------------------------------
+
+    def _raw(self, portal: Portal, record: Any) -> dict[str, Any]:
+        body = self.store.render(portal, record, list(record.properties))
+        associations: dict[str, list[dict[str, Any]]] = {}
+        for (ft, fid, tt, tid), kinds in portal.associations.items():
+            if ft == record.type and fid == record.id and kinds:
+                associations.setdefault(tt, []).append(
+                    {"id": tid, "types": [{"category": c, "typeId": t} for c, t in sorted(kinds)]}
+                )
+        body["associations"] = associations
+        return body
+
+    async def list_objects(self, request: Request) -> Any:
+        portal = self._portal(request)
+        type_name = self._type(request)
+        archived = request.query_params.get("archived", "any")
+        records = [
+            r
+            for r in portal.records[type_name].values()
+            if archived == "any" or r.archived == (archived == "true")
+        ]
+        return {"results": [self._raw(portal, r) for r in records]}
+
+    async def read_object(self, request: Request) -> Any:
+        portal = self._portal(request)
+        record = portal.records[self._type(request)].get(str(request.path_params["objectId"]))
+        if record is None:
+            raise not_found()
+        return self._raw(portal, record)
+
+    async def create_object(self, request: Request) -> Any:
+        portal = self._portal(request)
+        record = create_with_associations(
+            self.store, portal, self._type(request), await read_json(request), USER
+        )
+        return JSONResponse(self._raw(portal, record), status_code=201)
+
+    async def update_object(self, request: Request) -> Any:
+        portal = self._portal(request)
+        record = self.store.get(portal, self._type(request), str(request.path_params["objectId"]))
+        body = await read_json(request)
+        self.store.update(portal, record, body.get("properties") or {}, USER)
+        return self._raw(portal, record)
+
+    async def archive_object(self, request: Request) -> Any:
+        portal = self._portal(request)
+        record = self.store.get(portal, self._type(request), str(request.path_params["objectId"]))
+        self.store.archive(portal, record, USER)
+        return Response(status_code=204)
+
+    async def associate(self, request: Request) -> Any:
+        portal = self._portal(request)
+        body = await read_json(request)
+        ft = canonical_type(str(body.get("fromType", "")))
+        tt = canonical_type(str(body.get("toType", "")))
+        if ft is None or tt is None:
+            raise validation("fromType and toType are required")
+        type_id = body.get("typeId")
+        if type_id is None:
+            kind = default_kind(ft, tt)
+            if kind is None:
+                raise validation(f"No default association between {ft} and {tt}")
+            type_id = kind.type_id
+        spec = (str(body.get("category", "HUBSPOT_DEFINED")), int(type_id))
+        self.store.associate(portal, ft, str(body["fromId"]), tt, str(body["toId"]), [spec], USER)
+        return {"status": "ok"}
+
+    async def timeline_events(self, request: Request) -> Any:
+        portal = self._portal(request)
+        q = request.query_params
+        events = [
+            e
+            for e in portal.timeline.values()
+            if (not q.get("objectId") or e["objectId"] == q["objectId"])
+            and (not q.get("objectType") or e["objectType"] == canonical_type(q["objectType"]))
+            and (not q.get("eventTemplateId") or e["eventTemplateId"] == q["eventTemplateId"])
+        ]
+        return {"results": events}
+
+    # ---- webhooks and faults ---------------------------------------------------------------
+
+    async def deliveries(self, request: Request) -> Any:
+        return {
+            "results": [d.to_api() for d in self.sender.deliveries],
+            "pending": len(self.sender.pending),
+        }
+
+    async def clear_deliveries(self, request: Request) -> Any:
+        self.sender.deliveries.clear()
+        self.sender.pending.clear()
+        return Response(status_code=204)
+
+    async def list_faults(self, request: Request) -> Any:
+        return {"results": [vars(f) for f in self.state.faults if f.remaining > 0]}
+
+    async def add_fault(self, request: Request) -> Any:
+        body = await read_json(request)
+        kind = str(body.get("kind", ""))
+        if kind not in FAULT_KINDS:
+            raise validation(f"kind must be one of {sorted(FAULT_KINDS)}")
+        fault = Fault(
+            kind=kind,
+            remaining=int(body.get("count", 1)),
+            portal_id=int(body["portalId"]) if body.get("portalId") is not None else None,
+            path_prefix=body.get("pathPrefix"),
+            status=int(body.get("status", 503)),
+            seconds=float(body.get("seconds", 0.0)),
+            policy=str(body.get("policyName", "TEN_SECONDLY_ROLLING")),
+        )
+        self.state.faults.append(fault)
+        return JSONResponse(vars(fault), status_code=201)
+
+    async def clear_faults(self, request: Request) -> Any:
+        self.state.faults.clear()
+        return Response(status_code=204)
