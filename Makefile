@@ -7,6 +7,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 UV := .cache/bootstrap/bin/uv
 PY := .venv/bin/python
+TEST_PATHS := $(wildcard libs sandboxes services tests)
 
 .PHONY: help venv infra up down status demo test unit lint fmt schemas bench clean
 
@@ -26,3 +27,33 @@ lint: venv ## ruff (format check + lint) and mypy
 
 fmt: venv ## apply ruff formatting and safe fixes
 	@.venv/bin/ruff format . && .venv/bin/ruff check --fix .
+
+infra: venv ## download/build the local Kafka and FerretDB once (cached in .cache/)
+	@$(PY) -m dealbooks_infra install
+
+up: infra ## start the local stack in the background; addresses in .local/endpoints.env
+	@$(PY) -m dealbooks_infra up
+
+down: ## stop what `make up` started (by recorded PID)
+	@if [ -x $(PY) ]; then $(PY) -m dealbooks_infra down; fi
+
+status: venv ## show what `make up` started
+	@$(PY) -m dealbooks_infra status
+
+demo: infra ## start everything, run the main job, show what happened, stop everything
+	@$(PY) deploy/local/demo.py
+
+test: infra ## every test: unit, contracts, integration on real Kafka + FerretDB + sandboxes
+	@TEST_REQUIRE_INFRA=1 $(PY) -m pytest -q $(TEST_PATHS)
+
+unit: venv ## only the tests that need no servers
+	@$(PY) -m pytest -q -m "not integration" $(TEST_PATHS)
+
+schemas: venv ## regenerate the JSON Schema snapshots of every event
+	@$(PY) -m dealbooks_contracts.schemas write
+
+bench: infra ## benchmarks (reported, never asserted)
+	@for b in tests/benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean: down ## remove the virtualenv, caches and local data
+	@rm -rf .venv .local .cache .mypy_cache .ruff_cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from dealbooks_contracts import REGISTRY, Envelope
@@ -27,7 +28,8 @@ def make_broker(settings: KitSettings) -> KafkaBroker:
         enable_idempotence=settings.kafka_idempotence,
         request_timeout_ms=15000,
         graceful_timeout=10.0,
-        logger=get_logger("faststream"),
+        # A plain stdlib logger, so faststream's lines go through the kit's redacting handler.
+        logger=logging.getLogger("dealbooks.broker"),
         log_level=10,  # faststream's per-message lines go to DEBUG; the kit logs outcomes itself
     )
 

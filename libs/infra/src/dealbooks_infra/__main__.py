@@ -1,0 +1,5 @@
+import sys
+
+from dealbooks_infra.stack import main
+
+sys.exit(main())
