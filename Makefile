@@ -8,6 +8,9 @@ export UV_LINK_MODE := copy
 UV := .cache/bootstrap/bin/uv
 PY := .venv/bin/python
 TEST_PATHS := $(wildcard libs sandboxes services tests)
+SRC_DIRS := $(wildcard libs/*/src sandboxes/*/src services/*/src)
+PACKAGES := $(notdir $(filter-out %.egg-info,$(wildcard $(addsuffix /*,$(SRC_DIRS)))))
+SPACE := $(subst ,, )
 
 .PHONY: help venv infra up down status demo test unit lint fmt schemas bench clean
 
@@ -23,7 +26,8 @@ venv: $(UV) ## create .venv with every package of the workspace
 lint: venv ## ruff (format check + lint) and mypy
 	@.venv/bin/ruff format --check .
 	@.venv/bin/ruff check .
-	@.venv/bin/mypy --config-file pyproject.toml libs/*/src sandboxes/*/src services/*/src
+	@MYPYPATH=$(subst $(SPACE),:,$(SRC_DIRS)) .venv/bin/mypy --config-file pyproject.toml \
+		$(foreach p,$(PACKAGES),-p $(p))
 
 fmt: venv ## apply ruff formatting and safe fixes
 	@.venv/bin/ruff format . && .venv/bin/ruff check --fix .

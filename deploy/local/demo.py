@@ -127,12 +127,12 @@ def main() -> int:
         running.append(mongo.process)
         say(f"   MongoDB: {mongo.describe()}")
         for spec in SANDBOXES:
-            proc = start_sandbox(spec, workdir / "logs")
-            if proc is None:
+            started = start_sandbox(spec, workdir / "logs")
+            if started is None:
                 say(f"   {spec.name}: not installed yet")
                 continue
-            running.append(proc)
-            say(f"   {spec.name}: http://127.0.0.1:{proc.popen.args[-1]}")  # type: ignore[index]
+            running.append(started[0])
+            say(f"   {spec.name}: {started[1]}")
         say("== one event through the service kit")
         findings = asyncio.run(kit_round_trip(kafka, mongo))
         for line in findings:

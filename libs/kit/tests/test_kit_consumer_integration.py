@@ -1,4 +1,4 @@
-"""The service kit's delivery rules, proven on a real Kafka broker and a real MongoDB-wire server."""
+"""The service kit's delivery rules, proven on a real Kafka broker and a MongoDB-wire server."""
 
 from __future__ import annotations
 
@@ -153,7 +153,9 @@ async def test_same_event_delivered_twice_has_one_effect(
     await eventually(lambda: _runs_at_least(harness, "c2-after", 1))
     assert await harness.runs("c2") == 1
     published = await read_topic(kafka_bootstrap, harness.settings.topic("contact.synced.v1"), 2)
-    assert [Envelope[ContactSynced].from_bytes(r.value).data.qbo_customer_id for r in published] == [
+    assert [
+        Envelope[ContactSynced].from_bytes(r.value).data.qbo_customer_id for r in published
+    ] == [
         "c2",
         "c2-after",
     ]
@@ -176,7 +178,9 @@ async def test_poison_message_lands_in_dlq_with_reason_and_consumer_keeps_runnin
     assert headers[2]["dlq-reason"] == b"customer permanent-1 has no email address"
     assert headers[2]["dlq-error-type"] == b"PermanentError"
     assert headers[2]["dlq-consumer"] == b"kit-test.sync-contact"
-    assert headers[2]["dlq-original-topic"] == harness.settings.topic("qbo.entity-changed.v1").encode()
+    assert (
+        headers[2]["dlq-original-topic"] == harness.settings.topic("qbo.entity-changed.v1").encode()
+    )
 
 
 async def test_transient_failure_is_retried_then_succeeds(harness: Harness) -> None:
@@ -196,7 +200,9 @@ async def test_transient_failure_that_outlasts_retries_is_dead_lettered(
     await harness.send(customer_changed("c6").to_bytes())
 
     await eventually(lambda: _runs_at_least(harness, "c6", 1))
-    [dead] = await read_topic(kafka_bootstrap, harness.settings.topic("qbo.entity-changed.v1.dlq"), 1)
+    [dead] = await read_topic(
+        kafka_bootstrap, harness.settings.topic("qbo.entity-changed.v1.dlq"), 1
+    )
     reason = dict(dead.headers)["dlq-reason"].decode()
     assert reason == "gave up after 4 attempts: TimeoutError: QBO did not answer in time"
     assert await harness.runs("c5") == 0

@@ -41,19 +41,19 @@ async def test_ready_metrics_docs_and_service_api_are_served(
 
     api = Starlette(routes=[Route("/v1/accounts/{account_id}", account)])
     app = runtime.asgi(api=api, title="kit-http")
-    async with runtime.running():
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://svc"
-        ) as client:
-            assert (await client.get("/healthz")).status_code == 200
-            ready = await client.get("/readyz")
-            assert ready.status_code == 200
-            assert ready.json() == {"ready": True, "checks": {"kafka": True, "mongodb": True}}
-            metrics = await client.get("/metrics")
-            assert "dealbooks_events_consumed_total" in metrics.text
-            docs = await client.get("/docs/asyncapi.json")
-            assert f"{namespace}.qbo.entity-changed.v1" in docs.text
-            assert (await client.get("/v1/accounts/42")).json() == {"account": "42"}
+    async with (
+        runtime.running(),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://svc") as client,
+    ):
+        assert (await client.get("/healthz")).status_code == 200
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json() == {"ready": True, "checks": {"kafka": True, "mongodb": True}}
+        metrics = await client.get("/metrics")
+        assert "dealbooks_events_consumed_total" in metrics.text
+        docs = await client.get("/docs/asyncapi.json")
+        assert f"{namespace}.qbo.entity-changed.v1" in docs.text
+        assert (await client.get("/v1/accounts/42")).json() == {"account": "42"}
 
 
 async def test_not_ready_when_mongodb_is_unreachable(

@@ -27,13 +27,22 @@ def test_secret_keys_are_redacted_at_any_depth() -> None:
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        ("sent Authorization: Bearer eyJhbGciOi.payload.sig", "sent Authorization: Bearer [REDACTED]"),
+        (
+            "sent Authorization: Bearer eyJhbGciOi.payload.sig",
+            "sent Authorization: Bearer [REDACTED]",
+        ),
         (
             "token request body grant_type=refresh_token&refresh_token=AB11x&x=1",
             "token request body grant_type=refresh_token&refresh_token=[REDACTED]&x=1",
         ),
-        ('{"access_token": "eyJ.zzz", "expires_in": 3600}', '{"access_token": "[REDACTED]", "expires_in": 3600}'),
-        ("callback ?code=AB123&state=xyz&realmId=9", "callback ?code=[REDACTED]&state=xyz&realmId=9"),
+        (
+            '{"access_token": "eyJ.zzz", "expires_in": 3600}',
+            '{"access_token": "[REDACTED]", "expires_in": 3600}',
+        ),
+        (
+            "callback ?code=AB123&state=xyz&realmId=9",
+            "callback ?code=[REDACTED]&state=xyz&realmId=9",
+        ),
     ],
 )
 def test_secret_shaped_values_are_redacted_inside_strings(raw: str, expected: str) -> None:
@@ -48,7 +57,9 @@ def test_ordinary_values_pass_untouched() -> None:
     }
 
 
-def test_structlog_and_stdlib_lines_are_json_and_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+def test_structlog_and_stdlib_lines_are_json_and_redacted(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     configure_logging("kit-test", "INFO", json=True)
     get_logger("kit").info("token refreshed", realm_id="123", refresh_token="RT1-secret-value")
     logging.getLogger("thirdparty").warning("header Authorization: Bearer leaked.token.value")

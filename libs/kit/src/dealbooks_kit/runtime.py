@@ -99,7 +99,9 @@ class ServiceRuntime:
 
         @get(include_in_schema=False)
         async def healthz(scope: Scope) -> AsgiResponse:
-            return AsgiResponse(b'{"status":"ok"}', 200, headers={"content-type": "application/json"})
+            return AsgiResponse(
+                b'{"status":"ok"}', 200, headers={"content-type": "application/json"}
+            )
 
         @get(include_in_schema=False)
         async def readyz(scope: Scope) -> AsgiResponse:

@@ -20,7 +20,9 @@ class KitSettings(BaseSettings):
         default="127.0.0.1:9092", validation_alias=AliasChoices("KAFKA_BOOTSTRAP")
     )
     # The idempotent producer needs a real Kafka broker; the Tansu fallback cannot serve it.
-    kafka_idempotence: bool = Field(default=True, validation_alias=AliasChoices("KAFKA_IDEMPOTENCE"))
+    kafka_idempotence: bool = Field(
+        default=True, validation_alias=AliasChoices("KAFKA_IDEMPOTENCE")
+    )
     mongodb_uri: str = Field(
         default="mongodb://127.0.0.1:27017/", validation_alias=AliasChoices("MONGODB_URI")
     )
