@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+
+class ObjectTypes:
+    """Object type names as they appear in paths."""
+
+    CONTACTS = "contacts"
+    COMPANIES = "companies"
+    DEALS = "deals"
+    PRODUCTS = "products"
+    LINE_ITEMS = "line_items"
+    QUOTES = "quotes"
+    INVOICES = "invoices"
+
+
+class AssociationTypes:
+    """HUBSPOT_DEFINED association type ids; the direction matters (from -> to)."""
+
+    DEAL_TO_CONTACT = 3
+    CONTACT_TO_DEAL = 4
+    DEAL_TO_COMPANY = 341
+    COMPANY_TO_DEAL = 342
+    DEAL_TO_COMPANY_PRIMARY = 5
+    COMPANY_TO_DEAL_PRIMARY = 6
+    CONTACT_TO_COMPANY = 279
+    COMPANY_TO_CONTACT = 280
+    CONTACT_TO_COMPANY_PRIMARY = 1
+    COMPANY_TO_CONTACT_PRIMARY = 2
+    DEAL_TO_LINE_ITEM = 19
+    LINE_ITEM_TO_DEAL = 20
+    DEAL_TO_QUOTE = 63
+    QUOTE_TO_DEAL = 64
+    QUOTE_TO_LINE_ITEM = 67
+    LINE_ITEM_TO_QUOTE = 68
+    QUOTE_TO_CONTACT = 69
+    CONTACT_TO_QUOTE = 70
+    QUOTE_TO_COMPANY = 71
+    COMPANY_TO_QUOTE = 72
+    INVOICE_TO_CONTACT = 177
+    INVOICE_TO_COMPANY = 179
+    INVOICE_TO_DEAL = 175
+    INVOICE_TO_LINE_ITEM = 409
