@@ -8,8 +8,8 @@ COPY pyproject.toml uv.lock ./
 COPY libs ./libs
 COPY services ./services
 COPY sandboxes ./sandboxes
-# Services are packages dealbooks-<name>; the sandboxes are packages <name> (qbo-sandbox).
-RUN uv sync --locked --no-dev --no-editable --package "$(case "$SERVICE" in *-sandbox) echo "$SERVICE";; *) echo "dealbooks-$SERVICE";; esac)"
+# Each service and sandbox is a workspace package named like its directory.
+RUN uv sync --locked --no-dev --no-editable --package "$SERVICE"
 
 FROM python:3.11-slim
 ARG SERVICE

@@ -36,13 +36,13 @@ def test_every_service_package_is_deployed_in_k8s_and_compose() -> None:
 
 
 def test_service_packages_follow_the_image_naming_rule() -> None:
-    # The Dockerfile installs package dealbooks-<dir> and runs module <dir in snake case>.
+    # The Dockerfile installs the package named like the directory and runs its snake-case module.
     for path in (ROOT / "services").iterdir():
         pyproject = path / "pyproject.toml"
         if not pyproject.exists():
             continue
         name = tomllib.loads(pyproject.read_text())["project"]["name"]
-        assert name == f"dealbooks-{path.name}"
+        assert name == path.name
         module = path.name.replace("-", "_")
         assert (path / "src" / module / "__main__.py").exists(), f"{module} has no __main__"
 

@@ -31,7 +31,8 @@ spec:
   template:
     metadata:
       labels: {{app.kubernetes.io/name: {name}, app.kubernetes.io/part-of: dealbooks}}
-      annotations: {{prometheus.io/scrape: "true", prometheus.io/port: "8000", prometheus.io/path: /metrics}}
+      annotations:
+        {{prometheus.io/scrape: "true", prometheus.io/port: "8000", prometheus.io/path: /metrics}}
     spec:
       securityContext: {{runAsNonRoot: true, runAsUser: 10001}}
       containers:
