@@ -10,7 +10,6 @@ import argparse
 import importlib.util
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +24,22 @@ from dealbooks_infra.process import (
 )
 from dealbooks_infra.servers import Server, repo_root, start_kafka, start_mongo
 
-DEFAULT_PORTS = {"kafka": 39092, "mongodb": 37018, "qbo-sandbox": 38001, "crm-sandbox": 38002}
+SERVICE_ORDER = (
+    "connector-auth",
+    "webhook-gateway",
+    "invoice-builder",
+    "status-tracker",
+    "contact-sync",
+    "product-sync",
+    "mapping-registry",
+)
+DEFAULT_PORTS = {
+    "kafka": 39092,
+    "mongodb": 37018,
+    "qbo-sandbox": 38001,
+    "crm-sandbox": 38002,
+    **{name: 8101 + i for i, name in enumerate(SERVICE_ORDER)},
+}
 
 
 @dataclass(frozen=True)
@@ -95,21 +109,61 @@ def start_sandbox(
         logs / f"{spec.name}.log",
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    _wait_http(proc, f"{url}/_sandbox/health", spec.name)
+    return proc, url
+
+
+def env_prefix(service: str) -> str:
+    """The settings prefix of a service: invoice-builder -> INVOICE_BUILDER_."""
+    return service.upper().replace("-", "_") + "_"
+
+
+def installed_services() -> list[str]:
+    """Services present in this checkout, in start order."""
+    root = repo_root() / "services"
+    return [
+        name
+        for name in SERVICE_ORDER
+        if (root / name / "src" / name.replace("-", "_") / "__main__.py").exists()
+    ]
+
+
+def start_service(
+    name: str, endpoints: dict[str, str], logs: Path, extra_env: dict[str, str] | None = None
+) -> tuple[ManagedProcess, str]:
+    """Run `python -m <service>` on a loopback port and wait until /healthz answers."""
+    port = _port(name)
+    prefix = env_prefix(name)
+    env = {
+        **endpoints,
+        f"{prefix}SERVICE_NAME": name,
+        f"{prefix}HTTP_HOST": "127.0.0.1",
+        f"{prefix}HTTP_PORT": str(port),
+        **(extra_env or {}),
+    }
+    module = name.replace("-", "_")
+    proc = ManagedProcess.spawn(name, [sys.executable, "-m", module], logs / f"{name}.log", env)
+    url = f"http://127.0.0.1:{port}"
+    _wait_http(proc, f"{url}/healthz", name)
+    return proc, url
+
+
+def _wait_http(proc: ManagedProcess, url: str, name: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.popen.poll() is not None:
-            raise RuntimeError(f"{spec.name} exited at start:\n{proc.log_tail()}")
+            raise RuntimeError(f"{name} exited at start:\n{proc.log_tail()}")
         try:
-            if httpx.get(f"{url}/_sandbox/health", timeout=1).status_code == 200:
-                return proc, url
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
     proc.stop()
-    raise TimeoutError(f"{spec.name} did not become healthy:\n{proc.log_tail()}")
+    raise TimeoutError(f"{name} did not answer {url}:\n{proc.log_tail()}")
 
 
-def up(extra: Callable[[dict[str, str], Path], None] | None = None) -> dict[str, str]:
+def up() -> dict[str, str]:
     """Start everything not already running; return the endpoints."""
     running = {name for name, pid in _recorded().items() if pid_alive(pid)}
     endpoints = read_endpoints() if running else {}
@@ -137,8 +191,13 @@ def up(extra: Callable[[dict[str, str], Path], None] | None = None) -> dict[str,
             _record(spec.name, proc.pid)
             endpoints[spec.env_name] = url
             print(f"[stack] {spec.name} at {url}")
-    if extra is not None:
-        extra(endpoints, logs)
+    for name in installed_services():
+        if name in running:
+            continue
+        proc, url = start_service(name, endpoints, logs)
+        _record(name, proc.pid)
+        endpoints[f"{env_prefix(name)}URL"] = url
+        print(f"[stack] {name} at {url}")
     _write_endpoints(endpoints)
     return endpoints
 
