@@ -22,10 +22,15 @@ class RateBudget:
         self._gates: dict[str, asyncio.Semaphore] = {}
 
     @asynccontextmanager
-    async def slot(self, key: str) -> AsyncIterator[None]:
-        """Wait for a request slot under `key`, hold it for the request's duration."""
+    async def slot(self, key: str, weight: int = 1) -> AsyncIterator[None]:
+        """Wait for a request slot under `key`, hold it for the request's duration.
+
+        `weight` is how many requests the server will count this one as (a QBO batch counts
+        each item); units are taken one at a time, so a weight above the burst size still works.
+        """
         limiter = self._limiters.setdefault(key, AsyncLimiter(self._rate, self._period))
         gate = self._gates.setdefault(key, asyncio.Semaphore(self._concurrency))
         async with gate:
-            await limiter.acquire()
+            for _ in range(max(1, weight)):
+                await limiter.acquire()
             yield

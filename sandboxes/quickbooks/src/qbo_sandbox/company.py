@@ -238,6 +238,7 @@ class Company:
     outbox: list[dict[str, Any]] = field(default_factory=list)
     enforce_unique_docnumber: bool = True
     send_bumps_synctoken: bool = False
+    require_docnumber_with_custom: bool = True
     tax_rates: dict[str, Decimal] = field(default_factory=dict)
 
     # ---------------------------------------------------------------- setup
@@ -967,6 +968,9 @@ class Company:
             invoice["DocNumber"] = self._next_doc_number()
             return
         if not doc:
+            if self.require_docnumber_with_custom:
+                # The rule (and France's real one); elsewhere QBO leaves it empty.
+                raise faults.required("DocNumber")
             invoice.pop("DocNumber", None)
             return
         doc = str(doc)

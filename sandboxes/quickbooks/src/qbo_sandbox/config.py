@@ -39,6 +39,7 @@ class SandboxConfig:
     send_bumps_synctoken: bool = False
     requestid_conflict_600: bool = False
     enforce_unique_docnumber: bool = True
+    require_docnumber_with_custom: bool = True
     webhook_aggregation_seconds: float = 0.05
     webhook_max_events: int = 100
     webhook_timeout_seconds: float = 3.0
