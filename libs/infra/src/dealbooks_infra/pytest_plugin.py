@@ -12,10 +12,13 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from dealbooks_infra.process import ManagedProcess
 from dealbooks_infra.servers import InfraUnavailable, start_kafka, start_mongo
+from dealbooks_infra.stack import start_service
 
 _BACKENDS: dict[str, str] = {}
 
@@ -111,3 +114,32 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         for key in ("kafka", "mongodb"):
             if key in _BACKENDS:
                 terminalreporter.write_line(f"{key}: {_BACKENDS[key]}")
+
+
+class ServiceProcesses:
+    """Starts services as separate `python -m <service>` processes, as in production."""
+
+    def __init__(self, logs: Path) -> None:
+        self._logs = logs
+        self._running: list[ManagedProcess] = []
+
+    def start(self, name: str, env: dict[str, str]) -> str:
+        """Start `name` with `env` (infra addresses, prefixed settings); return its base URL."""
+        proc, url = start_service(name, env, self._logs)
+        self._running.append(proc)
+        return url
+
+    def stop_all(self) -> None:
+        for proc in reversed(self._running):
+            proc.stop()
+        self._running.clear()
+
+
+@pytest.fixture
+def service_processes(tmp_path: Path) -> Iterator[ServiceProcesses]:
+    """A factory for service processes; every process it started is stopped after the test."""
+    processes = ServiceProcesses(tmp_path / "logs")
+    try:
+        yield processes
+    finally:
+        processes.stop_all()
