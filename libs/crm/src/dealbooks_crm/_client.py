@@ -181,7 +181,8 @@ class CrmClient:
 
         for retried_auth in (False, True):
             try:
-                return await self._retry.run(attempt)
+                response: httpx.Response = await self._retry.run(attempt)
+                return response
             except _TokenRejected as rejected:
                 if retried_auth:
                     raise error_from_response(rejected.response) from None

@@ -4,6 +4,7 @@ exchange, account details, company currency and the default deal pipeline."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -160,7 +161,8 @@ class AppApi:
     # ---- OAuth ---------------------------------------------------------------------------
 
     async def token(self, request: Request) -> Response:
-        form = await request.form()
+        # Form-encoded; parsed here so the sandbox needs no multipart library.
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
         app = self.state.app
         grant = str(form.get("grant_type", ""))
         if form.get("client_id") != app.client_id or form.get("client_secret") != app.client_secret:

@@ -60,8 +60,13 @@ def build_app(config: SandboxConfig | None = None, seed: dict[str, Any] | None =
             f"No route for {request.method} {request.url.path}",
         ).response()
 
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        return ApiError(500, "INTERNAL_ERROR", f"Sandbox error: {type(exc).__name__}").response()
+
     app = Starlette(
-        routes=routes, lifespan=lifespan, exception_handlers={404: unknown, 405: unknown}
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={404: unknown, 405: unknown, Exception: crashed},
     )
     app.state.sandbox = state
     return app

@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -250,32 +251,27 @@ def running_sandbox(*args: str, startup_timeout: float = 20.0) -> Iterator[CrmSa
     last_error = "did not start"
     for _ in range(3):  # a free port can be taken between probing and binding
         port = free_port()
-        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [
-                sys.executable,
-                "-m",
-                "crm_sandbox",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                *args,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        base_url = f"http://127.0.0.1:{port}"
-        if _wait_healthy(base_url, process, startup_timeout):
-            sandbox = CrmSandbox(base_url, process)
-            try:
-                yield sandbox
-            finally:
-                sandbox.close()
-                _stop(process)
-            return
-        last_error = (process.stderr.read().decode() if process.stderr else "")[-2000:]
-        _stop(process)
+        command = [sys.executable, "-m", "crm_sandbox", "--host", "127.0.0.1", "--port", str(port)]
+        # A file, not a pipe: an unread pipe fills up and blocks the server.
+        with tempfile.TemporaryFile() as log:
+            process = subprocess.Popen(
+                [*command, *args],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+            base_url = f"http://127.0.0.1:{port}"
+            if _wait_healthy(base_url, process, startup_timeout):
+                sandbox = CrmSandbox(base_url, process)
+                try:
+                    yield sandbox
+                finally:
+                    sandbox.close()
+                    _stop(process)
+                return
+            _stop(process)
+            log.seek(0)
+            last_error = log.read().decode(errors="replace")[-2000:]
     raise RuntimeError(f"CRM sandbox failed to start: {last_error}")
 
 
@@ -301,8 +297,6 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
-    if process.stderr:
-        process.stderr.close()
 
 
 @dataclass
