@@ -1,0 +1,235 @@
+"""The rules of status-tracker, with no I/O: where an invoice stands, which invoice speaks for
+a deal, what the deal shows, and what a payment change means for the timeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from dealbooks_contracts import InvoiceStage, PaymentChange
+
+ZERO = Decimal("0")
+VOIDED_NOTE = "voided"
+
+# The CRM deal properties dealbooks writes (group acct_invoicing, created per portal).
+AMOUNT_BILLED = "acct_amount_billed"
+RECIPIENT = "acct_invoice_recipient"
+INVOICE_NUMBER = "acct_invoice_number"
+STATUS = "acct_invoice_status"
+DUE_DATE = "acct_invoice_due_date"
+DEAL_PROPERTIES = (AMOUNT_BILLED, RECIPIENT, INVOICE_NUMBER, STATUS, DUE_DATE)
+
+STAGE_LABELS: dict[InvoiceStage, str] = {
+    InvoiceStage.AWAITING_SEND: "Awaiting send",
+    InvoiceStage.SENT: "Sent to customer",
+    InvoiceStage.PARTIALLY_PAID: "Partially paid",
+    InvoiceStage.PAID: "Paid in full",
+    InvoiceStage.OVERDUE: "Overdue",
+    InvoiceStage.VOIDED: "Voided",
+    InvoiceStage.DELETED: "Deleted",
+}
+
+
+@dataclass(frozen=True)
+class InvoiceSnapshot:
+    """A QuickBooks invoice as far as its stage and the deal are concerned."""
+
+    qbo_invoice_id: str
+    total: Decimal
+    balance: Decimal
+    currency: str
+    due_date: date | None = None
+    doc_number: str | None = None
+    email_status: str | None = None
+    delivery_type: str | None = None
+    private_note: str | None = None
+    recipient_email: str | None = None
+    customer_name: str | None = None
+    sync_token: int = 0
+    last_updated: datetime | None = None
+    deleted: bool = False
+    void_seen: bool = False
+
+
+def is_voided(invoice: InvoiceSnapshot) -> bool:
+    """QuickBooks zeroes a voided invoice and notes "Voided"; a Void webhook also tells us."""
+    if invoice.void_seen:
+        return True
+    return (
+        invoice.total == ZERO
+        and invoice.balance == ZERO
+        and VOIDED_NOTE in (invoice.private_note or "").lower()
+    )
+
+
+def is_sent(invoice: InvoiceSnapshot) -> bool:
+    """E-mailed to the customer (DeliveryInfo is the stronger signal, EmailStatus the usual)."""
+    return invoice.email_status == "EmailSent" or invoice.delivery_type == "Email"
+
+
+def stage_of(invoice: InvoiceSnapshot, today: date) -> InvoiceStage:
+    """Where an invoice stands on `today` (the first rule that holds wins).
+
+    Deleted, then voided: neither is ever "paid" although both show a zero balance. Paid in
+    full needs something to have been owed. A past-due balance is overdue even when part of
+    it was paid, since that is what a follow-up must act on.
+    """
+    if invoice.deleted:
+        return InvoiceStage.DELETED
+    if is_voided(invoice):
+        return InvoiceStage.VOIDED
+    if invoice.total > ZERO and invoice.balance <= ZERO:
+        return InvoiceStage.PAID
+    if invoice.balance > ZERO and invoice.due_date is not None and invoice.due_date < today:
+        return InvoiceStage.OVERDUE
+    if ZERO < invoice.balance < invoice.total:
+        return InvoiceStage.PARTIALLY_PAID
+    if is_sent(invoice):
+        return InvoiceStage.SENT
+    return InvoiceStage.AWAITING_SEND
+
+
+def is_stale(incoming_sync_token: int, known_sync_token: int | None) -> bool:
+    """An older version of an invoice than the one already applied (out-of-order reads)."""
+    return known_sync_token is not None and incoming_sync_token < known_sync_token
+
+
+# ---------------------------------------------------------------------------------- the deal
+
+
+@dataclass(frozen=True)
+class DealInvoice:
+    """One tracked invoice of a deal, with its current stage."""
+
+    snapshot: InvoiceSnapshot
+    stage: InvoiceStage
+
+
+def projection_for_deal(invoices: Iterable[DealInvoice]) -> DealInvoice | None:
+    """The invoice the deal shows: the most recently updated one (ties: the higher id)."""
+
+    def key(item: DealInvoice) -> tuple[float, int, str]:
+        updated = item.snapshot.last_updated
+        return (
+            updated.timestamp() if updated else 0.0,
+            item.snapshot.sync_token,
+            item.snapshot.qbo_invoice_id.rjust(20, "0"),
+        )
+
+    ordered = sorted(invoices, key=key)
+    return ordered[-1] if ordered else None
+
+
+def currency_skip_reason(invoice_currency: str, portal_currency: str | None) -> str | None:
+    """Why the deal's amount properties must not be written, or None when they may be.
+
+    A deal's amounts are in the portal's company currency; another currency would show a
+    wrong figure with the wrong symbol.
+    """
+    if portal_currency is None or invoice_currency == portal_currency:
+        return None
+    return (
+        f"invoice currency {invoice_currency} differs from the portal's company currency "
+        f"{portal_currency}; deal properties are not written"
+    )
+
+
+def deal_properties(item: DealInvoice) -> dict[str, str]:
+    """The CRM deal properties showing one invoice (every value a string, as the CRM wants)."""
+    snap = item.snapshot
+    return {
+        AMOUNT_BILLED: format(snap.total, "f"),
+        RECIPIENT: snap.recipient_email or snap.customer_name or "",
+        INVOICE_NUMBER: snap.doc_number or "",
+        STATUS: item.stage.value,
+        DUE_DATE: snap.due_date.isoformat() if snap.due_date else "",
+    }
+
+
+# ---------------------------------------------------------------------------------- payments
+
+
+@dataclass(frozen=True)
+class PaymentApplication:
+    """What one payment applies to one invoice, as one change to record."""
+
+    qbo_invoice_id: str
+    change: PaymentChange
+    amount: Decimal
+
+
+def payment_changes(
+    before: Mapping[str, Decimal], after: Mapping[str, Decimal]
+) -> list[PaymentApplication]:
+    """Compare what a payment applied to each invoice before and after an edit.
+
+    `before` is what was recorded, `after` what QuickBooks shows now (empty when the payment
+    was deleted or voided). Unchanged applications produce nothing, so redelivery is silent.
+    """
+    changes: list[PaymentApplication] = []
+    for invoice_id in sorted(set(before) | set(after)):
+        old, new = before.get(invoice_id), after.get(invoice_id)
+        if new is not None and new > ZERO and old is None:
+            changes.append(PaymentApplication(invoice_id, PaymentChange.APPLIED, new))
+        elif old is not None and (new is None or new <= ZERO):
+            changes.append(PaymentApplication(invoice_id, PaymentChange.REMOVED, old))
+        elif old is not None and new is not None and new != old:
+            changes.append(PaymentApplication(invoice_id, PaymentChange.UPDATED, new))
+    return changes
+
+
+def timeline_event_id(
+    realm_id: str, payment_id: str, invoice_id: str, change: PaymentChange, version: str
+) -> str:
+    """The CRM timeline event id of one payment change; the same change always gets the same
+    id, so a redelivered webhook cannot put a second event on the deal.
+
+    `version` is the payment's SyncToken: a later edit of the same payment is a new event.
+    """
+    if change is PaymentChange.APPLIED:
+        return f"qbo-pay-{realm_id}-{payment_id}-{invoice_id}"
+    return f"qbo-pay-{realm_id}-{payment_id}-{invoice_id}-{change.value}-v{version}"
+
+
+def timeline_tokens(
+    *,
+    amount: Decimal,
+    currency: str,
+    paid_on: date,
+    invoice_number: str | None,
+    change: PaymentChange,
+    method: str | None,
+) -> dict[str, Any]:
+    """The tokens of a payment event on the deal timeline (dates as epoch milliseconds)."""
+    epoch_ms = (
+        int(datetime(paid_on.year, paid_on.month, paid_on.day, tzinfo=UTC).timestamp()) * 1000
+    )
+    return {
+        "amount": format(amount, "f"),
+        "currency": currency,
+        "paidAt": str(epoch_ms),
+        "invoiceNumber": invoice_number or "",
+        "change": change.value,
+        "method": method or "unknown",
+    }
+
+
+PAYMENT_TEMPLATE: dict[str, Any] = {
+    "name": "QuickBooks payment",
+    "objectType": "deals",
+    "headerTemplate": "Payment {{change}}: {{amount}} {{currency}} on invoice {{invoiceNumber}}",
+    "detailTemplate": "Paid on {{#formatDate paidAt}}{{/formatDate}} via {{method}}",
+    "tokens": [
+        {"name": "amount", "label": "Amount", "type": "number"},
+        {"name": "currency", "label": "Currency", "type": "string"},
+        {"name": "paidAt", "label": "Paid on", "type": "date"},
+        {"name": "invoiceNumber", "label": "Invoice number", "type": "string"},
+        {"name": "change", "label": "Change", "type": "string"},
+        {"name": "method", "label": "Method", "type": "string"},
+    ],
+}
+"""The CRM timeline event template status-tracker's events fit (created once per app)."""

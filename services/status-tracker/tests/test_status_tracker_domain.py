@@ -1,0 +1,207 @@
+"""The pure rules of status-tracker: stages, the deal projection, payment changes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+from dealbooks_contracts import InvoiceStage, PaymentChange
+from status_tracker.domain import (
+    DealInvoice,
+    InvoiceSnapshot,
+    currency_skip_reason,
+    deal_properties,
+    is_stale,
+    payment_changes,
+    projection_for_deal,
+    stage_of,
+    timeline_event_id,
+    timeline_tokens,
+)
+
+TODAY = date(2026, 3, 10)
+D = Decimal
+
+
+def invoice(**changes: object) -> InvoiceSnapshot:
+    base = InvoiceSnapshot(
+        qbo_invoice_id="130",
+        total=D("459.00"),
+        balance=D("459.00"),
+        currency="USD",
+        due_date=date(2026, 4, 1),
+        doc_number="1043",
+        email_status="NotSet",
+        recipient_email="ap@acme.example",
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_new_invoice_is_awaiting_send() -> None:
+    assert stage_of(invoice(), TODAY) is InvoiceStage.AWAITING_SEND
+
+
+def test_queued_but_not_sent_invoice_is_awaiting_send() -> None:
+    assert stage_of(invoice(email_status="NeedToSend"), TODAY) is InvoiceStage.AWAITING_SEND
+
+
+def test_emailed_invoice_is_sent_to_customer() -> None:
+    assert stage_of(invoice(email_status="EmailSent"), TODAY) is InvoiceStage.SENT
+
+
+def test_delivery_by_email_counts_as_sent() -> None:
+    assert stage_of(invoice(delivery_type="Email"), TODAY) is InvoiceStage.SENT
+
+
+def test_partial_payment_marks_invoice_partially_paid() -> None:
+    paid_some = invoice(balance=D("239.00"), email_status="EmailSent")
+    assert stage_of(paid_some, TODAY) is InvoiceStage.PARTIALLY_PAID
+
+
+def test_zero_balance_marks_invoice_paid_in_full() -> None:
+    assert stage_of(invoice(balance=D("0.00")), TODAY) is InvoiceStage.PAID
+
+
+def test_paid_invoice_is_not_overdue_after_its_due_date() -> None:
+    assert stage_of(invoice(balance=D("0"), due_date=date(2026, 1, 1)), TODAY) is InvoiceStage.PAID
+
+
+def test_past_due_invoice_with_balance_is_overdue() -> None:
+    assert stage_of(invoice(due_date=date(2026, 3, 9)), TODAY) is InvoiceStage.OVERDUE
+
+
+def test_partially_paid_past_due_invoice_is_overdue() -> None:
+    late = invoice(balance=D("10"), due_date=date(2026, 3, 9))
+    assert stage_of(late, TODAY) is InvoiceStage.OVERDUE
+
+
+def test_invoice_due_today_is_not_overdue() -> None:
+    assert stage_of(invoice(due_date=TODAY), TODAY) is InvoiceStage.AWAITING_SEND
+
+
+def test_invoice_without_due_date_never_becomes_overdue() -> None:
+    assert stage_of(invoice(due_date=None), date(2030, 1, 1)) is InvoiceStage.AWAITING_SEND
+
+
+def test_voided_invoice_is_never_paid() -> None:
+    voided = invoice(total=D("0"), balance=D("0"), private_note="Voided")
+    assert stage_of(voided, TODAY) is InvoiceStage.VOIDED
+
+
+def test_void_webhook_marks_invoice_voided_even_before_it_is_zeroed() -> None:
+    assert stage_of(invoice(void_seen=True), TODAY) is InvoiceStage.VOIDED
+
+
+def test_deleted_invoice_is_never_paid() -> None:
+    gone = invoice(total=D("0"), balance=D("0"), deleted=True)
+    assert stage_of(gone, TODAY) is InvoiceStage.DELETED
+
+
+def test_zero_total_invoice_is_not_paid() -> None:
+    nothing_owed = invoice(total=D("0"), balance=D("0"), private_note=None)
+    assert stage_of(nothing_owed, TODAY) is InvoiceStage.AWAITING_SEND
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({}, InvoiceStage.AWAITING_SEND),
+        ({"email_status": "EmailSent"}, InvoiceStage.SENT),
+        ({"balance": D("1")}, InvoiceStage.PARTIALLY_PAID),
+        ({"balance": D("0")}, InvoiceStage.PAID),
+        ({"due_date": date(2026, 3, 1)}, InvoiceStage.OVERDUE),
+        ({"deleted": True, "balance": D("0")}, InvoiceStage.DELETED),
+        ({"void_seen": True, "balance": D("0")}, InvoiceStage.VOIDED),
+    ],
+)
+def test_every_stage_is_reachable(changes: dict[str, object], expected: InvoiceStage) -> None:
+    assert stage_of(invoice(**changes), TODAY) is expected
+
+
+def test_older_sync_token_is_stale() -> None:
+    assert is_stale(1, 2)
+    assert not is_stale(2, 2)
+    assert not is_stale(0, None)
+
+
+def _at(hour: int) -> datetime:
+    return datetime(2026, 3, 10, hour, tzinfo=UTC)
+
+
+def test_deal_shows_its_most_recently_updated_invoice() -> None:
+    older = DealInvoice(invoice(qbo_invoice_id="1", last_updated=_at(9)), InvoiceStage.PAID)
+    newer = DealInvoice(invoice(qbo_invoice_id="2", last_updated=_at(11)), InvoiceStage.SENT)
+    assert projection_for_deal([newer, older]) is newer
+    assert projection_for_deal([]) is None
+
+
+def test_deal_properties_carry_amount_recipient_number_status_and_due_date() -> None:
+    props = deal_properties(DealInvoice(invoice(), InvoiceStage.SENT))
+    assert props == {
+        "acct_amount_billed": "459.00",
+        "acct_invoice_recipient": "ap@acme.example",
+        "acct_invoice_number": "1043",
+        "acct_invoice_status": "sent",
+        "acct_invoice_due_date": "2026-04-01",
+    }
+
+
+def test_foreign_currency_invoice_is_not_written_to_the_deal() -> None:
+    reason = currency_skip_reason("GBP", "USD")
+    assert reason is not None and "GBP" in reason and "USD" in reason
+    assert currency_skip_reason("USD", "USD") is None
+
+
+def test_new_payment_is_applied() -> None:
+    assert payment_changes({}, {"130": D("220")}) == [payment_changes({}, {"130": D("220")})[0]]
+    [change] = payment_changes({}, {"130": D("220")})
+    assert (change.change, change.amount) == (PaymentChange.APPLIED, D("220"))
+
+
+def test_redelivered_payment_changes_nothing() -> None:
+    assert payment_changes({"130": D("220")}, {"130": D("220")}) == []
+
+
+def test_edited_payment_amount_is_an_update() -> None:
+    [change] = payment_changes({"130": D("220")}, {"130": D("200")})
+    assert (change.change, change.amount) == (PaymentChange.UPDATED, D("200"))
+
+
+def test_deleted_payment_is_removed_from_every_invoice_it_paid() -> None:
+    changes = payment_changes({"130": D("220"), "131": D("5")}, {})
+    assert [(c.qbo_invoice_id, c.change) for c in changes] == [
+        ("130", PaymentChange.REMOVED),
+        ("131", PaymentChange.REMOVED),
+    ]
+
+
+def test_payment_moved_to_another_invoice_is_removed_and_applied() -> None:
+    changes = payment_changes({"130": D("50")}, {"131": D("50")})
+    assert {(c.qbo_invoice_id, c.change) for c in changes} == {
+        ("130", PaymentChange.REMOVED),
+        ("131", PaymentChange.APPLIED),
+    }
+
+
+def test_timeline_event_id_is_deterministic_per_payment_change() -> None:
+    first = timeline_event_id("r1", "p1", "130", PaymentChange.APPLIED, "0")
+    assert first == timeline_event_id("r1", "p1", "130", PaymentChange.APPLIED, "3")
+    edit1 = timeline_event_id("r1", "p1", "130", PaymentChange.UPDATED, "1")
+    edit2 = timeline_event_id("r1", "p1", "130", PaymentChange.UPDATED, "2")
+    assert len({first, edit1, edit2}) == 3
+
+
+def test_timeline_tokens_give_dates_in_epoch_milliseconds() -> None:
+    tokens = timeline_tokens(
+        amount=D("220.00"),
+        currency="USD",
+        paid_on=date(2015, 5, 1),
+        invoice_number="1043",
+        change=PaymentChange.APPLIED,
+        method=None,
+    )
+    assert tokens["paidAt"] == "1430438400000"
+    assert tokens["amount"] == "220.00"
+    assert tokens["method"] == "unknown"
