@@ -504,6 +504,8 @@ class Company:
         if creator is None:
             raise faults.unsupported(f"/v3/company/{self.realm_id}/{entity.lower()}")
         record = creator(body, params)
+        if entity == "Invoice":
+            self._refresh_customer_balances()
         if notify:
             self._changed(entity, record["Id"], "Create")
         return record
