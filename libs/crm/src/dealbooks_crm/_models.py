@@ -11,7 +11,7 @@ from dealbooks_crm._values import to_decimal
 
 class _Model(BaseModel):
     # HubSpot adds fields over time; unknown ones are kept, never rejected.
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, coerce_numbers_to_str=True)
 
 
 class AssociationRef(_Model):

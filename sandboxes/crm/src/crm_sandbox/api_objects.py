@@ -33,7 +33,7 @@ def object_type(ctx: Ctx) -> str:
 def inputs_of(body: Any, maximum: int = MAX_BATCH) -> list[dict[str, Any]]:
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
         raise validation("Invalid input JSON: `inputs` is required.")
-    inputs = body["inputs"]
+    inputs: list[dict[str, Any]] = body["inputs"]
     if len(inputs) > maximum:
         raise validation(
             f"Batch input size exceeded: {len(inputs)}. The maximum is {maximum}.",

@@ -78,7 +78,7 @@ def build_property(portal: Portal, type_name: str, body: dict[str, Any]) -> Prop
         if count >= MAX_UNIQUE:
             raise validation(f"An object can have at most {MAX_UNIQUE} unique-value properties.")
     ts = iso(now_ms())
-    extra = {
+    extra: dict[str, Any] = {
         k: body[k]
         for k in ("numberDisplayHint", "showCurrencySymbol", "textDisplayHint", "dataSensitivity")
         if k in body
