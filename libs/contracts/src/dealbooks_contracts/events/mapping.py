@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from .._types import ContractModel, EventPayload, NonEmptyStr
 
@@ -64,6 +64,13 @@ class SyncSettings(ContractModel):
     enabled: bool
     create_update_policy: CreateUpdatePolicy
     delete_policy: DeletePolicy
+    enabled_since: AwareDatetime | None = Field(
+        default=None,
+        description=(
+            "When sync was last switched on. Records created in QBO before it are left to an "
+            "operator-started backfill."
+        ),
+    )
 
 
 class FieldMapping(ContractModel):
