@@ -130,7 +130,7 @@ async def test_sandbox_responses_pass_the_same_models(
         for entity in ("Customer", "Item", "TaxCode", "Term", "Invoice", "Account"):
             page = loads(
                 (
-                    await http.get(f"{base}/query", params={"query": f"select * from {entity}"})
+                    await http.get(f"{base}/query", params={"query": f"select * from {entity}"})  # noqa: S608
                 ).content
             )
             for row in page["QueryResponse"][entity]:

@@ -108,7 +108,7 @@ def test_mark_emailed_and_overdue_via_clock(qbo_sandbox, qbo_company):
         qbo_company.realm_id, fresh["access_token"], fresh["refresh_token"], "US"
     )
     with api(qbo_sandbox, company) as http:
-        statement = f"SELECT * FROM Invoice WHERE Balance > '0' AND DueDate < '{today}'"
+        statement = f"SELECT * FROM Invoice WHERE Balance > '0' AND DueDate < '{today}'"  # noqa: S608
         overdue = http.get("/query", params={"query": statement}).json()
     assert [i["Id"] for i in overdue["QueryResponse"]["Invoice"]] == [invoice["Id"]]
 

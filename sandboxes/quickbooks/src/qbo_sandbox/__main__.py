@@ -43,7 +43,13 @@ def main(argv: list[str] | None = None) -> None:
     cfg.concurrent_requests = args.concurrent_requests
     cfg.batch_per_minute = args.batch_per_minute
     uvicorn.run(
-        build_app(cfg), host=args.host, port=args.port, log_level=args.log_level, access_log=False
+        build_app(cfg),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=False,
+        # Injected timeouts hold requests open; they must not delay a stop.
+        timeout_graceful_shutdown=1,
     )
 
 

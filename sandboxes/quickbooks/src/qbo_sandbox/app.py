@@ -549,7 +549,9 @@ async def authorize(request: Request) -> Response:
         return JSONResponse(
             {"error": "invalid_request", "error_description": "no company"}, status_code=400
         )
-    code = sb.oauth.authorize(app.client_id, company.realm_id, company.environment, redirect_uri)
+    # The grant belongs to the environment of the keys: a sandbox realm authorized with
+    # production keys answers 403 ApplicationAuthorizationFailed, as QBO does.
+    code = sb.oauth.authorize(app.client_id, company.realm_id, app.environment, redirect_uri)
     query_string = urlencode(
         {"code": code, "state": q.get("state", ""), "realmId": company.realm_id}
     )
@@ -575,7 +577,7 @@ async def token(request: Request) -> Response:
         app = sb.oauth.app(*_client_credentials(request, form))
         grant_type = form.get("grant_type")
         if grant_type == "authorization_code":
-            body = sb.oauth.exchange_code(app, str(form.get("code", "")), form.get("redirect_uri"))  # type: ignore[arg-type]
+            body = sb.oauth.exchange_code(app, str(form.get("code", "")), form.get("redirect_uri"))
         elif grant_type == "refresh_token":
             body = sb.oauth.refresh_grant(app, str(form.get("refresh_token", "")))
         else:

@@ -659,7 +659,7 @@ class Company:
         self, current: dict[str, Any], body: dict[str, Any], sparse: bool, params: dict[str, str]
     ) -> dict[str, Any]:
         self._check_email(body.get("PrimaryEmailAddr"))
-        proposed = (
+        proposed: dict[str, Any] = (
             dict(current)
             if sparse
             else {
@@ -774,7 +774,7 @@ class Company:
     def _update_item(
         self, current: dict[str, Any], body: dict[str, Any], sparse: bool, params: dict[str, str]
     ) -> dict[str, Any]:
-        proposed = (
+        proposed: dict[str, Any] = (
             dict(current)
             if sparse
             else {
@@ -1188,7 +1188,7 @@ class Company:
     def _update_invoice(
         self, current: dict[str, Any], body: dict[str, Any], sparse: bool, params: dict[str, str]
     ) -> dict[str, Any]:
-        proposed = (
+        proposed: dict[str, Any] = (
             copy.deepcopy(current)
             if sparse
             else {
@@ -1294,7 +1294,7 @@ class Company:
         for raw in lines_in or []:
             amount = money(raw.get("Amount", 0))
             links = raw.get("LinkedTxn") or []
-            line = {"Amount": amount, "LinkedTxn": []}
+            line: dict[str, Any] = {"Amount": amount, "LinkedTxn": []}
             for link in links:
                 if link.get("TxnType") != "Invoice":
                     raise QboFault(

@@ -251,7 +251,7 @@ def _matches(record: dict[str, Any], cond: Condition) -> bool:
         if cond.op in {"=", "IN"}:
             return any(left == r for r in rights)
         if cond.op in {"!=", "<>"}:
-            return left != rights[0]
+            return bool(left != rights[0])
         right = rights[0]
         return bool(
             {"<": left < right, ">": left > right, "<=": left <= right, ">=": left >= right}[
@@ -273,9 +273,12 @@ def run(company: Company, text: str, max_allowed: int) -> dict[str, Any]:
     if query.count:
         return {"totalCount": len(rows)}
     for prop, desc in reversed(query.order):
-        rows.sort(
-            key=lambda r, p=prop: (_lookup(r, p) is None, _sort_key(_lookup(r, p))), reverse=desc
-        )
+
+        def by_prop(row: dict[str, Any], prop: str = prop) -> tuple[bool, tuple[int, Any]]:
+            value = _lookup(row, prop)
+            return (value is None, _sort_key(value))
+
+        rows.sort(key=by_prop, reverse=desc)
     if not query.order:
         rows.sort(key=lambda r: _sort_key(r.get("Id")))
     page = rows[query.start - 1 : query.start - 1 + query.max_results]
