@@ -182,6 +182,8 @@ class Portal:
         default_factory=dict
     )
     custom_labels: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    # (object type, unique property) -> value -> id of the live record holding it
+    unique_index: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     timeline: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     counters: Counters = field(default_factory=Counters)
     window: deque[float] = field(default_factory=deque)

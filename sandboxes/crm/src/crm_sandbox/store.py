@@ -107,10 +107,35 @@ class Store:
                 sub_category="INVALID_ID_PROPERTY",
             )
         wanted = self._normalize_unique(id_property, str(object_id))
+        if not archived:
+            found = records.get(
+                portal.unique_index.get((type_name, id_property), {}).get(wanted, "")
+            )
+            return found if found is not None and not found.archived else None
         for record in records.values():
-            if record.archived == archived and record.properties.get(id_property) == wanted:
+            if record.archived and record.properties.get(id_property) == wanted:
                 return record
         return None
+
+    @staticmethod
+    def _is_unique(portal: Portal, type_name: str, name: str) -> bool:
+        definition = portal.properties[type_name].get(name)
+        if type_name == "contacts" and name == "email":
+            return True
+        return bool(definition and definition.has_unique_value)
+
+    def _reindex(self, portal: Portal, record: Record, before: dict[str, str]) -> None:
+        """Keep the unique-value index in step with a record's live values."""
+        for name in set(before) | set(record.properties):
+            if not self._is_unique(portal, record.type, name):
+                continue
+            index = portal.unique_index.setdefault((record.type, name), {})
+            old = before.get(name)
+            if old is not None and index.get(old) == record.id:
+                del index[old]
+            new = None if record.archived else record.properties.get(name)
+            if new:
+                index[new] = record.id
 
     @staticmethod
     def _normalize_unique(name: str, value: str) -> str:
@@ -138,6 +163,7 @@ class Store:
         for name, value in record.properties.items():
             self._history(record, name, value, ts, source)
         portal.records[type_name][record.id] = record
+        self._reindex(portal, record, {})
         self._index(record)
         self.notify(Change(portal.id, type_name, record.id, "creation", source, ts))
         for name in props:
@@ -174,6 +200,7 @@ class Store:
         self._touch(record, ts)
         for name in changed:
             self._history(record, name, record.properties.get(name, ""), ts, source)
+        self._reindex(portal, record, before)
         self._index(record)
         for name in changed:
             self.notify(
@@ -194,6 +221,7 @@ class Store:
         ts = now_ms()
         record.archived = True
         record.archived_at = ts
+        self._reindex(portal, record, dict(record.properties))
         record.search_versions.append(
             (time.monotonic() + self.state.config.search_lag_seconds, None)
         )
@@ -335,21 +363,18 @@ class Store:
     def _check_unique(
         self, portal: Portal, type_name: str, props: dict[str, str], exclude: str | None
     ) -> None:
-        defs = portal.properties[type_name]
         for name, value in props.items():
-            unique = name == "email" and type_name == "contacts"
-            if not value or not (unique or defs[name].has_unique_value):
+            if not value or not self._is_unique(portal, type_name, name):
                 continue
-            for record in portal.records[type_name].values():
-                if record.archived or record.id == exclude:
-                    continue
-                if record.properties.get(name) == value:
-                    if unique:
-                        raise conflict(f"Contact already exists. Existing ID: {record.id}")
-                    raise conflict(
-                        f"A {type_name[:-1]} with the unique value {value!r} for property "
-                        f"{name!r} already exists. Existing ID: {record.id}"
-                    )
+            holder = portal.unique_index.get((type_name, name), {}).get(value)
+            if holder is None or holder == exclude:
+                continue
+            if type_name == "contacts" and name == "email":
+                raise conflict(f"Contact already exists. Existing ID: {holder}")
+            raise conflict(
+                f"A {type_name[:-1]} with the unique value {value!r} for property "
+                f"{name!r} already exists. Existing ID: {holder}"
+            )
 
     # ---- derived values ------------------------------------------------------------------
 
