@@ -2,9 +2,9 @@
 
 Run: .venv/bin/python tests/benchmarks/bench_crm.py [--runs 5] [--contacts 1000]
 Starts the sandbox as a subprocess on a free loopback port, runs the upsert on a fresh portal
-each time (first as creates, then again as updates, right after), and prints the median throughput and the
-number of HTTP calls the sandbox counted. Exits non-zero if 1,000 contacts took other than 10
-calls.
+each time (as creates, then at once again as updates), and prints the median throughput and
+the number of HTTP calls the sandbox counted. Exits non-zero unless 1,000 contacts took
+exactly 10 calls.
 """
 
 from __future__ import annotations
