@@ -1,0 +1,557 @@
+"""invoice-builder's event handlers: decode, decide (domain), act on QuickBooks, persist, publish.
+
+Every handler may run twice for one event. A draft is created with a QuickBooks requestid
+derived from the request id, so a rerun after a timeout or a crash gets QuickBooks' first
+answer back instead of a second invoice; outcomes go out through the store's outbox.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from dealbooks_contracts import (
+    AccountConnected,
+    AccountDisconnected,
+    CrmObjectChanged,
+    CrmObjectType,
+    Envelope,
+    ExistingCustomer,
+    InvoiceDrafted,
+    InvoiceLinked,
+    InvoiceLinkRequested,
+    InvoiceRequested,
+    InvoiceRequestKind,
+    InvoiceRequestOrigin,
+    InvoiceRequestRejected,
+    Money,
+    NewCustomer,
+    ProductSynced,
+    QboCustomerRef,
+    RejectionCode,
+    Tenant,
+)
+from dealbooks_kit import PermanentError, TransientError, get_logger
+from dealbooks_qbo import (
+    AuthRevoked,
+    Customer,
+    DuplicateName,
+    Forbidden,
+    Invoice,
+    NotFound,
+    QboClient,
+    QboCompany,
+    ServerError,
+    Throttled,
+    ValidationError,
+)
+
+from invoice_builder import domain
+from invoice_builder.crm import CrmReader
+from invoice_builder.domain import AccountFacts, CrmParty, Rejection
+from invoice_builder.store import AUTO_DRAFTS, DRAFTED, FINAL, LINKED, REJECTED, REQUESTS, Store
+
+SOURCE = "invoice-builder"
+log = get_logger(__name__)
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _q(value: str) -> str:
+    """A string literal for the QBO query language."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class _Refused(Exception):
+    """A request cannot be fulfilled for a reason the user must hear about."""
+
+    def __init__(self, rejection: Rejection) -> None:
+        super().__init__(rejection.message)
+        self.rejection = rejection
+
+
+@dataclass
+class ResolvedCustomer:
+    customer: Customer
+    created: bool
+
+
+@dataclass
+class InvoiceBuilder:
+    """The handlers, with everything they use given to them (see app.py)."""
+
+    store: Store
+    qbo: QboClient
+    crm: CrmReader
+    today: Callable[[], date] = _today
+    now: Callable[[], datetime] = _now
+    crash_after_qbo_create: bool = False
+
+    # ------------------------------------------------------------------ account facts
+
+    async def on_account_connected(self, event: Envelope[AccountConnected]) -> None:
+        """Keep our own copy of the company facts (custom numbers, country, currency)."""
+        await self.store.save_account(event)
+
+    async def on_account_disconnected(self, event: Envelope[AccountDisconnected]) -> None:
+        await self.store.disconnect_account(event.tenant.require_account_id())
+
+    async def on_product_synced(self, event: Envelope[ProductSynced]) -> None:
+        """Remember which QuickBooks item a CRM product stands for (quotes map through it)."""
+        if event.data.crm_product_id:
+            await self.store.link_product(
+                event.tenant.portal_id,
+                event.tenant.require_account_id(),
+                event.data.crm_product_id,
+                event.data.qbo_item_id,
+            )
+
+    # ------------------------------------------------------------------ draft requests
+
+    async def on_invoice_requested(self, event: Envelope[InvoiceRequested]) -> None:
+        """`crm.invoice-requested` -> a draft QBO invoice and `invoice.drafted`, or a rejection."""
+        request = event.data
+        request_id = str(request.request_id)
+        existing = await self.store.request(request_id)
+        if existing and existing.get("status") in FINAL:
+            await self.store.relay(REQUESTS, request_id)
+            return
+        realm_id = event.tenant.require_account_id()
+        account = await self.store.account(realm_id)
+        try:
+            quote = None
+            if request.quote_id and account is not None:
+                quote = await self.crm.quote(event.tenant.portal_id, request.quote_id)
+            rejection = domain.validate_request(
+                request, account, today=self.today(), now=self.now(), quote=quote
+            )
+            if rejection:
+                raise _Refused(rejection)
+            assert account is not None
+            drafted = await self._draft(event, account)
+        except _Refused as refused:
+            await self._reject(event, refused.rejection)
+            return
+        await self.store.finish(
+            REQUESTS,
+            request_id,
+            {
+                "status": DRAFTED,
+                "portal_id": event.tenant.portal_id,
+                "realm_id": realm_id,
+                "deal_id": request.deal_id,
+                "qbo_invoice_id": drafted.qbo_invoice_id,
+                "doc_number": drafted.doc_number,
+                "total": format(drafted.total.amount, "f"),
+                "currency": drafted.total.currency,
+            },
+            [Envelope.build(drafted, source=SOURCE, caused_by=event)],
+        )
+
+    async def _draft(
+        self, event: Envelope[InvoiceRequested], account: AccountFacts
+    ) -> InvoiceDrafted:
+        request = event.data
+        company = self.qbo.company(account.realm_id)
+        resolved = await self._customer(event, company)
+        currency = request.lines[0].unit_price.currency
+        customer_currency = (
+            resolved.customer.CurrencyRef.value if resolved.customer.CurrencyRef else None
+        )
+        mismatch = domain.check_currency(currency, customer_currency, account)
+        if mismatch:
+            raise _Refused(mismatch)
+        body = domain.invoice_body(request, str(resolved.customer.Id), account, today=self.today())
+        if resolved.customer.PrimaryEmailAddr and resolved.customer.PrimaryEmailAddr.Address:
+            body["BillEmail"] = {"Address": resolved.customer.PrimaryEmailAddr.Address}
+        invoice = await _qbo(
+            company.create(
+                Invoice, body, idempotency_key=domain.qbo_request_id(request.request_id, "invoice")
+            )
+        )
+        if self.crash_after_qbo_create:
+            # Failpoint: die between QuickBooks' create and our own write, as a crash would.
+            os._exit(17)
+        assert invoice.Id is not None
+        await self.store.save_invoice(
+            account.realm_id,
+            invoice.Id,
+            {
+                "portal_id": event.tenant.portal_id,
+                "deal_id": request.deal_id,
+                "quote_id": request.quote_id,
+                "request_id": str(request.request_id),
+                "origin": "drafted",
+                "qbo_customer_id": resolved.customer.Id,
+            },
+        )
+        return InvoiceDrafted(
+            request_id=request.request_id,
+            deal_id=request.deal_id,
+            quote_id=request.quote_id,
+            qbo_invoice_id=invoice.Id,
+            doc_number=invoice.DocNumber,
+            customer=QboCustomerRef(
+                qbo_customer_id=str(resolved.customer.Id),
+                display_name=resolved.customer.DisplayName,
+                email=resolved.customer.PrimaryEmailAddr.Address
+                if resolved.customer.PrimaryEmailAddr
+                else None,
+            ),
+            customer_created=resolved.created,
+            total=Money(
+                amount=invoice.TotalAmt if invoice.TotalAmt is not None else Decimal("0"),
+                currency=invoice.CurrencyRef.value if invoice.CurrencyRef else currency,
+            ),
+            invoice_date=invoice.TxnDate or request.invoice_date or self.today(),
+            due_date=invoice.DueDate,
+        )
+
+    async def _customer(
+        self, event: Envelope[InvoiceRequested], company: QboCompany
+    ) -> ResolvedCustomer:
+        choice = event.data.customer
+        if isinstance(choice, ExistingCustomer):
+            return ResolvedCustomer(await self._existing(company, choice.qbo_customer_id), False)
+        return await self._new_customer(event, company, choice)
+
+    async def _existing(self, company: QboCompany, customer_id: str) -> Customer:
+        try:
+            customer = await _qbo(company.read(Customer, customer_id))
+        except NotFound:
+            customer = None
+        if customer is None or customer.Active is False:
+            raise _Refused(
+                Rejection(
+                    RejectionCode.CUSTOMER_NOT_FOUND,
+                    f"QuickBooks customer {customer_id} does not exist or is inactive; "
+                    "choose another customer.",
+                    field="customer",
+                )
+            )
+        return customer
+
+    async def _new_customer(
+        self, event: Envelope[InvoiceRequested], company: QboCompany, new: NewCustomer
+    ) -> ResolvedCustomer:
+        """Create the customer once; reuse it for later invoices of the same CRM record."""
+        portal_id = event.tenant.portal_id
+        crm_key = (
+            f"contact:{new.crm_contact_id}"
+            if new.crm_contact_id
+            else (f"company:{new.crm_company_id}" if new.crm_company_id else None)
+        )
+        if crm_key:
+            linked = await self.store.customer_link(portal_id, company.realm_id, crm_key)
+            if linked:
+                return ResolvedCustomer(await self._existing(company, linked), False)
+        base = new.display_name.strip()
+        like = base.replace("%", "")[:90]
+        taken = await _qbo(
+            company.query_all(
+                f"SELECT * FROM Customer WHERE DisplayName LIKE {_q(like + '%')}"  # noqa: S608
+            )
+        )
+        for candidate in taken:
+            if isinstance(candidate, Customer) and domain.same_person(new, _candidate(candidate)):
+                await self._remember(portal_id, company.realm_id, crm_key, candidate)
+                return ResolvedCustomer(candidate, False)
+        # Try the names in a fixed order, each with its own requestid: a rerun replays the
+        # very answers of the first run, so it settles on the same customer.
+        for name in domain.display_name_candidates(new):
+            try:
+                created = await _qbo(
+                    company.create(
+                        Customer,
+                        domain.customer_body(new, name),
+                        idempotency_key=domain.qbo_request_id(
+                            event.data.request_id, f"customer:{name}"
+                        ),
+                    )
+                )
+            except DuplicateName:
+                continue
+            await self._remember(portal_id, company.realm_id, crm_key, created)
+            return ResolvedCustomer(created, True)
+        raise _Refused(
+            Rejection(
+                RejectionCode.QBO_VALIDATION,
+                f"Every name tried for the new customer {base!r} is taken in QuickBooks; "
+                "choose an existing customer instead.",
+                field="customer",
+                qbo_fault_code="6240",
+            )
+        )
+
+    async def _remember(
+        self, portal_id: str, realm_id: str, crm_key: str | None, customer: Customer
+    ) -> None:
+        if crm_key and customer.Id:
+            await self.store.link_customer(portal_id, realm_id, crm_key, customer.Id)
+
+    async def _reject(self, event: Envelope[Any], rejection: Rejection) -> None:
+        data = event.data
+        kind = (
+            InvoiceRequestKind.LINK
+            if isinstance(data, InvoiceLinkRequested)
+            else InvoiceRequestKind.DRAFT
+        )
+        deal_id = getattr(data, "deal_id", None)
+        rejected = InvoiceRequestRejected(
+            request_id=data.request_id,
+            request_kind=kind,
+            deal_id=deal_id,
+            code=rejection.code,
+            message=rejection.message,
+            field=rejection.field,
+            line_index=rejection.line_index,
+            qbo_fault_code=rejection.qbo_fault_code,
+        )
+        log.info("request rejected", code=rejection.code.value, request_id=str(data.request_id))
+        await self.store.finish(
+            REQUESTS,
+            str(data.request_id),
+            {
+                "status": REJECTED,
+                "portal_id": event.tenant.portal_id,
+                "realm_id": event.tenant.account_id,
+                "deal_id": deal_id,
+                "code": rejection.code.value,
+                "message": rejection.message,
+                "field": rejection.field,
+                "line_index": rejection.line_index,
+            },
+            [Envelope.build(rejected, source=SOURCE, caused_by=event)],
+        )
+
+    # ------------------------------------------------------------------ link requests
+
+    async def on_link_requested(self, event: Envelope[InvoiceLinkRequested]) -> None:
+        """Attach an existing QBO invoice to a CRM record, so status-tracker follows it."""
+        request = event.data
+        request_id = str(request.request_id)
+        existing = await self.store.request(request_id)
+        if existing and existing.get("status") in FINAL:
+            await self.store.relay(REQUESTS, request_id)
+            return
+        realm_id = event.tenant.require_account_id()
+        account = await self.store.account(realm_id)
+        try:
+            if account is None or not account.connected:
+                raise _Refused(
+                    Rejection(
+                        RejectionCode.ACCOUNT_NOT_CONNECTED,
+                        "This QuickBooks company is not connected to the portal.",
+                        field="account",
+                    )
+                )
+            linked = await self._link(event, account)
+        except _Refused as refused:
+            await self._reject(event, refused.rejection)
+            return
+        await self.store.finish(
+            REQUESTS,
+            request_id,
+            {
+                "status": LINKED,
+                "portal_id": event.tenant.portal_id,
+                "realm_id": realm_id,
+                "qbo_invoice_id": request.qbo_invoice_id,
+                "target": request.target.model_dump(mode="json"),
+            },
+            [Envelope.build(linked, source=SOURCE, caused_by=event)],
+        )
+
+    async def _link(
+        self, event: Envelope[InvoiceLinkRequested], account: AccountFacts
+    ) -> InvoiceLinked:
+        request = event.data
+        company = self.qbo.company(account.realm_id)
+        try:
+            invoice = await _qbo(company.read(Invoice, request.qbo_invoice_id))
+        except NotFound:
+            raise _Refused(
+                Rejection(
+                    RejectionCode.INVOICE_NOT_FOUND,
+                    f"QuickBooks invoice {request.qbo_invoice_id} does not exist in "
+                    f"{account.company_name}.",
+                    field="qbo_invoice_id",
+                )
+            ) from None
+        known = await self.store.invoice(account.realm_id, request.qbo_invoice_id)
+        target = request.target.model_dump(mode="json")
+        if known and known.get("target", target) != target:
+            raise _Refused(
+                Rejection(
+                    RejectionCode.INVOICE_ALREADY_LINKED,
+                    f"Invoice {invoice.DocNumber or invoice.Id} is already tracked on another "
+                    "CRM record.",
+                    field="qbo_invoice_id",
+                )
+            )
+        customer = await _qbo(company.read(Customer, invoice.CustomerRef.value))
+        currency = invoice.CurrencyRef.value if invoice.CurrencyRef else account.home_currency
+        await self.store.save_invoice(
+            account.realm_id,
+            request.qbo_invoice_id,
+            {
+                "portal_id": event.tenant.portal_id,
+                "deal_id": request.target.object_id
+                if request.target.object_type is CrmObjectType.DEAL
+                else None,
+                "target": target,
+                "request_id": str(request.request_id),
+                "origin": "linked",
+            },
+        )
+        return InvoiceLinked(
+            request_id=request.request_id,
+            qbo_invoice_id=request.qbo_invoice_id,
+            doc_number=invoice.DocNumber,
+            target=request.target,
+            customer=QboCustomerRef(
+                qbo_customer_id=invoice.CustomerRef.value,
+                display_name=customer.DisplayName,
+                email=customer.PrimaryEmailAddr.Address if customer.PrimaryEmailAddr else None,
+            ),
+            total=Money(amount=invoice.TotalAmt or Decimal("0"), currency=currency),
+            balance=Money(amount=invoice.Balance or Decimal("0"), currency=currency),
+            invoice_date=invoice.TxnDate or self.today(),
+            due_date=invoice.DueDate,
+        )
+
+    # ------------------------------------------------------------------ auto-draft rules
+
+    async def on_crm_object_changed(self, event: Envelope[CrmObjectChanged]) -> None:
+        """A deal entering a rule's stage requests one draft; never two for the same deal."""
+        change = event.data
+        portal_id = event.tenant.portal_id
+        for rule in await self.store.rules_of(portal_id):
+            if not domain.rule_fires(rule, change):
+                continue
+            claim = await self.store.claim_auto_draft(portal_id, change.object_id, rule.rule_id)
+            doc_id = f"{portal_id}:{change.object_id}"
+            if claim.get("status") != "pending":
+                await self.store.relay(AUTO_DRAFTS, doc_id)
+                return
+            requested = await self.auto_draft_request(rule, change.object_id)
+            await self.store.finish(
+                AUTO_DRAFTS,
+                doc_id,
+                {"status": "requested", "request_id": str(requested.request_id)},
+                [
+                    Envelope.build(
+                        requested,
+                        source=SOURCE,
+                        tenant=Tenant(portal_id=portal_id, account_id=rule.realm_id),
+                        caused_by=None,
+                        correlation_id=event.correlation_id,
+                    )
+                ],
+            )
+            return
+
+    async def auto_draft_request(
+        self, rule: domain.AutoDraftRule, deal_id: str
+    ) -> InvoiceRequested:
+        """The request an auto-draft rule makes: the deal's line items, its party as customer."""
+        account = await self.store.account(rule.realm_id)
+        if account is None:
+            raise PermanentError(f"auto-draft rule {rule.rule_id}: account {rule.realm_id} unknown")
+        currency = account.home_currency
+        items = await self.crm.line_items(rule.portal_id, "deals", deal_id, currency)
+        links = await self.store.product_links(rule.portal_id, rule.realm_id)
+        lines = domain.lines_from_crm(
+            items, links, rule.chosen_items, default_tax_code=rule.default_tax_code
+        )
+        if isinstance(lines, Rejection):
+            raise PermanentError(f"auto-draft rule {rule.rule_id}, deal {deal_id}: {lines.message}")
+        party = await self.crm.party(rule.portal_id, "deals", deal_id)
+        customer = await self.customer_choice(rule.portal_id, rule.realm_id, party)
+        return InvoiceRequested(
+            request_id=domain.auto_draft_request_id(rule.portal_id, deal_id),
+            deal_id=deal_id,
+            origin=InvoiceRequestOrigin.AUTO_DRAFT_RULE,
+            customer=customer,
+            lines=lines,
+            terms_id=rule.terms_id,
+            rule_id=rule.rule_id,
+        )
+
+    async def customer_choice(
+        self, portal_id: str, realm_id: str, party: CrmParty
+    ) -> ExistingCustomer | NewCustomer:
+        """The matched QBO customer of a CRM party, or a new one built from it."""
+        candidates = await self.customer_candidates(realm_id)
+        match = domain.match_customer(party, candidates)
+        if match is not None:
+            return ExistingCustomer(qbo_customer_id=match.customer.qbo_customer_id)
+        person = " ".join(p for p in (party.first_name, party.last_name) if p)
+        return NewCustomer(
+            display_name=party.company_name or person or party.email or "CRM customer",
+            company_name=party.company_name,
+            given_name=party.first_name,
+            family_name=party.last_name,
+            email=party.email,
+            crm_contact_id=party.crm_contact_id,
+            crm_company_id=party.crm_company_id,
+        )
+
+    async def customer_candidates(self, realm_id: str) -> list[domain.CustomerCandidate]:
+        rows = await _qbo(self.qbo.company(realm_id).query_all("SELECT * FROM Customer"))
+        return [_candidate(r) for r in rows if isinstance(r, Customer)]
+
+
+def _candidate(c: Customer) -> domain.CustomerCandidate:
+    return domain.CustomerCandidate(
+        qbo_customer_id=str(c.Id),
+        display_name=c.DisplayName,
+        company_name=c.CompanyName,
+        given_name=c.GivenName,
+        family_name=c.FamilyName,
+        email=c.PrimaryEmailAddr.Address if c.PrimaryEmailAddr else None,
+        active=c.Active is not False,
+        currency=c.CurrencyRef.value if c.CurrencyRef else None,
+    )
+
+
+async def _qbo(call: Any) -> Any:
+    """Await a QuickBooks call, sorting its failures into retry, refuse and dead-letter."""
+    try:
+        return await call
+    except (Throttled, ServerError, TimeoutError) as exc:
+        raise TransientError(str(exc)) from exc
+    except (AuthRevoked, Forbidden) as exc:
+        raise _Refused(
+            Rejection(
+                RejectionCode.ACCOUNT_REAUTH_REQUIRED,
+                "QuickBooks no longer accepts this connection; reconnect the company and retry.",
+                field="account",
+            )
+        ) from exc
+    except (NotFound, DuplicateName):
+        raise
+    except ValidationError as exc:
+        raise _Refused(
+            Rejection(
+                RejectionCode.QBO_VALIDATION,
+                f"QuickBooks refused the invoice: {exc.message}. {exc.detail}".strip(),
+                qbo_fault_code=exc.code or None,
+            )
+        ) from exc
+
+
+def new_request_id() -> uuid.UUID:
+    """A fresh request id for a submission (the idempotency key end to end)."""
+    return uuid.uuid4()

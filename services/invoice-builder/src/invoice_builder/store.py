@@ -1,0 +1,244 @@
+"""invoice-builder's MongoDB collections, their indexes, and the outbox that keeps published
+events in step with state.
+
+Outbox: a handler writes its outcome and the events it causes into one document in one
+write, then publishes them and clears them. A crash in between leaves them in the document;
+the next run of the same handler publishes the very same envelopes (same ids), which
+consumers drop as duplicates. No multi-document transaction is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from dealbooks_contracts import AccountConnected, Envelope, decode
+from dealbooks_kit import EventPublisher, IndexSpec
+from pymongo import ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+
+from invoice_builder.domain import AccountFacts, AutoDraftRule
+
+ACCOUNTS = "accounts"
+REQUESTS = "invoice_requests"
+INVOICES = "invoices"
+CUSTOMER_LINKS = "customer_links"
+PRODUCT_LINKS = "product_links"
+RULES = "auto_draft_rules"
+AUTO_DRAFTS = "auto_drafts"
+
+INDEXES = [
+    IndexSpec(ACCOUNTS, [("portal_id", 1)]),
+    IndexSpec(REQUESTS, [("portal_id", 1), ("status", 1)]),
+    IndexSpec(INVOICES, [("portal_id", 1), ("deal_id", 1)]),
+    IndexSpec(RULES, [("portal_id", 1)]),
+]
+
+PENDING = "pending"
+DRAFTED = "drafted"
+REJECTED = "rejected"
+LINKED = "linked"
+FINAL = (DRAFTED, REJECTED, LINKED)
+
+Doc = dict[str, Any]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    """Everything invoice-builder keeps, one method per question a handler asks."""
+
+    def __init__(self, db: AsyncDatabase[Doc], publisher: EventPublisher) -> None:
+        self.db = db
+        self.publisher = publisher
+
+    # ------------------------------------------------------------------ outbox
+
+    async def finish(
+        self, collection: str, doc_id: str, fields: Doc, events: Sequence[Envelope[Any]]
+    ) -> None:
+        """Record an outcome and the events it causes in one write, then publish them."""
+        await self.db[collection].update_one(
+            {"_id": doc_id},
+            {
+                "$set": {**fields, "updated_at": _now()},
+                "$push": {"outbox": {"$each": [e.model_dump_json() for e in events]}},
+            },
+            upsert=True,
+        )
+        await self.relay(collection, doc_id)
+
+    async def relay(self, collection: str, doc_id: str) -> None:
+        """Publish what a document's outbox still holds, then clear what was published."""
+        doc = await self.db[collection].find_one({"_id": doc_id}, {"outbox": 1})
+        pending: list[str] = (doc or {}).get("outbox") or []
+        for raw in pending:
+            await self.publisher.publish(decode(raw))
+        if pending:
+            await self.db[collection].update_one(
+                {"_id": doc_id}, {"$pull": {"outbox": {"$in": pending}}}
+            )
+
+    # ------------------------------------------------------------------ accounts
+
+    async def save_account(self, event: Envelope[AccountConnected]) -> None:
+        """Keep the latest facts of a connected company (every re-publication replaces them)."""
+        facts = event.data
+        await self.db[ACCOUNTS].update_one(
+            {"_id": event.tenant.require_account_id()},
+            {
+                "$set": {
+                    "portal_id": event.tenant.portal_id,
+                    "company_name": facts.company_name,
+                    "country": facts.country,
+                    "home_currency": facts.home_currency,
+                    "multicurrency_enabled": facts.multicurrency_enabled,
+                    "custom_transaction_numbers": facts.custom_transaction_numbers,
+                    "connected": True,
+                    "facts_at": event.occurred_at,
+                }
+            },
+            upsert=True,
+        )
+
+    async def disconnect_account(self, realm_id: str) -> None:
+        await self.db[ACCOUNTS].update_one({"_id": realm_id}, {"$set": {"connected": False}})
+
+    async def account(self, realm_id: str) -> AccountFacts | None:
+        doc = await self.db[ACCOUNTS].find_one({"_id": realm_id})
+        return _account(doc) if doc else None
+
+    async def accounts_of(self, portal_id: str) -> list[AccountFacts]:
+        cursor = self.db[ACCOUNTS].find({"portal_id": portal_id, "connected": True})
+        return [_account(doc) async for doc in cursor]
+
+    # ------------------------------------------------------------------ requests
+
+    async def request(self, request_id: str) -> Doc | None:
+        return await self.db[REQUESTS].find_one({"_id": request_id}, {"outbox": 0})
+
+    async def mark_pending(
+        self, request_id: str, portal_id: str, realm_id: str, deal_id: str | None
+    ) -> None:
+        """A submitted request whose outcome is not known yet (the wizard polls it)."""
+        await self.db[REQUESTS].update_one(
+            {"_id": request_id},
+            {
+                "$setOnInsert": {
+                    "status": PENDING,
+                    "portal_id": portal_id,
+                    "realm_id": realm_id,
+                    "deal_id": deal_id,
+                    "created_at": _now(),
+                }
+            },
+            upsert=True,
+        )
+
+    # ------------------------------------------------------------------ invoices
+
+    async def save_invoice(self, realm_id: str, qbo_invoice_id: str, fields: Doc) -> None:
+        """Upsert an invoice dealbooks created or linked (by QBO id: replays are harmless)."""
+        await self.db[INVOICES].update_one(
+            {"_id": f"{realm_id}:{qbo_invoice_id}"},
+            {"$set": {"realm_id": realm_id, "qbo_invoice_id": qbo_invoice_id, **fields}},
+            upsert=True,
+        )
+
+    async def invoice(self, realm_id: str, qbo_invoice_id: str) -> Doc | None:
+        return await self.db[INVOICES].find_one({"_id": f"{realm_id}:{qbo_invoice_id}"})
+
+    # ------------------------------------------------------------------ links
+
+    async def customer_link(self, portal_id: str, realm_id: str, crm_key: str) -> str | None:
+        doc = await self.db[CUSTOMER_LINKS].find_one({"_id": f"{portal_id}:{realm_id}:{crm_key}"})
+        return str(doc["qbo_customer_id"]) if doc else None
+
+    async def link_customer(
+        self, portal_id: str, realm_id: str, crm_key: str, qbo_customer_id: str
+    ) -> None:
+        await self.db[CUSTOMER_LINKS].update_one(
+            {"_id": f"{portal_id}:{realm_id}:{crm_key}"},
+            {"$set": {"qbo_customer_id": qbo_customer_id, "linked_at": _now()}},
+            upsert=True,
+        )
+
+    async def link_product(
+        self, portal_id: str, realm_id: str, crm_product_id: str, qbo_item_id: str
+    ) -> None:
+        await self.db[PRODUCT_LINKS].update_one(
+            {"_id": f"{portal_id}:{realm_id}:{crm_product_id}"},
+            {
+                "$set": {
+                    "portal_id": portal_id,
+                    "realm_id": realm_id,
+                    "crm_product_id": crm_product_id,
+                    "qbo_item_id": qbo_item_id,
+                }
+            },
+            upsert=True,
+        )
+
+    async def product_links(self, portal_id: str, realm_id: str) -> dict[str, str]:
+        cursor = self.db[PRODUCT_LINKS].find({"portal_id": portal_id, "realm_id": realm_id})
+        return {doc["crm_product_id"]: doc["qbo_item_id"] async for doc in cursor}
+
+    # ------------------------------------------------------------------ auto-draft rules
+
+    async def save_rule(self, rule: AutoDraftRule) -> None:
+        await self.db[RULES].replace_one(
+            {"_id": f"{rule.portal_id}:{rule.rule_id}"},
+            {
+                "portal_id": rule.portal_id,
+                "rule_id": rule.rule_id,
+                "realm_id": rule.realm_id,
+                "deal_stage": rule.deal_stage,
+                "enabled": rule.enabled,
+                "terms_id": rule.terms_id,
+                "default_tax_code": rule.default_tax_code,
+                "chosen_items": dict(rule.chosen_items),
+            },
+            upsert=True,
+        )
+
+    async def rules_of(self, portal_id: str) -> list[AutoDraftRule]:
+        cursor = self.db[RULES].find({"portal_id": portal_id})
+        return [
+            AutoDraftRule(
+                rule_id=d["rule_id"],
+                portal_id=d["portal_id"],
+                realm_id=d["realm_id"],
+                deal_stage=d["deal_stage"],
+                enabled=bool(d.get("enabled", True)),
+                terms_id=d.get("terms_id"),
+                default_tax_code=d.get("default_tax_code"),
+                chosen_items=d.get("chosen_items") or {},
+            )
+            async for d in cursor
+        ]
+
+    async def claim_auto_draft(self, portal_id: str, deal_id: str, rule_id: str) -> Doc:
+        """The auto-draft record of a deal: created by the first rule that fires, then kept."""
+        doc = await self.db[AUTO_DRAFTS].find_one_and_update(
+            {"_id": f"{portal_id}:{deal_id}"},
+            {"$setOnInsert": {"rule_id": rule_id, "claimed_at": _now(), "status": PENDING}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        return dict(doc or {})
+
+
+def _account(doc: Doc) -> AccountFacts:
+    return AccountFacts(
+        portal_id=doc["portal_id"],
+        realm_id=doc["_id"],
+        company_name=doc["company_name"],
+        country=doc["country"],
+        home_currency=doc["home_currency"],
+        multicurrency_enabled=bool(doc.get("multicurrency_enabled")),
+        custom_transaction_numbers=bool(doc.get("custom_transaction_numbers")),
+        connected=bool(doc.get("connected", True)),
+    )

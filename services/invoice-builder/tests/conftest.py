@@ -1,0 +1,145 @@
+"""A running invoice-builder on real Kafka + MongoDB-wire server + both sandboxes over HTTP.
+
+One service per test module (consumer-group joins are the slow part); each test makes its own
+QuickBooks company and CRM portal, so tests do not see each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest_asyncio
+from aiokafka import AIOKafkaConsumer
+from dealbooks_contracts import (
+    AccountConnected,
+    AccountConnectedReason,
+    Envelope,
+    EventPayload,
+    QboEnvironment,
+    Tenant,
+    decode,
+)
+from dealbooks_http import StaticTokenProvider
+from invoice_builder.app import Service, build_service
+from invoice_builder.settings import InvoiceBuilderSettings
+
+
+class Harness:
+    """The service under test plus helpers to feed it events and read what it published."""
+
+    def __init__(self, service: Service, bootstrap: str) -> None:
+        self.service = service
+        self.settings = service.settings
+        self.bootstrap = bootstrap
+        self.qbo_tokens = StaticTokenProvider({})
+        self.crm_tokens = StaticTokenProvider({})
+
+    async def publish(self, payload: EventPayload, tenant: Tenant) -> Envelope[Any]:
+        event = Envelope.build(payload, source="test", tenant=tenant)
+        await self.service.runtime.publisher.publish(event)
+        return event
+
+    async def connect_account(
+        self,
+        tenant: Tenant,
+        *,
+        country: str = "US",
+        currency: str = "USD",
+        custom_numbers: bool = False,
+        name: str = "Test Company",
+    ) -> None:
+        """Publish the account facts and wait until the service holds them."""
+        facts = AccountConnected(
+            company_name=name,
+            country=country,
+            home_currency=currency,
+            multicurrency_enabled=False,
+            custom_transaction_numbers=custom_numbers,
+            environment=QboEnvironment.SANDBOX,
+            reason=AccountConnectedReason.CONNECTED,
+            connected_at=datetime.now(UTC),
+        )
+        await self.publish(facts, tenant)
+        realm = tenant.require_account_id()
+
+        async def stored() -> bool:
+            account = await self.service.store.account(realm)
+            return account is not None and account.custom_transaction_numbers == custom_numbers
+
+        await eventually(stored)
+
+    async def outcome(self, request_id: uuid.UUID) -> dict[str, Any]:
+        """Wait for a request to be drafted, rejected or linked; its stored record."""
+        found: dict[str, Any] = {}
+
+        async def done() -> bool:
+            doc = await self.service.store.request(str(request_id))
+            if doc and doc.get("status") != "pending":
+                found.update(doc)
+                return True
+            return False
+
+        await eventually(done)
+        return found
+
+    async def events(
+        self, event_type: str, predicate: Callable[[Envelope[Any]], bool], count: int = 1
+    ) -> list[Envelope[Any]]:
+        """Read the events of a type from the start of its topic until `count` match."""
+        topic = self.settings.topic(f"{event_type}.v1")
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest", group_id=None
+        )
+        await consumer.start()
+        matched: list[Envelope[Any]] = []
+        try:
+            async with asyncio.timeout(30):
+                while len(matched) < count:
+                    batch = await consumer.getmany(timeout_ms=300)
+                    for records in batch.values():
+                        for record in records:
+                            event = decode(record.value)
+                            if predicate(event):
+                                matched.append(event)
+        finally:
+            await consumer.stop()
+        return matched
+
+
+async def eventually(predicate: Callable[[], Any], timeout: float = 30.0) -> None:
+    """Poll an async predicate until it holds (fails the test after `timeout`)."""
+    async with asyncio.timeout(timeout):
+        while not await predicate():
+            await asyncio.sleep(0.05)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def builder(
+    kafka_bootstrap: str, mongo_uri: str, kafka_supports_idempotence: bool, qbo_sandbox: Any,
+    crm_sandbox: Any,
+) -> AsyncIterator[Harness]:  # fmt: skip
+    namespace = f"ib{uuid.uuid4().hex[:8]}"
+    settings = InvoiceBuilderSettings(
+        kafka_bootstrap=kafka_bootstrap,
+        mongodb_uri=mongo_uri,
+        mongodb_database=namespace,
+        topic_prefix=f"{namespace}.",
+        kafka_idempotence=kafka_supports_idempotence,
+        qbo_base_url=qbo_sandbox.base_url,
+        crm_base_url=crm_sandbox.base_url,
+        handler_attempts=4,
+        handler_wait_initial=0.05,
+        handler_wait_max=0.2,
+    )
+    qbo_tokens = StaticTokenProvider({})
+    crm_tokens = StaticTokenProvider({})
+    service = build_service(settings, qbo_tokens=qbo_tokens, crm_tokens=crm_tokens)
+    harness = Harness(service, kafka_bootstrap)
+    harness.qbo_tokens, harness.crm_tokens = qbo_tokens, crm_tokens
+    async with service.runtime.running():
+        yield harness
+    await service.aclose()

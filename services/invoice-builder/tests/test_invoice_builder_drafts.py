@@ -1,0 +1,259 @@
+"""invoice-builder end to end: crm.invoice-requested -> draft in the QBO sandbox -> invoice.drafted,
+or invoice.request-rejected, on real Kafka and a real MongoDB-wire server."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from dealbooks_contracts import (
+    CustomerChoice,
+    ExistingCustomer,
+    InvoiceLineRequest,
+    InvoiceRequested,
+    InvoiceRequestOrigin,
+    Money,
+    NewCustomer,
+    RejectionCode,
+    Tenant,
+)
+
+Harness = Any  # the harness fixture of conftest.py
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+
+
+def line(
+    price: str = "500.00", currency: str = "USD", tax: str | None = None
+) -> InvoiceLineRequest:
+    return InvoiceLineRequest(
+        qbo_item_id="2",  # the sandbox's demo "Onboarding package"
+        quantity=Decimal("2"),
+        unit_price=Money(amount=Decimal(price), currency=currency),
+        description="Onboarding",
+        tax_code_id=tax,
+    )
+
+
+def draft_request(
+    customer: CustomerChoice | None = None, lines: list[InvoiceLineRequest] | None = None, **kw: Any
+) -> InvoiceRequested:
+    return InvoiceRequested(
+        request_id=kw.pop("request_id", uuid.uuid4()),
+        deal_id=kw.pop("deal_id", "deal-1"),
+        origin=InvoiceRequestOrigin.WIZARD,
+        customer=customer or ExistingCustomer(qbo_customer_id="1"),
+        lines=lines or [line()],
+        **kw,
+    )
+
+
+async def us_company(builder: Harness, qbo_sandbox: Any, **facts: Any) -> Tenant:
+    company = qbo_sandbox.create_company("US")
+    builder.qbo_tokens.set(company.realm_id, company.access_token)
+    tenant = Tenant(portal_id=f"portal-{company.realm_id}", account_id=company.realm_id)
+    await builder.connect_account(tenant, **facts)
+    return tenant
+
+
+def qbo_invoices(qbo_sandbox: Any, realm_id: str, token: str) -> list[dict[str, Any]]:
+    response = qbo_sandbox.http.get(
+        f"/v3/company/{realm_id}/query",
+        params={"query": "SELECT * FROM Invoice"},
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+    )
+    response.raise_for_status()
+    return list(response.json()["QueryResponse"].get("Invoice", []))
+
+
+async def test_request_creates_a_draft_invoice_and_publishes_drafted(
+    builder: Harness, qbo_sandbox: Any
+) -> None:
+    tenant = await us_company(builder, qbo_sandbox)
+    request = draft_request(
+        terms_id="3", invoice_date=date.today(), customer_message="Thank you for your business."
+    )
+    await builder.publish(request, tenant)
+
+    outcome = await builder.outcome(request.request_id)
+    assert outcome["status"] == "drafted"
+    [drafted] = await builder.events(
+        "invoice.drafted", lambda e: e.data.request_id == request.request_id
+    )
+    assert drafted.data.total == Money(amount=Decimal("1000.00"), currency="USD")
+    assert drafted.data.deal_id == "deal-1"
+    assert drafted.data.due_date == date.today() + timedelta(days=30)
+    assert drafted.data.doc_number
+    token = await builder.qbo_tokens.token(tenant.require_account_id())
+    [invoice] = qbo_invoices(qbo_sandbox, tenant.require_account_id(), token)
+    assert invoice["Id"] == drafted.data.qbo_invoice_id
+    assert invoice["EmailStatus"] == "NotSet"  # a draft: never sent
+    assert invoice["CustomerMemo"] == {"value": "Thank you for your business."}
+
+
+async def test_redelivered_request_creates_one_invoice(builder: Harness, qbo_sandbox: Any) -> None:
+    tenant = await us_company(builder, qbo_sandbox)
+    request = draft_request()
+    await builder.publish(request, tenant)
+    await builder.outcome(request.request_id)
+    # The same request again in a new envelope, as a retrying producer would send it.
+    await builder.publish(request, tenant)
+    await builder.publish(draft_request(deal_id="deal-marker"), tenant)
+    await builder.events("invoice.drafted", lambda e: e.data.deal_id == "deal-marker")
+
+    token = await builder.qbo_tokens.token(tenant.require_account_id())
+    invoices = qbo_invoices(qbo_sandbox, tenant.require_account_id(), token)
+    assert len(invoices) == 2  # the request's one, and the marker's
+    drafted = await builder.events(
+        "invoice.drafted", lambda e: e.data.request_id == request.request_id
+    )
+    assert len({e.data.qbo_invoice_id for e in drafted}) == 1
+
+
+async def test_crash_between_qbo_create_and_own_write_still_yields_one_invoice(
+    builder: Harness, qbo_sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant = await us_company(builder, qbo_sandbox)
+    store = builder.service.store
+    real_save = store.save_invoice
+    crashes = {"left": 1}
+
+    async def crash_once(*args: Any, **kwargs: Any) -> None:
+        if crashes["left"]:
+            crashes["left"] -= 1
+            raise ConnectionError("process died after QuickBooks created the invoice")
+        await real_save(*args, **kwargs)
+
+    monkeypatch.setattr(store, "save_invoice", crash_once)
+    request = draft_request()
+    await builder.publish(request, tenant)
+
+    assert (await builder.outcome(request.request_id))["status"] == "drafted"
+    token = await builder.qbo_tokens.token(tenant.require_account_id())
+    assert len(qbo_invoices(qbo_sandbox, tenant.require_account_id(), token)) == 1
+
+
+async def test_custom_transaction_numbers_switched_on_rejects_with_how_to_fix_it(
+    builder: Harness, qbo_sandbox: Any
+) -> None:
+    tenant = await us_company(builder, qbo_sandbox)
+    # connector-auth re-publishes the facts when the preference changes.
+    await builder.connect_account(tenant, custom_numbers=True)
+    request = draft_request()
+    await builder.publish(request, tenant)
+
+    outcome = await builder.outcome(request.request_id)
+    assert outcome["status"] == "rejected"
+    [rejected] = await builder.events(
+        "invoice.request-rejected", lambda e: e.data.request_id == request.request_id
+    )
+    assert rejected.data.code is RejectionCode.CUSTOM_TXN_NUMBERS_ENABLED
+    assert "Custom transaction numbers" in rejected.data.message
+    token = await builder.qbo_tokens.token(tenant.require_account_id())
+    assert qbo_invoices(qbo_sandbox, tenant.require_account_id(), token) == []
+
+
+async def test_uk_request_needs_a_tax_code_on_every_line(
+    builder: Harness, qbo_sandbox: Any
+) -> None:
+    company = qbo_sandbox.create_company("GB")
+    builder.qbo_tokens.set(company.realm_id, company.access_token)
+    tenant = Tenant(portal_id="portal-uk", account_id=company.realm_id)
+    await builder.connect_account(tenant, country="GB", currency="GBP")
+
+    missing = draft_request(lines=[line("100", "GBP", "2"), line("50", "GBP")])
+    await builder.publish(missing, tenant)
+    rejected = await builder.outcome(missing.request_id)
+    assert (rejected["code"], rejected["line_index"]) == ("TAX_CODE_REQUIRED", 1)
+
+    taxed = draft_request(lines=[line("100", "GBP", "2"), line("50", "GBP", "3")])
+    await builder.publish(taxed, tenant)
+    assert (await builder.outcome(taxed.request_id))["status"] == "drafted"
+    [drafted] = await builder.events(
+        "invoice.drafted", lambda e: e.data.request_id == taxed.request_id
+    )
+    # 200.00 at 20% standard rate plus 100.00 zero-rated.
+    assert drafted.data.total == Money(amount=Decimal("340.00"), currency="GBP")
+
+
+async def test_due_date_before_invoice_date_is_rejected(builder: Harness, qbo_sandbox: Any) -> None:
+    tenant = await us_company(builder, qbo_sandbox)
+    request = draft_request(invoice_date=date(2026, 3, 10), due_date=date(2026, 3, 1))
+    await builder.publish(request, tenant)
+    assert (await builder.outcome(request.request_id))["code"] == "DUE_BEFORE_INVOICE_DATE"
+
+
+async def test_second_contact_of_the_same_company_gets_its_own_customer(
+    builder: Harness, qbo_sandbox: Any
+) -> None:
+    tenant = await us_company(builder, qbo_sandbox)
+    ana = NewCustomer(
+        display_name="Globex Ltd",
+        company_name="Globex Ltd",
+        given_name="Ana",
+        family_name="Lopez",
+        email="ana@globex.example",
+        crm_contact_id="c-ana",
+    )
+    bob = ana.model_copy(
+        update={"given_name": "Bob", "family_name": "Smith", "email": "bob@globex.example",
+                "crm_contact_id": "c-bob"}
+    )  # fmt: skip
+    first, second = draft_request(ana), draft_request(bob)
+    await builder.publish(first, tenant)
+    await builder.outcome(first.request_id)
+    await builder.publish(second, tenant)
+
+    assert (await builder.outcome(second.request_id))["status"] == "drafted"
+    events = await builder.events(
+        "invoice.drafted", lambda e: e.data.request_id in {first.request_id, second.request_id}, 2
+    )
+    names = {e.data.customer.display_name for e in events}
+    assert names == {"Globex Ltd", "Globex Ltd (Bob Smith)"}
+    assert all(e.data.customer_created for e in events)
+
+    # A later invoice for Ana reuses her customer instead of creating another.
+    again = draft_request(ana)
+    await builder.publish(again, tenant)
+    await builder.outcome(again.request_id)
+    [third] = await builder.events(
+        "invoice.drafted", lambda e: e.data.request_id == again.request_id
+    )
+    assert third.data.customer.display_name == "Globex Ltd"
+    assert not third.data.customer_created
+
+
+async def test_expired_quote_is_rejected_and_published_quote_qualifies(
+    builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
+) -> None:
+    tenant = await us_company(builder, qbo_sandbox)
+    tenant = Tenant(portal_id=crm_portal.key, account_id=tenant.account_id)
+    await builder.connect_account(tenant)
+    builder.crm_tokens.set(crm_portal.key, crm_portal.access_token)
+    past = (datetime.now(UTC) - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    future = (datetime.now(UTC) + timedelta(days=20)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    published = {"hs_status": "APPROVAL_NOT_NEEDED", "hs_title": "Q"}
+    expired = crm_sandbox.create_as_user(
+        crm_portal.portal_id, "quotes", {**published, "hs_expiration_date": past}
+    )
+    valid = crm_sandbox.create_as_user(
+        crm_portal.portal_id, "quotes", {**published, "hs_expiration_date": future}
+    )
+    draft = crm_sandbox.create_as_user(
+        crm_portal.portal_id, "quotes", {"hs_status": "DRAFT", "hs_expiration_date": future}
+    )
+
+    requests = {
+        "expired": draft_request(quote_id=expired["id"]),
+        "valid": draft_request(quote_id=valid["id"]),
+        "draft": draft_request(quote_id=draft["id"]),
+    }
+    for request in requests.values():
+        await builder.publish(request, tenant)
+
+    assert (await builder.outcome(requests["expired"].request_id))["code"] == "QUOTE_EXPIRED"
+    assert (await builder.outcome(requests["draft"].request_id))["code"] == "QUOTE_NOT_PUBLISHED"
+    assert (await builder.outcome(requests["valid"].request_id))["status"] == "drafted"
