@@ -27,13 +27,16 @@ from dealbooks_qbo import (
     InvalidQuery,
     InvalidTaxCode,
     Invoice,
+    InvoiceLine,
     Item,
     NotFound,
     OAuthEndpoints,
     Payment,
     QboClient,
     QboCompany,
+    Ref,
     RefreshingTokenProvider,
+    SalesItemDetail,
     ServerError,
     StaleObject,
     Throttled,
@@ -74,6 +77,27 @@ async def test_invoice_create_adds_subtotal_numbers_lines_and_derives_due_date(c
     assert str(invoice.DueDate) == "2026-04-01"  # Net 30 default terms
     assert invoice.EmailStatus == "NotSet"
     assert invoice.CustomerRef.name == "Amy's Bird Sanctuary"
+
+
+async def test_typed_invoice_model_round_trips_with_exact_decimals(company: QboCompany):
+    draft = Invoice(
+        CustomerRef=Ref(value="2"),
+        DocNumber="CRM-7",
+        PrivateNote="crm-deal:7",
+        Line=[
+            InvoiceLine(
+                DetailType="SalesItemLineDetail",
+                Amount=Decimal("12.34"),
+                Description="Onboarding package",
+                SalesItemLineDetail=SalesItemDetail(
+                    ItemRef=Ref(value="2"), Qty=Decimal("2"), UnitPrice=Decimal("6.17")
+                ),
+            )
+        ],
+    )
+    invoice = await company.create(Invoice, draft)
+    assert invoice.TotalAmt == Decimal("12.34") and invoice.DocNumber == "CRM-7"
+    assert invoice.Line[0].SalesItemLineDetail.UnitPrice == Decimal("6.17")
 
 
 async def test_same_idempotency_key_twice_creates_one_invoice(company: QboCompany):
@@ -509,5 +533,6 @@ async def test_timeouts_are_retried_and_the_write_lands_once(
             invoice = await company.create(Invoice, invoice_body(), idempotency_key="slow-1")
         finally:
             qbo_sandbox.clear_faults()
-        assert invoice.Id
+        # The first attempt was written but its answer timed out; the retry got the replay.
         assert await company.count("Invoice") == 1
+        assert (await company.read(Invoice, invoice.Id)).SyncToken == "0"

@@ -206,6 +206,7 @@ async def api(request: Request) -> Response:
         )
     plan = sb.plan_for(realm_id)
     usage = sb.limiter.for_realm(realm_id)
+    stall = False
     if plan is not None:
         if plan.latency_ms:
             await asyncio.sleep(plan.latency_ms / 1000)
@@ -214,8 +215,9 @@ async def api(request: Request) -> Response:
             usage.injected_throttles += 1
             return throttle_response(sb, company, plan)
         if plan.timeout_burst > 0:
+            # The write happens, the answer never arrives in time: the case requestid exists for.
             plan.timeout_burst -= 1
-            await asyncio.sleep(30)
+            stall = True
         if plan.error_rate and sb.rng.random() < plan.error_rate:
             return qbo_json(
                 {
@@ -243,9 +245,12 @@ async def api(request: Request) -> Response:
     if not sb.limiter.admit(realm_id, weight=weight, batch=is_batch):
         return throttle_response(sb, company, plan)
     try:
-        return _with_requestid(sb, company, request, rest, raw)
+        response = _with_requestid(sb, company, request, rest, raw)
     finally:
         sb.limiter.release(realm_id)
+    if stall:
+        await asyncio.sleep(30)
+    return response
 
 
 def _bearer(request: Request) -> str | None:

@@ -1092,6 +1092,12 @@ class Company:
             (ln for ln in lines if ln["DetailType"] != "DiscountLineDetail"), 1
         ):
             line["LineNum"] = num
+        # QBO prints Id and LineNum first; keep that order for readers of raw payloads.
+        lines = [
+            {k: ln[k] for k in ("Id", "LineNum") if k in ln}
+            | {k: v for k, v in ln.items() if k not in ("Id", "LineNum")}
+            for ln in lines
+        ]
         lines.append(
             {"Amount": subtotal, "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}}
         )
