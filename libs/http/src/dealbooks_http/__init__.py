@@ -6,10 +6,16 @@ One way to do each thing: `RetryPolicy` decides whether and when to retry,
 """
 
 from dealbooks_http._budget import RateBudget
-from dealbooks_http._retry import RetryableHTTPError, RetryPolicy, retry_after_seconds
+from dealbooks_http._retry import (
+    RETRYABLE_STATUS,
+    RetryableHTTPError,
+    RetryPolicy,
+    retry_after_seconds,
+)
 from dealbooks_http._tokens import StaticTokenProvider, TokenProvider
 
 __all__ = [
+    "RETRYABLE_STATUS",
     "RateBudget",
     "RetryPolicy",
     "RetryableHTTPError",

@@ -9,13 +9,13 @@ from typing import Any, Literal, TypeVar, cast
 
 import httpx
 from dealbooks_http import (
+    RETRYABLE_STATUS,
     RateBudget,
     RetryableHTTPError,
     RetryPolicy,
     TokenProvider,
     retry_after_seconds,
 )
-from dealbooks_http._retry import RETRYABLE_STATUS
 
 from dealbooks_qbo import _json
 from dealbooks_qbo._errors import QboError, fault_from_item, fault_from_response
