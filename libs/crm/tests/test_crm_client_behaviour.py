@@ -18,15 +18,18 @@ from dealbooks_crm import (
     CrmLimits,
     CrmNotFound,
     CrmRateLimited,
+    CrmUnavailable,
     CrmValidation,
     Filter,
     FilterGroup,
+    InvalidWebhookSignature,
     PortalCrm,
     PropertyDefinition,
     PropertyOption,
     SearchCapExceeded,
     SearchRequest,
     Sort,
+    StaleWebhookTimestamp,
     TimelineEvent,
     parse_webhook_events,
     timeline_event_id,
@@ -143,6 +146,21 @@ async def test_set_deal_properties_renders_money_and_dates_exactly(crm: PortalCr
     assert cleared.get("acct_invoice_status") is None
 
 
+async def test_batch_update_archive_and_read_archived(crm: PortalCrm) -> None:
+    created = (await crm.batch_create("products", [{"name": f"P{i}"} for i in range(150)])).results
+    updated = await crm.batch_update(
+        "products", [(p.id, {"price": Decimal("9.99")}) for p in created]
+    )
+    assert {p.decimal("price") for p in updated.results} == {Decimal("9.99")}
+    await crm.archive("products", created[0].id)
+    await crm.batch_archive("products", [p.id for p in created[1:]])
+    assert [p async for p in crm.iter_objects("products")] == []
+    gone = await crm.get("products", created[0].id, archived=True)
+    assert gone.archived and gone.archived_at is not None
+    with pytest.raises(CrmNotFound):
+        await crm.get("products", created[0].id)
+
+
 async def test_list_iterates_every_page(crm: PortalCrm) -> None:
     await crm.batch_create("companies", [{"name": f"Co {i}"} for i in range(230)])
     names = [c.get("name") async for c in crm.iter_objects("companies", page_size=100)]
@@ -248,6 +266,19 @@ async def test_server_errors_are_retried_until_success(
     details = await crm.account_details()
     assert details.company_currency == "USD"
     assert crm_sandbox.counters(crm_portal.portal_id)["total"] == 3
+
+
+async def test_server_errors_outlasting_retries_raise_unavailable(
+    crm_sandbox: CrmSandbox, crm_portal: SandboxPortal, crm: PortalCrm
+) -> None:
+    crm_sandbox.inject_fault("status", status=502, count=50, portal_id=crm_portal.portal_id)
+    try:
+        with pytest.raises(CrmUnavailable) as caught:
+            await crm.account_details()
+    finally:
+        crm_sandbox.clear_faults()
+    assert caught.value.status == 502
+    assert crm_sandbox.counters(crm_portal.portal_id)["total"] == FAST_RETRY.attempts
 
 
 # ---- limits ------------------------------------------------------------------------------------
@@ -562,6 +593,38 @@ async def test_webhook_for_our_own_write_verifies_and_parses(
         signature=request.headers["X-HubSpot-Signature-v3"],
         timestamp=request.headers["X-HubSpot-Request-Timestamp"],
     )
+    secret = crm_sandbox.app()["clientSecret"]
+    signature = request.headers["X-HubSpot-Signature-v3"]
+    timestamp = request.headers["X-HubSpot-Request-Timestamp"]
+    url = crm_webhook_receiver.url
+    with pytest.raises(StaleWebhookTimestamp):
+        verify_signature_v3(
+            client_secret=secret,
+            method="POST",
+            uri=url,
+            body=request.body,
+            signature=signature,
+            timestamp=timestamp,
+            now_ms=int(timestamp) + 300_001,
+        )
+    with pytest.raises(InvalidWebhookSignature):
+        verify_signature_v3(
+            client_secret=secret,
+            method="POST",
+            uri=url,
+            body=request.body + b" ",
+            signature=signature,
+            timestamp=timestamp,
+        )
+    with pytest.raises(InvalidWebhookSignature):
+        verify_signature_v3(
+            client_secret=secret + "x",
+            method="POST",
+            uri=url,
+            body=request.body,
+            signature=signature,
+            timestamp=timestamp,
+        )
     [event] = parse_webhook_events(request.body)
     assert event.portal_id == crm_portal.portal_id
     assert event.subscription_type == "deal.propertyChange"
