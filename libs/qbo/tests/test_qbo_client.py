@@ -476,7 +476,7 @@ async def test_sandbox_token_on_production_company_is_forbidden(
 async def test_429_storm_completes_without_exceeding_limits(
     qbo_sandbox: SandboxHandle, qbo_company: SandboxCompany, company: QboCompany
 ):
-    qbo_sandbox.inject(realm_id=qbo_company.realm_id, throttle_burst=12)
+    qbo_sandbox.inject(realm_id=qbo_company.realm_id, throttle_burst=12, latency_ms=1500)
     try:
         created = await asyncio.gather(
             *(

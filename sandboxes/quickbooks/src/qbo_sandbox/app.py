@@ -208,8 +208,6 @@ async def api(request: Request) -> Response:
     usage = sb.limiter.for_realm(realm_id)
     stall = False
     if plan is not None:
-        if plan.latency_ms:
-            await asyncio.sleep(plan.latency_ms / 1000)
         if plan.throttle_burst > 0:
             plan.throttle_burst -= 1
             usage.injected_throttles += 1
@@ -245,6 +243,9 @@ async def api(request: Request) -> Response:
     if not sb.limiter.admit(realm_id, weight=weight, batch=is_batch):
         return throttle_response(sb, company, plan)
     try:
+        if plan is not None and plan.latency_ms:
+            # Slow answers occupy an in-flight slot, as on QBO (10 concurrent per realm).
+            await asyncio.sleep(plan.latency_ms / 1000)
         response = _with_requestid(sb, company, request, rest, raw)
     finally:
         sb.limiter.release(realm_id)
