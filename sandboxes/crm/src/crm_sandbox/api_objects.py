@@ -314,8 +314,8 @@ class ObjectsApi:
         seen: dict[str, int] = {}
         for item in inputs:
             props = self.store.validate(portal, type_name, item.get("properties"), existing=None)
-            self.store._check_required(type_name, {k: v for k, v in props.items() if v})
-            self.store._check_unique(portal, type_name, props, exclude=None)
+            self.store.check_required(type_name, {k: v for k, v in props.items() if v})
+            self.store.check_unique(portal, type_name, props, exclude=None)
             inline_associations(self.store, portal, type_name, item.get("associations"))
             email = props.get("email") if type_name == "contacts" else None
             if email:

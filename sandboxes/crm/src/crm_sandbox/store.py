@@ -53,13 +53,17 @@ class Change:
 Notify = Callable[[Change], None]
 
 
-def _number(text: str) -> Decimal:
-    return Decimal(text)
+class _Invalid(Exception):
+    """A value HubSpot would reject, with its error code (INVALID_OPTION, ...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 def _fmt_decimal(value: Decimal) -> str:
-    text = format(value, "f")
-    return text
+    return format(value, "f")
 
 
 class Store:
@@ -146,8 +150,8 @@ class Store:
     def create(self, portal: Portal, type_name: str, raw: dict[str, Any], source: Source) -> Record:
         props = self.validate(portal, type_name, raw, existing=None)
         props = {k: v for k, v in props.items() if v != ""}
-        self._check_required(type_name, props)
-        self._check_unique(portal, type_name, props, exclude=None)
+        self.check_required(type_name, props)
+        self.check_unique(portal, type_name, props, exclude=None)
         ts = now_ms()
         record = Record(
             id=portal.next_id(), type=type_name, properties={}, created_at=ts, updated_at=ts
@@ -183,7 +187,7 @@ class Store:
 
     def update(self, portal: Portal, record: Record, raw: dict[str, Any], source: Source) -> Record:
         props = self.validate(portal, record.type, raw, existing=record)
-        self._check_unique(portal, record.type, props, exclude=record.id)
+        self.check_unique(portal, record.type, props, exclude=record.id)
         ts = now_ms()
         before = dict(record.properties)
         for name, value in props.items():
@@ -299,8 +303,8 @@ class Store:
                 continue
             try:
                 out[name] = self._coerce(definition, text, existing)
-            except ValueError as exc:
-                problems.append(property_problem(name, exc.args[0], exc.args[1]))
+            except _Invalid as exc:
+                problems.append(property_problem(name, exc.code, exc.message))
         if problems:
             raise property_errors(problems)
         if type_name == "contacts" and "email" in out:
@@ -312,17 +316,17 @@ class Store:
         kind = definition.type
         if kind == "number":
             try:
-                number = _number(text)
+                number = Decimal(text)
             except InvalidOperation:
-                raise ValueError(
+                raise _Invalid(
                     "INVALID_INTEGER", f"{text} was not a valid number. (property {name})"
                 ) from None
             if not number.is_finite():
-                raise ValueError("INVALID_INTEGER", f"{text} was not a valid number.")
+                raise _Invalid("INVALID_INTEGER", f"{text} was not a valid number.")
             return text.strip()
         if kind == "bool":
             if text.lower() not in {"true", "false"}:
-                raise ValueError("INVALID_BOOLEAN", f"{text} is not a valid boolean")
+                raise _Invalid("INVALID_BOOLEAN", f"{text} is not a valid boolean")
             return text.lower()
         if kind == "enumeration":
             return self._coerce_option(definition, text, existing)
@@ -331,7 +335,7 @@ class Store:
         if kind == "datetime":
             return _coerce_datetime(name, text)
         if len(text) > 65536:
-            raise ValueError("TOO_LONG", f"{name} exceeds 65536 characters")
+            raise _Invalid("TOO_LONG", f"{name} exceeds 65536 characters")
         return text
 
     def _coerce_option(self, definition: PropertyDef, text: str, existing: Record | None) -> str:
@@ -341,7 +345,7 @@ class Store:
             values = [v for v in text.split(";") if v]
             bad = [v for v in values if v not in allowed]
             if bad:
-                raise ValueError("INVALID_OPTION", _option_message(definition, bad[0]))
+                raise _Invalid("INVALID_OPTION", _option_message(definition, bad[0]))
             if append and existing is not None:
                 current = [v for v in existing.properties.get(definition.name, "").split(";") if v]
                 values = current + [v for v in values if v not in current]
@@ -349,10 +353,10 @@ class Store:
         if definition.field_type == "booleancheckbox" and text.lower() in {"true", "false"}:
             return text.lower()
         if text not in allowed:
-            raise ValueError("INVALID_OPTION", _option_message(definition, text))
+            raise _Invalid("INVALID_OPTION", _option_message(definition, text))
         return text
 
-    def _check_required(self, type_name: str, props: dict[str, str]) -> None:
+    def check_required(self, type_name: str, props: dict[str, str]) -> None:
         if type_name == "contacts" and not ({"email", "firstname", "lastname"} & set(props)):
             raise ApiError(
                 400,
@@ -360,7 +364,7 @@ class Store:
                 "A contact needs at least one of email, firstname or lastname.",
             )
 
-    def _check_unique(
+    def check_unique(
         self, portal: Portal, type_name: str, props: dict[str, str], exclude: str | None
     ) -> None:
         for name, value in props.items():
@@ -685,7 +689,7 @@ def _coerce_date(name: str, text: str) -> str:
     millis = _epoch_ms(text)
     if millis is not None:
         if millis % 86_400_000 != 0:
-            raise ValueError(
+            raise _Invalid(
                 "INVALID_DATE",
                 f"{text} is at {iso(millis)}, which isn't midnight (date property {name})",
             )
@@ -695,9 +699,9 @@ def _coerce_date(name: str, text: str) -> str:
             return datetime.strptime(text, "%Y-%m-%d").strftime("%Y-%m-%d")
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError("INVALID_DATE", f"{text} is not a valid date (property {name})") from None
+        raise _Invalid("INVALID_DATE", f"{text} is not a valid date (property {name})") from None
     if (parsed.hour, parsed.minute, parsed.second, parsed.microsecond) != (0, 0, 0, 0):
-        raise ValueError("INVALID_DATE", f"{text} isn't midnight UTC (date property {name})")
+        raise _Invalid("INVALID_DATE", f"{text} isn't midnight UTC (date property {name})")
     return parsed.strftime("%Y-%m-%d")
 
 
@@ -708,7 +712,7 @@ def _coerce_datetime(name: str, text: str) -> str:
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(
+        raise _Invalid(
             "INVALID_DATETIME", f"{text} is not a valid datetime (property {name})"
         ) from None
     if parsed.tzinfo is None:
