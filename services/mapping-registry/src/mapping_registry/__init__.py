@@ -1,0 +1,1 @@
+"""mapping-registry: field mappings, sync settings and property-sync status per account."""

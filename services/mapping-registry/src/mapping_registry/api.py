@@ -1,0 +1,267 @@
+"""HTTP API of the registry: mappings (view, add, edit, delete), the lists to choose from,
+sync settings, property-sync status and the dry run. Validation errors are 422 with one
+entry per reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dealbooks_contracts import MappingTransform, SyncObjectType, SyncSettings
+from dealbooks_sync.domain import OWNED_PROPERTIES, QBO_FIELDS
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from mapping_registry.clients import PortalProperties, QboSamples
+from mapping_registry.domain import (
+    RECORD_STATUS_KEY,
+    CrmProperty,
+    MappingRejected,
+    MappingSetState,
+    Proposal,
+    dry_run,
+    propose,
+)
+from mapping_registry.handlers import Registry, UnknownAccount
+from mapping_registry.store import VersionConflict
+
+MAX_SAMPLE = 50
+
+
+class _BadRequest(Exception):
+    pass
+
+
+def _object_type(request: Request) -> SyncObjectType:
+    try:
+        return SyncObjectType(request.path_params["object_type"])
+    except ValueError:
+        raise _BadRequest("object type must be 'contacts' or 'products'") from None
+
+
+def _problems(exc: MappingRejected) -> JSONResponse:
+    return JSONResponse(
+        {
+            "error": "mapping rejected",
+            "problems": [
+                {"code": p.code.value, "message": p.message, "field": p.field} for p in exc.problems
+            ],
+        },
+        status_code=422,
+    )
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise _BadRequest("the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise _BadRequest("the body must be a JSON object")
+    return body
+
+
+def _proposal(op: str, body: dict[str, Any], mapping_id: str | None = None) -> Proposal:
+    transform = body.get("transform")
+    try:
+        parsed = MappingTransform(transform) if transform else None
+    except ValueError:
+        options = ", ".join(t.value for t in MappingTransform)
+        raise _BadRequest(f"unknown transform '{transform}' (one of: {options})") from None
+    changes = {k: body[k] for k in ("crm_property", "qbo_field") if k in body}
+    if "transform" in body:
+        changes["transform"] = parsed
+    return Proposal(
+        op=op,
+        mapping_id=mapping_id,
+        crm_property=body.get("crm_property"),
+        qbo_field=body.get("qbo_field"),
+        transform=parsed,
+        changes=changes,
+    )
+
+
+def build_api(registry: Registry, properties: PortalProperties, samples: QboSamples) -> Starlette:
+    """The registry's Starlette app; base path `/accounts/{realm}/{object_type}`."""
+
+    async def state_and_portal(request: Request) -> tuple[str, SyncObjectType, MappingSetState]:
+        realm = request.path_params["realm"]
+        object_type = _object_type(request)
+        return realm, object_type, await registry.current(realm, object_type)
+
+    async def portal_properties(realm: str, object_type: SyncObjectType) -> dict[str, CrmProperty]:
+        portal = await registry.accounts.portal_of(realm)
+        if portal is None:
+            raise UnknownAccount(f"account {realm} is not connected")
+        return await properties.get(portal, object_type)
+
+    def view(realm: str, state: MappingSetState) -> dict[str, Any]:
+        base = f"/accounts/{realm}/{state.object_type.value}/mappings"
+        return {
+            "version": state.version,
+            "settings": state.settings.model_dump(mode="json"),
+            "mappings": [
+                {
+                    **m.model_dump(mode="json"),
+                    "actions": {
+                        "edit": {"method": "PATCH", "href": f"{base}/{m.mapping_id}"},
+                        **(
+                            {}
+                            if m.required
+                            else {"delete": {"method": "DELETE", "href": f"{base}/{m.mapping_id}"}}
+                        ),
+                    },
+                }
+                for m in state.mappings
+            ],
+        }
+
+    async def mappings(request: Request) -> Response:
+        realm, object_type, state = await state_and_portal(request)
+        if request.method == "GET":
+            return JSONResponse(view(realm, state))
+        proposal = _proposal("add", await _json(request))
+        changed = await registry.change_mappings(
+            realm, object_type, proposal, await portal_properties(realm, object_type)
+        )
+        added = next(m for m in changed.mappings if m.crm_property == proposal.crm_property)
+        return JSONResponse(
+            {"version": changed.version, "mapping": added.model_dump(mode="json")},
+            status_code=201,
+        )
+
+    async def mapping(request: Request) -> Response:
+        realm, object_type, _state = await state_and_portal(request)
+        mapping_id = request.path_params["mapping_id"]
+        if request.method == "DELETE":
+            proposal = Proposal(op="delete", mapping_id=mapping_id)
+            changed = await registry.change_mappings(realm, object_type, proposal, {})
+            return JSONResponse({"version": changed.version})
+        proposal = _proposal("edit", await _json(request), mapping_id)
+        changed = await registry.change_mappings(
+            realm, object_type, proposal, await portal_properties(realm, object_type)
+        )
+        return JSONResponse(view(realm, changed))
+
+    async def options(request: Request) -> Response:
+        realm, object_type, _state = await state_and_portal(request)
+        portal_props = await portal_properties(realm, object_type)
+        owned = {p.name for p in OWNED_PROPERTIES[object_type] if p.read_only}
+        return JSONResponse(
+            {
+                "crm_properties": [
+                    {"name": p.name, "label": p.label, "type": p.type}
+                    for p in sorted(portal_props.values(), key=lambda p: p.name)
+                    if not p.read_only and p.name not in owned
+                ],
+                "qbo_fields": [
+                    {"name": name, "kind": kind.value}
+                    for name, kind in sorted(QBO_FIELDS[object_type].items())
+                ],
+                "transforms": [t.value for t in MappingTransform],
+            }
+        )
+
+    async def settings(request: Request) -> Response:
+        realm, object_type, state = await state_and_portal(request)
+        if request.method == "GET":
+            return JSONResponse(
+                {"version": state.version, "settings": state.settings.model_dump(mode="json")}
+            )
+        body = await _json(request)
+        try:
+            proposed = SyncSettings.model_validate(
+                {**state.settings.model_dump(mode="json"), **body}
+            )
+        except ValidationError as exc:
+            raise _BadRequest(f"invalid settings: {exc.errors()[0]['msg']}") from None
+        changed = await registry.change_settings(realm, object_type, proposed)
+        return JSONResponse(
+            {"version": changed.version, "settings": changed.settings.model_dump(mode="json")}
+        )
+
+    async def status(request: Request) -> Response:
+        realm, object_type, state = await state_and_portal(request)
+        stored = await registry.status.for_set(realm, object_type)
+
+        def entry(key: str) -> dict[str, Any]:
+            doc = stored.get(key, {})
+            synced = doc.get("last_synced_at")
+            failed_at = doc.get("last_error_at")
+            return {
+                "ok": doc.get("ok", 0),
+                "failed": doc.get("failed", 0),
+                "last_synced_at": synced.isoformat() if synced else None,
+                "last_error": doc.get("last_error"),
+                "last_error_at": failed_at.isoformat() if failed_at else None,
+            }
+
+        return JSONResponse(
+            {
+                "version": state.version,
+                "mappings": [
+                    {
+                        "mapping_id": m.mapping_id,
+                        "crm_property": m.crm_property,
+                        "qbo_field": m.qbo_field,
+                        **entry(m.mapping_id),
+                    }
+                    for m in state.mappings
+                ],
+                "records": entry(RECORD_STATUS_KEY),
+            }
+        )
+
+    async def preview(request: Request) -> Response:
+        realm, object_type, state = await state_and_portal(request)
+        body = await _json(request)
+        change = body.get("change")
+        if not isinstance(change, dict) or "op" not in change:
+            raise _BadRequest("'change' must be an object with 'op': add, edit or delete")
+        sample_size = int(body.get("sample_size", 5))
+        if not 1 <= sample_size <= MAX_SAMPLE:
+            raise _BadRequest(f"sample_size must be within 1..{MAX_SAMPLE}")
+        op = str(change["op"])
+        props = await portal_properties(realm, object_type) if op != "delete" else {}
+        proposed = propose(state, _proposal(op, change, change.get("mapping_id")), props)
+        records = await samples.get(realm, object_type, sample_size)
+        return JSONResponse(
+            {
+                "version": state.version,
+                "saved": False,
+                "records": dry_run(object_type, records, state.mappings, proposed),
+            }
+        )
+
+    async def rejected(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, MappingRejected)
+        return _problems(exc)
+
+    async def unknown(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"error": str(exc)}, status_code=404)
+
+    async def bad(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    async def conflict(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"error": str(exc)}, status_code=409)
+
+    base = "/accounts/{realm}/{object_type}"
+    return Starlette(
+        routes=[
+            Route(f"{base}/mappings", mappings, methods=["GET", "POST"]),
+            Route(f"{base}/mappings/{{mapping_id}}", mapping, methods=["PATCH", "DELETE"]),
+            Route(f"{base}/options", options, methods=["GET"]),
+            Route(f"{base}/settings", settings, methods=["GET", "PUT", "PATCH"]),
+            Route(f"{base}/status", status, methods=["GET"]),
+            Route(f"{base}/dry-run", preview, methods=["POST"]),
+        ],
+        exception_handlers={
+            MappingRejected: rejected,
+            UnknownAccount: unknown,
+            _BadRequest: bad,
+            VersionConflict: conflict,
+        },
+    )

@@ -1,0 +1,132 @@
+"""The registry's use cases: seed on connection, change mappings or settings (and announce the
+new version), and count sync outcomes into each mapping's status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from dealbooks_contracts import (
+    AccountConnected,
+    ContactSynced,
+    ContactSyncFailed,
+    Envelope,
+    ProductSynced,
+    ProductSyncFailed,
+    SyncObjectType,
+    SyncSettings,
+    Tenant,
+)
+from dealbooks_kit import EventPublisher, get_logger
+
+from mapping_registry.domain import (
+    CrmProperty,
+    MappingSetState,
+    Proposal,
+    propose,
+    seeded,
+    status_deltas,
+)
+from mapping_registry.store import Accounts, MappingSets, MappingStatus
+
+log = get_logger(__name__)
+
+_OBJECT_OF = {
+    ContactSynced: SyncObjectType.CONTACTS,
+    ContactSyncFailed: SyncObjectType.CONTACTS,
+    ProductSynced: SyncObjectType.PRODUCTS,
+    ProductSyncFailed: SyncObjectType.PRODUCTS,
+}
+
+
+class UnknownAccount(Exception):
+    """No QBO company with this realm id is connected."""
+
+
+@dataclass
+class Registry:
+    """Mapping sets per account and object type, and the events announcing them."""
+
+    accounts: Accounts
+    sets: MappingSets
+    status: MappingStatus
+    publisher: EventPublisher
+    source: str = "mapping-registry"
+
+    async def on_account_connected(self, event: Envelope[AccountConnected]) -> None:
+        """Seed default mappings for both object types; a reconnection keeps the portal's own."""
+        realm = event.tenant.require_account_id()
+        await self.accounts.upsert(realm, event.tenant.portal_id, event.data.company_name)
+        for object_type in SyncObjectType:
+            state = seeded(object_type)
+            announced = Envelope.build(state.event(), source=self.source, caused_by=event)
+            if await self.sets.create(realm, state, announced):
+                await self._publish(announced)
+        await self.relay()
+
+    async def on_outcome(
+        self,
+        event: Envelope[ContactSynced]
+        | Envelope[ContactSyncFailed]
+        | Envelope[ProductSynced]
+        | Envelope[ProductSyncFailed],
+    ) -> None:
+        """Count one sync outcome into the status of the mappings it concerns."""
+        outcome = event.data
+        deltas = status_deltas(outcome)
+        if deltas:
+            await self.status.record(
+                event.tenant.require_account_id(),
+                _OBJECT_OF[type(outcome)],
+                deltas,
+                event.occurred_at,
+            )
+
+    async def current(self, realm_id: str, object_type: SyncObjectType) -> MappingSetState:
+        state = await self.sets.get(realm_id, object_type)
+        if state is None:
+            raise UnknownAccount(f"account {realm_id} is not connected")
+        return state
+
+    async def change_mappings(
+        self,
+        realm_id: str,
+        object_type: SyncObjectType,
+        proposal: Proposal,
+        crm_properties: dict[str, CrmProperty],
+    ) -> MappingSetState:
+        """Validate and store a mapping change, then announce the new version."""
+        state = await self.current(realm_id, object_type)
+        new_state = state.with_mappings(propose(state, proposal, crm_properties))
+        await self._store(realm_id, new_state)
+        return new_state
+
+    async def change_settings(
+        self, realm_id: str, object_type: SyncObjectType, proposed: SyncSettings
+    ) -> MappingSetState:
+        """Store new sync settings, then announce the new version."""
+        state = await self.current(realm_id, object_type)
+        new_state = state.with_settings(proposed, datetime.now(UTC))
+        await self._store(realm_id, new_state)
+        return new_state
+
+    async def _store(self, realm_id: str, state: MappingSetState) -> None:
+        portal = await self.accounts.portal_of(realm_id)
+        if portal is None:
+            raise UnknownAccount(f"account {realm_id} is not connected")
+        announced = Envelope.build(
+            state.event(), source=self.source, tenant=Tenant(portal_id=portal, account_id=realm_id)
+        )
+        await self.sets.replace(realm_id, state, announced)
+        await self._publish(announced)
+
+    async def _publish(self, event: Envelope[Any]) -> None:
+        await self.publisher.publish(event)
+        await self.sets.published(event)
+
+    async def relay(self) -> None:
+        """Publish any announcement saved before a crash but never confirmed."""
+        for event in await self.sets.pending():
+            log.info("relaying unpublished mapping.changed", version=event.data.version)
+            await self._publish(event)
