@@ -1,0 +1,97 @@
+"""Wiring only: settings -> runtime, clients, store, handlers, sweeps, read API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import httpx
+from dealbooks_contracts import InvoiceDrafted, InvoiceLinked, QboEntityChanged
+from dealbooks_http import StaticTokenProvider, TokenProvider
+from dealbooks_kit import ServiceApp, ServiceRuntime, get_logger
+from dealbooks_qbo import QboClient
+
+from status_tracker.api import build_api
+from status_tracker.crm import CrmWriter
+from status_tracker.handlers import StatusTracker
+from status_tracker.settings import StatusTrackerSettings
+from status_tracker.store import INDEXES, Store
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Service:
+    """One status-tracker process: its runtime, handlers, HTTP clients and sweep tasks."""
+
+    settings: StatusTrackerSettings
+    runtime: ServiceRuntime
+    handlers: StatusTracker
+    store: Store
+    http: httpx.AsyncClient
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def start_sweeps(self) -> None:
+        """The overdue clock and the CDC reconciliation pass, each on its own interval."""
+        self.tasks += [
+            asyncio.create_task(
+                _every(self.settings.overdue_interval_seconds, self.handlers.overdue_sweep)
+            ),
+            asyncio.create_task(
+                _every(self.settings.reconcile_interval_seconds, self.handlers.reconcile_all)
+            ),
+        ]
+
+    async def aclose(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.handlers.qbo.aclose()
+        await self.http.aclose()
+
+
+async def _every(seconds: float, sweep: Callable[[], Awaitable[int]]) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await sweep()
+        except Exception:  # a failed pass is logged; the next one tries again
+            log.exception("sweep failed", sweep=getattr(sweep, "__name__", "sweep"))
+
+
+def build_service(
+    settings: StatusTrackerSettings,
+    *,
+    qbo_tokens: TokenProvider | None = None,
+    crm_tokens: TokenProvider | None = None,
+) -> Service:
+    """Everything the process needs; token providers are injected (connector-auth in production)."""
+    runtime = ServiceRuntime(settings, indexes=INDEXES)
+    http = httpx.AsyncClient(timeout=30.0)
+    store = Store(runtime.db, runtime.publisher)
+    handlers = StatusTracker(
+        store=store,
+        qbo=QboClient(
+            settings.qbo_base_url, qbo_tokens or StaticTokenProvider(settings.qbo_tokens)
+        ),
+        crm=CrmWriter(
+            settings.crm_base_url, crm_tokens or StaticTokenProvider(settings.crm_tokens), http
+        ),
+        payment_template_id=settings.payment_template_id,
+    )
+    runtime.consume("drafted", InvoiceDrafted, handlers.on_drafted)
+    runtime.consume("linked", InvoiceLinked, handlers.on_linked)
+    runtime.consume("qbo-changes", QboEntityChanged, handlers.on_entity_changed)
+    return Service(settings, runtime, handlers, store, http)
+
+
+def build_app(settings: StatusTrackerSettings | None = None) -> ServiceApp:
+    """The ASGI app `python -m status_tracker` serves."""
+    service = build_service(settings or StatusTrackerSettings())
+    app = service.runtime.asgi(api=build_api(service), title="status-tracker")
+    app.after_startup(service.start_sweeps)
+    app.on_shutdown(service.aclose)
+    return app

@@ -1,0 +1,414 @@
+"""status-tracker's handlers and sweeps: fetch what QuickBooks says now, derive the stage
+(domain), persist with the events it causes, then bring the deal and its timeline in line.
+
+Every path reads the current entity instead of trusting event order, so duplicates and
+out-of-order deliveries converge on the same picture; the CDC pass replays the same logic
+for whatever webhooks were lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from dealbooks_contracts import (
+    Envelope,
+    InvoiceDrafted,
+    InvoiceLinked,
+    InvoicePaymentRecorded,
+    InvoiceStage,
+    InvoiceStatusChanged,
+    Money,
+    PaymentChange,
+    QboEntity,
+    QboEntityChanged,
+    QboOperation,
+    Tenant,
+)
+from dealbooks_kit import TransientError, get_logger
+from dealbooks_qbo import Deleted, Invoice, NotFound, Payment, QboClient, ServerError, Throttled
+
+from status_tracker import domain
+from status_tracker.crm import CrmWriter
+from status_tracker.domain import DealInvoice, InvoiceSnapshot
+from status_tracker.store import TRACKED, ConcurrentUpdate, Store, snapshot_of, stage_in
+
+SOURCE = "status-tracker"
+log = get_logger(__name__)
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
+def snapshot_from_qbo(invoice: Invoice, *, void_seen: bool = False) -> InvoiceSnapshot:
+    """The parts of a QuickBooks invoice that decide its stage and what the deal shows."""
+    meta = invoice.MetaData
+    return InvoiceSnapshot(
+        qbo_invoice_id=str(invoice.Id),
+        total=invoice.TotalAmt or Decimal("0"),
+        balance=invoice.Balance or Decimal("0"),
+        currency=invoice.CurrencyRef.value if invoice.CurrencyRef else "",
+        due_date=invoice.DueDate,
+        doc_number=invoice.DocNumber,
+        email_status=invoice.EmailStatus,
+        delivery_type=invoice.DeliveryInfo.DeliveryType if invoice.DeliveryInfo else None,
+        private_note=invoice.PrivateNote,
+        recipient_email=invoice.BillEmail.Address if invoice.BillEmail else None,
+        customer_name=invoice.CustomerRef.name,
+        sync_token=int(invoice.SyncToken or 0),
+        last_updated=meta.LastUpdatedTime if meta else None,
+        void_seen=void_seen,
+    )
+
+
+async def _qbo(call: Any) -> Any:
+    try:
+        return await call
+    except (Throttled, ServerError, TimeoutError) as exc:
+        raise TransientError(str(exc)) from exc
+
+
+@dataclass
+class StatusTracker:
+    """The handlers and sweeps, with everything they use given to them (see app.py)."""
+
+    store: Store
+    qbo: QboClient
+    crm: CrmWriter
+    payment_template_id: str
+    today: Callable[[], date] = _today
+
+    # ------------------------------------------------------------------ start tracking
+
+    async def on_drafted(self, event: Envelope[InvoiceDrafted]) -> None:
+        """A draft invoice-builder made is tracked from now on."""
+        data = event.data
+        realm = event.tenant.require_account_id()
+        await self.store.track(
+            realm,
+            data.qbo_invoice_id,
+            {"portal_id": event.tenant.portal_id, "deal_id": data.deal_id, "origin": "drafted"},
+        )
+        await self.refresh_invoice(event.tenant, data.qbo_invoice_id, cause=event)
+
+    async def on_linked(self, event: Envelope[InvoiceLinked]) -> None:
+        """An existing invoice a user attached is tracked from now on."""
+        data = event.data
+        realm = event.tenant.require_account_id()
+        deal_id = data.target.object_id if data.target.object_type.value == "deal" else None
+        await self.store.track(
+            realm,
+            data.qbo_invoice_id,
+            {
+                "portal_id": event.tenant.portal_id,
+                "deal_id": deal_id,
+                "target": data.target.model_dump(mode="json"),
+                "origin": "linked",
+            },
+        )
+        await self.refresh_invoice(event.tenant, data.qbo_invoice_id, cause=event)
+
+    # ------------------------------------------------------------------ QBO changes
+
+    async def on_entity_changed(self, event: Envelope[QboEntityChanged]) -> None:
+        """Invoice and Payment changes; the event carries ids only, so fetch the entity."""
+        change = event.data
+        tenant = event.tenant
+        if change.entity == QboEntity.INVOICE:
+            await self.refresh_invoice(
+                tenant,
+                change.entity_id,
+                deleted=change.operation is QboOperation.DELETE,
+                void_seen=change.operation is QboOperation.VOID,
+                cause=event,
+            )
+        elif change.entity == QboEntity.PAYMENT:
+            payment = None
+            if change.operation is not QboOperation.DELETE:
+                try:
+                    payment = await _qbo(
+                        self.qbo.company(change.realm_id).read(Payment, change.entity_id)
+                    )
+                except NotFound:
+                    payment = None
+            await self.apply_payment(tenant, change.entity_id, payment, cause=event)
+
+    async def refresh_invoice(
+        self,
+        tenant: Tenant,
+        invoice_id: str,
+        *,
+        invoice: Invoice | None = None,
+        deleted: bool = False,
+        void_seen: bool = False,
+        cause: Envelope[Any] | None = None,
+    ) -> InvoiceSnapshot | None:
+        """Bring one tracked invoice up to date; None if dealbooks does not track it."""
+        realm = tenant.require_account_id()
+        for _ in range(5):
+            doc = await self.store.tracked(realm, invoice_id)
+            if doc is None:
+                return None
+            await self.store.relay(TRACKED, doc["_id"])
+            snap = await self._current(realm, invoice_id, doc, invoice, deleted, void_seen)
+            try:
+                await self._save(doc, snap, cause)
+            except ConcurrentUpdate:
+                continue
+            if doc.get("deal_id"):
+                await self.project_deal(doc["portal_id"], doc["deal_id"])
+            return snap
+        raise TransientError(f"invoice {invoice_id} kept changing under us")
+
+    async def _current(
+        self,
+        realm: str,
+        invoice_id: str,
+        doc: dict[str, Any],
+        invoice: Invoice | None,
+        deleted: bool,
+        void_seen: bool,
+    ) -> InvoiceSnapshot:
+        known = snapshot_of(doc) if doc.get("stage") else None
+        void_seen = void_seen or bool(doc.get("void_seen"))
+        if deleted or doc.get("deleted"):
+            base = known or InvoiceSnapshot(invoice_id, Decimal("0"), Decimal("0"), "")
+            return replace(base, deleted=True)
+        if invoice is None:
+            try:
+                invoice = await _qbo(self.qbo.company(realm).read(Invoice, invoice_id))
+            except NotFound:
+                base = known or InvoiceSnapshot(invoice_id, Decimal("0"), Decimal("0"), "")
+                return replace(base, deleted=True)
+        assert invoice is not None
+        snap = snapshot_from_qbo(invoice, void_seen=void_seen)
+        if known and domain.is_stale(snap.sync_token, known.sync_token):
+            return replace(known, void_seen=void_seen)
+        return snap
+
+    async def _save(
+        self, doc: dict[str, Any], snap: InvoiceSnapshot, cause: Envelope[Any] | None
+    ) -> None:
+        previous = stage_in(doc)
+        stage = domain.stage_of(snap, self.today())
+        events: list[Envelope[Any]] = []
+        if stage is not previous:
+            changed = InvoiceStatusChanged(
+                qbo_invoice_id=snap.qbo_invoice_id,
+                doc_number=snap.doc_number,
+                deal_id=doc.get("deal_id"),
+                previous_stage=previous,
+                stage=stage,
+                total=Money(amount=snap.total, currency=snap.currency or "XXX"),
+                balance=Money(amount=snap.balance, currency=snap.currency or "XXX"),
+                due_date=snap.due_date,
+                recipient_email=snap.recipient_email,
+            )
+            events.append(self._envelope(changed, doc, cause))
+        await self.store.save_state(doc, snap, stage, events)
+
+    def _envelope(
+        self, data: Any, doc: dict[str, Any], cause: Envelope[Any] | None
+    ) -> Envelope[Any]:
+        tenant = Tenant(portal_id=doc["portal_id"], account_id=doc["realm_id"])
+        if cause is not None:
+            return Envelope.build(data, source=SOURCE, tenant=tenant, caused_by=cause)
+        return Envelope.build(data, source=SOURCE, tenant=tenant)
+
+    # ------------------------------------------------------------------ the deal
+
+    async def project_deal(self, portal_id: str, deal_id: str) -> None:
+        """Write the deal's invoice properties from its most recently updated invoice,
+        unless that invoice is in another currency than the portal's (recorded, not written)."""
+        docs = await self.store.invoices_of_deal(portal_id, deal_id)
+        chosen = domain.projection_for_deal(
+            DealInvoice(snapshot_of(d), stage_in(d) or InvoiceStage.AWAITING_SEND) for d in docs
+        )
+        if chosen is None:
+            return
+        portal_currency = await self.crm.company_currency(portal_id)
+        reason = domain.currency_skip_reason(chosen.snapshot.currency, portal_currency)
+        properties = domain.deal_properties(chosen)
+        record = {
+            "qbo_invoice_id": chosen.snapshot.qbo_invoice_id,
+            "stage": chosen.stage.value,
+            "properties": properties,
+            "written": reason is None,
+            "skipped_reason": reason,
+        }
+        if reason is None:
+            await self.crm.update_deal(portal_id, deal_id, properties)
+        else:
+            log.info("deal properties not written", deal_id=deal_id, reason=reason)
+        await self.store.save_projection(portal_id, deal_id, record)
+
+    # ------------------------------------------------------------------ payments
+
+    async def apply_payment(
+        self,
+        tenant: Tenant,
+        payment_id: str,
+        payment: Payment | None,
+        *,
+        cause: Envelope[Any] | None = None,
+    ) -> None:
+        """Record what a payment (now) applies to each tracked invoice; one timeline event
+        per change with a deterministic id; `payment` None means it was deleted."""
+        realm = tenant.require_account_id()
+        before = await self.store.applications(realm, payment_id)
+        after: dict[str, Decimal] = {}
+        if payment is not None and not _voided(payment):
+            for invoice_id, amount in payment.applied_to().items():
+                if await self.store.tracked(realm, invoice_id) is not None:
+                    after[invoice_id] = amount
+        changes = domain.payment_changes(before, after)
+        snaps: dict[str, InvoiceSnapshot | None] = {}
+        for invoice_id in sorted(set(before) | set(after)):
+            snaps[invoice_id] = await self.refresh_invoice(tenant, invoice_id, cause=cause)
+        for application in changes:
+            snap = snaps.get(application.qbo_invoice_id)
+            doc = await self.store.tracked(realm, application.qbo_invoice_id)
+            if snap is None or doc is None:
+                continue
+            await self._record(tenant, doc, snap, payment_id, payment, application, cause)
+
+    async def _record(
+        self,
+        tenant: Tenant,
+        doc: dict[str, Any],
+        snap: InvoiceSnapshot,
+        payment_id: str,
+        payment: Payment | None,
+        application: domain.PaymentApplication,
+        cause: Envelope[Any] | None,
+    ) -> None:
+        realm = tenant.require_account_id()
+        currency = (payment.CurrencyRef.value if payment and payment.CurrencyRef else None) or (
+            snap.currency
+        )
+        paid_on = (payment.TxnDate if payment else None) or self.today()
+        method = _method(payment)
+        version = str(payment.SyncToken if payment else "deleted")
+        deal_id = doc.get("deal_id")
+        if deal_id and self.payment_template_id:
+            event_id = domain.timeline_event_id(
+                realm, payment_id, application.qbo_invoice_id, application.change, version
+            )
+            tokens = domain.timeline_tokens(
+                amount=application.amount,
+                currency=currency,
+                paid_on=paid_on,
+                invoice_number=snap.doc_number,
+                change=application.change,
+                method=method,
+            )
+            await self.crm.timeline_event(
+                doc["portal_id"],
+                {
+                    "eventTemplateId": self.payment_template_id,
+                    "id": event_id,
+                    "objectId": deal_id,
+                    "tokens": tokens,
+                },
+            )
+        recorded = InvoicePaymentRecorded(
+            qbo_payment_id=payment_id,
+            qbo_invoice_id=application.qbo_invoice_id,
+            doc_number=snap.doc_number,
+            deal_id=deal_id,
+            change=application.change,
+            amount=Money(amount=application.amount, currency=currency),
+            invoice_balance=Money(amount=snap.balance, currency=snap.currency or currency),
+            payment_date=paid_on,
+            payment_method=method,
+        )
+        await self.store.record_application(
+            realm,
+            payment_id,
+            application.qbo_invoice_id,
+            {
+                "amount": format(application.amount, "f"),
+                "removed": application.change is PaymentChange.REMOVED,
+                "payment_sync_token": version,
+            },
+            [self._envelope(recorded, doc, cause)],
+        )
+
+    # ------------------------------------------------------------------ sweeps
+
+    async def overdue_sweep(self) -> int:
+        """Re-derive the stage of open invoices for today: no webhook fires on a due date."""
+        moved = 0
+        today = self.today()
+        for doc in await self.store.open_invoices():
+            snap = snapshot_of(doc)
+            if domain.stage_of(snap, today) is stage_in(doc):
+                continue
+            try:
+                await self._save(doc, snap, None)
+            except ConcurrentUpdate:
+                continue  # a handler is on it right now
+            if doc.get("deal_id"):
+                await self.project_deal(doc["portal_id"], doc["deal_id"])
+            moved += 1
+        return moved
+
+    async def reconcile(self, realm_id: str, portal_id: str | None = None) -> int:
+        """One CDC pass for a realm: apply every Invoice and Payment change since the last
+        pass, so a lost webhook stays wrong for at most one pass. Returns changes seen."""
+        since = await self.store.watermark(realm_id)
+        if since is None:
+            return 0
+        result = await _qbo(self.qbo.company(realm_id).cdc(["Invoice", "Payment"], since))
+        seen = 0
+        for row in result.changes.get("Invoice", []):
+            invoice_id = str(row.Id)
+            doc = await self.store.tracked(realm_id, invoice_id)
+            if doc is None:
+                continue
+            tenant = Tenant(portal_id=doc["portal_id"], account_id=realm_id)
+            if isinstance(row, Deleted):
+                await self.refresh_invoice(tenant, invoice_id, deleted=True)
+            elif isinstance(row, Invoice):
+                await self.refresh_invoice(tenant, invoice_id, invoice=row)
+            seen += 1
+        for row in result.changes.get("Payment", []):
+            tenant = Tenant(portal_id=portal_id or "unknown", account_id=realm_id)
+            payment = row if isinstance(row, Payment) else None
+            tenant = await self._payment_tenant(realm_id, row, payment) or tenant
+            await self.apply_payment(tenant, str(row.Id), payment)
+            seen += 1
+        await self.store.move_watermark(realm_id, result.time)
+        return seen
+
+    async def _payment_tenant(
+        self, realm_id: str, row: Any, payment: Payment | None
+    ) -> Tenant | None:
+        invoice_ids = list(payment.applied_to()) if payment else []
+        invoice_ids += list(await self.store.applications(realm_id, str(row.Id)))
+        for invoice_id in invoice_ids:
+            doc = await self.store.tracked(realm_id, invoice_id)
+            if doc is not None:
+                return Tenant(portal_id=doc["portal_id"], account_id=realm_id)
+        return None
+
+    async def reconcile_all(self) -> int:
+        """A CDC pass for every realm that has tracked invoices."""
+        return sum([await self.reconcile(realm) for realm in await self.store.realms()])
+
+
+def _voided(payment: Payment) -> bool:
+    return payment.TotalAmt == 0 and "voided" in (payment.PrivateNote or "").lower()
+
+
+def _method(payment: Payment | None) -> str | None:
+    if payment is None:
+        return None
+    ref = (payment.model_extra or {}).get("PaymentMethodRef")
+    if isinstance(ref, dict):
+        return str(ref.get("name") or ref.get("value") or "") or None
+    return None

@@ -1,0 +1,212 @@
+"""status-tracker's MongoDB collections, their indexes, and the outbox.
+
+Each tracked invoice and each payment application is one document holding its state and the
+events that state change causes (`outbox`), written together in one update and published
+afterwards; a crash in between leaves them to be published by the next run, with the same
+envelope ids. Tracked invoices carry a `version` for optimistic concurrency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from dealbooks_contracts import Envelope, InvoiceStage, decode
+from dealbooks_kit import EventPublisher, IndexSpec
+from pymongo.asynchronous.database import AsyncDatabase
+
+from status_tracker.domain import InvoiceSnapshot
+
+TRACKED = "tracked_invoices"
+PAYMENTS = "payment_applications"
+DEALS = "deal_projections"
+WATERMARKS = "cdc_watermarks"
+
+INDEXES = [
+    IndexSpec(TRACKED, [("portal_id", 1), ("deal_id", 1)]),
+    IndexSpec(TRACKED, [("realm_id", 1), ("stage", 1)]),
+    IndexSpec(PAYMENTS, [("realm_id", 1), ("qbo_payment_id", 1)]),
+]
+
+Doc = dict[str, Any]
+
+
+class ConcurrentUpdate(Exception):
+    """Someone else changed the document since it was read; read again and retry."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def snapshot_fields(snap: InvoiceSnapshot) -> Doc:
+    """A snapshot as stored (decimals and dates as strings: exact and portable)."""
+    return {
+        "total": format(snap.total, "f"),
+        "balance": format(snap.balance, "f"),
+        "currency": snap.currency,
+        "due_date": snap.due_date.isoformat() if snap.due_date else None,
+        "doc_number": snap.doc_number,
+        "email_status": snap.email_status,
+        "delivery_type": snap.delivery_type,
+        "private_note": snap.private_note,
+        "recipient_email": snap.recipient_email,
+        "customer_name": snap.customer_name,
+        "sync_token": snap.sync_token,
+        "last_updated": snap.last_updated,
+        "deleted": snap.deleted,
+        "void_seen": snap.void_seen,
+    }
+
+
+def snapshot_of(doc: Doc) -> InvoiceSnapshot:
+    """The stored snapshot of a tracked invoice."""
+    due = doc.get("due_date")
+    return InvoiceSnapshot(
+        qbo_invoice_id=doc["qbo_invoice_id"],
+        total=Decimal(doc.get("total") or "0"),
+        balance=Decimal(doc.get("balance") or "0"),
+        currency=doc.get("currency") or "",
+        due_date=date.fromisoformat(due) if due else None,
+        doc_number=doc.get("doc_number"),
+        email_status=doc.get("email_status"),
+        delivery_type=doc.get("delivery_type"),
+        private_note=doc.get("private_note"),
+        recipient_email=doc.get("recipient_email"),
+        customer_name=doc.get("customer_name"),
+        sync_token=int(doc.get("sync_token") or 0),
+        last_updated=doc.get("last_updated"),
+        deleted=bool(doc.get("deleted")),
+        void_seen=bool(doc.get("void_seen")),
+    )
+
+
+def stage_in(doc: Doc) -> InvoiceStage | None:
+    return InvoiceStage(doc["stage"]) if doc.get("stage") else None
+
+
+class Store:
+    """Everything status-tracker keeps, one method per question a handler asks."""
+
+    def __init__(self, db: AsyncDatabase[Doc], publisher: EventPublisher) -> None:
+        self.db = db
+        self.publisher = publisher
+
+    async def relay(self, collection: str, doc_id: str) -> None:
+        """Publish what a document's outbox still holds, then clear what was published."""
+        doc = await self.db[collection].find_one({"_id": doc_id}, {"outbox": 1})
+        pending: list[str] = (doc or {}).get("outbox") or []
+        for raw in pending:
+            await self.publisher.publish(decode(raw))
+        if pending:
+            await self.db[collection].update_one(
+                {"_id": doc_id}, {"$pull": {"outbox": {"$in": pending}}}
+            )
+
+    # ------------------------------------------------------------------ tracked invoices
+
+    async def track(self, realm_id: str, qbo_invoice_id: str, fields: Doc) -> None:
+        """Start following an invoice (drafted or linked); repeat calls change nothing more."""
+        await self.db[TRACKED].update_one(
+            {"_id": f"{realm_id}:{qbo_invoice_id}"},
+            {
+                "$set": fields,
+                "$setOnInsert": {
+                    "realm_id": realm_id,
+                    "qbo_invoice_id": qbo_invoice_id,
+                    "version": 0,
+                    "tracked_at": _now(),
+                },
+            },
+            upsert=True,
+        )
+        await self.db[WATERMARKS].update_one(
+            {"_id": realm_id}, {"$setOnInsert": {"since": _now()}}, upsert=True
+        )
+
+    async def tracked(self, realm_id: str, qbo_invoice_id: str) -> Doc | None:
+        return await self.db[TRACKED].find_one({"_id": f"{realm_id}:{qbo_invoice_id}"})
+
+    async def save_state(
+        self, doc: Doc, snap: InvoiceSnapshot, stage: InvoiceStage, events: Sequence[Envelope[Any]]
+    ) -> None:
+        """Write a new snapshot and stage with the events they cause, if nobody wrote first."""
+        result = await self.db[TRACKED].update_one(
+            {"_id": doc["_id"], "version": doc.get("version", 0)},
+            {
+                "$set": {**snapshot_fields(snap), "stage": stage.value, "checked_at": _now()},
+                "$inc": {"version": 1},
+                "$push": {"outbox": {"$each": [e.model_dump_json() for e in events]}},
+            },
+        )
+        if result.matched_count == 0:
+            raise ConcurrentUpdate(doc["_id"])
+        await self.relay(TRACKED, doc["_id"])
+
+    async def invoices_of_deal(self, portal_id: str, deal_id: str) -> list[Doc]:
+        cursor = self.db[TRACKED].find({"portal_id": portal_id, "deal_id": deal_id})
+        return [doc async for doc in cursor if doc.get("stage")]
+
+    async def open_invoices(self) -> list[Doc]:
+        """Tracked invoices that can still become overdue."""
+        stages = [InvoiceStage.AWAITING_SEND, InvoiceStage.SENT, InvoiceStage.PARTIALLY_PAID]
+        cursor = self.db[TRACKED].find({"stage": {"$in": [s.value for s in stages]}})
+        return [doc async for doc in cursor]
+
+    async def realms(self) -> list[str]:
+        return [doc["_id"] async for doc in self.db[WATERMARKS].find({})]
+
+    # ------------------------------------------------------------------ payments
+
+    async def applications(self, realm_id: str, payment_id: str) -> dict[str, Decimal]:
+        """What a payment was last recorded as applying, per tracked invoice."""
+        cursor = self.db[PAYMENTS].find(
+            {"realm_id": realm_id, "qbo_payment_id": payment_id, "removed": {"$ne": True}}
+        )
+        return {doc["qbo_invoice_id"]: Decimal(doc["amount"]) async for doc in cursor}
+
+    async def record_application(
+        self,
+        realm_id: str,
+        payment_id: str,
+        invoice_id: str,
+        fields: Doc,
+        events: Sequence[Envelope[Any]],
+    ) -> None:
+        doc_id = f"{realm_id}:{payment_id}:{invoice_id}"
+        await self.db[PAYMENTS].update_one(
+            {"_id": doc_id},
+            {
+                "$set": {
+                    "realm_id": realm_id,
+                    "qbo_payment_id": payment_id,
+                    "qbo_invoice_id": invoice_id,
+                    "recorded_at": _now(),
+                    **fields,
+                },
+                "$push": {"outbox": {"$each": [e.model_dump_json() for e in events]}},
+            },
+            upsert=True,
+        )
+        await self.relay(PAYMENTS, doc_id)
+
+    # ------------------------------------------------------------------ deals and CDC
+
+    async def save_projection(self, portal_id: str, deal_id: str, fields: Doc) -> None:
+        await self.db[DEALS].replace_one(
+            {"_id": f"{portal_id}:{deal_id}"},
+            {"portal_id": portal_id, "deal_id": deal_id, "updated_at": _now(), **fields},
+            upsert=True,
+        )
+
+    async def projection(self, portal_id: str, deal_id: str) -> Doc | None:
+        return await self.db[DEALS].find_one({"_id": f"{portal_id}:{deal_id}"})
+
+    async def watermark(self, realm_id: str) -> datetime | None:
+        doc = await self.db[WATERMARKS].find_one({"_id": realm_id})
+        return doc["since"] if doc else None
+
+    async def move_watermark(self, realm_id: str, since: datetime) -> None:
+        await self.db[WATERMARKS].update_one({"_id": realm_id}, {"$set": {"since": since}})

@@ -1,0 +1,212 @@
+"""A running status-tracker on real Kafka + MongoDB-wire server + both sandboxes over HTTP.
+
+One service per test module (consumer-group joins are the slow part); each test makes its own
+QuickBooks company and CRM portal, so tests do not see each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest_asyncio
+from aiokafka import AIOKafkaConsumer
+from dealbooks_contracts import (
+    Envelope,
+    EventPayload,
+    InvoiceDrafted,
+    Money,
+    QboCustomerRef,
+    QboEntityChanged,
+    QboOperation,
+    Tenant,
+    decode,
+)
+from dealbooks_http import StaticTokenProvider
+from dealbooks_qbo import Invoice, QboClient
+from status_tracker.app import Service, build_service
+from status_tracker.domain import PAYMENT_TEMPLATE
+from status_tracker.settings import StatusTrackerSettings
+
+
+class Harness:
+    """The service under test plus the sandboxes, and helpers to play QBO, CRM and webhooks."""
+
+    def __init__(
+        self, service: Service, bootstrap: str, qbo_sandbox: Any, crm_sandbox: Any
+    ) -> None:
+        self.service = service
+        self.settings = service.settings
+        self.bootstrap = bootstrap
+        self.qbo_sandbox = qbo_sandbox
+        self.crm_sandbox = crm_sandbox
+        self.qbo_tokens = StaticTokenProvider({})
+        self.crm_tokens = StaticTokenProvider({})
+        self.qbo = QboClient(qbo_sandbox.base_url, self.qbo_tokens)
+
+    def world(self, country: str = "US", portal_currency: str = "USD") -> World:
+        """A fresh QBO company and CRM portal with a deal, tokens known to the service."""
+        company = self.qbo_sandbox.create_company(country)
+        self.qbo_tokens.set(company.realm_id, company.access_token)
+        portal = self.crm_sandbox.create_portal(companyCurrency=portal_currency)
+        self.crm_tokens.set(portal.key, portal.access_token)
+        deal = self.crm_sandbox.create_as_user(
+            portal.portal_id, "deals", {"dealname": "Bakery order", "dealstage": "contractsent"}
+        )
+        return World(
+            self, Tenant(portal_id=portal.key, account_id=company.realm_id), portal, deal["id"]
+        )
+
+    async def publish(self, payload: EventPayload, tenant: Tenant) -> Envelope[Any]:
+        event = Envelope.build(payload, source="test", tenant=tenant)
+        await self.service.runtime.publisher.publish(event)
+        return event
+
+    async def events(
+        self, event_type: str, predicate: Callable[[Envelope[Any]], bool], count: int = 1
+    ) -> list[Envelope[Any]]:
+        """Read the events of a type from the start of its topic until `count` match."""
+        topic = self.settings.topic(f"{event_type}.v1")
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest", group_id=None
+        )
+        await consumer.start()
+        matched: list[Envelope[Any]] = []
+        try:
+            async with asyncio.timeout(30):
+                while len(matched) < count:
+                    batch = await consumer.getmany(timeout_ms=300)
+                    for records in batch.values():
+                        for record in records:
+                            event = decode(record.value)
+                            if predicate(event):
+                                matched.append(event)
+        finally:
+            await consumer.stop()
+        return matched
+
+
+class World:
+    """One test's QuickBooks company, CRM portal and deal."""
+
+    def __init__(self, harness: Harness, tenant: Tenant, portal: Any, deal_id: str) -> None:
+        self.h = harness
+        self.tenant = tenant
+        self.realm = tenant.require_account_id()
+        self.portal = portal
+        self.deal_id = deal_id
+
+    async def invoice(self, amount: str = "459.00", **fields: Any) -> Invoice:
+        """A QBO invoice as invoice-builder would have drafted it."""
+        body: dict[str, Any] = {
+            "CustomerRef": {"value": "1"},
+            "Line": [
+                {
+                    "DetailType": "SalesItemLineDetail",
+                    "Amount": Decimal(amount),
+                    "SalesItemLineDetail": {"ItemRef": {"value": "1"}},
+                }
+            ],
+            **fields,
+        }
+        if self.h.qbo_sandbox.control("GET", f"companies/{self.realm}")["country"] != "US":
+            body["Line"][0]["SalesItemLineDetail"]["TaxCodeRef"] = {"value": "3"}
+        return await self.h.qbo.company(self.realm).create(Invoice, body)
+
+    async def drafted(self, invoice: Invoice) -> Envelope[Any]:
+        """Publish invoice.drafted for an invoice, as invoice-builder does."""
+        currency = invoice.CurrencyRef.value if invoice.CurrencyRef else "USD"
+        data = InvoiceDrafted(
+            request_id=uuid.uuid4(),
+            deal_id=self.deal_id,
+            qbo_invoice_id=str(invoice.Id),
+            doc_number=invoice.DocNumber,
+            customer=QboCustomerRef(qbo_customer_id=invoice.CustomerRef.value),
+            customer_created=False,
+            total=Money(amount=invoice.TotalAmt or Decimal("0"), currency=currency),
+            invoice_date=invoice.TxnDate or date.today(),
+            due_date=invoice.DueDate,
+        )
+        return await self.h.publish(data, self.tenant)
+
+    async def webhook(self, entity: str, entity_id: str, operation: str = "Update") -> None:
+        """What webhook-gateway publishes for one QBO notification."""
+        await self.h.publish(
+            QboEntityChanged(
+                realm_id=self.realm,
+                entity=entity,
+                entity_id=entity_id,
+                operation=QboOperation(operation),
+                last_updated=datetime.now(UTC),
+            ),
+            self.tenant,
+        )
+
+    def pay(self, invoice_id: str, amount: str) -> dict[str, Any]:
+        """A payment recorded in QuickBooks (no webhook is sent by this helper)."""
+        return dict(self.h.qbo_sandbox.record_payment(self.realm, invoice_id, amount)["Payment"])
+
+    async def stage(self, invoice_id: str, expected: str) -> dict[str, Any]:
+        """Wait until the tracked invoice reaches a stage and the deal caught up with it."""
+        found: dict[str, Any] = {}
+        store = self.h.service.store
+
+        async def reached() -> bool:
+            doc = await store.tracked(self.realm, invoice_id)
+            shown = await store.projection(self.tenant.portal_id, self.deal_id)
+            if doc and doc.get("stage") == expected and (shown or {}).get("stage") == expected:
+                found.update(doc)
+                return True
+            return False
+
+        await eventually(reached)
+        return found
+
+    def deal(self) -> dict[str, Any]:
+        return dict(self.h.crm_sandbox.read(self.portal.portal_id, "deals", self.deal_id))
+
+    def timeline(self) -> list[dict[str, Any]]:
+        return self.h.crm_sandbox.timeline_events(self.portal.portal_id, object_id=self.deal_id)
+
+
+async def eventually(predicate: Callable[[], Any], timeout: float = 30.0) -> None:
+    """Poll an async predicate until it holds (fails the test after `timeout`)."""
+    async with asyncio.timeout(timeout):
+        while not await predicate():
+            await asyncio.sleep(0.05)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def tracker(
+    kafka_bootstrap: str, mongo_uri: str, kafka_supports_idempotence: bool, qbo_sandbox: Any,
+    crm_sandbox: Any,
+) -> AsyncIterator[Harness]:  # fmt: skip
+    namespace = f"st{uuid.uuid4().hex[:8]}"
+    template = crm_sandbox.add_event_template(PAYMENT_TEMPLATE)
+    settings = StatusTrackerSettings(
+        kafka_bootstrap=kafka_bootstrap,
+        mongodb_uri=mongo_uri,
+        mongodb_database=namespace,
+        topic_prefix=f"{namespace}.",
+        kafka_idempotence=kafka_supports_idempotence,
+        qbo_base_url=qbo_sandbox.base_url,
+        crm_base_url=crm_sandbox.base_url,
+        payment_template_id=str(template["id"]),
+        handler_attempts=4,
+        handler_wait_initial=0.05,
+        handler_wait_max=0.2,
+    )
+    qbo_tokens = StaticTokenProvider({})
+    crm_tokens = StaticTokenProvider({})
+    service = build_service(settings, qbo_tokens=qbo_tokens, crm_tokens=crm_tokens)
+    harness = Harness(service, kafka_bootstrap, qbo_sandbox, crm_sandbox)
+    harness.qbo_tokens, harness.crm_tokens = qbo_tokens, crm_tokens
+    harness.qbo = QboClient(qbo_sandbox.base_url, qbo_tokens)
+    async with service.runtime.running():
+        yield harness
+    await harness.qbo.aclose()
+    await service.aclose()

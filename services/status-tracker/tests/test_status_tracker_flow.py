@@ -1,0 +1,201 @@
+"""status-tracker end to end: drafted invoices, QBO changes, payments, overdue and CDC, on real
+Kafka, a real MongoDB-wire server and both sandboxes over HTTP."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from dealbooks_contracts import InvoiceStage, PaymentChange
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+
+Harness = Any  # the `tracker` fixture of conftest.py
+
+
+async def test_drafted_invoice_is_tracked_and_written_to_the_deal(tracker: Harness) -> None:
+    world = tracker.world()
+    invoice = await world.invoice("459.00")
+    await world.drafted(invoice)
+
+    await world.stage(str(invoice.Id), "awaiting_send")
+    [changed] = await tracker.events(
+        "invoice.status-changed", lambda e: e.data.qbo_invoice_id == invoice.Id
+        and e.tenant.account_id == world.realm
+    )  # fmt: skip
+    assert (changed.data.previous_stage, changed.data.stage) == (None, InvoiceStage.AWAITING_SEND)
+    props = world.deal()["properties"]
+    assert props["acct_amount_billed"] == "459.00"
+    assert props["acct_invoice_status"] == "awaiting_send"
+    assert props["acct_invoice_number"] == invoice.DocNumber
+    assert props["acct_invoice_recipient"] == "Birds@Intuit.com"
+
+
+async def test_partial_then_full_payment_moves_the_deal_to_paid_with_two_timeline_events(
+    tracker: Harness,
+) -> None:
+    world = tracker.world()
+    invoice = await world.invoice("459.00")
+    invoice_id = str(invoice.Id)
+    await world.drafted(invoice)
+    await world.stage(invoice_id, "awaiting_send")
+
+    first = world.pay(invoice_id, "220.00")
+    await world.webhook("Payment", first["Id"], "Create")
+    await world.stage(invoice_id, "partially_paid")
+    assert world.deal()["properties"]["acct_invoice_status"] == "partially_paid"
+
+    second = world.pay(invoice_id, "239.00")
+    await world.webhook("Payment", second["Id"], "Create")
+    await world.stage(invoice_id, "paid")
+
+    assert world.deal()["properties"]["acct_invoice_status"] == "paid"
+    recorded = await tracker.events(
+        "invoice.payment-recorded", lambda e: e.data.qbo_invoice_id == invoice_id
+        and e.tenant.account_id == world.realm, 2
+    )  # fmt: skip
+    assert [(e.data.amount.amount, e.data.invoice_balance.amount) for e in recorded] == [
+        (Decimal("220.00"), Decimal("239.00")),
+        (Decimal("239.00"), Decimal("0.00")),
+    ]
+    events = world.timeline()
+    assert sorted(e["tokens"]["amount"] for e in events) == ["220.00", "239.00"]
+    assert {e["tokens"]["invoiceNumber"] for e in events} == {invoice.DocNumber}
+
+
+async def test_redelivered_payment_creates_one_timeline_event(tracker: Harness) -> None:
+    world = tracker.world()
+    invoice = await world.invoice("100.00")
+    invoice_id = str(invoice.Id)
+    await world.drafted(invoice)
+    await world.stage(invoice_id, "awaiting_send")
+
+    payment = world.pay(invoice_id, "40.00")
+    for _ in range(3):  # QBO retries whole webhook batches: the same change, three times
+        await world.webhook("Payment", payment["Id"], "Create")
+    marker = world.pay(invoice_id, "60.00")
+    await world.webhook("Payment", marker["Id"], "Create")
+    await world.stage(invoice_id, "paid")
+    # The marker's event comes after the three deliveries; by then all of them were handled.
+    recorded = await tracker.events(
+        "invoice.payment-recorded", lambda e: e.data.qbo_invoice_id == invoice_id
+        and e.tenant.account_id == world.realm, 2
+    )  # fmt: skip
+    assert sorted(e.data.qbo_payment_id for e in recorded) == sorted([payment["Id"], marker["Id"]])
+
+    amounts = sorted(e["tokens"]["amount"] for e in world.timeline())
+    assert amounts == ["40.00", "60.00"]
+
+
+async def test_out_of_order_invoice_and_payment_updates_converge_to_the_right_stage(
+    tracker: Harness,
+) -> None:
+    world = tracker.world()
+    invoice = await world.invoice("80.00")
+    invoice_id = str(invoice.Id)
+    await world.drafted(invoice)
+    await world.stage(invoice_id, "awaiting_send")
+    payment = world.pay(invoice_id, "80.00")
+    tracker.qbo_sandbox.mark_emailed(world.realm, invoice_id)
+
+    # The payment's notification arrives first, the older invoice notifications after it.
+    await world.webhook("Payment", payment["Id"], "Create")
+    await world.webhook("Invoice", invoice_id, "Emailed")
+    await world.webhook("Invoice", invoice_id, "Create")
+
+    doc = await world.stage(invoice_id, "paid")
+    assert doc["balance"] == "0.00" or Decimal(doc["balance"]) == 0
+
+
+async def test_missed_webhook_is_healed_by_reconciliation(tracker: Harness) -> None:
+    world = tracker.world()
+    invoice = await world.invoice("300.00")
+    invoice_id = str(invoice.Id)
+    await world.drafted(invoice)
+    await world.stage(invoice_id, "awaiting_send")
+
+    world.pay(invoice_id, "100.00")  # the webhook for this payment is lost
+    await tracker.service.handlers.reconcile(world.realm)
+
+    await world.stage(invoice_id, "partially_paid")
+    assert world.deal()["properties"]["acct_invoice_status"] == "partially_paid"
+    [event] = world.timeline()
+    assert event["tokens"]["amount"] == "100.00"
+
+
+async def test_foreign_currency_invoice_is_tracked_but_not_written_to_the_deal(
+    tracker: Harness,
+) -> None:
+    world = tracker.world(country="GB", portal_currency="USD")
+    invoice = await world.invoice("250.00")
+    await world.drafted(invoice)
+    await world.stage(str(invoice.Id), "awaiting_send")
+
+    projection = await tracker.service.store.projection(world.tenant.portal_id, world.deal_id)
+    assert projection is not None and projection["written"] is False
+    assert "GBP" in projection["skipped_reason"] and "USD" in projection["skipped_reason"]
+    assert not world.deal()["properties"].get("acct_invoice_status")
+
+
+async def test_overdue_clock_marks_a_past_due_invoice_overdue(tracker: Harness) -> None:
+    world = tracker.world()
+    due = date.today() + timedelta(days=3)
+    invoice = await world.invoice(
+        "75.00", TxnDate=date.today().isoformat(), DueDate=due.isoformat()
+    )
+    invoice_id = str(invoice.Id)
+    await world.drafted(invoice)
+    await world.stage(invoice_id, "awaiting_send")
+
+    handlers = tracker.service.handlers
+    handlers.today = lambda: due + timedelta(days=1)
+    try:
+        await handlers.overdue_sweep()
+    finally:
+        handlers.today = date.today
+
+    await world.stage(invoice_id, "overdue")
+    assert world.deal()["properties"]["acct_invoice_status"] == "overdue"
+    [changed] = await tracker.events(
+        "invoice.status-changed", lambda e: e.data.qbo_invoice_id == invoice_id
+        and e.tenant.account_id == world.realm and e.data.stage is InvoiceStage.OVERDUE
+    )  # fmt: skip
+    assert changed.data.previous_stage is InvoiceStage.AWAITING_SEND
+
+
+async def test_voided_invoice_is_never_paid(tracker: Harness) -> None:
+    world = tracker.world()
+    invoice = await world.invoice("50.00")
+    invoice_id = str(invoice.Id)
+    await world.drafted(invoice)
+    await world.stage(invoice_id, "awaiting_send")
+    current = await tracker.qbo.company(world.realm).read(type(invoice), invoice_id)
+    await tracker.qbo.company(world.realm).void_invoice(invoice_id, str(current.SyncToken))
+
+    await world.webhook("Invoice", invoice_id, "Void")
+    await world.stage(invoice_id, "voided")
+
+
+async def test_deleted_payment_takes_the_invoice_back_to_awaiting_send(tracker: Harness) -> None:
+    world = tracker.world()
+    invoice = await world.invoice("90.00")
+    invoice_id = str(invoice.Id)
+    await world.drafted(invoice)
+    await world.stage(invoice_id, "awaiting_send")
+    payment = world.pay(invoice_id, "90.00")
+    await world.webhook("Payment", payment["Id"], "Create")
+    await world.stage(invoice_id, "paid")
+
+    from dealbooks_qbo import Payment
+
+    await tracker.qbo.company(world.realm).delete(Payment, payment["Id"], payment["SyncToken"])
+    await world.webhook("Payment", payment["Id"], "Delete")
+
+    await world.stage(invoice_id, "awaiting_send")
+    removed = await tracker.events(
+        "invoice.payment-recorded", lambda e: e.data.qbo_payment_id == payment["Id"]
+        and e.tenant.account_id == world.realm and e.data.change is PaymentChange.REMOVED
+    )  # fmt: skip
+    assert removed[0].data.invoice_balance.amount == Decimal("90.00")
