@@ -94,6 +94,24 @@ def timeline_event_id(kind: str, *parts: str | int) -> str:
     return f"{kind}-{digest}"
 
 
+class _Budgets:
+    """The ten-second and the search budget for one set of limits."""
+
+    def __init__(self, limits: CrmLimits) -> None:
+        self.standard = rolling_window_budget(
+            limits.requests_per_window,
+            limits.window_seconds,
+            headroom=limits.headroom,
+            concurrency=limits.concurrency,
+        )
+        self.search = rolling_window_budget(
+            limits.search_per_second,
+            limits.search_window_seconds,
+            headroom=limits.headroom,
+            concurrency=limits.search_concurrency,
+        )
+
+
 class _TokenRejected(Exception):
     def __init__(self, response: httpx.Response, token: str) -> None:
         super().__init__("token rejected")
@@ -105,7 +123,8 @@ class CrmClient:
     """Async client for HubSpot's CRM APIs, shared by every service.
 
     Works unchanged against https://api.hubapi.com and the sandbox. Each portal gets its own
-    rate budget (ten-second and search limits), every call retries transient failures with
+    rate budget (ten-second and search limits; `portal_limits` overrides `limits` for portals
+    on another tier), every call retries transient failures with
     backoff and jitter honouring Retry-After, and errors surface as `CrmError` subclasses.
     """
 
@@ -116,6 +135,7 @@ class CrmClient:
         base_url: str = HUBSPOT_API,
         path_style: PathStyle = "v3",
         limits: CrmLimits | None = None,
+        portal_limits: Mapping[str | int, CrmLimits] | None = None,
         retry: RetryPolicy | None = None,
         timeout: float = 30.0,
         http: httpx.AsyncClient | None = None,
@@ -124,18 +144,8 @@ class CrmClient:
         self.paths = ApiPaths(path_style)
         self._tokens = tokens
         self._retry = retry or DEFAULT_RETRY
-        self._budget = rolling_window_budget(
-            self.limits.requests_per_window,
-            self.limits.window_seconds,
-            headroom=self.limits.headroom,
-            concurrency=self.limits.concurrency,
-        )
-        self._search_budget = rolling_window_budget(
-            self.limits.search_per_second,
-            self.limits.search_window_seconds,
-            headroom=self.limits.headroom,
-            concurrency=self.limits.search_concurrency,
-        )
+        self._budgets = _Budgets(self.limits)
+        self._portal_budgets = {str(k): _Budgets(v) for k, v in (portal_limits or {}).items()}
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(
             base_url=base_url, timeout=timeout, headers={"Accept": "application/json"}
@@ -202,7 +212,8 @@ class CrmClient:
         params: Mapping[str, Any] | None,
         search: bool,
     ) -> httpx.Response:
-        budget = self._search_budget if search else self._budget
+        budgets = self._portal_budgets.get(key, self._budgets)
+        budget = budgets.search if search else budgets.standard
         async with budget.slot(key):
             token = await self._tokens.token(key)
             response = await self._http.request(
