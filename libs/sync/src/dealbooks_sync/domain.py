@@ -659,10 +659,11 @@ def decide(settings: SyncSettings, facts: RecordFacts) -> Decision:
         return Write(create_allowed=False)
     if policy is CreateUpdatePolicy.UPDATE_EXISTING_ONLY:
         return Write(create_allowed=False)
+    # QBO stamps CreateTime in whole seconds: a record made in the second sync was switched on
+    # counts as new.
+    switched_on = settings.enabled_since.replace(microsecond=0) if settings.enabled_since else None
     created_before_switch = (
-        settings.enabled_since is not None
-        and facts.created_at is not None
-        and facts.created_at < settings.enabled_since
+        switched_on is not None and facts.created_at is not None and facts.created_at < switched_on
     )
     if facts.trigger is SyncTrigger.WEBHOOK and created_before_switch:
         return Skip("created in QuickBooks before sync was switched on; a backfill syncs it")

@@ -1,0 +1,1 @@
+"""contact-sync: QuickBooks customers become CRM contacts, under the portal's settings."""

@@ -1,0 +1,7 @@
+"""contact-sync's MongoDB: mapping sets received, customer <-> contact links, backfill runs."""
+
+from __future__ import annotations
+
+from dealbooks_sync.engine import INDEXES, Links, MappingSets
+
+__all__ = ["INDEXES", "Links", "MappingSets"]
