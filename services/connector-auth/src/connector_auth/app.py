@@ -1,0 +1,81 @@
+"""Wiring only: settings -> runtime, store, adapters, service, routes, consumer, relay."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+
+import httpx
+from dealbooks_contracts import Envelope, QboEntityChanged
+from dealbooks_kit import ServiceApp, ServiceRuntime, get_logger
+
+from connector_auth.api import build_api
+from connector_auth.crypto import TokenCipher
+from connector_auth.gateways import CrmInstaller, QboGateway
+from connector_auth.handlers import AccountNotFound, ConnectorAuth, ReauthRequired
+from connector_auth.settings import ConnectorAuthSettings
+from connector_auth.store import INDEXES, Accounts, OAuthStates, RefreshLeases
+
+log = get_logger(__name__)
+
+
+def build_service(settings: ConnectorAuthSettings) -> tuple[ServiceRuntime, ConnectorAuth]:
+    """The runtime and the service layer, without HTTP (tests and workers use this)."""
+    if not settings.state_secret.get_secret_value():
+        raise ValueError("CONNECTOR_AUTH_STATE_SECRET must be set")
+    runtime = ServiceRuntime(settings, indexes=INDEXES)
+    http = httpx.AsyncClient(timeout=30.0)
+    service = ConnectorAuth(
+        settings,
+        Accounts(runtime.db),
+        OAuthStates(runtime.db),
+        RefreshLeases(runtime.db),
+        TokenCipher.from_spec(settings.token_keys.get_secret_value()),
+        QboGateway(settings, http),
+        CrmInstaller(settings, http),
+        runtime.publisher,
+        http,
+    )
+
+    async def on_qbo_change(event: Envelope[QboEntityChanged]) -> None:
+        # An account that needs a person, or is gone, has no facts to refresh.
+        with contextlib.suppress(AccountNotFound, ReauthRequired):
+            await service.on_qbo_change(event)
+
+    runtime.consume("preferences-drift", QboEntityChanged, on_qbo_change)
+    return runtime, service
+
+
+def build_app(settings: ConnectorAuthSettings) -> ServiceApp:
+    """The connector-auth process: API, preference-drift consumer and outbox relay."""
+    runtime, service = build_service(settings)
+    app = runtime.asgi(api=build_api(service), title="connector-auth")
+    relay_task: asyncio.Task[None] | None = None
+
+    async def relay_forever() -> None:
+        while True:
+            try:
+                await service.relay_all()
+                cutoff = service.clock() - timedelta(seconds=2 * settings.state_max_age_seconds)
+                await service.states.forget_before(cutoff)
+                await service.leases.forget_before(cutoff)
+            except Exception as exc:
+                log.warning("outbox relay pass failed", error=type(exc).__name__)
+            await asyncio.sleep(settings.outbox_relay_seconds)
+
+    async def start_relay() -> None:
+        nonlocal relay_task
+        relay_task = asyncio.create_task(relay_forever())
+
+    async def stop_relay() -> None:
+        if relay_task is not None:
+            relay_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay_task
+        await service.crm.aclose()
+        await service.http.aclose()
+
+    app.after_startup(start_relay)
+    app.on_shutdown(stop_relay)
+    return app

@@ -1,0 +1,191 @@
+"""Adapters to QuickBooks (OAuth, company facts) and to the CRM (install-time setup)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+from dealbooks_crm import CrmClient, PropertyDefinition, PropertyOption
+from dealbooks_http import StaticTokenProvider
+from dealbooks_kit import get_logger
+from dealbooks_qbo import Forbidden, IntuitOAuth, OAuthEndpoints, QboClient, TokenSet
+
+from connector_auth.domain import CompanyFacts, company_facts, wrong_environment
+from connector_auth.settings import ConnectorAuthSettings
+
+log = get_logger(__name__)
+
+
+class QboGateway:
+    """Intuit OAuth calls and the two reads a connection needs (CompanyInfo, Preferences)."""
+
+    def __init__(self, settings: ConnectorAuthSettings, http: httpx.AsyncClient) -> None:
+        endpoints = (
+            OAuthEndpoints.at(settings.qbo_oauth_base_url)
+            if settings.qbo_oauth_base_url
+            else OAuthEndpoints()
+        )
+        self._settings = settings
+        self._http = http
+        self.oauth = IntuitOAuth(
+            settings.qbo_client_id,
+            settings.qbo_client_secret.get_secret_value(),
+            endpoints,
+            http,
+        )
+
+    def authorization_url(self, state: str) -> str:
+        return self.oauth.authorization_url(
+            self._settings.redirect_uri, state, self._settings.qbo_scope
+        )
+
+    async def exchange(self, code: str) -> TokenSet:
+        return await self.oauth.exchange_code(code, self._settings.redirect_uri)
+
+    async def refresh(self, refresh_token: str) -> TokenSet:
+        return await self.oauth.refresh(refresh_token)
+
+    async def revoke(self, token: str) -> None:
+        await self.oauth.revoke(token)
+
+    async def read_facts(self, realm_id: str, access_token: str) -> CompanyFacts:
+        """CompanyInfo + Preferences; a 403 means the realm is of the other environment."""
+        client = QboClient(
+            self._settings.qbo_api_url,
+            StaticTokenProvider({realm_id: access_token}),
+            http=self._http,
+        )
+        company = client.company(realm_id)
+        try:
+            info = await company.company_info()
+            prefs = await company.preferences()
+        except Forbidden as exc:
+            raise wrong_environment(self._settings.qbo_environment) from exc
+        currency = prefs.CurrencyPrefs
+        return company_facts(
+            company_name=info.CompanyName,
+            legal_name=info.LegalName,
+            country=info.Country,
+            home_currency=currency.HomeCurrency.value
+            if currency and currency.HomeCurrency
+            else None,
+            multicurrency_enabled=currency.MultiCurrencyEnabled if currency else False,
+            custom_transaction_numbers=prefs.custom_txn_numbers,
+        )
+
+
+INVOICE_GROUP = "acct_invoicing"
+INVOICE_GROUP_LABEL = "Invoicing (Accounting sync)"
+INVOICE_STAGES = [
+    ("Draft", "draft"),
+    ("Sent", "sent"),
+    ("Partially paid", "partially_paid"),
+    ("Paid", "paid"),
+    ("Voided", "voided"),
+]
+
+
+def _prop(name: str, label: str, type_: Any, field_type: str, **extra: Any) -> PropertyDefinition:
+    return PropertyDefinition(
+        name=name,
+        label=label,
+        type=type_,
+        field_type=field_type,
+        group_name=INVOICE_GROUP,
+        **extra,
+    )
+
+
+INVOICE_DEAL_PROPERTIES = [
+    _prop(
+        "acct_amount_billed",
+        "Amount billed",
+        "number",
+        "number",
+        number_display_hint="currency",
+        show_currency_symbol=True,
+    ),
+    _prop("acct_invoice_recipient", "Invoice recipient", "string", "text"),
+    _prop("acct_invoice_number", "Invoice number", "string", "text"),
+    _prop(
+        "acct_invoice_status",
+        "Invoice status",
+        "enumeration",
+        "select",
+        options=[
+            PropertyOption(label=label, value=value, display_order=i)
+            for i, (label, value) in enumerate(INVOICE_STAGES)
+        ],
+    ),
+    _prop("acct_invoice_due_date", "Invoice due date", "date", "date"),
+]
+
+PAYMENT_TEMPLATE_NAME = "Invoice payment received"
+PAYMENT_TEMPLATE: dict[str, Any] = {
+    "name": PAYMENT_TEMPLATE_NAME,
+    "objectType": "deals",
+    "headerTemplate": "Payment of {{amount}} {{currency}} received for invoice {{invoiceNumber}}",
+    "detailTemplate": "Paid on {{#formatDate paidAt}}{{/formatDate}}",
+    "tokens": [
+        {"name": "invoiceNumber", "label": "Invoice number", "type": "string"},
+        {"name": "amount", "label": "Amount", "type": "number"},
+        {"name": "currency", "label": "Currency", "type": "string"},
+        {"name": "paidAt", "label": "Paid at", "type": "date"},
+    ],
+}
+
+
+class CrmInstaller:
+    """Makes a portal ready for dealbooks: invoice deal properties and the payment template.
+
+    Every step reads before it writes, so running it on every connect is harmless.
+    """
+
+    def __init__(self, settings: ConnectorAuthSettings, http: httpx.AsyncClient) -> None:
+        self._settings = settings
+        self._http = http
+        self._portal_tokens: dict[str, str] = {
+            str(k): str(v)
+            for k, v in json.loads(settings.crm_portal_tokens.get_secret_value() or "{}").items()
+        }
+        self._client = CrmClient(
+            StaticTokenProvider(self._portal_tokens), base_url=settings.crm_base_url
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def ensure_portal_ready(self, portal_id: str) -> bool:
+        """True when the portal has everything; False when it could not be checked."""
+        if portal_id not in self._portal_tokens:
+            log.warning("crm setup skipped: no CRM token for portal", portal_id=portal_id)
+            return False
+        portal = self._client.portal(portal_id)
+        await portal.ensure_property_group("deals", INVOICE_GROUP, INVOICE_GROUP_LABEL)
+        await portal.ensure_properties("deals", INVOICE_DEAL_PROPERTIES)
+        await self.ensure_payment_template()
+        return True
+
+    async def ensure_payment_template(self) -> str | None:
+        """The app-level payment timeline template (developer key); its id, created if missing.
+
+        The CRM client has no template management (templates are per app, not per portal),
+        so this one call pair lives here.
+        """
+        key = self._settings.crm_developer_key.get_secret_value()
+        if not key or not self._settings.crm_app_id:
+            return None
+        url = (
+            f"{self._settings.crm_base_url.rstrip('/')}/integrators/timeline/v3/"
+            f"{self._settings.crm_app_id}/event-templates"
+        )
+        headers = {"Authorization": f"Bearer {key}"}
+        listed = await self._http.get(url, headers=headers)
+        listed.raise_for_status()
+        for template in listed.json().get("results", []):
+            if template.get("name") == PAYMENT_TEMPLATE_NAME:
+                return str(template["id"])
+        created = await self._http.post(url, json=PAYMENT_TEMPLATE, headers=headers)
+        created.raise_for_status()
+        return str(created.json()["id"])

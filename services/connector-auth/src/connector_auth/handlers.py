@@ -1,0 +1,356 @@
+"""connector-auth's use cases: connect, disconnect, hand out access tokens, follow preference
+changes. Each reads: decide (domain), persist (one document), publish (outbox relay)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from dealbooks_contracts import (
+    AccountConnected,
+    AccountConnectedReason,
+    AccountDisconnected,
+    AccountReauthRequired,
+    DisconnectReason,
+    Envelope,
+    QboEntity,
+    QboEntityChanged,
+    ReauthReason,
+    Tenant,
+    decode,
+)
+from dealbooks_kit import EventPublisher, TransientError, get_logger
+from dealbooks_qbo import OAuthError, QboError, TokenSet
+
+from connector_auth import domain
+from connector_auth.crypto import TokenCipher
+from connector_auth.domain import AccountStatus, CompanyFacts, ConnectRefused
+from connector_auth.gateways import CrmInstaller, QboGateway
+from connector_auth.settings import ConnectorAuthSettings
+from connector_auth.store import Accounts, Doc, OAuthStates, RefreshLeases, account_key
+
+log = get_logger(__name__)
+SOURCE = "connector-auth"
+
+
+class AccountNotFound(Exception):
+    """No account of this portal with this id."""
+
+
+class ReauthRequired(Exception):
+    """The account's authorization is gone; a person must reconnect it."""
+
+
+class RefreshBusy(Exception):
+    """Another replica is refreshing and did not finish in time; try again shortly."""
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    """What the internal endpoint returns to a service (never logged, never on Kafka)."""
+
+    access_token: str
+    expires_at: datetime
+    realm_id: str
+
+
+@dataclass(frozen=True)
+class Connected:
+    portal_id: str
+    realm_id: str
+    facts: CompanyFacts
+    reason: AccountConnectedReason
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ConnectorAuth:
+    """The service layer; adapters are injected so tests and wiring choose them."""
+
+    def __init__(
+        self,
+        settings: ConnectorAuthSettings,
+        accounts: Accounts,
+        states: OAuthStates,
+        leases: RefreshLeases,
+        cipher: TokenCipher,
+        qbo: QboGateway,
+        crm: CrmInstaller,
+        publisher: EventPublisher,
+        http: httpx.AsyncClient,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.settings = settings
+        self.accounts = accounts
+        self.states = states
+        self.leases = leases
+        self.cipher = cipher
+        self.qbo = qbo
+        self.crm = crm
+        self.publisher = publisher
+        self.http = http
+        self.clock = clock
+        self.replica = secrets.token_hex(8)
+        self._state_secret = settings.state_secret.get_secret_value().encode()
+        self._local_locks: dict[str, asyncio.Lock] = {}
+
+    # ---------------------------------------------------------------- connect
+
+    async def start_connect(self, portal_id: str) -> str:
+        """The QBO authorize URL for this portal, with a fresh single-use state."""
+        nonce = secrets.token_urlsafe(16)
+        now = self.clock()
+        await self.states.issue(nonce, portal_id, now)
+        state = domain.sign_state(domain.OAuthState(portal_id, nonce, now), self._state_secret)
+        return self.qbo.authorization_url(state)
+
+    async def complete_connect(self, state: str, code: str, realm_id: str) -> Connected:
+        """Check the state, exchange the code, read the company, store, publish."""
+        now = self.clock()
+        parsed = domain.read_state(
+            state, self._state_secret, now, self.settings.state_max_age_seconds
+        )
+        if not await self.states.consume(parsed.nonce, parsed.portal_id, now):
+            raise domain.InvalidState("state already used or unknown")
+        tokens = await self.qbo.exchange(code)
+        try:
+            facts = await self.qbo.read_facts(realm_id, tokens.access_token)
+        except ConnectRefused:
+            # We hold a grant we will not use: give it back.
+            await self._revoke_quietly(tokens.refresh_token)
+            raise
+        portal_id = parsed.portal_id
+        previous = await self.accounts.get(portal_id, realm_id)
+        previous_status = AccountStatus(previous["status"]) if previous else None
+        reason = domain.connected_reason(previous_status)
+        environment = self.settings.qbo_environment
+        event = Envelope.build(
+            AccountConnected(
+                company_name=facts.company_name,
+                legal_name=facts.legal_name,
+                country=facts.country,
+                home_currency=facts.home_currency,
+                multicurrency_enabled=facts.multicurrency_enabled,
+                custom_transaction_numbers=facts.custom_transaction_numbers,
+                environment=environment,
+                reason=reason,
+                connected_at=now,
+            ),
+            source=SOURCE,
+            tenant=Tenant(portal_id=portal_id, account_id=realm_id),
+        )
+        key = account_key(portal_id, realm_id)
+        await self.accounts.save_connected(
+            portal_id=portal_id,
+            realm_id=realm_id,
+            environment=environment.value,
+            facts=facts,
+            tokens=self._seal(key, tokens, now),
+            now=now,
+            event=event,
+        )
+        log.info("account connected", portal_id=portal_id, realm_id=realm_id, reason=reason)
+        await self._install_crm(portal_id)
+        await self.relay(key)
+        return Connected(portal_id, realm_id, facts, reason)
+
+    async def _install_crm(self, portal_id: str) -> None:
+        try:
+            await self.crm.ensure_portal_ready(portal_id)
+        except Exception as exc:
+            # The QBO link is made; CRM setup is re-checked on the next connect.
+            log.warning("crm setup failed", portal_id=portal_id, error=type(exc).__name__)
+
+    # ------------------------------------------------------------- list, disconnect
+
+    async def list_accounts(self, portal_id: str) -> list[Doc]:
+        return await self.accounts.list_for_portal(portal_id)
+
+    async def disconnect(self, portal_id: str, realm_id: str) -> None:
+        """Revoke at QBO, delete the tokens, publish account-disconnected."""
+        key = account_key(portal_id, realm_id)
+        doc = await self.accounts.by_id(key)
+        if doc is None or doc["status"] == AccountStatus.DISCONNECTED.value:
+            raise AccountNotFound(key)
+        if doc.get("tokens"):
+            refresh = self.cipher.decrypt(doc["tokens"]["refresh"], f"{key}:refresh")
+            await self._revoke_quietly(refresh)
+        now = self.clock()
+        event = Envelope.build(
+            AccountDisconnected(
+                reason=DisconnectReason.USER_REQUESTED,
+                disconnected_at=now,
+                company_name=(doc.get("company") or {}).get("company_name"),
+            ),
+            source=SOURCE,
+            tenant=Tenant(portal_id=portal_id, account_id=realm_id),
+        )
+        await self.accounts.mark_disconnected(key, now, event)
+        log.info("account disconnected", portal_id=portal_id, realm_id=realm_id)
+        await self.relay(key)
+
+    async def _revoke_quietly(self, token: str) -> None:
+        try:
+            await self.qbo.revoke(token)
+        except (QboError, OSError) as exc:
+            # Revocation is best effort: the tokens are deleted here either way.
+            log.warning("revoke failed", error=type(exc).__name__)
+
+    # ---------------------------------------------------------------- tokens
+
+    async def access_token(
+        self, portal_id: str, realm_id: str, rejected_digest: str | None = None
+    ) -> AccessToken:
+        """A valid access token; refreshes once across replicas when it is near expiry."""
+        key = account_key(portal_id, realm_id)
+        lock = self._local_locks.setdefault(key, asyncio.Lock())
+        # The local lock spares MongoDB the polling of same-process waiters.
+        async with lock:
+            return await self._access_token(key, rejected_digest)
+
+    async def _access_token(self, key: str, rejected_digest: str | None) -> AccessToken:
+        deadline = asyncio.get_running_loop().time() + self.settings.refresh_wait_seconds
+        while True:
+            doc = await self.accounts.by_id(key)
+            if doc is None or doc["status"] == AccountStatus.DISCONNECTED.value:
+                raise AccountNotFound(key)
+            if doc["status"] == AccountStatus.REAUTH_REQUIRED.value:
+                raise ReauthRequired(key)
+            now = self.clock()
+            tokens = doc["tokens"]
+            access = self.cipher.decrypt(tokens["access"], f"{key}:access")
+            stale = rejected_digest is not None and rejected_digest == token_digest(access)
+            if not stale and not domain.needs_refresh(
+                tokens["access_expires_at"], now, self.settings.refresh_margin_seconds
+            ):
+                return AccessToken(access, tokens["access_expires_at"], doc["realm_id"])
+            until = now + timedelta(seconds=self.settings.refresh_lease_seconds)
+            version = doc["token_version"]
+            if await self.leases.acquire(key, version, self.replica, now, until):
+                try:
+                    return await self._refresh(key, doc)
+                finally:
+                    await self.leases.release(key, version, self.replica)
+            # Someone else holds the lease (or just refreshed): wait for their result.
+            rejected_digest = None
+            if asyncio.get_running_loop().time() > deadline:
+                raise RefreshBusy(key)
+            await asyncio.sleep(0.05)
+
+    async def _refresh(self, key: str, doc: Doc) -> AccessToken:
+        refresh = self.cipher.decrypt(doc["tokens"]["refresh"], f"{key}:refresh")
+        try:
+            fresh = await self.qbo.refresh(refresh)
+        except OAuthError as exc:
+            if exc.error == "invalid_grant":
+                await self._reauth_required(key, doc)
+                raise ReauthRequired(key) from exc
+            raise TransientError(f"token refresh failed: {exc.error}") from exc
+        now = self.clock()
+        sealed = self._seal(key, fresh, now)
+        # The rotated refresh token is durable before the new access token leaves.
+        if not await self.accounts.store_refreshed(key, doc["token_version"], sealed, now):
+            raise RefreshBusy(key)
+        log.info("access token refreshed", portal_id=doc["portal_id"], realm_id=doc["realm_id"])
+        return AccessToken(fresh.access_token, sealed["access_expires_at"], doc["realm_id"])
+
+    async def _reauth_required(self, key: str, doc: Doc) -> None:
+        company = (doc.get("company") or {}).get("company_name")
+        event = Envelope.build(
+            AccountReauthRequired(
+                reason=ReauthReason.INVALID_GRANT,
+                detected_at=self.clock(),
+                message=domain.reauth_message(company),
+                company_name=company,
+            ),
+            source=SOURCE,
+            tenant=Tenant(portal_id=doc["portal_id"], account_id=doc["realm_id"]),
+        )
+        if await self.accounts.mark_reauth_required(key, event):
+            log.warning(
+                "account needs reauthorization",
+                portal_id=doc["portal_id"],
+                realm_id=doc["realm_id"],
+            )
+        await self.relay(key)
+
+    def _seal(self, key: str, tokens: TokenSet, now: datetime) -> Doc:
+        refresh_life = tokens.x_refresh_token_expires_in
+        return {
+            "access": self.cipher.encrypt(tokens.access_token, f"{key}:access"),
+            "refresh": self.cipher.encrypt(tokens.refresh_token, f"{key}:refresh"),
+            "access_expires_at": now + timedelta(seconds=tokens.expires_in),
+            "refresh_expires_at": now + timedelta(seconds=refresh_life) if refresh_life else None,
+        }
+
+    # ------------------------------------------------------------ preference drift
+
+    async def on_qbo_change(self, event: Envelope[QboEntityChanged]) -> None:
+        """Preferences (or CompanyInfo) changed in QBO: re-read the facts, publish if they moved."""
+        if event.data.entity not in {QboEntity.PREFERENCES, QboEntity.COMPANY_INFO}:
+            return
+        for doc in await self.accounts.connected_for_realm(event.data.realm_id):
+            await self.refresh_facts(doc["portal_id"], doc["realm_id"], caused_by=event)
+
+    async def refresh_facts(
+        self, portal_id: str, realm_id: str, caused_by: Envelope[Any] | None = None
+    ) -> bool:
+        """Re-read CompanyInfo and Preferences; True when the stored facts changed."""
+        key = account_key(portal_id, realm_id)
+        token = await self.access_token(portal_id, realm_id)
+        facts = await self.qbo.read_facts(realm_id, token.access_token)
+        doc = await self.accounts.by_id(key)
+        if doc is None or CompanyFacts(**doc["company"]) == facts:
+            return False
+        payload = AccountConnected(
+            company_name=facts.company_name,
+            legal_name=facts.legal_name,
+            country=facts.country,
+            home_currency=facts.home_currency,
+            multicurrency_enabled=facts.multicurrency_enabled,
+            custom_transaction_numbers=facts.custom_transaction_numbers,
+            environment=doc["environment"],
+            reason=AccountConnectedReason.FACTS_CHANGED,
+            connected_at=doc["connected_at"],
+        )
+        event = Envelope.build(
+            payload,
+            source=SOURCE,
+            tenant=Tenant(portal_id=portal_id, account_id=realm_id),
+            caused_by=caused_by,
+        )
+        await self.accounts.update_facts(key, facts, event)
+        log.info("company facts changed", portal_id=portal_id, realm_id=realm_id)
+        await self.relay(key)
+        return True
+
+    # ---------------------------------------------------------------- outbox relay
+
+    async def relay(self, key: str) -> None:
+        """Publish the account's pending events in order, removing each once Kafka acked it."""
+        for entry in await self.accounts.outbox_of(key):
+            try:
+                await self.publisher.publish(decode(entry["event"]))
+            except Exception as exc:
+                # The entry stays; the periodic relay retries it.
+                log.warning("outbox publish failed", account=key, error=type(exc).__name__)
+                return
+            await self.accounts.remove_from_outbox(key, entry)
+
+    async def relay_all(self) -> None:
+        """Flush every account's outbox (periodic, and at start-up)."""
+        for key in await self.accounts.with_pending_outbox():
+            await self.relay(key)
+
+
+def token_digest(token: str) -> str:
+    """How a caller names a rejected token without sending it back."""
+    return hashlib.sha256(token.encode()).hexdigest()

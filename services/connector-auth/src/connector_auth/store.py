@@ -1,0 +1,222 @@
+"""connector-auth's MongoDB collections: accounts (with encrypted tokens, refresh lease and
+event outbox in one document) and single-use OAuth states.
+
+Every state change and the event it causes are written in one document update (the
+`outbox` array); a relay publishes and removes them, so the two cannot diverge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from dealbooks_contracts import Envelope
+from dealbooks_kit import IndexSpec
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from connector_auth.domain import AccountStatus, CompanyFacts
+
+ACCOUNTS = "accounts"
+LEASES = "refresh_leases"
+STATES = "oauth_states"
+USED_STATES = "oauth_states_used"
+
+INDEXES = [
+    IndexSpec(ACCOUNTS, [("portal_id", 1), ("realm_id", 1)], unique=True, name="portal_realm"),
+    IndexSpec(ACCOUNTS, [("realm_id", 1)], name="realm"),
+    IndexSpec(ACCOUNTS, [("outbox.id", 1)], name="outbox"),
+    IndexSpec(LEASES, [("until", 1)], name="until"),
+    IndexSpec(STATES, [("created_at", 1)], name="created"),
+    IndexSpec(USED_STATES, [("created_at", 1)], name="created"),
+]
+
+Doc = dict[str, Any]
+
+
+def account_key(portal_id: str, realm_id: str) -> str:
+    """The document id of one portal's link to one company."""
+    return f"{portal_id}:{realm_id}"
+
+
+def _outbox_entry(event: Envelope[Any]) -> Doc:
+    return {"id": str(event.id), "event": event.to_bytes().decode()}
+
+
+class Accounts:
+    """Connected accounts of every portal."""
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._c = db[ACCOUNTS]
+
+    async def get(self, portal_id: str, realm_id: str) -> Doc | None:
+        return await self._c.find_one({"_id": account_key(portal_id, realm_id)})
+
+    async def by_id(self, key: str) -> Doc | None:
+        return await self._c.find_one({"_id": key})
+
+    async def list_for_portal(self, portal_id: str) -> list[Doc]:
+        cursor = self._c.find(
+            {"portal_id": portal_id, "status": {"$ne": AccountStatus.DISCONNECTED.value}},
+            projection={"tokens": 0, "outbox": 0},
+        ).sort("connected_at", 1)
+        return [doc async for doc in cursor]
+
+    async def connected_for_realm(self, realm_id: str) -> list[Doc]:
+        cursor = self._c.find(
+            {"realm_id": realm_id, "status": AccountStatus.CONNECTED.value},
+            projection={"tokens": 0, "outbox": 0},
+        )
+        return [doc async for doc in cursor]
+
+    async def save_connected(
+        self,
+        *,
+        portal_id: str,
+        realm_id: str,
+        environment: str,
+        facts: CompanyFacts,
+        tokens: Doc,
+        now: datetime,
+        event: Envelope[Any],
+    ) -> None:
+        """Create or update the account as connected, with new tokens and its event."""
+        await self._c.update_one(
+            {"_id": account_key(portal_id, realm_id)},
+            {
+                "$set": {
+                    "portal_id": portal_id,
+                    "realm_id": realm_id,
+                    "status": AccountStatus.CONNECTED.value,
+                    "environment": environment,
+                    "company": asdict(facts),
+                    "tokens": tokens,
+                    "connected_at": now,
+                    "last_refresh_at": now,
+                },
+                "$inc": {"token_version": 1},
+                "$push": {"outbox": _outbox_entry(event)},
+            },
+            upsert=True,
+        )
+
+    async def store_refreshed(self, key: str, version: int, tokens: Doc, now: datetime) -> bool:
+        """Write the rotated tokens over the version the refresh started from."""
+        result = await self._c.update_one(
+            {"_id": key, "token_version": version},
+            {"$set": {"tokens": tokens, "last_refresh_at": now}, "$inc": {"token_version": 1}},
+        )
+        return result.modified_count == 1
+
+    async def mark_reauth_required(self, key: str, event: Envelope[Any]) -> bool:
+        """Connected -> reauth_required with its event; False if it was not connected."""
+        result = await self._c.update_one(
+            {"_id": key, "status": AccountStatus.CONNECTED.value},
+            {
+                "$set": {"status": AccountStatus.REAUTH_REQUIRED.value},
+                "$push": {"outbox": _outbox_entry(event)},
+            },
+        )
+        return result.modified_count == 1
+
+    async def mark_disconnected(self, key: str, now: datetime, event: Envelope[Any]) -> bool:
+        """Delete the tokens, record the disconnection and its event."""
+        result = await self._c.update_one(
+            {"_id": key, "status": {"$ne": AccountStatus.DISCONNECTED.value}},
+            {
+                "$set": {
+                    "status": AccountStatus.DISCONNECTED.value,
+                    "disconnected_at": now,
+                },
+                "$unset": {"tokens": ""},
+                "$push": {"outbox": _outbox_entry(event)},
+            },
+        )
+        return result.modified_count == 1
+
+    async def update_facts(self, key: str, facts: CompanyFacts, event: Envelope[Any]) -> None:
+        await self._c.update_one(
+            {"_id": key},
+            {"$set": {"company": asdict(facts)}, "$push": {"outbox": _outbox_entry(event)}},
+        )
+
+    async def outbox_of(self, key: str) -> list[Doc]:
+        doc = await self._c.find_one({"_id": key}, projection={"outbox": 1})
+        return list((doc or {}).get("outbox") or [])
+
+    async def with_pending_outbox(self, limit: int = 100) -> list[str]:
+        cursor = self._c.find({"outbox.0": {"$exists": True}}, projection={"_id": 1}).limit(limit)
+        return [doc["_id"] async for doc in cursor]
+
+    async def remove_from_outbox(self, key: str, entry: Doc) -> None:
+        # The whole entry, not a condition: the MongoDB-wire subset pulls by equality only.
+        await self._c.update_one({"_id": key}, {"$pull": {"outbox": entry}})
+
+
+class RefreshLeases:
+    """Single-flight refresh across replicas: one lease document per account and token version.
+
+    Creating a document with a unique id is the one operation the MongoDB-wire subset makes
+    atomic (conditional updates are not isolated there), so exactly one replica wins it.
+    """
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._c = db[LEASES]
+
+    @staticmethod
+    def _id(key: str, version: int) -> str:
+        return f"{key}@{version}"
+
+    async def acquire(
+        self, key: str, version: int, owner: str, now: datetime, until: datetime
+    ) -> bool:
+        """True for exactly one caller per (account, version) while the lease is live."""
+        lease_id = self._id(key, version)
+        try:
+            await self._c.insert_one({"_id": lease_id, "owner": owner, "until": until})
+            return True
+        except DuplicateKeyError:
+            pass
+        # A lease past its time was abandoned by a crashed holder: clear it, then race again.
+        stale = await self._c.delete_one({"_id": lease_id, "until": {"$lt": now}})
+        if stale.deleted_count == 0:
+            return False
+        try:
+            await self._c.insert_one({"_id": lease_id, "owner": owner, "until": until})
+            return True
+        except DuplicateKeyError:
+            return False
+
+    async def release(self, key: str, version: int, owner: str) -> None:
+        await self._c.delete_one({"_id": self._id(key, version), "owner": owner})
+
+    async def forget_before(self, cutoff: datetime) -> None:
+        await self._c.delete_many({"until": {"$lt": cutoff}})
+
+
+class OAuthStates:
+    """Nonces of issued OAuth states; using one records it under a unique id, so only once."""
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._c = db[STATES]
+        self._used = db[USED_STATES]
+
+    async def issue(self, nonce: str, portal_id: str, now: datetime) -> None:
+        await self._c.insert_one({"_id": nonce, "portal_id": portal_id, "created_at": now})
+
+    async def consume(self, nonce: str, portal_id: str, now: datetime) -> bool:
+        """True once for an issued nonce of this portal; False for unknown or reused ones."""
+        if await self._c.find_one({"_id": nonce, "portal_id": portal_id}) is None:
+            return False
+        try:
+            await self._used.insert_one({"_id": nonce, "created_at": now})
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def forget_before(self, cutoff: datetime) -> int:
+        """Drop states that can no longer be used (no TTL indexes on the MongoDB-wire subset)."""
+        result = await self._c.delete_many({"created_at": {"$lt": cutoff}})
+        await self._used.delete_many({"created_at": {"$lt": cutoff}})
+        return result.deleted_count

@@ -1,0 +1,287 @@
+"""Fixtures: connector-auth served over real HTTP (uvicorn in a thread) against the QBO and CRM
+sandboxes, a real Kafka broker and the MongoDB-wire server; every log line is kept."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from aiokafka import AIOKafkaConsumer
+from connector_auth.app import build_app
+from connector_auth.crypto import TokenCipher, generate_key_spec
+from connector_auth.settings import ConnectorAuthSettings
+from dealbooks_contracts import QboEnvironment
+from dealbooks_kit import configure_logging
+
+SERVICE_CREDENTIAL = "svc-" + uuid.uuid4().hex
+STATE_SECRET = "state-" + uuid.uuid4().hex
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LogCollector(logging.Handler):
+    """Keeps every formatted record of the run, as the service would have written it."""
+
+    lines: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    def __hash__(self) -> int:
+        return id(self)
+
+
+@dataclass
+class Secrets:
+    """Every token and secret the run handled, to look for in logs and on Kafka."""
+
+    values: set[str] = field(default_factory=set)
+
+    def add(self, *values: str) -> None:
+        self.values.update(v for v in values if v)
+
+
+@pytest.fixture(scope="session")
+def run_logs() -> Iterator[LogCollector]:
+    configure_logging("connector-auth-test", "DEBUG", json=True)
+    root = logging.getLogger()
+    collector = LogCollector()
+    collector.setFormatter(root.handlers[0].formatter)
+    root.addHandler(collector)
+    yield collector
+    root.removeHandler(collector)
+
+
+@pytest.fixture(scope="session")
+def run_secrets() -> Secrets:
+    return Secrets()
+
+
+class ServedApp:
+    """One connector-auth replica served by uvicorn on its own thread and event loop."""
+
+    def __init__(self, settings: ConnectorAuthSettings) -> None:
+        self.settings = settings
+        self.base_url = f"http://127.0.0.1:{settings.http_port}"
+        config = uvicorn.Config(
+            build_app(settings),
+            host="127.0.0.1",
+            port=settings.http_port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ServedApp:
+        self.thread.start()
+        with httpx.Client(base_url=self.base_url, timeout=2.0) as client:
+            for _ in range(600):
+                try:
+                    if client.get("/readyz").status_code == 200:
+                        return self
+                except httpx.TransportError:
+                    pass
+                if not self.thread.is_alive():
+                    break
+                threading.Event().wait(0.05)
+        raise RuntimeError("connector-auth did not become ready")
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+
+@dataclass
+class Connector:
+    """A running connector-auth plus what tests need to drive it."""
+
+    app: ServedApp
+    settings: ConnectorAuthSettings
+    qbo_base: str
+    cipher: TokenCipher
+    secrets: Secrets
+    crm_portal_id: str
+
+    @property
+    def base_url(self) -> str:
+        return self.app.base_url
+
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {SERVICE_CREDENTIAL}"}
+
+    async def connect(self, portal_id: str, realm_id: str) -> httpx.Response:
+        """The browser round trip: connect -> QBO consent (sandbox picks the realm) -> callback."""
+        async with httpx.AsyncClient(timeout=30.0) as browser:
+            start = await browser.get(f"{self.base_url}/oauth/connect?portal_id={portal_id}")
+            assert start.status_code == 302
+            consent = await browser.get(f"{start.headers['location']}&sandbox_realm={realm_id}")
+            assert consent.status_code == 302, consent.text
+            return await browser.get(consent.headers["location"])
+
+    async def accounts(self, portal_id: str) -> list[dict[str, Any]]:
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=30.0) as client:
+            response = await client.get(f"/v1/portals/{portal_id}/accounts", headers=self.auth())
+        assert response.status_code == 200
+        return list(response.json()["results"])
+
+    async def token(
+        self, portal_id: str, realm_id: str, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=30.0) as client:
+            response = await client.post(
+                f"/internal/v1/portals/{portal_id}/accounts/{realm_id}/access-token",
+                headers=self.auth() if headers is None else headers,
+            )
+        if response.status_code == 200:
+            self.secrets.add(response.json()["access_token"])
+        return response
+
+
+def connector_settings(
+    *,
+    kafka: str,
+    mongo: str,
+    database: str,
+    idempotence: bool,
+    qbo_base: str,
+    crm: Any,
+    portal_tokens: dict[str, str],
+    environment: QboEnvironment,
+    token_keys: str,
+) -> ConnectorAuthSettings:
+    port = free_port()
+    app_info = crm.app()
+    client = "production" if environment is QboEnvironment.PRODUCTION else "sandbox"
+    return ConnectorAuthSettings(
+        kafka_bootstrap=kafka,
+        mongodb_uri=mongo,
+        mongodb_database=database,
+        topic_prefix=f"{database}.",
+        kafka_idempotence=idempotence,
+        http_port=port,
+        qbo_environment=environment,
+        qbo_client_id=f"{client}-client",
+        qbo_client_secret=f"{client}-secret",
+        qbo_api_base_url=qbo_base,
+        qbo_oauth_base_url=qbo_base,
+        redirect_uri=f"http://127.0.0.1:{port}/oauth/callback",
+        state_secret=STATE_SECRET,
+        token_keys=token_keys,
+        service_credentials=f"{SERVICE_CREDENTIAL},old-{SERVICE_CREDENTIAL}",
+        crm_base_url=crm.base_url,
+        crm_app_id=str(app_info["appId"]),
+        crm_developer_key=app_info["developerKey"],
+        crm_portal_tokens=json.dumps(portal_tokens),
+        outbox_relay_seconds=0.5,
+    )
+
+
+async def read_events(
+    bootstrap: str, topic: str, predicate: Any, count: int, timeout: float = 30.0
+) -> list[dict[str, Any]]:
+    """Wait for `count` events on `topic` (from the start) that satisfy `predicate`."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    found: list[dict[str, Any]] = []
+    try:
+        async with asyncio.timeout(timeout):
+            batch: dict[Any, Any] = {"": ()}
+            # At least `count`, then everything already there (until a poll comes back empty).
+            while len(found) < count or batch:
+                batch = await consumer.getmany(timeout_ms=500)
+                for records in batch.values():
+                    for record in records:
+                        event = json.loads(record.value)
+                        event["_raw"] = record.value.decode()
+                        event["_key"] = record.key
+                        if predicate(event):
+                            found.append(event)
+    finally:
+        await consumer.stop()
+    return found
+
+
+@pytest.fixture(scope="module")
+def token_keys() -> str:
+    return f"{generate_key_spec('k2')},{generate_key_spec('k1')}"
+
+
+@pytest.fixture(scope="module")
+def connector(
+    kafka_bootstrap: str,
+    mongo_uri: str,
+    kafka_supports_idempotence: bool,
+    qbo_sandbox: Any,
+    crm_sandbox: Any,
+    run_logs: LogCollector,
+    run_secrets: Secrets,
+    token_keys: str,
+) -> Iterator[Connector]:
+    """connector-auth in sandbox mode, for the whole module (tests use their own portals)."""
+    database = f"ca{uuid.uuid4().hex[:8]}"
+    portal = crm_sandbox.create_portal()
+    settings = connector_settings(
+        kafka=kafka_bootstrap,
+        mongo=mongo_uri,
+        database=database,
+        idempotence=kafka_supports_idempotence,
+        qbo_base=qbo_sandbox.base_url,
+        crm=crm_sandbox,
+        portal_tokens={str(portal.portal_id): portal.access_token},
+        environment=QboEnvironment.SANDBOX,
+        token_keys=token_keys,
+    )
+    run_secrets.add(
+        SERVICE_CREDENTIAL,
+        STATE_SECRET,
+        portal.access_token,
+        portal.refresh_token,
+        *(k.split(":", 1)[1] for k in token_keys.split(",")),
+    )
+    with ServedApp(settings) as app:
+        yield Connector(
+            app,
+            settings,
+            qbo_sandbox.base_url,
+            TokenCipher.from_spec(token_keys),
+            run_secrets,
+            str(portal.portal_id),
+        )
+
+
+@dataclass(frozen=True)
+class Tools:
+    """Helpers for test modules (importlib mode: test modules cannot import conftest)."""
+
+    served_app: type[ServedApp] = ServedApp
+    connector: type[Connector] = Connector
+    free_port: Any = free_port
+    settings: Any = connector_settings
+    read_events: Any = read_events
+
+
+@pytest.fixture(scope="session")
+def tools() -> Tools:
+    return Tools()

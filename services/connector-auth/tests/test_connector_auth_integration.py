@@ -1,0 +1,416 @@
+"""connector-auth over real HTTP: QBO and CRM sandboxes, Kafka, the MongoDB-wire server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from connector_auth.store import account_key
+from dealbooks_contracts import Envelope, QboEntityChanged, QboEnvironment, QboOperation, Tenant
+from dealbooks_kit import KitSettings, ServiceRuntime
+from pymongo import AsyncMongoClient
+
+pytestmark = pytest.mark.integration
+
+
+def new_company(qbo_sandbox: Any, name: str, environment: str = "sandbox", **spec: Any) -> str:
+    info = qbo_sandbox.control(
+        "POST",
+        "companies",
+        {"country": "US", "name": name, "environment": environment, **spec},
+    )
+    return str(info["realm_id"])
+
+
+@pytest.fixture
+async def db(connector: Any, mongo_uri: str) -> AsyncIterator[Any]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True)
+    yield client[connector.settings.database_name]
+    await client.close()
+
+
+def topic(connector: Any, name: str) -> str:
+    return connector.settings.topic(name)
+
+
+async def stored_tokens(connector: Any, db: Any, portal: str, realm: str) -> dict[str, str]:
+    """Decrypt what is stored, as only connector-auth can."""
+    key = account_key(portal, realm)
+    doc = await db.accounts.find_one({"_id": key})
+    tokens = {
+        "access": connector.cipher.decrypt(doc["tokens"]["access"], f"{key}:access"),
+        "refresh": connector.cipher.decrypt(doc["tokens"]["refresh"], f"{key}:refresh"),
+    }
+    connector.secrets.add(*tokens.values())
+    return tokens
+
+
+async def test_two_companies_connect_to_one_portal_with_crm_set_up(
+    connector: Any, qbo_sandbox: Any, crm_sandbox: Any, kafka_bootstrap: str, tools: Any
+) -> None:
+    portal = connector.crm_portal_id
+    bakery = new_company(qbo_sandbox, "Larry's Bakery")
+    joinery = new_company(
+        qbo_sandbox, "Thames Joinery", country="GB", custom_txn_numbers=True, multicurrency=True
+    )
+
+    first = await connector.connect(portal, bakery)
+    second = await connector.connect(portal, joinery)
+
+    assert first.status_code == 200, first.text
+    assert second.json()["status"] == "connected"
+    accounts = {a["account_id"]: a for a in await connector.accounts(portal)}
+    assert set(accounts) == {bakery, joinery}
+    assert accounts[joinery]["company_name"] == "Thames Joinery"
+    assert accounts[joinery]["country"] == "GB"
+    assert accounts[joinery]["currency"] == "GBP"
+    assert accounts[joinery]["status"] == "connected"
+    assert accounts[bakery]["last_refresh_at"] is not None
+    events = await tools.read_events(
+        kafka_bootstrap,
+        topic(connector, "connector.account-connected.v1"),
+        lambda e: e["tenant"]["portal_id"] == portal,
+        2,
+    )
+    by_realm = {e["tenant"]["account_id"]: e for e in events}
+    assert by_realm[joinery]["data"]["custom_transaction_numbers"] is True
+    assert by_realm[joinery]["data"]["multicurrency_enabled"] is True
+    assert by_realm[bakery]["data"]["country"] == "US"
+    assert by_realm[bakery]["data"]["reason"] == "connected"
+    assert by_realm[bakery]["_key"] == bakery.encode()
+    # The install made the portal ready: invoice properties and the payment template.
+    async with httpx.AsyncClient(base_url=crm_sandbox.base_url) as crm:
+        token = json.loads(connector.settings.crm_portal_tokens.get_secret_value())[portal]
+        props = await crm.get(
+            "/crm/v3/properties/deals", headers={"Authorization": f"Bearer {token}"}
+        )
+    names = {p["name"]: p for p in props.json()["results"]}
+    assert {
+        "acct_amount_billed",
+        "acct_invoice_recipient",
+        "acct_invoice_number",
+        "acct_invoice_status",
+        "acct_invoice_due_date",
+    } <= set(names)
+    assert [o["value"] for o in names["acct_invoice_status"]["options"]] == [
+        "draft",
+        "sent",
+        "partially_paid",
+        "paid",
+        "voided",
+    ]
+    templates = crm_sandbox.app()["eventTemplates"]
+    assert [t["name"] for t in templates].count("Invoice payment received") == 1
+
+
+async def test_reconnecting_a_company_updates_it_without_duplicating(
+    connector: Any, qbo_sandbox: Any, kafka_bootstrap: str, db: Any, tools: Any
+) -> None:
+    portal = f"p-{uuid.uuid4().hex[:8]}"
+    realm = new_company(qbo_sandbox, "Reconnect Ltd")
+    await connector.connect(portal, realm)
+    before = await stored_tokens(connector, db, portal, realm)
+
+    again = await connector.connect(portal, realm)
+
+    assert again.json()["reason"] == "reconnected"
+    assert [a["account_id"] for a in await connector.accounts(portal)] == [realm]
+    assert await db.accounts.count_documents({"portal_id": portal}) == 1
+    assert (await stored_tokens(connector, db, portal, realm))["refresh"] != before["refresh"]
+    events = await tools.read_events(
+        kafka_bootstrap,
+        topic(connector, "connector.account-connected.v1"),
+        lambda e: e["tenant"]["portal_id"] == portal,
+        2,
+    )
+    assert [e["data"]["reason"] for e in events] == ["connected", "reconnected"]
+
+
+async def test_disconnect_revokes_at_qbo_deletes_tokens_and_publishes(
+    connector: Any, qbo_sandbox: Any, kafka_bootstrap: str, db: Any, tools: Any
+) -> None:
+    portal = f"p-{uuid.uuid4().hex[:8]}"
+    realm = new_company(qbo_sandbox, "Leaving Inc")
+    await connector.connect(portal, realm)
+    tokens = await stored_tokens(connector, db, portal, realm)
+
+    async with httpx.AsyncClient(base_url=connector.base_url) as client:
+        gone = await client.delete(
+            f"/v1/portals/{portal}/accounts/{realm}", headers=connector.auth()
+        )
+        again = await client.delete(
+            f"/v1/portals/{portal}/accounts/{realm}", headers=connector.auth()
+        )
+
+    assert gone.status_code == 204
+    assert again.status_code == 404
+    assert await connector.accounts(portal) == []
+    assert "tokens" not in await db.accounts.find_one({"_id": account_key(portal, realm)})
+    async with httpx.AsyncClient(base_url=connector.qbo_base) as qbo:
+        refresh = await qbo.post(
+            "/oauth2/v1/tokens/bearer",
+            data={"grant_type": "refresh_token", "refresh_token": tokens["refresh"]},
+            auth=("sandbox-client", "sandbox-secret"),
+        )
+        api = await qbo.get(
+            f"/v3/company/{realm}/companyinfo/{realm}",
+            headers={"Authorization": f"Bearer {tokens['access']}", "Accept": "application/json"},
+        )
+    assert refresh.json()["error"] == "invalid_grant"
+    assert api.status_code == 401
+    assert (await connector.token(portal, realm)).status_code == 404
+    [event] = await tools.read_events(
+        kafka_bootstrap,
+        topic(connector, "connector.account-disconnected.v1"),
+        lambda e: e["tenant"]["portal_id"] == portal,
+        1,
+    )
+    assert event["data"]["reason"] == "user_requested"
+    assert event["data"]["company_name"] == "Leaving Inc"
+
+
+async def test_sandbox_company_is_refused_in_production_mode(
+    kafka_bootstrap: str,
+    mongo_uri: str,
+    kafka_supports_idempotence: bool,
+    qbo_sandbox: Any,
+    crm_sandbox: Any,
+    run_logs: Any,
+    run_secrets: Any,
+    token_keys: str,
+    namespace: str,
+    tools: Any,
+) -> None:
+    settings = tools.settings(
+        kafka=kafka_bootstrap,
+        mongo=mongo_uri,
+        database=namespace,
+        idempotence=kafka_supports_idempotence,
+        qbo_base=qbo_sandbox.base_url,
+        crm=crm_sandbox,
+        portal_tokens={},
+        environment=QboEnvironment.PRODUCTION,
+        token_keys=token_keys,
+    )
+    sandbox_realm = new_company(qbo_sandbox, "Developer Playground")
+    production_realm = new_company(qbo_sandbox, "Real Shop", environment="production")
+    with tools.served_app(settings) as app:
+        production = tools.connector(app, settings, qbo_sandbox.base_url, None, run_secrets, "")  # type: ignore[arg-type]
+        refused = await production.connect("p-prod", sandbox_realm)
+        accepted = await production.connect("p-prod", production_realm)
+        accounts = await production.accounts("p-prod")
+
+    assert refused.status_code == 403
+    assert refused.json()["error"] == "sandbox_company"
+    assert "sandbox" in refused.json()["message"]
+    assert accepted.status_code == 200, accepted.text
+    assert [(a["account_id"], a["environment"]) for a in accounts] == [
+        (production_realm, "production")
+    ]
+    events = await tools.read_events(
+        kafka_bootstrap,
+        settings.topic("connector.account-connected.v1"),
+        lambda e: True,
+        1,
+    )
+    assert [e["tenant"]["account_id"] for e in events] == [production_realm]
+
+
+async def test_tokens_in_the_database_are_not_readable_as_plaintext(
+    connector: Any, qbo_sandbox: Any, db: Any
+) -> None:
+    portal = f"p-{uuid.uuid4().hex[:8]}"
+    realm = new_company(qbo_sandbox, "Cipher Co")
+    await connector.connect(portal, realm)
+    token = (await connector.token(portal, realm)).json()["access_token"]
+    plain = await stored_tokens(connector, db, portal, realm)
+
+    raw = json.dumps(await db.accounts.find_one({"_id": account_key(portal, realm)}), default=str)
+
+    assert plain["access"] == token
+    assert token not in raw and plain["refresh"] not in raw
+    assert "RT1-" not in raw and "eyJ" not in raw
+    sealed = (await db.accounts.find_one({"_id": account_key(portal, realm)}))["tokens"]
+    assert sealed["access"]["kid"] == "k2"
+
+
+async def test_two_concurrent_token_requests_near_expiry_refresh_once_across_replicas(
+    connector: Any, qbo_sandbox: Any, db: Any, tools: Any
+) -> None:
+    portal = f"p-{uuid.uuid4().hex[:8]}"
+    realm = new_company(qbo_sandbox, "Busy Realm")
+    await connector.connect(portal, realm)
+    old = await stored_tokens(connector, db, portal, realm)
+    key = account_key(portal, realm)
+    await db.accounts.update_one(
+        {"_id": key},
+        {"$set": {"tokens.access_expires_at": datetime.now(UTC) + timedelta(seconds=20)}},
+    )
+    version = (await db.accounts.find_one({"_id": key}))["token_version"]
+    replica_settings = connector.settings.model_copy(
+        update={"http_port": tools.free_port(), "redirect_uri": connector.settings.redirect_uri}
+    )
+
+    with tools.served_app(replica_settings) as replica:
+        replica_connector = tools.connector(
+            replica,
+            replica_settings,
+            connector.qbo_base,
+            connector.cipher,
+            connector.secrets,
+            "",
+        )
+        first, second = await asyncio.gather(
+            connector.token(portal, realm), replica_connector.token(portal, realm)
+        )
+
+    assert first.status_code == second.status_code == 200
+    assert first.json()["access_token"] == second.json()["access_token"]
+    assert first.json()["access_token"] != old["access"]
+    doc = await db.accounts.find_one({"_id": key})
+    assert doc["token_version"] == version + 1
+    # The rotated refresh token was stored, and it is the one that works now.
+    assert (await stored_tokens(connector, db, portal, realm))["refresh"] != old["refresh"]
+
+
+async def test_revoked_refresh_token_marks_reauth_required_and_publishes(
+    connector: Any, qbo_sandbox: Any, kafka_bootstrap: str, db: Any, tools: Any
+) -> None:
+    portal = f"p-{uuid.uuid4().hex[:8]}"
+    realm = new_company(qbo_sandbox, "Revoked Elsewhere")
+    await connector.connect(portal, realm)
+    tokens = await stored_tokens(connector, db, portal, realm)
+    # The user disconnects the app inside QuickBooks: the grant is revoked there.
+    async with httpx.AsyncClient(base_url=connector.qbo_base) as qbo:
+        await qbo.post(
+            "/v2/oauth2/tokens/revoke",
+            json={"token": tokens["refresh"]},
+            auth=("sandbox-client", "sandbox-secret"),
+        )
+    await db.accounts.update_one(
+        {"_id": account_key(portal, realm)},
+        {"$set": {"tokens.access_expires_at": datetime.now(UTC) - timedelta(seconds=1)}},
+    )
+
+    response = await connector.token(portal, realm)
+
+    assert response.status_code == 409
+    assert response.json()["error"] == "reauth_required"
+    [account] = await connector.accounts(portal)
+    assert account["status"] == "reauth_required"
+    [event] = await tools.read_events(
+        kafka_bootstrap,
+        topic(connector, "connector.account-reauth-required.v1"),
+        lambda e: e["tenant"]["portal_id"] == portal,
+        1,
+    )
+    assert event["data"]["reason"] == "invalid_grant"
+    assert "Revoked Elsewhere" in event["data"]["message"]
+    assert (await connector.token(portal, realm)).status_code == 409
+
+
+async def test_another_portal_or_an_unauthenticated_caller_cannot_obtain_the_token(
+    connector: Any, qbo_sandbox: Any
+) -> None:
+    portal = f"p-{uuid.uuid4().hex[:8]}"
+    realm = new_company(qbo_sandbox, "Private Books")
+    await connector.connect(portal, realm)
+
+    other_portal = await connector.token("p-intruder", realm)
+    anonymous = await connector.token(portal, realm, headers={})
+    wrong = await connector.token(portal, realm, headers={"Authorization": "Bearer guess"})
+    rotated_credential = await connector.token(
+        portal,
+        realm,
+        headers={"Authorization": f"Bearer old-{connector.auth()['Authorization'][7:]}"},
+    )
+
+    assert other_portal.status_code == 404
+    assert "access_token" not in other_portal.text
+    assert anonymous.status_code == 401
+    assert wrong.status_code == 401
+    assert rotated_credential.status_code == 200
+
+
+async def test_oauth_state_is_single_use_and_cannot_be_forged(
+    connector: Any, qbo_sandbox: Any
+) -> None:
+    realm = new_company(qbo_sandbox, "Csrf Target")
+    async with httpx.AsyncClient(timeout=30.0) as browser:
+        start = await browser.get(f"{connector.base_url}/oauth/connect?portal_id=p-victim")
+        consent = await browser.get(f"{start.headers['location']}&sandbox_realm={realm}")
+        callback = consent.headers["location"]
+        first = await browser.get(callback)
+        replay = await browser.get(callback)
+        forged = await browser.get(callback.replace("state=", "state=x"))
+
+    assert first.status_code == 200
+    assert replay.status_code == 400
+    assert replay.json()["error"] == "invalid_state"
+    assert forged.status_code == 400
+
+
+async def test_preferences_change_republishes_the_company_facts(
+    connector: Any, qbo_sandbox: Any, kafka_bootstrap: str, tools: Any
+) -> None:
+    portal = f"p-{uuid.uuid4().hex[:8]}"
+    realm = new_company(qbo_sandbox, "Numbering Co")
+    await connector.connect(portal, realm)
+    qbo_sandbox.set_preferences(realm, custom_txn_numbers=True)
+
+    settings = KitSettings(
+        service_name="test-gateway",
+        kafka_bootstrap=kafka_bootstrap,
+        mongodb_uri=connector.settings.mongodb_uri,
+        mongodb_database=connector.settings.database_name + "_gw",
+        topic_prefix=connector.settings.topic_prefix,
+        kafka_idempotence=connector.settings.kafka_idempotence,
+    )
+    runtime = ServiceRuntime(settings)
+    async with runtime.running():
+        await runtime.publisher.publish(
+            Envelope.build(
+                QboEntityChanged(
+                    realm_id=realm,
+                    entity="Preferences",
+                    entity_id="1",
+                    operation=QboOperation.UPDATE,
+                    last_updated=datetime.now(UTC),
+                ),
+                source="webhook-gateway",
+                tenant=Tenant(portal_id=portal, account_id=realm),
+            )
+        )
+
+    events = await tools.read_events(
+        kafka_bootstrap,
+        topic(connector, "connector.account-connected.v1"),
+        lambda e: e["tenant"]["portal_id"] == portal,
+        2,
+    )
+    assert events[-1]["data"]["reason"] == "facts_changed"
+    assert events[-1]["data"]["custom_transaction_numbers"] is True
+    assert events[0]["data"]["custom_transaction_numbers"] is False
+
+
+async def test_no_token_or_secret_reaches_kafka_or_a_log_line(
+    connector: Any, run_logs: Any, run_secrets: Any, kafka_bootstrap: str, tools: Any
+) -> None:
+    # Runs last in this module: it inspects everything the tests above produced.
+    events = await tools.read_events(
+        kafka_bootstrap,
+        topic(connector, "connector.account-connected.v1"),
+        lambda e: True,
+        1,
+    )
+    assert run_logs.lines, "the run should have logged something"
+    assert len(run_secrets.values) > 10
+    for secret in run_secrets.values:
+        assert not any(secret in line for line in run_logs.lines), "a secret reached the logs"
+        assert not any(secret in e["_raw"] for e in events), "a secret reached Kafka"
