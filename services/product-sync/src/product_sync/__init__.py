@@ -1,0 +1,1 @@
+"""product-sync: QuickBooks items become CRM products, under the portal's settings."""
