@@ -480,6 +480,7 @@ def _parse_since(raw: str | None, company: Company) -> datetime:
 
 def _cdc(sb: Sandbox, company: Company, params: dict[str, str]) -> list[dict[str, Any]]:
     since = _parse_since(params.get("changedSince"), company)
+    company.settle_balances()
     if since < company.clock.now() - timedelta(days=sb.config.cdc_days):
         # UNVERIFIED: the real code and wording for a too-old changedSince.
         raise QboFault(

@@ -240,6 +240,7 @@ class Company:
     send_bumps_synctoken: bool = False
     require_docnumber_with_custom: bool = True
     tax_rates: dict[str, Decimal] = field(default_factory=dict)
+    doc_index: dict[str, set[str]] = field(default_factory=dict)
 
     # ---------------------------------------------------------------- setup
 
@@ -458,6 +459,8 @@ class Company:
         self.updated_at[(entity, record["Id"])] = now
 
     def get(self, entity: str, rid: str) -> dict[str, Any]:
+        if entity == "Customer":
+            self.settle_balances()
         record = self.records.get(entity, {}).get(str(rid))
         if record is None:
             raise faults.not_found(deleted=(entity, str(rid)) in self.tombstones)
@@ -551,6 +554,8 @@ class Company:
             self._unlink_payments(rid)
         else:
             self._unapply_payment(rid)
+        if entity == "Invoice":
+            self._index_doc(rid, current.get("DocNumber"), None)
         del self.records[entity][rid]
         self.tombstones[(entity, rid)] = self.clock.now()
         self._changed(entity, rid, "Delete")
@@ -931,6 +936,7 @@ class Company:
         self._set_currency(invoice, customer)
         self._price_invoice(invoice, body.get("Line") or [], paid=Decimal("0"))
         self._store("Invoice", rid, invoice, now)
+        self._index_doc(rid, None, invoice.get("DocNumber"))
         return invoice
 
     def _terms_for(
@@ -990,20 +996,25 @@ class Company:
     def _check_doc_unique(self, doc: str, except_id: str | None, params: dict[str, str]) -> None:
         if not self.enforce_unique_docnumber or params.get("include") == "allowduplicatedocnum":
             return
-        for other in self.records["Invoice"].values():
-            if other["Id"] != except_id and other.get("DocNumber") == doc:
+        for other_id in self.doc_index.get(doc, ()):
+            if other_id != except_id:
                 raise QboFault(
                     "6140",
                     "Duplicate Document Number Error",
                     "Duplicate Document Number Error : You must specify a different number. This "
                     f"number has already been used. DocNumber={doc} is assigned to TxnType=Invoice "
-                    f"with TxnId={other['Id']}",
+                    f"with TxnId={other_id}",
                     element="",
                 )
 
+    def _index_doc(self, invoice_id: str, old: str | None, new: str | None) -> None:
+        if old:
+            self.doc_index.get(old, set()).discard(invoice_id)
+        if new:
+            self.doc_index.setdefault(new, set()).add(invoice_id)
+
     def _next_doc_number(self) -> str:
-        used = {inv.get("DocNumber") for inv in self.records["Invoice"].values()}
-        while str(self.next_doc_number) in used:
+        while self.doc_index.get(str(self.next_doc_number)):
             self.next_doc_number += 1
         doc = str(self.next_doc_number)
         self.next_doc_number += 1
@@ -1258,6 +1269,7 @@ class Company:
         self._set_currency(proposed, customer)
         lines = body["Line"] if "Line" in body else current["Line"]
         self._price_invoice(proposed, lines, paid=self._paid_on(current["Id"]))
+        self._index_doc(current["Id"], current.get("DocNumber"), proposed.get("DocNumber"))
         current.clear()
         current.update(proposed)
         self._refresh_customer_balances()
@@ -1500,6 +1512,14 @@ class Company:
             ]
 
     def _refresh_customer_balances(self) -> None:
+        # Recomputed lazily, on the next read of a customer: creates stay O(1).
+        self._balances_dirty = True
+
+    def settle_balances(self) -> None:
+        """Bring every customer's Balance up to date with open invoices and credits."""
+        if not getattr(self, "_balances_dirty", False):
+            return
+        self._balances_dirty = False
         totals: dict[str, Decimal] = {}
         for invoice in self.records["Invoice"].values():
             cid = invoice["CustomerRef"]["value"]
@@ -1549,4 +1569,6 @@ class Company:
             return [self.company_info]
         if entity == "Preferences":
             return [self.preferences]
+        if entity == "Customer":
+            self.settle_balances()
         return list(self.records.get(entity, {}).values())

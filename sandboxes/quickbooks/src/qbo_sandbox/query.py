@@ -207,7 +207,10 @@ def _lookup(record: dict[str, Any], prop: str) -> Any:
     for part in prop.split("."):
         if not isinstance(value, dict):
             return None
-        match = next((k for k in value if k.lower() == part.lower()), None)
+        # Exact spelling first; property names are matched case-insensitively only as a fallback.
+        match = (
+            part if part in value else next((k for k in value if k.lower() == part.lower()), None)
+        )
         if match is None:
             return None
         value = value[match]
