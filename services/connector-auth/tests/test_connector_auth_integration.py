@@ -13,6 +13,7 @@ import httpx
 import pytest
 from connector_auth.store import account_key
 from dealbooks_contracts import Envelope, QboEntityChanged, QboEnvironment, QboOperation, Tenant
+from dealbooks_http import AccountUnavailable, ConnectorTokenProvider
 from dealbooks_kit import KitSettings, ServiceRuntime
 from pymongo import AsyncMongoClient
 
@@ -397,6 +398,40 @@ async def test_preferences_change_republishes_the_company_facts(
     assert events[-1]["data"]["reason"] == "facts_changed"
     assert events[-1]["data"]["custom_transaction_numbers"] is True
     assert events[0]["data"]["custom_transaction_numbers"] is False
+
+
+async def test_token_provider_caches_until_near_expiry_and_refreshes_a_rejected_token(
+    connector: Any, qbo_sandbox: Any, db: Any
+) -> None:
+    portal = f"p-{uuid.uuid4().hex[:8]}"
+    realm = new_company(qbo_sandbox, "Provider Co")
+    await connector.connect(portal, realm)
+    calls: list[str] = []
+
+    async def count(request: httpx.Request) -> None:
+        calls.append(request.url.path)
+
+    http = httpx.AsyncClient(event_hooks={"request": [count]})
+    provider = ConnectorTokenProvider(
+        connector.base_url, connector.auth()["Authorization"][7:], http=http
+    )
+    tokens = provider.for_portal(portal)
+    try:
+        first = await tokens.token(realm)
+        again = await tokens.token(realm)
+        await tokens.invalidate(realm, first)
+        refreshed = await tokens.token(realm)
+        with pytest.raises(AccountUnavailable) as foreign:
+            await provider.for_portal("p-intruder").token(realm)
+    finally:
+        await http.aclose()
+    connector.secrets.add(first, refreshed)
+
+    assert first == again
+    assert len(calls) == 3
+    assert refreshed != first
+    assert (await stored_tokens(connector, db, portal, realm))["access"] == refreshed
+    assert foreign.value.reauth_required is False
 
 
 async def test_no_token_or_secret_reaches_kafka_or_a_log_line(

@@ -2,10 +2,12 @@
 
 One way to do each thing: `RetryPolicy` decides whether and when to retry,
 `RateBudget` keeps a caller inside an external API's published limits, and
-`TokenProvider` is the seam through which clients get bearer tokens.
+`TokenProvider` is the seam through which clients get bearer tokens;
+`ConnectorTokenProvider` is the one services use, backed by connector-auth.
 """
 
 from dealbooks_http._budget import RateBudget
+from dealbooks_http._connector import AccountUnavailable, ConnectorTokenProvider, PortalTokens
 from dealbooks_http._retry import (
     RETRYABLE_STATUS,
     RetryableHTTPError,
@@ -16,6 +18,9 @@ from dealbooks_http._tokens import StaticTokenProvider, TokenProvider
 
 __all__ = [
     "RETRYABLE_STATUS",
+    "AccountUnavailable",
+    "ConnectorTokenProvider",
+    "PortalTokens",
     "RateBudget",
     "RetryPolicy",
     "RetryableHTTPError",

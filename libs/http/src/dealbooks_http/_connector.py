@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from dealbooks_http._retry import RetryableHTTPError, RetryPolicy, retry_after_seconds
+
+
+class AccountUnavailable(Exception):
+    """connector-auth has no usable authorization for this account.
+
+    `reauth_required` is True when a person must reconnect the company (invalid_grant), False
+    when the account is not connected to this portal at all.
+    """
+
+    def __init__(self, portal_id: str, realm_id: str, *, reauth_required: bool) -> None:
+        what = "needs to be reconnected" if reauth_required else "is not connected"
+        super().__init__(f"QuickBooks account {realm_id} of portal {portal_id} {what}")
+        self.portal_id = portal_id
+        self.realm_id = realm_id
+        self.reauth_required = reauth_required
+
+
+@dataclass
+class _Cached:
+    token: str
+    good_until: float
+
+
+class ConnectorTokenProvider:
+    """Access tokens from connector-auth's internal endpoint, cached until shortly before expiry.
+
+    One instance serves a whole process; `for_portal(portal_id)` gives the `TokenProvider`
+    (keyed by QBO realm id) a `QboClient` expects. Concurrent callers for the same account
+    share one request; a token QBO rejected is reported back (as a digest, never the token)
+    so connector-auth refreshes it.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        credential: str,
+        *,
+        http: httpx.AsyncClient | None = None,
+        margin_seconds: float = 60.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._credential = credential
+        self._owns_http = http is None
+        self._http = http or httpx.AsyncClient(timeout=30.0)
+        self._margin = margin_seconds
+        self._retry = retry or RetryPolicy(attempts=4, timeout=20.0, wait_max=2.0)
+        self._cache: dict[tuple[str, str], _Cached] = {}
+        self._rejected: dict[tuple[str, str], str] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this object created it."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    def for_portal(self, portal_id: str) -> PortalTokens:
+        """The token provider for one portal's QuickBooks accounts."""
+        return PortalTokens(self, portal_id)
+
+    async def token_for(self, portal_id: str, realm_id: str) -> str:
+        """A valid access token for the portal's account `realm_id`."""
+        key = (portal_id, realm_id)
+        cached = self._cache.get(key)
+        if cached is not None and time.monotonic() < cached.good_until:
+            return cached.token
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            cached = self._cache.get(key)
+            if cached is not None and time.monotonic() < cached.good_until:
+                return cached.token
+            fresh = await self._fetch(portal_id, realm_id, self._rejected.pop(key, None))
+            self._cache[key] = fresh
+            return fresh.token
+
+    async def invalidate_for(self, portal_id: str, realm_id: str, token: str) -> None:
+        """QBO rejected `token`: drop it, and ask for a refreshed one next time."""
+        key = (portal_id, realm_id)
+        cached = self._cache.get(key)
+        if cached is not None and cached.token == token:
+            del self._cache[key]
+            self._rejected[key] = hashlib.sha256(token.encode()).hexdigest()
+
+    async def _fetch(self, portal_id: str, realm_id: str, rejected: str | None) -> _Cached:
+        url = f"{self._base_url}/internal/v1/portals/{portal_id}/accounts/{realm_id}/access-token"
+        body = {"rejected_sha256": rejected} if rejected else None
+
+        async def attempt() -> httpx.Response:
+            response = await self._http.post(
+                url, json=body, headers={"Authorization": f"Bearer {self._credential}"}
+            )
+            if response.status_code in {429, 502, 503, 504}:
+                raise RetryableHTTPError(response, retry_after_seconds(response))
+            return response
+
+        response = await self._retry.run(attempt)
+        if response.status_code == 404:
+            raise AccountUnavailable(portal_id, realm_id, reauth_required=False)
+        if response.status_code == 409:
+            raise AccountUnavailable(portal_id, realm_id, reauth_required=True)
+        response.raise_for_status()
+        data = response.json()
+        lifetime = float(data.get("expires_in", 0))
+        good_until = time.monotonic() + max(0.0, lifetime - self._margin)
+        return _Cached(str(data["access_token"]), good_until)
+
+
+class PortalTokens:
+    """`TokenProvider` for one portal: keys are QBO realm ids."""
+
+    def __init__(self, provider: ConnectorTokenProvider, portal_id: str) -> None:
+        self._provider = provider
+        self.portal_id = portal_id
+
+    async def token(self, key: str) -> str:
+        """A valid access token for realm `key` of this portal."""
+        return await self._provider.token_for(self.portal_id, key)
+
+    async def invalidate(self, key: str, token: str) -> None:
+        """QBO rejected `token` for realm `key`."""
+        await self._provider.invalidate_for(self.portal_id, key, token)
