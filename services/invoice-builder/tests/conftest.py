@@ -72,7 +72,10 @@ class Harness:
 
         await eventually(stored)
 
-    async def outcome(self, request_id: uuid.UUID) -> dict[str, Any]:
+    async def eventually(self, predicate: Callable[[], Any]) -> None:
+        await eventually(predicate)
+
+    async def outcome(self, request_id: uuid.UUID | str) -> dict[str, Any]:
         """Wait for a request to be drafted, rejected or linked; its stored record."""
         found: dict[str, Any] = {}
 

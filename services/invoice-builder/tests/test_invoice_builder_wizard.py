@@ -1,0 +1,165 @@
+"""The wizard API and auto-draft rules, end to end with both sandboxes over HTTP."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from dealbooks_contracts import CrmChange, CrmObjectChanged, CrmObjectType, Money, Tenant
+from invoice_builder.api import build_api
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+
+Harness = Any  # the `builder` fixture of conftest.py
+
+
+def assoc(object_id: str, type_id: int) -> dict[str, Any]:
+    return {
+        "to": {"id": object_id},
+        "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}],
+    }
+
+
+def crm_deal_with_quote(crm: Any, portal: Any, expires_in_days: int = 20) -> tuple[str, str]:
+    """A deal with a contact and company, and a published quote with two line items."""
+    pid = portal.portal_id
+    company = crm.create_as_user(pid, "companies", {"name": "Thames Clients Ltd"})
+    contact = crm.create_as_user(
+        pid, "contacts", {"email": "eve@thames-clients.example", "firstname": "Eve",
+                          "lastname": "Hart"}
+    )  # fmt: skip
+    deal = crm.create_as_user(
+        pid,
+        "deals",
+        {"dealname": "Joinery", "dealstage": "contractsent", "amount": "1300"},
+        [assoc(contact["id"], 3), assoc(company["id"], 5)],
+    )
+    expires = (datetime.now(UTC) + timedelta(days=expires_in_days)).strftime(
+        "%Y-%m-%dT%H:%M:%S.000Z"
+    )
+    quote = crm.create_as_user(
+        pid,
+        "quotes",
+        {"hs_title": "Q-7", "hs_status": "APPROVAL_NOT_NEEDED", "hs_expiration_date": expires},
+        [assoc(deal["id"], 64), assoc(contact["id"], 69), assoc(company["id"], 71)],
+    )
+    for name, qty, price in (("Oak table", "1", "1000"), ("Delivery", "2", "150")):
+        crm.create_as_user(
+            pid,
+            "line_items",
+            {"name": name, "quantity": qty, "price": price, "hs_line_item_currency_code": "GBP"},
+            [assoc(quote["id"], 68)],
+        )
+    return deal["id"], quote["id"]
+
+
+async def test_wizard_previews_and_submits_an_invoice_from_a_uk_quote(
+    builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
+) -> None:
+    company = qbo_sandbox.create_company("GB")
+    builder.qbo_tokens.set(company.realm_id, company.access_token)
+    builder.crm_tokens.set(crm_portal.key, crm_portal.access_token)
+    tenant = Tenant(portal_id=crm_portal.key, account_id=company.realm_id)
+    await builder.connect_account(tenant, country="GB", currency="GBP", name="Thames Joinery")
+    deal_id, quote_id = crm_deal_with_quote(crm_sandbox, crm_portal)
+    base = f"/portals/{crm_portal.key}"
+    body = {"deal_id": deal_id, "quote_id": quote_id, "default_tax_code": "2",
+            "chosen_items": {}, "terms_id": "3"}  # fmt: skip
+
+    transport = httpx.ASGITransport(app=build_api(builder.service))
+    async with httpx.AsyncClient(transport=transport, base_url="http://wizard") as wizard:
+        accounts = (await wizard.get(f"{base}/accounts")).json()["accounts"]
+        assert [a["realm_id"] for a in accounts] == [company.realm_id]
+        codes = (await wizard.get(f"{base}/accounts/{company.realm_id}/tax-codes")).json()
+        assert {c["id"] for c in codes["tax-codes"]} >= {"2", "3"}
+        items = (await wizard.get(f"{base}/accounts/{company.realm_id}/items")).json()["items"]
+
+        unmapped = await wizard.post(f"{base}/accounts/{company.realm_id}/preview", json=body)
+        assert unmapped.json()["problem"]["code"] == "ITEM_NOT_FOUND"
+
+        line_ids = sorted(
+            (li["id"] for li in crm_sandbox.objects(crm_portal.portal_id, "line_items")),
+            key=int,
+        )
+        body["chosen_items"] = {line_ids[0]: items[1]["id"], line_ids[1]: items[0]["id"]}
+        preview = (
+            await wizard.post(f"{base}/accounts/{company.realm_id}/preview", json=body)
+        ).json()
+        assert preview["problem"] is None
+        assert (preview["subtotal"], preview["currency"]) == ("1300.00", "GBP")
+        assert preview["customer"]["kind"] == "new"
+        assert preview["customer"]["display_name"] == "Thames Clients Ltd"
+
+        submitted = await wizard.post(
+            f"{base}/accounts/{company.realm_id}/invoice-requests", json=body
+        )
+        assert submitted.status_code == 202
+        request_id = submitted.json()["request_id"]
+        await builder.outcome(request_id)
+        polled = (await wizard.get(f"{base}/invoice-requests/{request_id}")).json()
+
+    assert polled["status"] == "drafted"
+    assert (polled["total"], polled["currency"]) == ("1560.00", "GBP")  # 1300 + 20% VAT
+
+
+async def test_auto_draft_rule_drafts_once_per_deal(
+    builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
+) -> None:
+    company = qbo_sandbox.create_company("US")
+    builder.qbo_tokens.set(company.realm_id, company.access_token)
+    builder.crm_tokens.set(crm_portal.key, crm_portal.access_token)
+    tenant = Tenant(portal_id=crm_portal.key, account_id=company.realm_id)
+    await builder.connect_account(tenant)
+    pid = crm_portal.portal_id
+    contact = crm_sandbox.create_as_user(pid, "contacts", {"email": "Birds@Intuit.com"})
+    deal = crm_sandbox.create_as_user(
+        pid, "deals", {"dealname": "Bird seed", "dealstage": "contractsent"},
+        [assoc(contact["id"], 3)],
+    )  # fmt: skip
+    item = crm_sandbox.create_as_user(
+        pid, "line_items", {"name": "Seed", "quantity": "4", "price": "25"}, [assoc(deal["id"], 20)]
+    )
+    transport = httpx.ASGITransport(app=build_api(builder.service))
+    async with httpx.AsyncClient(transport=transport, base_url="http://wizard") as wizard:
+        saved = await wizard.put(
+            f"/portals/{crm_portal.key}/auto-draft-rules/won",
+            json={"realm_id": company.realm_id, "deal_stage": "closedwon",
+                  "chosen_items": {item["id"]: "1"}},
+        )  # fmt: skip
+        assert saved.status_code == 200
+
+    def entered(stage: str, n: int) -> CrmObjectChanged:
+        return CrmObjectChanged(
+            crm_event_id=f"e{n}",
+            object_type=CrmObjectType.DEAL,
+            object_id=deal["id"],
+            change=CrmChange.PROPERTY_CHANGED,
+            changed_at=datetime.now(UTC),
+            property_name="dealstage",
+            property_value=stage,
+        )
+
+    portal_only = Tenant(portal_id=crm_portal.key)
+    # Won, reopened and won again: still one auto-draft for the deal.
+    for n, stage in enumerate(["closedwon", "contractsent", "closedwon"]):
+        await builder.publish(entered(stage, n), portal_only)
+
+    [drafted] = await builder.events("invoice.drafted", lambda e: e.data.deal_id == deal["id"])
+    assert drafted.data.total == Money(amount=Decimal("100.00"), currency="USD")
+    assert drafted.data.customer.qbo_customer_id == "1"  # matched by e-mail address
+    processed = builder.service.runtime.db["processed_events"]
+
+    async def all_handled() -> bool:
+        return await processed.count_documents({"consumer": "auto-draft-rules"}) >= 3
+
+    await builder.eventually(all_handled)
+    token = await builder.qbo_tokens.token(company.realm_id)
+    listed = qbo_sandbox.http.get(
+        f"/v3/company/{company.realm_id}/query",
+        params={"query": "SELECT * FROM Invoice"},
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+    ).json()
+    assert len(listed["QueryResponse"].get("Invoice", [])) == 1
