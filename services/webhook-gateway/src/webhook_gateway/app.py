@@ -1,0 +1,70 @@
+"""Wiring only: settings -> runtime, store, intake, routes, directory consumers, housekeeping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime, timedelta
+
+from dealbooks_contracts import AccountConnected, AccountDisconnected
+from dealbooks_kit import ServiceApp, ServiceRuntime, get_logger
+
+from webhook_gateway.api import build_api
+from webhook_gateway.handlers import Intake
+from webhook_gateway.settings import WebhookGatewaySettings
+from webhook_gateway.store import INDEXES, DedupeWindow, RealmDirectory
+
+log = get_logger(__name__)
+
+
+def build_service(settings: WebhookGatewaySettings) -> tuple[ServiceRuntime, Intake]:
+    """The runtime and the intake, without HTTP."""
+    if not settings.qbo_verifier_token.get_secret_value():
+        raise ValueError("WEBHOOK_GATEWAY_QBO_VERIFIER_TOKEN must be set")
+    if not settings.crm_client_secret.get_secret_value():
+        raise ValueError("WEBHOOK_GATEWAY_CRM_CLIENT_SECRET must be set")
+    runtime = ServiceRuntime(settings, indexes=INDEXES)
+    intake = Intake(
+        settings,
+        runtime.publisher,
+        DedupeWindow(
+            runtime.db,
+            timedelta(seconds=settings.dedupe_window_seconds),
+            settings.dedupe_pending_wait_seconds,
+        ),
+        RealmDirectory(runtime.db),
+    )
+    runtime.consume("realm-directory-connected", AccountConnected, intake.on_account_connected)
+    runtime.consume(
+        "realm-directory-disconnected", AccountDisconnected, intake.on_account_disconnected
+    )
+    return runtime, intake
+
+
+def build_app(settings: WebhookGatewaySettings) -> ServiceApp:
+    """The webhook-gateway process."""
+    runtime, intake = build_service(settings)
+    app = runtime.asgi(api=build_api(intake), title="webhook-gateway")
+    task: asyncio.Task[None] | None = None
+
+    async def housekeeping() -> None:
+        while True:
+            try:
+                await intake.dedupe.forget_expired(datetime.now(UTC))
+            except Exception as exc:
+                log.warning("dedupe housekeeping failed", error=type(exc).__name__)
+            await asyncio.sleep(settings.housekeeping_seconds)
+
+    async def start() -> None:
+        nonlocal task
+        task = asyncio.create_task(housekeeping())
+
+    async def stop() -> None:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app.after_startup(start)
+    app.on_shutdown(stop)
+    return app

@@ -1,0 +1,104 @@
+"""The gateway's only state: a dedupe window, and which portals each QBO realm belongs to
+(a projection of connector-auth's events, rebuilt from Kafka if lost)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from dealbooks_kit import IndexSpec
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+SEEN = "seen_notifications"
+REALMS = "realm_portals"
+
+INDEXES = [IndexSpec(SEEN, [("expires_at", 1)], name="expires")]
+
+Doc = dict[str, Any]
+
+
+class Claim(StrEnum):
+    NEW = "new"
+    DUPLICATE = "duplicate"
+
+
+class DedupeWindow:
+    """Remembers notifications published within the window.
+
+    A claim is a document with a unique id (the one atomic operation on the MongoDB-wire
+    subset). It is marked published only after Kafka acknowledged, and released if publishing
+    failed, so a sender's retry of a failed delivery is never mistaken for a duplicate.
+    """
+
+    def __init__(self, db: AsyncDatabase[Doc], window: timedelta, pending_wait: float) -> None:
+        self._c = db[SEEN]
+        self._window = window
+        self._pending_wait = pending_wait
+
+    async def claim(self, key: str, owner: str, now: datetime) -> Claim:
+        """NEW if this caller should publish `key`, DUPLICATE if it was published already."""
+        for _ in range(3):
+            try:
+                await self._c.insert_one(
+                    {
+                        "_id": key,
+                        "owner": owner,
+                        "published": False,
+                        "expires_at": now + self._window,
+                    }
+                )
+                return Claim.NEW
+            except DuplicateKeyError:
+                pass
+            existing = await self._settled(key)
+            if existing is None:
+                continue  # released after a failed publish: claim it again
+            if existing["expires_at"] < now:
+                await self._c.delete_one({"_id": key, "expires_at": existing["expires_at"]})
+                continue
+            if existing["published"]:
+                return Claim.DUPLICATE
+            # Still pending after the wait: publishing twice beats losing the notification.
+            return Claim.NEW
+        return Claim.NEW
+
+    async def _settled(self, key: str) -> Doc | None:
+        """The claim, once published or released, or as it is after the pending wait."""
+        deadline = asyncio.get_running_loop().time() + self._pending_wait
+        while True:
+            doc = await self._c.find_one({"_id": key})
+            if doc is None or doc["published"] or asyncio.get_running_loop().time() > deadline:
+                return doc
+            await asyncio.sleep(0.05)
+
+    async def published(self, key: str, owner: str) -> None:
+        await self._c.update_one({"_id": key, "owner": owner}, {"$set": {"published": True}})
+
+    async def release(self, key: str, owner: str) -> None:
+        await self._c.delete_one({"_id": key, "owner": owner, "published": False})
+
+    async def forget_expired(self, now: datetime) -> None:
+        """No TTL indexes on the MongoDB-wire subset: expired entries are removed here."""
+        await self._c.delete_many({"expires_at": {"$lt": now}})
+
+
+class RealmDirectory:
+    """realm id -> the portals it is connected to."""
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._c = db[REALMS]
+
+    async def portals(self, realm_id: str) -> list[str]:
+        doc = await self._c.find_one({"_id": realm_id})
+        return list((doc or {}).get("portals") or [])
+
+    async def connect(self, realm_id: str, portal_id: str) -> None:
+        await self._c.update_one(
+            {"_id": realm_id}, {"$addToSet": {"portals": portal_id}}, upsert=True
+        )
+
+    async def disconnect(self, realm_id: str, portal_id: str) -> None:
+        await self._c.update_one({"_id": realm_id}, {"$pull": {"portals": portal_id}})
