@@ -108,7 +108,8 @@ class EventConsumer(Generic[P]):
     def subscribe(self, broker: KafkaBroker, **subscriber_options: Any) -> None:
         """Register on `broker`; one consumer group per (service, consumer name)."""
         options: dict[str, Any] = {
-            "group_id": f"{self._settings.service_name}.{self.name}",
+            # Prefixed like the topics, so isolated test runs never share a consumer group.
+            "group_id": self._settings.topic(f"{self._settings.service_name}.{self.name}"),
             "auto_offset_reset": "earliest",
             "ack_policy": AckPolicy.MANUAL,
             "title": f"{self._settings.service_name}.{self.name}",
