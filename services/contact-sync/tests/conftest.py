@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from contact_sync.app import ContactSync, Settings, build
 from dealbooks_contracts import SyncObjectType
 from dealbooks_http import StaticTokenProvider
 from dealbooks_sync.testing import SyncStack
 from mapping_registry.app import Settings as RegistrySettings
 from mapping_registry.app import build as build_registry
-
-from contact_sync.app import ContactSync, Settings, build
 
 # The CRM sandbox fixture runs its ten-second window 50x faster.
 CRM_WINDOW = 0.2

@@ -9,10 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
+from contact_sync.api import backfill_api
 from dealbooks_contracts import SyncAction
 from dealbooks_sync.testing import eventually
-
-from contact_sync.api import backfill_api
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from dealbooks_contracts import QboOperation, SyncAction
-from dealbooks_sync.testing import SyncStack, eventually
+from dealbooks_sync.testing import eventually
 
 pytestmark = pytest.mark.integration
 

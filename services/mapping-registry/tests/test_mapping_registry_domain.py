@@ -12,7 +12,6 @@ from dealbooks_contracts import (
     SyncObjectType,
     SyncTrigger,
 )
-
 from mapping_registry.domain import (
     RECORD_STATUS_KEY,
     CrmProperty,

@@ -10,7 +10,6 @@ from dealbooks_http import StaticTokenProvider
 from dealbooks_sync.testing import SyncStack
 from mapping_registry.app import Settings as RegistrySettings
 from mapping_registry.app import build as build_registry
-
 from product_sync.app import ProductSync, Settings, build
 
 # The CRM sandbox fixture runs its ten-second window 50x faster.

@@ -157,10 +157,11 @@ class MappingSets:
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self._col = db["mapping_sets"]
 
-    async def apply(self, event: Envelope[MappingChanged]) -> bool:
+    async def apply(self, event: Envelope[MappingChanged], *, crm_ready: bool = False) -> bool:
         """Keep the event if it is newer than what is stored; False for an old version."""
         data = event.data
         realm = event.tenant.require_account_id()
+        ready: dict[str, Any] = {"crm_ready": True} if crm_ready else {}
         try:
             await self._col.update_one(
                 {"_id": f"{realm}:{data.object_type.value}", "version": {"$lt": data.version}},
@@ -172,8 +173,9 @@ class MappingSets:
                         "version": data.version,
                         "settings": data.settings.model_dump(mode="json"),
                         "mappings": [m.model_dump(mode="json") for m in data.mappings],
+                        **ready,
                     },
-                    "$setOnInsert": {"crm_ready": False},
+                    **({} if crm_ready else {"$setOnInsert": {"crm_ready": False}}),
                 },
                 upsert=True,
             )
@@ -300,12 +302,16 @@ class CrmProperties:
         self._crm = crm
         self._sets = sets
 
+    async def create(self, kind: RecordKind, portal_id: str) -> None:
+        """Create the group and properties the portal lacks (idempotent)."""
+        portal = self._crm.portal(portal_id)
+        await portal.ensure_property_group(kind.crm_object, DEALBOOKS_PROPERTY_GROUP, "dealbooks")
+        await portal.ensure_properties(kind.crm_object, kind.property_definitions())
+
     async def ensure(self, kind: RecordKind, mset: MappingSet) -> None:
         if mset.crm_ready:
             return
-        portal = self._crm.portal(mset.portal_id)
-        await portal.ensure_property_group(kind.crm_object, DEALBOOKS_PROPERTY_GROUP, "dealbooks")
-        await portal.ensure_properties(kind.crm_object, kind.property_definitions())
+        await self.create(kind, mset.portal_id)
         await self._sets.mark_crm_ready(mset.realm_id, kind.object_type)
 
 
@@ -337,10 +343,16 @@ class RecordSync:
         """Store a newer mapping version and make sure the portal has dealbooks' properties."""
         if event.data.object_type is not self.kind.object_type:
             return
-        await self.deps.sets.apply(event)
-        mset = await self.deps.sets.get(event.tenant.require_account_id(), self.kind.object_type)
-        if mset is not None and mset.settings.enabled:
-            await _transient_on_failure(self.deps.crm_properties.ensure(self.kind, mset))
+        realm = event.tenant.require_account_id()
+        stored = await self.deps.sets.get(realm, self.kind.object_type)
+        ready = stored is not None and stored.crm_ready
+        # The properties exist before the version is visible, so syncs and backfills of this
+        # version never pay for creating them.
+        if event.data.settings.enabled and not ready:
+            creating = self.deps.crm_properties.create(self.kind, event.tenant.portal_id)
+            await _transient_on_failure(creating)
+            ready = True
+        await self.deps.sets.apply(event, crm_ready=ready)
 
     async def on_entity_changed(self, event: Envelope[QboEntityChanged]) -> None:
         """Decode, decide (domain), write the CRM, remember the link, publish the outcome."""
@@ -759,8 +771,8 @@ class Backfill:
                 if obj is None:
                     report.failed += 1
                     message = result.errors[0].message if result.errors else "no result"
-                    failed = RecordFailed(SyncFailureCode.CRM_REJECTED, message)
-                    events.append(syncer._failed(mset, qbo_id, failed, SyncTrigger.BACKFILL))
+                    rejected = RecordFailed(SyncFailureCode.CRM_REJECTED, message)
+                    events.append(syncer._failed(mset, qbo_id, rejected, SyncTrigger.BACKFILL))
                     continue
                 action = SyncAction.CREATED if obj.new else SyncAction.UPDATED
                 report.created += action is SyncAction.CREATED

@@ -70,7 +70,7 @@ def _proposal(op: str, body: dict[str, Any], mapping_id: str | None = None) -> P
     except ValueError:
         options = ", ".join(t.value for t in MappingTransform)
         raise _BadRequest(f"unknown transform '{transform}' (one of: {options})") from None
-    changes = {k: body[k] for k in ("crm_property", "qbo_field") if k in body}
+    changes: dict[str, Any] = {k: body[k] for k in ("crm_property", "qbo_field") if k in body}
     if "transform" in body:
         changes["transform"] = parsed
     return Proposal(

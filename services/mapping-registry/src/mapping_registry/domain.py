@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 from dealbooks_contracts import (
     ContactSynced,
@@ -174,7 +174,7 @@ class StatusDelta:
     error: str | None = None
 
 
-SyncOutcome = ContactSynced | ProductSynced | ContactSyncFailed | ProductSyncFailed
+SyncOutcome: TypeAlias = ContactSynced | ProductSynced | ContactSyncFailed | ProductSyncFailed
 
 
 def status_deltas(outcome: SyncOutcome) -> list[StatusDelta]:
