@@ -1,13 +1,17 @@
-"""`make up` / `make down` / `make status`: the local stack as background processes.
+"""The local stack: Kafka, a MongoDB-wire server, both API sandboxes and every service, each
+its own process on 127.0.0.1.
 
-What `up` started is recorded in `.local/`: one PID file per process (stop acts on those PIDs
-only) and `.local/endpoints.env` with one NAME=value line per address.
+`make up` starts it in the background and records what it started in `.local/`: one PID file
+per process (`make down` acts on those PIDs only) and `.local/endpoints.env` with one
+NAME=value line per address. `make demo` and end-to-end tests start the same stack in a
+folder of their own and stop it when they are done.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -15,14 +19,9 @@ from pathlib import Path
 
 import httpx
 
-from dealbooks_infra.process import (
-    ManagedProcess,
-    free_port,
-    pid_alive,
-    port_open,
-    stop_pid,
-)
+from dealbooks_infra.process import ManagedProcess, free_port, pid_alive, port_open, stop_pid
 from dealbooks_infra.servers import Server, repo_root, start_kafka, start_mongo
+from dealbooks_infra.topology import StackSecrets, Topology
 
 SERVICE_ORDER = (
     "connector-auth",
@@ -55,19 +54,165 @@ SANDBOXES = (
 )
 
 
+def env_prefix(service: str) -> str:
+    """The settings prefix of a service: invoice-builder -> INVOICE_BUILDER_."""
+    return service.upper().replace("-", "_") + "_"
+
+
+def installed_services() -> list[str]:
+    """Services present in this checkout, in start order."""
+    root = repo_root() / "services"
+    return [
+        name
+        for name in SERVICE_ORDER
+        if (root / name / "src" / name.replace("-", "_") / "__main__.py").exists()
+    ]
+
+
+def _choose_ports() -> dict[str, int]:
+    """Preferred ports where free, else any free port; chosen up front so every part can be
+    told every other part's address before it starts."""
+    taken: set[int] = set()
+    ports: dict[str, int] = {}
+    for name, preferred in DEFAULT_PORTS.items():
+        port = preferred if not port_open(preferred) and preferred not in taken else free_port()
+        taken.add(port)
+        ports[name] = port
+    return ports
+
+
+def _wait_http(proc: ManagedProcess, url: str, name: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            raise RuntimeError(f"{name} exited at start:\n{proc.log_tail()}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.stop()
+    raise TimeoutError(f"{name} did not answer {url}:\n{proc.log_tail()}")
+
+
+def start_sandbox(
+    spec: SandboxSpec, logs: Path, port: int | None = None, args: tuple[str, ...] = ()
+) -> tuple[ManagedProcess, str] | None:
+    """Start a sandbox package as its own process, if it is installed; wait for its health.
+
+    Returns the process and its base URL, or None when the sandbox is not installed.
+    """
+    if importlib.util.find_spec(spec.module) is None:
+        return None
+    port = port or free_port()
+    argv = [sys.executable, "-m", spec.module, "--host", "127.0.0.1", "--port", str(port), *args]
+    proc = ManagedProcess.spawn(spec.name, argv, logs / f"{spec.name}.log")
+    url = f"http://127.0.0.1:{port}"
+    _wait_http(proc, f"{url}/_sandbox/health", spec.name)
+    return proc, url
+
+
+def start_service(
+    name: str, env: dict[str, str], logs: Path, port: int | None = None
+) -> tuple[ManagedProcess, str]:
+    """Run `python -m <service>` on a loopback port and wait until /healthz answers."""
+    port = port or free_port()
+    prefix = env_prefix(name)
+    env = {
+        **env,
+        f"{prefix}SERVICE_NAME": name,
+        f"{prefix}HTTP_HOST": "127.0.0.1",
+        f"{prefix}HTTP_PORT": str(port),
+    }
+    module = name.replace("-", "_")
+    proc = ManagedProcess.spawn(name, [sys.executable, "-m", module], logs / f"{name}.log", env)
+    url = f"http://127.0.0.1:{port}"
+    _wait_http(proc, f"{url}/healthz", name)
+    return proc, url
+
+
+class LocalStack:
+    """Starts every part in dependency order; `stop()` stops what it started, newest first."""
+
+    def __init__(self, workdir: Path, *, say: bool = True) -> None:
+        self.workdir = workdir
+        self.logs = workdir / "logs"
+        self.processes: dict[str, ManagedProcess] = {}
+        self.servers: dict[str, Server] = {}
+        self._say = say
+        self.topology = Topology(
+            ports=_choose_ports(),
+            secrets=StackSecrets.load_or_create(workdir / "secrets.json"),
+        )
+
+    def _announce(self, text: str) -> None:
+        if self._say:
+            print(f"[stack] {text}", flush=True)
+
+    def start(self) -> dict[str, str]:
+        """Start everything; on any failure stop what was started and re-raise."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self.topology.endpoints()
+
+    def _start(self) -> None:
+        t = self.topology
+        kafka = start_kafka(self.workdir, t.ports["kafka"])
+        self._keep("kafka", kafka.process)
+        self.servers["kafka"] = kafka
+        self._announce(f"Kafka: {kafka.describe()}")
+        mongo = start_mongo(self.workdir, t.ports["mongodb"])
+        self._keep("mongodb", mongo.process)
+        self.servers["mongodb"] = mongo
+        self._announce(f"MongoDB-wire: {mongo.describe()}")
+        t.infra = {
+            "KAFKA_BOOTSTRAP": kafka.address,
+            "KAFKA_IDEMPOTENCE": "false" if kafka.kind == "tansu" else "true",
+            "MONGODB_URI": mongo.address,
+        }
+        crm_seed = self.workdir / "crm-seed.json"
+        crm_seed.write_text(json.dumps(t.crm_seed()))
+        sandbox_args = {"qbo-sandbox": ("--seed", "demo"), "crm-sandbox": ("--seed", str(crm_seed))}
+        for spec in SANDBOXES:
+            started = start_sandbox(spec, self.logs, t.ports[spec.name], sandbox_args[spec.name])
+            if started is None:
+                raise RuntimeError(f"{spec.module} is not installed (make venv)")
+            self._keep(spec.name, started[0])
+            self._announce(f"{spec.name}: {started[1]}")
+        # QBO delivers every webhook to the gateway, signed with the shared verifier token.
+        httpx.post(
+            f"{t.qbo}/_sandbox/webhooks",
+            json={
+                "url": f"{t.url('webhook-gateway')}/webhooks/quickbooks",
+                "verifier_token": t.secrets.qbo_verifier_token,
+                "format": "legacy",
+            },
+            timeout=10,
+        ).raise_for_status()
+        for name in installed_services():
+            proc, url = start_service(name, t.service_env(name), self.logs, t.ports[name])
+            self._keep(name, proc)
+            self._announce(f"{name}: {url}")
+
+    def _keep(self, name: str, proc: ManagedProcess) -> None:
+        self.processes[name] = proc
+
+    def stop(self) -> None:
+        for name in reversed(list(self.processes)):
+            self.processes.pop(name).stop()
+
+
+# --- make up / down / status ----------------------------------------------------------------
+
+
 def local_dir() -> Path:
     path = repo_root() / ".local"
     (path / "pids").mkdir(parents=True, exist_ok=True)
     return path
-
-
-def _port(name: str) -> int:
-    preferred = DEFAULT_PORTS[name]
-    return free_port() if port_open(preferred) else preferred
-
-
-def _record(name: str, pid: int) -> None:
-    (local_dir() / "pids" / f"{name}.pid").write_text(str(pid))
 
 
 def _recorded() -> dict[str, int]:
@@ -88,138 +233,32 @@ def read_endpoints() -> dict[str, str]:
     return {k: v for k, v in pairs}
 
 
-def _write_endpoints(endpoints: dict[str, str]) -> None:
-    body = "".join(f"{k}={v}\n" for k, v in endpoints.items())
-    (local_dir() / "endpoints.env").write_text(body)
-
-
-def start_sandbox(
-    spec: SandboxSpec, logs: Path, port: int | None = None
-) -> tuple[ManagedProcess, str] | None:
-    """Start a sandbox package as its own process, if it is installed; wait for its health.
-
-    Returns the process and its base URL, or None when the sandbox is not installed.
-    """
-    if importlib.util.find_spec(spec.module) is None:
-        return None
-    port = port or _port(spec.name)
-    proc = ManagedProcess.spawn(
-        spec.name,
-        [sys.executable, "-m", spec.module, "--host", "127.0.0.1", "--port", str(port)],
-        logs / f"{spec.name}.log",
-    )
-    url = f"http://127.0.0.1:{port}"
-    _wait_http(proc, f"{url}/_sandbox/health", spec.name)
-    return proc, url
-
-
-def env_prefix(service: str) -> str:
-    """The settings prefix of a service: invoice-builder -> INVOICE_BUILDER_."""
-    return service.upper().replace("-", "_") + "_"
-
-
-def installed_services() -> list[str]:
-    """Services present in this checkout, in start order."""
-    root = repo_root() / "services"
-    return [
-        name
-        for name in SERVICE_ORDER
-        if (root / name / "src" / name.replace("-", "_") / "__main__.py").exists()
-    ]
-
-
-def start_service(
-    name: str, endpoints: dict[str, str], logs: Path, extra_env: dict[str, str] | None = None
-) -> tuple[ManagedProcess, str]:
-    """Run `python -m <service>` on a loopback port and wait until /healthz answers."""
-    port = _port(name)
-    prefix = env_prefix(name)
-    env = {
-        **endpoints,
-        f"{prefix}SERVICE_NAME": name,
-        f"{prefix}HTTP_HOST": "127.0.0.1",
-        f"{prefix}HTTP_PORT": str(port),
-        **(extra_env or {}),
-    }
-    module = name.replace("-", "_")
-    proc = ManagedProcess.spawn(name, [sys.executable, "-m", module], logs / f"{name}.log", env)
-    url = f"http://127.0.0.1:{port}"
-    _wait_http(proc, f"{url}/healthz", name)
-    return proc, url
-
-
-def _wait_http(proc: ManagedProcess, url: str, name: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.popen.poll() is not None:
-            raise RuntimeError(f"{name} exited at start:\n{proc.log_tail()}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.stop()
-    raise TimeoutError(f"{name} did not answer {url}:\n{proc.log_tail()}")
-
-
 def up() -> dict[str, str]:
-    """Start everything not already running; return the endpoints."""
-    running = {name for name, pid in _recorded().items() if pid_alive(pid)}
-    endpoints = read_endpoints() if running else {}
+    """Start the stack in the background (once); record PIDs and endpoints in .local/."""
+    alive = {name for name, pid in _recorded().items() if pid_alive(pid)}
+    if alive:
+        print(f"[stack] already running ({', '.join(sorted(alive))}); `make down` first")
+        return read_endpoints()
     data = local_dir()
-    logs = data / "logs"
-    if "kafka" not in running:
-        server = start_kafka(data, _port("kafka"))
-        _announce(server)
-        _record("kafka", server.process.pid)
-        endpoints["KAFKA_BOOTSTRAP"] = server.address
-        endpoints["KAFKA_SERVER"] = server.kind
-        endpoints["KAFKA_IDEMPOTENCE"] = "false" if server.kind == "tansu" else "true"
-    if "mongodb" not in running:
-        mongo = start_mongo(data, _port("mongodb"))
-        _announce(mongo)
-        _record("mongodb", mongo.process.pid)
-        endpoints["MONGODB_URI"] = mongo.address
-        endpoints["MONGODB_SERVER"] = mongo.kind
-    for spec in SANDBOXES:
-        if spec.name in running:
-            continue
-        started = start_sandbox(spec, logs)
-        if started is not None:
-            proc, url = started
-            _record(spec.name, proc.pid)
-            endpoints[spec.env_name] = url
-            print(f"[stack] {spec.name} at {url}")
-    for name in installed_services():
-        if name in running:
-            continue
-        proc, url = start_service(name, endpoints, logs)
-        _record(name, proc.pid)
-        endpoints[f"{env_prefix(name)}URL"] = url
-        print(f"[stack] {name} at {url}")
-    _write_endpoints(endpoints)
+    stack = LocalStack(data)
+    endpoints = stack.start()
+    for name, proc in stack.processes.items():
+        (data / "pids" / f"{name}.pid").write_text(str(proc.pid))
+    (data / "endpoints.env").write_text("".join(f"{k}={v}\n" for k, v in endpoints.items()))
     return endpoints
 
 
-def _announce(server: Server) -> None:
-    print(f"[stack] {server.describe()}", flush=True)
-
-
 def down() -> None:
-    """Stop every process `up` recorded, by its PID, services first."""
+    """Stop every process `up` recorded, by its PID, newest (services) first."""
     pids = _recorded()
-    order = sorted(pids, key=lambda n: (n in {"kafka", "mongodb"}, n in SANDBOX_NAMES, n))
-    for name in order:
+    start_order = ["kafka", "mongodb", *(s.name for s in SANDBOXES), *SERVICE_ORDER]
+    for name in sorted(pids, key=lambda n: -start_order.index(n) if n in start_order else 0):
         pid = pids[name]
         if pid_alive(pid):
             print(f"[stack] stopping {name} (pid {pid})")
             stop_pid(pid)
         (local_dir() / "pids" / f"{name}.pid").unlink(missing_ok=True)
     (local_dir() / "endpoints.env").unlink(missing_ok=True)
-
-
-SANDBOX_NAMES = {s.name for s in SANDBOXES}
 
 
 def status() -> int:

@@ -1,0 +1,151 @@
+"""How the local stack's parts are wired to each other: ports, shared secrets, the CRM seed,
+and each service's environment. `make up`, `make demo` and end-to-end tests all use this, so
+the local topology is described once.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PORTAL_ID = "62515"
+CRM_APP_ID = "1160452"
+CRM_CLIENT_SECRET = "sandbox-client-secret"  # noqa: S105 - the CRM sandbox's own default
+CRM_DEVELOPER_KEY = "sandbox-developer-key"
+QBO_CLIENT_ID = "sandbox-client"
+QBO_CLIENT_SECRET = "sandbox-secret"  # noqa: S105 - the QBO sandbox's development keys
+
+
+@dataclass
+class StackSecrets:
+    """Secrets the local stack's parts share; generated once per data folder and kept there."""
+
+    crm_portal_token: str
+    qbo_verifier_token: str
+    service_credential: str
+    state_secret: str
+    token_key: str
+    api_token: str
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> StackSecrets:
+        if path.exists():
+            return cls(**json.loads(path.read_text()))
+        key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+        made = cls(
+            crm_portal_token=f"demo-{secrets.token_hex(12)}",
+            qbo_verifier_token=secrets.token_hex(16),
+            service_credential=secrets.token_urlsafe(24),
+            state_secret=secrets.token_urlsafe(32),
+            token_key=f"k1:{key}",
+            api_token=secrets.token_urlsafe(24),
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(made.__dict__))
+        path.chmod(0o600)
+        return made
+
+
+@dataclass
+class Topology:
+    """Addresses of every part (chosen before anything starts) and the shared secrets."""
+
+    ports: dict[str, int]
+    secrets: StackSecrets
+    infra: dict[str, str] = field(default_factory=dict)  # KAFKA_BOOTSTRAP, MONGODB_URI, ...
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    @property
+    def qbo(self) -> str:
+        return self.url("qbo-sandbox")
+
+    @property
+    def crm(self) -> str:
+        return self.url("crm-sandbox")
+
+    def crm_seed(self) -> dict[str, object]:
+        """The CRM sandbox's app (webhooks to the gateway) and the demo portal."""
+        return {
+            "app": {
+                "clientSecret": CRM_CLIENT_SECRET,
+                "targetUrl": f"{self.url('webhook-gateway')}/webhooks/crm",
+                "subscriptions": [
+                    {"eventType": "deal.propertyChange", "propertyName": "dealstage"},
+                    {"eventType": "deal.creation"},
+                ],
+            },
+            "portals": [
+                {
+                    "portalId": int(PORTAL_ID),
+                    "companyCurrency": "USD",
+                    "accessToken": self.secrets.crm_portal_token,
+                    "privateAppToken": f"pat-{self.secrets.crm_portal_token}",
+                    "refreshToken": f"refresh-{self.secrets.crm_portal_token}",
+                }
+            ],
+        }
+
+    def endpoints(self) -> dict[str, str]:
+        """What `.local/endpoints.env` records: infra, sandboxes and every service URL."""
+        from dealbooks_infra.stack import SERVICE_ORDER, env_prefix
+
+        return {
+            **self.infra,
+            "QBO_BASE_URL": self.qbo,
+            "CRM_BASE_URL": self.crm,
+            **{f"{env_prefix(name)}URL": self.url(name) for name in SERVICE_ORDER},
+        }
+
+    def service_env(self, name: str) -> dict[str, str]:
+        """The environment of one service process (infra, addresses, its own settings)."""
+        s = self.secrets
+        crm_tokens = json.dumps({PORTAL_ID: s.crm_portal_token})
+        connector = {
+            "CONNECTOR_AUTH_URL": self.url("connector-auth"),
+            "CONNECTOR_AUTH_CREDENTIAL": s.service_credential,
+        }
+        shared = {**self.infra, "QBO_BASE_URL": self.qbo, "CRM_BASE_URL": self.crm, **connector}
+        own: dict[str, str] = {
+            "connector-auth": {
+                "CONNECTOR_AUTH_QBO_ENVIRONMENT": "sandbox",
+                "CONNECTOR_AUTH_QBO_CLIENT_ID": QBO_CLIENT_ID,
+                "CONNECTOR_AUTH_QBO_CLIENT_SECRET": QBO_CLIENT_SECRET,
+                "CONNECTOR_AUTH_QBO_API_BASE_URL": self.qbo,
+                "CONNECTOR_AUTH_QBO_OAUTH_BASE_URL": self.qbo,
+                "CONNECTOR_AUTH_REDIRECT_URI": f"{self.url('connector-auth')}/oauth/callback",
+                "CONNECTOR_AUTH_STATE_SECRET": s.state_secret,
+                "CONNECTOR_AUTH_TOKEN_KEYS": s.token_key,
+                "CONNECTOR_AUTH_SERVICE_CREDENTIALS": s.service_credential,
+                "CONNECTOR_AUTH_CRM_BASE_URL": self.crm,
+                "CONNECTOR_AUTH_CRM_APP_ID": CRM_APP_ID,
+                "CONNECTOR_AUTH_CRM_DEVELOPER_KEY": CRM_DEVELOPER_KEY,
+                "CONNECTOR_AUTH_CRM_PORTAL_TOKENS": crm_tokens,
+            },
+            "webhook-gateway": {
+                "WEBHOOK_GATEWAY_QBO_VERIFIER_TOKEN": s.qbo_verifier_token,
+                "WEBHOOK_GATEWAY_CRM_CLIENT_SECRET": CRM_CLIENT_SECRET,
+                "WEBHOOK_GATEWAY_CRM_APP_ID": CRM_APP_ID,
+            },
+            "invoice-builder": {
+                "INVOICE_BUILDER_QBO_BASE_URL": self.qbo,
+                "INVOICE_BUILDER_CRM_BASE_URL": self.crm,
+                "INVOICE_BUILDER_CRM_TOKENS": crm_tokens,
+                "INVOICE_BUILDER_API_TOKEN": s.api_token,
+            },
+            "status-tracker": {
+                "STATUS_TRACKER_QBO_BASE_URL": self.qbo,
+                "STATUS_TRACKER_CRM_BASE_URL": self.crm,
+                "STATUS_TRACKER_CRM_TOKENS": crm_tokens,
+                "STATUS_TRACKER_OVERDUE_INTERVAL_SECONDS": "3600",
+                "STATUS_TRACKER_RECONCILE_INTERVAL_SECONDS": "600",
+            },
+            "mapping-registry": {"MAPPING_REGISTRY_CRM_TOKENS": crm_tokens},
+            "contact-sync": {"CONTACT_SYNC_CRM_TOKENS": crm_tokens},
+            "product-sync": {"PRODUCT_SYNC_CRM_TOKENS": crm_tokens},
+        }.get(name, {})
+        return {**shared, **own}
