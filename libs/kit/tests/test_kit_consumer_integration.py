@@ -19,7 +19,7 @@ from dealbooks_contracts import (
     SyncTrigger,
     Tenant,
 )
-from dealbooks_kit import KitSettings, PermanentError, ServiceRuntime
+from dealbooks_kit import GaveUp, KitSettings, PermanentError, ServiceRuntime
 
 pytestmark = pytest.mark.integration
 
@@ -43,11 +43,13 @@ def customer_changed(customer_id: str) -> Envelope[QboEntityChanged]:
 class Harness:
     """A runtime with one handler: count the effect in MongoDB, publish contact.synced."""
 
-    def __init__(self, settings: KitSettings) -> None:
+    def __init__(self, settings: KitSettings, on_dead_letter: Any = None) -> None:
         self.settings = settings
         self.runtime = ServiceRuntime(settings)
         self.transient_failures_left: dict[str, int] = {}
-        self.runtime.consume("sync-contact", QboEntityChanged, self.handle)
+        self.runtime.consume(
+            "sync-contact", QboEntityChanged, self.handle, on_dead_letter=on_dead_letter
+        )
 
     async def handle(self, event: Envelope[QboEntityChanged]) -> None:
         customer_id = event.data.entity_id
@@ -235,3 +237,45 @@ async def test_committed_offset_survives_a_restart_without_replaying(
 
 async def _runs_at_least(harness: Harness, customer_id: str, n: int) -> bool:
     return await harness.runs(customer_id) >= n
+
+
+async def test_dead_letter_hook_hears_of_each_event_given_up_on(
+    kafka_bootstrap: str, mongo_uri: str, namespace: str, kafka_supports_idempotence: bool
+) -> None:
+    settings = KitSettings(
+        service_name="kit-test",
+        kafka_bootstrap=kafka_bootstrap,
+        mongodb_uri=mongo_uri,
+        mongodb_database=namespace,
+        topic_prefix=f"{namespace}.",
+        kafka_idempotence=kafka_supports_idempotence,
+        handler_attempts=2,
+        handler_wait_initial=0.01,
+        handler_wait_max=0.02,
+    )
+    heard: list[tuple[str, GaveUp]] = []
+    hook_failures = {"left": 1}
+
+    async def on_dead_letter(event: Envelope[QboEntityChanged], gave_up: GaveUp) -> None:
+        if event.data.entity_id == "flaky-hook" and hook_failures["left"]:
+            hook_failures["left"] -= 1
+            raise ConnectionError("could not tell the user yet")
+        heard.append((event.data.entity_id, gave_up))
+
+    h = Harness(settings, on_dead_letter)
+    h.transient_failures_left = {"gives-up": 99, "flaky-hook": 99}
+    async with h.runtime.running():
+        for customer_id in ("gives-up", "permanent-2", "flaky-hook"):
+            await h.send(customer_changed(customer_id).to_bytes())
+        await h.send(b"{not json at all")  # nothing decoded: nobody to tell
+        await h.send(customer_changed("after").to_bytes())
+        await eventually(lambda: _runs_at_least(h, "after", 1))
+
+    # The hook failed once for "flaky-hook": redelivered, given up on again, then heard.
+    assert [customer_id for customer_id, _ in heard] == ["gives-up", "permanent-2", "flaky-hook"]
+    gives_up, permanent, _ = (gave_up for _, gave_up in heard)
+    assert (gives_up.permanent, gives_up.attempts, type(gives_up.error)) == (
+        False, 2, TimeoutError
+    )  # fmt: skip
+    assert permanent.permanent
+    assert permanent.reason == "customer permanent-2 has no email address"

@@ -1,19 +1,23 @@
 """dealbooks service kit: the one way each service does settings, logging, Kafka, MongoDB,
-idempotent consumption, dead letters, health, readiness, metrics and AsyncAPI docs."""
+idempotent consumption, dead letters, the outbox, health, readiness, metrics and AsyncAPI docs."""
 
-from dealbooks_kit.consumer import EventConsumer, ProcessedEvents
+from dealbooks_kit.consumer import DeadLetterHook, EventConsumer, GaveUp, ProcessedEvents
 from dealbooks_kit.errors import PermanentError, TransientError
 from dealbooks_kit.kafka import EventPublisher, make_broker
 from dealbooks_kit.logging import configure_logging, get_logger, redact
 from dealbooks_kit.mongo import IndexSpec, ensure_indexes, make_mongo_client
+from dealbooks_kit.outbox import Outbox, outbox_entry, push
 from dealbooks_kit.runtime import ServiceApp, ServiceRuntime, serve
 from dealbooks_kit.settings import KitSettings
 
 __all__ = [
+    "DeadLetterHook",
     "EventConsumer",
     "EventPublisher",
+    "GaveUp",
     "IndexSpec",
     "KitSettings",
+    "Outbox",
     "PermanentError",
     "ProcessedEvents",
     "ServiceApp",
@@ -24,6 +28,8 @@ __all__ = [
     "get_logger",
     "make_broker",
     "make_mongo_client",
+    "outbox_entry",
+    "push",
     "redact",
     "serve",
 ]

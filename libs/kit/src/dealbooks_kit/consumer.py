@@ -6,6 +6,8 @@ Guarantees, for every handler:
 - transient failures are retried with exponential backoff and jitter;
 - permanent failures, malformed bytes and failures that outlast the retries go to
   `<topic>.dlq` with the original bytes and a reason a person can read;
+- a decoded event given up on is also handed to the consumer's `on_dead_letter` hook (a
+  service tells the user who started the action); if the hook fails, the event is redelivered;
 - nothing a message does can stop the consumer loop.
 Handlers must still be idempotent: a crash after the effect and before the dedupe record
 replays the event.
@@ -17,6 +19,7 @@ import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
@@ -44,6 +47,24 @@ from dealbooks_kit.settings import KitSettings
 
 P = TypeVar("P", bound=EventPayload)
 Handler = Callable[[Envelope[P]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class GaveUp:
+    """Why a consumer dead-lettered an event: the reason written to the DLQ, the last error
+    (a `PermanentError`, or whatever outlasted the retries) and the attempts made."""
+
+    reason: str
+    error: BaseException | None
+    attempts: int
+
+    @property
+    def permanent(self) -> bool:
+        """True when the handler declared the failure permanent; False when retries ran out."""
+        return isinstance(self.error, PermanentError)
+
+
+DeadLetterHook = Callable[[Envelope[P], GaveUp], Awaitable[None]]
 
 log = get_logger(__name__)
 
@@ -93,6 +114,7 @@ class EventConsumer(Generic[P]):
         settings: KitSettings,
         db: AsyncDatabase[dict[str, Any]],
         publisher: EventPublisher,
+        on_dead_letter: DeadLetterHook[P] | None = None,
     ) -> None:
         spec = REGISTRY.by_model(payload)
         self.name = name
@@ -104,6 +126,7 @@ class EventConsumer(Generic[P]):
         self._settings = settings
         self._processed = ProcessedEvents(db)
         self._publisher = publisher
+        self._on_dead_letter = on_dead_letter
 
     def subscribe(self, broker: KafkaBroker, **subscriber_options: Any) -> None:
         """Register on `broker`; one consumer group per (service, consumer name)."""
@@ -160,6 +183,10 @@ class EventConsumer(Generic[P]):
                     message, gave_up.reason, gave_up.error, gave_up.attempts
                 ):
                     return
+                if self._on_dead_letter is not None:
+                    await self._on_dead_letter(
+                        event, GaveUp(gave_up.reason, gave_up.error, gave_up.attempts)
+                    )
                 outcome = "dead_lettered"
             HANDLER_SECONDS.labels(service, self.spec.topic).observe(time.perf_counter() - started)
             await self._processed.mark(self.name, event_id, outcome)

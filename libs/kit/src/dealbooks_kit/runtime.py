@@ -3,6 +3,8 @@ consumers and the HTTP surface (health, readiness, metrics, AsyncAPI docs, the s
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -16,10 +18,11 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from dealbooks_kit import metrics
-from dealbooks_kit.consumer import PROCESSED_INDEXES, EventConsumer, Handler, P
+from dealbooks_kit.consumer import PROCESSED_INDEXES, DeadLetterHook, EventConsumer, Handler, P
 from dealbooks_kit.kafka import EventPublisher, make_broker
 from dealbooks_kit.logging import configure_logging, get_logger
 from dealbooks_kit.mongo import IndexSpec, ensure_indexes, make_mongo_client, ping
+from dealbooks_kit.outbox import Outbox, outbox_index
 from dealbooks_kit.settings import KitSettings
 
 log = get_logger(__name__)
@@ -56,11 +59,20 @@ class ServiceRuntime:
         self.publisher = EventPublisher(self.broker, settings)
         self.indexes: list[IndexSpec] = [*PROCESSED_INDEXES, *indexes]
         self.consumers: list[EventConsumer[Any]] = []
+        self.outbox = Outbox(self.db, self.publisher)
+        self._relay_task: asyncio.Task[None] | None = None
 
     def consume(
-        self, name: str, payload: type[P], handler: Handler[P], **subscriber_options: Any
+        self,
+        name: str,
+        payload: type[P],
+        handler: Handler[P],
+        *,
+        on_dead_letter: DeadLetterHook[P] | None = None,
+        **subscriber_options: Any,
     ) -> EventConsumer[P]:
-        """Subscribe `handler` to the topic of `payload` under the kit's delivery rules."""
+        """Subscribe `handler` to the topic of `payload` under the kit's delivery rules;
+        `on_dead_letter` hears of every decoded event the consumer gave up on."""
         consumer = EventConsumer(
             name=name,
             payload=payload,
@@ -68,14 +80,34 @@ class ServiceRuntime:
             settings=self.settings,
             db=self.db,
             publisher=self.publisher,
+            on_dead_letter=on_dead_letter,
         )
         consumer.subscribe(self.broker, **subscriber_options)
         self.consumers.append(consumer)
         return consumer
 
+    def use_outbox(self, *collections: str) -> Outbox:
+        """Relay the outbox of documents in `collections`, periodically while running."""
+        self.outbox.watch(*collections)
+        self.indexes.extend(outbox_index(c) for c in collections)
+        return self.outbox
+
     async def prepare(self) -> None:
         """Create the service's indexes (idempotent); runs before the broker starts."""
         await ensure_indexes(self.db, self.indexes)
+
+    async def start_relay(self) -> None:
+        """Start the periodic outbox pass (after the broker, which it publishes through)."""
+        if self.outbox.collections and self._relay_task is None:
+            interval = self.settings.outbox_relay_seconds
+            self._relay_task = asyncio.create_task(self.outbox.run(interval))
+
+    async def stop_relay(self) -> None:
+        if self._relay_task is not None:
+            self._relay_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._relay_task
+            self._relay_task = None
 
     async def ready(self) -> dict[str, bool]:
         return {
@@ -88,9 +120,11 @@ class ServiceRuntime:
         """Start consumers and the producer without HTTP (tests, workers); stop on exit."""
         await self.prepare()
         await self.broker.start()
+        await self.start_relay()
         try:
             yield self
         finally:
+            await self.stop_relay()
             await self.broker.stop()
             await self.mongo.close()
 
@@ -123,6 +157,8 @@ class ServiceRuntime:
             api=api,
             asgi_routes=[("/healthz", healthz), ("/readyz", readyz), ("/metrics", metrics_route)],
             on_startup=[self.prepare],
+            after_startup=[self.start_relay],
+            on_shutdown=[self.stop_relay],
             after_shutdown=[shutdown],
             specification=AsyncAPI(self.broker, title=title, version=version),
             asyncapi_path="/docs/asyncapi",

@@ -36,6 +36,8 @@ class KitSettings(BaseSettings):
     handler_attempts: int = 5
     handler_wait_initial: float = 0.2
     handler_wait_max: float = 5.0
+    # Period of the pass that publishes outbox entries a failed or crashed relay left behind.
+    outbox_relay_seconds: float = Field(default=5.0, gt=0)
 
     @property
     def database_name(self) -> str:

@@ -1,0 +1,116 @@
+"""Events stored with the state change that causes them, then relayed to Kafka.
+
+A handler appends its events to an `outbox` array in the same single-document update that
+records its state change (`push(events)` gives the clause), so the two cannot diverge without
+multi-document transactions. `Outbox.relay` then publishes each entry in order and, once
+Kafka acknowledged it, removes that exact entry; a crash in between leaves it for the next
+relay, which publishes the same envelope (same id) again and consumers drop the duplicate.
+A periodic pass (`relay_pending`) publishes whatever a failed or crashed relay left behind.
+
+Built for the MongoDB-wire subset: `$pull` removes whole elements by equality only, and
+conditional updates are not isolated across connections, so nothing here depends on one;
+two relays racing on one document at worst publish an event twice, never lose it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from dealbooks_contracts import Envelope, decode
+from pymongo.asynchronous.database import AsyncDatabase
+
+from dealbooks_kit.kafka import EventPublisher
+from dealbooks_kit.logging import get_logger
+from dealbooks_kit.mongo import IndexSpec
+
+log = get_logger(__name__)
+
+OUTBOX_FIELD = "outbox"
+Doc = dict[str, Any]
+
+
+def outbox_entry(event: Envelope[Any]) -> Doc:
+    """How one event is stored in a document's outbox."""
+    return {"id": str(event.id), "event": event.to_bytes().decode()}
+
+
+def push(events: Sequence[Envelope[Any]]) -> Doc:
+    """The `$push` clause appending `events` to a document's outbox; merge it into the update
+    that records the state change."""
+    return {"$push": {OUTBOX_FIELD: {"$each": [outbox_entry(e) for e in events]}}}
+
+
+def outbox_index(collection: str) -> IndexSpec:
+    """The index the periodic pass uses to find documents with pending events."""
+    return IndexSpec(collection, [(f"{OUTBOX_FIELD}.id", 1)], name="outbox")
+
+
+class Outbox:
+    """Publishes the outbox entries of documents in the collections it watches."""
+
+    def __init__(
+        self,
+        db: AsyncDatabase[Doc],
+        publisher: EventPublisher,
+        collections: Iterable[str] = (),
+    ) -> None:
+        self._db = db
+        self._publisher = publisher
+        self.collections: list[str] = list(dict.fromkeys(collections))
+
+    def watch(self, *collections: str) -> None:
+        """Include `collections` in the periodic pass."""
+        for name in collections:
+            if name not in self.collections:
+                self.collections.append(name)
+
+    async def relay(self, collection: str, doc_id: Any) -> int:
+        """Publish one document's pending events in order, removing each once Kafka acked it.
+
+        Returns how many were published. A failed publish raises and leaves that entry and
+        the ones after it in place, for a later relay.
+        """
+        doc = await self._db[collection].find_one({"_id": doc_id}, {OUTBOX_FIELD: 1})
+        entries: list[Doc] = list((doc or {}).get(OUTBOX_FIELD) or [])
+        for entry in entries:
+            await self._publisher.publish(decode(entry["event"]))
+            # The entry exactly as read: entries appended meanwhile stay untouched.
+            await self._db[collection].update_one({"_id": doc_id}, {"$pull": {OUTBOX_FIELD: entry}})
+        return len(entries)
+
+    async def relay_pending(self, limit: int = 100) -> int:
+        """One pass over every watched collection; returns how many events were published.
+
+        A document whose relay fails is logged and left for the next pass.
+        """
+        published = 0
+        for collection in self.collections:
+            cursor = (
+                self._db[collection]
+                .find({f"{OUTBOX_FIELD}.0": {"$exists": True}}, {"_id": 1})
+                .limit(limit)
+            )
+            for doc_id in [doc["_id"] async for doc in cursor]:
+                try:
+                    published += await self.relay(collection, doc_id)
+                except Exception as exc:
+                    log.warning(
+                        "outbox relay failed; the next pass retries",
+                        collection=collection,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+        return published
+
+    async def run(self, interval_seconds: float) -> None:
+        """Relay leftovers now and then every `interval_seconds`, until cancelled."""
+        while True:
+            try:
+                await self.relay_pending()
+            except Exception as exc:  # the database is away: the next pass tries again
+                log.warning("outbox pass failed", error=f"{type(exc).__name__}: {exc}")
+            await asyncio.sleep(interval_seconds)
+
+
+__all__ = ["OUTBOX_FIELD", "Outbox", "outbox_entry", "outbox_index", "push"]

@@ -1,0 +1,153 @@
+"""The outbox, proven on a real Kafka broker and a MongoDB-wire server: state and events are
+written in one update, relayed in order, removed entry by entry, and leftovers are retried."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from dealbooks_contracts import ContactSynced, Envelope, SyncAction, SyncTrigger, Tenant
+from dealbooks_kit import KitSettings, Outbox, ServiceRuntime, push
+
+pytestmark = pytest.mark.integration
+
+STATES = "sync_states"
+
+
+def synced(customer_id: str) -> Envelope[ContactSynced]:
+    return Envelope.build(
+        ContactSynced(
+            action=SyncAction.UPDATED,
+            trigger=SyncTrigger.WEBHOOK,
+            mapping_version=1,
+            qbo_customer_id=customer_id,
+            crm_contact_id=f"contact-{customer_id}",
+        ),
+        source="kit-test",
+        tenant=Tenant(portal_id="portal-1", account_id="realm-1"),
+    )
+
+
+class FlakyPublisher:
+    """Publishes through the real publisher, failing the first `failures` calls, and runs
+    `during_publish` (another writer) while an event is on its way."""
+
+    def __init__(self, real: Any, failures: int = 0) -> None:
+        self.real = real
+        self.failures = failures
+        self.during_publish: Any = None
+
+    async def publish(self, event: Envelope[Any]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("broker unreachable")
+        if self.during_publish is not None:
+            writer, self.during_publish = self.during_publish, None
+            await writer()
+        await self.real.publish(event)
+
+
+@pytest.fixture
+async def runtime(
+    kafka_bootstrap: str, mongo_uri: str, namespace: str, kafka_supports_idempotence: bool
+) -> AsyncIterator[ServiceRuntime]:
+    settings = KitSettings(
+        service_name="kit-test",
+        kafka_bootstrap=kafka_bootstrap,
+        mongodb_uri=mongo_uri,
+        mongodb_database=namespace,
+        topic_prefix=f"{namespace}.",
+        kafka_idempotence=kafka_supports_idempotence,
+        outbox_relay_seconds=0.2,
+    )
+    rt = ServiceRuntime(settings)
+    async with rt.running():
+        yield rt
+
+
+async def record_state(rt: ServiceRuntime, doc_id: str, *events: Envelope[Any]) -> None:
+    """A state change and the events it causes, in one single-document update."""
+    await rt.db[STATES].update_one(
+        {"_id": doc_id}, {"$set": {"state": "synced"}, **push(events)}, upsert=True
+    )
+
+
+async def published(rt: ServiceRuntime, bootstrap: str, count: int) -> list[str]:
+    """Ids of the first `count` contact.synced events on the topic, in order."""
+    consumer = AIOKafkaConsumer(
+        rt.settings.topic("contact.synced.v1"),
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
+    await consumer.start()
+    ids: list[str] = []
+    try:
+        async with asyncio.timeout(30):
+            while len(ids) < count:
+                batch = await consumer.getmany(timeout_ms=300)
+                for records in batch.values():
+                    ids += [str(Envelope[ContactSynced].from_bytes(r.value).id) for r in records]
+    finally:
+        await consumer.stop()
+    return ids
+
+
+async def pending(rt: ServiceRuntime, doc_id: str) -> list[str]:
+    doc = await rt.db[STATES].find_one({"_id": doc_id})
+    return [entry["id"] for entry in (doc or {}).get("outbox", [])]
+
+
+async def test_events_written_with_the_state_are_published_in_order_then_removed(
+    runtime: ServiceRuntime, kafka_bootstrap: str
+) -> None:
+    first, second = synced("c1"), synced("c2")
+    await record_state(runtime, "doc-1", first, second)
+
+    assert await runtime.outbox.relay(STATES, "doc-1") == 2
+
+    assert await published(runtime, kafka_bootstrap, 2) == [str(first.id), str(second.id)]
+    assert await pending(runtime, "doc-1") == []
+    assert (await runtime.db[STATES].find_one({"_id": "doc-1"}) or {})["state"] == "synced"
+
+
+async def test_event_appended_while_relaying_stays_for_the_next_relay(
+    runtime: ServiceRuntime, kafka_bootstrap: str
+) -> None:
+    first, late = synced("c3"), synced("c4")
+    await record_state(runtime, "doc-2", first)
+    racing = FlakyPublisher(runtime.publisher)
+    racing.during_publish = lambda: record_state(runtime, "doc-2", late)
+
+    await Outbox(runtime.db, racing).relay(STATES, "doc-2")  # type: ignore[arg-type]
+
+    assert await pending(runtime, "doc-2") == [str(late.id)]
+    await runtime.outbox.relay(STATES, "doc-2")
+    assert await published(runtime, kafka_bootstrap, 2) == [str(first.id), str(late.id)]
+    assert await pending(runtime, "doc-2") == []
+
+
+async def test_failed_relay_keeps_the_events_and_the_periodic_pass_publishes_them(
+    runtime: ServiceRuntime, kafka_bootstrap: str
+) -> None:
+    event = synced("c5")
+    await record_state(runtime, "doc-3", event)
+    broken = Outbox(runtime.db, FlakyPublisher(runtime.publisher, failures=1))  # type: ignore[arg-type]
+
+    with pytest.raises(ConnectionError):
+        await broken.relay(STATES, "doc-3")
+    assert await pending(runtime, "doc-3") == [str(event.id)]
+
+    runtime.use_outbox(STATES)  # watched from now on: the running pass picks it up
+    await runtime.start_relay()
+    assert await published(runtime, kafka_bootstrap, 1) == [str(event.id)]
+
+    async def drained() -> bool:
+        return await pending(runtime, "doc-3") == []
+
+    async with asyncio.timeout(30):
+        while not await drained():
+            await asyncio.sleep(0.05)
