@@ -7,7 +7,12 @@ One way to do each thing: `RetryPolicy` decides whether and when to retry,
 """
 
 from dealbooks_http._budget import RateBudget
-from dealbooks_http._connector import AccountUnavailable, ConnectorTokenProvider, PortalTokens
+from dealbooks_http._connector import (
+    AccountUnavailable,
+    ConnectorTokenProvider,
+    PortalTokens,
+    RealmTokens,
+)
 from dealbooks_http._retry import (
     RETRYABLE_STATUS,
     RetryableHTTPError,
@@ -22,6 +27,7 @@ __all__ = [
     "ConnectorTokenProvider",
     "PortalTokens",
     "RateBudget",
+    "RealmTokens",
     "RetryPolicy",
     "RetryableHTTPError",
     "StaticTokenProvider",

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import httpx
@@ -68,6 +69,11 @@ class ConnectorTokenProvider:
         """The token provider for one portal's QuickBooks accounts."""
         return PortalTokens(self, portal_id)
 
+    def by_realm(self, portal_of: Callable[[str], Awaitable[str | None]]) -> RealmTokens:
+        """The `TokenProvider` (keyed by QBO realm id) for a process serving many portals with
+        one `QboClient`; `portal_of(realm_id)` names the portal the realm is connected to."""
+        return RealmTokens(self, portal_of)
+
     async def token_for(self, portal_id: str, realm_id: str) -> str:
         """A valid access token for the portal's account `realm_id`."""
         key = (portal_id, realm_id)
@@ -128,3 +134,33 @@ class PortalTokens:
     async def invalidate(self, key: str, token: str) -> None:
         """QBO rejected `token` for realm `key`."""
         await self._provider.invalidate_for(self.portal_id, key, token)
+
+
+class RealmTokens:
+    """`TokenProvider` keyed by QBO realm id, for a process that serves every portal.
+
+    Each realm's portal comes from `portal_of` (the service's own record of connected
+    accounts); a realm no portal is known for raises `AccountUnavailable`.
+    """
+
+    def __init__(
+        self,
+        provider: ConnectorTokenProvider,
+        portal_of: Callable[[str], Awaitable[str | None]],
+    ) -> None:
+        self._provider = provider
+        self._portal_of = portal_of
+
+    async def _portal(self, realm_id: str) -> str:
+        portal_id = await self._portal_of(realm_id)
+        if portal_id is None:
+            raise AccountUnavailable("(none)", realm_id, reauth_required=False)
+        return portal_id
+
+    async def token(self, key: str) -> str:
+        """A valid access token for realm `key`."""
+        return await self._provider.token_for(await self._portal(key), key)
+
+    async def invalidate(self, key: str, token: str) -> None:
+        """QBO rejected `token` for realm `key`."""
+        await self._provider.invalidate_for(await self._portal(key), key, token)
