@@ -499,6 +499,44 @@ async def test_read_quote_returns_line_items_contacts_company_and_deal(crm: Port
     assert [c.id for c in details.companies] == [company.id]
 
 
+async def test_read_deal_returns_line_items_contacts_and_companies(crm: PortalCrm) -> None:
+    contact = await crm.create("contacts", {"email": "payer@x.example", "firstname": "Pat"})
+    company = await crm.create("companies", {"name": "Payer Ltd"})
+    deal = await crm.create(
+        "deals",
+        {"dealname": "Direct", "amount": Decimal("150.00")},
+        associations=[
+            (contact.id, AssociationTypes.DEAL_TO_CONTACT),
+            (company.id, AssociationTypes.DEAL_TO_COMPANY_PRIMARY),
+        ],
+    )
+    for name, price in (("Setup", Decimal("100.00")), ("Support", Decimal("50.00"))):
+        await crm.create(
+            "line_items",
+            {"name": name, "quantity": 1, "price": price},
+            associations=[(deal.id, AssociationTypes.LINE_ITEM_TO_DEAL)],
+        )
+
+    details = await crm.read_deal(deal.id)
+
+    assert details.deal.get("dealname") == "Direct"
+    assert [li.get("name") for li in details.line_items] == ["Setup", "Support"]
+    assert [li.decimal("price") for li in details.line_items] == [
+        Decimal("100.00"),
+        Decimal("50.00"),
+    ]
+    assert [c.get("firstname") for c in details.contacts] == ["Pat"]
+    assert [c.get("name") for c in details.companies] == ["Payer Ltd"]
+
+
+async def test_deal_without_associations_reads_with_empty_lists(crm: PortalCrm) -> None:
+    deal = await crm.create("deals", {"dealname": "Bare"})
+
+    details = await crm.read_deal(deal.id)
+
+    assert (details.line_items, details.contacts, details.companies) == ([], [], [])
+
+
 # ---- tenant isolation --------------------------------------------------------------------------
 
 

@@ -24,6 +24,7 @@ from dealbooks_crm._models import (
     AssociatedObject,
     BatchResult,
     CrmObject,
+    DealDetails,
     Property,
     PropertyDefinition,
     PropertyGroup,
@@ -663,6 +664,18 @@ class PortalCrm:
         base = self._paths.object_associations(from_type, from_id)
         await self._call("DELETE", f"{base}/{to_type}/{to_id}")
 
+    async def _associated(
+        self, record: CrmObject, object_type: str, properties: list[str]
+    ) -> list[CrmObject]:
+        """The records of `object_type` associated with `record` (read with `associations=`),
+        in association order, with one batch read."""
+        ids = record.associated_ids(object_type)
+        if not ids:
+            return []
+        result = await self.batch_read(object_type, ids, properties=properties)
+        order = {object_id: n for n, object_id in enumerate(ids)}
+        return sorted(result.results, key=lambda r: order.get(r.id, len(order)))
+
     async def read_quote(self, quote_id: str) -> QuoteDetails:
         """A quote with its line items, contacts, companies and deal (one read plus one
         batch read per associated type)."""
@@ -672,20 +685,11 @@ class PortalCrm:
             properties=QUOTE_PROPERTIES,
             associations=["line_items", "contacts", "companies", "deals"],
         )
-
-        async def load(object_type: str, properties: list[str]) -> list[CrmObject]:
-            ids = quote.associated_ids(object_type)
-            if not ids:
-                return []
-            result = await self.batch_read(object_type, ids, properties=properties)
-            order = {object_id: n for n, object_id in enumerate(ids)}
-            return sorted(result.results, key=lambda r: order.get(r.id, len(order)))
-
         line_items, contacts, companies, deals = await asyncio.gather(
-            load("line_items", LINE_ITEM_PROPERTIES),
-            load("contacts", CONTACT_PROPERTIES),
-            load("companies", COMPANY_PROPERTIES),
-            load("deals", DEAL_PROPERTIES),
+            self._associated(quote, "line_items", LINE_ITEM_PROPERTIES),
+            self._associated(quote, "contacts", CONTACT_PROPERTIES),
+            self._associated(quote, "companies", COMPANY_PROPERTIES),
+            self._associated(quote, "deals", DEAL_PROPERTIES),
         )
         return QuoteDetails(
             quote=quote,
@@ -694,6 +698,22 @@ class PortalCrm:
             companies=companies,
             deal=deals[0] if deals else None,
         )
+
+    async def read_deal(self, deal_id: str) -> DealDetails:
+        """A deal with its line items, contacts and companies (one read plus one batch read
+        per associated type), as an invoice drafted from the deal needs them."""
+        deal = await self.get(
+            "deals",
+            deal_id,
+            properties=DEAL_PROPERTIES,
+            associations=["line_items", "contacts", "companies"],
+        )
+        line_items, contacts, companies = await asyncio.gather(
+            self._associated(deal, "line_items", LINE_ITEM_PROPERTIES),
+            self._associated(deal, "contacts", CONTACT_PROPERTIES),
+            self._associated(deal, "companies", COMPANY_PROPERTIES),
+        )
+        return DealDetails(deal=deal, line_items=line_items, contacts=contacts, companies=companies)
 
     async def account_details(self) -> AccountDetails:
         """Portal id, time zone and company currency of the portal."""

@@ -272,6 +272,15 @@ class QuoteDetails(_Model):
     deal: CrmObject | None = None
 
 
+class DealDetails(_Model):
+    """A deal with its line items, contacts and companies, read together."""
+
+    deal: CrmObject
+    line_items: list[CrmObject] = Field(default_factory=list)
+    contacts: list[CrmObject] = Field(default_factory=list)
+    companies: list[CrmObject] = Field(default_factory=list)
+
+
 class AccountDetails(_Model):
     portal_id: int = Field(alias="portalId")
     time_zone: str | None = Field(None, alias="timeZone")
