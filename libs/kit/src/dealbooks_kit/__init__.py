@@ -1,6 +1,7 @@
 """dealbooks service kit: the one way each service does settings, logging, Kafka, MongoDB,
 idempotent consumption, dead letters, the outbox, health, readiness, metrics and AsyncAPI docs."""
 
+from dealbooks_kit.access import ApiAccessSettings, ApiTokens, api_tokens
 from dealbooks_kit.consumer import DeadLetterHook, EventConsumer, GaveUp, ProcessedEvents
 from dealbooks_kit.errors import PermanentError, TransientError
 from dealbooks_kit.kafka import EventPublisher, make_broker
@@ -11,6 +12,8 @@ from dealbooks_kit.runtime import ServiceApp, ServiceRuntime, serve
 from dealbooks_kit.settings import KitSettings
 
 __all__ = [
+    "ApiAccessSettings",
+    "ApiTokens",
     "DeadLetterHook",
     "EventConsumer",
     "EventPublisher",
@@ -23,6 +26,7 @@ __all__ = [
     "ServiceApp",
     "ServiceRuntime",
     "TransientError",
+    "api_tokens",
     "configure_logging",
     "ensure_indexes",
     "get_logger",

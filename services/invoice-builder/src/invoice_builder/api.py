@@ -94,7 +94,7 @@ def build_api(service: Service) -> Starlette:
         proposal = None
         deal_id = request.query_params.get("deal_id")
         if deal_id:
-            party = await handlers.crm.party(account.portal_id, "deals", deal_id)
+            party = await handlers.crm_party(account.portal_id, "deals", deal_id)
             match = domain.match_customer(party, candidates)
             if match:
                 proposal = {
@@ -120,6 +120,7 @@ def build_api(service: Service) -> Starlette:
             return _error(404, "account not connected to this portal")
         kind = request.path_params["kind"]
         company = handlers.qbo.company(account.realm_id)
+        out: list[dict[str, Any]]
         if kind == "items":
             rows = await company.query_all("SELECT * FROM Item")
             out = [{"id": r.Id, "name": r.Name, "unit_price": str(r.UnitPrice or 0)}
@@ -155,7 +156,7 @@ def build_api(service: Service) -> Starlette:
             lines = _LINES.validate_python(body["lines"])
         else:
             parent = ("quotes", str(quote_id)) if quote_id else ("deals", deal_id)
-            items = await handlers.crm.line_items(
+            items = await handlers.crm_lines(
                 account.portal_id, parent[0], parent[1], account.home_currency
             )
             links = await store.product_links(account.portal_id, account.realm_id)
@@ -173,7 +174,7 @@ def build_api(service: Service) -> Starlette:
             customer = body["customer"]
         else:
             parent_type, parent_id = ("quotes", str(quote_id)) if quote_id else ("deals", deal_id)
-            party = await handlers.crm.party(account.portal_id, parent_type, parent_id)
+            party = await handlers.crm_party(account.portal_id, parent_type, parent_id)
             customer = await handlers.customer_choice(account.portal_id, account.realm_id, party)
         return InvoiceRequested.model_validate(
             {
@@ -203,7 +204,7 @@ def build_api(service: Service) -> Starlette:
             return JSONResponse({"problem": _rejection(built)})
         quote = None
         if built.quote_id:
-            quote = await handlers.crm.quote(account.portal_id, built.quote_id)
+            quote = await handlers.quote_facts(account.portal_id, built.quote_id)
         problem = domain.validate_request(
             built, account, today=handlers.today(), now=handlers.now(), quote=quote
         ) or domain.check_currency(built.lines[0].unit_price.currency, None, account)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import httpx
 from dealbooks_contracts import (
     AccountConnected,
     AccountDisconnected,
@@ -13,30 +12,31 @@ from dealbooks_contracts import (
     InvoiceRequested,
     ProductSynced,
 )
-from dealbooks_http import StaticTokenProvider, TokenProvider
-from dealbooks_kit import ServiceApp, ServiceRuntime
+from dealbooks_crm import CrmClient
+from dealbooks_http import TokenProvider
+from dealbooks_kit import ApiTokens, ServiceApp, ServiceRuntime, api_tokens
 from dealbooks_qbo import QboClient
 
 from invoice_builder.api import build_api
-from invoice_builder.crm import CrmReader
 from invoice_builder.handlers import InvoiceBuilder
 from invoice_builder.settings import InvoiceBuilderSettings
-from invoice_builder.store import INDEXES, Store
+from invoice_builder.store import AUTO_DRAFTS, INDEXES, REQUESTS, Store
 
 
 @dataclass
 class Service:
-    """One invoice-builder process: its runtime, handlers and HTTP clients."""
+    """One invoice-builder process: its runtime, handlers and API clients."""
 
     settings: InvoiceBuilderSettings
     runtime: ServiceRuntime
     handlers: InvoiceBuilder
     store: Store
-    http: httpx.AsyncClient
+    tokens: ApiTokens
 
     async def aclose(self) -> None:
         await self.handlers.qbo.aclose()
-        await self.http.aclose()
+        await self.handlers.crm.aclose()
+        await self.tokens.aclose()
 
 
 def build_service(
@@ -45,27 +45,38 @@ def build_service(
     qbo_tokens: TokenProvider | None = None,
     crm_tokens: TokenProvider | None = None,
 ) -> Service:
-    """Everything the process needs; token providers are injected (connector-auth in production)."""
+    """Everything the process needs. Tokens come from the settings (connector-auth for QBO);
+    tests may inject providers instead."""
     runtime = ServiceRuntime(settings, indexes=INDEXES)
-    http = httpx.AsyncClient(timeout=30.0)
-    store = Store(runtime.db, runtime.publisher)
+    store = Store(runtime.db, runtime.use_outbox(REQUESTS, AUTO_DRAFTS))
+    tokens = (
+        ApiTokens(qbo=qbo_tokens, crm=crm_tokens)
+        if qbo_tokens is not None and crm_tokens is not None
+        else api_tokens(settings, store.portal_of_realm)
+    )
     handlers = InvoiceBuilder(
         store=store,
-        qbo=QboClient(
-            settings.qbo_base_url, qbo_tokens or StaticTokenProvider(settings.qbo_tokens)
-        ),
-        crm=CrmReader(
-            settings.crm_base_url, crm_tokens or StaticTokenProvider(settings.crm_tokens), http
-        ),
+        qbo=QboClient(settings.qbo_base_url, tokens.qbo),
+        crm=CrmClient(tokens.crm, base_url=settings.crm_base_url),
         crash_after_qbo_create=settings.crash_after_qbo_create,
     )
     runtime.consume("account-connected", AccountConnected, handlers.on_account_connected)
     runtime.consume("account-disconnected", AccountDisconnected, handlers.on_account_disconnected)
     runtime.consume("product-links", ProductSynced, handlers.on_product_synced)
-    runtime.consume("invoice-requests", InvoiceRequested, handlers.on_invoice_requested)
-    runtime.consume("link-requests", InvoiceLinkRequested, handlers.on_link_requested)
+    runtime.consume(
+        "invoice-requests",
+        InvoiceRequested,
+        handlers.on_invoice_requested,
+        on_dead_letter=handlers.on_request_given_up,
+    )
+    runtime.consume(
+        "link-requests",
+        InvoiceLinkRequested,
+        handlers.on_link_requested,
+        on_dead_letter=handlers.on_request_given_up,
+    )
     runtime.consume("auto-draft-rules", CrmObjectChanged, handlers.on_crm_object_changed)
-    return Service(settings, runtime, handlers, store, http)
+    return Service(settings, runtime, handlers, store, tokens)
 
 
 def build_app(settings: InvoiceBuilderSettings | None = None) -> ServiceApp:

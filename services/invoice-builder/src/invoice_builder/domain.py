@@ -74,6 +74,23 @@ class Rejection:
 # ---------------------------------------------------------------------------------- requests
 
 
+def rejection_for_failure(*, permanent: bool) -> Rejection:
+    """What the user hears when dealbooks gave up on their request: QuickBooks (or a service
+    the request needs) kept failing until the retries ran out, or something retrying cannot fix.
+    Either way the invoice may exist if the failure came after QuickBooks created it."""
+    if permanent:
+        return Rejection(
+            RejectionCode.REQUEST_FAILED,
+            "dealbooks could not process this request. Check QuickBooks for the invoice "
+            "before submitting it again, and contact support if this repeats.",
+        )
+    return Rejection(
+        RejectionCode.QBO_UNAVAILABLE,
+        "QuickBooks did not respond after repeated attempts. Check QuickBooks for the invoice "
+        "before submitting it again in a few minutes.",
+    )
+
+
 def custom_numbers_rejection(account: AccountFacts) -> Rejection:
     """The refusal for a company that numbers its invoices by hand, saying how to fix it."""
     return Rejection(

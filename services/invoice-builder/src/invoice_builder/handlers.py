@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from dealbooks_contracts import (
     AccountConnected,
@@ -36,7 +36,16 @@ from dealbooks_contracts import (
     RejectionCode,
     Tenant,
 )
-from dealbooks_kit import PermanentError, TransientError, get_logger
+from dealbooks_crm import (
+    CrmClient,
+    CrmError,
+    CrmNotFound,
+    CrmObject,
+    CrmRateLimited,
+    CrmUnavailable,
+)
+from dealbooks_http import AccountUnavailable
+from dealbooks_kit import GaveUp, PermanentError, TransientError, get_logger
 from dealbooks_qbo import (
     AuthRevoked,
     Customer,
@@ -52,12 +61,12 @@ from dealbooks_qbo import (
 )
 
 from invoice_builder import domain
-from invoice_builder.crm import CrmReader
-from invoice_builder.domain import AccountFacts, CrmParty, Rejection
+from invoice_builder.domain import AccountFacts, CrmLineItem, CrmParty, QuoteFacts, Rejection
 from invoice_builder.store import AUTO_DRAFTS, DRAFTED, FINAL, LINKED, REJECTED, REQUESTS, Store
 
 SOURCE = "invoice-builder"
 log = get_logger(__name__)
+T = TypeVar("T")
 
 
 def _today() -> date:
@@ -93,7 +102,7 @@ class InvoiceBuilder:
 
     store: Store
     qbo: QboClient
-    crm: CrmReader
+    crm: CrmClient
     today: Callable[[], date] = _today
     now: Callable[[], datetime] = _now
     crash_after_qbo_create: bool = False
@@ -132,7 +141,7 @@ class InvoiceBuilder:
         try:
             quote = None
             if request.quote_id and account is not None:
-                quote = await self.crm.quote(event.tenant.portal_id, request.quote_id)
+                quote = await self.quote_facts(event.tenant.portal_id, request.quote_id)
             rejection = domain.validate_request(
                 request, account, today=self.today(), now=self.now(), quote=quote
             )
@@ -227,6 +236,7 @@ class InvoiceBuilder:
         return await self._new_customer(event, company, choice)
 
     async def _existing(self, company: QboCompany, customer_id: str) -> Customer:
+        customer: Customer | None
         try:
             customer = await _qbo(company.read(Customer, customer_id))
         except NotFound:
@@ -334,6 +344,17 @@ class InvoiceBuilder:
             },
             [Envelope.build(rejected, source=SOURCE, caused_by=event)],
         )
+
+    async def on_request_given_up(
+        self, event: Envelope[InvoiceRequested] | Envelope[InvoiceLinkRequested], gave_up: GaveUp
+    ) -> None:
+        """A user started this request and the consumer gave up on it (dead-lettered): tell
+        them, instead of leaving it pending for ever."""
+        existing = await self.store.request(str(event.data.request_id))
+        if existing and existing.get("status") in FINAL:
+            await self.store.relay(REQUESTS, str(event.data.request_id))
+            return
+        await self._reject(event, domain.rejection_for_failure(permanent=gave_up.permanent))
 
     # ------------------------------------------------------------------ link requests
 
@@ -470,14 +491,14 @@ class InvoiceBuilder:
         if account is None:
             raise PermanentError(f"auto-draft rule {rule.rule_id}: account {rule.realm_id} unknown")
         currency = account.home_currency
-        items = await self.crm.line_items(rule.portal_id, "deals", deal_id, currency)
+        items = await self.crm_lines(rule.portal_id, "deals", deal_id, currency)
         links = await self.store.product_links(rule.portal_id, rule.realm_id)
         lines = domain.lines_from_crm(
             items, links, rule.chosen_items, default_tax_code=rule.default_tax_code
         )
         if isinstance(lines, Rejection):
             raise PermanentError(f"auto-draft rule {rule.rule_id}, deal {deal_id}: {lines.message}")
-        party = await self.crm.party(rule.portal_id, "deals", deal_id)
+        party = await self.crm_party(rule.portal_id, "deals", deal_id)
         customer = await self.customer_choice(rule.portal_id, rule.realm_id, party)
         return InvoiceRequested(
             request_id=domain.auto_draft_request_id(rule.portal_id, deal_id),
@@ -487,6 +508,60 @@ class InvoiceBuilder:
             lines=lines,
             terms_id=rule.terms_id,
             rule_id=rule.rule_id,
+        )
+
+    # ------------------------------------------------------------------ CRM reads
+
+    async def quote_facts(self, portal_id: str, quote_id: str) -> QuoteFacts | None:
+        """A quote's status and expiry, or None when it does not exist."""
+        try:
+            quote = await _crm(
+                self.crm.portal(portal_id).get("quotes", quote_id, properties=_QUOTE_FACTS)
+            )
+        except CrmNotFound:
+            return None
+        return QuoteFacts(
+            quote_id=quote_id,
+            status=quote.get("hs_status"),
+            expires_at=_crm_datetime(quote.get("hs_expiration_date")),
+            title=quote.get("hs_title"),
+            currency=quote.get("hs_currency"),
+        )  # fmt: skip
+
+    async def _crm_parts(
+        self, portal_id: str, parent_type: str, parent_id: str
+    ) -> tuple[list[CrmObject], list[CrmObject], list[CrmObject]]:
+        """Line items, contacts and companies of a deal or quote (empty when it is gone)."""
+        crm = self.crm.portal(portal_id)
+        try:
+            if parent_type == "quotes":
+                quote = await _crm(crm.read_quote(parent_id))
+                return quote.line_items, quote.contacts, quote.companies
+            deal = await _crm(crm.read_deal(parent_id))
+        except CrmNotFound:
+            return [], [], []
+        return deal.line_items, deal.contacts, deal.companies
+
+    async def crm_lines(
+        self, portal_id: str, parent_type: str, parent_id: str, currency: str
+    ) -> list[CrmLineItem]:
+        """The line items of a deal or a quote, in id order."""
+        items, _, _ = await self._crm_parts(portal_id, parent_type, parent_id)
+        ordered = sorted(items, key=lambda li: li.id.rjust(20, "0"))
+        return [_line_item(li, currency) for li in ordered]
+
+    async def crm_party(self, portal_id: str, parent_type: str, parent_id: str) -> CrmParty:
+        """The contact and company of a deal or quote (the first associated of each)."""
+        _, contacts, companies = await self._crm_parts(portal_id, parent_type, parent_id)
+        contact = contacts[0] if contacts else None
+        company = companies[0] if companies else None
+        return CrmParty(
+            email=contact.get("email") if contact else None,
+            first_name=contact.get("firstname") if contact else None,
+            last_name=contact.get("lastname") if contact else None,
+            company_name=company.get("name") if company else None,
+            crm_contact_id=contact.id if contact else None,
+            crm_company_id=company.id if company else None,
         )
 
     async def customer_choice(
@@ -513,6 +588,44 @@ class InvoiceBuilder:
         return [_candidate(r) for r in rows if isinstance(r, Customer)]
 
 
+_QUOTE_FACTS = ["hs_status", "hs_expiration_date", "hs_title", "hs_currency"]
+
+
+def _crm_datetime(raw: str | None) -> datetime | None:
+    """CRM datetimes come as ISO-8601 or epoch milliseconds."""
+    if not raw:
+        return None
+    if raw.isdigit():
+        return datetime.fromtimestamp(int(raw) / 1000, tz=UTC)
+    value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _line_item(item: CrmObject, currency: str) -> CrmLineItem:
+    quantity, price = item.decimal("quantity"), item.decimal("price")
+    return CrmLineItem(
+        line_item_id=item.id,
+        name=item.get("name"),
+        quantity=Decimal("1") if quantity is None else quantity,
+        price=Decimal("0") if price is None else price,
+        currency=item.get("hs_line_item_currency_code") or currency,
+        crm_product_id=item.get("hs_product_id"),
+        description=item.get("description"),
+    )
+
+
+async def _crm(call: Awaitable[T]) -> T:
+    """Await a CRM call: outlasted rate limits and outages retry, refusals dead-letter."""
+    try:
+        return await call
+    except (CrmUnavailable, CrmRateLimited) as exc:
+        raise TransientError(f"CRM: {exc.message}") from exc
+    except CrmNotFound:
+        raise
+    except CrmError as exc:
+        raise PermanentError(f"CRM refused the call: {exc.message}") from exc
+
+
 def _candidate(c: Customer) -> domain.CustomerCandidate:
     return domain.CustomerCandidate(
         qbo_customer_id=str(c.Id),
@@ -537,6 +650,21 @@ async def _qbo(call: Any) -> Any:
             Rejection(
                 RejectionCode.ACCOUNT_REAUTH_REQUIRED,
                 "QuickBooks no longer accepts this connection; reconnect the company and retry.",
+                field="account",
+            )
+        ) from exc
+    except AccountUnavailable as exc:
+        code = (
+            RejectionCode.ACCOUNT_REAUTH_REQUIRED
+            if exc.reauth_required
+            else RejectionCode.ACCOUNT_NOT_CONNECTED
+        )
+        raise _Refused(
+            Rejection(
+                code,
+                "QuickBooks needs this company to be reconnected; reconnect it and retry."
+                if exc.reauth_required
+                else "This QuickBooks company is not connected to the portal.",
                 field="account",
             )
         ) from exc

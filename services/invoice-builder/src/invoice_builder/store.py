@@ -1,10 +1,8 @@
-"""invoice-builder's MongoDB collections, their indexes, and the outbox that keeps published
-events in step with state.
+"""invoice-builder's MongoDB collections and their indexes.
 
-Outbox: a handler writes its outcome and the events it causes into one document in one
-write, then publishes them and clears them. A crash in between leaves them in the document;
-the next run of the same handler publishes the very same envelopes (same ids), which
-consumers drop as duplicates. No multi-document transaction is needed.
+A request's outcome and the events it causes are written into one document in one update
+and relayed by the kit's outbox (`dealbooks_kit.outbox`): a crash in between leaves them for
+the next run of the handler or the periodic pass, with the very same envelope ids.
 """
 
 from __future__ import annotations
@@ -13,8 +11,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from dealbooks_contracts import AccountConnected, Envelope, decode
-from dealbooks_kit import EventPublisher, IndexSpec
+from dealbooks_contracts import AccountConnected, Envelope
+from dealbooks_kit import IndexSpec, Outbox, push
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -51,9 +49,9 @@ def _now() -> datetime:
 class Store:
     """Everything invoice-builder keeps, one method per question a handler asks."""
 
-    def __init__(self, db: AsyncDatabase[Doc], publisher: EventPublisher) -> None:
+    def __init__(self, db: AsyncDatabase[Doc], outbox: Outbox) -> None:
         self.db = db
-        self.publisher = publisher
+        self.outbox = outbox
 
     # ------------------------------------------------------------------ outbox
 
@@ -63,24 +61,14 @@ class Store:
         """Record an outcome and the events it causes in one write, then publish them."""
         await self.db[collection].update_one(
             {"_id": doc_id},
-            {
-                "$set": {**fields, "updated_at": _now()},
-                "$push": {"outbox": {"$each": [e.model_dump_json() for e in events]}},
-            },
+            {"$set": {**fields, "updated_at": _now()}, **push(events)},
             upsert=True,
         )
         await self.relay(collection, doc_id)
 
     async def relay(self, collection: str, doc_id: str) -> None:
-        """Publish what a document's outbox still holds, then clear what was published."""
-        doc = await self.db[collection].find_one({"_id": doc_id}, {"outbox": 1})
-        pending: list[str] = (doc or {}).get("outbox") or []
-        for raw in pending:
-            await self.publisher.publish(decode(raw))
-        if pending:
-            await self.db[collection].update_one(
-                {"_id": doc_id}, {"$pull": {"outbox": {"$in": pending}}}
-            )
+        """Publish what a document's outbox still holds."""
+        await self.outbox.relay(collection, doc_id)
 
     # ------------------------------------------------------------------ accounts
 
@@ -110,6 +98,11 @@ class Store:
     async def account(self, realm_id: str) -> AccountFacts | None:
         doc = await self.db[ACCOUNTS].find_one({"_id": realm_id})
         return _account(doc) if doc else None
+
+    async def portal_of_realm(self, realm_id: str) -> str | None:
+        """The portal a QuickBooks company is connected to (its tokens are asked for by both)."""
+        doc = await self.db[ACCOUNTS].find_one({"_id": realm_id}, {"portal_id": 1})
+        return str(doc["portal_id"]) if doc else None
 
     async def accounts_of(self, portal_id: str) -> list[AccountFacts]:
         cursor = self.db[ACCOUNTS].find({"portal_id": portal_id, "connected": True})

@@ -7,30 +7,29 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-import httpx
 from dealbooks_contracts import InvoiceDrafted, InvoiceLinked, QboEntityChanged
-from dealbooks_http import StaticTokenProvider, TokenProvider
-from dealbooks_kit import ServiceApp, ServiceRuntime, get_logger
+from dealbooks_crm import CrmClient
+from dealbooks_http import TokenProvider
+from dealbooks_kit import ApiTokens, ServiceApp, ServiceRuntime, api_tokens, get_logger
 from dealbooks_qbo import QboClient
 
 from status_tracker.api import build_api
-from status_tracker.crm import CrmWriter
 from status_tracker.handlers import StatusTracker
 from status_tracker.settings import StatusTrackerSettings
-from status_tracker.store import INDEXES, Store
+from status_tracker.store import INDEXES, PAYMENTS, TRACKED, Store
 
 log = get_logger(__name__)
 
 
 @dataclass
 class Service:
-    """One status-tracker process: its runtime, handlers, HTTP clients and sweep tasks."""
+    """One status-tracker process: its runtime, handlers, API clients and sweep tasks."""
 
     settings: StatusTrackerSettings
     runtime: ServiceRuntime
     handlers: StatusTracker
     store: Store
-    http: httpx.AsyncClient
+    tokens: ApiTokens
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start_sweeps(self) -> None:
@@ -50,7 +49,8 @@ class Service:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.handlers.qbo.aclose()
-        await self.http.aclose()
+        await self.handlers.crm.aclose()
+        await self.tokens.aclose()
 
 
 async def _every(seconds: float, sweep: Callable[[], Awaitable[int]]) -> None:
@@ -68,24 +68,25 @@ def build_service(
     qbo_tokens: TokenProvider | None = None,
     crm_tokens: TokenProvider | None = None,
 ) -> Service:
-    """Everything the process needs; token providers are injected (connector-auth in production)."""
+    """Everything the process needs. Tokens come from the settings (connector-auth for QBO);
+    tests may inject providers instead."""
     runtime = ServiceRuntime(settings, indexes=INDEXES)
-    http = httpx.AsyncClient(timeout=30.0)
-    store = Store(runtime.db, runtime.publisher)
+    store = Store(runtime.db, runtime.use_outbox(TRACKED, PAYMENTS))
+    tokens = (
+        ApiTokens(qbo=qbo_tokens, crm=crm_tokens)
+        if qbo_tokens is not None and crm_tokens is not None
+        else api_tokens(settings, store.portal_of_realm)
+    )
     handlers = StatusTracker(
         store=store,
-        qbo=QboClient(
-            settings.qbo_base_url, qbo_tokens or StaticTokenProvider(settings.qbo_tokens)
-        ),
-        crm=CrmWriter(
-            settings.crm_base_url, crm_tokens or StaticTokenProvider(settings.crm_tokens), http
-        ),
+        qbo=QboClient(settings.qbo_base_url, tokens.qbo),
+        crm=CrmClient(tokens.crm, base_url=settings.crm_base_url),
         payment_template_id=settings.payment_template_id,
     )
     runtime.consume("drafted", InvoiceDrafted, handlers.on_drafted)
     runtime.consume("linked", InvoiceLinked, handlers.on_linked)
     runtime.consume("qbo-changes", QboEntityChanged, handlers.on_entity_changed)
-    return Service(settings, runtime, handlers, store, http)
+    return Service(settings, runtime, handlers, store, tokens)
 
 
 def build_app(settings: StatusTrackerSettings | None = None) -> ServiceApp:

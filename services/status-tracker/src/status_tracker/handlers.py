@@ -8,11 +8,11 @@ for whatever webhooks were lost.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from dealbooks_contracts import (
     Envelope,
@@ -28,16 +28,42 @@ from dealbooks_contracts import (
     QboOperation,
     Tenant,
 )
-from dealbooks_kit import TransientError, get_logger
+from dealbooks_crm import (
+    CrmClient,
+    CrmError,
+    CrmRateLimited,
+    CrmUnavailable,
+    PropertyDefinition,
+    PropertyOption,
+    TimelineEvent,
+)
+from dealbooks_http import AccountUnavailable
+from dealbooks_kit import PermanentError, TransientError, get_logger
 from dealbooks_qbo import Deleted, Invoice, NotFound, Payment, QboClient, ServerError, Throttled
 
 from status_tracker import domain
-from status_tracker.crm import CrmWriter
 from status_tracker.domain import DealInvoice, InvoiceSnapshot
 from status_tracker.store import TRACKED, ConcurrentUpdate, Store, snapshot_of, stage_in
 
 SOURCE = "status-tracker"
 log = get_logger(__name__)
+T = TypeVar("T")
+
+PROPERTY_GROUP = "acct_invoicing"
+DEAL_PROPERTIES = [
+    PropertyDefinition(name=domain.AMOUNT_BILLED, label="Amount billed", type="number",
+                       field_type="number", group_name=PROPERTY_GROUP),
+    PropertyDefinition(name=domain.INVOICE_NUMBER, label="Invoice number", type="string",
+                       field_type="text", group_name=PROPERTY_GROUP),
+    PropertyDefinition(name=domain.RECIPIENT, label="Invoice recipient", type="string",
+                       field_type="text", group_name=PROPERTY_GROUP),
+    PropertyDefinition(name=domain.STATUS, label="Invoice status", type="enumeration",
+                       field_type="select", group_name=PROPERTY_GROUP,
+                       options=[PropertyOption(label=label, value=stage.value, display_order=i)
+                                for i, (stage, label) in enumerate(domain.STAGE_LABELS.items())]),
+    PropertyDefinition(name=domain.DUE_DATE, label="Invoice due date", type="date",
+                       field_type="date", group_name=PROPERTY_GROUP),
+]  # fmt: skip
 
 
 def _today() -> date:
@@ -70,6 +96,18 @@ async def _qbo(call: Any) -> Any:
         return await call
     except (Throttled, ServerError, TimeoutError) as exc:
         raise TransientError(str(exc)) from exc
+    except AccountUnavailable as exc:
+        raise PermanentError(str(exc)) from exc
+
+
+async def _crm(call: Awaitable[T]) -> T:
+    """Await a CRM call: outlasted rate limits and outages retry, refusals dead-letter."""
+    try:
+        return await call
+    except (CrmUnavailable, CrmRateLimited) as exc:
+        raise TransientError(f"CRM: {exc.message}") from exc
+    except CrmError as exc:
+        raise PermanentError(f"CRM refused the call: {exc.message}") from exc
 
 
 @dataclass
@@ -78,9 +116,13 @@ class StatusTracker:
 
     store: Store
     qbo: QboClient
-    crm: CrmWriter
+    crm: CrmClient
     payment_template_id: str
     today: Callable[[], date] = _today
+    # Per portal, fixed for the life of the process: the company currency, and whether the
+    # invoicing deal properties exist.
+    _currency: dict[str, str | None] = field(default_factory=dict)
+    _prepared: set[str] = field(default_factory=set)
 
     # ------------------------------------------------------------------ start tracking
 
@@ -230,7 +272,7 @@ class StatusTracker:
         )
         if chosen is None:
             return
-        portal_currency = await self.crm.company_currency(portal_id)
+        portal_currency = await self._company_currency(portal_id)
         reason = domain.currency_skip_reason(chosen.snapshot.currency, portal_currency)
         properties = domain.deal_properties(chosen)
         record = {
@@ -241,10 +283,26 @@ class StatusTracker:
             "skipped_reason": reason,
         }
         if reason is None:
-            await self.crm.update_deal(portal_id, deal_id, properties)
+            await self._prepare_deal_properties(portal_id)
+            await _crm(self.crm.portal(portal_id).set_deal_properties(deal_id, properties))
         else:
             log.info("deal properties not written", deal_id=deal_id, reason=reason)
         await self.store.save_projection(portal_id, deal_id, record)
+
+    async def _company_currency(self, portal_id: str) -> str | None:
+        if portal_id not in self._currency:
+            details = await _crm(self.crm.portal(portal_id).account_details())
+            self._currency[portal_id] = details.company_currency
+        return self._currency[portal_id]
+
+    async def _prepare_deal_properties(self, portal_id: str) -> None:
+        """Create the invoicing group and deal properties once per portal (idempotent)."""
+        if portal_id in self._prepared:
+            return
+        crm = self.crm.portal(portal_id)
+        await _crm(crm.ensure_property_group("deals", PROPERTY_GROUP, "Invoicing (QuickBooks)"))
+        await _crm(crm.ensure_properties("deals", DEAL_PROPERTIES))
+        self._prepared.add(portal_id)
 
     # ------------------------------------------------------------------ payments
 
@@ -306,15 +364,13 @@ class StatusTracker:
                 change=application.change,
                 method=method,
             )
-            await self.crm.timeline_event(
-                doc["portal_id"],
-                {
-                    "eventTemplateId": self.payment_template_id,
-                    "id": event_id,
-                    "objectId": deal_id,
-                    "tokens": tokens,
-                },
+            event = TimelineEvent(
+                event_template_id=self.payment_template_id,
+                id=event_id,
+                object_id=deal_id,
+                tokens=tokens,
             )
+            await _crm(self.crm.portal(doc["portal_id"]).create_timeline_event(event))
         recorded = InvoicePaymentRecorded(
             qbo_payment_id=payment_id,
             qbo_invoice_id=application.qbo_invoice_id,

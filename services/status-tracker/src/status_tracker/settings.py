@@ -1,13 +1,17 @@
-"""status-tracker settings: the kit's, plus QuickBooks, the CRM and the sweep intervals."""
+"""status-tracker settings: the kit's, QuickBooks, the CRM, how to reach them, the sweeps."""
 
 from __future__ import annotations
 
-from dealbooks_kit import KitSettings
+from dealbooks_kit import ApiAccessSettings, KitSettings
 from pydantic_settings import SettingsConfigDict
 
 
-class StatusTrackerSettings(KitSettings):  # type: ignore[misc]
-    """Read from `STATUS_TRACKER_*` (infrastructure addresses are unprefixed, see the kit)."""
+class StatusTrackerSettings(KitSettings, ApiAccessSettings):
+    """Read from `STATUS_TRACKER_*` (infrastructure addresses are unprefixed, see the kit).
+
+    Tokens (`QBO_TOKEN_SOURCE`, `CONNECTOR_AUTH_URL`, `CONNECTOR_AUTH_CREDENTIAL`,
+    `QBO_STATIC_TOKENS`, `CRM_PORTAL_TOKENS`) are described in `dealbooks_kit.access`.
+    """
 
     model_config = SettingsConfigDict(env_prefix="STATUS_TRACKER_", extra="ignore")
 
@@ -15,10 +19,6 @@ class StatusTrackerSettings(KitSettings):  # type: ignore[misc]
     http_port: int = 8011
     qbo_base_url: str = "http://127.0.0.1:8765"
     crm_base_url: str = "http://127.0.0.1:8766"
-    # Access tokens by QBO realm id and by CRM portal id, for development and the demo; in
-    # production the token providers come from connector-auth instead.
-    qbo_tokens: dict[str, str] = {}
-    crm_tokens: dict[str, str] = {}
     # The app's CRM timeline event template for payments (see domain.PAYMENT_TEMPLATE).
     payment_template_id: str = ""
     # No webhook fires when a due date passes; a clock does. Webhooks can be lost; CDC heals.

@@ -1,9 +1,10 @@
-"""status-tracker's MongoDB collections, their indexes, and the outbox.
+"""status-tracker's MongoDB collections and their indexes.
 
 Each tracked invoice and each payment application is one document holding its state and the
-events that state change causes (`outbox`), written together in one update and published
-afterwards; a crash in between leaves them to be published by the next run, with the same
-envelope ids. Tracked invoices carry a `version` for optimistic concurrency.
+events that state change causes, written together in one update and relayed by the kit's
+outbox (`dealbooks_kit.outbox`); a crash in between leaves them for the next run or the
+periodic pass, with the same envelope ids. Tracked invoices carry a `version` for optimistic
+concurrency.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from dealbooks_contracts import Envelope, InvoiceStage, decode
-from dealbooks_kit import EventPublisher, IndexSpec
+from dealbooks_contracts import Envelope, InvoiceStage
+from dealbooks_kit import IndexSpec, Outbox, push
 from pymongo.asynchronous.database import AsyncDatabase
 
 from status_tracker.domain import InvoiceSnapshot
@@ -90,20 +91,13 @@ def stage_in(doc: Doc) -> InvoiceStage | None:
 class Store:
     """Everything status-tracker keeps, one method per question a handler asks."""
 
-    def __init__(self, db: AsyncDatabase[Doc], publisher: EventPublisher) -> None:
+    def __init__(self, db: AsyncDatabase[Doc], outbox: Outbox) -> None:
         self.db = db
-        self.publisher = publisher
+        self.outbox = outbox
 
     async def relay(self, collection: str, doc_id: str) -> None:
-        """Publish what a document's outbox still holds, then clear what was published."""
-        doc = await self.db[collection].find_one({"_id": doc_id}, {"outbox": 1})
-        pending: list[str] = (doc or {}).get("outbox") or []
-        for raw in pending:
-            await self.publisher.publish(decode(raw))
-        if pending:
-            await self.db[collection].update_one(
-                {"_id": doc_id}, {"$pull": {"outbox": {"$in": pending}}}
-            )
+        """Publish what a document's outbox still holds."""
+        await self.outbox.relay(collection, doc_id)
 
     # ------------------------------------------------------------------ tracked invoices
 
@@ -138,7 +132,7 @@ class Store:
             {
                 "$set": {**snapshot_fields(snap), "stage": stage.value, "checked_at": _now()},
                 "$inc": {"version": 1},
-                "$push": {"outbox": {"$each": [e.model_dump_json() for e in events]}},
+                **push(events),
             },
         )
         if result.matched_count == 0:
@@ -154,6 +148,11 @@ class Store:
         stages = [InvoiceStage.AWAITING_SEND, InvoiceStage.SENT, InvoiceStage.PARTIALLY_PAID]
         cursor = self.db[TRACKED].find({"stage": {"$in": [s.value for s in stages]}})
         return [doc async for doc in cursor]
+
+    async def portal_of_realm(self, realm_id: str) -> str | None:
+        """The portal whose invoices of this QuickBooks company are tracked (for its tokens)."""
+        doc = await self.db[TRACKED].find_one({"realm_id": realm_id}, {"portal_id": 1})
+        return str(doc["portal_id"]) if doc and doc.get("portal_id") else None
 
     async def realms(self) -> list[str]:
         return [doc["_id"] async for doc in self.db[WATERMARKS].find({})]
@@ -186,7 +185,7 @@ class Store:
                     "recorded_at": _now(),
                     **fields,
                 },
-                "$push": {"outbox": {"$each": [e.model_dump_json() for e in events]}},
+                **push(events),
             },
             upsert=True,
         )

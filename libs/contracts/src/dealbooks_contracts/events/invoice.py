@@ -76,6 +76,10 @@ class RejectionCode(StrEnum):
     INVOICE_ALREADY_LINKED = "INVOICE_ALREADY_LINKED"
     AUTO_DRAFT_ALREADY_EXISTS = "AUTO_DRAFT_ALREADY_EXISTS"
     QBO_VALIDATION = "QBO_VALIDATION"
+    # QuickBooks (or another service the request needs) kept failing until retries ran out.
+    QBO_UNAVAILABLE = "QBO_UNAVAILABLE"
+    # The request could not be processed for a reason retrying cannot fix.
+    REQUEST_FAILED = "REQUEST_FAILED"
 
 
 class InvoiceRequestRejected(EventPayload):
