@@ -15,7 +15,7 @@ from connector_auth.crypto import TokenCipher
 from connector_auth.gateways import CrmInstaller, QboGateway
 from connector_auth.handlers import AccountNotFound, ConnectorAuth, ReauthRequired
 from connector_auth.settings import ConnectorAuthSettings
-from connector_auth.store import INDEXES, Accounts, OAuthStates, RefreshLeases
+from connector_auth.store import ACCOUNTS, INDEXES, Accounts, OAuthStates, RefreshLeases
 
 log = get_logger(__name__)
 
@@ -34,7 +34,7 @@ def build_service(settings: ConnectorAuthSettings) -> tuple[ServiceRuntime, Conn
         TokenCipher.from_spec(settings.token_keys.get_secret_value()),
         QboGateway(settings, http),
         CrmInstaller(settings, http),
-        runtime.publisher,
+        runtime.use_outbox(ACCOUNTS),
         http,
     )
 
@@ -48,34 +48,35 @@ def build_service(settings: ConnectorAuthSettings) -> tuple[ServiceRuntime, Conn
 
 
 def build_app(settings: ConnectorAuthSettings) -> ServiceApp:
-    """The connector-auth process: API, preference-drift consumer and outbox relay."""
+    """The connector-auth process: API, preference-drift consumer, outbox relay (the kit's)
+    and the clean-up of spent OAuth states and refresh leases."""
     runtime, service = build_service(settings)
     app = runtime.asgi(api=build_api(service), title="connector-auth")
-    relay_task: asyncio.Task[None] | None = None
+    cleanup_task: asyncio.Task[None] | None = None
 
-    async def relay_forever() -> None:
+    async def clean_up_forever() -> None:
+        # No TTL indexes on the MongoDB-wire subset: spent states and leases go by a timer.
         while True:
             try:
-                await service.relay_all()
                 cutoff = service.clock() - timedelta(seconds=2 * settings.state_max_age_seconds)
                 await service.states.forget_before(cutoff)
                 await service.leases.forget_before(cutoff)
             except Exception as exc:
-                log.warning("outbox relay pass failed", error=type(exc).__name__)
-            await asyncio.sleep(settings.outbox_relay_seconds)
+                log.warning("clean-up pass failed", error=type(exc).__name__)
+            await asyncio.sleep(settings.state_max_age_seconds)
 
-    async def start_relay() -> None:
-        nonlocal relay_task
-        relay_task = asyncio.create_task(relay_forever())
+    async def start_cleanup() -> None:
+        nonlocal cleanup_task
+        cleanup_task = asyncio.create_task(clean_up_forever())
 
-    async def stop_relay() -> None:
-        if relay_task is not None:
-            relay_task.cancel()
+    async def stop_cleanup() -> None:
+        if cleanup_task is not None:
+            cleanup_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await relay_task
+                await cleanup_task
         await service.crm.aclose()
         await service.http.aclose()
 
-    app.after_startup(start_relay)
-    app.on_shutdown(stop_relay)
+    app.after_startup(start_cleanup)
+    app.on_shutdown(stop_cleanup)
     return app

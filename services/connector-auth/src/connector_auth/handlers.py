@@ -23,9 +23,8 @@ from dealbooks_contracts import (
     QboEntityChanged,
     ReauthReason,
     Tenant,
-    decode,
 )
-from dealbooks_kit import EventPublisher, TransientError, get_logger
+from dealbooks_kit import Outbox, TransientError, get_logger
 from dealbooks_qbo import OAuthError, QboError, TokenSet
 
 from connector_auth import domain
@@ -33,7 +32,14 @@ from connector_auth.crypto import TokenCipher
 from connector_auth.domain import AccountStatus, CompanyFacts, ConnectRefused
 from connector_auth.gateways import CrmInstaller, QboGateway
 from connector_auth.settings import ConnectorAuthSettings
-from connector_auth.store import Accounts, Doc, OAuthStates, RefreshLeases, account_key
+from connector_auth.store import (
+    ACCOUNTS,
+    Accounts,
+    Doc,
+    OAuthStates,
+    RefreshLeases,
+    account_key,
+)
 
 log = get_logger(__name__)
 SOURCE = "connector-auth"
@@ -84,7 +90,7 @@ class ConnectorAuth:
         cipher: TokenCipher,
         qbo: QboGateway,
         crm: CrmInstaller,
-        publisher: EventPublisher,
+        outbox: Outbox,
         http: httpx.AsyncClient,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -95,7 +101,7 @@ class ConnectorAuth:
         self.cipher = cipher
         self.qbo = qbo
         self.crm = crm
-        self.publisher = publisher
+        self.outbox = outbox
         self.http = http
         self.clock = clock
         self.replica = secrets.token_hex(8)
@@ -336,19 +342,12 @@ class ConnectorAuth:
 
     async def relay(self, key: str) -> None:
         """Publish the account's pending events in order, removing each once Kafka acked it."""
-        for entry in await self.accounts.outbox_of(key):
-            try:
-                await self.publisher.publish(decode(entry["event"]))
-            except Exception as exc:
-                # The entry stays; the periodic relay retries it.
-                log.warning("outbox publish failed", account=key, error=type(exc).__name__)
-                return
-            await self.accounts.remove_from_outbox(key, entry)
-
-    async def relay_all(self) -> None:
-        """Flush every account's outbox (periodic, and at start-up)."""
-        for key in await self.accounts.with_pending_outbox():
-            await self.relay(key)
+        try:
+            await self.outbox.relay(ACCOUNTS, key)
+        except Exception as exc:
+            # The state change is done and its events are stored; the periodic pass retries
+            # them, so the person connecting does not see a failure for a broker hiccup.
+            log.warning("outbox publish failed", account=key, error=type(exc).__name__)
 
 
 def token_digest(token: str) -> str:

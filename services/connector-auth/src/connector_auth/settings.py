@@ -5,7 +5,7 @@ from __future__ import annotations
 from dealbooks_contracts import QboEnvironment
 from dealbooks_kit import KitSettings
 from dealbooks_qbo import PRODUCTION_BASE_URL, SANDBOX_BASE_URL
-from pydantic import Field, SecretStr
+from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
 
@@ -57,8 +57,6 @@ class ConnectorAuthSettings(KitSettings):
     # Per-portal CRM access tokens as JSON {"portal_id": "token"} (private-app tokens, or the
     # sandbox's); without one for a portal, CRM setup is skipped and logged.
     crm_portal_tokens: SecretStr = SecretStr("{}")
-
-    outbox_relay_seconds: float = Field(default=5.0, gt=0)
 
     @property
     def qbo_api_url(self) -> str:

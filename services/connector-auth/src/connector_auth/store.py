@@ -1,8 +1,9 @@
 """connector-auth's MongoDB collections: accounts (with encrypted tokens, refresh lease and
 event outbox in one document) and single-use OAuth states.
 
-Every state change and the event it causes are written in one document update (the
-`outbox` array); a relay publishes and removes them, so the two cannot diverge.
+Every state change and the event it causes are written in one document update (the kit's
+outbox, `dealbooks_kit.outbox`); its relay publishes and removes them, so the two cannot
+diverge.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from dealbooks_contracts import Envelope
-from dealbooks_kit import IndexSpec
+from dealbooks_kit import IndexSpec, push
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -26,7 +27,6 @@ USED_STATES = "oauth_states_used"
 INDEXES = [
     IndexSpec(ACCOUNTS, [("portal_id", 1), ("realm_id", 1)], unique=True, name="portal_realm"),
     IndexSpec(ACCOUNTS, [("realm_id", 1)], name="realm"),
-    IndexSpec(ACCOUNTS, [("outbox.id", 1)], name="outbox"),
     IndexSpec(LEASES, [("until", 1)], name="until"),
     IndexSpec(STATES, [("created_at", 1)], name="created"),
     IndexSpec(USED_STATES, [("created_at", 1)], name="created"),
@@ -38,10 +38,6 @@ Doc = dict[str, Any]
 def account_key(portal_id: str, realm_id: str) -> str:
     """The document id of one portal's link to one company."""
     return f"{portal_id}:{realm_id}"
-
-
-def _outbox_entry(event: Envelope[Any]) -> Doc:
-    return {"id": str(event.id), "event": event.to_bytes().decode()}
 
 
 class Accounts:
@@ -96,7 +92,7 @@ class Accounts:
                     "last_refresh_at": now,
                 },
                 "$inc": {"token_version": 1},
-                "$push": {"outbox": _outbox_entry(event)},
+                **push([event]),
             },
             upsert=True,
         )
@@ -115,7 +111,7 @@ class Accounts:
             {"_id": key, "status": AccountStatus.CONNECTED.value},
             {
                 "$set": {"status": AccountStatus.REAUTH_REQUIRED.value},
-                "$push": {"outbox": _outbox_entry(event)},
+                **push([event]),
             },
         )
         return result.modified_count == 1
@@ -130,7 +126,7 @@ class Accounts:
                     "disconnected_at": now,
                 },
                 "$unset": {"tokens": ""},
-                "$push": {"outbox": _outbox_entry(event)},
+                **push([event]),
             },
         )
         return result.modified_count == 1
@@ -138,20 +134,8 @@ class Accounts:
     async def update_facts(self, key: str, facts: CompanyFacts, event: Envelope[Any]) -> None:
         await self._c.update_one(
             {"_id": key},
-            {"$set": {"company": asdict(facts)}, "$push": {"outbox": _outbox_entry(event)}},
+            {"$set": {"company": asdict(facts)}, **push([event])},
         )
-
-    async def outbox_of(self, key: str) -> list[Doc]:
-        doc = await self._c.find_one({"_id": key}, projection={"outbox": 1})
-        return list((doc or {}).get("outbox") or [])
-
-    async def with_pending_outbox(self, limit: int = 100) -> list[str]:
-        cursor = self._c.find({"outbox.0": {"$exists": True}}, projection={"_id": 1}).limit(limit)
-        return [doc["_id"] async for doc in cursor]
-
-    async def remove_from_outbox(self, key: str, entry: Doc) -> None:
-        # The whole entry, not a condition: the MongoDB-wire subset pulls by equality only.
-        await self._c.update_one({"_id": key}, {"$pull": {"outbox": entry}})
 
 
 class RefreshLeases:
