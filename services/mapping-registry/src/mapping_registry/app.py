@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 from mapping_registry.api import build_api
 from mapping_registry.clients import PortalProperties, QboSamples
 from mapping_registry.handlers import Registry
-from mapping_registry.store import INDEXES, Accounts, MappingSets, MappingStatus
+from mapping_registry.store import INDEXES, MAPPING_VERSIONS, Accounts, MappingSets, MappingStatus
 
 
 class Settings(SyncServiceSettings):
@@ -49,7 +49,8 @@ def build(
         accounts=Accounts(runtime.db),
         sets=MappingSets(runtime.db),
         status=MappingStatus(runtime.db),
-        publisher=runtime.publisher,
+        # The runtime relays each saved version and, periodically, whatever a relay left.
+        outbox=runtime.use_outbox(MAPPING_VERSIONS),
         source=settings.service_name,
     )
     runtime.consume("accounts", AccountConnected, registry.on_account_connected)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from dealbooks_contracts import (
     AccountConnected,
@@ -18,7 +17,7 @@ from dealbooks_contracts import (
     SyncSettings,
     Tenant,
 )
-from dealbooks_kit import EventPublisher, get_logger
+from dealbooks_kit import Outbox, get_logger
 
 from mapping_registry.domain import (
     CrmProperty,
@@ -28,9 +27,13 @@ from mapping_registry.domain import (
     seeded,
     status_deltas,
 )
-from mapping_registry.store import Accounts, MappingSets, MappingStatus
-
-log = get_logger(__name__)
+from mapping_registry.store import (
+    MAPPING_VERSIONS,
+    Accounts,
+    MappingSets,
+    MappingStatus,
+    VersionConflict,
+)
 
 _OBJECT_OF = {
     ContactSynced: SyncObjectType.CONTACTS,
@@ -38,6 +41,8 @@ _OBJECT_OF = {
     ProductSynced: SyncObjectType.PRODUCTS,
     ProductSyncFailed: SyncObjectType.PRODUCTS,
 }
+
+log = get_logger(__name__)
 
 
 class UnknownAccount(Exception):
@@ -51,7 +56,7 @@ class Registry:
     accounts: Accounts
     sets: MappingSets
     status: MappingStatus
-    publisher: EventPublisher
+    outbox: Outbox
     source: str = "mapping-registry"
 
     async def on_account_connected(self, event: Envelope[AccountConnected]) -> None:
@@ -61,9 +66,11 @@ class Registry:
         for object_type in SyncObjectType:
             state = seeded(object_type)
             announced = Envelope.build(state.event(), source=self.source, caused_by=event)
-            if await self.sets.create(realm, state, announced):
-                await self._publish(announced)
-        await self.relay()
+            try:
+                doc_id = await self.sets.insert(realm, state, announced)
+            except VersionConflict:
+                continue  # a reconnection: version 1 exists and the portal's own follow it
+            await self.outbox.relay(MAPPING_VERSIONS, doc_id)
 
     async def on_outcome(
         self,
@@ -118,15 +125,9 @@ class Registry:
         announced = Envelope.build(
             state.event(), source=self.source, tenant=Tenant(portal_id=portal, account_id=realm_id)
         )
-        await self.sets.replace(realm_id, state, announced)
-        await self._publish(announced)
-
-    async def _publish(self, event: Envelope[Any]) -> None:
-        await self.publisher.publish(event)
-        await self.sets.published(event)
-
-    async def relay(self) -> None:
-        """Publish any announcement saved before a crash but never confirmed."""
-        for event in await self.sets.pending():
-            log.info("relaying unpublished mapping.changed", version=event.data.version)
-            await self._publish(event)
+        doc_id = await self.sets.insert(realm_id, state, announced)
+        # Saved is what counts: if publishing fails now, the outbox's periodic pass retries.
+        try:
+            await self.outbox.relay(MAPPING_VERSIONS, doc_id)
+        except Exception:
+            log.warning("mapping.changed not published yet; the outbox pass retries", exc_info=True)

@@ -1,8 +1,10 @@
-"""mapping-registry's MongoDB: connected accounts, mapping sets (with their outbox) and the
-property-sync status per mapping.
+"""mapping-registry's MongoDB: connected accounts, mapping set versions (with their outbox)
+and the property-sync status per mapping.
 
-A mapping set and the `mapping.changed` event announcing it are written in one document
-(`outbox`), so a crash between saving and publishing loses nothing: `pending()` relays it.
+Every version of a mapping set is its own document, inserted once with the `mapping.changed`
+event announcing it in its outbox (`dealbooks_kit.outbox`): the state and the event cannot
+diverge, and the unique `_id` per version lets exactly one of two concurrent edits win, which
+a conditional update on a MongoDB-wire server cannot promise across connections.
 """
 
 from __future__ import annotations
@@ -11,14 +13,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dealbooks_contracts import Envelope, FieldMapping, MappingChanged, SyncObjectType, SyncSettings
-from dealbooks_kit import IndexSpec
+from dealbooks_kit import IndexSpec, outbox_entry
+from dealbooks_kit.outbox import OUTBOX_FIELD
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from mapping_registry.domain import MappingSetState, StatusDelta
 
+MAPPING_VERSIONS = "mapping_versions"
 INDEXES = (
-    IndexSpec("mapping_sets", [("outbox_pending", 1)]),
+    IndexSpec(MAPPING_VERSIONS, [("set_id", 1), ("version", -1)]),
     IndexSpec("mapping_status", [("realm_id", 1), ("object_type", 1)]),
 )
 
@@ -50,13 +54,16 @@ def _set_id(realm_id: str, object_type: SyncObjectType) -> str:
 
 
 class MappingSets:
-    """Collection `mapping_sets`: the current version per account and object type."""
+    """Collection `mapping_versions`: every version per account and object type; the highest
+    is the current one."""
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
-        self._col = db["mapping_sets"]
+        self._col = db[MAPPING_VERSIONS]
 
     async def get(self, realm_id: str, object_type: SyncObjectType) -> MappingSetState | None:
-        doc = await self._col.find_one({"_id": _set_id(realm_id, object_type)})
+        doc = await self._col.find_one(
+            {"set_id": _set_id(realm_id, object_type)}, sort=[("version", -1)]
+        )
         if doc is None:
             return None
         return MappingSetState(
@@ -66,53 +73,35 @@ class MappingSets:
             mappings=[FieldMapping.model_validate(m) for m in doc["mappings"]],
         )
 
-    def _fields(
+    async def insert(
         self, realm_id: str, state: MappingSetState, event: Envelope[MappingChanged]
-    ) -> dict[str, Any]:
-        return {
-            "realm_id": realm_id,
-            "object_type": state.object_type.value,
-            "version": state.version,
-            "settings": state.settings.model_dump(mode="json"),
-            "mappings": [m.model_dump(mode="json") for m in state.mappings],
-            "updated_at": datetime.now(UTC),
-            "outbox": event.to_bytes().decode(),
-            "outbox_pending": True,
-        }
+    ) -> str:
+        """Store `state` as its version with `event` in the outbox; returns the document id.
 
-    async def create(
-        self, realm_id: str, state: MappingSetState, event: Envelope[MappingChanged]
-    ) -> bool:
-        """Store version 1; False if the account already has mappings (a reconnection)."""
-        doc = {"_id": _set_id(realm_id, state.object_type), **self._fields(realm_id, state, event)}
+        Raises `VersionConflict` when that version exists already (someone saved first).
+        """
+        set_id = _set_id(realm_id, state.object_type)
+        doc_id = f"{set_id}:{state.version}"
         try:
-            await self._col.insert_one(doc)
+            await self._col.insert_one(
+                {
+                    "_id": doc_id,
+                    "set_id": set_id,
+                    "realm_id": realm_id,
+                    "object_type": state.object_type.value,
+                    "version": state.version,
+                    "settings": state.settings.model_dump(mode="json"),
+                    "mappings": [m.model_dump(mode="json") for m in state.mappings],
+                    "saved_at": datetime.now(UTC),
+                    OUTBOX_FIELD: [outbox_entry(event)],
+                }
+            )
         except DuplicateKeyError:
-            return False
-        return True
-
-    async def replace(
-        self, realm_id: str, state: MappingSetState, event: Envelope[MappingChanged]
-    ) -> None:
-        """Store the next version, if nobody stored it first (optimistic concurrency)."""
-        result = await self._col.update_one(
-            {"_id": _set_id(realm_id, state.object_type), "version": state.version - 1},
-            {"$set": self._fields(realm_id, state, event)},
-        )
-        if result.matched_count == 0:
-            raise VersionConflict(f"mapping set changed meanwhile (expected v{state.version - 1})")
-
-    async def pending(self) -> list[Envelope[MappingChanged]]:
-        """Events saved but not yet confirmed published."""
-        return [
-            Envelope[MappingChanged].from_bytes(doc["outbox"])
-            async for doc in self._col.find({"outbox_pending": True})
-        ]
-
-    async def published(self, event: Envelope[MappingChanged]) -> None:
-        await self._col.update_one(
-            {"outbox": event.to_bytes().decode()}, {"$set": {"outbox_pending": False}}
-        )
+            raise VersionConflict(
+                f"the mappings changed meanwhile (version {state.version} exists); "
+                "reload them and try again"
+            ) from None
+        return doc_id
 
 
 class MappingStatus:
