@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import pytest
+import stamina
 from dealbooks_contracts import QboOperation, SyncAction
 from dealbooks_sync.testing import eventually
 
@@ -188,3 +189,35 @@ async def test_custom_mapping_added_via_api_changes_the_next_sync_and_reports_st
 
     entry = await eventually(synced)
     assert entry["last_synced_at"] is not None and entry["failed"] == 0
+
+
+async def test_crm_outage_longer_than_the_retries_is_reported_as_a_failure_in_the_status(
+    contacts, qbo_sandbox, qbo_company, crm_sandbox, crm_portal
+) -> None:
+    stack, _ = contacts
+    await stack.settings(enabled=True)
+    created = qbo_sandbox.user_creates(qbo_company.realm_id, "customers", _customer())["Customer"]
+    # One HTTP attempt per call, so the burst outlasts the consumer's 3 handler attempts.
+    with stamina.set_testing(True, attempts=1):
+        crm_sandbox.inject_fault("status", status=503, count=5, portal_id=crm_portal.portal_id)
+        try:
+            [failed] = await stack.outcomes(await stack.changed("Customer", created["Id"]))
+        finally:
+            crm_sandbox.clear_faults()
+
+    assert failed.type == "contact.sync-failed"
+    assert (failed.data.code, failed.data.permanent, failed.data.attempts) == (
+        "RETRIES_EXHAUSTED", True, 3
+    )  # fmt: skip
+    assert failed.data.message.startswith(f"Customer {created['Id']} was not synced:")
+    assert "backfill" in failed.data.message
+
+    async def record_failures() -> dict[str, Any] | None:
+        body = (await stack.api.get(f"{stack.base}/status")).json()
+        return body["records"] if body["records"]["failed"] else None
+
+    records = await eventually(record_failures)
+    assert "kept failing" in records["last_error"]
+    # Nothing is lost: the next change of the customer syncs it.
+    [outcome] = await stack.outcomes(await stack.changed("Customer", created["Id"]))
+    assert outcome.data.action is SyncAction.CREATED

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import stamina
 from dealbooks_contracts import QboOperation, SyncAction
 
 pytestmark = pytest.mark.integration
@@ -81,3 +82,23 @@ async def test_text_into_a_number_property_is_refused_and_the_name_mapping_is_re
     deleted = await stack.api.delete(f"{stack.base}/mappings/m-name")
     assert deleted.status_code == 422
     assert deleted.json()["problems"][0]["code"] == "REQUIRED_MAPPING"
+
+
+async def test_crm_outage_longer_than_the_retries_publishes_product_sync_failed(
+    products, qbo_sandbox, qbo_company, crm_sandbox, crm_portal
+) -> None:
+    stack, _ = products
+    await stack.settings(enabled=True)
+    item = qbo_sandbox.user_creates(qbo_company.realm_id, "items", _item())["Item"]
+    # One HTTP attempt per call, so the burst outlasts the consumer's 3 handler attempts.
+    with stamina.set_testing(True, attempts=1):
+        crm_sandbox.inject_fault("status", status=503, count=5, portal_id=crm_portal.portal_id)
+        try:
+            [failed] = await stack.outcomes(await stack.changed("Item", item["Id"]))
+        finally:
+            crm_sandbox.clear_faults()
+
+    assert failed.type == "product.sync-failed"
+    assert (failed.data.code, failed.data.permanent) == ("RETRIES_EXHAUSTED", True)
+    assert failed.data.message.startswith(f"Item {item['Id']} was not synced:")
+    assert _products(crm_sandbox, crm_portal) == []

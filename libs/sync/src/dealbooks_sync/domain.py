@@ -54,6 +54,7 @@ __all__ = [
     "edit_mapping",
     "fingerprint",
     "mapping_id_for",
+    "retries_exhausted",
     "settings_changed",
 ]
 
@@ -668,3 +669,14 @@ def decide(settings: SyncSettings, facts: RecordFacts) -> Decision:
     if facts.trigger is SyncTrigger.WEBHOOK and created_before_switch:
         return Skip("created in QuickBooks before sync was switched on; a backfill syncs it")
     return Write(create_allowed=True)
+
+
+def retries_exhausted(attempts: int, last_error: str) -> str:
+    """Why a record was given up on after temporary failures, and what the user can do; the
+    sync services prefix it with the record ("Customer 58 was not synced: ...")."""
+    error = last_error if len(last_error) <= 200 else last_error[:199] + "\u2026"
+    return (
+        f"QuickBooks or the CRM kept failing temporarily through {attempts} attempts "
+        f"(last error: {error}); it syncs again with its next change in QuickBooks, "
+        "or start a backfill to sync it now"
+    )

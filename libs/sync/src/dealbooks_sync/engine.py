@@ -37,7 +37,14 @@ from dealbooks_crm import (
     PortalCrm,
     PropertyDefinition,
 )
-from dealbooks_kit import EventPublisher, IndexSpec, PermanentError, TransientError, get_logger
+from dealbooks_kit import (
+    EventPublisher,
+    GaveUp,
+    IndexSpec,
+    PermanentError,
+    TransientError,
+    get_logger,
+)
 from dealbooks_qbo import AuthError, Entity, NotFound, QboClient, QboError, ServerError, Throttled
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
@@ -55,6 +62,7 @@ from dealbooks_sync.domain import (
     apply_mappings,
     decide,
     fingerprint,
+    retries_exhausted,
 )
 
 log = get_logger(__name__)
@@ -95,6 +103,7 @@ class FailedFactory(Protocol):
         mapping_version: int | None,
         mapping_id: str | None,
         crm_property: str | None,
+        attempts: int = 1,
     ) -> EventPayload: ...
 
 
@@ -383,6 +392,32 @@ class RecordSync:
         await self._sync_one(
             event, mset, change.entity_id, deleted=change.operation is QboOperation.DELETE
         )
+
+    async def on_gave_up(self, event: Envelope[QboEntityChanged], gave_up: GaveUp) -> None:
+        """The consumer dead-lettered a change after temporary failures outlasted the retries:
+        tell the user, as a permanent `*.sync-failed` the mapping status shows. (Permanent
+        failures were published when they happened.)"""
+        change = event.data
+        if gave_up.permanent or change.entity != self.kind.qbo_entity:
+            return
+        mset = await self.deps.sets.get(change.realm_id, self.kind.object_type)
+        error = gave_up.error
+        message = retries_exhausted(
+            gave_up.attempts, str(error) if error is not None else gave_up.reason
+        )
+        failed = self.kind.failed(
+            qbo_id=change.entity_id,
+            crm_id=None,
+            code=SyncFailureCode.RETRIES_EXHAUSTED,
+            message=message,
+            trigger=SyncTrigger.WEBHOOK,
+            permanent=True,
+            mapping_version=mset.version if mset else None,
+            mapping_id=None,
+            crm_property=None,
+            attempts=gave_up.attempts,
+        )
+        await self._publish(event, failed)
 
     async def _sync_one(
         self,

@@ -48,7 +48,9 @@ def build(
     )
     sync = RecordSync(deps)
     runtime.consume("mappings", MappingChanged, sync.on_mapping_changed)
-    runtime.consume("customers", QboEntityChanged, sync.on_entity_changed)
+    runtime.consume(
+        "customers", QboEntityChanged, sync.on_entity_changed, on_dead_letter=sync.on_gave_up
+    )
     return ContactSync(runtime, sync, Backfill(deps))
 
 

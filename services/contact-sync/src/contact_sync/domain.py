@@ -58,6 +58,7 @@ def contact_sync_failed(
     mapping_version: int | None,
     mapping_id: str | None,
     crm_property: str | None,
+    attempts: int = 1,
 ) -> ContactSyncFailed:
     """The `contact.sync-failed` payload of one failure."""
     return ContactSyncFailed(
@@ -67,7 +68,7 @@ def contact_sync_failed(
         message=f"Customer {qbo_id} was not synced: {message}.",
         trigger=trigger,
         permanent=permanent,
-        attempts=1,
+        attempts=attempts,
         mapping_version=mapping_version,
         mapping_id=mapping_id,
         crm_property=crm_property,

@@ -59,6 +59,7 @@ def product_sync_failed(
     mapping_version: int | None,
     mapping_id: str | None,
     crm_property: str | None,
+    attempts: int = 1,
 ) -> ProductSyncFailed:
     """The `product.sync-failed` payload of one failure."""
     return ProductSyncFailed(
@@ -68,7 +69,7 @@ def product_sync_failed(
         message=f"Item {qbo_id} was not synced: {message}.",
         trigger=trigger,
         permanent=permanent,
-        attempts=1,
+        attempts=attempts,
         mapping_version=mapping_version,
         mapping_id=mapping_id,
         crm_property=crm_property,
