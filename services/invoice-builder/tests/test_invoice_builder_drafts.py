@@ -3,12 +3,15 @@ or invoice.request-rejected, on real Kafka and a real MongoDB-wire server."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
+import stamina
+from aiokafka import AIOKafkaConsumer
 from dealbooks_contracts import (
     CustomerChoice,
     ExistingCustomer,
@@ -257,3 +260,42 @@ async def test_expired_quote_is_rejected_and_published_quote_qualifies(
     assert (await builder.outcome(requests["expired"].request_id))["code"] == "QUOTE_EXPIRED"
     assert (await builder.outcome(requests["draft"].request_id))["code"] == "QUOTE_NOT_PUBLISHED"
     assert (await builder.outcome(requests["valid"].request_id))["status"] == "drafted"
+
+
+async def test_request_whose_qbo_calls_keep_failing_is_dead_lettered_and_rejected(
+    builder: Harness, qbo_sandbox: Any, kafka_bootstrap: str
+) -> None:
+    tenant = await us_company(builder, qbo_sandbox)
+    qbo_sandbox.inject(realm_id=tenant.account_id, error_rate=1.0, error_status=503)
+    request = draft_request()
+    # One HTTP attempt per call and no waits: the consumer's own retries are what run out.
+    with stamina.set_testing(True, attempts=1):
+        try:
+            await builder.publish(request, tenant)
+            outcome = await builder.outcome(request.request_id)
+        finally:
+            qbo_sandbox.clear_faults()
+
+    assert outcome["code"] == "QBO_UNAVAILABLE"
+    [rejected] = await builder.events(
+        "invoice.request-rejected", lambda e: e.data.request_id == request.request_id
+    )
+    assert rejected.data.code is RejectionCode.QBO_UNAVAILABLE
+    assert rejected.data.message.startswith("QuickBooks did not respond")
+    dead = AIOKafkaConsumer(
+        builder.settings.topic("crm.invoice-requested.v1.dlq"),
+        bootstrap_servers=kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
+    await dead.start()
+    try:
+        async with asyncio.timeout(30):
+            record = await dead.getone()
+            while str(request.request_id).encode() not in record.value:
+                record = await dead.getone()
+    finally:
+        await dead.stop()
+    assert dict(record.headers)["dlq-reason"].startswith(b"gave up after 4 attempts")
+    token = await builder.qbo_tokens.token(tenant.require_account_id())
+    assert qbo_invoices(qbo_sandbox, tenant.require_account_id(), token) == []
