@@ -163,3 +163,56 @@ async def test_auto_draft_rule_drafts_once_per_deal(
         headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
     ).json()
     assert len(listed["QueryResponse"].get("Invoice", [])) == 1
+
+
+async def test_wizard_searches_customers_and_proposes_the_best_match_for_the_deal(
+    builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
+) -> None:
+    company = qbo_sandbox.create_company("US")
+    builder.qbo_tokens.set(company.realm_id, company.access_token)
+    builder.crm_tokens.set(crm_portal.key, crm_portal.access_token)
+    tenant = Tenant(portal_id=crm_portal.key, account_id=company.realm_id)
+    await builder.connect_account(tenant)
+    pid = crm_portal.portal_id
+    # The sandbox company's "Amy's Bird Sanctuary" (id 1) has the address Birds@Intuit.com.
+    amy = crm_sandbox.create_as_user(pid, "contacts", {"email": "birds@intuit.com"})
+    by_email = crm_sandbox.create_as_user(
+        pid, "deals", {"dealname": "Seed", "dealstage": "contractsent"}, [assoc(amy["id"], 3)]
+    )
+    sanctuary = crm_sandbox.create_as_user(pid, "companies", {"name": "Amy's Bird Sanctuary"})
+    by_company = crm_sandbox.create_as_user(
+        pid, "deals", {"dealname": "Feeders", "dealstage": "contractsent"},
+        [assoc(sanctuary["id"], 5)],
+    )  # fmt: skip
+    stranger = crm_sandbox.create_as_user(pid, "contacts", {"email": "nobody@elsewhere.example"})
+    unmatched = crm_sandbox.create_as_user(
+        pid, "deals", {"dealname": "Other", "dealstage": "contractsent"}, [assoc(stranger["id"], 3)]
+    )
+    customers = f"/portals/{crm_portal.key}/accounts/{company.realm_id}/customers"
+
+    transport = httpx.ASGITransport(app=build_api(builder.service))
+    async with httpx.AsyncClient(transport=transport, base_url="http://wizard") as wizard:
+        searched = (await wizard.get(customers, params={"q": "BIRD"})).json()
+        emailed = (await wizard.get(customers, params={"deal_id": by_email["id"]})).json()
+        named = (await wizard.get(customers, params={"deal_id": by_company["id"]})).json()
+        nothing = (await wizard.get(customers, params={"deal_id": unmatched["id"]})).json()
+        other_portal = await wizard.get(
+            f"/portals/someone-else/accounts/{company.realm_id}/customers"
+        )
+
+    assert [c["display_name"] for c in searched["customers"]] == ["Amy's Bird Sanctuary"]
+    assert searched["customers"][0]["email"] == "Birds@Intuit.com"
+    assert searched["proposal"] is None  # no deal given: nothing to propose
+    assert emailed["proposal"] == {
+        "qbo_customer_id": "1",
+        "display_name": "Amy's Bird Sanctuary",
+        "score": 100,
+        "reason": "same e-mail address",
+    }
+    assert (named["proposal"]["qbo_customer_id"], named["proposal"]["reason"]) == (
+        "1",
+        "same company name",
+    )
+    assert nothing["proposal"] is None
+    assert len(nothing["customers"]) > 1  # without a query, every active customer is listed
+    assert other_portal.status_code == 404
