@@ -79,13 +79,15 @@ class Registry:
         | Envelope[ProductSynced]
         | Envelope[ProductSyncFailed],
     ) -> None:
-        """Count one sync outcome into the status of the mappings it concerns."""
+        """Count one sync outcome into the status of the mappings it concerns, once per event
+        however often it is delivered."""
         outcome = event.data
         deltas = status_deltas(outcome)
         if deltas:
             await self.status.record(
                 event.tenant.require_account_id(),
                 _OBJECT_OF[type(outcome)],
+                str(event.id),
                 deltas,
                 event.occurred_at,
             )

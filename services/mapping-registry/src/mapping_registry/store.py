@@ -16,14 +16,17 @@ from dealbooks_contracts import Envelope, FieldMapping, MappingChanged, SyncObje
 from dealbooks_kit import IndexSpec, outbox_entry
 from dealbooks_kit.outbox import OUTBOX_FIELD
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from mapping_registry.domain import MappingSetState, StatusDelta
 
 MAPPING_VERSIONS = "mapping_versions"
+MAPPING_OUTCOMES = "mapping_outcomes"
+DUPLICATE_KEY = 11000
 INDEXES = (
     IndexSpec(MAPPING_VERSIONS, [("set_id", 1), ("version", -1)]),
     IndexSpec("mapping_status", [("realm_id", 1), ("object_type", 1)]),
+    IndexSpec(MAPPING_OUTCOMES, [("realm_id", 1), ("object_type", 1), ("mapping_id", 1)]),
 )
 
 
@@ -105,29 +108,47 @@ class MappingSets:
 
 
 class MappingStatus:
-    """Collection `mapping_status`: ok/failed counts, last sync and last error per mapping."""
+    """Property-sync status per mapping: ok/failed counts, last sync and last error.
+
+    Counts are not incremented: each outcome is one document per (event, mapping) with a
+    unique `_id`, so a redelivered event inserts nothing new and counts once; reads sum them.
+    Collection `mapping_status` keeps the last sync and last error, which a repeat rewrites
+    with the same values.
+    """
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self._outcomes = db[MAPPING_OUTCOMES]
         self._col = db["mapping_status"]
 
     async def record(
         self,
         realm_id: str,
         object_type: SyncObjectType,
+        event_id: str,
         deltas: list[StatusDelta],
         at: datetime,
     ) -> None:
-        for delta in deltas:
-            update: dict[str, Any] = {
-                "$inc": {"ok": delta.ok, "failed": delta.failed},
-                "$set": {
-                    "realm_id": realm_id,
-                    "object_type": object_type.value,
-                    "mapping_id": delta.mapping_id,
-                },
+        """Count one sync outcome (event `event_id`) into each mapping's status, once."""
+        where = {"realm_id": realm_id, "object_type": object_type.value}
+        docs = [
+            {
+                "_id": f"{event_id}:{d.mapping_id}",
+                **where,
+                "mapping_id": d.mapping_id,
+                "ok": d.ok,
+                "failed": d.failed,
             }
+            for d in deltas
+        ]
+        try:
+            await self._outcomes.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise
+        for delta in deltas:
+            update: dict[str, Any] = {"$set": {**where, "mapping_id": delta.mapping_id}}
             if delta.ok:
-                update["$set"]["last_synced_at"] = at
+                update["$max"] = {"last_synced_at": at}
             if delta.error:
                 update["$set"].update({"last_error": delta.error, "last_error_at": at})
             await self._col.update_one(
@@ -135,5 +156,21 @@ class MappingStatus:
             )
 
     async def for_set(self, realm_id: str, object_type: SyncObjectType) -> dict[str, Any]:
-        cursor = self._col.find({"realm_id": realm_id, "object_type": object_type.value})
-        return {doc["mapping_id"]: doc async for doc in cursor}
+        """Per mapping id: ok, failed, last_synced_at, last_error, last_error_at."""
+        where = {"realm_id": realm_id, "object_type": object_type.value}
+        out: dict[str, Any] = {doc["mapping_id"]: doc async for doc in self._col.find(where)}
+        counts = await self._outcomes.aggregate(
+            [
+                {"$match": where},
+                {
+                    "$group": {
+                        "_id": "$mapping_id",
+                        "ok": {"$sum": "$ok"},
+                        "failed": {"$sum": "$failed"},
+                    }
+                },
+            ]
+        )
+        async for row in counts:
+            out.setdefault(row["_id"], {}).update(ok=row["ok"], failed=row["failed"])
+        return out
