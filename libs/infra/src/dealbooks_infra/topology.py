@@ -134,13 +134,13 @@ class Topology:
             "invoice-builder": {
                 "INVOICE_BUILDER_QBO_BASE_URL": self.qbo,
                 "INVOICE_BUILDER_CRM_BASE_URL": self.crm,
-                "INVOICE_BUILDER_CRM_TOKENS": crm_tokens,
+                "INVOICE_BUILDER_CRM_PORTAL_TOKENS": crm_tokens,
                 "INVOICE_BUILDER_API_TOKEN": s.api_token,
             },
             "status-tracker": {
                 "STATUS_TRACKER_QBO_BASE_URL": self.qbo,
                 "STATUS_TRACKER_CRM_BASE_URL": self.crm,
-                "STATUS_TRACKER_CRM_TOKENS": crm_tokens,
+                "STATUS_TRACKER_CRM_PORTAL_TOKENS": crm_tokens,
                 "STATUS_TRACKER_OVERDUE_INTERVAL_SECONDS": "3600",
                 "STATUS_TRACKER_RECONCILE_INTERVAL_SECONDS": "600",
             },

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from dealbooks_http import ConnectorTokenProvider, StaticTokenProvider, TokenProvider
-from pydantic import SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -25,9 +25,12 @@ class ApiAccessSettings(BaseSettings):
 
     # "connector-auth" in production; "static" (tokens below) only for development and tests.
     qbo_token_source: Literal["connector-auth", "static"] = "connector-auth"  # noqa: S105
-    # connector-auth's base URL and the service credential its internal endpoint accepts.
-    connector_auth_url: str = ""
-    connector_auth_credential: SecretStr = SecretStr("")
+    # connector-auth's base URL and the service credential its internal endpoint accepts; the
+    # same for every service, so read unprefixed like the infrastructure addresses.
+    connector_auth_url: str = Field(default="", validation_alias=AliasChoices("CONNECTOR_AUTH_URL"))
+    connector_auth_credential: SecretStr = Field(
+        default=SecretStr(""), validation_alias=AliasChoices("CONNECTOR_AUTH_CREDENTIAL")
+    )
     # JSON {"realm_id": "access token"}, read only when qbo_token_source is "static".
     qbo_static_tokens: SecretStr = SecretStr("{}")
     # JSON {"portal_id": "access token"}, as connector-auth's CRM_PORTAL_TOKENS.
@@ -66,7 +69,7 @@ def api_tokens(
     if not settings.connector_auth_url or not credential:
         prefix = settings.model_config.get("env_prefix", "")
         raise ValueError(
-            f"{prefix}CONNECTOR_AUTH_URL and {prefix}CONNECTOR_AUTH_CREDENTIAL must be set "
+            "CONNECTOR_AUTH_URL and CONNECTOR_AUTH_CREDENTIAL must be set "
             f"(or {prefix}QBO_TOKEN_SOURCE=static with {prefix}QBO_STATIC_TOKENS, for "
             "development only)"
         )

@@ -9,8 +9,8 @@ from pydantic_settings import SettingsConfigDict
 class InvoiceBuilderSettings(KitSettings, ApiAccessSettings):
     """Read from `INVOICE_BUILDER_*` (infrastructure addresses are unprefixed, see the kit).
 
-    Tokens (`QBO_TOKEN_SOURCE`, `CONNECTOR_AUTH_URL`, `CONNECTOR_AUTH_CREDENTIAL`,
-    `QBO_STATIC_TOKENS`, `CRM_PORTAL_TOKENS`) are described in `dealbooks_kit.access`.
+    Tokens: `CONNECTOR_AUTH_URL` and `CONNECTOR_AUTH_CREDENTIAL` (unprefixed), and the prefixed
+    `QBO_TOKEN_SOURCE`, `QBO_STATIC_TOKENS`, `CRM_PORTAL_TOKENS`; see `dealbooks_kit.access`.
     """
 
     model_config = SettingsConfigDict(env_prefix="INVOICE_BUILDER_", extra="ignore")
