@@ -101,8 +101,16 @@ class Registry:
         await eventually(settled)
 
     def versions(self, object_type: SyncObjectType) -> list[int]:
-        """The versions announced for `object_type`, in publication order."""
-        return [e.data.version for e in self.announced if e.data.object_type is object_type]
+        """The versions announced for `object_type`, in publication order; an event the
+        outbox published twice (a relay racing the periodic pass) counts once."""
+        unique = {e.id: e for e in self.announced if e.data.object_type is object_type}
+        return [e.data.version for e in unique.values()]
+
+    def latest(self, object_type: SyncObjectType) -> Envelope[MappingChanged]:
+        return max(
+            (e for e in self.announced if e.data.object_type is object_type),
+            key=lambda e: e.data.version,
+        )
 
     async def announced_version(self, object_type: SyncObjectType, version: int) -> None:
         async def seen() -> bool:

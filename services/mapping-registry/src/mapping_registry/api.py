@@ -1,6 +1,7 @@
 """HTTP API of the registry: mappings (view, add, edit, delete), the lists to choose from,
 sync settings, property-sync status and the dry run. Validation errors are 422 with one
-entry per reason."""
+entry per reason; an unknown account or mapping is 404; an edit based on an older version
+(`If-Match: "<version>"`, the `ETag` of the read) or racing another edit is 409."""
 
 from __future__ import annotations
 
@@ -32,6 +33,33 @@ MAX_SAMPLE = 50
 
 class _BadRequest(Exception):
     pass
+
+
+class _UnknownMapping(Exception):
+    pass
+
+
+def _expected_version(request: Request) -> int | None:
+    """The version an edit was based on, from `If-Match` (absent: edit the current one)."""
+    tag = request.headers.get("if-match")
+    if tag is None or tag.strip() == "*":
+        return None
+    try:
+        return int(tag.strip().removeprefix("W/").strip('"'))
+    except ValueError:
+        raise _BadRequest('If-Match must be the ETag of a read, e.g. "3"') from None
+
+
+def _etag(state: MappingSetState) -> dict[str, str]:
+    return {"ETag": f'"{state.version}"'}
+
+
+def _known_mapping(state: MappingSetState, mapping_id: str) -> str:
+    if all(m.mapping_id != mapping_id for m in state.mappings):
+        raise _UnknownMapping(
+            f"no mapping '{mapping_id}' in the {state.object_type.value} mappings"
+        )
+    return mapping_id
 
 
 def _object_type(request: Request) -> SyncObjectType:
@@ -121,29 +149,35 @@ def build_api(registry: Registry, properties: PortalProperties, samples: QboSamp
     async def mappings(request: Request) -> Response:
         realm, object_type, state = await state_and_portal(request)
         if request.method == "GET":
-            return JSONResponse(view(realm, state))
+            return JSONResponse(view(realm, state), headers=_etag(state))
         proposal = _proposal("add", await _json(request))
         changed = await registry.change_mappings(
-            realm, object_type, proposal, await portal_properties(realm, object_type)
+            realm,
+            object_type,
+            proposal,
+            await portal_properties(realm, object_type),
+            _expected_version(request),
         )
         added = next(m for m in changed.mappings if m.crm_property == proposal.crm_property)
         return JSONResponse(
             {"version": changed.version, "mapping": added.model_dump(mode="json")},
             status_code=201,
+            headers=_etag(changed),
         )
 
     async def mapping(request: Request) -> Response:
-        realm, object_type, _state = await state_and_portal(request)
-        mapping_id = request.path_params["mapping_id"]
+        realm, object_type, state = await state_and_portal(request)
+        mapping_id = _known_mapping(state, request.path_params["mapping_id"])
+        expected = _expected_version(request)
         if request.method == "DELETE":
             proposal = Proposal(op="delete", mapping_id=mapping_id)
-            changed = await registry.change_mappings(realm, object_type, proposal, {})
-            return JSONResponse({"version": changed.version})
+            changed = await registry.change_mappings(realm, object_type, proposal, {}, expected)
+            return JSONResponse({"version": changed.version}, headers=_etag(changed))
         proposal = _proposal("edit", await _json(request), mapping_id)
         changed = await registry.change_mappings(
-            realm, object_type, proposal, await portal_properties(realm, object_type)
+            realm, object_type, proposal, await portal_properties(realm, object_type), expected
         )
-        return JSONResponse(view(realm, changed))
+        return JSONResponse(view(realm, changed), headers=_etag(changed))
 
     async def options(request: Request) -> Response:
         realm, object_type, _state = await state_and_portal(request)
@@ -168,7 +202,8 @@ def build_api(registry: Registry, properties: PortalProperties, samples: QboSamp
         realm, object_type, state = await state_and_portal(request)
         if request.method == "GET":
             return JSONResponse(
-                {"version": state.version, "settings": state.settings.model_dump(mode="json")}
+                {"version": state.version, "settings": state.settings.model_dump(mode="json")},
+                headers=_etag(state),
             )
         body = await _json(request)
         try:
@@ -177,9 +212,12 @@ def build_api(registry: Registry, properties: PortalProperties, samples: QboSamp
             )
         except ValidationError as exc:
             raise _BadRequest(f"invalid settings: {exc.errors()[0]['msg']}") from None
-        changed = await registry.change_settings(realm, object_type, proposed)
+        changed = await registry.change_settings(
+            realm, object_type, proposed, _expected_version(request)
+        )
         return JSONResponse(
-            {"version": changed.version, "settings": changed.settings.model_dump(mode="json")}
+            {"version": changed.version, "settings": changed.settings.model_dump(mode="json")},
+            headers=_etag(changed),
         )
 
     async def status(request: Request) -> Response:
@@ -224,6 +262,8 @@ def build_api(registry: Registry, properties: PortalProperties, samples: QboSamp
         if not 1 <= sample_size <= MAX_SAMPLE:
             raise _BadRequest(f"sample_size must be within 1..{MAX_SAMPLE}")
         op = str(change["op"])
+        if op in {"edit", "delete"}:
+            _known_mapping(state, str(change.get("mapping_id") or ""))
         props = await portal_properties(realm, object_type) if op != "delete" else {}
         proposed = propose(state, _proposal(op, change, change.get("mapping_id")), props)
         records = await samples.get(realm, object_type, sample_size)
@@ -261,6 +301,7 @@ def build_api(registry: Registry, properties: PortalProperties, samples: QboSamp
         exception_handlers={
             MappingRejected: rejected,
             UnknownAccount: unknown,
+            _UnknownMapping: unknown,
             _BadRequest: bad,
             VersionConflict: conflict,
         },

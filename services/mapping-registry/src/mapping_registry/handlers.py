@@ -92,10 +92,19 @@ class Registry:
                 event.occurred_at,
             )
 
-    async def current(self, realm_id: str, object_type: SyncObjectType) -> MappingSetState:
+    async def current(
+        self, realm_id: str, object_type: SyncObjectType, expected_version: int | None = None
+    ) -> MappingSetState:
+        """The current version; `VersionConflict` if it is not `expected_version` (the one the
+        caller's edit was based on)."""
         state = await self.sets.get(realm_id, object_type)
         if state is None:
             raise UnknownAccount(f"account {realm_id} is not connected")
+        if expected_version is not None and state.version != expected_version:
+            raise VersionConflict(
+                f"the mappings changed meanwhile (version {state.version}, your edit was based "
+                f"on version {expected_version}); reload them and try again"
+            )
         return state
 
     async def change_mappings(
@@ -104,18 +113,23 @@ class Registry:
         object_type: SyncObjectType,
         proposal: Proposal,
         crm_properties: dict[str, CrmProperty],
+        expected_version: int | None = None,
     ) -> MappingSetState:
         """Validate and store a mapping change, then announce the new version."""
-        state = await self.current(realm_id, object_type)
+        state = await self.current(realm_id, object_type, expected_version)
         new_state = state.with_mappings(propose(state, proposal, crm_properties))
         await self._store(realm_id, new_state)
         return new_state
 
     async def change_settings(
-        self, realm_id: str, object_type: SyncObjectType, proposed: SyncSettings
+        self,
+        realm_id: str,
+        object_type: SyncObjectType,
+        proposed: SyncSettings,
+        expected_version: int | None = None,
     ) -> MappingSetState:
         """Store new sync settings, then announce the new version."""
-        state = await self.current(realm_id, object_type)
+        state = await self.current(realm_id, object_type, expected_version)
         new_state = state.with_settings(proposed, datetime.now(UTC))
         await self._store(realm_id, new_state)
         return new_state
