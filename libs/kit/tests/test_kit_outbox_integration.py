@@ -151,3 +151,19 @@ async def test_failed_relay_keeps_the_events_and_the_periodic_pass_publishes_the
     async with asyncio.timeout(30):
         while not await drained():
             await asyncio.sleep(0.05)
+
+
+async def test_periodic_pass_publishes_only_entries_still_pending_since_its_previous_pass(
+    runtime: ServiceRuntime,
+) -> None:
+    outbox = Outbox(runtime.db, runtime.publisher, [STATES])
+    left_behind, fresh = synced("c6"), synced("c7")
+    await record_state(runtime, "doc-4", left_behind)
+
+    # A new entry may be on its way through its handler's own relay: not this pass.
+    assert await outbox.relay_pending() == 0
+    await record_state(runtime, "doc-5", fresh)
+    assert await outbox.relay_pending() == 1
+
+    assert await pending(runtime, "doc-4") == []
+    assert await pending(runtime, "doc-5") == [str(fresh.id)]

@@ -5,7 +5,9 @@ records its state change (`push(events)` gives the clause), so the two cannot di
 multi-document transactions. `Outbox.relay` then publishes each entry in order and, once
 Kafka acknowledged it, removes that exact entry; a crash in between leaves it for the next
 relay, which publishes the same envelope (same id) again and consumers drop the duplicate.
-A periodic pass (`relay_pending`) publishes whatever a failed or crashed relay left behind.
+A periodic pass (`relay_pending`) publishes whatever a failed or crashed relay left behind:
+entries it already saw pending on its previous pass, so it leaves alone the ones a handler
+is relaying right now (publishing to a new topic can take seconds) and does not duplicate them.
 
 Built for the MongoDB-wire subset: `$pull` removes whole elements by equality only, and
 conditional updates are not isolated across connections, so nothing here depends on one;
@@ -59,6 +61,8 @@ class Outbox:
         self._db = db
         self._publisher = publisher
         self.collections: list[str] = list(dict.fromkeys(collections))
+        # Entry ids pending at the previous pass, per collection.
+        self._lingering: dict[str, set[str]] = {}
 
     def watch(self, *collections: str) -> None:
         """Include `collections` in the periodic pass."""
@@ -83,16 +87,23 @@ class Outbox:
     async def relay_pending(self, limit: int = 100) -> int:
         """One pass over every watched collection; returns how many events were published.
 
-        A document whose relay fails is logged and left for the next pass.
+        Relays the documents holding an entry that was already pending at the previous pass
+        (left behind, not in flight). A document whose relay fails is logged and left for the
+        next pass.
         """
         published = 0
         for collection in self.collections:
             cursor = (
                 self._db[collection]
-                .find({f"{OUTBOX_FIELD}.0": {"$exists": True}}, {"_id": 1})
+                .find({f"{OUTBOX_FIELD}.0": {"$exists": True}}, {f"{OUTBOX_FIELD}.id": 1})
                 .limit(limit)
             )
-            for doc_id in [doc["_id"] async for doc in cursor]:
+            pending = {doc["_id"]: {e["id"] for e in doc[OUTBOX_FIELD]} async for doc in cursor}
+            before = self._lingering.get(collection, set())
+            self._lingering[collection] = set().union(*pending.values())
+            for doc_id, entry_ids in pending.items():
+                if not entry_ids & before:
+                    continue
                 try:
                     published += await self.relay(collection, doc_id)
                 except Exception as exc:
