@@ -10,8 +10,10 @@ import pytest
 from dealbooks_contracts import (
     AccountConnectedReason,
     ContactSynced,
+    ContactSyncFailed,
     Envelope,
     SyncAction,
+    SyncFailureCode,
     SyncObjectType,
     SyncTrigger,
 )
@@ -34,7 +36,7 @@ async def _mappings(registry, object_type: SyncObjectType = CONTACTS) -> dict[st
     return body
 
 
-async def test_redelivered_synced_event_counts_once_in_the_mapping_status(registry) -> None:
+async def test_redelivered_outcomes_count_once_in_the_mapping_status(registry) -> None:
     await _seeded(registry)
     synced = Envelope.build(
         ContactSynced(
@@ -49,15 +51,31 @@ async def test_redelivered_synced_event_counts_once_in_the_mapping_status(regist
         tenant=registry.tenant,
     )
 
-    # Handled once before a crash that lost the dedupe record, then delivered again by Kafka.
-    await registry.service.registry.on_outcome(synced)
-    await registry.runtime.publisher.publish(synced)
-    await registry.handled("contact-outcomes", synced)
+    failed = Envelope.build(
+        ContactSyncFailed(
+            code=SyncFailureCode.MISSING_KEY,
+            message="Customer 59 was not synced: it has no email.",
+            trigger=SyncTrigger.WEBHOOK,
+            permanent=True,
+            attempts=1,
+            mapping_id="m-email",
+            qbo_customer_id="59",
+        ),
+        source="contact-sync",
+        tenant=registry.tenant,
+    )
+
+    # Each handled once before a crash that lost the dedupe record, then delivered again.
+    for event, consumer in ((synced, "contact-outcomes"), (failed, "contact-failures")):
+        await registry.service.registry.on_outcome(event)
+        await registry.runtime.publisher.publish(event)
+        await registry.handled(consumer, event)
 
     status = (await registry.api.get(f"{registry.base()}/status")).json()
     by_id = {m["mapping_id"]: m for m in status["mappings"]}
-    assert (by_id["m-email"]["ok"], by_id["m-firstname"]["ok"]) == (1, 1)
-    assert by_id["m-email"]["failed"] == 0 and by_id["m-email"]["last_synced_at"]
+    assert (by_id["m-email"]["ok"], by_id["m-email"]["failed"]) == (1, 1)
+    assert (by_id["m-firstname"]["ok"], by_id["m-firstname"]["failed"]) == (1, 0)
+    assert by_id["m-email"]["last_synced_at"] and "no email" in by_id["m-email"]["last_error"]
     assert by_id["m-phone"]["ok"] == 0
 
 

@@ -26,7 +26,7 @@ DUPLICATE_KEY = 11000
 INDEXES = (
     IndexSpec(MAPPING_VERSIONS, [("set_id", 1), ("version", -1)]),
     IndexSpec("mapping_status", [("realm_id", 1), ("object_type", 1)]),
-    IndexSpec(MAPPING_OUTCOMES, [("realm_id", 1), ("object_type", 1), ("mapping_id", 1)]),
+    IndexSpec(MAPPING_OUTCOMES, [("realm_id", 1), ("object_type", 1)]),
 )
 
 
@@ -135,16 +135,11 @@ class MappingStatus:
                 "_id": f"{event_id}:{d.mapping_id}",
                 **where,
                 "mapping_id": d.mapping_id,
-                "ok": d.ok,
-                "failed": d.failed,
+                "outcome": "failed" if d.failed else "ok",
             }
             for d in deltas
         ]
-        try:
-            await self._outcomes.insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-                raise
+        # The last sync and error first, so a count a reader sees has them too.
         for delta in deltas:
             update: dict[str, Any] = {"$set": {**where, "mapping_id": delta.mapping_id}}
             if delta.ok:
@@ -154,23 +149,29 @@ class MappingStatus:
             await self._col.update_one(
                 {"_id": f"{realm_id}:{object_type.value}:{delta.mapping_id}"}, update, upsert=True
             )
+        try:
+            await self._outcomes.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise
 
     async def for_set(self, realm_id: str, object_type: SyncObjectType) -> dict[str, Any]:
         """Per mapping id: ok, failed, last_synced_at, last_error, last_error_at."""
         where = {"realm_id": realm_id, "object_type": object_type.value}
         out: dict[str, Any] = {doc["mapping_id"]: doc async for doc in self._col.find(where)}
+        # One accumulator per $group: FerretDB mis-sums a second one in the same stage.
         counts = await self._outcomes.aggregate(
             [
                 {"$match": where},
                 {
                     "$group": {
-                        "_id": "$mapping_id",
-                        "ok": {"$sum": "$ok"},
-                        "failed": {"$sum": "$failed"},
+                        "_id": {"mapping_id": "$mapping_id", "outcome": "$outcome"},
+                        "n": {"$sum": 1},
                     }
                 },
             ]
         )
         async for row in counts:
-            out.setdefault(row["_id"], {}).update(ok=row["ok"], failed=row["failed"])
+            key = row["_id"]
+            out.setdefault(key["mapping_id"], {})[key["outcome"]] = row["n"]
         return out
