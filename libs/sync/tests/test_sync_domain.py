@@ -24,6 +24,7 @@ from dealbooks_sync.domain import (
     Write,
     add_mapping,
     apply_mappings,
+    cleared_properties,
     decide,
     default_mappings,
     delete_mapping,
@@ -158,6 +159,24 @@ def test_default_contact_mappings_write_the_customer_fields() -> None:
         "state": "TX",
     }
     assert "m-company" not in mapped.written
+
+
+def test_a_field_emptied_in_qbo_clears_only_what_dealbooks_filled_before() -> None:
+    mappings = default_mappings(C)
+    customer = {
+        "Id": "58",
+        "GivenName": "Ana",
+        "PrimaryEmailAddr": {"Address": "ana@example.com"},
+        "PrimaryPhone": {"FreeFormNumber": ""},
+    }
+    mapped = apply_mappings(C, customer, mappings)
+    # Last time dealbooks wrote phone and lastname; city was someone's own value in the CRM.
+    filled_before = {"email", "firstname", "lastname", "phone"}
+
+    cleared = cleared_properties(mappings, mapped, filled_before)
+
+    assert cleared == {"phone": "m-phone", "lastname": "m-lastname"}
+    assert cleared_properties(mappings, mapped, ()) == {}  # never linked: nothing to clear
 
 
 def test_prices_are_written_as_exact_decimals() -> None:

@@ -221,3 +221,29 @@ async def test_crm_outage_longer_than_the_retries_is_reported_as_a_failure_in_th
     # Nothing is lost: the next change of the customer syncs it.
     [outcome] = await stack.outcomes(await stack.changed("Customer", created["Id"]))
     assert outcome.data.action is SyncAction.CREATED
+
+
+async def test_a_field_emptied_in_qbo_clears_the_contact_property(
+    contacts, qbo_sandbox, qbo_company, crm_sandbox, crm_portal
+) -> None:
+    stack, _ = contacts
+    await stack.settings(enabled=True)
+    realm = qbo_company.realm_id
+    created = qbo_sandbox.user_creates(realm, "customers", _customer())["Customer"]
+    await stack.outcomes(await stack.changed("Customer", created["Id"], QboOperation.CREATE))
+    [contact] = _contacts(crm_sandbox, crm_portal)
+    assert contact["properties"]["phone"] == "(650) 555-0101"
+
+    qbo_sandbox.control(
+        "POST",
+        f"companies/{realm}/customers/{created['Id']}",
+        {"PrimaryPhone": {"FreeFormNumber": ""}},
+    )
+    [cleared] = await stack.outcomes(await stack.changed("Customer", created["Id"]))
+
+    assert cleared.data.action is SyncAction.UPDATED and "m-phone" in cleared.data.mapping_ids
+    [contact] = _contacts(crm_sandbox, crm_portal)
+    assert not contact["properties"].get("phone")
+    assert contact["properties"]["firstname"] == "Ana"
+    [again] = await stack.outcomes(await stack.changed("Customer", created["Id"]))
+    assert again.data.action is SyncAction.UNCHANGED

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -47,6 +47,7 @@ __all__ = [
     "add_mapping",
     "apply_mappings",
     "check_mapping",
+    "cleared_properties",
     "decide",
     "default_mappings",
     "default_settings",
@@ -570,8 +571,9 @@ def apply_mappings(
 ) -> MappedRecord:
     """What `mappings` write for one QBO record (its JSON as QBO returns it).
 
-    A field QBO leaves out is not written, so a value someone set in the CRM stays until QBO
-    has one. `crm_types` (property -> CRM type) refines date rendering; strings otherwise.
+    A field QBO leaves out or empty is not written here; `cleared_properties` decides which of
+    those the sync clears. `crm_types` (property -> CRM type) refines date rendering; strings
+    otherwise.
     """
     properties: dict[str, str] = {}
     written: list[str] = []
@@ -598,6 +600,25 @@ def apply_mappings(
         properties[mapping.crm_property] = rendered
         written.append(mapping.mapping_id)
     return MappedRecord(properties, written, errors)
+
+
+def cleared_properties(
+    mappings: Sequence[FieldMapping], mapped: MappedRecord, previously_written: Collection[str]
+) -> dict[str, str]:
+    """The CRM properties a sync clears, each with the mapping that clears it.
+
+    QuickBooks is the source of a mapped property, so when a field dealbooks filled last time
+    is now empty in QuickBooks, the CRM value is cleared rather than left stale. A property
+    dealbooks never filled (a value someone set in the CRM before the record was linked) is
+    left alone, as is one whose QBO value could not be used (that is reported as an error).
+    """
+    return {
+        m.crm_property: m.mapping_id
+        for m in mappings
+        if m.crm_property in previously_written
+        and m.crm_property not in mapped.properties
+        and m.mapping_id not in mapped.errors
+    }
 
 
 def fingerprint(properties: Mapping[str, str]) -> str:

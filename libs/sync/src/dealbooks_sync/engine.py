@@ -5,6 +5,7 @@ backfill. What differs per object type is a `RecordKind`; the rules live in `dom
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ from dealbooks_sync.domain import (
     Skip,
     Write,
     apply_mappings,
+    cleared_properties,
     decide,
     fingerprint,
     retries_exhausted,
@@ -220,6 +222,8 @@ class Link:
     key: str
     fingerprint: str
     archived: bool
+    # The CRM properties that sync filled, so the next one knows which QBO emptied.
+    written: tuple[str, ...] = ()
 
 
 class Links:
@@ -230,7 +234,14 @@ class Links:
 
     @staticmethod
     def _link(doc: dict[str, Any]) -> Link:
-        return Link(doc["qbo_id"], doc["crm_id"], doc["key"], doc["fingerprint"], doc["archived"])
+        return Link(
+            doc["qbo_id"],
+            doc["crm_id"],
+            doc["key"],
+            doc["fingerprint"],
+            doc["archived"],
+            tuple(doc.get("written") or ()),
+        )
 
     async def get(self, realm_id: str, qbo_id: str) -> Link | None:
         doc = await self._col.find_one({"_id": f"{realm_id}:{qbo_id}"})
@@ -249,6 +260,7 @@ class Links:
             "key": link.key,
             "fingerprint": link.fingerprint,
             "archived": link.archived,
+            "written": list(link.written),
             "mapping_version": version,
             "synced_at": datetime.now(UTC),
         }
@@ -460,7 +472,7 @@ class RecordSync:
         if isinstance(decision, Archive):
             assert link is not None
             await _crm_call(portal.archive(self.kind.crm_object, link.crm_id))
-            archived = Link(link.qbo_id, link.crm_id, link.key, link.fingerprint, archived=True)
+            archived = dataclasses.replace(link, archived=True)
             await self.deps.links.save(mset.realm_id, [archived], mset.version)
             return self._synced(mset, qbo_id, link.crm_id, SyncAction.ARCHIVED)
         assert entity is not None and isinstance(decision, Write)
@@ -481,8 +493,12 @@ class RecordSync:
         if link is not None and link.fingerprint == digest:
             return self._synced(mset, qbo_id, link.crm_id, SyncAction.UNCHANGED, mapped.written)
         crm_object: CrmObject | None = None
+        cleared: dict[str, str] = {}
         if link is not None:
-            crm_object = await self._update(portal, link.crm_id, properties)
+            cleared = cleared_properties(mset.mappings, mapped, link.written)
+            crm_object = await self._update(portal, link.crm_id, {**properties, **_clear(cleared)})
+            if crm_object is None:
+                cleared = {}  # the record is gone: the new one has nothing to clear
         if crm_object is None and not decision.create_allowed:
             existing = await self._find(portal, key)
             if existing is None:
@@ -501,9 +517,10 @@ class RecordSync:
                 raise RecordFailed(SyncFailureCode.CRM_REJECTED, f"the CRM refused it: {message}")
             crm_object = upserted.results[0]
             action = SyncAction.CREATED if crm_object.new else SyncAction.UPDATED
-        new_link = Link(qbo_id, crm_object.id, key, digest, archived=False)
+        new_link = _link(qbo_id, crm_object.id, key, properties)
         await self.deps.links.save(mset.realm_id, [new_link], mset.version)
-        return self._synced(mset, qbo_id, crm_object.id, action, mapped.written)
+        written = [*mapped.written, *cleared.values()]
+        return self._synced(mset, qbo_id, crm_object.id, action, written)
 
     def _mapped(
         self, mset: MappingSet, qbo_id: str, entity: dict[str, Any]
@@ -613,6 +630,16 @@ class RecordSync:
         await self.deps.publisher.publish(
             Envelope.build(payload, source=self.deps.source, caused_by=cause)
         )
+
+
+def _link(qbo_id: str, crm_id: str, key: str, properties: dict[str, str]) -> Link:
+    """The link after writing `properties` (without the cleared ones) to CRM record `crm_id`."""
+    return Link(qbo_id, crm_id, key, fingerprint(properties), False, tuple(sorted(properties)))
+
+
+def _clear(cleared: dict[str, str]) -> dict[str, str]:
+    """The CRM clears a property given an empty string."""
+    return dict.fromkeys(cleared, "")
 
 
 async def _crm_call(call: Awaitable[T]) -> T:
@@ -772,6 +799,7 @@ class Backfill:
         events: list[EventPayload] = []
         pending: dict[str, tuple[str, dict[str, str], list[str]]] = {}
         updates: list[tuple[str, str, dict[str, str], list[str]]] = []
+        clears: dict[str, dict[str, str]] = {}  # by QBO id: what QBO emptied since last time
         syncer = RecordSync(self.deps)
         for row in rows:
             qbo_id = str(row.Id)
@@ -799,18 +827,23 @@ class Backfill:
                     )
                 )
                 continue
-            if link is not None and not link.archived and link.key.lower() != key.lower():
-                updates.append((qbo_id, link.crm_id, properties, mapped.written))
-                continue
+            written = mapped.written
+            if link is not None and not link.archived:
+                cleared = cleared_properties(mset.mappings, mapped, link.written)
+                clears[qbo_id] = _clear(cleared)
+                written = [*written, *cleared.values()]
+                if link.key.lower() != key.lower():
+                    updates.append((qbo_id, link.crm_id, properties, written))
+                    continue
             # Two QBO records with one key (a shared email) become one CRM record.
-            pending[key.lower()] = (qbo_id, properties, mapped.written)
+            pending[key.lower()] = (qbo_id, properties, written)
         portal = self.deps.crm.portal(mset.portal_id)
         new_links: list[Link] = []
         if pending:
             result = await portal.batch_upsert(
                 self.kind.crm_object,
                 self.kind.upsert_property,
-                [(key, props) for key, (_, props, _) in pending.items()],
+                [(key, {**props, **clears.get(q, {})}) for key, (q, props, _) in pending.items()],
             )
             by_key = {
                 str(o.properties.get(self.kind.upsert_property) or "").lower(): o
@@ -827,18 +860,19 @@ class Backfill:
                 action = SyncAction.CREATED if obj.new else SyncAction.UPDATED
                 report.created += action is SyncAction.CREATED
                 report.updated += action is SyncAction.UPDATED
-                new_links.append(Link(qbo_id, obj.id, key, fingerprint(props), archived=False))
+                new_links.append(_link(qbo_id, obj.id, key, props))
                 events.append(
                     syncer._synced(mset, qbo_id, obj.id, action, written, SyncTrigger.BACKFILL)
                 )
         if updates:
             await portal.batch_update(
-                self.kind.crm_object, [(crm_id, props) for _, crm_id, props, _ in updates]
+                self.kind.crm_object,
+                [(crm_id, {**props, **clears.get(q, {})}) for q, crm_id, props, _ in updates],
             )
             for qbo_id, crm_id, props, written in updates:
                 report.updated += 1
                 key = self.kind.key_of(qbo_id, MappedRecord(props, written)) or qbo_id
-                new_links.append(Link(qbo_id, crm_id, key, fingerprint(props), archived=False))
+                new_links.append(_link(qbo_id, crm_id, key, props))
                 events.append(
                     syncer._synced(
                         mset, qbo_id, crm_id, SyncAction.UPDATED, written, SyncTrigger.BACKFILL
