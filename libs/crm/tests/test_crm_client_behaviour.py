@@ -575,7 +575,7 @@ async def test_portals_cannot_see_each_others_records(
 # ---- timeline events ---------------------------------------------------------------------------
 
 PAYMENT_TEMPLATE = {
-    "name": "Invoice payment received",
+    "name": "Client behaviour test payment",
     "objectType": "deals",
     "headerTemplate": "Payment of {{amount}} {{currency}} for {{invoiceNumber}}",
     "tokens": [
