@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from dealbooks_contracts import QboEntityChanged
@@ -48,7 +50,10 @@ async def test_ready_metrics_docs_and_service_api_are_served(
         assert (await client.get("/healthz")).status_code == 200
         ready = await client.get("/readyz")
         assert ready.status_code == 200
-        assert ready.json() == {"ready": True, "checks": {"kafka": True, "mongodb": True}}
+        assert ready.json() == {
+            "ready": True,
+            "checks": {"started": True, "kafka": True, "mongodb": True},
+        }
         metrics = await client.get("/metrics")
         assert "dealbooks_events_consumed_total" in metrics.text
         docs = await client.get("/docs/asyncapi.json")
@@ -73,6 +78,34 @@ async def test_not_ready_when_mongodb_is_unreachable(
         ) as client:
             ready = await client.get("/readyz")
         assert ready.status_code == 503
-        assert ready.json()["checks"] == {"kafka": True, "mongodb": False}
+        assert ready.json()["checks"] == {"started": False, "kafka": True, "mongodb": False}
     finally:
         await runtime.broker.stop()
+
+
+async def test_periodic_job_keeps_running_after_a_failure_and_readiness_follows_the_start(
+    kafka_bootstrap: str, mongo_uri: str, namespace: str, kafka_supports_idempotence: bool
+) -> None:
+    runtime = _runtime(kafka_bootstrap, mongo_uri, namespace, kafka_supports_idempotence)
+    runs: list[int] = []
+
+    async def flaky_sweep() -> None:
+        runs.append(len(runs))
+        if len(runs) == 1:
+            raise TimeoutError("QBO did not answer")
+
+    runtime.every("flaky-sweep", 0.05, flaky_sweep)
+    app = runtime.asgi(title="kit-http")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+        await runtime.broker.start()
+        before = (await client.get("/readyz")).json()
+        await runtime.start_periodic()
+        async with asyncio.timeout(10):
+            while len(runs) < 3:
+                await asyncio.sleep(0.02)
+        after = (await client.get("/readyz")).json()
+        await runtime.stop_periodic()
+        await runtime.broker.stop()
+    assert before["checks"]["started"] is False
+    assert after == {"ready": True, "checks": {"started": True, "kafka": True, "mongodb": True}}

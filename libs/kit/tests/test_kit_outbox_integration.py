@@ -142,7 +142,7 @@ async def test_failed_relay_keeps_the_events_and_the_periodic_pass_publishes_the
     assert await pending(runtime, "doc-3") == [str(event.id)]
 
     runtime.use_outbox(STATES)  # watched from now on: the running pass picks it up
-    await runtime.start_relay()
+    await runtime.start_periodic()
     assert await published(runtime, kafka_bootstrap, 1) == [str(event.id)]
 
     async def drained() -> bool:

@@ -22,6 +22,11 @@ EVENTS_DEAD_LETTERED = Counter(
 EVENTS_PUBLISHED = Counter(
     "dealbooks_events_published_total", "Events acknowledged by Kafka", ["service", "topic"]
 )
+PERIODIC_FAILURES = Counter(
+    "dealbooks_periodic_job_failures_total",
+    "Runs of a timer job (outbox relay, overdue clock, reconciliation) that raised",
+    ["job"],
+)
 HANDLER_SECONDS = Histogram(
     "dealbooks_handler_seconds",
     "Handler latency including retries",

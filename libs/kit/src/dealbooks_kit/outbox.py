@@ -16,7 +16,6 @@ two relays racing on one document at worst publish an event twice, never lose it
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -113,15 +112,6 @@ class Outbox:
                         error=f"{type(exc).__name__}: {exc}",
                     )
         return published
-
-    async def run(self, interval_seconds: float) -> None:
-        """Relay leftovers now and then every `interval_seconds`, until cancelled."""
-        while True:
-            try:
-                await self.relay_pending()
-            except Exception as exc:  # the database is away: the next pass tries again
-                log.warning("outbox pass failed", error=f"{type(exc).__name__}: {exc}")
-            await asyncio.sleep(interval_seconds)
 
 
 __all__ = ["OUTBOX_FIELD", "Outbox", "outbox_entry", "outbox_index", "push"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,6 +21,7 @@ from dealbooks_kit import metrics
 from dealbooks_kit.consumer import PROCESSED_INDEXES, DeadLetterHook, EventConsumer, Handler, P
 from dealbooks_kit.kafka import EventPublisher, make_broker
 from dealbooks_kit.logging import configure_logging, get_logger
+from dealbooks_kit.metrics import PERIODIC_FAILURES
 from dealbooks_kit.mongo import IndexSpec, ensure_indexes, make_mongo_client, ping
 from dealbooks_kit.outbox import Outbox, outbox_index
 from dealbooks_kit.settings import KitSettings
@@ -60,7 +61,9 @@ class ServiceRuntime:
         self.indexes: list[IndexSpec] = [*PROCESSED_INDEXES, *indexes]
         self.consumers: list[EventConsumer[Any]] = []
         self.outbox = Outbox(self.db, self.publisher)
-        self._relay_task: asyncio.Task[None] | None = None
+        self._periodic: list[tuple[str, float, Callable[[], Awaitable[object]]]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.started = False
 
     def consume(
         self,
@@ -88,29 +91,48 @@ class ServiceRuntime:
 
     def use_outbox(self, *collections: str) -> Outbox:
         """Relay the outbox of documents in `collections`, periodically while running."""
+        if not self.outbox.collections:
+            self.every(
+                "outbox-relay", self.settings.outbox_relay_seconds, self.outbox.relay_pending
+            )
         self.outbox.watch(*collections)
         self.indexes.extend(outbox_index(c) for c in collections)
         return self.outbox
+
+    def every(self, name: str, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
+        """Run `job` every `seconds` while the service runs (first run at start).
+
+        A failing run is logged and counted; the next one tries again. Timers (overdue clock,
+        reconciliation, housekeeping) are registered here rather than started by hand, so they
+        start after the broker and stop before it.
+        """
+        self._periodic.append((name, seconds, job))
 
     async def prepare(self) -> None:
         """Create the service's indexes (idempotent); runs before the broker starts."""
         await ensure_indexes(self.db, self.indexes)
 
-    async def start_relay(self) -> None:
-        """Start the periodic outbox pass (after the broker, which it publishes through)."""
-        if self.outbox.collections and self._relay_task is None:
-            interval = self.settings.outbox_relay_seconds
-            self._relay_task = asyncio.create_task(self.outbox.run(interval))
+    async def start_periodic(self) -> None:
+        """Start the registered timers (after the broker, which they may publish through)."""
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(_repeat(name, seconds, job), name=name)
+                for name, seconds, job in self._periodic
+            ]
+        self.started = True
 
-    async def stop_relay(self) -> None:
-        if self._relay_task is not None:
-            self._relay_task.cancel()
+    async def stop_periodic(self) -> None:
+        self.started = False
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._relay_task
-            self._relay_task = None
+                await task
 
     async def ready(self) -> dict[str, bool]:
         return {
+            "started": self.started,
             "kafka": await self.broker.ping(timeout=2.0),
             "mongodb": await ping(self.mongo),
         }
@@ -120,11 +142,11 @@ class ServiceRuntime:
         """Start consumers and the producer without HTTP (tests, workers); stop on exit."""
         await self.prepare()
         await self.broker.start()
-        await self.start_relay()
+        await self.start_periodic()
         try:
             yield self
         finally:
-            await self.stop_relay()
+            await self.stop_periodic()
             await self.broker.stop()
             await self.mongo.close()
 
@@ -157,12 +179,22 @@ class ServiceRuntime:
             api=api,
             asgi_routes=[("/healthz", healthz), ("/readyz", readyz), ("/metrics", metrics_route)],
             on_startup=[self.prepare],
-            after_startup=[self.start_relay],
-            on_shutdown=[self.stop_relay],
+            after_startup=[self.start_periodic],
+            on_shutdown=[self.stop_periodic],
             after_shutdown=[shutdown],
             specification=AsyncAPI(self.broker, title=title, version=version),
             asyncapi_path="/docs/asyncapi",
         )
+
+
+async def _repeat(name: str, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
+    while True:
+        try:
+            await job()
+        except Exception as exc:  # a failed run is logged; the next one tries again
+            PERIODIC_FAILURES.labels(name).inc()
+            log.warning("periodic job failed", job=name, error=f"{type(exc).__name__}: {exc}")
+        await asyncio.sleep(seconds)
 
 
 def serve(app: ServiceApp, settings: KitSettings) -> None:

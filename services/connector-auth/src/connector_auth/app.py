@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from datetime import timedelta
 
@@ -51,32 +50,18 @@ def build_app(settings: ConnectorAuthSettings) -> ServiceApp:
     """The connector-auth process: API, preference-drift consumer, outbox relay (the kit's)
     and the clean-up of spent OAuth states and refresh leases."""
     runtime, service = build_service(settings)
-    app = runtime.asgi(api=build_api(service), title="connector-auth")
-    cleanup_task: asyncio.Task[None] | None = None
 
-    async def clean_up_forever() -> None:
+    async def clean_up() -> None:
         # No TTL indexes on the MongoDB-wire subset: spent states and leases go by a timer.
-        while True:
-            try:
-                cutoff = service.clock() - timedelta(seconds=2 * settings.state_max_age_seconds)
-                await service.states.forget_before(cutoff)
-                await service.leases.forget_before(cutoff)
-            except Exception as exc:
-                log.warning("clean-up pass failed", error=type(exc).__name__)
-            await asyncio.sleep(settings.state_max_age_seconds)
+        cutoff = service.clock() - timedelta(seconds=2 * settings.state_max_age_seconds)
+        await service.states.forget_before(cutoff)
+        await service.leases.forget_before(cutoff)
 
-    async def start_cleanup() -> None:
-        nonlocal cleanup_task
-        cleanup_task = asyncio.create_task(clean_up_forever())
-
-    async def stop_cleanup() -> None:
-        if cleanup_task is not None:
-            cleanup_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await cleanup_task
+    async def close_clients() -> None:
         await service.crm.aclose()
         await service.http.aclose()
 
-    app.after_startup(start_cleanup)
-    app.on_shutdown(stop_cleanup)
+    runtime.every("state-clean-up", settings.state_max_age_seconds, clean_up)
+    app = runtime.asgi(api=build_api(service), title="connector-auth")
+    app.on_shutdown(close_clients)
     return app

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from dealbooks_contracts import InvoiceDrafted, InvoiceLinked, QboEntityChanged
 from dealbooks_crm import CrmClient
@@ -30,36 +27,11 @@ class Service:
     handlers: StatusTracker
     store: Store
     tokens: ApiTokens
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-
-    def start_sweeps(self) -> None:
-        """The overdue clock and the CDC reconciliation pass, each on its own interval."""
-        self.tasks += [
-            asyncio.create_task(
-                _every(self.settings.overdue_interval_seconds, self.handlers.overdue_sweep)
-            ),
-            asyncio.create_task(
-                _every(self.settings.reconcile_interval_seconds, self.handlers.reconcile_all)
-            ),
-        ]
 
     async def aclose(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         await self.handlers.qbo.aclose()
         await self.handlers.crm.aclose()
         await self.tokens.aclose()
-
-
-async def _every(seconds: float, sweep: Callable[[], Awaitable[int]]) -> None:
-    while True:
-        await asyncio.sleep(seconds)
-        try:
-            await sweep()
-        except Exception:  # a failed pass is logged; the next one tries again
-            log.exception("sweep failed", sweep=getattr(sweep, "__name__", "sweep"))
 
 
 def build_service(
@@ -86,6 +58,9 @@ def build_service(
     runtime.consume("drafted", InvoiceDrafted, handlers.on_drafted)
     runtime.consume("linked", InvoiceLinked, handlers.on_linked)
     runtime.consume("qbo-changes", QboEntityChanged, handlers.on_entity_changed)
+    # No webhook fires when a due date passes, and webhooks can be lost: two timers.
+    runtime.every("overdue-clock", settings.overdue_interval_seconds, handlers.overdue_sweep)
+    runtime.every("reconciliation", settings.reconcile_interval_seconds, handlers.reconcile_all)
     return Service(settings, runtime, handlers, store, tokens)
 
 
@@ -93,6 +68,5 @@ def build_app(settings: StatusTrackerSettings | None = None) -> ServiceApp:
     """The ASGI app `python -m status_tracker` serves."""
     service = build_service(settings or StatusTrackerSettings())
     app = service.runtime.asgi(api=build_api(service), title="status-tracker")
-    app.after_startup(service.start_sweeps)
     app.on_shutdown(service.aclose)
     return app

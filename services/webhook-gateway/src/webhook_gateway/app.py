@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from datetime import UTC, datetime, timedelta
 
 from dealbooks_contracts import AccountConnected, AccountDisconnected
@@ -44,27 +42,9 @@ def build_service(settings: WebhookGatewaySettings) -> tuple[ServiceRuntime, Int
 def build_app(settings: WebhookGatewaySettings) -> ServiceApp:
     """The webhook-gateway process."""
     runtime, intake = build_service(settings)
-    app = runtime.asgi(api=build_api(intake), title="webhook-gateway")
-    task: asyncio.Task[None] | None = None
 
     async def housekeeping() -> None:
-        while True:
-            try:
-                await intake.dedupe.forget_expired(datetime.now(UTC))
-            except Exception as exc:
-                log.warning("dedupe housekeeping failed", error=type(exc).__name__)
-            await asyncio.sleep(settings.housekeeping_seconds)
+        await intake.dedupe.forget_expired(datetime.now(UTC))
 
-    async def start() -> None:
-        nonlocal task
-        task = asyncio.create_task(housekeeping())
-
-    async def stop() -> None:
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    app.after_startup(start)
-    app.on_shutdown(stop)
-    return app
+    runtime.every("dedupe-housekeeping", settings.housekeeping_seconds, housekeeping)
+    return runtime.asgi(api=build_api(intake), title="webhook-gateway")
