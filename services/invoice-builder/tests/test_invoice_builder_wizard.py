@@ -216,3 +216,27 @@ async def test_wizard_searches_customers_and_proposes_the_best_match_for_the_dea
     assert nothing["proposal"] is None
     assert len(nothing["customers"]) > 1  # without a query, every active customer is listed
     assert other_portal.status_code == 404
+
+
+async def test_expired_quote_is_refused_for_its_expiry_before_its_lines_are_checked(
+    builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
+) -> None:
+    company = qbo_sandbox.create_company("GB")
+    builder.qbo_tokens.set(company.realm_id, company.access_token)
+    builder.crm_tokens.set(crm_portal.key, crm_portal.access_token)
+    tenant = Tenant(portal_id=crm_portal.key, account_id=company.realm_id)
+    await builder.connect_account(tenant, country="GB", currency="GBP", name="Thames Joinery")
+    deal_id, quote_id = crm_deal_with_quote(crm_sandbox, crm_portal, expires_in_days=-2)
+    # No QBO item is chosen for the quote's lines: the expiry must still be the answer.
+    body = {"deal_id": deal_id, "quote_id": quote_id, "default_tax_code": "2", "chosen_items": {}}
+
+    transport = httpx.ASGITransport(app=build_api(builder.service))
+    async with httpx.AsyncClient(transport=transport, base_url="http://wizard") as wizard:
+        base = f"/portals/{crm_portal.key}/accounts/{company.realm_id}"
+        preview = (await wizard.post(f"{base}/preview", json=body)).json()
+        submitted = await wizard.post(f"{base}/invoice-requests", json=body)
+
+    assert preview["problem"]["code"] == "QUOTE_EXPIRED"
+    assert submitted.status_code == 422
+    assert submitted.json()["problem"]["code"] == "QUOTE_EXPIRED"
+    assert "expired on" in submitted.json()["problem"]["message"]

@@ -152,6 +152,12 @@ def build_api(service: Service) -> Starlette:
         """The request a wizard body describes: explicit lines, or the quote's or deal's."""
         deal_id = str(body["deal_id"])
         quote_id = body.get("quote_id")
+        if quote_id:
+            # An expired or unpublished quote is the reason to give, whatever its lines hold.
+            quote = await handlers.quote_facts(account.portal_id, str(quote_id))
+            problem = domain.check_quote(quote, str(quote_id), handlers.now())
+            if problem is not None:
+                return problem
         if body.get("lines"):
             lines = _LINES.validate_python(body["lines"])
         else:
