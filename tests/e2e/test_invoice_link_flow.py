@@ -31,7 +31,6 @@ from invoice_builder.app import build_service as build_builder
 from invoice_builder.settings import InvoiceBuilderSettings
 from status_tracker.app import Service as Tracker
 from status_tracker.app import build_service as build_tracker
-from status_tracker.domain import PAYMENT_TEMPLATE
 from status_tracker.settings import StatusTrackerSettings
 
 pytestmark = [pytest.mark.integration]
@@ -96,7 +95,7 @@ async def stack(
         "handler_wait_initial": 0.05,
         "handler_wait_max": 0.2,
     }
-    template = crm_sandbox.add_event_template(PAYMENT_TEMPLATE)
+    app = crm_sandbox.app()
     qbo_tokens, crm_tokens = StaticTokenProvider({}), StaticTokenProvider({})
     builder = build_builder(
         InvoiceBuilderSettings(**shared, mongodb_database=f"{namespace}_ib"),
@@ -105,7 +104,10 @@ async def stack(
     )
     tracker = build_tracker(
         StatusTrackerSettings(
-            **shared, mongodb_database=f"{namespace}_st", payment_template_id=str(template["id"])
+            **shared,
+            mongodb_database=f"{namespace}_st",
+            crm_app_id=str(app["appId"]),
+            crm_developer_key=app["developerKey"],
         ),
         qbo_tokens=qbo_tokens,
         crm_tokens=crm_tokens,

@@ -99,15 +99,18 @@ async def test_two_companies_connect_to_one_portal_with_crm_set_up(
         "acct_invoice_status",
         "acct_invoice_due_date",
     } <= set(names)
+    # The five stages users see, plus the two an invoice can end in.
     assert [o["value"] for o in names["acct_invoice_status"]["options"]] == [
-        "draft",
+        "awaiting_send",
         "sent",
         "partially_paid",
         "paid",
+        "overdue",
         "voided",
+        "deleted",
     ]
     templates = crm_sandbox.app()["eventTemplates"]
-    assert [t["name"] for t in templates].count("Invoice payment received") == 1
+    assert [t["name"] for t in templates].count("QuickBooks invoice payment") == 1
 
 
 async def test_reconnecting_a_company_updates_it_without_duplicating(

@@ -29,7 +29,6 @@ from dealbooks_contracts import (
 from dealbooks_http import StaticTokenProvider
 from dealbooks_qbo import Invoice, QboClient
 from status_tracker.app import Service, build_service
-from status_tracker.domain import PAYMENT_TEMPLATE
 from status_tracker.settings import StatusTrackerSettings
 
 
@@ -186,7 +185,7 @@ async def tracker(
     crm_sandbox: Any,
 ) -> AsyncIterator[Harness]:  # fmt: skip
     namespace = f"st{uuid.uuid4().hex[:8]}"
-    template = crm_sandbox.add_event_template(PAYMENT_TEMPLATE)
+    app = crm_sandbox.app()
     settings = StatusTrackerSettings(
         kafka_bootstrap=kafka_bootstrap,
         mongodb_uri=mongo_uri,
@@ -195,7 +194,9 @@ async def tracker(
         kafka_idempotence=kafka_supports_idempotence,
         qbo_base_url=qbo_sandbox.base_url,
         crm_base_url=crm_sandbox.base_url,
-        payment_template_id=str(template["id"]),
+        # The payment template is found (or created) by name, as in production.
+        crm_app_id=str(app["appId"]),
+        crm_developer_key=app["developerKey"],
         handler_attempts=4,
         handler_wait_initial=0.05,
         handler_wait_max=0.2,

@@ -141,6 +141,8 @@ class Topology:
                 "STATUS_TRACKER_QBO_BASE_URL": self.qbo,
                 "STATUS_TRACKER_CRM_BASE_URL": self.crm,
                 "STATUS_TRACKER_CRM_PORTAL_TOKENS": crm_tokens,
+                "STATUS_TRACKER_CRM_APP_ID": CRM_APP_ID,
+                "STATUS_TRACKER_CRM_DEVELOPER_KEY": CRM_DEVELOPER_KEY,
                 "STATUS_TRACKER_OVERDUE_INTERVAL_SECONDS": "3600",
                 "STATUS_TRACKER_RECONCILE_INTERVAL_SECONDS": "600",
             },

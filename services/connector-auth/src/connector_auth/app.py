@@ -32,7 +32,7 @@ def build_service(settings: ConnectorAuthSettings) -> tuple[ServiceRuntime, Conn
         RefreshLeases(runtime.db),
         TokenCipher.from_spec(settings.token_keys.get_secret_value()),
         QboGateway(settings, http),
-        CrmInstaller(settings, http),
+        CrmInstaller(settings),
         runtime.use_outbox(ACCOUNTS),
         http,
     )

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import httpx
-from dealbooks_crm import CrmClient, PropertyDefinition, PropertyOption
+from dealbooks_crm import CrmClient
+from dealbooks_crm.invoicing import ensure_invoice_properties, ensure_payment_template
 from dealbooks_http import StaticTokenProvider
 from dealbooks_kit import get_logger
 from dealbooks_qbo import Forbidden, IntuitOAuth, OAuthEndpoints, QboClient, TokenSet
@@ -75,76 +75,14 @@ class QboGateway:
         )
 
 
-INVOICE_GROUP = "acct_invoicing"
-INVOICE_GROUP_LABEL = "Invoicing (Accounting sync)"
-INVOICE_STAGES = [
-    ("Draft", "draft"),
-    ("Sent", "sent"),
-    ("Partially paid", "partially_paid"),
-    ("Paid", "paid"),
-    ("Voided", "voided"),
-]
-
-
-def _prop(name: str, label: str, type_: Any, field_type: str, **extra: Any) -> PropertyDefinition:
-    return PropertyDefinition(
-        name=name,
-        label=label,
-        type=type_,
-        field_type=field_type,
-        group_name=INVOICE_GROUP,
-        **extra,
-    )
-
-
-INVOICE_DEAL_PROPERTIES = [
-    _prop(
-        "acct_amount_billed",
-        "Amount billed",
-        "number",
-        "number",
-        number_display_hint="currency",
-        show_currency_symbol=True,
-    ),
-    _prop("acct_invoice_recipient", "Invoice recipient", "string", "text"),
-    _prop("acct_invoice_number", "Invoice number", "string", "text"),
-    _prop(
-        "acct_invoice_status",
-        "Invoice status",
-        "enumeration",
-        "select",
-        options=[
-            PropertyOption(label=label, value=value, display_order=i)
-            for i, (label, value) in enumerate(INVOICE_STAGES)
-        ],
-    ),
-    _prop("acct_invoice_due_date", "Invoice due date", "date", "date"),
-]
-
-PAYMENT_TEMPLATE_NAME = "Invoice payment received"
-PAYMENT_TEMPLATE: dict[str, Any] = {
-    "name": PAYMENT_TEMPLATE_NAME,
-    "objectType": "deals",
-    "headerTemplate": "Payment of {{amount}} {{currency}} received for invoice {{invoiceNumber}}",
-    "detailTemplate": "Paid on {{#formatDate paidAt}}{{/formatDate}}",
-    "tokens": [
-        {"name": "invoiceNumber", "label": "Invoice number", "type": "string"},
-        {"name": "amount", "label": "Amount", "type": "number"},
-        {"name": "currency", "label": "Currency", "type": "string"},
-        {"name": "paidAt", "label": "Paid at", "type": "date"},
-    ],
-}
-
-
 class CrmInstaller:
     """Makes a portal ready for dealbooks: invoice deal properties and the payment template.
 
     Every step reads before it writes, so running it on every connect is harmless.
     """
 
-    def __init__(self, settings: ConnectorAuthSettings, http: httpx.AsyncClient) -> None:
+    def __init__(self, settings: ConnectorAuthSettings) -> None:
         self._settings = settings
-        self._http = http
         self._portal_tokens: dict[str, str] = {
             str(k): str(v)
             for k, v in json.loads(settings.crm_portal_tokens.get_secret_value() or "{}").items()
@@ -161,31 +99,14 @@ class CrmInstaller:
         if portal_id not in self._portal_tokens:
             log.warning("crm setup skipped: no CRM token for portal", portal_id=portal_id)
             return False
-        portal = self._client.portal(portal_id)
-        await portal.ensure_property_group("deals", INVOICE_GROUP, INVOICE_GROUP_LABEL)
-        await portal.ensure_properties("deals", INVOICE_DEAL_PROPERTIES)
+        await ensure_invoice_properties(self._client.portal(portal_id))
         await self.ensure_payment_template()
         return True
 
     async def ensure_payment_template(self) -> str | None:
-        """The app-level payment timeline template (developer key); its id, created if missing.
-
-        The CRM client has no template management (templates are per app, not per portal),
-        so this one call pair lives here.
-        """
+        """The app-level payment timeline template's id, created if missing; None when the
+        app id or developer key is not configured."""
         key = self._settings.crm_developer_key.get_secret_value()
         if not key or not self._settings.crm_app_id:
             return None
-        url = (
-            f"{self._settings.crm_base_url.rstrip('/')}/integrators/timeline/v3/"
-            f"{self._settings.crm_app_id}/event-templates"
-        )
-        headers = {"Authorization": f"Bearer {key}"}
-        listed = await self._http.get(url, headers=headers)
-        listed.raise_for_status()
-        for template in listed.json().get("results", []):
-            if template.get("name") == PAYMENT_TEMPLATE_NAME:
-                return str(template["id"])
-        created = await self._http.post(url, json=PAYMENT_TEMPLATE, headers=headers)
-        created.raise_for_status()
-        return str(created.json()["id"])
+        return await ensure_payment_template(self._client, self._settings.crm_app_id, key)

@@ -54,6 +54,8 @@ def build_service(
         qbo=QboClient(settings.qbo_base_url, tokens.qbo),
         crm=CrmClient(tokens.crm, base_url=settings.crm_base_url),
         payment_template_id=settings.payment_template_id,
+        crm_app_id=settings.crm_app_id,
+        crm_developer_key=settings.crm_developer_key.get_secret_value(),
     )
     runtime.consume("drafted", InvoiceDrafted, handlers.on_drafted)
     runtime.consume("linked", InvoiceLinked, handlers.on_linked)

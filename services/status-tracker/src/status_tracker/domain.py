@@ -11,27 +11,19 @@ from decimal import Decimal
 from typing import Any
 
 from dealbooks_contracts import InvoiceStage, PaymentChange
+from dealbooks_contracts.crm_app import (
+    AMOUNT_BILLED,
+    DUE_DATE,
+    INVOICE_NUMBER,
+    RECIPIENT,
+    STATUS,
+)
 
 ZERO = Decimal("0")
 VOIDED_NOTE = "voided"
 
-# The CRM deal properties dealbooks writes (group acct_invoicing, created per portal).
-AMOUNT_BILLED = "acct_amount_billed"
-RECIPIENT = "acct_invoice_recipient"
-INVOICE_NUMBER = "acct_invoice_number"
-STATUS = "acct_invoice_status"
-DUE_DATE = "acct_invoice_due_date"
+# The CRM deal properties dealbooks writes; defined once for connector-auth and this service.
 DEAL_PROPERTIES = (AMOUNT_BILLED, RECIPIENT, INVOICE_NUMBER, STATUS, DUE_DATE)
-
-STAGE_LABELS: dict[InvoiceStage, str] = {
-    InvoiceStage.AWAITING_SEND: "Awaiting send",
-    InvoiceStage.SENT: "Sent to customer",
-    InvoiceStage.PARTIALLY_PAID: "Partially paid",
-    InvoiceStage.PAID: "Paid in full",
-    InvoiceStage.OVERDUE: "Overdue",
-    InvoiceStage.VOIDED: "Voided",
-    InvoiceStage.DELETED: "Deleted",
-}
 
 
 @dataclass(frozen=True)
@@ -216,20 +208,3 @@ def timeline_tokens(
         "change": change.value,
         "method": method or "unknown",
     }
-
-
-PAYMENT_TEMPLATE: dict[str, Any] = {
-    "name": "QuickBooks payment",
-    "objectType": "deals",
-    "headerTemplate": "Payment {{change}}: {{amount}} {{currency}} on invoice {{invoiceNumber}}",
-    "detailTemplate": "Paid on {{#formatDate paidAt}}{{/formatDate}} via {{method}}",
-    "tokens": [
-        {"name": "amount", "label": "Amount", "type": "number"},
-        {"name": "currency", "label": "Currency", "type": "string"},
-        {"name": "paidAt", "label": "Paid on", "type": "date"},
-        {"name": "invoiceNumber", "label": "Invoice number", "type": "string"},
-        {"name": "change", "label": "Change", "type": "string"},
-        {"name": "method", "label": "Method", "type": "string"},
-    ],
-}
-"""The CRM timeline event template status-tracker's events fit (created once per app)."""

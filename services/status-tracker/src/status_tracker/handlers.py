@@ -33,10 +33,9 @@ from dealbooks_crm import (
     CrmError,
     CrmRateLimited,
     CrmUnavailable,
-    PropertyDefinition,
-    PropertyOption,
     TimelineEvent,
 )
+from dealbooks_crm.invoicing import ensure_invoice_properties, ensure_payment_template
 from dealbooks_http import AccountUnavailable
 from dealbooks_kit import PermanentError, TransientError, get_logger
 from dealbooks_qbo import Deleted, Invoice, NotFound, Payment, QboClient, ServerError, Throttled
@@ -48,22 +47,6 @@ from status_tracker.store import TRACKED, ConcurrentUpdate, Store, snapshot_of, 
 SOURCE = "status-tracker"
 log = get_logger(__name__)
 T = TypeVar("T")
-
-PROPERTY_GROUP = "acct_invoicing"
-DEAL_PROPERTIES = [
-    PropertyDefinition(name=domain.AMOUNT_BILLED, label="Amount billed", type="number",
-                       field_type="number", group_name=PROPERTY_GROUP),
-    PropertyDefinition(name=domain.INVOICE_NUMBER, label="Invoice number", type="string",
-                       field_type="text", group_name=PROPERTY_GROUP),
-    PropertyDefinition(name=domain.RECIPIENT, label="Invoice recipient", type="string",
-                       field_type="text", group_name=PROPERTY_GROUP),
-    PropertyDefinition(name=domain.STATUS, label="Invoice status", type="enumeration",
-                       field_type="select", group_name=PROPERTY_GROUP,
-                       options=[PropertyOption(label=label, value=stage.value, display_order=i)
-                                for i, (stage, label) in enumerate(domain.STAGE_LABELS.items())]),
-    PropertyDefinition(name=domain.DUE_DATE, label="Invoice due date", type="date",
-                       field_type="date", group_name=PROPERTY_GROUP),
-]  # fmt: skip
 
 
 def _today() -> date:
@@ -117,7 +100,11 @@ class StatusTracker:
     store: Store
     qbo: QboClient
     crm: CrmClient
-    payment_template_id: str
+    # The payment timeline template: its id when configured, else found (or created) by name
+    # with the app id and developer key; neither means no timeline events.
+    payment_template_id: str = ""
+    crm_app_id: str = ""
+    crm_developer_key: str = ""
     today: Callable[[], date] = _today
     # Per portal, fixed for the life of the process: the company currency, and whether the
     # invoicing deal properties exist.
@@ -299,10 +286,15 @@ class StatusTracker:
         """Create the invoicing group and deal properties once per portal (idempotent)."""
         if portal_id in self._prepared:
             return
-        crm = self.crm.portal(portal_id)
-        await _crm(crm.ensure_property_group("deals", PROPERTY_GROUP, "Invoicing (QuickBooks)"))
-        await _crm(crm.ensure_properties("deals", DEAL_PROPERTIES))
+        await _crm(ensure_invoice_properties(self.crm.portal(portal_id)))
         self._prepared.add(portal_id)
+
+    async def _payment_template(self) -> str | None:
+        if not self.payment_template_id and self.crm_app_id and self.crm_developer_key:
+            self.payment_template_id = await _crm(
+                ensure_payment_template(self.crm, self.crm_app_id, self.crm_developer_key)
+            )
+        return self.payment_template_id or None
 
     # ------------------------------------------------------------------ payments
 
@@ -352,7 +344,8 @@ class StatusTracker:
         method = _method(payment)
         version = str(payment.SyncToken if payment else "deleted")
         deal_id = doc.get("deal_id")
-        if deal_id and self.payment_template_id:
+        template_id = await self._payment_template() if deal_id else None
+        if deal_id and template_id:
             event_id = domain.timeline_event_id(
                 realm, payment_id, application.qbo_invoice_id, application.change, version
             )
@@ -365,7 +358,7 @@ class StatusTracker:
                 method=method,
             )
             event = TimelineEvent(
-                event_template_id=self.payment_template_id,
+                event_template_id=template_id,
                 id=event_id,
                 object_id=deal_id,
                 tokens=tokens,

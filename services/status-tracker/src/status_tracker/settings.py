@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dealbooks_kit import ApiAccessSettings, KitSettings
+from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
 
@@ -19,8 +20,11 @@ class StatusTrackerSettings(KitSettings, ApiAccessSettings):
     http_port: int = 8011
     qbo_base_url: str = "http://127.0.0.1:8765"
     crm_base_url: str = "http://127.0.0.1:8766"
-    # The app's CRM timeline event template for payments (see domain.PAYMENT_TEMPLATE).
+    # The app's payment timeline template (dealbooks_contracts.crm_app.PAYMENT_TEMPLATE): an
+    # explicit id, or found/created by name with the CRM app id and developer key.
     payment_template_id: str = ""
+    crm_app_id: str = ""
+    crm_developer_key: SecretStr = SecretStr("")
     # No webhook fires when a due date passes; a clock does. Webhooks can be lost; CDC heals.
     overdue_interval_seconds: float = 3600.0
     reconcile_interval_seconds: float = 600.0
