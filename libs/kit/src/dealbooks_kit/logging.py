@@ -86,6 +86,7 @@ def configure_logging(service: str, level: str = "INFO", *, json: bool = True) -
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
+    handler.addFilter(_drop_auto_create_notice)
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level.upper())
@@ -93,6 +94,14 @@ def configure_logging(service: str, level: str = "INFO", *, json: bool = True) -
     for noisy in ("aiokafka", "httpx", "httpcore", "pymongo", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.contextvars.bind_contextvars(service=service)
+
+
+def _drop_auto_create_notice(record: logging.LogRecord) -> bool:
+    # aiokafka logs an ERROR while the broker auto-creates a topic on its first publish; it is
+    # expected and would drown real errors.
+    return not (
+        record.name == "aiokafka.cluster" and "not found in cluster metadata" in record.getMessage()
+    )
 
 
 def get_logger(name: str | None = None) -> Any:

@@ -25,6 +25,7 @@ from dealbooks_kit.metrics import PERIODIC_FAILURES
 from dealbooks_kit.mongo import IndexSpec, ensure_indexes, make_mongo_client, ping
 from dealbooks_kit.outbox import Outbox, outbox_index
 from dealbooks_kit.settings import KitSettings
+from dealbooks_kit.topics import ensure_topics
 
 log = get_logger(__name__)
 
@@ -109,8 +110,10 @@ class ServiceRuntime:
         self._periodic.append((name, seconds, job))
 
     async def prepare(self) -> None:
-        """Create the service's indexes (idempotent); runs before the broker starts."""
+        """Create the service's indexes and topics (idempotent); runs before the broker starts."""
         await ensure_indexes(self.db, self.indexes)
+        if self.settings.kafka_create_topics and self.consumers:
+            await ensure_topics(self.settings, {c.spec.type for c in self.consumers})
 
     async def start_periodic(self) -> None:
         """Start the registered timers (after the broker, which they may publish through)."""

@@ -23,6 +23,14 @@ class KitSettings(BaseSettings):
     kafka_idempotence: bool = Field(
         default=True, validation_alias=AliasChoices("KAFKA_IDEMPOTENCE")
     )
+    # Create every registered topic (and its DLQ) at start-up, unless an operator provisions them.
+    kafka_create_topics: bool = Field(
+        default=True, validation_alias=AliasChoices("KAFKA_CREATE_TOPICS")
+    )
+    kafka_partitions: int = Field(default=3, validation_alias=AliasChoices("KAFKA_PARTITIONS"))
+    kafka_replication_factor: int = Field(
+        default=1, validation_alias=AliasChoices("KAFKA_REPLICATION_FACTOR")
+    )
     mongodb_uri: str = Field(
         default="mongodb://127.0.0.1:27017/", validation_alias=AliasChoices("MONGODB_URI")
     )
