@@ -42,7 +42,7 @@ def test_connector_auth_address_is_read_unprefixed_like_infrastructure(
 ) -> None:
     monkeypatch.setenv("CONNECTOR_AUTH_URL", "http://127.0.0.1:8101")
     monkeypatch.setenv("CONNECTOR_AUTH_CREDENTIAL", "svc-credential")
-    monkeypatch.setenv("SOME_SERVICE_CRM_PORTAL_TOKENS", '{"p": "t"}')
+    monkeypatch.setenv("CRM_PORTAL_TOKENS", '{"p": "t"}')
 
     settings = ServiceSettings()
 
@@ -62,3 +62,34 @@ async def test_static_qbo_tokens_are_used_only_when_chosen_explicitly(
     assert isinstance(tokens.qbo, StaticTokenProvider)
     assert await tokens.qbo.token("9130") == "dev-token"
     assert tokens.connector is None
+
+
+def test_every_shared_api_setting_is_read_unprefixed_and_prefixed_copies_are_ignored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shared = {
+        "QBO_BASE_URL": "http://qbo.local",
+        "CRM_BASE_URL": "http://crm.local",
+        "CRM_PORTAL_TOKENS": '{"62515": "crm-token"}',
+        "CRM_APP_ID": "1160452",
+        "CRM_DEVELOPER_KEY": "developer-key",
+    }
+    for name, value in shared.items():
+        monkeypatch.setenv(name, value)
+        monkeypatch.setenv(f"SOME_SERVICE_{name}", "per-service copy")
+
+    settings = ServiceSettings()
+
+    assert settings.qbo_base_url == "http://qbo.local"
+    assert settings.crm_base_url == "http://crm.local"
+    assert settings.crm_portal_tokens.get_secret_value() == '{"62515": "crm-token"}'
+    assert settings.crm_app_id == "1160452"
+    assert settings.crm_developer_key.get_secret_value() == "developer-key"
+
+
+async def test_injected_providers_replace_the_configured_ones() -> None:
+    qbo, crm = StaticTokenProvider({"9130": "q"}), StaticTokenProvider({"p": "c"})
+
+    tokens = api_tokens(ServiceSettings(), no_portal, qbo=qbo, crm=crm)
+
+    assert (tokens.qbo, tokens.crm, tokens.connector) == (qbo, crm, None)

@@ -182,7 +182,7 @@ def connector_settings(
         qbo_environment=environment,
         qbo_client_id=f"{client}-client",
         qbo_client_secret=f"{client}-secret",
-        qbo_api_base_url=qbo_base,
+        qbo_base_url=qbo_base,
         qbo_oauth_base_url=qbo_base,
         redirect_uri=f"http://127.0.0.1:{port}/oauth/callback",
         state_secret=STATE_SECRET,

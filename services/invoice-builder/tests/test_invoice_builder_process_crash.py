@@ -102,7 +102,7 @@ async def test_killed_after_qbo_create_then_restarted_yields_one_invoice_and_one
         "MONGODB_URI": mongo_uri,
         "TOPIC_PREFIX": prefix,
         "INVOICE_BUILDER_MONGODB_DATABASE": namespace,
-        "INVOICE_BUILDER_QBO_BASE_URL": qbo_sandbox.base_url,
+        "QBO_BASE_URL": qbo_sandbox.base_url,
         # Tokens of a sandbox company: connector-auth plays no part in what is tested here.
         "INVOICE_BUILDER_QBO_TOKEN_SOURCE": "static",
         "INVOICE_BUILDER_QBO_STATIC_TOKENS": json.dumps({realm: company.access_token}),

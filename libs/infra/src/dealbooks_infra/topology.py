@@ -102,52 +102,38 @@ class Topology:
         }
 
     def service_env(self, name: str) -> dict[str, str]:
-        """The environment of one service process (infra, addresses, its own settings)."""
+        """The environment of one service process: infra and the shared API settings (the
+        same for every service, unprefixed), then its own settings."""
         s = self.secrets
-        crm_tokens = json.dumps({PORTAL_ID: s.crm_portal_token})
-        connector = {
+        shared = {
+            **self.infra,
+            "QBO_BASE_URL": self.qbo,
+            "CRM_BASE_URL": self.crm,
             "CONNECTOR_AUTH_URL": self.url("connector-auth"),
             "CONNECTOR_AUTH_CREDENTIAL": s.service_credential,
+            "CRM_PORTAL_TOKENS": json.dumps({PORTAL_ID: s.crm_portal_token}),
+            "CRM_APP_ID": CRM_APP_ID,
+            "CRM_DEVELOPER_KEY": CRM_DEVELOPER_KEY,
         }
-        shared = {**self.infra, "QBO_BASE_URL": self.qbo, "CRM_BASE_URL": self.crm, **connector}
         own: dict[str, str] = {
             "connector-auth": {
                 "CONNECTOR_AUTH_QBO_ENVIRONMENT": "sandbox",
                 "CONNECTOR_AUTH_QBO_CLIENT_ID": QBO_CLIENT_ID,
                 "CONNECTOR_AUTH_QBO_CLIENT_SECRET": QBO_CLIENT_SECRET,
-                "CONNECTOR_AUTH_QBO_API_BASE_URL": self.qbo,
                 "CONNECTOR_AUTH_QBO_OAUTH_BASE_URL": self.qbo,
                 "CONNECTOR_AUTH_REDIRECT_URI": f"{self.url('connector-auth')}/oauth/callback",
                 "CONNECTOR_AUTH_STATE_SECRET": s.state_secret,
                 "CONNECTOR_AUTH_TOKEN_KEYS": s.token_key,
                 "CONNECTOR_AUTH_SERVICE_CREDENTIALS": s.service_credential,
-                "CONNECTOR_AUTH_CRM_BASE_URL": self.crm,
-                "CONNECTOR_AUTH_CRM_APP_ID": CRM_APP_ID,
-                "CONNECTOR_AUTH_CRM_DEVELOPER_KEY": CRM_DEVELOPER_KEY,
-                "CONNECTOR_AUTH_CRM_PORTAL_TOKENS": crm_tokens,
             },
             "webhook-gateway": {
                 "WEBHOOK_GATEWAY_QBO_VERIFIER_TOKEN": s.qbo_verifier_token,
                 "WEBHOOK_GATEWAY_CRM_CLIENT_SECRET": CRM_CLIENT_SECRET,
-                "WEBHOOK_GATEWAY_CRM_APP_ID": CRM_APP_ID,
             },
-            "invoice-builder": {
-                "INVOICE_BUILDER_QBO_BASE_URL": self.qbo,
-                "INVOICE_BUILDER_CRM_BASE_URL": self.crm,
-                "INVOICE_BUILDER_CRM_PORTAL_TOKENS": crm_tokens,
-                "INVOICE_BUILDER_API_TOKEN": s.api_token,
-            },
+            "invoice-builder": {"INVOICE_BUILDER_API_TOKEN": s.api_token},
             "status-tracker": {
-                "STATUS_TRACKER_QBO_BASE_URL": self.qbo,
-                "STATUS_TRACKER_CRM_BASE_URL": self.crm,
-                "STATUS_TRACKER_CRM_PORTAL_TOKENS": crm_tokens,
-                "STATUS_TRACKER_CRM_APP_ID": CRM_APP_ID,
-                "STATUS_TRACKER_CRM_DEVELOPER_KEY": CRM_DEVELOPER_KEY,
                 "STATUS_TRACKER_OVERDUE_INTERVAL_SECONDS": "3600",
                 "STATUS_TRACKER_RECONCILE_INTERVAL_SECONDS": "600",
             },
-            "mapping-registry": {"MAPPING_REGISTRY_CRM_TOKENS": crm_tokens},
-            "contact-sync": {"CONTACT_SYNC_CRM_TOKENS": crm_tokens},
-            "product-sync": {"PRODUCT_SYNC_CRM_TOKENS": crm_tokens},
         }.get(name, {})
         return {**shared, **own}

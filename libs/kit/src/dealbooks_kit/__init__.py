@@ -1,7 +1,15 @@
 """dealbooks service kit: the one way each service does settings, logging, Kafka, MongoDB,
 idempotent consumption, dead letters, the outbox, health, readiness, metrics and AsyncAPI docs."""
 
-from dealbooks_kit.access import ApiAccessSettings, ApiTokens, api_tokens
+from dealbooks_kit.access import (
+    ApiAccessSettings,
+    ApiSettings,
+    ApiTokens,
+    CrmAppSettings,
+    CrmPortalNotConfigured,
+    CrmPortalTokens,
+    api_tokens,
+)
 from dealbooks_kit.consumer import DeadLetterHook, EventConsumer, GaveUp, ProcessedEvents
 from dealbooks_kit.errors import PermanentError, TransientError
 from dealbooks_kit.kafka import EventPublisher, make_broker
@@ -13,7 +21,11 @@ from dealbooks_kit.settings import KitSettings
 
 __all__ = [
     "ApiAccessSettings",
+    "ApiSettings",
     "ApiTokens",
+    "CrmAppSettings",
+    "CrmPortalNotConfigured",
+    "CrmPortalTokens",
     "DeadLetterHook",
     "EventConsumer",
     "EventPublisher",

@@ -1,9 +1,14 @@
-"""How a service gets its QuickBooks and CRM access tokens: settings and token providers.
+"""Where QuickBooks and the CRM are and how a service gets their tokens: settings and providers.
+
+The API settings are the same for every service, so they are read unprefixed like the
+infrastructure addresses (`QBO_BASE_URL`, `CRM_BASE_URL`, `CONNECTOR_AUTH_URL`,
+`CONNECTOR_AUTH_CREDENTIAL`, `CRM_PORTAL_TOKENS`, `CRM_APP_ID`, `CRM_DEVELOPER_KEY`).
 
 QBO access tokens come from connector-auth (the only keeper of refresh tokens) through
 `dealbooks_http.ConnectorTokenProvider`; fixed tokens per realm are a development and test
-option that must be chosen explicitly. CRM tokens are per-portal static tokens (private-app
-tokens, or the sandbox's), configured exactly as connector-auth's `CRM_PORTAL_TOKENS`.
+option that must be chosen explicitly (`<PREFIX>QBO_TOKEN_SOURCE=static`). CRM tokens are
+per-portal static tokens (private-app tokens, or the sandbox's) from `CRM_PORTAL_TOKENS`; a
+portal without one is a configuration error (`CrmPortalNotConfigured`), never retried.
 """
 
 from __future__ import annotations
@@ -17,24 +22,80 @@ from dealbooks_http import ConnectorTokenProvider, StaticTokenProvider, TokenPro
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dealbooks_kit.errors import PermanentError
 
-class ApiAccessSettings(BaseSettings):
-    """Mixed into a service's settings (and read with its prefix)."""
+QBO_PRODUCTION_API = "https://quickbooks.api.intuit.com"  # dealbooks_qbo.PRODUCTION_BASE_URL
+CRM_API = "https://api.hubapi.com"
+
+
+class CrmAppSettings(BaseSettings):
+    """The CRM app dealbooks is: its id (the `sourceId` of its own writes) and developer key
+    (app-level timeline templates). Mixed into a service's settings; like every field here
+    they have an explicit alias, which the service's `env_prefix` does not apply to."""
 
     model_config = SettingsConfigDict(extra="ignore")
 
+    crm_app_id: str = Field(default="", validation_alias=AliasChoices("CRM_APP_ID"))
+    crm_developer_key: SecretStr = Field(
+        default=SecretStr(""), validation_alias=AliasChoices("CRM_DEVELOPER_KEY")
+    )
+
+
+class ApiSettings(CrmAppSettings):
+    """Where the QuickBooks and CRM APIs are, and the CRM's per-portal tokens."""
+
+    qbo_base_url: str = Field(
+        default=QBO_PRODUCTION_API, validation_alias=AliasChoices("QBO_BASE_URL")
+    )
+    crm_base_url: str = Field(default=CRM_API, validation_alias=AliasChoices("CRM_BASE_URL"))
+    # JSON {"portal_id": "access token"} (private-app tokens, or the sandbox's).
+    crm_portal_tokens: SecretStr = Field(
+        default=SecretStr("{}"), validation_alias=AliasChoices("CRM_PORTAL_TOKENS")
+    )
+
+    def crm_tokens(self) -> CrmPortalTokens:
+        """The CRM token provider `CRM_PORTAL_TOKENS` describes."""
+        return CrmPortalTokens(_tokens(self.crm_portal_tokens))
+
+
+class ApiAccessSettings(ApiSettings):
+    """`ApiSettings` and how to reach connector-auth for QBO tokens; mixed into the settings of
+    every service that calls QuickBooks (`QBO_TOKEN_SOURCE`, `QBO_STATIC_TOKENS` carry the
+    service's prefix: they are per-service development switches)."""
+
     # "connector-auth" in production; "static" (tokens below) only for development and tests.
     qbo_token_source: Literal["connector-auth", "static"] = "connector-auth"  # noqa: S105
-    # connector-auth's base URL and the service credential its internal endpoint accepts; the
-    # same for every service, so read unprefixed like the infrastructure addresses.
     connector_auth_url: str = Field(default="", validation_alias=AliasChoices("CONNECTOR_AUTH_URL"))
     connector_auth_credential: SecretStr = Field(
         default=SecretStr(""), validation_alias=AliasChoices("CONNECTOR_AUTH_CREDENTIAL")
     )
     # JSON {"realm_id": "access token"}, read only when qbo_token_source is "static".
     qbo_static_tokens: SecretStr = SecretStr("{}")
-    # JSON {"portal_id": "access token"}, as connector-auth's CRM_PORTAL_TOKENS.
-    crm_portal_tokens: SecretStr = SecretStr("{}")
+
+
+class CrmPortalNotConfigured(PermanentError):
+    """dealbooks has no CRM access token for this portal: nothing works there until one is
+    configured, so retrying cannot help."""
+
+    def __init__(self, portal_id: str) -> None:
+        super().__init__(
+            f"no CRM access token is configured for portal {portal_id} "
+            "(add it to CRM_PORTAL_TOKENS); dealbooks cannot call this portal's CRM"
+        )
+        self.portal_id = portal_id
+
+
+class CrmPortalTokens(StaticTokenProvider):
+    """Fixed CRM tokens per portal; a portal without one raises `CrmPortalNotConfigured`."""
+
+    def has(self, portal_id: str) -> bool:
+        """True when a token is configured for `portal_id`."""
+        return portal_id in self._tokens
+
+    async def token(self, key: str) -> str:
+        if not self.has(key):
+            raise CrmPortalNotConfigured(key)
+        return await super().token(key)
 
 
 @dataclass
@@ -55,16 +116,24 @@ def _tokens(raw: SecretStr) -> dict[str, str]:
 
 
 def api_tokens(
-    settings: ApiAccessSettings, portal_of: Callable[[str], Awaitable[str | None]]
+    settings: ApiAccessSettings,
+    portal_of: Callable[[str], Awaitable[str | None]],
+    *,
+    qbo: TokenProvider | None = None,
+    crm: TokenProvider | None = None,
 ) -> ApiTokens:
     """The providers `settings` describe; `portal_of(realm_id)` names the portal a realm is
-    connected to (connector-auth hands out tokens per portal and realm).
+    connected to (connector-auth hands out tokens per portal and realm). `qbo` and `crm`, when
+    given, are used instead (tests inject providers this way).
 
     Raises ValueError when connector-auth is the source but its URL or credential is missing.
     """
-    crm = StaticTokenProvider(_tokens(settings.crm_portal_tokens))
+    crm_tokens = crm if crm is not None else settings.crm_tokens()
+    if qbo is not None:
+        return ApiTokens(qbo=qbo, crm=crm_tokens)
     if settings.qbo_token_source == "static":  # noqa: S105 (a source's name, not a secret)
-        return ApiTokens(qbo=StaticTokenProvider(_tokens(settings.qbo_static_tokens)), crm=crm)
+        static = StaticTokenProvider(_tokens(settings.qbo_static_tokens))
+        return ApiTokens(qbo=static, crm=crm_tokens)
     credential = settings.connector_auth_credential.get_secret_value()
     if not settings.connector_auth_url or not credential:
         prefix = settings.model_config.get("env_prefix", "")
@@ -74,4 +143,4 @@ def api_tokens(
             "development only)"
         )
     connector = ConnectorTokenProvider(settings.connector_auth_url, credential)
-    return ApiTokens(qbo=connector.by_realm(portal_of), crm=crm, connector=connector)
+    return ApiTokens(qbo=connector.by_realm(portal_of), crm=crm_tokens, connector=connector)

@@ -207,6 +207,11 @@ class MappingSets:
             crm_ready=bool(doc.get("crm_ready")),
         )
 
+    async def portal_of(self, realm_id: str) -> str | None:
+        """The portal an account's mappings came from (whose connector-auth tokens to ask for)."""
+        doc = await self._col.find_one({"realm_id": realm_id}, {"portal_id": 1})
+        return str(doc["portal_id"]) if doc and doc.get("portal_id") else None
+
     async def mark_crm_ready(self, realm_id: str, object_type: SyncObjectType) -> None:
         await self._col.update_one(
             {"_id": f"{realm_id}:{object_type.value}"}, {"$set": {"crm_ready": True}}

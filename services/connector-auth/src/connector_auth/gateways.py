@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import httpx
 from dealbooks_crm import CrmClient
 from dealbooks_crm.invoicing import ensure_invoice_properties, ensure_payment_template
@@ -83,20 +81,15 @@ class CrmInstaller:
 
     def __init__(self, settings: ConnectorAuthSettings) -> None:
         self._settings = settings
-        self._portal_tokens: dict[str, str] = {
-            str(k): str(v)
-            for k, v in json.loads(settings.crm_portal_tokens.get_secret_value() or "{}").items()
-        }
-        self._client = CrmClient(
-            StaticTokenProvider(self._portal_tokens), base_url=settings.crm_base_url
-        )
+        self._portal_tokens = settings.crm_tokens()
+        self._client = CrmClient(self._portal_tokens, base_url=settings.crm_base_url)
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
     async def ensure_portal_ready(self, portal_id: str) -> bool:
         """True when the portal has everything; False when it could not be checked."""
-        if portal_id not in self._portal_tokens:
+        if not self._portal_tokens.has(portal_id):
             log.warning("crm setup skipped: no CRM token for portal", portal_id=portal_id)
             return False
         await ensure_invoice_properties(self._client.portal(portal_id))

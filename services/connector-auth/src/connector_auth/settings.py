@@ -1,16 +1,21 @@
-"""connector-auth settings: `CONNECTOR_AUTH_*` plus the shared infrastructure addresses."""
+"""connector-auth settings: `CONNECTOR_AUTH_*` plus the shared infrastructure and API settings."""
 
 from __future__ import annotations
 
 from dealbooks_contracts import QboEnvironment
-from dealbooks_kit import KitSettings
+from dealbooks_kit import ApiSettings, KitSettings
 from dealbooks_qbo import PRODUCTION_BASE_URL, SANDBOX_BASE_URL
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
 
-class ConnectorAuthSettings(KitSettings):
-    """Everything connector-auth needs to start; see the service README for each variable."""
+class ConnectorAuthSettings(KitSettings, ApiSettings):
+    """Everything connector-auth needs to start; see the service README for each variable.
+
+    Shared and unprefixed (`dealbooks_kit.access.ApiSettings`): `QBO_BASE_URL` (unset: the
+    API host of `qbo_environment`), `CRM_BASE_URL`, `CRM_PORTAL_TOKENS` (the install-time CRM
+    setup of a portal without one is skipped and logged), `CRM_APP_ID`, `CRM_DEVELOPER_KEY`.
+    """
 
     model_config = SettingsConfigDict(env_prefix="CONNECTOR_AUTH_", extra="ignore")
 
@@ -22,8 +27,6 @@ class ConnectorAuthSettings(KitSettings):
     qbo_environment: QboEnvironment = QboEnvironment.SANDBOX
     qbo_client_id: str = "sandbox-client"
     qbo_client_secret: SecretStr = SecretStr("sandbox-secret")
-    # Empty means Intuit's API host for `qbo_environment`.
-    qbo_api_base_url: str = ""
     # Empty means Intuit's OAuth endpoints; set to the local sandbox's base URL in development.
     qbo_oauth_base_url: str = ""
     qbo_scope: str = "com.intuit.quickbooks.accounting"
@@ -50,19 +53,11 @@ class ConnectorAuthSettings(KitSettings):
     # How long a token request waits for another replica's refresh before answering 503.
     refresh_wait_seconds: float = 10.0
 
-    # CRM side of an install: properties and the payment timeline template.
-    crm_base_url: str = "https://api.hubapi.com"
-    crm_app_id: str = ""
-    crm_developer_key: SecretStr = SecretStr("")
-    # Per-portal CRM access tokens as JSON {"portal_id": "token"} (private-app tokens, or the
-    # sandbox's); without one for a portal, CRM setup is skipped and logged.
-    crm_portal_tokens: SecretStr = SecretStr("{}")
-
     @property
     def qbo_api_url(self) -> str:
-        """The QBO Accounting API host the keys belong to."""
-        if self.qbo_api_base_url:
-            return self.qbo_api_base_url.rstrip("/")
+        """The QBO Accounting API host the keys belong to: `QBO_BASE_URL` when it is set."""
+        if "qbo_base_url" in self.model_fields_set:
+            return self.qbo_base_url.rstrip("/")
         if self.qbo_environment is QboEnvironment.PRODUCTION:
             return PRODUCTION_BASE_URL
         return SANDBOX_BASE_URL

@@ -49,11 +49,7 @@ def build_service(
     tests may inject providers instead."""
     runtime = ServiceRuntime(settings, indexes=INDEXES)
     store = Store(runtime.db, runtime.use_outbox(REQUESTS, AUTO_DRAFTS))
-    tokens = (
-        ApiTokens(qbo=qbo_tokens, crm=crm_tokens)
-        if qbo_tokens is not None and crm_tokens is not None
-        else api_tokens(settings, store.portal_of_realm)
-    )
+    tokens = api_tokens(settings, store.portal_of_realm, qbo=qbo_tokens, crm=crm_tokens)
     handlers = InvoiceBuilder(
         store=store,
         qbo=QboClient(settings.qbo_base_url, tokens.qbo),

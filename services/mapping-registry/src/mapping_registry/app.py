@@ -11,8 +11,10 @@ from dealbooks_contracts import (
     ProductSynced,
     ProductSyncFailed,
 )
+from dealbooks_crm import CrmClient
 from dealbooks_http import TokenProvider
-from dealbooks_kit import ServiceApp, ServiceRuntime
+from dealbooks_kit import ApiTokens, ServiceApp, ServiceRuntime, api_tokens
+from dealbooks_qbo import QboClient
 from dealbooks_sync.settings import SyncServiceSettings, crm_client, qbo_client
 from pydantic_settings import SettingsConfigDict
 from starlette.applications import Starlette
@@ -34,6 +36,13 @@ class MappingRegistry:
     runtime: ServiceRuntime
     registry: Registry
     api: Starlette
+    clients: tuple[QboClient, CrmClient]
+    tokens: ApiTokens
+
+    async def aclose(self) -> None:
+        for client in self.clients:
+            await client.aclose()
+        await self.tokens.aclose()
 
 
 def build(
@@ -42,11 +51,15 @@ def build(
     qbo_tokens: TokenProvider | None = None,
     crm_tokens: TokenProvider | None = None,
 ) -> MappingRegistry:
-    """Everything the process runs; token providers may be injected (tests, connector-auth)."""
+    """Everything the process runs. Tokens come from the settings (connector-auth for QBO);
+    tests may inject providers instead."""
     settings = settings or Settings()
     runtime = ServiceRuntime(settings, indexes=INDEXES)
+    accounts = Accounts(runtime.db)
+    tokens = api_tokens(settings, accounts.portal_of, qbo=qbo_tokens, crm=crm_tokens)
+    qbo, crm = qbo_client(settings, tokens.qbo), crm_client(settings, tokens.crm)
     registry = Registry(
-        accounts=Accounts(runtime.db),
+        accounts=accounts,
         sets=MappingSets(runtime.db),
         status=MappingStatus(runtime.db),
         # The runtime relays each saved version and, periodically, whatever a relay left.
@@ -58,15 +71,13 @@ def build(
     runtime.consume("contact-failures", ContactSyncFailed, registry.on_outcome)
     runtime.consume("product-outcomes", ProductSynced, registry.on_outcome)
     runtime.consume("product-failures", ProductSyncFailed, registry.on_outcome)
-    api = build_api(
-        registry,
-        PortalProperties(crm_client(settings, crm_tokens)),
-        QboSamples(qbo_client(settings, qbo_tokens)),
-    )
-    return MappingRegistry(runtime, registry, api)
+    api = build_api(registry, PortalProperties(crm), QboSamples(qbo))
+    return MappingRegistry(runtime, registry, api, (qbo, crm), tokens)
 
 
 def build_app(settings: Settings | None = None) -> ServiceApp:
     """The ASGI app `python -m mapping_registry` serves."""
     service = build(settings)
-    return service.runtime.asgi(api=service.api, title="mapping-registry")
+    app = service.runtime.asgi(api=service.api, title="mapping-registry")
+    app.on_shutdown(service.aclose)
+    return app

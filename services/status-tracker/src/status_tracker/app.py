@@ -44,11 +44,7 @@ def build_service(
     tests may inject providers instead."""
     runtime = ServiceRuntime(settings, indexes=INDEXES)
     store = Store(runtime.db, runtime.use_outbox(TRACKED, PAYMENTS))
-    tokens = (
-        ApiTokens(qbo=qbo_tokens, crm=crm_tokens)
-        if qbo_tokens is not None and crm_tokens is not None
-        else api_tokens(settings, store.portal_of_realm)
-    )
+    tokens = api_tokens(settings, store.portal_of_realm, qbo=qbo_tokens, crm=crm_tokens)
     handlers = StatusTracker(
         store=store,
         qbo=QboClient(settings.qbo_base_url, tokens.qbo),

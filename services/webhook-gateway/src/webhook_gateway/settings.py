@@ -1,14 +1,19 @@
-"""webhook-gateway settings: `WEBHOOK_GATEWAY_*` plus the shared infrastructure addresses."""
+"""webhook-gateway settings: `WEBHOOK_GATEWAY_*` plus the shared infrastructure addresses and
+the CRM app id."""
 
 from __future__ import annotations
 
-from dealbooks_kit import KitSettings
+from dealbooks_kit import CrmAppSettings, KitSettings
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 
-class WebhookGatewaySettings(KitSettings):
-    """Everything webhook-gateway needs to start; see the service README for each variable."""
+class WebhookGatewaySettings(KitSettings, CrmAppSettings):
+    """Everything webhook-gateway needs to start; see the service README for each variable.
+
+    The CRM app id is shared and unprefixed (`CRM_APP_ID`): changes whose sourceId is ours are
+    echoes of dealbooks' own writes.
+    """
 
     model_config = SettingsConfigDict(env_prefix="WEBHOOK_GATEWAY_", extra="ignore")
 
@@ -20,8 +25,6 @@ class WebhookGatewaySettings(KitSettings):
     # The CRM app's client secret, which keys the v3 webhook signature.
     crm_client_secret: SecretStr = SecretStr("")
     crm_max_timestamp_age_seconds: int = 300
-    # The CRM app id: changes whose sourceId is ours are echoes of dealbooks' own writes.
-    crm_app_id: str = ""
     # More writer ids that are dealbooks itself (e.g. "privateApp:123"), comma-separated.
     crm_own_source_ids: str = ""
     # The public URL prefix the CRM signs (scheme + host [+ path prefix]) when a proxy sits in
