@@ -24,6 +24,7 @@ from dealbooks_contracts import (
     decode,
 )
 from dealbooks_http import StaticTokenProvider
+from dealbooks_kit import CrmPortalTokens
 from invoice_builder.app import Service, build_service
 from invoice_builder.settings import InvoiceBuilderSettings
 
@@ -36,7 +37,7 @@ class Harness:
         self.settings = service.settings
         self.bootstrap = bootstrap
         self.qbo_tokens = StaticTokenProvider({})
-        self.crm_tokens = StaticTokenProvider({})
+        self.crm_tokens = CrmPortalTokens({})
 
     async def publish(self, payload: EventPayload, tenant: Tenant) -> Envelope[Any]:
         event = Envelope.build(payload, source="test", tenant=tenant)
@@ -139,7 +140,8 @@ async def builder(
         handler_wait_max=0.2,
     )
     qbo_tokens = StaticTokenProvider({})
-    crm_tokens = StaticTokenProvider({})
+    # The CRM tokens as production configures them: a portal without one is refused.
+    crm_tokens = CrmPortalTokens({})
     service = build_service(settings, qbo_tokens=qbo_tokens, crm_tokens=crm_tokens)
     harness = Harness(service, kafka_bootstrap)
     harness.qbo_tokens, harness.crm_tokens = qbo_tokens, crm_tokens

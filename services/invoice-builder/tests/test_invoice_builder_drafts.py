@@ -299,3 +299,39 @@ async def test_request_whose_qbo_calls_keep_failing_is_dead_lettered_and_rejecte
     assert dict(record.headers)["dlq-reason"].startswith(b"gave up after 4 attempts")
     token = await builder.qbo_tokens.token(tenant.require_account_id())
     assert qbo_invoices(qbo_sandbox, tenant.require_account_id(), token) == []
+
+
+async def test_request_for_a_portal_without_crm_access_is_rejected_at_once_as_crm_not_connected(
+    builder: Harness, qbo_sandbox: Any, kafka_bootstrap: str
+) -> None:
+    tenant = await us_company(builder, qbo_sandbox)  # its portal has no CRM token configured
+    request = draft_request(quote_id="quote-1")  # reading the quote needs the CRM
+
+    await builder.publish(request, tenant)
+    outcome = await builder.outcome(request.request_id)
+
+    assert outcome["code"] == "CRM_NOT_CONNECTED"
+    [rejected] = await builder.events(
+        "invoice.request-rejected", lambda e: e.data.request_id == request.request_id
+    )
+    assert rejected.data.code is RejectionCode.CRM_NOT_CONNECTED
+    assert f"no access to the CRM of portal {tenant.portal_id}" in rejected.data.message
+    dead = AIOKafkaConsumer(
+        builder.settings.topic("crm.invoice-requested.v1.dlq"),
+        bootstrap_servers=kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
+    await dead.start()
+    try:
+        async with asyncio.timeout(30):
+            record = await dead.getone()
+            while str(request.request_id).encode() not in record.value:
+                record = await dead.getone()
+    finally:
+        await dead.stop()
+    headers = dict(record.headers)
+    assert headers["dlq-reason"].startswith(
+        f"no CRM access token is configured for portal {tenant.portal_id}".encode()
+    )
+    assert headers["dlq-attempts"] == b"1"  # permanent: not retried

@@ -39,6 +39,7 @@ from dealbooks_crm import (
     PropertyDefinition,
 )
 from dealbooks_kit import (
+    CrmPortalNotConfigured,
     EventPublisher,
     GaveUp,
     IndexSpec,
@@ -391,7 +392,13 @@ class RecordSync:
         # version never pay for creating them.
         if event.data.settings.enabled and not ready:
             creating = self.deps.crm_properties.create(self.kind, event.tenant.portal_id)
-            await _transient_on_failure(creating)
+            try:
+                await _transient_on_failure(creating)
+            except CrmPortalNotConfigured:
+                # Keep the version, so each record fails for this reason (and says so) instead
+                # of waiting for mappings; the event is dead-lettered with the same reason.
+                await self.deps.sets.apply(event, crm_ready=False)
+                raise
             ready = True
         await self.deps.sets.apply(event, crm_ready=ready)
 
@@ -446,7 +453,9 @@ class RecordSync:
         deleted: bool = False,
     ) -> None:
         try:
-            outcome = await self._decide_and_write(mset, qbo_id, merged_away, deleted)
+            outcome = await _crm_configured(
+                self._decide_and_write(mset, qbo_id, merged_away, deleted)
+            )
         except RecordFailed as failed:
             await self._publish(event, self._failed(mset, qbo_id, failed))
             raise PermanentError(f"{self.kind.qbo_entity} {qbo_id}: {failed.message}") from failed
@@ -657,6 +666,14 @@ async def _crm_call(call: Awaitable[T]) -> T:
         if _is_transient(exc):
             raise TransientError(f"CRM: {exc}") from exc
         raise RecordFailed(SyncFailureCode.CRM_REJECTED, f"the CRM refused it: {exc}") from exc
+
+
+async def _crm_configured(call: Awaitable[T]) -> T:
+    """Run `call`; a portal dealbooks has no CRM token for fails the record, permanently."""
+    try:
+        return await call
+    except CrmPortalNotConfigured as exc:
+        raise RecordFailed(SyncFailureCode.CRM_NOT_CONNECTED, exc.reason) from exc
 
 
 async def _transient_on_failure(call: Awaitable[None]) -> None:

@@ -19,8 +19,10 @@ from dealbooks_contracts import (
     InvoiceLinkRequested,
     InvoiceRequested,
     InvoiceRequestOrigin,
+    RejectionCode,
     Tenant,
 )
+from dealbooks_kit import CrmPortalNotConfigured
 from dealbooks_qbo import Invoice, Item, TaxCode, Term
 from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
@@ -315,4 +317,12 @@ def build_api(service: Service) -> Starlette:
         (base + "/invoice-requests/{request_id}", outcome, ["GET"]),
         (base + "/auto-draft-rules/{rule_id}", put_rule, ["PUT"]),
     ]
-    return Starlette(routes=[Route(p, guarded(h), methods=m) for p, h, m in routes])
+
+    async def crm_not_connected(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, CrmPortalNotConfigured)
+        return _error(409, exc.reason, code=RejectionCode.CRM_NOT_CONNECTED.value)
+
+    return Starlette(
+        routes=[Route(p, guarded(h), methods=m) for p, h, m in routes],
+        exception_handlers={CrmPortalNotConfigured: crm_not_connected},
+    )

@@ -91,6 +91,16 @@ def rejection_for_failure(*, permanent: bool) -> Rejection:
     )
 
 
+def crm_not_connected_rejection(portal_id: str) -> Rejection:
+    """The refusal for a portal whose CRM dealbooks has no access to: no retry can fix it."""
+    return Rejection(
+        RejectionCode.CRM_NOT_CONNECTED,
+        f"dealbooks has no access to the CRM of portal {portal_id}, so it cannot read the deal "
+        "or quote. Ask an administrator to connect this portal to dealbooks, then request the "
+        "invoice again.",
+    )
+
+
 def custom_numbers_rejection(account: AccountFacts) -> Rejection:
     """The refusal for a company that numbers its invoices by hand, saying how to fix it."""
     return Rejection(

@@ -45,7 +45,13 @@ from dealbooks_crm import (
     CrmUnavailable,
 )
 from dealbooks_http import AccountUnavailable
-from dealbooks_kit import GaveUp, PermanentError, TransientError, get_logger
+from dealbooks_kit import (
+    CrmPortalNotConfigured,
+    GaveUp,
+    PermanentError,
+    TransientError,
+    get_logger,
+)
 from dealbooks_qbo import (
     AuthRevoked,
     Customer,
@@ -354,7 +360,12 @@ class InvoiceBuilder:
         if existing and existing.get("status") in FINAL:
             await self.store.relay(REQUESTS, str(event.data.request_id))
             return
-        await self._reject(event, domain.rejection_for_failure(permanent=gave_up.permanent))
+        rejection = (
+            domain.crm_not_connected_rejection(event.tenant.portal_id)
+            if isinstance(gave_up.error, CrmPortalNotConfigured)
+            else domain.rejection_for_failure(permanent=gave_up.permanent)
+        )
+        await self._reject(event, rejection)
 
     # ------------------------------------------------------------------ link requests
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from dealbooks_contracts import MappingTransform, SyncObjectType, SyncSettings
+from dealbooks_kit import CrmPortalNotConfigured
 from dealbooks_sync.domain import OWNED_PROPERTIES, QBO_FIELDS
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -304,5 +305,6 @@ def build_api(registry: Registry, properties: PortalProperties, samples: QboSamp
             _UnknownMapping: unknown,
             _BadRequest: bad,
             VersionConflict: conflict,
+            CrmPortalNotConfigured: conflict,
         },
     )

@@ -76,6 +76,8 @@ class RejectionCode(StrEnum):
     INVOICE_ALREADY_LINKED = "INVOICE_ALREADY_LINKED"
     AUTO_DRAFT_ALREADY_EXISTS = "AUTO_DRAFT_ALREADY_EXISTS"
     QBO_VALIDATION = "QBO_VALIDATION"
+    # dealbooks has no access to the portal's CRM (no token configured for it).
+    CRM_NOT_CONNECTED = "CRM_NOT_CONNECTED"
     # QuickBooks (or another service the request needs) kept failing until retries ran out.
     QBO_UNAVAILABLE = "QBO_UNAVAILABLE"
     # The request could not be processed for a reason retrying cannot fix.

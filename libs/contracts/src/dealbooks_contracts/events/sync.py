@@ -45,6 +45,8 @@ class SyncFailureCode(StrEnum):
     MAPPING_ERROR = "MAPPING_ERROR"
     QBO_ENTITY_NOT_FOUND = "QBO_ENTITY_NOT_FOUND"
     CRM_REJECTED = "CRM_REJECTED"
+    # dealbooks has no access to the portal's CRM (no token configured for it).
+    CRM_NOT_CONNECTED = "CRM_NOT_CONNECTED"
     RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
 
 
