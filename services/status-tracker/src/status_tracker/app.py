@@ -13,7 +13,7 @@ from dealbooks_qbo import QboClient
 from status_tracker.api import build_api
 from status_tracker.handlers import StatusTracker
 from status_tracker.settings import StatusTrackerSettings
-from status_tracker.store import INDEXES, PAYMENTS, TRACKED, Store
+from status_tracker.store import INDEXES, PAYMENTS, TRACKED, TRANSITIONS, Store
 
 log = get_logger(__name__)
 
@@ -43,7 +43,8 @@ def build_service(
     """Everything the process needs. Tokens come from the settings (connector-auth for QBO);
     tests may inject providers instead."""
     runtime = ServiceRuntime(settings, indexes=INDEXES)
-    store = Store(runtime.db, runtime.use_outbox(TRACKED, PAYMENTS))
+    # Events left in tracked_invoices documents by earlier releases are still relayed.
+    store = Store(runtime.db, runtime.use_outbox(TRANSITIONS, PAYMENTS, TRACKED))
     tokens = api_tokens(settings, store.portal_of_realm, qbo=qbo_tokens, crm=crm_tokens)
     handlers = StatusTracker(
         store=store,

@@ -42,7 +42,7 @@ from dealbooks_qbo import Deleted, Invoice, NotFound, Payment, QboClient, Server
 
 from status_tracker import domain
 from status_tracker.domain import DealInvoice, InvoiceSnapshot
-from status_tracker.store import TRACKED, ConcurrentUpdate, Store, snapshot_of, stage_in
+from status_tracker.store import ConcurrentUpdate, Store, snapshot_of, stage_in
 
 SOURCE = "status-tracker"
 log = get_logger(__name__)
@@ -182,7 +182,7 @@ class StatusTracker:
             doc = await self.store.tracked(realm, invoice_id)
             if doc is None:
                 return None
-            await self.store.relay(TRACKED, doc["_id"])
+            await self.store.relay_invoice(doc)
             snap = await self._current(realm, invoice_id, doc, invoice, deleted, void_seen)
             try:
                 await self._save(doc, snap, cause)

@@ -1,10 +1,17 @@
 """status-tracker's MongoDB collections and their indexes.
 
-Each tracked invoice and each payment application is one document holding its state and the
-events that state change causes, written together in one update and relayed by the kit's
-outbox (`dealbooks_kit.outbox`); a crash in between leaves them for the next run or the
-periodic pass, with the same envelope ids. Tracked invoices carry a `version` for optimistic
-concurrency.
+Each state of a tracked invoice is a transition document (`invoice_transitions`, `_id`
+"<realm>:<invoice>:<version>") inserted once with the events the change causes in its outbox,
+relayed by the kit's outbox (`dealbooks_kit.outbox`). A unique-`_id` insert is atomic on every
+MongoDB-wire server, so of two handlers moving the same invoice from one version, exactly one
+wins and its `invoice.status-changed` exists once; a conditional update is not isolated across
+connections on FerretDB and would let both win. The tracked invoice document is the
+projection of its newest transition, for queries; reads merge in any newer transition, so a
+crash or a lost write between the two heals on the next read or save.
+
+Each payment application is one document holding its state and its events, written in one
+update; a crash before the relay leaves them for the next run or the periodic pass, with the
+same envelope ids.
 """
 
 from __future__ import annotations
@@ -15,12 +22,15 @@ from decimal import Decimal
 from typing import Any
 
 from dealbooks_contracts import Envelope, InvoiceStage
-from dealbooks_kit import IndexSpec, Outbox, push
+from dealbooks_kit import IndexSpec, Outbox, outbox_entry, push
+from dealbooks_kit.outbox import OUTBOX_FIELD
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from status_tracker.domain import InvoiceSnapshot
 
 TRACKED = "tracked_invoices"
+TRANSITIONS = "invoice_transitions"
 PAYMENTS = "payment_applications"
 DEALS = "deal_projections"
 WATERMARKS = "cdc_watermarks"
@@ -28,14 +38,16 @@ WATERMARKS = "cdc_watermarks"
 INDEXES = [
     IndexSpec(TRACKED, [("portal_id", 1), ("deal_id", 1)]),
     IndexSpec(TRACKED, [("realm_id", 1), ("stage", 1)]),
+    IndexSpec(TRANSITIONS, [("invoice", 1), ("version", -1)]),
     IndexSpec(PAYMENTS, [("realm_id", 1), ("qbo_payment_id", 1)]),
 ]
 
 Doc = dict[str, Any]
+_PROJECTION_ROUNDS = 10
 
 
 class ConcurrentUpdate(Exception):
-    """Someone else changed the document since it was read; read again and retry."""
+    """Someone else changed the invoice since it was read; read again and retry."""
 
 
 def _now() -> datetime:
@@ -84,6 +96,11 @@ def snapshot_of(doc: Doc) -> InvoiceSnapshot:
     )
 
 
+def _state(transition: Doc) -> Doc:
+    """The fields a transition gives its tracked invoice."""
+    return {k: v for k, v in transition.items() if k not in {"_id", "invoice", OUTBOX_FIELD}}
+
+
 def stage_in(doc: Doc) -> InvoiceStage | None:
     return InvoiceStage(doc["stage"]) if doc.get("stage") else None
 
@@ -121,33 +138,70 @@ class Store:
         )
 
     async def tracked(self, realm_id: str, qbo_invoice_id: str) -> Doc | None:
-        return await self.db[TRACKED].find_one({"_id": f"{realm_id}:{qbo_invoice_id}"})
+        """A tracked invoice as of its newest transition; None if it is not tracked."""
+        doc = await self.db[TRACKED].find_one({"_id": f"{realm_id}:{qbo_invoice_id}"})
+        return await self._merged(doc) if doc else None
 
     async def save_state(
         self, doc: Doc, snap: InvoiceSnapshot, stage: InvoiceStage, events: Sequence[Envelope[Any]]
     ) -> None:
-        """Write a new snapshot and stage with the events they cause, if nobody wrote first."""
-        result = await self.db[TRACKED].update_one(
-            {"_id": doc["_id"], "version": doc.get("version", 0)},
-            {
-                "$set": {**snapshot_fields(snap), "stage": stage.value, "checked_at": _now()},
-                "$inc": {"version": 1},
-                **push(events),
-            },
-        )
-        if result.matched_count == 0:
-            raise ConcurrentUpdate(doc["_id"])
-        await self.relay(TRACKED, doc["_id"])
+        """Record the invoice's next version with the events it causes, unless another writer
+        recorded that version first (`ConcurrentUpdate`: read again and decide again)."""
+        version = int(doc.get("version", 0)) + 1
+        transition_id = f"{doc['_id']}:{version}"
+        try:
+            await self.db[TRANSITIONS].insert_one(
+                {
+                    "_id": transition_id,
+                    "invoice": doc["_id"],
+                    "version": version,
+                    **snapshot_fields(snap),
+                    "stage": stage.value,
+                    "checked_at": _now(),
+                    OUTBOX_FIELD: [outbox_entry(e) for e in events],
+                }
+            )
+        except DuplicateKeyError:
+            raise ConcurrentUpdate(doc["_id"]) from None
+        await self._project(doc["_id"])
+        await self.relay(TRANSITIONS, transition_id)
+
+    async def relay_invoice(self, doc: Doc) -> None:
+        """Publish what the invoice's newest transition still holds (a crashed run's events)."""
+        if doc.get("version"):
+            await self.relay(TRANSITIONS, f"{doc['_id']}:{doc['version']}")
 
     async def invoices_of_deal(self, portal_id: str, deal_id: str) -> list[Doc]:
         cursor = self.db[TRACKED].find({"portal_id": portal_id, "deal_id": deal_id})
-        return [doc async for doc in cursor if doc.get("stage")]
+        docs = [await self._merged(doc) async for doc in cursor]
+        return [doc for doc in docs if doc.get("stage")]
 
     async def open_invoices(self) -> list[Doc]:
         """Tracked invoices that can still become overdue."""
         stages = [InvoiceStage.AWAITING_SEND, InvoiceStage.SENT, InvoiceStage.PARTIALLY_PAID]
         cursor = self.db[TRACKED].find({"stage": {"$in": [s.value for s in stages]}})
-        return [doc async for doc in cursor]
+        return [await self._merged(doc) async for doc in cursor]
+
+    async def _newest(self, invoice: str, after: int) -> Doc | None:
+        return await self.db[TRANSITIONS].find_one(
+            {"invoice": invoice, "version": {"$gt": after}}, sort=[("version", -1)]
+        )
+
+    async def _merged(self, doc: Doc) -> Doc:
+        """`doc` with the state of a newer transition its projection has not caught up with."""
+        newer = await self._newest(doc["_id"], int(doc.get("version", 0)))
+        return {**doc, **_state(newer)} if newer else doc
+
+    async def _project(self, invoice: str) -> None:
+        """Bring the tracked document up to its newest transition. Concurrent projections may
+        overwrite each other on FerretDB; each writer re-reads after its own write and repairs,
+        so the last one leaves the newest state. Bounded: reads merge in whatever is left."""
+        for _ in range(_PROJECTION_ROUNDS):
+            doc = await self.db[TRACKED].find_one({"_id": invoice})
+            newer = await self._newest(invoice, int(doc.get("version", 0))) if doc else None
+            if newer is None:
+                return
+            await self.db[TRACKED].update_one({"_id": invoice}, {"$set": _state(newer)})
 
     async def portal_of_realm(self, realm_id: str) -> str | None:
         """The portal whose invoices of this QuickBooks company are tracked (for its tokens)."""

@@ -1,0 +1,133 @@
+"""Two status-tracker handlers on the same invoice at the same moment, each on its own
+connection to the real MongoDB-wire server (FerretDB by default, whose conditional updates are
+not isolated across connections): one status change is published, and the state converges."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from dealbooks_contracts import Envelope, InvoiceStage, QboEntityChanged, QboOperation, decode
+from dealbooks_kit import Outbox
+from pymongo import AsyncMongoClient
+from status_tracker.domain import InvoiceSnapshot
+from status_tracker.handlers import StatusTracker
+from status_tracker.store import TRACKED, TRANSITIONS, Store
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+
+Harness = Any  # the `tracker` fixture of conftest.py
+
+
+class RacingStore(Store):
+    """A store whose first save waits until the other racer has read and decided too, so both
+    write from the same version, as two replicas handling one invoice at once would."""
+
+    def __init__(self, db: Any, outbox: Outbox, start: asyncio.Barrier) -> None:
+        super().__init__(db, outbox)
+        self._start: asyncio.Barrier | None = start
+
+    async def save_state(
+        self, doc: dict[str, Any], snap: InvoiceSnapshot, stage: InvoiceStage,
+        events: Sequence[Envelope[Any]],
+    ) -> None:  # fmt: skip
+        if self._start is not None:
+            start, self._start = self._start, None
+            await start.wait()
+        await super().save_state(doc, snap, stage, events)
+
+
+def racer(
+    tracker: Harness, start: asyncio.Barrier
+) -> tuple[StatusTracker, AsyncMongoClient[dict[str, Any]]]:
+    """A second handler instance of the service under test, on a connection of its own."""
+    settings = tracker.settings
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongodb_uri)
+    db = client[settings.database_name]
+    store = RacingStore(db, Outbox(db, tracker.service.runtime.publisher), start)
+    handlers = tracker.service.handlers
+    return StatusTracker(
+        store=store,
+        qbo=handlers.qbo,
+        crm=handlers.crm,
+        payment_template_id=handlers.payment_template_id,
+        crm_app_id=handlers.crm_app_id,
+        crm_developer_key=handlers.crm_developer_key,
+    ), client
+
+
+async def status_changes_until_deleted(
+    tracker: Harness, realm: str, invoice_id: str
+) -> list[Envelope[Any]]:
+    """The invoice's distinct `invoice.status-changed` events, in topic order, up to its
+    deletion. A relay may publish an envelope again (same id, which consumers drop)."""
+    consumer = AIOKafkaConsumer(
+        tracker.settings.topic("invoice.status-changed.v1"),
+        bootstrap_servers=tracker.bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
+    await consumer.start()
+    seen: dict[str, Envelope[Any]] = {}
+    try:
+        async with asyncio.timeout(30):
+            while not any(e.data.stage is InvoiceStage.DELETED for e in seen.values()):
+                record = await consumer.getone()
+                event = decode(record.value)
+                if event.data.qbo_invoice_id == invoice_id and event.tenant.account_id == realm:
+                    seen.setdefault(str(event.id), event)
+    finally:
+        await consumer.stop()
+    return list(seen.values())
+
+
+async def test_two_handlers_racing_on_one_paid_invoice_publish_one_change_and_converge(
+    tracker: Harness,
+) -> None:
+    world = tracker.world()
+    invoice = await world.invoice("459.00")
+    invoice_id = str(invoice.Id)
+    await world.drafted(invoice)
+    await world.stage(invoice_id, "awaiting_send")
+    world.pay(invoice_id, "459.00")
+    change = Envelope.build(
+        QboEntityChanged(
+            realm_id=world.realm,
+            entity="Invoice",
+            entity_id=invoice_id,
+            operation=QboOperation.UPDATE,
+            last_updated=datetime.now(UTC),
+        ),
+        source="test",
+        tenant=world.tenant,
+    )
+    start = asyncio.Barrier(2)
+    (first, first_client), (second, second_client) = racer(tracker, start), racer(tracker, start)
+    try:
+        await asyncio.gather(first.on_entity_changed(change), second.on_entity_changed(change))
+        # A later change, published after whatever the race published (same realm, same
+        # partition): every status change of the race is before it on the topic.
+        await first.refresh_invoice(world.tenant, invoice_id, deleted=True)
+    finally:
+        await first_client.close()
+        await second_client.close()
+
+    changes = await status_changes_until_deleted(tracker, world.realm, invoice_id)
+    assert [e.data.stage for e in changes] == [
+        InvoiceStage.AWAITING_SEND,
+        InvoiceStage.PAID,
+        InvoiceStage.DELETED,
+    ]
+    assert changes[1].data.previous_stage is InvoiceStage.AWAITING_SEND
+    db = tracker.service.store.db
+    key = f"{world.realm}:{invoice_id}"
+    projected = await db[TRACKED].find_one({"_id": key})
+    newest = await db[TRANSITIONS].find_one({"invoice": key}, sort=[("version", -1)])
+    assert projected is not None and newest is not None
+    assert (projected["version"], projected["stage"]) == (newest["version"], "deleted")
+    paid = [t async for t in db[TRANSITIONS].find({"invoice": key, "stage": "paid"})]
+    assert all(not t.get("outbox") for t in paid)  # every event was relayed
