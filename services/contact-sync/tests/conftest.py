@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from contact_sync.app import ContactSync, Settings, build
+from contact_sync.app import Settings, build
 from dealbooks_contracts import SyncObjectType
 from dealbooks_http import StaticTokenProvider
+from dealbooks_sync.service import SyncService
 from dealbooks_sync.testing import SyncStack
 from mapping_registry.app import Settings as RegistrySettings
 from mapping_registry.app import build as build_registry
@@ -40,7 +41,7 @@ async def contacts(
     qbo_company,
     crm_sandbox,
     crm_portal,
-) -> AsyncIterator[tuple[SyncStack, ContactSync]]:
+) -> AsyncIterator[tuple[SyncStack, SyncService]]:
     infra = (namespace, kafka_bootstrap, mongo_uri, kafka_supports_idempotence)
     qbo_tokens = StaticTokenProvider({qbo_company.realm_id: qbo_company.access_token})
     crm_tokens = StaticTokenProvider({crm_portal.key: crm_portal.access_token})

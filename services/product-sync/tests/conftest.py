@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 import pytest
 from dealbooks_contracts import SyncObjectType
 from dealbooks_http import StaticTokenProvider
+from dealbooks_sync.service import SyncService
 from dealbooks_sync.testing import SyncStack
 from mapping_registry.app import Settings as RegistrySettings
 from mapping_registry.app import build as build_registry
-from product_sync.app import ProductSync, Settings, build
+from product_sync.app import Settings, build
 
 # The CRM sandbox fixture runs its ten-second window 50x faster.
 CRM_WINDOW = 0.2
@@ -40,7 +41,7 @@ async def products(
     qbo_company,
     crm_sandbox,
     crm_portal,
-) -> AsyncIterator[tuple[SyncStack, ProductSync]]:
+) -> AsyncIterator[tuple[SyncStack, SyncService]]:
     infra = (namespace, kafka_bootstrap, mongo_uri, kafka_supports_idempotence)
     qbo_tokens = StaticTokenProvider({qbo_company.realm_id: qbo_company.access_token})
     crm_tokens = StaticTokenProvider({crm_portal.key: crm_portal.access_token})

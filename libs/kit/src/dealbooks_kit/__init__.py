@@ -3,11 +3,13 @@ idempotent consumption, dead letters, the outbox, health, readiness, metrics and
 
 from dealbooks_kit.access import (
     ApiAccessSettings,
+    ApiClients,
     ApiSettings,
     ApiTokens,
     CrmAppSettings,
     CrmPortalNotConfigured,
     CrmPortalTokens,
+    api_clients,
     api_tokens,
 )
 from dealbooks_kit.consumer import DeadLetterHook, EventConsumer, GaveUp, ProcessedEvents
@@ -21,6 +23,7 @@ from dealbooks_kit.settings import KitSettings
 
 __all__ = [
     "ApiAccessSettings",
+    "ApiClients",
     "ApiSettings",
     "ApiTokens",
     "CrmAppSettings",
@@ -38,6 +41,7 @@ __all__ = [
     "ServiceApp",
     "ServiceRuntime",
     "TransientError",
+    "api_clients",
     "api_tokens",
     "configure_logging",
     "ensure_indexes",

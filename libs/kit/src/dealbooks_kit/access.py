@@ -18,13 +18,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from dealbooks_crm import CrmClient, CrmLimits
 from dealbooks_http import ConnectorTokenProvider, StaticTokenProvider, TokenProvider
+from dealbooks_qbo import PRODUCTION_BASE_URL, QboClient
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dealbooks_kit.errors import PermanentError
 
-QBO_PRODUCTION_API = "https://quickbooks.api.intuit.com"  # dealbooks_qbo.PRODUCTION_BASE_URL
 CRM_API = "https://api.hubapi.com"
 
 
@@ -45,7 +46,7 @@ class ApiSettings(CrmAppSettings):
     """Where the QuickBooks and CRM APIs are, and the CRM's per-portal tokens."""
 
     qbo_base_url: str = Field(
-        default=QBO_PRODUCTION_API, validation_alias=AliasChoices("QBO_BASE_URL")
+        default=PRODUCTION_BASE_URL, validation_alias=AliasChoices("QBO_BASE_URL")
     )
     crm_base_url: str = Field(default=CRM_API, validation_alias=AliasChoices("CRM_BASE_URL"))
     # JSON {"portal_id": "access token"} (private-app tokens, or the sandbox's).
@@ -144,3 +145,35 @@ def api_tokens(
         )
     connector = ConnectorTokenProvider(settings.connector_auth_url, credential)
     return ApiTokens(qbo=connector.by_realm(portal_of), crm=crm_tokens, connector=connector)
+
+
+@dataclass
+class ApiClients:
+    """A service's QBO and CRM clients and the token providers behind them."""
+
+    qbo: QboClient
+    crm: CrmClient
+    tokens: ApiTokens
+
+    async def aclose(self) -> None:
+        await self.qbo.aclose()
+        await self.crm.aclose()
+        await self.tokens.aclose()
+
+
+def api_clients(
+    settings: ApiAccessSettings,
+    portal_of: Callable[[str], Awaitable[str | None]],
+    *,
+    qbo_tokens: TokenProvider | None = None,
+    crm_tokens: TokenProvider | None = None,
+    crm_limits: CrmLimits | None = None,
+) -> ApiClients:
+    """The QBO and CRM clients `settings` describe, on the providers of `api_tokens` (which
+    see for `portal_of`, `qbo_tokens` and `crm_tokens`); `crm_limits` tunes the CRM budget."""
+    tokens = api_tokens(settings, portal_of, qbo=qbo_tokens, crm=crm_tokens)
+    return ApiClients(
+        qbo=QboClient(settings.qbo_base_url, tokens.qbo),
+        crm=CrmClient(tokens.crm, base_url=settings.crm_base_url, limits=crm_limits),
+        tokens=tokens,
+    )

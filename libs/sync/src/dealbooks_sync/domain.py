@@ -19,8 +19,11 @@ from typing import Any
 from dealbooks_contracts import (
     CreateUpdatePolicy,
     DeletePolicy,
+    EventPayload,
     FieldMapping,
     MappingTransform,
+    SyncAction,
+    SyncFailureCode,
     SyncObjectType,
     SyncSettings,
     SyncTrigger,
@@ -41,6 +44,7 @@ __all__ = [
     "MappingRejected",
     "ProblemCode",
     "RecordFacts",
+    "RecordOutcomes",
     "Skip",
     "ValueKind",
     "Write",
@@ -701,3 +705,63 @@ def retries_exhausted(attempts: int, last_error: str) -> str:
         f"(last error: {error}); it syncs again with its next change in QuickBooks, "
         "or start a backfill to sync it now"
     )
+
+
+@dataclass(frozen=True)
+class RecordOutcomes:
+    """The `*.synced` and `*.sync-failed` payloads of one record kind, whose id fields carry
+    the kind's names (`qbo_customer_id`, `crm_contact_id`, ...)."""
+
+    synced_event: type[EventPayload]
+    failed_event: type[EventPayload]
+    qbo_entity: str
+    qbo_id_field: str
+    crm_id_field: str
+
+    def synced(
+        self,
+        *,
+        qbo_id: str,
+        crm_id: str | None,
+        action: SyncAction,
+        trigger: SyncTrigger,
+        mapping_version: int,
+        mapping_ids: list[str],
+        skipped_reason: str | None,
+    ) -> EventPayload:
+        """The `*.synced` payload of one outcome."""
+        return self.synced_event(
+            **{self.qbo_id_field: qbo_id, self.crm_id_field: crm_id},
+            action=action,
+            trigger=trigger,
+            mapping_version=mapping_version,
+            mapping_ids=mapping_ids,
+            skipped_reason=skipped_reason,
+        )
+
+    def failed(
+        self,
+        *,
+        qbo_id: str,
+        crm_id: str | None,
+        code: SyncFailureCode,
+        message: str,
+        trigger: SyncTrigger,
+        permanent: bool,
+        mapping_version: int | None,
+        mapping_id: str | None,
+        crm_property: str | None,
+        attempts: int = 1,
+    ) -> EventPayload:
+        """The `*.sync-failed` payload of one failure, its message naming the QBO record."""
+        return self.failed_event(
+            **{self.qbo_id_field: qbo_id, self.crm_id_field: crm_id},
+            code=code,
+            message=f"{self.qbo_entity} {qbo_id} was not synced: {message}.",
+            trigger=trigger,
+            permanent=permanent,
+            attempts=attempts,
+            mapping_version=mapping_version,
+            mapping_id=mapping_id,
+            crm_property=crm_property,
+        )

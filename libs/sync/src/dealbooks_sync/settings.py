@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dealbooks_crm import CrmClient, CrmLimits
+from collections.abc import Awaitable, Callable
+
+from dealbooks_crm import CrmLimits
 from dealbooks_http import TokenProvider
-from dealbooks_kit import ApiAccessSettings, KitSettings
-from dealbooks_qbo import QboClient
+from dealbooks_kit import ApiAccessSettings, ApiClients, KitSettings, api_clients
 
 
 class SyncServiceSettings(KitSettings, ApiAccessSettings):
@@ -16,15 +17,19 @@ class SyncServiceSettings(KitSettings, ApiAccessSettings):
     crm_window_seconds: float = 10.0
 
 
-def qbo_client(settings: SyncServiceSettings, tokens: TokenProvider) -> QboClient:
-    """The QBO client of a sync service."""
-    return QboClient(settings.qbo_base_url, tokens)
-
-
-def crm_client(settings: SyncServiceSettings, tokens: TokenProvider) -> CrmClient:
-    """The CRM client of a sync service, inside the portal's ten-second budget."""
-    return CrmClient(
-        tokens,
-        base_url=settings.crm_base_url,
-        limits=CrmLimits(window_seconds=settings.crm_window_seconds),
+def sync_clients(
+    settings: SyncServiceSettings,
+    portal_of: Callable[[str], Awaitable[str | None]],
+    *,
+    qbo_tokens: TokenProvider | None = None,
+    crm_tokens: TokenProvider | None = None,
+) -> ApiClients:
+    """The QBO and CRM clients of a sync service (see `dealbooks_kit.api_clients`), the CRM
+    client inside the portal's ten-second budget."""
+    return api_clients(
+        settings,
+        portal_of,
+        qbo_tokens=qbo_tokens,
+        crm_tokens=crm_tokens,
+        crm_limits=CrmLimits(window_seconds=settings.crm_window_seconds),
     )

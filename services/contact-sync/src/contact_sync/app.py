@@ -1,19 +1,15 @@
-"""Composition root: settings, runtime, clients, consumers and routes. Wiring only."""
+"""Composition root: the contact-sync settings and the shared sync service over CONTACTS.
+Wiring only."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from dealbooks_contracts import MappingChanged, QboEntityChanged
 from dealbooks_http import TokenProvider
-from dealbooks_kit import ApiTokens, ServiceApp, ServiceRuntime, api_tokens
-from dealbooks_sync.engine import Backfill, MappingSets, RecordSync, SyncDeps
-from dealbooks_sync.settings import SyncServiceSettings, crm_client, qbo_client
+from dealbooks_kit import ServiceApp
+from dealbooks_sync.service import SyncService, build_sync_service, sync_app
+from dealbooks_sync.settings import SyncServiceSettings
 from pydantic_settings import SettingsConfigDict
 
-from contact_sync.api import backfill_api
 from contact_sync.handlers import CONTACTS
-from contact_sync.store import INDEXES
 
 
 class Settings(SyncServiceSettings):
@@ -22,50 +18,23 @@ class Settings(SyncServiceSettings):
     service_name: str = "contact-sync"
 
 
-@dataclass
-class ContactSync:
-    runtime: ServiceRuntime
-    sync: RecordSync
-    backfill: Backfill
-    tokens: ApiTokens
-
-    async def aclose(self) -> None:
-        await self.sync.deps.qbo.aclose()
-        await self.sync.deps.crm.aclose()
-        await self.tokens.aclose()
-
-
 def build(
     settings: Settings | None = None,
     *,
     qbo_tokens: TokenProvider | None = None,
     crm_tokens: TokenProvider | None = None,
-) -> ContactSync:
+) -> SyncService:
     """Everything the process runs. Tokens come from the settings (connector-auth for QBO);
     tests may inject providers instead."""
-    settings = settings or Settings()
-    runtime = ServiceRuntime(settings, indexes=INDEXES)
-    portals = MappingSets(runtime.db)
-    tokens = api_tokens(settings, portals.portal_of, qbo=qbo_tokens, crm=crm_tokens)
-    deps = SyncDeps(
-        kind=CONTACTS,
-        db=runtime.db,
-        qbo=qbo_client(settings, tokens.qbo),
-        crm=crm_client(settings, tokens.crm),
-        publisher=runtime.publisher,
-        source=settings.service_name,
+    return build_sync_service(
+        settings or Settings(),
+        CONTACTS,
+        changes_consumer="customers",
+        qbo_tokens=qbo_tokens,
+        crm_tokens=crm_tokens,
     )
-    sync = RecordSync(deps)
-    runtime.consume("mappings", MappingChanged, sync.on_mapping_changed)
-    runtime.consume(
-        "customers", QboEntityChanged, sync.on_entity_changed, on_dead_letter=sync.on_gave_up
-    )
-    return ContactSync(runtime, sync, Backfill(deps), tokens)
 
 
 def build_app(settings: Settings | None = None) -> ServiceApp:
     """The ASGI app `python -m contact_sync` serves."""
-    service = build(settings)
-    app = service.runtime.asgi(api=backfill_api(service.backfill), title="contact-sync")
-    app.on_shutdown(service.aclose)
-    return app
+    return sync_app(build(settings), title="contact-sync")

@@ -7,7 +7,7 @@ from dealbooks_qbo import Customer
 from dealbooks_sync.domain import CONTACT_ID_PROPERTY
 from dealbooks_sync.engine import RecordKind
 
-from contact_sync.domain import contact_key, contact_sync_failed, contact_synced
+from contact_sync.domain import CONTACT_OUTCOMES, contact_key
 
 CONTACTS = RecordKind(
     object_type=SyncObjectType.CONTACTS,
@@ -17,7 +17,7 @@ CONTACTS = RecordKind(
     link_property=CONTACT_ID_PROPERTY,
     upsert_property="email",
     key_of=contact_key,
-    synced=contact_synced,
-    failed=contact_sync_failed,
+    synced=CONTACT_OUTCOMES.synced,
+    failed=CONTACT_OUTCOMES.failed,
 )
 """QBO customers into CRM contacts, upserted by email."""

@@ -12,10 +12,8 @@ from dealbooks_contracts import (
     InvoiceRequested,
     ProductSynced,
 )
-from dealbooks_crm import CrmClient
 from dealbooks_http import TokenProvider
-from dealbooks_kit import ApiTokens, ServiceApp, ServiceRuntime, api_tokens
-from dealbooks_qbo import QboClient
+from dealbooks_kit import ApiClients, ServiceApp, ServiceRuntime, api_clients
 
 from invoice_builder.api import build_api
 from invoice_builder.handlers import InvoiceBuilder
@@ -31,12 +29,10 @@ class Service:
     runtime: ServiceRuntime
     handlers: InvoiceBuilder
     store: Store
-    tokens: ApiTokens
+    clients: ApiClients
 
     async def aclose(self) -> None:
-        await self.handlers.qbo.aclose()
-        await self.handlers.crm.aclose()
-        await self.tokens.aclose()
+        await self.clients.aclose()
 
 
 def build_service(
@@ -49,11 +45,13 @@ def build_service(
     tests may inject providers instead."""
     runtime = ServiceRuntime(settings, indexes=INDEXES)
     store = Store(runtime.db, runtime.use_outbox(REQUESTS, AUTO_DRAFTS))
-    tokens = api_tokens(settings, store.portal_of_realm, qbo=qbo_tokens, crm=crm_tokens)
+    clients = api_clients(
+        settings, store.portal_of_realm, qbo_tokens=qbo_tokens, crm_tokens=crm_tokens
+    )
     handlers = InvoiceBuilder(
         store=store,
-        qbo=QboClient(settings.qbo_base_url, tokens.qbo),
-        crm=CrmClient(tokens.crm, base_url=settings.crm_base_url),
+        qbo=clients.qbo,
+        crm=clients.crm,
         crash_after_qbo_create=settings.crash_after_qbo_create,
     )
     runtime.consume("account-connected", AccountConnected, handlers.on_account_connected)
@@ -72,7 +70,7 @@ def build_service(
         on_dead_letter=handlers.on_request_given_up,
     )
     runtime.consume("auto-draft-rules", CrmObjectChanged, handlers.on_crm_object_changed)
-    return Service(settings, runtime, handlers, store, tokens)
+    return Service(settings, runtime, handlers, store, clients)
 
 
 def build_app(settings: InvoiceBuilderSettings | None = None) -> ServiceApp:

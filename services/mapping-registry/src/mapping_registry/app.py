@@ -11,11 +11,9 @@ from dealbooks_contracts import (
     ProductSynced,
     ProductSyncFailed,
 )
-from dealbooks_crm import CrmClient
 from dealbooks_http import TokenProvider
-from dealbooks_kit import ApiTokens, ServiceApp, ServiceRuntime, api_tokens
-from dealbooks_qbo import QboClient
-from dealbooks_sync.settings import SyncServiceSettings, crm_client, qbo_client
+from dealbooks_kit import ApiClients, ServiceApp, ServiceRuntime
+from dealbooks_sync.settings import SyncServiceSettings, sync_clients
 from pydantic_settings import SettingsConfigDict
 from starlette.applications import Starlette
 
@@ -36,13 +34,10 @@ class MappingRegistry:
     runtime: ServiceRuntime
     registry: Registry
     api: Starlette
-    clients: tuple[QboClient, CrmClient]
-    tokens: ApiTokens
+    clients: ApiClients
 
     async def aclose(self) -> None:
-        for client in self.clients:
-            await client.aclose()
-        await self.tokens.aclose()
+        await self.clients.aclose()
 
 
 def build(
@@ -56,8 +51,9 @@ def build(
     settings = settings or Settings()
     runtime = ServiceRuntime(settings, indexes=INDEXES)
     accounts = Accounts(runtime.db)
-    tokens = api_tokens(settings, accounts.portal_of, qbo=qbo_tokens, crm=crm_tokens)
-    qbo, crm = qbo_client(settings, tokens.qbo), crm_client(settings, tokens.crm)
+    clients = sync_clients(
+        settings, accounts.portal_of, qbo_tokens=qbo_tokens, crm_tokens=crm_tokens
+    )
     registry = Registry(
         accounts=accounts,
         sets=MappingSets(runtime.db),
@@ -71,8 +67,8 @@ def build(
     runtime.consume("contact-failures", ContactSyncFailed, registry.on_outcome)
     runtime.consume("product-outcomes", ProductSynced, registry.on_outcome)
     runtime.consume("product-failures", ProductSyncFailed, registry.on_outcome)
-    api = build_api(registry, PortalProperties(crm), QboSamples(qbo))
-    return MappingRegistry(runtime, registry, api, (qbo, crm), tokens)
+    api = build_api(registry, PortalProperties(clients.crm), QboSamples(clients.qbo))
+    return MappingRegistry(runtime, registry, api, clients)
 
 
 def build_app(settings: Settings | None = None) -> ServiceApp:

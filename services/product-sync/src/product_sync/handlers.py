@@ -7,7 +7,7 @@ from dealbooks_qbo import Item
 from dealbooks_sync.domain import PRODUCT_ID_PROPERTY
 from dealbooks_sync.engine import RecordKind
 
-from product_sync.domain import product_key, product_sync_failed, product_synced
+from product_sync.domain import PRODUCT_OUTCOMES, product_key
 
 PRODUCTS = RecordKind(
     object_type=SyncObjectType.PRODUCTS,
@@ -17,7 +17,7 @@ PRODUCTS = RecordKind(
     link_property=PRODUCT_ID_PROPERTY,
     upsert_property=PRODUCT_ID_PROPERTY,
     key_of=product_key,
-    synced=product_synced,
-    failed=product_sync_failed,
+    synced=PRODUCT_OUTCOMES.synced,
+    failed=PRODUCT_OUTCOMES.failed,
 )
 """QBO items into CRM products, upserted by the unique dealbooks item-id property."""

@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dealbooks_contracts import InvoiceDrafted, InvoiceLinked, QboEntityChanged
-from dealbooks_crm import CrmClient
 from dealbooks_http import TokenProvider
-from dealbooks_kit import ApiTokens, ServiceApp, ServiceRuntime, api_tokens, get_logger
-from dealbooks_qbo import QboClient
+from dealbooks_kit import ApiClients, ServiceApp, ServiceRuntime, api_clients, get_logger
 
 from status_tracker.api import build_api
 from status_tracker.handlers import StatusTracker
@@ -26,12 +24,10 @@ class Service:
     runtime: ServiceRuntime
     handlers: StatusTracker
     store: Store
-    tokens: ApiTokens
+    clients: ApiClients
 
     async def aclose(self) -> None:
-        await self.handlers.qbo.aclose()
-        await self.handlers.crm.aclose()
-        await self.tokens.aclose()
+        await self.clients.aclose()
 
 
 def build_service(
@@ -45,11 +41,13 @@ def build_service(
     runtime = ServiceRuntime(settings, indexes=INDEXES)
     # Events left in tracked_invoices documents by earlier releases are still relayed.
     store = Store(runtime.db, runtime.use_outbox(TRANSITIONS, PAYMENTS, TRACKED))
-    tokens = api_tokens(settings, store.portal_of_realm, qbo=qbo_tokens, crm=crm_tokens)
+    clients = api_clients(
+        settings, store.portal_of_realm, qbo_tokens=qbo_tokens, crm_tokens=crm_tokens
+    )
     handlers = StatusTracker(
         store=store,
-        qbo=QboClient(settings.qbo_base_url, tokens.qbo),
-        crm=CrmClient(tokens.crm, base_url=settings.crm_base_url),
+        qbo=clients.qbo,
+        crm=clients.crm,
         payment_template_id=settings.payment_template_id,
         crm_app_id=settings.crm_app_id,
         crm_developer_key=settings.crm_developer_key.get_secret_value(),
@@ -60,7 +58,7 @@ def build_service(
     # No webhook fires when a due date passes, and webhooks can be lost: two timers.
     runtime.every("overdue-clock", settings.overdue_interval_seconds, handlers.overdue_sweep)
     runtime.every("reconciliation", settings.reconcile_interval_seconds, handlers.reconcile_all)
-    return Service(settings, runtime, handlers, store, tokens)
+    return Service(settings, runtime, handlers, store, clients)
 
 
 def build_app(settings: StatusTrackerSettings | None = None) -> ServiceApp:

@@ -1,0 +1,68 @@
+"""The composition of a record sync service (contact-sync, product-sync): its runtime, the
+record sync and backfill of one `RecordKind`, their API clients and the backfill routes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dealbooks_contracts import MappingChanged, QboEntityChanged
+from dealbooks_http import TokenProvider
+from dealbooks_kit import ApiClients, ServiceApp, ServiceRuntime
+
+from dealbooks_sync.api import backfill_api
+from dealbooks_sync.engine import INDEXES, Backfill, MappingSets, RecordKind, RecordSync, SyncDeps
+from dealbooks_sync.settings import SyncServiceSettings, sync_clients
+
+
+@dataclass
+class SyncService:
+    """Everything one sync service process runs."""
+
+    runtime: ServiceRuntime
+    sync: RecordSync
+    backfill: Backfill
+    clients: ApiClients
+
+    async def aclose(self) -> None:
+        await self.clients.aclose()
+
+
+def build_sync_service(
+    settings: SyncServiceSettings,
+    kind: RecordKind,
+    *,
+    changes_consumer: str,
+    qbo_tokens: TokenProvider | None = None,
+    crm_tokens: TokenProvider | None = None,
+) -> SyncService:
+    """The service syncing `kind`: it follows `mapping.changed` and consumes the QBO changes
+    under the consumer name `changes_consumer`. Tokens come from the settings (connector-auth
+    for QBO); tests may inject providers instead."""
+    runtime = ServiceRuntime(settings, indexes=INDEXES)
+    clients = sync_clients(
+        settings,
+        MappingSets(runtime.db).portal_of,
+        qbo_tokens=qbo_tokens,
+        crm_tokens=crm_tokens,
+    )
+    deps = SyncDeps(
+        kind=kind,
+        db=runtime.db,
+        qbo=clients.qbo,
+        crm=clients.crm,
+        publisher=runtime.publisher,
+        source=settings.service_name,
+    )
+    sync = RecordSync(deps)
+    runtime.consume("mappings", MappingChanged, sync.on_mapping_changed)
+    runtime.consume(
+        changes_consumer, QboEntityChanged, sync.on_entity_changed, on_dead_letter=sync.on_gave_up
+    )
+    return SyncService(runtime, sync, Backfill(deps), clients)
+
+
+def sync_app(service: SyncService, title: str) -> ServiceApp:
+    """The ASGI app of `service`: health, metrics and the backfill routes."""
+    app = service.runtime.asgi(api=backfill_api(service.backfill), title=title)
+    app.on_shutdown(service.aclose)
+    return app
