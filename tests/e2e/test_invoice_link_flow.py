@@ -4,26 +4,21 @@ the deal, then moves it on a payment. Real Kafka, a MongoDB-wire server, both sa
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 from dealbooks_contracts import (
-    AccountConnected,
-    AccountConnectedReason,
     Envelope,
     QboEntityChanged,
-    QboEnvironment,
     QboOperation,
     Tenant,
-    decode,
 )
 from dealbooks_http import StaticTokenProvider
+from dealbooks_infra.testing import account_connected, eventually, read_events
 from dealbooks_qbo import Invoice, QboClient
 from invoice_builder.api import build_api
 from invoice_builder.app import Service as Builder
@@ -34,12 +29,6 @@ from status_tracker.app import build_service as build_tracker
 from status_tracker.settings import StatusTrackerSettings
 
 pytestmark = [pytest.mark.integration]
-
-
-async def eventually(predicate: Callable[[], Any], timeout: float = 30.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not await predicate():
-            await asyncio.sleep(0.05)
 
 
 class Stack:
@@ -53,27 +42,11 @@ class Stack:
         self.crm_tokens = StaticTokenProvider({})
 
     async def linked_events(self, request_id: str) -> list[Envelope[Any]]:
-        consumer = AIOKafkaConsumer(
+        return await read_events(
+            self.bootstrap,
             self.builder.settings.topic("invoice.linked.v1"),
-            bootstrap_servers=self.bootstrap,
-            auto_offset_reset="earliest",
-            group_id=None,
+            lambda event: str(event.data.request_id) == request_id,
         )
-        await consumer.start()
-        try:
-            async with asyncio.timeout(30):
-                while True:
-                    batch = await consumer.getmany(timeout_ms=300)
-                    found = [
-                        event
-                        for records in batch.values()
-                        for event in (decode(r.value) for r in records)
-                        if str(event.data.request_id) == request_id
-                    ]
-                    if found:
-                        return found
-        finally:
-            await consumer.stop()
 
 
 @pytest.fixture
@@ -148,16 +121,7 @@ async def test_linked_invoice_is_tracked_and_shown_on_the_deal(
         )
     await stack.builder.runtime.publisher.publish(
         Envelope.build(
-            AccountConnected(
-                company_name="Pottery Co",
-                country="US",
-                home_currency="USD",
-                multicurrency_enabled=False,
-                custom_transaction_numbers=False,
-                environment=QboEnvironment.SANDBOX,
-                reason=AccountConnectedReason.CONNECTED,
-                connected_at=datetime.now(UTC),
-            ),
+            account_connected(company_name="Pottery Co"),
             source="test",
             tenant=tenant,
         )

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from dealbooks_contracts import (
     ContactSynced,
     Envelope,
@@ -19,6 +17,7 @@ from dealbooks_contracts import (
     SyncTrigger,
     Tenant,
 )
+from dealbooks_infra import testing
 from dealbooks_kit import GaveUp, KitSettings, PermanentError, ServiceRuntime
 
 pytestmark = pytest.mark.integration
@@ -103,28 +102,15 @@ async def harness(
         yield h
 
 
-async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[Any]:
+async def read_topic(bootstrap: str, topic: str, count: int) -> list[Any]:
     """Read `count` records from the start of `topic` (fails the test if they do not come)."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    return await testing.read_topic(
+        bootstrap, topic, lambda record: record, count=count, poll_ms=500
     )
-    await consumer.start()
-    records: list[Any] = []
-    try:
-        async with asyncio.timeout(timeout):
-            while len(records) < count:
-                batch = await consumer.getmany(timeout_ms=500)
-                for part in batch.values():
-                    records.extend(part)
-    finally:
-        await consumer.stop()
-    return records
 
 
-async def eventually(predicate: Any, timeout: float = 30.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not await predicate():
-            await asyncio.sleep(0.1)
+async def eventually(predicate: Any) -> None:
+    await testing.eventually(predicate, interval=0.1)
 
 
 async def test_handled_event_writes_to_mongodb_and_publishes_the_next_event(

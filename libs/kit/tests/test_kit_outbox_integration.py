@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from dealbooks_contracts import ContactSynced, Envelope, SyncAction, SyncTrigger, Tenant
+from dealbooks_infra.testing import read_topic
 from dealbooks_kit import KitSettings, Outbox, ServiceRuntime, push
 
 pytestmark = pytest.mark.integration
@@ -77,23 +77,13 @@ async def record_state(rt: ServiceRuntime, doc_id: str, *events: Envelope[Any]) 
 
 async def published(rt: ServiceRuntime, bootstrap: str, count: int) -> list[str]:
     """Ids of the first `count` contact.synced events on the topic, in order."""
-    consumer = AIOKafkaConsumer(
+    events = await read_topic(
+        bootstrap,
         rt.settings.topic("contact.synced.v1"),
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        group_id=None,
+        lambda record: Envelope[ContactSynced].from_bytes(record.value),
+        count=count,
     )
-    await consumer.start()
-    ids: list[str] = []
-    try:
-        async with asyncio.timeout(30):
-            while len(ids) < count:
-                batch = await consumer.getmany(timeout_ms=300)
-                for records in batch.values():
-                    ids += [str(Envelope[ContactSynced].from_bytes(r.value).id) for r in records]
-    finally:
-        await consumer.stop()
-    return ids
+    return [str(e.id) for e in events]
 
 
 async def pending(rt: ServiceRuntime, doc_id: str) -> list[str]:

@@ -3,11 +3,7 @@ sandboxes, a real Kafka broker and the MongoDB-wire server; every log line is ke
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-import socket
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,38 +11,16 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from aiokafka import AIOKafkaConsumer
 from connector_auth.app import build_app
 from connector_auth.crypto import TokenCipher, generate_key_spec
 from connector_auth.settings import ConnectorAuthSettings
 from dealbooks_contracts import QboEnvironment
+from dealbooks_infra import testing
+from dealbooks_infra.testing import LogCollector, free_port
 from dealbooks_kit import configure_logging
 
 SERVICE_CREDENTIAL = "svc-" + uuid.uuid4().hex
 STATE_SECRET = "state-" + uuid.uuid4().hex
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class LogCollector(logging.Handler):
-    """Keeps every formatted record of the run, as the service would have written it."""
-
-    lines: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        logging.Handler.__init__(self)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
-
-    def __hash__(self) -> int:
-        return id(self)
 
 
 @dataclass
@@ -62,12 +36,8 @@ class Secrets:
 @pytest.fixture(scope="session")
 def run_logs() -> Iterator[LogCollector]:
     configure_logging("connector-auth-test", "DEBUG", json=True)
-    root = logging.getLogger()
-    collector = LogCollector()
-    collector.setFormatter(root.handlers[0].formatter)
-    root.addHandler(collector)
-    yield collector
-    root.removeHandler(collector)
+    with LogCollector().on_root() as collector:
+        yield collector
 
 
 @pytest.fixture(scope="session")
@@ -75,40 +45,12 @@ def run_secrets() -> Secrets:
     return Secrets()
 
 
-class ServedApp:
+class ServedApp(testing.ServedApp):
     """One connector-auth replica served by uvicorn on its own thread and event loop."""
 
     def __init__(self, settings: ConnectorAuthSettings) -> None:
+        super().__init__(build_app(settings), settings.http_port, "connector-auth")
         self.settings = settings
-        self.base_url = f"http://127.0.0.1:{settings.http_port}"
-        config = uvicorn.Config(
-            build_app(settings),
-            host="127.0.0.1",
-            port=settings.http_port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> ServedApp:
-        self.thread.start()
-        with httpx.Client(base_url=self.base_url, timeout=2.0) as client:
-            for _ in range(600):
-                try:
-                    if client.get("/readyz").status_code == 200:
-                        return self
-                except httpx.TransportError:
-                    pass
-                if not self.thread.is_alive():
-                    break
-                threading.Event().wait(0.05)
-        raise RuntimeError("connector-auth did not become ready")
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
 
 
 @dataclass
@@ -196,31 +138,22 @@ def connector_settings(
     )
 
 
+def as_event(record: Any) -> dict[str, Any]:
+    """A record's JSON, with its raw value and key (to look for secrets in both)."""
+    event: dict[str, Any] = json.loads(record.value)
+    event["_raw"] = record.value.decode()
+    event["_key"] = record.key
+    return event
+
+
 async def read_events(
     bootstrap: str, topic: str, predicate: Any, count: int, timeout: float = 30.0
 ) -> list[dict[str, Any]]:
-    """Wait for `count` events on `topic` (from the start) that satisfy `predicate`."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    """At least `count` events of `topic` (from the start) that satisfy `predicate`, then every
+    match already there."""
+    return await testing.read_topic(
+        bootstrap, topic, as_event, predicate, count=count, drain=True, timeout=timeout, poll_ms=500
     )
-    await consumer.start()
-    found: list[dict[str, Any]] = []
-    try:
-        async with asyncio.timeout(timeout):
-            batch: dict[Any, Any] = {"": ()}
-            # At least `count`, then everything already there (until a poll comes back empty).
-            while len(found) < count or batch:
-                batch = await consumer.getmany(timeout_ms=500)
-                for records in batch.values():
-                    for record in records:
-                        event = json.loads(record.value)
-                        event["_raw"] = record.value.decode()
-                        event["_key"] = record.key
-                        if predicate(event):
-                            found.append(event)
-    finally:
-        await consumer.stop()
-    return found
 
 
 @pytest.fixture(scope="module")

@@ -6,24 +6,18 @@ QuickBooks company and CRM portal, so tests do not see each other's data.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer
 from dealbooks_contracts import (
-    AccountConnected,
-    AccountConnectedReason,
     Envelope,
     EventPayload,
-    QboEnvironment,
     Tenant,
-    decode,
 )
 from dealbooks_http import StaticTokenProvider
+from dealbooks_infra.testing import account_connected, eventually, read_events
 from dealbooks_kit import CrmPortalTokens
 from invoice_builder.app import Service, build_service
 from invoice_builder.settings import InvoiceBuilderSettings
@@ -54,15 +48,11 @@ class Harness:
         name: str = "Test Company",
     ) -> None:
         """Publish the account facts and wait until the service holds them."""
-        facts = AccountConnected(
+        facts = account_connected(
             company_name=name,
             country=country,
             home_currency=currency,
-            multicurrency_enabled=False,
             custom_transaction_numbers=custom_numbers,
-            environment=QboEnvironment.SANDBOX,
-            reason=AccountConnectedReason.CONNECTED,
-            connected_at=datetime.now(UTC),
         )
         await self.publish(facts, tenant)
         realm = tenant.require_account_id()
@@ -95,30 +85,7 @@ class Harness:
     ) -> list[Envelope[Any]]:
         """Read the events of a type from the start of its topic until `count` match."""
         topic = self.settings.topic(f"{event_type}.v1")
-        consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest", group_id=None
-        )
-        await consumer.start()
-        matched: list[Envelope[Any]] = []
-        try:
-            async with asyncio.timeout(30):
-                while len(matched) < count:
-                    batch = await consumer.getmany(timeout_ms=300)
-                    for records in batch.values():
-                        for record in records:
-                            event = decode(record.value)
-                            if predicate(event):
-                                matched.append(event)
-        finally:
-            await consumer.stop()
-        return matched
-
-
-async def eventually(predicate: Callable[[], Any], timeout: float = 30.0) -> None:
-    """Poll an async predicate until it holds (fails the test after `timeout`)."""
-    async with asyncio.timeout(timeout):
-        while not await predicate():
-            await asyncio.sleep(0.05)
+        return await read_events(self.bootstrap, topic, predicate, count=count)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -3,7 +3,6 @@ or invoice.request-rejected, on real Kafka and a real MongoDB-wire server."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -11,7 +10,6 @@ from typing import Any
 
 import pytest
 import stamina
-from aiokafka import AIOKafkaConsumer
 from dealbooks_contracts import (
     CustomerChoice,
     ExistingCustomer,
@@ -23,6 +21,7 @@ from dealbooks_contracts import (
     RejectionCode,
     Tenant,
 )
+from dealbooks_infra.testing import read_topic
 
 Harness = Any  # the harness fixture of conftest.py
 
@@ -60,6 +59,17 @@ async def us_company(builder: Harness, qbo_sandbox: Any, **facts: Any) -> Tenant
     tenant = Tenant(portal_id=f"portal-{company.realm_id}", account_id=company.realm_id)
     await builder.connect_account(tenant, **facts)
     return tenant
+
+
+async def dead_letter(bootstrap: str, builder: Harness, request: InvoiceRequested) -> Any:
+    """The dead-lettered record of `request` (its raw value names the request id)."""
+    [record, *_] = await read_topic(
+        bootstrap,
+        builder.settings.topic("crm.invoice-requested.v1.dlq"),
+        lambda record: record,
+        lambda record: str(request.request_id).encode() in record.value,
+    )
+    return record
 
 
 def qbo_invoices(qbo_sandbox: Any, realm_id: str, token: str) -> list[dict[str, Any]]:
@@ -282,20 +292,7 @@ async def test_request_whose_qbo_calls_keep_failing_is_dead_lettered_and_rejecte
     )
     assert rejected.data.code is RejectionCode.QBO_UNAVAILABLE
     assert rejected.data.message.startswith("QuickBooks did not respond")
-    dead = AIOKafkaConsumer(
-        builder.settings.topic("crm.invoice-requested.v1.dlq"),
-        bootstrap_servers=kafka_bootstrap,
-        auto_offset_reset="earliest",
-        group_id=None,
-    )
-    await dead.start()
-    try:
-        async with asyncio.timeout(30):
-            record = await dead.getone()
-            while str(request.request_id).encode() not in record.value:
-                record = await dead.getone()
-    finally:
-        await dead.stop()
+    record = await dead_letter(kafka_bootstrap, builder, request)
     assert dict(record.headers)["dlq-reason"].startswith(b"gave up after 4 attempts")
     token = await builder.qbo_tokens.token(tenant.require_account_id())
     assert qbo_invoices(qbo_sandbox, tenant.require_account_id(), token) == []
@@ -316,20 +313,7 @@ async def test_request_for_a_portal_without_crm_access_is_rejected_at_once_as_cr
     )
     assert rejected.data.code is RejectionCode.CRM_NOT_CONNECTED
     assert f"no access to the CRM of portal {tenant.portal_id}" in rejected.data.message
-    dead = AIOKafkaConsumer(
-        builder.settings.topic("crm.invoice-requested.v1.dlq"),
-        bootstrap_servers=kafka_bootstrap,
-        auto_offset_reset="earliest",
-        group_id=None,
-    )
-    await dead.start()
-    try:
-        async with asyncio.timeout(30):
-            record = await dead.getone()
-            while str(request.request_id).encode() not in record.value:
-                record = await dead.getone()
-    finally:
-        await dead.stop()
+    record = await dead_letter(kafka_bootstrap, builder, request)
     headers = dict(record.headers)
     assert headers["dlq-reason"].startswith(
         f"no CRM access token is configured for portal {tenant.portal_id}".encode()

@@ -3,21 +3,17 @@ after a restart there is still exactly one invoice and one `invoice.drafted`."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from dealbooks_contracts import (
     REGISTRY,
-    AccountConnected,
-    AccountConnectedReason,
     Envelope,
     EventPayload,
     ExistingCustomer,
@@ -25,20 +21,17 @@ from dealbooks_contracts import (
     InvoiceRequested,
     InvoiceRequestOrigin,
     Money,
-    QboEnvironment,
     Tenant,
-    decode,
 )
+from dealbooks_infra import testing
 from pymongo import AsyncMongoClient
 
 pytestmark = [pytest.mark.integration]
 
 
-async def eventually(predicate: Callable[[], Any], timeout: float = 60.0) -> None:
-    """Poll an async predicate until it holds (fails the test after `timeout`)."""
-    async with asyncio.timeout(timeout):
-        while not await predicate():
-            await asyncio.sleep(0.1)
+async def eventually(predicate: Callable[[], Any]) -> None:
+    """Waits as long as a process restart may take."""
+    await testing.eventually(predicate, timeout=60.0, interval=0.1)
 
 
 async def publish(bootstrap: str, prefix: str, payload: EventPayload, tenant: Tenant) -> Any:
@@ -55,23 +48,9 @@ async def publish(bootstrap: str, prefix: str, payload: EventPayload, tenant: Te
 
 async def drafted_events(bootstrap: str, prefix: str) -> list[Envelope[Any]]:
     """Every invoice.drafted on the topic so far (read until a poll comes back empty)."""
-    consumer = AIOKafkaConsumer(
-        prefix + "invoice.drafted.v1",
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        group_id=None,
+    return await testing.read_events(
+        bootstrap, prefix + "invoice.drafted.v1", drain=True, poll_ms=1000
     )
-    await consumer.start()
-    found: list[Envelope[Any]] = []
-    try:
-        async with asyncio.timeout(30):
-            while True:
-                batch = await consumer.getmany(timeout_ms=1000)
-                if not batch and found:
-                    return found
-                found += [decode(r.value) for records in batch.values() for r in records]
-    finally:
-        await consumer.stop()
 
 
 def qbo_invoices(qbo_sandbox: Any, realm_id: str, token: str) -> list[dict[str, Any]]:
@@ -114,16 +93,7 @@ async def test_killed_after_qbo_create_then_restarted_yields_one_invoice_and_one
     await publish(
         kafka_bootstrap,
         prefix,
-        AccountConnected(
-            company_name="Crash Test Co",
-            country="US",
-            home_currency="USD",
-            multicurrency_enabled=False,
-            custom_transaction_numbers=False,
-            environment=QboEnvironment.SANDBOX,
-            reason=AccountConnectedReason.CONNECTED,
-            connected_at=datetime.now(UTC),
-        ),
+        testing.account_connected(company_name="Crash Test Co"),
         tenant,
     )
 

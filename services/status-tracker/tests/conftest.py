@@ -6,7 +6,6 @@ QuickBooks company and CRM portal, so tests do not see each other's data.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime
@@ -14,7 +13,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer
 from dealbooks_contracts import (
     Envelope,
     EventPayload,
@@ -24,9 +22,9 @@ from dealbooks_contracts import (
     QboEntityChanged,
     QboOperation,
     Tenant,
-    decode,
 )
 from dealbooks_http import StaticTokenProvider
+from dealbooks_infra.testing import eventually, read_events
 from dealbooks_qbo import Invoice, QboClient
 from status_tracker.app import Service, build_service
 from status_tracker.settings import StatusTrackerSettings
@@ -70,23 +68,7 @@ class Harness:
     ) -> list[Envelope[Any]]:
         """Read the events of a type from the start of its topic until `count` match."""
         topic = self.settings.topic(f"{event_type}.v1")
-        consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest", group_id=None
-        )
-        await consumer.start()
-        matched: list[Envelope[Any]] = []
-        try:
-            async with asyncio.timeout(30):
-                while len(matched) < count:
-                    batch = await consumer.getmany(timeout_ms=300)
-                    for records in batch.values():
-                        for record in records:
-                            event = decode(record.value)
-                            if predicate(event):
-                                matched.append(event)
-        finally:
-            await consumer.stop()
-        return matched
+        return await read_events(self.bootstrap, topic, predicate, count=count)
 
 
 class World:
@@ -170,13 +152,6 @@ class World:
 
     def timeline(self) -> list[dict[str, Any]]:
         return self.h.crm_sandbox.timeline_events(self.portal.portal_id, object_id=self.deal_id)
-
-
-async def eventually(predicate: Callable[[], Any], timeout: float = 30.0) -> None:
-    """Poll an async predicate until it holds (fails the test after `timeout`)."""
-    async with asyncio.timeout(timeout):
-        while not await predicate():
-            await asyncio.sleep(0.05)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -1,0 +1,223 @@
+"""Helpers every test suite shares: poll until something holds, read or watch a Kafka topic
+from its start, the account facts connector-auth would announce, serve an ASGI app over real
+HTTP on a thread, keep the run's log lines."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import httpx
+import uvicorn
+from aiokafka import AIOKafkaConsumer
+from dealbooks_contracts import (
+    AccountConnected,
+    AccountConnectedReason,
+    Envelope,
+    QboEnvironment,
+    decode,
+)
+
+from dealbooks_infra.process import free_port
+
+__all__ = [
+    "LogCollector",
+    "ServedApp",
+    "account_connected",
+    "envelope_of",
+    "eventually",
+    "free_port",
+    "read_events",
+    "read_topic",
+    "watching",
+]
+
+T = TypeVar("T")
+
+
+async def eventually(
+    predicate: Callable[[], Awaitable[T | None]], timeout: float = 30.0, interval: float = 0.05
+) -> T:
+    """Poll until `predicate()` returns something truthy and return it; raises TimeoutError
+    (failing the test) after `timeout` seconds."""
+    async with asyncio.timeout(timeout):
+        while True:
+            if value := await predicate():
+                return value
+            await asyncio.sleep(interval)
+
+
+def _from_start(bootstrap: str, topics: Sequence[str]) -> AIOKafkaConsumer:
+    # No group: nothing is committed, so every reader sees the topic from its first record.
+    return AIOKafkaConsumer(
+        *topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+
+
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    decode: Callable[[Any], T],
+    where: Callable[[T], bool] = lambda _: True,
+    *,
+    count: int = 1,
+    drain: bool = False,
+    timeout: float = 30.0,
+    poll_ms: int = 300,
+) -> list[T]:
+    """The records of `topic`, from its start, that satisfy `where` (each as `decode` makes it
+    of an aiokafka record), as soon as at least `count` matched; with `drain`, also every match
+    already on the topic (read until a poll comes back empty). Raises TimeoutError after
+    `timeout` seconds."""
+    consumer = _from_start(bootstrap, [topic])
+    await consumer.start()
+    found: list[T] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                batch = await consumer.getmany(timeout_ms=poll_ms)
+                found += [
+                    item
+                    for records in batch.values()
+                    for item in map(decode, records)
+                    if where(item)
+                ]
+                if len(found) >= count and not (drain and batch):
+                    return found
+    finally:
+        await consumer.stop()
+
+
+def envelope_of(record: Any) -> Envelope[Any]:
+    """The event an aiokafka record carries."""
+    return decode(record.value)
+
+
+async def read_events(
+    bootstrap: str,
+    topic: str,
+    where: Callable[[Envelope[Any]], bool] = lambda _: True,
+    *,
+    count: int = 1,
+    drain: bool = False,
+    timeout: float = 30.0,
+    poll_ms: int = 300,
+) -> list[Envelope[Any]]:
+    """`read_topic` for dealbooks events: the events of `topic` that satisfy `where`."""
+    return await read_topic(
+        bootstrap,
+        topic,
+        envelope_of,
+        where,
+        count=count,
+        drain=drain,
+        timeout=timeout,
+        poll_ms=poll_ms,
+    )
+
+
+def account_connected(**facts: Any) -> AccountConnected:
+    """`account.connected` as connector-auth announces a US sandbox company (USD, no
+    multicurrency, no custom transaction numbers); `facts` change any of it."""
+    defaults: dict[str, Any] = {
+        "company_name": "Sandbox Company",
+        "country": "US",
+        "home_currency": "USD",
+        "multicurrency_enabled": False,
+        "custom_transaction_numbers": False,
+        "environment": QboEnvironment.SANDBOX,
+        "reason": AccountConnectedReason.CONNECTED,
+        "connected_at": datetime.now(UTC),
+    }
+    return AccountConnected(**(defaults | facts))
+
+
+@contextlib.asynccontextmanager
+async def watching(
+    bootstrap: str, topics: Sequence[str], on_record: Callable[[Any], None]
+) -> AsyncIterator[None]:
+    """While inside, hand every record of `topics` (from their start) to `on_record`, in the
+    background."""
+    consumer = _from_start(bootstrap, topics)
+    await consumer.start()
+
+    async def watch() -> None:
+        while True:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for record in records:
+                    on_record(record)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        yield
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        await consumer.stop()
+
+
+class ServedApp:
+    """An ASGI app served by uvicorn on its own thread and event loop at 127.0.0.1:`port`;
+    entering waits until `/readyz` answers 200."""
+
+    def __init__(self, app: Any, port: int, name: str = "the app") -> None:
+        self.name = name
+        self.base_url = f"http://127.0.0.1:{port}"
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ServedApp:
+        self.thread.start()
+        with httpx.Client(base_url=self.base_url, timeout=2.0) as client:
+            for _ in range(600):
+                try:
+                    if client.get("/readyz").status_code == 200:
+                        return self
+                except httpx.TransportError:
+                    pass
+                if not self.thread.is_alive():
+                    break
+                threading.Event().wait(0.05)
+        raise RuntimeError(f"{self.name} did not become ready")
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+
+@dataclass
+class LogCollector(logging.Handler):
+    """Keeps every formatted record of the run, as the service would have written it."""
+
+    lines: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    @contextlib.contextmanager
+    def on_root(self) -> Iterator[LogCollector]:
+        """Collect the root logger's records, formatted by its first handler's formatter."""
+        root = logging.getLogger()
+        self.setFormatter(root.handlers[0].formatter)
+        root.addHandler(self)
+        try:
+            yield self
+        finally:
+            root.removeHandler(self)
