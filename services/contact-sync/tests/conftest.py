@@ -7,28 +7,10 @@ from collections.abc import AsyncIterator
 import pytest
 from contact_sync.app import Settings, build
 from dealbooks_contracts import SyncObjectType
-from dealbooks_http import StaticTokenProvider
 from dealbooks_sync.service import SyncService
-from dealbooks_sync.testing import SyncStack
+from dealbooks_sync.testing import SyncStack, SyncWorld
 from mapping_registry.app import Settings as RegistrySettings
 from mapping_registry.app import build as build_registry
-
-# The CRM sandbox fixture runs its ten-second window 50x faster.
-CRM_WINDOW = 0.2
-
-
-def _infra(namespace: str, suffix: str, kafka: str, mongo: str, idempotence: bool) -> dict:
-    return {
-        "kafka_bootstrap": kafka,
-        "mongodb_uri": mongo,
-        "mongodb_database": f"{namespace}_{suffix}",
-        "topic_prefix": f"{namespace}.",
-        "kafka_idempotence": idempotence,
-        "handler_attempts": 3,
-        "handler_wait_initial": 0.05,
-        "handler_wait_max": 0.2,
-        "crm_window_seconds": CRM_WINDOW,
-    }
 
 
 @pytest.fixture
@@ -42,30 +24,17 @@ async def contacts(
     crm_sandbox,
     crm_portal,
 ) -> AsyncIterator[tuple[SyncStack, SyncService]]:
-    infra = (namespace, kafka_bootstrap, mongo_uri, kafka_supports_idempotence)
-    qbo_tokens = StaticTokenProvider({qbo_company.realm_id: qbo_company.access_token})
-    crm_tokens = StaticTokenProvider({crm_portal.key: crm_portal.access_token})
-    urls = {"qbo_base_url": qbo_sandbox.base_url, "crm_base_url": crm_sandbox.base_url}
-    registry = build_registry(
-        RegistrySettings(**_infra(infra[0], "registry", *infra[1:]), **urls),
-        qbo_tokens=qbo_tokens,
-        crm_tokens=crm_tokens,
+    world = SyncWorld(
+        namespace,
+        kafka_bootstrap,
+        mongo_uri,
+        kafka_supports_idempotence,
+        qbo_sandbox,
+        qbo_company,
+        crm_sandbox,
+        crm_portal,
     )
-    service = build(
-        Settings(**_infra(infra[0], "contacts", *infra[1:]), **urls),
-        qbo_tokens=qbo_tokens,
-        crm_tokens=crm_tokens,
-    )
-    stack = SyncStack(
-        registry=registry.runtime,
-        registry_api=registry.api,
-        sync=service.runtime,
-        object_type=SyncObjectType.CONTACTS,
-        realm_id=qbo_company.realm_id,
-        portal_id=crm_portal.key,
-        kafka_bootstrap=kafka_bootstrap,
-    )
-    topics = ["contact.synced.v1", "contact.sync-failed.v1"]
-    async with stack.running(topics):
-        await stack.connect()
+    registry = build_registry(RegistrySettings(**world.settings("registry")), **world.tokens)
+    service = build(Settings(**world.settings("contacts")), **world.tokens)
+    async with world.running(registry, service, SyncObjectType.CONTACTS) as stack:
         yield stack, service

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from contact_sync.api import backfill_api
 from dealbooks_contracts import SyncAction
-from dealbooks_sync.testing import eventually
+from dealbooks_infra.testing import eventually
 
 pytestmark = pytest.mark.integration
 

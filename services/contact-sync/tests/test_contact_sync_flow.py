@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import stamina
 from dealbooks_contracts import QboOperation, SyncAction
-from dealbooks_sync.testing import eventually
+from dealbooks_infra.testing import eventually
 
 pytestmark = pytest.mark.integration
 

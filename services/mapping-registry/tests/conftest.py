@@ -3,27 +3,22 @@ the `mapping.changed` events it publishes watched on the broker."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 from dealbooks_contracts import (
     AccountConnected,
     AccountConnectedReason,
     Envelope,
     MappingChanged,
-    QboEnvironment,
     SyncObjectType,
     Tenant,
-    decode,
 )
-from dealbooks_http import StaticTokenProvider
-from dealbooks_sync.testing import eventually
+from dealbooks_infra.testing import account_connected, envelope_of, eventually, watching
+from dealbooks_sync.testing import SyncWorld
 from mapping_registry.app import MappingRegistry, Settings, build
 
 
@@ -46,45 +41,22 @@ class Registry:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Registry]:
-        consumer = AIOKafkaConsumer(
-            self.runtime.settings.topic("mapping.changed.v1"),
-            bootstrap_servers=self._bootstrap,
-            auto_offset_reset="earliest",
-            group_id=None,
-        )
-        await consumer.start()
-        watcher = asyncio.create_task(self._watch(consumer))
+        topic = self.runtime.settings.topic("mapping.changed.v1")
         try:
-            async with self.runtime.running():
+            async with (
+                watching(self._bootstrap, [topic], lambda r: self.announced.append(envelope_of(r))),
+                self.runtime.running(),
+            ):
                 yield self
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-            await consumer.stop()
             await self.api.aclose()
-
-    async def _watch(self, consumer: AIOKafkaConsumer) -> None:
-        while True:
-            batch = await consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                self.announced += [decode(r.value) for r in records]
 
     async def connected(
         self, reason: AccountConnectedReason = AccountConnectedReason.CONNECTED
     ) -> Envelope[AccountConnected]:
         """Announce the account as connector-auth would."""
         event = Envelope.build(
-            AccountConnected(
-                company_name=f"Sandbox Company ({reason.value})",
-                country="US",
-                home_currency="USD",
-                multicurrency_enabled=False,
-                custom_transaction_numbers=False,
-                environment=QboEnvironment.SANDBOX,
-                reason=reason,
-                connected_at=datetime.now(UTC),
-            ),
+            account_connected(company_name=f"Sandbox Company ({reason.value})", reason=reason),
             source="connector-auth",
             tenant=self.tenant,
         )
@@ -130,24 +102,18 @@ async def registry(
     crm_sandbox,
     crm_portal,
 ) -> AsyncIterator[Registry]:
-    settings = Settings(
-        kafka_bootstrap=kafka_bootstrap,
-        mongodb_uri=mongo_uri,
-        mongodb_database=f"{namespace}_registry",
-        topic_prefix=f"{namespace}.",
-        kafka_idempotence=kafka_supports_idempotence,
-        handler_attempts=3,
-        handler_wait_initial=0.05,
-        handler_wait_max=0.2,
-        outbox_relay_seconds=0.2,
-        qbo_base_url=qbo_sandbox.base_url,
-        crm_base_url=crm_sandbox.base_url,
-        crm_window_seconds=0.2,  # the CRM sandbox fixture runs its window 50x faster
+    world = SyncWorld(
+        namespace,
+        kafka_bootstrap,
+        mongo_uri,
+        kafka_supports_idempotence,
+        qbo_sandbox,
+        qbo_company,
+        crm_sandbox,
+        crm_portal,
     )
     service = build(
-        settings,
-        qbo_tokens=StaticTokenProvider({qbo_company.realm_id: qbo_company.access_token}),
-        crm_tokens=StaticTokenProvider({crm_portal.key: crm_portal.access_token}),
+        Settings(**world.settings("registry", outbox_relay_seconds=0.2)), **world.tokens
     )
     tenant = Tenant(portal_id=crm_portal.key, account_id=qbo_company.realm_id)
     async with Registry(service, tenant, kafka_bootstrap).running() as running:

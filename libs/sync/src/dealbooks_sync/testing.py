@@ -1,41 +1,97 @@
 """Test helpers for the sync services: run the registry and a sync service on real Kafka and
-MongoDB, talk to the registry's API in-process, and watch the outcome events."""
+MongoDB against both sandboxes, talk to the registry's API in-process, and watch the outcome
+events."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer
 from dealbooks_contracts import (
-    AccountConnected,
-    AccountConnectedReason,
     Envelope,
     QboEntityChanged,
-    QboEnvironment,
     QboOperation,
     SyncObjectType,
     Tenant,
-    decode,
 )
+from dealbooks_http import StaticTokenProvider
+from dealbooks_infra.testing import account_connected, envelope_of, eventually, watching
 from dealbooks_kit import ServiceRuntime
 from starlette.applications import Starlette
 
 from dealbooks_sync.engine import MappingSets
+from dealbooks_sync.service import SyncService
+
+# The CRM sandbox fixture runs its ten-second window 50x faster.
+CRM_WINDOW = 0.2
+
+_OUTCOME_TOPICS = {
+    SyncObjectType.CONTACTS: ["contact.synced.v1", "contact.sync-failed.v1"],
+    SyncObjectType.PRODUCTS: ["product.synced.v1", "product.sync-failed.v1"],
+}
 
 
-async def eventually(
-    predicate: Callable[[], Awaitable[Any]], timeout: float = 30.0, interval: float = 0.05
-) -> Any:
-    """Poll until `predicate()` returns something truthy; fail the test after `timeout`."""
-    async with asyncio.timeout(timeout):
-        while not (value := await predicate()):
-            await asyncio.sleep(interval)
-        return value
+@dataclass
+class SyncWorld:
+    """The fixtures a sync test runs on: Kafka, MongoDB, one QBO company and one CRM portal."""
+
+    namespace: str
+    kafka_bootstrap: str
+    mongo_uri: str
+    kafka_idempotence: bool
+    qbo_sandbox: Any
+    qbo_company: Any
+    crm_sandbox: Any
+    crm_portal: Any
+
+    def __post_init__(self) -> None:
+        # One provider each, shared by the registry and the sync service.
+        self.tokens = {
+            "qbo_tokens": StaticTokenProvider(
+                {self.qbo_company.realm_id: self.qbo_company.access_token}
+            ),
+            "crm_tokens": StaticTokenProvider({self.crm_portal.key: self.crm_portal.access_token}),
+        }
+
+    def settings(self, database: str, **changes: Any) -> dict[str, Any]:
+        """Settings of a service under test with its own database `database`, fast retries."""
+        return {
+            "kafka_bootstrap": self.kafka_bootstrap,
+            "mongodb_uri": self.mongo_uri,
+            "mongodb_database": f"{self.namespace}_{database}",
+            "topic_prefix": f"{self.namespace}.",
+            "kafka_idempotence": self.kafka_idempotence,
+            "handler_attempts": 3,
+            "handler_wait_initial": 0.05,
+            "handler_wait_max": 0.2,
+            "qbo_base_url": self.qbo_sandbox.base_url,
+            "crm_base_url": self.crm_sandbox.base_url,
+            "crm_window_seconds": CRM_WINDOW,
+            **changes,
+        }
+
+    @contextlib.asynccontextmanager
+    async def running(
+        self, registry: Any, service: SyncService, object_type: SyncObjectType
+    ) -> AsyncIterator[SyncStack]:
+        """`registry` (a mapping-registry service) and `service` running, the account connected
+        and its default mappings applied."""
+        stack = SyncStack(
+            registry=registry.runtime,
+            registry_api=registry.api,
+            sync=service.runtime,
+            object_type=object_type,
+            realm_id=self.qbo_company.realm_id,
+            portal_id=self.crm_portal.key,
+            kafka_bootstrap=self.kafka_bootstrap,
+        )
+        async with stack.running(_OUTCOME_TOPICS[object_type]):
+            await stack.connect()
+            yield stack
 
 
 class SyncStack:
@@ -67,45 +123,21 @@ class SyncStack:
 
     @contextlib.asynccontextmanager
     async def running(self, topics: list[str]) -> AsyncIterator[SyncStack]:
-        consumer = AIOKafkaConsumer(
-            *[self.sync.settings.topic(t) for t in topics],
-            bootstrap_servers=self._bootstrap,
-            auto_offset_reset="earliest",
-            group_id=None,
-        )
-        await consumer.start()
-        watcher = asyncio.create_task(self._watch(consumer))
+        topics = [self.sync.settings.topic(t) for t in topics]
         try:
-            async with self.registry.running(), self.sync.running():
+            async with (
+                watching(self._bootstrap, topics, lambda r: self.events.append(envelope_of(r))),
+                self.registry.running(),
+                self.sync.running(),
+            ):
                 yield self
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-            await consumer.stop()
             await self.api.aclose()
-
-    async def _watch(self, consumer: AIOKafkaConsumer) -> None:
-        while True:
-            batch = await consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                for record in records:
-                    self.events.append(decode(record.value))
 
     async def connect(self) -> None:
         """Announce the account as connector-auth would; wait for the default mappings."""
-        connected = AccountConnected(
-            company_name="Sandbox Company",
-            country="US",
-            home_currency="USD",
-            multicurrency_enabled=False,
-            custom_transaction_numbers=False,
-            environment=QboEnvironment.SANDBOX,
-            reason=AccountConnectedReason.CONNECTED,
-            connected_at=datetime.now(UTC),
-        )
         await self.registry.publisher.publish(
-            Envelope.build(connected, source="connector-auth", tenant=self.tenant)
+            Envelope.build(account_connected(), source="connector-auth", tenant=self.tenant)
         )
         await self.applied_version(1)
 
