@@ -14,26 +14,8 @@ from mapping_registry.app import build as build_registry
 
 
 @pytest.fixture
-async def contacts(
-    namespace,
-    kafka_bootstrap,
-    mongo_uri,
-    kafka_supports_idempotence,
-    qbo_sandbox,
-    qbo_company,
-    crm_sandbox,
-    crm_portal,
-) -> AsyncIterator[tuple[SyncStack, SyncService]]:
-    world = SyncWorld(
-        namespace,
-        kafka_bootstrap,
-        mongo_uri,
-        kafka_supports_idempotence,
-        qbo_sandbox,
-        qbo_company,
-        crm_sandbox,
-        crm_portal,
-    )
+async def contacts(request: pytest.FixtureRequest) -> AsyncIterator[tuple[SyncStack, SyncService]]:
+    world = SyncWorld.of(request)
     registry = build_registry(RegistrySettings(**world.settings("registry")), **world.tokens)
     service = build(Settings(**world.settings("contacts")), **world.tokens)
     async with world.running(registry, service, SyncObjectType.CONTACTS) as stack:

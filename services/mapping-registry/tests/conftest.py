@@ -92,29 +92,11 @@ class Registry:
 
 
 @pytest.fixture
-async def registry(
-    namespace,
-    kafka_bootstrap,
-    mongo_uri,
-    kafka_supports_idempotence,
-    qbo_sandbox,
-    qbo_company,
-    crm_sandbox,
-    crm_portal,
-) -> AsyncIterator[Registry]:
-    world = SyncWorld(
-        namespace,
-        kafka_bootstrap,
-        mongo_uri,
-        kafka_supports_idempotence,
-        qbo_sandbox,
-        qbo_company,
-        crm_sandbox,
-        crm_portal,
-    )
+async def registry(request: pytest.FixtureRequest) -> AsyncIterator[Registry]:
+    world = SyncWorld.of(request)
     service = build(
         Settings(**world.settings("registry", outbox_relay_seconds=0.2)), **world.tokens
     )
-    tenant = Tenant(portal_id=crm_portal.key, account_id=qbo_company.realm_id)
-    async with Registry(service, tenant, kafka_bootstrap).running() as running:
+    tenant = Tenant(portal_id=world.crm_portal.key, account_id=world.qbo_company.realm_id)
+    async with Registry(service, tenant, world.kafka_bootstrap).running() as running:
         yield running

@@ -14,26 +14,8 @@ from product_sync.app import Settings, build
 
 
 @pytest.fixture
-async def products(
-    namespace,
-    kafka_bootstrap,
-    mongo_uri,
-    kafka_supports_idempotence,
-    qbo_sandbox,
-    qbo_company,
-    crm_sandbox,
-    crm_portal,
-) -> AsyncIterator[tuple[SyncStack, SyncService]]:
-    world = SyncWorld(
-        namespace,
-        kafka_bootstrap,
-        mongo_uri,
-        kafka_supports_idempotence,
-        qbo_sandbox,
-        qbo_company,
-        crm_sandbox,
-        crm_portal,
-    )
+async def products(request: pytest.FixtureRequest) -> AsyncIterator[tuple[SyncStack, SyncService]]:
+    world = SyncWorld.of(request)
     registry = build_registry(RegistrySettings(**world.settings("registry")), **world.tokens)
     service = build(Settings(**world.settings("products")), **world.tokens)
     async with world.running(registry, service, SyncObjectType.PRODUCTS) as stack:

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from dealbooks_contracts import (
@@ -59,6 +59,7 @@ from dealbooks_sync.domain import (
     Archive,
     MappedRecord,
     RecordFacts,
+    RecordOutcomes,
     Skip,
     Write,
     apply_mappings,
@@ -79,37 +80,6 @@ INDEXES = (
 """The indexes a sync service declares (its `_id`s carry the natural keys)."""
 
 
-class SyncedFactory(Protocol):
-    def __call__(
-        self,
-        *,
-        qbo_id: str,
-        crm_id: str | None,
-        action: SyncAction,
-        trigger: SyncTrigger,
-        mapping_version: int,
-        mapping_ids: list[str],
-        skipped_reason: str | None,
-    ) -> EventPayload: ...
-
-
-class FailedFactory(Protocol):
-    def __call__(
-        self,
-        *,
-        qbo_id: str,
-        crm_id: str | None,
-        code: SyncFailureCode,
-        message: str,
-        trigger: SyncTrigger,
-        permanent: bool,
-        mapping_version: int | None,
-        mapping_id: str | None,
-        crm_property: str | None,
-        attempts: int = 1,
-    ) -> EventPayload: ...
-
-
 @dataclass(frozen=True)
 class RecordKind:
     """How one QBO entity maps onto one CRM object type."""
@@ -121,8 +91,7 @@ class RecordKind:
     link_property: str
     upsert_property: str
     key_of: Callable[[str, MappedRecord], str | None]
-    synced: SyncedFactory
-    failed: FailedFactory
+    outcomes: RecordOutcomes
 
     def property_definitions(self) -> list[PropertyDefinition]:
         """The dealbooks-owned CRM properties this kind writes."""
@@ -429,7 +398,7 @@ class RecordSync:
         message = retries_exhausted(
             gave_up.attempts, str(error) if error is not None else gave_up.reason
         )
-        failed = self.kind.failed(
+        failed = self.kind.outcomes.failed(
             qbo_id=change.entity_id,
             crm_id=None,
             code=SyncFailureCode.RETRIES_EXHAUSTED,
@@ -592,7 +561,7 @@ class RecordSync:
     def _outcome(
         self, mset: MappingSet, qbo_id: str, crm_id: str | None, skip: Skip
     ) -> EventPayload:
-        return self.kind.synced(
+        return self.kind.outcomes.synced(
             qbo_id=qbo_id,
             crm_id=crm_id,
             action=SyncAction.SKIPPED,
@@ -611,7 +580,7 @@ class RecordSync:
         written: Sequence[str] = (),
         trigger: SyncTrigger = SyncTrigger.WEBHOOK,
     ) -> EventPayload:
-        return self.kind.synced(
+        return self.kind.outcomes.synced(
             qbo_id=qbo_id,
             crm_id=crm_id,
             action=action,
@@ -628,7 +597,7 @@ class RecordSync:
         failed: RecordFailed,
         trigger: SyncTrigger = SyncTrigger.WEBHOOK,
     ) -> EventPayload:
-        return self.kind.failed(
+        return self.kind.outcomes.failed(
             qbo_id=qbo_id,
             crm_id=None,
             code=failed.code,

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pytest
 from dealbooks_contracts import (
     Envelope,
     QboEntityChanged,
@@ -47,6 +48,21 @@ class SyncWorld:
     qbo_company: Any
     crm_sandbox: Any
     crm_portal: Any
+
+    @classmethod
+    def of(cls, request: pytest.FixtureRequest) -> SyncWorld:
+        """The world of the requesting test, from the dealbooks_infra and sandbox fixtures."""
+        fixture = request.getfixturevalue
+        return cls(
+            namespace=fixture("namespace"),
+            kafka_bootstrap=fixture("kafka_bootstrap"),
+            mongo_uri=fixture("mongo_uri"),
+            kafka_idempotence=fixture("kafka_supports_idempotence"),
+            qbo_sandbox=fixture("qbo_sandbox"),
+            qbo_company=fixture("qbo_company"),
+            crm_sandbox=fixture("crm_sandbox"),
+            crm_portal=fixture("crm_portal"),
+        )
 
     def __post_init__(self) -> None:
         # One provider each, shared by the registry and the sync service.

@@ -17,7 +17,6 @@ CONTACTS = RecordKind(
     link_property=CONTACT_ID_PROPERTY,
     upsert_property="email",
     key_of=contact_key,
-    synced=CONTACT_OUTCOMES.synced,
-    failed=CONTACT_OUTCOMES.failed,
+    outcomes=CONTACT_OUTCOMES,
 )
 """QBO customers into CRM contacts, upserted by email."""

@@ -17,7 +17,6 @@ PRODUCTS = RecordKind(
     link_property=PRODUCT_ID_PROPERTY,
     upsert_property=PRODUCT_ID_PROPERTY,
     key_of=product_key,
-    synced=PRODUCT_OUTCOMES.synced,
-    failed=PRODUCT_OUTCOMES.failed,
+    outcomes=PRODUCT_OUTCOMES,
 )
 """QBO items into CRM products, upserted by the unique dealbooks item-id property."""
