@@ -1,5 +1,5 @@
-"""Composition root: the contact-sync settings and the shared sync service over CONTACTS.
-Wiring only."""
+"""Composition root: contact-sync is the shared sync service (`dealbooks_sync.service`) over
+CONTACTS, consuming QBO changes as "customers". Wiring only."""
 
 from __future__ import annotations
 
@@ -18,20 +18,10 @@ class Settings(SyncServiceSettings):
     service_name: str = "contact-sync"
 
 
-def build(
-    settings: Settings | None = None,
-    *,
-    qbo_tokens: TokenProvider | None = None,
-    crm_tokens: TokenProvider | None = None,
-) -> SyncService:
-    """Everything the process runs. Tokens come from the settings (connector-auth for QBO);
-    tests may inject providers instead."""
+def build(settings: Settings | None = None, **tokens: TokenProvider) -> SyncService:
+    """Everything the process runs; tests may inject `qbo_tokens` and `crm_tokens`."""
     return build_sync_service(
-        settings or Settings(),
-        CONTACTS,
-        changes_consumer="customers",
-        qbo_tokens=qbo_tokens,
-        crm_tokens=crm_tokens,
+        settings or Settings(), CONTACTS, changes_consumer="customers", **tokens
     )
 
 

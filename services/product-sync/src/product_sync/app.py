@@ -1,5 +1,5 @@
-"""Composition root: the product-sync settings and the shared sync service over PRODUCTS.
-Wiring only."""
+"""Composition root: product-sync is the shared sync service (`dealbooks_sync.service`) over
+PRODUCTS, consuming QBO changes as "items". Wiring only."""
 
 from __future__ import annotations
 
@@ -18,21 +18,9 @@ class Settings(SyncServiceSettings):
     service_name: str = "product-sync"
 
 
-def build(
-    settings: Settings | None = None,
-    *,
-    qbo_tokens: TokenProvider | None = None,
-    crm_tokens: TokenProvider | None = None,
-) -> SyncService:
-    """Everything the process runs. Tokens come from the settings (connector-auth for QBO);
-    tests may inject providers instead."""
-    return build_sync_service(
-        settings or Settings(),
-        PRODUCTS,
-        changes_consumer="items",
-        qbo_tokens=qbo_tokens,
-        crm_tokens=crm_tokens,
-    )
+def build(settings: Settings | None = None, **tokens: TokenProvider) -> SyncService:
+    """Everything the process runs; tests may inject `qbo_tokens` and `crm_tokens`."""
+    return build_sync_service(settings or Settings(), PRODUCTS, changes_consumer="items", **tokens)
 
 
 def build_app(settings: Settings | None = None) -> ServiceApp:
