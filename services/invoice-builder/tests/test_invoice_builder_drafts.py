@@ -73,13 +73,7 @@ async def dead_letter(bootstrap: str, builder: Harness, request: InvoiceRequeste
 
 
 def qbo_invoices(qbo_sandbox: Any, realm_id: str, token: str) -> list[dict[str, Any]]:
-    response = qbo_sandbox.http.get(
-        f"/v3/company/{realm_id}/query",
-        params={"query": "SELECT * FROM Invoice"},
-        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-    )
-    response.raise_for_status()
-    return list(response.json()["QueryResponse"].get("Invoice", []))
+    return list(qbo_sandbox.all_of(realm_id, token, "Invoice"))
 
 
 async def test_request_creates_a_draft_invoice_and_publishes_drafted(

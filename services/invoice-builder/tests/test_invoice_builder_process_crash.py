@@ -54,13 +54,7 @@ async def drafted_events(bootstrap: str, prefix: str) -> list[Envelope[Any]]:
 
 
 def qbo_invoices(qbo_sandbox: Any, realm_id: str, token: str) -> list[dict[str, Any]]:
-    response = qbo_sandbox.http.get(
-        f"/v3/company/{realm_id}/query",
-        params={"query": "SELECT * FROM Invoice"},
-        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-    )
-    response.raise_for_status()
-    return list(response.json()["QueryResponse"].get("Invoice", []))
+    return list(qbo_sandbox.all_of(realm_id, token, "Invoice"))
 
 
 async def test_killed_after_qbo_create_then_restarted_yields_one_invoice_and_one_drafted(

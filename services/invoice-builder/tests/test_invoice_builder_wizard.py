@@ -157,12 +157,7 @@ async def test_auto_draft_rule_drafts_once_per_deal(
 
     await builder.eventually(all_handled)
     token = await builder.qbo_tokens.token(company.realm_id)
-    listed = qbo_sandbox.http.get(
-        f"/v3/company/{company.realm_id}/query",
-        params={"query": "SELECT * FROM Invoice"},
-        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-    ).json()
-    assert len(listed["QueryResponse"].get("Invoice", [])) == 1
+    assert len(qbo_sandbox.all_of(company.realm_id, token, "Invoice")) == 1
 
 
 async def test_wizard_searches_customers_and_proposes_the_best_match_for_the_deal(

@@ -70,6 +70,16 @@ class SandboxHandle:
         """kind: 'customers' or 'items'; behaves like a QBO user (webhooks fire)."""
         return self.control("POST", f"companies/{realm_id}/{kind}", body)
 
+    def all_of(self, realm_id: str, token: str, entity: str) -> list[dict[str, Any]]:
+        """Every `entity` of the company, read over the public API as a client would."""
+        response = self.http.get(
+            f"/v3/company/{realm_id}/query",
+            params={"query": f"SELECT * FROM {entity}"},  # noqa: S608 (a test-chosen entity)
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+        )
+        response.raise_for_status()
+        return list(response.json()["QueryResponse"].get(entity, []))
+
     def inject(self, **plan: Any) -> Any:
         return self.control("POST", "faults", plan)
 
