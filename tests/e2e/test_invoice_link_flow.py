@@ -182,5 +182,11 @@ async def test_linked_invoice_is_tracked_and_shown_on_the_deal(
     )
 
     await eventually(lambda: shown("partially_paid"))
+
+    async def on_timeline() -> bool:
+        # The deal's stage and the payment's timeline event are written by separate steps.
+        return bool(crm_sandbox.timeline_events(crm_portal.portal_id, object_id=deal["id"]))
+
+    await eventually(on_timeline)
     [timeline] = crm_sandbox.timeline_events(crm_portal.portal_id, object_id=deal["id"])
     assert timeline["tokens"]["amount"] == "140.00"
