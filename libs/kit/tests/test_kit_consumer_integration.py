@@ -83,16 +83,8 @@ class Harness:
 
 
 @pytest.fixture
-async def harness(
-    kafka_bootstrap: str, mongo_uri: str, namespace: str, kafka_supports_idempotence: bool
-) -> AsyncIterator[Harness]:
-    settings = KitSettings(
-        service_name="kit-test",
-        kafka_bootstrap=kafka_bootstrap,
-        mongodb_uri=mongo_uri,
-        mongodb_database=namespace,
-        topic_prefix=f"{namespace}.",
-        kafka_idempotence=kafka_supports_idempotence,
+async def harness(kit_settings: Any) -> AsyncIterator[Harness]:
+    settings = kit_settings(
         handler_attempts=4,
         handler_wait_initial=0.05,
         handler_wait_max=0.2,
@@ -196,17 +188,8 @@ async def test_transient_failure_that_outlasts_retries_is_dead_lettered(
     assert await harness.runs("c5") == 0
 
 
-async def test_committed_offset_survives_a_restart_without_replaying(
-    kafka_bootstrap: str, mongo_uri: str, namespace: str, kafka_supports_idempotence: bool
-) -> None:
-    settings = KitSettings(
-        service_name="kit-test",
-        kafka_bootstrap=kafka_bootstrap,
-        mongodb_uri=mongo_uri,
-        mongodb_database=namespace,
-        topic_prefix=f"{namespace}.",
-        kafka_idempotence=kafka_supports_idempotence,
-    )
+async def test_committed_offset_survives_a_restart_without_replaying(kit_settings: Any) -> None:
+    settings = kit_settings()
     first = Harness(settings)
     async with first.runtime.running():
         await first.send(customer_changed("r1").to_bytes())
@@ -225,16 +208,8 @@ async def _runs_at_least(harness: Harness, customer_id: str, n: int) -> bool:
     return await harness.runs(customer_id) >= n
 
 
-async def test_dead_letter_hook_hears_of_each_event_given_up_on(
-    kafka_bootstrap: str, mongo_uri: str, namespace: str, kafka_supports_idempotence: bool
-) -> None:
-    settings = KitSettings(
-        service_name="kit-test",
-        kafka_bootstrap=kafka_bootstrap,
-        mongodb_uri=mongo_uri,
-        mongodb_database=namespace,
-        topic_prefix=f"{namespace}.",
-        kafka_idempotence=kafka_supports_idempotence,
+async def test_dead_letter_hook_hears_of_each_event_given_up_on(kit_settings: Any) -> None:
+    settings = kit_settings(
         handler_attempts=2,
         handler_wait_initial=0.01,
         handler_wait_max=0.02,

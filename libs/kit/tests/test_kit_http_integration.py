@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import pytest
@@ -19,24 +20,16 @@ async def _noop(event: object) -> None:
     return None
 
 
-def _runtime(kafka: str, mongo: str, namespace: str, idempotence: bool) -> ServiceRuntime:
-    settings = KitSettings(
-        service_name="kit-http",
-        kafka_bootstrap=kafka,
-        mongodb_uri=mongo,
-        mongodb_database=namespace,
-        topic_prefix=f"{namespace}.",
-        kafka_idempotence=idempotence,
-    )
+def _runtime(settings: KitSettings) -> ServiceRuntime:
     runtime = ServiceRuntime(settings)
     runtime.consume("watch", QboEntityChanged, _noop)
     return runtime
 
 
 async def test_ready_metrics_docs_and_service_api_are_served(
-    kafka_bootstrap: str, mongo_uri: str, namespace: str, kafka_supports_idempotence: bool
+    kit_settings: Any, namespace: str
 ) -> None:
-    runtime = _runtime(kafka_bootstrap, mongo_uri, namespace, kafka_supports_idempotence)
+    runtime = _runtime(kit_settings(service_name="kit-http"))
 
     async def account(request: object) -> JSONResponse:
         return JSONResponse({"account": request.path_params["account_id"]})  # type: ignore[attr-defined]
@@ -61,15 +54,9 @@ async def test_ready_metrics_docs_and_service_api_are_served(
         assert (await client.get("/v1/accounts/42")).json() == {"account": "42"}
 
 
-async def test_not_ready_when_mongodb_is_unreachable(
-    kafka_bootstrap: str, namespace: str, kafka_supports_idempotence: bool
-) -> None:
-    runtime = _runtime(
-        kafka_bootstrap,
-        "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300",
-        namespace,
-        kafka_supports_idempotence,
-    )
+async def test_not_ready_when_mongodb_is_unreachable(kit_settings: Any) -> None:
+    unreachable = "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300"
+    runtime = _runtime(kit_settings(service_name="kit-http", mongodb_uri=unreachable))
     app = runtime.asgi(title="kit-http")
     await runtime.broker.start()
     try:
@@ -84,9 +71,9 @@ async def test_not_ready_when_mongodb_is_unreachable(
 
 
 async def test_periodic_job_keeps_running_after_a_failure_and_readiness_follows_the_start(
-    kafka_bootstrap: str, mongo_uri: str, namespace: str, kafka_supports_idempotence: bool
+    kit_settings: Any,
 ) -> None:
-    runtime = _runtime(kafka_bootstrap, mongo_uri, namespace, kafka_supports_idempotence)
+    runtime = _runtime(kit_settings(service_name="kit-http"))
     runs: list[int] = []
 
     async def flaky_sweep() -> None:

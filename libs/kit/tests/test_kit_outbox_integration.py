@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from dealbooks_contracts import ContactSynced, Envelope, SyncAction, SyncTrigger, Tenant
 from dealbooks_infra.testing import read_topic
-from dealbooks_kit import KitSettings, Outbox, ServiceRuntime, push
+from dealbooks_kit import Outbox, ServiceRuntime, push
 
 pytestmark = pytest.mark.integration
 
@@ -51,19 +51,8 @@ class FlakyPublisher:
 
 
 @pytest.fixture
-async def runtime(
-    kafka_bootstrap: str, mongo_uri: str, namespace: str, kafka_supports_idempotence: bool
-) -> AsyncIterator[ServiceRuntime]:
-    settings = KitSettings(
-        service_name="kit-test",
-        kafka_bootstrap=kafka_bootstrap,
-        mongodb_uri=mongo_uri,
-        mongodb_database=namespace,
-        topic_prefix=f"{namespace}.",
-        kafka_idempotence=kafka_supports_idempotence,
-        outbox_relay_seconds=0.2,
-    )
-    rt = ServiceRuntime(settings)
+async def runtime(kit_settings: Any) -> AsyncIterator[ServiceRuntime]:
+    rt = ServiceRuntime(kit_settings(outbox_relay_seconds=0.2))
     async with rt.running():
         yield rt
 
