@@ -42,12 +42,18 @@ def customer_changed(customer_id: str) -> Envelope[QboEntityChanged]:
 class Harness:
     """A runtime with one handler: count the effect in MongoDB, publish contact.synced."""
 
-    def __init__(self, settings: KitSettings, on_dead_letter: Any = None) -> None:
+    def __init__(
+        self, settings: KitSettings, on_dead_letter: Any = None, accepts: Any = None
+    ) -> None:
         self.settings = settings
         self.runtime = ServiceRuntime(settings)
         self.transient_failures_left: dict[str, int] = {}
         self.runtime.consume(
-            "sync-contact", QboEntityChanged, self.handle, on_dead_letter=on_dead_letter
+            "sync-contact",
+            QboEntityChanged,
+            self.handle,
+            on_dead_letter=on_dead_letter,
+            accepts=accepts,
         )
 
     async def handle(self, event: Envelope[QboEntityChanged]) -> None:
@@ -240,3 +246,34 @@ async def test_dead_letter_hook_hears_of_each_event_given_up_on(kit_settings: An
     )  # fmt: skip
     assert permanent.permanent
     assert permanent.reason == "customer permanent-2 has no email address"
+
+
+async def test_events_the_consumer_does_not_accept_are_skipped_without_a_dedupe_record(
+    kit_settings: Any,
+) -> None:
+    h = Harness(kit_settings(), accepts=lambda event: event.data.entity == "Customer")
+    invoice = Envelope.build(
+        QboEntityChanged(
+            realm_id="realm-1",
+            entity="Invoice",
+            entity_id="130",
+            operation=QboOperation.UPDATE,
+            last_updated=datetime.now(UTC),
+        ),
+        source="test",
+        tenant=TENANT,
+    )
+    customer = customer_changed("c7")
+    async with h.runtime.running():
+        await h.send(invoice.to_bytes())
+        await h.send(customer.to_bytes())
+        processed = h.runtime.db.processed_events
+
+        async def customer_remembered() -> bool:
+            return await processed.count_documents({}) >= 1
+
+        await eventually(customer_remembered)
+        assert await h.runs("130") == 0
+        remembered = await processed.distinct("_id")
+    # The customer was handled and remembered; the invoice, ignored, left no record.
+    assert remembered == [f"sync-contact:{customer.id}"]

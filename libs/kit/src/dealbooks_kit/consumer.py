@@ -115,6 +115,7 @@ class EventConsumer(Generic[P]):
         db: AsyncDatabase[dict[str, Any]],
         publisher: EventPublisher,
         on_dead_letter: DeadLetterHook[P] | None = None,
+        accepts: Callable[[Envelope[P]], bool] | None = None,
     ) -> None:
         spec = REGISTRY.by_model(payload)
         self.name = name
@@ -127,6 +128,7 @@ class EventConsumer(Generic[P]):
         self._processed = ProcessedEvents(db)
         self._publisher = publisher
         self._on_dead_letter = on_dead_letter
+        self._accepts = accepts
 
     def subscribe(self, broker: KafkaBroker, **subscriber_options: Any) -> None:
         """Register on `broker`; one consumer group per (service, consumer name)."""
@@ -168,6 +170,12 @@ class EventConsumer(Generic[P]):
             account_id=event.tenant.account_id,
         )
         event_id = str(event.id)
+        if self._accepts is not None and not self._accepts(event):
+            # Not this consumer's business (e.g. another QBO entity): no effect, so nothing to
+            # remember; skipping the dedupe record saves two database calls per event.
+            EVENTS_CONSUMED.labels(service, self.spec.topic, "ignored").inc()
+            await message.ack()
+            return
         try:
             if await self._processed.seen(self.name, event_id):
                 EVENTS_CONSUMED.labels(service, self.spec.topic, "duplicate").inc()

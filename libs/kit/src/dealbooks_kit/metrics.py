@@ -6,7 +6,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 
 EVENTS_CONSUMED = Counter(
     "dealbooks_events_consumed_total",
-    "Events taken from Kafka, by outcome (ok, duplicate, dead_lettered, redelivered)",
+    "Events taken from Kafka, by outcome (ok, ignored, duplicate, dead_lettered, redelivered)",
     ["service", "topic", "outcome"],
 )
 EVENTS_FAILED = Counter(

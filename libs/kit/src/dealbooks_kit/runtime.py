@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+from dealbooks_contracts import Envelope
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import ASGIApp, Receive, Scope, Send
 from faststream.kafka import KafkaBroker
@@ -73,10 +74,12 @@ class ServiceRuntime:
         handler: Handler[P],
         *,
         on_dead_letter: DeadLetterHook[P] | None = None,
+        accepts: Callable[[Envelope[P]], bool] | None = None,
         **subscriber_options: Any,
     ) -> EventConsumer[P]:
         """Subscribe `handler` to the topic of `payload` under the kit's delivery rules;
-        `on_dead_letter` hears of every decoded event the consumer gave up on."""
+        `on_dead_letter` hears of every decoded event the consumer gave up on; events
+        `accepts` turns down are acknowledged without any work (or database call)."""
         consumer = EventConsumer(
             name=name,
             payload=payload,
@@ -85,6 +88,7 @@ class ServiceRuntime:
             db=self.db,
             publisher=self.publisher,
             on_dead_letter=on_dead_letter,
+            accepts=accepts,
         )
         consumer.subscribe(self.broker, **subscriber_options)
         self.consumers.append(consumer)

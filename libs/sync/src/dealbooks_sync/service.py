@@ -56,7 +56,11 @@ def build_sync_service(
     sync = RecordSync(deps)
     runtime.consume("mappings", MappingChanged, sync.on_mapping_changed)
     runtime.consume(
-        changes_consumer, QboEntityChanged, sync.on_entity_changed, on_dead_letter=sync.on_gave_up
+        changes_consumer,
+        QboEntityChanged,
+        sync.on_entity_changed,
+        on_dead_letter=sync.on_gave_up,
+        accepts=lambda event: event.data.entity == kind.qbo_entity,
     )
     return SyncService(runtime, sync, Backfill(deps), clients)
 

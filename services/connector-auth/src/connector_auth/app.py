@@ -6,7 +6,7 @@ import contextlib
 from datetime import timedelta
 
 import httpx
-from dealbooks_contracts import Envelope, QboEntityChanged
+from dealbooks_contracts import Envelope, QboEntity, QboEntityChanged
 from dealbooks_kit import ServiceApp, ServiceRuntime, get_logger
 
 from connector_auth.api import build_api
@@ -42,7 +42,12 @@ def build_service(settings: ConnectorAuthSettings) -> tuple[ServiceRuntime, Conn
         with contextlib.suppress(AccountNotFound, ReauthRequired):
             await service.on_qbo_change(event)
 
-    runtime.consume("preferences-drift", QboEntityChanged, on_qbo_change)
+    runtime.consume(
+        "preferences-drift",
+        QboEntityChanged,
+        on_qbo_change,
+        accepts=lambda event: event.data.entity in {QboEntity.PREFERENCES, QboEntity.COMPANY_INFO},
+    )
     return runtime, service
 
 

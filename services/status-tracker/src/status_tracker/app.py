@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dealbooks_contracts import InvoiceDrafted, InvoiceLinked, QboEntityChanged
+from dealbooks_contracts import InvoiceDrafted, InvoiceLinked, QboEntity, QboEntityChanged
 from dealbooks_http import TokenProvider
 from dealbooks_kit import ApiClients, ServiceApp, ServiceRuntime, api_clients, get_logger
 
@@ -54,7 +54,12 @@ def build_service(
     )
     runtime.consume("drafted", InvoiceDrafted, handlers.on_drafted)
     runtime.consume("linked", InvoiceLinked, handlers.on_linked)
-    runtime.consume("qbo-changes", QboEntityChanged, handlers.on_entity_changed)
+    runtime.consume(
+        "qbo-changes",
+        QboEntityChanged,
+        handlers.on_entity_changed,
+        accepts=lambda event: event.data.entity in {QboEntity.INVOICE, QboEntity.PAYMENT},
+    )
     # No webhook fires when a due date passes, and webhooks can be lost: two timers.
     runtime.every("overdue-clock", settings.overdue_interval_seconds, handlers.overdue_sweep)
     runtime.every("reconciliation", settings.reconcile_interval_seconds, handlers.reconcile_all)
