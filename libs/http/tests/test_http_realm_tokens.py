@@ -62,3 +62,40 @@ async def test_realm_without_a_known_portal_is_unavailable_without_asking() -> N
 
     assert not raised.value.reauth_required
     assert seen == []
+
+
+async def test_realm_portal_is_looked_up_once_and_again_after_connector_auth_forgets_it() -> None:
+    lookups: list[str] = []
+    portals = {"realm-1": "portal-a"}
+
+    async def portal_of(realm_id: str) -> str | None:
+        lookups.append(realm_id)
+        return portals.get(realm_id)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if "/portals/portal-a/" in request.url.path:
+            return httpx.Response(404, json={"error": "account not connected to this portal"})
+        return httpx.Response(200, json={"access_token": "token-b", "expires_in": 3600})
+
+    connected = [True]
+
+    def switching(request: httpx.Request) -> httpx.Response:
+        if connected[0]:
+            return httpx.Response(200, json={"access_token": "token-a", "expires_in": 1})
+        return answer(request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(switching)) as http:
+        tokens = ConnectorTokenProvider("http://auth", "svc-credential", http=http).by_realm(
+            portal_of
+        )
+        await tokens.token("realm-1")
+        await tokens.token("realm-1")
+        assert lookups == ["realm-1"]  # remembered: no second database read
+
+        connected[0] = False  # the company moved to portal-b
+        portals["realm-1"] = "portal-b"
+        with pytest.raises(AccountUnavailable):
+            await tokens.token("realm-1")
+        assert await tokens.token("realm-1") == "token-b"
+
+    assert lookups == ["realm-1", "realm-1"]

@@ -140,7 +140,9 @@ class RealmTokens:
     """`TokenProvider` keyed by QBO realm id, for a process that serves every portal.
 
     Each realm's portal comes from `portal_of` (the service's own record of connected
-    accounts); a realm no portal is known for raises `AccountUnavailable`.
+    accounts) and is remembered, since it is asked for on every QBO call; a realm no portal
+    is known for raises `AccountUnavailable`, and one connector-auth no longer knows under
+    the remembered portal is looked up again next time.
     """
 
     def __init__(
@@ -150,16 +152,26 @@ class RealmTokens:
     ) -> None:
         self._provider = provider
         self._portal_of = portal_of
+        self._portals: dict[str, str] = {}
 
     async def _portal(self, realm_id: str) -> str:
+        if (known := self._portals.get(realm_id)) is not None:
+            return known
         portal_id = await self._portal_of(realm_id)
         if portal_id is None:
             raise AccountUnavailable("(none)", realm_id, reauth_required=False)
+        self._portals[realm_id] = portal_id
         return portal_id
 
     async def token(self, key: str) -> str:
         """A valid access token for realm `key`."""
-        return await self._provider.token_for(await self._portal(key), key)
+        try:
+            return await self._provider.token_for(await self._portal(key), key)
+        except AccountUnavailable as exc:
+            if not exc.reauth_required:
+                # Disconnected, or moved to another portal: ask `portal_of` afresh next time.
+                self._portals.pop(key, None)
+            raise
 
     async def invalidate(self, key: str, token: str) -> None:
         """QBO rejected `token` for realm `key`."""
