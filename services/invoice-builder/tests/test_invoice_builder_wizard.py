@@ -23,6 +23,21 @@ def assoc(object_id: str, type_id: int) -> dict[str, Any]:
     }
 
 
+UK_FACTS = {"country": "GB", "currency": "GBP", "name": "Thames Joinery"}
+
+
+async def connected_company(
+    builder: Harness, qbo_sandbox: Any, crm_portal: Any, country: str
+) -> Any:
+    """A fresh QBO company in `country`, connected to the portal, with tokens for both APIs."""
+    company = qbo_sandbox.create_company(country)
+    builder.qbo_tokens.set(company.realm_id, company.access_token)
+    builder.crm_tokens.set(crm_portal.key, crm_portal.access_token)
+    tenant = Tenant(portal_id=crm_portal.key, account_id=company.realm_id)
+    await builder.connect_account(tenant, **(UK_FACTS if country == "GB" else {}))
+    return company
+
+
 def crm_deal_with_quote(crm: Any, portal: Any, expires_in_days: int = 20) -> tuple[str, str]:
     """A deal with a contact and company, and a published quote with two line items."""
     pid = portal.portal_id
@@ -59,11 +74,7 @@ def crm_deal_with_quote(crm: Any, portal: Any, expires_in_days: int = 20) -> tup
 async def test_wizard_previews_and_submits_an_invoice_from_a_uk_quote(
     builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
 ) -> None:
-    company = qbo_sandbox.create_company("GB")
-    builder.qbo_tokens.set(company.realm_id, company.access_token)
-    builder.crm_tokens.set(crm_portal.key, crm_portal.access_token)
-    tenant = Tenant(portal_id=crm_portal.key, account_id=company.realm_id)
-    await builder.connect_account(tenant, country="GB", currency="GBP", name="Thames Joinery")
+    company = await connected_company(builder, qbo_sandbox, crm_portal, "GB")
     deal_id, quote_id = crm_deal_with_quote(crm_sandbox, crm_portal)
     base = f"/portals/{crm_portal.key}"
     body = {"deal_id": deal_id, "quote_id": quote_id, "default_tax_code": "2",
@@ -108,11 +119,7 @@ async def test_wizard_previews_and_submits_an_invoice_from_a_uk_quote(
 async def test_auto_draft_rule_drafts_once_per_deal(
     builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
 ) -> None:
-    company = qbo_sandbox.create_company("US")
-    builder.qbo_tokens.set(company.realm_id, company.access_token)
-    builder.crm_tokens.set(crm_portal.key, crm_portal.access_token)
-    tenant = Tenant(portal_id=crm_portal.key, account_id=company.realm_id)
-    await builder.connect_account(tenant)
+    company = await connected_company(builder, qbo_sandbox, crm_portal, "US")
     pid = crm_portal.portal_id
     contact = crm_sandbox.create_as_user(pid, "contacts", {"email": "Birds@Intuit.com"})
     deal = crm_sandbox.create_as_user(
@@ -163,11 +170,7 @@ async def test_auto_draft_rule_drafts_once_per_deal(
 async def test_wizard_searches_customers_and_proposes_the_best_match_for_the_deal(
     builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
 ) -> None:
-    company = qbo_sandbox.create_company("US")
-    builder.qbo_tokens.set(company.realm_id, company.access_token)
-    builder.crm_tokens.set(crm_portal.key, crm_portal.access_token)
-    tenant = Tenant(portal_id=crm_portal.key, account_id=company.realm_id)
-    await builder.connect_account(tenant)
+    company = await connected_company(builder, qbo_sandbox, crm_portal, "US")
     pid = crm_portal.portal_id
     # The sandbox company's "Amy's Bird Sanctuary" (id 1) has the address Birds@Intuit.com.
     amy = crm_sandbox.create_as_user(pid, "contacts", {"email": "birds@intuit.com"})
@@ -216,11 +219,7 @@ async def test_wizard_searches_customers_and_proposes_the_best_match_for_the_dea
 async def test_expired_quote_is_refused_for_its_expiry_before_its_lines_are_checked(
     builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
 ) -> None:
-    company = qbo_sandbox.create_company("GB")
-    builder.qbo_tokens.set(company.realm_id, company.access_token)
-    builder.crm_tokens.set(crm_portal.key, crm_portal.access_token)
-    tenant = Tenant(portal_id=crm_portal.key, account_id=company.realm_id)
-    await builder.connect_account(tenant, country="GB", currency="GBP", name="Thames Joinery")
+    company = await connected_company(builder, qbo_sandbox, crm_portal, "GB")
     deal_id, quote_id = crm_deal_with_quote(crm_sandbox, crm_portal, expires_in_days=-2)
     # No QBO item is chosen for the quote's lines: the expiry must still be the answer.
     body = {"deal_id": deal_id, "quote_id": quote_id, "default_tax_code": "2", "chosen_items": {}}
