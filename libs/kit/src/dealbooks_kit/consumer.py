@@ -7,10 +7,19 @@ Guarantees, for every handler:
 - permanent failures, malformed bytes and failures that outlast the retries go to
   `<topic>.dlq` with the original bytes and a reason a person can read;
 - a decoded event given up on is also handed to the consumer's `on_dead_letter` hook (a
-  service tells the user who started the action); if the hook fails, the event is redelivered;
+  service tells the user who started the action); if the hook fails, the event is handled again;
 - nothing a message does can stop the consumer loop.
 Handlers must still be idempotent: a crash after the effect and before the dedupe record
 replays the event.
+
+Throughput: polled records are dealt into lanes by ordering key (the Kafka key, i.e. the
+tenant, unless the consumer names a finer one such as one QuickBooks entity). A lane is handled
+in order; lanes run side by side, up to `consumer_concurrency` handlers at once, so one slow
+tenant (retrying a 429, say) holds up only its own lane. Polling pauses while
+`consumer_max_in_flight` records are unsettled. Per partition, the committed offset is the
+lowest one still unsettled, so a crash replays only records that may not have taken effect. A
+record that cannot be settled (the dedupe store or the broker is down) is tried again in its
+lane after a pause, holding the lane, until it is.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from pymongo.errors import DuplicateKeyError
 
 from dealbooks_kit.errors import PermanentError
 from dealbooks_kit.kafka import EventPublisher
+from dealbooks_kit.lanes import Lanes
 from dealbooks_kit.logging import get_logger
 from dealbooks_kit.metrics import (
     EVENTS_CONSUMED,
@@ -47,6 +57,7 @@ from dealbooks_kit.settings import KitSettings
 
 P = TypeVar("P", bound=EventPayload)
 Handler = Callable[[Envelope[P]], Awaitable[None]]
+OrderingKey = Callable[[Envelope[P]], str]
 
 
 @dataclass(frozen=True)
@@ -116,6 +127,7 @@ class EventConsumer(Generic[P]):
         publisher: EventPublisher,
         on_dead_letter: DeadLetterHook[P] | None = None,
         accepts: Callable[[Envelope[P]], bool] | None = None,
+        ordering_key: OrderingKey[P] | None = None,
     ) -> None:
         spec = REGISTRY.by_model(payload)
         self.name = name
@@ -129,6 +141,14 @@ class EventConsumer(Generic[P]):
         self._publisher = publisher
         self._on_dead_letter = on_dead_letter
         self._accepts = accepts
+        self._ordering_key = ordering_key
+        self._lanes = Lanes(
+            handle=self.handle_record,
+            lane_of=self.lane_of,
+            concurrency=settings.consumer_concurrency,
+            max_in_flight=settings.consumer_max_in_flight,
+            name=f"{settings.service_name}.{name}",
+        )
 
     def subscribe(self, broker: KafkaBroker, **subscriber_options: Any) -> None:
         """Register on `broker`; one consumer group per (service, consumer name)."""
@@ -138,30 +158,59 @@ class EventConsumer(Generic[P]):
             "auto_offset_reset": "earliest",
             "ack_policy": AckPolicy.MANUAL,
             "title": f"{self._settings.service_name}.{self.name}",
+            "batch": True,
+            "max_records": self._settings.consumer_batch_size,
+            # How long a poll waits when nothing is there; records already fetched return at once.
+            "batch_timeout_ms": 200,
         }
         options.update(subscriber_options)
 
         @broker.subscriber(self.topic, **options)  # type: ignore[untyped-decorator]
-        async def _on_message(message: KafkaMessage) -> None:
-            await self.process(message)
+        async def _on_batch(message: KafkaMessage) -> None:
+            await self._lanes.dispatch(message)
 
-    async def process(self, message: Any) -> None:
-        """Handle one Kafka message end to end; never raises."""
-        service = self._settings.service_name
-        body: bytes = message.body
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(service=service, consumer=self.name)
+    def reopen(self) -> None:
+        """Take records again after a drain (a runtime started anew)."""
+        self._lanes.reopen()
+
+    async def drain(self, timeout: float) -> None:
+        """Stop taking records, let lanes finish (up to `timeout`), commit what settled."""
+        await self._lanes.drain(timeout)
+
+    async def handle_record(self, record: Any) -> bool:
+        """Decode and handle one Kafka record; see `process`."""
+        return await self.process(record, self._decode(record.value or b""))
+
+    def lane_of(self, record: Any) -> Any:
+        """The ordering lane of a record: its ordering key, else its Kafka key, else partition."""
+        if self._ordering_key is not None:
+            decoded = self._decode(record.value or b"")
+            if isinstance(decoded, Envelope):
+                with contextlib.suppress(Exception):
+                    return ("key", self._ordering_key(decoded))
+        return ("kafka", record.key) if record.key else ("partition", record.partition)
+
+    def _decode(self, body: bytes) -> Envelope[P] | ValidationError:
         try:
             event: Envelope[P] = self._envelope_type.model_validate_json(body)
         except ValidationError as exc:
-            await self._settle_dead_letter(message, f"malformed event: {_short(exc)}", exc)
-            return
+            return exc
+        return event
+
+    async def process(self, record: Any, decoded: Envelope[P] | ValidationError) -> bool:
+        """Handle one record end to end; True once it is settled (handled, skipped or
+        dead-lettered durably), False if it must be delivered again. Never raises."""
+        service = self._settings.service_name
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(service=service, consumer=self.name)
+        if isinstance(decoded, ValidationError):
+            return await self._dead_letter(record, f"malformed event: {_short(decoded)}", decoded)
+        event = decoded
         if (event.type, event.version) != (self.spec.type, self.spec.version):
             reason = (
                 f"event {event.type} v{event.version} does not belong on topic {self.spec.topic}"
             )
-            await self._settle_dead_letter(message, reason, None)
-            return
+            return await self._dead_letter(record, reason, None)
         structlog.contextvars.bind_contextvars(
             event_id=str(event.id),
             event_type=event.type,
@@ -174,23 +223,21 @@ class EventConsumer(Generic[P]):
             # Not this consumer's business (e.g. another QBO entity): no effect, so nothing to
             # remember; skipping the dedupe record saves two database calls per event.
             EVENTS_CONSUMED.labels(service, self.spec.topic, "ignored").inc()
-            await message.ack()
-            return
+            return True
         try:
             if await self._processed.seen(self.name, event_id):
                 EVENTS_CONSUMED.labels(service, self.spec.topic, "duplicate").inc()
                 log.info("duplicate event skipped")
-                await message.ack()
-                return
+                return True
             started = time.perf_counter()
             outcome = "ok"
             try:
                 await self._handle_with_retries(event)
             except _GiveUp as gave_up:
                 if not await self._dead_letter(
-                    message, gave_up.reason, gave_up.error, gave_up.attempts
+                    record, gave_up.reason, gave_up.error, gave_up.attempts
                 ):
-                    return
+                    return False
                 if self._on_dead_letter is not None:
                     await self._on_dead_letter(
                         event, GaveUp(gave_up.reason, gave_up.error, gave_up.attempts)
@@ -201,12 +248,12 @@ class EventConsumer(Generic[P]):
             if outcome == "ok":
                 EVENTS_CONSUMED.labels(service, self.spec.topic, "ok").inc()
                 log.info("event handled")
-            await message.ack()
+            return True
         except Exception:
-            # The dedupe store or the broker is unreachable: redeliver rather than lose it.
-            log.exception("event not settled; it will be redelivered")
+            # The dedupe store or the broker is unreachable: try again rather than lose it.
+            log.exception("event not settled; it will be handled again")
             EVENTS_CONSUMED.labels(service, self.spec.topic, "redelivered").inc()
-            await _nack_later(message)
+            return False
 
     async def _handle_with_retries(self, event: Envelope[P]) -> None:
         attempts = self._settings.handler_attempts
@@ -239,45 +286,31 @@ class EventConsumer(Generic[P]):
         base = self._settings.handler_wait_initial * 2.0 ** (attempt - 1)
         return min(self._settings.handler_wait_max, base) + random.uniform(0, base / 2)
 
-    async def _settle_dead_letter(
-        self, message: Any, reason: str, error: BaseException | None
-    ) -> None:
-        if await self._dead_letter(message, reason, error, attempts=0):
-            await message.ack()
-
     async def _dead_letter(
-        self, message: Any, reason: str, error: BaseException | None, attempts: int
+        self, record: Any, reason: str, error: BaseException | None, attempts: int = 0
     ) -> bool:
-        """Write the original bytes to the DLQ; False (and a nack) if that failed."""
-        raw = message.raw_message
+        """Write the original bytes to the DLQ; False if that failed (handle it again)."""
         headers = {
             "dlq-reason": reason[:2000],
             "dlq-error-type": type(error).__name__ if error else "",
             "dlq-consumer": f"{self._settings.service_name}.{self.name}",
             "dlq-attempts": str(attempts),
-            "dlq-original-topic": raw.topic,
-            "dlq-original-partition": str(raw.partition),
-            "dlq-original-offset": str(raw.offset),
+            "dlq-original-topic": record.topic,
+            "dlq-original-partition": str(record.partition),
+            "dlq-original-offset": str(record.offset),
             "dlq-failed-at": datetime.now(UTC).isoformat(),
         }
         try:
             await self._publisher.publish_raw(
-                self.dlq_topic, message.body, key=raw.key, headers=headers
+                self.dlq_topic, record.value or b"", key=record.key, headers=headers
             )
         except Exception:
-            log.exception("dead letter could not be written; the event will be redelivered")
-            await _nack_later(message)
+            log.exception("dead letter could not be written; the event will be handled again")
             return False
         EVENTS_DEAD_LETTERED.labels(self._settings.service_name, self.spec.topic).inc()
         EVENTS_CONSUMED.labels(self._settings.service_name, self.spec.topic, "dead_lettered").inc()
         log.error("event dead-lettered", reason=reason, dlq_topic=self.dlq_topic)
         return True
-
-
-async def _nack_later(message: Any, pause: float = 1.0) -> None:
-    # Seek back so the message is fetched again; the pause keeps an outage from spinning hot.
-    await anyio.sleep(pause)
-    await message.nack()
 
 
 def _short(exc: ValidationError) -> str:

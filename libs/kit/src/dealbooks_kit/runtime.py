@@ -75,11 +75,14 @@ class ServiceRuntime:
         *,
         on_dead_letter: DeadLetterHook[P] | None = None,
         accepts: Callable[[Envelope[P]], bool] | None = None,
+        ordering_key: Callable[[Envelope[P]], str] | None = None,
         **subscriber_options: Any,
     ) -> EventConsumer[P]:
         """Subscribe `handler` to the topic of `payload` under the kit's delivery rules;
         `on_dead_letter` hears of every decoded event the consumer gave up on; events
-        `accepts` turns down are acknowledged without any work (or database call)."""
+        `accepts` turns down are acknowledged without any work (or database call); events
+        with the same `ordering_key` (default: the Kafka key, i.e. the tenant) are handled
+        in order, others concurrently."""
         consumer = EventConsumer(
             name=name,
             payload=payload,
@@ -89,6 +92,7 @@ class ServiceRuntime:
             publisher=self.publisher,
             on_dead_letter=on_dead_letter,
             accepts=accepts,
+            ordering_key=ordering_key,
         )
         consumer.subscribe(self.broker, **subscriber_options)
         self.consumers.append(consumer)
@@ -116,6 +120,8 @@ class ServiceRuntime:
     async def prepare(self) -> None:
         """Create the service's indexes and topics (idempotent); runs before the broker starts."""
         await ensure_indexes(self.db, self.indexes)
+        for consumer in self.consumers:
+            consumer.reopen()
         if self.settings.kafka_create_topics and self.consumers:
             await ensure_topics(self.settings, {c.spec.type for c in self.consumers})
 
@@ -129,6 +135,8 @@ class ServiceRuntime:
         self.started = True
 
     async def stop_periodic(self) -> None:
+        """Stop the timers and let the consumers' in-flight handlers finish (before the broker
+        stops, so what they publish still goes out and their offsets are committed)."""
         self.started = False
         tasks, self._tasks = self._tasks, []
         for task in tasks:
@@ -136,6 +144,9 @@ class ServiceRuntime:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await asyncio.gather(
+            *(c.drain(self.settings.consumer_drain_seconds) for c in self.consumers)
+        )
 
     async def ready(self) -> dict[str, bool]:
         return {

@@ -44,6 +44,14 @@ class KitSettings(BaseSettings):
     handler_attempts: int = 5
     handler_wait_initial: float = 0.2
     handler_wait_max: float = 5.0
+    # Records fetched per poll; handlers running at once across ordering lanes; records
+    # fetched but not yet settled before polling pauses.
+    consumer_batch_size: int = Field(default=100, ge=1)
+    consumer_concurrency: int = Field(default=16, ge=1)
+    consumer_max_in_flight: int = Field(default=500, ge=1)
+    # On shutdown, how long in-flight handlers may take before they are cancelled (and their
+    # records, uncommitted, are delivered again after the restart).
+    consumer_drain_seconds: float = Field(default=10.0, ge=0)
     # Period of the pass that publishes outbox entries a failed or crashed relay left behind.
     outbox_relay_seconds: float = Field(default=5.0, gt=0)
 

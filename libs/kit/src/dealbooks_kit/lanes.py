@@ -1,0 +1,198 @@
+"""Ordered lanes over polled Kafka records, committing offsets only below the lowest unsettled one.
+
+`Lanes.dispatch` takes each polled batch: every record joins the queue of its lane (the
+consumer decides the lane: tenant, or finer) and the call returns at once, so the poll loop
+keeps fetching while handlers run, unless `max_in_flight` records are still unsettled. One task
+per non-empty lane works through its queue in order; a semaphore caps how many handlers run at
+once across lanes. A record the handler could not settle is tried again in place after a
+pause, so nothing behind it in its lane overtakes it.
+
+Offsets: per partition, the offset to commit is the lowest one still unsettled (or one past the
+highest fetched when all settled). Settled records therefore stay uncommitted while an older
+record of their partition is in flight elsewhere; a crash replays them and the consumer's
+dedupe check skips each with one look-up. Commits are coalesced: one runs at a time and takes
+whatever settled meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from dealbooks_kit.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class _PartitionOffsets:
+    """Which fetched offsets of one partition are unsettled, and what may be committed."""
+
+    def __init__(self) -> None:
+        self.unsettled: Counter[int] = Counter()  # a rebalance can fetch a record twice
+        self.fetched_to = -1
+        self.committed = -1
+
+    def fetched(self, offset: int) -> None:
+        self.unsettled[offset] += 1
+        self.fetched_to = max(self.fetched_to, offset + 1)
+
+    def settled(self, offset: int) -> None:
+        self.unsettled[offset] -= 1
+        if self.unsettled[offset] <= 0:
+            del self.unsettled[offset]
+
+    def committable(self) -> int:
+        return min(self.unsettled) if self.unsettled else self.fetched_to
+
+
+class Lanes:
+    """Runs `handle(record) -> settled?` over polled records, in order within each lane."""
+
+    def __init__(
+        self,
+        *,
+        handle: Callable[[Any], Awaitable[bool]],
+        lane_of: Callable[[Any], Any],
+        concurrency: int,
+        max_in_flight: int,
+        name: str,
+        retry_pause: float = 1.0,
+    ) -> None:
+        self._handle = handle
+        self._lane_of = lane_of
+        self._slots = asyncio.Semaphore(max(1, concurrency))
+        self._max_in_flight = max(1, max_in_flight)
+        self._name = name
+        self._retry_pause = retry_pause
+        self._queues: dict[Any, deque[Any]] = {}
+        self._workers: set[asyncio.Task[None]] = set()
+        self._offsets: dict[TopicPartition, _PartitionOffsets] = {}
+        self._in_flight = 0
+        self._room = asyncio.Event()
+        self._consumer: Any = None
+        self._dirty = False
+        self._committer: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @property
+    def in_flight(self) -> int:
+        """Records fetched and not yet settled."""
+        return self._in_flight
+
+    async def dispatch(self, message: Any) -> None:
+        """Queue a polled batch (a faststream message) on its lanes; waits only for room."""
+        if self._closing:
+            return  # not committed: the group's next owner (or next start) fetches them again
+        records = message.raw_message
+        if not isinstance(records, tuple):
+            records = (records,)
+        self._consumer = message.consumer
+        for record in records:
+            partition = TopicPartition(record.topic, record.partition)
+            self._offsets.setdefault(partition, _PartitionOffsets()).fetched(record.offset)
+            self._in_flight += 1
+            lane = self._lane_of(record)
+            queue = self._queues.get(lane)
+            if queue is None:
+                queue = self._queues[lane] = deque()
+                worker = asyncio.create_task(self._work(lane, queue), name=f"lane {self._name}")
+                self._workers.add(worker)
+                worker.add_done_callback(self._workers.discard)
+            queue.append(record)
+        while self._in_flight >= self._max_in_flight and not self._closing:
+            self._room.clear()
+            await self._room.wait()
+
+    async def _work(self, lane: Any, queue: deque[Any]) -> None:
+        try:
+            while queue:
+                record = queue[0]
+                while True:
+                    async with self._slots:
+                        settled = await self._handle(record)
+                    if settled:
+                        break
+                    if self._closing:
+                        return  # left unsettled, so uncommitted: redelivered after restart
+                    await asyncio.sleep(self._retry_pause)
+                queue.popleft()
+                self._settled(record)
+        finally:
+            # No await between the emptiness check and this: dispatch sees a live queue or none.
+            if self._queues.get(lane) is queue:
+                del self._queues[lane]
+
+    def _settled(self, record: Any) -> None:
+        offsets = self._offsets.get(TopicPartition(record.topic, record.partition))
+        if offsets is not None:
+            offsets.settled(record.offset)
+        self._in_flight -= 1
+        if self._in_flight < self._max_in_flight:
+            self._room.set()
+        self._dirty = True
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_loop(), name=f"commit {self._name}")
+
+    async def _commit_loop(self) -> None:
+        while self._dirty:
+            self._dirty = False
+            await self.commit()
+
+    async def commit(self) -> None:
+        """Commit, per assigned partition, everything below its lowest unsettled offset."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        assigned = consumer.assignment()
+        for partition in [p for p in self._offsets if p not in assigned]:
+            # Revoked: its next owner starts from the last commit; forget what we tracked.
+            if not self._offsets[partition].unsettled:
+                del self._offsets[partition]
+        due = {
+            partition: offsets.committable()
+            for partition, offsets in self._offsets.items()
+            if partition in assigned and offsets.committable() > offsets.committed
+        }
+        if not due:
+            return
+        try:
+            await consumer.commit(due)
+        except Exception as exc:
+            # A rebalance or a broker hiccup: the next settle commits these offsets too.
+            log.warning("offsets not committed yet", consumer=self._name, error=repr(exc))
+            return
+        for partition, offset in due.items():
+            if partition in self._offsets:
+                self._offsets[partition].committed = offset
+
+    def reopen(self) -> None:
+        """Take records again after a drain; what was tracked then is forgotten."""
+        self._closing = False
+        self._offsets.clear()
+        self._in_flight = 0
+        self._consumer = None
+
+    async def drain(self, timeout: float) -> None:
+        """Take no more records, give lanes `timeout` seconds to finish, commit what settled.
+
+        Lanes still running after that are cancelled; their records stay uncommitted."""
+        self._closing = True
+        self._room.set()
+        workers = set(self._workers)
+        if workers:
+            _, pending = await asyncio.wait(workers, timeout=timeout)
+            for worker in pending:
+                worker.cancel()
+            for worker in pending:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+        if self._committer is not None:
+            with contextlib.suppress(Exception):
+                await self._committer
+        with contextlib.suppress(Exception):
+            await self.commit()

@@ -1,0 +1,157 @@
+"""Lanes' offset bookkeeping, on plain records: what may be committed while handlers run.
+
+Unit tests of the bookkeeping alone; the lanes on a real broker are in
+test_kit_consumer_lanes_integration.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import TopicPartition
+from dealbooks_kit.lanes import Lanes
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes
+
+
+@dataclass
+class Consumer:
+    """Records each commit; owns partitions 0 and 1 of topic t."""
+
+    commits: list[dict[TopicPartition, int]] = field(default_factory=list)
+    owned: set[TopicPartition] = field(
+        default_factory=lambda: {TopicPartition("t", 0), TopicPartition("t", 1)}
+    )
+
+    def assignment(self) -> set[TopicPartition]:
+        return self.owned
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.commits.append(dict(offsets))
+
+    def committed(self, partition: int) -> int | None:
+        tp = TopicPartition("t", partition)
+        last = [c[tp] for c in self.commits if tp in c]
+        return last[-1] if last else None
+
+
+@dataclass
+class Batch:
+    raw_message: tuple[Record, ...]
+    consumer: Consumer
+
+
+class Gates:
+    """A handler whose records finish only when their gate opens; failures are scripted."""
+
+    def __init__(self) -> None:
+        self.gates: dict[int, asyncio.Event] = {}
+        self.failures: dict[int, int] = {}
+        self.handled: list[int] = []
+
+    def gate(self, offset: int) -> asyncio.Event:
+        return self.gates.setdefault(offset, asyncio.Event())
+
+    async def handle(self, record: Record) -> bool:
+        await self.gate(record.offset).wait()
+        if self.failures.get(record.offset, 0) > 0:
+            self.failures[record.offset] -= 1
+            return False
+        self.handled.append(record.offset)
+        return True
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def lanes_for(gates: Gates, **options: Any) -> Lanes:
+    return Lanes(
+        handle=gates.handle,
+        lane_of=lambda record: record.key,
+        concurrency=options.get("concurrency", 8),
+        max_in_flight=options.get("max_in_flight", 100),
+        name="test",
+        retry_pause=0.0,
+    )
+
+
+async def test_commit_stops_below_the_oldest_record_still_being_handled() -> None:
+    gates, consumer = Gates(), Consumer()
+    lanes = lanes_for(gates)
+    # Partition 0: offsets 10 (tenant a, slow) and 11 (tenant b); partition 1: offset 5.
+    batch = (Record("t", 0, 10, b"a"), Record("t", 0, 11, b"b"), Record("t", 1, 5, b"c"))
+    await lanes.dispatch(Batch(batch, consumer))
+    gates.gate(11).set()
+    gates.gate(5).set()
+    await settle()
+    # 11 and 5 are done; partition 0 may not pass 10, which is still running.
+    assert consumer.committed(0) == 10
+    assert consumer.committed(1) == 6
+    gates.gate(10).set()
+    await settle()
+    assert consumer.committed(0) == 12
+    assert lanes.in_flight == 0
+
+
+async def test_a_lane_keeps_its_order_and_a_failed_record_is_tried_again_in_place() -> None:
+    gates, consumer = Gates(), Consumer()
+    lanes = lanes_for(gates)
+    gates.failures[20] = 2
+    for offset in (20, 21, 22):
+        gates.gate(offset).set()
+    batch = tuple(Record("t", 0, offset, b"a") for offset in (20, 21, 22))
+    await lanes.dispatch(Batch(batch, consumer))
+    await settle()
+    assert gates.handled == [20, 21, 22]
+    assert consumer.committed(0) == 23
+
+
+async def test_records_of_a_revoked_partition_are_not_committed() -> None:
+    gates, consumer = Gates(), Consumer()
+    lanes = lanes_for(gates)
+    await lanes.dispatch(Batch((Record("t", 1, 7, b"a"), Record("t", 0, 3, b"b")), consumer))
+    consumer.owned = {TopicPartition("t", 0)}
+    gates.gate(7).set()
+    gates.gate(3).set()
+    await settle()
+    assert consumer.committed(1) is None
+    assert consumer.committed(0) == 4
+
+
+async def test_drain_waits_for_running_lanes_and_takes_nothing_new() -> None:
+    gates, consumer = Gates(), Consumer()
+    lanes = lanes_for(gates)
+    await lanes.dispatch(Batch((Record("t", 0, 1, b"a"),), consumer))
+    drained = asyncio.create_task(lanes.drain(timeout=5))
+    await settle()
+    await lanes.dispatch(Batch((Record("t", 0, 2, b"b"),), consumer))  # ignored: closing
+    gates.gate(1).set()
+    gates.gate(2).set()
+    await drained
+    assert gates.handled == [1]
+    assert consumer.committed(0) == 2
+
+
+async def test_polling_waits_while_too_many_records_are_unsettled() -> None:
+    gates, consumer = Gates(), Consumer()
+    lanes = lanes_for(gates, max_in_flight=2)
+    first = asyncio.create_task(
+        lanes.dispatch(Batch((Record("t", 0, 1, b"a"), Record("t", 0, 2, b"b")), consumer))
+    )
+    await settle()
+    assert not first.done()  # two unsettled: no room for the next poll
+    gates.gate(1).set()
+    await settle()
+    assert first.done()
+    gates.gate(2).set()
+    await settle()
