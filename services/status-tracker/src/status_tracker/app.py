@@ -52,13 +52,29 @@ def build_service(
         crm_app_id=settings.crm_app_id,
         crm_developer_key=settings.crm_developer_key.get_secret_value(),
     )
-    runtime.consume("drafted", InvoiceDrafted, handlers.on_drafted)
-    runtime.consume("linked", InvoiceLinked, handlers.on_linked)
+    # Each invoice and each payment is its own ordering lane: the handlers read the current
+    # entity and save through per-version transitions, so different entities of one company
+    # can be handled side by side; one entity's events stay in order.
+    runtime.consume(
+        "drafted",
+        InvoiceDrafted,
+        handlers.on_drafted,
+        ordering_key=lambda event: f"{event.tenant.account_id}:Invoice:{event.data.qbo_invoice_id}",
+    )
+    runtime.consume(
+        "linked",
+        InvoiceLinked,
+        handlers.on_linked,
+        ordering_key=lambda event: f"{event.tenant.account_id}:Invoice:{event.data.qbo_invoice_id}",
+    )
     runtime.consume(
         "qbo-changes",
         QboEntityChanged,
         handlers.on_entity_changed,
         accepts=lambda event: event.data.entity in {QboEntity.INVOICE, QboEntity.PAYMENT},
+        ordering_key=lambda event: (
+            f"{event.data.realm_id}:{event.data.entity}:{event.data.entity_id}"
+        ),
     )
     # No webhook fires when a due date passes, and webhooks can be lost: two timers.
     runtime.every("overdue-clock", settings.overdue_interval_seconds, handlers.overdue_sweep)

@@ -12,6 +12,11 @@ crash or a lost write between the two heals on the next read or save.
 Each payment application is one document holding its state and its events, written in one
 update; a crash before the relay leaves them for the next run or the periodic pass, with the
 same envelope ids.
+
+Every question a handler asks on the hot path is answered by `_id` look-ups: the local
+MongoDB-wire server (FerretDB on SQLite) serves those from its primary key but scans the whole
+collection for any other filter. So a deal's projection document lists the deal's tracked
+invoices, and a payment's document (`payments`) lists the invoices it was recorded against.
 """
 
 from __future__ import annotations
@@ -32,14 +37,13 @@ from status_tracker.domain import InvoiceSnapshot
 TRACKED = "tracked_invoices"
 TRANSITIONS = "invoice_transitions"
 PAYMENTS = "payment_applications"
+PAYMENT_INVOICES = "payments"
 DEALS = "deal_projections"
 WATERMARKS = "cdc_watermarks"
 
 INDEXES = [
     IndexSpec(TRACKED, [("portal_id", 1), ("deal_id", 1)]),
     IndexSpec(TRACKED, [("realm_id", 1), ("stage", 1)]),
-    IndexSpec(TRANSITIONS, [("invoice", 1), ("version", -1)]),
-    IndexSpec(PAYMENTS, [("realm_id", 1), ("qbo_payment_id", 1)]),
 ]
 
 Doc = dict[str, Any]
@@ -133,6 +137,16 @@ class Store:
             },
             upsert=True,
         )
+        if fields.get("deal_id"):
+            portal_id, deal_id = fields["portal_id"], fields["deal_id"]
+            await self.db[DEALS].update_one(
+                {"_id": f"{portal_id}:{deal_id}"},
+                {
+                    "$addToSet": {"invoices": f"{realm_id}:{qbo_invoice_id}"},
+                    "$setOnInsert": {"portal_id": portal_id, "deal_id": deal_id},
+                },
+                upsert=True,
+            )
         await self.db[WATERMARKS].update_one(
             {"_id": realm_id}, {"$setOnInsert": {"since": _now()}}, upsert=True
         )
@@ -172,8 +186,17 @@ class Store:
             await self.relay(TRANSITIONS, f"{doc['_id']}:{doc['version']}")
 
     async def invoices_of_deal(self, portal_id: str, deal_id: str) -> list[Doc]:
-        cursor = self.db[TRACKED].find({"portal_id": portal_id, "deal_id": deal_id})
-        docs = [await self._merged(doc) async for doc in cursor]
+        """The deal's tracked invoices that have a stage, by `_id` from the deal's list."""
+        deal = await self.db[DEALS].find_one({"_id": f"{portal_id}:{deal_id}"}, {"invoices": 1})
+        if deal is not None and "invoices" in deal:
+            found = [await self.db[TRACKED].find_one({"_id": i}) for i in deal["invoices"]]
+            mine = [
+                d for d in found if d and (d["portal_id"], d.get("deal_id")) == (portal_id, deal_id)
+            ]
+        else:  # tracked before deals listed their invoices
+            cursor = self.db[TRACKED].find({"portal_id": portal_id, "deal_id": deal_id})
+            mine = [doc async for doc in cursor]
+        docs = [await self._merged(doc) for doc in mine]
         return [doc for doc in docs if doc.get("stage")]
 
     async def open_invoices(self) -> list[Doc]:
@@ -224,10 +247,13 @@ class Store:
 
     async def applications(self, realm_id: str, payment_id: str) -> dict[str, Decimal]:
         """What a payment was last recorded as applying, per tracked invoice."""
-        cursor = self.db[PAYMENTS].find(
-            {"realm_id": realm_id, "qbo_payment_id": payment_id, "removed": {"$ne": True}}
-        )
-        return {doc["qbo_invoice_id"]: Decimal(doc["amount"]) async for doc in cursor}
+        payment = await self.db[PAYMENT_INVOICES].find_one({"_id": f"{realm_id}:{payment_id}"})
+        applied: dict[str, Decimal] = {}
+        for invoice_id in (payment or {}).get("invoices", []):
+            doc = await self.db[PAYMENTS].find_one({"_id": f"{realm_id}:{payment_id}:{invoice_id}"})
+            if doc is not None and not doc.get("removed"):
+                applied[invoice_id] = Decimal(doc["amount"])
+        return applied
 
     async def record_application(
         self,
@@ -238,6 +264,13 @@ class Store:
         events: Sequence[Envelope[Any]],
     ) -> None:
         doc_id = f"{realm_id}:{payment_id}:{invoice_id}"
+        # Listed first: a crash in between leaves a listed invoice with nothing recorded, which
+        # `applications` reads as "not applied", never an application nobody can find.
+        await self.db[PAYMENT_INVOICES].update_one(
+            {"_id": f"{realm_id}:{payment_id}"},
+            {"$addToSet": {"invoices": invoice_id}},
+            upsert=True,
+        )
         await self.db[PAYMENTS].update_one(
             {"_id": doc_id},
             {
@@ -257,14 +290,17 @@ class Store:
     # ------------------------------------------------------------------ deals and CDC
 
     async def save_projection(self, portal_id: str, deal_id: str, fields: Doc) -> None:
-        await self.db[DEALS].replace_one(
+        """What the deal was last given (or why not); its list of invoices stays."""
+        await self.db[DEALS].update_one(
             {"_id": f"{portal_id}:{deal_id}"},
-            {"portal_id": portal_id, "deal_id": deal_id, "updated_at": _now(), **fields},
+            {"$set": {"portal_id": portal_id, "deal_id": deal_id, "updated_at": _now(), **fields}},
             upsert=True,
         )
 
     async def projection(self, portal_id: str, deal_id: str) -> Doc | None:
-        return await self.db[DEALS].find_one({"_id": f"{portal_id}:{deal_id}"})
+        """What the deal was last given; None before its first projection."""
+        doc = await self.db[DEALS].find_one({"_id": f"{portal_id}:{deal_id}"}, {"invoices": 0})
+        return doc if doc and "qbo_invoice_id" in doc else None
 
     async def watermark(self, realm_id: str) -> datetime | None:
         doc = await self.db[WATERMARKS].find_one({"_id": realm_id})
