@@ -146,3 +146,61 @@ async def test_periodic_pass_publishes_only_entries_still_pending_since_its_prev
 
     assert await pending(runtime, "doc-4") == []
     assert await pending(runtime, "doc-5") == [str(fresh.id)]
+
+
+async def markers(rt: ServiceRuntime) -> list[str]:
+    return [doc["_id"] async for doc in rt.db["outbox_markers"].find({})]
+
+
+async def test_a_marked_write_relayed_by_its_writer_leaves_no_marker(
+    runtime: ServiceRuntime, kafka_bootstrap: str
+) -> None:
+    outbox = Outbox(runtime.db, runtime.publisher)
+    outbox.watch(STATES, marked=True)
+    event = synced("m1")
+
+    marker = await outbox.expect(STATES, "doc-m1")
+    await record_state(runtime, "doc-m1", event)
+    assert await outbox.relay(STATES, "doc-m1", marker) == 1
+
+    assert await published(runtime, kafka_bootstrap, 1) == [str(event.id)]
+    assert await markers(runtime) == []
+
+
+async def test_a_marked_write_whose_writer_crashed_is_relayed_by_the_pass_through_its_marker(
+    runtime: ServiceRuntime, kafka_bootstrap: str
+) -> None:
+    outbox = Outbox(runtime.db, runtime.publisher)
+    outbox.watch(STATES, marked=True)
+    assert await outbox.relay_pending() == 0  # the first pass (a scan) is behind us
+    crashed, in_flight = synced("m2"), synced("m3")
+    # A writer that crashed after its write, before its relay: the marker stays.
+    await outbox.expect(STATES, "doc-m2")
+    await record_state(runtime, "doc-m2", crashed)
+
+    # Seen once: it may still be on its way. Seen again: left behind, relayed, marker gone.
+    assert await outbox.relay_pending() == 0
+    live = await outbox.expect(STATES, "doc-m3")  # a writer busy right now
+    await record_state(runtime, "doc-m3", in_flight)
+    assert await outbox.relay_pending() == 1
+
+    assert await published(runtime, kafka_bootstrap, 1) == [str(crashed.id)]
+    assert await pending(runtime, "doc-m2") == []
+    assert await pending(runtime, "doc-m3") == [str(in_flight.id)]
+    assert await markers(runtime) == [live]
+
+
+async def test_a_marked_collection_is_scanned_once_for_entries_written_without_markers(
+    runtime: ServiceRuntime, kafka_bootstrap: str
+) -> None:
+    earlier = synced("m4")
+    await record_state(runtime, "doc-m4", earlier)  # before markers existed
+    outbox = Outbox(runtime.db, runtime.publisher)
+    outbox.watch(STATES, marked=True)
+
+    assert await outbox.relay_pending() == 1
+    assert await published(runtime, kafka_bootstrap, 1) == [str(earlier.id)]
+    # Later passes read markers only: an unmarked entry is not found by them.
+    await record_state(runtime, "doc-m5", synced("m5"))
+    assert await outbox.relay_pending() == 0
+    assert await outbox.relay_pending() == 0

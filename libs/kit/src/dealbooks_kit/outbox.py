@@ -9,6 +9,15 @@ A periodic pass (`relay_pending`) publishes whatever a failed or crashed relay l
 entries it already saw pending on its previous pass, so it leaves alone the ones a handler
 is relaying right now (publishing to a new topic can take seconds) and does not duplicate them.
 
+How the pass finds them depends on the collection. A small collection (accounts, mapping
+versions) is scanned for documents with entries. A collection that grows with traffic is
+*marked*: before its write, a writer records a marker (`expect`: one small document naming the
+document about to hold events) and its relay deletes that marker once everything is out, so
+the pass reads only the markers still there: a crashed or failed relay's. Scanning a large
+collection would cost a full read each pass on a server that cannot use an index for it (the
+local FerretDB on SQLite serves only `_id` look-ups from an index). Marked collections are
+scanned once, at the first pass, for entries written before markers existed.
+
 Built for the MongoDB-wire subset: `$pull` removes whole elements by equality only, and
 conditional updates are not isolated across connections, so nothing here depends on one;
 two relays racing on one document at worst publish an event twice, never lose it.
@@ -17,7 +26,9 @@ two relays racing on one document at worst publish an event twice, never lose it
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
+from uuid import uuid4
 
 from dealbooks_contracts import Envelope, decode
 from pymongo.asynchronous.database import AsyncDatabase
@@ -29,6 +40,7 @@ from dealbooks_kit.mongo import IndexSpec
 log = get_logger(__name__)
 
 OUTBOX_FIELD = "outbox"
+MARKERS = "outbox_markers"
 Doc = dict[str, Any]
 
 
@@ -60,20 +72,40 @@ class Outbox:
         self._db = db
         self._publisher = publisher
         self.collections: list[str] = list(dict.fromkeys(collections))
-        # Entry ids pending at the previous pass, per collection.
+        self.marked: set[str] = set()
+        # Entry ids pending at the previous pass, per scanned collection; marker ids seen then.
         self._lingering: dict[str, set[str]] = {}
+        self._lingering_markers: set[str] = set()
+        self._first_pass = True
 
-    def watch(self, *collections: str) -> None:
-        """Include `collections` in the periodic pass."""
+    def watch(self, *collections: str, marked: bool = False) -> None:
+        """Include `collections` in the periodic pass; `marked` ones are found by their
+        writers' markers (see `expect`) instead of a scan."""
         for name in collections:
             if name not in self.collections:
                 self.collections.append(name)
+            if marked:
+                self.marked.add(name)
 
-    async def relay(self, collection: str, doc_id: Any) -> int:
-        """Publish one document's pending events in order, removing each once Kafka acked it.
+    async def expect(self, collection: str, doc_id: Any) -> str:
+        """Before writing events into a marked collection's document: record a marker, and
+        pass its id to `relay` after the write. Returns the marker id."""
+        marker = f"{collection}:{doc_id}:{uuid4().hex}"
+        await self._db[MARKERS].insert_one(
+            {"_id": marker, "collection": collection, "doc_id": doc_id, "at": datetime.now(UTC)}
+        )
+        return marker
+
+    async def discard(self, marker: str) -> None:
+        """Delete a marker whose write did not happen (e.g. lost a race to another writer)."""
+        await self._db[MARKERS].delete_one({"_id": marker})
+
+    async def relay(self, collection: str, doc_id: Any, marker: str | None = None) -> int:
+        """Publish one document's pending events in order, removing each once Kafka acked it;
+        then delete `marker` (the writer's, from `expect`).
 
         Returns how many were published. A failed publish raises and leaves that entry and
-        the ones after it in place, for a later relay.
+        the ones after it (and the marker) in place, for a later relay.
         """
         doc = await self._db[collection].find_one({"_id": doc_id}, {OUTBOX_FIELD: 1})
         entries: list[Doc] = list((doc or {}).get(OUTBOX_FIELD) or [])
@@ -81,6 +113,8 @@ class Outbox:
             await self._publisher.publish(decode(entry["event"]))
             # The entry exactly as read: entries appended meanwhile stay untouched.
             await self._db[collection].update_one({"_id": doc_id}, {"$pull": {OUTBOX_FIELD: entry}})
+        if marker is not None:
+            await self._db[MARKERS].delete_one({"_id": marker})
         return len(entries)
 
     async def relay_pending(self, limit: int = 100) -> int:
@@ -90,8 +124,11 @@ class Outbox:
         (left behind, not in flight). A document whose relay fails is logged and left for the
         next pass.
         """
-        published = 0
+        published = await self._relay_marked(limit)
+        first_pass, self._first_pass = self._first_pass, False
         for collection in self.collections:
+            if collection in self.marked and not first_pass:
+                continue
             cursor = (
                 self._db[collection]
                 .find({f"{OUTBOX_FIELD}.0": {"$exists": True}}, {f"{OUTBOX_FIELD}.id": 1})
@@ -101,7 +138,7 @@ class Outbox:
             before = self._lingering.get(collection, set())
             self._lingering[collection] = set().union(*pending.values())
             for doc_id, entry_ids in pending.items():
-                if not entry_ids & before:
+                if not entry_ids & before and not (first_pass and collection in self.marked):
                     continue
                 try:
                     published += await self.relay(collection, doc_id)
@@ -111,6 +148,26 @@ class Outbox:
                         collection=collection,
                         error=f"{type(exc).__name__}: {exc}",
                     )
+        return published
+
+    async def _relay_marked(self, limit: int) -> int:
+        """Relay the documents of markers already there at the previous pass."""
+        markers = [doc async for doc in self._db[MARKERS].find({}).limit(limit * 10)]
+        before, self._lingering_markers = self._lingering_markers, {m["_id"] for m in markers}
+        published = 0
+        for marker in markers:
+            if marker["_id"] not in before:
+                continue
+            try:
+                published += await self.relay(
+                    marker["collection"], marker["doc_id"], marker=marker["_id"]
+                )
+            except Exception as exc:
+                log.warning(
+                    "outbox relay failed; the next pass retries",
+                    collection=marker["collection"],
+                    error=f"{type(exc).__name__}: {exc}",
+                )
         return published
 
 

@@ -98,14 +98,18 @@ class ServiceRuntime:
         self.consumers.append(consumer)
         return consumer
 
-    def use_outbox(self, *collections: str) -> Outbox:
-        """Relay the outbox of documents in `collections`, periodically while running."""
+    def use_outbox(self, *collections: str, marked: bool = False) -> Outbox:
+        """Relay the outbox of documents in `collections`, periodically while running.
+
+        `marked`: the collections grow with traffic, so their writers mark each write
+        (`Outbox.expect`) and the periodic pass reads the markers instead of scanning them."""
         if not self.outbox.collections:
             self.every(
                 "outbox-relay", self.settings.outbox_relay_seconds, self.outbox.relay_pending
             )
-        self.outbox.watch(*collections)
-        self.indexes.extend(outbox_index(c) for c in collections)
+        self.outbox.watch(*collections, marked=marked)
+        if not marked:
+            self.indexes.extend(outbox_index(c) for c in collections)
         return self.outbox
 
     def every(self, name: str, seconds: float, job: Callable[[], Awaitable[object]]) -> None:

@@ -59,12 +59,13 @@ class Store:
         self, collection: str, doc_id: str, fields: Doc, events: Sequence[Envelope[Any]]
     ) -> None:
         """Record an outcome and the events it causes in one write, then publish them."""
+        marker = await self.outbox.expect(collection, doc_id)
         await self.db[collection].update_one(
             {"_id": doc_id},
             {"$set": {**fields, "updated_at": _now()}, **push(events)},
             upsert=True,
         )
-        await self.relay(collection, doc_id)
+        await self.outbox.relay(collection, doc_id, marker)
 
     async def relay(self, collection: str, doc_id: str) -> None:
         """Publish what a document's outbox still holds."""

@@ -40,7 +40,7 @@ def build_service(
     tests may inject providers instead."""
     runtime = ServiceRuntime(settings, indexes=INDEXES)
     # Events left in tracked_invoices documents by earlier releases are still relayed.
-    store = Store(runtime.db, runtime.use_outbox(TRANSITIONS, PAYMENTS, TRACKED))
+    store = Store(runtime.db, runtime.use_outbox(TRANSITIONS, PAYMENTS, TRACKED, marked=True))
     clients = api_clients(
         settings, store.portal_of_realm, qbo_tokens=qbo_tokens, crm_tokens=crm_tokens
     )

@@ -163,6 +163,7 @@ class Store:
         recorded that version first (`ConcurrentUpdate`: read again and decide again)."""
         version = int(doc.get("version", 0)) + 1
         transition_id = f"{doc['_id']}:{version}"
+        marker = await self.outbox.expect(TRANSITIONS, transition_id) if events else None
         try:
             await self.db[TRANSITIONS].insert_one(
                 {
@@ -176,9 +177,12 @@ class Store:
                 }
             )
         except DuplicateKeyError:
+            if marker is not None:
+                await self.outbox.discard(marker)
             raise ConcurrentUpdate(doc["_id"]) from None
         await self._project(doc["_id"])
-        await self.relay(TRANSITIONS, transition_id)
+        if marker is not None:
+            await self.outbox.relay(TRANSITIONS, transition_id, marker)
 
     async def relay_invoice(self, doc: Doc) -> None:
         """Publish what the invoice's newest transition still holds (a crashed run's events)."""
@@ -264,6 +268,7 @@ class Store:
         events: Sequence[Envelope[Any]],
     ) -> None:
         doc_id = f"{realm_id}:{payment_id}:{invoice_id}"
+        marker = await self.outbox.expect(PAYMENTS, doc_id)
         # Listed first: a crash in between leaves a listed invoice with nothing recorded, which
         # `applications` reads as "not applied", never an application nobody can find.
         await self.db[PAYMENT_INVOICES].update_one(
@@ -285,7 +290,7 @@ class Store:
             },
             upsert=True,
         )
-        await self.relay(PAYMENTS, doc_id)
+        await self.outbox.relay(PAYMENTS, doc_id, marker)
 
     # ------------------------------------------------------------------ deals and CDC
 
