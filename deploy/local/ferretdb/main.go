@@ -18,7 +18,7 @@ import (
 )
 
 func main() {
-	addr := flag.String("listen", "127.0.0.1:37018", "TCP address to listen on")
+	addr := flag.String("listen", "127.0.0.1:17018", "TCP address to listen on")
 	dir := flag.String("dir", "./ferretdb-data", "data directory (created if missing)")
 	memory := flag.Bool("memory", false, "keep data in memory only")
 	flag.Parse()

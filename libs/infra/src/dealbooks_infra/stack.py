@@ -19,7 +19,13 @@ from pathlib import Path
 
 import httpx
 
-from dealbooks_infra.process import ManagedProcess, free_port, pid_alive, port_open, stop_pid
+from dealbooks_infra.process import (
+    ManagedProcess,
+    free_port,
+    pid_alive,
+    port_free,
+    stop_pid,
+)
 from dealbooks_infra.servers import Server, repo_root, start_kafka, start_mongo
 from dealbooks_infra.topology import StackSecrets, Topology
 
@@ -32,11 +38,13 @@ SERVICE_ORDER = (
     "product-sync",
     "mapping-registry",
 )
+# Below the kernel's ephemeral range (32768-60999 here), so a client connection's local port
+# can never be holding one of them when the stack starts.
 DEFAULT_PORTS = {
-    "kafka": 39092,
-    "mongodb": 37018,
-    "qbo-sandbox": 38001,
-    "crm-sandbox": 38002,
+    "kafka": 19092,
+    "mongodb": 17018,
+    "qbo-sandbox": 18001,
+    "crm-sandbox": 18002,
     **{name: 8101 + i for i, name in enumerate(SERVICE_ORDER)},
 }
 
@@ -75,7 +83,7 @@ def _choose_ports() -> dict[str, int]:
     taken: set[int] = set()
     ports: dict[str, int] = {}
     for name, preferred in DEFAULT_PORTS.items():
-        port = preferred if not port_open(preferred) and preferred not in taken else free_port()
+        port = preferred if port_free(preferred) and preferred not in taken else free_port()
         taken.add(port)
         ports[name] = port
     return ports
