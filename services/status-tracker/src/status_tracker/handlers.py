@@ -42,7 +42,13 @@ from dealbooks_qbo import Deleted, Invoice, NotFound, Payment, QboClient, Server
 
 from status_tracker import domain
 from status_tracker.domain import DealInvoice, InvoiceSnapshot
-from status_tracker.store import ConcurrentUpdate, Store, snapshot_of, stage_in
+from status_tracker.store import (
+    ConcurrentUpdate,
+    Store,
+    snapshot_fields,
+    snapshot_of,
+    stage_in,
+)
 
 SOURCE = "status-tracker"
 log = get_logger(__name__)
@@ -184,6 +190,12 @@ class StatusTracker:
                 return None
             await self.store.relay_invoice(doc)
             snap = await self._current(realm, invoice_id, doc, invoice, deleted, void_seen)
+            if not _news(doc, snap, domain.stage_of(snap, self.today())):
+                # QuickBooks echoes our own draft, or repeats itself: nothing to record. The
+                # deal is still brought in line, in case an earlier run failed before that.
+                if doc.get("deal_id"):
+                    await self.project_deal(doc["portal_id"], doc["deal_id"])
+                return snap
             try:
                 await self._save(doc, snap, cause)
             except ConcurrentUpdate:
@@ -269,6 +281,9 @@ class StatusTracker:
             "written": reason is None,
             "skipped_reason": reason,
         }
+        previous = await self.store.projection(portal_id, deal_id)
+        if previous is not None and all(previous.get(k) == v for k, v in record.items()):
+            return  # the deal shows this already
         if reason is None:
             await self._prepare_deal_properties(portal_id)
             await _crm(self.crm.portal(portal_id).set_deal_properties(deal_id, properties))
@@ -448,6 +463,15 @@ class StatusTracker:
     async def reconcile_all(self) -> int:
         """A CDC pass for every realm that has tracked invoices."""
         return sum([await self.reconcile(realm) for realm in await self.store.realms()])
+
+
+def _news(doc: dict[str, Any], snap: InvoiceSnapshot, stage: InvoiceStage) -> bool:
+    """Whether `snap` (at `stage`) differs from what the tracked invoice records."""
+    if stage_in(doc) is not stage:
+        return True
+    stored = snapshot_fields(snapshot_of(doc))
+    # LastUpdatedTime moves with SyncToken; compared as stored it would differ in precision.
+    return any(stored[k] != v for k, v in snapshot_fields(snap).items() if k != "last_updated")
 
 
 def _voided(payment: Payment) -> bool:
