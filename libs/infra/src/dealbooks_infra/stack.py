@@ -143,8 +143,13 @@ def start_service(
 class LocalStack:
     """Starts every part in dependency order; `stop()` stops what it started, newest first."""
 
-    def __init__(self, workdir: Path, *, say: bool = True) -> None:
+    def __init__(
+        self, workdir: Path, *, say: bool = True, infra: dict[str, str] | None = None
+    ) -> None:
+        """`infra` (KAFKA_BOOTSTRAP, MONGODB_URI, KAFKA_IDEMPOTENCE, optionally TOPIC_PREFIX):
+        use running servers instead of starting Kafka and the MongoDB-wire server (tests)."""
         self.workdir = workdir
+        self._given_infra = dict(infra or {})
         self.logs = workdir / "logs"
         self.processes: dict[str, ManagedProcess] = {}
         self.servers: dict[str, Server] = {}
@@ -169,6 +174,14 @@ class LocalStack:
 
     def _start(self) -> None:
         t = self.topology
+        if self._given_infra:
+            t.infra = dict(self._given_infra)
+        else:
+            self._start_servers()
+        self._start_parts()
+
+    def _start_servers(self) -> None:
+        t = self.topology
         kafka = start_kafka(self.workdir, t.ports["kafka"])
         self._keep("kafka", kafka.process)
         self.servers["kafka"] = kafka
@@ -182,6 +195,9 @@ class LocalStack:
             "KAFKA_IDEMPOTENCE": "false" if kafka.kind == "tansu" else "true",
             "MONGODB_URI": mongo.address,
         }
+
+    def _start_parts(self) -> None:
+        t = self.topology
         crm_seed = self.workdir / "crm-seed.json"
         crm_seed.write_text(json.dumps(t.crm_seed()))
         sandbox_args = {"qbo-sandbox": ("--seed", "demo"), "crm-sandbox": ("--seed", str(crm_seed))}

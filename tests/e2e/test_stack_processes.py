@@ -1,0 +1,365 @@
+"""Invoices end to end with every part as in production: each service its own process
+(`python -m <service>`), both sandboxes as processes over HTTP, the session's real Kafka and
+MongoDB-wire server, the QuickBooks company connected through connector-auth's OAuth flow,
+webhooks signed and delivered by the QBO sandbox to webhook-gateway.
+
+One stack serves the module; each test works on its own deal and invoice.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from dealbooks_infra import testing
+from dealbooks_infra.stack import LocalStack, start_service
+from dealbooks_infra.topology import PORTAL_ID
+
+pytestmark = [pytest.mark.integration]
+
+US_REALM = "9341455322581846"  # the QBO sandbox's demo seed: a US company
+T = TypeVar("T")
+
+
+async def until(check: Callable[[], Awaitable[T | None]], timeout: float = 60.0) -> T:
+    return await testing.eventually(check, timeout=timeout, interval=0.1)
+
+
+class Stack:
+    """The running stack and the calls a person or the CRM card would make."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        t = stack.topology
+        self.t = t
+        self.http = httpx.AsyncClient(timeout=30.0)
+        self.crm_ctl = f"{t.crm}/_sandbox/portals/{PORTAL_ID}"
+        self.qbo_ctl = f"{t.qbo}/_sandbox"
+        self.wizard = f"{t.url('invoice-builder')}/portals/{PORTAL_ID}"
+        self.wizard_auth = {"Authorization": f"Bearer {t.secrets.api_token}"}
+        self.tracker = t.url("status-tracker")
+
+    async def ok(self, response: Awaitable[httpx.Response]) -> Any:
+        answered = await response
+        assert answered.is_success, f"{answered.status_code} {answered.text[:300]}"
+        return answered.json() if answered.content else None
+
+    async def connect(self, realm: str) -> None:
+        start = await self.http.get(
+            f"{self.t.url('connector-auth')}/oauth/connect?portal_id={PORTAL_ID}"
+        )
+        assert start.status_code == 302, start.text
+        consent = await self.http.get(f"{start.headers['location']}&sandbox_realm={realm}")
+        assert consent.status_code == 302, consent.text
+        await self.ok(self.http.get(consent.headers["location"]))
+
+        async def builder_knows_it() -> bool:
+            found = await self.http.get(f"{self.wizard}/accounts", headers=self.wizard_auth)
+            accounts = found.json().get("accounts", []) if found.is_success else []
+            return any(a["realm_id"] == realm for a in accounts)
+
+        await until(builder_knows_it)
+
+    async def crm_create(
+        self, kind: str, props: dict[str, str], assocs: Sequence[tuple[str, int]] = ()
+    ) -> str:
+        body: dict[str, Any] = {"properties": props}
+        if assocs:
+            body["associations"] = [
+                {
+                    "to": {"id": object_id},
+                    "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": t}],
+                }
+                for object_id, t in assocs
+            ]
+        created = await self.ok(self.http.post(f"{self.crm_ctl}/objects/{kind}", json=body))
+        return str(created["id"])
+
+    async def new_deal(self, amount: str) -> str:
+        """A deal with a contact (a new customer for QuickBooks) at a company."""
+        tag = uuid.uuid4().hex[:8]
+        company = await self.crm_create("companies", {"name": f"Harbour Books {tag}"})
+        contact = await self.crm_create(
+            "contacts",
+            {"email": f"ops-{tag}@harbour.example", "firstname": "Ada", "lastname": tag},
+            [(company, 1)],
+        )
+        return await self.crm_create(
+            "deals",
+            {"dealname": f"Bookkeeping {tag}", "amount": amount},
+            [(contact, 3), (company, 5)],
+        )
+
+    async def draft(self, deal: str, quantity: str, price: str) -> dict[str, Any]:
+        """An invoice from scratch through the wizard; waits for its outcome."""
+        body = {
+            "deal_id": deal,
+            "lines": [
+                {
+                    "qbo_item_id": "1",
+                    "quantity": quantity,
+                    "description": "Monthly bookkeeping",
+                    "unit_price": {"amount": price, "currency": "USD"},
+                }
+            ],
+            "terms_id": "3",
+            "customer_message": "Thank you for your business.",
+        }
+        sent = await self.ok(
+            self.http.post(
+                f"{self.wizard}/accounts/{US_REALM}/invoice-requests",
+                json=body,
+                headers=self.wizard_auth,
+            )
+        )
+
+        async def outcome() -> dict[str, Any] | None:
+            polled = await self.ok(
+                self.http.get(
+                    f"{self.wizard}/invoice-requests/{sent['request_id']}", headers=self.wizard_auth
+                )
+            )
+            return polled if polled.get("status") in {"drafted", "rejected"} else None
+
+        found = await until(outcome)
+        assert found["status"] == "drafted", found
+        return found
+
+    async def pay(self, invoice_id: str, amount: str | None = None) -> None:
+        await self.ok(
+            self.http.post(
+                f"{self.qbo_ctl}/companies/{US_REALM}/invoices/{invoice_id}/payments",
+                json={"amount": amount} if amount else {},
+            )
+        )
+
+    async def stage(self, invoice_id: str) -> str | None:
+        found = await self.http.get(f"{self.tracker}/accounts/{US_REALM}/invoices/{invoice_id}")
+        return found.json().get("stage") if found.status_code == 200 else None
+
+    async def reaches(self, invoice_id: str, stage: str, timeout: float = 60.0) -> None:
+        async def there() -> bool:
+            return await self.stage(invoice_id) == stage
+
+        await until(there, timeout)
+
+    async def deal_properties(self, deal: str) -> dict[str, Any]:
+        record = await self.ok(self.http.get(f"{self.crm_ctl}/objects/deals/{deal}"))
+        return dict(record.get("properties", {}))
+
+    async def timeline(self, deal: str) -> list[dict[str, Any]]:
+        events = await self.ok(self.http.get(f"{self.crm_ctl}/timeline-events?objectId={deal}"))
+        return list(events.get("results", events))
+
+    async def webhooks_delivered(self) -> None:
+        """Until the QBO sandbox has no webhook waiting to go out."""
+
+        async def idle() -> bool:
+            endpoints = await self.ok(self.http.get(f"{self.qbo_ctl}/webhooks"))
+            return all(e["pending"] == 0 for e in endpoints)
+
+        await until(idle)
+
+    async def caught_up(self, service: str, consumer: str, topic: str) -> None:
+        """Until `service`'s consumer has committed every record on `topic` so far: each one
+        it was given is handled (or dead-lettered), with its effect durable."""
+        prefix = self.t.infra.get("TOPIC_PREFIX", "")
+        bootstrap = self.t.infra["KAFKA_BOOTSTRAP"]
+        group = f"{prefix}{service}.{consumer}"
+        reader = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await reader.start()
+        await admin.start()
+        try:
+            partitions = [
+                TopicPartition(prefix + topic, p)
+                for p in reader.partitions_for_topic(prefix + topic) or ()
+            ]
+            ends = await reader.end_offsets(partitions)
+
+            async def committed_all() -> bool:
+                offsets = await admin.list_consumer_group_offsets(group)
+                return all(
+                    end == 0 or (tp in offsets and offsets[tp].offset >= end)
+                    for tp, end in ends.items()
+                )
+
+            await until(committed_all)
+        finally:
+            await reader.stop()
+            await admin.close()
+
+
+@pytest.fixture(scope="module")
+def running_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    kafka_bootstrap: str,
+    mongo_uri: str,
+    kafka_supports_idempotence: bool,
+) -> Iterator[LocalStack]:
+    workdir: Path = tmp_path_factory.mktemp("stack")
+    stack = LocalStack(
+        workdir,
+        say=False,
+        infra={
+            "KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "KAFKA_IDEMPOTENCE": str(kafka_supports_idempotence).lower(),
+            "MONGODB_URI": mongo_uri,
+            "TOPIC_PREFIX": f"e{uuid.uuid4().hex[:8]}.",
+        },
+    )
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+async def stack(running_stack: LocalStack) -> AsyncIterator[Stack]:
+    s = Stack(running_stack)
+    try:
+        await s.connect(US_REALM)  # a second connection of the same company is a refresh
+        yield s
+    finally:
+        await s.http.aclose()
+
+
+async def test_an_invoice_drafted_from_a_deal_then_paid_in_two_parts_shows_on_the_deal(
+    stack: Stack,
+) -> None:
+    deal = await stack.new_deal("1200")
+    invoice = await stack.draft(deal, "8", "150")
+    invoice_id = str(invoice["qbo_invoice_id"])
+    await stack.reaches(invoice_id, "awaiting_send")
+
+    await stack.pay(invoice_id, "400.00")
+    await stack.reaches(invoice_id, "partially_paid")
+    await stack.pay(invoice_id)
+    await stack.reaches(invoice_id, "paid")
+
+    async def two_payments() -> list[dict[str, Any]] | None:
+        events = await stack.timeline(deal)
+        return events if len(events) >= 2 else None
+
+    events = await until(two_payments)
+    assert sorted(e["tokens"]["amount"] for e in events) == ["400.00", "800.00"]
+
+    async def deal_paid() -> dict[str, Any] | None:
+        props = await stack.deal_properties(deal)
+        return props if props.get("acct_invoice_status") == "paid" else None
+
+    props = await until(deal_paid)
+    assert props["acct_invoice_number"] == invoice["doc_number"]
+    assert props["acct_amount_billed"] in {"1200", "1200.00"}
+    assert props["acct_invoice_recipient"].startswith("ops-")
+
+
+async def test_a_payment_webhook_delivered_three_times_yields_one_timeline_event(
+    stack: Stack,
+) -> None:
+    deal = await stack.new_deal("300")
+    invoice = await stack.draft(deal, "2", "150")
+    invoice_id = str(invoice["qbo_invoice_id"])
+    await stack.webhooks_delivered()
+    already = len(await stack.ok(stack.http.get(f"{stack.qbo_ctl}/webhooks/deliveries")))
+
+    await stack.pay(invoice_id)
+    await stack.reaches(invoice_id, "paid")
+    await stack.webhooks_delivered()
+    deliveries = await stack.ok(stack.http.get(f"{stack.qbo_ctl}/webhooks/deliveries"))
+    payment_webhooks = [
+        d for d in deliveries[already:] if '"Payment"' in d["body"] and d.get("status") == 200
+    ]
+    assert payment_webhooks, "the QBO sandbox delivered no payment webhook"
+    delivered = payment_webhooks[0]
+
+    # The same signed delivery twice more, as QuickBooks does when it is unsure it got through.
+    for _ in range(2):
+        again = await stack.http.post(
+            f"{stack.t.url('webhook-gateway')}/webhooks/quickbooks",
+            content=delivered["body"].encode(),
+            headers={
+                "intuit-signature": delivered["signature"],
+                "content-type": "application/json",
+            },
+        )
+        assert again.status_code == 200, again.text
+    await stack.caught_up("status-tracker", "qbo-changes", "qbo.entity-changed.v1")
+
+    events = await stack.timeline(deal)
+    assert len(events) == 1
+    assert events[0]["tokens"]["amount"] == "300.00"
+
+
+async def test_a_lost_payment_webhook_is_healed_by_the_reconciliation_pass(
+    stack: Stack,
+) -> None:
+    deal = await stack.new_deal("450")
+    invoice = await stack.draft(deal, "3", "150")
+    invoice_id = str(invoice["qbo_invoice_id"])
+    await stack.reaches(invoice_id, "awaiting_send")
+    await stack.webhooks_delivered()
+
+    # QuickBooks loses the next webhook: the payment never reaches the gateway.
+    await stack.ok(stack.http.post(f"{stack.qbo_ctl}/faults", json={"drop_webhooks": 1}))
+    try:
+        await stack.pay(invoice_id)
+        await stack.webhooks_delivered()
+        await stack.caught_up("status-tracker", "qbo-changes", "qbo.entity-changed.v1")
+        assert await stack.stage(invoice_id) == "awaiting_send"
+        assert await stack.timeline(deal) == []
+
+        # The CDC pass (a timer in production; triggered here) finds the payment.
+        healed = await stack.ok(
+            stack.http.post(f"{stack.tracker}/sweeps/reconcile?realm_id={US_REALM}")
+        )
+        assert healed["changes"] >= 1
+    finally:
+        await stack.http.delete(f"{stack.qbo_ctl}/faults")
+    assert await stack.stage(invoice_id) == "paid"
+    events = await stack.timeline(deal)
+    assert [e["tokens"]["amount"] for e in events] == ["450.00"]
+
+
+async def test_status_tracker_killed_while_payments_arrive_catches_up_after_a_restart(
+    stack: Stack,
+) -> None:
+    deal = await stack.new_deal("600")
+    invoice = await stack.draft(deal, "4", "150")
+    invoice_id = str(invoice["qbo_invoice_id"])
+    await stack.reaches(invoice_id, "awaiting_send")
+    t = stack.t
+    tracker = stack.stack.processes["status-tracker"]
+
+    os.kill(tracker.pid, signal.SIGKILL)  # no shutdown: whatever was in flight is lost
+    tracker.stop()
+    await stack.pay(invoice_id, "200.00")
+    await stack.pay(invoice_id)
+    await stack.webhooks_delivered()  # both reached the gateway and Kafka meanwhile
+
+    restarted, _ = start_service(
+        "status-tracker",
+        t.service_env("status-tracker"),
+        stack.stack.logs,
+        t.ports["status-tracker"],
+    )
+    stack.stack.processes["status-tracker"] = restarted
+    await stack.reaches(invoice_id, "paid")
+
+    async def two_payments() -> list[dict[str, Any]] | None:
+        events = await stack.timeline(deal)
+        return events if len(events) >= 2 else None
+
+    events = await until(two_payments)
+    await stack.caught_up("status-tracker", "qbo-changes", "qbo.entity-changed.v1")
+    events = await stack.timeline(deal)
+    assert sorted(e["tokens"]["amount"] for e in events) == ["200.00", "400.00"]
