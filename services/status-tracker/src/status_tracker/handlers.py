@@ -183,26 +183,41 @@ class StatusTracker:
         cause: Envelope[Any] | None = None,
     ) -> InvoiceSnapshot | None:
         """Bring one tracked invoice up to date; None if dealbooks does not track it."""
+        refreshed = await self._refresh(tenant, invoice_id, invoice, deleted, void_seen, cause)
+        return refreshed[1] if refreshed else None
+
+    async def _refresh(
+        self,
+        tenant: Tenant,
+        invoice_id: str,
+        invoice: Invoice | None,
+        deleted: bool,
+        void_seen: bool,
+        cause: Envelope[Any] | None,
+    ) -> tuple[dict[str, Any], InvoiceSnapshot] | None:
+        """`refresh_invoice`, also giving the tracked document as read (its deal and portal).
+
+        Events a crashed run left in a transition's outbox are published by the outbox's
+        periodic pass (through their marker), not here: one look-up less on every change."""
         realm = tenant.require_account_id()
         for _ in range(5):
             doc = await self.store.tracked(realm, invoice_id)
             if doc is None:
                 return None
-            await self.store.relay_invoice(doc)
             snap = await self._current(realm, invoice_id, doc, invoice, deleted, void_seen)
             if not _news(doc, snap, domain.stage_of(snap, self.today())):
                 # QuickBooks echoes our own draft, or repeats itself: nothing to record. The
                 # deal is still brought in line, in case an earlier run failed before that.
                 if doc.get("deal_id"):
                     await self.project_deal(doc["portal_id"], doc["deal_id"])
-                return snap
+                return doc, snap
             try:
                 await self._save(doc, snap, cause)
             except ConcurrentUpdate:
                 continue
             if doc.get("deal_id"):
                 await self.project_deal(doc["portal_id"], doc["deal_id"])
-            return snap
+            return doc, snap
         raise TransientError(f"invoice {invoice_id} kept changing under us")
 
     async def _current(
@@ -265,7 +280,7 @@ class StatusTracker:
     async def project_deal(self, portal_id: str, deal_id: str) -> None:
         """Write the deal's invoice properties from its most recently updated invoice,
         unless that invoice is in another currency than the portal's (recorded, not written)."""
-        docs = await self.store.invoices_of_deal(portal_id, deal_id)
+        previous, docs = await self.store.deal(portal_id, deal_id)
         chosen = domain.projection_for_deal(
             DealInvoice(snapshot_of(d), stage_in(d) or InvoiceStage.AWAITING_SEND) for d in docs
         )
@@ -281,7 +296,6 @@ class StatusTracker:
             "written": reason is None,
             "skipped_reason": reason,
         }
-        previous = await self.store.projection(portal_id, deal_id)
         if previous is not None and all(previous.get(k) == v for k, v in record.items()):
             return  # the deal shows this already
         if reason is None:
@@ -325,20 +339,19 @@ class StatusTracker:
         per change with a deterministic id; `payment` None means it was deleted."""
         realm = tenant.require_account_id()
         before = await self.store.applications(realm, payment_id)
-        after: dict[str, Decimal] = {}
-        if payment is not None and not _voided(payment):
-            for invoice_id, amount in payment.applied_to().items():
-                if await self.store.tracked(realm, invoice_id) is not None:
-                    after[invoice_id] = amount
-        changes = domain.payment_changes(before, after)
-        snaps: dict[str, InvoiceSnapshot | None] = {}
-        for invoice_id in sorted(set(before) | set(after)):
-            snaps[invoice_id] = await self.refresh_invoice(tenant, invoice_id, cause=cause)
-        for application in changes:
-            snap = snaps.get(application.qbo_invoice_id)
-            doc = await self.store.tracked(realm, application.qbo_invoice_id)
-            if snap is None or doc is None:
+        applied = payment.applied_to() if payment is not None and not _voided(payment) else {}
+        refreshed: dict[str, tuple[dict[str, Any], InvoiceSnapshot] | None] = {}
+        for invoice_id in sorted(set(before) | set(applied)):
+            refreshed[invoice_id] = await self._refresh(
+                tenant, invoice_id, None, False, False, cause
+            )
+        # Only invoices dealbooks tracks count (refreshed is None for the others).
+        after = {i: amount for i, amount in applied.items() if refreshed.get(i) is not None}
+        for application in domain.payment_changes(before, after):
+            found = refreshed.get(application.qbo_invoice_id)
+            if found is None:
                 continue
+            doc, snap = found
             await self._record(tenant, doc, snap, payment_id, payment, application, cause)
 
     async def _record(

@@ -115,6 +115,7 @@ class Store:
     def __init__(self, db: AsyncDatabase[Doc], outbox: Outbox) -> None:
         self.db = db
         self.outbox = outbox
+        self._watermarked: set[str] = set()  # realms whose CDC watermark exists
 
     async def relay(self, collection: str, doc_id: str) -> None:
         """Publish what a document's outbox still holds."""
@@ -147,9 +148,11 @@ class Store:
                 },
                 upsert=True,
             )
-        await self.db[WATERMARKS].update_one(
-            {"_id": realm_id}, {"$setOnInsert": {"since": _now()}}, upsert=True
-        )
+        if realm_id not in self._watermarked:
+            await self.db[WATERMARKS].update_one(
+                {"_id": realm_id}, {"$setOnInsert": {"since": _now()}}, upsert=True
+            )
+            self._watermarked.add(realm_id)
 
     async def tracked(self, realm_id: str, qbo_invoice_id: str) -> Doc | None:
         """A tracked invoice as of its newest transition; None if it is not tracked."""
@@ -184,14 +187,14 @@ class Store:
         if marker is not None:
             await self.outbox.relay(TRANSITIONS, transition_id, marker)
 
-    async def relay_invoice(self, doc: Doc) -> None:
-        """Publish what the invoice's newest transition still holds (a crashed run's events)."""
-        if doc.get("version"):
-            await self.relay(TRANSITIONS, f"{doc['_id']}:{doc['version']}")
-
     async def invoices_of_deal(self, portal_id: str, deal_id: str) -> list[Doc]:
-        """The deal's tracked invoices that have a stage, by `_id` from the deal's list."""
-        deal = await self.db[DEALS].find_one({"_id": f"{portal_id}:{deal_id}"}, {"invoices": 1})
+        """The deal's tracked invoices that have a stage."""
+        return (await self.deal(portal_id, deal_id))[1]
+
+    async def deal(self, portal_id: str, deal_id: str) -> tuple[Doc | None, list[Doc]]:
+        """What the deal was last given (None before its first projection) and its tracked
+        invoices that have a stage, from one read of the deal's document."""
+        deal = await self.db[DEALS].find_one({"_id": f"{portal_id}:{deal_id}"})
         if deal is not None and "invoices" in deal:
             found = [await self.db[TRACKED].find_one({"_id": i}) for i in deal["invoices"]]
             mine = [
@@ -201,7 +204,10 @@ class Store:
             cursor = self.db[TRACKED].find({"portal_id": portal_id, "deal_id": deal_id})
             mine = [doc async for doc in cursor]
         docs = [await self._merged(doc) for doc in mine]
-        return [doc for doc in docs if doc.get("stage")]
+        projection = {k: v for k, v in deal.items() if k != "invoices"} if deal else None
+        if projection is not None and "qbo_invoice_id" not in projection:
+            projection = None
+        return projection, [doc for doc in docs if doc.get("stage")]
 
     async def open_invoices(self) -> list[Doc]:
         """Tracked invoices that can still become overdue."""

