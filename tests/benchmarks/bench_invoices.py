@@ -256,10 +256,14 @@ class Bench:
             return True
 
         await until(builder_knows_all, "invoice-builder to learn every connected company", 90)
-        events = self.args.rate * (self.args.warmup + self.args.runs * self.args.seconds)
-        # Every event gets a deal of its own, in the portal its company is connected to.
-        realms_of = {p: sum(v == p for v in self.realm_portal.values()) for p in portals}
-        wanted = {p: math.ceil(events * realms_of[p] / len(realms)) + 1 for p in portals}
+        # Every event gets a deal of its own, in the portal its company is connected to; each
+        # phase hands its events to the companies in turn from the first (see `drafts`).
+        order = list(self.realm_portal)
+        phases = [self.args.warmup, *[self.args.seconds] * self.args.runs]
+        wanted = dict.fromkeys(portals, 1)
+        for seconds_ in phases:
+            for k in range(self.args.rate * seconds_):
+                wanted[self.realm_portal[order[k % len(order)]]] += 1
 
         async def deal(portal: str, n: int) -> None:
             created = await self.call(
