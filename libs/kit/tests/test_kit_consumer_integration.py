@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -277,3 +277,25 @@ async def test_events_the_consumer_does_not_accept_are_skipped_without_a_dedupe_
         remembered = await processed.distinct("_id")
     # The customer was handled and remembered; the invoice, ignored, left no record.
     assert remembered == [f"sync-contact:{customer.id}"]
+
+
+async def test_dedupe_records_older_than_the_retention_are_forgotten(kit_settings: Any) -> None:
+    h = Harness(kit_settings(dedupe_retention_days=7))
+    processed = h.runtime.db.processed_events
+    now = datetime.now(UTC)
+    await processed.insert_many(
+        [
+            {
+                "_id": "sync-contact:old",
+                "consumer": "sync-contact",
+                "handled_at": now - timedelta(days=8),
+            },
+            {
+                "_id": "sync-contact:new",
+                "consumer": "sync-contact",
+                "handled_at": now - timedelta(days=6),
+            },
+        ]
+    )
+    assert await h.runtime.forget_old_events() == 1
+    assert await processed.distinct("_id") == ["sync-contact:new"]

@@ -3,7 +3,7 @@ Kafka, a real MongoDB-wire server and both sandboxes over HTTP."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -123,6 +123,31 @@ async def test_missed_webhook_is_healed_by_reconciliation(tracker: Harness) -> N
     assert world.deal()["properties"]["acct_invoice_status"] == "partially_paid"
     [event] = world.timeline()
     assert event["tokens"]["amount"] == "100.00"
+
+
+async def test_a_pass_beyond_the_cdc_window_rescans_the_realm_instead(tracker: Harness) -> None:
+    world = tracker.world()
+    invoice = await world.invoice("300.00")
+    invoice_id = str(invoice.Id)
+    await world.drafted(invoice)
+    await world.stage(invoice_id, "awaiting_send")
+
+    world.pay(invoice_id, "120.00")  # its webhook is lost, and then no pass runs for 40 days
+    store = tracker.service.store
+    weeks_ago = datetime.now(UTC) - timedelta(days=40)
+    await store.move_watermark(world.realm, weeks_ago)
+    # QuickBooks' CDC refuses a changedSince that old; the pass reads the invoices instead.
+    assert await tracker.service.handlers.reconcile(world.realm) == 1
+
+    await world.stage(invoice_id, "partially_paid")
+    [event] = world.timeline()
+    assert event["tokens"]["amount"] == "120.00"
+    watermark = await store.watermark(world.realm)
+    assert watermark is not None
+    assert watermark.replace(tzinfo=UTC) > weeks_ago + timedelta(days=39)
+    # The next pass is an ordinary CDC pass again; whatever it sees, nothing is recorded twice.
+    await tracker.service.handlers.reconcile(world.realm)
+    assert len(world.timeline()) == 1
 
 
 async def test_foreign_currency_invoice_is_tracked_but_not_written_to_the_deal(

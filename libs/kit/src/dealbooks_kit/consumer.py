@@ -92,6 +92,12 @@ class ProcessedEvents:
     async def seen(self, consumer: str, event_id: str) -> bool:
         return await self._collection.find_one({"_id": f"{consumer}:{event_id}"}) is not None
 
+    async def forget_before(self, cutoff: datetime) -> int:
+        """Drop records of events handled before `cutoff` (older than any redelivery Kafka's
+        retention allows); returns how many. MongoDB-wire servers here have no TTL index."""
+        result = await self._collection.delete_many({"handled_at": {"$lt": cutoff}})
+        return int(result.deleted_count)
+
     async def mark(self, consumer: str, event_id: str, outcome: str) -> None:
         # A concurrent redelivery may have recorded it already; that is the same outcome.
         with contextlib.suppress(DuplicateKeyError):

@@ -8,6 +8,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dealbooks_contracts import Envelope
@@ -19,7 +20,14 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from dealbooks_kit import metrics
-from dealbooks_kit.consumer import PROCESSED_INDEXES, DeadLetterHook, EventConsumer, Handler, P
+from dealbooks_kit.consumer import (
+    PROCESSED_INDEXES,
+    DeadLetterHook,
+    EventConsumer,
+    Handler,
+    P,
+    ProcessedEvents,
+)
 from dealbooks_kit.kafka import EventPublisher, make_broker
 from dealbooks_kit.logging import configure_logging, get_logger
 from dealbooks_kit.metrics import PERIODIC_FAILURES
@@ -66,6 +74,7 @@ class ServiceRuntime:
         self._periodic: list[tuple[str, float, Callable[[], Awaitable[object]]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
+        self.processed = ProcessedEvents(self.db)
 
     def consume(
         self,
@@ -95,8 +104,15 @@ class ServiceRuntime:
             ordering_key=ordering_key,
         )
         consumer.subscribe(self.broker, **subscriber_options)
+        if not self.consumers:
+            self.every("dedupe-pruning", 3600.0, self.forget_old_events)
         self.consumers.append(consumer)
         return consumer
+
+    async def forget_old_events(self) -> int:
+        """Drop dedupe records older than `dedupe_retention_days`, so they do not grow forever."""
+        cutoff = datetime.now(UTC) - timedelta(days=self.settings.dedupe_retention_days)
+        return await self.processed.forget_before(cutoff)
 
     def use_outbox(self, *collections: str, marked: bool = False) -> Outbox:
         """Relay the outbox of documents in `collections`, periodically while running.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -38,7 +38,16 @@ from dealbooks_crm import (
 from dealbooks_crm.invoicing import ensure_invoice_properties, ensure_payment_template
 from dealbooks_http import AccountUnavailable
 from dealbooks_kit import PermanentError, TransientError, get_logger
-from dealbooks_qbo import Deleted, Invoice, NotFound, Payment, QboClient, ServerError, Throttled
+from dealbooks_qbo import (
+    Deleted,
+    InvalidQuery,
+    Invoice,
+    NotFound,
+    Payment,
+    QboClient,
+    ServerError,
+    Throttled,
+)
 
 from status_tracker import domain
 from status_tracker.domain import DealInvoice, InvoiceSnapshot
@@ -51,6 +60,8 @@ from status_tracker.store import (
 )
 
 SOURCE = "status-tracker"
+# QuickBooks' CDC answers changes of the last 30 days only; a day's margin for clock skew.
+CDC_LOOKBACK = timedelta(days=29)
 log = get_logger(__name__)
 T = TypeVar("T")
 
@@ -440,7 +451,16 @@ class StatusTracker:
         since = await self.store.watermark(realm_id)
         if since is None:
             return 0
-        result = await _qbo(self.qbo.company(realm_id).cdc(["Invoice", "Payment"], since))
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)  # stored as UTC; read back naive
+        if since < datetime.now(UTC) - CDC_LOOKBACK:
+            return await self.rescan(realm_id)
+        try:
+            result = await _qbo(self.qbo.company(realm_id).cdc(["Invoice", "Payment"], since))
+        except InvalidQuery as exc:
+            if "changedSince" not in str(exc):
+                raise
+            return await self.rescan(realm_id)  # QuickBooks' clock says the window is past
         seen = 0
         for row in result.changes.get("Invoice", []):
             invoice_id = str(row.Id)
@@ -460,6 +480,37 @@ class StatusTracker:
             await self.apply_payment(tenant, str(row.Id), payment)
             seen += 1
         await self.store.move_watermark(realm_id, result.time)
+        return seen
+
+    async def rescan(self, realm_id: str) -> int:
+        """Catch up without CDC, when the last pass is older than its look-back (the service
+        was stopped for weeks): re-read every tracked invoice of the realm and each payment
+        QuickBooks links to it, and take back what payments no longer apply. Slower than a
+        CDC pass (two reads per invoice), so only then. Returns the invoices read."""
+        started = datetime.now(UTC)
+        company = self.qbo.company(realm_id)
+        seen = 0
+        for doc in await self.store.invoices_of_realm(realm_id):
+            invoice_id = str(doc["qbo_invoice_id"])
+            tenant = Tenant(portal_id=doc["portal_id"], account_id=realm_id)
+            try:
+                invoice = await _qbo(company.read(Invoice, invoice_id))
+            except NotFound:
+                await self.refresh_invoice(tenant, invoice_id, deleted=True)
+                seen += 1
+                continue
+            await self.refresh_invoice(tenant, invoice_id, invoice=invoice)
+            linked = set(invoice.payment_ids())
+            recorded = set(await self.store.payments_of_invoice(realm_id, invoice_id))
+            for payment_id in sorted(linked | recorded):
+                try:
+                    payment = await _qbo(company.read(Payment, payment_id))
+                except NotFound:
+                    payment = None
+                await self.apply_payment(tenant, payment_id, payment)
+            seen += 1
+        await self.store.move_watermark(realm_id, started)
+        log.info("realm rescanned: the last pass was beyond the CDC window", invoices=seen)
         return seen
 
     async def _payment_tenant(

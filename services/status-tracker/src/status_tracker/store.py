@@ -250,6 +250,21 @@ class Store:
         doc = await self.db[TRACKED].find_one({"realm_id": realm_id}, {"portal_id": 1})
         return str(doc["portal_id"]) if doc and doc.get("portal_id") else None
 
+    async def invoices_of_realm(self, realm_id: str) -> list[Doc]:
+        """Every tracked invoice of a QuickBooks company (a rare full pass: a filtered read)."""
+        cursor = self.db[TRACKED].find(
+            {"realm_id": realm_id}, {"portal_id": 1, "qbo_invoice_id": 1}
+        )
+        return [doc async for doc in cursor]
+
+    async def payments_of_invoice(self, realm_id: str, invoice_id: str) -> list[str]:
+        """Payments recorded as applying to an invoice now (a rare full pass: a filtered read)."""
+        cursor = self.db[PAYMENTS].find(
+            {"realm_id": realm_id, "qbo_invoice_id": invoice_id, "removed": {"$ne": True}},
+            {"qbo_payment_id": 1},
+        )
+        return [str(doc["qbo_payment_id"]) async for doc in cursor]
+
     async def realms(self) -> list[str]:
         return [doc["_id"] async for doc in self.db[WATERMARKS].find({})]
 
