@@ -56,7 +56,9 @@ class EventPublisher:
             },
         )
         EVENTS_PUBLISHED.labels(self._settings.service_name, spec.topic).inc()
-        log.info("event published", event_type=event.type, event_id=str(event.id), topic=topic)
+        # DEBUG: the consumer's "event handled" line (with its correlation id) tells the story at
+        # INFO; one more line per event costs a busy service a few percent of its CPU.
+        log.debug("event published", event_type=event.type, event_id=str(event.id), topic=topic)
 
     async def publish_raw(
         self, topic: str, value: bytes, *, key: bytes | None, headers: dict[str, str]

@@ -167,23 +167,22 @@ class Store:
         version = int(doc.get("version", 0)) + 1
         transition_id = f"{doc['_id']}:{version}"
         marker = await self.outbox.expect(TRANSITIONS, transition_id) if events else None
+        transition = {
+            "_id": transition_id,
+            "invoice": doc["_id"],
+            "version": version,
+            **snapshot_fields(snap),
+            "stage": stage.value,
+            "checked_at": _now(),
+            OUTBOX_FIELD: [outbox_entry(e) for e in events],
+        }
         try:
-            await self.db[TRANSITIONS].insert_one(
-                {
-                    "_id": transition_id,
-                    "invoice": doc["_id"],
-                    "version": version,
-                    **snapshot_fields(snap),
-                    "stage": stage.value,
-                    "checked_at": _now(),
-                    OUTBOX_FIELD: [outbox_entry(e) for e in events],
-                }
-            )
+            await self.db[TRANSITIONS].insert_one(transition)
         except DuplicateKeyError:
             if marker is not None:
                 await self.outbox.discard(marker)
             raise ConcurrentUpdate(doc["_id"]) from None
-        await self._project(doc["_id"])
+        await self._project(doc["_id"], transition)
         if marker is not None:
             await self.outbox.relay(TRANSITIONS, transition_id, marker)
 
@@ -234,16 +233,20 @@ class Store:
         newer = await self._newest(doc["_id"], int(doc.get("version", 0)))
         return {**doc, **_state(newer)} if newer else doc
 
-    async def _project(self, invoice: str) -> None:
-        """Bring the tracked document up to its newest transition. Concurrent projections may
-        overwrite each other on FerretDB; each writer re-reads after its own write and repairs,
-        so the last one leaves the newest state. Bounded: reads merge in whatever is left."""
+    async def _project(self, invoice: str, transition: Doc) -> None:
+        """Bring the tracked document up to `transition` (just inserted) or a newer one.
+
+        Concurrent projections may overwrite each other on FerretDB, so each writer looks for
+        a newer transition after its own write and, if there is one, writes that instead: the
+        last writer leaves the newest state. Two calls when nobody raced (the usual case).
+        Bounded: reads merge in whatever is left (`_merged`)."""
+        state, version = _state(transition), int(transition["version"])
         for _ in range(_PROJECTION_ROUNDS):
-            doc = await self.db[TRACKED].find_one({"_id": invoice})
-            newer = await self._newest(invoice, int(doc.get("version", 0))) if doc else None
+            await self.db[TRACKED].update_one({"_id": invoice}, {"$set": state})
+            newer = await self._newest(invoice, version)
             if newer is None:
                 return
-            await self.db[TRACKED].update_one({"_id": invoice}, {"$set": _state(newer)})
+            state, version = _state(newer), int(newer["version"])
 
     async def portal_of_realm(self, realm_id: str) -> str | None:
         """The portal whose invoices of this QuickBooks company are tracked (for its tokens)."""
