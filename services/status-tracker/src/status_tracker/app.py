@@ -52,9 +52,11 @@ def build_service(
         crm_app_id=settings.crm_app_id,
         crm_developer_key=settings.crm_developer_key.get_secret_value(),
     )
-    # Each invoice and each payment is its own ordering lane: the handlers read the current
-    # entity and save through per-version transitions, so different entities of one company
-    # can be handled side by side; one entity's events stay in order.
+    # Lanes (see dealbooks_kit.consumer). A new or linked invoice is its own lane: its first
+    # read depends on nothing else. QuickBooks changes go in one lane per company: a payment
+    # and the invoice update it causes arrive together, and in order the second one finds
+    # nothing new instead of racing the first on the same invoice. Per company is no real
+    # limit: QuickBooks answers each company 10 requests/s, and every change costs a read.
     runtime.consume(
         "drafted",
         InvoiceDrafted,
@@ -72,9 +74,6 @@ def build_service(
         QboEntityChanged,
         handlers.on_entity_changed,
         accepts=lambda event: event.data.entity in {QboEntity.INVOICE, QboEntity.PAYMENT},
-        ordering_key=lambda event: (
-            f"{event.data.realm_id}:{event.data.entity}:{event.data.entity_id}"
-        ),
     )
     # No webhook fires when a due date passes, and webhooks can be lost: two timers.
     runtime.every("overdue-clock", settings.overdue_interval_seconds, handlers.overdue_sweep)
