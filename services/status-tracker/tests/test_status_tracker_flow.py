@@ -150,6 +150,27 @@ async def test_a_pass_beyond_the_cdc_window_rescans_the_realm_instead(tracker: H
     assert len(world.timeline()) == 1
 
 
+async def test_the_echo_of_a_drafted_invoice_costs_no_quickbooks_read(tracker: Harness) -> None:
+    world = tracker.world()
+    invoice = await world.invoice("210.00")
+    invoice_id = str(invoice.Id)
+    await world.drafted(invoice)
+    await world.stage(invoice_id, "awaiting_send")
+    before = tracker.qbo_sandbox.stats(world.realm)["requests"]
+
+    await world.webhook("Invoice", invoice_id, "Create")  # QuickBooks echoes our own draft
+    payment = world.pay(invoice_id, "210.00")
+    await world.webhook("Payment", payment["Id"], "Create")
+    # One lane per company: once the payment is recorded, the echo before it was handled.
+    await tracker.events(
+        "invoice.payment-recorded", lambda e: e.data.qbo_payment_id == payment["Id"]
+        and e.tenant.account_id == world.realm
+    )  # fmt: skip
+
+    # Reading the payment and the invoice it paid; the echo asked QuickBooks nothing.
+    assert tracker.qbo_sandbox.stats(world.realm)["requests"] - before == 2
+
+
 async def test_foreign_currency_invoice_is_tracked_but_not_written_to_the_deal(
     tracker: Harness,
 ) -> None:

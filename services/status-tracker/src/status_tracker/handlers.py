@@ -165,6 +165,8 @@ class StatusTracker:
         change = event.data
         tenant = event.tenant
         if change.entity == QboEntity.INVOICE:
+            if await self._already_seen(change):
+                return
             await self.refresh_invoice(
                 tenant,
                 change.entity_id,
@@ -182,6 +184,26 @@ class StatusTracker:
                 except NotFound:
                     payment = None
             await self.apply_payment(tenant, change.entity_id, payment, cause=event)
+
+    async def _already_seen(self, change: QboEntityChanged) -> bool:
+        """Whether this invoice notification can tell nothing the tracked invoice does not
+        show already, so QuickBooks need not be asked (its 500 requests/min are precious):
+        the Create of an invoice already read (our own draft, echoed: later changes come as
+        Updates of their own), or a change older than the state read. Strictly older: QBO's
+        timestamps have whole seconds, so an equal one may be a second change that second."""
+        if change.operation not in {QboOperation.CREATE, QboOperation.UPDATE}:
+            return False
+        doc = await self.store.tracked(change.realm_id, change.entity_id)
+        if doc is None or not doc.get("stage"):
+            return False
+        if change.operation is QboOperation.CREATE:
+            return True
+        read = doc.get("last_updated")
+        if not isinstance(read, datetime):
+            return False
+        if read.tzinfo is None:
+            read = read.replace(tzinfo=UTC)  # stored in UTC; a client may read it back naive
+        return change.last_updated < read
 
     async def refresh_invoice(
         self,
