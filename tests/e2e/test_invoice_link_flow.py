@@ -5,7 +5,6 @@ the deal, then moves it on a payment. Real Kafka, a MongoDB-wire server, both sa
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -174,7 +173,7 @@ async def test_linked_invoice_is_tracked_and_shown_on_the_deal(
                 entity="Payment",
                 entity_id=payment["Id"],
                 operation=QboOperation.CREATE,
-                last_updated=datetime.now(UTC),
+                last_updated=qbo_sandbox.now(),
             ),
             source="test",
             tenant=tenant,

@@ -179,10 +179,11 @@ class Stack:
         await reader.start()
         await admin.start()
         try:
+            [described] = await admin.describe_topics([prefix + topic])
             partitions = [
-                TopicPartition(prefix + topic, p)
-                for p in reader.partitions_for_topic(prefix + topic) or ()
+                TopicPartition(prefix + topic, p["partition"]) for p in described["partitions"]
             ]
+            assert partitions, f"{prefix + topic} has no partitions"
             ends = await reader.end_offsets(partitions)
 
             async def committed_all() -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -122,7 +122,8 @@ class World:
                 entity=entity,
                 entity_id=entity_id,
                 operation=QboOperation(operation),
-                last_updated=datetime.now(UTC),
+                # QuickBooks stamps a change with its own clock, which tests may move.
+                last_updated=self.h.qbo_sandbox.now(),
             ),
             self.tenant,
         )

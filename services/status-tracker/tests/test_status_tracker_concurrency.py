@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -37,7 +36,8 @@ class RacingStore(Store):
     ) -> None:  # fmt: skip
         if self._start is not None:
             start, self._start = self._start, None
-            await start.wait()
+            async with asyncio.timeout(30):  # a racer that never saves fails the test, not hangs
+                await start.wait()
         await super().save_state(doc, snap, stage, events)
 
 
@@ -100,7 +100,7 @@ async def test_two_handlers_racing_on_one_paid_invoice_publish_one_change_and_co
             entity="Invoice",
             entity_id=invoice_id,
             operation=QboOperation.UPDATE,
-            last_updated=datetime.now(UTC),
+            last_updated=tracker.qbo_sandbox.now(),
         ),
         source="test",
         tenant=world.tenant,

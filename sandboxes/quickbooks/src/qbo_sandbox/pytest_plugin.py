@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -85,6 +86,10 @@ class SandboxHandle:
 
     def clear_faults(self) -> Any:
         return self.control("DELETE", "faults")
+
+    def now(self) -> datetime:
+        """The sandbox's clock (moved by `advance_clock`): what QuickBooks stamps changes with."""
+        return datetime.fromisoformat(self.control("GET", "clock")["now"])
 
     def advance_clock(self, seconds: float = 0, days: float = 0) -> Any:
         return self.control("POST", "clock", {"advance_seconds": seconds, "advance_days": days})
