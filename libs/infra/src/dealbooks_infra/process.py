@@ -21,8 +21,11 @@ def free_port() -> int:
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
-    """True if `port` can be bound now (nothing listens on it, no socket holds it)."""
+    """True if `port` can be bound now (nothing listens on it, no socket holds it). With
+    SO_REUSEADDR, as the servers bind: connections of a stopped server lingering in TIME_WAIT
+    do not stop them, so they do not count here either."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
