@@ -133,6 +133,23 @@ class Stack:
         assert found["status"] == "drafted", found
         return found
 
+    async def drafted_invoice(self, quantity: str) -> tuple[str, dict[str, Any], str]:
+        """A new deal and its invoice from scratch at 150.00 a unit, tracked: (deal, the
+        request's outcome, QBO invoice id)."""
+        total = f"{int(quantity) * 150}"
+        deal = await self.new_deal(total)
+        invoice = await self.draft(deal, quantity, "150")
+        invoice_id = str(invoice["qbo_invoice_id"])
+        await self.reaches(invoice_id, "awaiting_send")
+        return deal, invoice, invoice_id
+
+    async def timeline_of_at_least(self, deal: str, count: int) -> list[dict[str, Any]]:
+        async def enough() -> list[dict[str, Any]] | None:
+            events = await self.timeline(deal)
+            return events if len(events) >= count else None
+
+        return await until(enough)
+
     async def pay(self, invoice_id: str, amount: str | None = None) -> None:
         await self.ok(
             self.http.post(
@@ -237,21 +254,14 @@ async def stack(running_stack: LocalStack) -> AsyncIterator[Stack]:
 async def test_an_invoice_drafted_from_a_deal_then_paid_in_two_parts_shows_on_the_deal(
     stack: Stack,
 ) -> None:
-    deal = await stack.new_deal("1200")
-    invoice = await stack.draft(deal, "8", "150")
-    invoice_id = str(invoice["qbo_invoice_id"])
-    await stack.reaches(invoice_id, "awaiting_send")
+    deal, invoice, invoice_id = await stack.drafted_invoice("8")
 
     await stack.pay(invoice_id, "400.00")
     await stack.reaches(invoice_id, "partially_paid")
     await stack.pay(invoice_id)
     await stack.reaches(invoice_id, "paid")
 
-    async def two_payments() -> list[dict[str, Any]] | None:
-        events = await stack.timeline(deal)
-        return events if len(events) >= 2 else None
-
-    events = await until(two_payments)
+    events = await stack.timeline_of_at_least(deal, 2)
     assert sorted(e["tokens"]["amount"] for e in events) == ["400.00", "800.00"]
 
     async def deal_paid() -> dict[str, Any] | None:
@@ -267,9 +277,7 @@ async def test_an_invoice_drafted_from_a_deal_then_paid_in_two_parts_shows_on_th
 async def test_a_payment_webhook_delivered_three_times_yields_one_timeline_event(
     stack: Stack,
 ) -> None:
-    deal = await stack.new_deal("300")
-    invoice = await stack.draft(deal, "2", "150")
-    invoice_id = str(invoice["qbo_invoice_id"])
+    deal, _, invoice_id = await stack.drafted_invoice("2")
     await stack.webhooks_delivered()
     already = len(await stack.ok(stack.http.get(f"{stack.qbo_ctl}/webhooks/deliveries")))
 
@@ -304,10 +312,7 @@ async def test_a_payment_webhook_delivered_three_times_yields_one_timeline_event
 async def test_a_lost_payment_webhook_is_healed_by_the_reconciliation_pass(
     stack: Stack,
 ) -> None:
-    deal = await stack.new_deal("450")
-    invoice = await stack.draft(deal, "3", "150")
-    invoice_id = str(invoice["qbo_invoice_id"])
-    await stack.reaches(invoice_id, "awaiting_send")
+    deal, _, invoice_id = await stack.drafted_invoice("3")
     await stack.webhooks_delivered()
 
     # QuickBooks loses the next webhook: the payment never reaches the gateway.
@@ -334,10 +339,7 @@ async def test_a_lost_payment_webhook_is_healed_by_the_reconciliation_pass(
 async def test_status_tracker_killed_while_payments_arrive_catches_up_after_a_restart(
     stack: Stack,
 ) -> None:
-    deal = await stack.new_deal("600")
-    invoice = await stack.draft(deal, "4", "150")
-    invoice_id = str(invoice["qbo_invoice_id"])
-    await stack.reaches(invoice_id, "awaiting_send")
+    deal, _, invoice_id = await stack.drafted_invoice("4")
     t = stack.t
     tracker = stack.stack.processes["status-tracker"]
 
@@ -356,11 +358,7 @@ async def test_status_tracker_killed_while_payments_arrive_catches_up_after_a_re
     stack.stack.processes["status-tracker"] = restarted
     await stack.reaches(invoice_id, "paid")
 
-    async def two_payments() -> list[dict[str, Any]] | None:
-        events = await stack.timeline(deal)
-        return events if len(events) >= 2 else None
-
-    events = await until(two_payments)
+    events = await stack.timeline_of_at_least(deal, 2)
     await stack.caught_up("status-tracker", "qbo-changes", "qbo.entity-changed.v1")
     events = await stack.timeline(deal)
     assert sorted(e["tokens"]["amount"] for e in events) == ["200.00", "400.00"]
