@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -114,8 +114,14 @@ class World:
         )
         return await self.h.publish(data, self.tenant)
 
-    async def webhook(self, entity: str, entity_id: str, operation: str = "Update") -> None:
-        """What webhook-gateway publishes for one QBO notification."""
+    async def webhook(
+        self,
+        entity: str,
+        entity_id: str,
+        operation: str = "Update",
+        last_updated: datetime | None = None,
+    ) -> None:
+        """What webhook-gateway publishes for one QBO notification (stamped now by default)."""
         await self.h.publish(
             QboEntityChanged(
                 realm_id=self.realm,
@@ -123,7 +129,7 @@ class World:
                 entity_id=entity_id,
                 operation=QboOperation(operation),
                 # QuickBooks stamps a change with its own clock, which tests may move.
-                last_updated=self.h.qbo_sandbox.now(),
+                last_updated=last_updated or self.h.qbo_sandbox.now(),
             ),
             self.tenant,
         )

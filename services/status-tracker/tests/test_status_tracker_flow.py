@@ -150,7 +150,9 @@ async def test_a_pass_beyond_the_cdc_window_rescans_the_realm_instead(tracker: H
     assert len(world.timeline()) == 1
 
 
-async def test_the_echo_of_a_drafted_invoice_costs_no_quickbooks_read(tracker: Harness) -> None:
+async def test_echoes_and_stale_notifications_of_an_invoice_cost_no_quickbooks_read(
+    tracker: Harness,
+) -> None:
     world = tracker.world()
     invoice = await world.invoice("210.00")
     invoice_id = str(invoice.Id)
@@ -159,15 +161,19 @@ async def test_the_echo_of_a_drafted_invoice_costs_no_quickbooks_read(tracker: H
     before = tracker.qbo_sandbox.stats(world.realm)["requests"]
 
     await world.webhook("Invoice", invoice_id, "Create")  # QuickBooks echoes our own draft
+    # ...and a notification no newer than the state read (stamped as the invoice we read)
+    assert invoice.MetaData is not None
+    read_at = invoice.MetaData.LastUpdatedTime
+    await world.webhook("Invoice", invoice_id, "Update", last_updated=read_at)
     payment = world.pay(invoice_id, "210.00")
     await world.webhook("Payment", payment["Id"], "Create")
-    # One lane per company: once the payment is recorded, the echo before it was handled.
+    # One lane per company: once the payment is recorded, the two before it were handled.
     await tracker.events(
         "invoice.payment-recorded", lambda e: e.data.qbo_payment_id == payment["Id"]
         and e.tenant.account_id == world.realm
     )  # fmt: skip
 
-    # Reading the payment and the invoice it paid; the echo asked QuickBooks nothing.
+    # Reading the payment and the invoice it paid; the other two asked QuickBooks nothing.
     assert tracker.qbo_sandbox.stats(world.realm)["requests"] - before == 2
 
 

@@ -189,8 +189,12 @@ class StatusTracker:
         """Whether this invoice notification can tell nothing the tracked invoice does not
         show already, so QuickBooks need not be asked (its 500 requests/min are precious):
         the Create of an invoice already read (our own draft, echoed: later changes come as
-        Updates of their own), or a change older than the state read. Strictly older: QBO's
-        timestamps have whole seconds, so an equal one may be a second change that second."""
+        Updates of their own), or a change no newer than the state read (the invoice update
+        every payment causes, after the payment's own handling read the invoice).
+
+        QuickBooks stamps changes in whole seconds, so two changes within one second share a
+        stamp; read between them, the second would be taken for the first. The CDC pass
+        compares SyncTokens and heals that within one pass, the bound every lost webhook has."""
         if change.operation not in {QboOperation.CREATE, QboOperation.UPDATE}:
             return False
         doc = await self.store.tracked(change.realm_id, change.entity_id)
@@ -203,7 +207,7 @@ class StatusTracker:
             return False
         if read.tzinfo is None:
             read = read.replace(tzinfo=UTC)  # stored in UTC; a client may read it back naive
-        return change.last_updated < read
+        return change.last_updated <= read
 
     async def refresh_invoice(
         self,
