@@ -98,6 +98,13 @@ class World:
             body["Line"][0]["SalesItemLineDetail"]["TaxCodeRef"] = {"value": "3"}
         return await self.h.qbo.company(self.realm).create(Invoice, body)
 
+    async def tracked_invoice(self, amount: str) -> tuple[Invoice, str]:
+        """An invoice drafted (as invoice-builder would) and tracked, awaiting send."""
+        invoice = await self.invoice(amount)
+        await self.drafted(invoice)
+        await self.stage(str(invoice.Id), "awaiting_send")
+        return invoice, str(invoice.Id)
+
     async def drafted(self, invoice: Invoice) -> Envelope[Any]:
         """Publish invoice.drafted for an invoice, as invoice-builder does."""
         currency = invoice.CurrencyRef.value if invoice.CurrencyRef else "USD"

@@ -89,10 +89,7 @@ async def test_two_handlers_racing_on_one_paid_invoice_publish_one_change_and_co
     tracker: Harness,
 ) -> None:
     world = tracker.world()
-    invoice = await world.invoice("459.00")
-    invoice_id = str(invoice.Id)
-    await world.drafted(invoice)
-    await world.stage(invoice_id, "awaiting_send")
+    _, invoice_id = await world.tracked_invoice("459.00")
     world.pay(invoice_id, "459.00")
     change = Envelope.build(
         QboEntityChanged(

@@ -37,10 +37,7 @@ async def test_partial_then_full_payment_moves_the_deal_to_paid_with_two_timelin
     tracker: Harness,
 ) -> None:
     world = tracker.world()
-    invoice = await world.invoice("459.00")
-    invoice_id = str(invoice.Id)
-    await world.drafted(invoice)
-    await world.stage(invoice_id, "awaiting_send")
+    invoice, invoice_id = await world.tracked_invoice("459.00")
 
     first = world.pay(invoice_id, "220.00")
     await world.webhook("Payment", first["Id"], "Create")
@@ -67,10 +64,7 @@ async def test_partial_then_full_payment_moves_the_deal_to_paid_with_two_timelin
 
 async def test_redelivered_payment_creates_one_timeline_event(tracker: Harness) -> None:
     world = tracker.world()
-    invoice = await world.invoice("100.00")
-    invoice_id = str(invoice.Id)
-    await world.drafted(invoice)
-    await world.stage(invoice_id, "awaiting_send")
+    _, invoice_id = await world.tracked_invoice("100.00")
 
     payment = world.pay(invoice_id, "40.00")
     for _ in range(3):  # QBO retries whole webhook batches: the same change, three times
@@ -93,10 +87,7 @@ async def test_out_of_order_invoice_and_payment_updates_converge_to_the_right_st
     tracker: Harness,
 ) -> None:
     world = tracker.world()
-    invoice = await world.invoice("80.00")
-    invoice_id = str(invoice.Id)
-    await world.drafted(invoice)
-    await world.stage(invoice_id, "awaiting_send")
+    _, invoice_id = await world.tracked_invoice("80.00")
     payment = world.pay(invoice_id, "80.00")
     tracker.qbo_sandbox.mark_emailed(world.realm, invoice_id)
 
@@ -111,10 +102,7 @@ async def test_out_of_order_invoice_and_payment_updates_converge_to_the_right_st
 
 async def test_missed_webhook_is_healed_by_reconciliation(tracker: Harness) -> None:
     world = tracker.world()
-    invoice = await world.invoice("300.00")
-    invoice_id = str(invoice.Id)
-    await world.drafted(invoice)
-    await world.stage(invoice_id, "awaiting_send")
+    _, invoice_id = await world.tracked_invoice("300.00")
 
     world.pay(invoice_id, "100.00")  # the webhook for this payment is lost
     await tracker.service.handlers.reconcile(world.realm)
@@ -127,10 +115,7 @@ async def test_missed_webhook_is_healed_by_reconciliation(tracker: Harness) -> N
 
 async def test_a_pass_beyond_the_cdc_window_rescans_the_realm_instead(tracker: Harness) -> None:
     world = tracker.world()
-    invoice = await world.invoice("300.00")
-    invoice_id = str(invoice.Id)
-    await world.drafted(invoice)
-    await world.stage(invoice_id, "awaiting_send")
+    _, invoice_id = await world.tracked_invoice("300.00")
 
     world.pay(invoice_id, "120.00")  # its webhook is lost, and then no pass runs for 40 days
     store = tracker.service.store
@@ -154,10 +139,7 @@ async def test_echoes_and_stale_notifications_of_an_invoice_cost_no_quickbooks_r
     tracker: Harness,
 ) -> None:
     world = tracker.world()
-    invoice = await world.invoice("210.00")
-    invoice_id = str(invoice.Id)
-    await world.drafted(invoice)
-    await world.stage(invoice_id, "awaiting_send")
+    invoice, invoice_id = await world.tracked_invoice("210.00")
     before = tracker.qbo_sandbox.stats(world.realm)["requests"]
 
     await world.webhook("Invoice", invoice_id, "Create")  # QuickBooks echoes our own draft
@@ -219,10 +201,7 @@ async def test_overdue_clock_marks_a_past_due_invoice_overdue(tracker: Harness) 
 
 async def test_voided_invoice_is_never_paid(tracker: Harness) -> None:
     world = tracker.world()
-    invoice = await world.invoice("50.00")
-    invoice_id = str(invoice.Id)
-    await world.drafted(invoice)
-    await world.stage(invoice_id, "awaiting_send")
+    invoice, invoice_id = await world.tracked_invoice("50.00")
     current = await tracker.qbo.company(world.realm).read(type(invoice), invoice_id)
     await tracker.qbo.company(world.realm).void_invoice(invoice_id, str(current.SyncToken))
 
@@ -232,10 +211,7 @@ async def test_voided_invoice_is_never_paid(tracker: Harness) -> None:
 
 async def test_deleted_payment_takes_the_invoice_back_to_awaiting_send(tracker: Harness) -> None:
     world = tracker.world()
-    invoice = await world.invoice("90.00")
-    invoice_id = str(invoice.Id)
-    await world.drafted(invoice)
-    await world.stage(invoice_id, "awaiting_send")
+    _, invoice_id = await world.tracked_invoice("90.00")
     payment = world.pay(invoice_id, "90.00")
     await world.webhook("Payment", payment["Id"], "Create")
     await world.stage(invoice_id, "paid")
