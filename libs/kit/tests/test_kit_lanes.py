@@ -77,7 +77,7 @@ async def settle() -> None:
 def lanes_for(gates: Gates, **options: Any) -> Lanes:
     return Lanes(
         handle=gates.handle,
-        lane_of=lambda record: record.key,
+        sort=lambda record: (record.key, record),
         concurrency=options.get("concurrency", 8),
         max_in_flight=options.get("max_in_flight", 100),
         name="test",

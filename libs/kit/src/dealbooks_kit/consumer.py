@@ -149,8 +149,8 @@ class EventConsumer(Generic[P]):
         self._accepts = accepts
         self._ordering_key = ordering_key
         self._lanes = Lanes(
-            handle=self.handle_record,
-            lane_of=self.lane_of,
+            handle=self._process_item,
+            sort=self._sort,
             concurrency=settings.consumer_concurrency,
             max_in_flight=settings.consumer_max_in_flight,
             name=f"{settings.service_name}.{name}",
@@ -185,18 +185,19 @@ class EventConsumer(Generic[P]):
         """Stop taking records, let lanes finish (up to `timeout`), commit what settled."""
         await self._lanes.drain(timeout)
 
-    async def handle_record(self, record: Any) -> bool:
-        """Decode and handle one Kafka record; see `process`."""
-        return await self.process(record, self._decode(record.value or b""))
+    def _sort(self, record: Any) -> tuple[Any, tuple[Any, Envelope[P] | ValidationError]]:
+        """A record's lane (its ordering key, else its Kafka key, else its partition) and
+        what its handling needs, decoded once."""
+        decoded = self._decode(record.value or b"")
+        item = (record, decoded)
+        if self._ordering_key is not None and isinstance(decoded, Envelope):
+            with contextlib.suppress(Exception):
+                return ("key", self._ordering_key(decoded)), item
+        lane = ("kafka", record.key) if record.key else ("partition", record.partition)
+        return lane, item
 
-    def lane_of(self, record: Any) -> Any:
-        """The ordering lane of a record: its ordering key, else its Kafka key, else partition."""
-        if self._ordering_key is not None:
-            decoded = self._decode(record.value or b"")
-            if isinstance(decoded, Envelope):
-                with contextlib.suppress(Exception):
-                    return ("key", self._ordering_key(decoded))
-        return ("kafka", record.key) if record.key else ("partition", record.partition)
+    async def _process_item(self, item: tuple[Any, Envelope[P] | ValidationError]) -> bool:
+        return await self.process(*item)
 
     def _decode(self, body: bytes) -> Envelope[P] | ValidationError:
         try:

@@ -1,7 +1,8 @@
 """Ordered lanes over polled Kafka records, committing offsets only below the lowest unsettled one.
 
 `Lanes.dispatch` takes each polled batch: every record joins the queue of its lane (the
-consumer decides the lane: tenant, or finer) and the call returns at once, so the poll loop
+consumer's `sort` names the lane, tenant or finer, and what to hand the handler, so a record
+is decoded once) and the call returns at once, so the poll loop
 keeps fetching while handlers run, unless `max_in_flight` records are still unsettled. One task
 per non-empty lane works through its queue in order; a semaphore caps how many handlers run at
 once across lanes. A record the handler could not settle is tried again in place after a
@@ -51,25 +52,26 @@ class _PartitionOffsets:
 
 
 class Lanes:
-    """Runs `handle(record) -> settled?` over polled records, in order within each lane."""
+    """Runs `handle(item) -> settled?` over polled records, in order within each lane;
+    `sort(record)` gives each record's lane and the item its handler gets."""
 
     def __init__(
         self,
         *,
         handle: Callable[[Any], Awaitable[bool]],
-        lane_of: Callable[[Any], Any],
+        sort: Callable[[Any], tuple[Any, Any]],
         concurrency: int,
         max_in_flight: int,
         name: str,
         retry_pause: float = 1.0,
     ) -> None:
         self._handle = handle
-        self._lane_of = lane_of
+        self._sort = sort
         self._slots = asyncio.Semaphore(max(1, concurrency))
         self._max_in_flight = max(1, max_in_flight)
         self._name = name
         self._retry_pause = retry_pause
-        self._queues: dict[Any, deque[Any]] = {}
+        self._queues: dict[Any, deque[tuple[Any, Any]]] = {}  # lane -> (record, item)
         self._workers: set[asyncio.Task[None]] = set()
         self._offsets: dict[TopicPartition, _PartitionOffsets] = {}
         self._in_flight = 0
@@ -96,25 +98,25 @@ class Lanes:
             partition = TopicPartition(record.topic, record.partition)
             self._offsets.setdefault(partition, _PartitionOffsets()).fetched(record.offset)
             self._in_flight += 1
-            lane = self._lane_of(record)
+            lane, item = self._sort(record)
             queue = self._queues.get(lane)
             if queue is None:
                 queue = self._queues[lane] = deque()
                 worker = asyncio.create_task(self._work(lane, queue), name=f"lane {self._name}")
                 self._workers.add(worker)
                 worker.add_done_callback(self._workers.discard)
-            queue.append(record)
+            queue.append((record, item))
         while self._in_flight >= self._max_in_flight and not self._closing:
             self._room.clear()
             await self._room.wait()
 
-    async def _work(self, lane: Any, queue: deque[Any]) -> None:
+    async def _work(self, lane: Any, queue: deque[tuple[Any, Any]]) -> None:
         try:
             while queue:
-                record = queue[0]
+                record, item = queue[0]
                 while True:
                     async with self._slots:
-                        settled = await self._handle(record)
+                        settled = await self._handle(item)
                     if settled:
                         break
                     if self._closing:

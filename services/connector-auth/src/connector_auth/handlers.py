@@ -21,6 +21,7 @@ from dealbooks_contracts import (
     Envelope,
     QboEntity,
     QboEntityChanged,
+    QboEnvironment,
     ReauthReason,
     Tenant,
 )
@@ -139,17 +140,7 @@ class ConnectorAuth:
         reason = domain.connected_reason(previous_status)
         environment = self.settings.qbo_environment
         event = Envelope.build(
-            AccountConnected(
-                company_name=facts.company_name,
-                legal_name=facts.legal_name,
-                country=facts.country,
-                home_currency=facts.home_currency,
-                multicurrency_enabled=facts.multicurrency_enabled,
-                custom_transaction_numbers=facts.custom_transaction_numbers,
-                environment=environment,
-                reason=reason,
-                connected_at=now,
-            ),
+            _connected(facts, environment, reason, now),
             source=SOURCE,
             tenant=Tenant(portal_id=portal_id, account_id=realm_id),
         )
@@ -316,19 +307,10 @@ class ConnectorAuth:
         doc = await self.accounts.by_id(key)
         if doc is None or CompanyFacts(**doc["company"]) == facts:
             return False
-        payload = AccountConnected(
-            company_name=facts.company_name,
-            legal_name=facts.legal_name,
-            country=facts.country,
-            home_currency=facts.home_currency,
-            multicurrency_enabled=facts.multicurrency_enabled,
-            custom_transaction_numbers=facts.custom_transaction_numbers,
-            environment=doc["environment"],
-            reason=AccountConnectedReason.FACTS_CHANGED,
-            connected_at=doc["connected_at"],
-        )
         event = Envelope.build(
-            payload,
+            _connected(
+                facts, doc["environment"], AccountConnectedReason.FACTS_CHANGED, doc["connected_at"]
+            ),
             source=SOURCE,
             tenant=Tenant(portal_id=portal_id, account_id=realm_id),
             caused_by=caused_by,
@@ -353,3 +335,23 @@ class ConnectorAuth:
 def token_digest(token: str) -> str:
     """How a caller names a rejected token without sending it back."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _connected(
+    facts: CompanyFacts,
+    environment: QboEnvironment | str,
+    reason: AccountConnectedReason,
+    connected_at: datetime,
+) -> AccountConnected:
+    """`account.connected` for a company's facts (a new connection or facts that changed)."""
+    return AccountConnected(
+        company_name=facts.company_name,
+        legal_name=facts.legal_name,
+        country=facts.country,
+        home_currency=facts.home_currency,
+        multicurrency_enabled=facts.multicurrency_enabled,
+        custom_transaction_numbers=facts.custom_transaction_numbers,
+        environment=environment,
+        reason=reason,
+        connected_at=connected_at,
+    )

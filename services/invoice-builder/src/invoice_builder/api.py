@@ -200,14 +200,23 @@ def build_api(service: Service) -> Starlette:
             }
         )
 
-    async def preview(request: Request) -> Response:
+    async def requested(
+        request: Request,
+    ) -> tuple[domain.AccountFacts, InvoiceRequested | Rejection] | Response:
+        """The account and the request a wizard body describes, or the error to answer."""
         account = await account_or_none(request)
         if account is None:
             return _error(404, "account not connected to this portal")
         try:
-            built = await draft_from(request, account, await request.json())
+            return account, await draft_from(request, account, await request.json())
         except (KeyError, PydanticValidationError) as exc:
             return _error(400, f"invalid request: {exc}")
+
+    async def preview(request: Request) -> Response:
+        found = await requested(request)
+        if isinstance(found, Response):
+            return found
+        account, built = found
         if isinstance(built, Rejection):
             return JSONResponse({"problem": _rejection(built)})
         quote = None
@@ -235,13 +244,10 @@ def build_api(service: Service) -> Starlette:
         )  # fmt: skip
 
     async def submit(request: Request) -> Response:
-        account = await account_or_none(request)
-        if account is None:
-            return _error(404, "account not connected to this portal")
-        try:
-            built = await draft_from(request, account, await request.json())
-        except (KeyError, PydanticValidationError) as exc:
-            return _error(400, f"invalid request: {exc}")
+        found = await requested(request)
+        if isinstance(found, Response):
+            return found
+        account, built = found
         if isinstance(built, Rejection):
             return JSONResponse({"problem": _rejection(built)}, status_code=422)
         request_id = str(built.request_id)

@@ -27,10 +27,10 @@ def build_api(service: Service) -> Starlette:
 
     async def deal(request: Request) -> JSONResponse:
         portal_id, deal_id = request.path_params["portal_id"], request.path_params["deal_id"]
-        invoices = await store.invoices_of_deal(portal_id, deal_id)
+        projection, invoices = await store.deal(portal_id, deal_id)
         return JSONResponse(
             {
-                "projection": _plain(await store.projection(portal_id, deal_id)),
+                "projection": _plain(projection),
                 "invoices": [_plain(d) for d in invoices],
             }
         )

@@ -105,6 +105,14 @@ def _state(transition: Doc) -> Doc:
     return {k: v for k, v in transition.items() if k not in {"_id", "invoice", OUTBOX_FIELD}}
 
 
+def _projection(deal: Doc | None) -> Doc | None:
+    """A deal document as what the deal was last given (without its list of invoices); None
+    before its first projection."""
+    if deal is None or "qbo_invoice_id" not in deal:
+        return None
+    return {k: v for k, v in deal.items() if k != "invoices"}
+
+
 def stage_in(doc: Doc) -> InvoiceStage | None:
     return InvoiceStage(doc["stage"]) if doc.get("stage") else None
 
@@ -116,10 +124,6 @@ class Store:
         self.db = db
         self.outbox = outbox
         self._watermarked: set[str] = set()  # realms whose CDC watermark exists
-
-    async def relay(self, collection: str, doc_id: str) -> None:
-        """Publish what a document's outbox still holds."""
-        await self.outbox.relay(collection, doc_id)
 
     # ------------------------------------------------------------------ tracked invoices
 
@@ -186,10 +190,6 @@ class Store:
         if marker is not None:
             await self.outbox.relay(TRANSITIONS, transition_id, marker)
 
-    async def invoices_of_deal(self, portal_id: str, deal_id: str) -> list[Doc]:
-        """The deal's tracked invoices that have a stage."""
-        return (await self.deal(portal_id, deal_id))[1]
-
     async def deal(self, portal_id: str, deal_id: str) -> tuple[Doc | None, list[Doc]]:
         """What the deal was last given (None before its first projection) and its tracked
         invoices that have a stage, from one read of the deal's document."""
@@ -203,10 +203,7 @@ class Store:
             cursor = self.db[TRACKED].find({"portal_id": portal_id, "deal_id": deal_id})
             mine = [doc async for doc in cursor]
         docs = [await self._merged(doc) for doc in mine]
-        projection = {k: v for k, v in deal.items() if k != "invoices"} if deal else None
-        if projection is not None and "qbo_invoice_id" not in projection:
-            projection = None
-        return projection, [doc for doc in docs if doc.get("stage")]
+        return _projection(deal), [doc for doc in docs if doc.get("stage")]
 
     async def open_invoices(self) -> list[Doc]:
         """Tracked invoices that can still become overdue."""
@@ -328,8 +325,7 @@ class Store:
 
     async def projection(self, portal_id: str, deal_id: str) -> Doc | None:
         """What the deal was last given; None before its first projection."""
-        doc = await self.db[DEALS].find_one({"_id": f"{portal_id}:{deal_id}"}, {"invoices": 0})
-        return doc if doc and "qbo_invoice_id" in doc else None
+        return _projection(await self.db[DEALS].find_one({"_id": f"{portal_id}:{deal_id}"}))
 
     async def watermark(self, realm_id: str) -> datetime | None:
         doc = await self.db[WATERMARKS].find_one({"_id": realm_id})
