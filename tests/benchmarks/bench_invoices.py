@@ -52,7 +52,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from aiokafka import AIOKafkaConsumer
@@ -66,8 +66,11 @@ from dealbooks_contracts import (
 from dealbooks_contracts.crm_app import STATUS
 from dealbooks_infra.stack import SERVICE_ORDER, LocalStack
 from dealbooks_infra.topology import PORTAL_ID, Topology
+from prometheus_client.parser import text_string_to_metric_families
 
+K = TypeVar("K")
 P99_TARGET_S = 1.0
+HEARTBEATS = {"hello", "ismaster", "isMaster", "ping", "endSessions"}
 RSS_TARGET_MB = 150.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -167,6 +170,7 @@ class PathRun:
 
     latencies: list[float]
     cpu: dict[str, float]
+    db: dict[tuple[str, str, str], float]  # (service, command, collection) -> commands sent
     late_s: float
     errors: list[str]
     span_s: float  # from the first event due to the last one finished
@@ -359,10 +363,11 @@ class Bench:
                 errors.append(f"submit: {type(exc).__name__}")
                 due.pop(request_id)
 
-        before = cpu_snapshot(self.pids)
+        before, db_before = cpu_snapshot(self.pids), await self.db_commands()
         late = await open_loop(count, self.args.rate, submit)
         await self.drain(lambda: all(r in self.outcomes for r in due))
         cpu = delta(before, cpu_snapshot(self.pids))
+        db = delta(db_before, await self.db_commands())
         latencies = [math.inf] * (count - len(due))
         made: list[Draft] = []
         for request_id, at in due.items():
@@ -376,7 +381,7 @@ class Bench:
                 if outcome:
                     errors.append(f"rejected {outcome[2]}")
         ends = [self.outcomes[r][1] for r in due if self.outcomes.get(r, ("",))[0] == "drafted"]
-        return PathRun(latencies, cpu, late, errors, span(due.values(), ends)), made
+        return PathRun(latencies, cpu, db, late, errors, span(due.values(), ends)), made
 
     async def payments(self, drafts: list[Draft]) -> PathRun:
         due: dict[int, float] = {}
@@ -397,16 +402,17 @@ class Bench:
                 errors.append(f"payment: {type(exc).__name__}")
                 due.pop(k)
 
-        before = cpu_snapshot(self.pids)
+        before, db_before = cpu_snapshot(self.pids), await self.db_commands()
         late = await open_loop(len(drafts), self.args.rate, pay)
         await self.drain(
             lambda: all((drafts[k].realm, drafts[k].invoice_id) in self.recorded for k in due)
         )
         cpu = delta(before, cpu_snapshot(self.pids))
+        db = delta(db_before, await self.db_commands())
         shown = await self.paid_at({k: drafts[k] for k in due})
         latencies = [math.inf] * (len(drafts) - len(due))
         latencies += [shown[k] - at if k in shown else math.inf for k, at in due.items()]
-        return PathRun(latencies, cpu, late, errors, span(due.values(), list(shown.values())))
+        return PathRun(latencies, cpu, db, late, errors, span(due.values(), list(shown.values())))
 
     async def paid_at(self, drafts: dict[int, Draft]) -> dict[int, float]:
         """When each deal first showed "paid", from the CRM's own property history."""
@@ -453,6 +459,22 @@ class Bench:
             if self.listener is not None and self.listener.done():
                 raise BenchFailed(f"the Kafka listener stopped: {self.listener.exception()!r}")
             await asyncio.sleep(0.1)
+
+    async def db_commands(self) -> dict[tuple[str, str, str], float]:
+        """Every service's `dealbooks_db_commands_total` (server heartbeats left out)."""
+        counted: dict[tuple[str, str, str], float] = {}
+        for name in SERVICE_ORDER:
+            text = (await self.http.get(f"{self.t.url(name)}/metrics")).text
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    labels = sample.labels
+                    if sample.name != "dealbooks_db_commands_total":
+                        continue
+                    if labels["command"] in HEARTBEATS:
+                        continue
+                    key = (labels["service"], labels["command"], labels["collection"])
+                    counted[key] = counted.get(key, 0.0) + sample.value
+        return counted
 
     @property
     def pids(self) -> dict[str, int]:
@@ -519,8 +541,8 @@ def span(due: Iterable[float], ends: list[float]) -> float:
     return max(ends) - min(starts) if ends and starts else 0.0
 
 
-def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    return {name: after[name] - before[name] for name in before}
+def delta(before: dict[K, float], after: dict[K, float]) -> dict[K, float]:
+    return {name: after[name] - before.get(name, 0.0) for name in after}
 
 
 # --- the report -----------------------------------------------------------------------------
@@ -545,6 +567,18 @@ def latency_lines(label: str, path: list[PathRun], drain: float) -> tuple[list[s
             f"sends at most {run.late_s * 1000:.0f} ms late{errors}"
         )
     return lines, met
+
+
+def per_event(
+    runs: list[tuple[PathRun, PathRun]], index: int, amount: Callable[[PathRun], float]
+) -> float:
+    """Median over runs of `amount` per event fired on path `index`."""
+    figures = [amount(r[index]) / len(r[index].latencies) for r in runs if r[index].latencies]
+    return statistics.median(figures) if figures else math.nan
+
+
+def db_calls(path: PathRun, service: str) -> float:
+    return sum(n for (who, _, _), n in path.db.items() if who == service)
 
 
 def report(bench: Bench, runs: list[tuple[PathRun, PathRun]], limits: tuple[int, int]) -> None:
@@ -573,32 +607,40 @@ def report(bench: Bench, runs: list[tuple[PathRun, PathRun]], limits: tuple[int,
     say()
     say(
         f"   {'process':<17}{'CPU s/1,000 drafts':>19}{'CPU s/1,000 payments':>22}"
-        f"{'peak RSS':>10}   target RSS <= {RSS_TARGET_MB:.0f} MB"
+        f"{'DB calls per draft / payment':>30}{'peak RSS':>10}"
+        f"   target RSS <= {RSS_TARGET_MB:.0f} MB"
     )
     services = [name for name in bench.pids if name in SERVICE_ORDER]
     over: list[str] = []
-    totals = [0.0, 0.0]
+    totals = [0.0, 0.0, 0.0, 0.0]
     for name, pid in bench.pids.items():
-        per_1000 = []
-        for index in (0, 1):
-            figures = [
-                1000 * r[index].cpu[name] / len(r[index].latencies)
-                for r in runs
-                if r[index].latencies
-            ]
-            per_1000.append(statistics.median(figures) if figures else math.nan)
+        per_1000 = [per_event(runs, i, lambda p, name=name: p.cpu[name]) * 1000 for i in (0, 1)]
         rss = peak_rss_mb(pid)
         verdict = "(no target)"
+        db = "".rjust(30)
         if name in services:
-            totals = [t + c for t, c in zip(totals, per_1000, strict=True)]
+            calls = [per_event(runs, i, lambda p, name=name: db_calls(p, name)) for i in (0, 1)]
+            db = f"{calls[0]:>20.1f} / {calls[1]:<7.1f}"
+            totals = [t + c for t, c in zip(totals, per_1000 + calls, strict=True)]
             verdict = "met" if rss <= RSS_TARGET_MB else "MISSED"
             over += [name] if rss > RSS_TARGET_MB else []
-        say(f"   {name:<17}{per_1000[0]:>19.2f}{per_1000[1]:>22.2f}{rss:>7.0f} MB   {verdict}")
-    say(f"   {'services, total':<17}{totals[0]:>19.2f}{totals[1]:>22.2f}")
+        say(f"   {name:<17}{per_1000[0]:>19.2f}{per_1000[1]:>22.2f}{db}{rss:>7.0f} MB   {verdict}")
     say(
-        "   (CPU is counted from the first event fired until the last finished or the drain "
-        "ran out, so idle and background work in that span is included)"
+        f"   {'services, total':<17}{totals[0]:>19.2f}{totals[1]:>22.2f}"
+        f"{totals[2]:>20.1f} / {totals[3]:<7.1f}"
     )
+    say(
+        "   (CPU and DB calls are counted from the first event fired until the last finished or "
+        "the drain ran out, so idle and background work in that span is included)"
+    )
+    if args.db_detail:
+        for index, label in ((0, "draft"), (1, "payment")):
+            say(f"   DB calls per {label}, by service, command and collection:")
+            keys = {k for run in runs for k in run[index].db}
+            figures = {k: per_event(runs, index, lambda p, k=k: p.db.get(k, 0.0)) for k in keys}
+            for (service, command, collection), n in sorted(figures.items(), key=lambda x: -x[1]):
+                if n >= 0.05:
+                    say(f"      {n:6.2f}  {service:<17} {command:<16} {collection}")
     if any(path.done < len(path.latencies) for run in runs for path in run):
         say(
             "   (events were left unfinished, so these CPU figures leave out the work still "
@@ -657,6 +699,11 @@ def main() -> int:
         type=float,
         default=180.0,
         help="seconds a backlog may take to clear, unmeasured",
+    )
+    parser.add_argument(
+        "--db-detail",
+        action="store_true",
+        help="also list DB calls per event by service, command and collection",
     )
     args = parser.parse_args()
     # QBO batches webhooks; the sandbox's aggregation window would be latency it adds itself.

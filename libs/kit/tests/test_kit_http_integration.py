@@ -54,6 +54,20 @@ async def test_ready_metrics_docs_and_service_api_are_served(
         assert (await client.get("/v1/accounts/42")).json() == {"account": "42"}
 
 
+async def test_metrics_count_database_commands_by_collection(kit_settings: Any) -> None:
+    runtime = _runtime(kit_settings(service_name="kit-db-count"))
+    app = runtime.asgi(title="kit-db-count")
+    async with (
+        runtime.running(),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://svc") as client,
+    ):
+        for _ in range(3):
+            await runtime.db["counted"].find_one({"_id": "nothing"})
+        metrics = (await client.get("/metrics")).text
+    line = 'dealbooks_db_commands_total{collection="counted",command="find",service="kit-db-count"}'
+    assert f"{line} 3.0" in metrics
+
+
 async def test_not_ready_when_mongodb_is_unreachable(kit_settings: Any) -> None:
     unreachable = "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300"
     runtime = _runtime(kit_settings(service_name="kit-http", mongodb_uri=unreachable))

@@ -22,6 +22,11 @@ EVENTS_DEAD_LETTERED = Counter(
 EVENTS_PUBLISHED = Counter(
     "dealbooks_events_published_total", "Events acknowledged by Kafka", ["service", "topic"]
 )
+DB_COMMANDS = Counter(
+    "dealbooks_db_commands_total",
+    "Commands sent to MongoDB, by command name and collection",
+    ["service", "command", "collection"],
+)
 PERIODIC_FAILURES = Counter(
     "dealbooks_periodic_job_failures_total",
     "Runs of a timer job (outbox relay, overdue clock, reconciliation) that raised",

@@ -10,8 +10,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
+
+from dealbooks_kit.metrics import DB_COMMANDS
 
 
 @dataclass(frozen=True)
@@ -25,14 +27,35 @@ class IndexSpec:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+class CommandCounter(monitoring.CommandListener):
+    """Counts the database commands a service sends, by command and collection
+    (`dealbooks_db_commands_total`): the cost of an event in round trips, on /metrics."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        target = event.command.get(event.command_name)
+        collection = target if isinstance(target, str) else ""
+        DB_COMMANDS.labels(self.service, event.command_name, collection).inc()
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
 def make_mongo_client(uri: str, app_name: str) -> AsyncMongoClient[dict[str, Any]]:
-    """An async client with conservative timeouts (fail fast, retry at the consumer)."""
+    """An async client with conservative timeouts (fail fast, retry at the consumer) that
+    counts its commands."""
     return AsyncMongoClient(
         uri,
         appname=app_name,
         tz_aware=True,
         serverSelectionTimeoutMS=5000,
         connectTimeoutMS=5000,
+        event_listeners=[CommandCounter(app_name)],
     )
 
 
