@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -194,19 +195,55 @@ def _start_apache_kafka(workdir: Path, port: int, version: str) -> Server:
 # --- FerretDB -----------------------------------------------------------------------------
 
 
-# FerretDB 1.x's SQLite backend indexes `_id` as `_ferretdb_sjson->"_id"` but filters on
-# `_ferretdb_sjson->'$._id'`; SQLite only uses an expression index for the identical expression,
-# so every look-up, update and delete by `_id` scanned the whole table (10 ms at 4,000 documents,
-# growing with the collection). The local build filters on the indexed expression (same value:
-# both select the `_id` member), through a Go build overlay of the one file that names it.
-_ID_COLUMN_FILE = "internal/backends/sqlite/metadata/metadata.go"
-_ID_COLUMN_AS_SHIPPED = """IDColumn = DefaultColumn + "->'$._id'\""""
-_ID_COLUMN_INDEXED = """IDColumn = DefaultColumn + "->\\"_id\\"\""""
-FERRETDB_BUILD = f"{FERRETDB_VERSION}-idindex"
+@dataclass(frozen=True)
+class SourcePatch:
+    """One exact replacement in FerretDB's vendored source, refused if the text moved."""
+
+    file: str
+    shipped: str
+    local: str
+
+
+FERRETDB_PATCHES = (
+    # FerretDB 1.x's SQLite backend indexes `_id` as `_ferretdb_sjson->"_id"` but filters on
+    # `_ferretdb_sjson->'$._id'`; SQLite only uses an expression index for the identical
+    # expression, so every look-up, update and delete by `_id` scanned the whole table (10 ms
+    # at 4,000 documents, growing with the collection). Filter on the indexed expression (same
+    # value: both select the `_id` member).
+    SourcePatch(
+        "internal/backends/sqlite/metadata/metadata.go",
+        """IDColumn = DefaultColumn + "->'$._id'\"""",
+        """IDColumn = DefaultColumn + "->\\"_id\\"\"""",
+    ),
+    # Its leak tracker records a pprof sample (a full stack walk) and sets a finalizer for
+    # every cursor and iterator, in release builds too: about a tenth of the server's CPU under
+    # load. It only reports in debug builds (`debugbuild.Enabled`), so skip it in ours.
+    SourcePatch(
+        "internal/util/resource/resource.go",
+        "func Track(obj any, token *Token) {\n\tcheckArgs(obj, token)\n",
+        "func Track(obj any, token *Token) {\n\tcheckArgs(obj, token)\n"
+        "\tif !debugbuild.Enabled {\n\t\treturn\n\t}\n",
+    ),
+    SourcePatch(
+        "internal/util/resource/resource.go",
+        "func Untrack(obj any, token *Token) {\n\tcheckArgs(obj, token)\n",
+        "func Untrack(obj any, token *Token) {\n\tcheckArgs(obj, token)\n"
+        "\tif !debugbuild.Enabled {\n\t\treturn\n\t}\n",
+    ),
+)
+FERRETDB_WRAPPER = repo_root() / "deploy" / "local" / "ferretdb"
+# Go's collector runs when the heap doubles by default; at 4x it takes a third of the CPU it
+# took under load, for a heap that stays well under 200 MB.
+FERRETDB_GOGC = "400"
 
 
 def ferretdb_binary() -> Path:
-    return cache_dir() / "bin" / f"ferretdb-local-{FERRETDB_BUILD}"
+    """Where the build lives, named after FerretDB's version and a digest of the wrapper and
+    the patches, so a changed wrapper or patch is built again."""
+    digest = hashlib.sha256(repr(FERRETDB_PATCHES).encode())
+    for name in ("go.mod", "go.sum", "main.go"):
+        digest.update((FERRETDB_WRAPPER / name).read_bytes())
+    return cache_dir() / "bin" / f"ferretdb-local-{FERRETDB_VERSION}-{digest.hexdigest()[:12]}"
 
 
 def _go(args: list[str], cwd: Path) -> str:
@@ -224,9 +261,9 @@ def _go(args: list[str], cwd: Path) -> str:
 
 
 def ensure_ferretdb() -> Path:
-    """Build the FerretDB wrapper (deploy/local/ferretdb, pure Go, no cgo) once, with its
-    `_id` look-ups on the `_id` index: the wrapper is copied, its modules vendored, the one
-    file patched (`_ID_COLUMN_FILE`), then built from the vendored tree."""
+    """Build the FerretDB wrapper (deploy/local/ferretdb, pure Go, no cgo) once: the wrapper
+    is copied, its modules vendored, `FERRETDB_PATCHES` applied, then built from the vendored
+    tree."""
     binary = ferretdb_binary()
     if binary.exists():
         return binary
@@ -236,24 +273,33 @@ def ensure_ferretdb() -> Path:
     binary.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ferretdb-build-") as tmp:
         work = Path(tmp) / "ferretdb"
-        shutil.copytree(repo_root() / "deploy" / "local" / "ferretdb", work)
+        shutil.copytree(FERRETDB_WRAPPER, work)
         _go(["mod", "vendor"], work)
-        target = work / "vendor" / "github.com" / "FerretDB" / "FerretDB" / _ID_COLUMN_FILE
-        text = target.read_text()
-        if _ID_COLUMN_AS_SHIPPED not in text:
-            raise InfraUnavailable(f"FerretDB's {_ID_COLUMN_FILE} changed; revisit the _id patch")
-        target.write_text(text.replace(_ID_COLUMN_AS_SHIPPED, _ID_COLUMN_INDEXED))
+        for patch in FERRETDB_PATCHES:
+            target = work / "vendor" / "github.com" / "FerretDB" / "FerretDB" / patch.file
+            text = target.read_text()
+            if text.count(patch.shipped) != 1:
+                raise InfraUnavailable(f"FerretDB's {patch.file} changed; revisit its patch")
+            target.write_text(text.replace(patch.shipped, patch.local))
         _go(["build", "-mod=vendor", "-o", str(binary), "."], work)
     return binary
 
 
 def start_ferretdb(workdir: Path, port: int | None = None) -> Server:
+    """FerretDB on loopback, its SQLite files under `workdir`.
+
+    SQLite runs in WAL mode with `synchronous=NORMAL`: a commit survives a crash of FerretDB
+    (or of anything else) and is only at risk if the machine itself goes down, which a local
+    stack does not need to outlive; it saves an fsync per write. `FERRETDB_PPROF_ADDR`
+    (a loopback host:port) serves Go's /debug/pprof, for profiling the server under load."""
     binary = ensure_ferretdb()
     port = port or free_port()
+    argv = [str(binary), "-listen", f"127.0.0.1:{port}", "-dir", str(workdir / "data")]
+    argv += ["-sync", "normal"]
+    if pprof := os.environ.get("FERRETDB_PPROF_ADDR"):
+        argv += ["-debug-addr", pprof]
     proc = ManagedProcess.spawn(
-        "ferretdb",
-        [str(binary), "-listen", f"127.0.0.1:{port}", "-dir", str(workdir / "data")],
-        workdir / "ferretdb.log",
+        "ferretdb", argv, workdir / "ferretdb.log", env={"GOGC": FERRETDB_GOGC}
     )
     try:
         wait_for_port(port, timeout=30, proc=proc.popen)
