@@ -82,6 +82,7 @@ def lanes_for(gates: Gates, **options: Any) -> Lanes:
         max_in_flight=options.get("max_in_flight", 100),
         name="test",
         retry_pause=0.0,
+        commit_interval=options.get("commit_interval", 0.0),
     )
 
 
@@ -101,6 +102,22 @@ async def test_commit_stops_below_the_oldest_record_still_being_handled() -> Non
     await settle()
     assert consumer.committed(0) == 12
     assert lanes.in_flight == 0
+
+
+async def test_records_settled_within_the_commit_interval_share_one_commit() -> None:
+    gates, consumer = Gates(), Consumer()
+    lanes = lanes_for(gates, commit_interval=0.05)
+    batch = tuple(Record("t", 0, offset, key) for offset, key in ((30, b"a"), (31, b"b")))
+    await lanes.dispatch(Batch(batch, consumer))
+    gates.gate(30).set()
+    await settle()
+    gates.gate(31).set()
+    await settle()
+    assert consumer.commits == []  # nothing before the interval is up
+    await asyncio.sleep(0.1)
+    assert consumer.commits == [{TopicPartition("t", 0): 32}]
+    await lanes.drain(timeout=1.0)
+    assert consumer.commits == [{TopicPartition("t", 0): 32}]  # nothing new to commit
 
 
 async def test_a_lane_keeps_its_order_and_a_failed_record_is_tried_again_in_place() -> None:

@@ -154,6 +154,7 @@ class EventConsumer(Generic[P]):
             concurrency=settings.consumer_concurrency,
             max_in_flight=settings.consumer_max_in_flight,
             name=f"{settings.service_name}.{name}",
+            commit_interval=settings.consumer_commit_interval_ms / 1000,
         )
 
     def subscribe(self, broker: KafkaBroker, **subscriber_options: Any) -> None:

@@ -11,8 +11,9 @@ pause, so nothing behind it in its lane overtakes it.
 Offsets: per partition, the offset to commit is the lowest one still unsettled (or one past the
 highest fetched when all settled). Settled records therefore stay uncommitted while an older
 record of their partition is in flight elsewhere; a crash replays them and the consumer's
-dedupe check skips each with one look-up. Commits are coalesced: one runs at a time and takes
-whatever settled meanwhile.
+dedupe check skips each with one look-up. Commits are coalesced: one runs at a time, at most
+every `commit_interval` seconds, and takes whatever settled meanwhile (each commit is a write to
+Kafka's offsets log; one per record cost the broker more than the records did).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class Lanes:
         max_in_flight: int,
         name: str,
         retry_pause: float = 1.0,
+        commit_interval: float = 0.0,
     ) -> None:
         self._handle = handle
         self._sort = sort
@@ -71,6 +73,7 @@ class Lanes:
         self._max_in_flight = max(1, max_in_flight)
         self._name = name
         self._retry_pause = retry_pause
+        self._commit_interval = commit_interval
         self._queues: dict[Any, deque[tuple[Any, Any]]] = {}  # lane -> (record, item)
         self._workers: set[asyncio.Task[None]] = set()
         self._offsets: dict[TopicPartition, _PartitionOffsets] = {}
@@ -142,6 +145,8 @@ class Lanes:
 
     async def _commit_loop(self) -> None:
         while self._dirty:
+            if self._commit_interval > 0 and not self._closing:
+                await asyncio.sleep(self._commit_interval)
             self._dirty = False
             await self.commit()
 

@@ -52,6 +52,9 @@ class KitSettings(BaseSettings):
     # On shutdown, how long in-flight handlers may take before they are cancelled (and their
     # records, uncommitted, are delivered again after the restart).
     consumer_drain_seconds: float = Field(default=10.0, ge=0)
+    # At most how often a consumer commits its offsets; what settled meanwhile goes in one
+    # commit. A crash replays at most this much more, which the dedupe check skips.
+    consumer_commit_interval_ms: int = Field(default=200, ge=0)
     # How long a consumer remembers an event id it handled (dedupe). Longer than the topics'
     # retention, so any redelivery Kafka can still make is recognised.
     dedupe_retention_days: float = Field(default=14.0, gt=0)
