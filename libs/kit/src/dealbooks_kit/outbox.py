@@ -100,15 +100,26 @@ class Outbox:
         """Delete a marker whose write did not happen (e.g. lost a race to another writer)."""
         await self._db[MARKERS].delete_one({"_id": marker})
 
-    async def relay(self, collection: str, doc_id: Any, marker: str | None = None) -> int:
+    async def relay(
+        self,
+        collection: str,
+        doc_id: Any,
+        marker: str | None = None,
+        written: Sequence[Doc] | None = None,
+    ) -> int:
         """Publish one document's pending events in order, removing each once Kafka acked it;
         then delete `marker` (the writer's, from `expect`).
 
+        `written`: the entries the caller just inserted with a document nothing else appends
+        to (a transition written once), which saves reading them back.
         Returns how many were published. A failed publish raises and leaves that entry and
         the ones after it (and the marker) in place, for a later relay.
         """
-        doc = await self._db[collection].find_one({"_id": doc_id}, {OUTBOX_FIELD: 1})
-        entries: list[Doc] = list((doc or {}).get(OUTBOX_FIELD) or [])
+        if written is None:
+            doc = await self._db[collection].find_one({"_id": doc_id}, {OUTBOX_FIELD: 1})
+            entries: list[Doc] = list((doc or {}).get(OUTBOX_FIELD) or [])
+        else:
+            entries = list(written)
         for entry in entries:
             await self._publisher.publish(decode(entry["event"]))
             # The entry exactly as read: entries appended meanwhile stay untouched.

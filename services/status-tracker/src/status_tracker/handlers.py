@@ -246,14 +246,14 @@ class StatusTracker:
                 # QuickBooks echoes our own draft, or repeats itself: nothing to record. The
                 # deal is still brought in line, in case an earlier run failed before that.
                 if doc.get("deal_id"):
-                    await self.project_deal(doc["portal_id"], doc["deal_id"])
+                    await self.project_deal(doc["portal_id"], doc["deal_id"], known=doc)
                 return doc, snap
             try:
-                await self._save(doc, snap, cause)
+                saved = await self._save(doc, snap, cause)
             except ConcurrentUpdate:
                 continue
             if doc.get("deal_id"):
-                await self.project_deal(doc["portal_id"], doc["deal_id"])
+                await self.project_deal(doc["portal_id"], doc["deal_id"], known=saved)
             return doc, snap
         raise TransientError(f"invoice {invoice_id} kept changing under us")
 
@@ -285,7 +285,7 @@ class StatusTracker:
 
     async def _save(
         self, doc: dict[str, Any], snap: InvoiceSnapshot, cause: Envelope[Any] | None
-    ) -> None:
+    ) -> dict[str, Any]:
         previous = stage_in(doc)
         stage = domain.stage_of(snap, self.today())
         events: list[Envelope[Any]] = []
@@ -302,7 +302,7 @@ class StatusTracker:
                 recipient_email=snap.recipient_email,
             )
             events.append(self._envelope(changed, doc, cause))
-        await self.store.save_state(doc, snap, stage, events)
+        return await self.store.save_state(doc, snap, stage, events)
 
     def _envelope(
         self, data: Any, doc: dict[str, Any], cause: Envelope[Any] | None
@@ -314,10 +314,13 @@ class StatusTracker:
 
     # ------------------------------------------------------------------ the deal
 
-    async def project_deal(self, portal_id: str, deal_id: str) -> None:
+    async def project_deal(
+        self, portal_id: str, deal_id: str, known: dict[str, Any] | None = None
+    ) -> None:
         """Write the deal's invoice properties from its most recently updated invoice,
-        unless that invoice is in another currency than the portal's (recorded, not written)."""
-        previous, docs = await self.store.deal(portal_id, deal_id)
+        unless that invoice is in another currency than the portal's (recorded, not written).
+        `known`: one of the deal's invoices as the caller just read or saved it."""
+        previous, docs = await self.store.deal(portal_id, deal_id, known)
         chosen = domain.projection_for_deal(
             DealInvoice(snapshot_of(d), stage_in(d) or InvoiceStage.AWAITING_SEND) for d in docs
         )

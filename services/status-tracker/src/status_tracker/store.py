@@ -165,9 +165,10 @@ class Store:
 
     async def save_state(
         self, doc: Doc, snap: InvoiceSnapshot, stage: InvoiceStage, events: Sequence[Envelope[Any]]
-    ) -> None:
+    ) -> Doc:
         """Record the invoice's next version with the events it causes, unless another writer
-        recorded that version first (`ConcurrentUpdate`: read again and decide again)."""
+        recorded that version first (`ConcurrentUpdate`: read again and decide again).
+        Returns the tracked document as of that version."""
         version = int(doc.get("version", 0)) + 1
         transition_id = f"{doc['_id']}:{version}"
         marker = await self.outbox.expect(TRANSITIONS, transition_id) if events else None
@@ -188,22 +189,30 @@ class Store:
             raise ConcurrentUpdate(doc["_id"]) from None
         await self._project(doc["_id"], transition)
         if marker is not None:
-            await self.outbox.relay(TRANSITIONS, transition_id, marker)
+            written = transition[OUTBOX_FIELD]
+            await self.outbox.relay(TRANSITIONS, transition_id, marker, written=written)
+        return {**doc, **_state(transition)}
 
-    async def deal(self, portal_id: str, deal_id: str) -> tuple[Doc | None, list[Doc]]:
+    async def deal(
+        self, portal_id: str, deal_id: str, known: Doc | None = None
+    ) -> tuple[Doc | None, list[Doc]]:
         """What the deal was last given (None before its first projection) and its tracked
-        invoices that have a stage, from one read of the deal's document."""
+        invoices that have a stage, from one read of the deal's document. `known`: one of
+        them as the caller just read or saved it, so not read again."""
         deal = await self.db[DEALS].find_one({"_id": f"{portal_id}:{deal_id}"})
         if deal is not None and "invoices" in deal:
-            found = [await self.db[TRACKED].find_one({"_id": i}) for i in deal["invoices"]]
-            mine = [
-                d for d in found if d and (d["portal_id"], d.get("deal_id")) == (portal_id, deal_id)
-            ]
+            mine = []
+            for invoice in deal["invoices"]:
+                if known is not None and known["_id"] == invoice:
+                    mine.append(known)
+                    continue
+                found = await self.db[TRACKED].find_one({"_id": invoice})
+                if found and (found["portal_id"], found.get("deal_id")) == (portal_id, deal_id):
+                    mine.append(await self._merged(found))
         else:  # tracked before deals listed their invoices
             cursor = self.db[TRACKED].find({"portal_id": portal_id, "deal_id": deal_id})
-            mine = [doc async for doc in cursor]
-        docs = [await self._merged(doc) for doc in mine]
-        return _projection(deal), [doc for doc in docs if doc.get("stage")]
+            mine = [await self._merged(doc) async for doc in cursor]
+        return _projection(deal), [doc for doc in mine if doc.get("stage")]
 
     async def open_invoices(self) -> list[Doc]:
         """Tracked invoices that can still become overdue."""
