@@ -22,6 +22,7 @@ from dealbooks_contracts import (
 from dealbooks_crm import signature_v3
 from dealbooks_qbo import sign
 from pymongo import AsyncMongoClient
+from webhook_gateway.store import RealmDirectory
 
 pytestmark = pytest.mark.integration
 
@@ -377,3 +378,23 @@ def crm_headers(gateway: Any, body: bytes, timestamp: str) -> dict[str, str]:
         ),
         "X-HubSpot-Request-Timestamp": timestamp,
     }
+
+
+async def test_a_realms_portals_are_remembered_briefly_and_forgotten_on_disconnect(
+    mongo_uri: str, namespace: str
+) -> None:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri)
+    try:
+        db = client[f"{namespace}_realms"]
+        here, replica = RealmDirectory(db, remember_seconds=0.3), RealmDirectory(db)
+        assert await here.portals("r1") == []  # unknown: not remembered
+        await replica.connect("r1", "p1")
+        assert await here.portals("r1") == ["p1"]  # read again, then remembered
+        await replica.connect("r1", "p2")
+        assert await here.portals("r1") == ["p1"]  # another replica's change: not yet seen
+        await asyncio.sleep(0.35)
+        assert sorted(await here.portals("r1")) == ["p1", "p2"]
+        await here.disconnect("r1", "p1")
+        assert await here.portals("r1") == ["p2"]  # its own change: seen at once
+    finally:
+        await client.close()

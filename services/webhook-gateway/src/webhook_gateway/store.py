@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -89,19 +90,38 @@ class DedupeWindow:
 
 
 class RealmDirectory:
-    """realm id -> the portals it is connected to."""
+    """realm id -> the portals it is connected to.
 
-    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+    Every notification asks, and the answer changes only when a company is connected or
+    disconnected, so a realm's portals are remembered for `remember_seconds`. This process
+    forgets them at once when it handles the change itself; a change another gateway replica
+    handled is seen here within that time. A realm with no portal is never remembered, so a
+    newly connected company is routed from its first notification."""
+
+    def __init__(self, db: AsyncDatabase[Doc], remember_seconds: float = 5.0) -> None:
         self._c = db[REALMS]
+        self._remember = remember_seconds
+        self._known: dict[str, tuple[float, list[str]]] = {}
 
     async def portals(self, realm_id: str) -> list[str]:
+        known = self._known.get(realm_id)
+        if known is not None and time.monotonic() - known[0] < self._remember:
+            return list(known[1])
         doc = await self._c.find_one({"_id": realm_id})
-        return list((doc or {}).get("portals") or [])
+        portals = list((doc or {}).get("portals") or [])
+        if portals:
+            self._known[realm_id] = (time.monotonic(), portals)
+        else:
+            self._known.pop(realm_id, None)
+        return list(portals)
 
     async def connect(self, realm_id: str, portal_id: str) -> None:
+        self._known.pop(realm_id, None)
         await self._c.update_one(
             {"_id": realm_id}, {"$addToSet": {"portals": portal_id}}, upsert=True
         )
 
     async def disconnect(self, realm_id: str, portal_id: str) -> None:
+        self._known.pop(realm_id, None)
         await self._c.update_one({"_id": realm_id}, {"$pull": {"portals": portal_id}})
+        self._known.pop(realm_id, None)  # a notification read it meanwhile
