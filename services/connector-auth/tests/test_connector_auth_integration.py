@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from connector_auth.store import account_key
+from connector_auth.store import RefreshLeases, account_key
 from dealbooks_contracts import Envelope, QboEntityChanged, QboEnvironment, QboOperation, Tenant
 from dealbooks_http import AccountUnavailable, ConnectorTokenProvider
 from dealbooks_kit import KitSettings, ServiceRuntime
@@ -468,3 +468,23 @@ async def test_no_token_or_secret_reaches_kafka_or_a_log_line(
     for secret in run_secrets.values:
         assert not any(secret in line for line in run_logs.lines), "a secret reached the logs"
         assert not any(secret in e["_raw"] for e in events), "a secret reached Kafka"
+
+
+async def test_a_replica_that_read_the_old_version_cannot_refresh_with_the_spent_token(
+    connector: Any, qbo_sandbox: Any, db: Any
+) -> None:
+    portal = f"p-{uuid.uuid4().hex[:8]}"
+    realm = new_company(qbo_sandbox, "Rotating Realm")
+    await connector.connect(portal, realm)
+    key = account_key(portal, realm)
+    await db.accounts.update_one(
+        {"_id": key},
+        {"$set": {"tokens.access_expires_at": datetime.now(UTC) + timedelta(seconds=20)}},
+    )
+    version = (await db.accounts.find_one({"_id": key}))["token_version"]
+    assert (await connector.token(portal, realm)).status_code == 200  # refreshed: version + 1
+    # Another replica that read the account just before that refresh asks for the lease of
+    # the version it saw: it must not get it (it would spend the rotated refresh token).
+    now = datetime.now(UTC)
+    leases = RefreshLeases(db)
+    assert not await leases.acquire(key, version, "late-replica", now, now + timedelta(seconds=30))

@@ -234,8 +234,12 @@ class ConnectorAuth:
             if await self.leases.acquire(key, version, self.replica, now, until):
                 try:
                     return await self._refresh(key, doc)
-                finally:
+                except BaseException:
                     await self.leases.release(key, version, self.replica)
+                    raise
+                # After a refresh the lease stays (until its time is up): a replica that read
+                # the old version just before could otherwise take the lease for it and spend
+                # the refresh token that was just rotated. It reads the new version instead.
             # Someone else holds the lease (or just refreshed): wait for their result.
             rejected_digest = None
             if asyncio.get_running_loop().time() > deadline:
