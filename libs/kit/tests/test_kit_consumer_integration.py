@@ -18,7 +18,7 @@ from dealbooks_contracts import (
     Tenant,
 )
 from dealbooks_infra import testing
-from dealbooks_kit import GaveUp, KitSettings, PermanentError, ServiceRuntime
+from dealbooks_kit import GaveUp, KitSettings, PermanentError, ProcessedEvents, ServiceRuntime
 
 pytestmark = pytest.mark.integration
 
@@ -303,3 +303,25 @@ async def test_dedupe_records_older_than_the_retention_are_forgotten(kit_setting
     )
     assert await h.runtime.forget_old_events() == 1
     assert await processed.distinct("_id") == ["sync-contact:new"]
+
+
+async def test_handled_events_are_remembered_at_once_and_written_together(
+    kit_settings: Any,
+) -> None:
+    h = Harness(kit_settings())
+    processed = ProcessedEvents(h.runtime.db)
+    collection = h.runtime.db.processed_events
+    await collection.insert_one({"_id": "sync-contact:e2", "consumer": "sync-contact"})
+    for event_id in ("e1", "e2", "e3"):
+        processed.remember("sync-contact", event_id, "ok")
+    assert await processed.seen("sync-contact", "e1")  # from memory, before any write
+    assert await collection.count_documents({}) == 1
+    # e2 was written meanwhile (a concurrent redelivery): the same outcome, not an error.
+    await processed.flush()
+    assert sorted(await collection.distinct("_id")) == [
+        "sync-contact:e1",
+        "sync-contact:e2",
+        "sync-contact:e3",
+    ]
+    assert await processed.seen("sync-contact", "e3")
+    assert not await processed.seen("sync-contact", "e4")

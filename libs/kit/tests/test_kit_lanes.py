@@ -83,6 +83,7 @@ def lanes_for(gates: Gates, **options: Any) -> Lanes:
         name="test",
         retry_pause=0.0,
         commit_interval=options.get("commit_interval", 0.0),
+        before_commit=options.get("before_commit"),
     )
 
 
@@ -118,6 +119,29 @@ async def test_records_settled_within_the_commit_interval_share_one_commit() -> 
     assert consumer.commits == [{TopicPartition("t", 0): 32}]
     await lanes.drain(timeout=1.0)
     assert consumer.commits == [{TopicPartition("t", 0): 32}]  # nothing new to commit
+
+
+async def test_offsets_are_committed_only_after_what_must_be_durable_first() -> None:
+    gates, consumer = Gates(), Consumer()
+    written: list[int] = []
+    failing = True
+
+    async def before_commit() -> None:
+        if failing:
+            raise ConnectionError("database unreachable")
+        written.append(len(consumer.commits))
+
+    lanes = lanes_for(gates, before_commit=before_commit)
+    gates.gate(40).set()
+    await lanes.dispatch(Batch((Record("t", 0, 40, b"a"),), consumer))
+    await settle()
+    assert consumer.commits == []  # what had to be written first was not: no commit
+    failing = False
+    gates.gate(41).set()
+    await lanes.dispatch(Batch((Record("t", 0, 41, b"a"),), consumer))
+    await settle()
+    assert written == [0]  # written before the first commit
+    assert consumer.committed(0) == 42
 
 
 async def test_a_lane_keeps_its_order_and_a_failed_record_is_tried_again_in_place() -> None:

@@ -40,7 +40,7 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from dealbooks_kit.errors import PermanentError
 from dealbooks_kit.kafka import EventPublisher
@@ -80,17 +80,28 @@ DeadLetterHook = Callable[[Envelope[P], GaveUp], Awaitable[None]]
 log = get_logger(__name__)
 
 PROCESSED_COLLECTION = "processed_events"
+_DUPLICATE_KEY = 11000
 PROCESSED_INDEXES = (IndexSpec(PROCESSED_COLLECTION, [("consumer", 1), ("handled_at", 1)]),)
 
 
 class ProcessedEvents:
-    """Which event ids each consumer of this service has already handled."""
+    """Which event ids each consumer of this service has already handled.
+
+    A handled event is remembered at once in memory and written with the others handled
+    since the last write (`flush`, one insert for all), which the consumer does before it
+    commits their offsets: so a committed offset always has its records written, and a crash
+    before the write leaves the offsets uncommitted, the events delivered again and the
+    (idempotent) handlers run again, as a crash just before a single write would."""
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self._collection = db[PROCESSED_COLLECTION]
+        self._pending: dict[str, dict[str, Any]] = {}
 
     async def seen(self, consumer: str, event_id: str) -> bool:
-        return await self._collection.find_one({"_id": f"{consumer}:{event_id}"}) is not None
+        key = f"{consumer}:{event_id}"
+        if key in self._pending:
+            return True
+        return await self._collection.find_one({"_id": key}) is not None
 
     async def forget_before(self, cutoff: datetime) -> int:
         """Drop records of events handled before `cutoff` (older than any redelivery Kafka's
@@ -98,17 +109,35 @@ class ProcessedEvents:
         result = await self._collection.delete_many({"handled_at": {"$lt": cutoff}})
         return int(result.deleted_count)
 
+    def remember(self, consumer: str, event_id: str, outcome: str) -> None:
+        """Record a handled event; written by the next `flush`."""
+        key = f"{consumer}:{event_id}"
+        self._pending[key] = {
+            "_id": key,
+            "consumer": consumer,
+            "outcome": outcome,
+            "handled_at": datetime.now(UTC),
+        }
+
+    async def flush(self) -> None:
+        """Write what was remembered since the last flush; raises (keeping it) on failure."""
+        if not self._pending:
+            return
+        batch = dict(self._pending)
+        try:
+            await self._collection.insert_many(list(batch.values()), ordered=False)
+        except BulkWriteError as exc:
+            # A concurrent redelivery may have recorded some already: the same outcome.
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != _DUPLICATE_KEY for e in errors) or not errors:
+                raise
+        for key in batch:
+            self._pending.pop(key, None)
+
     async def mark(self, consumer: str, event_id: str, outcome: str) -> None:
-        # A concurrent redelivery may have recorded it already; that is the same outcome.
-        with contextlib.suppress(DuplicateKeyError):
-            await self._collection.insert_one(
-                {
-                    "_id": f"{consumer}:{event_id}",
-                    "consumer": consumer,
-                    "outcome": outcome,
-                    "handled_at": datetime.now(UTC),
-                }
-            )
+        """Record a handled event and write it now."""
+        self.remember(consumer, event_id, outcome)
+        await self.flush()
 
 
 class _GiveUp(Exception):
@@ -155,6 +184,7 @@ class EventConsumer(Generic[P]):
             max_in_flight=settings.consumer_max_in_flight,
             name=f"{settings.service_name}.{name}",
             commit_interval=settings.consumer_commit_interval_ms / 1000,
+            before_commit=self._processed.flush,
         )
 
     def subscribe(self, broker: KafkaBroker, **subscriber_options: Any) -> None:
@@ -257,7 +287,7 @@ class EventConsumer(Generic[P]):
                     )
                 outcome = "dead_lettered"
             HANDLER_SECONDS.labels(service, self.spec.topic).observe(time.perf_counter() - started)
-            await self._processed.mark(self.name, event_id, outcome)
+            self._processed.remember(self.name, event_id, outcome)
             if outcome == "ok":
                 EVENTS_CONSUMED.labels(service, self.spec.topic, "ok").inc()
                 log.info("event handled")

@@ -66,6 +66,7 @@ class Lanes:
         name: str,
         retry_pause: float = 1.0,
         commit_interval: float = 0.0,
+        before_commit: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._handle = handle
         self._sort = sort
@@ -74,6 +75,7 @@ class Lanes:
         self._name = name
         self._retry_pause = retry_pause
         self._commit_interval = commit_interval
+        self._before_commit = before_commit
         self._queues: dict[Any, deque[tuple[Any, Any]]] = {}  # lane -> (record, item)
         self._workers: set[asyncio.Task[None]] = set()
         self._offsets: dict[TopicPartition, _PartitionOffsets] = {}
@@ -151,7 +153,8 @@ class Lanes:
             await self.commit()
 
     async def commit(self) -> None:
-        """Commit, per assigned partition, everything below its lowest unsettled offset."""
+        """Commit, per assigned partition, everything below its lowest unsettled offset, after
+        `before_commit` (what must be durable before the offsets are)."""
         consumer = self._consumer
         if consumer is None:
             return
@@ -168,6 +171,8 @@ class Lanes:
         if not due:
             return
         try:
+            if self._before_commit is not None:
+                await self._before_commit()
             await consumer.commit(due)
         except Exception as exc:
             # A rebalance or a broker hiccup: the next settle commits these offsets too.

@@ -13,7 +13,8 @@ How the pass finds them depends on the collection. A small collection (accounts,
 versions) is scanned for documents with entries. A collection that grows with traffic is
 *marked*: before its write, a writer records a marker (`expect`: one small document naming the
 document about to hold events) and its relay deletes that marker once everything is out, so
-the pass reads only the markers still there: a crashed or failed relay's. Scanning a large
+the pass reads only the markers still there: a crashed or failed relay's (markers of completed
+relays are deleted together, at the start of the next pass, in one call). Scanning a large
 collection would cost a full read each pass on a server that cannot use an index for it (the
 local FerretDB on SQLite serves only `_id` look-ups from an index). Marked collections are
 scanned once, at the first pass, for entries written before markers existed.
@@ -76,6 +77,7 @@ class Outbox:
         # Entry ids pending at the previous pass, per scanned collection; marker ids seen then.
         self._lingering: dict[str, set[str]] = {}
         self._lingering_markers: set[str] = set()
+        self._settled_markers: list[str] = []  # relays done; deleted by `forget_settled`
         self._first_pass = True
 
     def watch(self, *collections: str, marked: bool = False) -> None:
@@ -108,7 +110,7 @@ class Outbox:
         written: Sequence[Doc] | None = None,
     ) -> int:
         """Publish one document's pending events in order, removing each once Kafka acked it;
-        then delete `marker` (the writer's, from `expect`).
+        then settle `marker` (the writer's, from `expect`: deleted by the next pass).
 
         `written`: the entries the caller just inserted with a document nothing else appends
         to (a transition written once), which saves reading them back.
@@ -125,8 +127,15 @@ class Outbox:
             # The entry exactly as read: entries appended meanwhile stay untouched.
             await self._db[collection].update_one({"_id": doc_id}, {"$pull": {OUTBOX_FIELD: entry}})
         if marker is not None:
-            await self._db[MARKERS].delete_one({"_id": marker})
+            self._settled_markers.append(marker)
         return len(entries)
+
+    async def forget_settled(self) -> None:
+        """Delete the markers of relays that completed (one call for all of them)."""
+        settled = self._settled_markers[:]
+        if settled:
+            await self._db[MARKERS].delete_many({"_id": {"$in": settled}})
+            del self._settled_markers[: len(settled)]
 
     async def relay_pending(self, limit: int = 100) -> int:
         """One pass over every watched collection; returns how many events were published.
@@ -135,6 +144,7 @@ class Outbox:
         (left behind, not in flight). A document whose relay fails is logged and left for the
         next pass.
         """
+        await self.forget_settled()
         published = await self._relay_marked(limit)
         first_pass, self._first_pass = self._first_pass, False
         for collection in self.collections:
