@@ -33,12 +33,12 @@ class RacingStore(Store):
     async def save_state(
         self, doc: dict[str, Any], snap: InvoiceSnapshot, stage: InvoiceStage,
         events: Sequence[Envelope[Any]],
-    ) -> None:  # fmt: skip
+    ) -> dict[str, Any]:  # fmt: skip
         if self._start is not None:
             start, self._start = self._start, None
             async with asyncio.timeout(30):  # a racer that never saves fails the test, not hangs
                 await start.wait()
-        await super().save_state(doc, snap, stage, events)
+        return await super().save_state(doc, snap, stage, events)
 
 
 def racer(

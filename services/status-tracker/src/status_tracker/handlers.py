@@ -8,6 +8,7 @@ for whatever webhooks were lost.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -110,6 +111,40 @@ async def _crm(call: Awaitable[T]) -> T:
         raise PermanentError(f"CRM refused the call: {exc.message}") from exc
 
 
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # stored in UTC
+
+
+class RecentInvoices:
+    """Invoices this process saw recorded with a stage, each with the newest QuickBooks change
+    time it saw recorded: lower bounds on what the store holds (transitions are never removed,
+    and a stale snapshot never replaces a newer one), so a notification they already cover is
+    answered without a read. Bounded: forgetting one costs only the read it saved."""
+
+    def __init__(self, size: int = 20_000) -> None:
+        self._size = size
+        self._seen: OrderedDict[str, datetime | None] = OrderedDict()
+
+    def note(self, key: str, last_updated: datetime | None) -> None:
+        known = self._seen.pop(key, None)
+        if last_updated is not None:
+            last_updated = _utc(last_updated)
+        if known is not None and (last_updated is None or known > last_updated):
+            last_updated = known
+        self._seen[key] = last_updated
+        if len(self._seen) > self._size:
+            self._seen.popitem(last=False)
+
+    def covers(self, key: str, operation: QboOperation, last_updated: datetime) -> bool:
+        """Whether a notification of `operation` at `last_updated` tells nothing new."""
+        if key not in self._seen or operation not in {QboOperation.CREATE, QboOperation.UPDATE}:
+            return False
+        if operation is QboOperation.CREATE:
+            return True
+        known = self._seen[key]
+        return known is not None and _utc(last_updated) <= known
+
+
 @dataclass
 class StatusTracker:
     """The handlers and sweeps, with everything they use given to them (see app.py)."""
@@ -127,6 +162,7 @@ class StatusTracker:
     # invoicing deal properties exist.
     _currency: dict[str, str | None] = field(default_factory=dict)
     _prepared: set[str] = field(default_factory=set)
+    _recent: RecentInvoices = field(default_factory=RecentInvoices)
 
     # ------------------------------------------------------------------ start tracking
 
@@ -197,17 +233,15 @@ class StatusTracker:
         compares SyncTokens and heals that within one pass, the bound every lost webhook has."""
         if change.operation not in {QboOperation.CREATE, QboOperation.UPDATE}:
             return False
+        key = f"{change.realm_id}:{change.entity_id}"
+        if self._recent.covers(key, change.operation, change.last_updated):
+            return True
         doc = await self.store.tracked(change.realm_id, change.entity_id)
         if doc is None or not doc.get("stage"):
             return False
-        if change.operation is QboOperation.CREATE:
-            return True
         read = doc.get("last_updated")
-        if not isinstance(read, datetime):
-            return False
-        if read.tzinfo is None:
-            read = read.replace(tzinfo=UTC)  # stored in UTC; a client may read it back naive
-        return change.last_updated <= read
+        self._recent.note(key, read if isinstance(read, datetime) else None)
+        return self._recent.covers(key, change.operation, change.last_updated)
 
     async def refresh_invoice(
         self,
@@ -245,6 +279,7 @@ class StatusTracker:
             if not _news(doc, snap, domain.stage_of(snap, self.today())):
                 # QuickBooks echoes our own draft, or repeats itself: nothing to record. The
                 # deal is still brought in line, in case an earlier run failed before that.
+                self._recent.note(doc["_id"], doc.get("last_updated"))
                 if doc.get("deal_id"):
                     await self.project_deal(doc["portal_id"], doc["deal_id"], known=doc)
                 return doc, snap
@@ -252,6 +287,7 @@ class StatusTracker:
                 saved = await self._save(doc, snap, cause)
             except ConcurrentUpdate:
                 continue
+            self._recent.note(saved["_id"], saved.get("last_updated"))
             if doc.get("deal_id"):
                 await self.project_deal(doc["portal_id"], doc["deal_id"], known=saved)
             return doc, snap
