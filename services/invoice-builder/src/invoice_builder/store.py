@@ -7,12 +7,14 @@ the next run of the handler or the periodic pass, with the very same envelope id
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from dealbooks_contracts import AccountConnected, Envelope
 from dealbooks_kit import IndexSpec, Outbox, push
+from dealbooks_kit.outbox import OUTBOX_FIELD
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -49,23 +51,36 @@ def _now() -> datetime:
 class Store:
     """Everything invoice-builder keeps, one method per question a handler asks."""
 
-    def __init__(self, db: AsyncDatabase[Doc], outbox: Outbox) -> None:
+    def __init__(
+        self, db: AsyncDatabase[Doc], outbox: Outbox, remember_accounts_seconds: float = 5.0
+    ) -> None:
         self.db = db
         self.outbox = outbox
+        # Every wizard call and every request reads its company's facts, which change only
+        # when connector-auth republishes them: each is remembered briefly, and forgotten at
+        # once when this process records a change (another replica's is seen within that).
+        self._remember_accounts = remember_accounts_seconds
+        self._accounts: dict[str, tuple[float, AccountFacts]] = {}
 
     # ------------------------------------------------------------------ outbox
 
     async def finish(
         self, collection: str, doc_id: str, fields: Doc, events: Sequence[Envelope[Any]]
     ) -> None:
-        """Record an outcome and the events it causes in one write, then publish them."""
+        """Record an outcome and the events it causes in one write, then publish them.
+
+        Only the events written here are relayed (not read back): anything an earlier,
+        failed write left in the document still has that writer's marker, so the outbox's
+        periodic pass relays it."""
         marker = await self.outbox.expect(collection, doc_id)
+        update = push(events)
         await self.db[collection].update_one(
             {"_id": doc_id},
-            {"$set": {**fields, "updated_at": _now()}, **push(events)},
+            {"$set": {**fields, "updated_at": _now()}, **update},
             upsert=True,
         )
-        await self.outbox.relay(collection, doc_id, marker)
+        written = update["$push"][OUTBOX_FIELD]["$each"]
+        await self.outbox.relay(collection, doc_id, marker, written=written)
 
     async def relay(self, collection: str, doc_id: str) -> None:
         """Publish what a document's outbox still holds."""
@@ -76,6 +91,7 @@ class Store:
     async def save_account(self, event: Envelope[AccountConnected]) -> None:
         """Keep the latest facts of a connected company (every re-publication replaces them)."""
         facts = event.data
+        self._accounts.pop(event.tenant.require_account_id(), None)
         await self.db[ACCOUNTS].update_one(
             {"_id": event.tenant.require_account_id()},
             {
@@ -92,13 +108,24 @@ class Store:
             },
             upsert=True,
         )
+        self._accounts.pop(event.tenant.require_account_id(), None)  # read meanwhile
 
     async def disconnect_account(self, realm_id: str) -> None:
+        self._accounts.pop(realm_id, None)
         await self.db[ACCOUNTS].update_one({"_id": realm_id}, {"$set": {"connected": False}})
+        self._accounts.pop(realm_id, None)  # a request read it meanwhile
 
     async def account(self, realm_id: str) -> AccountFacts | None:
+        known = self._accounts.get(realm_id)
+        if known is not None and time.monotonic() - known[0] < self._remember_accounts:
+            return known[1]
         doc = await self.db[ACCOUNTS].find_one({"_id": realm_id})
-        return _account(doc) if doc else None
+        if doc is None:
+            self._accounts.pop(realm_id, None)
+            return None
+        facts = _account(doc)
+        self._accounts[realm_id] = (time.monotonic(), facts)
+        return facts
 
     async def portal_of_realm(self, realm_id: str) -> str | None:
         """The portal a QuickBooks company is connected to (its tokens are asked for by both)."""
