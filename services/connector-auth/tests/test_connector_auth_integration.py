@@ -260,19 +260,27 @@ def _without_sealed(value: Any) -> Any:
     return value
 
 
-async def test_two_concurrent_token_requests_near_expiry_refresh_once_across_replicas(
-    connector: Any, qbo_sandbox: Any, db: Any, tools: Any
-) -> None:
+async def near_expiry(
+    connector: Any, qbo_sandbox: Any, db: Any, name: str
+) -> tuple[str, str, str, int]:
+    """A newly connected company whose access token expires within the refresh margin:
+    its portal, realm, account key and token version."""
     portal = f"p-{uuid.uuid4().hex[:8]}"
-    realm = new_company(qbo_sandbox, "Busy Realm")
+    realm = new_company(qbo_sandbox, name)
     await connector.connect(portal, realm)
-    old = await stored_tokens(connector, db, portal, realm)
     key = account_key(portal, realm)
     await db.accounts.update_one(
         {"_id": key},
         {"$set": {"tokens.access_expires_at": datetime.now(UTC) + timedelta(seconds=20)}},
     )
-    version = (await db.accounts.find_one({"_id": key}))["token_version"]
+    return portal, realm, key, (await db.accounts.find_one({"_id": key}))["token_version"]
+
+
+async def test_two_concurrent_token_requests_near_expiry_refresh_once_across_replicas(
+    connector: Any, qbo_sandbox: Any, db: Any, tools: Any
+) -> None:
+    portal, realm, key, version = await near_expiry(connector, qbo_sandbox, db, "Busy Realm")
+    old = await stored_tokens(connector, db, portal, realm)
     replica_settings = connector.settings.model_copy(
         update={"http_port": tools.free_port(), "redirect_uri": connector.settings.redirect_uri}
     )
@@ -473,15 +481,7 @@ async def test_no_token_or_secret_reaches_kafka_or_a_log_line(
 async def test_a_replica_that_read_the_old_version_cannot_refresh_with_the_spent_token(
     connector: Any, qbo_sandbox: Any, db: Any
 ) -> None:
-    portal = f"p-{uuid.uuid4().hex[:8]}"
-    realm = new_company(qbo_sandbox, "Rotating Realm")
-    await connector.connect(portal, realm)
-    key = account_key(portal, realm)
-    await db.accounts.update_one(
-        {"_id": key},
-        {"$set": {"tokens.access_expires_at": datetime.now(UTC) + timedelta(seconds=20)}},
-    )
-    version = (await db.accounts.find_one({"_id": key}))["token_version"]
+    portal, realm, key, version = await near_expiry(connector, qbo_sandbox, db, "Rotating Realm")
     assert (await connector.token(portal, realm)).status_code == 200  # refreshed: version + 1
     # Another replica that read the account just before that refresh asks for the lease of
     # the version it saw: it must not get it (it would spend the rotated refresh token).
