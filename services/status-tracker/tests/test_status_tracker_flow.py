@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from dealbooks_contracts import InvoiceStage, PaymentChange
+from prometheus_client import REGISTRY
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -141,6 +142,12 @@ async def test_echoes_and_stale_notifications_of_an_invoice_cost_no_quickbooks_r
     world = tracker.world()
     invoice, invoice_id = await world.tracked_invoice("210.00")
     before = tracker.qbo_sandbox.stats(world.realm)["requests"]
+    dedupe_reads = {
+        "service": tracker.settings.service_name,
+        "command": "find",
+        "collection": "processed_events",
+    }
+    reads_before = REGISTRY.get_sample_value("dealbooks_db_commands_total", dedupe_reads) or 0
 
     await world.webhook("Invoice", invoice_id, "Create")  # QuickBooks echoes our own draft
     # ...and a notification no newer than the state read (stamped as the invoice we read)
@@ -155,8 +162,11 @@ async def test_echoes_and_stale_notifications_of_an_invoice_cost_no_quickbooks_r
         and e.tenant.account_id == world.realm
     )  # fmt: skip
 
-    # Reading the payment and the invoice it paid; the other two asked QuickBooks nothing.
+    # Reading the payment and the invoice it paid; the other two asked QuickBooks nothing,
+    # and the database nothing either: only the payment's event was looked up (dedupe).
     assert tracker.qbo_sandbox.stats(world.realm)["requests"] - before == 2
+    reads = REGISTRY.get_sample_value("dealbooks_db_commands_total", dedupe_reads) or 0
+    assert reads - reads_before == 1
 
 
 async def test_foreign_currency_invoice_is_tracked_but_not_written_to_the_deal(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dealbooks_contracts import InvoiceDrafted, InvoiceLinked, QboEntity, QboEntityChanged
+from dealbooks_contracts import InvoiceDrafted, InvoiceLinked, QboEntityChanged
 from dealbooks_http import TokenProvider
 from dealbooks_kit import ApiClients, ServiceApp, ServiceRuntime, api_clients, get_logger
 
@@ -73,7 +73,7 @@ def build_service(
         "qbo-changes",
         QboEntityChanged,
         handlers.on_entity_changed,
-        accepts=lambda event: event.data.entity in {QboEntity.INVOICE, QboEntity.PAYMENT},
+        accepts=handlers.wants,
     )
     # No webhook fires when a due date passes, and webhooks can be lost: two timers.
     runtime.every("overdue-clock", settings.overdue_interval_seconds, handlers.overdue_sweep)

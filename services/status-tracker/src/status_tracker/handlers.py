@@ -196,6 +196,19 @@ class StatusTracker:
 
     # ------------------------------------------------------------------ QBO changes
 
+    def wants(self, event: Envelope[QboEntityChanged]) -> bool:
+        """Whether a QuickBooks change is this service's business and may tell something new:
+        Invoice and Payment changes, except an invoice notification this process already
+        knows to be covered (the echo of our own draft, the update a payment causes). Asked
+        before the dedupe look-up, so those cost no database call at all."""
+        change = event.data
+        if change.entity == QboEntity.PAYMENT:
+            return True
+        if change.entity != QboEntity.INVOICE:
+            return False
+        key = f"{change.realm_id}:{change.entity_id}"
+        return not self._recent.covers(key, change.operation, change.last_updated)
+
     async def on_entity_changed(self, event: Envelope[QboEntityChanged]) -> None:
         """Invoice and Payment changes; the event carries ids only, so fetch the entity."""
         change = event.data
