@@ -43,7 +43,11 @@ class Harness:
     """A runtime with one handler: count the effect in MongoDB, publish contact.synced."""
 
     def __init__(
-        self, settings: KitSettings, on_dead_letter: Any = None, accepts: Any = None
+        self,
+        settings: KitSettings,
+        on_dead_letter: Any = None,
+        accepts: Any = None,
+        selective: bool = False,
     ) -> None:
         self.settings = settings
         self.runtime = ServiceRuntime(settings)
@@ -54,6 +58,7 @@ class Harness:
             self.handle,
             on_dead_letter=on_dead_letter,
             accepts=accepts,
+            selective=selective,
         )
 
     async def handle(self, event: Envelope[QboEntityChanged]) -> None:
@@ -252,10 +257,14 @@ async def test_dead_letter_hook_hears_of_each_event_given_up_on(kit_settings: An
     assert permanent.reason == "customer permanent-2 has no email address"
 
 
+@pytest.mark.parametrize("selective", [False, True], ids=["prompt", "selective"])
 async def test_events_the_consumer_does_not_accept_are_skipped_without_a_dedupe_record(
-    kit_settings: Any,
+    kit_settings: Any, selective: bool
 ) -> None:
-    h = Harness(kit_settings(), accepts=lambda event: event.data.entity == "Customer")
+    # A selective consumer (Kafka gathers its records before answering) behaves the same.
+    h = Harness(
+        kit_settings(), accepts=lambda event: event.data.entity == "Customer", selective=selective
+    )
     invoice = Envelope.build(
         QboEntityChanged(
             realm_id="realm-1",

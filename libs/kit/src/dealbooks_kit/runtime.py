@@ -85,13 +85,24 @@ class ServiceRuntime:
         on_dead_letter: DeadLetterHook[P] | None = None,
         accepts: Callable[[Envelope[P]], bool] | None = None,
         ordering_key: Callable[[Envelope[P]], str] | None = None,
+        selective: bool = False,
         **subscriber_options: Any,
     ) -> EventConsumer[P]:
         """Subscribe `handler` to the topic of `payload` under the kit's delivery rules;
         `on_dead_letter` hears of every decoded event the consumer gave up on; events
         `accepts` turns down are acknowledged without any work (or database call); events
         with the same `ordering_key` (default: the Kafka key, i.e. the tenant) are handled
-        in order, others concurrently."""
+        in order, others concurrently. A `selective` consumer, one that keeps few of its
+        topic's events, lets Kafka gather records for `consumer_selective_wait_ms` before
+        each fetch is answered, rather than fetching once per record."""
+        if selective:
+            wait = self.settings.consumer_selective_wait_ms
+            subscriber_options = {
+                "fetch_max_wait_ms": wait,
+                "fetch_min_bytes": 1 << 20,
+                "batch_timeout_ms": max(wait, 50),
+                **subscriber_options,
+            }
         consumer = EventConsumer(
             name=name,
             payload=payload,

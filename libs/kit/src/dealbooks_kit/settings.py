@@ -55,6 +55,10 @@ class KitSettings(BaseSettings):
     # At most how often a consumer commits its offsets; what settled meanwhile goes in one
     # commit. A crash replays at most this much more, which the dedupe check skips.
     consumer_commit_interval_ms: int = Field(default=200, ge=0)
+    # How long Kafka gathers records for a consumer that keeps few of its topic's events
+    # (one kind of QuickBooks change) before answering its fetch: a few fetches a second
+    # instead of one per record, for up to this much more latency on those events.
+    consumer_selective_wait_ms: int = Field(default=250, ge=0)
     # How long a consumer remembers an event id it handled (dedupe). Longer than the topics'
     # retention, so any redelivery Kafka can still make is recognised.
     dedupe_retention_days: float = Field(default=14.0, gt=0)

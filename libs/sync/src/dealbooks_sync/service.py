@@ -61,6 +61,7 @@ def build_sync_service(
         sync.on_entity_changed,
         on_dead_letter=sync.on_gave_up,
         accepts=lambda event: event.data.entity == kind.qbo_entity,
+        selective=True,  # one entity of all QuickBooks changes
     )
     return SyncService(runtime, sync, Backfill(deps), clients)
 

@@ -47,6 +47,7 @@ def build_service(settings: ConnectorAuthSettings) -> tuple[ServiceRuntime, Conn
         QboEntityChanged,
         on_qbo_change,
         accepts=lambda event: event.data.entity in {QboEntity.PREFERENCES, QboEntity.COMPANY_INFO},
+        selective=True,  # two entities of all QuickBooks changes
     )
     return runtime, service
 
