@@ -43,6 +43,11 @@ async def test_company_facts_are_remembered_briefly_and_replaced_at_once_by_this
         await here.disconnect_account("r1")
         gone = await here.account("r1")
         assert gone is not None and not gone.connected
+        # A company that is not connected is not remembered: a reconnection through another
+        # replica counts at once (a request refused on old facts would stay refused).
+        await replica.save_account(connected("r1"))
+        back = await here.account("r1")
+        assert back is not None and back.connected
         assert await here.account("unknown") is None
     finally:
         await client.close()

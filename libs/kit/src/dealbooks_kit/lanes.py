@@ -30,6 +30,8 @@ from dealbooks_kit.logging import get_logger
 
 log = get_logger(__name__)
 
+_COMMIT_RETRY_PAUSE = 0.5
+
 
 class _PartitionOffsets:
     """Which fetched offsets of one partition are unsettled, and what may be committed."""
@@ -150,14 +152,17 @@ class Lanes:
             if self._commit_interval > 0 and not self._closing:
                 await asyncio.sleep(self._commit_interval)
             self._dirty = False
-            await self.commit()
+            if not await self.commit() and not self._closing:
+                # Tried again after a pause, even if nothing else settles meanwhile.
+                self._dirty = True
+                await asyncio.sleep(max(self._commit_interval, _COMMIT_RETRY_PAUSE))
 
-    async def commit(self) -> None:
+    async def commit(self) -> bool:
         """Commit, per assigned partition, everything below its lowest unsettled offset, after
-        `before_commit` (what must be durable before the offsets are)."""
+        `before_commit` (what must be durable before the offsets are). False if that failed."""
         consumer = self._consumer
         if consumer is None:
-            return
+            return True
         assigned = consumer.assignment()
         for partition in [p for p in self._offsets if p not in assigned]:
             # Revoked: its next owner starts from the last commit; forget what we tracked.
@@ -169,18 +174,19 @@ class Lanes:
             if partition in assigned and offsets.committable() > offsets.committed
         }
         if not due:
-            return
+            return True
         try:
             if self._before_commit is not None:
                 await self._before_commit()
             await consumer.commit(due)
         except Exception as exc:
-            # A rebalance or a broker hiccup: the next settle commits these offsets too.
+            # A rebalance, a broker or database hiccup: tried again shortly.
             log.warning("offsets not committed yet", consumer=self._name, error=repr(exc))
-            return
+            return False
         for partition, offset in due.items():
             if partition in self._offsets:
                 self._offsets[partition].committed = offset
+        return True
 
     def reopen(self) -> None:
         """Take records again after a drain; what was tracked then is forgotten."""

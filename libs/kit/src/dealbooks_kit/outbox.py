@@ -144,7 +144,10 @@ class Outbox:
         (left behind, not in flight). A document whose relay fails is logged and left for the
         next pass.
         """
-        await self.forget_settled()
+        try:
+            await self.forget_settled()
+        except Exception as exc:  # kept for the next pass; orphans are still looked for
+            log.warning("settled outbox markers not deleted yet", error=repr(exc))
         published = await self._relay_marked(limit)
         first_pass, self._first_pass = self._first_pass, False
         for collection in self.collections:
@@ -173,7 +176,11 @@ class Outbox:
 
     async def _relay_marked(self, limit: int) -> int:
         """Relay the documents of markers already there at the previous pass."""
-        markers = [doc async for doc in self._db[MARKERS].find({}).limit(limit * 10)]
+        # Oldest first, so a marker left behind is reached even while many are in use; the
+        # ones this process's relays settled (not yet deleted) are not orphans.
+        cursor = self._db[MARKERS].find({}).sort("at", 1).limit(limit * 10)
+        settled = set(self._settled_markers)
+        markers = [doc async for doc in cursor if doc["_id"] not in settled]
         before, self._lingering_markers = self._lingering_markers, {m["_id"] for m in markers}
         published = 0
         for marker in markers:

@@ -57,7 +57,8 @@ class KitSettings(BaseSettings):
     consumer_commit_interval_ms: int = Field(default=200, ge=0)
     # How long Kafka gathers records for a consumer that keeps few of its topic's events
     # (one kind of QuickBooks change) before answering its fetch: a few fetches a second
-    # instead of one per record, for up to this much more latency on those events.
+    # instead of one per record, for up to twice this much more latency on those events
+    # (the wait, then the pause after an empty poll).
     consumer_selective_wait_ms: int = Field(default=250, ge=0)
     # How long a consumer remembers an event id it handled (dedupe). Longer than the topics'
     # retention, so any redelivery Kafka can still make is recognised.

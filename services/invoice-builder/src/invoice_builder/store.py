@@ -61,6 +61,7 @@ class Store:
         # once when this process records a change (another replica's is seen within that).
         self._remember_accounts = remember_accounts_seconds
         self._accounts: dict[str, tuple[float, AccountFacts]] = {}
+        self._account_changes = 0  # a read that overlapped a change here is not remembered
 
     # ------------------------------------------------------------------ outbox
 
@@ -91,7 +92,7 @@ class Store:
     async def save_account(self, event: Envelope[AccountConnected]) -> None:
         """Keep the latest facts of a connected company (every re-publication replaces them)."""
         facts = event.data
-        self._accounts.pop(event.tenant.require_account_id(), None)
+        self._forget_account(event.tenant.require_account_id())
         await self.db[ACCOUNTS].update_one(
             {"_id": event.tenant.require_account_id()},
             {
@@ -108,23 +109,31 @@ class Store:
             },
             upsert=True,
         )
-        self._accounts.pop(event.tenant.require_account_id(), None)  # read meanwhile
+        self._forget_account(event.tenant.require_account_id())
 
     async def disconnect_account(self, realm_id: str) -> None:
-        self._accounts.pop(realm_id, None)
+        self._forget_account(realm_id)
         await self.db[ACCOUNTS].update_one({"_id": realm_id}, {"$set": {"connected": False}})
-        self._accounts.pop(realm_id, None)  # a request read it meanwhile
+        self._forget_account(realm_id)
+
+    def _forget_account(self, realm_id: str) -> None:
+        self._accounts.pop(realm_id, None)
+        self._account_changes += 1
 
     async def account(self, realm_id: str) -> AccountFacts | None:
+        """A company's facts. Only a connected company's are remembered: one that is not may
+        be reconnected through another replica, and a request refused on remembered facts
+        would stay refused."""
         known = self._accounts.get(realm_id)
         if known is not None and time.monotonic() - known[0] < self._remember_accounts:
             return known[1]
+        changes = self._account_changes
         doc = await self.db[ACCOUNTS].find_one({"_id": realm_id})
-        if doc is None:
+        facts = _account(doc) if doc else None
+        if facts is not None and facts.connected and changes == self._account_changes:
+            self._accounts[realm_id] = (time.monotonic(), facts)
+        else:
             self._accounts.pop(realm_id, None)
-            return None
-        facts = _account(doc)
-        self._accounts[realm_id] = (time.monotonic(), facts)
         return facts
 
     async def portal_of_realm(self, realm_id: str) -> str | None:

@@ -294,7 +294,8 @@ class StatusTracker:
                 # deal is still brought in line, in case an earlier run failed before that.
                 self._recent.note(doc["_id"], doc.get("last_updated"))
                 if doc.get("deal_id"):
-                    await self.project_deal(doc["portal_id"], doc["deal_id"], known=doc)
+                    # Read again: another writer may have moved the invoice since `doc`.
+                    await self.project_deal(doc["portal_id"], doc["deal_id"])
                 return doc, snap
             try:
                 saved = await self._save(doc, snap, cause)
@@ -368,7 +369,8 @@ class StatusTracker:
     ) -> None:
         """Write the deal's invoice properties from its most recently updated invoice,
         unless that invoice is in another currency than the portal's (recorded, not written).
-        `known`: one of the deal's invoices as the caller just read or saved it."""
+        `known`: one of the deal's invoices as the caller just saved it (and found nothing
+        newer after)."""
         previous, docs = await self.store.deal(portal_id, deal_id, known)
         chosen = domain.projection_for_deal(
             DealInvoice(snapshot_of(d), stage_in(d) or InvoiceStage.AWAITING_SEND) for d in docs

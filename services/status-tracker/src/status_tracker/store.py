@@ -187,18 +187,18 @@ class Store:
             if marker is not None:
                 await self.outbox.discard(marker)
             raise ConcurrentUpdate(doc["_id"]) from None
-        await self._project(doc["_id"], transition)
+        newest = await self._project(doc["_id"], transition)
         if marker is not None:
             written = transition[OUTBOX_FIELD]
             await self.outbox.relay(TRANSITIONS, transition_id, marker, written=written)
-        return {**doc, **_state(transition)}
+        return {**doc, **newest}
 
     async def deal(
         self, portal_id: str, deal_id: str, known: Doc | None = None
     ) -> tuple[Doc | None, list[Doc]]:
         """What the deal was last given (None before its first projection) and its tracked
         invoices that have a stage, from one read of the deal's document. `known`: one of
-        them as the caller just read or saved it, so not read again."""
+        them as the caller just saved it (`save_state`'s answer), so not read again."""
         deal = await self.db[DEALS].find_one({"_id": f"{portal_id}:{deal_id}"})
         if deal is not None and "invoices" in deal:
             mine = []
@@ -239,8 +239,9 @@ class Store:
         newer = await self._newest(doc["_id"], int(doc.get("version", 0)))
         return {**doc, **_state(newer)} if newer else doc
 
-    async def _project(self, invoice: str, transition: Doc) -> None:
-        """Bring the tracked document up to `transition` (just inserted) or a newer one.
+    async def _project(self, invoice: str, transition: Doc) -> Doc:
+        """Bring the tracked document up to `transition` (just inserted) or a newer one;
+        returns the state it wrote last (the newest it found).
 
         Concurrent projections may overwrite each other on FerretDB, so each writer looks for
         a newer transition after its own write and, if there is one, writes that instead: the
@@ -251,8 +252,9 @@ class Store:
             await self.db[TRACKED].update_one({"_id": invoice}, {"$set": state})
             newer = await self._newest(invoice, version)
             if newer is None:
-                return
+                break
             state, version = _state(newer), int(newer["version"])
+        return state
 
     async def portal_of_realm(self, realm_id: str) -> str | None:
         """The portal whose invoices of this QuickBooks company are tracked (for its tokens)."""

@@ -102,26 +102,33 @@ class RealmDirectory:
         self._c = db[REALMS]
         self._remember = remember_seconds
         self._known: dict[str, tuple[float, list[str]]] = {}
+        self._changes = 0  # a read that overlapped a change here is not remembered
 
     async def portals(self, realm_id: str) -> list[str]:
         known = self._known.get(realm_id)
         if known is not None and time.monotonic() - known[0] < self._remember:
             return list(known[1])
+        changes = self._changes
         doc = await self._c.find_one({"_id": realm_id})
         portals = list((doc or {}).get("portals") or [])
-        if portals:
+        if portals and changes == self._changes:
             self._known[realm_id] = (time.monotonic(), portals)
         else:
             self._known.pop(realm_id, None)
         return list(portals)
 
     async def connect(self, realm_id: str, portal_id: str) -> None:
-        self._known.pop(realm_id, None)
+        self._forget(realm_id)
         await self._c.update_one(
             {"_id": realm_id}, {"$addToSet": {"portals": portal_id}}, upsert=True
         )
+        self._forget(realm_id)
 
     async def disconnect(self, realm_id: str, portal_id: str) -> None:
-        self._known.pop(realm_id, None)
+        self._forget(realm_id)
         await self._c.update_one({"_id": realm_id}, {"$pull": {"portals": portal_id}})
-        self._known.pop(realm_id, None)  # a notification read it meanwhile
+        self._forget(realm_id)
+
+    def _forget(self, realm_id: str) -> None:
+        self._known.pop(realm_id, None)
+        self._changes += 1
