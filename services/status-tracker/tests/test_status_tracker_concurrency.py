@@ -128,3 +128,43 @@ async def test_two_handlers_racing_on_one_paid_invoice_publish_one_change_and_co
     assert (projected["version"], projected["stage"]) == (newest["version"], "deleted")
     paid = [t async for t in db[TRANSITIONS].find({"invoice": key, "stage": "paid"})]
     assert all(not t.get("outbox") for t in paid)  # every event was relayed
+
+
+class StaleStore(Store):
+    """A store that answers one read of the tracked invoice with a state captured earlier:
+    a replica that read the invoice just before another replica moved it on."""
+
+    def __init__(self, db: Any, outbox: Outbox, stale: dict[str, Any]) -> None:
+        super().__init__(db, outbox)
+        self._stale: dict[str, Any] | None = stale
+
+    async def tracked(self, realm_id: str, qbo_invoice_id: str) -> dict[str, Any] | None:
+        if self._stale is not None:
+            stale, self._stale = self._stale, None
+            return stale
+        return await super().tracked(realm_id, qbo_invoice_id)
+
+
+async def test_a_replica_with_nothing_new_does_not_put_an_older_stage_back_on_the_deal(
+    tracker: Harness,
+) -> None:
+    world = tracker.world()
+    invoice, invoice_id = await world.tracked_invoice("120.00")
+    stale = await tracker.service.store.tracked(world.realm, invoice_id)
+    assert stale is not None
+    # This replica moves the invoice on: paid, and the deal shows it.
+    world.pay(invoice_id, "120.00")
+    await tracker.service.handlers.refresh_invoice(world.tenant, invoice_id)
+    assert world.deal()["properties"]["acct_invoice_status"] == InvoiceStage.PAID
+    # The other read the invoice (and QuickBooks) before that: it finds nothing new...
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(tracker.settings.mongodb_uri)
+    try:
+        db = client[tracker.settings.database_name]
+        store = StaleStore(db, Outbox(db, tracker.service.runtime.publisher), stale)
+        handlers = tracker.service.handlers
+        late = StatusTracker(store=store, qbo=handlers.qbo, crm=handlers.crm)
+        await late.refresh_invoice(world.tenant, invoice_id, invoice=invoice)
+    finally:
+        await client.close()
+    # ...and must not put the stage it read back on the deal.
+    assert world.deal()["properties"]["acct_invoice_status"] == InvoiceStage.PAID
