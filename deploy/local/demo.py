@@ -64,10 +64,10 @@ class Demo:
         t = stack.topology
         self.t = t
         self.http = httpx.Client(timeout=30.0)
-        self.crm_ctl = f"{t.crm}/_sandbox/portals/{PORTAL_ID}"
+        self.crm_ctl = t.crm_control()
         self.qbo_ctl = f"{t.qbo}/_sandbox/companies"
-        self.wizard = f"{t.url('invoice-builder')}/portals/{PORTAL_ID}"
-        self.wizard_auth = {"Authorization": f"Bearer {t.secrets.api_token}"}
+        self.wizard = t.wizard()
+        self.wizard_auth = t.wizard_auth
         self.service_auth = {"Authorization": f"Bearer {t.secrets.service_credential}"}
         self.tracker = t.url("status-tracker")
         self.deals: dict[str, str] = {}

@@ -204,8 +204,7 @@ class Bench:
         self.http = httpx.AsyncClient(
             timeout=30.0, limits=httpx.Limits(max_connections=200, max_keepalive_connections=200)
         )
-        self.wizard = self.t.url("invoice-builder")
-        self.wizard_auth = {"Authorization": f"Bearer {self.t.secrets.api_token}"}
+        self.wizard_auth = self.t.wizard_auth
         self.realm_portal: dict[str, str] = {}
         self.deals: dict[str, list[str]] = {p: [] for p in portals}
         # What Kafka told us: request id -> (outcome, occurred_at, QBO invoice id or reason)
@@ -253,7 +252,7 @@ class Bench:
         async def builder_knows_all() -> bool:
             for portal in portals:
                 found = await self.call(
-                    "GET", f"{self.wizard}/portals/{portal}/accounts", headers=self.wizard_auth
+                    "GET", f"{self.t.wizard(portal)}/accounts", headers=self.wizard_auth
                 )
                 if len(found["accounts"]) < sum(p == portal for p in self.realm_portal.values()):
                     return False
@@ -272,7 +271,7 @@ class Bench:
         async def deal(portal: str, n: int) -> None:
             created = await self.call(
                 "POST",
-                f"{self.t.crm}/_sandbox/portals/{portal}/objects/deals",
+                f"{self.t.crm_control(portal)}/objects/deals",
                 json={"properties": {"dealname": f"Bench deal {n}", "amount": "100"}},
             )
             self.deals[portal].append(str(created["id"]))
@@ -342,7 +341,7 @@ class Bench:
                            "unit_price": {"amount": "150.00", "currency": "USD"}}],
                 "terms_id": "3",
             }  # fmt: skip
-            url = f"{self.wizard}/portals/{portal}/accounts/{realm}/invoice-requests"
+            url = f"{self.t.wizard(portal)}/accounts/{realm}/invoice-requests"
             try:
                 # The request id makes a submit idempotent, so a connection that dropped
                 # mid-request (a keep-alive the server closed just then) is simply sent again,
@@ -489,7 +488,7 @@ class Bench:
             ]
         crm = 0
         for portal in self.portals:
-            counters = await self.call("GET", f"{self.t.crm}/_sandbox/portals/{portal}/counters")
+            counters = await self.call("GET", f"{self.t.crm_control(portal)}/counters")
             crm += int(counters.get("rateLimited", 0))
         return qbo, crm
 

@@ -41,10 +41,10 @@ class Stack:
         t = stack.topology
         self.t = t
         self.http = httpx.AsyncClient(timeout=30.0)
-        self.crm_ctl = f"{t.crm}/_sandbox/portals/{PORTAL_ID}"
+        self.crm_ctl = t.crm_control()
         self.qbo_ctl = f"{t.qbo}/_sandbox"
-        self.wizard = f"{t.url('invoice-builder')}/portals/{PORTAL_ID}"
-        self.wizard_auth = {"Authorization": f"Bearer {t.secrets.api_token}"}
+        self.wizard = t.wizard()
+        self.wizard_auth = t.wizard_auth
         self.tracker = t.url("status-tracker")
 
     async def ok(self, response: Awaitable[httpx.Response]) -> Any:

@@ -68,6 +68,19 @@ class Topology:
     def crm(self) -> str:
         return self.url("crm-sandbox")
 
+    def wizard(self, portal_id: str = PORTAL_ID) -> str:
+        """invoice-builder's wizard API for one portal (what the CRM card calls)."""
+        return f"{self.url('invoice-builder')}/portals/{portal_id}"
+
+    @property
+    def wizard_auth(self) -> dict[str, str]:
+        """The header the CRM card sends to the wizard API."""
+        return {"Authorization": f"Bearer {self.secrets.api_token}"}
+
+    def crm_control(self, portal_id: str = PORTAL_ID) -> str:
+        """The CRM sandbox's control API for one portal (seeding, reading what it shows)."""
+        return f"{self.crm}/_sandbox/portals/{portal_id}"
+
     def crm_seed(self) -> dict[str, object]:
         """The CRM sandbox's app (webhooks to the gateway) and the demo portal."""
         return {

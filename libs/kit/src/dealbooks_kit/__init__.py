@@ -16,8 +16,9 @@ from dealbooks_kit.consumer import DeadLetterHook, EventConsumer, GaveUp, Proces
 from dealbooks_kit.errors import PermanentError, TransientError
 from dealbooks_kit.kafka import EventPublisher, make_broker
 from dealbooks_kit.logging import configure_logging, get_logger, redact
+from dealbooks_kit.memory import Remembered
 from dealbooks_kit.mongo import IndexSpec, ensure_indexes, make_mongo_client
-from dealbooks_kit.outbox import Outbox, outbox_entry, push
+from dealbooks_kit.outbox import Outbox, outbox_entry, push, push_entries
 from dealbooks_kit.runtime import ServiceApp, ServiceRuntime, serve
 from dealbooks_kit.settings import KitSettings
 
@@ -38,6 +39,7 @@ __all__ = [
     "Outbox",
     "PermanentError",
     "ProcessedEvents",
+    "Remembered",
     "ServiceApp",
     "ServiceRuntime",
     "TransientError",
@@ -50,6 +52,7 @@ __all__ = [
     "make_mongo_client",
     "outbox_entry",
     "push",
+    "push_entries",
     "redact",
     "serve",
 ]

@@ -134,11 +134,6 @@ class ProcessedEvents:
         for key in batch:
             self._pending.pop(key, None)
 
-    async def mark(self, consumer: str, event_id: str, outcome: str) -> None:
-        """Record a handled event and write it now."""
-        self.remember(consumer, event_id, outcome)
-        await self.flush()
-
 
 class _GiveUp(Exception):
     def __init__(self, reason: str, error: BaseException | None, attempts: int) -> None:

@@ -53,7 +53,12 @@ def outbox_entry(event: Envelope[Any]) -> Doc:
 def push(events: Sequence[Envelope[Any]]) -> Doc:
     """The `$push` clause appending `events` to a document's outbox; merge it into the update
     that records the state change."""
-    return {"$push": {OUTBOX_FIELD: {"$each": [outbox_entry(e) for e in events]}}}
+    return push_entries([outbox_entry(e) for e in events])
+
+
+def push_entries(entries: Sequence[Doc]) -> Doc:
+    """`push` for entries already made (to hand them to `Outbox.relay` as `written`)."""
+    return {"$push": {OUTBOX_FIELD: {"$each": list(entries)}}}
 
 
 def outbox_index(collection: str) -> IndexSpec:
@@ -199,4 +204,4 @@ class Outbox:
         return published
 
 
-__all__ = ["OUTBOX_FIELD", "Outbox", "outbox_entry", "outbox_index", "push"]
+__all__ = ["OUTBOX_FIELD", "Outbox", "outbox_entry", "outbox_index", "push", "push_entries"]

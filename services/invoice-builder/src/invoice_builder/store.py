@@ -7,14 +7,12 @@ the next run of the handler or the periodic pass, with the very same envelope id
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from dealbooks_contracts import AccountConnected, Envelope
-from dealbooks_kit import IndexSpec, Outbox, push
-from dealbooks_kit.outbox import OUTBOX_FIELD
+from dealbooks_kit import IndexSpec, Outbox, Remembered, outbox_entry, push_entries
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -59,9 +57,7 @@ class Store:
         # Every wizard call and every request reads its company's facts, which change only
         # when connector-auth republishes them: each is remembered briefly, and forgotten at
         # once when this process records a change (another replica's is seen within that).
-        self._remember_accounts = remember_accounts_seconds
-        self._accounts: dict[str, tuple[float, AccountFacts]] = {}
-        self._account_changes = 0  # a read that overlapped a change here is not remembered
+        self._accounts: Remembered[str, AccountFacts | None] = Remembered(remember_accounts_seconds)
 
     # ------------------------------------------------------------------ outbox
 
@@ -74,13 +70,12 @@ class Store:
         failed write left in the document still has that writer's marker, so the outbox's
         periodic pass relays it."""
         marker = await self.outbox.expect(collection, doc_id)
-        update = push(events)
+        written = [outbox_entry(e) for e in events]
         await self.db[collection].update_one(
             {"_id": doc_id},
-            {"$set": {**fields, "updated_at": _now()}, **update},
+            {"$set": {**fields, "updated_at": _now()}, **push_entries(written)},
             upsert=True,
         )
-        written = update["$push"][OUTBOX_FIELD]["$each"]
         await self.outbox.relay(collection, doc_id, marker, written=written)
 
     async def relay(self, collection: str, doc_id: str) -> None:
@@ -92,7 +87,7 @@ class Store:
     async def save_account(self, event: Envelope[AccountConnected]) -> None:
         """Keep the latest facts of a connected company (every re-publication replaces them)."""
         facts = event.data
-        self._forget_account(event.tenant.require_account_id())
+        self._accounts.forget(event.tenant.require_account_id())
         await self.db[ACCOUNTS].update_one(
             {"_id": event.tenant.require_account_id()},
             {
@@ -109,32 +104,25 @@ class Store:
             },
             upsert=True,
         )
-        self._forget_account(event.tenant.require_account_id())
+        self._accounts.forget(event.tenant.require_account_id())
 
     async def disconnect_account(self, realm_id: str) -> None:
-        self._forget_account(realm_id)
+        self._accounts.forget(realm_id)
         await self.db[ACCOUNTS].update_one({"_id": realm_id}, {"$set": {"connected": False}})
-        self._forget_account(realm_id)
-
-    def _forget_account(self, realm_id: str) -> None:
-        self._accounts.pop(realm_id, None)
-        self._account_changes += 1
+        self._accounts.forget(realm_id)
 
     async def account(self, realm_id: str) -> AccountFacts | None:
         """A company's facts. Only a connected company's are remembered: one that is not may
         be reconnected through another replica, and a request refused on remembered facts
         would stay refused."""
-        known = self._accounts.get(realm_id)
-        if known is not None and time.monotonic() - known[0] < self._remember_accounts:
-            return known[1]
-        changes = self._account_changes
-        doc = await self.db[ACCOUNTS].find_one({"_id": realm_id})
-        facts = _account(doc) if doc else None
-        if facts is not None and facts.connected and changes == self._account_changes:
-            self._accounts[realm_id] = (time.monotonic(), facts)
-        else:
-            self._accounts.pop(realm_id, None)
-        return facts
+
+        async def read() -> AccountFacts | None:
+            doc = await self.db[ACCOUNTS].find_one({"_id": realm_id})
+            return _account(doc) if doc else None
+
+        return await self._accounts.get(
+            realm_id, read, keep=lambda facts: facts is not None and facts.connected
+        )
 
     async def portal_of_realm(self, realm_id: str) -> str | None:
         """The portal a QuickBooks company is connected to (its tokens are asked for by both)."""

@@ -247,8 +247,7 @@ class StatusTracker:
         if change.operation not in {QboOperation.CREATE, QboOperation.UPDATE}:
             return False
         key = f"{change.realm_id}:{change.entity_id}"
-        if self._recent.covers(key, change.operation, change.last_updated):
-            return True
+        # What this process remembers was already asked (`wants`, before the dedupe look-up).
         doc = await self.store.tracked(change.realm_id, change.entity_id)
         if doc is None or not doc.get("stage"):
             return False

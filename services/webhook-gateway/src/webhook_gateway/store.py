@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from dealbooks_kit import IndexSpec
+from dealbooks_kit import IndexSpec, Remembered
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -93,42 +92,30 @@ class RealmDirectory:
     """realm id -> the portals it is connected to.
 
     Every notification asks, and the answer changes only when a company is connected or
-    disconnected, so a realm's portals are remembered for `remember_seconds`. This process
-    forgets them at once when it handles the change itself; a change another gateway replica
-    handled is seen here within that time. A realm with no portal is never remembered, so a
-    newly connected company is routed from its first notification."""
+    disconnected, so it is remembered for `remember_seconds` (`dealbooks_kit.Remembered`:
+    this process's own changes count at once, another replica's within that time). A realm
+    with no portal is never remembered, so a newly connected company is routed from its
+    first notification."""
 
     def __init__(self, db: AsyncDatabase[Doc], remember_seconds: float = 5.0) -> None:
         self._c = db[REALMS]
-        self._remember = remember_seconds
-        self._known: dict[str, tuple[float, list[str]]] = {}
-        self._changes = 0  # a read that overlapped a change here is not remembered
+        self._known: Remembered[str, list[str]] = Remembered(remember_seconds)
 
     async def portals(self, realm_id: str) -> list[str]:
-        known = self._known.get(realm_id)
-        if known is not None and time.monotonic() - known[0] < self._remember:
-            return list(known[1])
-        changes = self._changes
-        doc = await self._c.find_one({"_id": realm_id})
-        portals = list((doc or {}).get("portals") or [])
-        if portals and changes == self._changes:
-            self._known[realm_id] = (time.monotonic(), portals)
-        else:
-            self._known.pop(realm_id, None)
-        return list(portals)
+        async def read() -> list[str]:
+            doc = await self._c.find_one({"_id": realm_id})
+            return list((doc or {}).get("portals") or [])
+
+        return list(await self._known.get(realm_id, read, keep=bool))
 
     async def connect(self, realm_id: str, portal_id: str) -> None:
-        self._forget(realm_id)
+        self._known.forget(realm_id)
         await self._c.update_one(
             {"_id": realm_id}, {"$addToSet": {"portals": portal_id}}, upsert=True
         )
-        self._forget(realm_id)
+        self._known.forget(realm_id)
 
     async def disconnect(self, realm_id: str, portal_id: str) -> None:
-        self._forget(realm_id)
+        self._known.forget(realm_id)
         await self._c.update_one({"_id": realm_id}, {"$pull": {"portals": portal_id}})
-        self._forget(realm_id)
-
-    def _forget(self, realm_id: str) -> None:
-        self._known.pop(realm_id, None)
-        self._changes += 1
+        self._known.forget(realm_id)
