@@ -230,6 +230,42 @@ FERRETDB_PATCHES = (
         "func Untrack(obj any, token *Token) {\n\tcheckArgs(obj, token)\n"
         "\tif !debugbuild.Enabled {\n\t\treturn\n\t}\n",
     ),
+    # MongoDB applies a single-document update atomically: of two conditional updates of one
+    # document (`{_id, version: 3}` -> version 4), exactly one matches. FerretDB 1.x reads the
+    # matching documents and writes them back in separate steps, so both could match. The
+    # local build runs each update and findAndModify of a collection one at a time (SQLite
+    # serialises the writes anyway), which gives back MongoDB's guarantee.
+    SourcePatch(
+        "internal/handler/msg_update.go",
+        '\t"context"\n\t"fmt"\n\n',
+        '\t"context"\n\t"fmt"\n\t"sync"\n\n',
+    ),
+    SourcePatch(
+        "internal/handler/msg_update.go",
+        "// updateDocument iterate through all documents in collection and update them.\n",
+        "var collectionLocks sync.Map\n\n"
+        "// lockCollection serialises the read-modify-write commands of one collection.\n"
+        "func lockCollection(db, collection string) func() {\n"
+        "\tmu, _ := collectionLocks.LoadOrStore(db+\".\"+collection, new(sync.Mutex))\n"
+        "\tmu.(*sync.Mutex).Lock()\n"
+        "\treturn mu.(*sync.Mutex).Unlock\n"
+        "}\n\n"
+        "// updateDocument iterate through all documents in collection and update them.\n",
+    ),
+    SourcePatch(
+        "internal/handler/msg_update.go",
+        "\tvar matched, modified int32\n",
+        "\tvar matched, modified int32\n"
+        "\tunlock := lockCollection(params.DB, params.Collection)\n"
+        "\tdefer unlock()\n",
+    ),
+    SourcePatch(
+        "internal/handler/msg_findandmodify.go",
+        "\tqueryRes, err := c.Query(ctx, &qp)\n",
+        "\tunlock := lockCollection(params.DB, params.Collection)\n"
+        "\tdefer unlock()\n"
+        "\tqueryRes, err := c.Query(ctx, &qp)\n",
+    ),
 )
 FERRETDB_WRAPPER = repo_root() / "deploy" / "local" / "ferretdb"
 # Go's collector runs when the heap doubles by default; at 4x it takes a third of the CPU it
