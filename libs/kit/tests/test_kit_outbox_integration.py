@@ -208,3 +208,59 @@ async def test_a_marked_collection_is_scanned_once_for_entries_written_without_m
     await record_state(runtime, "doc-m5", synced("m5"))
     assert await outbox.relay_pending() == 0
     assert await outbox.relay_pending() == 0
+
+
+async def test_a_document_read_after_its_writer_stopped_short_has_its_events_relayed(
+    runtime: ServiceRuntime, kafka_bootstrap: str
+) -> None:
+    outbox = Outbox(runtime.db, runtime.publisher)
+    outbox.watch(STATES, marked=True)
+    assert await outbox.relay_pending() == 0  # the first pass (a scan) is behind us
+    left = synced("r1")
+    await record_state(runtime, "doc-r1", left)  # written; its writer stopped before relaying
+    assert await outbox.relay_pending() == 0  # no marker: the passes cannot see it
+
+    doc = await runtime.db[STATES].find_one({"_id": "doc-r1"})  # the event's rerun reads it
+    assert doc is not None
+    assert await outbox.relay_left(STATES, doc) == 1
+    assert await published(runtime, kafka_bootstrap, 1) == [str(left.id)]
+    assert await pending(runtime, "doc-r1") == []
+
+
+async def test_entries_this_process_is_relaying_are_not_relayed_again_by_a_reader(
+    runtime: ServiceRuntime,
+) -> None:
+    publisher = FlakyPublisher(runtime.publisher)
+    outbox = Outbox(runtime.db, publisher)  # type: ignore[arg-type]
+    event = synced("r2")
+    await record_state(runtime, "doc-r2", event)
+    relayed_by_reader: list[int] = []
+
+    async def reader() -> None:  # another handler reads the document mid-relay
+        doc = await runtime.db[STATES].find_one({"_id": "doc-r2"})
+        assert doc is not None and [e["id"] for e in doc["outbox"]] == [str(event.id)]
+        relayed_by_reader.append(await outbox.relay_left(STATES, doc))
+
+    publisher.during_publish = reader
+    assert await outbox.relay(STATES, "doc-r2") == 1
+    assert relayed_by_reader == [0]
+    assert await pending(runtime, "doc-r2") == []
+
+
+async def test_a_relay_that_failed_without_a_marker_is_retried_by_the_next_pass(
+    runtime: ServiceRuntime, kafka_bootstrap: str
+) -> None:
+    outbox = Outbox(runtime.db, FlakyPublisher(runtime.publisher, failures=1))  # type: ignore[arg-type]
+    outbox.watch(STATES, marked=True)
+    assert await outbox.relay_pending() == 0  # the first pass (a scan) is behind us
+    event = synced("r3")
+    await record_state(runtime, "doc-r3", event)
+    doc = await runtime.db[STATES].find_one({"_id": "doc-r3"})
+    assert doc is not None
+
+    with pytest.raises(ConnectionError):
+        await outbox.relay(STATES, "doc-r3", written=doc["outbox"])
+    assert await outbox.relay_pending() == 1
+    assert await published(runtime, kafka_bootstrap, 1) == [str(event.id)]
+    assert await pending(runtime, "doc-r3") == []
+    assert await outbox.relay_pending() == 0  # remembered once, not for ever

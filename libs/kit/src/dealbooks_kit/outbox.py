@@ -17,11 +17,18 @@ the pass reads only the markers still there: a crashed or failed relay's (marker
 relays are deleted together, at the start of the next pass, in one call). Scanning a large
 collection would cost a full read each pass on a server that cannot use an index for it (the
 local FerretDB on SQLite serves only `_id` look-ups from an index). Marked collections are
-scanned once, at the first pass, for entries written before markers existed.
+scanned once, at the first pass.
 
-Built for the MongoDB-wire subset: `$pull` removes whole elements by equality only, and
-conditional updates are not isolated across connections, so nothing here depends on one;
-two relays racing on one document at worst publish an event twice, never lose it.
+A writer that rereads its documents anyway can skip the marker: a handler's write whose relay
+does not finish leaves its Kafka offset uncommitted, so the event comes again (to this process
+or, after a crash, to whichever takes the partition over) and its rerun reads the document;
+`relay_left` then publishes what the document still holds, except entries this process is
+relaying right now. A relay that fails in a live process is remembered and retried by the
+next pass; a crashed process's restart scans the collection in its first pass.
+
+Built for the MongoDB-wire subset: `$pull` removes whole elements by equality only. Two
+relays racing on one document at worst publish an event twice (same envelope id, which
+consumers drop), never lose it.
 """
 
 from __future__ import annotations
@@ -83,6 +90,8 @@ class Outbox:
         self._lingering: dict[str, set[str]] = {}
         self._lingering_markers: set[str] = set()
         self._settled_markers: list[str] = []  # relays done; deleted by `forget_settled`
+        self._in_flight: set[str] = set()  # entry ids this process is relaying now
+        self._unsettled: dict[tuple[str, Any], None] = {}  # failed relays, for the next pass
         self._first_pass = True
 
     def watch(self, *collections: str, marked: bool = False) -> None:
@@ -117,23 +126,40 @@ class Outbox:
         """Publish one document's pending events in order, removing each once Kafka acked it;
         then settle `marker` (the writer's, from `expect`: deleted by the next pass).
 
-        `written`: the entries the caller just inserted with a document nothing else appends
-        to (a transition written once), which saves reading them back.
+        `written`: the entries the caller just wrote (or read: `relay_left`), which saves
+        reading them back; entries others append meanwhile are theirs to relay.
         Returns how many were published. A failed publish raises and leaves that entry and
-        the ones after it (and the marker) in place, for a later relay.
+        the ones after it (and the marker) in place, for a later relay; the next pass of this
+        process tries the document again.
         """
         if written is None:
             doc = await self._db[collection].find_one({"_id": doc_id}, {OUTBOX_FIELD: 1})
             entries: list[Doc] = list((doc or {}).get(OUTBOX_FIELD) or [])
         else:
             entries = list(written)
-        for entry in entries:
-            await self._publisher.publish(decode(entry["event"]))
-            # The entry exactly as read: entries appended meanwhile stay untouched.
-            await self._db[collection].update_one({"_id": doc_id}, {"$pull": {OUTBOX_FIELD: entry}})
+        ids = {entry["id"] for entry in entries}
+        self._in_flight |= ids
+        try:
+            for entry in entries:
+                await self._publisher.publish(decode(entry["event"]))
+                # The entry exactly as read: entries appended meanwhile stay untouched.
+                await self._db[collection].update_one(
+                    {"_id": doc_id}, {"$pull": {OUTBOX_FIELD: entry}}
+                )
+        except BaseException:
+            self._unsettled[(collection, doc_id)] = None
+            raise
+        finally:
+            self._in_flight -= ids
         if marker is not None:
             self._settled_markers.append(marker)
         return len(entries)
+
+    async def relay_left(self, collection: str, doc: Doc) -> int:
+        """Relay what a document just read still holds in its outbox (a crashed or failed
+        relay's events), except entries this process is relaying right now."""
+        left = [e for e in doc.get(OUTBOX_FIELD) or [] if e["id"] not in self._in_flight]
+        return await self.relay(collection, doc["_id"], written=left) if left else 0
 
     async def forget_settled(self) -> None:
         """Delete the markers of relays that completed (one call for all of them)."""
@@ -154,6 +180,7 @@ class Outbox:
         except Exception as exc:  # kept for the next pass; orphans are still looked for
             log.warning("settled outbox markers not deleted yet", error=repr(exc))
         published = await self._relay_marked(limit)
+        published += await self._relay_unsettled()
         first_pass, self._first_pass = self._first_pass, False
         for collection in self.collections:
             if collection in self.marked and not first_pass:
@@ -177,6 +204,21 @@ class Outbox:
                         collection=collection,
                         error=f"{type(exc).__name__}: {exc}",
                     )
+        return published
+
+    async def _relay_unsettled(self) -> int:
+        """Relay again the documents whose relay failed in this process."""
+        published = 0
+        for collection, doc_id in list(self._unsettled):
+            del self._unsettled[(collection, doc_id)]
+            try:
+                published += await self.relay(collection, doc_id)
+            except Exception as exc:  # remembered again by `relay`
+                log.warning(
+                    "outbox relay failed; the next pass retries",
+                    collection=collection,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
         return published
 
     async def _relay_marked(self, limit: int) -> int:

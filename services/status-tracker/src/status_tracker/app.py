@@ -11,7 +11,7 @@ from dealbooks_kit import ApiClients, ServiceApp, ServiceRuntime, api_clients, g
 from status_tracker.api import build_api
 from status_tracker.handlers import StatusTracker
 from status_tracker.settings import StatusTrackerSettings
-from status_tracker.store import INDEXES, PAYMENTS, TRACKED, TRANSITIONS, Store
+from status_tracker.store import INDEXES, LEGACY_OUTBOXES, PAYMENTS, TRACKED, Store
 
 log = get_logger(__name__)
 
@@ -39,8 +39,9 @@ def build_service(
     """Everything the process needs. Tokens come from the settings (connector-auth for QBO);
     tests may inject providers instead."""
     runtime = ServiceRuntime(settings, indexes=INDEXES)
-    # Events left in tracked_invoices documents by earlier releases are still relayed.
-    store = Store(runtime.db, runtime.use_outbox(TRANSITIONS, PAYMENTS, TRACKED, marked=True))
+    # Marked: scanned at the first pass only (see store.py for why no marker is written).
+    outbox = runtime.use_outbox(TRACKED, PAYMENTS, *LEGACY_OUTBOXES, marked=True)
+    store = Store(runtime.db, outbox)
     clients = api_clients(
         settings, store.portal_of_realm, qbo_tokens=qbo_tokens, crm_tokens=crm_tokens
     )

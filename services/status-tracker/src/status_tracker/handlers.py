@@ -55,6 +55,7 @@ from status_tracker.domain import DealInvoice, InvoiceSnapshot
 from status_tracker.store import (
     ConcurrentUpdate,
     Store,
+    applied_in,
     snapshot_fields,
     snapshot_of,
     stage_in,
@@ -170,19 +171,19 @@ class StatusTracker:
         """A draft invoice-builder made is tracked from now on."""
         data = event.data
         realm = event.tenant.require_account_id()
-        await self.store.track(
+        doc = await self.store.track(
             realm,
             data.qbo_invoice_id,
             {"portal_id": event.tenant.portal_id, "deal_id": data.deal_id, "origin": "drafted"},
         )
-        await self.refresh_invoice(event.tenant, data.qbo_invoice_id, cause=event)
+        await self._refresh(event.tenant, data.qbo_invoice_id, None, False, False, event, doc)
 
     async def on_linked(self, event: Envelope[InvoiceLinked]) -> None:
         """An existing invoice a user attached is tracked from now on."""
         data = event.data
         realm = event.tenant.require_account_id()
         deal_id = data.target.object_id if data.target.object_type.value == "deal" else None
-        await self.store.track(
+        doc = await self.store.track(
             realm,
             data.qbo_invoice_id,
             {
@@ -192,7 +193,7 @@ class StatusTracker:
                 "origin": "linked",
             },
         )
-        await self.refresh_invoice(event.tenant, data.qbo_invoice_id, cause=event)
+        await self._refresh(event.tenant, data.qbo_invoice_id, None, False, False, event, doc)
 
     # ------------------------------------------------------------------ QBO changes
 
@@ -277,14 +278,14 @@ class StatusTracker:
         deleted: bool,
         void_seen: bool,
         cause: Envelope[Any] | None,
+        doc: dict[str, Any] | None = None,
     ) -> tuple[dict[str, Any], InvoiceSnapshot] | None:
         """`refresh_invoice`, also giving the tracked document as read (its deal and portal).
-
-        Events a crashed run left in a transition's outbox are published by the outbox's
-        periodic pass (through their marker), not here: one look-up less on every change."""
+        `doc`: the tracked document, when the caller has just read it."""
         realm = tenant.require_account_id()
         for _ in range(5):
-            doc = await self.store.tracked(realm, invoice_id)
+            if doc is None:
+                doc = await self.store.tracked(realm, invoice_id)
             if doc is None:
                 return None
             snap = await self._current(realm, invoice_id, doc, invoice, deleted, void_seen)
@@ -299,6 +300,7 @@ class StatusTracker:
             try:
                 saved = await self._save(doc, snap, cause)
             except ConcurrentUpdate:
+                doc = None  # read again
                 continue
             self._recent.note(saved["_id"], saved.get("last_updated"))
             if doc.get("deal_id"):
@@ -427,8 +429,23 @@ class StatusTracker:
     ) -> None:
         """Record what a payment (now) applies to each tracked invoice; one timeline event
         per change with a deterministic id; `payment` None means it was deleted."""
+        for _ in range(5):
+            try:
+                return await self._apply_payment(tenant, payment_id, payment, cause)
+            except ConcurrentUpdate:
+                continue  # another run recorded this payment meanwhile: decide again
+        raise TransientError(f"payment {payment_id} kept changing under us")
+
+    async def _apply_payment(
+        self,
+        tenant: Tenant,
+        payment_id: str,
+        payment: Payment | None,
+        cause: Envelope[Any] | None,
+    ) -> None:
         realm = tenant.require_account_id()
-        before = await self.store.applications(realm, payment_id)
+        recorded = await self.store.payment(realm, payment_id)
+        before = applied_in(recorded)
         applied = payment.applied_to() if payment is not None and not _voided(payment) else {}
         refreshed: dict[str, tuple[dict[str, Any], InvoiceSnapshot] | None] = {}
         for invoice_id in sorted(set(before) | set(applied)):
@@ -437,12 +454,19 @@ class StatusTracker:
             )
         # Only invoices dealbooks tracks count (refreshed is None for the others).
         after = {i: amount for i, amount in applied.items() if refreshed.get(i) is not None}
+        changes: dict[str, dict[str, Any]] = {}
+        events: list[Envelope[Any]] = []
         for application in domain.payment_changes(before, after):
             found = refreshed.get(application.qbo_invoice_id)
             if found is None:
                 continue
             doc, snap = found
-            await self._record(tenant, doc, snap, payment_id, payment, application, cause)
+            changes[application.qbo_invoice_id], event = await self._record(
+                tenant, doc, snap, payment_id, payment, application, cause
+            )
+            events.append(event)
+        if changes:
+            await self.store.record_payment(recorded, realm, payment_id, changes, events)
 
     async def _record(
         self,
@@ -453,7 +477,9 @@ class StatusTracker:
         payment: Payment | None,
         application: domain.PaymentApplication,
         cause: Envelope[Any] | None,
-    ) -> None:
+    ) -> tuple[dict[str, Any], Envelope[InvoicePaymentRecorded]]:
+        """Put one application change on the deal's timeline; returns what to record of it
+        and its `invoice.payment-recorded`."""
         realm = tenant.require_account_id()
         currency = (payment.CurrencyRef.value if payment and payment.CurrencyRef else None) or (
             snap.currency
@@ -493,17 +519,12 @@ class StatusTracker:
             payment_date=paid_on,
             payment_method=method,
         )
-        await self.store.record_application(
-            realm,
-            payment_id,
-            application.qbo_invoice_id,
-            {
-                "amount": format(application.amount, "f"),
-                "removed": application.change is PaymentChange.REMOVED,
-                "payment_sync_token": version,
-            },
-            [self._envelope(recorded, doc, cause)],
-        )
+        fields = {
+            "amount": format(application.amount, "f"),
+            "removed": application.change is PaymentChange.REMOVED,
+            "payment_sync_token": version,
+        }
+        return fields, self._envelope(recorded, doc, cause)
 
     # ------------------------------------------------------------------ sweeps
 

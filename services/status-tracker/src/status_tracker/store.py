@@ -1,22 +1,22 @@
 """status-tracker's MongoDB collections and their indexes.
 
-Each state of a tracked invoice is a transition document (`invoice_transitions`, `_id`
-"<realm>:<invoice>:<version>") inserted once with the events the change causes in its outbox,
-relayed by the kit's outbox (`dealbooks_kit.outbox`). A unique-`_id` insert is atomic on every
-MongoDB-wire server, so of two handlers moving the same invoice from one version, exactly one
-wins and its `invoice.status-changed` exists once; a conditional update is not isolated across
-connections on FerretDB and would let both win. The tracked invoice document is the
-projection of its newest transition, for queries; reads merge in any newer transition, so a
-crash or a lost write between the two heals on the next read or save.
+A tracked invoice is one document (`tracked_invoices`, `_id` "<realm>:<invoice>") holding its
+newest state and a version. A change is one conditional update from the version it was
+decided on, carrying the events it causes in the document's outbox (`dealbooks_kit.outbox`):
+MongoDB applies one document's update atomically, so of two handlers moving the same invoice
+from one version exactly one wins and its `invoice.status-changed` exists once; the other
+reads again and decides again. A payment is one document too (`payment_records`, per QuickBooks
+payment): what it was last recorded as applying to each tracked invoice, changed the same way.
 
-Each payment application is one document holding its state and its events, written in one
-update; a crash before the relay leaves them for the next run or the periodic pass, with the
-same envelope ids.
+Events are relayed right after the write. A relay that does not finish leaves the handler's
+Kafka offset uncommitted, so the event is handled again, and every read here relays what the
+document still holds (`Outbox.relay_left`); a restarted process's first outbox pass scans
+both collections. No marker is written per change.
 
 Every question a handler asks on the hot path is answered by `_id` look-ups: the local
 MongoDB-wire server (FerretDB on SQLite) serves those from its primary key but scans the whole
 collection for any other filter. So a deal's projection document lists the deal's tracked
-invoices, and a payment's document (`payments`) lists the invoices it was recorded against.
+invoices.
 """
 
 from __future__ import annotations
@@ -27,19 +27,21 @@ from decimal import Decimal
 from typing import Any
 
 from dealbooks_contracts import Envelope, InvoiceStage
-from dealbooks_kit import IndexSpec, Outbox, outbox_entry, push
+from dealbooks_kit import IndexSpec, Outbox, outbox_entry, push_entries
 from dealbooks_kit.outbox import OUTBOX_FIELD
+from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from status_tracker.domain import InvoiceSnapshot
 
 TRACKED = "tracked_invoices"
-TRANSITIONS = "invoice_transitions"
-PAYMENTS = "payment_applications"
-PAYMENT_INVOICES = "payments"
+PAYMENTS = "payment_records"
 DEALS = "deal_projections"
 WATERMARKS = "cdc_watermarks"
+# Where earlier releases kept transitions and payment applications: their outboxes are still
+# relayed once, at the first pass after an upgrade.
+LEGACY_OUTBOXES = ("invoice_transitions", "payment_applications")
 
 INDEXES = [
     IndexSpec(TRACKED, [("portal_id", 1), ("deal_id", 1)]),
@@ -47,11 +49,10 @@ INDEXES = [
 ]
 
 Doc = dict[str, Any]
-_PROJECTION_ROUNDS = 10
 
 
 class ConcurrentUpdate(Exception):
-    """Someone else changed the invoice since it was read; read again and retry."""
+    """Someone else changed the invoice or payment since it was read; read again and retry."""
 
 
 def _now() -> datetime:
@@ -100,17 +101,21 @@ def snapshot_of(doc: Doc) -> InvoiceSnapshot:
     )
 
 
-def _state(transition: Doc) -> Doc:
-    """The fields a transition gives its tracked invoice."""
-    return {k: v for k, v in transition.items() if k not in {"_id", "invoice", OUTBOX_FIELD}}
-
-
 def _projection(deal: Doc | None) -> Doc | None:
     """A deal document as what the deal was last given (without its list of invoices); None
     before its first projection."""
     if deal is None or "qbo_invoice_id" not in deal:
         return None
     return {k: v for k, v in deal.items() if k != "invoices"}
+
+
+def applied_in(payment: Doc) -> dict[str, Decimal]:
+    """What a payment document records as applied, per invoice (removed ones left out)."""
+    return {
+        invoice: Decimal(application["amount"])
+        for invoice, application in payment["applications"].items()
+        if not application.get("removed")
+    }
 
 
 def stage_in(doc: Doc) -> InvoiceStage | None:
@@ -127,9 +132,10 @@ class Store:
 
     # ------------------------------------------------------------------ tracked invoices
 
-    async def track(self, realm_id: str, qbo_invoice_id: str, fields: Doc) -> None:
-        """Start following an invoice (drafted or linked); repeat calls change nothing more."""
-        await self.db[TRACKED].update_one(
+    async def track(self, realm_id: str, qbo_invoice_id: str, fields: Doc) -> Doc:
+        """Start following an invoice (drafted or linked); repeat calls change nothing more.
+        Returns the tracked document."""
+        doc: Doc | None = await self.db[TRACKED].find_one_and_update(
             {"_id": f"{realm_id}:{qbo_invoice_id}"},
             {
                 "$set": fields,
@@ -141,6 +147,7 @@ class Store:
                 },
             },
             upsert=True,
+            return_document=ReturnDocument.AFTER,
         )
         if fields.get("deal_id"):
             portal_id, deal_id = fields["portal_id"], fields["deal_id"]
@@ -157,41 +164,39 @@ class Store:
                 {"_id": realm_id}, {"$setOnInsert": {"since": _now()}}, upsert=True
             )
             self._watermarked.add(realm_id)
+        assert doc is not None  # upserted
+        return await self._relayed(TRACKED, doc)
 
     async def tracked(self, realm_id: str, qbo_invoice_id: str) -> Doc | None:
-        """A tracked invoice as of its newest transition; None if it is not tracked."""
+        """A tracked invoice; None if it is not tracked."""
         doc = await self.db[TRACKED].find_one({"_id": f"{realm_id}:{qbo_invoice_id}"})
-        return await self._merged(doc) if doc else None
+        return await self._relayed(TRACKED, doc) if doc else None
 
     async def save_state(
         self, doc: Doc, snap: InvoiceSnapshot, stage: InvoiceStage, events: Sequence[Envelope[Any]]
     ) -> Doc:
         """Record the invoice's next version with the events it causes, unless another writer
-        recorded that version first (`ConcurrentUpdate`: read again and decide again).
+        moved it on since `doc` was read (`ConcurrentUpdate`: read again and decide again).
         Returns the tracked document as of that version."""
-        version = int(doc.get("version", 0)) + 1
-        transition_id = f"{doc['_id']}:{version}"
-        marker = await self.outbox.expect(TRANSITIONS, transition_id) if events else None
-        transition = {
-            "_id": transition_id,
-            "invoice": doc["_id"],
-            "version": version,
+        version = int(doc.get("version", 0))
+        state = {
             **snapshot_fields(snap),
             "stage": stage.value,
             "checked_at": _now(),
-            OUTBOX_FIELD: [outbox_entry(e) for e in events],
+            "version": version + 1,
         }
-        try:
-            await self.db[TRANSITIONS].insert_one(transition)
-        except DuplicateKeyError:
-            if marker is not None:
-                await self.outbox.discard(marker)
-            raise ConcurrentUpdate(doc["_id"]) from None
-        newest = await self._project(doc["_id"], transition)
-        if marker is not None:
-            written = transition[OUTBOX_FIELD]
-            await self.outbox.relay(TRANSITIONS, transition_id, marker, written=written)
-        return {**doc, **newest}
+        entries = [outbox_entry(e) for e in events]
+        result = await self.db[TRACKED].update_one(
+            {"_id": doc["_id"], "version": version},
+            {"$set": state, **(push_entries(entries) if entries else {})},
+        )
+        if result.matched_count == 0:
+            raise ConcurrentUpdate(doc["_id"])
+        if entries:
+            await self.outbox.relay(TRACKED, doc["_id"], written=entries)
+        saved = {**doc, **state}
+        saved.pop(OUTBOX_FIELD, None)
+        return saved
 
     async def deal(
         self, portal_id: str, deal_id: str, known: Doc | None = None
@@ -208,53 +213,23 @@ class Store:
                     continue
                 found = await self.db[TRACKED].find_one({"_id": invoice})
                 if found and (found["portal_id"], found.get("deal_id")) == (portal_id, deal_id):
-                    mine.append(await self._merged(found))
+                    mine.append(found)
         else:  # tracked before deals listed their invoices
             cursor = self.db[TRACKED].find({"portal_id": portal_id, "deal_id": deal_id})
-            mine = [await self._merged(doc) async for doc in cursor]
+            mine = [doc async for doc in cursor]
         return _projection(deal), [doc for doc in mine if doc.get("stage")]
 
     async def open_invoices(self) -> list[Doc]:
         """Tracked invoices that can still become overdue."""
         stages = [InvoiceStage.AWAITING_SEND, InvoiceStage.SENT, InvoiceStage.PARTIALLY_PAID]
         cursor = self.db[TRACKED].find({"stage": {"$in": [s.value for s in stages]}})
-        return [await self._merged(doc) async for doc in cursor]
+        return [doc async for doc in cursor]
 
-    async def _newest(self, invoice: str, after: int) -> Doc | None:
-        """The newest transition past version `after`, found by `_id` (invoice:version).
-
-        Versions are consecutive, so probing after+1, after+2, ... finds it, usually in one
-        look-up. By `_id` on purpose: the local MongoDB-wire server (FerretDB on SQLite)
-        answers `_id` look-ups from its primary key but scans the whole collection for any
-        other filter, which made this read the slowest step of every payment.
-        """
-        newest = None
-        version = after + 1
-        while found := await self.db[TRANSITIONS].find_one({"_id": f"{invoice}:{version}"}):
-            newest, version = found, version + 1
-        return newest
-
-    async def _merged(self, doc: Doc) -> Doc:
-        """`doc` with the state of a newer transition its projection has not caught up with."""
-        newer = await self._newest(doc["_id"], int(doc.get("version", 0)))
-        return {**doc, **_state(newer)} if newer else doc
-
-    async def _project(self, invoice: str, transition: Doc) -> Doc:
-        """Bring the tracked document up to `transition` (just inserted) or a newer one;
-        returns the state it wrote last (the newest it found).
-
-        Concurrent projections may overwrite each other on FerretDB, so each writer looks for
-        a newer transition after its own write and, if there is one, writes that instead: the
-        last writer leaves the newest state. Two calls when nobody raced (the usual case).
-        Bounded: reads merge in whatever is left (`_merged`)."""
-        state, version = _state(transition), int(transition["version"])
-        for _ in range(_PROJECTION_ROUNDS):
-            await self.db[TRACKED].update_one({"_id": invoice}, {"$set": state})
-            newer = await self._newest(invoice, version)
-            if newer is None:
-                break
-            state, version = _state(newer), int(newer["version"])
-        return state
+    async def _relayed(self, collection: str, doc: Doc) -> Doc:
+        """`doc` as read, after relaying the events a crashed or failed run left in it."""
+        if doc.get(OUTBOX_FIELD):
+            await self.outbox.relay_left(collection, doc)
+        return doc
 
     async def portal_of_realm(self, realm_id: str) -> str | None:
         """The portal whose invoices of this QuickBooks company are tracked (for its tokens)."""
@@ -270,62 +245,69 @@ class Store:
 
     async def payments_of_invoice(self, realm_id: str, invoice_id: str) -> list[str]:
         """Payments recorded as applying to an invoice now (a rare full pass: a filtered read)."""
-        cursor = self.db[PAYMENTS].find(
-            {"realm_id": realm_id, "qbo_invoice_id": invoice_id, "removed": {"$ne": True}},
-            {"qbo_payment_id": 1},
-        )
-        return [str(doc["qbo_payment_id"]) async for doc in cursor]
+        cursor = self.db[PAYMENTS].find({"realm_id": realm_id, "invoices": invoice_id})
+        return [
+            str(doc["qbo_payment_id"])
+            async for doc in cursor
+            if not doc["applications"].get(invoice_id, {}).get("removed", True)
+        ]
 
     async def realms(self) -> list[str]:
         return [doc["_id"] async for doc in self.db[WATERMARKS].find({})]
 
     # ------------------------------------------------------------------ payments
 
+    async def payment(self, realm_id: str, payment_id: str) -> Doc:
+        """A payment as last recorded (version 0 and no applications before its first)."""
+        doc = await self.db[PAYMENTS].find_one({"_id": f"{realm_id}:{payment_id}"})
+        if doc is None:
+            return {"_id": f"{realm_id}:{payment_id}", "version": 0, "applications": {}}
+        return await self._relayed(PAYMENTS, doc)
+
     async def applications(self, realm_id: str, payment_id: str) -> dict[str, Decimal]:
         """What a payment was last recorded as applying, per tracked invoice."""
-        payment = await self.db[PAYMENT_INVOICES].find_one({"_id": f"{realm_id}:{payment_id}"})
-        applied: dict[str, Decimal] = {}
-        for invoice_id in (payment or {}).get("invoices", []):
-            doc = await self.db[PAYMENTS].find_one({"_id": f"{realm_id}:{payment_id}:{invoice_id}"})
-            if doc is not None and not doc.get("removed"):
-                applied[invoice_id] = Decimal(doc["amount"])
-        return applied
+        return applied_in(await self.payment(realm_id, payment_id))
 
-    async def record_application(
+    async def record_payment(
         self,
+        payment: Doc,
         realm_id: str,
         payment_id: str,
-        invoice_id: str,
-        fields: Doc,
+        applications: dict[str, Doc],
         events: Sequence[Envelope[Any]],
     ) -> None:
-        doc_id = f"{realm_id}:{payment_id}:{invoice_id}"
-        marker = await self.outbox.expect(PAYMENTS, doc_id)
-        # Listed first: a crash in between leaves a listed invoice with nothing recorded, which
-        # `applications` reads as "not applied", never an application nobody can find.
-        await self.db[PAYMENT_INVOICES].update_one(
-            {"_id": f"{realm_id}:{payment_id}"},
-            {"$addToSet": {"invoices": invoice_id}},
-            upsert=True,
-        )
-        await self.db[PAYMENTS].update_one(
-            {"_id": doc_id},
-            {
-                "$set": {
-                    "realm_id": realm_id,
-                    "qbo_payment_id": payment_id,
-                    "qbo_invoice_id": invoice_id,
-                    "recorded_at": _now(),
-                    **fields,
-                },
-                **push(events),
-            },
-            upsert=True,
-        )
-        await self.outbox.relay(PAYMENTS, doc_id, marker)
+        """Record what the payment now applies (`applications`: the changed ones, per invoice)
+        with the events that says, unless another writer recorded it since `payment` was read
+        (`ConcurrentUpdate`)."""
+        version = int(payment["version"])
+        merged = {**payment["applications"], **applications}
+        fields = {
+            "realm_id": realm_id,
+            "qbo_payment_id": payment_id,
+            "applications": merged,
+            "invoices": sorted(merged),
+            "recorded_at": _now(),
+            "version": version + 1,
+        }
+        entries = [outbox_entry(e) for e in events]
+        if version == 0:
+            try:
+                await self.db[PAYMENTS].insert_one(
+                    {"_id": payment["_id"], **fields, OUTBOX_FIELD: entries}
+                )
+            except DuplicateKeyError:
+                raise ConcurrentUpdate(payment["_id"]) from None
+        else:
+            result = await self.db[PAYMENTS].update_one(
+                {"_id": payment["_id"], "version": version},
+                {"$set": fields, **(push_entries(entries) if entries else {})},
+            )
+            if result.matched_count == 0:
+                raise ConcurrentUpdate(payment["_id"])
+        if entries:
+            await self.outbox.relay(PAYMENTS, payment["_id"], written=entries)
 
     # ------------------------------------------------------------------ deals and CDC
-
     async def save_projection(self, portal_id: str, deal_id: str, fields: Doc) -> None:
         """What the deal was last given (or why not); its list of invoices stays."""
         await self.db[DEALS].update_one(
