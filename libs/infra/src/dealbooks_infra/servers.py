@@ -246,7 +246,7 @@ FERRETDB_PATCHES = (
         "var collectionLocks sync.Map\n\n"
         "// lockCollection serialises the read-modify-write commands of one collection.\n"
         "func lockCollection(db, collection string) func() {\n"
-        "\tmu, _ := collectionLocks.LoadOrStore(db+\".\"+collection, new(sync.Mutex))\n"
+        '\tmu, _ := collectionLocks.LoadOrStore(db+"."+collection, new(sync.Mutex))\n'
         "\tmu.(*sync.Mutex).Lock()\n"
         "\treturn mu.(*sync.Mutex).Unlock\n"
         "}\n\n"
