@@ -215,15 +215,12 @@ class StatusTracker:
         change = event.data
         tenant = event.tenant
         if change.entity == QboEntity.INVOICE:
-            if await self._already_seen(change):
-                return
-            await self.refresh_invoice(
-                tenant,
-                change.entity_id,
-                deleted=change.operation is QboOperation.DELETE,
-                void_seen=change.operation is QboOperation.VOID,
-                cause=event,
-            )
+            doc = await self.store.tracked(change.realm_id, change.entity_id)
+            if doc is None or self._already_seen(change, doc):
+                return  # not tracked, or nothing new
+            deleted = change.operation is QboOperation.DELETE
+            void_seen = change.operation is QboOperation.VOID
+            await self._refresh(tenant, change.entity_id, None, deleted, void_seen, event, doc)
         elif change.entity == QboEntity.PAYMENT:
             payment = None
             if change.operation is not QboOperation.DELETE:
@@ -235,7 +232,7 @@ class StatusTracker:
                     payment = None
             await self.apply_payment(tenant, change.entity_id, payment, cause=event)
 
-    async def _already_seen(self, change: QboEntityChanged) -> bool:
+    def _already_seen(self, change: QboEntityChanged, doc: dict[str, Any]) -> bool:
         """Whether this invoice notification can tell nothing the tracked invoice does not
         show already, so QuickBooks need not be asked (its 500 requests/min are precious):
         the Create of an invoice already read (our own draft, echoed: later changes come as
@@ -249,8 +246,7 @@ class StatusTracker:
             return False
         key = f"{change.realm_id}:{change.entity_id}"
         # What this process remembers was already asked (`wants`, before the dedupe look-up).
-        doc = await self.store.tracked(change.realm_id, change.entity_id)
-        if doc is None or not doc.get("stage"):
+        if not doc.get("stage"):
             return False
         read = doc.get("last_updated")
         self._recent.note(key, read if isinstance(read, datetime) else None)
@@ -294,8 +290,7 @@ class StatusTracker:
                 # deal is still brought in line, in case an earlier run failed before that.
                 self._recent.note(doc["_id"], doc.get("last_updated"))
                 if doc.get("deal_id"):
-                    # Read again: another writer may have moved the invoice since `doc`.
-                    await self.project_deal(doc["portal_id"], doc["deal_id"])
+                    await self.project_deal(doc["portal_id"], doc["deal_id"], unchanged=doc)
                 return doc, snap
             try:
                 saved = await self._save(doc, snap, cause)
@@ -366,18 +361,33 @@ class StatusTracker:
     # ------------------------------------------------------------------ the deal
 
     async def project_deal(
-        self, portal_id: str, deal_id: str, known: dict[str, Any] | None = None
+        self,
+        portal_id: str,
+        deal_id: str,
+        known: dict[str, Any] | None = None,
+        unchanged: dict[str, Any] | None = None,
     ) -> None:
         """Write the deal's invoice properties from its most recently updated invoice,
         unless that invoice is in another currency than the portal's (recorded, not written).
-        `known`: one of the deal's invoices as the caller just saved it (and found nothing
-        newer after)."""
+        `known`: one of the deal's invoices as the caller just saved it. `unchanged`: one as
+        the caller read it and found nothing new in QuickBooks; if the deal was last projected
+        from that very version, it is in line already (an earlier run got that far)."""
+        if unchanged is not None:
+            shown = await self.store.projection(portal_id, deal_id)
+            shown_from = (shown or {}).get("invoice"), (shown or {}).get("invoice_version")
+            if shown_from == (unchanged["_id"], unchanged.get("version")):
+                return
+            # Otherwise read again: another writer may have moved the invoice since.
         previous, docs = await self.store.deal(portal_id, deal_id, known)
-        chosen = domain.projection_for_deal(
-            DealInvoice(snapshot_of(d), stage_in(d) or InvoiceStage.AWAITING_SEND) for d in docs
-        )
+        candidates = [
+            (DealInvoice(snapshot_of(d), stage_in(d) or InvoiceStage.AWAITING_SEND), d)
+            for d in docs
+        ]
+        chosen = domain.projection_for_deal(invoice for invoice, _ in candidates)
         if chosen is None:
             return
+        source = next(d for invoice, d in candidates if invoice is chosen)
+        projected_from = {"invoice": source["_id"], "invoice_version": source.get("version")}
         portal_currency = await self._company_currency(portal_id)
         reason = domain.currency_skip_reason(chosen.snapshot.currency, portal_currency)
         properties = domain.deal_properties(chosen)
@@ -388,14 +398,19 @@ class StatusTracker:
             "written": reason is None,
             "skipped_reason": reason,
         }
-        if previous is not None and all(previous.get(k) == v for k, v in record.items()):
-            return  # the deal shows this already
-        if reason is None:
+        shows = previous is not None and all(previous.get(k) == v for k, v in record.items())
+        if (
+            shows
+            and previous is not None
+            and all(previous.get(k) == v for k, v in projected_from.items())
+        ):
+            return  # the deal shows this already, from this very version
+        if not shows and reason is None:
             await self._prepare_deal_properties(portal_id)
             await _crm(self.crm.portal(portal_id).set_deal_properties(deal_id, properties))
-        else:
+        elif not shows:
             log.info("deal properties not written", deal_id=deal_id, reason=reason)
-        await self.store.save_projection(portal_id, deal_id, record)
+        await self.store.save_projection(portal_id, deal_id, {**record, **projected_from})
 
     async def _company_currency(self, portal_id: str) -> str | None:
         if portal_id not in self._currency:
