@@ -230,6 +230,21 @@ FERRETDB_PATCHES = (
         "func Untrack(obj any, token *Token) {\n\tcheckArgs(obj, token)\n"
         "\tif !debugbuild.Enabled {\n\t\treturn\n\t}\n",
     ),
+    # Its SQLite backend looks a document up by its primary key only when the filter is `_id`
+    # alone; `{_id, version: 3}` read the whole collection. A backend may apply a filter in
+    # part (FerretDB re-checks every document against the whole filter), and a top-level
+    # `_id` equality holds for every match, so look up by `_id` whenever the filter has one.
+    SourcePatch(
+        "internal/backends/sqlite/collection.go",
+        "params.OnlyRecordIDs)\n\n\tvar whereClause string\n\tvar args []any\n\n"
+        "\t// that logic should exist in one place\n"
+        "\t// TODO https://github.com/FerretDB/FerretDB/issues/3235\n"
+        "\tif params.Filter.Len() == 1 {\n",
+        "params.OnlyRecordIDs)\n\n\tvar whereClause string\n\tvar args []any\n\n"
+        "\t// that logic should exist in one place\n"
+        "\t// TODO https://github.com/FerretDB/FerretDB/issues/3235\n"
+        "\tif params.Filter.Len() >= 1 {\n",
+    ),
     # MongoDB applies a single-document update atomically: of two conditional updates of one
     # document (`{_id, version: 3}` -> version 4), exactly one matches. FerretDB 1.x reads the
     # matching documents and writes them back in separate steps, so both could match. The
