@@ -264,3 +264,26 @@ async def test_a_relay_that_failed_without_a_marker_is_retried_by_the_next_pass(
     assert await published(runtime, kafka_bootstrap, 1) == [str(event.id)]
     assert await pending(runtime, "doc-r3") == []
     assert await outbox.relay_pending() == 0  # remembered once, not for ever
+
+
+async def test_entries_settled_later_are_removed_together_and_count_as_in_flight_until_then(
+    runtime: ServiceRuntime, kafka_bootstrap: str
+) -> None:
+    outbox = Outbox(runtime.db, runtime.publisher, settle_delay=3600)  # settled by hand here
+    first, second = synced("s1"), synced("s2")
+    await record_state(runtime, "doc-s1", first)
+    await record_state(runtime, "doc-s2", second)
+    for doc_id in ("doc-s1", "doc-s2"):
+        doc = await runtime.db[STATES].find_one({"_id": doc_id})
+        assert doc is not None
+        assert await outbox.relay(STATES, doc_id, written=doc["outbox"], settle_later=True) == 1
+
+    assert await published(runtime, kafka_bootstrap, 2) == [str(first.id), str(second.id)]
+    assert await pending(runtime, "doc-s1") == [str(first.id)]  # not removed yet...
+    doc = await runtime.db[STATES].find_one({"_id": "doc-s1"})
+    assert doc is not None
+    assert await outbox.relay_left(STATES, doc) == 0  # ...but not published again either
+
+    await outbox.settle()
+    assert await pending(runtime, "doc-s1") == []
+    assert await pending(runtime, "doc-s2") == []

@@ -24,7 +24,10 @@ does not finish leaves its Kafka offset uncommitted, so the event comes again (t
 or, after a crash, to whichever takes the partition over) and its rerun reads the document;
 `relay_left` then publishes what the document still holds, except entries this process is
 relaying right now. A relay that fails in a live process is remembered and retried by the
-next pass; a crashed process's restart scans the collection in its first pass.
+next pass; a crashed process's restart scans the collection in its first pass. Such a writer
+may also let the published entries be removed a moment later, together with other relays'
+(`settle_later`: one bulk write instead of one update per event); until then this process
+counts them as in flight, and a crash in between only publishes them again.
 
 Built for the MongoDB-wire subset: `$pull` removes whole elements by equality only. Two
 relays racing on one document at worst publish an event twice (same envelope id, which
@@ -33,12 +36,15 @@ consumers drop), never lose it.
 
 from __future__ import annotations
 
+import asyncio
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
 from dealbooks_contracts import Envelope, decode
+from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from dealbooks_kit.kafka import EventPublisher
@@ -81,8 +87,10 @@ class Outbox:
         db: AsyncDatabase[Doc],
         publisher: EventPublisher,
         collections: Iterable[str] = (),
+        settle_delay: float = 0.05,
     ) -> None:
         self._db = db
+        self._settle_delay = settle_delay
         self._publisher = publisher
         self.collections: list[str] = list(dict.fromkeys(collections))
         self.marked: set[str] = set()
@@ -92,6 +100,8 @@ class Outbox:
         self._settled_markers: list[str] = []  # relays done; deleted by `forget_settled`
         self._in_flight: set[str] = set()  # entry ids this process is relaying now
         self._unsettled: dict[tuple[str, Any], None] = {}  # failed relays, for the next pass
+        self._to_remove: list[tuple[str, Any, Doc]] = []  # published, removed by `settle`
+        self._settler: asyncio.Task[None] | None = None
         self._first_pass = True
 
     def watch(self, *collections: str, marked: bool = False) -> None:
@@ -122,6 +132,8 @@ class Outbox:
         doc_id: Any,
         marker: str | None = None,
         written: Sequence[Doc] | None = None,
+        *,
+        settle_later: bool = False,
     ) -> int:
         """Publish one document's pending events in order, removing each once Kafka acked it;
         then settle `marker` (the writer's, from `expect`: deleted by the next pass).
@@ -130,8 +142,12 @@ class Outbox:
         reading them back; entries others append meanwhile are theirs to relay.
         Returns how many were published. A failed publish raises and leaves that entry and
         the ones after it (and the marker) in place, for a later relay; the next pass of this
-        process tries the document again.
+        process tries the document again. `settle_later`: published entries are removed by
+        the next `settle`, in one bulk write with other relays' (for writers that reread their
+        documents: see the module's docstring), not one by one.
         """
+        if settle_later and marker is not None:
+            raise ValueError("a marked write's entries are removed before its marker is settled")
         if written is None:
             doc = await self._db[collection].find_one({"_id": doc_id}, {OUTBOX_FIELD: 1})
             entries: list[Doc] = list((doc or {}).get(OUTBOX_FIELD) or [])
@@ -139,9 +155,14 @@ class Outbox:
             entries = list(written)
         ids = {entry["id"] for entry in entries}
         self._in_flight |= ids
+        published: set[str] = set()  # and left for `settle`, still in flight until then
         try:
             for entry in entries:
                 await self._publisher.publish(decode(entry["event"]))
+                if settle_later:
+                    self._to_remove.append((collection, doc_id, entry))
+                    published.add(entry["id"])
+                    continue
                 # The entry exactly as read: entries appended meanwhile stay untouched.
                 await self._db[collection].update_one(
                     {"_id": doc_id}, {"$pull": {OUTBOX_FIELD: entry}}
@@ -150,10 +171,38 @@ class Outbox:
             self._unsettled[(collection, doc_id)] = None
             raise
         finally:
-            self._in_flight -= ids
+            self._in_flight -= ids - published
+            if published and (self._settler is None or self._settler.done()):
+                self._settler = asyncio.get_running_loop().create_task(self._settle_soon())
         if marker is not None:
             self._settled_markers.append(marker)
         return len(entries)
+
+    async def _settle_soon(self) -> None:
+        await asyncio.sleep(self._settle_delay)  # let other relays join the bulk write
+        try:
+            await self.settle()
+        except Exception as exc:  # kept (and counted in flight) for the next settle
+            log.warning("published outbox entries not removed yet", error=repr(exc))
+
+    async def settle(self) -> None:
+        """Remove the entries `settle_later` relays published, one bulk write per collection."""
+        batch, self._to_remove = self._to_remove, []
+        by_collection: defaultdict[str, list[tuple[Any, Doc]]] = defaultdict(list)
+        for collection, doc_id, entry in batch:
+            by_collection[collection].append((doc_id, entry))
+        done: list[tuple[str, Any, Doc]] = []
+        try:
+            for collection, pulls in by_collection.items():
+                await self._db[collection].bulk_write(
+                    [UpdateOne({"_id": d}, {"$pull": {OUTBOX_FIELD: e}}) for d, e in pulls],
+                    ordered=False,
+                )
+                done += [(collection, d, e) for d, e in pulls]
+        finally:
+            failed = [item for item in batch if item not in done]
+            self._to_remove[:0] = failed
+            self._in_flight -= {e["id"] for _, _, e in done} - {e["id"] for _, _, e in failed}
 
     async def relay_left(self, collection: str, doc: Doc) -> int:
         """Relay what a document just read still holds in its outbox (a crashed or failed
@@ -176,9 +225,10 @@ class Outbox:
         next pass.
         """
         try:
+            await self.settle()
             await self.forget_settled()
         except Exception as exc:  # kept for the next pass; orphans are still looked for
-            log.warning("settled outbox markers not deleted yet", error=repr(exc))
+            log.warning("settled outbox entries or markers not removed yet", error=repr(exc))
         published = await self._relay_marked(limit)
         published += await self._relay_unsettled()
         first_pass, self._first_pass = self._first_pass, False

@@ -179,9 +179,10 @@ class ServiceRuntime:
             *(c.drain(self.settings.consumer_drain_seconds) for c in self.consumers)
         )
         try:
+            await self.outbox.settle()
             await self.outbox.forget_settled()
         except Exception as exc:  # left for the next start's pass, which relays them again
-            log.warning("settled outbox markers not deleted", error=repr(exc))
+            log.warning("settled outbox entries or markers not removed", error=repr(exc))
 
     async def ready(self) -> dict[str, bool]:
         return {

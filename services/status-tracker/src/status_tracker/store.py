@@ -11,7 +11,8 @@ payment): what it was last recorded as applying to each tracked invoice, changed
 Events are relayed right after the write. A relay that does not finish leaves the handler's
 Kafka offset uncommitted, so the event is handled again, and every read here relays what the
 document still holds (`Outbox.relay_left`); a restarted process's first outbox pass scans
-both collections. No marker is written per change.
+both collections. So no marker is written per change, and published entries are removed a
+moment later, together (`settle_later`).
 
 Every question a handler asks on the hot path is answered by `_id` look-ups: the local
 MongoDB-wire server (FerretDB on SQLite) serves those from its primary key but scans the whole
@@ -193,7 +194,7 @@ class Store:
         if result.matched_count == 0:
             raise ConcurrentUpdate(doc["_id"])
         if entries:
-            await self.outbox.relay(TRACKED, doc["_id"], written=entries)
+            await self.outbox.relay(TRACKED, doc["_id"], written=entries, settle_later=True)
         saved = {**doc, **state}
         saved.pop(OUTBOX_FIELD, None)
         return saved
@@ -305,7 +306,7 @@ class Store:
             if result.matched_count == 0:
                 raise ConcurrentUpdate(payment["_id"])
         if entries:
-            await self.outbox.relay(PAYMENTS, payment["_id"], written=entries)
+            await self.outbox.relay(PAYMENTS, payment["_id"], written=entries, settle_later=True)
 
     # ------------------------------------------------------------------ deals and CDC
     async def save_projection(self, portal_id: str, deal_id: str, fields: Doc) -> None:
