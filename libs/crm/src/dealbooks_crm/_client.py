@@ -7,7 +7,13 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
-from dealbooks_http import RetryableHTTPError, RetryPolicy, TokenProvider, retry_after_seconds
+from dealbooks_http import (
+    RetryableHTTPError,
+    RetryPolicy,
+    TokenProvider,
+    async_client,
+    retry_after_seconds,
+)
 
 from dealbooks_crm._errors import (
     CrmConflict,
@@ -148,7 +154,7 @@ class CrmClient:
         self._budgets = _Budgets(self.limits)
         self._portal_budgets = {str(k): _Budgets(v) for k, v in (portal_limits or {}).items()}
         self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(
+        self._http = http or async_client(
             base_url=base_url, timeout=timeout, headers={"Accept": "application/json"}
         )
 

@@ -3,7 +3,8 @@
 One way to do each thing: `RetryPolicy` decides whether and when to retry,
 `RateBudget` keeps a caller inside an external API's published limits, and
 `TokenProvider` is the seam through which clients get bearer tokens;
-`ConnectorTokenProvider` is the one services use, backed by connector-auth.
+`ConnectorTokenProvider` is the one services use, backed by connector-auth;
+`async_client` makes the httpx client they send with (on `AiohttpTransport`).
 """
 
 from dealbooks_http._budget import RateBudget
@@ -20,10 +21,12 @@ from dealbooks_http._retry import (
     retry_after_seconds,
 )
 from dealbooks_http._tokens import StaticTokenProvider, TokenProvider
+from dealbooks_http._transport import AiohttpTransport, async_client
 
 __all__ = [
     "RETRYABLE_STATUS",
     "AccountUnavailable",
+    "AiohttpTransport",
     "ConnectorTokenProvider",
     "PortalTokens",
     "RateBudget",
@@ -32,5 +35,6 @@ __all__ = [
     "RetryableHTTPError",
     "StaticTokenProvider",
     "TokenProvider",
+    "async_client",
     "retry_after_seconds",
 ]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import httpx
 
 from dealbooks_http._retry import RetryableHTTPError, RetryPolicy, retry_after_seconds
+from dealbooks_http._transport import async_client
 
 
 class AccountUnavailable(Exception):
@@ -53,7 +54,7 @@ class ConnectorTokenProvider:
         self._base_url = base_url.rstrip("/")
         self._credential = credential
         self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(timeout=30.0)
+        self._http = http or async_client(timeout=30.0)
         self._margin = margin_seconds
         self._retry = retry or RetryPolicy(attempts=4, timeout=20.0, wait_max=2.0)
         self._cache: dict[tuple[str, str], _Cached] = {}

@@ -14,6 +14,7 @@ from dealbooks_http import (
     RetryableHTTPError,
     RetryPolicy,
     TokenProvider,
+    async_client,
     retry_after_seconds,
 )
 
@@ -126,7 +127,7 @@ class QboClient:
         self.base_url = self.base_url.rstrip("/")
         self._owns_http = self.http is None
         if self.http is None:
-            self.http = httpx.AsyncClient(timeout=self.timeout)
+            self.http = async_client(timeout=self.timeout)
 
     async def aclose(self) -> None:
         """Close the HTTP client if this object created it."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 import httpx
+from dealbooks_http import async_client
 from pydantic import BaseModel, ConfigDict
 
 from dealbooks_qbo._errors import AuthRevoked, FaultDetail
@@ -64,7 +65,7 @@ class IntuitOAuth:
     client_id: str
     client_secret: str
     endpoints: OAuthEndpoints = field(default_factory=OAuthEndpoints)
-    http: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=30.0))
+    http: httpx.AsyncClient = field(default_factory=lambda: async_client(timeout=30.0))
 
     def authorization_url(
         self, redirect_uri: str, state: str, scope: str = ACCOUNTING_SCOPE

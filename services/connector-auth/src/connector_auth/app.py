@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 from datetime import timedelta
 
-import httpx
 from dealbooks_contracts import Envelope, QboEntity, QboEntityChanged
+from dealbooks_http import async_client
 from dealbooks_kit import ServiceApp, ServiceRuntime, get_logger
 
 from connector_auth.api import build_api
@@ -24,7 +24,7 @@ def build_service(settings: ConnectorAuthSettings) -> tuple[ServiceRuntime, Conn
     if not settings.state_secret.get_secret_value():
         raise ValueError("CONNECTOR_AUTH_STATE_SECRET must be set")
     runtime = ServiceRuntime(settings, indexes=INDEXES)
-    http = httpx.AsyncClient(timeout=30.0)
+    http = async_client(timeout=30.0)
     service = ConnectorAuth(
         settings,
         Accounts(runtime.db),
