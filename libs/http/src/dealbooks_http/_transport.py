@@ -51,7 +51,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 connector=connector,
                 auto_decompress=False,  # httpx decodes the body from its headers
                 skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),  # httpx's
-                trust_env=True,  # HTTP(S)_PROXY, as httpx honours them
+                # Not HTTP(S)_PROXY or ~/.netrc: with it aiohttp reads ~/.netrc in a worker
+                # thread on every request.
+                trust_env=False,
             )
         return self._session
 
