@@ -60,6 +60,21 @@ def racer(
     ), client
 
 
+def invoice_updated(tracker: Harness, world: Any, invoice_id: str) -> Envelope[Any]:
+    """What webhook-gateway publishes when QuickBooks says the invoice changed just now."""
+    return Envelope.build(
+        QboEntityChanged(
+            realm_id=world.realm,
+            entity="Invoice",
+            entity_id=invoice_id,
+            operation=QboOperation.UPDATE,
+            last_updated=tracker.qbo_sandbox.now(),
+        ),
+        source="test",
+        tenant=world.tenant,
+    )
+
+
 async def status_changes_until_deleted(
     tracker: Harness, realm: str, invoice_id: str
 ) -> list[Envelope[Any]]:
@@ -91,17 +106,7 @@ async def test_two_handlers_racing_on_one_paid_invoice_publish_one_change_and_co
     world = tracker.world()
     _, invoice_id = await world.tracked_invoice("459.00")
     world.pay(invoice_id, "459.00")
-    change = Envelope.build(
-        QboEntityChanged(
-            realm_id=world.realm,
-            entity="Invoice",
-            entity_id=invoice_id,
-            operation=QboOperation.UPDATE,
-            last_updated=tracker.qbo_sandbox.now(),
-        ),
-        source="test",
-        tenant=world.tenant,
-    )
+    change = invoice_updated(tracker, world, invoice_id)
     start = asyncio.Barrier(2)
     (first, first_client), (second, second_client) = racer(tracker, start), racer(tracker, start)
     try:
@@ -185,17 +190,7 @@ async def test_a_run_stopped_between_its_write_and_its_relay_publishes_on_the_re
     _, invoice_id = await world.tracked_invoice("75.00")
     await tracker.service.store.outbox.settle()  # the draft's event is out and removed
     world.pay(invoice_id, "75.00")
-    change = Envelope.build(
-        QboEntityChanged(
-            realm_id=world.realm,
-            entity="Invoice",
-            entity_id=invoice_id,
-            operation=QboOperation.UPDATE,
-            last_updated=tracker.qbo_sandbox.now(),
-        ),
-        source="test",
-        tenant=world.tenant,
-    )
+    change = invoice_updated(tracker, world, invoice_id)
     handlers = tracker.service.handlers
     db = tracker.service.store.db
     stopped = StatusTracker(

@@ -186,15 +186,7 @@ class Store:
             "checked_at": _now(),
             "version": version + 1,
         }
-        entries = [outbox_entry(e) for e in events]
-        result = await self.db[TRACKED].update_one(
-            {"_id": doc["_id"], "version": version},
-            {"$set": state, **(push_entries(entries) if entries else {})},
-        )
-        if result.matched_count == 0:
-            raise ConcurrentUpdate(doc["_id"])
-        if entries:
-            await self.outbox.relay(TRACKED, doc["_id"], written=entries, settle_later=True)
+        await self._change(TRACKED, doc["_id"], version, state, events)
         saved = {**doc, **state}
         saved.pop(OUTBOX_FIELD, None)
         return saved
@@ -290,23 +282,37 @@ class Store:
             "recorded_at": _now(),
             "version": version + 1,
         }
+        await self._change(PAYMENTS, payment["_id"], version, fields, events, insert=version == 0)
+
+    async def _change(
+        self,
+        collection: str,
+        doc_id: str,
+        version: int,
+        fields: Doc,
+        events: Sequence[Envelope[Any]],
+        *,
+        insert: bool = False,
+    ) -> None:
+        """Write `fields` (with the next version) and `events` into a document, unless it
+        moved on from `version` (`insert`: unless it exists), then relay the events."""
         entries = [outbox_entry(e) for e in events]
-        if version == 0:
+        if insert:
             try:
-                await self.db[PAYMENTS].insert_one(
-                    {"_id": payment["_id"], **fields, OUTBOX_FIELD: entries}
+                await self.db[collection].insert_one(
+                    {"_id": doc_id, **fields, OUTBOX_FIELD: entries}
                 )
             except DuplicateKeyError:
-                raise ConcurrentUpdate(payment["_id"]) from None
+                raise ConcurrentUpdate(doc_id) from None
         else:
-            result = await self.db[PAYMENTS].update_one(
-                {"_id": payment["_id"], "version": version},
+            result = await self.db[collection].update_one(
+                {"_id": doc_id, "version": version},
                 {"$set": fields, **(push_entries(entries) if entries else {})},
             )
             if result.matched_count == 0:
-                raise ConcurrentUpdate(payment["_id"])
+                raise ConcurrentUpdate(doc_id)
         if entries:
-            await self.outbox.relay(PAYMENTS, payment["_id"], written=entries, settle_later=True)
+            await self.outbox.relay(collection, doc_id, written=entries, settle_later=True)
 
     # ------------------------------------------------------------------ deals and CDC
     async def save_projection(self, portal_id: str, deal_id: str, fields: Doc) -> None:
