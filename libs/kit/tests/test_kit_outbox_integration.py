@@ -152,6 +152,14 @@ async def markers(rt: ServiceRuntime) -> list[str]:
     return [doc["_id"] async for doc in rt.db["outbox_markers"].find({})]
 
 
+async def marked_past_first_pass(rt: ServiceRuntime, publisher: Any = None) -> Outbox:
+    """An outbox watching STATES as a marked collection, its first pass (a scan) behind it."""
+    outbox = Outbox(rt.db, publisher or rt.publisher)
+    outbox.watch(STATES, marked=True)
+    assert await outbox.relay_pending() == 0
+    return outbox
+
+
 async def test_a_marked_write_relayed_by_its_writer_leaves_no_marker(
     runtime: ServiceRuntime, kafka_bootstrap: str
 ) -> None:
@@ -173,9 +181,7 @@ async def test_a_marked_write_relayed_by_its_writer_leaves_no_marker(
 async def test_a_marked_write_whose_writer_crashed_is_relayed_by_the_pass_through_its_marker(
     runtime: ServiceRuntime, kafka_bootstrap: str
 ) -> None:
-    outbox = Outbox(runtime.db, runtime.publisher)
-    outbox.watch(STATES, marked=True)
-    assert await outbox.relay_pending() == 0  # the first pass (a scan) is behind us
+    outbox = await marked_past_first_pass(runtime)
     crashed, in_flight = synced("m2"), synced("m3")
     # A writer that crashed after its write, before its relay: the marker stays.
     await outbox.expect(STATES, "doc-m2")
@@ -213,9 +219,7 @@ async def test_a_marked_collection_is_scanned_once_for_entries_written_without_m
 async def test_a_document_read_after_its_writer_stopped_short_has_its_events_relayed(
     runtime: ServiceRuntime, kafka_bootstrap: str
 ) -> None:
-    outbox = Outbox(runtime.db, runtime.publisher)
-    outbox.watch(STATES, marked=True)
-    assert await outbox.relay_pending() == 0  # the first pass (a scan) is behind us
+    outbox = await marked_past_first_pass(runtime)
     left = synced("r1")
     await record_state(runtime, "doc-r1", left)  # written; its writer stopped before relaying
     assert await outbox.relay_pending() == 0  # no marker: the passes cannot see it
@@ -250,9 +254,7 @@ async def test_entries_this_process_is_relaying_are_not_relayed_again_by_a_reade
 async def test_a_relay_that_failed_without_a_marker_is_retried_by_the_next_pass(
     runtime: ServiceRuntime, kafka_bootstrap: str
 ) -> None:
-    outbox = Outbox(runtime.db, FlakyPublisher(runtime.publisher, failures=1))  # type: ignore[arg-type]
-    outbox.watch(STATES, marked=True)
-    assert await outbox.relay_pending() == 0  # the first pass (a scan) is behind us
+    outbox = await marked_past_first_pass(runtime, FlakyPublisher(runtime.publisher, failures=1))
     event = synced("r3")
     await record_state(runtime, "doc-r3", event)
     doc = await runtime.db[STATES].find_one({"_id": "doc-r3"})

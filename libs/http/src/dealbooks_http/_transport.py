@@ -75,9 +75,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise httpx.ReadTimeout(str(exc) or "read timed out", request=request) from exc
         except aiohttp.ClientConnectorError as exc:
             raise httpx.ConnectError(str(exc), request=request) from exc
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
-            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
-        except aiohttp.ClientResponseError as exc:  # a malformed response
+        except (
+            aiohttp.ServerDisconnectedError,
+            aiohttp.ClientPayloadError,
+            aiohttp.ClientResponseError,  # a malformed response
+        ) as exc:
             raise httpx.RemoteProtocolError(str(exc), request=request) from exc
         except aiohttp.ClientError as exc:  # OS errors on an open connection and the rest
             raise httpx.ReadError(str(exc), request=request) from exc

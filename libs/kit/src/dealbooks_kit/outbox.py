@@ -187,22 +187,20 @@ class Outbox:
 
     async def settle(self) -> None:
         """Remove the entries `settle_later` relays published, one bulk write per collection."""
-        batch, self._to_remove = self._to_remove, []
-        by_collection: defaultdict[str, list[tuple[Any, Doc]]] = defaultdict(list)
-        for collection, doc_id, entry in batch:
-            by_collection[collection].append((doc_id, entry))
-        done: list[tuple[str, Any, Doc]] = []
+        left: defaultdict[str, list[tuple[Any, Doc]]] = defaultdict(list)
+        for collection, doc_id, entry in self._to_remove:
+            left[collection].append((doc_id, entry))
+        self._to_remove = []
         try:
-            for collection, pulls in by_collection.items():
+            for collection, pulls in list(left.items()):
                 await self._db[collection].bulk_write(
                     [UpdateOne({"_id": d}, {"$pull": {OUTBOX_FIELD: e}}) for d, e in pulls],
                     ordered=False,
                 )
-                done += [(collection, d, e) for d, e in pulls]
-        finally:
-            failed = [item for item in batch if item not in done]
-            self._to_remove[:0] = failed
-            self._in_flight -= {e["id"] for _, _, e in done} - {e["id"] for _, _, e in failed}
+                del left[collection]
+                self._in_flight -= {e["id"] for _, e in pulls}
+        finally:  # what was not removed waits for the next settle
+            self._to_remove[:0] = [(c, d, e) for c, pulls in left.items() for d, e in pulls]
 
     async def relay_left(self, collection: str, doc: Doc) -> int:
         """Relay what a document just read still holds in its outbox (a crashed or failed

@@ -176,7 +176,7 @@ class StatusTracker:
             data.qbo_invoice_id,
             {"portal_id": event.tenant.portal_id, "deal_id": data.deal_id, "origin": "drafted"},
         )
-        await self._refresh(event.tenant, data.qbo_invoice_id, None, False, False, event, doc)
+        await self.refresh_invoice(event.tenant, data.qbo_invoice_id, cause=event, doc=doc)
 
     async def on_linked(self, event: Envelope[InvoiceLinked]) -> None:
         """An existing invoice a user attached is tracked from now on."""
@@ -193,7 +193,7 @@ class StatusTracker:
                 "origin": "linked",
             },
         )
-        await self._refresh(event.tenant, data.qbo_invoice_id, None, False, False, event, doc)
+        await self.refresh_invoice(event.tenant, data.qbo_invoice_id, cause=event, doc=doc)
 
     # ------------------------------------------------------------------ QBO changes
 
@@ -218,9 +218,14 @@ class StatusTracker:
             doc = await self.store.tracked(change.realm_id, change.entity_id)
             if doc is None or self._already_seen(change, doc):
                 return  # not tracked, or nothing new
-            deleted = change.operation is QboOperation.DELETE
-            void_seen = change.operation is QboOperation.VOID
-            await self._refresh(tenant, change.entity_id, None, deleted, void_seen, event, doc)
+            await self.refresh_invoice(
+                tenant,
+                change.entity_id,
+                deleted=change.operation is QboOperation.DELETE,
+                void_seen=change.operation is QboOperation.VOID,
+                cause=event,
+                doc=doc,
+            )
         elif change.entity == QboEntity.PAYMENT:
             payment = None
             if change.operation is not QboOperation.DELETE:
@@ -261,9 +266,11 @@ class StatusTracker:
         deleted: bool = False,
         void_seen: bool = False,
         cause: Envelope[Any] | None = None,
+        doc: dict[str, Any] | None = None,
     ) -> InvoiceSnapshot | None:
-        """Bring one tracked invoice up to date; None if dealbooks does not track it."""
-        refreshed = await self._refresh(tenant, invoice_id, invoice, deleted, void_seen, cause)
+        """Bring one tracked invoice up to date; None if dealbooks does not track it.
+        `doc`: the tracked document, when the caller has just read it."""
+        refreshed = await self._refresh(tenant, invoice_id, invoice, deleted, void_seen, cause, doc)
         return refreshed[1] if refreshed else None
 
     async def _refresh(
@@ -398,18 +405,14 @@ class StatusTracker:
             "written": reason is None,
             "skipped_reason": reason,
         }
-        shows = previous is not None and all(previous.get(k) == v for k, v in record.items())
-        if (
-            shows
-            and previous is not None
-            and all(previous.get(k) == v for k, v in projected_from.items())
-        ):
+        if _holds(previous, {**record, **projected_from}):
             return  # the deal shows this already, from this very version
-        if not shows and reason is None:
-            await self._prepare_deal_properties(portal_id)
-            await _crm(self.crm.portal(portal_id).set_deal_properties(deal_id, properties))
-        elif not shows:
-            log.info("deal properties not written", deal_id=deal_id, reason=reason)
+        if not _holds(previous, record):  # else shown already: only the version is new
+            if reason is None:
+                await self._prepare_deal_properties(portal_id)
+                await _crm(self.crm.portal(portal_id).set_deal_properties(deal_id, properties))
+            else:
+                log.info("deal properties not written", deal_id=deal_id, reason=reason)
         await self.store.save_projection(portal_id, deal_id, {**record, **projected_from})
 
     async def _company_currency(self, portal_id: str) -> str | None:
@@ -481,7 +484,7 @@ class StatusTracker:
             )
             events.append(event)
         if changes:
-            await self.store.record_payment(recorded, realm, payment_id, changes, events)
+            await self.store.record_payment(recorded, changes, events)
 
     async def _record(
         self,
@@ -642,6 +645,11 @@ class StatusTracker:
     async def reconcile_all(self) -> int:
         """A CDC pass for every realm that has tracked invoices."""
         return sum([await self.reconcile(realm) for realm in await self.store.realms()])
+
+
+def _holds(stored: dict[str, Any] | None, fields: dict[str, Any]) -> bool:
+    """Whether a stored record has every one of `fields` with the same value."""
+    return stored is not None and all(stored.get(k) == v for k, v in fields.items())
 
 
 def _news(doc: dict[str, Any], snap: InvoiceSnapshot, stage: InvoiceStage) -> bool:

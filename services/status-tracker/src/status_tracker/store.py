@@ -254,7 +254,13 @@ class Store:
         """A payment as last recorded (version 0 and no applications before its first)."""
         doc = await self.db[PAYMENTS].find_one({"_id": f"{realm_id}:{payment_id}"})
         if doc is None:
-            return {"_id": f"{realm_id}:{payment_id}", "version": 0, "applications": {}}
+            return {
+                "_id": f"{realm_id}:{payment_id}",
+                "realm_id": realm_id,
+                "qbo_payment_id": payment_id,
+                "version": 0,
+                "applications": {},
+            }
         return await self._relayed(PAYMENTS, doc)
 
     async def applications(self, realm_id: str, payment_id: str) -> dict[str, Decimal]:
@@ -262,21 +268,16 @@ class Store:
         return applied_in(await self.payment(realm_id, payment_id))
 
     async def record_payment(
-        self,
-        payment: Doc,
-        realm_id: str,
-        payment_id: str,
-        applications: dict[str, Doc],
-        events: Sequence[Envelope[Any]],
+        self, payment: Doc, applications: dict[str, Doc], events: Sequence[Envelope[Any]]
     ) -> None:
-        """Record what the payment now applies (`applications`: the changed ones, per invoice)
-        with the events that says, unless another writer recorded it since `payment` was read
-        (`ConcurrentUpdate`)."""
+        """Record what the payment (as `payment` read it) now applies (`applications`: the
+        changed ones, per invoice) with the events that says, unless another writer recorded it
+        since it was read (`ConcurrentUpdate`)."""
         version = int(payment["version"])
         merged = {**payment["applications"], **applications}
         fields = {
-            "realm_id": realm_id,
-            "qbo_payment_id": payment_id,
+            "realm_id": payment["realm_id"],
+            "qbo_payment_id": payment["qbo_payment_id"],
             "applications": merged,
             "invoices": sorted(merged),
             "recorded_at": _now(),
