@@ -148,69 +148,25 @@ async def test_periodic_pass_publishes_only_entries_still_pending_since_its_prev
     assert await pending(runtime, "doc-5") == [str(fresh.id)]
 
 
-async def markers(rt: ServiceRuntime) -> list[str]:
-    return [doc["_id"] async for doc in rt.db["outbox_markers"].find({})]
-
-
-async def marked_past_first_pass(rt: ServiceRuntime, publisher: Any = None) -> Outbox:
-    """An outbox watching STATES as a marked collection, its first pass (a scan) behind it."""
+async def reread_past_first_pass(rt: ServiceRuntime, publisher: Any = None) -> Outbox:
+    """An outbox watching STATES as a reread collection, its first pass (a scan) behind it."""
     outbox = Outbox(rt.db, publisher or rt.publisher)
-    outbox.watch(STATES, marked=True)
+    outbox.watch(STATES, reread=True)
     assert await outbox.relay_pending() == 0
     return outbox
 
 
-async def test_a_marked_write_relayed_by_its_writer_leaves_no_marker(
-    runtime: ServiceRuntime, kafka_bootstrap: str
-) -> None:
-    outbox = Outbox(runtime.db, runtime.publisher)
-    outbox.watch(STATES, marked=True)
-    event = synced("m1")
-
-    marker = await outbox.expect(STATES, "doc-m1")
-    await record_state(runtime, "doc-m1", event)
-    assert await outbox.relay(STATES, "doc-m1", marker) == 1
-
-    assert await published(runtime, kafka_bootstrap, 1) == [str(event.id)]
-    # Settled: the next pass deletes the marker (with any others) and relays nothing again.
-    assert await markers(runtime) == [marker]
-    assert await outbox.relay_pending() == 0
-    assert await markers(runtime) == []
-
-
-async def test_a_marked_write_whose_writer_crashed_is_relayed_by_the_pass_through_its_marker(
-    runtime: ServiceRuntime, kafka_bootstrap: str
-) -> None:
-    outbox = await marked_past_first_pass(runtime)
-    crashed, in_flight = synced("m2"), synced("m3")
-    # A writer that crashed after its write, before its relay: the marker stays.
-    await outbox.expect(STATES, "doc-m2")
-    await record_state(runtime, "doc-m2", crashed)
-
-    # Seen once: it may still be on its way. Seen again: left behind, relayed, marker gone.
-    assert await outbox.relay_pending() == 0
-    live = await outbox.expect(STATES, "doc-m3")  # a writer busy right now
-    await record_state(runtime, "doc-m3", in_flight)
-    assert await outbox.relay_pending() == 1
-
-    assert await published(runtime, kafka_bootstrap, 1) == [str(crashed.id)]
-    assert await pending(runtime, "doc-m2") == []
-    assert await pending(runtime, "doc-m3") == [str(in_flight.id)]
-    await outbox.forget_settled()  # what the next pass does first
-    assert await markers(runtime) == [live]
-
-
-async def test_a_marked_collection_is_scanned_once_for_entries_written_without_markers(
+async def test_a_reread_collection_is_scanned_at_the_first_pass_only(
     runtime: ServiceRuntime, kafka_bootstrap: str
 ) -> None:
     earlier = synced("m4")
-    await record_state(runtime, "doc-m4", earlier)  # before markers existed
+    await record_state(runtime, "doc-m4", earlier)  # left by a process that stopped
     outbox = Outbox(runtime.db, runtime.publisher)
-    outbox.watch(STATES, marked=True)
+    outbox.watch(STATES, reread=True)
 
     assert await outbox.relay_pending() == 1
     assert await published(runtime, kafka_bootstrap, 1) == [str(earlier.id)]
-    # Later passes read markers only: an unmarked entry is not found by them.
+    # Later passes leave the collection to its writers' rereads (`relay_left`).
     await record_state(runtime, "doc-m5", synced("m5"))
     assert await outbox.relay_pending() == 0
     assert await outbox.relay_pending() == 0
@@ -219,10 +175,10 @@ async def test_a_marked_collection_is_scanned_once_for_entries_written_without_m
 async def test_a_document_read_after_its_writer_stopped_short_has_its_events_relayed(
     runtime: ServiceRuntime, kafka_bootstrap: str
 ) -> None:
-    outbox = await marked_past_first_pass(runtime)
+    outbox = await reread_past_first_pass(runtime)
     left = synced("r1")
     await record_state(runtime, "doc-r1", left)  # written; its writer stopped before relaying
-    assert await outbox.relay_pending() == 0  # no marker: the passes cannot see it
+    assert await outbox.relay_pending() == 0  # past the first pass: the passes do not scan
 
     doc = await runtime.db[STATES].find_one({"_id": "doc-r1"})  # the event's rerun reads it
     assert doc is not None
@@ -251,10 +207,10 @@ async def test_entries_this_process_is_relaying_are_not_relayed_again_by_a_reade
     assert await pending(runtime, "doc-r2") == []
 
 
-async def test_a_relay_that_failed_without_a_marker_is_retried_by_the_next_pass(
+async def test_a_failed_relay_in_a_reread_collection_is_retried_by_the_next_pass(
     runtime: ServiceRuntime, kafka_bootstrap: str
 ) -> None:
-    outbox = await marked_past_first_pass(runtime, FlakyPublisher(runtime.publisher, failures=1))
+    outbox = await reread_past_first_pass(runtime, FlakyPublisher(runtime.publisher, failures=1))
     event = synced("r3")
     await record_state(runtime, "doc-r3", event)
     doc = await runtime.db[STATES].find_one({"_id": "doc-r3"})

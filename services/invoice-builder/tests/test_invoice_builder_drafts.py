@@ -3,6 +3,7 @@ or invoice.request-rejected, on real Kafka and a real MongoDB-wire server."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -12,6 +13,7 @@ import pytest
 import stamina
 from dealbooks_contracts import (
     CustomerChoice,
+    Envelope,
     ExistingCustomer,
     InvoiceLineRequest,
     InvoiceRequested,
@@ -22,6 +24,9 @@ from dealbooks_contracts import (
     Tenant,
 )
 from dealbooks_infra.testing import read_topic
+from dealbooks_kit import Outbox
+from invoice_builder.handlers import InvoiceBuilder
+from invoice_builder.store import REQUESTS, Store
 
 Harness = Any  # the harness fixture of conftest.py
 
@@ -118,6 +123,52 @@ async def test_redelivered_request_creates_one_invoice(builder: Harness, qbo_san
         "invoice.drafted", lambda e: e.data.request_id == request.request_id
     )
     assert len({e.data.qbo_invoice_id for e in drafted}) == 1
+
+
+class StopsBeforeRelaying(Outbox):
+    """An outbox whose process stops right after the outcome's write, before any relay."""
+
+    async def relay(self, *args: Any, **kwargs: Any) -> int:
+        raise asyncio.CancelledError("process stopped")
+
+
+def builder_with(builder: Harness, outbox_type: type[Outbox]) -> InvoiceBuilder:
+    """The harness's handlers over a store whose outbox is an `outbox_type` (another process)."""
+    db, runtime, handlers = (
+        builder.service.store.db,
+        builder.service.runtime,
+        builder.service.handlers,
+    )
+    return InvoiceBuilder(
+        store=Store(db, outbox_type(db, runtime.publisher)), qbo=handlers.qbo, crm=handlers.crm
+    )
+
+
+async def test_a_draft_written_but_not_relayed_is_published_once_by_the_requests_rerun(
+    builder: Harness, qbo_sandbox: Any
+) -> None:
+    tenant = await us_company(builder, qbo_sandbox)
+    request = Envelope.build(draft_request(deal_id="deal-rerun"), source="test", tenant=tenant)
+    with pytest.raises(asyncio.CancelledError):
+        await builder_with(builder, StopsBeforeRelaying).on_invoice_requested(request)
+    db = builder.service.store.db
+    left = await db[REQUESTS].find_one({"_id": str(request.data.request_id)})
+    assert left is not None and left["status"] == "drafted" and len(left["outbox"]) == 1
+
+    # Its offset was not committed: the request comes again, to a fresh process.
+    rerun = builder_with(builder, Outbox)
+    await rerun.on_invoice_requested(request)
+    await rerun.store.outbox.settle()  # published entries are removed together
+
+    [drafted] = await builder.events(
+        "invoice.drafted", lambda e: e.data.request_id == request.data.request_id
+    )
+    assert str(drafted.id) == left["outbox"][0]["id"]  # the one written before the stop
+    token = await builder.qbo_tokens.token(tenant.require_account_id())
+    [invoice] = qbo_invoices(qbo_sandbox, tenant.require_account_id(), token)
+    assert invoice["Id"] == drafted.data.qbo_invoice_id
+    done = await db[REQUESTS].find_one({"_id": str(request.data.request_id)})
+    assert done is not None and not done.get("outbox")
 
 
 async def test_crash_between_qbo_create_and_own_write_still_yields_one_invoice(

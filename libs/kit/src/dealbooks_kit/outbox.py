@@ -10,22 +10,16 @@ entries it already saw pending on its previous pass, so it leaves alone the ones
 is relaying right now (publishing to a new topic can take seconds) and does not duplicate them.
 
 How the pass finds them depends on the collection. A small collection (accounts, mapping
-versions) is scanned for documents with entries. A collection that grows with traffic is
-*marked*: before its write, a writer records a marker (`expect`: one small document naming the
-document about to hold events) and its relay deletes that marker once everything is out, so
-the pass reads only the markers still there: a crashed or failed relay's (markers of completed
-relays are deleted together, at the start of the next pass, in one call). Scanning a large
-collection would cost a full read each pass on a server that cannot use an index for it (the
-local FerretDB on SQLite serves only `_id` look-ups from an index). Marked collections are
-scanned once, at the first pass.
-
-A writer that rereads its documents anyway can skip the marker: a handler's write whose relay
-does not finish leaves its Kafka offset uncommitted, so the event comes again (to this process
-or, after a crash, to whichever takes the partition over) and its rerun reads the document;
-`relay_left` then publishes what the document still holds, except entries this process is
-relaying right now. A relay that fails in a live process is remembered and retried by the
-next pass; a crashed process's restart scans the collection in its first pass. Such a writer
-may also let the published entries be removed a moment later, together with other relays'
+versions) is scanned for documents with entries at every pass. A collection that grows with
+traffic is *reread*: scanning it would cost a full read each pass on a server that cannot use
+an index for it (the local FerretDB on SQLite serves only `_id` look-ups from an index), so it
+is scanned at the first pass only (what a stopped process left), and its writers reread a
+document before changing it. A handler's write whose relay does not finish leaves its Kafka
+offset uncommitted, so the event comes again (to this process or, after a crash, to whichever
+takes the partition over) and its rerun reads the document; `relay_left` then publishes what
+the document still holds, except entries this process is relaying right now. A relay that
+fails in a live process is remembered and retried by the next pass. Such a writer may also
+let the published entries be removed a moment later, together with other relays'
 (`settle_later`: one bulk write instead of one update per event); until then this process
 counts them as in flight, and a crash in between only publishes them again.
 
@@ -39,9 +33,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Any
-from uuid import uuid4
 
 from dealbooks_contracts import Envelope, decode
 from pymongo import UpdateOne
@@ -54,7 +46,6 @@ from dealbooks_kit.mongo import IndexSpec
 log = get_logger(__name__)
 
 OUTBOX_FIELD = "outbox"
-MARKERS = "outbox_markers"
 Doc = dict[str, Any]
 
 
@@ -93,61 +84,41 @@ class Outbox:
         self._settle_delay = settle_delay
         self._publisher = publisher
         self.collections: list[str] = list(dict.fromkeys(collections))
-        self.marked: set[str] = set()
-        # Entry ids pending at the previous pass, per scanned collection; marker ids seen then.
-        self._lingering: dict[str, set[str]] = {}
-        self._lingering_markers: set[str] = set()
-        self._settled_markers: list[str] = []  # relays done; deleted by `forget_settled`
+        self.reread: set[str] = set()
+        self._lingering: dict[str, set[str]] = {}  # entry ids pending at the previous pass
         self._in_flight: set[str] = set()  # entry ids this process is relaying now
         self._unsettled: dict[tuple[str, Any], None] = {}  # failed relays, for the next pass
         self._to_remove: list[tuple[str, Any, Doc]] = []  # published, removed by `settle`
         self._settler: asyncio.Task[None] | None = None
         self._first_pass = True
 
-    def watch(self, *collections: str, marked: bool = False) -> None:
-        """Include `collections` in the periodic pass; `marked` ones are found by their
-        writers' markers (see `expect`) instead of a scan."""
+    def watch(self, *collections: str, reread: bool = False) -> None:
+        """Include `collections` in the periodic pass; `reread` ones are scanned at the first
+        pass only (their writers reread their documents: see the module's docstring)."""
         for name in collections:
             if name not in self.collections:
                 self.collections.append(name)
-            if marked:
-                self.marked.add(name)
-
-    async def expect(self, collection: str, doc_id: Any) -> str:
-        """Before writing events into a marked collection's document: record a marker, and
-        pass its id to `relay` after the write. Returns the marker id."""
-        marker = f"{collection}:{doc_id}:{uuid4().hex}"
-        await self._db[MARKERS].insert_one(
-            {"_id": marker, "collection": collection, "doc_id": doc_id, "at": datetime.now(UTC)}
-        )
-        return marker
-
-    async def discard(self, marker: str) -> None:
-        """Delete a marker whose write did not happen (e.g. lost a race to another writer)."""
-        await self._db[MARKERS].delete_one({"_id": marker})
+            if reread:
+                self.reread.add(name)
 
     async def relay(
         self,
         collection: str,
         doc_id: Any,
-        marker: str | None = None,
         written: Sequence[Doc] | None = None,
         *,
         settle_later: bool = False,
     ) -> int:
-        """Publish one document's pending events in order, removing each once Kafka acked it;
-        then settle `marker` (the writer's, from `expect`: deleted by the next pass).
+        """Publish one document's pending events in order, removing each once Kafka acked it.
 
         `written`: the entries the caller just wrote (or read: `relay_left`), which saves
         reading them back; entries others append meanwhile are theirs to relay.
         Returns how many were published. A failed publish raises and leaves that entry and
-        the ones after it (and the marker) in place, for a later relay; the next pass of this
+        the ones after it in place, for a later relay; the next pass of this
         process tries the document again. `settle_later`: published entries are removed by
         the next `settle`, in one bulk write with other relays' (for writers that reread their
         documents: see the module's docstring), not one by one.
         """
-        if settle_later and marker is not None:
-            raise ValueError("a marked write's entries are removed before its marker is settled")
         if written is None:
             doc = await self._db[collection].find_one({"_id": doc_id}, {OUTBOX_FIELD: 1})
             entries: list[Doc] = list((doc or {}).get(OUTBOX_FIELD) or [])
@@ -174,8 +145,6 @@ class Outbox:
             self._in_flight -= ids - published
             if published and (self._settler is None or self._settler.done()):
                 self._settler = asyncio.get_running_loop().create_task(self._settle_soon())
-        if marker is not None:
-            self._settled_markers.append(marker)
         return len(entries)
 
     async def _settle_soon(self) -> None:
@@ -208,13 +177,6 @@ class Outbox:
         left = [e for e in doc.get(OUTBOX_FIELD) or [] if e["id"] not in self._in_flight]
         return await self.relay(collection, doc["_id"], written=left) if left else 0
 
-    async def forget_settled(self) -> None:
-        """Delete the markers of relays that completed (one call for all of them)."""
-        settled = self._settled_markers[:]
-        if settled:
-            await self._db[MARKERS].delete_many({"_id": {"$in": settled}})
-            del self._settled_markers[: len(settled)]
-
     async def relay_pending(self, limit: int = 100) -> int:
         """One pass over every watched collection; returns how many events were published.
 
@@ -224,14 +186,12 @@ class Outbox:
         """
         try:
             await self.settle()
-            await self.forget_settled()
         except Exception as exc:  # kept for the next pass; orphans are still looked for
-            log.warning("settled outbox entries or markers not removed yet", error=repr(exc))
-        published = await self._relay_marked(limit)
-        published += await self._relay_unsettled()
+            log.warning("published outbox entries not removed yet", error=repr(exc))
+        published = await self._relay_unsettled()
         first_pass, self._first_pass = self._first_pass, False
         for collection in self.collections:
-            if collection in self.marked and not first_pass:
+            if collection in self.reread and not first_pass:
                 continue
             cursor = (
                 self._db[collection]
@@ -242,7 +202,7 @@ class Outbox:
             before = self._lingering.get(collection, set())
             self._lingering[collection] = set().union(*pending.values())
             for doc_id, entry_ids in pending.items():
-                if not entry_ids & before and not (first_pass and collection in self.marked):
+                if not entry_ids & before and not (first_pass and collection in self.reread):
                     continue
                 try:
                     published += await self.relay(collection, doc_id)
@@ -265,30 +225,6 @@ class Outbox:
                 log.warning(
                     "outbox relay failed; the next pass retries",
                     collection=collection,
-                    error=f"{type(exc).__name__}: {exc}",
-                )
-        return published
-
-    async def _relay_marked(self, limit: int) -> int:
-        """Relay the documents of markers already there at the previous pass."""
-        # Oldest first, so a marker left behind is reached even while many are in use; the
-        # ones this process's relays settled (not yet deleted) are not orphans.
-        cursor = self._db[MARKERS].find({}).sort("at", 1).limit(limit * 10)
-        settled = set(self._settled_markers)
-        markers = [doc async for doc in cursor if doc["_id"] not in settled]
-        before, self._lingering_markers = self._lingering_markers, {m["_id"] for m in markers}
-        published = 0
-        for marker in markers:
-            if marker["_id"] not in before:
-                continue
-            try:
-                published += await self.relay(
-                    marker["collection"], marker["doc_id"], marker=marker["_id"]
-                )
-            except Exception as exc:
-                log.warning(
-                    "outbox relay failed; the next pass retries",
-                    collection=marker["collection"],
                     error=f"{type(exc).__name__}: {exc}",
                 )
         return published

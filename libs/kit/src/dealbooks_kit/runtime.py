@@ -125,17 +125,18 @@ class ServiceRuntime:
         cutoff = datetime.now(UTC) - timedelta(days=self.settings.dedupe_retention_days)
         return await self.processed.forget_before(cutoff)
 
-    def use_outbox(self, *collections: str, marked: bool = False) -> Outbox:
+    def use_outbox(self, *collections: str, reread: bool = False) -> Outbox:
         """Relay the outbox of documents in `collections`, periodically while running.
 
-        `marked`: the collections grow with traffic, so their writers mark each write
-        (`Outbox.expect`) and the periodic pass reads the markers instead of scanning them."""
+        `reread`: the collections grow with traffic, so the periodic pass scans them at its
+        first run only, and their writers reread a document before changing it and relay what
+        it still holds (`Outbox.relay_left`)."""
         if not self.outbox.collections:
             self.every(
                 "outbox-relay", self.settings.outbox_relay_seconds, self.outbox.relay_pending
             )
-        self.outbox.watch(*collections, marked=marked)
-        if not marked:
+        self.outbox.watch(*collections, reread=reread)
+        if not reread:
             self.indexes.extend(outbox_index(c) for c in collections)
         return self.outbox
 
@@ -180,9 +181,8 @@ class ServiceRuntime:
         )
         try:
             await self.outbox.settle()
-            await self.outbox.forget_settled()
         except Exception as exc:  # left for the next start's pass, which relays them again
-            log.warning("settled outbox entries or markers not removed", error=repr(exc))
+            log.warning("published outbox entries not removed", error=repr(exc))
 
     async def ready(self) -> dict[str, bool]:
         return {

@@ -263,6 +263,7 @@ def build_api(service: Service) -> Starlette:
         if doc is None or doc.get("portal_id") != request.path_params["portal_id"]:
             return _error(404, "no such request")
         doc.pop("_id", None)
+        doc.pop("outbox", None)
         return JSONResponse({k: v for k, v in doc.items() if not isinstance(v, date)})
 
     async def link(request: Request) -> Response:

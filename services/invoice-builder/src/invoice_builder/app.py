@@ -44,7 +44,7 @@ def build_service(
     """Everything the process needs. Tokens come from the settings (connector-auth for QBO);
     tests may inject providers instead."""
     runtime = ServiceRuntime(settings, indexes=INDEXES)
-    store = Store(runtime.db, runtime.use_outbox(REQUESTS, AUTO_DRAFTS, marked=True))
+    store = Store(runtime.db, runtime.use_outbox(REQUESTS, AUTO_DRAFTS, reread=True))
     clients = api_clients(
         settings, store.portal_of_realm, qbo_tokens=qbo_tokens, crm_tokens=crm_tokens
     )

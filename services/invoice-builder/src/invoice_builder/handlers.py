@@ -140,7 +140,7 @@ class InvoiceBuilder:
         request_id = str(request.request_id)
         existing = await self.store.request(request_id)
         if existing and existing.get("status") in FINAL:
-            await self.store.relay(REQUESTS, request_id)
+            await self.store.relay_left(REQUESTS, existing)
             return
         realm_id = event.tenant.require_account_id()
         account = await self.store.account(realm_id)
@@ -358,7 +358,7 @@ class InvoiceBuilder:
         them, instead of leaving it pending for ever."""
         existing = await self.store.request(str(event.data.request_id))
         if existing and existing.get("status") in FINAL:
-            await self.store.relay(REQUESTS, str(event.data.request_id))
+            await self.store.relay_left(REQUESTS, existing)
             return
         rejection = (
             domain.crm_not_connected_rejection(event.tenant.portal_id)
@@ -375,7 +375,7 @@ class InvoiceBuilder:
         request_id = str(request.request_id)
         existing = await self.store.request(request_id)
         if existing and existing.get("status") in FINAL:
-            await self.store.relay(REQUESTS, request_id)
+            await self.store.relay_left(REQUESTS, existing)
             return
         realm_id = event.tenant.require_account_id()
         account = await self.store.account(realm_id)
@@ -473,14 +473,13 @@ class InvoiceBuilder:
             if not domain.rule_fires(rule, change):
                 continue
             claim = await self.store.claim_auto_draft(portal_id, change.object_id, rule.rule_id)
-            doc_id = f"{portal_id}:{change.object_id}"
             if claim.get("status") != "pending":
-                await self.store.relay(AUTO_DRAFTS, doc_id)
+                await self.store.relay_left(AUTO_DRAFTS, claim)
                 return
             requested = await self.auto_draft_request(rule, change.object_id)
             await self.store.finish(
                 AUTO_DRAFTS,
-                doc_id,
+                claim["_id"],
                 {"status": "requested", "request_id": str(requested.request_id)},
                 [
                     Envelope.build(

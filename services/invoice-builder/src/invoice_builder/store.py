@@ -1,8 +1,12 @@
 """invoice-builder's MongoDB collections and their indexes.
 
 A request's outcome and the events it causes are written into one document in one update
-and relayed by the kit's outbox (`dealbooks_kit.outbox`): a crash in between leaves them for
-the next run of the handler or the periodic pass, with the very same envelope ids.
+and relayed by the kit's outbox (`dealbooks_kit.outbox`) right after. A relay that does not
+finish leaves the handler's Kafka offset uncommitted, so the event is handled again, and the
+rerun reads the document first and relays what it still holds (`Outbox.relay_left`), with the
+very same envelope ids; a restarted process's first outbox pass scans both collections. So
+no marker is written per request, and published entries are removed a moment later, together
+(`settle_later`).
 """
 
 from __future__ import annotations
@@ -66,21 +70,19 @@ class Store:
     ) -> None:
         """Record an outcome and the events it causes in one write, then publish them.
 
-        Only the events written here are relayed (not read back): anything an earlier,
-        failed write left in the document still has that writer's marker, so the outbox's
-        periodic pass relays it."""
-        marker = await self.outbox.expect(collection, doc_id)
+        Only the events written here are relayed (not read back): whatever an earlier run's
+        relay left in the document was relayed by this run's first read (`relay_left`)."""
         written = [outbox_entry(e) for e in events]
         await self.db[collection].update_one(
             {"_id": doc_id},
             {"$set": {**fields, "updated_at": _now()}, **push_entries(written)},
             upsert=True,
         )
-        await self.outbox.relay(collection, doc_id, marker, written=written)
+        await self.outbox.relay(collection, doc_id, written=written, settle_later=True)
 
-    async def relay(self, collection: str, doc_id: str) -> None:
-        """Publish what a document's outbox still holds."""
-        await self.outbox.relay(collection, doc_id)
+    async def relay_left(self, collection: str, doc: Doc) -> None:
+        """Publish what a document just read still holds in its outbox (an earlier run's)."""
+        await self.outbox.relay_left(collection, doc)
 
     # ------------------------------------------------------------------ accounts
 
@@ -136,7 +138,8 @@ class Store:
     # ------------------------------------------------------------------ requests
 
     async def request(self, request_id: str) -> Doc | None:
-        return await self.db[REQUESTS].find_one({"_id": request_id}, {"outbox": 0})
+        """A request's document, with the events its outbox still holds (`relay_left`)."""
+        return await self.db[REQUESTS].find_one({"_id": request_id})
 
     async def mark_pending(
         self, request_id: str, portal_id: str, realm_id: str, deal_id: str | None

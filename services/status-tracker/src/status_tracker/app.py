@@ -39,8 +39,7 @@ def build_service(
     """Everything the process needs. Tokens come from the settings (connector-auth for QBO);
     tests may inject providers instead."""
     runtime = ServiceRuntime(settings, indexes=INDEXES)
-    # Marked: scanned at the first pass only (see store.py for why no marker is written).
-    outbox = runtime.use_outbox(TRACKED, PAYMENTS, *LEGACY_OUTBOXES, marked=True)
+    outbox = runtime.use_outbox(TRACKED, PAYMENTS, *LEGACY_OUTBOXES, reread=True)
     store = Store(runtime.db, outbox)
     clients = api_clients(
         settings, store.portal_of_realm, qbo_tokens=qbo_tokens, crm_tokens=crm_tokens

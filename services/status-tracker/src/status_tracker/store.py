@@ -11,8 +11,7 @@ payment): what it was last recorded as applying to each tracked invoice, changed
 Events are relayed right after the write. A relay that does not finish leaves the handler's
 Kafka offset uncommitted, so the event is handled again, and every read here relays what the
 document still holds (`Outbox.relay_left`); a restarted process's first outbox pass scans
-both collections. So no marker is written per change, and published entries are removed a
-moment later, together (`settle_later`).
+both collections. Published entries are removed a moment later, together (`settle_later`).
 
 Every question a handler asks on the hot path is answered by `_id` look-ups: the local
 MongoDB-wire server (FerretDB on SQLite) serves those from its primary key but scans the whole
