@@ -44,7 +44,10 @@ def build_app(settings: WebhookGatewaySettings) -> ServiceApp:
     runtime, intake = build_service(settings)
 
     async def housekeeping() -> None:
+        await intake.dedupe.mark()  # any a failed bulk write left
         await intake.dedupe.forget_expired(datetime.now(UTC))
 
     runtime.every("dedupe-housekeeping", settings.housekeeping_seconds, housekeeping)
-    return runtime.asgi(api=build_api(intake), title="webhook-gateway")
+    app = runtime.asgi(api=build_api(intake), title="webhook-gateway")
+    app.on_shutdown(intake.dedupe.mark)
+    return app

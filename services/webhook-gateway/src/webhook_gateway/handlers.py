@@ -251,7 +251,7 @@ class Intake:
             # Not acknowledged: forget the claim so the sender's retry is published.
             await self.dedupe.release(key, owner)
             raise
-        await self.dedupe.published(key, owner)
+        self.dedupe.published(key)
         PUBLISHED.labels(sender).inc(len(events))
 
     async def _dead_letter(

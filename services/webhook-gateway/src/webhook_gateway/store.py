@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from dealbooks_kit import IndexSpec, Remembered
+from dealbooks_kit import IndexSpec, Remembered, get_logger
+from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -18,6 +19,7 @@ REALMS = "realm_portals"
 INDEXES = [IndexSpec(SEEN, [("expires_at", 1)], name="expires")]
 
 Doc = dict[str, Any]
+log = get_logger(__name__)
 
 
 class Claim(StrEnum):
@@ -31,15 +33,31 @@ class DedupeWindow:
     A claim is a document with a unique id (the one atomic operation on the MongoDB-wire
     subset). It is marked published only after Kafka acknowledged, and released if publishing
     failed, so a sender's retry of a failed delivery is never mistaken for a duplicate.
+
+    Marks are written a moment later, together (one bulk write instead of one update per
+    notification). Until then this process answers a duplicate from memory, and another
+    replica's duplicate waits for the mark as it waits for any pending claim; a crash in
+    between only lets a retried delivery be published again, never lost.
     """
 
-    def __init__(self, db: AsyncDatabase[Doc], window: timedelta, pending_wait: float) -> None:
+    def __init__(
+        self,
+        db: AsyncDatabase[Doc],
+        window: timedelta,
+        pending_wait: float,
+        mark_delay: float = 0.05,
+    ) -> None:
         self._c = db[SEEN]
         self._window = window
         self._pending_wait = pending_wait
+        self._mark_delay = mark_delay
+        self._unmarked: dict[str, None] = {}  # published here, mark not written yet
+        self._marker: asyncio.Task[None] | None = None
 
     async def claim(self, key: str, owner: str, now: datetime) -> Claim:
         """NEW if this caller should publish `key`, DUPLICATE if it was published already."""
+        if key in self._unmarked:
+            return Claim.DUPLICATE
         for _ in range(3):
             try:
                 await self._c.insert_one(
@@ -74,11 +92,33 @@ class DedupeWindow:
                 return doc
             await asyncio.sleep(0.05)
 
-    async def published(self, key: str, owner: str) -> None:
+    def published(self, key: str) -> None:
+        """Kafka acknowledged `key`'s events: mark its claim published (a moment later)."""
+        self._unmarked[key] = None
+        if self._marker is None or self._marker.done():
+            self._marker = asyncio.get_running_loop().create_task(self._mark_soon())
+
+    async def _mark_soon(self) -> None:
+        await asyncio.sleep(self._mark_delay)  # let other notifications join the bulk write
+        try:
+            await self.mark()
+        except Exception as exc:  # kept for the next mark (housekeeping, shutdown, traffic)
+            log.warning("published notifications not marked yet", error=repr(exc))
+
+    async def mark(self) -> None:
+        """Write the marks of the notifications published since the last mark."""
+        keys = list(self._unmarked)
+        if not keys:
+            return
         # By `_id` alone (an index look-up everywhere; the local FerretDB scans for any filter
-        # with a second field). The claim is ours: only its owner releases it, and it expires
-        # after the window, long after this. Were it someone else's, "published" is still true.
-        await self._c.update_one({"_id": key}, {"$set": {"published": True}})
+        # with a second field or an `$in`). Only a claim's owner releases it, and it expires
+        # after the window, long after this; had it been released, the update matches nothing.
+        await self._c.bulk_write(
+            [UpdateOne({"_id": key}, {"$set": {"published": True}}) for key in keys],
+            ordered=False,
+        )
+        for key in keys:
+            self._unmarked.pop(key, None)
 
     async def release(self, key: str, owner: str) -> None:
         await self._c.delete_one({"_id": key, "owner": owner, "published": False})

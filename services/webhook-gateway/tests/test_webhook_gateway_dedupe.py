@@ -1,0 +1,85 @@
+"""The dedupe window on a real MongoDB-wire server, as two gateway replicas share it."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from webhook_gateway.store import SEEN, Claim, DedupeWindow
+
+pytestmark = pytest.mark.integration
+
+DAY = timedelta(days=1)
+
+
+@pytest.fixture
+async def db(mongo_uri: str) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True)
+    try:
+        yield client[f"gwdedupe{uuid.uuid4().hex[:8]}"]
+    finally:
+        await client.close()
+
+
+def replica(db: AsyncDatabase[dict[str, Any]], pending_wait: float = 5.0) -> DedupeWindow:
+    """One gateway process's window; its marks are written only when a test says so."""
+    return DedupeWindow(db, DAY, pending_wait, mark_delay=3600)
+
+
+async def test_a_published_notification_is_a_duplicate_here_at_once_and_elsewhere_once_marked(
+    db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    here, elsewhere = replica(db), replica(db)
+    now = datetime.now(UTC)
+    assert await here.claim("n1", "owner-1", now) is Claim.NEW
+    here.published("n1")
+
+    # This process knows at once; the stored claim still says "not published".
+    assert await here.claim("n1", "owner-2", now) is Claim.DUPLICATE
+    assert (await db[SEEN].find_one({"_id": "n1"}) or {}).get("published") is False
+
+    # Another replica's duplicate waits for the pending claim and sees the mark land.
+    waiting = asyncio.create_task(elsewhere.claim("n1", "owner-3", now))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    await here.mark()
+    assert await waiting is Claim.DUPLICATE
+    assert (await db[SEEN].find_one({"_id": "n1"}) or {}).get("published") is True
+
+
+async def test_a_mark_lost_with_its_process_lets_a_retry_be_published_again_not_dropped(
+    db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    crashed, survivor = replica(db), replica(db, pending_wait=0.3)
+    now = datetime.now(UTC)
+    assert await crashed.claim("n3", "owner-1", now) is Claim.NEW
+    crashed.published("n3")  # and the process stops before its mark is written
+
+    # The sender's retry reaches another replica: the claim stays pending past the wait,
+    # so publishing twice beats losing the notification.
+    assert await survivor.claim("n3", "owner-2", now) is Claim.NEW
+
+
+async def test_marks_are_written_soon_without_being_asked(
+    db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    window = DedupeWindow(db, DAY, pending_wait=5.0, mark_delay=0.01)
+    now = datetime.now(UTC)
+    for key in ("n4", "n5"):
+        assert await window.claim(key, "owner-1", now) is Claim.NEW
+        window.published(key)
+
+    async def marked() -> bool:
+        docs = [doc async for doc in db[SEEN].find({"_id": {"$in": ["n4", "n5"]}})]
+        return len(docs) == 2 and all(doc["published"] for doc in docs)
+
+    async with asyncio.timeout(10):
+        while not await marked():
+            await asyncio.sleep(0.02)
+    assert await replica(db).claim("n4", "owner-2", now) is Claim.DUPLICATE
