@@ -169,6 +169,40 @@ async def test_echoes_and_stale_notifications_of_an_invoice_cost_no_quickbooks_r
     assert reads - reads_before == 1
 
 
+async def test_a_payment_after_the_invoice_update_it_caused_reads_neither_the_invoice_nor_the_deal(
+    tracker: Harness,
+) -> None:
+    world = tracker.world()
+    _, invoice_id = await world.tracked_invoice("210.00")
+    tracker.qbo_sandbox.advance_clock(seconds=2)  # the payment stamps the invoice anew
+    payment = world.pay(invoice_id, "210.00")
+    before = tracker.qbo_sandbox.stats(world.realm)["requests"]
+    deal_reads = {
+        "service": tracker.settings.service_name,
+        "command": "find",
+        "collection": "deal_projections",
+    }
+    deal_reads_before = REGISTRY.get_sample_value("dealbooks_db_commands_total", deal_reads) or 0
+
+    # In the order the sandbox sends them: the invoice update a payment causes, then the payment.
+    await world.webhook("Invoice", invoice_id, "Update")
+    await world.webhook("Payment", payment["Id"], "Create")
+    [recorded] = await tracker.events(
+        "invoice.payment-recorded", lambda e: e.data.qbo_payment_id == payment["Id"]
+        and e.tenant.account_id == world.realm
+    )  # fmt: skip
+    deal_reads_after = REGISTRY.get_sample_value("dealbooks_db_commands_total", deal_reads) or 0
+
+    # The invoice was read once (for its update, which linked the payment) and the payment
+    # once; the deal's document once, to project the update. The payment found both as
+    # recorded already.
+    assert tracker.qbo_sandbox.stats(world.realm)["requests"] - before == 2
+    assert deal_reads_after - deal_reads_before == 1
+    assert recorded.data.invoice_balance.amount == 0
+    await world.stage(invoice_id, "paid")
+    assert [e["tokens"]["amount"] for e in world.timeline()] == ["210.00"]
+
+
 async def test_foreign_currency_invoice_is_tracked_but_not_written_to_the_deal(
     tracker: Harness,
 ) -> None:

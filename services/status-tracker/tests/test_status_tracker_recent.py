@@ -1,11 +1,12 @@
-"""What status-tracker remembers of invoices it saw recorded, to answer echoes without a read."""
+"""What status-tracker remembers of invoices it saw recorded and of deals it projected, to
+answer echoes without a read."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 from dealbooks_contracts import QboOperation
-from status_tracker.handlers import RecentInvoices
+from status_tracker.handlers import RecentInvoices, ShownDeals
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -51,3 +52,23 @@ def test_the_oldest_invoices_are_forgotten_past_the_size() -> None:
     assert not recent.covers("r:1", QboOperation.CREATE, T0)
     assert recent.covers("r:2", QboOperation.CREATE, T0)
     assert recent.covers("r:3", QboOperation.CREATE, T0)
+
+
+def test_a_deal_shows_only_the_invoice_version_it_was_last_projected_from() -> None:
+    shown = ShownDeals()
+    assert not shown.shows("p:d1", "r:1", 3)
+    shown.note("p:d1", "r:1", 3)
+    assert shown.shows("p:d1", "r:1", 3)
+    assert not shown.shows("p:d1", "r:1", 4)  # the invoice moved on since
+    shown.note("p:d1", "r:2", 1)  # projected from another invoice of the deal
+    assert not shown.shows("p:d1", "r:1", 3)
+    assert shown.shows("p:d1", "r:2", 1)
+
+
+def test_the_oldest_deals_are_forgotten_past_the_size() -> None:
+    shown = ShownDeals(size=2)
+    for n in (1, 2, 3):
+        shown.note(f"p:d{n}", "r:1", 1)
+    assert not shown.shows("p:d1", "r:1", 1)
+    assert shown.shows("p:d2", "r:1", 1)
+    assert shown.shows("p:d3", "r:1", 1)

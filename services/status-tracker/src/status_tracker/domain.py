@@ -45,6 +45,7 @@ class InvoiceSnapshot:
     last_updated: datetime | None = None
     deleted: bool = False
     void_seen: bool = False
+    payments: tuple[str, ...] = ()  # the payments QuickBooks links to it, sorted
 
 
 def is_voided(invoice: InvoiceSnapshot) -> bool:

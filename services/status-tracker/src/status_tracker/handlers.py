@@ -90,6 +90,7 @@ def snapshot_from_qbo(invoice: Invoice, *, void_seen: bool = False) -> InvoiceSn
         sync_token=int(invoice.SyncToken or 0),
         last_updated=meta.LastUpdatedTime if meta else None,
         void_seen=void_seen,
+        payments=tuple(sorted(invoice.payment_ids())),
     )
 
 
@@ -146,6 +147,26 @@ class RecentInvoices:
         return known is not None and _utc(last_updated) <= known
 
 
+class ShownDeals:
+    """The invoice version each deal was last projected from, as this process wrote or found
+    it: a deal projected from an invoice version that has not moved since needs no look at
+    its stored projection (another invoice's change projects the deal itself). Bounded:
+    forgetting one costs only the read it saved."""
+
+    def __init__(self, size: int = 20_000) -> None:
+        self._size = size
+        self._from: OrderedDict[str, tuple[str, Any]] = OrderedDict()
+
+    def note(self, deal_key: str, invoice_key: str, version: Any) -> None:
+        self._from.pop(deal_key, None)
+        self._from[deal_key] = (invoice_key, version)
+        if len(self._from) > self._size:
+            self._from.popitem(last=False)
+
+    def shows(self, deal_key: str, invoice_key: str, version: Any) -> bool:
+        return self._from.get(deal_key) == (invoice_key, version)
+
+
 @dataclass
 class StatusTracker:
     """The handlers and sweeps, with everything they use given to them (see app.py)."""
@@ -164,6 +185,7 @@ class StatusTracker:
     _currency: dict[str, str | None] = field(default_factory=dict)
     _prepared: set[str] = field(default_factory=set)
     _recent: RecentInvoices = field(default_factory=RecentInvoices)
+    _shown: ShownDeals = field(default_factory=ShownDeals)
 
     # ------------------------------------------------------------------ start tracking
 
@@ -282,16 +304,24 @@ class StatusTracker:
         void_seen: bool,
         cause: Envelope[Any] | None,
         doc: dict[str, Any] | None = None,
+        *,
+        linked: str | None = None,
     ) -> tuple[dict[str, Any], InvoiceSnapshot] | None:
         """`refresh_invoice`, also giving the tracked document as read (its deal and portal).
-        `doc`: the tracked document, when the caller has just read it."""
+        `doc`: the tracked document, when the caller has just read it. `linked`: a payment
+        seen for the first time; if the invoice as recorded links it already, it was read
+        after that payment applied (the invoice update it causes came first), so QuickBooks
+        is not asked again."""
         realm = tenant.require_account_id()
         for _ in range(5):
             if doc is None:
                 doc = await self.store.tracked(realm, invoice_id)
             if doc is None:
                 return None
-            snap = await self._current(realm, invoice_id, doc, invoice, deleted, void_seen)
+            if linked is not None and _links(doc, linked):
+                snap = snapshot_of(doc)
+            else:
+                snap = await self._current(realm, invoice_id, doc, invoice, deleted, void_seen)
             if not _news(doc, snap, domain.stage_of(snap, self.today())):
                 # QuickBooks echoes our own draft, or repeats itself: nothing to record. The
                 # deal is still brought in line, in case an earlier run failed before that.
@@ -379,10 +409,14 @@ class StatusTracker:
         `known`: one of the deal's invoices as the caller just saved it. `unchanged`: one as
         the caller read it and found nothing new in QuickBooks; if the deal was last projected
         from that very version, it is in line already (an earlier run got that far)."""
+        deal_key = f"{portal_id}:{deal_id}"
         if unchanged is not None:
+            source_now = unchanged["_id"], unchanged.get("version")
+            if self._shown.shows(deal_key, *source_now):
+                return
             shown = await self.store.projection(portal_id, deal_id)
-            shown_from = (shown or {}).get("invoice"), (shown or {}).get("invoice_version")
-            if shown_from == (unchanged["_id"], unchanged.get("version")):
+            if ((shown or {}).get("invoice"), (shown or {}).get("invoice_version")) == source_now:
+                self._shown.note(deal_key, *source_now)
                 return
             # Otherwise read again: another writer may have moved the invoice since.
         previous, docs = await self.store.deal(portal_id, deal_id, known)
@@ -406,6 +440,7 @@ class StatusTracker:
             "skipped_reason": reason,
         }
         if _holds(previous, {**record, **projected_from}):
+            self._shown.note(deal_key, source["_id"], source.get("version"))
             return  # the deal shows this already, from this very version
         if not _holds(previous, record):  # else shown already: only the version is new
             if reason is None:
@@ -414,6 +449,7 @@ class StatusTracker:
             else:
                 log.info("deal properties not written", deal_id=deal_id, reason=reason)
         await self.store.save_projection(portal_id, deal_id, {**record, **projected_from})
+        self._shown.note(deal_key, source["_id"], source.get("version"))
 
     async def _company_currency(self, portal_id: str) -> str | None:
         if portal_id not in self._currency:
@@ -465,10 +501,17 @@ class StatusTracker:
         recorded = await self.store.payment(realm, payment_id)
         before = applied_in(recorded)
         applied = payment.applied_to() if payment is not None and not _voided(payment) else {}
+        first_seen = payment is not None and not recorded["version"]
         refreshed: dict[str, tuple[dict[str, Any], InvoiceSnapshot] | None] = {}
         for invoice_id in sorted(set(before) | set(applied)):
             refreshed[invoice_id] = await self._refresh(
-                tenant, invoice_id, None, False, False, cause
+                tenant,
+                invoice_id,
+                None,
+                False,
+                False,
+                cause,
+                linked=payment_id if first_seen and invoice_id in applied else None,
             )
         # Only invoices dealbooks tracks count (refreshed is None for the others).
         after = {i: amount for i, amount in applied.items() if refreshed.get(i) is not None}
@@ -659,6 +702,15 @@ def _news(doc: dict[str, Any], snap: InvoiceSnapshot, stage: InvoiceStage) -> bo
     stored = snapshot_fields(snapshot_of(doc))
     # LastUpdatedTime moves with SyncToken; compared as stored it would differ in precision.
     return any(stored[k] != v for k, v in snapshot_fields(snap).items() if k != "last_updated")
+
+
+def _links(doc: dict[str, Any], payment_id: str) -> bool:
+    """Whether a tracked invoice, as recorded, has QuickBooks linking `payment_id` to it."""
+    return (
+        bool(doc.get("stage"))
+        and not doc.get("deleted")
+        and payment_id in (doc.get("payments") or ())
+    )
 
 
 def _voided(payment: Payment) -> bool:

@@ -76,6 +76,7 @@ def snapshot_fields(snap: InvoiceSnapshot) -> Doc:
         "last_updated": snap.last_updated,
         "deleted": snap.deleted,
         "void_seen": snap.void_seen,
+        "payments": list(snap.payments),
     }
 
 
@@ -98,6 +99,7 @@ def snapshot_of(doc: Doc) -> InvoiceSnapshot:
         last_updated=doc.get("last_updated"),
         deleted=bool(doc.get("deleted")),
         void_seen=bool(doc.get("void_seen")),
+        payments=tuple(doc.get("payments") or ()),
     )
 
 
