@@ -141,6 +141,7 @@ async def test_echoes_and_stale_notifications_of_an_invoice_cost_no_quickbooks_r
 ) -> None:
     world = tracker.world()
     invoice, invoice_id = await world.tracked_invoice("210.00")
+    untracked = await world.invoice("90.00")  # its draft's own event is still on its way
     before = tracker.qbo_sandbox.stats(world.realm)["requests"]
     dedupe_reads = {
         "service": tracker.settings.service_name,
@@ -150,6 +151,7 @@ async def test_echoes_and_stale_notifications_of_an_invoice_cost_no_quickbooks_r
     reads_before = REGISTRY.get_sample_value("dealbooks_db_commands_total", dedupe_reads) or 0
 
     await world.webhook("Invoice", invoice_id, "Create")  # QuickBooks echoes our own draft
+    await world.webhook("Invoice", str(untracked.Id), "Create")  # ...before we track it
     # ...and a notification no newer than the state read (stamped as the invoice we read)
     assert invoice.MetaData is not None
     read_at = invoice.MetaData.LastUpdatedTime
@@ -162,7 +164,7 @@ async def test_echoes_and_stale_notifications_of_an_invoice_cost_no_quickbooks_r
         and e.tenant.account_id == world.realm
     )  # fmt: skip
 
-    # Reading the payment and the invoice it paid; the other two asked QuickBooks nothing,
+    # Reading the payment and the invoice it paid; the other three asked QuickBooks nothing,
     # and the database nothing either: only the payment's event was looked up (dedupe).
     assert tracker.qbo_sandbox.stats(world.realm)["requests"] - before == 2
     reads = REGISTRY.get_sample_value("dealbooks_db_commands_total", dedupe_reads) or 0

@@ -222,12 +222,14 @@ class StatusTracker:
     def wants(self, event: Envelope[QboEntityChanged]) -> bool:
         """Whether a QuickBooks change is this service's business and may tell something new:
         Invoice and Payment changes, except an invoice notification this process already
-        knows to be covered (the echo of our own draft, the update a payment causes). Asked
-        before the dedupe look-up, so those cost no database call at all."""
+        knows to be covered (the update a payment causes) and an invoice's Create. An invoice
+        is read when it starts being tracked (drafted or linked), after its creation, so its
+        Create (the echo of our own draft, often here before the draft's own event) can tell
+        nothing. Asked before the dedupe look-up, so those cost no database call at all."""
         change = event.data
         if change.entity == QboEntity.PAYMENT:
             return True
-        if change.entity != QboEntity.INVOICE:
+        if change.entity != QboEntity.INVOICE or change.operation is QboOperation.CREATE:
             return False
         key = f"{change.realm_id}:{change.entity_id}"
         return not self._recent.covers(key, change.operation, change.last_updated)
@@ -262,9 +264,10 @@ class StatusTracker:
     def _already_seen(self, change: QboEntityChanged, doc: dict[str, Any]) -> bool:
         """Whether this invoice notification can tell nothing the tracked invoice does not
         show already, so QuickBooks need not be asked (its 500 requests/min are precious):
-        the Create of an invoice already read (our own draft, echoed: later changes come as
-        Updates of their own), or a change no newer than the state read (the invoice update
-        every payment causes, after the payment's own handling read the invoice).
+        the Create of an invoice already read (later changes come as Updates of their own;
+        the consumer does not even take Creates, see `wants`), or a change no newer than the
+        state read (the invoice update every payment causes, after the payment's own
+        handling read the invoice).
 
         QuickBooks stamps changes in whole seconds, so two changes within one second share a
         stamp; read between them, the second would be taken for the first. The CDC pass
