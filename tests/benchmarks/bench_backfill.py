@@ -31,6 +31,7 @@ from dealbooks_contracts import (
 )
 from dealbooks_http import StaticTokenProvider
 from dealbooks_infra.servers import start_kafka, start_mongo
+from dealbooks_kit import configure_logging
 from dealbooks_sync.domain import default_mappings
 from qbo_sandbox.pytest_plugin import SandboxHandle, start_sandbox, stop_sandbox
 
@@ -68,6 +69,9 @@ async def bench(kafka: str, mongo: str, qbo: SandboxHandle, crm_url: str, crm, n
         crm_base_url=crm_url,
         log_level="WARNING",
     )
+    # The service runs in this process: its log lines at the level a deployment would set,
+    # not structlog's unconfigured default (every debug line, one per contact).
+    configure_logging("bench-backfill", settings.log_level, json=False)
     service = build(
         settings,
         qbo_tokens=StaticTokenProvider({company.realm_id: company.access_token}),

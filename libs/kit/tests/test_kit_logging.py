@@ -43,6 +43,8 @@ def test_secret_keys_are_redacted_at_any_depth() -> None:
             "callback ?code=AB123&state=xyz&realmId=9",
             "callback ?code=[REDACTED]&state=xyz&realmId=9",
         ),
+        ("retry with PASSWORD=hunter2 now", "retry with PASSWORD=[REDACTED] now"),
+        ("proxy said BASIC dXNlcjpwYXNz", "proxy said BASIC [REDACTED]"),
     ],
 )
 def test_secret_shaped_values_are_redacted_inside_strings(raw: str, expected: str) -> None:
