@@ -89,17 +89,20 @@ async def bench(kafka: str, mongo: str, qbo: SandboxHandle, crm_url: str, crm, n
         ),
         mappings=default_mappings(SyncObjectType.CONTACTS),
     )
-    async with service.runtime.running():
-        await service.sync.on_mapping_changed(
-            Envelope.build(mappings, source="bench", tenant=tenant)
-        )
-        dry = await service.backfill.dry_run(company.realm_id)
-        print(f"dry run: {dry['records']} records to read")
-        qbo_before = qbo.stats(company.realm_id)
-        crm.reset_counters(portal.portal_id)
-        started = time.perf_counter()
-        report = await service.backfill.run(company.realm_id)
-        wall = time.perf_counter() - started
+    try:
+        async with service.runtime.running():
+            await service.sync.on_mapping_changed(
+                Envelope.build(mappings, source="bench", tenant=tenant)
+            )
+            dry = await service.backfill.dry_run(company.realm_id)
+            print(f"dry run: {dry['records']} records to read")
+            qbo_before = qbo.stats(company.realm_id)
+            crm.reset_counters(portal.portal_id)
+            started = time.perf_counter()
+            report = await service.backfill.run(company.realm_id)
+            wall = time.perf_counter() - started
+    finally:
+        await service.aclose()  # its QBO and CRM clients' connections
     qbo_after = qbo.stats(company.realm_id)
     counters = crm.counters(portal.portal_id)
     print(

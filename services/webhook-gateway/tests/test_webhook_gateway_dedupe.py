@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 from webhook_gateway.store import SEEN, Claim, DedupeWindow
 
@@ -18,13 +18,40 @@ pytestmark = pytest.mark.integration
 DAY = timedelta(days=1)
 
 
+class Inserts(monitoring.CommandListener):
+    """Counts the insert commands a client sends."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.count += event.command_name == "insert"
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
 @pytest.fixture
-async def db(mongo_uri: str) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True)
+def inserts() -> Inserts:
+    return Inserts()
+
+
+@pytest.fixture
+async def db(mongo_uri: str, inserts: Inserts) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        mongo_uri, tz_aware=True, event_listeners=[inserts]
+    )
     try:
         yield client[f"gwdedupe{uuid.uuid4().hex[:8]}"]
     finally:
         await client.close()
+
+
+async def claim(window: DedupeWindow, key: str, owner: str, now: datetime) -> Claim:
+    return (await window.claim_all([key], owner, now))[key]
 
 
 def replica(db: AsyncDatabase[dict[str, Any]], pending_wait: float = 5.0) -> DedupeWindow:
@@ -37,15 +64,15 @@ async def test_a_published_notification_is_a_duplicate_here_at_once_and_elsewher
 ) -> None:
     here, elsewhere = replica(db), replica(db)
     now = datetime.now(UTC)
-    assert await here.claim("n1", "owner-1", now) is Claim.NEW
+    assert await claim(here, "n1", "owner-1", now) is Claim.NEW
     here.published("n1")
 
     # This process knows at once; the stored claim still says "not published".
-    assert await here.claim("n1", "owner-2", now) is Claim.DUPLICATE
+    assert await claim(here, "n1", "owner-2", now) is Claim.DUPLICATE
     assert (await db[SEEN].find_one({"_id": "n1"}) or {}).get("published") is False
 
     # Another replica's duplicate waits for the pending claim and sees the mark land.
-    waiting = asyncio.create_task(elsewhere.claim("n1", "owner-3", now))
+    waiting = asyncio.create_task(claim(elsewhere, "n1", "owner-3", now))
     await asyncio.sleep(0.2)
     assert not waiting.done()
     await here.mark()
@@ -58,12 +85,12 @@ async def test_a_mark_lost_with_its_process_lets_a_retry_be_published_again_not_
 ) -> None:
     crashed, survivor = replica(db), replica(db, pending_wait=0.3)
     now = datetime.now(UTC)
-    assert await crashed.claim("n3", "owner-1", now) is Claim.NEW
+    assert await claim(crashed, "n3", "owner-1", now) is Claim.NEW
     crashed.published("n3")  # and the process stops before its mark is written
 
     # The sender's retry reaches another replica: the claim stays pending past the wait,
     # so publishing twice beats losing the notification.
-    assert await survivor.claim("n3", "owner-2", now) is Claim.NEW
+    assert await claim(survivor, "n3", "owner-2", now) is Claim.NEW
 
 
 async def test_marks_are_written_soon_without_being_asked(
@@ -72,7 +99,7 @@ async def test_marks_are_written_soon_without_being_asked(
     window = DedupeWindow(db, DAY, pending_wait=5.0, mark_delay=0.01)
     now = datetime.now(UTC)
     for key in ("n4", "n5"):
-        assert await window.claim(key, "owner-1", now) is Claim.NEW
+        assert await claim(window, key, "owner-1", now) is Claim.NEW
         window.published(key)
 
     async def marked() -> bool:
@@ -82,4 +109,21 @@ async def test_marks_are_written_soon_without_being_asked(
     async with asyncio.timeout(10):
         while not await marked():
             await asyncio.sleep(0.02)
-    assert await replica(db).claim("n4", "owner-2", now) is Claim.DUPLICATE
+    assert await claim(replica(db), "n4", "owner-2", now) is Claim.DUPLICATE
+
+
+async def test_a_deliverys_notifications_are_claimed_in_one_insert(
+    db: AsyncDatabase[dict[str, Any]], inserts: Inserts
+) -> None:
+    window = replica(db)
+    now = datetime.now(UTC)
+    assert await claim(window, "n6", "owner-1", now) is Claim.NEW
+    window.published("n6")
+    await window.mark()
+    before = inserts.count
+
+    # One delivery: two new notifications, one published before, one repeated.
+    claims = await replica(db).claim_all(["n7", "n6", "n8", "n7"], "owner-2", now)
+
+    assert claims == {"n7": Claim.NEW, "n6": Claim.DUPLICATE, "n8": Claim.NEW}
+    assert inserts.count - before == 1

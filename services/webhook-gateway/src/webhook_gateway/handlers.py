@@ -9,7 +9,7 @@ import asyncio
 import json
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +41,7 @@ from webhook_gateway.store import Claim, DedupeWindow, RealmDirectory
 
 log = get_logger(__name__)
 SOURCE = "webhook-gateway"
+Ready = tuple[str, list[Envelope[Any]]]  # a notification's dedupe key and its events
 
 RECEIVED = Counter("dealbooks_webhooks_received_total", "Webhook deliveries received", ["sender"])
 REJECTED = Counter(
@@ -132,17 +133,20 @@ class Intake:
             )
             for c in changes
         ]
-        if not await self._all(self._one_qbo(n, now) for n in notifications):
+        if not await self._deliver(
+            "quickbooks", [self._one_qbo(n, now) for n in notifications], now
+        ):
             return _unavailable()
         PUBLISH_SECONDS.labels("quickbooks").observe(time.perf_counter() - started)
         return Outcome(200, {"accepted": len(notifications)})
 
-    async def _one_qbo(self, n: QboNotification, now: datetime) -> None:
+    async def _one_qbo(self, n: QboNotification, now: datetime) -> Ready | None:
+        """A notification's dedupe key and events; None once it was dead-lettered."""
         payload = domain.qbo_event(n, now)
         raw = json.dumps(n.__dict__, default=str).encode()
         if isinstance(payload, Rejected):
             await self._dead_letter("quickbooks", "invalid", payload.reason, raw, n.realm_id)
-            return
+            return None
         portals = await self.realms.portals(n.realm_id)
         if not portals:
             await self._dead_letter(
@@ -152,7 +156,7 @@ class Intake:
                 raw,
                 n.realm_id,
             )
-            return
+            return None
         key = domain.qbo_dedupe_key(n)
         events = [
             Envelope.build(
@@ -163,7 +167,7 @@ class Intake:
             )
             for portal in portals
         ]
-        await self._publish_once("quickbooks", key, events, now)
+        return key, events
 
     # ---------------------------------------------------------------- CRM
 
@@ -208,42 +212,56 @@ class Intake:
             )
             for e in events
         ]
-        if not await self._all(self._one_crm(n, now) for n in notifications):
+        if not await self._deliver("crm", [self._one_crm(n, now) for n in notifications], now):
             return _unavailable()
         PUBLISH_SECONDS.labels("crm").observe(time.perf_counter() - started)
         return Outcome(200, {"accepted": len(notifications)})
 
-    async def _one_crm(self, n: CrmNotification, now: datetime) -> None:
+    async def _one_crm(self, n: CrmNotification, now: datetime) -> Ready | None:
+        """A notification's dedupe key and event; None when it is not ours to publish."""
         if domain.is_own_write(n, self._own_ids):
             DROPPED.labels("crm", "own_write").inc()
-            return
+            return None
         payload = domain.crm_event(n)
         if isinstance(payload, Rejected):
             DROPPED.labels("crm", "unsupported").inc()
-            return
+            return None
         key = domain.crm_dedupe_key(n)
         event = Envelope.build(
             payload, source=SOURCE, tenant=Tenant(portal_id=n.portal_id), correlation_id=key
         )
-        await self._publish_once("crm", key, [event], now)
+        return key, [event]
 
     # ---------------------------------------------------------------- shared
 
-    async def _all(self, work: Iterable[Awaitable[None]]) -> bool:
-        """Run every notification; False if any could not be made durable in Kafka."""
-        results = await asyncio.gather(*work, return_exceptions=True)
-        failures = [r for r in results if isinstance(r, BaseException)]
-        for failure in failures:
-            log.error("publish failed; the sender will retry", error=type(failure).__name__)
-        return not failures
-
-    async def _publish_once(
-        self, sender: str, key: str, events: list[Envelope[Any]], now: datetime
-    ) -> None:
+    async def _deliver(
+        self, sender: str, preparing: list[Awaitable[Ready | None]], now: datetime
+    ) -> bool:
+        """Prepare every notification of a delivery, claim them together, publish the new
+        ones; False if any could not be made durable in Kafka (the sender retries)."""
+        results = await asyncio.gather(*preparing, return_exceptions=True)
+        if not _all_settled(results):
+            return False
+        ready = [r for r in results if r is not None and not isinstance(r, BaseException)]
+        if not ready:
+            return True
         owner = secrets.token_hex(6)
-        if await self.dedupe.claim(key, owner, now) is Claim.DUPLICATE:
-            DROPPED.labels(sender, "duplicate").inc()
-            return
+        try:
+            claims = await self.dedupe.claim_all([key for key, _ in ready], owner, now)
+        except Exception as exc:
+            return _all_settled([exc])
+        publishing = []
+        for key, events in ready:
+            # Popped: a key repeated within one delivery is published once.
+            if claims.pop(key, Claim.DUPLICATE) is Claim.DUPLICATE:
+                DROPPED.labels(sender, "duplicate").inc()
+                continue
+            publishing.append(self._publish(sender, key, owner, events))
+        return _all_settled(await asyncio.gather(*publishing, return_exceptions=True))
+
+    async def _publish(
+        self, sender: str, key: str, owner: str, events: list[Envelope[Any]]
+    ) -> None:
         try:
             for event in events:
                 await self.publisher.publish(event)
@@ -279,6 +297,14 @@ class Intake:
 
     async def on_account_disconnected(self, event: Envelope[AccountDisconnected]) -> None:
         await self.realms.disconnect(event.tenant.require_account_id(), event.tenant.portal_id)
+
+
+def _all_settled(results: list[Any]) -> bool:
+    """False (each logged) if any result is a failure to make an event durable in Kafka."""
+    failures = [r for r in results if isinstance(r, BaseException)]
+    for failure in failures:
+        log.error("publish failed; the sender will retry", error=type(failure).__name__)
+    return not failures
 
 
 def _merged_ids(event: Any) -> list[str] | None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -11,12 +12,13 @@ from typing import Any
 from dealbooks_kit import IndexSpec, Remembered, get_logger
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 SEEN = "seen_notifications"
 REALMS = "realm_portals"
 
 INDEXES = [IndexSpec(SEEN, [("expires_at", 1)], name="expires")]
+_DUPLICATE_KEY = 11000
 
 Doc = dict[str, Any]
 log = get_logger(__name__)
@@ -54,28 +56,43 @@ class DedupeWindow:
         self._unmarked: dict[str, None] = {}  # published here, mark not written yet
         self._marker: asyncio.Task[None] | None = None
 
-    async def claim(self, key: str, owner: str, now: datetime) -> Claim:
-        """NEW if this caller should publish `key`, DUPLICATE if it was published already."""
-        if key in self._unmarked:
-            return Claim.DUPLICATE
+    async def claim_all(self, keys: Sequence[str], owner: str, now: datetime) -> dict[str, Claim]:
+        """For each of a delivery's keys, NEW if this caller should publish it, DUPLICATE if
+        it was published already; the claims are inserted together, in one call."""
+        claims = {key: Claim.DUPLICATE for key in keys if key in self._unmarked}
+        fresh = [key for key in dict.fromkeys(keys) if key not in claims]
+        taken = await self._insert(fresh, owner, now)
+        for key in fresh:
+            claims[key] = await self._claim_taken(key, owner, now) if key in taken else Claim.NEW
+        return claims
+
+    async def _insert(self, keys: Sequence[str], owner: str, now: datetime) -> set[str]:
+        """Insert claims of `keys`; returns those someone holds already."""
+        if not keys:
+            return set()
+        docs = [
+            {"_id": key, "owner": owner, "published": False, "expires_at": now + self._window}
+            for key in keys
+        ]
+        try:
+            await self._c.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if not errors or any(e.get("code") != _DUPLICATE_KEY for e in errors):
+                raise
+            return {docs[e["index"]]["_id"] for e in errors}
+        return set()
+
+    async def _claim_taken(self, key: str, owner: str, now: datetime) -> Claim:
+        """A key someone claimed: wait for that claim to settle, then decide."""
         for _ in range(3):
-            try:
-                await self._c.insert_one(
-                    {
-                        "_id": key,
-                        "owner": owner,
-                        "published": False,
-                        "expires_at": now + self._window,
-                    }
-                )
-                return Claim.NEW
-            except DuplicateKeyError:
-                pass
             existing = await self._settled(key)
-            if existing is None:
-                continue  # released after a failed publish: claim it again
-            if existing["expires_at"] < now:
+            if existing is not None and existing["expires_at"] < now:
                 await self._c.delete_one({"_id": key, "expires_at": existing["expires_at"]})
+                existing = None
+            if existing is None:  # released after a failed publish, or expired: claim it again
+                if not await self._insert([key], owner, now):
+                    return Claim.NEW
                 continue
             if existing["published"]:
                 return Claim.DUPLICATE
