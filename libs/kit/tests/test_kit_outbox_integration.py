@@ -172,6 +172,19 @@ async def test_a_reread_collection_is_scanned_at_the_first_pass_only(
     assert await outbox.relay_pending() == 0
 
 
+async def test_the_first_pass_relays_every_document_of_a_reread_collection(
+    runtime: ServiceRuntime, kafka_bootstrap: str
+) -> None:
+    left = [synced(f"p{n}") for n in range(3)]
+    for n, event in enumerate(left):  # more than one page, all left by a process that stopped
+        await record_state(runtime, f"doc-p{n}", event)
+    outbox = Outbox(runtime.db, runtime.publisher)
+    outbox.watch(STATES, reread=True)
+
+    assert await outbox.relay_pending(limit=2) == 3
+    assert sorted(await published(runtime, kafka_bootstrap, 3)) == sorted(str(e.id) for e in left)
+
+
 async def test_a_document_read_after_its_writer_stopped_short_has_its_events_relayed(
     runtime: ServiceRuntime, kafka_bootstrap: str
 ) -> None:
@@ -245,3 +258,26 @@ async def test_entries_settled_later_are_removed_together_and_count_as_in_flight
     await outbox.settle()
     assert await pending(runtime, "doc-s1") == []
     assert await pending(runtime, "doc-s2") == []
+
+
+async def test_a_pass_does_not_publish_again_what_this_process_is_relaying(
+    runtime: ServiceRuntime, kafka_bootstrap: str
+) -> None:
+    publisher = FlakyPublisher(runtime.publisher)
+    outbox = Outbox(runtime.db, publisher)  # type: ignore[arg-type]
+    outbox.watch(STATES, reread=True)
+    event = synced("s3")
+    await record_state(runtime, "doc-s3", event)
+    doc = await runtime.db[STATES].find_one({"_id": "doc-s3"})
+    assert doc is not None
+    passes: list[int] = []
+
+    async def first_pass() -> None:  # it scans the collection mid-relay and finds the entry
+        passes.append(await outbox.relay_pending())
+
+    publisher.during_publish = first_pass
+    assert await outbox.relay(STATES, "doc-s3", written=doc["outbox"], settle_later=True) == 1
+    assert passes == [0]
+    await record_state(runtime, "doc-s4", marker := synced("s4"))
+    assert await outbox.relay(STATES, "doc-s4") == 1
+    assert await published(runtime, kafka_bootstrap, 2) == [str(event.id), str(marker.id)]

@@ -112,7 +112,9 @@ class Outbox:
         """Publish one document's pending events in order, removing each once Kafka acked it.
 
         `written`: the entries the caller just wrote (or read: `relay_left`), which saves
-        reading them back; entries others append meanwhile are theirs to relay.
+        reading them back; entries others append meanwhile are theirs to relay. Read here,
+        the entries this process is relaying already (or published, not yet removed) are
+        left out.
         Returns how many were published. A failed publish raises and leaves that entry and
         the ones after it in place, for a later relay; the next pass of this
         process tries the document again. `settle_later`: published entries are removed by
@@ -121,7 +123,10 @@ class Outbox:
         """
         if written is None:
             doc = await self._db[collection].find_one({"_id": doc_id}, {OUTBOX_FIELD: 1})
-            entries: list[Doc] = list((doc or {}).get(OUTBOX_FIELD) or [])
+            # Not the entries this process is relaying, or published and not yet removed.
+            entries: list[Doc] = [
+                e for e in (doc or {}).get(OUTBOX_FIELD) or [] if e["id"] not in self._in_flight
+            ]
         else:
             entries = list(written)
         ids = {entry["id"] for entry in entries}
@@ -181,8 +186,9 @@ class Outbox:
         """One pass over every watched collection; returns how many events were published.
 
         Relays the documents holding an entry that was already pending at the previous pass
-        (left behind, not in flight). A document whose relay fails is logged and left for the
-        next pass.
+        (left behind, not in flight), up to `limit` documents per collection; the first pass
+        takes every document of a reread collection, since no later pass looks there again.
+        A document whose relay fails is logged and left for the next pass.
         """
         try:
             await self.settle()
@@ -193,11 +199,11 @@ class Outbox:
         for collection in self.collections:
             if collection in self.reread and not first_pass:
                 continue
-            cursor = (
-                self._db[collection]
-                .find({f"{OUTBOX_FIELD}.0": {"$exists": True}}, {f"{OUTBOX_FIELD}.id": 1})
-                .limit(limit)
+            cursor = self._db[collection].find(
+                {f"{OUTBOX_FIELD}.0": {"$exists": True}}, {f"{OUTBOX_FIELD}.id": 1}
             )
+            if collection not in self.reread:
+                cursor = cursor.limit(limit)
             pending = {doc["_id"]: {e["id"] for e in doc[OUTBOX_FIELD]} async for doc in cursor}
             before = self._lingering.get(collection, set())
             self._lingering[collection] = set().union(*pending.values())
