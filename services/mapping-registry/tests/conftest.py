@@ -50,6 +50,7 @@ class Registry:
                 yield self
         finally:
             await self.api.aclose()
+            await self.service.aclose()  # its QBO and CRM clients' connections
 
     async def connected(
         self, reason: AccountConnectedReason = AccountConnectedReason.CONNECTED

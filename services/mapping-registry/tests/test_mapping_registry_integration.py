@@ -4,6 +4,7 @@ their announcements, refusals, the dry run and the property-sync status."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -77,6 +78,44 @@ async def test_redelivered_outcomes_count_once_in_the_mapping_status(registry) -
     assert (by_id["m-firstname"]["ok"], by_id["m-firstname"]["failed"]) == (1, 0)
     assert by_id["m-email"]["last_synced_at"] and "no email" in by_id["m-email"]["last_error"]
     assert by_id["m-phone"]["ok"] == 0
+
+
+async def test_the_status_counts_the_last_window_of_outcomes_and_older_ones_are_dropped(
+    registry,
+) -> None:
+    await _seeded(registry)
+    status = registry.service.registry.status
+    now = datetime.now(UTC)
+
+    def synced(customer_id: str, days_ago: int) -> Envelope[ContactSynced]:
+        return Envelope.build(
+            ContactSynced(
+                action=SyncAction.UPDATED,
+                trigger=SyncTrigger.WEBHOOK,
+                mapping_version=1,
+                mapping_ids=["m-lastname"],
+                qbo_customer_id=customer_id,
+                crm_contact_id=f"c-{customer_id}",
+            ),
+            source="contact-sync",
+            tenant=registry.tenant,
+            occurred_at=now - timedelta(days=days_ago),
+        )
+
+    for event in (synced("70", days_ago=status.window.days + 10), synced("71", days_ago=1)):
+        await registry.service.registry.on_outcome(event)
+
+    body = (await registry.api.get(f"{registry.base()}/status")).json()
+    lastname = next(m for m in body["mappings"] if m["mapping_id"] == "m-lastname")
+    assert lastname["ok"] == 1  # the outcome of a day ago, not the one before the window
+    since = datetime.fromisoformat(body["counted_since"])
+    assert abs(since - (now - status.window)) < timedelta(minutes=1)
+
+    assert await status.forget_before(now - status.window) >= 1
+    assert await status.forget_before(now - status.window) == 0
+    body = (await registry.api.get(f"{registry.base()}/status")).json()
+    lastname = next(m for m in body["mappings"] if m["mapping_id"] == "m-lastname")
+    assert lastname["ok"] == 1
 
 
 async def test_connected_account_is_seeded_with_default_mappings_and_sync_off(registry) -> None:

@@ -105,9 +105,13 @@ class SyncWorld:
             portal_id=self.crm_portal.key,
             kafka_bootstrap=self.kafka_bootstrap,
         )
-        async with stack.running(_OUTCOME_TOPICS[object_type]):
-            await stack.connect()
-            yield stack
+        try:
+            async with stack.running(_OUTCOME_TOPICS[object_type]):
+                await stack.connect()
+                yield stack
+        finally:  # their QBO and CRM clients' connections
+            await registry.aclose()
+            await service.aclose()
 
 
 class SyncStack:

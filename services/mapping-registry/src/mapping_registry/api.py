@@ -5,6 +5,7 @@ entry per reason; an unknown account or mapping is 404; an edit based on an olde
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from dealbooks_contracts import MappingTransform, SyncObjectType, SyncSettings
@@ -223,7 +224,8 @@ def build_api(registry: Registry, properties: PortalProperties, samples: QboSamp
 
     async def status(request: Request) -> Response:
         realm, object_type, state = await state_and_portal(request)
-        stored = await registry.status.for_set(realm, object_type)
+        since = datetime.now(UTC) - registry.status.window
+        stored = await registry.status.for_set(realm, object_type, since)
 
         def entry(key: str) -> dict[str, Any]:
             doc = stored.get(key, {})
@@ -240,6 +242,7 @@ def build_api(registry: Registry, properties: PortalProperties, samples: QboSamp
         return JSONResponse(
             {
                 "version": state.version,
+                "counted_since": since.isoformat(),
                 "mappings": [
                     {
                         "mapping_id": m.mapping_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from dealbooks_contracts import (
     AccountConnected,
@@ -14,6 +15,7 @@ from dealbooks_contracts import (
 from dealbooks_http import TokenProvider
 from dealbooks_kit import ApiClients, ServiceApp, ServiceRuntime
 from dealbooks_sync.settings import SyncServiceSettings, sync_clients
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 from starlette.applications import Starlette
 
@@ -27,6 +29,9 @@ class Settings(SyncServiceSettings):
     model_config = SettingsConfigDict(env_prefix="MAPPING_REGISTRY_", extra="ignore")
 
     service_name: str = "mapping-registry"
+    # The status counts each mapping's sync outcomes over this many days; older ones are
+    # dropped, so the records stay the size of one window of traffic.
+    status_window_days: int = Field(default=30, gt=0)
 
 
 @dataclass
@@ -57,11 +62,16 @@ def build(
     registry = Registry(
         accounts=accounts,
         sets=MappingSets(runtime.db),
-        status=MappingStatus(runtime.db),
+        status=MappingStatus(runtime.db, timedelta(days=settings.status_window_days)),
         # The runtime relays each saved version and, periodically, whatever a relay left.
         outbox=runtime.use_outbox(MAPPING_VERSIONS),
         source=settings.service_name,
     )
+
+    async def forget_old_outcomes() -> None:
+        await registry.status.forget_before(datetime.now(UTC) - registry.status.window)
+
+    runtime.every("status-window", 3600.0, forget_old_outcomes)
     runtime.consume("accounts", AccountConnected, registry.on_account_connected)
     runtime.consume("contact-outcomes", ContactSynced, registry.on_outcome)
     runtime.consume("contact-failures", ContactSyncFailed, registry.on_outcome)

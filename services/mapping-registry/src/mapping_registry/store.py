@@ -9,7 +9,7 @@ a conditional update on a MongoDB-wire server cannot promise across connections.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dealbooks_contracts import Envelope, FieldMapping, MappingChanged, SyncObjectType, SyncSettings
@@ -108,17 +108,22 @@ class MappingSets:
 
 
 class MappingStatus:
-    """Property-sync status per mapping: ok/failed counts, last sync and last error.
+    """Property-sync status per mapping: ok/failed counts over the last `window`, last sync and
+    last error.
 
     Counts are not incremented: each outcome is one document per (event, mapping) with a
-    unique `_id`, so a redelivered event inserts nothing new and counts once; reads sum them.
-    Collection `mapping_status` keeps the last sync and last error, which a repeat rewrites
-    with the same values.
+    unique `_id`, so a redelivered event inserts nothing new and counts once; reads sum those
+    of the window, and `forget_before` drops older ones, so the collection stays the size of
+    one window of traffic. Collection `mapping_status` keeps the last sync and last error,
+    which a repeat rewrites with the same values.
     """
 
-    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+    def __init__(
+        self, db: AsyncDatabase[dict[str, Any]], window: timedelta = timedelta(days=30)
+    ) -> None:
         self._outcomes = db[MAPPING_OUTCOMES]
         self._col = db["mapping_status"]
+        self.window = window
 
     async def record(
         self,
@@ -136,6 +141,7 @@ class MappingStatus:
                 **where,
                 "mapping_id": d.mapping_id,
                 "outcome": "failed" if d.failed else "ok",
+                "at": at,
             }
             for d in deltas
         ]
@@ -155,14 +161,17 @@ class MappingStatus:
             if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
                 raise
 
-    async def for_set(self, realm_id: str, object_type: SyncObjectType) -> dict[str, Any]:
-        """Per mapping id: ok, failed, last_synced_at, last_error, last_error_at."""
+    async def for_set(
+        self, realm_id: str, object_type: SyncObjectType, since: datetime
+    ) -> dict[str, Any]:
+        """Per mapping id: ok and failed (outcomes since `since`), last_synced_at, last_error,
+        last_error_at."""
         where = {"realm_id": realm_id, "object_type": object_type.value}
         out: dict[str, Any] = {doc["mapping_id"]: doc async for doc in self._col.find(where)}
         # One accumulator per $group: FerretDB mis-sums a second one in the same stage.
         counts = await self._outcomes.aggregate(
             [
-                {"$match": where},
+                {"$match": {**where, "at": {"$gte": since}}},
                 {
                     "$group": {
                         "_id": {"mapping_id": "$mapping_id", "outcome": "$outcome"},
@@ -175,3 +184,11 @@ class MappingStatus:
             key = row["_id"]
             out.setdefault(key["mapping_id"], {})[key["outcome"]] = row["n"]
         return out
+
+    async def forget_before(self, cutoff: datetime) -> int:
+        """Drop outcomes older than `cutoff` (and any recorded without a time); returns how
+        many. The MongoDB-wire servers here have no TTL index."""
+        result = await self._outcomes.delete_many(
+            {"$or": [{"at": {"$lt": cutoff}}, {"at": {"$exists": False}}]}
+        )
+        return int(result.deleted_count)
