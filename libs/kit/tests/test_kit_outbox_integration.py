@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from dealbooks_contracts import ContactSynced, Envelope, SyncAction, SyncTrigger, Tenant
 from dealbooks_infra.testing import read_topic
-from dealbooks_kit import Outbox, ServiceRuntime, push
+from dealbooks_kit import Outbox, ServiceRuntime, outbox_entry, push
 
 pytestmark = pytest.mark.integration
 
@@ -39,6 +39,20 @@ class FlakyPublisher:
         self.real = real
         self.failures = failures
         self.during_publish: Any = None
+        self.started: list[asyncio.Task[None]] = []
+
+    def alongside(self, work: Any) -> Any:
+        """A `during_publish` that starts `work` as a task of its own (another handler at the
+        same time) instead of running it inside the publish."""
+
+        async def start() -> None:
+            self.started.append(asyncio.create_task(work()))
+
+        return start
+
+    async def finished(self) -> None:
+        """Wait for what `alongside` started."""
+        await asyncio.gather(*self.started)
 
     async def publish(self, event: Envelope[Any]) -> None:
         if self.failures:
@@ -214,8 +228,9 @@ async def test_entries_this_process_is_relaying_are_not_relayed_again_by_a_reade
         assert doc is not None and [e["id"] for e in doc["outbox"]] == [str(event.id)]
         relayed_by_reader.append(await outbox.relay_left(STATES, doc))
 
-    publisher.during_publish = reader
+    publisher.during_publish = publisher.alongside(reader)
     assert await outbox.relay(STATES, "doc-r2") == 1
+    await publisher.finished()
     assert relayed_by_reader == [0]
     assert await pending(runtime, "doc-r2") == []
 
@@ -237,7 +252,7 @@ async def test_a_failed_relay_in_a_reread_collection_is_retried_by_the_next_pass
     assert await outbox.relay_pending() == 0  # remembered once, not for ever
 
 
-async def test_entries_settled_later_are_removed_together_and_count_as_in_flight_until_then(
+async def test_entries_settled_later_are_removed_together_and_count_as_published_until_then(
     runtime: ServiceRuntime, kafka_bootstrap: str
 ) -> None:
     outbox = Outbox(runtime.db, runtime.publisher, settle_delay=3600)  # settled by hand here
@@ -275,9 +290,66 @@ async def test_a_pass_does_not_publish_again_what_this_process_is_relaying(
     async def first_pass() -> None:  # it scans the collection mid-relay and finds the entry
         passes.append(await outbox.relay_pending())
 
-    publisher.during_publish = first_pass
+    publisher.during_publish = publisher.alongside(first_pass)
     assert await outbox.relay(STATES, "doc-s3", written=doc["outbox"], settle_later=True) == 1
+    await publisher.finished()
     assert passes == [0]
     await record_state(runtime, "doc-s4", marker := synced("s4"))
     assert await outbox.relay(STATES, "doc-s4") == 1
     assert await published(runtime, kafka_bootstrap, 2) == [str(event.id), str(marker.id)]
+
+
+async def test_a_first_scan_that_failed_is_tried_again_by_the_next_pass(
+    runtime: ServiceRuntime, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    left = synced("f1")
+    await record_state(runtime, "doc-f1", left)  # left by a process that stopped
+    outbox = Outbox(runtime.db, runtime.publisher)
+    outbox.watch(STATES, reread=True)
+    scan = outbox._pending_in
+
+    async def unreachable(collection: str, limit: int | None) -> Any:
+        monkeypatch.setattr(outbox, "_pending_in", scan)  # the server is back for the next
+        raise ConnectionError("server unreachable")
+
+    monkeypatch.setattr(outbox, "_pending_in", unreachable)
+    assert await outbox.relay_pending() == 0
+    assert await outbox.relay_pending() == 1
+    assert await published(runtime, kafka_bootstrap, 1) == [str(left.id)]
+    assert await outbox.relay_pending() == 0  # scanned now: later passes leave it alone
+
+
+async def test_a_documents_relays_take_turns_so_its_events_go_out_in_order(
+    runtime: ServiceRuntime, kafka_bootstrap: str
+) -> None:
+    publisher = FlakyPublisher(runtime.publisher)
+    outbox = Outbox(runtime.db, publisher)  # type: ignore[arg-type]
+    first, second = synced("o1"), synced("o2")
+    await record_state(runtime, "doc-o1", first)
+
+    async def next_change() -> None:  # another handler writes and relays the next event
+        await record_state(runtime, "doc-o1", second)
+        await outbox.relay(STATES, "doc-o1", written=[outbox_entry(second)])
+
+    async def slow_start() -> None:  # the first event is slow to reach Kafka
+        await publisher.alongside(next_change)()
+        await asyncio.sleep(0.3)
+
+    publisher.during_publish = slow_start
+    assert await outbox.relay(STATES, "doc-o1", written=[outbox_entry(first)]) == 1
+    await publisher.finished()
+    assert await published(runtime, kafka_bootstrap, 2) == [str(first.id), str(second.id)]
+    assert await pending(runtime, "doc-o1") == []
+
+
+async def test_a_document_whose_write_may_have_failed_is_relayed_by_the_next_pass(
+    runtime: ServiceRuntime, kafka_bootstrap: str
+) -> None:
+    outbox = await reread_past_first_pass(runtime)
+    event = synced("w1")
+    await record_state(runtime, "doc-w1", event)  # applied, though its writer heard an error
+    outbox.check_later(STATES, "doc-w1")
+
+    assert await outbox.relay_pending() == 1
+    assert await published(runtime, kafka_bootstrap, 1) == [str(event.id)]
+    assert await outbox.relay_pending() == 0

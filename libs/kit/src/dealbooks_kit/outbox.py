@@ -17,22 +17,26 @@ is scanned at the first pass only (what a stopped process left), and its writers
 document before changing it. A handler's write whose relay does not finish leaves its Kafka
 offset uncommitted, so the event comes again (to this process or, after a crash, to whichever
 takes the partition over) and its rerun reads the document; `relay_left` then publishes what
-the document still holds, except entries this process is relaying right now. A relay that
-fails in a live process is remembered and retried by the next pass. Such a writer may also
+the document still holds, except what this process published already. A relay that fails
+in a live process is remembered and retried by the next pass, and so is a document whose
+write failed without saying whether it was applied (`check_later`: a timer's write, which no
+rerun reads again). Such a writer may also
 let the published entries be removed a moment later, together with other relays'
 (`settle_later`: one bulk write instead of one update per event); until then this process
-counts them as in flight, and a crash in between only publishes them again.
+remembers them as published, and a crash in between only publishes them again.
 
-Built for the MongoDB-wire subset: `$pull` removes whole elements by equality only. Two
-relays racing on one document at worst publish an event twice (same envelope id, which
-consumers drop), never lose it.
+Within a process, the relays of one document run one at a time, so its events go out in the
+order they were written. Built for the MongoDB-wire subset: `$pull` removes whole elements by
+equality only. Two processes relaying one document at worst publish an event twice (same
+envelope id, which consumers drop), never lose it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from dealbooks_contracts import Envelope, decode
@@ -85,12 +89,14 @@ class Outbox:
         self._publisher = publisher
         self.collections: list[str] = list(dict.fromkeys(collections))
         self.reread: set[str] = set()
+        self._unscanned: set[str] = set()  # reread collections whose first scan is to come
         self._lingering: dict[str, set[str]] = {}  # entry ids pending at the previous pass
-        self._in_flight: set[str] = set()  # entry ids this process is relaying now
-        self._unsettled: dict[tuple[str, Any], None] = {}  # failed relays, for the next pass
+        self._acked: set[str] = set()  # entry ids published and not removed yet (`settle`)
+        self._unsettled: dict[tuple[str, Any], None] = {}  # documents for the next pass
         self._to_remove: list[tuple[str, Any, Doc]] = []  # published, removed by `settle`
         self._settler: asyncio.Task[None] | None = None
-        self._first_pass = True
+        # One relay per document at a time, so its events go out in order: (lock, users).
+        self._relaying: dict[tuple[str, Any], tuple[asyncio.Lock, int]] = {}
 
     def watch(self, *collections: str, reread: bool = False) -> None:
         """Include `collections` in the periodic pass; `reread` ones are scanned at the first
@@ -98,8 +104,14 @@ class Outbox:
         for name in collections:
             if name not in self.collections:
                 self.collections.append(name)
-            if reread:
+            if reread and name not in self.reread:
                 self.reread.add(name)
+                self._unscanned.add(name)
+
+    def check_later(self, collection: str, doc_id: Any) -> None:
+        """Have the next pass relay whatever this document holds: for a writer whose write
+        failed without saying whether it was applied, and that no rerun will read again."""
+        self._unsettled[(collection, doc_id)] = None
 
     async def relay(
         self,
@@ -112,51 +124,60 @@ class Outbox:
         """Publish one document's pending events in order, removing each once Kafka acked it.
 
         `written`: the entries the caller just wrote (or read: `relay_left`), which saves
-        reading them back; entries others append meanwhile are theirs to relay. Read here,
-        the entries this process is relaying already (or published, not yet removed) are
-        left out.
+        reading them back; entries others append meanwhile are theirs to relay. The document
+        is read all the same when an earlier relay of it failed, so its events keep their
+        order. Relays of one document run one at a time in this process, and leave out what
+        an earlier one published (removed later: `settle_later`).
         Returns how many were published. A failed publish raises and leaves that entry and
-        the ones after it in place, for a later relay; the next pass of this
-        process tries the document again. `settle_later`: published entries are removed by
-        the next `settle`, in one bulk write with other relays' (for writers that reread their
+        the ones after it in place, for a later relay; the next pass of this process tries
+        the document again. `settle_later`: published entries are removed by the next
+        `settle`, in one bulk write with other relays' (for writers that reread their
         documents: see the module's docstring), not one by one.
         """
-        if written is None:
-            doc = await self._db[collection].find_one({"_id": doc_id}, {OUTBOX_FIELD: 1})
-            # Not the entries this process is relaying, or published and not yet removed.
-            entries: list[Doc] = [
-                e for e in (doc or {}).get(OUTBOX_FIELD) or [] if e["id"] not in self._in_flight
-            ]
-        else:
-            entries = list(written)
-        ids = {entry["id"] for entry in entries}
-        self._in_flight |= ids
-        published: set[str] = set()  # and left for `settle`, still in flight until then
-        try:
-            for entry in entries:
-                await self._publisher.publish(decode(entry["event"]))
-                if settle_later:
-                    self._to_remove.append((collection, doc_id, entry))
-                    published.add(entry["id"])
-                    continue
-                # The entry exactly as read: entries appended meanwhile stay untouched.
-                await self._db[collection].update_one(
-                    {"_id": doc_id}, {"$pull": {OUTBOX_FIELD: entry}}
-                )
-        except BaseException:
-            self._unsettled[(collection, doc_id)] = None
-            raise
-        finally:
-            self._in_flight -= ids - published
-            if published and (self._settler is None or self._settler.done()):
-                self._settler = asyncio.get_running_loop().create_task(self._settle_soon())
+        key = (collection, doc_id)
+        async with self._one_at_a_time(key):
+            if written is None or key in self._unsettled:
+                doc = await self._db[collection].find_one({"_id": doc_id}, {OUTBOX_FIELD: 1})
+                written = (doc or {}).get(OUTBOX_FIELD) or []
+            entries = [e for e in written if e["id"] not in self._acked]
+            try:
+                for entry in entries:
+                    await self._publisher.publish(decode(entry["event"]))
+                    if settle_later:
+                        self._to_remove.append((collection, doc_id, entry))
+                        self._acked.add(entry["id"])
+                        continue
+                    # The entry exactly as read: entries appended meanwhile stay untouched.
+                    await self._db[collection].update_one(
+                        {"_id": doc_id}, {"$pull": {OUTBOX_FIELD: entry}}
+                    )
+            except BaseException:
+                self._unsettled[key] = None
+                raise
+            finally:
+                if self._to_remove and (self._settler is None or self._settler.done()):
+                    self._settler = asyncio.get_running_loop().create_task(self._settle_soon())
         return len(entries)
+
+    @contextlib.asynccontextmanager
+    async def _one_at_a_time(self, key: tuple[str, Any]) -> AsyncIterator[None]:
+        lock, users = self._relaying.get(key, (asyncio.Lock(), 0))
+        self._relaying[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._relaying[key]
+            if users == 1:
+                del self._relaying[key]
+            else:
+                self._relaying[key] = (lock, users - 1)
 
     async def _settle_soon(self) -> None:
         await asyncio.sleep(self._settle_delay)  # let other relays join the bulk write
         try:
             await self.settle()
-        except Exception as exc:  # kept (and counted in flight) for the next settle
+        except Exception as exc:  # kept (and counted as published) for the next settle
             log.warning("published outbox entries not removed yet", error=repr(exc))
 
     async def settle(self) -> None:
@@ -172,43 +193,46 @@ class Outbox:
                     ordered=False,
                 )
                 del left[collection]
-                self._in_flight -= {e["id"] for _, e in pulls}
+                self._acked -= {e["id"] for _, e in pulls}
         finally:  # what was not removed waits for the next settle
             self._to_remove[:0] = [(c, d, e) for c, pulls in left.items() for d, e in pulls]
 
     async def relay_left(self, collection: str, doc: Doc) -> int:
         """Relay what a document just read still holds in its outbox (a crashed or failed
-        relay's events), except entries this process is relaying right now."""
-        left = [e for e in doc.get(OUTBOX_FIELD) or [] if e["id"] not in self._in_flight]
-        return await self.relay(collection, doc["_id"], written=left) if left else 0
+        relay's events), except what this process published already; a relay of it under
+        way here finishes first."""
+        if all(e["id"] in self._acked for e in doc.get(OUTBOX_FIELD) or []):
+            return 0
+        # Read again once any relay of it here is over: what that relay removed is gone.
+        return await self.relay(collection, doc["_id"])
 
     async def relay_pending(self, limit: int = 100) -> int:
         """One pass over every watched collection; returns how many events were published.
 
         Relays the documents holding an entry that was already pending at the previous pass
         (left behind, not in flight), up to `limit` documents per collection; the first pass
-        takes every document of a reread collection, since no later pass looks there again.
-        A document whose relay fails is logged and left for the next pass.
+        takes every document of a reread collection (until a scan of it succeeds), since no
+        later pass looks there again. A document whose relay fails is logged and left for the
+        next pass.
         """
         try:
             await self.settle()
         except Exception as exc:  # kept for the next pass; orphans are still looked for
             log.warning("published outbox entries not removed yet", error=repr(exc))
         published = await self._relay_unsettled()
-        first_pass, self._first_pass = self._first_pass, False
         for collection in self.collections:
-            if collection in self.reread and not first_pass:
+            first_scan = collection in self._unscanned
+            if collection in self.reread and not first_scan:
                 continue
-            cursor = self._db[collection].find(
-                {f"{OUTBOX_FIELD}.0": {"$exists": True}}, {f"{OUTBOX_FIELD}.id": 1}
-            )
-            if collection not in self.reread:
-                cursor = cursor.limit(limit)
-            pending = {doc["_id"]: {e["id"] for e in doc[OUTBOX_FIELD]} async for doc in cursor}
+            try:
+                pending = await self._pending_in(collection, None if first_scan else limit)
+            except Exception as exc:  # a reread collection stays unscanned until it works
+                log.warning("outbox scan failed; the next pass scans again", error=repr(exc))
+                continue
             before = self._lingering.get(collection, set())
             self._lingering[collection] = set().union(*pending.values())
             for doc_id, entry_ids in pending.items():
-                if not entry_ids & before and not (first_pass and collection in self.reread):
+                if not entry_ids & before and not first_scan:
                     continue
                 try:
                     published += await self.relay(collection, doc_id)
@@ -218,7 +242,17 @@ class Outbox:
                         collection=collection,
                         error=f"{type(exc).__name__}: {exc}",
                     )
+            self._unscanned.discard(collection)
         return published
+
+    async def _pending_in(self, collection: str, limit: int | None) -> dict[Any, set[str]]:
+        """The documents of `collection` holding entries (up to `limit`), with their ids."""
+        cursor = self._db[collection].find(
+            {f"{OUTBOX_FIELD}.0": {"$exists": True}}, {f"{OUTBOX_FIELD}.id": 1}
+        )
+        if limit is not None:
+            cursor = cursor.limit(limit)
+        return {doc["_id"]: {e["id"] for e in doc[OUTBOX_FIELD]} async for doc in cursor}
 
     async def _relay_unsettled(self) -> int:
         """Relay again the documents whose relay failed in this process."""
