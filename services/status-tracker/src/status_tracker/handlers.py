@@ -504,7 +504,11 @@ class StatusTracker:
         recorded = await self.store.payment(realm, payment_id)
         before = applied_in(recorded)
         applied = payment.applied_to() if payment is not None and not _voided(payment) else {}
-        first_seen = payment is not None and not recorded["version"]
+        # Never recorded here and never changed in QuickBooks (an edit or a void moves its
+        # SyncToken): an invoice read that links it shows its effect as it still is.
+        first_seen = (
+            payment is not None and not recorded["version"] and str(payment.SyncToken) == "0"
+        )
         refreshed: dict[str, tuple[dict[str, Any], InvoiceSnapshot] | None] = {}
         for invoice_id in sorted(set(before) | set(applied)):
             refreshed[invoice_id] = await self._refresh(
