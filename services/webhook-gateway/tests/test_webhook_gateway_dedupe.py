@@ -127,3 +127,20 @@ async def test_a_deliverys_notifications_are_claimed_in_one_insert(
 
     assert claims == {"n7": Claim.NEW, "n6": Claim.DUPLICATE, "n8": Claim.NEW}
     assert inserts.count - before == 1
+
+
+async def test_claims_a_failed_delivery_still_holds_are_released_for_the_retry(
+    db: AsyncDatabase[dict[str, Any]],
+) -> None:
+    failed, retry = replica(db), replica(db, pending_wait=3600)  # a pending claim would hang
+    now = datetime.now(UTC)
+    assert await failed.claim_all(["n9", "n10"], "owner-1", now) == {
+        "n9": Claim.NEW,
+        "n10": Claim.NEW,
+    }
+    # Publishing failed part-way: what this delivery claimed is given back.
+    await failed.release_all(["n9", "n10"], "owner-1")
+
+    async with asyncio.timeout(10):
+        claims = await retry.claim_all(["n9", "n10"], "owner-2", now)
+    assert claims == {"n9": Claim.NEW, "n10": Claim.NEW}

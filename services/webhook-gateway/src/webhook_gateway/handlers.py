@@ -6,6 +6,7 @@ Also keeps the realm -> portal directory from connector-auth's events.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import time
@@ -246,9 +247,12 @@ class Intake:
         if not ready:
             return True
         owner = secrets.token_hex(6)
+        keys = [key for key, _ in ready]
         try:
-            claims = await self.dedupe.claim_all([key for key, _ in ready], owner, now)
+            claims = await self.dedupe.claim_all(keys, owner, now)
         except Exception as exc:
+            with contextlib.suppress(Exception):  # the store may be what failed
+                await self.dedupe.release_all(keys, owner)
             return _all_settled([exc])
         publishing = []
         for key, events in ready:

@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from dealbooks_kit import IndexSpec, Remembered, get_logger
-from pymongo import UpdateOne
+from pymongo import DeleteOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
@@ -61,9 +61,12 @@ class DedupeWindow:
         it was published already; the claims are inserted together, in one call."""
         claims = {key: Claim.DUPLICATE for key in keys if key in self._unmarked}
         fresh = [key for key in dict.fromkeys(keys) if key not in claims]
-        taken = await self._insert(fresh, owner, now)
-        for key in fresh:
-            claims[key] = await self._claim_taken(key, owner, now) if key in taken else Claim.NEW
+        held = await self._insert(fresh, owner, now)
+        taken = [key for key in fresh if key in held]
+        claims.update((key, Claim.NEW) for key in fresh if key not in taken)
+        # Each waits for its own holder, side by side: a delivery's keys do not queue up.
+        settled = await asyncio.gather(*(self._claim_taken(key, owner, now) for key in taken))
+        claims.update(zip(taken, settled, strict=True))
         return claims
 
     async def _insert(self, keys: Sequence[str], owner: str, now: datetime) -> set[str]:
@@ -139,6 +142,14 @@ class DedupeWindow:
 
     async def release(self, key: str, owner: str) -> None:
         await self._c.delete_one({"_id": key, "owner": owner, "published": False})
+
+    async def release_all(self, keys: Sequence[str], owner: str) -> None:
+        """Release whatever claims of `keys` this owner still holds unpublished (after a
+        failure part-way through `claim_all`), so the sender's retry need not wait them out."""
+        await self._c.bulk_write(
+            [DeleteOne({"_id": key, "owner": owner, "published": False}) for key in keys],
+            ordered=False,
+        )
 
     async def forget_expired(self, now: datetime) -> None:
         """No TTL indexes on the MongoDB-wire subset: expired entries are removed here."""
