@@ -111,8 +111,8 @@ async def test_the_status_counts_the_last_window_of_outcomes_and_older_ones_are_
     since = datetime.fromisoformat(body["counted_since"])
     assert abs(since - (now - status.window)) < timedelta(minutes=1)
 
-    assert await status.forget_before(now - status.window) >= 1
-    assert await status.forget_before(now - status.window) == 0
+    assert await status.forget_before(now - status.window, now) >= 1
+    assert await status.forget_before(now - status.window, now) == 0
     body = (await registry.api.get(f"{registry.base()}/status")).json()
     lastname = next(m for m in body["mappings"] if m["mapping_id"] == "m-lastname")
     assert lastname["ok"] == 1

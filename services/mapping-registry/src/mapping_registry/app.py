@@ -69,7 +69,8 @@ def build(
     )
 
     async def forget_old_outcomes() -> None:
-        await registry.status.forget_before(datetime.now(UTC) - registry.status.window)
+        now = datetime.now(UTC)
+        await registry.status.forget_before(now - registry.status.window, now)
 
     runtime.every("status-window", 3600.0, forget_old_outcomes)
     runtime.consume("accounts", AccountConnected, registry.on_account_connected)

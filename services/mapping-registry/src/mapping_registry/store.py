@@ -185,10 +185,10 @@ class MappingStatus:
             out.setdefault(key["mapping_id"], {})[key["outcome"]] = row["n"]
         return out
 
-    async def forget_before(self, cutoff: datetime) -> int:
-        """Drop outcomes older than `cutoff` (and any recorded without a time); returns how
-        many. The MongoDB-wire servers here have no TTL index."""
-        result = await self._outcomes.delete_many(
-            {"$or": [{"at": {"$lt": cutoff}}, {"at": {"$exists": False}}]}
-        )
+    async def forget_before(self, cutoff: datetime, now: datetime) -> int:
+        """Drop outcomes older than `cutoff`; returns how many. Outcomes recorded before they
+        carried a time start their window `now`. The MongoDB-wire servers here have no TTL
+        index."""
+        await self._outcomes.update_many({"at": {"$exists": False}}, {"$set": {"at": now}})
+        result = await self._outcomes.delete_many({"at": {"$lt": cutoff}})
         return int(result.deleted_count)
