@@ -48,6 +48,7 @@ class Harness:
         on_dead_letter: Any = None,
         accepts: Any = None,
         selective: bool = False,
+        dedupe: bool = True,
     ) -> None:
         self.settings = settings
         self.runtime = ServiceRuntime(settings)
@@ -59,6 +60,7 @@ class Harness:
             on_dead_letter=on_dead_letter,
             accepts=accepts,
             selective=selective,
+            dedupe=dedupe,
         )
 
     async def handle(self, event: Envelope[QboEntityChanged]) -> None:
@@ -129,6 +131,20 @@ async def test_handled_event_writes_to_mongodb_and_publishes_the_next_event(
     assert synced.causation_id == event.id
     assert synced.correlation_id == event.correlation_id
     assert record.key == b"realm-1"
+
+
+async def test_a_consumer_deduping_on_its_own_key_runs_its_handler_again_and_keeps_no_record(
+    kit_settings: Any,
+) -> None:
+    h = Harness(kit_settings(), dedupe=False)
+    async with h.runtime.running():
+        event = customer_changed("d1")
+        await h.send(event.to_bytes())
+        await h.send(event.to_bytes())
+        # Its handler is deliberately not idempotent: both copies reach it.
+        await eventually(lambda: _runs_at_least(h, "d1", 2))
+        await h.runtime.consumers[0].drain(5.0)  # what it settled is committed
+        assert await h.runtime.db["processed_events"].count_documents({}) == 0
 
 
 async def test_same_event_delivered_twice_has_one_effect(

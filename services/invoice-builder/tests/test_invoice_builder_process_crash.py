@@ -123,14 +123,25 @@ async def test_killed_after_qbo_create_then_restarted_yields_one_invoice_and_one
     unfinished = await db.invoice_requests.find_one({"_id": str(request.request_id)})
     assert unfinished is None or unfinished.get("status") == "pending"
 
-    service_processes.start(
+    second = service_processes.start(
         "invoice-builder", {**env, "INVOICE_BUILDER_CRASH_AFTER_QBO_CREATE": "false"}
     )
 
+    async def handled_by_second() -> bool:
+        async with httpx.AsyncClient(timeout=2.0) as http:
+            metrics = (await http.get(f"{second}/metrics")).text
+        return any(
+            line.startswith("dealbooks_events_consumed_total{")
+            and "crm.invoice-requested" in line
+            and 'outcome="ok"' in line
+            and float(line.rsplit(" ", 1)[1]) >= 1
+            for line in metrics.splitlines()
+        )
+
     async def settled() -> bool:
         doc = await db.invoice_requests.find_one({"_id": str(request.request_id)})
-        handled = await db.processed_events.count_documents({"consumer": "invoice-requests"})
-        return bool(doc and doc.get("status") == "drafted" and not doc.get("outbox") and handled)
+        drafted = bool(doc and doc.get("status") == "drafted" and not doc.get("outbox"))
+        return drafted and await handled_by_second()
 
     await eventually(settled)
     drafted = [

@@ -158,6 +158,7 @@ class EventConsumer(Generic[P]):
         on_dead_letter: DeadLetterHook[P] | None = None,
         accepts: Callable[[Envelope[P]], bool] | None = None,
         ordering_key: OrderingKey[P] | None = None,
+        dedupe: bool = True,
     ) -> None:
         spec = REGISTRY.by_model(payload)
         self.name = name
@@ -171,6 +172,7 @@ class EventConsumer(Generic[P]):
         self._publisher = publisher
         self._on_dead_letter = on_dead_letter
         self._accepts = accepts
+        self._dedupe = dedupe
         self._ordering_key = ordering_key
         self._lanes = Lanes(
             handle=self._process_item,
@@ -263,7 +265,7 @@ class EventConsumer(Generic[P]):
             EVENTS_CONSUMED.labels(service, self.spec.topic, "ignored").inc()
             return True
         try:
-            if await self._processed.seen(self.name, event_id):
+            if self._dedupe and await self._processed.seen(self.name, event_id):
                 EVENTS_CONSUMED.labels(service, self.spec.topic, "duplicate").inc()
                 log.info("duplicate event skipped")
                 return True
@@ -282,7 +284,8 @@ class EventConsumer(Generic[P]):
                     )
                 outcome = "dead_lettered"
             HANDLER_SECONDS.labels(service, self.spec.topic).observe(time.perf_counter() - started)
-            self._processed.remember(self.name, event_id, outcome)
+            if self._dedupe:
+                self._processed.remember(self.name, event_id, outcome)
             if outcome == "ok":
                 EVENTS_CONSUMED.labels(service, self.spec.topic, "ok").inc()
                 log.info("event handled")

@@ -86,6 +86,7 @@ class ServiceRuntime:
         accepts: Callable[[Envelope[P]], bool] | None = None,
         ordering_key: Callable[[Envelope[P]], str] | None = None,
         selective: bool = False,
+        dedupe: bool = True,
         **subscriber_options: Any,
     ) -> EventConsumer[P]:
         """Subscribe `handler` to the topic of `payload` under the kit's delivery rules;
@@ -94,7 +95,10 @@ class ServiceRuntime:
         with the same `ordering_key` (default: the Kafka key, i.e. the tenant) are handled
         in order, others concurrently. A `selective` consumer, one that keeps few of its
         topic's events, lets Kafka gather records for `consumer_selective_wait_ms` before
-        each fetch is answered, rather than fetching once per record."""
+        each fetch is answered, rather than fetching once per record. `dedupe=False` is for a
+        handler that dedupes on a natural key of its own, reading that record first (a
+        request's id, which also catches the same request sent again in a new envelope): the
+        consumer then keeps no record per event id."""
         if selective:
             wait = self.settings.consumer_selective_wait_ms
             subscriber_options = {
@@ -113,6 +117,7 @@ class ServiceRuntime:
             on_dead_letter=on_dead_letter,
             accepts=accepts,
             ordering_key=ordering_key,
+            dedupe=dedupe,
         )
         consumer.subscribe(self.broker, **subscriber_options)
         if not self.consumers:

@@ -57,17 +57,21 @@ def build_service(
     runtime.consume("account-connected", AccountConnected, handlers.on_account_connected)
     runtime.consume("account-disconnected", AccountDisconnected, handlers.on_account_disconnected)
     runtime.consume("product-links", ProductSynced, handlers.on_product_synced)
+    # Requests dedupe on their request id: each handler reads the request's document first
+    # and stops at a final outcome, so no record per event id is kept for them.
     runtime.consume(
         "invoice-requests",
         InvoiceRequested,
         handlers.on_invoice_requested,
         on_dead_letter=handlers.on_request_given_up,
+        dedupe=False,
     )
     runtime.consume(
         "link-requests",
         InvoiceLinkRequested,
         handlers.on_link_requested,
         on_dead_letter=handlers.on_request_given_up,
+        dedupe=False,
     )
     runtime.consume("auto-draft-rules", CrmObjectChanged, handlers.on_crm_object_changed)
     return Service(settings, runtime, handlers, store, clients)
