@@ -11,7 +11,8 @@ pause, so nothing behind it in its lane overtakes it.
 Offsets: per partition, the offset to commit is the lowest one still unsettled (or one past the
 highest fetched when all settled). Settled records therefore stay uncommitted while an older
 record of their partition is in flight elsewhere; a crash replays them and the consumer's
-dedupe check skips each with one look-up. Commits are coalesced: one runs at a time, at most
+dedupe check (or, with `dedupe=False`, the handler's own natural key) skips each with one
+look-up. Commits are coalesced: one runs at a time, at most
 every `commit_interval` seconds, and takes whatever settled meanwhile (each commit is a write to
 Kafka's offsets log; one per record cost the broker more than the records did).
 """
