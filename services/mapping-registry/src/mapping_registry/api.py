@@ -224,7 +224,7 @@ def build_api(registry: Registry, properties: PortalProperties, samples: QboSamp
 
     async def status(request: Request) -> Response:
         realm, object_type, state = await state_and_portal(request)
-        since = datetime.now(UTC) - registry.status.window
+        since = registry.status.counted_since(datetime.now(UTC))
         stored = await registry.status.for_set(realm, object_type, since)
 
         def entry(key: str) -> dict[str, Any]:

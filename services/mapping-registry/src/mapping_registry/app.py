@@ -70,7 +70,7 @@ def build(
 
     async def forget_old_outcomes() -> None:
         now = datetime.now(UTC)
-        await registry.status.forget_before(now - registry.status.window, now)
+        await registry.status.forget_before(registry.status.counted_since(now), now)
 
     runtime.every("status-window", 3600.0, forget_old_outcomes)
     runtime.consume("accounts", AccountConnected, registry.on_account_connected)

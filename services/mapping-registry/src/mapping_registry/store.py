@@ -125,6 +125,10 @@ class MappingStatus:
         self._col = db["mapping_status"]
         self.window = window
 
+    def counted_since(self, now: datetime) -> datetime:
+        """Where the window of counted outcomes starts."""
+        return now - self.window
+
     async def record(
         self,
         realm_id: str,
