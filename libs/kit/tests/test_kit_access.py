@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from dealbooks_http import RealmTokens, StaticTokenProvider
-from dealbooks_kit import ApiAccessSettings, api_tokens
+from dealbooks_kit import ApiAccessSettings, InstalledPortalTokens, api_tokens
 from pydantic_settings import SettingsConfigDict
 
 
@@ -16,10 +16,23 @@ async def no_portal(realm_id: str) -> str | None:
     return None
 
 
-async def test_production_settings_take_qbo_tokens_from_connector_auth() -> None:
+async def test_production_settings_take_qbo_and_crm_tokens_from_connector_auth() -> None:
     settings = ServiceSettings(
         connector_auth_url="http://connector-auth:8101",
         connector_auth_credential="svc-credential",
+    )
+    tokens = api_tokens(settings, no_portal)
+
+    assert isinstance(tokens.qbo, RealmTokens)
+    assert isinstance(tokens.crm, InstalledPortalTokens)
+    await tokens.aclose()
+
+
+async def test_static_crm_tokens_are_used_only_when_chosen_explicitly() -> None:
+    settings = ServiceSettings(
+        connector_auth_url="http://connector-auth:8101",
+        connector_auth_credential="svc-credential",
+        crm_token_source="static",
         crm_portal_tokens='{"portal-1": "crm-token"}',
     )
     tokens = api_tokens(settings, no_portal)
@@ -56,6 +69,7 @@ async def test_static_qbo_tokens_are_used_only_when_chosen_explicitly(
 ) -> None:
     monkeypatch.setenv("SOME_SERVICE_QBO_TOKEN_SOURCE", "static")
     monkeypatch.setenv("SOME_SERVICE_QBO_STATIC_TOKENS", '{"9130": "dev-token"}')
+    monkeypatch.setenv("CRM_TOKEN_SOURCE", "static")
 
     tokens = api_tokens(ServiceSettings(), no_portal)
 

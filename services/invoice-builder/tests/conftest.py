@@ -18,7 +18,7 @@ from dealbooks_contracts import (
 )
 from dealbooks_http import StaticTokenProvider
 from dealbooks_infra.testing import account_connected, eventually, read_events
-from dealbooks_kit import CrmPortalTokens
+from dealbooks_kit import StaticCrmTokens
 from invoice_builder.app import Service, build_service
 from invoice_builder.settings import InvoiceBuilderSettings
 
@@ -31,7 +31,7 @@ class Harness:
         self.settings = service.settings
         self.bootstrap = bootstrap
         self.qbo_tokens = StaticTokenProvider({})
-        self.crm_tokens = CrmPortalTokens({})
+        self.crm_tokens = StaticCrmTokens({})
 
     async def publish(self, payload: EventPayload, tenant: Tenant) -> Envelope[Any]:
         event = Envelope.build(payload, source="test", tenant=tenant)
@@ -108,7 +108,7 @@ async def builder(
     )
     qbo_tokens = StaticTokenProvider({})
     # The CRM tokens as production configures them: a portal without one is refused.
-    crm_tokens = CrmPortalTokens({})
+    crm_tokens = StaticCrmTokens({})
     service = build_service(settings, qbo_tokens=qbo_tokens, crm_tokens=crm_tokens)
     harness = Harness(service, kafka_bootstrap)
     harness.qbo_tokens, harness.crm_tokens = qbo_tokens, crm_tokens

@@ -11,6 +11,8 @@ from dealbooks_http._budget import RateBudget
 from dealbooks_http._connector import (
     AccountUnavailable,
     ConnectorTokenProvider,
+    CrmPortalTokens,
+    PortalNotInstalled,
     PortalTokens,
     RealmTokens,
 )
@@ -28,6 +30,8 @@ __all__ = [
     "AccountUnavailable",
     "AiohttpTransport",
     "ConnectorTokenProvider",
+    "CrmPortalTokens",
+    "PortalNotInstalled",
     "PortalTokens",
     "RateBudget",
     "RealmTokens",

@@ -12,6 +12,10 @@ from dealbooks_http._retry import RetryableHTTPError, RetryPolicy, retry_after_s
 from dealbooks_http._transport import async_client
 
 
+# The "realm" under which a portal's own CRM token is cached (no QBO realm id looks like it).
+CRM = "crm"
+
+
 class AccountUnavailable(Exception):
     """connector-auth has no usable authorization for this account.
 
@@ -25,6 +29,15 @@ class AccountUnavailable(Exception):
         self.portal_id = portal_id
         self.realm_id = realm_id
         self.reauth_required = reauth_required
+
+
+class PortalNotInstalled(Exception):
+    """The CRM portal has not installed the app, or has uninstalled it: connector-auth holds
+    no CRM authorization for it."""
+
+    def __init__(self, portal_id: str) -> None:
+        super().__init__(f"the app is not installed in CRM portal {portal_id}")
+        self.portal_id = portal_id
 
 
 @dataclass
@@ -89,6 +102,14 @@ class ConnectorTokenProvider:
             self._cache[key] = fresh
             return fresh.token
 
+    def crm(self, not_installed_seconds: float = 10.0) -> CrmPortalTokens:
+        """The `TokenProvider` (keyed by CRM portal id) of the portals' CRM access tokens."""
+        return CrmPortalTokens(self, not_installed_seconds)
+
+    async def crm_token_for(self, portal_id: str) -> str:
+        """A valid CRM access token of an installed portal; `PortalNotInstalled` otherwise."""
+        return await self.token_for(portal_id, CRM)
+
     async def invalidate_for(self, portal_id: str, realm_id: str, token: str) -> None:
         """QBO rejected `token`: drop it, and ask for a refreshed one next time."""
         key = (portal_id, realm_id)
@@ -98,7 +119,12 @@ class ConnectorTokenProvider:
             self._rejected[key] = hashlib.sha256(token.encode()).hexdigest()
 
     async def _fetch(self, portal_id: str, realm_id: str, rejected: str | None) -> _Cached:
-        url = f"{self._base_url}/internal/v1/portals/{portal_id}/accounts/{realm_id}/access-token"
+        portal = f"{self._base_url}/internal/v1/portals/{portal_id}"
+        url = (
+            f"{portal}/crm/access-token"
+            if realm_id == CRM
+            else f"{portal}/accounts/{realm_id}/access-token"
+        )
         body = {"rejected_sha256": rejected} if rejected else None
 
         async def attempt() -> httpx.Response:
@@ -110,6 +136,8 @@ class ConnectorTokenProvider:
             return response
 
         response = await self._retry.run(attempt)
+        if realm_id == CRM and response.status_code in {404, 409}:
+            raise PortalNotInstalled(portal_id)
         if response.status_code == 404:
             raise AccountUnavailable(portal_id, realm_id, reauth_required=False)
         if response.status_code == 409:
@@ -119,6 +147,35 @@ class ConnectorTokenProvider:
         lifetime = float(data.get("expires_in", 0))
         good_until = time.monotonic() + max(0.0, lifetime - self._margin)
         return _Cached(str(data["access_token"]), good_until)
+
+
+class CrmPortalTokens:
+    """`TokenProvider` keyed by CRM portal id. A portal found not installed is remembered as
+    such for a few seconds, so a burst of its events costs connector-auth one question."""
+
+    def __init__(self, provider: ConnectorTokenProvider, not_installed_seconds: float) -> None:
+        self._provider = provider
+        self._seconds = not_installed_seconds
+        self._not_installed: dict[str, float] = {}
+
+    async def token(self, key: str) -> str:
+        """A valid CRM access token for portal `key`."""
+        until = self._not_installed.get(key)
+        if until is not None and time.monotonic() < until:
+            raise PortalNotInstalled(key)
+        try:
+            return await self._provider.crm_token_for(key)
+        except PortalNotInstalled:
+            self._not_installed[key] = time.monotonic() + self._seconds
+            raise
+
+    def installed(self, key: str) -> None:
+        """The portal (re)installed the app: ask again at once."""
+        self._not_installed.pop(key, None)
+
+    async def invalidate(self, key: str, token: str) -> None:
+        """The CRM rejected `token` for portal `key`."""
+        await self._provider.invalidate_for(key, CRM, token)
 
 
 class PortalTokens:

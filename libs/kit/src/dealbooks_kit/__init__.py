@@ -8,12 +8,15 @@ from dealbooks_kit.access import (
     ApiTokens,
     CrmAppSettings,
     CrmPortalNotConfigured,
-    CrmPortalTokens,
+    CrmPortalNotInstalled,
+    InstalledPortalTokens,
+    StaticCrmTokens,
     api_clients,
     api_tokens,
 )
+from dealbooks_kit.auth import PUBLIC_BY_DESIGN, Access, AuthSettings, Caller, Guard
 from dealbooks_kit.consumer import DeadLetterHook, EventConsumer, GaveUp, ProcessedEvents
-from dealbooks_kit.errors import PermanentError, TransientError
+from dealbooks_kit.errors import PermanentError, Settled, TransientError
 from dealbooks_kit.kafka import EventPublisher, make_broker
 from dealbooks_kit.logging import configure_logging, get_logger, redact
 from dealbooks_kit.memory import Remembered
@@ -23,18 +26,24 @@ from dealbooks_kit.runtime import ServiceApp, ServiceRuntime, serve
 from dealbooks_kit.settings import KitSettings
 
 __all__ = [
+    "PUBLIC_BY_DESIGN",
+    "Access",
+    "AuthSettings",
+    "Caller",
+    "Guard",
     "ApiAccessSettings",
     "ApiClients",
     "ApiSettings",
     "ApiTokens",
     "CrmAppSettings",
     "CrmPortalNotConfigured",
-    "CrmPortalTokens",
+    "CrmPortalNotInstalled",
     "DeadLetterHook",
     "EventConsumer",
     "EventPublisher",
     "GaveUp",
     "IndexSpec",
+    "InstalledPortalTokens",
     "KitSettings",
     "Outbox",
     "PermanentError",
@@ -42,6 +51,8 @@ __all__ = [
     "Remembered",
     "ServiceApp",
     "ServiceRuntime",
+    "Settled",
+    "StaticCrmTokens",
     "TransientError",
     "api_clients",
     "api_tokens",

@@ -2,13 +2,17 @@
 
 The API settings are the same for every service, so they are read unprefixed like the
 infrastructure addresses (`QBO_BASE_URL`, `CRM_BASE_URL`, `CONNECTOR_AUTH_URL`,
-`CONNECTOR_AUTH_CREDENTIAL`, `CRM_PORTAL_TOKENS`, `CRM_APP_ID`, `CRM_DEVELOPER_KEY`).
+`CONNECTOR_AUTH_CREDENTIAL`, `CRM_TOKEN_SOURCE`, `CRM_PORTAL_TOKENS`, `CRM_APP_ID`,
+`CRM_DEVELOPER_KEY`).
 
-QBO access tokens come from connector-auth (the only keeper of refresh tokens) through
-`dealbooks_http.ConnectorTokenProvider`; fixed tokens per realm are a development and test
-option that must be chosen explicitly (`<PREFIX>QBO_TOKEN_SOURCE=static`). CRM tokens are
-per-portal static tokens (private-app tokens, or the sandbox's) from `CRM_PORTAL_TOKENS`; a
-portal without one is a configuration error (`CrmPortalNotConfigured`), never retried.
+Access tokens come from connector-auth, the only keeper of refresh tokens, through
+`dealbooks_http.ConnectorTokenProvider`: QBO tokens per portal and realm, CRM tokens per portal
+(the portal's install of the app). A portal that has not installed the app, or uninstalled it,
+raises `CrmPortalNotInstalled`, which settles the event: nothing is retried or dead-lettered
+for it. Fixed tokens are explicit options: per realm for development and tests
+(`<PREFIX>QBO_TOKEN_SOURCE=static`), per portal for a self-hosted single-portal install with a
+private-app token, or tests (`CRM_TOKEN_SOURCE=static` with `CRM_PORTAL_TOKENS`); a portal
+without one is a configuration error (`CrmPortalNotConfigured`), never retried.
 """
 
 from __future__ import annotations
@@ -19,12 +23,18 @@ from dataclasses import dataclass
 from typing import Literal
 
 from dealbooks_crm import CrmClient, CrmLimits
-from dealbooks_http import ConnectorTokenProvider, StaticTokenProvider, TokenProvider
+from dealbooks_http import (
+    ConnectorTokenProvider,
+    CrmPortalTokens,
+    PortalNotInstalled,
+    StaticTokenProvider,
+    TokenProvider,
+)
 from dealbooks_qbo import PRODUCTION_BASE_URL, QboClient
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from dealbooks_kit.errors import PermanentError
+from dealbooks_kit.errors import PermanentError, Settled
 
 CRM_API = "https://api.hubapi.com"
 
@@ -49,14 +59,19 @@ class ApiSettings(CrmAppSettings):
         default=PRODUCTION_BASE_URL, validation_alias=AliasChoices("QBO_BASE_URL")
     )
     crm_base_url: str = Field(default=CRM_API, validation_alias=AliasChoices("CRM_BASE_URL"))
-    # JSON {"portal_id": "access token"} (private-app tokens, or the sandbox's).
+    # "connector-auth": each portal's install of the app; "static": CRM_PORTAL_TOKENS below.
+    crm_token_source: Literal["connector-auth", "static"] = Field(
+        default="connector-auth", validation_alias=AliasChoices("CRM_TOKEN_SOURCE")
+    )
+    # JSON {"portal_id": "access token"} (private-app tokens, or the sandbox's); read only when
+    # crm_token_source is "static".
     crm_portal_tokens: SecretStr = Field(
         default=SecretStr("{}"), validation_alias=AliasChoices("CRM_PORTAL_TOKENS")
     )
 
-    def crm_tokens(self) -> CrmPortalTokens:
+    def crm_tokens(self) -> StaticCrmTokens:
         """The CRM token provider `CRM_PORTAL_TOKENS` describes."""
-        return CrmPortalTokens(_tokens(self.crm_portal_tokens))
+        return StaticCrmTokens(_tokens(self.crm_portal_tokens))
 
 
 class ApiAccessSettings(ApiSettings):
@@ -81,12 +96,46 @@ class CrmPortalNotConfigured(PermanentError):
     def __init__(self, portal_id: str) -> None:
         super().__init__(
             f"no CRM access token is configured for portal {portal_id} "
-            "(add it to CRM_PORTAL_TOKENS); dealbooks cannot call this portal's CRM"
+            "(add it to CRM_PORTAL_TOKENS, or use CRM_TOKEN_SOURCE=connector-auth); dealbooks "
+            "cannot call this portal's CRM"
         )
         self.portal_id = portal_id
 
 
-class CrmPortalTokens(StaticTokenProvider):
+class CrmPortalNotInstalled(Settled):
+    """The portal has not installed the app, or uninstalled it: nothing is done for it (and
+    nothing retried) until a person installs the app again."""
+
+    def __init__(self, portal_id: str) -> None:
+        super().__init__(
+            f"the app is not installed in CRM portal {portal_id}; nothing is done for this "
+            "portal until it is installed again"
+        )
+        self.portal_id = portal_id
+
+
+class InstalledPortalTokens:
+    """CRM tokens of the portals' installs, from connector-auth; `CrmPortalNotInstalled` for a
+    portal without one."""
+
+    def __init__(self, inner: CrmPortalTokens) -> None:
+        self._inner = inner
+
+    async def token(self, key: str) -> str:
+        try:
+            return await self._inner.token(key)
+        except PortalNotInstalled:
+            raise CrmPortalNotInstalled(key) from None
+
+    async def invalidate(self, key: str, token: str) -> None:
+        await self._inner.invalidate(key, token)
+
+    def installed(self, key: str) -> None:
+        """The portal installed the app (again): stop treating it as uninstalled."""
+        self._inner.installed(key)
+
+
+class StaticCrmTokens(StaticTokenProvider):
     """Fixed CRM tokens per portal; a portal without one raises `CrmPortalNotConfigured`."""
 
     def has(self, portal_id: str) -> bool:
@@ -127,24 +176,34 @@ def api_tokens(
     connected to (connector-auth hands out tokens per portal and realm). `qbo` and `crm`, when
     given, are used instead (tests inject providers this way).
 
-    Raises ValueError when connector-auth is the source but its URL or credential is missing.
+    Raises ValueError when connector-auth is a source but its URL or credential is missing.
     """
-    crm_tokens = crm if crm is not None else settings.crm_tokens()
-    if qbo is not None:
-        return ApiTokens(qbo=qbo, crm=crm_tokens)
-    if settings.qbo_token_source == "static":  # noqa: S105 (a source's name, not a secret)
-        static = StaticTokenProvider(_tokens(settings.qbo_static_tokens))
-        return ApiTokens(qbo=static, crm=crm_tokens)
-    credential = settings.connector_auth_credential.get_secret_value()
-    if not settings.connector_auth_url or not credential:
-        prefix = settings.model_config.get("env_prefix", "")
-        raise ValueError(
-            "CONNECTOR_AUTH_URL and CONNECTOR_AUTH_CREDENTIAL must be set "
-            f"(or {prefix}QBO_TOKEN_SOURCE=static with {prefix}QBO_STATIC_TOKENS, for "
-            "development only)"
+    static_qbo = settings.qbo_token_source == "static"  # noqa: S105 (a source's name)
+    static_crm = settings.crm_token_source == "static"  # noqa: S105
+    connector: ConnectorTokenProvider | None = None
+    if (qbo is None and not static_qbo) or (crm is None and not static_crm):
+        credential = settings.connector_auth_credential.get_secret_value()
+        if not settings.connector_auth_url or not credential:
+            prefix = settings.model_config.get("env_prefix", "")
+            raise ValueError(
+                "CONNECTOR_AUTH_URL and CONNECTOR_AUTH_CREDENTIAL must be set "
+                f"(or {prefix}QBO_TOKEN_SOURCE=static with {prefix}QBO_STATIC_TOKENS and "
+                "CRM_TOKEN_SOURCE=static with CRM_PORTAL_TOKENS, for development only)"
+            )
+        connector = ConnectorTokenProvider(settings.connector_auth_url, credential)
+    if qbo is None:
+        qbo = (
+            StaticTokenProvider(_tokens(settings.qbo_static_tokens))
+            if static_qbo or connector is None
+            else connector.by_realm(portal_of)
         )
-    connector = ConnectorTokenProvider(settings.connector_auth_url, credential)
-    return ApiTokens(qbo=connector.by_realm(portal_of), crm=crm_tokens, connector=connector)
+    if crm is None:
+        crm = (
+            settings.crm_tokens()
+            if static_crm or connector is None
+            else InstalledPortalTokens(connector.crm())
+        )
+    return ApiTokens(qbo=qbo, crm=crm, connector=connector)
 
 
 @dataclass

@@ -42,7 +42,7 @@ from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from dealbooks_kit.errors import PermanentError
+from dealbooks_kit.errors import PermanentError, Settled
 from dealbooks_kit.kafka import EventPublisher
 from dealbooks_kit.lanes import Lanes
 from dealbooks_kit.logging import get_logger
@@ -273,6 +273,10 @@ class EventConsumer(Generic[P]):
             outcome = "ok"
             try:
                 await self._handle_with_retries(event)
+            except Settled as settled:
+                outcome = "settled"
+                EVENTS_CONSUMED.labels(service, self.spec.topic, "settled").inc()
+                log.info("event settled without effect", reason=settled.reason)
             except _GiveUp as gave_up:
                 if not await self._dead_letter(
                     record, gave_up.reason, gave_up.error, gave_up.attempts
@@ -302,6 +306,8 @@ class EventConsumer(Generic[P]):
             try:
                 await self._handler(event)
                 return
+            except Settled:
+                raise
             except PermanentError as exc:
                 EVENTS_FAILED.labels(
                     self._settings.service_name, self.spec.topic, type(exc).__name__

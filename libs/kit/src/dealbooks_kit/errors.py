@@ -16,3 +16,13 @@ class PermanentError(Exception):
 
 class TransientError(Exception):
     """A passing failure (timeout, 429, 5xx, broker or database unavailable): retry with backoff."""
+
+
+class Settled(Exception):
+    """Nothing can or should be done for this event, and nothing is wrong with it either: the
+    portal it belongs to has uninstalled the app, say. The consumer settles it (no retry, no
+    dead letter) and logs `reason` for a person."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -7,11 +7,14 @@ every service and read without a prefix, so one `.local/endpoints.env` serves th
 from __future__ import annotations
 
 from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from dealbooks_kit.auth import AuthSettings
 
 
-class KitSettings(BaseSettings):
-    """Base settings every service extends (with its own `env_prefix`)."""
+class KitSettings(AuthSettings):
+    """Base settings every service extends (with its own `env_prefix`); the credentials its
+    routes check callers against come unprefixed from `AuthSettings`."""
 
     model_config = SettingsConfigDict(env_prefix="DEALBOOKS_", extra="ignore")
 
