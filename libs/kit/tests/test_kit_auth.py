@@ -85,7 +85,7 @@ async def test_anything_but_a_valid_grant_is_unauthenticated_on_a_portal_route(t
 
 
 async def test_a_grant_whose_claims_were_altered_is_refused() -> None:
-    head, kid, payload, mac = mint_grant(KEYS, ["1"], user_id="u1").split(".")
+    head, kid, _payload, mac = mint_grant(KEYS, ["1"], user_id="u1").split(".")
     forged_payload = Signer(KEYS, GRANT_PREFIX).sign({"portals": ["62515"]}, 60).split(".")[2]
     forged = ".".join([head, kid, forged_payload, mac])
     async with client(Guard(settings(), "test")) as http:

@@ -11,7 +11,6 @@ import httpx
 from dealbooks_http._retry import RetryableHTTPError, RetryPolicy, retry_after_seconds
 from dealbooks_http._transport import async_client
 
-
 # The "realm" under which a portal's own CRM token is cached (no QBO realm id looks like it).
 CRM = "crm"
 
