@@ -24,6 +24,8 @@ ARCHITECTURE_EVENTS = {
     "connector.account-connected",
     "connector.account-disconnected",
     "connector.account-reauth-required",
+    "connector.portal-installed",
+    "connector.portal-uninstalled",
     "qbo.entity-changed",
     "crm.object-changed",
     "crm.invoice-requested",
@@ -83,9 +85,13 @@ def test_topic_naming_and_dead_letter_topic() -> None:
         dlq_topic("invoice.drafted.v1.dlq")
 
 
-def test_only_crm_object_changed_is_keyed_by_portal() -> None:
+def test_only_crm_changes_and_app_installs_are_keyed_by_portal() -> None:
     portal_scoped = {spec.type for spec in all_specs() if spec.scope is EventScope.PORTAL}
-    assert portal_scoped == {"crm.object-changed"}
+    assert portal_scoped == {
+        "crm.object-changed",
+        "connector.portal-installed",
+        "connector.portal-uninstalled",
+    }
 
 
 def test_registry_refuses_a_duplicate_type_and_version() -> None:

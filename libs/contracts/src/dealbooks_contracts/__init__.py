@@ -72,6 +72,8 @@ from .events import (
     MappingTransform,
     NewCustomer,
     PaymentChange,
+    PortalInstalled,
+    PortalUninstalled,
     ProductSynced,
     ProductSyncFailed,
     QboCustomerRef,
@@ -86,6 +88,7 @@ from .events import (
     SyncObjectType,
     SyncSettings,
     SyncTrigger,
+    UninstallReason,
 )
 
 __all__ = [
@@ -137,6 +140,8 @@ __all__ = [
     "NewCustomer",
     "NonEmptyStr",
     "PaymentChange",
+    "PortalInstalled",
+    "PortalUninstalled",
     "ProductSyncFailed",
     "ProductSynced",
     "QboCustomerRef",
@@ -153,6 +158,7 @@ __all__ = [
     "SyncTrigger",
     "Tenant",
     "TopicRegistry",
+    "UninstallReason",
     "UnknownEventError",
     "all_specs",
     "all_topics",

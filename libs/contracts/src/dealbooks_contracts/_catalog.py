@@ -23,6 +23,8 @@ from .events import (
     InvoiceRequestRejected,
     InvoiceStatusChanged,
     MappingChanged,
+    PortalInstalled,
+    PortalUninstalled,
     ProductSynced,
     ProductSyncFailed,
     QboEntityChanged,
@@ -44,6 +46,8 @@ REGISTRY = TopicRegistry()
 REGISTRY.register("connector.account-connected", 1, AccountConnected)
 REGISTRY.register("connector.account-disconnected", 1, AccountDisconnected)
 REGISTRY.register("connector.account-reauth-required", 1, AccountReauthRequired)
+REGISTRY.register("connector.portal-installed", 1, PortalInstalled, scope=EventScope.PORTAL)
+REGISTRY.register("connector.portal-uninstalled", 1, PortalUninstalled, scope=EventScope.PORTAL)
 REGISTRY.register("qbo.entity-changed", 1, QboEntityChanged)
 REGISTRY.register("crm.object-changed", 1, CrmObjectChanged, scope=EventScope.PORTAL)
 REGISTRY.register("crm.invoice-requested", 1, InvoiceRequested)

@@ -6,8 +6,11 @@ from .connector import (
     AccountDisconnected,
     AccountReauthRequired,
     DisconnectReason,
+    PortalInstalled,
+    PortalUninstalled,
     QboEnvironment,
     ReauthReason,
+    UninstallReason,
 )
 from .crm import (
     CrmChange,
@@ -88,6 +91,8 @@ __all__ = [
     "MappingTransform",
     "NewCustomer",
     "PaymentChange",
+    "PortalInstalled",
+    "PortalUninstalled",
     "ProductSyncFailed",
     "ProductSynced",
     "QboCustomerRef",
@@ -102,4 +107,5 @@ __all__ = [
     "SyncObjectType",
     "SyncSettings",
     "SyncTrigger",
+    "UninstallReason",
 ]

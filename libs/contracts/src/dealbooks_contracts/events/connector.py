@@ -1,4 +1,5 @@
-"""Events of connector-auth: a QuickBooks company joined, left, or needs the user again.
+"""Events of connector-auth: a CRM portal installed or uninstalled the app; a QuickBooks company
+joined, left, or needs the user again.
 
 None of them carries a token: only connector-auth ever holds OAuth credentials.
 """
@@ -17,8 +18,11 @@ __all__ = [
     "AccountDisconnected",
     "AccountReauthRequired",
     "DisconnectReason",
+    "PortalInstalled",
+    "PortalUninstalled",
     "QboEnvironment",
     "ReauthReason",
+    "UninstallReason",
 ]
 
 
@@ -89,3 +93,30 @@ class AccountReauthRequired(EventPayload):
     detected_at: AwareDatetime
     message: NonEmptyStr = Field(description="A sentence for the person who must reconnect.")
     company_name: str | None = None
+
+
+class PortalInstalled(EventPayload):
+    """A CRM portal installed the app (or installed it again): dealbooks may work for it.
+
+    Published on every install, so consumers treat it as "installed now" and resume. The
+    portal id is the envelope's tenant; there is no QuickBooks account in it."""
+
+    installed_at: AwareDatetime
+    reinstall: bool = Field(description="The portal had installed the app before.")
+    scopes: list[str] = Field(description="The CRM scopes the install granted.")
+    installed_by_user_id: str | None = None
+
+
+class UninstallReason(StrEnum):
+    """How connector-auth learned that the app is gone from a portal."""
+
+    REFRESH_REFUSED = "refresh_refused"  # the CRM answered BAD_REFRESH_TOKEN
+    UNINSTALLED = "uninstalled"  # a person uninstalled it through dealbooks
+
+
+class PortalUninstalled(EventPayload):
+    """The app is no longer installed in a CRM portal: nothing is done for it until a person
+    installs it again. Its stored data is kept (see connector-auth's README)."""
+
+    reason: UninstallReason
+    detected_at: AwareDatetime
