@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -11,9 +12,17 @@ from crm_sandbox.testing import CrmSandbox, SandboxPortal, running_sandbox, wait
 
 @pytest.fixture(scope="module")
 def strict_sandbox() -> Iterator[CrmSandbox]:
-    """A second sandbox with search lag, 409 on repeated timeline ids and tighter caps."""
+    """A second sandbox with search lag, 409 on repeated timeline ids, tighter caps and
+    authorization codes that live half a second."""
     with running_sandbox(
-        "--search-lag", "0.3", "--timeline-duplicate", "conflict", "--filter-caps", "2,2,3"
+        "--search-lag",
+        "0.3",
+        "--timeline-duplicate",
+        "conflict",
+        "--filter-caps",
+        "2,2,3",
+        "--auth-code-ttl",
+        "0.5",
     ) as sandbox:
         yield sandbox
 
@@ -85,6 +94,23 @@ def test_authorization_code_grant_installs_into_the_portal(
     reused = httpx.post(crm_sandbox.base_url + "/oauth/v1/token", data=form)
     assert first.json()["hub_id"] == crm_portal.portal_id
     assert reused.status_code == 400
+
+
+def test_authorization_code_expires(strict_sandbox: CrmSandbox) -> None:
+    portal = strict_sandbox.create_portal()
+    app = strict_sandbox.app()
+    code = strict_sandbox.authorization_code(portal.portal_id, redirect_uri="http://127.0.0.1/cb")
+    time.sleep(0.6)
+    form = {
+        "grant_type": "authorization_code",
+        "client_id": app["clientId"],
+        "client_secret": app["clientSecret"],
+        "code": code,
+        "redirect_uri": "http://127.0.0.1/cb",
+    }
+    expired = httpx.post(strict_sandbox.base_url + "/oauth/v1/token", data=form)
+    assert expired.status_code == 400
+    assert expired.json()["status"] == "EXPIRED_AUTH_CODE"
 
 
 def test_bad_refresh_token_has_hubspots_own_error_shape(crm_sandbox: CrmSandbox) -> None:

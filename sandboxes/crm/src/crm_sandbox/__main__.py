@@ -57,6 +57,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--timeline-duplicate", choices=["overwrite", "conflict"], default="overwrite")
     p.add_argument("--no-retry-after", action="store_true", help="send 429s without Retry-After")
     p.add_argument("--token-ttl", type=int, default=d.token_ttl_seconds)
+    p.add_argument(
+        "--auth-code-ttl",
+        type=float,
+        default=d.auth_code_ttl_seconds,
+        help="authorization-code lifetime in seconds, on the --time-scale clock",
+    )
     p.add_argument("--app-id", type=int, default=d.app_id)
     p.add_argument("--client-id", default=_env("CLIENT_ID", d.client_id))
     p.add_argument("--client-secret", default=_env("CLIENT_SECRET", d.client_secret))
@@ -83,6 +89,7 @@ def config_from(args: argparse.Namespace) -> SandboxConfig:
         timeline_duplicate=args.timeline_duplicate,
         retry_after_on_429=not args.no_retry_after,
         token_ttl_seconds=args.token_ttl,
+        auth_code_ttl_seconds=args.auth_code_ttl,
         app_id=args.app_id,
         client_id=args.client_id,
         client_secret=args.client_secret,

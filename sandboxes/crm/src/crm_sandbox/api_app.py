@@ -1,13 +1,12 @@
-"""App-level and account endpoints: webhook settings and subscriptions, OAuth token
-exchange, account details, company currency and the default deal pipeline."""
+"""App-level and account endpoints: webhook settings and subscriptions, account details,
+company currency and the default deal pipeline (OAuth is in api_oauth.py)."""
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from crm_sandbox.errors import not_found, validation
@@ -16,7 +15,6 @@ from crm_sandbox.schema import DEAL_STAGES
 from crm_sandbox.state import Subscription, now_ms
 
 WEBHOOK_PREFIXES = ["/webhooks/v3", "/webhooks/2026-03"]
-TOKEN_PATHS = ["/oauth/v1/token", "/oauth/v3/token", "/oauth/2026-03/token"]
 MAX_SUBSCRIPTIONS = 1000
 EVENT_OBJECTS = {"contact", "company", "deal", "product", "line_item", "quote"}
 EVENT_KINDS = {"creation", "deletion", "propertyChange", "associationChange", "merge", "restore"}
@@ -54,7 +52,6 @@ class AppApi:
                     base + "/subscriptions/{subscriptionId}", self.delete_subscription, ["DELETE"]
                 ),
             ]
-        out += [Route(path, self.token, methods=["POST"]) for path in TOKEN_PATHS]
         out += [
             g.route("/account-info/v3/details", self.account, ["GET"]),
             g.route("/settings/v3/currencies/company-currency", self.currency, ["GET"]),
@@ -157,53 +154,6 @@ class AppApi:
                 sub.active = bool(item.get("active", sub.active))
                 results.append(sub.to_api())
         return json_response({"status": "COMPLETE", "results": results})
-
-    # ---- OAuth ---------------------------------------------------------------------------
-
-    async def token(self, request: Request) -> Response:
-        # Form-encoded; parsed here so the sandbox needs no multipart library.
-        form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
-        app = self.state.app
-        grant = str(form.get("grant_type", ""))
-        if form.get("client_id") != app.client_id or form.get("client_secret") != app.client_secret:
-            return JSONResponse(
-                {
-                    "status": "BAD_CLIENT_ID",
-                    "message": "missing or invalid client_id/client_secret",
-                },
-                status_code=400,
-            )
-        if grant == "refresh_token":
-            portal_id = self.state.refresh_tokens.get(str(form.get("refresh_token", "")))
-            if portal_id is None:
-                return JSONResponse(
-                    {"status": "BAD_REFRESH_TOKEN", "message": "missing or unknown refresh token"},
-                    status_code=400,
-                )
-            refresh = str(form["refresh_token"])
-        elif grant == "authorization_code":
-            portal_id = self.state.auth_codes.pop(str(form.get("code", "")), None)
-            if portal_id is None:
-                return JSONResponse(
-                    {"status": "BAD_AUTH_CODE", "message": "missing or unknown auth code"},
-                    status_code=400,
-                )
-            refresh = self.state.issue_refresh_token(portal_id)
-        else:
-            return JSONResponse(
-                {"status": "BAD_GRANT_TYPE", "message": f"unsupported grant_type {grant}"},
-                status_code=400,
-            )
-        access = self.state.issue_token(portal_id, "oauth")
-        return JSONResponse(
-            {
-                "token_type": "bearer",
-                "refresh_token": refresh,
-                "access_token": access.value,
-                "expires_in": self.state.config.token_ttl_seconds,
-                "hub_id": portal_id,
-            }
-        )
 
     # ---- account -------------------------------------------------------------------------
 

@@ -12,12 +12,14 @@ from starlette.responses import JSONResponse
 
 from crm_sandbox.api_app import AppApi
 from crm_sandbox.api_associations import AssociationsApi
+from crm_sandbox.api_oauth import OAuthApi
 from crm_sandbox.api_objects import ObjectsApi
 from crm_sandbox.api_properties import PropertiesApi
 from crm_sandbox.api_timeline import TimelineApi
 from crm_sandbox.control import ControlApi
 from crm_sandbox.errors import ApiError
 from crm_sandbox.guard import Guard
+from crm_sandbox.installs import Installs
 from crm_sandbox.state import SandboxConfig, SandboxState
 from crm_sandbox.store import Store
 from crm_sandbox.webhooks import WebhookSender
@@ -31,7 +33,8 @@ def build_app(config: SandboxConfig | None = None, seed: dict[str, Any] | None =
     guard = Guard(state, store, sender)
     app_api = AppApi(guard)
     timeline_api = TimelineApi(guard)
-    control = ControlApi(state, store, sender, app_api, timeline_api)
+    installs = Installs(state)
+    control = ControlApi(state, store, sender, app_api, timeline_api, installs)
     if seed:
         apply_seed(control, seed)
 
@@ -50,6 +53,7 @@ def build_app(config: SandboxConfig | None = None, seed: dict[str, Any] | None =
         *ObjectsApi(guard).routes(),
         *timeline_api.routes(),
         *app_api.routes(),
+        *OAuthApi(guard, installs).routes(),
     ]
 
     async def unknown(request: Request, exc: Exception) -> JSONResponse:
@@ -77,6 +81,10 @@ def apply_seed(control: ControlApi, seed: dict[str, Any]) -> None:
     state = control.state
     if app.get("clientSecret"):
         state.app.client_secret = str(app["clientSecret"])
+    if app.get("name"):
+        state.app.name = str(app["name"])
+    if app.get("redirectUrls"):
+        state.app.redirect_urls = [str(u) for u in app["redirectUrls"]]
     if app.get("targetUrl"):
         control.app_api.apply_settings({"targetUrl": app["targetUrl"]})
     for sub in app.get("subscriptions") or []:

@@ -1,8 +1,11 @@
-"""Control API under /_sandbox: portals and tokens, the app's secret and webhook target,
-objects changed "as a CRM user" (so webhooks fire), faults, counters and assertions."""
+"""Control API under /_sandbox: portals, users and tokens, installs and the consent screen,
+the app's secret and webhook target, signed requests to the app, objects changed "as a CRM
+user" (so webhooks fire), faults, counters and assertions."""
 
 from __future__ import annotations
 
+import json
+import secrets
 import time
 from decimal import Decimal
 from typing import Any
@@ -14,10 +17,12 @@ from starlette.routing import Route
 from crm_sandbox.api_app import AppApi
 from crm_sandbox.api_objects import create_with_associations
 from crm_sandbox.api_timeline import TimelineApi
+from crm_sandbox.app_requests import AppRequests
 from crm_sandbox.errors import ApiError, not_found, validation
 from crm_sandbox.guard import read_json
+from crm_sandbox.installs import Installs
 from crm_sandbox.schema import canonical_type, default_kind
-from crm_sandbox.state import Counters, Fault, Portal, SandboxState, Token
+from crm_sandbox.state import DEFAULT_SCOPES, Counters, Fault, Portal, SandboxState, Token
 from crm_sandbox.store import USER, Store
 from crm_sandbox.webhooks import WebhookSender
 
@@ -60,12 +65,15 @@ class ControlApi:
         sender: WebhookSender,
         app_api: AppApi,
         timeline_api: TimelineApi,
+        installs: Installs,
     ) -> None:
         self.state = state
         self.store = store
         self.sender = sender
         self.app_api = app_api
         self.timeline_api = timeline_api
+        self.installs = installs
+        self.app_requests = AppRequests(state, store)
 
     def routes(self) -> list[Route]:
         p = "/_sandbox"
@@ -77,10 +85,17 @@ class ControlApi:
             (p + "/app/subscriptions", self.add_subscription, ["POST"]),
             (p + "/app/subscriptions", self.clear_subscriptions, ["DELETE"]),
             (p + "/app/event-templates", self.add_template, ["POST"]),
+            (p + "/app/requests", self.send_app_request, ["POST"]),
+            (p + "/oauth/consent", self.read_consent, ["GET"]),
+            (p + "/oauth/consent", self.set_consent, ["POST"]),
+            (p + "/oauth/consent", self.reset_consent, ["DELETE"]),
             (p + "/portals", self.list_portals, ["GET"]),
             (p + "/portals", self.create_portal, ["POST"]),
             (pp, self.read_portal, ["GET"]),
             (pp, self.patch_portal, ["PATCH"]),
+            (pp + "/users", self.list_users, ["GET"]),
+            (pp + "/users", self.add_user, ["POST"]),
+            (pp + "/install", self.uninstall, ["DELETE"]),
             (pp + "/tokens", self.create_token, ["POST"]),
             (pp + "/authorization-codes", self.create_code, ["POST"]),
             (pp + "/counters", self.counters, ["GET"]),
@@ -139,6 +154,8 @@ class ControlApi:
             "clientId": app.client_id,
             "clientSecret": app.client_secret,
             "developerKey": app.developer_key,
+            "name": app.name,
+            "redirectUrls": list(app.redirect_urls),
             "targetUrl": app.target_url,
             "maxConcurrentRequests": app.max_concurrent,
             "subscriptions": [s.to_api() for s in app.subscriptions.values()],
@@ -153,6 +170,15 @@ class ControlApi:
         app = self.state.app
         if body.get("clientSecret"):
             app.client_secret = str(body["clientSecret"])
+        if body.get("name"):
+            app.name = str(body["name"])
+        if "redirectUrls" in body:
+            urls = body["redirectUrls"] or []
+            if not isinstance(urls, list) or not all(
+                str(u).startswith(("http://", "https://")) for u in urls
+            ):
+                raise validation("redirectUrls must be a list of http(s) URLs")
+            app.redirect_urls = [str(u) for u in urls]
         if "targetUrl" in body:
             if body["targetUrl"]:
                 self.app_api.apply_settings(
@@ -179,6 +205,27 @@ class ControlApi:
     async def add_template(self, request: Request) -> Any:
         return self.timeline_api.add_template(await read_json(request)).to_api()
 
+    async def send_app_request(self, request: Request) -> Any:
+        # Plain floats here: the body is re-sent to the app as JSON.
+        raw = await request.body()
+        try:
+            body = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            raise validation("Invalid input JSON") from None
+        return await self.app_requests.send(body)
+
+    # ---- the browser session at the authorize screen ---------------------------------------
+
+    async def read_consent(self, request: Request) -> Any:
+        return self.installs.current_consent().to_api()
+
+    async def set_consent(self, request: Request) -> Any:
+        return self.installs.set_consent(await read_json(request)).to_api()
+
+    async def reset_consent(self, request: Request) -> Any:
+        self.installs.reset_consent()
+        return Response(status_code=204)
+
     # ---- portals and tokens ----------------------------------------------------------------
 
     def portal_body(self, portal: Portal, tokens: dict[str, str] | None = None) -> dict[str, Any]:
@@ -189,6 +236,10 @@ class ControlApi:
                 "dailyLimit": portal.daily_limit,
                 "searchPerSecond": portal.search_per_second,
                 "exchangeRates": {k: str(v) for k, v in portal.exchange_rates.items()},
+                "installed": portal.install is not None,
+                "scopes": list(portal.install.scopes) if portal.install else [],
+                "installingUserId": portal.install.user_id if portal.install else None,
+                "users": [u.to_api() for u in portal.users.values()],
             }
         )
         if tokens:
@@ -197,18 +248,18 @@ class ControlApi:
 
     def create_portal_from(self, body: dict[str, Any]) -> dict[str, Any]:
         portal = self.state.create_portal(**_portal_kwargs(body))
+        admin = portal.admin.id
         if body.get("accessToken"):
-            oauth = Token(str(body["accessToken"]), portal.id, "oauth", None)
+            oauth = Token(str(body["accessToken"]), portal.id, "oauth", None, user_id=admin)
             self.state.tokens[oauth.value] = oauth
         else:
-            oauth = self.state.issue_token(portal.id, "oauth")
+            oauth = self.state.issue_token(portal.id, "oauth", user_id=admin)
         if body.get("privateAppToken"):
             private = Token(str(body["privateAppToken"]), portal.id, "private", None)
             self.state.tokens[private.value] = private
         else:
             private = self.state.issue_token(portal.id, "private")
-        refresh = str(body.get("refreshToken") or self.state.issue_refresh_token(portal.id))
-        self.state.refresh_tokens[refresh] = portal.id
+        refresh = self.state.issue_refresh_token(portal.id, value=body.get("refreshToken")).value
         for type_name, items in (body.get("objects") or {}).items():
             resolved = canonical_type(type_name)
             if resolved is None:
@@ -246,11 +297,38 @@ class ControlApi:
         )
         return JSONResponse(_token_body(token), status_code=201)
 
-    async def create_code(self, request: Request) -> Any:
+    async def list_users(self, request: Request) -> Any:
+        return {"results": [u.to_api() for u in self._portal(request).users.values()]}
+
+    async def add_user(self, request: Request) -> Any:
         portal = self._portal(request)
-        code = f"code-{portal.id}-{len(self.state.auth_codes) + 1}"
-        self.state.auth_codes[code] = portal.id
-        return JSONResponse({"code": code}, status_code=201)
+        body = await read_json(request)
+        user = self.installs.add_user(portal, str(body.get("email") or ""))
+        return JSONResponse(user.to_api(), status_code=201)
+
+    async def uninstall(self, request: Request) -> Any:
+        self.installs.uninstall(self._portal(request))
+        return Response(status_code=204)
+
+    async def create_code(self, request: Request) -> Any:
+        """A code as if the authorize screen had been approved; `redirectUri` omitted means
+        the token endpoint does not compare it."""
+        portal = self._portal(request)
+        body = await read_json(request)
+        user_id = int(body["userId"]) if body.get("userId") is not None else portal.admin.id
+        if user_id not in portal.users:
+            raise validation(f"User {user_id} is not a user of portal {portal.id}")
+        install = portal.install
+        scopes = body.get("scopes") or (install.scopes if install else DEFAULT_SCOPES)
+        code = self.installs.issue_code(
+            self.state.app.client_id,
+            body.get("redirectUri"),
+            portal,
+            user_id,
+            [str(s) for s in scopes],
+            code=f"code-{portal.id}-{secrets.token_hex(6)}",
+        )
+        return JSONResponse({"code": code.code, "expiresAt": code.expires_at}, status_code=201)
 
     async def expire_token(self, request: Request) -> Any:
         token = self.state.tokens.get(str(request.path_params["token"]))

@@ -91,3 +91,15 @@ def property_errors(problems: list[dict[str, Any]]) -> ApiError:
 
 def property_problem(name: str, error: str, message: str) -> dict[str, Any]:
     return {"isValid": False, "message": message, "error": error, "name": name}
+
+
+class OAuthError(Exception):
+    """The OAuth endpoints' own 400 body, `{status, message}` (not the CRM envelope)."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"status": self.status, "message": self.message}, status_code=400)

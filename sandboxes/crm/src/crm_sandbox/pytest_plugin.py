@@ -2,7 +2,10 @@
 
 Fixtures: `crm_sandbox` (session; base URL and control helpers), `crm_portal` and
 `crm_other_portal` (a fresh portal each), `crm_webhook_receiver` (a loopback endpoint
-registered as the app's webhook target for the test)."""
+registered as the app's webhook target for the test), `crm_app_endpoint` (a loopback endpoint
+standing in for the app's own routes: card fetches, workflow actions, the OAuth redirect) and
+`crm_consent` (the sandbox, with the authorize screen's consent and the app's redirect URLs
+put back to their defaults after the test)."""
 
 from __future__ import annotations
 
@@ -54,3 +57,23 @@ def crm_webhook_receiver(crm_sandbox: CrmSandbox) -> Iterator[WebhookReceiver]:
         crm_sandbox.clear_subscriptions()
         crm_sandbox.clear_faults()
         receiver.stop()
+
+
+@pytest.fixture
+def crm_app_endpoint() -> Iterator[WebhookReceiver]:
+    """A loopback endpoint for requests HubSpot sends to the app; set `answer` to reply."""
+    endpoint = WebhookReceiver().start()
+    try:
+        yield endpoint
+    finally:
+        endpoint.stop()
+
+
+@pytest.fixture
+def crm_consent(crm_sandbox: CrmSandbox) -> Iterator[CrmSandbox]:
+    """The sandbox for a test that changes the authorize screen; reset afterwards."""
+    try:
+        yield crm_sandbox
+    finally:
+        crm_sandbox.reset_consent()
+        crm_sandbox.configure_app(redirect_urls=[])

@@ -50,6 +50,7 @@ class SandboxConfig:
     webhook_max_retries: int = 10
     webhook_timeout_seconds: float = 5.0
     webhook_duplicate_rate: float = 0.0
+    auth_code_ttl_seconds: float = 600.0  # HubSpot does not document it; runs on the time scale
 
     def scaled(self, seconds: float) -> float:
         """Real seconds for an API-clock duration (rate windows, Retry-After)."""
@@ -59,13 +60,75 @@ class SandboxConfig:
         return seconds / (self.webhook_time_scale or self.time_scale)
 
 
+# What a portal created through the control API has granted: the scopes of reference §10.
+DEFAULT_SCOPES = [
+    "oauth",
+    "crm.objects.contacts.read",
+    "crm.objects.contacts.write",
+    "crm.objects.companies.read",
+    "crm.objects.companies.write",
+    "crm.objects.deals.read",
+    "crm.objects.deals.write",
+    "crm.schemas.deals.read",
+    "crm.schemas.deals.write",
+    "crm.objects.line_items.read",
+    "crm.objects.line_items.write",
+    "crm.objects.quotes.read",
+    "e-commerce",
+    "crm.objects.invoices.read",
+    "crm.objects.invoices.write",
+    "timeline",
+    "multi-currency-read",
+]
+
+
 @dataclass
 class Token:
     value: str
     portal_id: int
     kind: str  # "oauth" | "private"
     expires_at: float | None
-    scopes: set[str] | None = None
+    scopes: set[str] | None = None  # None: every scope
+    user_id: int | None = None  # the installing user (OAuth); None: the portal's first user
+
+
+@dataclass
+class RefreshToken:
+    value: str
+    portal_id: int
+    user_id: int
+    scopes: list[str]
+
+
+@dataclass
+class AuthCode:
+    """An authorization code: single use, bound to the request that produced it."""
+
+    code: str
+    client_id: str
+    redirect_uri: str | None  # None: not checked (codes made through the control API)
+    portal_id: int
+    user_id: int
+    scopes: list[str]
+    expires_at: float
+
+
+@dataclass
+class User:
+    id: int
+    email: str
+
+    def to_api(self) -> dict[str, Any]:
+        return {"userId": self.id, "email": self.email}
+
+
+@dataclass
+class Install:
+    """The app installed in a portal: who installed it and what was granted."""
+
+    user_id: int
+    scopes: list[str]
+    installed_at: int
 
 
 @dataclass
@@ -111,12 +174,14 @@ class EventTemplate:
 
 @dataclass
 class App:
-    """The one public app every portal has installed (client secret signs webhooks)."""
+    """The one public app (client secret signs webhooks and requests to the app)."""
 
     id: int
     client_id: str
     client_secret: str
     developer_key: str
+    name: str = "Dealbooks (sandbox)"
+    redirect_urls: list[str] = field(default_factory=list)
     target_url: str | None = None
     max_concurrent: int = 10
     subscriptions: dict[int, Subscription] = field(default_factory=dict)
@@ -189,6 +254,8 @@ class Portal:
     window: deque[float] = field(default_factory=deque)
     search_window: deque[float] = field(default_factory=deque)
     daily_count: int = 0
+    users: dict[int, User] = field(default_factory=dict)
+    install: Install | None = None
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
 
     def __post_init__(self) -> None:
@@ -201,6 +268,22 @@ class Portal:
             {"label": c, "value": c, "displayOrder": i, "hidden": False}
             for i, c in enumerate(self.currencies())
         ]
+        if not self.users:
+            self.add_user(f"admin@{self.id}.example.com")
+
+    @property
+    def domain(self) -> str:
+        return f"{self.id}.example.com"
+
+    @property
+    def admin(self) -> User:
+        return next(iter(self.users.values()))
+
+    def add_user(self, email: str) -> User:
+        # Stable ids: the portal id and a per-portal number, so runs give the same ids.
+        user = User(self.id * 1000 + len(self.users) + 1, email)
+        self.users[user.id] = user
+        return user
 
     def currencies(self) -> list[str]:
         return [self.company_currency, *self.additional_currencies]
@@ -236,8 +319,8 @@ class SandboxState:
         )
         self.portals: dict[int, Portal] = {}
         self.tokens: dict[str, Token] = {}
-        self.refresh_tokens: dict[str, int] = {}
-        self.auth_codes: dict[str, int] = {}
+        self.refresh_tokens: dict[str, RefreshToken] = {}
+        self.auth_codes: dict[str, AuthCode] = {}
         self.faults: list[Fault] = []
         self._portal_ids = itertools.count(62515)
         self._subscription_ids = itertools.count(25)
@@ -251,6 +334,7 @@ class SandboxState:
         kw.setdefault("daily_limit", self.config.daily_limit)
         kw.setdefault("search_per_second", self.config.search_per_second)
         portal = Portal(id=portal_id, **kw)
+        portal.install = Install(portal.admin.id, list(DEFAULT_SCOPES), now_ms())
         self.portals[portal_id] = portal
         return portal
 
@@ -261,20 +345,35 @@ class SandboxState:
         *,
         ttl: int | None = None,
         scopes: set[str] | None = None,
+        user_id: int | None = None,
     ) -> Token:
         prefix = "pat-na1-" if kind == "private" else "CJ"
         value = prefix + secrets.token_urlsafe(24)
         expires_at = None
         if kind == "oauth":
             expires_at = time.time() + (self.config.token_ttl_seconds if ttl is None else ttl)
-        token = Token(value, portal_id, kind, expires_at, scopes)
+        token = Token(value, portal_id, kind, expires_at, scopes, user_id)
         self.tokens[value] = token
         return token
 
-    def issue_refresh_token(self, portal_id: int) -> str:
-        value = "na1-" + secrets.token_hex(16)
-        self.refresh_tokens[value] = portal_id
-        return value
+    def issue_refresh_token(
+        self,
+        portal_id: int,
+        *,
+        user_id: int | None = None,
+        scopes: list[str] | None = None,
+        value: str | None = None,
+    ) -> RefreshToken:
+        portal = self.portals[portal_id]
+        install = portal.install
+        token = RefreshToken(
+            value or "na1-" + secrets.token_hex(16),
+            portal_id,
+            user_id if user_id is not None else portal.admin.id,
+            list(scopes if scopes is not None else (install.scopes if install else [])),
+        )
+        self.refresh_tokens[token.value] = token
+        return token
 
     def new_subscription_id(self) -> int:
         return next(self._subscription_ids)

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import httpx
 
@@ -66,13 +67,23 @@ class CrmSandbox:
         return dict(self._call("GET", "/app"))
 
     def configure_app(
-        self, *, client_secret: str | None = None, target_url: str | None = None
+        self,
+        *,
+        client_secret: str | None = None,
+        target_url: str | None = None,
+        name: str | None = None,
+        redirect_urls: list[str] | None = None,
     ) -> dict[str, Any]:
+        """`target_url=""` removes the webhook target; `redirect_urls=[]` clears the list."""
         body: dict[str, Any] = {}
         if client_secret is not None:
             body["clientSecret"] = client_secret
         if target_url is not None:
             body["targetUrl"] = target_url or None
+        if name is not None:
+            body["name"] = name
+        if redirect_urls is not None:
+            body["redirectUrls"] = redirect_urls
         return dict(self._call("PUT", "/app", body))
 
     def subscribe(self, event_type: str, property_name: str | None = None) -> dict[str, Any]:
@@ -117,8 +128,139 @@ class CrmSandbox:
     def expire_token(self, token: str) -> None:
         self._call("POST", f"/tokens/{token}/expire")
 
-    def authorization_code(self, portal_id: int) -> str:
-        return str(self._call("POST", f"/portals/{portal_id}/authorization-codes")["code"])
+    def authorization_code(
+        self,
+        portal_id: int,
+        *,
+        redirect_uri: str | None = None,
+        user_id: int | None = None,
+        scopes: list[str] | None = None,
+    ) -> str:
+        """A code as if the install screen had been approved (no redirect_uri: not checked)."""
+        body = {"redirectUri": redirect_uri, "userId": user_id, "scopes": scopes}
+        path = f"/portals/{portal_id}/authorization-codes"
+        return str(
+            self._call("POST", path, {k: v for k, v in body.items() if v is not None})["code"]
+        )
+
+    # ---- users, installs and the authorize screen --------------------------------------------
+
+    def read_portal(self, portal_id: int) -> dict[str, Any]:
+        """The portal's settings, `installed`, granted `scopes`, `installingUserId`, `users`."""
+        return dict(self._call("GET", f"/portals/{portal_id}"))
+
+    def users(self, portal_id: int) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"/portals/{portal_id}/users")["results"])
+
+    def add_user(self, portal_id: int, email: str) -> dict[str, Any]:
+        """A user of the portal: `{"userId", "email"}`."""
+        return dict(self._call("POST", f"/portals/{portal_id}/users", {"email": email}))
+
+    def set_consent(
+        self,
+        *,
+        portal_id: int | None = None,
+        user_id: int | None = None,
+        decision: str = "approve",
+        scopes: list[str] | None = None,
+        mode: str = "auto",
+        count: int | None = None,
+    ) -> dict[str, Any]:
+        """Who is signed in to HubSpot at the authorize screen and what they answer.
+        decision: approve | deny; mode: auto (302 at once) | page (HTML consent screen);
+        scopes: granted instead of the requested ones; count: next N authorizations only."""
+        body = {
+            "portalId": portal_id,
+            "userId": user_id,
+            "decision": decision,
+            "scopes": scopes,
+            "mode": mode,
+            "count": count,
+        }
+        return dict(
+            self._call("POST", "/oauth/consent", {k: v for k, v in body.items() if v is not None})
+        )
+
+    def reset_consent(self) -> None:
+        """Back to the default: the first portal's first user approves, automatically."""
+        self._call("DELETE", "/oauth/consent")
+
+    def uninstall(self, portal_id: int) -> None:
+        """Uninstall the app from the portal, as an admin would in HubSpot's settings."""
+        self._call("DELETE", f"/portals/{portal_id}/install")
+
+    def authorize_url(
+        self,
+        redirect_uri: str,
+        scopes: list[str],
+        *,
+        portal_id: int | None = None,
+        optional_scopes: list[str] | None = None,
+        state: str | None = None,
+        client_id: str | None = None,
+    ) -> str:
+        """The install URL an app sends the browser to (`/oauth[/{portalId}]/authorize`)."""
+        params = {
+            "client_id": client_id or self.app()["clientId"],
+            "redirect_uri": redirect_uri,
+            "scope": " ".join(scopes),
+        }
+        if optional_scopes:
+            params["optional_scope"] = " ".join(optional_scopes)
+        if state is not None:
+            params["state"] = state
+        path = f"/oauth/{portal_id}/authorize" if portal_id is not None else "/oauth/authorize"
+        return f"{self.base_url}{path}?{urlencode(params, quote_via=quote)}"
+
+    def token_info(self, token: str, *, refresh: bool = False) -> dict[str, Any] | None:
+        """`GET /oauth/v1/access-tokens/{token}` (or refresh-tokens); None when it is 404."""
+        kind = "refresh-tokens" if refresh else "access-tokens"
+        response = httpx.get(f"{self.base_url}/oauth/v1/{kind}/{token}", timeout=10.0)
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return dict(response.json())
+
+    # ---- requests from HubSpot to the app ----------------------------------------------------
+
+    def send_app_request(
+        self,
+        kind: str,
+        url: str,
+        portal_id: int,
+        *,
+        user_id: int | None = None,
+        object_type: str | None = None,
+        object_id: str | int | None = None,
+        properties: dict[str, Any] | list[str] | None = None,
+        input_fields: dict[str, Any] | None = None,
+        method: str | None = None,
+        body: Any = None,
+        tamper: str | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """Make the sandbox send a signed request to the app, as HubSpot would, and return
+        the app's answer `{"status", "headers", "body", "request"}`.
+
+        kind: card-fetch (legacy CRM card data fetch) | ui-fetch (`hubspot.fetch`) |
+        workflow-action; properties: values to send, or names read from the record;
+        tamper: signature | timestamp; extra: workflowId, actionDefinitionId, ..."""
+        payload = {
+            "kind": kind,
+            "url": url,
+            "portalId": portal_id,
+            "userId": user_id,
+            "objectType": object_type,
+            "objectId": object_id,
+            "properties": properties,
+            "inputFields": input_fields,
+            "method": method,
+            "body": body,
+            "tamper": tamper,
+            **extra,
+        }
+        clean = {k: v for k, v in payload.items() if v is not None}
+        return dict(self._call("POST", "/app/requests", clean))
 
     def counters(self, portal_id: int) -> dict[str, Any]:
         return dict(self._call("GET", f"/portals/{portal_id}/counters"))
@@ -310,14 +452,20 @@ class ReceivedRequest:
         return list(json.loads(self.body))
 
 
+Answer = Callable[[ReceivedRequest], tuple[int, bytes]]
+
+
 @dataclass
 class WebhookReceiver:
-    """A loopback HTTP endpoint that records raw webhook requests (in a thread, so it keeps
-    answering while a test's event loop is busy). Queue status codes to simulate failures."""
+    """A loopback HTTP endpoint that records raw requests (in a thread, so it keeps
+    answering while a test's event loop is busy). Queue status codes to simulate failures,
+    or give `answer` to reply like an app (e.g. check a signature, return JSON)."""
 
     requests: list[ReceivedRequest] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
+    answer: Answer | None = None
     url: str = ""
+    base_url: str = ""
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -325,24 +473,32 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
+            def _record(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
+                received = ReceivedRequest(self.command, self.path, dict(self.headers), body)
                 with receiver._lock:
                     status = receiver.statuses.pop(0) if receiver.statuses else 204
-                    receiver.requests.append(
-                        ReceivedRequest("POST", self.path, dict(self.headers.items()), body)
-                    )
+                    receiver.requests.append(received)
+                content = b""
+                if receiver.answer is not None:
+                    status, content = receiver.answer(received)
                 self.send_response(status)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(len(content)))
+                if content:
+                    self.send_header("Content-Type", "application/json")
                 self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _record
 
             def log_message(self, format: str, *args: Any) -> None:
                 return None
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         port = self._server.server_address[1]
-        self.url = f"http://127.0.0.1:{port}/hooks/crm"
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.url = f"{self.base_url}/hooks/crm"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

@@ -1,5 +1,6 @@
 """Webhook sender: batches of at most 100 events per portal, v1 + v3 signatures,
-up to 10 retries with randomised back-off on a scalable clock, no ordering guarantee."""
+up to 10 retries with randomised back-off on a scalable clock, no ordering guarantee.
+Also the signing functions every request from HubSpot to the app uses (v1, v2, v3)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import itertools
 import json
 import logging
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,10 +30,38 @@ log = logging.getLogger("crm_sandbox.webhooks")
 RETRY_DELAYS_SECONDS = [60, 120, 300, 600, 1800, 3600, 7200, 14400, 21600, 36000]
 
 
+# v3 signs the URI with exactly these escapes decoded (reference §9.3).
+_URI_ESCAPES = {
+    "%3A": ":",
+    "%2F": "/",
+    "%3F": "?",
+    "%40": "@",
+    "%21": "!",
+    "%24": "$",
+    "%27": "'",
+    "%28": "(",
+    "%29": ")",
+    "%2A": "*",
+    "%2C": ",",
+    "%3B": ";",
+}
+_ESCAPE = re.compile("|".join(_URI_ESCAPES), re.IGNORECASE)
+
+
+def canonical_uri(uri: str) -> str:
+    return _ESCAPE.sub(lambda m: _URI_ESCAPES[m.group(0).upper()], uri)
+
+
 def sign_v3(secret: str, method: str, uri: str, body: bytes, timestamp: str) -> str:
-    message = method.encode() + uri.encode() + body + timestamp.encode()
+    """base64(HMAC-SHA256(secret, method + URI (escapes decoded) + raw body + timestamp))."""
+    message = method.encode() + canonical_uri(uri).encode() + body + timestamp.encode()
     digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
     return base64.b64encode(digest).decode()
+
+
+def sign_v2(secret: str, method: str, uri: str, body: bytes) -> str:
+    """hex SHA-256(secret + method + URI exactly as sent + raw body): workflow actions, cards."""
+    return hashlib.sha256(secret.encode() + method.encode() + uri.encode() + body).hexdigest()
 
 
 def sign_v1(secret: str, body: bytes) -> str:
@@ -86,6 +116,9 @@ class WebhookSender:
         singular = SINGULAR.get(change.object_type)
         if singular is None:
             return
+        portal = self.state.portals.get(change.portal_id)
+        if portal is None or portal.install is None:
+            return  # HubSpot sends an app's webhooks only for accounts that have it installed
         event_type = f"{singular}.{change.kind}"
         for sub in app.subscriptions.values():
             if not sub.active or sub.event_type != event_type:
