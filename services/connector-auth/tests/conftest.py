@@ -21,6 +21,8 @@ from dealbooks_kit import configure_logging
 
 SERVICE_CREDENTIAL = "svc-" + uuid.uuid4().hex
 STATE_SECRET = "state-" + uuid.uuid4().hex
+SESSION_KEYS = f"s1:session-{uuid.uuid4().hex}"
+GRANT_KEYS = f"g1:grant-{uuid.uuid4().hex}"
 
 
 @dataclass
@@ -63,6 +65,8 @@ class Connector:
     cipher: TokenCipher
     secrets: Secrets
     crm_portal_id: str
+    crm: Any
+    browsers: dict[str, httpx.Cookies] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -71,11 +75,40 @@ class Connector:
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {SERVICE_CREDENTIAL}"}
 
+    def new_portal(self) -> str:
+        """A new CRM portal (not yet installed)."""
+        portal = self.crm.create_portal()
+        self.secrets.add(portal.access_token, portal.refresh_token)
+        return str(portal.portal_id)
+
+    async def sign_in(self, portal_id: str, path: str = "/signin") -> httpx.Response:
+        """The browser round trip of the CRM's OAuth for `portal_id` (the sandbox consents
+        as its admin); the browser keeps the session cookie for later calls."""
+        consent = {"portalId": int(portal_id), "mode": "auto", "decision": "approve"}
+        self.crm.control.post("/oauth/consent", json=consent).raise_for_status()
+        async with self.browser(portal_id) as browser:
+            start = await browser.get(f"{self.base_url}{path}")
+            assert start.status_code == 302, start.text
+            consent = await browser.get(start.headers["location"])
+            assert consent.status_code == 302, consent.text
+            done = await browser.get(consent.headers["location"])
+            self.browsers[portal_id] = browser.cookies
+        self.secrets.add(*(c for c in browser.cookies.values()))
+        return done
+
+    def browser(self, portal_id: str) -> httpx.AsyncClient:
+        """A browser of the person signed in for `portal_id` (its cookies)."""
+        return httpx.AsyncClient(timeout=30.0, cookies=self.browsers.get(portal_id))
+
     async def connect(self, portal_id: str, realm_id: str) -> httpx.Response:
-        """The browser round trip: connect -> QBO consent (sandbox picks the realm) -> callback."""
-        async with httpx.AsyncClient(timeout=30.0) as browser:
-            start = await browser.get(f"{self.base_url}/oauth/connect?portal_id={portal_id}")
-            assert start.status_code == 302
+        """The browser round trip: sign in (once per portal) -> connect -> QBO consent (the
+        sandbox picks the realm) -> callback."""
+        if portal_id not in self.browsers:
+            signed_in = await self.sign_in(portal_id)
+            assert signed_in.status_code == 200, signed_in.text
+        async with self.browser(portal_id) as browser:
+            start = await browser.get(f"{self.base_url}/v1/portals/{portal_id}/quickbooks/connect")
+            assert start.status_code == 302, start.text
             consent = await browser.get(f"{start.headers['location']}&sandbox_realm={realm_id}")
             assert consent.status_code == 302, consent.text
             return await browser.get(consent.headers["location"])
@@ -107,7 +140,6 @@ def connector_settings(
     idempotence: bool,
     qbo_base: str,
     crm: Any,
-    portal_tokens: dict[str, str],
     environment: QboEnvironment,
     token_keys: str,
 ) -> ConnectorAuthSettings:
@@ -130,10 +162,15 @@ def connector_settings(
         state_secret=STATE_SECRET,
         token_keys=token_keys,
         service_credentials=f"{SERVICE_CREDENTIAL},old-{SERVICE_CREDENTIAL}",
+        session_keys=SESSION_KEYS,
+        grant_keys=GRANT_KEYS,
         crm_base_url=crm.base_url,
+        crm_oauth_url=crm.base_url,
+        crm_client_id=str(app_info["clientId"]),
+        crm_client_secret=str(app_info["clientSecret"]),
+        crm_redirect_uri=f"http://127.0.0.1:{port}/oauth/crm/callback",
         crm_app_id=str(app_info["appId"]),
         crm_developer_key=app_info["developerKey"],
-        crm_portal_tokens=json.dumps(portal_tokens),
         outbox_relay_seconds=0.5,
     )
 
@@ -182,13 +219,14 @@ def connector(
         idempotence=kafka_supports_idempotence,
         qbo_base=qbo_sandbox.base_url,
         crm=crm_sandbox,
-        portal_tokens={str(portal.portal_id): portal.access_token},
         environment=QboEnvironment.SANDBOX,
         token_keys=token_keys,
     )
     run_secrets.add(
         SERVICE_CREDENTIAL,
         STATE_SECRET,
+        SESSION_KEYS.split(":", 1)[1],
+        GRANT_KEYS.split(":", 1)[1],
         portal.access_token,
         portal.refresh_token,
         *(k.split(":", 1)[1] for k in token_keys.split(",")),
@@ -201,6 +239,7 @@ def connector(
             TokenCipher.from_spec(token_keys),
             run_secrets,
             str(portal.portal_id),
+            crm_sandbox,
         )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -86,8 +85,13 @@ async def test_two_companies_connect_to_one_portal_with_crm_set_up(
     assert by_realm[bakery]["data"]["reason"] == "connected"
     assert by_realm[bakery]["_key"] == bakery.encode()
     # The install made the portal ready: invoice properties and the payment template.
+    async with httpx.AsyncClient(base_url=connector.base_url) as own:
+        answer = await own.post(
+            f"/internal/v1/portals/{portal}/crm/access-token", headers=connector.auth()
+        )
+        token = answer.json()["access_token"]
+        connector.secrets.add(token)
     async with httpx.AsyncClient(base_url=crm_sandbox.base_url) as crm:
-        token = json.loads(connector.settings.crm_portal_tokens.get_secret_value())[portal]
         props = await crm.get(
             "/crm/v3/properties/deals", headers={"Authorization": f"Bearer {token}"}
         )
@@ -116,7 +120,7 @@ async def test_two_companies_connect_to_one_portal_with_crm_set_up(
 async def test_reconnecting_a_company_updates_it_without_duplicating(
     connector: Any, qbo_sandbox: Any, kafka_bootstrap: str, db: Any, tools: Any
 ) -> None:
-    portal = f"p-{uuid.uuid4().hex[:8]}"
+    portal = connector.new_portal()
     realm = new_company(qbo_sandbox, "Reconnect Ltd")
     await connector.connect(portal, realm)
     before = await stored_tokens(connector, db, portal, realm)
@@ -139,18 +143,20 @@ async def test_reconnecting_a_company_updates_it_without_duplicating(
 async def test_disconnect_revokes_at_qbo_deletes_tokens_and_publishes(
     connector: Any, qbo_sandbox: Any, kafka_bootstrap: str, db: Any, tools: Any
 ) -> None:
-    portal = f"p-{uuid.uuid4().hex[:8]}"
+    portal = connector.new_portal()
     realm = new_company(qbo_sandbox, "Leaving Inc")
     await connector.connect(portal, realm)
     tokens = await stored_tokens(connector, db, portal, realm)
 
-    async with httpx.AsyncClient(base_url=connector.base_url) as client:
-        gone = await client.delete(
-            f"/v1/portals/{portal}/accounts/{realm}", headers=connector.auth()
-        )
-        again = await client.delete(
-            f"/v1/portals/{portal}/accounts/{realm}", headers=connector.auth()
-        )
+    async with connector.browser(portal) as person:
+        csrf = (await person.get(f"{connector.base_url}/v1/session")).json()["csrf_token"]
+        url = f"{connector.base_url}/v1/portals/{portal}/accounts/{realm}"
+        as_service = await person.delete(url, headers=connector.auth())
+        gone = await person.delete(url, headers={"X-CSRF-Token": csrf})
+        again = await person.delete(url, headers={"X-CSRF-Token": csrf})
+    connector.secrets.add(csrf)
+
+    assert as_service.status_code == 401  # a person's decision: no service may take it
 
     assert gone.status_code == 204
     assert again.status_code == 404
@@ -198,17 +204,19 @@ async def test_sandbox_company_is_refused_in_production_mode(
         idempotence=kafka_supports_idempotence,
         qbo_base=qbo_sandbox.base_url,
         crm=crm_sandbox,
-        portal_tokens={},
         environment=QboEnvironment.PRODUCTION,
         token_keys=token_keys,
     )
     sandbox_realm = new_company(qbo_sandbox, "Developer Playground")
     production_realm = new_company(qbo_sandbox, "Real Shop", environment="production")
     with tools.served_app(settings) as app:
-        production = tools.connector(app, settings, qbo_sandbox.base_url, None, run_secrets, "")  # type: ignore[arg-type]
-        refused = await production.connect("p-prod", sandbox_realm)
-        accepted = await production.connect("p-prod", production_realm)
-        accounts = await production.accounts("p-prod")
+        production = tools.connector(
+            app, settings, qbo_sandbox.base_url, None, run_secrets, "", crm_sandbox
+        )
+        portal = production.new_portal()
+        refused = await production.connect(portal, sandbox_realm)
+        accepted = await production.connect(portal, production_realm)
+        accounts = await production.accounts(portal)
 
     assert refused.status_code == 403
     assert refused.json()["error"] == "sandbox_company"
@@ -229,7 +237,7 @@ async def test_sandbox_company_is_refused_in_production_mode(
 async def test_tokens_in_the_database_are_not_readable_as_plaintext(
     connector: Any, qbo_sandbox: Any, db: Any
 ) -> None:
-    portal = f"p-{uuid.uuid4().hex[:8]}"
+    portal = connector.new_portal()
     realm = new_company(qbo_sandbox, "Cipher Co")
     await connector.connect(portal, realm)
     token = (await connector.token(portal, realm)).json()["access_token"]
@@ -265,7 +273,7 @@ async def near_expiry(
 ) -> tuple[str, str, str, int]:
     """A newly connected company whose access token expires within the refresh margin:
     its portal, realm, account key and token version."""
-    portal = f"p-{uuid.uuid4().hex[:8]}"
+    portal = connector.new_portal()
     realm = new_company(qbo_sandbox, name)
     await connector.connect(portal, realm)
     key = account_key(portal, realm)
@@ -293,6 +301,7 @@ async def test_two_concurrent_token_requests_near_expiry_refresh_once_across_rep
             connector.cipher,
             connector.secrets,
             "",
+            connector.crm,
         )
         first, second = await asyncio.gather(
             connector.token(portal, realm), replica_connector.token(portal, realm)
@@ -310,7 +319,7 @@ async def test_two_concurrent_token_requests_near_expiry_refresh_once_across_rep
 async def test_revoked_refresh_token_marks_reauth_required_and_publishes(
     connector: Any, qbo_sandbox: Any, kafka_bootstrap: str, db: Any, tools: Any
 ) -> None:
-    portal = f"p-{uuid.uuid4().hex[:8]}"
+    portal = connector.new_portal()
     realm = new_company(qbo_sandbox, "Revoked Elsewhere")
     await connector.connect(portal, realm)
     tokens = await stored_tokens(connector, db, portal, realm)
@@ -346,7 +355,7 @@ async def test_revoked_refresh_token_marks_reauth_required_and_publishes(
 async def test_another_portal_or_an_unauthenticated_caller_cannot_obtain_the_token(
     connector: Any, qbo_sandbox: Any
 ) -> None:
-    portal = f"p-{uuid.uuid4().hex[:8]}"
+    portal = connector.new_portal()
     realm = new_company(qbo_sandbox, "Private Books")
     await connector.connect(portal, realm)
 
@@ -370,24 +379,34 @@ async def test_oauth_state_is_single_use_and_cannot_be_forged(
     connector: Any, qbo_sandbox: Any
 ) -> None:
     realm = new_company(qbo_sandbox, "Csrf Target")
-    async with httpx.AsyncClient(timeout=30.0) as browser:
-        start = await browser.get(f"{connector.base_url}/oauth/connect?portal_id=p-victim")
+    portal = connector.new_portal()
+    await connector.sign_in(portal)
+    async with connector.browser(portal) as browser:
+        start = await browser.get(f"{connector.base_url}/v1/portals/{portal}/quickbooks/connect")
         consent = await browser.get(f"{start.headers['location']}&sandbox_realm={realm}")
         callback = consent.headers["location"]
         first = await browser.get(callback)
         replay = await browser.get(callback)
         forged = await browser.get(callback.replace("state=", "state=x"))
+    # Someone else's browser (an attacker who lured the victim to the link) cannot finish it.
+    async with connector.browser(portal) as browser:
+        start = await browser.get(f"{connector.base_url}/v1/portals/{portal}/quickbooks/connect")
+        consent = await browser.get(f"{start.headers['location']}&sandbox_realm={realm}")
+    async with httpx.AsyncClient(timeout=30.0) as stranger:
+        elsewhere = await stranger.get(consent.headers["location"])
 
     assert first.status_code == 200
     assert replay.status_code == 400
     assert replay.json()["error"] == "invalid_state"
     assert forged.status_code == 400
+    assert elsewhere.status_code == 400
+    assert elsewhere.json()["error"] == "invalid_state"
 
 
 async def test_preferences_change_republishes_the_company_facts(
     connector: Any, qbo_sandbox: Any, kafka_bootstrap: str, tools: Any
 ) -> None:
-    portal = f"p-{uuid.uuid4().hex[:8]}"
+    portal = connector.new_portal()
     realm = new_company(qbo_sandbox, "Numbering Co")
     await connector.connect(portal, realm)
     qbo_sandbox.set_preferences(realm, custom_txn_numbers=True)
@@ -430,7 +449,7 @@ async def test_preferences_change_republishes_the_company_facts(
 async def test_token_provider_caches_until_near_expiry_and_refreshes_a_rejected_token(
     connector: Any, qbo_sandbox: Any, db: Any
 ) -> None:
-    portal = f"p-{uuid.uuid4().hex[:8]}"
+    portal = connector.new_portal()
     realm = new_company(qbo_sandbox, "Provider Co")
     await connector.connect(portal, realm)
     calls: list[str] = []

@@ -1,86 +1,225 @@
-"""connector-auth's HTTP routes: the OAuth round trip, account list and disconnect, and the
-internal access-token endpoint for other services."""
+"""connector-auth's HTTP routes, each with its access decision (`dealbooks_kit.Guard`):
+
+- the CRM side: install and sign-in (the CRM's OAuth), the session, its portal grants, sign-out,
+  uninstall;
+- the QuickBooks side: connecting a company (from a signed-in person only), the account list,
+  disconnecting;
+- internal: access tokens for other services (QuickBooks per account, CRM per portal).
+"""
 
 from __future__ import annotations
 
-import hmac
+import html
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from dealbooks_kit import TransientError, get_logger
+from dealbooks_kit import Access, Caller, Guard, TransientError, get_logger
+from dealbooks_kit.auth import problem
 from dealbooks_qbo import OAuthError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from connector_auth.crm_oauth import CrmOAuthRefused
 from connector_auth.domain import ConnectRefused, InvalidState
 from connector_auth.handlers import AccountNotFound, ConnectorAuth, ReauthRequired, RefreshBusy
+from connector_auth.installs import InstallBusy, Installs, MissingScopes, PortalNotInstalled
 
 log = get_logger(__name__)
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+COOKIE = "dealbooks_session"
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
-def _problem(status: int, error: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": error, "message": message}, status_code=status)
+def _page(status: int, title: str, message: str) -> HTMLResponse:
+    body = (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)} · dealbooks</title></head>"
+        f"<body><main><h1>{html.escape(title)}</h1><p>{html.escape(message)}</p></main>"
+        "</body></html>"
+    )
+    return HTMLResponse(body, status_code=status, headers=NO_STORE)
 
 
-def build_api(service: ConnectorAuth) -> Starlette:
-    """The Starlette app the service runtime falls back to for everything but health/metrics."""
-    credentials = [c.encode() for c in service.settings.credentials()]
+def _caller(request: Request) -> Caller:
+    caller: Caller = request.state.caller
+    return caller
 
-    def authenticated(endpoint: Endpoint) -> Endpoint:
-        async def guarded(request: Request) -> Response:
-            header = request.headers.get("authorization", "")
-            scheme, _, presented = header.partition(" ")
-            # Compare against every credential, so timing does not tell which one nearly matched.
-            matches = [hmac.compare_digest(presented.strip().encode(), c) for c in credentials]
-            if scheme.lower() != "bearer" or not any(matches):
-                return _problem(401, "unauthenticated", "A service credential is required.")
-            return await endpoint(request)
 
-        return guarded
+class ConnectorApi:
+    """The routes, over the two service objects."""
 
-    async def connect(request: Request) -> Response:
-        portal_id = request.query_params.get("portal_id", "").strip()
-        if not portal_id:
-            return _problem(400, "portal_id_required", "Say which CRM portal to connect.")
-        url = await service.start_connect(portal_id)
-        return RedirectResponse(url, status_code=302, headers=NO_STORE)
+    def __init__(self, service: ConnectorAuth, installs: Installs) -> None:
+        self.service = service
+        self.installs = installs
+        settings = service.settings
+        self.guard = Guard(settings, settings.service_name, session=self.session_caller)
 
-    async def callback(request: Request) -> Response:
+    async def session_caller(self, request: Request) -> Caller | None:
+        """The signed-in person of the session cookie; a state-changing request must also
+        carry the session's CSRF token (header `X-CSRF-Token` or form field `csrf_token`)."""
+        session = await self.installs.session(request.cookies.get(COOKIE))
+        if session is None:
+            return None
+        if request.method not in SAFE_METHODS:
+            presented = request.headers.get("x-csrf-token")
+            if presented is None and "form" in request.headers.get("content-type", ""):
+                presented = str((await request.form()).get("csrf_token") or "")
+            if presented != session.csrf:
+                return None
+        return Caller(
+            Access.SESSION, frozenset(session.portals), session.user_id, session.email, session.sid
+        )
+
+    # ---------------------------------------------------------------- CRM side
+
+    async def install(self, request: Request) -> Response:
+        return RedirectResponse(await self.installs.start("install"), 302, headers=NO_STORE)
+
+    async def signin(self, request: Request) -> Response:
+        return RedirectResponse(await self.installs.start("signin"), 302, headers=NO_STORE)
+
+    async def crm_callback(self, request: Request) -> Response:
         q = request.query_params
         if q.get("error"):
-            return _problem(
+            return _page(
                 400,
-                q["error"],
-                "QuickBooks did not authorize the connection; nothing was connected.",
+                "dealbooks was not installed",
+                f"The CRM did not authorize dealbooks ({q['error']}: "
+                f"{q.get('error_description') or 'no reason given'})."
+                " Nothing was changed. You can start again from the app's page.",
+            )
+        code, state = q.get("code"), q.get("state")
+        if not code or not state:
+            return _page(400, "Incomplete answer from the CRM", "Start the install again.")
+        try:
+            done = await self.installs.complete(state, code, request.cookies.get(COOKIE))
+        except InvalidState:
+            return _page(
+                400,
+                "This link has expired",
+                "This install or sign-in link has expired or was already used. Start again.",
+            )
+        except MissingScopes as missing:
+            return _page(
+                403,
+                "dealbooks needs more permissions",
+                "The CRM granted dealbooks fewer permissions than it needs, so it was not "
+                f"installed. Missing: {', '.join(missing.missing)}. Ask a super admin of the "
+                "portal to install the app and accept every permission it asks for.",
+            )
+        except CrmOAuthRefused as refused:
+            log.warning("crm code exchange refused", status=refused.status)
+            return _page(400, "The CRM refused the install", "Start the install again.")
+        s = self.service.settings
+        target = s.console_url or ""
+        if target:
+            query = urlencode({"portal_id": done.portal_id})
+            response: Response = RedirectResponse(f"{target}?{query}", 302, headers=NO_STORE)
+        else:
+            response = _page(
+                200,
+                "dealbooks is installed",
+                f"dealbooks is installed in portal {done.portal_id}, and you are signed in.",
+            )
+        response.set_cookie(
+            COOKIE,
+            done.cookie,
+            max_age=s.session_max_age_seconds,
+            httponly=True,
+            secure=s.secure_cookies,
+            samesite="lax",
+            path="/",
+        )
+        return response
+
+    async def session(self, request: Request) -> Response:
+        caller = _caller(request)
+        session = await self.installs.session(request.cookies.get(COOKIE))
+        if session is None or session.sid != caller.session_id:
+            return problem(401, "unauthenticated", "Sign in first.")
+        return JSONResponse(
+            {
+                "user_id": session.user_id,
+                "email": session.email,
+                "portals": list(session.portals),
+                "csrf_token": session.csrf,
+                "expires_at": session.expires_at.isoformat(),
+                "grant": {
+                    "token": self.installs.grant(session),
+                    "expires_in": self.service.settings.grant_ttl_seconds,
+                },
+            },
+            headers=NO_STORE,
+        )
+
+    async def signout(self, request: Request) -> Response:
+        session = await self.installs.session(request.cookies.get(COOKIE))
+        if session is not None:
+            await self.installs.sign_out(session)
+        response = Response(status_code=204, headers=NO_STORE)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    async def uninstall(self, request: Request) -> Response:
+        await self.installs.uninstall(request.path_params["portal_id"])
+        return Response(status_code=204)
+
+    async def crm_token(self, request: Request) -> Response:
+        try:
+            token = await self.installs.access_token(
+                request.path_params["portal_id"], await _rejected(request)
+            )
+        except PortalNotInstalled:
+            return problem(404, "not_installed", "The app is not installed in this portal.")
+        except (InstallBusy, TransientError):
+            return _try_again()
+        return JSONResponse(
+            {"access_token": token, "token_type": "bearer", "expires_in": 60}, headers=NO_STORE
+        )
+
+    # ---------------------------------------------------------------- QuickBooks side
+
+    async def connect(self, request: Request) -> Response:
+        caller = _caller(request)
+        url = await self.service.start_connect(
+            request.path_params["portal_id"], caller.user_id or ""
+        )
+        return RedirectResponse(url, status_code=302, headers=NO_STORE)
+
+    async def qbo_callback(self, request: Request) -> Response:
+        q = request.query_params
+        if q.get("error"):
+            return problem(
+                400, q["error"], "QuickBooks did not authorize the connection; nothing changed."
             )
         code, state, realm_id = q.get("code"), q.get("state"), q.get("realmId")
         if not code or not state or not realm_id:
-            return _problem(400, "invalid_request", "The QuickBooks redirect is incomplete.")
+            return problem(400, "invalid_request", "The QuickBooks redirect is incomplete.")
+        session = await self.installs.session(request.cookies.get(COOKIE))
         try:
-            connected = await service.complete_connect(state, code, realm_id)
+            connected = await self.service.complete_connect(
+                state, code, realm_id, session.user_id if session else None
+            )
         except InvalidState:
-            return _problem(
+            return problem(
                 400,
                 "invalid_state",
-                "This connection link has expired or was already used. "
-                "Start the connection again from dealbooks.",
+                "This connection link has expired, was already used, or was started by "
+                "someone else. Start the connection again from dealbooks.",
             )
         except ConnectRefused as refused:
-            return _problem(403, refused.code, refused.message)
+            return problem(403, refused.code, refused.message)
         except OAuthError as exc:
             log.warning("code exchange refused", error=exc.error)
-            return _problem(400, "authorization_failed", "QuickBooks refused the authorization.")
-        if service.settings.connected_redirect_url:
+            return problem(400, "authorization_failed", "QuickBooks refused the authorization.")
+        s = self.service.settings
+        if s.connected_redirect_url:
             query = urlencode({"portal_id": connected.portal_id, "account_id": connected.realm_id})
-            return RedirectResponse(
-                f"{service.settings.connected_redirect_url}?{query}", status_code=302
-            )
+            return RedirectResponse(f"{s.connected_redirect_url}?{query}", status_code=302)
         return JSONResponse(
             {
                 "status": "connected",
@@ -91,42 +230,33 @@ def build_api(service: ConnectorAuth) -> Starlette:
             }
         )
 
-    async def list_accounts(request: Request) -> Response:
-        docs = await service.list_accounts(request.path_params["portal_id"])
+    async def list_accounts(self, request: Request) -> Response:
+        docs = await self.service.list_accounts(request.path_params["portal_id"])
         return JSONResponse({"results": [_account_view(d) for d in docs]})
 
-    async def disconnect(request: Request) -> Response:
+    async def disconnect(self, request: Request) -> Response:
         try:
-            await service.disconnect(
+            await self.service.disconnect(
                 request.path_params["portal_id"], request.path_params["account_id"]
             )
         except AccountNotFound:
-            return _problem(404, "not_found", "No such connected account in this portal.")
+            return problem(404, "not_found", "No such connected account in this portal.")
         return Response(status_code=204)
 
-    async def access_token(request: Request) -> Response:
-        rejected: str | None = None
-        if await request.body():
-            try:
-                body = await request.json()
-            except ValueError:
-                return _problem(400, "invalid_json", "The body must be JSON.")
-            rejected = body.get("rejected_sha256") if isinstance(body, dict) else None
+    async def access_token(self, request: Request) -> Response:
         try:
-            token = await service.access_token(
-                request.path_params["portal_id"], request.path_params["account_id"], rejected
+            token = await self.service.access_token(
+                request.path_params["portal_id"],
+                request.path_params["account_id"],
+                await _rejected(request),
             )
         except AccountNotFound:
-            return _problem(404, "not_found", "No such connected account in this portal.")
+            return problem(404, "not_found", "No such connected account in this portal.")
         except ReauthRequired:
-            return _problem(409, "reauth_required", "The account must be reconnected by a person.")
+            return problem(409, "reauth_required", "The account must be reconnected by a person.")
         except (RefreshBusy, TransientError):
-            return JSONResponse(
-                {"error": "try_again", "message": "Token refresh in progress or failing."},
-                status_code=503,
-                headers={"Retry-After": "1"},
-            )
-        now = service.clock()
+            return _try_again()
+        now = self.service.clock()
         return JSONResponse(
             {
                 "access_token": token.access_token,
@@ -138,19 +268,59 @@ def build_api(service: ConnectorAuth) -> Starlette:
             headers=NO_STORE,
         )
 
-    prefix = "/v1/portals/{portal_id}/accounts"
-    return Starlette(
-        routes=[
-            Route("/oauth/connect", connect, methods=["GET"]),
-            Route("/oauth/callback", callback, methods=["GET"]),
-            Route(prefix, authenticated(list_accounts), methods=["GET"]),
-            Route(prefix + "/{account_id}", authenticated(disconnect), methods=["DELETE"]),
-            Route(
-                "/internal" + prefix + "/{account_id}/access-token",
-                authenticated(access_token),
-                methods=["POST"],
-            ),
-        ]
+    # ---------------------------------------------------------------- the app
+
+    def app(self) -> Starlette:
+        g = self.guard
+        g.require(Access.SERVICE, Access.PORTAL)
+        person = (Access.SESSION, Access.PORTAL)
+        portal = "/v1/portals/{portal_id}"
+        internal = "/internal" + portal
+        return g.api(
+            [
+                g.route("/install", self.install, ["GET"], Access.PUBLIC),
+                g.route("/signin", self.signin, ["GET"], Access.PUBLIC),
+                g.route("/oauth/crm/callback", self.crm_callback, ["GET"], Access.PUBLIC),
+                g.route("/oauth/callback", self.qbo_callback, ["GET"], Access.PUBLIC),
+                g.route("/v1/session", self.session, ["GET"], Access.SESSION),
+                g.route("/signout", self.signout, ["POST"], Access.SESSION),
+                g.route(portal + "/install", self.uninstall, ["DELETE"], *person),
+                g.route(portal + "/quickbooks/connect", self.connect, ["GET"], *person),
+                g.route(portal + "/accounts", self.list_accounts, ["GET"], *person, Access.SERVICE),
+                g.route(portal + "/accounts/{account_id}", self.disconnect, ["DELETE"], *person),
+                g.route(
+                    internal + "/accounts/{account_id}/access-token",
+                    self.access_token,
+                    ["POST"],
+                    Access.SERVICE,
+                ),
+                g.route(internal + "/crm/access-token", self.crm_token, ["POST"], Access.SERVICE),
+            ]
+        )
+
+
+def build_api(service: ConnectorAuth, installs: Installs) -> Starlette:
+    """The Starlette app the service runtime falls back to for everything but health/metrics."""
+    return ConnectorApi(service, installs).app()
+
+
+async def _rejected(request: Request) -> str | None:
+    """The digest of a token the caller's API rejected, if it says so."""
+    if not await request.body():
+        return None
+    try:
+        body = await request.json()
+    except ValueError:
+        return None
+    found = body.get("rejected_sha256") if isinstance(body, dict) else None
+    return str(found) if found else None
+
+
+def _try_again() -> JSONResponse:
+    return JSONResponse(
+        {"error": "try_again", "message": "Token refresh in progress or failing."},
+        status_code=503,
+        headers={"Retry-After": "1"},
     )
 
 

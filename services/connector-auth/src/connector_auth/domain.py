@@ -18,6 +18,18 @@ _ALPHA3_TO_ALPHA2 = {"USA": "US", "GBR": "GB", "CAN": "CA", "AUS": "AU", "FRA": 
 _COUNTRY_CURRENCY = {"US": "USD", "GB": "GBP", "CA": "CAD", "AU": "AUD", "FR": "EUR", "IN": "INR"}
 
 
+class PortalStatus(StrEnum):
+    """Whether a CRM portal has the app installed."""
+
+    INSTALLED = "installed"
+    UNINSTALLED = "uninstalled"
+
+
+def missing_scopes(required: list[str], granted: frozenset[str]) -> list[str]:
+    """The required scopes an install did not grant, in the order they are asked for."""
+    return [scope for scope in required if scope not in granted]
+
+
 class AccountStatus(StrEnum):
     """Where a portal's link to one QuickBooks company stands."""
 
@@ -131,6 +143,10 @@ class OAuthState:
     portal_id: str
     nonce: str
     issued_at: datetime
+    # The signed-in person the flow belongs to ("" for a CRM install, which identifies them).
+    user_id: str = ""
+    # What the flow is for: "qbo" (connect a company), "install" or "signin" (the CRM's OAuth).
+    purpose: str = "qbo"
 
 
 def _b64(data: bytes) -> str:
@@ -144,7 +160,13 @@ def _unb64(text: str) -> bytes:
 def sign_state(state: OAuthState, secret: bytes) -> str:
     """`payload.mac`: an HMAC-SHA256 over the portal, the nonce and the issue time."""
     payload = json.dumps(
-        {"p": state.portal_id, "n": state.nonce, "t": int(state.issued_at.timestamp())},
+        {
+            "p": state.portal_id,
+            "n": state.nonce,
+            "t": int(state.issued_at.timestamp()),
+            "u": state.user_id,
+            "f": state.purpose,
+        },
         separators=(",", ":"),
     ).encode()
     mac = hmac.new(secret, payload, hashlib.sha256).digest()
@@ -164,7 +186,13 @@ def read_state(raw: str, secret: bytes, now: datetime, max_age_seconds: int) -> 
     try:
         fields = json.loads(payload)
         issued_at = datetime.fromtimestamp(int(fields["t"]), tz=now.tzinfo)
-        state = OAuthState(str(fields["p"]), str(fields["n"]), issued_at)
+        state = OAuthState(
+            str(fields["p"]),
+            str(fields["n"]),
+            issued_at,
+            str(fields.get("u", "")),
+            str(fields.get("f", "qbo")),
+        )
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidState("malformed state payload") from exc
     if now - issued_at > timedelta(seconds=max_age_seconds) or issued_at > now + timedelta(

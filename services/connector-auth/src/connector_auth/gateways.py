@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from dealbooks_crm import CrmClient
 from dealbooks_crm.invoicing import ensure_invoice_properties, ensure_payment_template
-from dealbooks_http import StaticTokenProvider
+from dealbooks_http import StaticTokenProvider, TokenProvider
 from dealbooks_kit import get_logger
 from dealbooks_qbo import Forbidden, IntuitOAuth, OAuthEndpoints, QboClient, TokenSet
 
@@ -76,25 +76,20 @@ class QboGateway:
 class CrmInstaller:
     """Makes a portal ready for dealbooks: invoice deal properties and the payment template.
 
-    Every step reads before it writes, so running it on every connect is harmless.
+    Every step reads before it writes, so running it on every install is harmless.
     """
 
-    def __init__(self, settings: ConnectorAuthSettings) -> None:
+    def __init__(self, settings: ConnectorAuthSettings, tokens: TokenProvider) -> None:
         self._settings = settings
-        self._portal_tokens = settings.crm_tokens()
-        self._client = CrmClient(self._portal_tokens, base_url=settings.crm_base_url)
+        self._client = CrmClient(tokens, base_url=settings.crm_base_url)
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def ensure_portal_ready(self, portal_id: str) -> bool:
-        """True when the portal has everything; False when it could not be checked."""
-        if not self._portal_tokens.has(portal_id):
-            log.warning("crm setup skipped: no CRM token for portal", portal_id=portal_id)
-            return False
+    async def ensure_portal_ready(self, portal_id: str) -> None:
+        """Create what the portal lacks (the install's token is stored by then)."""
         await ensure_invoice_properties(self._client.portal(portal_id))
         await self.ensure_payment_template()
-        return True
 
     async def ensure_payment_template(self) -> str | None:
         """The app-level payment timeline template's id, created if missing; None when the

@@ -31,7 +31,7 @@ from dealbooks_qbo import OAuthError, QboError, TokenSet
 from connector_auth import domain
 from connector_auth.crypto import TokenCipher
 from connector_auth.domain import AccountStatus, CompanyFacts, ConnectRefused
-from connector_auth.gateways import CrmInstaller, QboGateway
+from connector_auth.gateways import QboGateway
 from connector_auth.settings import ConnectorAuthSettings
 from connector_auth.store import (
     ACCOUNTS,
@@ -90,7 +90,6 @@ class ConnectorAuth:
         leases: RefreshLeases,
         cipher: TokenCipher,
         qbo: QboGateway,
-        crm: CrmInstaller,
         outbox: Outbox,
         http: httpx.AsyncClient,
         clock: Callable[[], datetime] = utc_now,
@@ -101,7 +100,6 @@ class ConnectorAuth:
         self.leases = leases
         self.cipher = cipher
         self.qbo = qbo
-        self.crm = crm
         self.outbox = outbox
         self.http = http
         self.clock = clock
@@ -111,20 +109,25 @@ class ConnectorAuth:
 
     # ---------------------------------------------------------------- connect
 
-    async def start_connect(self, portal_id: str) -> str:
-        """The QBO authorize URL for this portal, with a fresh single-use state."""
+    async def start_connect(self, portal_id: str, user_id: str) -> str:
+        """The QBO authorize URL for this portal and person, with a fresh single-use state."""
         nonce = secrets.token_urlsafe(16)
         now = self.clock()
         await self.states.issue(nonce, portal_id, now)
-        state = domain.sign_state(domain.OAuthState(portal_id, nonce, now), self._state_secret)
-        return self.qbo.authorization_url(state)
+        state = domain.OAuthState(portal_id, nonce, now, user_id=user_id)
+        return self.qbo.authorization_url(domain.sign_state(state, self._state_secret))
 
-    async def complete_connect(self, state: str, code: str, realm_id: str) -> Connected:
-        """Check the state, exchange the code, read the company, store, publish."""
+    async def complete_connect(
+        self, state: str, code: str, realm_id: str, user_id: str | None
+    ) -> Connected:
+        """Check the state (and that the person who started the flow finishes it), exchange
+        the code, read the company, store, publish."""
         now = self.clock()
         parsed = domain.read_state(
             state, self._state_secret, now, self.settings.state_max_age_seconds
         )
+        if parsed.purpose != "qbo" or parsed.user_id != (user_id or ""):
+            raise domain.InvalidState("the flow was started by someone else, or elsewhere")
         if not await self.states.consume(parsed.nonce, parsed.portal_id, now):
             raise domain.InvalidState("state already used or unknown")
         tokens = await self.qbo.exchange(code)
@@ -155,16 +158,8 @@ class ConnectorAuth:
             event=event,
         )
         log.info("account connected", portal_id=portal_id, realm_id=realm_id, reason=reason)
-        await self._install_crm(portal_id)
         await self.relay(key)
         return Connected(portal_id, realm_id, facts, reason)
-
-    async def _install_crm(self, portal_id: str) -> None:
-        try:
-            await self.crm.ensure_portal_ready(portal_id)
-        except Exception as exc:
-            # The QBO link is made; CRM setup is re-checked on the next connect.
-            log.warning("crm setup failed", portal_id=portal_id, error=type(exc).__name__)
 
     # ------------------------------------------------------------- list, disconnect
 

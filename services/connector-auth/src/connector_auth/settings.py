@@ -2,19 +2,42 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from dealbooks_contracts import QboEnvironment
 from dealbooks_kit import ApiSettings, KitSettings
 from dealbooks_qbo import PRODUCTION_BASE_URL, SANDBOX_BASE_URL
-from pydantic import SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
+
+# What dealbooks does in a portal (../shared/reference/crm-hubspot.md §10): deal properties and
+# their schema, contacts, companies, line items, quotes, products, and payment timeline events.
+REQUIRED_CRM_SCOPES = (
+    "oauth",
+    "crm.objects.deals.read",
+    "crm.objects.deals.write",
+    "crm.schemas.deals.read",
+    "crm.schemas.deals.write",
+    "crm.objects.contacts.read",
+    "crm.objects.contacts.write",
+    "crm.objects.companies.read",
+    "crm.objects.companies.write",
+    "crm.objects.line_items.read",
+    "crm.objects.line_items.write",
+    "crm.objects.quotes.read",
+    "e-commerce",
+    "timeline",
+)
 
 
 class ConnectorAuthSettings(KitSettings, ApiSettings):
     """Everything connector-auth needs to start; see the service README for each variable.
 
     Shared and unprefixed (`dealbooks_kit.access.ApiSettings`): `QBO_BASE_URL` (unset: the
-    API host of `qbo_environment`), `CRM_BASE_URL`, `CRM_PORTAL_TOKENS` (the install-time CRM
-    setup of a portal without one is skipped and logged), `CRM_APP_ID`, `CRM_DEVELOPER_KEY`.
+    API host of `qbo_environment`), `CRM_BASE_URL`, `CRM_APP_ID`, `CRM_DEVELOPER_KEY`,
+    `CRM_CLIENT_ID`, and from `dealbooks_kit.AuthSettings` `CRM_CLIENT_SECRET`,
+    `DEALBOOKS_SERVICE_CREDENTIALS` (what other services present on the internal token routes)
+    and `DEALBOOKS_GRANT_KEYS` (what signs the portal grants minted from sessions).
     """
 
     model_config = SettingsConfigDict(env_prefix="CONNECTOR_AUTH_", extra="ignore")
@@ -43,9 +66,21 @@ class ConnectorAuthSettings(KitSettings, ApiSettings):
     # all of them decrypt, so a new key can be put first and the old one removed later.
     token_keys: SecretStr = SecretStr("")
 
-    # Credentials other services present on the internal token endpoint (comma-separated,
-    # so a credential can be rotated without downtime).
-    service_credentials: SecretStr = SecretStr("")
+    # The CRM app (HubSpot public app): its client id, where people authorize it, the
+    # redirect registered with it, and the scopes it asks for.
+    crm_client_id: str = Field(default="", validation_alias=AliasChoices("CRM_CLIENT_ID"))
+    crm_oauth_url: str = "https://app.hubspot.com"
+    crm_redirect_uri: str = "http://127.0.0.1:8010/oauth/crm/callback"
+    crm_scopes: str = " ".join(REQUIRED_CRM_SCOPES)
+    crm_optional_scopes: str = ""
+    # Where the browser goes after install or sign-in (empty: a small page of our own).
+    console_url: str = ""
+
+    # Session cookies: "kid:secret" signing keys separated by commas (the first signs, all
+    # verify, so keys rotate), how long a session lasts, and how long a grant minted from it.
+    session_keys: SecretStr = SecretStr("")
+    session_max_age_seconds: int = 8 * 3600
+    grant_ttl_seconds: int = 300
     # Refresh access tokens this long before they expire.
     refresh_margin_seconds: int = 300
     # A refresh lease older than this is considered abandoned (its holder crashed).
@@ -62,7 +97,12 @@ class ConnectorAuthSettings(KitSettings, ApiSettings):
             return PRODUCTION_BASE_URL
         return SANDBOX_BASE_URL
 
-    def credentials(self) -> list[str]:
-        """The accepted service credentials."""
-        raw = self.service_credentials.get_secret_value()
-        return [c.strip() for c in raw.split(",") if c.strip()]
+    def required_crm_scopes(self) -> list[str]:
+        """The scopes an install must grant."""
+        return self.crm_scopes.split()
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies are `Secure` unless dealbooks is served from this machine (plain http)."""
+        host = (urlsplit(self.crm_redirect_uri).hostname or "").lower()
+        return host not in {"127.0.0.1", "localhost", "::1"}

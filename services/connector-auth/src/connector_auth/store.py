@@ -1,5 +1,5 @@
-"""connector-auth's MongoDB collections: accounts (with encrypted tokens, refresh lease and
-event outbox in one document) and single-use OAuth states.
+"""connector-auth's MongoDB collections: accounts and portal installs (each with encrypted
+tokens and event outbox in one document), refresh leases, single-use OAuth states, sessions.
 
 Every state change and the event it causes are written in one document update (the kit's
 outbox, `dealbooks_kit.outbox`); its relay publishes and removes them, so the two cannot
@@ -17,12 +17,14 @@ from dealbooks_kit import IndexSpec, push
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from connector_auth.domain import AccountStatus, CompanyFacts
+from connector_auth.domain import AccountStatus, CompanyFacts, PortalStatus
 
 ACCOUNTS = "accounts"
 LEASES = "refresh_leases"
 STATES = "oauth_states"
 USED_STATES = "oauth_states_used"
+PORTALS = "portals"
+SESSIONS = "sessions"
 
 INDEXES = [
     IndexSpec(ACCOUNTS, [("portal_id", 1), ("realm_id", 1)], unique=True, name="portal_realm"),
@@ -30,6 +32,7 @@ INDEXES = [
     IndexSpec(LEASES, [("until", 1)], name="until"),
     IndexSpec(STATES, [("created_at", 1)], name="created"),
     IndexSpec(USED_STATES, [("created_at", 1)], name="created"),
+    IndexSpec(SESSIONS, [("expires_at", 1)], name="expires"),
 ]
 
 Doc = dict[str, Any]
@@ -204,3 +207,86 @@ class OAuthStates:
         result = await self._c.delete_many({"created_at": {"$lt": cutoff}})
         await self._used.delete_many({"created_at": {"$lt": cutoff}})
         return result.deleted_count
+
+
+class Portals:
+    """CRM portals that installed the app: encrypted CRM tokens, the install's scopes and who
+    installed it, with the event outbox in the same document."""
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._c = db[PORTALS]
+
+    async def by_id(self, portal_id: str) -> Doc | None:
+        return await self._c.find_one({"_id": portal_id})
+
+    async def save_installed(
+        self,
+        portal_id: str,
+        *,
+        tokens: Doc,
+        scopes: list[str],
+        user: Doc,
+        now: datetime,
+        event: Envelope[Any],
+    ) -> None:
+        """Create or update the install with new tokens; a reinstall updates, never adds."""
+        await self._c.update_one(
+            {"_id": portal_id},
+            {
+                "$set": {
+                    "status": PortalStatus.INSTALLED.value,
+                    "tokens": tokens,
+                    "scopes": scopes,
+                    "installed_by": user,
+                    "installed_at": now,
+                    "last_refresh_at": now,
+                },
+                "$inc": {"token_version": 1},
+                **push([event]),
+            },
+            upsert=True,
+        )
+
+    async def store_refreshed(
+        self, portal_id: str, version: int, tokens: Doc, now: datetime
+    ) -> bool:
+        result = await self._c.update_one(
+            {"_id": portal_id, "token_version": version},
+            {"$set": {"tokens": tokens, "last_refresh_at": now}, "$inc": {"token_version": 1}},
+        )
+        return result.modified_count == 1
+
+    async def mark_uninstalled(self, portal_id: str, now: datetime, event: Envelope[Any]) -> bool:
+        """Installed -> uninstalled: the tokens are deleted, the event stored; False if it was
+        not installed."""
+        result = await self._c.update_one(
+            {"_id": portal_id, "status": PortalStatus.INSTALLED.value},
+            {
+                "$set": {"status": PortalStatus.UNINSTALLED.value, "uninstalled_at": now},
+                "$unset": {"tokens": ""},
+                **push([event]),
+            },
+        )
+        return result.modified_count == 1
+
+
+class Sessions:
+    """Signed-in people: one document per session, deleted at sign-out."""
+
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._c = db[SESSIONS]
+
+    async def open(self, session: Doc) -> None:
+        await self._c.replace_one({"_id": session["_id"]}, session, upsert=True)
+
+    async def get(self, sid: str, now: datetime) -> Doc | None:
+        doc = await self._c.find_one({"_id": sid})
+        if doc is None or doc["expires_at"] <= now:
+            return None
+        return doc
+
+    async def close(self, sid: str) -> None:
+        await self._c.delete_one({"_id": sid})
+
+    async def forget_before(self, cutoff: datetime) -> None:
+        await self._c.delete_many({"expires_at": {"$lt": cutoff}})

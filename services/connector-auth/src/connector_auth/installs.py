@@ -1,0 +1,331 @@
+"""The app in CRM portals and the people who use it: install, sign-in, sessions and portal
+grants, CRM access tokens for every service, uninstall. Each use case reads: decide (domain),
+persist (one document), publish (outbox relay)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from dealbooks_contracts import (
+    Envelope,
+    PortalInstalled,
+    PortalUninstalled,
+    Tenant,
+    UninstallReason,
+)
+from dealbooks_kit import Outbox, TransientError, get_logger
+from dealbooks_kit.auth import GRANT_PREFIX, SESSION_PREFIX, Signer, grant_claims
+
+from connector_auth import domain
+from connector_auth.crm_oauth import CrmOAuth, CrmOAuthRefused, CrmTokens
+from connector_auth.crypto import TokenCipher
+from connector_auth.domain import PortalStatus
+from connector_auth.handlers import token_digest
+from connector_auth.settings import ConnectorAuthSettings
+from connector_auth.store import PORTALS, Doc, OAuthStates, Portals, RefreshLeases, Sessions
+
+log = get_logger(__name__)
+SOURCE = "connector-auth"
+NO_PORTAL = "-"  # the portal of a CRM OAuth state: the CRM says which one at the callback
+
+
+class PortalSetUp(Protocol):
+    async def ensure_portal_ready(self, portal_id: str) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class PortalNotInstalled(Exception):
+    """The portal has not installed the app (or uninstalled it)."""
+
+
+class MissingScopes(Exception):
+    """The install did not grant every scope dealbooks needs."""
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(", ".join(missing))
+        self.missing = missing
+
+
+class InstallBusy(Exception):
+    """Another replica is refreshing this portal's token; try again shortly."""
+
+
+@dataclass(frozen=True)
+class Session:
+    """A signed-in person and the portals they signed in for."""
+
+    sid: str
+    user_id: str
+    email: str | None
+    portals: tuple[str, ...]
+    csrf: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """The outcome of the CRM's OAuth callback: the portal, the person, their new session."""
+
+    portal_id: str
+    session: Session
+    cookie: str
+    reinstall: bool
+
+
+class Installs:
+    """The service layer of the CRM side; adapters are injected."""
+
+    def __init__(
+        self,
+        settings: ConnectorAuthSettings,
+        portals: Portals,
+        sessions: Sessions,
+        states: OAuthStates,
+        leases: RefreshLeases,
+        cipher: TokenCipher,
+        oauth: CrmOAuth,
+        outbox: Outbox,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.settings = settings
+        self.portals = portals
+        self.sessions = sessions
+        self.states = states
+        self.leases = leases
+        self.cipher = cipher
+        self.oauth = oauth
+        # What makes a portal ready (properties, timeline template); wired after construction,
+        # since its CRM client takes its tokens from here.
+        self.installer: PortalSetUp | None = None
+        self.outbox = outbox
+        self.clock = clock
+        self.replica = secrets.token_hex(8)
+        self._state_secret = settings.state_secret.get_secret_value().encode()
+        self._cookies = Signer(settings.session_keys.get_secret_value(), SESSION_PREFIX)
+        self._grants = Signer(settings.grant_keys.get_secret_value(), GRANT_PREFIX)
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # ------------------------------------------------------------ install and sign-in
+
+    async def start(self, purpose: str) -> str:
+        """The CRM's authorize URL with a fresh single-use state (`install` or `signin`)."""
+        nonce = secrets.token_urlsafe(16)
+        now = self.clock()
+        await self.states.issue(nonce, NO_PORTAL, now)
+        state = domain.OAuthState(NO_PORTAL, nonce, now, purpose=purpose)
+        return self.oauth.authorization_url(domain.sign_state(state, self._state_secret))
+
+    async def complete(self, state: str, code: str, cookie: str | None) -> SignedIn:
+        """Check the state, exchange the code, read whose token it is, check the scopes,
+        store the install, set the portal up, publish, and sign the person in."""
+        now = self.clock()
+        parsed = domain.read_state(
+            state, self._state_secret, now, self.settings.state_max_age_seconds
+        )
+        if parsed.purpose not in {"install", "signin"} or not await self.states.consume(
+            parsed.nonce, NO_PORTAL, now
+        ):
+            raise domain.InvalidState("state already used or unknown")
+        tokens = await self.oauth.exchange(code)
+        info = await self.oauth.token_info(tokens.access_token)
+        missing = domain.missing_scopes(self.settings.required_crm_scopes(), info.scopes)
+        if missing:
+            raise MissingScopes(missing)
+        portal_id = info.hub_id
+        previous = await self.portals.by_id(portal_id)
+        event = Envelope.build(
+            PortalInstalled(
+                installed_at=now,
+                reinstall=previous is not None,
+                scopes=sorted(info.scopes),
+                installed_by_user_id=info.user_id or None,
+            ),
+            source=SOURCE,
+            tenant=Tenant(portal_id=portal_id),
+        )
+        await self.portals.save_installed(
+            portal_id,
+            tokens=self._seal(portal_id, tokens, now),
+            scopes=sorted(info.scopes),
+            user={"user_id": info.user_id, "email": info.user},
+            now=now,
+            event=event,
+        )
+        log.info("portal installed", portal_id=portal_id, reinstall=previous is not None)
+        await self._set_up(portal_id)
+        await self.relay(portal_id)
+        session = await self._sign_in(info.user_id, info.user, portal_id, cookie, now)
+        return SignedIn(portal_id, session, self._cookie_of(session), previous is not None)
+
+    async def _set_up(self, portal_id: str) -> None:
+        if self.installer is None:
+            return
+        try:
+            await self.installer.ensure_portal_ready(portal_id)
+        except Exception as exc:
+            # The install is stored; the set-up is idempotent and runs again at the next one.
+            log.warning("crm setup failed", portal_id=portal_id, error=type(exc).__name__)
+
+    # ------------------------------------------------------------ sessions and grants
+
+    async def _sign_in(
+        self, user_id: str, email: str | None, portal_id: str, cookie: str | None, now: datetime
+    ) -> Session:
+        # The same person signing in for another portal keeps one session with both.
+        current = await self.session(cookie)
+        portals = {portal_id}
+        if current is not None and current.user_id == user_id:
+            portals |= set(current.portals)
+            await self.sessions.close(current.sid)
+        session = Session(
+            sid=secrets.token_urlsafe(24),
+            user_id=user_id,
+            email=email,
+            portals=tuple(sorted(portals)),
+            csrf=secrets.token_urlsafe(24),
+            expires_at=now + timedelta(seconds=self.settings.session_max_age_seconds),
+        )
+        await self.sessions.open(
+            {
+                "_id": session.sid,
+                "user_id": user_id,
+                "email": email,
+                "portals": list(session.portals),
+                "csrf": session.csrf,
+                "created_at": now,
+                "expires_at": session.expires_at,
+            }
+        )
+        log.info("signed in", portal_id=portal_id, user_id=user_id)
+        return session
+
+    def _cookie_of(self, session: Session) -> str:
+        return self._cookies.sign({"sid": session.sid}, self.settings.session_max_age_seconds)
+
+    async def session(self, cookie: str | None) -> Session | None:
+        """The live session a cookie names; None for a missing, forged, expired or closed one."""
+        claims = self._cookies.verify(cookie) if cookie and self._cookies else None
+        if claims is None:
+            return None
+        doc = await self.sessions.get(str(claims.get("sid")), self.clock())
+        if doc is None:
+            return None
+        return Session(
+            sid=doc["_id"],
+            user_id=doc["user_id"],
+            email=doc.get("email"),
+            portals=tuple(doc["portals"]),
+            csrf=doc["csrf"],
+            expires_at=doc["expires_at"],
+        )
+
+    async def sign_out(self, session: Session) -> None:
+        await self.sessions.close(session.sid)
+        log.info("signed out", user_id=session.user_id)
+
+    def grant(self, session: Session) -> str:
+        """A short-lived bearer token for the other services' portal routes."""
+        ttl = min(
+            self.settings.grant_ttl_seconds,
+            (session.expires_at - self.clock()).total_seconds(),
+        )
+        claims = grant_claims(session.user_id, session.email, session.portals, session.sid)
+        return self._grants.sign(claims, ttl)
+
+    # ------------------------------------------------------------ CRM tokens
+
+    async def access_token(self, portal_id: str, rejected_digest: str | None = None) -> str:
+        """A valid CRM access token of an installed portal; refreshed once across replicas."""
+        async with self._locks.setdefault(portal_id, asyncio.Lock()):
+            return await self._access_token(portal_id, rejected_digest)
+
+    async def _access_token(self, portal_id: str, rejected_digest: str | None) -> str:
+        deadline = asyncio.get_running_loop().time() + self.settings.refresh_wait_seconds
+        while True:
+            doc = await self.portals.by_id(portal_id)
+            if doc is None or doc["status"] != PortalStatus.INSTALLED.value:
+                raise PortalNotInstalled(portal_id)
+            now = self.clock()
+            tokens = doc["tokens"]
+            access = self.cipher.decrypt(tokens["access"], f"portal:{portal_id}:access")
+            stale = rejected_digest is not None and rejected_digest == token_digest(access)
+            if not stale and not domain.needs_refresh(
+                tokens["access_expires_at"], now, self.settings.refresh_margin_seconds
+            ):
+                return access
+            lease = f"crm:{portal_id}"
+            version = doc["token_version"]
+            until = now + timedelta(seconds=self.settings.refresh_lease_seconds)
+            if await self.leases.acquire(lease, version, self.replica, now, until):
+                try:
+                    return await self._refresh(portal_id, doc)
+                except BaseException:
+                    await self.leases.release(lease, version, self.replica)
+                    raise
+            rejected_digest = None
+            if asyncio.get_running_loop().time() > deadline:
+                raise InstallBusy(portal_id)
+            await asyncio.sleep(0.05)
+
+    async def _refresh(self, portal_id: str, doc: Doc) -> str:
+        refresh = self.cipher.decrypt(doc["tokens"]["refresh"], f"portal:{portal_id}:refresh")
+        try:
+            fresh = await self.oauth.refresh(refresh)
+        except CrmOAuthRefused as exc:
+            if exc.status == "BAD_REFRESH_TOKEN":
+                await self.uninstalled(portal_id, UninstallReason.REFRESH_REFUSED)
+                raise PortalNotInstalled(portal_id) from exc
+            raise TransientError(f"CRM token refresh failed: {exc.status}") from exc
+        now = self.clock()
+        if not await self.portals.store_refreshed(
+            portal_id, doc["token_version"], self._seal(portal_id, fresh, now), now
+        ):
+            raise InstallBusy(portal_id)
+        log.info("crm access token refreshed", portal_id=portal_id)
+        return fresh.access_token
+
+    # ------------------------------------------------------------ uninstall
+
+    async def uninstall(self, portal_id: str) -> None:
+        """A person removes the app from the portal through dealbooks."""
+        try:
+            token = await self.access_token(portal_id)
+            await self.oauth.uninstall(token)
+        except (PortalNotInstalled, TransientError, CrmOAuthRefused) as exc:
+            # Our side stops either way; a portal that still lists the app is told at refresh.
+            log.warning("crm uninstall call failed", portal_id=portal_id, error=type(exc).__name__)
+        await self.uninstalled(portal_id, UninstallReason.UNINSTALLED)
+
+    async def uninstalled(self, portal_id: str, reason: UninstallReason) -> None:
+        """Mark the portal uninstalled (tokens deleted) and publish it, once."""
+        now = self.clock()
+        event = Envelope.build(
+            PortalUninstalled(reason=reason, detected_at=now),
+            source=SOURCE,
+            tenant=Tenant(portal_id=portal_id),
+        )
+        if await self.portals.mark_uninstalled(portal_id, now, event):
+            log.warning("portal uninstalled", portal_id=portal_id, reason=reason.value)
+        await self.relay(portal_id)
+
+    # ------------------------------------------------------------ helpers
+
+    def _seal(self, portal_id: str, tokens: CrmTokens, now: datetime) -> Doc:
+        return {
+            "access": self.cipher.encrypt(tokens.access_token, f"portal:{portal_id}:access"),
+            "refresh": self.cipher.encrypt(tokens.refresh_token, f"portal:{portal_id}:refresh"),
+            "access_expires_at": now + timedelta(seconds=tokens.expires_in),
+        }
+
+    async def relay(self, portal_id: str) -> None:
+        try:
+            await self.outbox.relay(PORTALS, portal_id)
+        except Exception as exc:
+            # Stored with the state change; the periodic pass publishes it.
+            log.warning("outbox publish failed", portal_id=portal_id, error=type(exc).__name__)
