@@ -1,7 +1,8 @@
 """`make demo`: the whole product on this machine, start to finish, in about a minute.
 
 Starts a real Kafka broker, a MongoDB-wire server, both API sandboxes and every service as its
-own process; connects a US and a UK QuickBooks company to one CRM portal; creates deals, a
+own process; installs the app into a CRM portal through the CRM's OAuth, which signs its admin
+in; connects a US and a UK QuickBooks company to that portal; creates deals, a
 contact, a company and quotes in the CRM; asks for invoices from scratch and from a quote;
 shows two rejections; pays one invoice in two parts in QuickBooks and lets another fall
 overdue; then prints what the CRM now shows and stops everything it started.
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from dealbooks_infra.people import Person
 from dealbooks_infra.stack import LocalStack
 from dealbooks_infra.topology import PORTAL_ID
 
@@ -67,31 +69,25 @@ class Demo:
         self.crm_ctl = t.crm_control()
         self.qbo_ctl = f"{t.qbo}/_sandbox/companies"
         self.wizard = t.wizard()
-        self.wizard_auth = t.wizard_auth
-        self.service_auth = {"Authorization": f"Bearer {t.secrets.service_credential}"}
+        self.person = Person(t, self.http)
+        self.operator_auth = t.operator_auth
         self.tracker = t.url("status-tracker")
         self.deals: dict[str, str] = {}
         self.invoices: dict[str, dict[str, Any]] = {}
 
     # --- 1. connect -------------------------------------------------------------------------
 
-    def connect(self, realm: str) -> dict[str, Any]:
-        start = self.http.get(f"{self.t.url('connector-auth')}/oauth/connect?portal_id={PORTAL_ID}")
-        if start.status_code != 302:
-            raise DemoFailed(f"connect did not redirect: {start.status_code} {start.text[:200]}")
-        consent = self.http.get(f"{start.headers['location']}&sandbox_realm={realm}")
-        if consent.status_code != 302:
-            raise DemoFailed(f"QBO consent failed: {consent.status_code} {consent.text[:200]}")
-        return dict(ok(self.http.get(consent.headers["location"])))
-
     def connect_companies(self) -> None:
-        say("== 1. Connect a US and a UK QuickBooks company to CRM portal " + PORTAL_ID)
+        say("== 1. Install dealbooks into CRM portal " + PORTAL_ID + " and connect QuickBooks")
+        session = self.person.install()
+        say(f"   installed through the CRM's OAuth; signed in as user {session.user_id} "
+            f"for portal(s) {', '.join(session.portals)}")  # fmt: skip
         for realm in (US_REALM, UK_REALM):
-            self.connect(realm)
+            self.person.connect(realm)
         accounts = ok(
             self.http.get(
                 f"{self.t.url('connector-auth')}/v1/portals/{PORTAL_ID}/accounts",
-                headers=self.service_auth,
+                headers=self.person.auth(),
             )
         )["results"]
         for a in accounts:
@@ -99,7 +95,7 @@ class Demo:
                 f"realm {a['account_id']}, status {a['status']}")  # fmt: skip
 
         def builder_knows_both() -> bool:
-            found = self.http.get(f"{self.wizard}/accounts", headers=self.wizard_auth)
+            found = self.http.get(f"{self.wizard}/accounts", headers=self.person.auth())
             return found.status_code == 200 and len(found.json()["accounts"]) == 2
 
         until(builder_knows_both, "invoice-builder to learn both companies from Kafka")
@@ -167,7 +163,9 @@ class Demo:
     def submit(self, realm: str, body: dict[str, Any]) -> dict[str, Any]:
         """Submit through the wizard and wait for the outcome (drafted or rejected)."""
         sent = self.http.post(
-            f"{self.wizard}/accounts/{realm}/invoice-requests", json=body, headers=self.wizard_auth
+            f"{self.wizard}/accounts/{realm}/invoice-requests",
+            json=body,
+            headers=self.person.auth(),
         )
         if sent.status_code == 422:  # refused before anything was requested
             return {"status": "rejected", **sent.json()["problem"]}
@@ -176,7 +174,7 @@ class Demo:
         def outcome() -> dict[str, Any] | None:
             polled = ok(
                 self.http.get(
-                    f"{self.wizard}/invoice-requests/{request_id}", headers=self.wizard_auth
+                    f"{self.wizard}/invoice-requests/{request_id}", headers=self.person.auth()
                 )
             )
             return polled if polled.get("status") in {"drafted", "rejected"} else None
@@ -209,7 +207,7 @@ class Demo:
 
         say("== 4. Invoice from the UK quote, with VAT codes")
         items = ok(
-            self.http.get(f"{self.wizard}/accounts/{UK_REALM}/items", headers=self.wizard_auth)
+            self.http.get(f"{self.wizard}/accounts/{UK_REALM}/items", headers=self.person.auth())
         )
         line_items = ok(self.http.get(f"{self.crm_ctl}/objects/line_items"))
         ids = sorted((li["id"] for li in line_items.get("results", line_items)), key=int)[:2]
@@ -226,7 +224,7 @@ class Demo:
                           json={"custom_txn_numbers": False}))  # fmt: skip
 
         def custom_numbers_off() -> bool:
-            accounts = ok(self.http.get(f"{self.wizard}/accounts", headers=self.wizard_auth))
+            accounts = ok(self.http.get(f"{self.wizard}/accounts", headers=self.person.auth()))
             uk = [a for a in accounts["accounts"] if a["realm_id"] == UK_REALM]
             return bool(uk) and not uk[0].get("custom_transaction_numbers")
 
@@ -247,13 +245,16 @@ class Demo:
                                       "due_date": str(today - timedelta(days=15))})  # fmt: skip
         self.show("feeder install", late)
         self.invoices["overdue"] = late
-        ok(self.http.post(f"{self.tracker}/sweeps/overdue"))
+        ok(self.http.post(f"{self.tracker}/sweeps/overdue", headers=self.operator_auth))
         self.outcomes = {"us": us, "uk": uk, "custom": first, "expired": expired, "late": late}
 
     # --- 7. payments ------------------------------------------------------------------------
 
     def stage(self, realm: str, invoice_id: str) -> str | None:
-        found = self.http.get(f"{self.tracker}/accounts/{realm}/invoices/{invoice_id}")
+        found = self.http.get(
+            f"{self.tracker}/portals/{PORTAL_ID}/accounts/{realm}/invoices/{invoice_id}",
+            headers=self.person.auth(),
+        )
         return found.json().get("stage") if found.status_code == 200 else None
 
     def timeline(self, deal: str) -> list[dict[str, Any]]:
@@ -297,7 +298,9 @@ class Demo:
                 tokens = event.get("tokens", {})
                 say(f"      timeline: payment {tokens.get('amount')} {tokens.get('currency')} "
                     f"on invoice {tokens.get('invoiceNumber')}")  # fmt: skip
-            projection = self.http.get(f"{self.tracker}/portals/{PORTAL_ID}/deals/{deal}")
+            projection = self.http.get(
+                f"{self.tracker}/portals/{PORTAL_ID}/deals/{deal}", headers=self.person.auth()
+            )
             view = (projection.json().get("projection") or {}) if projection.is_success else {}
             reason = view.get("skipped_reason")
             stage = props.get("acct_invoice_status")

@@ -65,6 +65,7 @@ from dealbooks_contracts import (
 )
 from dealbooks_contracts.crm_app import STATUS
 from dealbooks_http import AiohttpTransport, async_client
+from dealbooks_infra.people import AsyncPerson
 from dealbooks_infra.stack import SERVICE_ORDER, LocalStack
 from dealbooks_infra.topology import PORTAL_ID, Topology
 from prometheus_client.parser import text_string_to_metric_families
@@ -205,7 +206,8 @@ class Bench:
         # The driver shares the machine with the stack: it sends through aiohttp, as the
         # services do, which costs a third of httpx's default transport per request.
         self.http = async_client(timeout=30.0, transport=AiohttpTransport(max_connections=200))
-        self.wizard_auth = self.t.wizard_auth
+        # One signed-in admin per portal (each its own browser, so its own session cookie).
+        self.people = {p: AsyncPerson(self.t, httpx.AsyncClient(timeout=30.0), p) for p in portals}
         self.realm_portal: dict[str, str] = {}
         self.deals: dict[str, list[str]] = {p: [] for p in portals}
         # What Kafka told us: request id -> (outcome, occurred_at, QBO invoice id or reason)
@@ -225,19 +227,14 @@ class Bench:
     # --- set-up ---------------------------------------------------------------------------
 
     async def connect(self, realm: str, portal: str) -> None:
-        """connector-auth's OAuth flow, as a user clicking through it (see deploy/local/demo.py)."""
-        auth = self.t.url("connector-auth")
-        start = await self.http.get(f"{auth}/oauth/connect?portal_id={portal}")
-        if start.status_code != 302:
-            raise BenchFailed(f"connect did not redirect: {start.status_code} {start.text[:200]}")
-        consent = await self.http.get(f"{start.headers['location']}&sandbox_realm={realm}")
-        if consent.status_code != 302:
-            raise BenchFailed(f"QBO consent failed: {consent.status_code} {consent.text[:200]}")
-        await self.call("GET", consent.headers["location"])
+        """Connect a company as the portal's admin would (see `dealbooks_infra.people`)."""
+        await self.people[portal].connect(realm)
         self.realm_portal[realm] = portal
 
     async def set_up(self) -> None:
         portals = list(self.portals)
+        for person in self.people.values():  # one at a time: the CRM's consent is one screen
+            await person.install()
         realms = []
         for i in range(self.args.realms):
             company = await self.call(
@@ -253,7 +250,9 @@ class Bench:
         async def builder_knows_all() -> bool:
             for portal in portals:
                 found = await self.call(
-                    "GET", f"{self.t.wizard(portal)}/accounts", headers=self.wizard_auth
+                    "GET",
+                    f"{self.t.wizard(portal)}/accounts",
+                    headers=await self.people[portal].auth(),
                 )
                 if len(found["accounts"]) < sum(p == portal for p in self.realm_portal.values()):
                     return False
@@ -349,7 +348,8 @@ class Bench:
                 # as the CRM card does; the latency still counts from the first attempt.
                 for attempt in range(3):
                     try:
-                        sent = await self.http.post(url, json=body, headers=self.wizard_auth)
+                        auth = await self.people[portal].auth()
+                        sent = await self.http.post(url, json=body, headers=auth)
                         break
                     except httpx.TransportError:
                         if attempt == 2:
@@ -681,6 +681,8 @@ async def bench(stack: LocalStack, portals: dict[str, str], args: argparse.Names
         listener.cancel()
         await asyncio.gather(listener, return_exceptions=True)
         await b.http.aclose()
+        for person in b.people.values():
+            await person.http.aclose()
 
 
 def main() -> int:

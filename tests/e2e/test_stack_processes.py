@@ -20,6 +20,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from dealbooks_infra import testing
+from dealbooks_infra.people import AsyncPerson
 from dealbooks_infra.stack import LocalStack, start_service
 from dealbooks_infra.topology import PORTAL_ID
 
@@ -44,7 +45,7 @@ class Stack:
         self.crm_ctl = t.crm_control()
         self.qbo_ctl = f"{t.qbo}/_sandbox"
         self.wizard = t.wizard()
-        self.wizard_auth = t.wizard_auth
+        self.person = AsyncPerson(t, self.http)
         self.tracker = t.url("status-tracker")
 
     async def ok(self, response: Awaitable[httpx.Response]) -> Any:
@@ -53,16 +54,12 @@ class Stack:
         return answered.json() if answered.content else None
 
     async def connect(self, realm: str) -> None:
-        start = await self.http.get(
-            f"{self.t.url('connector-auth')}/oauth/connect?portal_id={PORTAL_ID}"
-        )
-        assert start.status_code == 302, start.text
-        consent = await self.http.get(f"{start.headers['location']}&sandbox_realm={realm}")
-        assert consent.status_code == 302, consent.text
-        await self.ok(self.http.get(consent.headers["location"]))
+        if self.person.session is None:
+            await self.person.install()
+        await self.person.connect(realm)
 
         async def builder_knows_it() -> bool:
-            found = await self.http.get(f"{self.wizard}/accounts", headers=self.wizard_auth)
+            found = await self.http.get(f"{self.wizard}/accounts", headers=await self.person.auth())
             accounts = found.json().get("accounts", []) if found.is_success else []
             return any(a["realm_id"] == realm for a in accounts)
 
@@ -117,14 +114,15 @@ class Stack:
             self.http.post(
                 f"{self.wizard}/accounts/{US_REALM}/invoice-requests",
                 json=body,
-                headers=self.wizard_auth,
+                headers=await self.person.auth(),
             )
         )
 
         async def outcome() -> dict[str, Any] | None:
             polled = await self.ok(
                 self.http.get(
-                    f"{self.wizard}/invoice-requests/{sent['request_id']}", headers=self.wizard_auth
+                    f"{self.wizard}/invoice-requests/{sent['request_id']}",
+                    headers=await self.person.auth(),
                 )
             )
             return polled if polled.get("status") in {"drafted", "rejected"} else None
@@ -159,7 +157,10 @@ class Stack:
         )
 
     async def stage(self, invoice_id: str) -> str | None:
-        found = await self.http.get(f"{self.tracker}/accounts/{US_REALM}/invoices/{invoice_id}")
+        found = await self.http.get(
+            f"{self.tracker}/portals/{PORTAL_ID}/accounts/{US_REALM}/invoices/{invoice_id}",
+            headers=await self.person.auth(),
+        )
         return found.json().get("stage") if found.status_code == 200 else None
 
     async def reaches(self, invoice_id: str, stage: str, timeout: float = 60.0) -> None:
@@ -329,7 +330,10 @@ async def test_a_lost_payment_webhook_is_healed_by_the_reconciliation_pass(
 
         # The CDC pass (a timer in production; triggered here) finds the payment.
         healed = await stack.ok(
-            stack.http.post(f"{stack.tracker}/sweeps/reconcile?realm_id={US_REALM}")
+            stack.http.post(
+                f"{stack.tracker}/sweeps/reconcile?realm_id={US_REALM}",
+                headers=stack.t.operator_auth,
+            )
         )
         assert healed["changes"] >= 1
     finally:

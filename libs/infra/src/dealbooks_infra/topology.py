@@ -8,11 +8,12 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 PORTAL_ID = "62515"
 CRM_APP_ID = "1160452"
+CRM_CLIENT_ID = "sandbox-client-id"  # the CRM sandbox's own default
 CRM_CLIENT_SECRET = "sandbox-client-secret"  # noqa: S105 - the CRM sandbox's own default
 CRM_DEVELOPER_KEY = "sandbox-developer-key"
 QBO_CLIENT_ID = "sandbox-client"
@@ -26,22 +27,28 @@ class StackSecrets:
     crm_portal_token: str
     qbo_verifier_token: str
     service_credential: str
+    operator_credential: str
     state_secret: str
     token_key: str
-    api_token: str
+    session_key: str
+    grant_key: str
 
     @classmethod
     def load_or_create(cls, path: Path) -> StackSecrets:
         if path.exists():
-            return cls(**json.loads(path.read_text()))
+            known = json.loads(path.read_text())
+            if set(known) == {f.name for f in fields(cls)}:
+                return cls(**known)
         key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
         made = cls(
             crm_portal_token=f"demo-{secrets.token_hex(12)}",
             qbo_verifier_token=secrets.token_hex(16),
             service_credential=secrets.token_urlsafe(24),
+            operator_credential=secrets.token_urlsafe(24),
             state_secret=secrets.token_urlsafe(32),
             token_key=f"k1:{key}",
-            api_token=secrets.token_urlsafe(24),
+            session_key=f"s1:{secrets.token_urlsafe(32)}",
+            grant_key=f"g1:{secrets.token_urlsafe(32)}",
         )
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(made.__dict__))
@@ -73,9 +80,14 @@ class Topology:
         return f"{self.url('invoice-builder')}/portals/{portal_id}"
 
     @property
-    def wizard_auth(self) -> dict[str, str]:
-        """The header the CRM card sends to the wizard API."""
-        return {"Authorization": f"Bearer {self.secrets.api_token}"}
+    def operator_auth(self) -> dict[str, str]:
+        """The header an operator's calls carry (sweeps, backfills)."""
+        return {"Authorization": f"Bearer {self.secrets.operator_credential}"}
+
+    def consent(self, portal_id: str = PORTAL_ID) -> dict[str, object]:
+        """What the CRM sandbox's OAuth screen should answer next: its admin of `portal_id`
+        approves (POST it to `{crm}/_sandbox/oauth/consent`)."""
+        return {"portalId": int(portal_id), "decision": "approve", "mode": "auto"}
 
     def crm_control(self, portal_id: str = PORTAL_ID) -> str:
         """The CRM sandbox's control API for one portal (seeding, reading what it shows)."""
@@ -86,6 +98,7 @@ class Topology:
         return {
             "app": {
                 "clientSecret": CRM_CLIENT_SECRET,
+                "redirectUrls": [f"{self.url('connector-auth')}/oauth/crm/callback"],
                 "targetUrl": f"{self.url('webhook-gateway')}/webhooks/crm",
                 "subscriptions": [
                     {"eventType": "deal.propertyChange", "propertyName": "dealstage"},
@@ -124,8 +137,13 @@ class Topology:
             "CRM_BASE_URL": self.crm,
             "CONNECTOR_AUTH_URL": self.url("connector-auth"),
             "CONNECTOR_AUTH_CREDENTIAL": s.service_credential,
-            "CRM_PORTAL_TOKENS": json.dumps({PORTAL_ID: s.crm_portal_token}),
+            "DEALBOOKS_SERVICE_CREDENTIALS": s.service_credential,
+            "DEALBOOKS_OPERATOR_CREDENTIALS": s.operator_credential,
+            "DEALBOOKS_GRANT_KEYS": s.grant_key,
+            "CRM_TOKEN_SOURCE": "connector-auth",
             "CRM_APP_ID": CRM_APP_ID,
+            "CRM_CLIENT_ID": CRM_CLIENT_ID,
+            "CRM_CLIENT_SECRET": CRM_CLIENT_SECRET,
             "CRM_DEVELOPER_KEY": CRM_DEVELOPER_KEY,
         }
         own: dict[str, str] = {
@@ -137,13 +155,15 @@ class Topology:
                 "CONNECTOR_AUTH_REDIRECT_URI": f"{self.url('connector-auth')}/oauth/callback",
                 "CONNECTOR_AUTH_STATE_SECRET": s.state_secret,
                 "CONNECTOR_AUTH_TOKEN_KEYS": s.token_key,
-                "CONNECTOR_AUTH_SERVICE_CREDENTIALS": s.service_credential,
+                "CONNECTOR_AUTH_SESSION_KEYS": s.session_key,
+                "CONNECTOR_AUTH_CRM_OAUTH_URL": self.crm,
+                "CONNECTOR_AUTH_CRM_REDIRECT_URI": (
+                    f"{self.url('connector-auth')}/oauth/crm/callback"
+                ),
             },
             "webhook-gateway": {
                 "WEBHOOK_GATEWAY_QBO_VERIFIER_TOKEN": s.qbo_verifier_token,
-                "WEBHOOK_GATEWAY_CRM_CLIENT_SECRET": CRM_CLIENT_SECRET,
             },
-            "invoice-builder": {"INVOICE_BUILDER_API_TOKEN": s.api_token},
             "status-tracker": {
                 "STATUS_TRACKER_OVERDUE_INTERVAL_SECONDS": "3600",
                 "STATUS_TRACKER_RECONCILE_INTERVAL_SECONDS": "600",

@@ -8,6 +8,7 @@ from datetime import timedelta
 from dealbooks_contracts import Envelope, QboEntity, QboEntityChanged
 from dealbooks_http import async_client
 from dealbooks_kit import ServiceApp, ServiceRuntime, get_logger
+from dealbooks_kit.auth import MissingCredential
 
 from connector_auth.api import build_api
 from connector_auth.crm_oauth import CrmOAuth
@@ -53,7 +54,7 @@ def build_service(
         ("DEALBOOKS_GRANT_KEYS", settings.grant_keys),
     ]:
         if not value.get_secret_value():
-            raise ValueError(f"{name} must be set")
+            raise MissingCredential(f"connector-auth: {name} must be set")
     runtime = ServiceRuntime(settings, indexes=INDEXES)
     http = async_client(timeout=30.0)
     cipher = TokenCipher.from_spec(settings.token_keys.get_secret_value())
