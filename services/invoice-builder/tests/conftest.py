@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import httpx
 import pytest_asyncio
 from dealbooks_contracts import (
     Envelope,
@@ -18,9 +19,14 @@ from dealbooks_contracts import (
 )
 from dealbooks_http import StaticTokenProvider
 from dealbooks_infra.testing import account_connected, eventually, read_events
-from dealbooks_kit import StaticCrmTokens
+from dealbooks_kit import Guard, StaticCrmTokens
+from dealbooks_kit.auth import mint_grant
+from invoice_builder.api import build_api
 from invoice_builder.app import Service, build_service
 from invoice_builder.settings import InvoiceBuilderSettings
+
+# The keys portal grants are signed with in these tests (connector-auth mints them in life).
+GRANT_KEYS = "test:invoice-builder-grant-key-0123456789"
 
 
 class Harness:
@@ -32,6 +38,17 @@ class Harness:
         self.bootstrap = bootstrap
         self.qbo_tokens = StaticTokenProvider({})
         self.crm_tokens = StaticCrmTokens({})
+
+    def wizard(self, *portals: str) -> httpx.AsyncClient:
+        """The wizard API in-process, called by a person signed in for `portals` (none: no
+        credential at all)."""
+        api = build_api(self.service, Guard(self.settings, self.settings.service_name))
+        grant = mint_grant(GRANT_KEYS, portals, user_id="u-test") if portals else None
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=api),
+            base_url="http://wizard",
+            headers={"Authorization": f"Bearer {grant}"} if grant else {},
+        )
 
     async def publish(self, payload: EventPayload, tenant: Tenant) -> Envelope[Any]:
         event = Envelope.build(payload, source="test", tenant=tenant)
@@ -105,6 +122,7 @@ async def builder(
         handler_attempts=4,
         handler_wait_initial=0.05,
         handler_wait_max=0.2,
+        grant_keys=GRANT_KEYS,
     )
     qbo_tokens = StaticTokenProvider({})
     # The CRM tokens as production configures them: a portal without one is refused.

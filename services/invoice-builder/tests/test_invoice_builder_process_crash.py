@@ -79,6 +79,8 @@ async def test_killed_after_qbo_create_then_restarted_yields_one_invoice_and_one
         # Tokens of a sandbox company: connector-auth plays no part in what is tested here.
         "INVOICE_BUILDER_QBO_TOKEN_SOURCE": "static",
         "INVOICE_BUILDER_QBO_STATIC_TOKENS": json.dumps({realm: company.access_token}),
+        # No CRM call is made here: no portal has a CRM token, and connector-auth is not asked.
+        "CRM_TOKEN_SOURCE": "static",
         "INVOICE_BUILDER_CRASH_AFTER_QBO_CREATE": "true",
     }
     db = AsyncMongoClient[dict[str, Any]](mongo_uri)[namespace]

@@ -6,10 +6,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import pytest
 from dealbooks_contracts import CrmChange, CrmObjectChanged, CrmObjectType, Money, Tenant
-from invoice_builder.api import build_api
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -80,8 +78,7 @@ async def test_wizard_previews_and_submits_an_invoice_from_a_uk_quote(
     body = {"deal_id": deal_id, "quote_id": quote_id, "default_tax_code": "2",
             "chosen_items": {}, "terms_id": "3"}  # fmt: skip
 
-    transport = httpx.ASGITransport(app=build_api(builder.service))
-    async with httpx.AsyncClient(transport=transport, base_url="http://wizard") as wizard:
+    async with builder.wizard(crm_portal.key) as wizard:
         accounts = (await wizard.get(f"{base}/accounts")).json()["accounts"]
         assert [a["realm_id"] for a in accounts] == [company.realm_id]
         codes = (await wizard.get(f"{base}/accounts/{company.realm_id}/tax-codes")).json()
@@ -129,8 +126,7 @@ async def test_auto_draft_rule_drafts_once_per_deal(
     item = crm_sandbox.create_as_user(
         pid, "line_items", {"name": "Seed", "quantity": "4", "price": "25"}, [assoc(deal["id"], 20)]
     )
-    transport = httpx.ASGITransport(app=build_api(builder.service))
-    async with httpx.AsyncClient(transport=transport, base_url="http://wizard") as wizard:
+    async with builder.wizard(crm_portal.key) as wizard:
         saved = await wizard.put(
             f"/portals/{crm_portal.key}/auto-draft-rules/won",
             json={"realm_id": company.realm_id, "deal_stage": "closedwon",
@@ -188,13 +184,13 @@ async def test_wizard_searches_customers_and_proposes_the_best_match_for_the_dea
     )
     customers = f"/portals/{crm_portal.key}/accounts/{company.realm_id}/customers"
 
-    transport = httpx.ASGITransport(app=build_api(builder.service))
-    async with httpx.AsyncClient(transport=transport, base_url="http://wizard") as wizard:
+    async with builder.wizard(crm_portal.key) as wizard:
         searched = (await wizard.get(customers, params={"q": "BIRD"})).json()
         emailed = (await wizard.get(customers, params={"deal_id": by_email["id"]})).json()
         named = (await wizard.get(customers, params={"deal_id": by_company["id"]})).json()
         nothing = (await wizard.get(customers, params={"deal_id": unmatched["id"]})).json()
-        other_portal = await wizard.get(
+    async with builder.wizard("someone-else") as elsewhere:
+        other_portal = await elsewhere.get(
             f"/portals/someone-else/accounts/{company.realm_id}/customers"
         )
 
@@ -224,8 +220,7 @@ async def test_expired_quote_is_refused_for_its_expiry_before_its_lines_are_chec
     # No QBO item is chosen for the quote's lines: the expiry must still be the answer.
     body = {"deal_id": deal_id, "quote_id": quote_id, "default_tax_code": "2", "chosen_items": {}}
 
-    transport = httpx.ASGITransport(app=build_api(builder.service))
-    async with httpx.AsyncClient(transport=transport, base_url="http://wizard") as wizard:
+    async with builder.wizard(crm_portal.key) as wizard:
         base = f"/portals/{crm_portal.key}/accounts/{company.realm_id}"
         preview = (await wizard.post(f"{base}/preview", json=body)).json()
         submitted = await wizard.post(f"{base}/invoice-requests", json=body)

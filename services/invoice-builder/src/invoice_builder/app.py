@@ -13,7 +13,7 @@ from dealbooks_contracts import (
     ProductSynced,
 )
 from dealbooks_http import TokenProvider
-from dealbooks_kit import ApiClients, ServiceApp, ServiceRuntime, api_clients
+from dealbooks_kit import Access, ApiClients, Guard, ServiceApp, ServiceRuntime, api_clients
 
 from invoice_builder.api import build_api
 from invoice_builder.handlers import InvoiceBuilder
@@ -78,8 +78,12 @@ def build_service(
 
 
 def build_app(settings: InvoiceBuilderSettings | None = None) -> ServiceApp:
-    """The ASGI app `python -m invoice_builder` serves."""
-    service = build_service(settings or InvoiceBuilderSettings())
-    app = service.runtime.asgi(api=build_api(service), title="invoice-builder")
+    """The ASGI app `python -m invoice_builder` serves; in production it refuses to start
+    without the grant keys its routes check."""
+    settings = settings or InvoiceBuilderSettings()
+    guard = Guard(settings, settings.service_name)
+    guard.require(Access.PORTAL)
+    service = build_service(settings)
+    app = service.runtime.asgi(api=build_api(service, guard), title="invoice-builder")
     app.on_shutdown(service.aclose)
     return app

@@ -14,7 +14,5 @@ class InvoiceBuilderSettings(KitSettings, ApiAccessSettings):
 
     service_name: str = "invoice-builder"
     http_port: int = 8010
-    # Bearer token the CRM card must present to the wizard API; empty disables the check.
-    api_token: str = ""
     # Failpoint for the crash test: exit the process right after QuickBooks created the invoice.
     crash_after_qbo_create: bool = False
