@@ -12,6 +12,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest_asyncio
 from dealbooks_contracts import (
     Envelope,
@@ -25,9 +26,16 @@ from dealbooks_contracts import (
 )
 from dealbooks_http import StaticTokenProvider
 from dealbooks_infra.testing import eventually, read_events
+from dealbooks_kit import Guard
+from dealbooks_kit.auth import mint_grant
 from dealbooks_qbo import Invoice, QboClient
+from status_tracker.api import build_api
 from status_tracker.app import Service, build_service
 from status_tracker.settings import StatusTrackerSettings
+
+# What callers of the read API and the sweeps present in these tests.
+GRANT_KEYS = "test:status-tracker-grant-key-0123456789"
+OPERATOR = "test-operator-credential"
 
 
 class Harness:
@@ -62,6 +70,21 @@ class Harness:
         event = Envelope.build(payload, source="test", tenant=tenant)
         await self.service.runtime.publisher.publish(event)
         return event
+
+    operator = OPERATOR
+
+    def grant(self, *portals: str) -> str:
+        """A portal grant for a person signed in for `portals`."""
+        return mint_grant(GRANT_KEYS, portals, user_id="u-test")
+
+    def api(self, bearer: str | None = None) -> httpx.AsyncClient:
+        """The service's API in-process, called with `bearer` (None: no credential)."""
+        api = build_api(self.service, Guard(self.settings, self.settings.service_name))
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=api),
+            base_url="http://tracker",
+            headers={"Authorization": f"Bearer {bearer}"} if bearer else {},
+        )
 
     async def events(
         self, event_type: str, predicate: Callable[[Envelope[Any]], bool], count: int = 1
@@ -189,6 +212,8 @@ async def tracker(
         handler_attempts=4,
         handler_wait_initial=0.05,
         handler_wait_max=0.2,
+        grant_keys=GRANT_KEYS,
+        operator_credentials=OPERATOR,
     )
     qbo_tokens = StaticTokenProvider({})
     crm_tokens = StaticTokenProvider({})

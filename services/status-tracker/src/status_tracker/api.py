@@ -1,13 +1,14 @@
-"""status-tracker's HTTP surface: what a deal shows and why, and manual sweep triggers."""
+"""status-tracker's HTTP surface: what a deal shows and why (for a person signed in for the
+deal's portal), and the sweep triggers (for operators)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from dealbooks_kit import Access, Guard
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 if TYPE_CHECKING:
     from status_tracker.app import Service
@@ -20,42 +21,58 @@ def _plain(doc: dict[str, Any] | None) -> dict[str, Any] | None:
             if k not in {"_id", "outbox"}}  # fmt: skip
 
 
-def build_api(service: Service) -> Starlette:
-    """Read endpoints and sweep triggers (the demo and operators use them)."""
-    store = service.store
-    tracker = service.handlers
+def _service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
 
-    async def deal(request: Request) -> JSONResponse:
-        portal_id, deal_id = request.path_params["portal_id"], request.path_params["deal_id"]
-        projection, invoices = await store.deal(portal_id, deal_id)
-        return JSONResponse(
-            {
-                "projection": _plain(projection),
-                "invoices": [_plain(d) for d in invoices],
-            }
-        )
 
-    async def invoice(request: Request) -> JSONResponse:
-        doc = await store.tracked(
-            request.path_params["realm_id"], request.path_params["invoice_id"]
-        )
-        if doc is None:
-            return JSONResponse({"error": "not tracked"}, status_code=404)
-        return JSONResponse(_plain(doc))
+async def deal(request: Request) -> JSONResponse:
+    portal_id, deal_id = request.path_params["portal_id"], request.path_params["deal_id"]
+    projection, invoices = await _service(request).store.deal(portal_id, deal_id)
+    return JSONResponse(
+        {
+            "projection": _plain(projection),
+            "invoices": [_plain(d) for d in invoices],
+        }
+    )
 
-    async def overdue(request: Request) -> JSONResponse:
-        return JSONResponse({"moved": await tracker.overdue_sweep()})
 
-    async def reconcile(request: Request) -> JSONResponse:
-        realm = request.query_params.get("realm_id")
-        seen = await tracker.reconcile(realm) if realm else await tracker.reconcile_all()
-        return JSONResponse({"changes": seen})
+async def invoice(request: Request) -> JSONResponse:
+    params = request.path_params
+    doc = await _service(request).store.tracked(params["realm_id"], params["invoice_id"])
+    # An invoice is tracked for the portal whose deal it belongs to; to any other portal it
+    # does not exist.
+    if doc is None or doc.get("portal_id") != params["portal_id"]:
+        return JSONResponse({"error": "not tracked"}, status_code=404)
+    return JSONResponse(_plain(doc))
 
-    return Starlette(
-        routes=[
-            Route("/portals/{portal_id}/deals/{deal_id}", deal, methods=["GET"]),
-            Route("/accounts/{realm_id}/invoices/{invoice_id}", invoice, methods=["GET"]),
-            Route("/sweeps/overdue", overdue, methods=["POST"]),
-            Route("/sweeps/reconcile", reconcile, methods=["POST"]),
+
+async def overdue(request: Request) -> JSONResponse:
+    return JSONResponse({"moved": await _service(request).handlers.overdue_sweep()})
+
+
+async def reconcile(request: Request) -> JSONResponse:
+    tracker = _service(request).handlers
+    realm = request.query_params.get("realm_id")
+    seen = await tracker.reconcile(realm) if realm else await tracker.reconcile_all()
+    return JSONResponse({"changes": seen})
+
+
+def build_api(service: Service, guard: Guard) -> Starlette:
+    """Read routes (a grant for the route's portal) and sweep triggers (an operator)."""
+    portal = "/portals/{portal_id}"
+    api = guard.api(
+        [
+            guard.route(portal + "/deals/{deal_id}", deal, ["GET"], Access.PORTAL),
+            guard.route(
+                portal + "/accounts/{realm_id}/invoices/{invoice_id}",
+                invoice,
+                ["GET"],
+                Access.PORTAL,
+            ),
+            guard.route("/sweeps/overdue", overdue, ["POST"], Access.OPERATOR),
+            guard.route("/sweeps/reconcile", reconcile, ["POST"], Access.OPERATOR),
         ]
     )
+    api.state.service = service
+    return api

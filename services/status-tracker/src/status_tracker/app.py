@@ -6,7 +6,15 @@ from dataclasses import dataclass
 
 from dealbooks_contracts import InvoiceDrafted, InvoiceLinked, QboEntityChanged
 from dealbooks_http import TokenProvider
-from dealbooks_kit import ApiClients, ServiceApp, ServiceRuntime, api_clients, get_logger
+from dealbooks_kit import (
+    Access,
+    ApiClients,
+    Guard,
+    ServiceApp,
+    ServiceRuntime,
+    api_clients,
+    get_logger,
+)
 
 from status_tracker.api import build_api
 from status_tracker.handlers import StatusTracker
@@ -82,8 +90,12 @@ def build_service(
 
 
 def build_app(settings: StatusTrackerSettings | None = None) -> ServiceApp:
-    """The ASGI app `python -m status_tracker` serves."""
-    service = build_service(settings or StatusTrackerSettings())
-    app = service.runtime.asgi(api=build_api(service), title="status-tracker")
+    """The ASGI app `python -m status_tracker` serves; in production it refuses to start
+    without the grant keys and operator credentials its routes check."""
+    settings = settings or StatusTrackerSettings()
+    guard = Guard(settings, settings.service_name)
+    guard.require(Access.PORTAL, Access.OPERATOR)
+    service = build_service(settings)
+    app = service.runtime.asgi(api=build_api(service, guard), title="status-tracker")
     app.on_shutdown(service.aclose)
     return app
