@@ -1,17 +1,23 @@
-"""The public webhook routes. Bodies are read raw (signatures cover the exact bytes) and capped."""
+"""The public webhook routes (`PUBLIC_BY_DESIGN`: every delivery is signature-checked by the
+intake). Bodies are read raw (signatures cover the exact bytes) and capped."""
 
 from __future__ import annotations
 
+from dealbooks_kit import Access, Guard
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from webhook_gateway.handlers import REJECTED, Intake
 
 
 class BodyTooLarge(Exception):
     """The delivery is larger than the gateway accepts."""
+
+
+def _intake(request: Request) -> Intake:
+    intake: Intake = request.app.state.intake
+    return intake
 
 
 async def _read_capped(request: Request, limit: int) -> bytes:
@@ -28,46 +34,56 @@ async def _read_capped(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def build_api(intake: Intake) -> Starlette:
-    """POST /webhooks/quickbooks and POST /webhooks/crm."""
+def _too_large(sender: str, limit: int) -> Response:
+    REJECTED.labels(sender, "too_large").inc()
+    return JSONResponse(
+        {"error": "too_large", "message": f"Bodies over {limit} bytes are refused."},
+        status_code=413,
+    )
+
+
+def _signed_uri(request: Request, public_base: str) -> str:
+    """The URL the CRM signed: the request's, under the public prefix when one is set."""
+    if not public_base:
+        return str(request.url)
+    query = f"?{request.url.query}" if request.url.query else ""
+    return f"{public_base.rstrip('/')}{request.url.path}{query}"
+
+
+async def quickbooks(request: Request) -> Response:
+    intake = _intake(request)
     limit = intake.settings.max_body_bytes
-    public_base = intake.settings.public_base_url.rstrip("/")
+    try:
+        body = await _read_capped(request, limit)
+    except BodyTooLarge:
+        return _too_large("quickbooks", limit)
+    outcome = await intake.quickbooks(body, request.headers.get("intuit-signature"))
+    return JSONResponse(outcome.body, status_code=outcome.status)
 
-    def too_large(sender: str) -> Response:
-        REJECTED.labels(sender, "too_large").inc()
-        return JSONResponse(
-            {"error": "too_large", "message": f"Bodies over {limit} bytes are refused."},
-            status_code=413,
-        )
 
-    async def quickbooks(request: Request) -> Response:
-        try:
-            body = await _read_capped(request, limit)
-        except BodyTooLarge:
-            return too_large("quickbooks")
-        outcome = await intake.quickbooks(body, request.headers.get("intuit-signature"))
-        return JSONResponse(outcome.body, status_code=outcome.status)
+async def crm(request: Request) -> Response:
+    intake = _intake(request)
+    limit = intake.settings.max_body_bytes
+    try:
+        body = await _read_capped(request, limit)
+    except BodyTooLarge:
+        return _too_large("crm", limit)
+    outcome = await intake.crm(
+        body,
+        _signed_uri(request, intake.settings.public_base_url),
+        request.headers.get("x-hubspot-signature-v3"),
+        request.headers.get("x-hubspot-request-timestamp"),
+    )
+    return JSONResponse(outcome.body, status_code=outcome.status)
 
-    async def crm(request: Request) -> Response:
-        try:
-            body = await _read_capped(request, limit)
-        except BodyTooLarge:
-            return too_large("crm")
-        uri = str(request.url)
-        if public_base:
-            query = f"?{request.url.query}" if request.url.query else ""
-            uri = f"{public_base}{request.url.path}{query}"
-        outcome = await intake.crm(
-            body,
-            uri,
-            request.headers.get("x-hubspot-signature-v3"),
-            request.headers.get("x-hubspot-request-timestamp"),
-        )
-        return JSONResponse(outcome.body, status_code=outcome.status)
 
-    return Starlette(
-        routes=[
-            Route("/webhooks/quickbooks", quickbooks, methods=["POST"]),
-            Route("/webhooks/crm", crm, methods=["POST"]),
+def build_api(intake: Intake, guard: Guard) -> Starlette:
+    """POST /webhooks/quickbooks and POST /webhooks/crm, public by design."""
+    api = guard.api(
+        [
+            guard.route("/webhooks/quickbooks", quickbooks, ["POST"], Access.PUBLIC),
+            guard.route("/webhooks/crm", crm, ["POST"], Access.PUBLIC),
         ]
     )
+    api.state.intake = intake
+    return api

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from dealbooks_contracts import AccountConnected, AccountDisconnected
-from dealbooks_kit import ServiceApp, ServiceRuntime, get_logger
+from dealbooks_kit import Guard, ServiceApp, ServiceRuntime, get_logger
 
 from webhook_gateway.api import build_api
 from webhook_gateway.handlers import Intake
@@ -20,7 +20,7 @@ def build_service(settings: WebhookGatewaySettings) -> tuple[ServiceRuntime, Int
     if not settings.qbo_verifier_token.get_secret_value():
         raise ValueError("WEBHOOK_GATEWAY_QBO_VERIFIER_TOKEN must be set")
     if not settings.crm_client_secret.get_secret_value():
-        raise ValueError("WEBHOOK_GATEWAY_CRM_CLIENT_SECRET must be set")
+        raise ValueError("CRM_CLIENT_SECRET must be set")
     runtime = ServiceRuntime(settings, indexes=INDEXES)
     intake = Intake(
         settings,
@@ -48,6 +48,8 @@ def build_app(settings: WebhookGatewaySettings) -> ServiceApp:
         await intake.dedupe.forget_expired(datetime.now(UTC))
 
     runtime.every("dedupe-housekeeping", settings.housekeeping_seconds, housekeeping)
-    app = runtime.asgi(api=build_api(intake), title="webhook-gateway")
+    # Both routes are public by design; the intake checks every delivery's signature.
+    guard = Guard(settings, settings.service_name, public_base_url=settings.public_base_url)
+    app = runtime.asgi(api=build_api(intake, guard), title="webhook-gateway")
     app.on_shutdown(intake.dedupe.mark)
     return app

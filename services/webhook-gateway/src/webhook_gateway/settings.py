@@ -1,5 +1,5 @@
-"""webhook-gateway settings: `WEBHOOK_GATEWAY_*` plus the shared infrastructure addresses and
-the CRM app id."""
+"""webhook-gateway settings: `WEBHOOK_GATEWAY_*` plus the shared infrastructure addresses, the
+CRM app id and the CRM app's client secret."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ class WebhookGatewaySettings(KitSettings, CrmAppSettings):
     """Everything webhook-gateway needs to start; see the service README for each variable.
 
     The CRM app id is shared and unprefixed (`CRM_APP_ID`): changes whose sourceId is ours are
-    echoes of dealbooks' own writes.
+    echoes of dealbooks' own writes. So is the app's client secret (`CRM_CLIENT_SECRET`, from
+    `dealbooks_kit.AuthSettings`), which keys the v3 webhook signature.
     """
 
     model_config = SettingsConfigDict(env_prefix="WEBHOOK_GATEWAY_", extra="ignore")
@@ -22,8 +23,6 @@ class WebhookGatewaySettings(KitSettings, CrmAppSettings):
 
     # The QBO app's webhook verifier token (not the OAuth client secret).
     qbo_verifier_token: SecretStr = SecretStr("")
-    # The CRM app's client secret, which keys the v3 webhook signature.
-    crm_client_secret: SecretStr = SecretStr("")
     crm_max_timestamp_age_seconds: int = 300
     # More writer ids that are dealbooks itself (e.g. "privateApp:123"), comma-separated.
     crm_own_source_ids: str = ""
