@@ -7,11 +7,10 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import httpx
 import pytest
-from contact_sync.api import backfill_api
 from dealbooks_contracts import SyncAction
 from dealbooks_infra.testing import eventually
+from dealbooks_sync.testing import OPERATOR, backfill_client, grant
 
 pytestmark = pytest.mark.integration
 
@@ -36,25 +35,24 @@ async def test_backfill_of_existing_customers_uses_pages_and_batches_without_429
     stack, service = contacts
     realm = qbo_company.realm_id
     await asyncio.to_thread(_seed, qbo_sandbox, realm, SEEDED)
-    api = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=backfill_api(service.backfill)), base_url="http://cs"
-    )
-    refused = await api.post(f"/accounts/{realm}/backfill")
+    api = backfill_client(service, OPERATOR)
+    backfill = f"/portals/{stack.portal_id}/accounts/{realm}/backfill"
+    refused = await api.post(backfill)
     assert refused.status_code == 409  # sync is still switched off
     await stack.settings(enabled=True)
 
-    count = (await api.post(f"/accounts/{realm}/backfill?dry_run=true")).json()
+    count = (await api.post(f"{backfill}?dry_run=true")).json()
     total = count["records"]
     assert total >= SEEDED
     assert crm_sandbox.objects(crm_portal.portal_id, "contacts") == []
 
     qbo_before = qbo_sandbox.stats(realm)
     crm_sandbox.reset_counters(crm_portal.portal_id)
-    started = await api.post(f"/accounts/{realm}/backfill")
+    started = await api.post(backfill)
     assert started.status_code == 202
 
     async def finished() -> dict[str, Any] | None:
-        report = (await api.get(f"/accounts/{realm}/backfill/{started.json()['run_id']}")).json()
+        report = (await api.get(f"{backfill}/{started.json()['run_id']}")).json()
         return report if report["state"] != "running" else None
 
     report = await eventually(finished, timeout=120)
@@ -88,3 +86,40 @@ async def _created_events_at_least(stack, n: int) -> bool:
         and e.data.action is SyncAction.CREATED
     ]
     return len(created) >= n
+
+
+async def test_backfill_is_for_an_operator_or_the_portals_admin_and_refusals_start_nothing(
+    contacts,
+) -> None:
+    stack, service = contacts
+    await stack.settings(enabled=True)  # a backfill would run now, if it were let
+    other = f"{stack.portal_id}-other"
+    mine = f"/portals/{stack.portal_id}/accounts/{stack.realm_id}/backfill"
+    elsewhere = f"/portals/{other}/accounts/{stack.realm_id}/backfill"
+    runs = service.runtime.db["backfills"]
+    await runs.insert_one({"_id": "run-of-another-account", "realm_id": "another-realm"})
+
+    statuses = {}
+    for name, token, path in [
+        ("no credential", None, mine),
+        ("wrong operator credential", "not-the-operator", mine),
+        ("another portal's grant", grant(other), mine),
+        ("another portal's grant, its own path", grant(other), elsewhere),
+        ("operator, a portal the account is not connected to", OPERATOR, elsewhere),
+    ]:
+        async with backfill_client(service, token) as caller:
+            statuses[name] = (await caller.post(path)).status_code
+    async with backfill_client(service, grant(stack.portal_id)) as admin:
+        counted = await admin.post(f"{mine}?dry_run=true")
+        foreign_run = await admin.get(f"{mine}/run-of-another-account")
+
+    assert statuses == {
+        "no credential": 401,
+        "wrong operator credential": 401,
+        "another portal's grant": 403,
+        "another portal's grant, its own path": 404,
+        "operator, a portal the account is not connected to": 404,
+    }
+    assert counted.status_code == 200 and counted.json()["records"] >= 1
+    assert foreign_run.status_code == 404
+    assert await runs.count_documents({"realm_id": stack.realm_id}) == 0

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from dealbooks_contracts import MappingChanged, QboEntityChanged
 from dealbooks_http import TokenProvider
-from dealbooks_kit import ApiClients, ServiceApp, ServiceRuntime
+from dealbooks_kit import Access, ApiClients, Guard, ServiceApp, ServiceRuntime
 
 from dealbooks_sync.api import backfill_api
 from dealbooks_sync.engine import INDEXES, Backfill, MappingSets, RecordKind, RecordSync, SyncDeps
@@ -67,7 +67,11 @@ def build_sync_service(
 
 
 def sync_app(service: SyncService, title: str) -> ServiceApp:
-    """The ASGI app of `service`: health, metrics and the backfill routes."""
-    app = service.runtime.asgi(api=backfill_api(service.backfill), title=title)
+    """The ASGI app of `service`: health, metrics and the backfill routes. In production it
+    refuses to start without the operator credentials and grant keys the routes check."""
+    settings = service.runtime.settings
+    guard = Guard(settings, settings.service_name)
+    guard.require(Access.OPERATOR, Access.PORTAL)
+    app = service.runtime.asgi(api=backfill_api(service.backfill, guard), title=title)
     app.on_shutdown(service.aclose)
     return app

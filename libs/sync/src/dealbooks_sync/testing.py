@@ -21,14 +21,40 @@ from dealbooks_contracts import (
 )
 from dealbooks_http import StaticTokenProvider
 from dealbooks_infra.testing import account_connected, envelope_of, eventually, watching
-from dealbooks_kit import ServiceRuntime
+from dealbooks_kit import Guard, ServiceRuntime
+from dealbooks_kit.auth import mint_grant
 from starlette.applications import Starlette
 
+from dealbooks_sync.api import backfill_api
 from dealbooks_sync.engine import MappingSets
 from dealbooks_sync.service import SyncService
 
 # The CRM sandbox fixture runs its ten-second window 50x faster.
 CRM_WINDOW = 0.2
+# What callers of the services' routes present in tests: grants signed with GRANT_KEYS, and the
+# operator credential.
+GRANT_KEYS = "test:sync-grant-key-0123456789abcdef"
+OPERATOR = "test-sync-operator-credential"
+
+
+def grant(*portals: str) -> str:
+    """A portal grant for a person signed in for `portals`."""
+    return mint_grant(GRANT_KEYS, portals, user_id="u-test")
+
+
+def bearer(token: str | None) -> dict[str, str]:
+    """The header that presents `token` (None: no credential)."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def backfill_client(service: SyncService, token: str | None) -> httpx.AsyncClient:
+    """The backfill routes of `service` in-process, called with `token`."""
+    settings = service.runtime.settings
+    api = backfill_api(service.backfill, Guard(settings, settings.service_name))
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=api), base_url="http://sync", headers=bearer(token)
+    )
+
 
 _OUTCOME_TOPICS = {
     SyncObjectType.CONTACTS: ["contact.synced.v1", "contact.sync-failed.v1"],
@@ -87,6 +113,8 @@ class SyncWorld:
             "qbo_base_url": self.qbo_sandbox.base_url,
             "crm_base_url": self.crm_sandbox.base_url,
             "crm_window_seconds": CRM_WINDOW,
+            "grant_keys": GRANT_KEYS,
+            "operator_credentials": OPERATOR,
             **changes,
         }
 
@@ -133,6 +161,7 @@ class SyncStack:
         self.object_type = object_type
         self.tenant = Tenant(portal_id=portal_id, account_id=realm_id)
         self.realm_id = realm_id
+        self.portal_id = portal_id
         self.api = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=registry_api), base_url="http://registry"
         )
