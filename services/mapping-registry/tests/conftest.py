@@ -18,7 +18,7 @@ from dealbooks_contracts import (
     Tenant,
 )
 from dealbooks_infra.testing import account_connected, envelope_of, eventually, watching
-from dealbooks_sync.testing import SyncWorld
+from dealbooks_sync.testing import SyncWorld, bearer, grant
 from mapping_registry.app import MappingRegistry, Settings, build
 
 
@@ -30,14 +30,26 @@ class Registry:
         self.runtime = service.runtime
         self.tenant = tenant
         self.realm_id = tenant.require_account_id()
-        self.api = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=service.api), base_url="http://registry"
-        )
+        self.portal_id = tenant.portal_id
+        # As an admin signed in for the account's portal calls it.
+        self.api = self.client(grant(self.portal_id))
         self.announced: list[Envelope[MappingChanged]] = []
         self._bootstrap = kafka_bootstrap
 
-    def base(self, object_type: SyncObjectType = SyncObjectType.CONTACTS) -> str:
-        return f"/accounts/{self.realm_id}/{object_type.value}"
+    def client(self, token: str | None) -> httpx.AsyncClient:
+        """The registry's API in-process, called with `token` (None: no credential)."""
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.service.api),
+            base_url="http://registry",
+            headers=bearer(token),
+        )
+
+    def base(
+        self, object_type: SyncObjectType = SyncObjectType.CONTACTS, portal_id: str | None = None
+    ) -> str:
+        return (
+            f"/portals/{portal_id or self.portal_id}/accounts/{self.realm_id}/{object_type.value}"
+        )
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Registry]:

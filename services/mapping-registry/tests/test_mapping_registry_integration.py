@@ -157,8 +157,9 @@ async def test_unknown_account_or_mapping_is_404(registry) -> None:
     await _seeded(registry)
     api, base = registry.api, registry.base()
 
-    assert (await api.get("/accounts/no-such-realm/contacts/mappings")).status_code == 404
-    assert (await api.get("/accounts/no-such-realm/products/status")).status_code == 404
+    elsewhere = f"/portals/{registry.portal_id}/accounts/no-such-realm"
+    assert (await api.get(f"{elsewhere}/contacts/mappings")).status_code == 404
+    assert (await api.get(f"{elsewhere}/products/status")).status_code == 404
     assert (
         await api.patch(f"{base}/mappings/m-nope", json={"qbo_field": "GivenName"})
     ).status_code == 404

@@ -162,10 +162,13 @@ class SyncStack:
         self.tenant = Tenant(portal_id=portal_id, account_id=realm_id)
         self.realm_id = realm_id
         self.portal_id = portal_id
+        # The registry's API as an admin of the portal calls it.
         self.api = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=registry_api), base_url="http://registry"
+            transport=httpx.ASGITransport(app=registry_api),
+            base_url="http://registry",
+            headers=bearer(grant(portal_id)),
         )
-        self.base = f"/accounts/{realm_id}/{object_type.value}"
+        self.base = f"/portals/{portal_id}/accounts/{realm_id}/{object_type.value}"
         self.events: list[Envelope[Any]] = []
         self._bootstrap = kafka_bootstrap
         self._sets = MappingSets(sync.db)

@@ -1,21 +1,24 @@
 """HTTP API of the registry: mappings (view, add, edit, delete), the lists to choose from,
-sync settings, property-sync status and the dry run. Validation errors are 422 with one
-entry per reason; an unknown account or mapping is 404; an edit based on an older version
-(`If-Match: "<version>"`, the `ETag` of the read) or racing another edit is 409."""
+sync settings, property-sync status and the dry run, under
+`/portals/{portal_id}/accounts/{realm}/{object_type}`. Every route needs a grant for the
+route's portal (`Access.PORTAL`); an account not connected to that portal is 404, like an
+unknown account or mapping. Validation errors are 422 with one entry per reason; an edit based
+on an older version (`If-Match: "<version>"`, the `ETag` of the read) or racing another edit is
+409."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from dealbooks_contracts import MappingTransform, SyncObjectType, SyncSettings
-from dealbooks_kit import CrmPortalNotConfigured
+from dealbooks_contracts import MappingTransform, RejectionCode, SyncObjectType, SyncSettings
+from dealbooks_kit import Access, CrmPortalNotConfigured, CrmPortalNotInstalled, Guard
 from dealbooks_sync.domain import OWNED_PROPERTIES, QBO_FIELDS
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from mapping_registry.clients import PortalProperties, QboSamples
 from mapping_registry.domain import (
@@ -113,201 +116,258 @@ def _proposal(op: str, body: dict[str, Any], mapping_id: str | None = None) -> P
     )
 
 
-def build_api(registry: Registry, properties: PortalProperties, samples: QboSamples) -> Starlette:
-    """The registry's Starlette app; base path `/accounts/{realm}/{object_type}`."""
+@dataclass(frozen=True)
+class RegistryApi:
+    """What the routes work over: the registry and the two questions it asks outside."""
 
-    async def state_and_portal(request: Request) -> tuple[str, SyncObjectType, MappingSetState]:
-        realm = request.path_params["realm"]
-        object_type = _object_type(request)
-        return realm, object_type, await registry.current(realm, object_type)
+    registry: Registry
+    properties: PortalProperties
+    samples: QboSamples
 
-    async def portal_properties(realm: str, object_type: SyncObjectType) -> dict[str, CrmProperty]:
-        portal = await registry.accounts.portal_of(realm)
-        if portal is None:
-            raise UnknownAccount(f"account {realm} is not connected")
-        return await properties.get(portal, object_type)
 
-    def view(realm: str, state: MappingSetState) -> dict[str, Any]:
-        base = f"/accounts/{realm}/{state.object_type.value}/mappings"
-        return {
-            "version": state.version,
-            "settings": state.settings.model_dump(mode="json"),
+@dataclass(frozen=True)
+class MappingSetOf:
+    """The mapping set a request addresses: its portal, account, object type, current state."""
+
+    portal: str
+    realm: str
+    object_type: SyncObjectType
+    state: MappingSetState
+
+    @property
+    def base(self) -> str:
+        return f"/portals/{self.portal}/accounts/{self.realm}/{self.object_type.value}"
+
+
+def _api(request: Request) -> RegistryApi:
+    api: RegistryApi = request.app.state.api
+    return api
+
+
+async def _addressed(request: Request) -> MappingSetOf:
+    """The set the route names, if its account is connected to the route's portal."""
+    portal, realm = request.path_params["portal_id"], request.path_params["realm"]
+    object_type = _object_type(request)
+    registry = _api(request).registry
+    if await registry.accounts.portal_of(realm) != portal:
+        raise UnknownAccount(f"account {realm} is not connected to portal {portal}")
+    return MappingSetOf(portal, realm, object_type, await registry.current(realm, object_type))
+
+
+async def _properties(request: Request, target: MappingSetOf) -> dict[str, CrmProperty]:
+    return await _api(request).properties.get(target.portal, target.object_type)
+
+
+def _view(target: MappingSetOf, state: MappingSetState) -> dict[str, Any]:
+    base = f"{target.base}/mappings"
+    return {
+        "version": state.version,
+        "settings": state.settings.model_dump(mode="json"),
+        "mappings": [
+            {
+                **m.model_dump(mode="json"),
+                "actions": {
+                    "edit": {"method": "PATCH", "href": f"{base}/{m.mapping_id}"},
+                    **(
+                        {}
+                        if m.required
+                        else {"delete": {"method": "DELETE", "href": f"{base}/{m.mapping_id}"}}
+                    ),
+                },
+            }
+            for m in state.mappings
+        ],
+    }
+
+
+async def mappings(request: Request) -> Response:
+    target = await _addressed(request)
+    if request.method == "GET":
+        return JSONResponse(_view(target, target.state), headers=_etag(target.state))
+    proposal = _proposal("add", await _json(request))
+    changed = await _api(request).registry.change_mappings(
+        target.realm,
+        target.object_type,
+        proposal,
+        await _properties(request, target),
+        _expected_version(request),
+    )
+    added = next(m for m in changed.mappings if m.crm_property == proposal.crm_property)
+    return JSONResponse(
+        {"version": changed.version, "mapping": added.model_dump(mode="json")},
+        status_code=201,
+        headers=_etag(changed),
+    )
+
+
+async def mapping(request: Request) -> Response:
+    target = await _addressed(request)
+    mapping_id = _known_mapping(target.state, request.path_params["mapping_id"])
+    expected = _expected_version(request)
+    registry = _api(request).registry
+    if request.method == "DELETE":
+        proposal = Proposal(op="delete", mapping_id=mapping_id)
+        changed = await registry.change_mappings(
+            target.realm, target.object_type, proposal, {}, expected
+        )
+        return JSONResponse({"version": changed.version}, headers=_etag(changed))
+    proposal = _proposal("edit", await _json(request), mapping_id)
+    changed = await registry.change_mappings(
+        target.realm, target.object_type, proposal, await _properties(request, target), expected
+    )
+    return JSONResponse(_view(target, changed), headers=_etag(changed))
+
+
+async def options(request: Request) -> Response:
+    target = await _addressed(request)
+    portal_props = await _properties(request, target)
+    owned = {p.name for p in OWNED_PROPERTIES[target.object_type] if p.read_only}
+    return JSONResponse(
+        {
+            "crm_properties": [
+                {"name": p.name, "label": p.label, "type": p.type}
+                for p in sorted(portal_props.values(), key=lambda p: p.name)
+                if not p.read_only and p.name not in owned
+            ],
+            "qbo_fields": [
+                {"name": name, "kind": kind.value}
+                for name, kind in sorted(QBO_FIELDS[target.object_type].items())
+            ],
+            "transforms": [t.value for t in MappingTransform],
+        }
+    )
+
+
+async def settings(request: Request) -> Response:
+    target = await _addressed(request)
+    state = target.state
+    if request.method == "GET":
+        return JSONResponse(
+            {"version": state.version, "settings": state.settings.model_dump(mode="json")},
+            headers=_etag(state),
+        )
+    body = await _json(request)
+    try:
+        proposed = SyncSettings.model_validate({**state.settings.model_dump(mode="json"), **body})
+    except ValidationError as exc:
+        raise _BadRequest(f"invalid settings: {exc.errors()[0]['msg']}") from None
+    changed = await _api(request).registry.change_settings(
+        target.realm, target.object_type, proposed, _expected_version(request)
+    )
+    return JSONResponse(
+        {"version": changed.version, "settings": changed.settings.model_dump(mode="json")},
+        headers=_etag(changed),
+    )
+
+
+def _status_entry(doc: dict[str, Any]) -> dict[str, Any]:
+    synced = doc.get("last_synced_at")
+    failed_at = doc.get("last_error_at")
+    return {
+        "ok": doc.get("ok", 0),
+        "failed": doc.get("failed", 0),
+        "last_synced_at": synced.isoformat() if synced else None,
+        "last_error": doc.get("last_error"),
+        "last_error_at": failed_at.isoformat() if failed_at else None,
+    }
+
+
+async def status(request: Request) -> Response:
+    target = await _addressed(request)
+    registry = _api(request).registry
+    since = registry.status.counted_since(datetime.now(UTC))
+    stored = await registry.status.for_set(target.realm, target.object_type, since)
+    return JSONResponse(
+        {
+            "version": target.state.version,
+            "counted_since": since.isoformat(),
             "mappings": [
                 {
-                    **m.model_dump(mode="json"),
-                    "actions": {
-                        "edit": {"method": "PATCH", "href": f"{base}/{m.mapping_id}"},
-                        **(
-                            {}
-                            if m.required
-                            else {"delete": {"method": "DELETE", "href": f"{base}/{m.mapping_id}"}}
-                        ),
-                    },
+                    "mapping_id": m.mapping_id,
+                    "crm_property": m.crm_property,
+                    "qbo_field": m.qbo_field,
+                    **_status_entry(stored.get(m.mapping_id, {})),
                 }
-                for m in state.mappings
+                for m in target.state.mappings
             ],
+            "records": _status_entry(stored.get(RECORD_STATUS_KEY, {})),
         }
+    )
 
-    async def mappings(request: Request) -> Response:
-        realm, object_type, state = await state_and_portal(request)
-        if request.method == "GET":
-            return JSONResponse(view(realm, state), headers=_etag(state))
-        proposal = _proposal("add", await _json(request))
-        changed = await registry.change_mappings(
-            realm,
-            object_type,
-            proposal,
-            await portal_properties(realm, object_type),
-            _expected_version(request),
-        )
-        added = next(m for m in changed.mappings if m.crm_property == proposal.crm_property)
-        return JSONResponse(
-            {"version": changed.version, "mapping": added.model_dump(mode="json")},
-            status_code=201,
-            headers=_etag(changed),
-        )
 
-    async def mapping(request: Request) -> Response:
-        realm, object_type, state = await state_and_portal(request)
-        mapping_id = _known_mapping(state, request.path_params["mapping_id"])
-        expected = _expected_version(request)
-        if request.method == "DELETE":
-            proposal = Proposal(op="delete", mapping_id=mapping_id)
-            changed = await registry.change_mappings(realm, object_type, proposal, {}, expected)
-            return JSONResponse({"version": changed.version}, headers=_etag(changed))
-        proposal = _proposal("edit", await _json(request), mapping_id)
-        changed = await registry.change_mappings(
-            realm, object_type, proposal, await portal_properties(realm, object_type), expected
-        )
-        return JSONResponse(view(realm, changed), headers=_etag(changed))
+async def preview(request: Request) -> Response:
+    target = await _addressed(request)
+    body = await _json(request)
+    change = body.get("change")
+    if not isinstance(change, dict) or "op" not in change:
+        raise _BadRequest("'change' must be an object with 'op': add, edit or delete")
+    sample_size = int(body.get("sample_size", 5))
+    if not 1 <= sample_size <= MAX_SAMPLE:
+        raise _BadRequest(f"sample_size must be within 1..{MAX_SAMPLE}")
+    op = str(change["op"])
+    if op in {"edit", "delete"}:
+        _known_mapping(target.state, str(change.get("mapping_id") or ""))
+    props = await _properties(request, target) if op != "delete" else {}
+    proposed = propose(target.state, _proposal(op, change, change.get("mapping_id")), props)
+    records = await _api(request).samples.get(target.realm, target.object_type, sample_size)
+    return JSONResponse(
+        {
+            "version": target.state.version,
+            "saved": False,
+            "records": dry_run(target.object_type, records, target.state.mappings, proposed),
+        }
+    )
 
-    async def options(request: Request) -> Response:
-        realm, object_type, _state = await state_and_portal(request)
-        portal_props = await portal_properties(realm, object_type)
-        owned = {p.name for p in OWNED_PROPERTIES[object_type] if p.read_only}
-        return JSONResponse(
-            {
-                "crm_properties": [
-                    {"name": p.name, "label": p.label, "type": p.type}
-                    for p in sorted(portal_props.values(), key=lambda p: p.name)
-                    if not p.read_only and p.name not in owned
-                ],
-                "qbo_fields": [
-                    {"name": name, "kind": kind.value}
-                    for name, kind in sorted(QBO_FIELDS[object_type].items())
-                ],
-                "transforms": [t.value for t in MappingTransform],
-            }
-        )
 
-    async def settings(request: Request) -> Response:
-        realm, object_type, state = await state_and_portal(request)
-        if request.method == "GET":
-            return JSONResponse(
-                {"version": state.version, "settings": state.settings.model_dump(mode="json")},
-                headers=_etag(state),
-            )
-        body = await _json(request)
-        try:
-            proposed = SyncSettings.model_validate(
-                {**state.settings.model_dump(mode="json"), **body}
-            )
-        except ValidationError as exc:
-            raise _BadRequest(f"invalid settings: {exc.errors()[0]['msg']}") from None
-        changed = await registry.change_settings(
-            realm, object_type, proposed, _expected_version(request)
-        )
-        return JSONResponse(
-            {"version": changed.version, "settings": changed.settings.model_dump(mode="json")},
-            headers=_etag(changed),
-        )
+async def _rejected(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, MappingRejected)
+    return _problems(exc)
 
-    async def status(request: Request) -> Response:
-        realm, object_type, state = await state_and_portal(request)
-        since = registry.status.counted_since(datetime.now(UTC))
-        stored = await registry.status.for_set(realm, object_type, since)
 
-        def entry(key: str) -> dict[str, Any]:
-            doc = stored.get(key, {})
-            synced = doc.get("last_synced_at")
-            failed_at = doc.get("last_error_at")
-            return {
-                "ok": doc.get("ok", 0),
-                "failed": doc.get("failed", 0),
-                "last_synced_at": synced.isoformat() if synced else None,
-                "last_error": doc.get("last_error"),
-                "last_error_at": failed_at.isoformat() if failed_at else None,
-            }
+async def _unknown(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"error": str(exc)}, status_code=404)
 
-        return JSONResponse(
-            {
-                "version": state.version,
-                "counted_since": since.isoformat(),
-                "mappings": [
-                    {
-                        "mapping_id": m.mapping_id,
-                        "crm_property": m.crm_property,
-                        "qbo_field": m.qbo_field,
-                        **entry(m.mapping_id),
-                    }
-                    for m in state.mappings
-                ],
-                "records": entry(RECORD_STATUS_KEY),
-            }
-        )
 
-    async def preview(request: Request) -> Response:
-        realm, object_type, state = await state_and_portal(request)
-        body = await _json(request)
-        change = body.get("change")
-        if not isinstance(change, dict) or "op" not in change:
-            raise _BadRequest("'change' must be an object with 'op': add, edit or delete")
-        sample_size = int(body.get("sample_size", 5))
-        if not 1 <= sample_size <= MAX_SAMPLE:
-            raise _BadRequest(f"sample_size must be within 1..{MAX_SAMPLE}")
-        op = str(change["op"])
-        if op in {"edit", "delete"}:
-            _known_mapping(state, str(change.get("mapping_id") or ""))
-        props = await portal_properties(realm, object_type) if op != "delete" else {}
-        proposed = propose(state, _proposal(op, change, change.get("mapping_id")), props)
-        records = await samples.get(realm, object_type, sample_size)
-        return JSONResponse(
-            {
-                "version": state.version,
-                "saved": False,
-                "records": dry_run(object_type, records, state.mappings, proposed),
-            }
-        )
+async def _bad(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"error": str(exc)}, status_code=400)
 
-    async def rejected(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, MappingRejected)
-        return _problems(exc)
 
-    async def unknown(request: Request, exc: Exception) -> Response:
-        return JSONResponse({"error": str(exc)}, status_code=404)
+async def _conflict(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"error": str(exc)}, status_code=409)
 
-    async def bad(request: Request, exc: Exception) -> Response:
-        return JSONResponse({"error": str(exc)}, status_code=400)
 
-    async def conflict(request: Request, exc: Exception) -> Response:
-        return JSONResponse({"error": str(exc)}, status_code=409)
+async def _crm_not_connected(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, CrmPortalNotConfigured | CrmPortalNotInstalled)
+    return JSONResponse(
+        {"error": exc.reason, "code": RejectionCode.CRM_NOT_CONNECTED.value}, status_code=409
+    )
 
-    base = "/accounts/{realm}/{object_type}"
-    return Starlette(
-        routes=[
-            Route(f"{base}/mappings", mappings, methods=["GET", "POST"]),
-            Route(f"{base}/mappings/{{mapping_id}}", mapping, methods=["PATCH", "DELETE"]),
-            Route(f"{base}/options", options, methods=["GET"]),
-            Route(f"{base}/settings", settings, methods=["GET", "PUT", "PATCH"]),
-            Route(f"{base}/status", status, methods=["GET"]),
-            Route(f"{base}/dry-run", preview, methods=["POST"]),
+
+def build_api(
+    registry: Registry, properties: PortalProperties, samples: QboSamples, guard: Guard
+) -> Starlette:
+    """The registry's routes, each open to a grant for the route's portal; base path
+    `/portals/{portal_id}/accounts/{realm}/{object_type}`."""
+    base = "/portals/{portal_id}/accounts/{realm}/{object_type}"
+    portal = Access.PORTAL
+    api = guard.api(
+        [
+            guard.route(f"{base}/mappings", mappings, ["GET", "POST"], portal),
+            guard.route(f"{base}/mappings/{{mapping_id}}", mapping, ["PATCH", "DELETE"], portal),
+            guard.route(f"{base}/options", options, ["GET"], portal),
+            guard.route(f"{base}/settings", settings, ["GET", "PUT", "PATCH"], portal),
+            guard.route(f"{base}/status", status, ["GET"], portal),
+            guard.route(f"{base}/dry-run", preview, ["POST"], portal),
         ],
         exception_handlers={
-            MappingRejected: rejected,
-            UnknownAccount: unknown,
-            _UnknownMapping: unknown,
-            _BadRequest: bad,
-            VersionConflict: conflict,
-            CrmPortalNotConfigured: conflict,
+            MappingRejected: _rejected,
+            UnknownAccount: _unknown,
+            _UnknownMapping: _unknown,
+            _BadRequest: _bad,
+            VersionConflict: _conflict,
+            CrmPortalNotConfigured: _crm_not_connected,
+            CrmPortalNotInstalled: _crm_not_connected,
         },
     )
+    api.state.api = RegistryApi(registry, properties, samples)
+    return api

@@ -13,7 +13,7 @@ from dealbooks_contracts import (
     ProductSyncFailed,
 )
 from dealbooks_http import TokenProvider
-from dealbooks_kit import ApiClients, ServiceApp, ServiceRuntime
+from dealbooks_kit import Access, ApiClients, Guard, ServiceApp, ServiceRuntime
 from dealbooks_sync.settings import SyncServiceSettings, sync_clients
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -39,6 +39,7 @@ class MappingRegistry:
     runtime: ServiceRuntime
     registry: Registry
     api: Starlette
+    guard: Guard
     clients: ApiClients
 
     async def aclose(self) -> None:
@@ -78,13 +79,16 @@ def build(
     runtime.consume("contact-failures", ContactSyncFailed, registry.on_outcome)
     runtime.consume("product-outcomes", ProductSynced, registry.on_outcome)
     runtime.consume("product-failures", ProductSyncFailed, registry.on_outcome)
-    api = build_api(registry, PortalProperties(clients.crm), QboSamples(clients.qbo))
-    return MappingRegistry(runtime, registry, api, clients)
+    guard = Guard(settings, settings.service_name)
+    api = build_api(registry, PortalProperties(clients.crm), QboSamples(clients.qbo), guard)
+    return MappingRegistry(runtime, registry, api, guard, clients)
 
 
 def build_app(settings: Settings | None = None) -> ServiceApp:
-    """The ASGI app `python -m mapping_registry` serves."""
+    """The ASGI app `python -m mapping_registry` serves; in production it refuses to start
+    without the grant keys its routes check."""
     service = build(settings)
+    service.guard.require(Access.PORTAL)
     app = service.runtime.asgi(api=service.api, title="mapping-registry")
     app.on_shutdown(service.aclose)
     return app
