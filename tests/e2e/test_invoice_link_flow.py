@@ -18,6 +18,8 @@ from dealbooks_contracts import (
 )
 from dealbooks_http import StaticTokenProvider
 from dealbooks_infra.testing import account_connected, eventually, read_events
+from dealbooks_kit import Guard
+from dealbooks_kit.auth import mint_grant
 from dealbooks_qbo import Invoice, QboClient
 from invoice_builder.api import build_api
 from invoice_builder.app import Service as Builder
@@ -26,6 +28,8 @@ from invoice_builder.settings import InvoiceBuilderSettings
 from status_tracker.app import Service as Tracker
 from status_tracker.app import build_service as build_tracker
 from status_tracker.settings import StatusTrackerSettings
+
+GRANT_KEYS = "g1:e2e-link-flow-grant-key"
 
 pytestmark = [pytest.mark.integration]
 
@@ -66,6 +70,7 @@ async def stack(
         "crm_base_url": crm_sandbox.base_url,
         "handler_wait_initial": 0.05,
         "handler_wait_max": 0.2,
+        "grant_keys": GRANT_KEYS,
     }
     app = crm_sandbox.app()
     qbo_tokens, crm_tokens = StaticTokenProvider({}), StaticTokenProvider({})
@@ -131,8 +136,14 @@ async def test_linked_invoice_is_tracked_and_shown_on_the_deal(
 
     await eventually(connected)
 
-    transport = httpx.ASGITransport(app=build_api(stack.builder))
-    async with httpx.AsyncClient(transport=transport, base_url="http://wizard") as wizard:
+    guard = Guard(stack.builder.settings, "invoice-builder")
+    transport = httpx.ASGITransport(app=build_api(stack.builder, guard))
+    person = mint_grant(GRANT_KEYS, [crm_portal.key], user_id="sales-rep")
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://wizard",
+        headers={"Authorization": f"Bearer {person}"},
+    ) as wizard:
         listed = await wizard.get(f"/portals/{crm_portal.key}/accounts/{realm}/invoices")
         assert existing.Id in [i["id"] for i in listed.json()["invoices"]]
         submitted = await wizard.post(

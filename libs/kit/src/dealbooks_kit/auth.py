@@ -59,6 +59,7 @@ PUBLIC_BY_DESIGN: dict[str, str] = {
     "/readyz": "readiness probe; says only whether Kafka and MongoDB answer",
     "/metrics": "Prometheus counters; no tenant data, scraped on the cluster network",
     "/docs/asyncapi": "the event catalogue; no tenant data",
+    "/docs/asyncapi.json": "the event catalogue as JSON; no tenant data",
     "/webhooks/quickbooks": "QuickBooks webhook intake; every delivery is signature-checked",
     "/webhooks/crm": "CRM webhook intake; every delivery is signature-checked (v3)",
     "/oauth/callback": "QuickBooks OAuth redirect; checked by its signed single-use state",
@@ -347,9 +348,9 @@ class Guard:
                     )
                     return self._for_portal(caller, request, portal_param)
         if Access.SESSION in kinds and self.session is not None:
-            caller = await self.session(request)
-            if caller is not None:
-                return self._for_portal(caller, request, portal_param)
+            person = await self.session(request)
+            if person is not None:
+                return self._for_portal(person, request, portal_param)
         if Access.CRM_SIGNED in kinds and "x-hubspot-signature-v3" in request.headers:
             return await self._crm_signed(request)
         return None, problem(401, "unauthenticated", "A valid credential is required.")

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dealbooks_contracts import Envelope
-from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.asgi import AsgiFastStream, AsgiResponse, AsyncAPIRoute, get
 from faststream.asgi.types import ASGIApp, Receive, Scope, Send
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
@@ -242,7 +242,11 @@ class ServiceRuntime:
             on_shutdown=[self.stop_periodic],
             after_shutdown=[shutdown],
             specification=AsyncAPI(self.broker, title=title, version=version),
-            asyncapi_path="/docs/asyncapi",
+            # The catalogue only: faststream's "try it out" would publish anything to the real
+            # broker for anyone who asks.
+            asyncapi_path=AsyncAPIRoute(
+                "/docs/asyncapi", asyncapi_json_path="/docs/asyncapi.json", try_it_out_path=None
+            ),
         )
 
 
