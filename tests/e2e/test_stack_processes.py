@@ -8,6 +8,7 @@ One stack serves the module; each test works on its own deal and invoice.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import uuid
@@ -21,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from dealbooks_infra import testing
 from dealbooks_infra.people import AsyncPerson
-from dealbooks_infra.stack import LocalStack, start_service
+from dealbooks_infra.stack import SERVICE_ORDER, LocalStack, start_service
 from dealbooks_infra.topology import PORTAL_ID
 
 pytestmark = [pytest.mark.integration]
@@ -369,3 +370,121 @@ async def test_status_tracker_killed_while_payments_arrive_catches_up_after_a_re
     await stack.caught_up("status-tracker", "qbo-changes", "qbo.entity-changed.v1")
     events = await stack.timeline(deal)
     assert sorted(e["tokens"]["amount"] for e in events) == ["200.00", "400.00"]
+
+
+# --- the front door -----------------------------------------------------------------------------
+
+
+async def dead_letters(stack: Stack, topic: str) -> int:
+    """How many records the dead-letter topic of `topic` holds so far."""
+    dlq = f"{stack.t.infra.get('TOPIC_PREFIX', '')}{topic}.dlq"
+    bootstrap = stack.t.infra["KAFKA_BOOTSTRAP"]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await admin.start()
+    await reader.start()
+    try:
+        if dlq not in await admin.list_topics():
+            return 0
+        [described] = await admin.describe_topics([dlq])
+        ends = await reader.end_offsets(
+            [TopicPartition(dlq, p["partition"]) for p in described["partitions"]]
+        )
+        return sum(ends.values())
+    finally:
+        await reader.stop()
+        await admin.close()
+
+
+async def crm_calls(stack: Stack) -> int:
+    counters = await stack.ok(stack.http.get(f"{stack.crm_ctl}/counters"))
+    return int(counters["total"])
+
+
+async def test_an_uninstalled_portal_is_left_alone_and_a_reinstall_resumes_its_work(
+    stack: Stack,
+) -> None:
+    deal, _, invoice_id = await stack.drafted_invoice("2")
+    await stack.webhooks_delivered()
+    await stack.caught_up("status-tracker", "qbo-changes", "qbo.entity-changed.v1")
+    dead_before = await dead_letters(stack, "qbo.entity-changed.v1")
+
+    # A super admin removes the app in the CRM: its tokens stop working at once.
+    await stack.ok(stack.http.delete(f"{stack.crm_ctl}/install"))
+    await stack.pay(invoice_id, "100.00")
+    await stack.webhooks_delivered()
+    await stack.caught_up("status-tracker", "qbo-changes", "qbo.entity-changed.v1")
+
+    # The payment's work for the portal was settled: nothing on the deal, nothing
+    # dead-lettered, and no retries hammering the CRM afterwards.
+    assert await stack.timeline(deal) == []
+    assert await dead_letters(stack, "qbo.entity-changed.v1") == dead_before
+    quiet_from = await crm_calls(stack)
+    await asyncio.sleep(3)
+    assert await crm_calls(stack) == quiet_from
+    accounts = await stack.http.get(f"{stack.wizard}/accounts", headers=await stack.person.auth())
+    assert accounts.status_code == 200  # the person's session outlives the install
+
+    await stack.person.install()  # the admin installs dealbooks again
+    await stack.pay(invoice_id)
+    await stack.reaches(invoice_id, "paid")
+
+    async def paid_on_the_deal() -> dict[str, Any] | None:
+        props = await stack.deal_properties(deal)
+        return props if props.get("acct_invoice_status") == "paid" else None
+
+    await until(paid_on_the_deal)
+    # Both payments on the timeline, the one made while the app was gone too: the reinstall
+    # brought the portal's tracked invoices up to date.
+    await stack.timeline_of_at_least(deal, 2)
+    await stack.caught_up("status-tracker", "qbo-changes", "qbo.entity-changed.v1")
+    events = await stack.timeline(deal)
+    assert sorted(e["tokens"]["amount"] for e in events) == ["100.00", "200.00"]
+
+
+async def test_a_person_signed_in_for_one_portal_reaches_no_other_portal_in_any_service(
+    stack: Stack,
+) -> None:
+    other = await stack.ok(stack.http.post(f"{stack.t.crm}/_sandbox/portals", json={}))
+    other_portal = str(other["portalId"])
+    async with httpx.AsyncClient(timeout=30.0) as browser:
+        await AsyncPerson(stack.t, browser, other_portal).install()
+    mine = await stack.person.auth()
+    cookie_jar = stack.http.cookies
+
+    refusals = [
+        await stack.http.get(f"{stack.t.wizard(other_portal)}/accounts", headers=mine),
+        await stack.http.get(f"{stack.tracker}/portals/{other_portal}/deals/1", headers=mine),
+        await stack.http.get(
+            f"{stack.t.url('connector-auth')}/v1/portals/{other_portal}/accounts",
+            cookies=cookie_jar,
+        ),
+        await stack.http.get(
+            f"{stack.t.url('connector-auth')}/v1/portals/{other_portal}/quickbooks/connect"
+        ),
+    ]
+
+    assert [r.status_code for r in refusals] == [403, 403, 403, 403]
+
+
+async def test_no_token_secret_or_session_value_appears_in_any_log_line(stack: Stack) -> None:
+    # Runs last in this module: it reads every log line every process of the stack wrote.
+    t = stack.t
+    secrets = {v for v in vars(t.secrets).values() if isinstance(v, str)}
+    secrets |= {value.split(":", 1)[1] for value in (t.secrets.session_key, t.secrets.grant_key)}
+    session = await stack.person.refresh()
+    secrets |= {session.grant, session.csrf, *stack.http.cookies.values()}
+    service = {"Authorization": f"Bearer {t.secrets.service_credential}"}
+    internal = f"{t.url('connector-auth')}/internal/v1/portals/{PORTAL_ID}"
+    crm = await stack.ok(stack.http.post(f"{internal}/crm/access-token", headers=service))
+    qbo = await stack.ok(
+        stack.http.post(f"{internal}/accounts/{US_REALM}/access-token", headers=service)
+    )
+    secrets |= {crm["access_token"], qbo["access_token"]}
+    # Our services' logs; the sandboxes play Intuit and HubSpot, whose logs are theirs.
+    logs = [stack.stack.logs / f"{name}.log" for name in SERVICE_ORDER]
+    assert all(path.exists() for path in logs), "a service wrote no log"
+    lines = [line for path in logs for line in path.read_text(errors="replace").splitlines()]
+    assert len(lines) > 100
+    leaked = {s[:6] + "…" for s in secrets if len(s) >= 8 and any(s in line for line in lines)}
+    assert not leaked, f"secrets in the logs: {leaked}"

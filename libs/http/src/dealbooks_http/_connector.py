@@ -101,7 +101,7 @@ class ConnectorTokenProvider:
             self._cache[key] = fresh
             return fresh.token
 
-    def crm(self, not_installed_seconds: float = 10.0) -> CrmPortalTokens:
+    def crm(self, not_installed_seconds: float = 3.0) -> CrmPortalTokens:
         """The `TokenProvider` (keyed by CRM portal id) of the portals' CRM access tokens."""
         return CrmPortalTokens(self, not_installed_seconds)
 

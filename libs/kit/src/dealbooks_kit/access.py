@@ -156,6 +156,12 @@ class ApiTokens:
     crm: TokenProvider
     connector: ConnectorTokenProvider | None = None
 
+    def portal_installed(self, portal_id: str) -> None:
+        """A portal installed the app (again): stop treating it as uninstalled in this
+        process (`connector.portal-installed`)."""
+        if isinstance(self.crm, InstalledPortalTokens):
+            self.crm.installed(portal_id)
+
     async def aclose(self) -> None:
         if self.connector is not None:
             await self.connector.aclose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dealbooks_contracts import InvoiceDrafted, InvoiceLinked, QboEntityChanged
+from dealbooks_contracts import InvoiceDrafted, InvoiceLinked, PortalInstalled, QboEntityChanged
 from dealbooks_http import TokenProvider
 from dealbooks_kit import (
     Access,
@@ -59,6 +59,7 @@ def build_service(
         payment_template_id=settings.payment_template_id,
         crm_app_id=settings.crm_app_id,
         crm_developer_key=settings.crm_developer_key.get_secret_value(),
+        installed=clients.tokens.portal_installed,
     )
     # Lanes (see dealbooks_kit.consumer). A new or linked invoice is its own lane: its first
     # read depends on nothing else. QuickBooks changes go in one lane per company: a payment
@@ -83,6 +84,7 @@ def build_service(
         handlers.on_entity_changed,
         accepts=handlers.wants,
     )
+    runtime.consume("portal-installs", PortalInstalled, handlers.on_portal_installed)
     # No webhook fires when a due date passes, and webhooks can be lost: two timers.
     runtime.every("overdue-clock", settings.overdue_interval_seconds, handlers.overdue_sweep)
     runtime.every("reconciliation", settings.reconcile_interval_seconds, handlers.reconcile_all)

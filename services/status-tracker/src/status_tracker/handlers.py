@@ -24,6 +24,7 @@ from dealbooks_contracts import (
     InvoiceStatusChanged,
     Money,
     PaymentChange,
+    PortalInstalled,
     QboEntity,
     QboEntityChanged,
     QboOperation,
@@ -180,6 +181,8 @@ class StatusTracker:
     crm_app_id: str = ""
     crm_developer_key: str = ""
     today: Callable[[], date] = _today
+    # Tells the CRM token provider that a portal installed the app (again).
+    installed: Callable[[str], None] = lambda portal_id: None
     # Per portal, fixed for the life of the process: the company currency, and whether the
     # invoicing deal properties exist.
     _currency: dict[str, str | None] = field(default_factory=dict)
@@ -216,6 +219,22 @@ class StatusTracker:
             },
         )
         await self.refresh_invoice(event.tenant, data.qbo_invoice_id, cause=event, doc=doc)
+
+    # ------------------------------------------------------------------ installs
+
+    async def on_portal_installed(self, event: Envelope[PortalInstalled]) -> int:
+        """The app is in the portal again: nothing reached its CRM while it was gone, so every
+        invoice tracked for it is brought up to date (its deal and payments written); returns
+        the invoices read. A first install has nothing tracked yet."""
+        portal_id = event.tenant.portal_id
+        self.installed(portal_id)
+        if not event.data.reinstall:
+            return 0
+        read = 0
+        for realm_id in await self.store.realms_of_portal(portal_id):
+            read += await self.rescan(realm_id)
+        log.info("portal installed again: its invoices caught up", invoices=read)
+        return read
 
     # ------------------------------------------------------------------ QBO changes
 

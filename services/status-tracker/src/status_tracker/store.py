@@ -230,6 +230,11 @@ class Store:
         doc = await self.db[TRACKED].find_one({"realm_id": realm_id}, {"portal_id": 1})
         return str(doc["portal_id"]) if doc and doc.get("portal_id") else None
 
+    async def realms_of_portal(self, portal_id: str) -> list[str]:
+        """The QuickBooks companies with invoices tracked for a portal (a rare filtered read)."""
+        cursor = self.db[TRACKED].find({"portal_id": portal_id}, {"realm_id": 1})
+        return sorted({doc["realm_id"] async for doc in cursor})
+
     async def invoices_of_realm(self, realm_id: str) -> list[Doc]:
         """Every tracked invoice of a QuickBooks company (a rare full pass: a filtered read)."""
         cursor = self.db[TRACKED].find(
