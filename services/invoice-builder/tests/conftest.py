@@ -19,7 +19,7 @@ from dealbooks_contracts import (
 )
 from dealbooks_http import StaticTokenProvider
 from dealbooks_infra.testing import account_connected, eventually, read_events
-from dealbooks_kit import Guard, StaticCrmTokens
+from dealbooks_kit import CrmPortalNotInstalled, Guard, StaticCrmTokens
 from dealbooks_kit.auth import mint_grant
 from invoice_builder.api import build_api
 from invoice_builder.app import Service, build_service
@@ -27,6 +27,20 @@ from invoice_builder.settings import InvoiceBuilderSettings
 
 # The keys portal grants are signed with in these tests (connector-auth mints them in life).
 GRANT_KEYS = "test:invoice-builder-grant-key-0123456789"
+
+
+class CrmTokens(StaticCrmTokens):
+    """Fixed CRM tokens per portal, and the portals that have uninstalled the app (for which
+    connector-auth has no token: `CrmPortalNotInstalled`)."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.uninstalled: set[str] = set()
+
+    async def token(self, key: str) -> str:
+        if key in self.uninstalled:
+            raise CrmPortalNotInstalled(key)
+        return await super().token(key)
 
 
 class Harness:
@@ -37,7 +51,7 @@ class Harness:
         self.settings = service.settings
         self.bootstrap = bootstrap
         self.qbo_tokens = StaticTokenProvider({})
-        self.crm_tokens = StaticCrmTokens({})
+        self.crm_tokens = CrmTokens()
 
     def wizard(self, *portals: str) -> httpx.AsyncClient:
         """The wizard API in-process, called by a person signed in for `portals` (none: no
@@ -125,8 +139,8 @@ async def builder(
         grant_keys=GRANT_KEYS,
     )
     qbo_tokens = StaticTokenProvider({})
-    # The CRM tokens as production configures them: a portal without one is refused.
-    crm_tokens = StaticCrmTokens({})
+    # A portal without a token is refused, as production configures it.
+    crm_tokens = CrmTokens()
     service = build_service(settings, qbo_tokens=qbo_tokens, crm_tokens=crm_tokens)
     harness = Harness(service, kafka_bootstrap)
     harness.qbo_tokens, harness.crm_tokens = qbo_tokens, crm_tokens

@@ -343,6 +343,24 @@ async def test_request_whose_qbo_calls_keep_failing_is_dead_lettered_and_rejecte
     assert qbo_invoices(qbo_sandbox, tenant.require_account_id(), token) == []
 
 
+async def test_request_for_a_portal_that_uninstalled_the_app_is_rejected_for_the_person_waiting(
+    builder: Harness, qbo_sandbox: Any
+) -> None:
+    tenant = await us_company(builder, qbo_sandbox)
+    builder.crm_tokens.uninstalled.add(tenant.portal_id)
+    request = draft_request(quote_id="quote-1")  # reading the quote needs the CRM
+
+    await builder.publish(request, tenant)
+    outcome = await builder.outcome(request.request_id)
+
+    assert outcome["code"] == "CRM_NOT_CONNECTED"
+    assert "install dealbooks" in outcome["message"]
+    [rejected] = await builder.events(
+        "invoice.request-rejected", lambda e: e.data.request_id == request.request_id
+    )
+    assert rejected.data.code is RejectionCode.CRM_NOT_CONNECTED
+
+
 async def test_request_for_a_portal_without_crm_access_is_rejected_at_once_as_crm_not_connected(
     builder: Harness, qbo_sandbox: Any, kafka_bootstrap: str
 ) -> None:

@@ -96,7 +96,7 @@ def crm_not_connected_rejection(portal_id: str) -> Rejection:
     return Rejection(
         RejectionCode.CRM_NOT_CONNECTED,
         f"dealbooks has no access to the CRM of portal {portal_id}, so it cannot read the deal "
-        "or quote. Ask an administrator to connect this portal to dealbooks, then request the "
+        "or quote. Ask a super admin of the portal to install dealbooks, then request the "
         "invoice again.",
     )
 

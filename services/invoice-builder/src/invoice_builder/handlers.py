@@ -47,6 +47,7 @@ from dealbooks_crm import (
 from dealbooks_http import AccountUnavailable
 from dealbooks_kit import (
     CrmPortalNotConfigured,
+    CrmPortalNotInstalled,
     GaveUp,
     PermanentError,
     TransientError,
@@ -135,7 +136,14 @@ class InvoiceBuilder:
     # ------------------------------------------------------------------ draft requests
 
     async def on_invoice_requested(self, event: Envelope[InvoiceRequested]) -> None:
-        """`crm.invoice-requested` -> a draft QBO invoice and `invoice.drafted`, or a rejection."""
+        """`crm.invoice-requested` -> a draft QBO invoice and `invoice.drafted`, or a rejection
+        (also when the portal has uninstalled the app: the person waiting is told)."""
+        try:
+            await self._requested(event)
+        except CrmPortalNotInstalled:
+            await self._reject(event, domain.crm_not_connected_rejection(event.tenant.portal_id))
+
+    async def _requested(self, event: Envelope[InvoiceRequested]) -> None:
         request = event.data
         request_id = str(request.request_id)
         existing = await self.store.request(request_id)
@@ -370,7 +378,14 @@ class InvoiceBuilder:
     # ------------------------------------------------------------------ link requests
 
     async def on_link_requested(self, event: Envelope[InvoiceLinkRequested]) -> None:
-        """Attach an existing QBO invoice to a CRM record, so status-tracker follows it."""
+        """Attach an existing QBO invoice to a CRM record, so status-tracker follows it; a
+        rejection when the portal has uninstalled the app."""
+        try:
+            await self._link_requested(event)
+        except CrmPortalNotInstalled:
+            await self._reject(event, domain.crm_not_connected_rejection(event.tenant.portal_id))
+
+    async def _link_requested(self, event: Envelope[InvoiceLinkRequested]) -> None:
         request = event.data
         request_id = str(request.request_id)
         existing = await self.store.request(request_id)

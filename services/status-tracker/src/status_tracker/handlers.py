@@ -222,19 +222,18 @@ class StatusTracker:
 
     # ------------------------------------------------------------------ installs
 
-    async def on_portal_installed(self, event: Envelope[PortalInstalled]) -> int:
+    async def on_portal_installed(self, event: Envelope[PortalInstalled]) -> None:
         """The app is in the portal again: nothing reached its CRM while it was gone, so every
-        invoice tracked for it is brought up to date (its deal and payments written); returns
-        the invoices read. A first install has nothing tracked yet."""
+        invoice tracked for it is brought up to date (its deal and payments written). A first
+        install has nothing tracked yet."""
         portal_id = event.tenant.portal_id
         self.installed(portal_id)
         if not event.data.reinstall:
-            return 0
+            return
         read = 0
         for realm_id in await self.store.realms_of_portal(portal_id):
             read += await self.rescan(realm_id)
         log.info("portal installed again: its invoices caught up", invoices=read)
-        return read
 
     # ------------------------------------------------------------------ QBO changes
 
