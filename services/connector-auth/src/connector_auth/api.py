@@ -23,8 +23,9 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 
 from connector_auth.crm_oauth import CrmOAuthRefused
 from connector_auth.domain import ConnectRefused, InvalidState
-from connector_auth.handlers import AccountNotFound, ConnectorAuth, ReauthRequired, RefreshBusy
-from connector_auth.installs import InstallBusy, Installs, MissingScopes, PortalNotInstalled
+from connector_auth.handlers import AccountNotFound, ConnectorAuth, ReauthRequired
+from connector_auth.installs import Installs, MissingScopes, PortalNotInstalled
+from connector_auth.refresh import RefreshBusy
 
 log = get_logger(__name__)
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -175,7 +176,7 @@ class ConnectorApi:
             )
         except PortalNotInstalled:
             return problem(404, "not_installed", "The app is not installed in this portal.")
-        except (InstallBusy, TransientError):
+        except (RefreshBusy, TransientError):
             return _try_again()
         return JSONResponse(
             {"access_token": token, "token_type": "bearer", "expires_in": 60}, headers=NO_STORE

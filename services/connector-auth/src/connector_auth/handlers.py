@@ -3,7 +3,6 @@ changes. Each reads: decide (domain), persist (one document), publish (outbox re
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import secrets
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from connector_auth import domain
 from connector_auth.crypto import TokenCipher
 from connector_auth.domain import AccountStatus, CompanyFacts, ConnectRefused
 from connector_auth.gateways import QboGateway
+from connector_auth.refresh import RefreshBusy, SingleFlight
 from connector_auth.settings import ConnectorAuthSettings
 from connector_auth.store import (
     ACCOUNTS,
@@ -52,10 +52,6 @@ class AccountNotFound(Exception):
 
 class ReauthRequired(Exception):
     """The account's authorization is gone; a person must reconnect it."""
-
-
-class RefreshBusy(Exception):
-    """Another replica is refreshing and did not finish in time; try again shortly."""
 
 
 @dataclass(frozen=True)
@@ -104,8 +100,14 @@ class ConnectorAuth:
         self.http = http
         self.clock = clock
         self.replica = secrets.token_hex(8)
+        self.single_flight = SingleFlight(
+            leases,
+            self.replica,
+            clock,
+            settings.refresh_lease_seconds,
+            settings.refresh_wait_seconds,
+        )
         self._state_secret = settings.state_secret.get_secret_value().encode()
-        self._local_locks: dict[str, asyncio.Lock] = {}
 
     # ---------------------------------------------------------------- connect
 
@@ -203,43 +205,26 @@ class ConnectorAuth:
     ) -> AccessToken:
         """A valid access token; refreshes once across replicas when it is near expiry."""
         key = account_key(portal_id, realm_id)
-        lock = self._local_locks.setdefault(key, asyncio.Lock())
-        # The local lock spares MongoDB the polling of same-process waiters.
-        async with lock:
-            return await self._access_token(key, rejected_digest)
 
-    async def _access_token(self, key: str, rejected_digest: str | None) -> AccessToken:
-        deadline = asyncio.get_running_loop().time() + self.settings.refresh_wait_seconds
-        while True:
+        async def read() -> Doc:
             doc = await self.accounts.by_id(key)
             if doc is None or doc["status"] == AccountStatus.DISCONNECTED.value:
                 raise AccountNotFound(key)
             if doc["status"] == AccountStatus.REAUTH_REQUIRED.value:
                 raise ReauthRequired(key)
-            now = self.clock()
+            return doc
+
+        def usable(doc: Doc, first_read: bool) -> AccessToken | None:
             tokens = doc["tokens"]
             access = self.cipher.decrypt(tokens["access"], f"{key}:access")
-            stale = rejected_digest is not None and rejected_digest == token_digest(access)
-            if not stale and not domain.needs_refresh(
-                tokens["access_expires_at"], now, self.settings.refresh_margin_seconds
+            stale = first_read and rejected_digest == token_digest(access)
+            if stale or domain.needs_refresh(
+                tokens["access_expires_at"], self.clock(), self.settings.refresh_margin_seconds
             ):
-                return AccessToken(access, tokens["access_expires_at"], doc["realm_id"])
-            until = now + timedelta(seconds=self.settings.refresh_lease_seconds)
-            version = doc["token_version"]
-            if await self.leases.acquire(key, version, self.replica, now, until):
-                try:
-                    return await self._refresh(key, doc)
-                except BaseException:
-                    await self.leases.release(key, version, self.replica)
-                    raise
-                # After a refresh the lease stays (until its time is up): a replica that read
-                # the old version just before could otherwise take the lease for it and spend
-                # the refresh token that was just rotated. It reads the new version instead.
-            # Someone else holds the lease (or just refreshed): wait for their result.
-            rejected_digest = None
-            if asyncio.get_running_loop().time() > deadline:
-                raise RefreshBusy(key)
-            await asyncio.sleep(0.05)
+                return None
+            return AccessToken(access, tokens["access_expires_at"], doc["realm_id"])
+
+        return await self.single_flight.token(key, read, usable, lambda d: self._refresh(key, d))
 
     async def _refresh(self, key: str, doc: Doc) -> AccessToken:
         refresh = self.cipher.decrypt(doc["tokens"]["refresh"], f"{key}:refresh")

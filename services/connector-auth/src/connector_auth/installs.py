@@ -4,7 +4,6 @@ persist (one document), publish (outbox relay)."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from connector_auth.crm_oauth import CrmOAuth, CrmOAuthRefused, CrmTokens
 from connector_auth.crypto import TokenCipher
 from connector_auth.domain import PortalStatus
 from connector_auth.handlers import token_digest
+from connector_auth.refresh import RefreshBusy, SingleFlight
 from connector_auth.settings import ConnectorAuthSettings
 from connector_auth.store import PORTALS, Doc, OAuthStates, Portals, RefreshLeases, Sessions
 
@@ -50,10 +50,6 @@ class MissingScopes(Exception):
     def __init__(self, missing: list[str]) -> None:
         super().__init__(", ".join(missing))
         self.missing = missing
-
-
-class InstallBusy(Exception):
-    """Another replica is refreshing this portal's token; try again shortly."""
 
 
 @dataclass(frozen=True)
@@ -105,11 +101,16 @@ class Installs:
         self.installer: PortalSetUp | None = None
         self.outbox = outbox
         self.clock = clock
-        self.replica = secrets.token_hex(8)
+        self.single_flight = SingleFlight(
+            leases,
+            secrets.token_hex(8),
+            clock,
+            settings.refresh_lease_seconds,
+            settings.refresh_wait_seconds,
+        )
         self._state_secret = settings.state_secret.get_secret_value().encode()
         self._cookies = Signer(settings.session_keys.get_secret_value(), SESSION_PREFIX)
         self._grants = Signer(settings.grant_keys.get_secret_value(), GRANT_PREFIX)
-        self._locks: dict[str, asyncio.Lock] = {}
 
     # ------------------------------------------------------------ install and sign-in
 
@@ -242,36 +243,26 @@ class Installs:
 
     async def access_token(self, portal_id: str, rejected_digest: str | None = None) -> str:
         """A valid CRM access token of an installed portal; refreshed once across replicas."""
-        async with self._locks.setdefault(portal_id, asyncio.Lock()):
-            return await self._access_token(portal_id, rejected_digest)
 
-    async def _access_token(self, portal_id: str, rejected_digest: str | None) -> str:
-        deadline = asyncio.get_running_loop().time() + self.settings.refresh_wait_seconds
-        while True:
+        async def read() -> Doc:
             doc = await self.portals.by_id(portal_id)
             if doc is None or doc["status"] != PortalStatus.INSTALLED.value:
                 raise PortalNotInstalled(portal_id)
-            now = self.clock()
+            return doc
+
+        def usable(doc: Doc, first_read: bool) -> str | None:
             tokens = doc["tokens"]
             access = self.cipher.decrypt(tokens["access"], f"portal:{portal_id}:access")
-            stale = rejected_digest is not None and rejected_digest == token_digest(access)
-            if not stale and not domain.needs_refresh(
-                tokens["access_expires_at"], now, self.settings.refresh_margin_seconds
+            stale = first_read and rejected_digest == token_digest(access)
+            if stale or domain.needs_refresh(
+                tokens["access_expires_at"], self.clock(), self.settings.refresh_margin_seconds
             ):
-                return access
-            lease = f"crm:{portal_id}"
-            version = doc["token_version"]
-            until = now + timedelta(seconds=self.settings.refresh_lease_seconds)
-            if await self.leases.acquire(lease, version, self.replica, now, until):
-                try:
-                    return await self._refresh(portal_id, doc)
-                except BaseException:
-                    await self.leases.release(lease, version, self.replica)
-                    raise
-            rejected_digest = None
-            if asyncio.get_running_loop().time() > deadline:
-                raise InstallBusy(portal_id)
-            await asyncio.sleep(0.05)
+                return None
+            return access
+
+        return await self.single_flight.token(
+            f"crm:{portal_id}", read, usable, lambda d: self._refresh(portal_id, d)
+        )
 
     async def _refresh(self, portal_id: str, doc: Doc) -> str:
         refresh = self.cipher.decrypt(doc["tokens"]["refresh"], f"portal:{portal_id}:refresh")
@@ -286,7 +277,7 @@ class Installs:
         if not await self.portals.store_refreshed(
             portal_id, doc["token_version"], self._seal(portal_id, fresh, now), now
         ):
-            raise InstallBusy(portal_id)
+            raise RefreshBusy(portal_id)
         log.info("crm access token refreshed", portal_id=portal_id)
         return fresh.access_token
 

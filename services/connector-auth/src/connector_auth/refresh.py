@@ -1,0 +1,86 @@
+"""Refreshing a token once across replicas: the one loop both token keepers (QuickBooks
+accounts, CRM installs) run around their own refresh call."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from connector_auth.store import RefreshLeases
+
+T = TypeVar("T")
+Doc = dict[str, Any]
+
+
+class RefreshBusy(Exception):
+    """Another replica is refreshing and did not finish in time; try again shortly."""
+
+
+class SingleFlight:
+    """Per token document and version, one lease: the replica that wins it refreshes, the
+    others wait for the document to carry the new version and use what it holds.
+
+    After a successful refresh the lease stays until its time is up: a replica that read the
+    old version just before could otherwise take the lease for it and spend the refresh token
+    that was just rotated. It reads the new version instead."""
+
+    def __init__(
+        self,
+        leases: RefreshLeases,
+        replica: str,
+        clock: Callable[[], datetime],
+        lease_seconds: float,
+        wait_seconds: float,
+    ) -> None:
+        self._leases = leases
+        self._replica = replica
+        self._clock = clock
+        self._lease_seconds = lease_seconds
+        self._wait_seconds = wait_seconds
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def token(
+        self,
+        key: str,
+        read: Callable[[], Awaitable[Doc]],
+        usable: Callable[[Doc, bool], T | None],
+        refresh: Callable[[Doc], Awaitable[T]],
+    ) -> T:
+        """What `usable(doc, first_read)` finds in the document `read` gives, or else what
+        `refresh(doc)` makes of it, once across replicas. `read` raises when the document is
+        gone or unusable; `first_read` lets a caller's "this token was rejected" count once."""
+        # The local lock spares MongoDB the polling of same-process waiters.
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            return await self._token(key, read, usable, refresh)
+
+    async def _token(
+        self,
+        key: str,
+        read: Callable[[], Awaitable[Doc]],
+        usable: Callable[[Doc, bool], T | None],
+        refresh: Callable[[Doc], Awaitable[T]],
+    ) -> T:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._wait_seconds
+        first = True
+        while True:
+            doc = await read()
+            found = usable(doc, first)
+            if found is not None:
+                return found
+            now = self._clock()
+            version = doc["token_version"]
+            until = now + timedelta(seconds=self._lease_seconds)
+            if await self._leases.acquire(key, version, self._replica, now, until):
+                try:
+                    return await refresh(doc)
+                except BaseException:
+                    await self._leases.release(key, version, self._replica)
+                    raise
+            # Someone else holds the lease (or just refreshed): wait for their result.
+            first = False
+            if loop.time() > deadline:
+                raise RefreshBusy(key)
+            await asyncio.sleep(0.05)
