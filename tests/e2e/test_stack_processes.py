@@ -9,6 +9,7 @@ One stack serves the module; each test works on its own deal and invoice.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import uuid
@@ -488,3 +489,31 @@ async def test_no_token_secret_or_session_value_appears_in_any_log_line(stack: S
     assert len(lines) > 100
     leaked = {s[:6] + "…" for s in secrets if len(s) >= 8 and any(s in line for line in lines)}
     assert not leaked, f"secrets in the logs: {leaked}"
+
+
+async def test_the_app_card_reads_a_deal_only_in_a_request_the_crm_signed(stack: Stack) -> None:
+    deal, _, invoice_id = await stack.drafted_invoice("1")
+    url = f"{stack.tracker}/crm/cards/deal?dealId={deal}"
+    control = f"{stack.t.crm}/_sandbox/app/requests"
+
+    async def fetch(portal: str, **extra: Any) -> dict[str, Any]:
+        body = {"kind": "ui-fetch", "url": url, "portalId": int(portal), **extra}
+        return dict(await stack.ok(stack.http.post(control, json=body)))
+
+    card = await fetch(PORTAL_ID)
+    forged = await fetch(PORTAL_ID, tamper="signature")
+    stale = await fetch(PORTAL_ID, tamper="timestamp")
+    sent = card["request"]
+    replayed = await stack.http.request(
+        sent["method"], sent["url"], headers=sent["headers"], content=sent["body"].encode()
+    )
+    other = await stack.ok(stack.http.post(f"{stack.t.crm}/_sandbox/portals", json={}))
+    elsewhere = await fetch(str(other["portalId"]))
+
+    assert card["status"] == 200, card
+    shown = json.loads(card["body"])
+    assert shown["portal_id"] == PORTAL_ID
+    assert [i["qbo_invoice_id"] for i in shown["invoices"]] == [invoice_id]
+    assert [forged["status"], stale["status"], replayed.status_code] == [401, 401, 401]
+    # Another portal's card asks for the same deal id: it is not that portal's deal.
+    assert json.loads(elsewhere["body"])["invoices"] == []

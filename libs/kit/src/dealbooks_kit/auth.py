@@ -98,6 +98,10 @@ class AuthSettings(BaseSettings):
     crm_client_secret: SecretStr = Field(
         default=SecretStr(""), validation_alias=AliasChoices("CRM_CLIENT_SECRET")
     )
+    # This service's public URL as the CRM calls it (scheme, host and any path prefix the
+    # ingress strips), which the CRM's signatures cover; empty: the URL as received. Per
+    # service (`<PREFIX>PUBLIC_BASE_URL`).
+    public_base_url: str = ""
 
 
 class MissingCredential(SystemExit):
@@ -254,13 +258,14 @@ class Guard:
 
     settings: AuthSettings
     service: str
-    # The URL the CRM signs requests to (scheme and host as the CRM sees them); empty: as received.
+    # The URL the CRM signs requests to; empty: the settings' `public_base_url`.
     public_base_url: str = ""
     # connector-auth's cookie check, for `Access.SESSION` routes.
     session: Callable[[Request], Awaitable[Caller | None]] | None = None
     seen: SeenSignatures = field(default_factory=SeenSignatures)
 
     def __post_init__(self) -> None:
+        self.public_base_url = self.public_base_url or self.settings.public_base_url
         self._service = _credentials(self.settings.service_credentials)
         self._operator = _credentials(self.settings.operator_credentials)
         self.grants = Signer(self.settings.grant_keys.get_secret_value(), GRANT_PREFIX)

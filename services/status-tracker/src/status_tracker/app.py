@@ -96,7 +96,7 @@ def build_app(settings: StatusTrackerSettings | None = None) -> ServiceApp:
     without the grant keys and operator credentials its routes check."""
     settings = settings or StatusTrackerSettings()
     guard = Guard(settings, settings.service_name)
-    guard.require(Access.PORTAL, Access.OPERATOR)
+    guard.require(Access.PORTAL, Access.OPERATOR, Access.CRM_SIGNED)
     service = build_service(settings)
     app = service.runtime.asgi(api=build_api(service, guard), title="status-tracker")
     app.on_shutdown(service.aclose)
