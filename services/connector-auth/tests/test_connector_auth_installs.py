@@ -66,8 +66,11 @@ async def test_install_stores_encrypted_tokens_sets_the_portal_up_publishes_and_
     assert session["grant"]["expires_in"] == connector.settings.grant_ttl_seconds
     doc = await db.portals.find_one({"_id": portal})
     assert doc["status"] == "installed"
-    token = (await crm_token(connector, portal)).json()["access_token"]
+    answer = (await crm_token(connector, portal)).json()
+    token = answer["access_token"]
     assert token not in str(doc)
+    # Services cache it for what is left of its life (the CRM's expires_in, less the margin).
+    assert answer["expires_in"] > connector.settings.refresh_margin_seconds
     assert set(connector.settings.required_crm_scopes()) <= set(doc["scopes"])
     async with httpx.AsyncClient(base_url=crm_sandbox.base_url) as crm:
         props = await crm.get(

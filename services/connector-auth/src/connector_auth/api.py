@@ -178,8 +178,10 @@ class ConnectorApi:
             return problem(404, "not_installed", "The app is not installed in this portal.")
         except (RefreshBusy, TransientError):
             return _try_again()
+        left = int((token.expires_at - self.service.clock()).total_seconds())
         return JSONResponse(
-            {"access_token": token, "token_type": "bearer", "expires_in": 60}, headers=NO_STORE
+            {"access_token": token.access_token, "token_type": "bearer", "expires_in": left},
+            headers=NO_STORE,
         )
 
     # ---------------------------------------------------------------- QuickBooks side

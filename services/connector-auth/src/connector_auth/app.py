@@ -38,7 +38,7 @@ class InstalledPortals:
         self._installs = installs
 
     async def token(self, key: str) -> str:
-        return await self._installs.access_token(key)
+        return (await self._installs.access_token(key)).access_token
 
     async def invalidate(self, key: str, token: str) -> None:
         return None

@@ -53,6 +53,14 @@ class MissingScopes(Exception):
 
 
 @dataclass(frozen=True)
+class CrmAccess:
+    """A portal's CRM access token and when it expires (never logged, never on Kafka)."""
+
+    access_token: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
 class Session:
     """A signed-in person and the portals they signed in for."""
 
@@ -241,7 +249,7 @@ class Installs:
 
     # ------------------------------------------------------------ CRM tokens
 
-    async def access_token(self, portal_id: str, rejected_digest: str | None = None) -> str:
+    async def access_token(self, portal_id: str, rejected_digest: str | None = None) -> CrmAccess:
         """A valid CRM access token of an installed portal; refreshed once across replicas."""
 
         async def read() -> Doc:
@@ -250,7 +258,7 @@ class Installs:
                 raise PortalNotInstalled(portal_id)
             return doc
 
-        def usable(doc: Doc, first_read: bool) -> str | None:
+        def usable(doc: Doc, first_read: bool) -> CrmAccess | None:
             tokens = doc["tokens"]
             access = self.cipher.decrypt(tokens["access"], f"portal:{portal_id}:access")
             stale = first_read and rejected_digest == token_digest(access)
@@ -258,13 +266,13 @@ class Installs:
                 tokens["access_expires_at"], self.clock(), self.settings.refresh_margin_seconds
             ):
                 return None
-            return access
+            return CrmAccess(access, tokens["access_expires_at"])
 
         return await self.single_flight.token(
             f"crm:{portal_id}", read, usable, lambda d: self._refresh(portal_id, d)
         )
 
-    async def _refresh(self, portal_id: str, doc: Doc) -> str:
+    async def _refresh(self, portal_id: str, doc: Doc) -> CrmAccess:
         refresh = self.cipher.decrypt(doc["tokens"]["refresh"], f"portal:{portal_id}:refresh")
         try:
             fresh = await self.oauth.refresh(refresh)
@@ -274,12 +282,11 @@ class Installs:
                 raise PortalNotInstalled(portal_id) from exc
             raise TransientError(f"CRM token refresh failed: {exc.status}") from exc
         now = self.clock()
-        if not await self.portals.store_refreshed(
-            portal_id, doc["token_version"], self._seal(portal_id, fresh, now), now
-        ):
+        sealed = self._seal(portal_id, fresh, now)
+        if not await self.portals.store_refreshed(portal_id, doc["token_version"], sealed, now):
             raise RefreshBusy(portal_id)
         log.info("crm access token refreshed", portal_id=portal_id)
-        return fresh.access_token
+        return CrmAccess(fresh.access_token, sealed["access_expires_at"])
 
     # ------------------------------------------------------------ uninstall
 
@@ -287,8 +294,8 @@ class Installs:
         """A person removes the app from the portal through dealbooks."""
         try:
             token = await self.access_token(portal_id)
-            await self.oauth.uninstall(token)
-        except (PortalNotInstalled, TransientError, CrmOAuthRefused) as exc:
+            await self.oauth.uninstall(token.access_token)
+        except (PortalNotInstalled, RefreshBusy, TransientError, CrmOAuthRefused) as exc:
             # Our side stops either way; a portal that still lists the app is told at refresh.
             log.warning("crm uninstall call failed", portal_id=portal_id, error=type(exc).__name__)
         await self.uninstalled(portal_id, UninstallReason.UNINSTALLED)
