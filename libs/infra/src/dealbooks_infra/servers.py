@@ -281,6 +281,35 @@ FERRETDB_PATCHES = (
         "\tdefer unlock()\n"
         "\tqueryRes, err := c.Query(ctx, &qp)\n",
     ),
+    # A request must never hold one of SQLite's pooled connections while it waits for another.
+    # Each database has a pool of 100 (sqlite/metadata/pool/opendb.go), and an open read holds
+    # one until its rows are closed. FerretDB's update and findAndModify wrote each match
+    # (UpdateAll/DeleteAll: a transaction on a second connection) while the read that found it
+    # was still open, and `update` (msg_update.go, updateDocument) only closed each statement's
+    # read when the whole command returned (`defer closer.Close()` inside its loop). So a bulk
+    # update of 100 statements spent the pool on itself and waited for a 101st connection
+    # forever; so did every later request on that database, and updates of that collection
+    # behind our lock. The wait is on the client connection's context, which FerretDB cancels
+    # only after the handler returns, so killing the client freed nothing: all of it stayed
+    # blocked until the server stopped. Read every match and close the read first (as its own
+    # msg_delete.go does: "close read transaction before starting write transaction"), then
+    # write; the collection lock is held across both, so atomicity is unchanged.
+    SourcePatch(
+        "internal/handler/common/update.go",
+        '\tisFindAndModify := (strings.ToLower(cmd) == "findandmodify")\n',
+        "\tdocs, err := iterator.ConsumeValues(iter)\n"
+        "\tif err != nil {\n"
+        "\t\treturn nil, lazyerrors.Error(err)\n"
+        "\t}\n\n"
+        "\titer = iterator.Values(iterator.ForSlice(docs))\n"
+        "\tdefer iter.Close()\n\n"
+        '\tisFindAndModify := (strings.ToLower(cmd) == "findandmodify")\n',
+    ),
+    SourcePatch(
+        "internal/handler/msg_findandmodify.go",
+        "\t\t_, doc, err = iter.Next()\n",
+        "\t\t_, doc, err = iter.Next()\n\t\titer.Close()\n",
+    ),
 )
 FERRETDB_WRAPPER = repo_root() / "deploy" / "local" / "ferretdb"
 # Go's collector runs when the heap doubles by default; at 4x it takes a third of the CPU it
