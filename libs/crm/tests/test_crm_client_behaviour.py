@@ -245,6 +245,61 @@ async def test_expired_token_is_invalidated_and_replaced_once(
     assert tokens.invalidated == [stale]
 
 
+async def test_a_stale_cached_token_and_then_a_refused_current_one_each_get_their_try(
+    crm_sandbox: CrmSandbox, crm_portal: SandboxPortal
+) -> None:
+    # The provider's cache held an older token; the one it holds now was refused too (say,
+    # the app was uninstalled): each is reported, and the third, refreshed, one is used.
+    issued = [crm_sandbox.issue_token(crm_portal.portal_id) for _ in range(3)]
+    for refused in issued[:2]:
+        crm_sandbox.expire_token(refused)
+
+    class Provider:
+        def __init__(self) -> None:
+            self.given = iter(issued)
+            self.current = next(self.given)
+            self.invalidated: list[str] = []
+
+        async def token(self, key: str) -> str:
+            return self.current
+
+        async def invalidate(self, key: str, token: str) -> None:
+            self.invalidated.append(token)
+            self.current = next(self.given)
+
+    tokens = Provider()
+    async with CrmClient(
+        tokens, base_url=crm_sandbox.base_url, limits=scaled_limits(), retry=FAST_RETRY
+    ) as client:
+        details = await client.portal(crm_portal.portal_id).account_details()
+    assert details.portal_id == crm_portal.portal_id
+    assert tokens.invalidated == issued[:2]
+
+
+async def test_a_token_refused_twice_is_the_answer(
+    crm_sandbox: CrmSandbox, crm_portal: SandboxPortal
+) -> None:
+    refused = crm_sandbox.issue_token(crm_portal.portal_id)
+    crm_sandbox.expire_token(refused)
+
+    class Unchanging:
+        invalidated = 0
+
+        async def token(self, key: str) -> str:
+            return refused
+
+        async def invalidate(self, key: str, token: str) -> None:
+            self.invalidated += 1
+
+    tokens = Unchanging()
+    async with CrmClient(
+        tokens, base_url=crm_sandbox.base_url, limits=scaled_limits(), retry=FAST_RETRY
+    ) as client:
+        with pytest.raises(CrmAuthError):
+            await client.portal(crm_portal.portal_id).account_details()
+    assert tokens.invalidated == 1
+
+
 async def test_daily_limit_raises_rate_limited_without_retrying(
     crm_sandbox: CrmSandbox,
 ) -> None:

@@ -46,6 +46,7 @@ def client(guard: Guard) -> httpx.AsyncClient:
             guard.route("/internal/things", echo, ["POST"], Access.SERVICE),
             guard.route("/sweeps/things", echo, ["POST"], Access.OPERATOR),
             guard.route("/crm/card", echo, ["GET", "POST"], Access.CRM_SIGNED),
+            guard.route("/portals/{portal_id}/card", echo, ["GET"], Access.CRM_SIGNED),
             guard.route("/healthz", echo, ["GET"], Access.PUBLIC),
         ]
     )
@@ -165,3 +166,13 @@ def test_production_mode_refuses_to_start_without_a_needed_credential() -> None:
     with pytest.raises(MissingCredential, match="DEALBOOKS_OPERATOR_CREDENTIALS is empty"):
         guard.require(Access.OPERATOR)
     Guard(settings(operator_credentials=""), "svc").require(Access.OPERATOR)  # development
+
+
+async def test_a_crm_signed_request_for_one_portal_is_forbidden_on_another_portals_path() -> None:
+    url = "http://svc/portals/99999/card?portalId=62515"
+    own = "http://svc/portals/62515/card?portalId=62515"
+    async with client(Guard(settings(), "test")) as http:
+        other = await http.get(url, headers=signed(url))
+        mine = await http.get(own, headers=signed(own))
+    assert other.status_code == 403
+    assert mine.status_code == 200

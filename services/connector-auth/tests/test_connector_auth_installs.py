@@ -95,8 +95,10 @@ async def test_installing_again_updates_the_install_and_never_duplicates_it(
     first = await db.portals.find_one({"_id": portal})
 
     again = await connector.sign_in(portal, "/install")
+    signed_in = await connector.sign_in(portal, "/signin")  # a person signing in changes nothing
 
     assert again.status_code == 200
+    assert signed_in.status_code == 200
     assert await db.portals.count_documents({"_id": portal}) == 1
     assert (await db.portals.find_one({"_id": portal}))["token_version"] == first[
         "token_version"
@@ -107,7 +109,8 @@ async def test_installing_again_updates_the_install_and_never_duplicates_it(
         lambda e: e["tenant"]["portal_id"] == portal,
         2,
     )
-    assert [e["data"]["reinstall"] for e in events] == [False, True]
+    # An update of an install is not a return after an uninstall: nothing to catch up.
+    assert [e["data"]["reinstall"] for e in events] == [False, False]
 
 
 async def test_an_install_missing_scopes_is_refused_with_a_page_naming_them(
@@ -226,6 +229,13 @@ async def test_an_uninstalled_portal_gets_no_token_publishes_once_and_reinstalli
     )
     await connector.sign_in(portal, "/install")
     resumed = await crm_token(connector, portal)
+    installs = await tools.read_events(
+        kafka_bootstrap,
+        connector.settings.topic("connector.portal-installed.v1"),
+        lambda e: e["tenant"]["portal_id"] == portal,
+        2,
+    )
+    assert [e["data"]["reinstall"] for e in installs] == [False, True]
 
     assert rejected.status_code == 404
     assert rejected.json()["error"] == "not_installed"
@@ -251,3 +261,22 @@ async def test_a_person_can_uninstall_the_app_from_dealbooks(
     assert "tokens" not in await db.portals.find_one({"_id": portal})
     assert crm_sandbox.control.get(f"/portals/{portal}").json()["installed"] is False
     assert (await crm_token(connector, portal)).status_code == 404
+
+
+async def test_a_sign_in_link_opened_in_another_browser_signs_nobody_in(
+    connector: Any, db: Any
+) -> None:
+    # Someone starts a sign-in as themselves and sends the callback link to a victim: the
+    # victim's browser must not end up signed in as them.
+    portal = connector.new_portal()
+    set_consent(connector, portalId=int(portal), mode="auto", count=1)
+    async with httpx.AsyncClient(timeout=30.0) as attacker:
+        start = await attacker.get(f"{connector.base_url}/signin")
+        consent = await attacker.get(start.headers["location"])
+    async with httpx.AsyncClient(timeout=30.0) as victim:
+        lured = await victim.get(consent.headers["location"])
+
+    assert lured.status_code == 400
+    assert "another browser" in lured.text
+    assert "dealbooks_session" not in lured.headers.get("set-cookie", "")
+    assert await db.portals.find_one({"_id": portal}) is None

@@ -101,6 +101,10 @@ def timeline_event_id(kind: str, *parts: str | int) -> str:
     return f"{kind}-{digest}"
 
 
+# Tokens one call may try after 401s: a stale cached one, the current one, and its refresh.
+AUTH_TRIES = 3
+
+
 class _Budgets:
     """The ten-second and the search budget for one set of limits."""
 
@@ -190,19 +194,24 @@ class CrmClient:
     ) -> httpx.Response:
         """Send one API call within the portal's budget; retry transient failures.
 
-        A 401 invalidates the token once and tries again with a fresh one.
+        A 401 invalidates the token and tries again with a fresh one; a token refused twice
+        is the answer. The token given next may be another one that is also refused (a
+        cached token older than the one the provider holds now, itself gone with an
+        uninstall), so each new token gets its try, up to `AUTH_TRIES`.
         """
 
         async def attempt() -> httpx.Response:
             return await self._attempt(portal_id, method, path, json, params, search)
 
-        for retried_auth in (False, True):
+        refused: set[str] = set()
+        for _ in range(AUTH_TRIES):
             try:
                 response: httpx.Response = await self._retry.run(attempt)
                 return response
             except _TokenRejected as rejected:
-                if retried_auth:
+                if rejected.token in refused or len(refused) == AUTH_TRIES - 1:
                     raise error_from_response(rejected.response) from None
+                refused.add(rejected.token)
                 await self._tokens.invalidate(portal_id, rejected.token)
             except RetryableHTTPError as exc:
                 raise error_from_response(exc.response) from exc

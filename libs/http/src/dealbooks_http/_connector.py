@@ -135,9 +135,13 @@ class ConnectorTokenProvider:
             return response
 
         response = await self._retry.run(attempt)
-        if realm_id == CRM and response.status_code in {404, 409}:
+        if realm_id == CRM and response.status_code == 404 and _error(response) == "not_installed":
+            # Only connector-auth's own word: a 404 from anything else (a wrong address, a
+            # proxy, an older connector-auth) must not settle events as if uninstalled.
             raise PortalNotInstalled(portal_id)
-        if response.status_code == 404:
+        if realm_id == CRM:
+            response.raise_for_status()
+        elif response.status_code == 404:
             raise AccountUnavailable(portal_id, realm_id, reauth_required=False)
         if response.status_code == 409:
             raise AccountUnavailable(portal_id, realm_id, reauth_required=True)
@@ -175,6 +179,14 @@ class CrmPortalTokens:
     async def invalidate(self, key: str, token: str) -> None:
         """The CRM rejected `token` for portal `key`."""
         await self._provider.invalidate_for(key, CRM, token)
+
+
+def _error(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("error") if isinstance(body, dict) else None
 
 
 class PortalTokens:

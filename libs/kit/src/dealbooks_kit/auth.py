@@ -357,7 +357,10 @@ class Guard:
             if person is not None:
                 return self._for_portal(person, request, portal_param)
         if Access.CRM_SIGNED in kinds and "x-hubspot-signature-v3" in request.headers:
-            return await self._crm_signed(request)
+            signed, refusal = await self._crm_signed(request)
+            if signed is None:
+                return None, refusal
+            return self._for_portal(signed, request, portal_param)
         return None, problem(401, "unauthenticated", "A valid credential is required.")
 
     @staticmethod

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import hmac
 import html
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,7 +25,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from connector_auth.crm_oauth import CrmOAuthRefused
 from connector_auth.domain import ConnectRefused, InvalidState
 from connector_auth.handlers import AccountNotFound, ConnectorAuth, ReauthRequired
-from connector_auth.installs import Installs, MissingScopes, PortalNotInstalled
+from connector_auth.installs import Installs, MissingScopes, PortalNotInstalled, UnknownPerson
 from connector_auth.refresh import RefreshBusy
 
 log = get_logger(__name__)
@@ -32,6 +33,8 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 COOKIE = "dealbooks_session"
+# Held by the browser that starts the CRM's OAuth, so only it can finish the flow.
+FLOW_COOKIE = "dealbooks_oauth"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
@@ -69,7 +72,7 @@ class ConnectorApi:
             presented = request.headers.get("x-csrf-token")
             if presented is None and "form" in request.headers.get("content-type", ""):
                 presented = str((await request.form()).get("csrf_token") or "")
-            if presented != session.csrf:
+            if not hmac.compare_digest((presented or "").encode(), session.csrf.encode()):
                 return None
         return Caller(
             Access.SESSION, frozenset(session.portals), session.user_id, session.email, session.sid
@@ -78,10 +81,25 @@ class ConnectorApi:
     # ---------------------------------------------------------------- CRM side
 
     async def install(self, request: Request) -> Response:
-        return RedirectResponse(await self.installs.start("install"), 302, headers=NO_STORE)
+        return await self._start("install")
 
     async def signin(self, request: Request) -> Response:
-        return RedirectResponse(await self.installs.start("signin"), 302, headers=NO_STORE)
+        return await self._start("signin")
+
+    async def _start(self, purpose: str) -> Response:
+        url, browser = await self.installs.start(purpose)
+        response = RedirectResponse(url, 302, headers=NO_STORE)
+        s = self.service.settings
+        response.set_cookie(
+            FLOW_COOKIE,
+            browser,
+            max_age=s.state_max_age_seconds,
+            httponly=True,
+            secure=s.secure_cookies,
+            samesite="lax",
+            path="/oauth/crm",
+        )
+        return response
 
     async def crm_callback(self, request: Request) -> Response:
         q = request.query_params
@@ -97,12 +115,25 @@ class ConnectorApi:
         if not code or not state:
             return _page(400, "Incomplete answer from the CRM", "Start the install again.")
         try:
-            done = await self.installs.complete(state, code, request.cookies.get(COOKIE))
+            done = await self.installs.complete(
+                state, code, request.cookies.get(COOKIE), request.cookies.get(FLOW_COOKIE)
+            )
         except InvalidState:
             return _page(
                 400,
                 "This link has expired",
-                "This install or sign-in link has expired or was already used. Start again.",
+                "This install or sign-in link has expired, was already used, or was started "
+                "in another browser. Start again.",
+            )
+        except UnknownPerson:
+            return _page(
+                400, "The CRM did not say who you are", "Nobody was signed in. Start again."
+            )
+        except TransientError:
+            return _page(
+                503,
+                "The CRM is not answering",
+                "The CRM did not answer in time; nothing was changed. Start again in a minute.",
             )
         except MissingScopes as missing:
             return _page(
@@ -126,6 +157,7 @@ class ConnectorApi:
                 "dealbooks is installed",
                 f"dealbooks is installed in portal {done.portal_id}, and you are signed in.",
             )
+        response.delete_cookie(FLOW_COOKIE, path="/oauth/crm")
         response.set_cookie(
             COOKIE,
             done.cookie,

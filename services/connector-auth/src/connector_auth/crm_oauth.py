@@ -87,11 +87,13 @@ class CrmOAuth:
 
     async def uninstall(self, access_token: str) -> None:
         """Remove the app from the portal whose token this is."""
-        await self._call(
+        response = await self._call(
             "DELETE",
             "/appinstalls/v3/external-install",
             headers={"Authorization": f"Bearer {access_token}"},
         )
+        if not response.is_success:
+            raise CrmOAuthRefused(_status(response), "the CRM did not remove the app")
 
     async def _grant(self, form: dict[str, str]) -> CrmTokens:
         s = self._settings

@@ -147,6 +147,8 @@ class OAuthState:
     user_id: str = ""
     # What the flow is for: "qbo" (connect a company), "install" or "signin" (the CRM's OAuth).
     purpose: str = "qbo"
+    # The digest of the value the starting browser keeps in a cookie ("" for none).
+    browser: str = ""
 
 
 def _b64(data: bytes) -> str:
@@ -166,6 +168,7 @@ def sign_state(state: OAuthState, secret: bytes) -> str:
             "t": int(state.issued_at.timestamp()),
             "u": state.user_id,
             "f": state.purpose,
+            "b": state.browser,
         },
         separators=(",", ":"),
     ).encode()
@@ -192,6 +195,7 @@ def read_state(raw: str, secret: bytes, now: datetime, max_age_seconds: int) -> 
             issued_at,
             str(fields.get("u", "")),
             str(fields.get("f", "qbo")),
+            str(fields.get("b", "")),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidState("malformed state payload") from exc
@@ -200,6 +204,18 @@ def read_state(raw: str, secret: bytes, now: datetime, max_age_seconds: int) -> 
     ):
         raise InvalidState("state expired")
     return state
+
+
+def browser_digest(value: str) -> str:
+    """What a state carries of the browser's cookie value (never the value itself)."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def same_browser(expected_digest: str, presented: str | None) -> bool:
+    """Whether the browser finishing a flow holds the cookie of the one that started it."""
+    if not expected_digest or not presented:
+        return False
+    return hmac.compare_digest(expected_digest, browser_digest(presented))
 
 
 def environment_label(environment: QboEnvironment) -> str:

@@ -128,7 +128,7 @@ class ConnectorAuth:
         parsed = domain.read_state(
             state, self._state_secret, now, self.settings.state_max_age_seconds
         )
-        if parsed.purpose != "qbo" or parsed.user_id != (user_id or ""):
+        if parsed.purpose != "qbo" or not parsed.user_id or parsed.user_id != user_id:
             raise domain.InvalidState("the flow was started by someone else, or elsewhere")
         if not await self.states.consume(parsed.nonce, parsed.portal_id, now):
             raise domain.InvalidState("state already used or unknown")
@@ -214,10 +214,10 @@ class ConnectorAuth:
                 raise ReauthRequired(key)
             return doc
 
-        def usable(doc: Doc, first_read: bool) -> AccessToken | None:
+        def usable(doc: Doc) -> AccessToken | None:
             tokens = doc["tokens"]
             access = self.cipher.decrypt(tokens["access"], f"{key}:access")
-            stale = first_read and rejected_digest == token_digest(access)
+            stale = rejected_digest == token_digest(access)
             if stale or domain.needs_refresh(
                 tokens["access_expires_at"], self.clock(), self.settings.refresh_margin_seconds
             ):

@@ -21,7 +21,7 @@ from dealbooks_kit import Outbox, TransientError, get_logger
 from dealbooks_kit.auth import GRANT_PREFIX, SESSION_PREFIX, Signer, grant_claims
 
 from connector_auth import domain
-from connector_auth.crm_oauth import CrmOAuth, CrmOAuthRefused, CrmTokens
+from connector_auth.crm_oauth import CrmOAuth, CrmOAuthRefused, CrmTokens, TokenInfo
 from connector_auth.crypto import TokenCipher
 from connector_auth.domain import PortalStatus
 from connector_auth.handlers import token_digest
@@ -42,6 +42,10 @@ class PortalSetUp(Protocol):
 
 class PortalNotInstalled(Exception):
     """The portal has not installed the app (or uninstalled it)."""
+
+
+class UnknownPerson(Exception):
+    """The CRM did not say who the person is, so nobody can be signed in."""
 
 
 class MissingScopes(Exception):
@@ -79,7 +83,6 @@ class SignedIn:
     portal_id: str
     session: Session
     cookie: str
-    reinstall: bool
 
 
 class Installs:
@@ -122,38 +125,66 @@ class Installs:
 
     # ------------------------------------------------------------ install and sign-in
 
-    async def start(self, purpose: str) -> str:
-        """The CRM's authorize URL with a fresh single-use state (`install` or `signin`)."""
-        nonce = secrets.token_urlsafe(16)
-        now = self.clock()
-        await self.states.issue(nonce, NO_PORTAL, now)
-        state = domain.OAuthState(NO_PORTAL, nonce, now, purpose=purpose)
-        return self.oauth.authorization_url(domain.sign_state(state, self._state_secret))
+    async def start(self, purpose: str) -> tuple[str, str]:
+        """The CRM's authorize URL with a fresh single-use state (`install` or `signin`), and
+        the value the starting browser keeps in a cookie: the state carries its digest, so
+        only that browser can finish the flow (no one can sign a victim in as themselves)."""
+        browser = secrets.token_urlsafe(24)
+        state = domain.OAuthState(
+            NO_PORTAL,
+            secrets.token_urlsafe(16),
+            self.clock(),
+            purpose=purpose,
+            browser=domain.browser_digest(browser),
+        )
+        return self.oauth.authorization_url(domain.sign_state(state, self._state_secret)), browser
 
-    async def complete(self, state: str, code: str, cookie: str | None) -> SignedIn:
-        """Check the state, exchange the code, read whose token it is, check the scopes,
-        store the install, set the portal up, publish, and sign the person in."""
+    async def complete(
+        self, state: str, code: str, cookie: str | None, browser: str | None
+    ) -> SignedIn:
+        """Check the state (and that this browser started the flow), exchange the code, read
+        whose token it is, check the scopes; install or update the portal (set it up and
+        publish it), unless a person only signs in to a portal that has it; sign them in."""
         now = self.clock()
         parsed = domain.read_state(
             state, self._state_secret, now, self.settings.state_max_age_seconds
         )
-        if parsed.purpose not in {"install", "signin"} or not await self.states.consume(
-            parsed.nonce, NO_PORTAL, now
+        if (
+            parsed.purpose not in {"install", "signin"}
+            or not domain.same_browser(parsed.browser, browser)
+            or not await self.states.spend(parsed.nonce, now)
         ):
-            raise domain.InvalidState("state already used or unknown")
+            raise domain.InvalidState("state already used, unknown, or from another browser")
         tokens = await self.oauth.exchange(code)
         info = await self.oauth.token_info(tokens.access_token)
+        if not info.user_id:
+            raise UnknownPerson(info.hub_id)
         missing = domain.missing_scopes(self.settings.required_crm_scopes(), info.scopes)
         if missing:
             raise MissingScopes(missing)
         portal_id = info.hub_id
         previous = await self.portals.by_id(portal_id)
+        status = PortalStatus(previous["status"]) if previous else None
+        if parsed.purpose == "install" or status is not PortalStatus.INSTALLED:
+            await self._install(portal_id, tokens, info, status, now)
+        session = await self._sign_in(info.user_id, info.user, portal_id, cookie, now)
+        return SignedIn(portal_id, session, self._cookie_of(session))
+
+    async def _install(
+        self,
+        portal_id: str,
+        tokens: CrmTokens,
+        info: TokenInfo,
+        previous: PortalStatus | None,
+        now: datetime,
+    ) -> None:
+        reinstall = previous is PortalStatus.UNINSTALLED
         event = Envelope.build(
             PortalInstalled(
                 installed_at=now,
-                reinstall=previous is not None,
+                reinstall=reinstall,
                 scopes=sorted(info.scopes),
-                installed_by_user_id=info.user_id or None,
+                installed_by_user_id=info.user_id,
             ),
             source=SOURCE,
             tenant=Tenant(portal_id=portal_id),
@@ -166,11 +197,9 @@ class Installs:
             now=now,
             event=event,
         )
-        log.info("portal installed", portal_id=portal_id, reinstall=previous is not None)
+        log.info("portal installed", portal_id=portal_id, reinstall=reinstall)
         await self._set_up(portal_id)
         await self.relay(portal_id)
-        session = await self._sign_in(info.user_id, info.user, portal_id, cookie, now)
-        return SignedIn(portal_id, session, self._cookie_of(session), previous is not None)
 
     async def _set_up(self, portal_id: str) -> None:
         if self.installer is None:
@@ -258,10 +287,10 @@ class Installs:
                 raise PortalNotInstalled(portal_id)
             return doc
 
-        def usable(doc: Doc, first_read: bool) -> CrmAccess | None:
+        def usable(doc: Doc) -> CrmAccess | None:
             tokens = doc["tokens"]
             access = self.cipher.decrypt(tokens["access"], f"portal:{portal_id}:access")
-            stale = first_read and rejected_digest == token_digest(access)
+            stale = rejected_digest == token_digest(access)
             if stale or domain.needs_refresh(
                 tokens["access_expires_at"], self.clock(), self.settings.refresh_margin_seconds
             ):
@@ -278,8 +307,10 @@ class Installs:
             fresh = await self.oauth.refresh(refresh)
         except CrmOAuthRefused as exc:
             if exc.status == "BAD_REFRESH_TOKEN":
-                await self.uninstalled(portal_id, UninstallReason.REFRESH_REFUSED)
-                raise PortalNotInstalled(portal_id) from exc
+                version = doc["token_version"]
+                if await self.uninstalled(portal_id, UninstallReason.REFRESH_REFUSED, version):
+                    raise PortalNotInstalled(portal_id) from exc
+                raise RefreshBusy(portal_id) from exc  # installed again meanwhile: read it
             raise TransientError(f"CRM token refresh failed: {exc.status}") from exc
         now = self.clock()
         sealed = self._seal(portal_id, fresh, now)
@@ -296,21 +327,28 @@ class Installs:
             token = await self.access_token(portal_id)
             await self.oauth.uninstall(token.access_token)
         except (PortalNotInstalled, RefreshBusy, TransientError, CrmOAuthRefused) as exc:
-            # Our side stops either way; a portal that still lists the app is told at refresh.
+            # Our side stops either way (its tokens are deleted); if the CRM still lists the
+            # app, a super admin removes it there.
             log.warning("crm uninstall call failed", portal_id=portal_id, error=type(exc).__name__)
         await self.uninstalled(portal_id, UninstallReason.UNINSTALLED)
 
-    async def uninstalled(self, portal_id: str, reason: UninstallReason) -> None:
-        """Mark the portal uninstalled (tokens deleted) and publish it, once."""
+    async def uninstalled(
+        self, portal_id: str, reason: UninstallReason, version: int | None = None
+    ) -> bool:
+        """Mark the portal uninstalled (tokens deleted) and publish it, once; `version`: only
+        if its tokens are still that version (a refresh refused for old tokens must not undo
+        an install that came meanwhile). False when it was not marked."""
         now = self.clock()
         event = Envelope.build(
             PortalUninstalled(reason=reason, detected_at=now),
             source=SOURCE,
             tenant=Tenant(portal_id=portal_id),
         )
-        if await self.portals.mark_uninstalled(portal_id, now, event):
+        marked = await self.portals.mark_uninstalled(portal_id, now, event, version)
+        if marked:
             log.warning("portal uninstalled", portal_id=portal_id, reason=reason.value)
         await self.relay(portal_id)
+        return marked
 
     # ------------------------------------------------------------ helpers
 

@@ -45,12 +45,13 @@ class SingleFlight:
         self,
         key: str,
         read: Callable[[], Awaitable[Doc]],
-        usable: Callable[[Doc, bool], T | None],
+        usable: Callable[[Doc], T | None],
         refresh: Callable[[Doc], Awaitable[T]],
     ) -> T:
-        """What `usable(doc, first_read)` finds in the document `read` gives, or else what
-        `refresh(doc)` makes of it, once across replicas. `read` raises when the document is
-        gone or unusable; `first_read` lets a caller's "this token was rejected" count once."""
+        """What `usable(doc)` finds in the document `read` gives, or else what `refresh(doc)`
+        makes of it, once across replicas. `read` raises when the document is gone or unusable.
+        A waiter reads again until the document holds something usable: a token the caller
+        was refused stays unusable until another replica's refresh replaced it (or failed)."""
         # The local lock spares MongoDB the polling of same-process waiters.
         async with self._locks.setdefault(key, asyncio.Lock()):
             return await self._token(key, read, usable, refresh)
@@ -59,15 +60,14 @@ class SingleFlight:
         self,
         key: str,
         read: Callable[[], Awaitable[Doc]],
-        usable: Callable[[Doc, bool], T | None],
+        usable: Callable[[Doc], T | None],
         refresh: Callable[[Doc], Awaitable[T]],
     ) -> T:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait_seconds
-        first = True
         while True:
             doc = await read()
-            found = usable(doc, first)
+            found = usable(doc)
             if found is not None:
                 return found
             now = self._clock()
@@ -80,7 +80,6 @@ class SingleFlight:
                     await self._leases.release(key, version, self._replica)
                     raise
             # Someone else holds the lease (or just refreshed): wait for their result.
-            first = False
             if loop.time() > deadline:
                 raise RefreshBusy(key)
             await asyncio.sleep(0.05)

@@ -192,6 +192,14 @@ class OAuthStates:
     async def issue(self, nonce: str, portal_id: str, now: datetime) -> None:
         await self._c.insert_one({"_id": nonce, "portal_id": portal_id, "created_at": now})
 
+    async def spend(self, nonce: str, now: datetime) -> bool:
+        """True once for a nonce whose state our signature vouches for (nothing to look up)."""
+        try:
+            await self._used.insert_one({"_id": nonce, "created_at": now})
+        except DuplicateKeyError:
+            return False
+        return True
+
     async def consume(self, nonce: str, portal_id: str, now: datetime) -> bool:
         """True once for an issued nonce of this portal; False for unknown or reused ones."""
         if await self._c.find_one({"_id": nonce, "portal_id": portal_id}) is None:
@@ -256,11 +264,16 @@ class Portals:
         )
         return result.modified_count == 1
 
-    async def mark_uninstalled(self, portal_id: str, now: datetime, event: Envelope[Any]) -> bool:
+    async def mark_uninstalled(
+        self, portal_id: str, now: datetime, event: Envelope[Any], version: int | None = None
+    ) -> bool:
         """Installed -> uninstalled: the tokens are deleted, the event stored; False if it was
-        not installed."""
+        not installed (or, given `version`, its tokens are of another version by now)."""
+        match: Doc = {"_id": portal_id, "status": PortalStatus.INSTALLED.value}
+        if version is not None:
+            match["token_version"] = version
         result = await self._c.update_one(
-            {"_id": portal_id, "status": PortalStatus.INSTALLED.value},
+            match,
             {
                 "$set": {"status": PortalStatus.UNINSTALLED.value, "uninstalled_at": now},
                 "$unset": {"tokens": ""},

@@ -96,13 +96,17 @@ class AccountReauthRequired(EventPayload):
 
 
 class PortalInstalled(EventPayload):
-    """A CRM portal installed the app (or installed it again): dealbooks may work for it.
+    """A CRM portal installed the app (or updated its install): dealbooks may work for it.
 
-    Published on every install, so consumers treat it as "installed now" and resume. The
-    portal id is the envelope's tenant; there is no QuickBooks account in it."""
+    Published on every install, so consumers treat it as "installed now" and resume; a person
+    who only signs in to a portal that has the app publishes nothing. The portal id is the
+    envelope's tenant; there is no QuickBooks account in it."""
 
     installed_at: AwareDatetime
-    reinstall: bool = Field(description="The portal had installed the app before.")
+    reinstall: bool = Field(
+        description="The app had been uninstalled from the portal: nothing was done for it "
+        "meanwhile, and services catch up what they must."
+    )
     scopes: list[str] = Field(description="The CRM scopes the install granted.")
     installed_by_user_id: str | None = None
 
