@@ -29,6 +29,7 @@ from qbo_sandbox.config import SandboxConfig
 from qbo_sandbox.faults import QboFault
 from qbo_sandbox.limits import Limiter
 from qbo_sandbox.oauth import OAuthError, OAuthServer
+from qbo_sandbox.schema import Leniency
 from qbo_sandbox.webhooks import WebhookHub
 
 ENTITY_PATHS = {
@@ -89,6 +90,11 @@ class Sandbox:
             enforce_unique_docnumber=self.config.enforce_unique_docnumber,
             send_bumps_synctoken=self.config.send_bumps_synctoken,
             require_docnumber_with_custom=self.config.require_docnumber_with_custom,
+            leniency=Leniency(
+                empty_string_as_absent=self.config.empty_string_as_absent,
+                numbers_from_strings=self.config.numbers_from_strings,
+            ),
+            qty_price_check=self.config.qty_price_check,
         )
         if spec.get("demo_data"):
             company.seed_demo_data()
@@ -348,6 +354,9 @@ def _dispatch(sb: Sandbox, company: Company, request: Request, rest: str, raw: b
         return qbo_json(
             {"CDCResponse": [{"QueryResponse": _cdc(sb, company, params)}], "time": envelope_time()}
         )
+    if head == "companyinfo" and len(parts) == 1 and method == "POST":
+        info = company.update_company_info(_parse_body(raw))
+        return qbo_json({"CompanyInfo": info, "time": envelope_time()})
     if head == "companyinfo" and len(parts) == 2 and method == "GET":
         if parts[1] not in {company.realm_id, "1"}:
             raise faults.not_found()

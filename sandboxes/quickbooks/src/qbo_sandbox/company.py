@@ -11,176 +11,22 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from qbo_sandbox import faults, seed
+from qbo_sandbox import faults, schema, seed
 from qbo_sandbox.clock import Clock
 from qbo_sandbox.faults import QboFault
+from qbo_sandbox.schema import Leniency
 
 CENT = Decimal("0.01")
 NAME_LISTS = frozenset({"Customer", "Item", "Term", "Account"})
+WRITABLE_ENTITIES = frozenset({"Customer", "Item", "Invoice", "Payment", "Term", "Account"})
+# Request fields that steer the write and are not stored as sent.
+NOT_STORED = frozenset({"Id", "SyncToken", "sparse", "domain", "MetaData", "AutoDocNumber"})
+# Payment fields the sandbox works out from the customer and the lines.
+PAYMENT_DERIVED = frozenset({"CustomerRef", "CurrencyRef", "TotalAmt", "Line"})
+QTY_PRICE_CHECKS = frozenset({"nonzero", "present", "off"})
 DELETED_SUFFIX = " (deleted)"
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
-# Properties QBO accepts on write, per entity; anything else gets 2010 as the real API does.
-WRITABLE: dict[str, frozenset[str]] = {
-    "Invoice": frozenset(
-        [
-            "Id",
-            "SyncToken",
-            "sparse",
-            "domain",
-            "MetaData",
-            "CustomerRef",
-            "Line",
-            "TxnDate",
-            "DueDate",
-            "SalesTermRef",
-            "DocNumber",
-            "AutoDocNumber",
-            "CustomerMemo",
-            "PrivateNote",
-            "BillEmail",
-            "BillEmailCc",
-            "BillEmailBcc",
-            "BillAddr",
-            "ShipAddr",
-            "CurrencyRef",
-            "ExchangeRate",
-            "GlobalTaxCalculation",
-            "TxnTaxDetail",
-            "ApplyTaxAfterDiscount",
-            "EmailStatus",
-            "PrintStatus",
-            "Deposit",
-            "AllowOnlineCreditCardPayment",
-            "AllowOnlineACHPayment",
-            "AllowIPNPayment",
-            "AllowOnlinePayment",
-            "CustomField",
-            "LinkedTxn",
-            "TotalAmt",
-            "Balance",
-            "ClassRef",
-            "DepartmentRef",
-            "ShipDate",
-            "TrackingNum",
-            "ShipMethodRef",
-            "DeliveryInfo",
-            "HomeTotalAmt",
-            "HomeBalance",
-        ]
-    ),
-    "Customer": frozenset(
-        [
-            "Id",
-            "SyncToken",
-            "sparse",
-            "domain",
-            "MetaData",
-            "DisplayName",
-            "GivenName",
-            "FamilyName",
-            "MiddleName",
-            "Title",
-            "Suffix",
-            "CompanyName",
-            "PrimaryEmailAddr",
-            "PrimaryPhone",
-            "Mobile",
-            "Fax",
-            "AlternatePhone",
-            "BillAddr",
-            "ShipAddr",
-            "Active",
-            "CurrencyRef",
-            "SalesTermRef",
-            "PaymentMethodRef",
-            "DefaultTaxCodeRef",
-            "Balance",
-            "BalanceWithJobs",
-            "Taxable",
-            "Job",
-            "BillWithParent",
-            "ParentRef",
-            "Level",
-            "FullyQualifiedName",
-            "PrintOnCheckName",
-            "PreferredDeliveryMethod",
-            "Notes",
-            "WebAddr",
-            "ResaleNum",
-            "PrimaryTaxIdentifier",
-        ]
-    ),
-    "Item": frozenset(
-        [
-            "Id",
-            "SyncToken",
-            "sparse",
-            "domain",
-            "MetaData",
-            "Name",
-            "Type",
-            "IncomeAccountRef",
-            "ExpenseAccountRef",
-            "AssetAccountRef",
-            "UnitPrice",
-            "PurchaseCost",
-            "Sku",
-            "Description",
-            "PurchaseDesc",
-            "Active",
-            "Taxable",
-            "SalesTaxCodeRef",
-            "TrackQtyOnHand",
-            "QtyOnHand",
-            "InvStartDate",
-            "FullyQualifiedName",
-            "SubItem",
-            "ParentRef",
-            "Level",
-        ]
-    ),
-    "Payment": frozenset(
-        [
-            "Id",
-            "SyncToken",
-            "sparse",
-            "domain",
-            "MetaData",
-            "CustomerRef",
-            "TotalAmt",
-            "UnappliedAmt",
-            "Line",
-            "TxnDate",
-            "PaymentRefNum",
-            "PaymentMethodRef",
-            "DepositToAccountRef",
-            "ARAccountRef",
-            "CurrencyRef",
-            "ExchangeRate",
-            "PrivateNote",
-            "ProcessPayment",
-        ]
-    ),
-    "Term": frozenset(
-        [
-            "Id",
-            "SyncToken",
-            "sparse",
-            "domain",
-            "MetaData",
-            "Name",
-            "Active",
-            "Type",
-            "DueDays",
-            "DiscountPercent",
-            "DiscountDays",
-            "DayOfMonthDue",
-            "DueNextMonthDays",
-            "DiscountDayOfMonth",
-        ]
-    ),
-}
 TRANSACTIONS = frozenset({"Invoice", "Payment"})
 
 
@@ -209,6 +55,18 @@ def parse_date(value: Any, field_name: str) -> date:
         raise QboFault(
             "2040", "Invalid Date", f"Invalid Date : {field_name}={value}", element=field_name
         ) from exc
+
+
+def _drop_empty_strings(record: Any) -> None:
+    """QBO leaves out fields with no value: an empty string sent is a field cleared."""
+    if isinstance(record, dict):
+        for key in [k for k, v in record.items() if v == "" and isinstance(v, str)]:
+            del record[key]
+        for value in record.values():
+            _drop_empty_strings(value)
+    elif isinstance(record, list):
+        for value in record:
+            _drop_empty_strings(value)
 
 
 ChangeListener = Callable[[str, str, str, str, str | None], None]
@@ -241,12 +99,18 @@ class Company:
     require_docnumber_with_custom: bool = True
     tax_rates: dict[str, Decimal] = field(default_factory=dict)
     doc_index: dict[str, set[str]] = field(default_factory=dict)
+    leniency: Leniency = field(default_factory=Leniency)
+    # When a sales line's Amount must equal Qty x UnitPrice (6070): "nonzero" when both are
+    # given and neither is 0, "present" whenever both are given, "off" never.
+    qty_price_check: str = "nonzero"
 
     # ---------------------------------------------------------------- setup
 
     def __post_init__(self) -> None:
         if self.country not in seed.COUNTRIES:
             raise ValueError(f"unsupported country {self.country!r}")
+        if self.qty_price_check not in QTY_PRICE_CHECKS:
+            raise ValueError(f"qty_price_check must be one of {sorted(QTY_PRICE_CHECKS)}")
         facts = seed.COUNTRIES[self.country]
         self.tz = ZoneInfo(facts["tz"])
         self.home_currency = self.home_currency or facts["currency"]
@@ -275,11 +139,14 @@ class Company:
                 acc_id,
                 {
                     "Name": name,
+                    "SubAccount": False,
                     "FullyQualifiedName": name,
                     "Active": True,
+                    "Classification": seed.ACCOUNT_CLASSIFICATION[acc_type],
                     "AccountType": acc_type,
                     "AccountSubType": sub_type,
                     "CurrentBalance": Decimal("0.00"),
+                    "CurrentBalanceWithSubAccounts": Decimal("0.00"),
                     "CurrencyRef": self.currency_ref(self.home_currency),
                     "domain": "QBO",
                     "sparse": False,
@@ -359,7 +226,7 @@ class Company:
         }
         if facts["state"]:
             addr["CountrySubDivisionCode"] = facts["state"]
-        self.company_info = {
+        self.company_info: dict[str, Any] = {
             "CompanyName": self.name,
             "LegalName": self.name,
             "Country": self.country,
@@ -476,37 +343,32 @@ class Company:
             raise faults.not_found()
         return record
 
-    def _check_known(self, entity: str, body: dict[str, Any]) -> None:
-        known = WRITABLE.get(entity)
-        if known is None:
-            return
-        for key in body:
-            if key not in known:
-                listed = ", ".join(f'"{k}"' for k in sorted(known)[:12])
-                raise QboFault(
-                    "2010",
-                    "Request has invalid or unsupported property",
-                    f'Property Name:Unrecognized field "{key}" (class com.intuit.schema.finance.v3.'
-                    f"{entity}), not marked as ignorable ({len(known)} known properties: "
-                    f"{listed}, ...])",
-                )
+    def read_request(self, entity: str, body: Any) -> dict[str, Any]:
+        """The body as QBO reads it against Intuit's schema (2010/2170/2040 on what it
+        refuses), without the properties QBO computes itself."""
+        read = schema.load().read(entity, body, self.leniency)
+        owned = schema.load().owned(entity, self.country)
+        return {key: value for key, value in read.items() if key not in owned}
 
     # ---------------------------------------------------------------- dispatch
 
     def create(
         self, entity: str, body: dict[str, Any], params: dict[str, str], notify: bool = True
     ) -> dict[str, Any]:
-        self._check_known(entity, body)
+        if entity not in WRITABLE_ENTITIES:
+            raise faults.unsupported(f"/v3/company/{self.realm_id}/{entity.lower()}")
+        body = self.read_request(entity, body)
+        _drop_empty_strings(body)  # on create an empty string is no value; on update it clears
         creator = {
             "Customer": self._create_customer,
             "Item": self._create_item,
             "Invoice": self._create_invoice,
             "Payment": self._create_payment,
             "Term": self._create_term,
-        }.get(entity)
-        if creator is None:
-            raise faults.unsupported(f"/v3/company/{self.realm_id}/{entity.lower()}")
+            "Account": self._create_account,
+        }[entity]
         record = creator(body, params)
+        _drop_empty_strings(record)
         if entity == "Invoice":
             self._refresh_customer_balances()
         if notify:
@@ -514,11 +376,12 @@ class Company:
         return record
 
     def update(self, entity: str, body: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
-        self._check_known(entity, body)
+        if entity in schema.load().entities:
+            body = self.read_request(entity, body)
         if not body.get("Id"):
             raise faults.required("Id")
         current = self.get(entity, str(body["Id"]))
-        if entity not in {"Customer", "Item", "Invoice", "Payment", "Term"}:
+        if entity not in WRITABLE_ENTITIES:
             raise faults.unsupported(f"/v3/company/{self.realm_id}/{entity.lower()}")
         if str(body.get("SyncToken")) != current["SyncToken"]:
             raise faults.stale()
@@ -531,8 +394,10 @@ class Company:
             "Invoice": self._update_invoice,
             "Payment": self._update_payment,
             "Term": self._update_term,
+            "Account": self._update_account,
         }[entity]
         record = updater(current, body, sparse, params)
+        _drop_empty_strings(record)
         self._touch(entity, record)
         self._changed(entity, record["Id"], "Update")
         return record
@@ -544,6 +409,7 @@ class Company:
                 "A business validation error has occurred while processing your request",
                 f"Business Validation Error: {entity} cannot be deleted; make it inactive instead.",
             )
+        body = self.read_request(entity, body)
         if not body.get("Id"):
             raise faults.required("Id")
         current = self.get(entity, str(body["Id"]))
@@ -565,6 +431,7 @@ class Company:
     def void(self, entity: str, body: dict[str, Any]) -> dict[str, Any]:
         if entity != "Invoice":
             raise faults.unsupported(f"/v3/company/{self.realm_id}/{entity.lower()}?operation=void")
+        body = self.read_request(entity, body)
         if not body.get("Id"):
             raise faults.required("Id")
         invoice = self.get("Invoice", str(body["Id"]))
@@ -625,28 +492,43 @@ class Company:
             "BalanceWithJobs": Decimal("0.00"),
             "CurrencyRef": self.currency_ref(currency),
             "PreferredDeliveryMethod": "Print",
+            "IsProject": False,
             "domain": "QBO",
             "sparse": False,
             "Id": rid,
             "SyncToken": "0",
             "MetaData": self.meta(now, now),
         }
-        record.update(
-            {
-                k: v
-                for k, v in body.items()
-                if k
-                not in {"Id", "SyncToken", "sparse", "domain", "MetaData", "Balance", "CurrencyRef"}
-            }
-        )
+        record.update({k: v for k, v in body.items() if k not in NOT_STORED | {"CurrencyRef"}})
         record["DisplayName"] = display
-        record["FullyQualifiedName"] = display
-        record.setdefault("PrintOnCheckName", display)
+        self._place("Customer", record, display)
+        if not record.get("PrintOnCheckName"):
+            record["PrintOnCheckName"] = display
         record["Active"] = body.get("Active", True) is not False
         if self.is_us:
             record.setdefault("DefaultTaxCodeRef", {"value": "2"})
         self._store("Customer", rid, record, now)
         return record
+
+    def _place(self, entity: str, record: dict[str, Any], name: str) -> None:
+        """Where a name-list record sits: a sub-customer (job), sub-item or sub-account is
+        `Parent:Child` in FullyQualifiedName, one Level below its parent."""
+        ref = record.get("ParentRef")
+        if not isinstance(ref, dict) or not ref.get("value"):
+            record.pop("ParentRef", None)
+            record.pop("Level", None)
+            record["FullyQualifiedName"] = name
+            return
+        parent = self._ref(entity, ref, "ParentRef")
+        if parent["Id"] == record.get("Id"):
+            raise faults.business("An entity cannot be its own parent.")
+        label = parent.get("DisplayName") or parent["Name"]
+        record["ParentRef"] = {"value": parent["Id"], "name": label}
+        record["FullyQualifiedName"] = f"{parent['FullyQualifiedName']}:{name}"
+        if "Level" in schema.load().properties(entity):  # accounts have no Level
+            record["Level"] = int(parent.get("Level") or 0) + 1
+        flag = {"Customer": "Job", "Item": "SubItem", "Account": "SubAccount"}[entity]
+        record[flag] = True
 
     def _check_email(self, addr: Any) -> None:
         if isinstance(addr, dict) and addr.get("Address"):
@@ -683,22 +565,12 @@ class Company:
                     "PreferredDeliveryMethod",
                     "Taxable",
                     "Active",
+                    "IsProject",
                 )
                 if k in current
             }
         )
-        for key, value in body.items():
-            if key not in {
-                "Id",
-                "SyncToken",
-                "sparse",
-                "domain",
-                "MetaData",
-                "Balance",
-                "BalanceWithJobs",
-                "FullyQualifiedName",
-            }:
-                proposed[key] = value
+        proposed.update({k: v for k, v in body.items() if k not in NOT_STORED})
         display = proposed.get("DisplayName") or current["DisplayName"]
         becoming_inactive = current.get("Active", True) and proposed.get("Active") is False
         becoming_active = current.get("Active") is False and proposed.get("Active") is True
@@ -717,8 +589,9 @@ class Company:
         ):
             raise self._duplicate_name()
         proposed["DisplayName"] = display
-        proposed["FullyQualifiedName"] = display
-        proposed.setdefault("PrintOnCheckName", display)
+        self._place("Customer", proposed, display)
+        if not proposed.get("PrintOnCheckName"):
+            proposed["PrintOnCheckName"] = display
         current.clear()
         current.update(proposed)
         return current
@@ -763,13 +636,8 @@ class Company:
             "SyncToken": "0",
             "MetaData": self.meta(now, now),
         }
-        record.update(
-            {
-                k: v
-                for k, v in body.items()
-                if k not in {"Id", "SyncToken", "sparse", "domain", "MetaData"}
-            }
-        )
+        record.update({k: v for k, v in body.items() if k not in NOT_STORED})
+        self._place("Item", record, name)
         if "IncomeAccountRef" in record:
             acct = self.records["Account"][record["IncomeAccountRef"]["value"]]
             record["IncomeAccountRef"] = {"value": acct["Id"], "name": acct["Name"]}
@@ -788,9 +656,7 @@ class Company:
                 if k in current
             }
         )
-        for key, value in body.items():
-            if key not in {"Id", "SyncToken", "sparse", "domain", "MetaData", "FullyQualifiedName"}:
-                proposed[key] = value
+        proposed.update({k: v for k, v in body.items() if k not in NOT_STORED})
         name = proposed.get("Name") or current["Name"]
         if (
             current.get("Active", True)
@@ -807,7 +673,7 @@ class Company:
         if name != current["Name"] and self._name_taken(name, "Item", current["Id"]):
             raise self._duplicate_name()
         proposed["Name"] = name
-        proposed["FullyQualifiedName"] = name
+        self._place("Item", proposed, name)
         current.clear()
         current.update(proposed)
         return current
@@ -833,14 +699,7 @@ class Company:
             "SyncToken": "0",
             "MetaData": self.meta(now, now),
         }
-        record.update(
-            {
-                k: v
-                for k, v in body.items()
-                if k in WRITABLE["Term"]
-                and k not in {"Id", "SyncToken", "sparse", "domain", "MetaData"}
-            }
-        )
+        record.update({k: v for k, v in body.items() if k not in NOT_STORED})
         if "DayOfMonthDue" in body:
             record["Type"] = "DATE_DRIVEN"
             record.pop("DueDays", None)
@@ -850,9 +709,56 @@ class Company:
     def _update_term(
         self, current: dict[str, Any], body: dict[str, Any], sparse: bool, params: dict[str, str]
     ) -> dict[str, Any]:
-        for key, value in body.items():
-            if key not in {"Id", "SyncToken", "sparse", "domain", "MetaData", "Type"}:
-                current[key] = value
+        current.update({k: v for k, v in body.items() if k not in NOT_STORED})
+        return current
+
+    # ---------------------------------------------------------------- account
+
+    def _create_account(self, body: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
+        name = body.get("Name")
+        if not name:
+            raise faults.required("Name")
+        if self._name_taken(name, "Account"):
+            raise self._duplicate_name()
+        if not body.get("AccountType") and not body.get("AccountSubType"):
+            raise faults.required("AccountType")
+        now = self.clock.now()
+        rid = self._next_id("Account")
+        record: dict[str, Any] = {
+            "Name": name,
+            "SubAccount": False,
+            "Active": True,
+            "CurrentBalance": Decimal("0"),
+            "CurrentBalanceWithSubAccounts": Decimal("0"),
+            "CurrencyRef": self.currency_ref(self.home_currency),
+            "domain": "QBO",
+            "sparse": False,
+            "Id": rid,
+            "SyncToken": "0",
+            "MetaData": self.meta(now, now),
+        }
+        record.update({k: v for k, v in body.items() if k not in NOT_STORED})
+        if record.get("AccountType") in seed.ACCOUNT_CLASSIFICATION:
+            record.setdefault("Classification", seed.ACCOUNT_CLASSIFICATION[record["AccountType"]])
+        self._place("Account", record, name)
+        self._store("Account", rid, record, now)
+        return record
+
+    def _update_account(
+        self, current: dict[str, Any], body: dict[str, Any], sparse: bool, params: dict[str, str]
+    ) -> dict[str, Any]:
+        keep = ("Id", "SyncToken", "MetaData", "domain", "sparse", "CurrencyRef")
+        proposed = dict(current) if sparse else {k: current[k] for k in keep if k in current}
+        proposed.update({k: v for k, v in body.items() if k not in NOT_STORED})
+        name = proposed.get("Name") or current["Name"]
+        if name != current["Name"] and self._name_taken(name, "Account", current["Id"]):
+            raise self._duplicate_name()
+        proposed["Name"] = name
+        for balance in ("CurrentBalance", "CurrentBalanceWithSubAccounts"):
+            proposed[balance] = current.get(balance, Decimal("0"))
+        self._place("Account", proposed, name)
+        current.clear()
+        current.update(proposed)
         return current
 
     def due_date(self, txn_date: date, term: dict[str, Any] | None) -> date:
@@ -896,22 +802,7 @@ class Company:
             "EmailStatus": "NotSet",
             "_next_line": 1,
         }
-        for key, value in body.items():
-            if key not in {
-                "Id",
-                "SyncToken",
-                "sparse",
-                "domain",
-                "MetaData",
-                "TotalAmt",
-                "Balance",
-                "LinkedTxn",
-                "HomeTotalAmt",
-                "HomeBalance",
-                "AutoDocNumber",
-                "DeliveryInfo",
-            }:
-                invoice[key] = value
+        invoice.update({k: v for k, v in body.items() if k not in NOT_STORED})
         invoice["TxnDate"] = txn_date.isoformat()
         self._assign_doc_number(invoice, body, params)
         invoice["CustomerRef"] = {"value": customer["Id"], "name": customer["DisplayName"]}
@@ -921,13 +812,6 @@ class Company:
         if "BillEmail" not in invoice and customer.get("PrimaryEmailAddr"):
             invoice["BillEmail"] = dict(customer["PrimaryEmailAddr"])
         self._check_email(invoice.get("BillEmail"))
-        if invoice.get("EmailStatus") not in {"NotSet", "NeedToSend", "EmailSent"}:
-            raise QboFault(
-                "2170",
-                "Invalid Enumeration",
-                "Invalid Enumeration : EmailStatus",
-                element="EmailStatus",
-            )
         term = self._terms_for(invoice, customer)
         if term is not None:
             invoice["SalesTermRef"] = {"value": term["Id"], "name": term["Name"]}
@@ -1034,46 +918,20 @@ class Company:
                 continue
             if not kind:
                 raise faults.required("DetailType")
-            line = copy.deepcopy(raw)
-            line.pop("LineNum", None)
-            if not line.get("Id") or str(line["Id"]) not in used_ids:
-                while str(invoice["_next_line"]) in used_ids:
-                    invoice["_next_line"] += 1
-                line["Id"] = str(invoice["_next_line"])
-                invoice["_next_line"] += 1
-            if kind == "DescriptionOnly":
-                lines.append(line)
-                continue
-            if kind != "SalesItemLineDetail":
+            if kind not in schema.LINE_DETAILS["Invoice"]:
                 raise QboFault(
                     "2170",
                     "Invalid Enumeration",
                     f"Invalid Enumeration : {kind}",
                     element="DetailType",
                 )
-            if "Amount" not in line:
-                raise faults.required("Amount")
-            amount = money(line["Amount"])
-            detail = line.setdefault("SalesItemLineDetail", {})
-            qty, price = detail.get("Qty"), detail.get("UnitPrice")
-            if qty is not None and price is not None:
-                qty_d, price_d = number(qty, "Qty"), number(price, "UnitPrice")
-                if (qty_d * price_d).quantize(CENT, rounding=ROUND_HALF_UP) != amount:
-                    raise QboFault(
-                        "6070",
-                        "Amount is not equal to Qty * UnitPrice",
-                        f"Amount is not equal to UnitPrice * Qty. Supplied value:{amount}",
-                        element="",
-                    )
-                detail["Qty"], detail["UnitPrice"] = qty_d, price_d
-            line["Amount"] = amount
-            item = None
-            if detail.get("ItemRef"):
-                item = self._ref("Item", detail["ItemRef"], "ItemRef")
-                detail["ItemRef"] = {"value": item["Id"], "name": item["Name"]}
-            code = self._line_tax_code(detail, item)
-            if item is not None:
-                # A line with no item is documentation only; QBO leaves its amount out (SCHEMA).
+            line = self._numbered(raw, invoice, used_ids)
+            charges: list[tuple[str, Decimal]] = []
+            if kind == "SalesItemLineDetail":
+                charges = self._price_item_line(line)
+            elif kind == "GroupLineDetail":
+                charges = self._price_group_line(line, invoice, used_ids)
+            for code, amount in charges:
                 subtotal += amount
                 taxable_by_code[code] = taxable_by_code.get(code, Decimal("0")) + amount
             lines.append(line)
@@ -1131,6 +989,79 @@ class Company:
             )
         if not self.is_us:
             invoice.setdefault("GlobalTaxCalculation", "TaxExcluded")
+
+    @staticmethod
+    def _numbered(
+        raw: dict[str, Any], invoice: dict[str, Any], used_ids: set[str]
+    ) -> dict[str, Any]:
+        """A copy of a line with its Id: kept when the invoice has it, else the next free one."""
+        line = copy.deepcopy(raw)
+        line.pop("LineNum", None)
+        if not line.get("Id") or str(line["Id"]) not in used_ids:
+            while str(invoice["_next_line"]) in used_ids:
+                invoice["_next_line"] += 1
+            line["Id"] = str(invoice["_next_line"])
+            invoice["_next_line"] += 1
+        # QBO prints a line's Id first.
+        return {"Id": line.pop("Id"), **line}
+
+    def _price_item_line(self, line: dict[str, Any]) -> list[tuple[str, Decimal]]:
+        """Check and complete a SalesItemLineDetail line; its (tax code, amount) charge, if any.
+        A line with no item is documentation only; QBO leaves its amount out (SCHEMA)."""
+        if "Amount" not in line:
+            raise faults.required("Amount")
+        amount = money(line["Amount"])
+        detail = line.setdefault("SalesItemLineDetail", {})
+        qty, price = detail.get("Qty"), detail.get("UnitPrice")
+        if self._checks_qty_price(qty, price) and amount != (
+            number(qty, "Qty") * number(price, "UnitPrice")
+        ).quantize(CENT, rounding=ROUND_HALF_UP):
+            raise QboFault(
+                "6070",
+                "Amount is not equal to Qty * UnitPrice",
+                f"Amount is not equal to UnitPrice * Qty. Supplied value:{amount}",
+                element="",
+            )
+        line["Amount"] = amount
+        item = None
+        if detail.get("ItemRef"):
+            item = self._ref("Item", detail["ItemRef"], "ItemRef")
+            detail["ItemRef"] = {"value": item["Id"], "name": item["Name"]}
+        code = self._line_tax_code(detail, item)
+        return [(code, amount)] if item is not None else []
+
+    def _checks_qty_price(self, qty: Any, price: Any) -> bool:
+        """Whether QBO holds this line's Amount to Qty x UnitPrice (6070). Client libraries send
+        Qty 0 and UnitPrice 0 as defaults beside an Amount, and QBO takes the Amount (OBS)."""
+        if self.qty_price_check == "off" or qty is None or price is None:
+            return False
+        return self.qty_price_check == "present" or (qty != 0 and price != 0)
+
+    def _price_group_line(
+        self, line: dict[str, Any], invoice: dict[str, Any], used_ids: set[str]
+    ) -> list[tuple[str, Decimal]]:
+        """A bundle: its item lines are priced as lines of their own; the group's Amount is
+        their sum."""
+        group = line.setdefault("GroupLineDetail", {})
+        if group.get("GroupItemRef"):
+            bundle = self._ref("Item", group["GroupItemRef"], "GroupItemRef")
+            group["GroupItemRef"] = {"value": bundle["Id"], "name": bundle["Name"]}
+        inner: list[dict[str, Any]] = []
+        charges: list[tuple[str, Decimal]] = []
+        for raw in group.get("Line") or []:
+            if raw.get("DetailType") != "SalesItemLineDetail":
+                raise QboFault(
+                    "2170",
+                    "Invalid Enumeration",
+                    f"Invalid Enumeration : {raw.get('DetailType')}",
+                    element="DetailType",
+                )
+            sub = self._numbered(raw, invoice, used_ids)
+            charges += self._price_item_line(sub)
+            inner.append(sub)
+        group["Line"] = inner
+        line["Amount"] = sum((amount for _, amount in charges), Decimal("0.00"))
+        return charges
 
     def _line_tax_code(self, detail: dict[str, Any], item: dict[str, Any] | None) -> str:
         ref = detail.get("TaxCodeRef")
@@ -1234,21 +1165,7 @@ class Company:
                 if k in current
             }
         )
-        for key, value in body.items():
-            if key not in {
-                "Id",
-                "SyncToken",
-                "sparse",
-                "domain",
-                "MetaData",
-                "TotalAmt",
-                "Balance",
-                "LinkedTxn",
-                "HomeTotalAmt",
-                "HomeBalance",
-                "DeliveryInfo",
-            }:
-                proposed[key] = value
+        proposed.update({k: v for k, v in body.items() if k not in NOT_STORED})
         customer = self._ref("Customer", proposed.get("CustomerRef"), "CustomerRef")
         if customer["Id"] != current["CustomerRef"]["value"] and self._paid_on(current["Id"]) > 0:
             raise QboFault(
@@ -1378,21 +1295,12 @@ class Company:
             "sparse": False,
             "Id": rid,
             "DepositToAccountRef": {"value": seed.UNDEPOSITED_FUNDS_ID},
-            "TxnDate": (body.get("TxnDate") or self.today().isoformat()),
+            "TxnDate": self.today().isoformat(),
             "ProcessPayment": False,
             "MetaData": self.meta(now, now),
             "CurrencyRef": customer["CurrencyRef"],
         }
-        for key in (
-            "PaymentRefNum",
-            "PaymentMethodRef",
-            "DepositToAccountRef",
-            "ARAccountRef",
-            "PrivateNote",
-            "ExchangeRate",
-        ):
-            if key in body:
-                payment[key] = body[key]
+        payment.update({k: v for k, v in body.items() if k not in NOT_STORED | PAYMENT_DERIVED})
         payment.update(
             {
                 "CustomerRef": {"value": customer["Id"], "name": customer["DisplayName"]},
@@ -1419,15 +1327,7 @@ class Company:
         except QboFault:
             self._apply_payment(current["Id"], previous, touch=False)
             raise
-        for key, value in body.items():
-            if key in {
-                "PaymentRefNum",
-                "PaymentMethodRef",
-                "DepositToAccountRef",
-                "PrivateNote",
-                "TxnDate",
-            }:
-                current[key] = value
+        current.update({k: v for k, v in body.items() if k not in NOT_STORED | PAYMENT_DERIVED})
         current.update(
             {
                 "Line": lines,
@@ -1535,6 +1435,7 @@ class Company:
     # ---------------------------------------------------------------- preferences
 
     def update_preferences(self, body: dict[str, Any]) -> dict[str, Any]:
+        body = self.read_request("Preferences", body)
         if str(body.get("SyncToken")) != self.preferences["SyncToken"]:
             raise faults.stale()
         currency = body.get("CurrencyPrefs") or {}
@@ -1548,8 +1449,13 @@ class Company:
 
     def set_preferences(self, body: dict[str, Any], bump: bool = True) -> None:
         for section, values in body.items():
-            if isinstance(values, dict) and isinstance(self.preferences.get(section), dict):
-                self.preferences[section].update(values)
+            if section in NOT_STORED:
+                continue
+            if isinstance(values, dict):
+                self.preferences.setdefault(section, {}).update(values)
+            else:
+                self.preferences[section] = values
+        _drop_empty_strings(self.preferences)
         sales = self.preferences["SalesFormsPrefs"]
         self.custom_txn_numbers = bool(sales.get("CustomTxnNumbers"))
         currency = self.preferences["CurrencyPrefs"]
@@ -1561,6 +1467,34 @@ class Company:
         self.preferences["MetaData"]["LastUpdatedTime"] = self.local(now)
         for listener in self.listeners:
             listener(self.realm_id, "Preferences", "1", "Update", None)
+
+    # ---------------------------------------------------------------- company info
+
+    def update_company_info(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Full or sparse update of CompanyInfo; what QBO owns (Country, ...) stays."""
+        body = self.read_request("CompanyInfo", body)
+        current = self.company_info
+        if str(body.get("SyncToken")) != current["SyncToken"]:
+            raise faults.stale()
+        kept = schema.load().owned("CompanyInfo", self.country) | {"Id", "SyncToken", "sparse"}
+        proposed = (
+            dict(current)
+            if body.get("sparse") is True
+            else {k: v for k, v in current.items() if k in kept}
+        )
+        proposed.update({k: v for k, v in body.items() if k not in NOT_STORED})
+        if not proposed.get("CompanyName"):
+            raise faults.required("CompanyName")
+        self._check_email(proposed.get("Email"))
+        current.clear()
+        current.update(proposed)
+        _drop_empty_strings(current)
+        self.name = current["CompanyName"]
+        current["SyncToken"] = str(int(current["SyncToken"]) + 1)
+        current["MetaData"]["LastUpdatedTime"] = self.local(self.clock.now())
+        for listener in self.listeners:
+            listener(self.realm_id, "CompanyInfo", "1", "Update", None)
+        return current
 
     # ---------------------------------------------------------------- query support
 

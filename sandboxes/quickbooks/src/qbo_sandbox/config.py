@@ -40,6 +40,12 @@ class SandboxConfig:
     requestid_conflict_600: bool = False
     enforce_unique_docnumber: bool = True
     require_docnumber_with_custom: bool = True
+    # How QBO's reader takes values of uncertain shape (see the README): "" in a non-string
+    # property as absent, and numbers sent as strings.
+    empty_string_as_absent: bool = True
+    numbers_from_strings: bool = True
+    # When a sales line's Amount must equal Qty x UnitPrice: nonzero | present | off.
+    qty_price_check: str = "nonzero"
     webhook_aggregation_seconds: float = 0.05
     webhook_max_events: int = 100
     webhook_timeout_seconds: float = 3.0

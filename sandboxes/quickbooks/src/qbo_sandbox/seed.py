@@ -49,6 +49,24 @@ TAX_CODES: dict[str, list[tuple[str, str, str, Decimal]]] = {
 TERMS = [("1", "Due on receipt", 0), ("2", "Net 15", 15), ("3", "Net 30", 30), ("4", "Net 60", 60)]
 
 INCOME_ACCOUNT_ID = "79"
+# AccountType -> Classification, as QBO derives it.
+ACCOUNT_CLASSIFICATION = {
+    "Bank": "Asset",
+    "Accounts Receivable": "Asset",
+    "Other Current Asset": "Asset",
+    "Fixed Asset": "Asset",
+    "Other Asset": "Asset",
+    "Accounts Payable": "Liability",
+    "Credit Card": "Liability",
+    "Other Current Liability": "Liability",
+    "Long Term Liability": "Liability",
+    "Equity": "Equity",
+    "Income": "Revenue",
+    "Other Income": "Revenue",
+    "Cost of Goods Sold": "Expense",
+    "Expense": "Expense",
+    "Other Expense": "Expense",
+}
 UNDEPOSITED_FUNDS_ID = "4"
 
 DEMO_COMPANIES: list[dict[str, Any]] = [
