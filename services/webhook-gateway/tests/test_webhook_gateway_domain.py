@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
-from dealbooks_contracts import CrmChange, CrmObjectType, QboEntityChanged
+from dealbooks_contracts import CrmChange, CrmObjectType, QboEntity, QboEntityChanged
+from dealbooks_qbo import parse_webhook
+from qbo_sandbox import schema
 from webhook_gateway import domain
 from webhook_gateway.domain import CrmNotification, QboNotification, Rejected
 
@@ -46,6 +49,40 @@ def test_qbo_notification_becomes_entity_changed() -> None:
     event = domain.qbo_event(qbo(), NOW)
     assert isinstance(event, QboEntityChanged)
     assert (event.realm_id, event.entity, event.entity_id) == ("123", "Payment", "7")
+
+
+def test_every_quickbooks_entity_keeps_its_own_name_from_a_cloudevents_type() -> None:
+    # parse_webhook capitalises the lower-case name of a CloudEvents type ("Companyinfo").
+    for name in schema.load().all_entities:
+        for received in (name.lower(), name.lower().capitalize(), name):
+            event = domain.qbo_event(qbo(entity=received), NOW)
+            assert isinstance(event, QboEntityChanged)
+            assert event.entity == name
+
+
+def test_a_companyinfo_cloudevent_reaches_the_bus_as_companyinfo() -> None:
+    body = json.dumps(
+        [
+            {
+                "specversion": "1.0",
+                "id": "e-1",
+                "type": "qbo.companyinfo.updated.v1",
+                "time": "2026-10-01T12:00:00Z",
+                "intuitentityid": "1",
+                "intuitaccountid": "123",
+                "data": {},
+            }
+        ]
+    ).encode()
+    (change,) = parse_webhook(body)
+    notification = qbo(entity=change.entity, entity_id=change.entity_id, operation="Update")
+    event = domain.qbo_event(notification, NOW)
+    assert isinstance(event, QboEntityChanged)
+    assert event.entity == QboEntity.COMPANY_INFO
+
+
+def test_an_entity_quickbooks_does_not_have_keeps_the_name_it_came_with() -> None:
+    assert domain.qbo_entity_name("Gizmo") == "Gizmo"
 
 
 def test_qbo_notification_without_time_uses_the_time_received() -> None:

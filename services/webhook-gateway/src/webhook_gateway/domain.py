@@ -30,6 +30,87 @@ class QboNotification:
     event_id: str | None
 
 
+# Every QuickBooks entity, spelled as its API spells it: the entities of Intuit's schema
+# (IntuitRestServiceDef.xsd in intuit/QuickBooks-V3-Java-SDK) and Currency, the webhooks' name
+# for CompanyCurrency. CloudEvents types carry them in lower case (qbo.companyinfo.updated.v1).
+QBO_ENTITY_NAMES: tuple[str, ...] = (
+    "Account",
+    "Attachable",
+    "Bill",
+    "BillPayment",
+    "BooleanTypeCustomFieldDefinition",
+    "Budget",
+    "ChargeCredit",
+    "Class",
+    "Company",
+    "CompanyCurrency",
+    "CompanyInfo",
+    "CreditCardPaymentTxn",
+    "CreditMemo",
+    "Currency",
+    "CustomFieldDefinition",
+    "Customer",
+    "CustomerType",
+    "DateTypeCustomFieldDefinition",
+    "Department",
+    "Deposit",
+    "EmailDeliveryInfo",
+    "Employee",
+    "Estimate",
+    "ExchangeRate",
+    "FixedAsset",
+    "InventoryAdjustment",
+    "InventorySite",
+    "Invoice",
+    "Item",
+    "JournalCode",
+    "JournalEntry",
+    "MasterAccount",
+    "NumberTypeCustomFieldDefinition",
+    "OtherName",
+    "Payment",
+    "PaymentMethod",
+    "Preferences",
+    "PriceLevel",
+    "Purchase",
+    "PurchaseOrder",
+    "QbdtEntityIdMapping",
+    "RecurringTransaction",
+    "RefundReceipt",
+    "ReimburseCharge",
+    "SalesOrder",
+    "SalesReceipt",
+    "SalesRep",
+    "StatementCharge",
+    "Status",
+    "StringTypeCustomFieldDefinition",
+    "SyncActivity",
+    "TDSMetadata",
+    "Tag",
+    "Task",
+    "TaxAgency",
+    "TaxClassification",
+    "TaxCode",
+    "TaxPayment",
+    "TaxRate",
+    "TaxReturn",
+    "Term",
+    "TimeActivity",
+    "Transfer",
+    "UserAlert",
+    "Vendor",
+    "VendorCredit",
+    "VendorType",
+)
+_QBO_ENTITY_CASE = {name.lower(): name for name in QBO_ENTITY_NAMES}
+
+
+def qbo_entity_name(raw: str) -> str:
+    """QuickBooks' own spelling of an entity name in any case ("companyinfo" is CompanyInfo);
+    a name QuickBooks does not have is kept as given."""
+    return _QBO_ENTITY_CASE.get(raw.lower(), raw)
+
+
 def qbo_dedupe_key(n: QboNotification) -> str:
     """Stable across redeliveries: the CloudEvents id, else the change's own coordinates."""
     if n.event_id:
@@ -50,7 +131,7 @@ def qbo_event(n: QboNotification, received_at: datetime) -> QboEntityChanged | R
     try:
         return QboEntityChanged(
             realm_id=n.realm_id,
-            entity=n.entity,
+            entity=qbo_entity_name(n.entity),
             entity_id=n.entity_id,
             operation=Op(n.operation),
             last_updated=when,
