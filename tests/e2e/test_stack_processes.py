@@ -21,14 +21,18 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from connector_auth.crypto import TokenCipher
 from dealbooks_infra import testing
 from dealbooks_infra.people import AsyncPerson
 from dealbooks_infra.stack import SERVICE_ORDER, LocalStack, start_service
 from dealbooks_infra.topology import PORTAL_ID
+from pymongo import AsyncMongoClient
 
 pytestmark = [pytest.mark.integration]
 
 US_REALM = "9341455322581846"  # the QBO sandbox's demo seed: a US company
+# Every session value the module's people were given (the log scan looks for each).
+HANDED_OUT: set[str] = set()
 T = TypeVar("T")
 
 
@@ -251,6 +255,7 @@ async def stack(running_stack: LocalStack) -> AsyncIterator[Stack]:
         await s.connect(US_REALM)  # a second connection of the same company is a refresh
         yield s
     finally:
+        HANDED_OUT.update(s.person.seen, s.http.cookies.values())
         await s.http.aclose()
 
 
@@ -468,13 +473,32 @@ async def test_a_person_signed_in_for_one_portal_reaches_no_other_portal_in_any_
     assert [r.status_code for r in refusals] == [403, 403, 403, 403]
 
 
+async def stored_tokens(mongo_uri: str, token_keys: str) -> set[str]:
+    """Every access and refresh token connector-auth holds now, decrypted as only it can."""
+    cipher = TokenCipher.from_spec(token_keys)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri)
+    db = client["connector_auth"]
+    found: set[str] = set()
+    try:
+        for collection, context in (("portals", "portal:{_id}"), ("accounts", "{_id}")):
+            async for doc in db[collection].find({"tokens": {"$exists": True}}):
+                for kind in ("access", "refresh"):
+                    where = f"{context.format(_id=doc['_id'])}:{kind}"
+                    found.add(cipher.decrypt(doc["tokens"][kind], where))
+    finally:
+        await client.close()
+    assert found, "connector-auth holds no token"
+    return found
+
+
 async def test_no_token_secret_or_session_value_appears_in_any_log_line(stack: Stack) -> None:
     # Runs last in this module: it reads every log line every process of the stack wrote.
     t = stack.t
     secrets = {v for v in vars(t.secrets).values() if isinstance(v, str)}
     secrets |= {value.split(":", 1)[1] for value in (t.secrets.session_key, t.secrets.grant_key)}
     session = await stack.person.refresh()
-    secrets |= {session.grant, session.csrf, *stack.http.cookies.values()}
+    secrets |= {session.grant, session.csrf, *stack.person.seen, *stack.http.cookies.values()}
+    secrets |= HANDED_OUT  # every grant, CSRF token and cookie of the tests before
     service = {"Authorization": f"Bearer {t.secrets.service_credential}"}
     internal = f"{t.url('connector-auth')}/internal/v1/portals/{PORTAL_ID}"
     crm = await stack.ok(stack.http.post(f"{internal}/crm/access-token", headers=service))
@@ -482,6 +506,7 @@ async def test_no_token_secret_or_session_value_appears_in_any_log_line(stack: S
         stack.http.post(f"{internal}/accounts/{US_REALM}/access-token", headers=service)
     )
     secrets |= {crm["access_token"], qbo["access_token"]}
+    secrets |= await stored_tokens(t.infra["MONGODB_URI"], t.secrets.token_key)
     # Our services' logs; the sandboxes play Intuit and HubSpot, whose logs are theirs.
     logs = [stack.stack.logs / f"{name}.log" for name in SERVICE_ORDER]
     assert all(path.exists() for path in logs), "a service wrote no log"

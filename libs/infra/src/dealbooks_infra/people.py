@@ -63,6 +63,8 @@ class Person:
     def __init__(self, t: Topology, http: httpx.Client, portal_id: str = PORTAL_ID) -> None:
         self.t, self.http, self.portal_id = t, http, portal_id
         self.session: Session | None = None
+        # Every grant and CSRF token this person was given, for tests that look for leaks.
+        self.seen: set[str] = set()
 
     def install(self, path: str = "/install") -> Session:
         """Install the app into the portal (or sign in: `path="/signin"`) as its admin."""
@@ -75,6 +77,7 @@ class Person:
     def refresh(self) -> Session:
         url = f"{self.t.url('connector-auth')}/v1/session"
         self.session = Session.of(_ok(self.http.get(url), "session").json())
+        self.seen |= {self.session.grant, self.session.csrf}
         return self.session
 
     def auth(self) -> dict[str, str]:
@@ -98,6 +101,8 @@ class AsyncPerson:
     def __init__(self, t: Topology, http: httpx.AsyncClient, portal_id: str = PORTAL_ID) -> None:
         self.t, self.http, self.portal_id = t, http, portal_id
         self.session: Session | None = None
+        # Every grant and CSRF token this person was given, for tests that look for leaks.
+        self.seen: set[str] = set()
 
     async def install(self, path: str = "/install") -> Session:
         consent_url = f"{self.t.crm}/_sandbox/oauth/consent"
@@ -110,6 +115,7 @@ class AsyncPerson:
     async def refresh(self) -> Session:
         url = f"{self.t.url('connector-auth')}/v1/session"
         self.session = Session.of(_ok(await self.http.get(url), "session").json())
+        self.seen |= {self.session.grant, self.session.csrf}
         return self.session
 
     async def auth(self) -> dict[str, str]:
