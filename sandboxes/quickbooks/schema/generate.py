@@ -8,8 +8,8 @@ sandbox emulates and every type nested in them, each property's name, type and w
 repeats (plus the choice it belongs to and the schema's own "read only" remarks), together with
 the enumerations those types use and the source commit.
 
-    python sandboxes/quickbooks/schema/generate.py --git-dir <mirror>/repo --commit <sha>
-    python sandboxes/quickbooks/schema/generate.py --xsd-dir <dir with the .xsd files>
+    python sandboxes/quickbooks/schema/generate.py --git-dir <clone>/.git --commit <sha>
+    python sandboxes/quickbooks/schema/generate.py --xsd-dir <xsd directory> --commit <sha>
 
 The output is `src/qbo_sandbox/qbo_schema.json`; the sandbox loads it at start.
 """
@@ -369,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--commit", default="HEAD", help="the commit to read (with --git-dir)")
     parser.add_argument("--output", default=str(OUTPUT))
     args = parser.parse_args(argv)
+    if args.xsd_dir and args.commit == "HEAD":
+        parser.error("--xsd-dir needs --commit: the SDK commit the files were taken from")
     commit = args.commit
     if args.git_dir:
         commit = subprocess.run(
