@@ -468,9 +468,29 @@ async def test_a_person_signed_in_for_one_portal_reaches_no_other_portal_in_any_
         await stack.http.get(
             f"{stack.t.url('connector-auth')}/v1/portals/{other_portal}/quickbooks/connect"
         ),
+        await stack.http.get(
+            f"{stack.t.url('mapping-registry')}/portals/{other_portal}/accounts/{US_REALM}"
+            "/contacts/mappings",
+            headers=mine,
+        ),
+        await stack.http.post(
+            f"{stack.t.url('contact-sync')}/portals/{other_portal}/accounts/{US_REALM}/backfill",
+            headers=mine,
+        ),
+        await stack.http.post(
+            f"{stack.t.url('product-sync')}/portals/{other_portal}/accounts/{US_REALM}/backfill",
+            headers=mine,
+        ),
     ]
+    # Under the person's own portal, a company not connected to it is not there.
+    elsewhere = await stack.http.get(
+        f"{stack.t.url('mapping-registry')}/portals/{PORTAL_ID}/accounts/unknown-realm"
+        "/contacts/mappings",
+        headers=mine,
+    )
 
-    assert [r.status_code for r in refusals] == [403, 403, 403, 403]
+    assert [r.status_code for r in refusals] == [403] * 7
+    assert elsewhere.status_code == 404
 
 
 async def stored_tokens(mongo_uri: str, token_keys: str) -> set[str]:
