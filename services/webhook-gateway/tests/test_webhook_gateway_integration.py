@@ -128,6 +128,43 @@ async def test_real_qbo_payment_arrives_signed_and_becomes_an_entity_changed_eve
     assert event["source"] == "webhook-gateway"
 
 
+async def test_a_companyinfo_cloudevent_is_published_with_quickbooks_entity_name(
+    gateway: Any, qbo_sandbox: Any, kafka_bootstrap: str, mongo_uri: str, gw_tools: Any
+) -> None:
+    company = qbo_sandbox.create_company("US")
+    portal = f"p-{uuid.uuid4().hex[:6]}"
+    await connect_realm(gateway, kafka_bootstrap, mongo_uri, portal, company.realm_id)
+    endpoint = qbo_sandbox.add_webhook(
+        gateway.qbo_url, gw_tools.verifier_token, "cloudevents", realms=[company.realm_id]
+    )
+    api = f"{qbo_sandbox.base_url}/v3/company/{company.realm_id}"
+    headers = {"Authorization": f"Bearer {company.access_token}", "Accept": "application/json"}
+    try:
+        async with httpx.AsyncClient(headers=headers) as http:
+            info = (await http.get(f"{api}/companyinfo/{company.realm_id}")).json()["CompanyInfo"]
+            renamed = await http.post(
+                f"{api}/companyinfo",
+                json={
+                    "Id": info["Id"],
+                    "SyncToken": info["SyncToken"],
+                    "sparse": True,
+                    "CompanyName": "Renamed Co",
+                },
+            )
+            assert renamed.status_code == 200, renamed.text
+        [record] = await gw_tools.read_events(
+            kafka_bootstrap,
+            gateway.topic("qbo.entity-changed.v1"),
+            lambda r: r.key == company.realm_id.encode(),
+            1,
+        )
+    finally:
+        qbo_sandbox.remove_webhook(endpoint["endpoint_id"])
+    event = gw_tools.as_event(record)
+    assert event["data"]["entity"] == "CompanyInfo"
+    assert event["data"]["operation"] == "Update"
+
+
 async def test_tampered_signature_gets_401_and_publishes_nothing(
     gateway: Any, kafka_bootstrap: str, mongo_uri: str, gw_tools: Any
 ) -> None:
