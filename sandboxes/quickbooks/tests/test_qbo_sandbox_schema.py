@@ -41,6 +41,8 @@ BUILTINS = {
 DAY = "2026-01-15"
 MOMENT = "2026-01-15T10:30:00-08:00"
 NUMBER = Decimal("2")
+# TaxCode, the other emulated entity, is read-only on the accounting API (QBO creates tax codes
+# through its tax service); its reads are checked against the schema below.
 CREATED = ("Customer", "Item", "Invoice", "Payment", "Term", "Account")
 UPDATED = ("Preferences", "CompanyInfo")
 
