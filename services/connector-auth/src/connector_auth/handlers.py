@@ -3,7 +3,6 @@ changes. Each reads: decide (domain), persist (one document), publish (outbox re
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from connector_auth import domain
 from connector_auth.crypto import TokenCipher
 from connector_auth.domain import AccountStatus, CompanyFacts, ConnectRefused
 from connector_auth.gateways import QboGateway
-from connector_auth.refresh import RefreshBusy, SingleFlight
+from connector_auth.refresh import RefreshBusy, SingleFlight, token_digest
 from connector_auth.settings import ConnectorAuthSettings
 from connector_auth.store import (
     ACCOUNTS,
@@ -314,11 +313,6 @@ class ConnectorAuth:
             # The state change is done and its events are stored; the periodic pass retries
             # them, so the person connecting does not see a failure for a broker hiccup.
             log.warning("outbox publish failed", account=key, error=type(exc).__name__)
-
-
-def token_digest(token: str) -> str:
-    """How a caller names a rejected token without sending it back."""
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _connected(

@@ -24,8 +24,7 @@ from connector_auth import domain
 from connector_auth.crm_oauth import CrmOAuth, CrmOAuthRefused, CrmTokens, TokenInfo
 from connector_auth.crypto import TokenCipher
 from connector_auth.domain import PortalStatus
-from connector_auth.handlers import token_digest
-from connector_auth.refresh import RefreshBusy, SingleFlight
+from connector_auth.refresh import RefreshBusy, SingleFlight, token_digest
 from connector_auth.settings import ConnectorAuthSettings
 from connector_auth.store import PORTALS, Doc, OAuthStates, Portals, RefreshLeases, Sessions
 

@@ -4,6 +4,7 @@ accounts, CRM installs) run around their own refresh call."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -12,6 +13,11 @@ from connector_auth.store import RefreshLeases
 
 T = TypeVar("T")
 Doc = dict[str, Any]
+
+
+def token_digest(token: str) -> str:
+    """How a caller names a token it was refused without sending it back."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class RefreshBusy(Exception):
