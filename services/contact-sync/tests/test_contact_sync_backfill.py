@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from dealbooks_contracts import SyncAction
+from dealbooks_contracts import Envelope, PortalInstalled, SyncAction, Tenant
 from dealbooks_infra.testing import eventually
 from dealbooks_sync.testing import OPERATOR, backfill_client, grant
 
@@ -123,3 +124,28 @@ async def test_backfill_is_for_an_operator_or_the_portals_admin_and_refusals_sta
     assert counted.status_code == 200 and counted.json()["records"] >= 1
     assert foreign_run.status_code == 404
     assert await runs.count_documents({"realm_id": stack.realm_id}) == 0
+
+
+async def test_a_portal_back_after_an_uninstall_has_its_customers_caught_up(
+    contacts, qbo_sandbox, qbo_company, crm_sandbox, crm_portal
+) -> None:
+    stack, _ = contacts
+    realm = qbo_company.realm_id
+    await stack.settings(enabled=True)
+    # Made in QuickBooks while the app was gone from the portal: its change was settled
+    # unsynced (here: never announced at all).
+    qbo_sandbox.user_creates(
+        realm,
+        "customers",
+        {"DisplayName": "While Away Ltd", "PrimaryEmailAddr": {"Address": "away@example.com"}},
+    )
+    back = PortalInstalled(installed_at=datetime.now(UTC), reinstall=True, scopes=["oauth"])
+    await stack.sync.publisher.publish(
+        Envelope.build(back, source="connector-auth", tenant=Tenant(portal_id=stack.portal_id))
+    )
+
+    async def caught_up() -> bool:
+        contacts_now = crm_sandbox.objects(crm_portal.portal_id, "contacts")
+        return any(c["properties"].get("email") == "away@example.com" for c in contacts_now)
+
+    await eventually(caught_up, timeout=60)

@@ -182,6 +182,13 @@ class MappingSets:
         doc = await self._col.find_one({"realm_id": realm_id}, {"portal_id": 1})
         return str(doc["portal_id"]) if doc and doc.get("portal_id") else None
 
+    async def realms_of_portal(self, portal_id: str, object_type: SyncObjectType) -> list[str]:
+        """The accounts of a portal with mappings of `object_type` (a rare filtered read)."""
+        cursor = self._col.find(
+            {"portal_id": portal_id, "object_type": object_type.value}, {"realm_id": 1}
+        )
+        return sorted({str(doc["realm_id"]) async for doc in cursor})
+
     async def mark_crm_ready(self, realm_id: str, object_type: SyncObjectType) -> None:
         await self._col.update_one(
             {"_id": f"{realm_id}:{object_type.value}"}, {"$set": {"crm_ready": True}}
@@ -736,6 +743,19 @@ class Backfill:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return report
+
+    async def catch_up(self, portal_id: str) -> list[BackfillReport]:
+        """The app is back in a portal after an uninstall: what changed in QuickBooks
+        meanwhile never reached its CRM, so every account whose sync would create and update
+        records is backfilled again (in the background). Others are left as they are: their
+        policy forbids what a backfill does; their next changes sync as usual."""
+        started = []
+        for realm_id in await self.deps.sets.realms_of_portal(portal_id, self.kind.object_type):
+            try:
+                started.append(await self.start(realm_id))
+            except BackfillRefused as refused:
+                log.info("not caught up after reinstall", realm_id=realm_id, reason=str(refused))
+        return started
 
     async def run(self, realm_id: str) -> BackfillReport:
         """Run a backfill to the end (the benchmark and tests wait for it)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dealbooks_contracts import MappingChanged, QboEntityChanged
+from dealbooks_contracts import Envelope, MappingChanged, PortalInstalled, QboEntityChanged
 from dealbooks_http import TokenProvider
 from dealbooks_kit import Access, ApiClients, Guard, ServiceApp, ServiceRuntime
 
@@ -63,7 +63,15 @@ def build_sync_service(
         accepts=lambda event: event.data.entity == kind.qbo_entity,
         selective=True,  # one entity of all QuickBooks changes
     )
-    return SyncService(runtime, sync, Backfill(deps), clients)
+    backfill = Backfill(deps)
+
+    async def on_portal_installed(event: Envelope[PortalInstalled]) -> None:
+        clients.tokens.portal_installed(event.tenant.portal_id)
+        if event.data.reinstall:
+            await backfill.catch_up(event.tenant.portal_id)
+
+    runtime.consume("portal-installs", PortalInstalled, on_portal_installed)
+    return SyncService(runtime, sync, backfill, clients)
 
 
 def sync_app(service: SyncService, title: str) -> ServiceApp:
