@@ -15,6 +15,7 @@ touched. A request from an admitted caller must enter it, so the refusals are no
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import time
@@ -27,6 +28,8 @@ import pytest
 from dealbooks_crm import signature_v3
 from dealbooks_kit import PUBLIC_BY_DESIGN, Access, Guard, ServiceApp
 from dealbooks_kit.auth import MissingCredential, mint_grant
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -415,3 +418,57 @@ def test_production_mode_refuses_to_start_without_a_credential_its_routes_need(
     for kind in needed:
         with pytest.raises(MissingCredential):
             build(service, dealbooks_mode="production", **{CREDENTIAL_OF[kind]: ""})
+
+
+# ---- generated bad input: whatever an unadmitted caller sends, no 5xx and no endpoint
+
+
+header_text = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=80)
+fuzzed_request = st.fixed_dictionaries(
+    {
+        "authorization": st.one_of(
+            st.none(),
+            header_text,
+            header_text.map(lambda t: f"Bearer {t}"),
+            st.sampled_from(["dbg1", "dbg1.matrix", "dbg1.matrix.e30.AAAA", "Bearer dbg1...."]).map(
+                lambda t: f"Bearer {t}"
+            ),
+        ),
+        "signature": st.one_of(st.none(), header_text),
+        "timestamp": st.one_of(st.none(), header_text, st.integers().map(str)),
+        "cookie": st.one_of(st.none(), header_text),
+        "query": st.one_of(st.just(""), header_text.map(lambda t: f"portalId={t}")),
+        "body": st.binary(max_size=200),
+    }
+)
+
+
+@every_service
+def test_generated_bad_requests_never_reach_an_endpoint_nor_get_a_5xx(
+    build: Callable[..., Built], service: str
+) -> None:
+    built = build(service)
+    routes = [(route, method) for route in built.guarded() for method in route.methods]
+    if not routes:
+        return  # webhook-gateway: only public intakes, fuzzed against the running gateway
+
+    @settings(max_examples=80, deadline=None, derandomize=True)
+    @given(pick=st.integers(min_value=0, max_value=len(routes) - 1), request=fuzzed_request)
+    def fuzz(pick: int, request: dict[str, Any]) -> None:
+        route, method = routes[pick]
+        headers = {}
+        if request["authorization"] is not None:
+            headers["Authorization"] = request["authorization"]
+        if request["signature"] is not None:
+            headers["X-HubSpot-Signature-v3"] = request["signature"]
+        if request["timestamp"] is not None:
+            headers["X-HubSpot-Request-Timestamp"] = request["timestamp"]
+        if request["cookie"] is not None:
+            headers["Cookie"] = f"dealbooks_session={request['cookie']}"
+        refusal = built.refused(
+            route, method, headers=headers, query=request["query"], body=request["body"]
+        )
+        status = asyncio.run(refusal)
+        assert status in {400, 401, 403, 404, 405, 413, 422}, (route.path, status)
+
+    fuzz()

@@ -24,7 +24,7 @@ from dealbooks_contracts import (
 )
 from dealbooks_kit import Access, CrmPortalNotConfigured, CrmPortalNotInstalled, Guard
 from dealbooks_qbo import Invoice, Item, TaxCode, Term
-from pydantic import TypeAdapter
+from pydantic import BaseModel, ConfigDict, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -38,6 +38,56 @@ if TYPE_CHECKING:
 
 SOURCE = "invoice-builder"
 _LINES = TypeAdapter(list[InvoiceLineRequest])
+
+
+class WizardBody(BaseModel):
+    """What the wizard sends for a preview or a request, checked for shape before anything
+    is read or asked (the request's own rules are checked later, with reasons)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    deal_id: str | int
+    quote_id: str | int | None = None
+    lines: list[dict[str, Any]] | None = None
+    customer: dict[str, Any] | None = None
+    chosen_items: dict[str, str] | None = None
+    tax_codes: dict[str, str] | None = None
+    default_tax_code: str | None = None
+    request_id: uuid.UUID | None = None
+    terms_id: str | int | None = None
+    invoice_date: date | None = None
+    due_date: date | None = None
+    customer_message: str | None = None
+    requested_by: str | None = None
+
+
+class RuleBody(BaseModel):
+    """An auto-draft rule as the settings page sends it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    realm_id: str | int
+    deal_stage: str
+    enabled: bool = True
+    terms_id: str | int | None = None
+    default_tax_code: str | None = None
+    chosen_items: dict[str, str] | None = None
+
+
+class BadBody(Exception):
+    """The body is not the JSON object this route takes; `message` says why."""
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError as exc:  # not JSON, or not UTF-8
+        raise BadBody("the body must be JSON") from exc
+    if not isinstance(body, dict):
+        raise BadBody("the body must be a JSON object")
+    return body
+
+
 NOT_CONNECTED = "account not connected to this portal"
 
 
@@ -216,7 +266,12 @@ async def _requested(
     if account is None:
         return _error(404, NOT_CONNECTED)
     try:
-        return account, await _draft_from(_service(request), account, await request.json())
+        body = WizardBody.model_validate(await _json_object(request))
+        shaped = body.model_dump(exclude_none=True)
+        shaped["deal_id"] = str(body.deal_id)
+        if body.quote_id is not None:
+            shaped["quote_id"] = str(body.quote_id)
+        return account, await _draft_from(_service(request), account, shaped)
     except (KeyError, PydanticValidationError) as exc:
         return _error(400, f"invalid request: {exc}")
 
@@ -295,7 +350,7 @@ async def link(request: Request) -> Response:
     account = await _account(request, request.path_params["realm_id"])
     if account is None:
         return _error(404, NOT_CONNECTED)
-    body = await request.json()
+    body = await _json_object(request)
     try:
         data = InvoiceLinkRequested(
             request_id=uuid.uuid4(),
@@ -315,25 +370,29 @@ async def link(request: Request) -> Response:
 
 
 async def put_rule(request: Request) -> Response:
-    body = await request.json()
     try:
-        rule = AutoDraftRule(
-            rule_id=request.path_params["rule_id"],
-            portal_id=request.path_params["portal_id"],
-            realm_id=str(body["realm_id"]),
-            deal_stage=str(body["deal_stage"]),
-            enabled=bool(body.get("enabled", True)),
-            terms_id=body.get("terms_id"),
-            default_tax_code=body.get("default_tax_code"),
-            chosen_items=body.get("chosen_items") or {},
-        )
-    except KeyError as exc:
-        return _error(400, f"missing {exc}")
+        body = RuleBody.model_validate(await _json_object(request))
+    except PydanticValidationError as exc:
+        return _error(400, f"invalid rule: {exc}")
+    rule = AutoDraftRule(
+        rule_id=request.path_params["rule_id"],
+        portal_id=request.path_params["portal_id"],
+        realm_id=str(body.realm_id),
+        deal_stage=body.deal_stage,
+        enabled=body.enabled,
+        terms_id=str(body.terms_id) if body.terms_id is not None else None,
+        default_tax_code=body.default_tax_code,
+        chosen_items=body.chosen_items or {},
+    )
     # A rule drafts into its company: only into one connected to the rule's portal.
     if await _account(request, rule.realm_id) is None:
         return _error(404, NOT_CONNECTED)
     await _service(request).store.save_rule(rule)
     return JSONResponse({"rule_id": rule.rule_id, "saved": True})
+
+
+async def bad_body(request: Request, exc: Exception) -> Response:
+    return _error(400, str(exc))
 
 
 async def crm_not_connected(request: Request, exc: Exception) -> Response:
@@ -358,6 +417,7 @@ def build_api(service: Service, guard: Guard) -> Starlette:
             guard.route(base + "/auto-draft-rules/{rule_id}", put_rule, ["PUT"], portal),
         ],
         exception_handlers={
+            BadBody: bad_body,
             CrmPortalNotConfigured: crm_not_connected,
             CrmPortalNotInstalled: crm_not_connected,
         },
