@@ -89,17 +89,23 @@ class ConnectorApi:
     async def _start(self, purpose: str) -> Response:
         url, browser = await self.installs.start(purpose)
         response = RedirectResponse(url, 302, headers=NO_STORE)
-        s = self.service.settings
-        response.set_cookie(
-            FLOW_COOKIE,
-            browser,
-            max_age=s.state_max_age_seconds,
-            httponly=True,
-            secure=s.secure_cookies,
-            samesite="lax",
-            path="/oauth/crm",
-        )
+        max_age = self.service.settings.state_max_age_seconds
+        self._cookie(response, FLOW_COOKIE, browser, max_age, path="/oauth/crm")
         return response
+
+    def _cookie(
+        self, response: Response, name: str, value: str, max_age: int, *, path: str = "/"
+    ) -> None:
+        """Our cookies: HttpOnly, SameSite=Lax, Secure unless served from this machine."""
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age,
+            httponly=True,
+            secure=self.service.settings.secure_cookies,
+            samesite="lax",
+            path=path,
+        )
 
     async def crm_callback(self, request: Request) -> Response:
         q = request.query_params
@@ -158,15 +164,7 @@ class ConnectorApi:
                 f"dealbooks is installed in portal {done.portal_id}, and you are signed in.",
             )
         response.delete_cookie(FLOW_COOKIE, path="/oauth/crm")
-        response.set_cookie(
-            COOKIE,
-            done.cookie,
-            max_age=s.session_max_age_seconds,
-            httponly=True,
-            secure=s.secure_cookies,
-            samesite="lax",
-            path="/",
-        )
+        self._cookie(response, COOKIE, done.cookie, s.session_max_age_seconds)
         return response
 
     async def session(self, request: Request) -> Response:

@@ -60,32 +60,23 @@ class SingleFlight:
         was refused stays unusable until another replica's refresh replaced it (or failed)."""
         # The local lock spares MongoDB the polling of same-process waiters.
         async with self._locks.setdefault(key, asyncio.Lock()):
-            return await self._token(key, read, usable, refresh)
-
-    async def _token(
-        self,
-        key: str,
-        read: Callable[[], Awaitable[Doc]],
-        usable: Callable[[Doc], T | None],
-        refresh: Callable[[Doc], Awaitable[T]],
-    ) -> T:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._wait_seconds
-        while True:
-            doc = await read()
-            found = usable(doc)
-            if found is not None:
-                return found
-            now = self._clock()
-            version = doc["token_version"]
-            until = now + timedelta(seconds=self._lease_seconds)
-            if await self._leases.acquire(key, version, self._replica, now, until):
-                try:
-                    return await refresh(doc)
-                except BaseException:
-                    await self._leases.release(key, version, self._replica)
-                    raise
-            # Someone else holds the lease (or just refreshed): wait for their result.
-            if loop.time() > deadline:
-                raise RefreshBusy(key)
-            await asyncio.sleep(0.05)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self._wait_seconds
+            while True:
+                doc = await read()
+                found = usable(doc)
+                if found is not None:
+                    return found
+                now = self._clock()
+                version = doc["token_version"]
+                until = now + timedelta(seconds=self._lease_seconds)
+                if await self._leases.acquire(key, version, self._replica, now, until):
+                    try:
+                        return await refresh(doc)
+                    except BaseException:
+                        await self._leases.release(key, version, self._replica)
+                        raise
+                # Someone else holds the lease (or just refreshed): wait for their result.
+                if loop.time() > deadline:
+                    raise RefreshBusy(key)
+                await asyncio.sleep(0.05)
