@@ -25,6 +25,7 @@ import logging
 import os
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -247,6 +248,11 @@ async def run(stack: LocalStack, args: argparse.Namespace, seconds: float) -> in
         await client.aclose()
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """Stopped from outside (a test's deadline): unwind, so the stack is stopped too."""
+    raise SystemExit(3)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=2.0, help="load events per second")
@@ -267,6 +273,7 @@ def main() -> int:
     args = parser.parse_args()
     seconds = args.seconds if args.seconds is not None else args.minutes * 60
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    signal.signal(signal.SIGTERM, _terminated)
     os.environ["QBO_SANDBOX_TIME_SCALE"] = QBO_TIME_SCALE
     workdir = Path(tempfile.mkdtemp(prefix="dealbooks-chaos-"))
     say("== starting Kafka, a MongoDB-wire server, both sandboxes and every service")
@@ -281,7 +288,7 @@ def main() -> int:
         say(f"chaos: could not run: {type(exc).__name__}: {exc}")
     finally:
         stack.stop()
-    say(f"chaos: {time.monotonic() - began:.0f} s in all, start to stop")
+        say(f"chaos: {time.monotonic() - began:.0f} s in all, start to stop")
     if code == 0:
         shutil.rmtree(workdir, ignore_errors=True)
     else:

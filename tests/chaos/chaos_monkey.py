@@ -147,25 +147,24 @@ class Monkey:
     async def restart(self, target: str) -> None:
         for attempt in range(5):
             try:
-                if target in INFRA:
-                    server = await asyncio.to_thread(self._start_server, target)
-                    self.stack.servers[target] = server
-                    self.stack.processes[target] = server.process
-                else:
-                    t = self.stack.topology
-                    proc, _ = await asyncio.to_thread(
-                        start_service,
-                        target,
-                        t.service_env(target),
-                        self.stack.logs,
-                        t.ports[target],
-                    )
-                    self.stack.processes[target] = proc
+                await asyncio.to_thread(self._start, target)
                 return
             except (RuntimeError, TimeoutError, OSError) as exc:
                 self.figures.notes.append(f"restart of {target} failed (try {attempt + 1}): {exc}")
                 await asyncio.sleep(2)
         raise RuntimeError(f"{target} could not be started again")
+
+    def _start(self, target: str) -> None:
+        """Start `target` again and record it in the stack at once (in this thread: a run
+        stopped meanwhile still stops what was started)."""
+        if target in INFRA:
+            server = self._start_server(target)
+            self.stack.servers[target] = server
+            self.stack.processes[target] = server.process
+            return
+        t = self.stack.topology
+        proc, _ = start_service(target, t.service_env(target), self.stack.logs, t.ports[target])
+        self.stack.processes[target] = proc
 
     def _start_server(self, name: str) -> Server:
         """The server `name` again, as `LocalStack` started it: same kind, port and data."""
