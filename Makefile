@@ -12,7 +12,7 @@ SRC_DIRS := $(wildcard libs/*/src sandboxes/*/src services/*/src)
 PACKAGES := $(notdir $(filter-out %.egg-info,$(wildcard $(addsuffix /*,$(SRC_DIRS)))))
 SPACE := $(subst ,, )
 
-.PHONY: help venv infra up down status demo test unit lint fmt schemas bench clean
+.PHONY: help venv infra up down status demo test unit lint fmt schemas bench chaos clean
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ schemas: venv ## regenerate the JSON Schema snapshots of every event
 
 bench: infra ## benchmarks (reported, never asserted)
 	@for b in tests/benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+chaos: infra ## crash anything, lose nothing: load, kills and faults, then invariants (CHAOS_ARGS=)
+	@$(PY) tests/chaos/chaos.py $(CHAOS_ARGS)
 
 clean: down ## remove the virtualenv, caches and local data
 	@rm -rf .venv .local .cache .mypy_cache .ruff_cache

@@ -1,0 +1,62 @@
+"""A short chaos run with a fixed seed, so a change that loses a request, or does something
+twice, under crashes and faults fails `make test`.
+
+It runs the same driver as `make chaos` (`chaos.py`, its own stack of processes: Kafka, a
+MongoDB-wire server, both sandboxes, every service), for 75 seconds of load with about five
+SIGKILLs (the Kafka broker and the MongoDB-wire server among them) and every kind of injected
+fault once, then settles with bounded waits and checks the invariants from the sandboxes'
+records. About three minutes on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration]
+
+DRIVER = Path(__file__).with_name("chaos.py")
+ARGS = ["--seconds", "75", "--rate", "1.5", "--seed", "1515", "--kill-every", "15"]
+ARGS += ["--settle", "120"]
+DEADLINE_SECONDS = 600
+
+
+def run_driver(report: Path) -> tuple[int, str]:
+    """The driver's exit code and output; stopped with SIGTERM (so it stops its stack) if it
+    outlives the deadline."""
+    proc = subprocess.Popen(
+        [sys.executable, str(DRIVER), *ARGS, "--report", str(report)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=DRIVER.parents[2],
+    )
+    try:
+        out, _ = proc.communicate(timeout=DEADLINE_SECONDS)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+        out += f"\n(stopped after {DEADLINE_SECONDS} s)"
+    return proc.returncode, out
+
+
+def test_a_short_chaos_run_loses_no_request_and_does_nothing_twice(tmp_path: Path) -> None:
+    report = tmp_path / "chaos.json"
+    code, out = run_driver(report)
+    if code == 2 and "InfraUnavailable" in out and os.environ.get("TEST_REQUIRE_INFRA") != "1":
+        pytest.skip("no local Kafka or MongoDB-wire server could be started")
+    assert code == 0, out[-8000:]
+    figures = json.loads(report.read_text())
+    assert figures["kills"].get("kafka") == 1, figures["kills"]
+    assert figures["kills"].get("mongodb") == 1, figures["kills"]
+    assert sum(figures["kills"].values()) >= 4, figures["kills"]
+    assert len(figures["faults"]) >= 12, figures["faults"]
+    assert figures["outcomes"].get("drafted", 0) > 0, figures["outcomes"]
+    assert figures["outcomes"].get("auto-draft drafted", 0) > 0, figures["outcomes"]
+    assert [i["name"] for i in figures["invariants"] if not i["ok"]] == []
