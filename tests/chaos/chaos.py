@@ -2,6 +2,7 @@
 
 Run: .venv/bin/python tests/chaos/chaos.py [--minutes 10 | --seconds N] [--rate 2] [--seed 15]
      [--kill-every 15] [--restart-after 3] [--realms 3] [--settle 240] [--report out.json]
+     [--keep]
 
 Starts the whole local stack as `make demo` does (Kafka, a MongoDB-wire server, both
 sandboxes, every service as its own process), installs the app into the CRM portal through
@@ -22,10 +23,12 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import os
 import random
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -33,7 +36,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from chaos_checks import Checks, Invariant, Records, Settler, consumer_lag, report
+from chaos_checks import (
+    Checks,
+    Invariant,
+    Records,
+    Settler,
+    consumer_lag,
+    report,
+    sync_without_backfill,
+)
 from chaos_load import Load
 from chaos_monkey import Monkey, Schedule
 from chaos_world import Client, Figures, Ledger, say
@@ -77,6 +88,8 @@ async def sandbox_figures(client: Client, ledger: Ledger) -> dict[str, int]:
     crm_deliveries = (await c.json("GET", f"{c.t.crm}/_sandbox/webhooks/deliveries"))["results"]
     crm_events = Counter(e for d in crm_deliveries if d.get("status") == 200 for e in d["eventIds"])
     return {
+        "QBO API calls (the services', and the checks' reads)": sum(s["requests"] for s in stats),
+        "CRM API calls the services made": int(crm_counters["total"]),
         "QBO calls answered 429 (injected)": sum(s["injected_throttles"] for s in stats),
         "QBO calls answered 429 (its own limits)": sum(s["throttled"] for s in stats),
         "QBO webhook batches dropped": sum(1 for d in qbo_deliveries if d.get("dropped")),
@@ -106,6 +119,7 @@ def print_figures(
         return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
 
     accepted = sum(1 for s in ledger.submitted.values() if s.accepted)
+    answers = sorted(s.answered_in for s in ledger.submitted.values() if s.answered_in is not None)
     say()
     say(f"== chaos: {seconds:.0f} s of load at {args.rate} events/s, seed {args.seed}, "
         f"a kill every ~{args.kill_every:.0f} s")  # fmt: skip
@@ -116,6 +130,10 @@ def print_figures(
             say(f"      - {text}")
     say(f"   wizard requests: {len(ledger.submitted)} sent, {accepted} accepted (202); "
         f"deals moved into the rule's stage: {len(ledger.auto_deals)}")  # fmt: skip
+    if answers:
+        say(f"   wizard answers (first attempt to 202): median {statistics.median(answers):.1f} s, "
+            f"p99 {answers[max(0, math.ceil(0.99 * len(answers)) - 1)]:.1f} s, "
+            f"slowest {answers[-1]:.1f} s")  # fmt: skip
     say(f"   outcomes: {listing(figures.outcomes)}")
     say(f"   QuickBooks payments recorded: {ledger.payments}; synced-company customers "
         f"touched: {len(ledger.customers)}, items: {len(ledger.items)}")  # fmt: skip
@@ -123,6 +141,7 @@ def print_figures(
     say("   down (kill to healthy again): "
         + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(figures.downtime.items())))  # fmt: skip
     say(f"   fault episodes injected: {sum(figures.faults.values())} ({listing(figures.faults)})")
+    say(f"   driver calls sent again (no answer, 5xx, 429): {listing(load.c.unanswered)}")
     for key, value in extra.items():
         say(f"   {key}: {value}")
     for note in figures.notes:
@@ -163,9 +182,14 @@ async def settle_and_check(
     say("== settling: faults off, webhooks delivered, requests decided, sweeps, backfills")
     settler = Settler(client, load, ledger, figures, patience)
     await settler.settle()
-    before = Checks(ledger, load, await Records.read(client, ledger)).synced_match()
+    records = await Records.read(client, ledger)
+    before = Checks(ledger, load, records).synced_match()
     for stale in (text for inv in before for text in inv.failures[:5]):
         figures.notes.append(f"stale before the settle backfill: {stale}")
+    deliveries = await client.json("GET", f"{client.qbo_ctl}/webhooks/deliveries")
+    webhooks_carried, dropped = sync_without_backfill(
+        before, records, ledger.sync_realm, deliveries
+    )
     await settler.backfills()
     await settler.quiet()
     invariants: list[Invariant] = []
@@ -173,18 +197,32 @@ async def settle_and_check(
     while rounds < CHECK_ROUNDS:
         rounds += 1
         await load.poll_once()
-        invariants = Checks(ledger, load, await Records.read(client, ledger)).all()
+        invariants = [
+            *Checks(ledger, load, await Records.read(client, ledger)).all(),
+            webhooks_carried,
+        ]
         broken = [i.name for i in invariants if not i.ok]
         if not broken or rounds == CHECK_ROUNDS:
             break
         figures.notes.append(f"check round {rounds}: broken {broken}; settling again")
         await settler.sweeps()
         await settler.quiet()
+    doubts = Counter(
+        [await load.status_of(s.request_id) for s in ledger.submitted.values() if s.in_doubt]
+    )
     lag, dead = await consumer_lag(client.t.infra["KAFKA_BOOTSTRAP"])
     extra: dict[str, Any] = await sandbox_figures(client, ledger)
+    if doubts:
+        now = ", ".join(f"{k} {v}" for k, v in sorted(doubts.items()))
+        extra["submissions with no answer after 180 s, as the wizard has them now"] = (
+            f"{sum(doubts.values())} ({now})"
+        )
     extra["dead letters on Kafka (all .dlq topics)"] = dead
     extra["records not yet consumed at the check"] = lag
-    extra["synced records stale before the settle backfill"] = sum(len(i.failures) for i in before)
+    extra["synced records stale before the settle backfill"] = (
+        f"{sum(len(i.failures) for i in before)} ({dropped} whose last change's webhook "
+        "QuickBooks dropped)"
+    )
     for key, value in sorted(figures.settle.items()):
         extra[f"settle: {key}"] = value
     extra["settle, from the end of the load to the verdict"] = (
@@ -270,6 +308,9 @@ def main() -> int:
         "--settle", type=float, default=240.0, help="patience of each wait while settling (s)"
     )
     parser.add_argument("--report", help="also write the figures as JSON to this file")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the stack's logs and data even if it passed"
+    )
     args = parser.parse_args()
     seconds = args.seconds if args.seconds is not None else args.minutes * 60
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
@@ -289,7 +330,7 @@ def main() -> int:
     finally:
         stack.stop()
         say(f"chaos: {time.monotonic() - began:.0f} s in all, start to stop")
-    if code == 0:
+    if code == 0 and not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
     else:
         say(f"chaos: logs and data of this run: {workdir}")

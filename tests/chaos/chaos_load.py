@@ -308,14 +308,20 @@ class Load:
         request_id = str(uuid.uuid4())
         sent = Submitted(request_id, realm, deal, kind)
         self.ledger.submitted[request_id] = sent
-        answer = await self.c.call(
-            "POST",
-            self.c.wizard(f"/accounts/{realm}/invoice-requests"),
-            as_person=True,
-            json={**body, "request_id": request_id},
-            final=(422,),
-            patience=180,
-        )
+        began = time.monotonic()
+        try:
+            answer = await self.c.call(
+                "POST",
+                self.c.wizard(f"/accounts/{realm}/invoice-requests"),
+                as_person=True,
+                json={**body, "request_id": request_id},
+                final=(422,),
+                patience=180,
+            )
+        except DriverError:
+            sent.in_doubt = True
+            raise
+        sent.answered_in = time.monotonic() - began
         if answer.status_code == 422:
             sent.outcome = {"status": "refused", **answer.json().get("problem", {})}
             self.figures.outcomes["refused at submission (422)"] += 1
@@ -446,8 +452,8 @@ class Load:
     # --- outcomes -------------------------------------------------------------------------
 
     async def poll_outcomes(self) -> None:
-        """Poll the wizard for the outcome of every accepted request and auto-draft, as the
-        CRM card does; drafted invoices become payable."""
+        """Poll the wizard for the outcome of every accepted (or unanswered) request and
+        auto-draft, as the CRM card does; drafted invoices become payable."""
         while True:
             with contextlib.suppress(DriverError):
                 await self.poll_once()
@@ -457,7 +463,7 @@ class Load:
         """One pass; returns how many outcomes are still unknown."""
         waiting = 0
         for sent in list(self.ledger.submitted.values()):
-            if sent.accepted and sent.outcome is None:
+            if (sent.accepted or sent.in_doubt) and sent.outcome is None:
                 found = await self._outcome(sent.request_id)
                 if found is None:
                     waiting += 1
@@ -473,6 +479,14 @@ class Load:
                 self.auto_outcomes[deal] = found
                 self._record(found, self.ledger.sync_realm, deal, auto=True)
         return waiting
+
+    async def status_of(self, request_id: str) -> str:
+        """What the wizard says of a request now: pending, drafted, rejected, or unknown."""
+        answer = await self.c.call(
+            "GET", self.c.wizard(f"/invoice-requests/{request_id}"), as_person=True,
+            final=(404,), patience=30,
+        )  # fmt: skip
+        return "unknown" if answer.status_code == 404 else str(answer.json().get("status"))
 
     async def _outcome(self, request_id: str) -> dict[str, Any] | None:
         answer = await self.c.call(

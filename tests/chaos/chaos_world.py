@@ -54,14 +54,18 @@ class Figures:
 
 @dataclass
 class Submitted:
-    """A wizard request the driver sent (accepted: invoice-builder answered 202)."""
+    """A wizard request the driver sent. Accepted: invoice-builder answered 202. In doubt:
+    no answer came within the driver's patience (the request may still have been carried
+    out; the wizard is asked again while settling)."""
 
     request_id: str
     realm: str
     deal: str
-    kind: str  # "scratch", "quote", "overdue"
+    kind: str  # "scratch", "overdue", "bad-dates", "quote"
     accepted: bool = False
     outcome: dict[str, Any] | None = None
+    in_doubt: bool = False
+    answered_in: float | None = None  # seconds from the first attempt to the 202
 
 
 @dataclass
@@ -102,6 +106,7 @@ class Client:
         self.crm_ctl = self.t.crm_control()
         self.qbo_ctl = f"{self.t.qbo}/_sandbox"
         self.started = time.monotonic()  # when the load began; log lines count from it
+        self.unanswered: Counter[str] = Counter()  # calls tried again: no answer, 5xx, 429
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -146,12 +151,14 @@ class Client:
                 answer = await self.http.request(method, url, headers=headers, **kw)
             except httpx.TransportError as exc:
                 last = f"{type(exc).__name__}"
+                self.unanswered[last] += 1
             else:
                 if answer.is_success or answer.status_code in final:
                     return answer
                 last = f"{answer.status_code} {answer.text[:300]}"
                 if answer.status_code < 500 and answer.status_code != 429:
                     raise DriverError(f"{method} {url}: {last}")
+                self.unanswered[f"HTTP {answer.status_code}"] += 1
             if time.monotonic() > deadline:
                 raise DriverError(f"{method} {url}: gave up after {patience:.0f} s: {last}")
             await asyncio.sleep(0.5)

@@ -3,12 +3,13 @@ the invariant meant for it, and a sound one breaks none (no servers needed)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import date, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from chaos_checks import Checks, Records
+from chaos_checks import Checks, Records, sync_without_backfill
 from chaos_world import Ledger, Submitted
 from dealbooks_contracts import SyncObjectType
 from dealbooks_sync.domain import default_mappings
@@ -110,3 +111,19 @@ def test_two_live_contacts_for_one_customer_are_duplicates() -> None:
     twin["properties"] = {**twin["properties"], "email": "ada.2@harbour.example"}
     records.contacts.append(twin)
     assert "no duplicate CRM contact or product" in broken(ledger, load, records)
+
+
+def test_a_stale_contact_whose_change_was_delivered_is_a_break_and_a_dropped_one_is_not() -> None:
+    ledger, load, records = world()
+    customer = records.customers[REALM][0]
+    customer.update(GivenName="Grace", MetaData={"LastUpdatedTime": "2026-01-15T10:30:00-08:00"})
+    stale = Checks(ledger, load, records).synced_match()
+    change = {"name": "Customer", "id": "58", "operation": "Update",
+              "lastUpdated": "2026-01-15T18:30:00.412Z"}  # fmt: skip
+    body = {"eventNotifications": [{"realmId": REALM, "dataChangeEvent": {"entities": [change]}}]}
+    delivered = [{"status": 200, "body": json.dumps(body)}]
+
+    carried, dropped = sync_without_backfill(stale, records, REALM, delivered)
+    assert (len(carried.failures), dropped) == (1, 0)
+    carried, dropped = sync_without_backfill(stale, records, REALM, [{"dropped": True}])
+    assert (carried.failures, dropped) == ([], 1)
