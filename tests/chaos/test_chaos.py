@@ -2,8 +2,8 @@
 twice, under crashes and faults fails `make test`.
 
 It runs the same driver as `make chaos` (`chaos.py`, its own stack of processes: Kafka, a
-MongoDB-wire server, both sandboxes, every service), for 75 seconds of load with about five
-SIGKILLs (the Kafka broker and the MongoDB-wire server among them) and every kind of injected
+MongoDB-wire server, both sandboxes, every service), for 75 seconds of load with four SIGKILLs
+(the Kafka broker and the MongoDB-wire server among them) and every kind of injected
 fault once, then settles with bounded waits and checks the invariants from the sandboxes'
 records. About three minutes on a 2-core machine.
 """
