@@ -1,0 +1,151 @@
+import {
+  Button,
+  ButtonRow,
+  EmptyState,
+  ErrorState,
+  Flex,
+  Link,
+  LoadingSpinner,
+  StatusTag,
+  Table,
+  TableBody,
+  TableCell,
+  TableRow,
+  Text,
+  hubspot,
+  useExtensionActions,
+  useExtensionContext,
+} from "@hubspot/ui-extensions";
+import { useCallback, useEffect, useRef, useState } from "react";
+
+import {
+  CardUnavailable,
+  fetchCard,
+  recordType,
+  type CardAnswer,
+  type CardInvoice,
+  type CardText,
+} from "./backend";
+import { fallbackText } from "./fallback";
+import { day, money, stageVariant } from "./format";
+
+hubspot.extend<"crm.record.tab">(() => <InvoicesCard />);
+
+// The console's pages are laid out for at least this much room.
+const MODAL = { width: 960, height: 720 };
+
+type CardState =
+  | { status: "loading" }
+  | { status: "failed"; text: Partial<CardText> | undefined }
+  | { status: "ready"; answer: CardAnswer };
+
+/** The record's QuickBooks invoices, listed by the backend; the console does the work. */
+export function InvoicesCard() {
+  const context = useExtensionContext<"crm.record.tab">();
+  const actions = useExtensionActions<"crm.record.tab">();
+  const type = recordType(context.crm.objectTypeId);
+  const objectId = context.crm.objectId;
+  const [state, setState] = useState<CardState>({ status: "loading" });
+  // Only the latest request may settle the card (a retry can overtake a slow first answer).
+  const latest = useRef(0);
+
+  const load = useCallback(() => {
+    const request = ++latest.current;
+    setState({ status: "loading" });
+    const answer = type
+      ? fetchCard(type, objectId)
+      : Promise.reject(new CardUnavailable(`no invoices on ${context.crm.objectTypeId} records`));
+    answer.then(
+      (answer) => {
+        if (request === latest.current) setState({ status: "ready", answer });
+      },
+      (error: unknown) => {
+        const text = error instanceof CardUnavailable ? error.text : undefined;
+        if (request === latest.current) setState({ status: "failed", text });
+      },
+    );
+  }, [type, objectId, context.crm.objectTypeId]);
+
+  useEffect(load, [load]);
+
+  const openConsole = (uri: string, title: string) =>
+    // What the person did in the console shows on the card once the modal closes.
+    actions.openIframeModal({ uri, title, ...MODAL }, load);
+
+  const fallback = fallbackText(context.user.locale);
+  if (state.status === "loading") {
+    return <LoadingSpinner label={fallback.loading} layout="centered" />;
+  }
+  if (state.status === "failed") {
+    return (
+      <ErrorState title={state.text?.error ?? fallback.error}>
+        <Button onClick={load}>{state.text?.retry ?? fallback.retry}</Button>
+      </ErrorState>
+    );
+  }
+  const { text, invoices, locale } = state.answer;
+  const { create_invoice: createUrl, add_existing: addUrl } = state.answer.actions;
+  return (
+    <Flex direction="column" gap="md">
+      {invoices.length === 0 ? (
+        <EmptyState title={text.title} layout="vertical" flush>
+          <Text>{text.empty}</Text>
+        </EmptyState>
+      ) : (
+        <Table bordered={false}>
+          <TableBody>
+            {invoices.map((invoice) => (
+              <InvoiceRow
+                key={`${invoice.realm_id}:${invoice.invoice_id}`}
+                invoice={invoice}
+                text={text}
+                locale={locale}
+              />
+            ))}
+          </TableBody>
+        </Table>
+      )}
+      <ButtonRow>
+        {createUrl && (
+          <Button variant="primary" onClick={() => openConsole(createUrl, text.create)}>
+            {text.create}
+          </Button>
+        )}
+        {addUrl && (
+          <Button variant="secondary" onClick={() => openConsole(addUrl, text.add_existing)}>
+            {text.add_existing}
+          </Button>
+        )}
+      </ButtonRow>
+    </Flex>
+  );
+}
+
+interface InvoiceRowProps {
+  invoice: CardInvoice;
+  text: CardText;
+  locale: string;
+}
+
+function InvoiceRow({ invoice, text, locale }: InvoiceRowProps) {
+  const number = invoice.number || invoice.invoice_id;
+  return (
+    <TableRow>
+      <TableCell>
+        {invoice.qbo_url ? (
+          <Link href={{ url: invoice.qbo_url, external: true }}>{number}</Link>
+        ) : (
+          number
+        )}
+      </TableCell>
+      <TableCell>{invoice.customer}</TableCell>
+      <TableCell>{money(invoice.total, invoice.currency, locale)}</TableCell>
+      <TableCell>{`${text.due} ${day(invoice.due_date, locale)}`}</TableCell>
+      <TableCell>
+        <StatusTag variant={stageVariant(invoice.stage)}>
+          {text.stages[invoice.stage] ?? invoice.stage}
+        </StatusTag>
+      </TableCell>
+    </TableRow>
+  );
+}
