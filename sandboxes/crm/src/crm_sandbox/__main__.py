@@ -10,6 +10,7 @@ from pathlib import Path
 
 import uvicorn
 
+from crm_sandbox.api_app_events import find_app_events_dir
 from crm_sandbox.app import build_app
 from crm_sandbox.state import SandboxConfig
 
@@ -55,6 +56,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="max filter groups, filters per group, filters in total",
     )
     p.add_argument("--timeline-duplicate", choices=["overwrite", "conflict"], default="overwrite")
+    p.add_argument(
+        "--app-events",
+        default=_env("APP_EVENTS"),
+        help="the app project's app-events folder to deploy (default: the checkout's "
+        "hubspot-app/src/app/app-events, when there is one; 'none' for no event types)",
+    )
+    p.add_argument(
+        "--app-events-unapproved",
+        action="store_true",
+        help="new portals see the app's app events as not approved (v4 sends get 403)",
+    )
+    p.add_argument(
+        "--app-event-duplicate",
+        choices=["conflict", "ignore"],
+        default=d.app_event_duplicate,
+        help="what a repeated app event occurrence id gets: 409, or accepted and unchanged",
+    )
     p.add_argument("--no-retry-after", action="store_true", help="send 429s without Retry-After")
     p.add_argument("--token-ttl", type=int, default=d.token_ttl_seconds)
     p.add_argument(
@@ -74,6 +92,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _app_events_dir(choice: str | None) -> str | None:
+    if choice == "none":
+        return None
+    if choice:
+        return choice
+    found = find_app_events_dir(Path.cwd(), Path(__file__).resolve())
+    return str(found) if found else None
+
+
 def config_from(args: argparse.Namespace) -> SandboxConfig:
     groups, per_group, total = (int(x) for x in args.filter_caps.split(","))
     return SandboxConfig(
@@ -87,6 +114,9 @@ def config_from(args: argparse.Namespace) -> SandboxConfig:
         max_filters_per_group=per_group,
         max_filters_total=total,
         timeline_duplicate=args.timeline_duplicate,
+        app_events_dir=_app_events_dir(args.app_events),
+        app_events_approved=not args.app_events_unapproved,
+        app_event_duplicate=args.app_event_duplicate,
         retry_after_on_429=not args.no_retry_after,
         token_ttl_seconds=args.token_ttl,
         auth_code_ttl_seconds=args.auth_code_ttl,

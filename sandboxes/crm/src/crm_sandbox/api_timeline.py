@@ -18,7 +18,9 @@ from crm_sandbox.schema import canonical_type
 from crm_sandbox.state import EventTemplate, Portal, iso, now_ms
 from crm_sandbox.store import Source, Store
 
-PREFIXES = ["/integrators/timeline/v3", "/crm/v3/timeline", "/integrators/timeline/2026-03"]
+# The legacy API has no date-versioned form: /integrators/timeline/2026-03 is the app events
+# API (api_app_events).
+PREFIXES = ["/integrators/timeline/v3", "/crm/v3/timeline"]
 TOKEN_TYPES = {"string", "number", "date", "enumeration"}
 TOKEN_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 TEMPLATE_OBJECT_TYPES = {"contacts", "companies", "deals", "tickets"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -11,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from crm_sandbox.api_app import AppApi
+from crm_sandbox.api_app_events import AppEventsApi, load_event_types, register_event_type
 from crm_sandbox.api_associations import AssociationsApi
 from crm_sandbox.api_oauth import OAuthApi
 from crm_sandbox.api_objects import ObjectsApi
@@ -33,8 +35,11 @@ def build_app(config: SandboxConfig | None = None, seed: dict[str, Any] | None =
     guard = Guard(state, store, sender)
     app_api = AppApi(guard)
     timeline_api = TimelineApi(guard)
+    app_events_api = AppEventsApi(guard)
     installs = Installs(state)
     control = ControlApi(state, store, sender, app_api, timeline_api, installs)
+    if state.config.app_events_dir:
+        load_event_types(state, Path(state.config.app_events_dir))
     if seed:
         apply_seed(control, seed)
 
@@ -52,6 +57,7 @@ def build_app(config: SandboxConfig | None = None, seed: dict[str, Any] | None =
         *PropertiesApi(guard).routes(),
         *ObjectsApi(guard).routes(),
         *timeline_api.routes(),
+        *app_events_api.routes(),
         *app_api.routes(),
         *OAuthApi(guard, installs).routes(),
     ]
@@ -91,5 +97,7 @@ def apply_seed(control: ControlApi, seed: dict[str, Any]) -> None:
         control.app_api.add_subscription({"active": True, **sub})
     for template in app.get("eventTemplates") or []:
         control.timeline_api.add_template(template)
+    for event_type in app.get("appEvents") or []:
+        register_event_type(state, event_type)
     for portal in seed.get("portals") or []:
         control.create_portal_from(portal)

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from crm_sandbox.api_app import AppApi
+from crm_sandbox.api_app_events import as_timeline_entry, register_event_type
 from crm_sandbox.api_objects import create_with_associations
 from crm_sandbox.api_timeline import TimelineApi
 from crm_sandbox.app_requests import AppRequests
@@ -39,6 +40,7 @@ def _portal_kwargs(body: dict[str, Any]) -> dict[str, Any]:
         "limitPer10s": "limit_per_window",
         "dailyLimit": "daily_limit",
         "searchPerSecond": "search_per_second",
+        "appEventsApproved": "app_events_approved",
     }
     for key, attr in mapping.items():
         if body.get(key) is not None:
@@ -85,6 +87,8 @@ class ControlApi:
             (p + "/app/subscriptions", self.add_subscription, ["POST"]),
             (p + "/app/subscriptions", self.clear_subscriptions, ["DELETE"]),
             (p + "/app/event-templates", self.add_template, ["POST"]),
+            (p + "/app/app-events", self.list_event_types, ["GET"]),
+            (p + "/app/app-events", self.add_event_type, ["POST"]),
             (p + "/app/requests", self.send_app_request, ["POST"]),
             (p + "/oauth/consent", self.read_consent, ["GET"]),
             (p + "/oauth/consent", self.set_consent, ["POST"]),
@@ -105,8 +109,10 @@ class ControlApi:
             (pp + "/objects/{objectType}/{objectId}", self.read_object, ["GET"]),
             (pp + "/objects/{objectType}/{objectId}", self.update_object, ["PATCH"]),
             (pp + "/objects/{objectType}/{objectId}", self.archive_object, ["DELETE"]),
+            (pp + "/objects/{objectType}/{objectId}/timeline", self.record_timeline, ["GET"]),
             (pp + "/associations", self.associate, ["PUT"]),
             (pp + "/timeline-events", self.timeline_events, ["GET"]),
+            (pp + "/app-events", self.app_events, ["GET"]),
             (p + "/tokens/{token}/expire", self.expire_token, ["POST"]),
             (p + "/webhooks/deliveries", self.deliveries, ["GET"]),
             (p + "/webhooks/deliveries", self.clear_deliveries, ["DELETE"]),
@@ -160,6 +166,7 @@ class ControlApi:
             "maxConcurrentRequests": app.max_concurrent,
             "subscriptions": [s.to_api() for s in app.subscriptions.values()],
             "eventTemplates": [t.to_api() for t in app.templates.values()],
+            "appEvents": [t.to_api() for t in app.event_types.values()],
         }
 
     async def read_app(self, request: Request) -> Any:
@@ -205,6 +212,14 @@ class ControlApi:
     async def add_template(self, request: Request) -> Any:
         return self.timeline_api.add_template(await read_json(request)).to_api()
 
+    async def list_event_types(self, request: Request) -> Any:
+        return {"results": [t.to_api() for t in self.state.app.event_types.values()]}
+
+    async def add_event_type(self, request: Request) -> Any:
+        """Deploy an app event type: the JSON of an `app-events/*-hsmeta.json` file."""
+        event_type = register_event_type(self.state, await read_json(request))
+        return JSONResponse(event_type.to_api(), status_code=201)
+
     async def send_app_request(self, request: Request) -> Any:
         # Plain floats here: the body is re-sent to the app as JSON.
         raw = await request.body()
@@ -239,6 +254,7 @@ class ControlApi:
                 "installed": portal.install is not None,
                 "scopes": list(portal.install.scopes) if portal.install else [],
                 "installingUserId": portal.install.user_id if portal.install else None,
+                "appEventsApproved": portal.app_events_approved,
                 "users": [u.to_api() for u in portal.users.values()],
             }
         )
@@ -414,16 +430,64 @@ class ControlApi:
         return {"status": "ok"}
 
     async def timeline_events(self, request: Request) -> Any:
+        """The app's events on timelines: v3 events, then app event occurrences (those carry
+        no template, so a template filter leaves them out)."""
         portal = self._portal(request)
         q = request.query_params
+        occurrences = [] if q.get("eventTemplateId") else list(portal.app_events.values())
         events = [
             e
-            for e in portal.timeline.values()
+            for e in [*portal.timeline.values(), *map(as_timeline_entry, occurrences)]
             if (not q.get("objectId") or e["objectId"] == q["objectId"])
             and (not q.get("objectType") or e["objectType"] == canonical_type(q["objectType"]))
             and (not q.get("eventTemplateId") or e["eventTemplateId"] == q["eventTemplateId"])
         ]
         return {"results": events}
+
+    async def app_events(self, request: Request) -> Any:
+        portal = self._portal(request)
+        q = request.query_params
+        found = [
+            e
+            for e in portal.app_events.values()
+            if (not q.get("objectId") or e["objectId"] == q["objectId"])
+            and (
+                not q.get("eventTypeName")
+                or q["eventTypeName"] in {e["eventTypeUid"], e["eventTypeName"]}
+            )
+        ]
+        return {"results": found}
+
+    async def record_timeline(self, request: Request) -> Any:
+        """What a record's timeline shows from the app, oldest first: v3 timeline events,
+        app event occurrences and the notes associated with it."""
+        portal = self._portal(request)
+        type_name = self._type(request)
+        record = self.store.get(portal, type_name, str(request.path_params["objectId"]))
+        entries: list[dict[str, Any]] = [
+            {"kind": "timeline-event", **e}
+            for e in portal.timeline.values()
+            if e["objectType"] == type_name and e["objectId"] == record.id
+        ]
+        entries += [
+            {"kind": "app-event", **e}
+            for e in portal.app_events.values()
+            if e["objectType"] == type_name and e["objectId"] == record.id
+        ]
+        if type_name in {"contacts", "companies", "deals"}:
+            for note_id in self.store.associated_ids(portal, type_name, record.id, "notes"):
+                note = portal.records["notes"][note_id]
+                entries.append(
+                    {
+                        "kind": "note",
+                        "id": note.id,
+                        "timestamp": note.properties.get("hs_timestamp"),
+                        "body": note.properties.get("hs_note_body", ""),
+                        "properties": dict(note.properties),
+                    }
+                )
+        entries.sort(key=lambda e: (str(e.get("timestamp") or ""), str(e["id"])))
+        return {"results": entries}
 
     # ---- webhooks and faults ---------------------------------------------------------------
 

@@ -13,6 +13,7 @@ OBJECT_TYPE_IDS: dict[str, str] = {
     "products": "0-7",
     "line_items": "0-8",
     "quotes": "0-14",
+    "notes": "0-46",
 }
 _ALIASES: dict[str, str] = {
     **{type_id: name for name, type_id in OBJECT_TYPE_IDS.items()},
@@ -22,6 +23,7 @@ _ALIASES: dict[str, str] = {
     "product": "products",
     "line_item": "line_items",
     "quote": "quotes",
+    "note": "notes",
 }
 SINGULAR: dict[str, str] = {
     "contacts": "contact",
@@ -30,6 +32,7 @@ SINGULAR: dict[str, str] = {
     "products": "product",
     "line_items": "line_item",
     "quotes": "quote",
+    "notes": "note",
 }
 
 
@@ -278,6 +281,16 @@ BUILTIN_PROPERTIES: dict[str, list[PropertyDef]] = {
         _ro("createdate", "datetime"),
         *_COMMON,
     ],
+    # Notes: an activity on the records it is associated with; `hs_timestamp` places it on
+    # their timelines and is required at create.
+    "notes": [
+        _p("hs_timestamp", "datetime", group_name="engagement"),
+        _p("hs_note_body", field_type="html", group_name="engagement"),
+        _p("hubspot_owner_id"),
+        _p("hs_attachment_ids"),
+        _ro("hs_createdate", "datetime"),
+        *_COMMON,
+    ],
 }
 
 DEFAULT_RETURNED: dict[str, list[str]] = {
@@ -325,6 +338,7 @@ DEFAULT_RETURNED: dict[str, list[str]] = {
         "hs_lastmodifieddate",
         "hs_object_id",
     ],
+    "notes": ["hs_createdate", "hs_lastmodifieddate", "hs_object_id"],
 }
 
 SEARCHABLE: dict[str, list[str]] = {
@@ -334,6 +348,7 @@ SEARCHABLE: dict[str, list[str]] = {
     "products": ["name", "description", "price", "hs_sku"],
     "line_items": ["name", "description", "hs_sku"],
     "quotes": ["hs_title", "hs_quote_number"],
+    "notes": ["hs_note_body"],
 }
 
 
@@ -369,6 +384,9 @@ ASSOCIATION_KINDS: list[AssociationKind] = [
     *_pair("quotes", "line_items", 67, 68),
     *_pair("quotes", "contacts", 69, 70),
     *_pair("quotes", "companies", 71, 72),
+    *_pair("notes", "contacts", 202, 201),
+    *_pair("notes", "companies", 190, 189),
+    *_pair("notes", "deals", 214, 213),
 ]
 KIND_BY_ID: dict[tuple[str, str, int], AssociationKind] = {
     (k.from_type, k.to_type, k.type_id): k for k in ASSOCIATION_KINDS

@@ -51,6 +51,11 @@ class SandboxConfig:
     webhook_timeout_seconds: float = 5.0
     webhook_duplicate_rate: float = 0.0
     auth_code_ttl_seconds: float = 600.0  # HubSpot does not document it; runs on the time scale
+    # App events (timeline v4): whether new portals see the app's app events as approved, and
+    # what a repeated occurrence id gets: "conflict" (409) or "ignore" (accepted, unchanged).
+    app_events_approved: bool = True
+    app_event_duplicate: str = "conflict"
+    app_events_dir: str | None = None  # an app project's app-events folder, deployed at start
 
     def scaled(self, seconds: float) -> float:
         """Real seconds for an API-clock duration (rate windows, Retry-After)."""
@@ -173,6 +178,34 @@ class EventTemplate:
 
 
 @dataclass
+class AppEventType:
+    """An app event type, as the app's project defines it in an `app-events/*-hsmeta.json`."""
+
+    uid: str
+    name: str
+    object_type: str  # the CRM object type name occurrences go on (deals, contacts, ...)
+    properties: dict[str, dict[str, Any]]
+    fully_qualified_name: str
+    header_template: str = ""
+    detail_template: str = ""
+
+    def names(self) -> set[str]:
+        """The names an occurrence's `eventTypeName` may give: the uid or the full name."""
+        return {self.uid, self.fully_qualified_name}
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "uid": self.uid,
+            "fullyQualifiedName": self.fully_qualified_name,
+            "name": self.name,
+            "objectType": self.object_type,
+            "headerTemplate": self.header_template,
+            "detailTemplate": self.detail_template,
+            "properties": list(self.properties.values()),
+        }
+
+
+@dataclass
 class App:
     """The one public app (client secret signs webhooks and requests to the app)."""
 
@@ -186,6 +219,7 @@ class App:
     max_concurrent: int = 10
     subscriptions: dict[int, Subscription] = field(default_factory=dict)
     templates: dict[str, EventTemplate] = field(default_factory=dict)
+    event_types: dict[str, AppEventType] = field(default_factory=dict)  # by uid
 
 
 @dataclass
@@ -250,6 +284,10 @@ class Portal:
     # (object type, unique property) -> value -> id of the live record holding it
     unique_index: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     timeline: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    # App events: whether HubSpot lets the app send them here, and the occurrences by
+    # (event type uid, occurrence id); occurrences are immutable.
+    app_events_approved: bool = True
+    app_events: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     counters: Counters = field(default_factory=Counters)
     window: deque[float] = field(default_factory=deque)
     search_window: deque[float] = field(default_factory=deque)
@@ -333,6 +371,7 @@ class SandboxState:
         kw.setdefault("limit_per_window", self.config.default_limit)
         kw.setdefault("daily_limit", self.config.daily_limit)
         kw.setdefault("search_per_second", self.config.search_per_second)
+        kw.setdefault("app_events_approved", self.config.app_events_approved)
         portal = Portal(id=portal_id, **kw)
         portal.install = Install(portal.admin.id, list(DEFAULT_SCOPES), now_ms())
         self.portals[portal_id] = portal

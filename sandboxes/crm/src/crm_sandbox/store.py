@@ -21,7 +21,7 @@ from crm_sandbox.schema import (
 )
 from crm_sandbox.state import Portal, Record, SandboxState, iso, now_ms
 
-_CREATED_PROP = {"quotes": "hs_createdate"}
+_CREATED_PROP = {"quotes": "hs_createdate", "notes": "hs_createdate"}
 _MODIFIED_PROP = {"contacts": "lastmodifieddate"}
 _PRICE_PROP = re.compile(r"^hs_price_[a-z]{3}$")
 
@@ -363,6 +363,10 @@ class Store:
                 "VALIDATION_ERROR",
                 "A contact needs at least one of email, firstname or lastname.",
             )
+        if type_name == "notes" and not props.get("hs_timestamp"):
+            # The notes guide marks hs_timestamp required; HubSpot's exact answer is not
+            # documented, so this is the generic validation body.
+            raise ApiError(400, "VALIDATION_ERROR", "hs_timestamp is required to create a note.")
 
     def check_unique(
         self, portal: Portal, type_name: str, props: dict[str, str], exclude: str | None

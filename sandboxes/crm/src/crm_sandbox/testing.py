@@ -98,6 +98,18 @@ class CrmSandbox:
     def add_event_template(self, template: dict[str, Any]) -> dict[str, Any]:
         return dict(self._call("POST", "/app/event-templates", template))
 
+    def add_app_event_type(self, definition: dict[str, Any]) -> dict[str, Any]:
+        """Deploy an app event type (the JSON of an `app-events/*-hsmeta.json` file); the
+        answer carries its `fullyQualifiedName`."""
+        return dict(self._call("POST", "/app/app-events", definition))
+
+    def app_event_types(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/app/app-events")["results"])
+
+    def set_app_events_approved(self, portal_id: int, approved: bool) -> None:
+        """Whether HubSpot lets the app send app events to this portal (403 when not)."""
+        self.update_portal(portal_id, appEventsApproved=approved)
+
     # ---- portals and tokens ----------------------------------------------------------------
 
     def create_portal(self, **settings: Any) -> SandboxPortal:
@@ -337,6 +349,32 @@ class CrmSandbox:
                 eventTemplateId=template_id,
             )["results"]
         )
+
+    def app_events(
+        self, portal_id: int, *, object_id: str | None = None, event_type: str | None = None
+    ) -> list[dict[str, Any]]:
+        """App event occurrences stored in the portal (`event_type`: its uid or full name)."""
+        return list(
+            self._call(
+                "GET",
+                f"/portals/{portal_id}/app-events",
+                objectId=object_id,
+                eventTypeName=event_type,
+            )["results"]
+        )
+
+    def record_timeline(
+        self, portal_id: int, object_type: str, object_id: str
+    ) -> list[dict[str, Any]]:
+        """What a record's timeline shows from the app, oldest first: entries of `kind`
+        timeline-event (v3), app-event (v4 occurrences) and note (associated notes)."""
+        path = f"/portals/{portal_id}/objects/{object_type}/{object_id}/timeline"
+        return list(self._call("GET", path)["results"])
+
+    def notes_on(self, portal_id: int, object_type: str, object_id: str) -> list[dict[str, Any]]:
+        """The notes associated with a record (`id`, `timestamp`, `body`, `properties`)."""
+        timeline = self.record_timeline(portal_id, object_type, object_id)
+        return [entry for entry in timeline if entry["kind"] == "note"]
 
     # ---- faults and webhooks -----------------------------------------------------------------
 
