@@ -20,6 +20,7 @@ from dealbooks_crm._errors import (
 from dealbooks_crm._limits import CrmLimits, rolling_window_budget
 from dealbooks_crm._models import (
     AccountDetails,
+    AppEventOccurrence,
     AssociatedObject,
     AssociationType,
     BatchError,
@@ -41,7 +42,7 @@ from dealbooks_crm._models import (
     WebhookEvent,
 )
 from dealbooks_crm._paths import ApiPaths, PathStyle
-from dealbooks_crm._types import AssociationTypes, ObjectTypes
+from dealbooks_crm._types import NOTE_TO, AssociationTypes, ObjectTypes
 from dealbooks_crm._values import PropertyValue, to_decimal, to_properties, to_property_value
 from dealbooks_crm._webhooks import (
     InvalidWebhookPayload,
@@ -55,8 +56,10 @@ from dealbooks_crm._webhooks import (
 )
 
 __all__ = [
+    "NOTE_TO",
     "AccountDetails",
     "ApiPaths",
+    "AppEventOccurrence",
     "AssociatedObject",
     "AssociationType",
     "AssociationTypes",

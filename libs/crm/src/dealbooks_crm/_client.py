@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -27,7 +28,9 @@ from dealbooks_crm._errors import (
 from dealbooks_crm._limits import DEFAULT_RETRY, CrmLimits, rolling_window_budget
 from dealbooks_crm._models import (
     AccountDetails,
+    AppEventOccurrence,
     AssociatedObject,
+    BatchError,
     BatchResult,
     CrmObject,
     DealDetails,
@@ -41,6 +44,7 @@ from dealbooks_crm._models import (
     TimelineEventResult,
 )
 from dealbooks_crm._paths import ApiPaths, PathStyle
+from dealbooks_crm._types import NOTE_TO, ObjectTypes
 from dealbooks_crm._values import PropertyValue, to_properties
 
 HUBSPOT_API = "https://api.hubapi.com"
@@ -49,6 +53,10 @@ MAX_ASSOCIATION_READ = 1000
 MAX_ASSOCIATION_CREATE = 2000
 SEARCH_RESULT_CAP = 10_000
 RETRYABLE_STATUS = frozenset({423, 429, 477, 500, 502, 503, 504, 521, 522, 523, 524})
+# Answers after which the CRM surely did nothing: safe to send again even what is not
+# idempotent (a 5xx or a broken connection may come after the work was done).
+REFUSED_UNDONE = frozenset({423, 429, 477})
+UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 QUOTE_PROPERTIES = [
     "hs_title",
@@ -191,6 +199,7 @@ class CrmClient:
         json: Any = None,
         params: Mapping[str, Any] | None = None,
         search: bool = False,
+        replay_safe: bool = True,
     ) -> httpx.Response:
         """Send one API call within the portal's budget; retry transient failures.
 
@@ -198,10 +207,26 @@ class CrmClient:
         is the answer. The token given next may be another one that is also refused (a
         cached token older than the one the provider holds now, itself gone with an
         uninstall), so each new token gets its try, up to `AUTH_TRIES`.
+
+        `replay_safe=False` is for a call that must not be made twice (it creates something
+        without a key that dedupes): it is sent again only after answers that say nothing
+        was done (429, 423, 477, or a connection never made); a 5xx or a connection broken
+        after sending raises `CrmUnavailable`, and the caller finds out what happened.
         """
 
         async def attempt() -> httpx.Response:
-            return await self._attempt(portal_id, method, path, json, params, search)
+            try:
+                return await self._attempt(portal_id, method, path, json, params, search)
+            except RetryableHTTPError as exc:
+                if replay_safe or exc.response.status_code in REFUSED_UNDONE:
+                    raise
+                raise error_from_response(exc.response) from None
+            except httpx.TransportError as exc:
+                if replay_safe or isinstance(exc, UNSENT):
+                    raise
+                raise CrmUnavailable(
+                    f"CRM call may or may not have been done: {type(exc).__name__}: {exc}"
+                ) from exc
 
         refused: set[str] = set()
         for _ in range(AUTH_TRIES):
@@ -306,9 +331,16 @@ class PortalCrm:
         json: Any = None,
         params: Mapping[str, Any] | None = None,
         search: bool = False,
+        replay_safe: bool = True,
     ) -> httpx.Response:
         return await self.client.request(
-            self.portal_id, method, path, json=json, params=params, search=search
+            self.portal_id,
+            method,
+            path,
+            json=json,
+            params=params,
+            search=search,
+            replay_safe=replay_safe,
         )
 
     # ---- single objects ----------------------------------------------------------------
@@ -342,8 +374,10 @@ class PortalCrm:
         properties: Mapping[str, PropertyValue],
         *,
         associations: Sequence[tuple[str, int]] | None = None,
+        replay_safe: bool = True,
     ) -> CrmObject:
-        """Create a record; `associations` are (to_id, HUBSPOT_DEFINED type id) pairs."""
+        """Create a record; `associations` are (to_id, HUBSPOT_DEFINED type id) pairs.
+        `replay_safe=False`: see `CrmClient.request` (for records nothing dedupes)."""
         body: dict[str, Any] = {"properties": to_properties(dict(properties))}
         if associations:
             body["associations"] = [
@@ -353,7 +387,9 @@ class PortalCrm:
                 }
                 for to_id, t in associations
             ]
-        response = await self._call("POST", self._paths.objects(object_type), json=body)
+        response = await self._call(
+            "POST", self._paths.objects(object_type), json=body, replay_safe=replay_safe
+        )
         return CrmObject.model_validate(response.json())
 
     async def update(
@@ -572,6 +608,64 @@ class PortalCrm:
                 raise CrmValidation(str(first.get("message")), status=207, body=body)
             out.extend(TimelineEventResult.model_validate(r) for r in body.get("results", []))
         return out
+
+    async def send_app_event(self, occurrence: AppEventOccurrence) -> bool:
+        """Send one app event occurrence (timeline v4). True when HubSpot took it now, False
+        when it already has this `id` for the type (409: occurrences are immutable, so the
+        first one stands).
+
+        Where the app's app events are not approved, or `timeline` is not granted, HubSpot
+        answers 403 (`CrmAuthError`); an event type it does not know, or a record that does
+        not exist, 404 (`CrmNotFound`)."""
+        try:
+            await self._call("POST", self._paths.app_events(), json=occurrence.to_api())
+        except CrmConflict:
+            return False
+        return True
+
+    async def send_app_events(self, occurrences: Sequence[AppEventOccurrence]) -> list[BatchError]:
+        """Send many occurrences, 100 per call; the per-occurrence errors (a repeated `id`
+        is one, category CONFLICT), empty when every one was taken."""
+        errors: list[BatchError] = []
+        for chunk in _chunks(list(occurrences), MAX_BATCH):
+            response = await self._call(
+                "POST",
+                f"{self._paths.app_events()}/batch",
+                json={"inputs": [o.to_api() for o in chunk]},
+            )
+            errors += [BatchError.model_validate(e) for e in response.json().get("errors", [])]
+        return errors
+
+    async def create_note(
+        self,
+        body: str,
+        *,
+        on: Sequence[tuple[str, str]],
+        timestamp: datetime | None = None,
+    ) -> CrmObject:
+        """Create a note (HTML `body`) on records given as (object type, id): deals, contacts,
+        companies. A note has no key that dedupes, so it is never sent twice on its own: an
+        answer that leaves unknown whether it was made raises `CrmUnavailable`; look with
+        `notes_on` before creating it again."""
+        properties: dict[str, PropertyValue] = {
+            "hs_note_body": body,
+            "hs_timestamp": timestamp or datetime.now(UTC),
+        }
+        associations = [(object_id, NOTE_TO[object_type]) for object_type, object_id in on]
+        return await self.create(
+            ObjectTypes.NOTES, properties, associations=associations, replay_safe=False
+        )
+
+    async def notes_on(self, object_type: str, object_id: str) -> list[CrmObject]:
+        """The notes associated with a record, with `hs_note_body` and `hs_timestamp`."""
+        linked = await self.associations(object_type, object_id, ObjectTypes.NOTES)
+        if not linked:
+            return []
+        ids = [a.to_object_id for a in linked]
+        found = await self.batch_read(
+            ObjectTypes.NOTES, ids, properties=["hs_note_body", "hs_timestamp"]
+        )
+        return found.results
 
     async def ensure_property_group(
         self, object_type: str, name: str, label: str, *, display_order: int = -1

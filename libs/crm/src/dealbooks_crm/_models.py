@@ -254,6 +254,26 @@ class TimelineEvent(_Model):
         return body
 
 
+class AppEventOccurrence(_Model):
+    """An occurrence of one of the app's app event types (timeline v4) on a CRM record.
+    Occurrences are immutable; `id` is unique per event type, so it makes a send idempotent.
+    `event_type_name` is the type's uid (from its `*-hsmeta.json`) or its fullyQualifiedName."""
+
+    event_type_name: str = Field(alias="eventTypeName")
+    id: str
+    object_id: str = Field(alias="objectId")
+    properties: dict[str, str] = Field(default_factory=dict)
+    timestamp: datetime | None = None
+    extra_data: dict[str, Any] | None = Field(None, alias="extraData")
+
+    def to_api(self) -> dict[str, Any]:
+        body = self.model_dump(by_alias=True, exclude_none=True, mode="json")
+        if self.timestamp is not None:
+            ts = self.timestamp if self.timestamp.tzinfo else self.timestamp.replace(tzinfo=UTC)
+            body["timestamp"] = ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return body
+
+
 class TimelineEventResult(_Model):
     id: str
     event_template_id: str | None = Field(None, alias="eventTemplateId")

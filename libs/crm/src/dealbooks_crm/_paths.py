@@ -34,6 +34,12 @@ class ApiPaths:
         return f"/crm/associations/{self.style}/{from_type}/{to_type}"
 
     def timeline(self) -> str:
+        # The legacy timeline API has no date-versioned form: /integrators/timeline/2026-03
+        # is the app events API.
+        return "/integrators/timeline/v3"
+
+    def app_events(self) -> str:
+        """Where app event occurrences are sent (timeline v4)."""
         if self.style == "v3":
-            return "/integrators/timeline/v3"
-        return f"/integrators/timeline/{self.style}"
+            return "/integrators/timeline/v4/events"
+        return f"/integrators/timeline/{self.style}/events"

@@ -11,6 +11,7 @@ class ObjectTypes:
     LINE_ITEMS = "line_items"
     QUOTES = "quotes"
     INVOICES = "invoices"
+    NOTES = "notes"
 
 
 class AssociationTypes:
@@ -40,3 +41,17 @@ class AssociationTypes:
     INVOICE_TO_COMPANY = 179
     INVOICE_TO_DEAL = 175
     INVOICE_TO_LINE_ITEM = 409
+    NOTE_TO_DEAL = 214
+    DEAL_TO_NOTE = 213
+    NOTE_TO_CONTACT = 202
+    CONTACT_TO_NOTE = 201
+    NOTE_TO_COMPANY = 190
+    COMPANY_TO_NOTE = 189
+
+
+# A note goes on a record through the HUBSPOT_DEFINED type from notes to the record's type.
+NOTE_TO: dict[str, int] = {
+    ObjectTypes.DEALS: AssociationTypes.NOTE_TO_DEAL,
+    ObjectTypes.CONTACTS: AssociationTypes.NOTE_TO_CONTACT,
+    ObjectTypes.COMPANIES: AssociationTypes.NOTE_TO_COMPANY,
+}
