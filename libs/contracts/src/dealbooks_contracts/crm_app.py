@@ -1,5 +1,5 @@
 """What dealbooks owns inside a CRM portal for invoicing, as plain data: the deal properties
-that show an invoice and the payment timeline template.
+that show an invoice, the payment app event type and the legacy payment timeline template.
 
 It is a contract between dealbooks and each portal (connector-auth creates these at install,
 status-tracker writes into them), so it lives here, once, free of any I/O.
@@ -83,3 +83,19 @@ PAYMENT_TEMPLATE: Final[dict[str, Any]] = {
     ],
 }
 """The app's timeline event template for payments, in the timeline API's create shape."""
+
+PAYMENT_EVENT_TYPE: Final = "dealbooks_invoice_payment"
+"""The uid of the app's payment app event type, defined in the app project
+(`hubspot-app/src/app/app-events/invoice-payment-hsmeta.json`); an occurrence names its type by
+it (or by the fullyQualifiedName HubSpot gives the type)."""
+
+PAYMENT_EVENT_PROPERTIES: Final[tuple[str, ...]] = (
+    "invoiceNumber",
+    "amount",
+    "currency",
+    "change",
+    "paidOn",
+    "method",
+    "invoiceBalance",
+)
+"""The properties of a payment occurrence, as the event type declares them."""
