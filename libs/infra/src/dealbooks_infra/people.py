@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
@@ -49,6 +50,17 @@ def _redirect(response: httpx.Response, what: str) -> str:
         raise FlowFailed(f"{what}: expected a redirect, got {response.status_code} "
                          f"{response.text[:300]}")  # fmt: skip
     return response.headers["location"]
+
+
+def _connected(done: httpx.Response) -> dict[str, Any]:
+    """What the QuickBooks callback said: JSON, or (with a console configured) a redirect to
+    the console's accounts page that names the account, or the refusal."""
+    if done.status_code == 302:
+        query = dict(parse_qsl(urlsplit(done.headers["location"]).query))
+        if "account_id" not in query:
+            raise FlowFailed(f"QuickBooks callback: refused ({query.get('error')})")
+        return {"status": "connected", **query}
+    return dict(_ok(done, "QuickBooks callback").json())
 
 
 def _ok(response: httpx.Response, what: str) -> httpx.Response:
@@ -91,8 +103,7 @@ class Person:
         consent = self.http.get(
             f"{_redirect(self.http.get(url), 'connect')}&sandbox_realm={realm_id}"
         )
-        done = self.http.get(_redirect(consent, "QuickBooks consent"))
-        return dict(_ok(done, "QuickBooks callback").json())
+        return _connected(self.http.get(_redirect(consent, "QuickBooks consent")))
 
 
 class AsyncPerson:
@@ -126,5 +137,4 @@ class AsyncPerson:
         url = f"{self.t.url('connector-auth')}/v1/portals/{self.portal_id}/quickbooks/connect"
         start = _redirect(await self.http.get(url), "connect")
         consent = await self.http.get(f"{start}&sandbox_realm={realm_id}")
-        done = await self.http.get(_redirect(consent, "QuickBooks consent"))
-        return dict(_ok(done, "QuickBooks callback").json())
+        return _connected(await self.http.get(_redirect(consent, "QuickBooks consent")))

@@ -37,6 +37,7 @@ SERVICE_ORDER = (
     "contact-sync",
     "product-sync",
     "mapping-registry",
+    "console",
 )
 # Below the kernel's ephemeral range (32768-60999 here), so a client connection's local port
 # can never be holding one of them when the stack starts.

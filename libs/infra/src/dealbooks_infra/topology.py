@@ -160,9 +160,18 @@ class Topology:
                 "CONNECTOR_AUTH_CRM_REDIRECT_URI": (
                     f"{self.url('connector-auth')}/oauth/crm/callback"
                 ),
+                # After sign-in and after connecting QuickBooks, people land in the console.
+                "CONNECTOR_AUTH_CONSOLE_URL": f"{self.url('console')}/",
+                "CONNECTOR_AUTH_CONNECTED_REDIRECT_URL": f"{self.url('console')}/connected",
             },
             "webhook-gateway": {
                 "WEBHOOK_GATEWAY_QBO_VERIFIER_TOKEN": s.qbo_verifier_token,
+            },
+            "console": {
+                "CONSOLE_PUBLIC_BASE_URL": self.url("console"),
+                "INVOICE_BUILDER_URL": self.url("invoice-builder"),
+                "STATUS_TRACKER_URL": self.url("status-tracker"),
+                "MAPPING_REGISTRY_URL": self.url("mapping-registry"),
             },
             "status-tracker": {
                 "STATUS_TRACKER_OVERDUE_INTERVAL_SECONDS": "3600",

@@ -66,6 +66,9 @@ PUBLIC_BY_DESIGN: dict[str, str] = {
     "/install": "starts the CRM's OAuth install; the CRM asks the person for consent",
     "/signin": "starts sign-in with the CRM; the CRM identifies the person",
     "/oauth/crm/callback": "CRM OAuth redirect; checked by its signed single-use state",
+    "/": "the console's front page: a sign-in button, or a redirect for a signed-in person",
+    "/static/{name}": "the console's stylesheet and script; no tenant data",
+    "/launch": "opens the console from the CRM app card; checked by its signed, short-lived ticket",
 }
 
 GRANT_PREFIX = "dbg1"
@@ -263,6 +266,9 @@ class Guard:
     # connector-auth's cookie check, for `Access.SESSION` routes.
     session: Callable[[Request], Awaitable[Caller | None]] | None = None
     seen: SeenSignatures = field(default_factory=SeenSignatures)
+    # How a refusal is answered; default: as it is (a JSON problem). The console turns it into
+    # a sign-in redirect or a page.
+    refused: Callable[[Request, Response], Response] | None = None
 
     def __post_init__(self) -> None:
         self.public_base_url = self.public_base_url or self.settings.public_base_url
@@ -295,7 +301,7 @@ class Guard:
         async def guarded(request: Request) -> Response:
             caller, refusal = await self.check(request, kinds, portal_param)
             if refusal is not None:
-                return refusal
+                return self.refused(request, refusal) if self.refused else refusal
             request.state.caller = caller
             return await endpoint(request)
 

@@ -52,6 +52,7 @@ __all__ = [
     "apply_mappings",
     "check_mapping",
     "cleared_properties",
+    "crm_types_for",
     "decide",
     "default_mappings",
     "default_settings",
@@ -148,6 +149,12 @@ _COMPATIBLE: dict[ValueKind, frozenset[str]] = {
     _DT: frozenset({"datetime", "string"}),
     _A: frozenset(),
 }
+
+
+def crm_types_for(kind: ValueKind) -> frozenset[str]:
+    """The CRM property types a value of `kind` can be written into."""
+    return _COMPATIBLE[kind]
+
 
 # transform -> (value kinds it accepts, value kind it produces)
 _TRANSFORMS: dict[MappingTransform, tuple[frozenset[ValueKind], ValueKind]] = {

@@ -223,11 +223,19 @@ class ConnectorApi:
         )
         return RedirectResponse(url, status_code=302, headers=NO_STORE)
 
+    def _connect_refused(self, code: str, status: int, message: str) -> Response:
+        """A connection that did not happen: back to the console with the reason's code when
+        there is one (it says it in the person's language), else the problem itself."""
+        target = self.service.settings.connected_redirect_url
+        if target:
+            return RedirectResponse(f"{target}?{urlencode({'error': code})}", status_code=302)
+        return problem(status, code, message)
+
     async def qbo_callback(self, request: Request) -> Response:
         q = request.query_params
         if q.get("error"):
-            return problem(
-                400, q["error"], "QuickBooks did not authorize the connection; nothing changed."
+            return self._connect_refused(
+                q["error"], 400, "QuickBooks did not authorize the connection; nothing changed."
             )
         code, state, realm_id = q.get("code"), q.get("state"), q.get("realmId")
         if not code or not state or not realm_id:
@@ -238,17 +246,19 @@ class ConnectorApi:
                 state, code, realm_id, session.user_id if session else None
             )
         except InvalidState:
-            return problem(
-                400,
+            return self._connect_refused(
                 "invalid_state",
+                400,
                 "This connection link has expired, was already used, or was started by "
                 "someone else. Start the connection again from dealbooks.",
             )
         except ConnectRefused as refused:
-            return problem(403, refused.code, refused.message)
+            return self._connect_refused(refused.code, 403, refused.message)
         except OAuthError as exc:
             log.warning("code exchange refused", error=exc.error)
-            return problem(400, "authorization_failed", "QuickBooks refused the authorization.")
+            return self._connect_refused(
+                "authorization_failed", 400, "QuickBooks refused the authorization."
+            )
         s = self.service.settings
         if s.connected_redirect_url:
             query = urlencode({"portal_id": connected.portal_id, "account_id": connected.realm_id})

@@ -14,7 +14,7 @@ from typing import Any
 
 from dealbooks_contracts import MappingTransform, RejectionCode, SyncObjectType, SyncSettings
 from dealbooks_kit import Access, CrmPortalNotConfigured, CrmPortalNotInstalled, Guard
-from dealbooks_sync.domain import OWNED_PROPERTIES, QBO_FIELDS
+from dealbooks_sync.domain import OWNED_PROPERTIES, QBO_FIELDS, crm_types_for
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -230,7 +230,7 @@ async def options(request: Request) -> Response:
                 if not p.read_only and p.name not in owned
             ],
             "qbo_fields": [
-                {"name": name, "kind": kind.value}
+                {"name": name, "kind": kind.value, "fits": sorted(crm_types_for(kind))}
                 for name, kind in sorted(QBO_FIELDS[target.object_type].items())
             ],
             "transforms": [t.value for t in MappingTransform],

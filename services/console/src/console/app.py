@@ -1,0 +1,122 @@
+"""Wiring only: settings -> backend client, people, pages, the card's backend, routes, health.
+
+The console keeps no state of its own (the session is connector-auth's, business state the
+services'), so it needs neither Kafka nor MongoDB: readiness asks connector-auth."""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+from dealbooks_kit import Access, Guard, metrics
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from console.backend import Backend, BackendError
+from console.card import Card
+from console.pages import Pages, Refused
+from console.people import People
+from console.settings import ConsoleSettings
+
+STATIC = Path(__file__).with_name("static")
+
+
+def build_app(settings: ConsoleSettings, http: httpx.AsyncClient | None = None) -> Starlette:
+    backend = Backend(settings, http)
+    people = People(settings, backend)
+    pages = Pages(settings, backend, people)
+    card = Card(settings, backend, people, pages)
+    guard = Guard(
+        settings, settings.service_name, session=people.caller, refused=pages.unauthenticated
+    )
+    guard.require(Access.PORTAL, Access.CRM_SIGNED)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        try:
+            answer = await backend.http.get(f"{backend.urls['connector-auth']}/healthz")
+            ready = answer.status_code == 200
+        except httpx.HTTPError:
+            ready = False
+        return JSONResponse(
+            {"ready": ready, "checks": {"connector-auth": ready}}, status_code=200 if ready else 503
+        )
+
+    async def metrics_route(request: Request) -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    async def static(request: Request) -> Response:
+        name = str(request.path_params["name"])
+        path = STATIC / name
+        if "/" in name or name.startswith(".") or not path.is_file():
+            return Response(status_code=404)
+        kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        return Response(
+            path.read_bytes(), media_type=kind, headers={"Cache-Control": "public, max-age=300"}
+        )
+
+    session = Access.SESSION
+    p = "/portals/{portal_id}"
+    routes = [
+        guard.route("/healthz", healthz, ["GET"], Access.PUBLIC),
+        guard.route("/readyz", readyz, ["GET"], Access.PUBLIC),
+        guard.route("/metrics", metrics_route, ["GET"], Access.PUBLIC),
+        guard.route("/static/{name}", static, ["GET"], Access.PUBLIC),
+        guard.route("/", pages.landing, ["GET"], Access.PUBLIC),
+        guard.route("/launch", card.launch, ["GET"], Access.PUBLIC),
+        guard.route("/signout", pages.signout, ["POST"], session),
+        guard.route("/connected", pages.connected, ["GET"], session),
+        guard.route("/crm/cards/{object_type}", card.card, ["GET"], Access.CRM_SIGNED),
+        guard.route(p, pages.home, ["GET"], session),
+        guard.route(p + "/open", pages.open_record, ["GET"], session),
+        guard.route(p + "/accounts", pages.accounts, ["GET"], session),
+        guard.route(
+            p + "/accounts/{account_id}/disconnect", pages.disconnect, ["GET", "POST"], session
+        ),
+        guard.route(p + "/records/{object_type}/{object_id}", pages.record, ["GET"], session),
+        guard.route(
+            p + "/records/{object_type}/{object_id}/add", pages.add_existing, ["GET", "POST"],
+            session,
+        ),
+        guard.route(p + "/deals/{deal_id}/invoices/new", pages.wizard_start, ["GET"], session),
+        guard.route(
+            p + "/deals/{deal_id}/invoices/new/details", pages.wizard_details, ["GET"], session
+        ),
+        guard.route(
+            p + "/deals/{deal_id}/invoices/new/review", pages.wizard_review, ["POST"], session
+        ),
+        guard.route(p + "/requests/{request_id}", pages.outcome, ["GET"], session),
+        guard.route(p + "/sync", pages.sync, ["GET"], session),
+        guard.route(p + "/sync/{realm}/{object_type}", pages.save_sync, ["POST"], session),
+        guard.route(p + "/sync/{realm}/{object_type}/mappings", pages.mappings, ["GET"], session),
+        guard.route(
+            p + "/sync/{realm}/{object_type}/mappings/check", pages.mapping_check, ["POST"],
+            session,
+        ),
+        guard.route(
+            p + "/sync/{realm}/{object_type}/mappings/save", pages.mapping_save, ["POST"], session
+        ),
+        guard.route(p + "/rules", pages.rules, ["GET"], session),
+        guard.route(p + "/rules/{rule_id}", pages.rule, ["GET", "POST"], session),
+        guard.route(p + "/rules/{rule_id}/delete", pages.delete_rule, ["POST"], session),
+    ]  # fmt: skip
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await backend.close()
+
+    app = guard.api(
+        routes,
+        exception_handlers={BackendError: pages.refused, Refused: pages.refused},
+        lifespan=lifespan,
+    )
+    app.state.pages = pages
+    return app

@@ -1,0 +1,178 @@
+"""The console's calls to the services: connector-auth for the person's session, the others
+with the person's portal grant. A service's refusal comes back as `BackendError` with its
+status and its own message; the pages turn it into a sentence from the catalogue."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from dealbooks_kit import get_logger
+
+from console.settings import ConsoleSettings
+
+log = get_logger(__name__)
+SESSION_COOKIE = "dealbooks_session"
+GRANT_MARGIN_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Person:
+    """Who is at the browser: the portals they may act for, the grant the console calls the
+    services with, and the CSRF token their forms carry."""
+
+    user_id: str
+    portals: tuple[str, ...]
+    grant: str
+    csrf: str
+    email: str | None = None
+    # Set for a person who came from the CRM app card: the record and language it passed.
+    launched: dict[str, str] | None = None
+
+
+class BackendError(Exception):
+    """A service refused or failed; `status` 0 means it did not answer at all."""
+
+    def __init__(self, service: str, status: int, body: dict[str, Any] | None = None) -> None:
+        self.service, self.status, self.body = service, status, body or {}
+        super().__init__(f"{service} answered {status}")
+
+    @property
+    def message(self) -> str | None:
+        """The service's own sentence, when it gave one (shown only where it is written for
+        people, such as a rejection's reason)."""
+        found = self.body.get("message") or self.body.get("error")
+        return str(found) if isinstance(found, str) else None
+
+
+class Sessions:
+    """connector-auth's answers about session cookies, kept for a short while (by the
+    cookie's digest, never the cookie itself) so a page does not ask twice."""
+
+    def __init__(self, limit: int = 2000) -> None:
+        self._known: OrderedDict[str, tuple[float, Person]] = OrderedDict()
+        self._limit = limit
+
+    @staticmethod
+    def key(cookie: str) -> str:
+        return hashlib.sha256(cookie.encode()).hexdigest()
+
+    def get(self, cookie: str) -> Person | None:
+        found = self._known.get(self.key(cookie))
+        if found is None or found[0] < time.monotonic():
+            return None
+        return found[1]
+
+    def put(self, cookie: str, person: Person, good_for: float) -> None:
+        self._known[self.key(cookie)] = (time.monotonic() + good_for, person)
+        self._known.move_to_end(self.key(cookie))
+        while len(self._known) > self._limit:
+            self._known.popitem(last=False)
+
+    def forget(self, cookie: str) -> None:
+        self._known.pop(self.key(cookie), None)
+
+
+class Backend:
+    """One HTTP client for every service the console asks."""
+
+    def __init__(self, settings: ConsoleSettings, http: httpx.AsyncClient | None = None) -> None:
+        self.settings = settings
+        self.http = http or httpx.AsyncClient(timeout=settings.backend_timeout_seconds)
+        self.sessions = Sessions()
+        self.urls = {
+            "connector-auth": settings.connector_auth_url.rstrip("/"),
+            "invoice-builder": settings.invoice_builder_url.rstrip("/"),
+            "status-tracker": settings.status_tracker_url.rstrip("/"),
+            "mapping-registry": settings.mapping_registry_url.rstrip("/"),
+        }
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    # ---- the person
+
+    async def person(self, cookie: str | None) -> Person | None:
+        """The signed-in person of a session cookie, or None (no cookie, signed out, expired)."""
+        if not cookie:
+            return None
+        known = self.sessions.get(cookie)
+        if known is not None:
+            return known
+        try:
+            answer = await self.http.get(
+                f"{self.urls['connector-auth']}/v1/session", cookies={SESSION_COOKIE: cookie}
+            )
+        except httpx.HTTPError as exc:
+            raise BackendError("connector-auth", 0) from exc
+        if answer.status_code in (401, 403):
+            return None
+        if answer.status_code != 200:
+            raise BackendError("connector-auth", answer.status_code)
+        body = answer.json()
+        grant = body["grant"]
+        person = Person(
+            user_id=str(body["user_id"]),
+            portals=tuple(str(p) for p in body["portals"]),
+            grant=grant["token"],
+            csrf=body["csrf_token"],
+            email=body.get("email"),
+        )
+        good_for = min(
+            float(grant["expires_in"]) - GRANT_MARGIN_SECONDS,
+            self.settings.session_recheck_seconds,
+        )
+        self.sessions.put(cookie, person, max(good_for, 1.0))
+        return person
+
+    async def sign_out(self, cookie: str, csrf: str) -> None:
+        self.sessions.forget(cookie)
+        try:
+            await self.http.post(
+                f"{self.urls['connector-auth']}/signout",
+                cookies={SESSION_COOKIE: cookie},
+                headers={"X-CSRF-Token": csrf},
+            )
+        except httpx.HTTPError as exc:
+            raise BackendError("connector-auth", 0) from exc
+
+    # ---- the services, as the person
+
+    async def call(
+        self,
+        person: Person,
+        service: str,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        ok: tuple[int, ...] = (),
+    ) -> tuple[int, Any, httpx.Headers]:
+        """One call with the person's grant; any status in `ok` or below 400 is an answer."""
+        url = f"{self.urls[service]}{path}"
+        sent = {"Authorization": f"Bearer {person.grant}", **(headers or {})}
+        try:
+            answer = await self.http.request(method, url, json=json, params=params, headers=sent)
+        except httpx.HTTPError as exc:
+            log.warning("service did not answer", service=service, error=type(exc).__name__)
+            raise BackendError(service, 0) from exc
+        body: Any = None
+        if answer.content:
+            try:
+                body = answer.json()
+            except ValueError:
+                body = None
+        if answer.status_code >= 400 and answer.status_code not in ok:
+            log.info("service refused", service=service, status=answer.status_code)
+            raise BackendError(service, answer.status_code, body if isinstance(body, dict) else {})
+        return answer.status_code, body, answer.headers
+
+    async def get(self, person: Person, service: str, path: str, **params: Any) -> Any:
+        query = {k: v for k, v in params.items() if v not in (None, "")}
+        return (await self.call(person, service, "GET", path, params=query))[1]

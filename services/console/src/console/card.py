@@ -1,0 +1,137 @@
+"""The CRM app card's backend: `GET /crm/cards/{object_type}?objectId=` answers the card's
+signed `hubspot.fetch` with the record's invoices, the card's labels in the person's language,
+and the links its buttons open in an iframe (each with a launch ticket), and `/launch` redeems
+such a ticket into a console visit scoped to that portal."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from dealbooks_kit import Caller
+from dealbooks_kit.auth import mint_grant
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from console import domain
+from console.backend import Backend, BackendError, Person
+from console.catalogue import Texts
+from console.pages import LANG_COOKIE, RECORD_SINGULAR, Pages
+from console.people import LAUNCH_COOKIE, People
+from console.settings import ConsoleSettings
+
+PLURAL = {v: k for k, v in RECORD_SINGULAR.items()}
+
+
+class Card:
+    def __init__(
+        self, settings: ConsoleSettings, backend: Backend, people: People, pages: Pages
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.people = people
+        self.pages = pages
+
+    def _base(self, request: Request) -> str:
+        return (self.settings.public_base_url or str(request.base_url)).rstrip("/")
+
+    async def card(self, request: Request) -> Response:
+        caller: Caller = request.state.caller
+        [portal] = caller.portals
+        object_type = str(request.path_params["object_type"])
+        object_id = request.query_params.get("objectId") or request.query_params.get(
+            "associatedObjectId"
+        )
+        if object_type not in PLURAL or not object_id:
+            return JSONResponse(
+                {"error": "bad_request", "message": "say which record: a deal, contact or "
+                 "company, and objectId"}, status_code=400)  # fmt: skip
+        lang = domain.language(request.query_params.get("locale"))
+        t = Texts(lang)
+        keys = self.settings.grant_keys.get_secret_value()
+        grant = mint_grant(keys, [portal], user_id=caller.user_id or "crm-user", sid="card")
+        person = Person(caller.user_id or "crm-user", (portal,), grant, "")
+        kind = PLURAL[object_type]
+        try:
+            found = await self.backend.get(
+                person, "status-tracker", f"/portals/{portal}/records/{kind}/{object_id}/invoices"
+            )
+        except BackendError as exc:
+            return JSONResponse(
+                {"error": "unavailable", "message": t("card.error"), "text": t.group("card")},
+                status_code=503 if exc.status in (0, 500, 502, 503, 504) else 502,
+            )
+
+        def link(page: str) -> str:
+            ticket = self.people.ticket(portal, caller.user_id, kind, object_id, lang=lang)
+            return f"{self._base(request)}/launch?" + urlencode({"t": ticket, "to": page})
+
+        return JSONResponse(
+            {
+                "object_type": object_type,
+                "object_id": object_id,
+                "locale": lang,
+                "text": {**t.group("card"), "stages": t.group("stages")},
+                "invoices": [_card_row(row) for row in found.get("invoices", [])],
+                "actions": {
+                    "create_invoice": link("create") if kind == "deals" else None,
+                    "add_existing": link("add"),
+                },
+            }
+        )
+
+    async def launch(self, request: Request) -> Response:
+        ticket = request.query_params.get("t")
+        claims = self.people.redeem(ticket)
+        if claims is None or ticket is None:
+            return self.pages.render(request, "error.html", 401, key="errors.launch_expired")
+        portal, kind, record = claims["portal"], claims["object_type"], claims["object_id"]
+        base = f"/portals/{portal}"
+        to = request.query_params.get("to")
+        if to == "create" and kind == "deals":
+            target = f"{base}/deals/{record}/invoices/new"
+        elif to == "add":
+            target = f"{base}/records/{kind}/{record}/add"
+        else:
+            target = f"{base}/records/{kind}/{record}"
+        response = RedirectResponse(target, 303)
+        # The card opens the console in an iframe inside the CRM: a third-party context, so
+        # the cookie must be SameSite=None (and therefore Secure; browsers treat localhost as
+        # secure) and partitioned per top-level site.
+        response.set_cookie(
+            LAUNCH_COOKIE,
+            ticket,
+            max_age=self.settings.launch_ttl_seconds,
+            httponly=True,
+            secure=True,
+            samesite="none",
+            path="/",
+        )
+        response.headers.append("Set-Cookie", _partitioned(response))
+        if claims.get("lang"):
+            response.set_cookie(LANG_COOKIE, str(claims["lang"]), samesite="lax")
+        return response
+
+
+def _partitioned(response: Response) -> str:
+    """The launch cookie again with `Partitioned` (CHIPS), which Starlette cannot set."""
+    for name, value in response.raw_headers:
+        if name == b"set-cookie" and value.startswith(LAUNCH_COOKIE.encode() + b"="):
+            response.raw_headers.remove((name, value))
+            return value.decode() + "; Partitioned"
+    raise AssertionError("the launch cookie was not set")
+
+
+def _card_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "realm_id": row.get("realm_id"),
+        "invoice_id": row.get("invoice_id"),
+        "number": row.get("doc_number"),
+        "customer": row.get("customer_name"),
+        "total": row.get("total"),
+        "balance": row.get("balance"),
+        "currency": row.get("currency"),
+        "stage": row.get("stage"),
+        "due_date": row.get("due_date"),
+        "qbo_url": row.get("qbo_url"),
+    }

@@ -1,0 +1,41 @@
+"""The console's settings: where the services answer, and how its own tickets are signed."""
+
+from __future__ import annotations
+
+from dealbooks_kit import KitSettings
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
+
+
+class ConsoleSettings(KitSettings):
+    model_config = SettingsConfigDict(env_prefix="CONSOLE_", extra="ignore", populate_by_name=True)
+
+    service_name: str = "console"
+    http_port: int = 8108
+    # Where the services answer (the same addresses every service is given).
+    connector_auth_url: str = Field(
+        default="http://127.0.0.1:8101", validation_alias=AliasChoices("CONNECTOR_AUTH_URL")
+    )
+    invoice_builder_url: str = Field(
+        default="http://127.0.0.1:8103", validation_alias=AliasChoices("INVOICE_BUILDER_URL")
+    )
+    status_tracker_url: str = Field(
+        default="http://127.0.0.1:8104", validation_alias=AliasChoices("STATUS_TRACKER_URL")
+    )
+    mapping_registry_url: str = Field(
+        default="http://127.0.0.1:8107", validation_alias=AliasChoices("MAPPING_REGISTRY_URL")
+    )
+    # Where people's browsers reach connector-auth (sign-in, connecting QuickBooks); behind one
+    # ingress this is the console's own origin. Empty: `connector_auth_url`.
+    connector_auth_public_url: str = ""
+    # How long a ticket from the CRM app card (an iframe opened from a record) stays good.
+    launch_ttl_seconds: int = 1800
+    # How long the console trusts connector-auth's answer about a session before asking again
+    # (so a sign-out elsewhere ends the console session within this many seconds).
+    session_recheck_seconds: float = 30.0
+    # Timeout of one call to a service.
+    backend_timeout_seconds: float = 10.0
+
+    @property
+    def signin_base(self) -> str:
+        return (self.connector_auth_public_url or self.connector_auth_url).rstrip("/")
