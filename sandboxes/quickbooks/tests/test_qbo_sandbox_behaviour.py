@@ -202,3 +202,47 @@ def test_customer_with_open_balance_cannot_be_inactivated(us: Company):
 def test_build_app_serves_without_a_network(us: Company):
     app = build_app(SandboxConfig(seed="none"))
     assert app.state.sandbox.companies == {}
+
+
+# ---------------------------------------------------------------- bulk seeding
+
+
+def test_bulk_seed_makes_records_that_read_as_created_ones(us: Company):
+    seeded = us.bulk_seed(5, 12, company_name="Firm {n}", amount="40.00", days=10)
+    customers = [c for c in us.records["Customer"].values() if c["DisplayName"][:8] == "Customer"]
+    assert [c["DisplayName"] for c in customers] == [f"Customer {n:05d}" for n in range(1, 6)]
+    assert customers[2]["PrimaryEmailAddr"] == {"Address": "customer00003@example.com"}
+    assert customers[2]["CompanyName"] == "Firm 3"
+    assert set(customers[0]) == set(customers[4])
+    assert len({c["Id"] for c in customers}) == 5 and seeded["customers"] == 5
+    invoices = list(us.records["Invoice"].values())
+    assert len(invoices) == 12 and set(invoices[0]) == set(invoices[-1])
+    assert len({i["DocNumber"] for i in invoices}) == 12
+    assert [i["CustomerRef"]["value"] for i in invoices[:6]] == [
+        c["Id"] for c in customers + customers[:1]
+    ]
+    assert invoices[3]["BillEmail"] == customers[3]["PrimaryEmailAddr"]
+    assert all(i["TotalAmt"] == i["Balance"] == Decimal("40.00") for i in invoices)
+    dates = [i["TxnDate"] for i in invoices]
+    assert dates == sorted(dates) and dates[-1] <= us.today().isoformat()
+    assert us.get("Customer", customers[0]["Id"])["Balance"] == Decimal("120.00")
+    with pytest.raises(QboFault) as err:
+        us.bulk_seed(2)
+    assert err.value.code == "6240"
+
+
+def test_bulk_seed_control_fills_a_company_over_http(qbo_sandbox: SandboxHandle):
+    company = qbo_sandbox.create_company("US", demo_data=False)
+    seeded = qbo_sandbox.bulk_seed(
+        company.realm_id, {"count": 30, "display_name": "Bulk {n}"}, {"count": 45}
+    )
+    with api(qbo_sandbox, company) as http:
+        counted = http.get("/query", params={"query": "SELECT COUNT(*) FROM Invoice"}).json()
+        bulk_7 = http.get(
+            "/query", params={"query": "SELECT * FROM Customer WHERE DisplayName = 'Bulk 7'"}
+        ).json()
+    assert (seeded["customers"], seeded["invoices"]) == (30, 45)
+    assert counted["QueryResponse"]["totalCount"] == 45
+    assert bulk_7["QueryResponse"]["Customer"][0]["PrimaryEmailAddr"]["Address"] == (
+        "customer00007@example.com"
+    )

@@ -727,6 +727,29 @@ async def user_update(request: Request) -> Response:
     return control_json({entity: record})
 
 
+async def bulk_seed(request: Request) -> Response:
+    """Many customers and invoices in one call (benchmarks): `{"customers": {"count": n,
+    "display_name": "Customer {n:05d}", "email": "c{n}@example.com", "company_name": ...},
+    "invoices": {"count": n, "amount": "100.00", "days": 365}}`. No webhooks fire."""
+    company = _company_or_404(request)
+    body = await _json_or_empty(request)
+    customers = body.get("customers") or {}
+    invoices = body.get("invoices") or {}
+    options: dict[str, Any] = {
+        key: customers[key] for key in ("display_name", "email", "company_name") if key in customers
+    }
+    options.update({key: invoices[key] for key in ("amount", "days") if key in invoices})
+    try:
+        seeded = company.bulk_seed(
+            int(customers.get("count", 0)), int(invoices.get("count", 0)), **options
+        )
+    except QboFault as fault:
+        return control_json({"Fault": fault.fault_body()}, 400)
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        return JSONResponse({"error": f"bad bulk spec: {exc}"}, status_code=400)
+    return control_json(seeded, 201)
+
+
 async def record_payment(request: Request) -> Response:
     company = _company_or_404(request)
     invoice = company.get("Invoice", request.path_params["id"])
@@ -873,6 +896,7 @@ def build_app(config: SandboxConfig | None = None) -> Starlette:
             "/_sandbox/companies/{realm}/invoices/{id}/payments", record_payment, methods=["POST"]
         ),
         Route("/_sandbox/companies/{realm}/invoices/{id}/emailed", mark_emailed, methods=["POST"]),
+        Route("/_sandbox/companies/{realm}/bulk", bulk_seed, methods=["POST"]),
         Route("/_sandbox/companies/{realm}/{kind:str}", user_create, methods=["POST"]),
         Route("/_sandbox/companies/{realm}/{kind:str}/{id}", user_update, methods=["POST"]),
         Route("/_sandbox/faults", fault_plan, methods=["POST", "DELETE"]),

@@ -1496,6 +1496,158 @@ class Company:
             listener(self.realm_id, "CompanyInfo", "1", "Update", None)
         return current
 
+    # ---------------------------------------------------------------- bulk seeding
+
+    def bulk_seed(
+        self,
+        customers: int = 0,
+        invoices: int = 0,
+        *,
+        display_name: str = "Customer {n:05d}",
+        email: str | None = "customer{n:05d}@example.com",
+        company_name: str | None = None,
+        amount: Any = "100.00",
+        days: int = 365,
+    ) -> dict[str, Any]:
+        """Many customers and invoices at once, for benchmarks (no webhooks fire).
+
+        The first of each is created through the ordinary rules; the rest are copies of it
+        with their own Id, names, e-mail, DocNumber, customer and dates, so the records read
+        exactly as created ones do. Names are `display_name.format(n=...)` (n from 1);
+        invoices, in the home currency, go round the customers just made (or the active
+        home-currency ones already there), dated over the last `days` days, each with one line
+        of `amount` on the first active item.
+        """
+        started = self.clock.now()
+        made = self._bulk_customers(customers, display_name, email, company_name)
+        owners = made or [
+            c
+            for c in self.records["Customer"].values()
+            if c.get("Active", True) and c["CurrencyRef"]["value"] == self.home_currency
+        ]
+        if invoices and not owners:
+            raise faults.required("CustomerRef")
+        first_invoice = self._bulk_invoices(invoices, owners, amount, days)
+        self._refresh_customer_balances()
+        return {
+            "customers": len(made),
+            "first_customer_id": made[0]["Id"] if made else None,
+            "invoices": invoices,
+            "first_invoice_id": first_invoice,
+            "seconds": (self.clock.now() - started).total_seconds(),
+        }
+
+    def _bulk_customers(
+        self, count: int, display_name: str, email: str | None, company_name: str | None
+    ) -> list[dict[str, Any]]:
+        if count <= 0:
+            return []
+
+        def names(n: int) -> tuple[str, str | None, str | None]:
+            return (
+                display_name.format(n=n),
+                email.format(n=n) if email else None,
+                company_name.format(n=n) if company_name else None,
+            )
+
+        taken = {
+            str(c.get("DisplayName", "")).casefold() for c in self.records["Customer"].values()
+        }
+        wanted = [names(n)[0].casefold() for n in range(1, count + 1)]
+        if len(set(wanted)) < count or taken.intersection(wanted):
+            raise self._duplicate_name()
+        display, address, company = names(1)
+        body: dict[str, Any] = {"DisplayName": display}
+        if address:
+            body["PrimaryEmailAddr"] = {"Address": address}
+        if company:
+            body["CompanyName"] = company
+        prototype = self.create("Customer", body, {}, notify=False)
+        made = [prototype]
+        now = self.clock.now()
+        for n in range(2, count + 1):
+            display, address, company = names(n)
+            record = _clone(prototype)
+            rid = self._next_id("Customer")
+            record.update(
+                Id=rid,
+                DisplayName=display,
+                FullyQualifiedName=display,
+                PrintOnCheckName=display,
+                MetaData=self.meta(now, now),
+            )
+            if address:
+                self._check_email({"Address": address})
+                record["PrimaryEmailAddr"] = {"Address": address}
+            if company:
+                record["CompanyName"] = company
+            self._store("Customer", rid, record, now)
+            made.append(record)
+        return made
+
+    def _bulk_invoices(
+        self, count: int, owners: list[dict[str, Any]], amount: Any, days: int
+    ) -> str | None:
+        if count <= 0:
+            return None
+        item = next((i for i in self.records["Item"].values() if i.get("Active", True)), None)
+        if item is None:
+            item = self.create(
+                "Item",
+                {"Name": "Bulk service", "IncomeAccountRef": {"value": seed.INCOME_ACCOUNT_ID}},
+                {},
+                notify=False,
+            )
+        today = self.today()
+        first_day = today - timedelta(days=max(0, days - 1))
+
+        def dated(i: int) -> date:
+            return first_day + timedelta(days=(i * days) // count) if days > 0 else today
+
+        prototype = self.create(
+            "Invoice",
+            {
+                "CustomerRef": {"value": owners[0]["Id"]},
+                "TxnDate": dated(0).isoformat(),
+                "Line": [
+                    {
+                        "DetailType": "SalesItemLineDetail",
+                        "Amount": money(amount),
+                        "SalesItemLineDetail": {"ItemRef": {"value": item["Id"]}},
+                    }
+                ],
+            },
+            {},
+            notify=False,
+        )
+        due_after = parse_date(prototype["DueDate"], "DueDate") - dated(0)
+        now = self.clock.now()
+        for i in range(1, count):
+            owner = owners[i % len(owners)]
+            txn_date = dated(i)
+            record = _clone(prototype)
+            rid = self._next_id("Invoice")
+            doc = self._next_doc_number()
+            record.update(
+                Id=rid,
+                DocNumber=doc,
+                TxnDate=txn_date.isoformat(),
+                DueDate=(txn_date + due_after).isoformat(),
+                CustomerRef={"value": owner["Id"], "name": owner["DisplayName"]},
+                MetaData=self.meta(now, now),
+            )
+            # What a create copies from its customer (see _create_invoice).
+            for copied in ("BillEmail", "BillAddr", "ShipAddr"):
+                record.pop(copied, None)
+            if owner.get("PrimaryEmailAddr"):
+                record["BillEmail"] = dict(owner["PrimaryEmailAddr"])
+            if owner.get("BillAddr"):
+                for addr in ("BillAddr", "ShipAddr"):
+                    record[addr] = _clone(owner.get(addr) or owner["BillAddr"])
+            self._store("Invoice", rid, record, now)
+            self._index_doc(rid, None, doc)
+        return str(prototype["Id"])
+
     # ---------------------------------------------------------------- query support
 
     def rows(self, entity: str) -> list[dict[str, Any]]:
@@ -1506,3 +1658,12 @@ class Company:
         if entity == "Customer":
             self.settle_balances()
         return list(self.records.get(entity, {}).values())
+
+
+def _clone(value: Any) -> Any:
+    """A deep copy of a JSON-shaped record (dicts, lists, scalars), faster than deepcopy."""
+    if isinstance(value, dict):
+        return {k: _clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clone(v) for v in value]
+    return value

@@ -71,6 +71,19 @@ class SandboxHandle:
         """kind: 'customers' or 'items'; behaves like a QBO user (webhooks fire)."""
         return self.control("POST", f"companies/{realm_id}/{kind}", body)
 
+    def bulk_seed(
+        self, realm_id: str, customers: dict[str, Any], invoices: dict[str, Any] | None = None
+    ) -> Any:
+        """Many customers (`{"count", "display_name", "email", "company_name"}`) and invoices
+        (`{"count", "amount", "days"}`) at once; no webhooks fire."""
+        response = self.http.post(
+            f"/_sandbox/companies/{realm_id}/bulk",
+            json={"customers": customers, "invoices": invoices or {}},
+            timeout=300.0,
+        )
+        response.raise_for_status()
+        return response.json()
+
     def all_of(self, realm_id: str, token: str, entity: str) -> list[dict[str, Any]]:
         """Every `entity` of the company, read over the public API as a client would."""
         response = self.http.get(
