@@ -204,7 +204,79 @@ def test_build_app_serves_without_a_network(us: Company):
     assert app.state.sandbox.companies == {}
 
 
-# ---------------------------------------------------------------- bulk seeding
+# ---------------------------------------------------------------- queries as QBO filters them
+
+
+def test_a_filter_on_a_property_quickbooks_cannot_filter_on_is_4001_not_queryable(us: Company):
+    for statement, prop in (
+        ("SELECT * FROM Customer WHERE Notes = 'x'", "Notes"),
+        ("SELECT * FROM Invoice WHERE EmailStatus = 'NotSet'", "EmailStatus"),
+        ("SELECT * FROM Item WHERE UnitPrice > '1'", "UnitPrice"),
+    ):
+        with pytest.raises(QboFault) as err:
+            query.run(us, statement, 1000)
+        # The body of a real refusal [REAL: ruckus/quickbooks-ruby #403, in XML there].
+        assert err.value.fault_body() == {
+            "Error": [
+                {
+                    "Message": "Invalid query",
+                    "Detail": f"QueryValidationError: property '{prop}' is not queryable",
+                    "code": "4001",
+                }
+            ],
+            "type": "ValidationFault",
+        }
+
+
+def test_filterable_properties_match_in_any_case_and_an_email_by_its_address(us: Company):
+    by_email = query.run(
+        us, "SELECT * FROM Customer WHERE primaryemailaddr = 'birds@intuit.com'", 1000
+    )
+    assert [c["Id"] for c in by_email["Customer"]] == ["1"]
+    named = query.run(
+        us, "SELECT * FROM Customer WHERE DisplayName IN ('red rock diner', 'Nobody')", 1000
+    )
+    assert [c["DisplayName"] for c in named["Customer"]] == ["Red Rock Diner"]
+    updated = query.run(
+        us, "SELECT COUNT(*) FROM Customer WHERE Metadata.LastUpdatedTime > '2000-01-01'", 1000
+    )
+    assert updated == {"totalCount": 3}
+
+
+def test_like_takes_percent_anywhere_and_ignores_case(us: Company):
+    def names(pattern: str) -> list[str]:
+        statement = f"SELECT * FROM Customer WHERE DisplayName LIKE '{pattern}'"  # noqa: S608
+        found = query.run(us, statement, 1000)
+        return [c["DisplayName"] for c in found.get("Customer", [])]
+
+    assert names("%ROCK%") == ["Red Rock Diner"]
+    assert names("amy%") == ["Amy's Bird Sanctuary"]
+    assert names("%consulting") == ["Weiskopf Consulting"]
+    assert names("R%r") == ["Red Rock Diner"]
+    assert names("Rock") == []
+
+
+def test_ordered_pages_are_the_slices_of_one_stable_sort(us: Company):
+    us.bulk_seed(40, 300, days=30)
+    invoices = query.run(us, "SELECT * FROM Invoice MAXRESULTS 1000", 1000)["Invoice"]
+    expected = sorted(invoices, key=lambda i: i["TxnDate"], reverse=True)
+    pages = [
+        query.run(
+            us,
+            f"SELECT * FROM Invoice ORDERBY TxnDate DESC STARTPOSITION {start} MAXRESULTS 7",  # noqa: S608
+            1000,
+        )
+        for start in (1, 8, 295)
+    ]
+    assert [[i["Id"] for i in page["Invoice"]] for page in pages] == [
+        [i["Id"] for i in expected[0:7]],
+        [i["Id"] for i in expected[7:14]],
+        [i["Id"] for i in expected[294:]],
+    ]
+    assert (pages[0]["startPosition"], pages[2]["maxResults"]) == (1, 6)
+    with pytest.raises(QboFault) as err:
+        query.run(us, "SELECT * FROM Invoice MAXRESULTS 1001", 1000)
+    assert "Max allowed value is 1000" in err.value.detail
 
 
 def test_bulk_seed_makes_records_that_read_as_created_ones(us: Company):

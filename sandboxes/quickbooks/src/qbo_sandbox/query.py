@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import heapq
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from qbo_sandbox import faults
+from qbo_sandbox import faults, schema
 from qbo_sandbox.company import NAME_LISTS, Company
 
 QUERYABLE = {
@@ -202,21 +204,100 @@ def parse(text: str, max_allowed: int) -> Query:
     return query
 
 
-def _lookup(record: dict[str, Any], prop: str) -> Any:
-    value: Any = record
+# What QBO lets a WHERE clause name, per entity (Intuit's API reference marks these
+# "filterable"); any other property is 4001 "property 'X' is not queryable" [REAL:
+# ruckus/quickbooks-ruby #403]. Entities not listed here are not checked. Compared without case.
+_META = ("MetaData.CreateTime", "MetaData.LastUpdatedTime")
+FILTERABLE: dict[str, frozenset[str]] = {
+    entity: frozenset(p.lower() for p in (*props, *_META))
+    for entity, props in {
+        "Customer": (
+            "Id",
+            "DisplayName",
+            "GivenName",
+            "MiddleName",
+            "FamilyName",
+            "CompanyName",
+            "PrimaryEmailAddr",
+            "PrintOnCheckName",
+            "FullyQualifiedName",
+            "Active",
+            "Balance",
+        ),
+        "Invoice": (
+            "Id",
+            "DocNumber",
+            "TxnDate",
+            "DueDate",
+            "CustomerRef",
+            "SalesTermRef",
+            "ProjectRef",
+            "Balance",
+            # UNVERIFIED: filtered on by many clients, not confirmed by a captured answer.
+            "TotalAmt",
+        ),
+        # Sku and FullyQualifiedName UNVERIFIED, as TotalAmt above.
+        "Item": ("Id", "Name", "Type", "Active", "FullyQualifiedName", "Sku"),
+    }.items()
+}
+# Single-valued types QBO compares by their one field: `PrimaryEmailAddr = 'a@b.c'`.
+_SCALAR_OF = ("value", "Address", "FreeFormNumber", "URI")
+
+Row = dict[str, Any]
+
+
+def _canonical(entity: str, prop: str) -> list[str] | None:
+    """The property path as records spell it, from Intuit's schema (QBO accepts any case):
+    `metadata.lastupdatedtime` on Customer is `["MetaData", "LastUpdatedTime"]`. None when
+    the schema does not know a part; records are then searched without case, part by part."""
+    described = schema.load()
+    type_name = entity
+    path: list[str] = []
     for part in prop.split("."):
-        if not isinstance(value, dict):
+        if not described.is_complex(type_name):
             return None
-        # Exact spelling first; property names are matched case-insensitively only as a fallback.
-        match = (
-            part if part in value else next((k for k in value if k.lower() == part.lower()), None)
+        props = described.properties(type_name)
+        found = props.get(part) or next(
+            (p for name, p in props.items() if name.lower() == part.lower()), None
         )
-        if match is None:
+        if found is None:
             return None
-        value = value[match]
-    if isinstance(value, dict) and "value" in value:
-        return value["value"]  # `CustomerRef = '58'` compares the reference id
-    return value
+        path.append(found.name)
+        type_name = found.type
+    return path
+
+
+def _getter(entity: str, prop: str) -> Callable[[Row], Any]:
+    """Reads a (dotted) property of a record; `...Ref` and e-mail/phone types give their value."""
+    canonical = _canonical(entity, prop)
+
+    def scalar(value: Any) -> Any:
+        if isinstance(value, dict):
+            for key in _SCALAR_OF:
+                if key in value:
+                    return value[key]
+        return value
+
+    if canonical is not None and len(canonical) == 1:
+        name = canonical[0]
+        return lambda record: scalar(record.get(name))
+    parts = canonical or prop.split(".")
+
+    def get(record: Row) -> Any:
+        value: Any = record
+        for part in parts:
+            if not isinstance(value, dict):
+                return None
+            if part in value:
+                value = value[part]
+                continue
+            match = next((k for k in value if k.lower() == part.lower()), None)
+            if match is None:
+                return None
+            value = value[match]
+        return scalar(value)
+
+    return get
 
 
 def _comparable(value: Any) -> Any:
@@ -228,66 +309,170 @@ def _comparable(value: Any) -> Any:
     if len(text) >= 10 and text[4:5] == "-" and text[7:8] == "-":
         try:
             parsed = datetime.fromisoformat(text)
-            return parsed.timestamp() if parsed.tzinfo else parsed.date().toordinal() * 86400.0
+            # A date (or a time without offset) is read as UTC, so it compares with times too.
+            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
         except ValueError:
             pass
-    try:
-        return Decimal(text)
-    except InvalidOperation:
-        return text.casefold()
+    if text[:1].isdigit() or text[:1] in "+-.":
+        try:
+            return Decimal(text)
+        except InvalidOperation:
+            pass
+    return text.casefold()
 
 
-def _like(value: Any, pattern: str) -> bool:
+def _memoized(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`fn` remembered per hashable value for one query (dates and ids repeat across rows)."""
+    seen: dict[tuple[type, Any], Any] = {}
+
+    def call(value: Any) -> Any:
+        key = (type(value), value)  # True and 1 are equal keys otherwise
+        try:
+            return seen[key]
+        except KeyError:
+            seen[key] = result = fn(value)
+            return result
+        except TypeError:  # unhashable
+            return fn(value)
+
+    return call
+
+
+def _like_regex(pattern: str) -> re.Pattern[str]:
     regex = "^" + ".*".join(re.escape(p) for p in pattern.split("%")) + "$"
-    return re.match(regex, str(value), re.IGNORECASE | re.DOTALL) is not None
+    return re.compile(regex, re.IGNORECASE | re.DOTALL)
 
 
-def _matches(record: dict[str, Any], cond: Condition) -> bool:
-    actual = _lookup(record, cond.prop)
+def _matcher(entity: str, cond: Condition) -> Callable[[Row], bool]:
+    """One WHERE condition as a test of a record, prepared once per query."""
+    get = _getter(entity, cond.prop)
     if cond.op == "LIKE":
-        return actual is not None and _like(actual, str(cond.values[0]))
-    if actual is None:
-        return False
-    left = _comparable(actual)
+        regex = _like_regex(str(cond.values[0]))
+
+        def like(record: Row) -> bool:
+            actual = get(record)
+            return actual is not None and regex.match(str(actual)) is not None
+
+        return like
+    comparable = _memoized(_comparable)
     rights = [_comparable(v) for v in cond.values]
-    try:
-        if cond.op in {"=", "IN"}:
-            return any(left == r for r in rights)
-        if cond.op in {"!=", "<>"}:
-            return bool(left != rights[0])
-        right = rights[0]
-        return bool(
-            {"<": left < right, ">": left > right, "<=": left <= right, ">=": left >= right}[
-                cond.op
-            ]
-        )
-    except TypeError:
-        return False
+    if cond.op in {"=", "IN"}:
+        wanted = set(rights)
+
+        def equal(record: Row) -> bool:
+            actual = get(record)
+            if actual is None:
+                return False
+            if type(actual) is str:
+                # What _comparable makes of the two common kinds, without its parsing:
+                # digits compare as numbers (a Decimal hashes as its int), text without case.
+                if actual.isdigit():
+                    return int(actual) in wanted
+                if not actual[:1].isdigit() and actual[:1] not in "+-.":
+                    return actual.casefold() in wanted
+            try:
+                return comparable(actual) in wanted
+            except TypeError:
+                return False
+
+        return equal
+    right = rights[0]
+    compare: Callable[[Any, Any], bool] = {
+        "!=": lambda a, b: a != b,
+        "<>": lambda a, b: a != b,
+        "<": lambda a, b: a < b,
+        ">": lambda a, b: a > b,
+        "<=": lambda a, b: a <= b,
+        ">=": lambda a, b: a >= b,
+    }[cond.op]
+
+    def ordered(record: Row) -> bool:
+        actual = get(record)
+        if actual is None:
+            return False
+        try:
+            return bool(compare(comparable(actual), right))
+        except TypeError:
+            return False
+
+    return ordered
+
+
+def _check_filterable(entity: str, where: list[Condition]) -> None:
+    allowed = FILTERABLE.get(entity)
+    if allowed is None:
+        return
+    for cond in where:
+        if cond.prop.lower() not in allowed:
+            raise faults.invalid_query(f"property '{cond.prop}' is not queryable")
 
 
 def run(company: Company, text: str, max_allowed: int) -> dict[str, Any]:
     """Evaluate a statement against one company; returns the QueryResponse body."""
     query = parse(text, max_allowed)
+    _check_filterable(query.entity, query.where)
     rows = company.rows(query.entity)
     filters_active = any(c.prop.lower() == "active" for c in query.where)
-    if query.entity in NAME_LISTS and not filters_active:
-        rows = [r for r in rows if r.get("Active", True) is not False]
-    rows = [r for r in rows if all(_matches(r, c) for c in query.where)]
+    matchers = [_matcher(query.entity, c) for c in query.where]
+    skip_inactive = query.entity in NAME_LISTS and not filters_active
+    found: list[Row] = []
+    for row in rows:
+        if skip_inactive and row.get("Active", True) is False:
+            continue
+        for test in matchers:
+            if not test(row):
+                break
+        else:
+            found.append(row)
     if query.count:
-        return {"totalCount": len(rows)}
-    for prop, desc in reversed(query.order):
-
-        def by_prop(row: dict[str, Any], prop: str = prop) -> tuple[bool, tuple[int, Any]]:
-            value = _lookup(row, prop)
-            return (value is None, _sort_key(value))
-
-        rows.sort(key=by_prop, reverse=desc)
-    if not query.order:
-        rows.sort(key=lambda r: _sort_key(r.get("Id")))
-    page = rows[query.start - 1 : query.start - 1 + query.max_results]
+        return {"totalCount": len(found)}
+    wanted = query.start - 1 + query.max_results
+    if query.order:
+        found = _ordered(query.entity, found, query.order, wanted)
+    else:
+        found.sort(key=lambda r: _sort_key(r.get("Id")))
+    page = found[query.start - 1 : wanted]
     if not page:
         return {}
     return {query.entity: page, "startPosition": query.start, "maxResults": len(page)}
+
+
+def _ordered(entity: str, rows: list[Row], order: list[tuple[str, bool]], wanted: int) -> list[Row]:
+    """The first `wanted` rows in ORDERBY order (stable: ties keep the rows' own order)."""
+    keys = [(_getter(entity, prop), desc, _row_sort_key()) for prop, desc in order]
+    if len(keys) == 1 and wanted * 8 < len(rows):
+        get, desc, sort_key = keys[0]
+
+        def single(row: Row) -> tuple[bool, tuple[int, Any]]:
+            value = get(row)
+            return (value is None, sort_key(value))
+
+        # heapq's nsmallest/nlargest equal sorted(...)[:n], ties included, at a fraction of it.
+        pick = heapq.nlargest if desc else heapq.nsmallest
+        return pick(wanted, rows, key=single)
+    for get, desc, sort_key in reversed(keys):
+
+        def by_prop(
+            row: Row, get: Callable[[Row], Any] = get, sort_key: Callable[[Any], Any] = sort_key
+        ) -> tuple[bool, tuple[int, Any]]:
+            value = get(row)
+            return (value is None, sort_key(value))
+
+        rows.sort(key=by_prop, reverse=desc)
+    return rows
+
+
+def _row_sort_key() -> Callable[[Any], tuple[int, Any]]:
+    """`_sort_key` for one query: text straight away, dates and numbers parsed once each."""
+    parsed = _memoized(_sort_key)
+
+    def key(value: Any) -> tuple[int, Any]:
+        if type(value) is str and not value[:1].isdigit() and value[:1] not in "+-.":
+            return (1, value.casefold())
+        result: tuple[int, Any] = parsed(value)
+        return result
+
+    return key
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
