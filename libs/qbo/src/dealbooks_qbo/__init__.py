@@ -2,8 +2,10 @@
 
 `QboClient(base_url, tokens).company(realm_id)` gives create/read/update/delete/void/send,
 query with paging, batch (30 per call), CDC, CompanyInfo and Preferences, all inside QBO's
-per-realm limits, with retries and one token refresh on 401. Faults are typed (`QboError`
-subclasses); webhooks of both formats parse into `EntityChange` and verify in constant time.
+per-realm limits, with retries and one token refresh on 401. `select(entity)` builds query
+statements QuickBooks accepts (filterable properties only, quoted literals, LIKE patterns).
+Faults are typed (`QboError` subclasses); webhooks of both formats parse into `EntityChange`
+and verify in constant time.
 """
 
 from dealbooks_qbo._client import (
@@ -72,6 +74,7 @@ from dealbooks_qbo._oauth import (
     RefreshingTokenProvider,
     TokenSet,
 )
+from dealbooks_qbo._query import Select, contains, quote, select, starts_with
 from dealbooks_qbo._webhooks import (
     SIGNATURE_HEADER,
     EntityChange,
@@ -126,6 +129,7 @@ __all__ = [
     "Ref",
     "RefreshingTokenProvider",
     "SalesItemDetail",
+    "Select",
     "ServerError",
     "StaleObject",
     "TaxCode",
@@ -135,13 +139,17 @@ __all__ = [
     "TxnLink",
     "UnsupportedOperation",
     "ValidationError",
+    "contains",
     "default_batch_budget",
     "default_budget",
     "fault_from_body",
     "fault_from_response",
     "parse_entity",
     "parse_webhook",
+    "quote",
     "request_id",
+    "select",
     "sign",
+    "starts_with",
     "verify_signature",
 ]

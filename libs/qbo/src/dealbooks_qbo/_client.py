@@ -32,6 +32,7 @@ from dealbooks_qbo._models import (
     QboModel,
     QueryPage,
 )
+from dealbooks_qbo._query import Select
 
 PRODUCTION_BASE_URL = "https://quickbooks.api.intuit.com"
 SANDBOX_BASE_URL = "https://sandbox-quickbooks.api.intuit.com"
@@ -374,9 +375,10 @@ class QboCompany:
         data = await self.client.request(self.realm_id, "GET", "preferences")
         return Preferences.model_validate(data["Preferences"])
 
-    async def query_page(self, statement: str) -> QueryPage:
+    async def query_page(self, statement: str | Select) -> QueryPage:
         """Run one SELECT as written; returns the page (empty page: no rows)."""
-        data = await self.client.request(self.realm_id, "GET", "query", params={"query": statement})
+        params = {"query": str(statement)}
+        data = await self.client.request(self.realm_id, "GET", "query", params=params)
         return QueryPage.from_response(data["QueryResponse"])
 
     async def count(self, entity: str, where: str | None = None) -> int:
@@ -385,11 +387,13 @@ class QboCompany:
         page = await self.query_page(statement)
         return page.totalCount or 0
 
-    async def query(self, statement: str, *, page_size: int = MAX_RESULTS) -> AsyncIterator[Any]:
+    async def query(
+        self, statement: str | Select, *, page_size: int = MAX_RESULTS
+    ) -> AsyncIterator[Any]:
         """Every row of a SELECT, page by page, until a short page (never trusts totalCount)."""
         if not 1 <= page_size <= MAX_RESULTS:
             raise ValueError(f"page_size must be within 1..{MAX_RESULTS}")
-        base = _PAGING_RE.sub("", statement).strip()
+        base = _PAGING_RE.sub("", str(statement)).strip()
         start = 1
         while True:
             page = await self.query_page(f"{base} STARTPOSITION {start} MAXRESULTS {page_size}")
@@ -399,7 +403,9 @@ class QboCompany:
                 return
             start += page_size
 
-    async def query_all(self, statement: str, *, page_size: int = MAX_RESULTS) -> list[Any]:
+    async def query_all(
+        self, statement: str | Select, *, page_size: int = MAX_RESULTS
+    ) -> list[Any]:
         """`query` collected into a list."""
         return [row async for row in self.query(statement, page_size=page_size)]
 
