@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -51,6 +52,19 @@ async def eventually(
             if value := await predicate():
                 return value
             await asyncio.sleep(interval)
+
+
+def eventually_sync(
+    predicate: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.05
+) -> T:
+    """`eventually` for synchronous checks (a browser driven through Playwright's sync API)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if value := predicate():
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not true within {timeout} s")
+        time.sleep(interval)
 
 
 def _from_start(bootstrap: str, topics: Sequence[str]) -> AIOKafkaConsumer:

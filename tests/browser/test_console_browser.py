@@ -1,0 +1,489 @@
+"""The people's side in a real browser: Debian's Chromium, driven by Playwright, against the
+whole local stack (every service its own process, both sandboxes over HTTP, the session's
+Kafka and MongoDB-wire server).
+
+A person signs in with the CRM (its consent page), connects QuickBooks companies, and then
+does what sales reps and admins do: invoices from scratch and from a quote, a refusal and its
+fix, stages that change as QuickBooks changes, existing invoices added to a contact, contact
+sync with a new mapping after its dry run. Every page is checked with axe-core (no serious or
+critical violation) and photographed under test-artifacts/browser/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from dealbooks_infra import testing
+from dealbooks_infra.stack import LocalStack
+from dealbooks_infra.topology import PORTAL_ID
+
+pytestmark = [pytest.mark.integration]
+
+CHROMIUM = os.environ.get("DEALBOOKS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).parents[2] / "test-artifacts" / "browser"
+US_REALM = "9341455322581846"  # Larry's Bakery (US)
+GB_REALM = "4620816365044851490"  # Thames Joinery Ltd (GB), custom transaction numbers on
+WAIT = 30_000  # ms, for what the stack does in the background
+
+
+def _require_browser() -> None:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"Chromium is missing at {CHROMIUM}: install Debian's chromium "
+            "(apt-get install chromium); make test does so when it runs as root",
+            pytrace=False,
+        )
+
+
+# ---------------------------------------------------------------------------- the stack
+
+
+@pytest.fixture(scope="module")
+def running_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    kafka_bootstrap: str,
+    mongo_uri: str,
+    kafka_supports_idempotence: bool,
+) -> Iterator[LocalStack]:
+    _require_browser()
+    stack = LocalStack(
+        tmp_path_factory.mktemp("browser-stack"),
+        say=False,
+        infra={
+            "KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "KAFKA_IDEMPOTENCE": str(kafka_supports_idempotence).lower(),
+            "MONGODB_URI": mongo_uri,
+            "TOPIC_PREFIX": f"b{uuid.uuid4().hex[:8]}.",
+        },
+    )
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+class World:
+    """The sandboxes' control APIs: what the test seeds and what it reads back."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        t = stack.topology
+        self.t = t
+        self.http = httpx.Client(timeout=30.0)
+        self.console = t.url("console")
+        self.crm_ctl = t.crm_control()
+        self.qbo_ctl = f"{t.qbo}/_sandbox/companies"
+
+    def ok(self, response: httpx.Response) -> Any:
+        assert response.is_success, f"{response.status_code} {response.text[:300]}"
+        return response.json() if response.content else None
+
+    def crm_create(
+        self, kind: str, props: dict[str, str], assocs: list[tuple[str, int]] | None = None
+    ) -> str:
+        body: dict[str, Any] = {"properties": props}
+        if assocs:
+            body["associations"] = [
+                {
+                    "to": {"id": oid},
+                    "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": t}],
+                }
+                for oid, t in assocs
+            ]
+        return str(self.ok(self.http.post(f"{self.crm_ctl}/objects/{kind}", json=body))["id"])
+
+    def deal(self, lines: list[tuple[str, str, str]], currency: str = "USD") -> dict[str, str]:
+        """A deal with a contact at a company, and its line items (name, quantity, price)."""
+        tag = uuid.uuid4().hex[:6]
+        company = self.crm_create("companies", {"name": f"Harbour Books {tag}"})
+        contact = self.crm_create(
+            "contacts",
+            {"email": f"ops-{tag}@harbour.example", "firstname": "Ada", "lastname": f"Lee {tag}"},
+            [(company, 1)],
+        )
+        deal = self.crm_create(
+            "deals", {"dealname": f"Bookkeeping {tag}"}, [(contact, 3), (company, 5)]
+        )
+        for name, qty, price in lines:
+            self.crm_create(
+                "line_items",
+                {"name": name, "quantity": qty, "price": price,
+                 "hs_line_item_currency_code": currency},
+                [(deal, 20)],
+            )  # fmt: skip
+        return {"deal": deal, "contact": contact, "company": company, "tag": tag}
+
+    def quote(self, deal: dict[str, str], lines: list[tuple[str, str, str]]) -> str:
+        expires = (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        quote = self.crm_create(
+            "quotes",
+            {"hs_title": f"Q-{deal['tag']}", "hs_status": "APPROVAL_NOT_NEEDED",
+             "hs_expiration_date": expires},
+            [(deal["deal"], 64), (deal["contact"], 69)],
+        )  # fmt: skip
+        for name, qty, price in lines:
+            self.crm_create(
+                "line_items", {"name": name, "quantity": qty, "price": price}, [(quote, 68)]
+            )
+        return quote
+
+    def qbo(self, realm: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        return self.ok(self.http.post(f"{self.qbo_ctl}/{realm}/{path}", json=body or {}))
+
+    def crm_objects(self, kind: str) -> list[dict[str, Any]]:
+        found = self.ok(self.http.get(f"{self.crm_ctl}/objects/{kind}"))
+        return list(found.get("results", found) if isinstance(found, dict) else found)
+
+
+@pytest.fixture(scope="module")
+def world(running_stack: LocalStack) -> Iterator[World]:
+    w = World(running_stack)
+    try:
+        yield w
+    finally:
+        w.http.close()
+
+
+# ---------------------------------------------------------------------------- the browser
+
+
+class Pages:
+    """The person's browser tab, with the checks every page gets."""
+
+    def __init__(self, page: Any, world: World) -> None:
+        self.page = page
+        self.world = world
+        self.shots = 0
+        from axe_playwright_python.sync_playwright import Axe
+
+        self.axe = Axe()
+
+    def url(self, path: str) -> str:
+        return f"{self.world.console}{path}"
+
+    def goto(self, path: str) -> None:
+        self.page.goto(self.url(path))
+
+    def check(self, name: str) -> None:
+        """axe-core finds no serious or critical violation; the page is photographed."""
+        self.shots += 1
+        self.page.screenshot(path=str(ARTIFACTS / f"{self.shots:02d}-{name}.png"), full_page=True)
+        results = self.axe.run(self.page)
+        bad = [
+            f"{v['id']} ({v['impact']}): {v['help']} at "
+            + ", ".join(str(n["target"]) for n in v["nodes"][:3])
+            for v in results.response["violations"]
+            if v.get("impact") in {"serious", "critical"}
+        ]
+        assert not bad, f"{name}: {bad}"
+        text = self.page.inner_text("body")
+        assert "Traceback" not in text and '{"error"' not in text, name
+
+    def reload_until(self, pattern: str, timeout: float = WAIT / 1000) -> None:
+        """Reload the page until its main text matches `pattern` (the stack works behind)."""
+
+        def shows() -> bool | None:
+            self.page.reload()
+            return True if re.search(pattern, self.page.inner_text("main")) else None
+
+        testing.eventually_sync(shows, timeout=timeout, interval=0.5)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture(scope="module")
+def person(browser: Any, world: World) -> Iterator[Pages]:
+    """A signed-in admin with the US company connected, through the pages alone."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+    context.set_default_timeout(WAIT)
+    page = context.new_page()
+    p = Pages(page, world)
+    world.ok(
+        world.http.post(
+            f"{world.t.crm}/_sandbox/oauth/consent",
+            json={**world.t.consent(PORTAL_ID), "mode": "page"},
+        )
+    )
+    p.goto("/")
+    p.check("landing")
+    page.get_by_role("link", name="Sign in with HubSpot").click()
+    page.get_by_role("button", name="Connect app").click()
+    page.wait_for_url(re.compile(rf"/portals/{PORTAL_ID}$"))
+    p.check("home")
+    page.get_by_role("link", name="QuickBooks companies").first.click()
+    page.get_by_role("link", name="Connect a QuickBooks company").click()
+    page.wait_for_url(re.compile(r"/accounts\?account_id=" + US_REALM))
+    assert page.get_by_text("The company is connected.").is_visible()
+    assert page.get_by_role("cell", name=re.compile("Larry's Bakery")).is_visible()
+    p.check("accounts")
+    try:
+        yield p
+    finally:
+        context.close()
+
+
+def _wizard_to_details(p: Pages, deal: str, realm: str | None = None) -> None:
+    p.goto(f"/portals/{PORTAL_ID}/deals/{deal}/invoices/new" + (f"?realm={realm}" if realm else ""))
+    p.page.get_by_role("button", name="Next").click()
+    p.page.wait_for_url(re.compile(r"/invoices/new/details"))
+
+
+def _choose_products(p: Pages, names: list[str]) -> None:
+    for index, name in enumerate(names):
+        p.page.locator(f"#item-{index}").select_option(label=name)
+
+
+def _create(p: Pages) -> str:
+    """From the details step: review, create, and wait for the outcome; the invoice number."""
+    p.page.get_by_role("button", name="Review").click()
+    p.page.get_by_role("heading", name="Check and create").wait_for()
+    p.check("wizard-review")
+    p.page.get_by_role("button", name="Create invoice").click()
+    p.page.get_by_role(
+        "heading", name=re.compile("The invoice is created|was not created")
+    ).wait_for()
+    text = p.page.inner_text("main")
+    found = re.search(r"Draft invoice (\S+) for", text)
+    assert found, text
+    return found.group(1)
+
+
+# ---------------------------------------------------------------------------- scenarios
+
+
+def test_an_invoice_from_scratch_through_the_wizard(person: Pages, world: World) -> None:
+    d = world.deal([("Monthly bookkeeping", "2", "150"), ("Payroll run", "1", "80")])
+    _wizard_to_details(person, d["deal"])
+    person.check("wizard-details")
+    page = person.page
+    # The deal's contact is not a QuickBooks customer yet: a new customer, named after it.
+    page.get_by_label("A new customer").check()
+    page.get_by_label("Name", exact=True).fill(f"Harbour Books {d['tag']}")
+    # Nothing chosen yet: the review names what is missing, and links to it.
+    page.get_by_role("button", name="Review").click()
+    assert page.get_by_role("link", name="Choose a QuickBooks product for line 1.").is_visible()
+    _choose_products(person, ["Services", "Onboarding package"])
+    page.get_by_label("Terms").select_option(label="Net 30")
+    due = page.get_by_label("Due date").input_value()
+    invoice_date = page.get_by_label("Invoice date").input_value()
+    assert due == (datetime.fromisoformat(invoice_date) + timedelta(days=30)).date().isoformat()
+    assert page.get_by_text(f"Due {due}, from the terms.").is_visible()
+    page.get_by_label("Message to the customer").fill("Thank you for your business.")
+    number = _create(person)
+    person.check("wizard-outcome")
+    page.get_by_role("link", name="Back to the deal").click()
+    row = page.get_by_role("row", name=re.compile(re.escape(number)))
+    assert row.get_by_text("$380.00").is_visible()
+    assert row.get_by_text("Awaiting send").is_visible()
+    person.check("deal-invoices")
+
+
+def test_an_invoice_from_a_published_quote(person: Pages, world: World) -> None:
+    d = world.deal([("Ignored deal line", "1", "999")])
+    world.quote(d, [("Oak table", "1", "1000"), ("Delivery", "2", "150")])
+    person.goto(f"/portals/{PORTAL_ID}/deals/{d['deal']}/invoices/new")
+    person.check("wizard-start")
+    person.page.get_by_label(re.compile(f"Quote: Q-{d['tag']}")).check()
+    person.page.get_by_role("button", name="Next").click()
+    assert person.page.get_by_text("Oak table").is_visible()
+    assert not person.page.get_by_text("Ignored deal line").is_visible()
+    person.page.get_by_label("A new customer").check()
+    person.page.get_by_label("Name", exact=True).fill(f"Quote client {d['tag']}")
+    _choose_products(person, ["Services", "Onboarding package"])
+    number = _create(person)
+    person.page.get_by_role("link", name="Back to the deal").click()
+    assert person.page.get_by_role("row", name=re.compile(re.escape(number))).is_visible()
+
+
+def test_custom_transaction_numbers_are_refused_with_their_fix_then_allowed(
+    person: Pages, world: World
+) -> None:
+    page = person.page
+    # The second company is chosen on QuickBooks' side; the route adds that choice.
+    page.route(
+        re.compile(r".*/connect/oauth2\?.*"),
+        lambda route: route.continue_(url=route.request.url + f"&sandbox_realm={GB_REALM}"),
+    )
+    person.goto(f"/portals/{PORTAL_ID}/accounts")
+    page.get_by_role("link", name="Connect a QuickBooks company").click()
+    page.wait_for_url(re.compile(r"account_id=" + GB_REALM))
+    page.unroute(re.compile(r".*/connect/oauth2\?.*"))
+    d = world.deal([("Joinery", "1", "500")], currency="GBP")
+    person.goto(f"/portals/{PORTAL_ID}/deals/{d['deal']}/invoices/new?realm={GB_REALM}")
+    assert page.get_by_text("custom transaction numbers switched on").is_visible()
+    page.get_by_role("button", name="Next").click()
+    page.get_by_label("A new customer").check()
+    page.get_by_label("Name", exact=True).fill(f"Thames client {d['tag']}")
+    _choose_products(person, ["Services"])
+    page.locator("#tax-0").select_option(index=1)
+    page.get_by_role("button", name="Review").click()
+    # The review already says why, and how to fix it.
+    assert page.get_by_text("switch off Custom transaction numbers").is_visible()
+    person.check("wizard-refused")
+
+    world.qbo(GB_REALM, "preferences", {"custom_txn_numbers": False})
+
+    def fixed() -> bool | None:
+        page.get_by_role("button", name="Review").click()
+        return True if page.get_by_role("heading", name="Check and create").count() else None
+
+    testing.eventually_sync(fixed, timeout=WAIT / 1000, interval=1.0)
+    page.get_by_role("button", name="Create invoice").click()
+    page.get_by_role("heading", name="The invoice is created").wait_for()
+
+
+def test_payments_and_emails_in_quickbooks_change_the_stage_on_the_record(
+    person: Pages, world: World
+) -> None:
+    d = world.deal([("Audit", "1", "200")])
+    _wizard_to_details(person, d["deal"])
+    person.page.get_by_label("A new customer").check()
+    person.page.get_by_label("Name", exact=True).fill(f"Audit client {d['tag']}")
+    _choose_products(person, ["Services"])
+    first = _create(person)
+    _wizard_to_details(person, d["deal"])
+    person.page.get_by_label("A new customer").check()
+    person.page.get_by_label("Name", exact=True).fill(f"Audit client two {d['tag']}")
+    _choose_products(person, ["Services"])
+    second = _create(person)
+
+    record = f"/portals/{PORTAL_ID}/records/deals/{d['deal']}"
+    person.goto(record)
+    invoices = {
+        row["doc_number"]: row["invoice_id"]
+        for row in world.ok(
+            world.http.get(
+                f"{world.t.url('status-tracker')}/portals/{PORTAL_ID}/records/deals/"
+                f"{d['deal']}/invoices",
+                headers=_grant_header(world),
+            )
+        )["invoices"]
+    }
+    # QuickBooks e-mails the first: it becomes "sent", and is the most recently updated.
+    world.qbo(US_REALM, f"invoices/{invoices[first]}/emailed")
+    person.reload_until(rf"{first}[\s\S]*Sent|Sent[\s\S]*{first}")
+    row = person.page.get_by_role("row", name=re.compile(re.escape(first)))
+    assert row.get_by_text("Shown on the deal").is_visible()
+    # The customer pays the second in part: "partially paid", and now it is the one shown.
+    world.qbo(US_REALM, f"invoices/{invoices[second]}/payments", {"amount": "50.00"})
+    person.reload_until("Partially paid")
+    row = person.page.get_by_role("row", name=re.compile(re.escape(second)))
+    assert row.get_by_text("Shown on the deal").is_visible()
+    # Then in full: "paid".
+    world.qbo(US_REALM, f"invoices/{invoices[second]}/payments", {})
+    person.reload_until("Paid")
+    person.check("deal-paid")
+
+
+def test_existing_invoices_are_added_to_a_contact(person: Pages, world: World) -> None:
+    d = world.deal([("Consulting", "3", "100")])
+    _wizard_to_details(person, d["deal"])
+    person.page.get_by_label("A new customer").check()
+    person.page.get_by_label("Name", exact=True).fill(f"Existing client {d['tag']}")
+    _choose_products(person, ["Services"])
+    number = _create(person)
+    person.goto(f"/portals/{PORTAL_ID}/records/contacts/{d['contact']}")
+    assert person.page.get_by_role("heading", name="No invoices yet").is_visible()
+    person.check("contact-empty")
+    person.page.get_by_role("link", name="Add existing invoices").click()
+    person.page.get_by_label("Invoice number or customer").fill(number)
+    person.page.get_by_role("button", name="Search").click()
+    person.check("add-existing")
+    person.page.get_by_label(f"Choose invoice {number}").check()
+    person.page.get_by_role("button", name="Add to the contact").click()
+    person.reload_until(re.escape(number))
+    person.check("contact-invoices")
+
+
+def test_contact_sync_with_a_mapping_added_after_its_dry_run(person: Pages, world: World) -> None:
+    page = person.page
+    person.goto(f"/portals/{PORTAL_ID}/sync")
+    person.check("sync")
+    section = page.get_by_role("region", name=re.compile("Customers to contacts · Larry"))
+    section.get_by_label("Sync QuickBooks customers into CRM contacts").check()
+    section.get_by_role("button", name="Save").click()
+    assert page.get_by_text("The settings are saved.").is_visible()
+    section = page.get_by_role("region", name=re.compile("Customers to contacts · Larry"))
+    section.get_by_role("link", name="Field mappings").click()
+    person.check("mappings")
+    add = page.get_by_role("region", name="Add a mapping")
+    add.get_by_label("QuickBooks field").select_option("Notes")
+    add.get_by_label("CRM property").select_option("jobtitle")
+    add.get_by_role("button", name="Check what it would do").click()
+    page.get_by_role("heading", name="Check the change").wait_for()
+    person.check("mapping-dry-run")
+    page.get_by_role("button", name="Save the mapping").click()
+    assert page.get_by_text("The mapping is saved").is_visible()
+    assert page.get_by_role("cell", name="jobtitle").is_visible()
+
+    tag = uuid.uuid4().hex[:6]
+    world.qbo(
+        US_REALM,
+        "customers",
+        {"DisplayName": f"Synced {tag}", "PrimaryEmailAddr": {"Address": f"s-{tag}@x.example"},
+         "Notes": "Head of finance"},
+    )  # fmt: skip
+
+    def synced() -> dict[str, Any] | None:
+        for contact in world.crm_objects("contacts"):
+            props = contact.get("properties", {})
+            if props.get("email") == f"s-{tag}@x.example":
+                return dict(props)
+        return None
+
+    props = testing.eventually_sync(synced, timeout=WAIT / 1000, interval=0.5)
+    assert props.get("jobtitle") == "Head of finance"
+    person.goto(f"/portals/{PORTAL_ID}/sync/{US_REALM}/contacts/mappings")
+    person.reload_until(r"jobtitle[\s\S]*synced")
+
+
+def test_every_page_reads_in_dutch_and_at_360_pixels(browser: Any, person: Pages) -> None:
+    page = person.page
+    page.set_viewport_size({"width": 360, "height": 780})
+    person.goto(f"/portals/{PORTAL_ID}/accounts?lang=nl")
+    assert page.get_by_role("heading", name="QuickBooks-bedrijven").is_visible()
+    person.check("accounts-nl-360")
+    person.goto(f"/portals/{PORTAL_ID}/rules")
+    person.check("rules-nl-360")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 360, f"the page scrolls sideways at 360 px ({width})"
+    person.goto(f"/portals/{PORTAL_ID}/accounts?lang=en")
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def _grant_header(world: World) -> dict[str, str]:
+    from dealbooks_kit.auth import mint_grant
+
+    grant = mint_grant(world.t.secrets.grant_key, [PORTAL_ID], user_id="browser-test")
+    return {"Authorization": f"Bearer {grant}"}
