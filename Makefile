@@ -12,7 +12,7 @@ SRC_DIRS := $(wildcard libs/*/src sandboxes/*/src services/*/src)
 PACKAGES := $(notdir $(filter-out %.egg-info,$(wildcard $(addsuffix /*,$(SRC_DIRS)))))
 SPACE := $(subst ,, )
 
-.PHONY: help venv infra up down status demo test unit lint fmt schemas bench chaos clean
+.PHONY: help venv infra browser up down status demo test unit lint fmt schemas bench chaos clean
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -47,7 +47,12 @@ status: venv ## show what `make up` started
 demo: infra ## start everything, run the main job, show what happened, stop everything
 	@$(PY) deploy/local/demo.py
 
-test: infra ## every test: unit, contracts, integration on real Kafka + FerretDB + sandboxes
+browser: ## Debian's Chromium for the browser tests (installed when missing, as root)
+	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && { apt-get install -y -q chromium >/dev/null 2>&1 \
+		|| { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }; } \
+		|| echo "the browser tests need Debian's chromium: run 'apt-get install chromium' as root"
+
+test: infra browser ## every test: unit, contracts, integration on real Kafka + FerretDB + sandboxes
 	@TEST_REQUIRE_INFRA=1 $(PY) -m pytest -q $(TEST_PATHS)
 
 unit: venv ## only the tests that need no servers

@@ -30,6 +30,7 @@ from dealbooks_kit import PUBLIC_BY_DESIGN, Access, Guard, ServiceApp
 from dealbooks_kit.auth import MissingCredential, mint_grant
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -120,7 +121,14 @@ def _mapping_registry(**overrides: Any) -> ServiceApp:
     return build_app(Settings(**_settings(**overrides)))
 
 
-SERVICES: dict[str, Callable[..., ServiceApp]] = {
+def _console(**overrides: Any) -> Starlette:
+    from console.app import build_app
+    from console.settings import ConsoleSettings
+
+    return build_app(ConsoleSettings(**_settings(**overrides)))
+
+
+SERVICES: dict[str, Callable[..., ServiceApp | Starlette]] = {
     "connector-auth": _connector_auth,
     "webhook-gateway": _webhook_gateway,
     "invoice-builder": _invoice_builder,
@@ -128,6 +136,7 @@ SERVICES: dict[str, Callable[..., ServiceApp]] = {
     "contact-sync": _contact_sync,
     "product-sync": _product_sync,
     "mapping-registry": _mapping_registry,
+    "console": _console,
 }
 
 every_service = pytest.mark.parametrize("service", list(SERVICES))
@@ -158,15 +167,18 @@ class Built:
     """A service's app, built with sentinel endpoints, and the routes entered so far."""
 
     service: str
-    app: ServiceApp
+    app: ServiceApp | Starlette
     entered: list[str] = field(default_factory=list)
 
     def kit_paths(self) -> list[str]:
+        # The console is a plain Starlette app: it has no kit routes, only its guarded ones.
+        if not isinstance(self.app, ServiceApp):
+            return []
         return [path for path, _handler in self.app.routes]
 
     def decided(self) -> list[Decided]:
         """The API's routes; each must carry an access decision."""
-        api = self.app._api
+        api = self.app._api if isinstance(self.app, ServiceApp) else self.app
         routes = list(getattr(api, "routes", []))
         undecided = [getattr(r, "path", repr(r)) for r in routes if not getattr(r, "access", None)]
         assert not undecided, f"{self.service}: routes without an access decision: {undecided}"

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 from dealbooks_kit import get_logger
+from dealbooks_kit.auth import SESSION_PREFIX
 
 from console.settings import ConsoleSettings
 
@@ -32,6 +33,12 @@ class Person:
     email: str | None = None
     # Set for a person who came from the CRM app card: the record and language it passed.
     launched: dict[str, str] | None = None
+
+
+def _session_shaped(cookie: str) -> bool:
+    """A session cookie is a token connector-auth signed: `dbs1.<kid>.<claims>.<mac>`."""
+    parts = cookie.split(".")
+    return len(parts) == 4 and parts[0] == SESSION_PREFIX and all(parts)
 
 
 class BackendError(Exception):
@@ -98,8 +105,8 @@ class Backend:
 
     async def person(self, cookie: str | None) -> Person | None:
         """The signed-in person of a session cookie, or None (no cookie, signed out, expired)."""
-        if not cookie:
-            return None
+        if not cookie or not _session_shaped(cookie):
+            return None  # not a cookie connector-auth made: no need to ask it
         known = self.sessions.get(cookie)
         if known is not None:
             return known

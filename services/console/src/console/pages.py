@@ -137,6 +137,9 @@ class Pages:
     def unauthenticated(self, request: Request, refusal: Response) -> Response:
         """The guard refused: a page sends the person to sign in (or, for a form whose CSRF
         token no longer matches, explains that the form expired)."""
+        browser = "text/html" in request.headers.get("accept", "")
+        if not browser:
+            return refusal  # an API client gets the guard's own answer
         if refusal.status_code == 401 and request.method == "GET":
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse("/?" + urlencode({"next": target}), 303)
