@@ -330,6 +330,7 @@ def main() -> int:
         for name in ("invoice-builder", "status-tracker", "connector-auth", "webhook-gateway"):
             say(f"   {name:<16} {t.url(name)}/healthz  /readyz  /metrics  /docs/asyncapi")
         say(f"   logs of this run: {workdir / 'logs'}")
+        say(f"   the console (people's pages): {t.url('console')}/ -- `make up` keeps it open")
         o = demo.outcomes
         expected = (
             o["us"]["status"] == "drafted"

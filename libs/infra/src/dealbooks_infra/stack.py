@@ -303,8 +303,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["up", "down", "status", "install"])
     args = parser.parse_args(argv)
     if args.command == "up":
-        for key, value in up().items():
+        endpoints = up()
+        for key, value in endpoints.items():
             print(f"{key}={value}")
+        if endpoints.get("CONSOLE_URL"):
+            print(f"\nOpen the console: {endpoints['CONSOLE_URL']}/ (sign in with the CRM sandbox)")
         return 0
     if args.command == "down":
         down()

@@ -6,6 +6,7 @@ services'), so it needs neither Kafka nor MongoDB: readiness asks connector-auth
 from __future__ import annotations
 
 import mimetypes
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,8 +14,10 @@ from pathlib import Path
 import httpx
 from dealbooks_kit import Access, Guard, metrics
 from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from console.backend import Backend, BackendError
 from console.card import Card
@@ -119,4 +122,28 @@ def build_app(settings: ConsoleSettings, http: httpx.AsyncClient | None = None) 
         lifespan=lifespan,
     )
     app.state.pages = pages
+    app.add_middleware(ServerTiming)
     return app
+
+
+class ServerTiming:
+    """Adds `Server-Timing: app;dur=<ms>` to every answer: the console's own time, including
+    the services it asked (what `make bench` reports per page)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def timed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                elapsed = (time.perf_counter() - started) * 1000
+                headers = MutableHeaders(scope=message)
+                headers.append("Server-Timing", f"app;dur={elapsed:.1f}")
+            await send(message)
+
+        await self.app(scope, receive, timed)
