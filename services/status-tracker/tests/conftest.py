@@ -190,6 +190,11 @@ class World:
     def timeline(self) -> list[dict[str, Any]]:
         return self.h.crm_sandbox.timeline_events(self.portal.portal_id, object_id=self.deal_id)
 
+    def shows(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """What the deal's timeline shows from the app (app events, notes), oldest first."""
+        entries = self.h.crm_sandbox.record_timeline(self.portal.portal_id, "deals", self.deal_id)
+        return [e for e in entries if kind is None or e["kind"] == kind]
+
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def tracker(
@@ -197,7 +202,6 @@ async def tracker(
     crm_sandbox: Any,
 ) -> AsyncIterator[Harness]:  # fmt: skip
     namespace = f"st{uuid.uuid4().hex[:8]}"
-    app = crm_sandbox.app()
     settings = StatusTrackerSettings(
         kafka_bootstrap=kafka_bootstrap,
         mongodb_uri=mongo_uri,
@@ -206,9 +210,6 @@ async def tracker(
         kafka_idempotence=kafka_supports_idempotence,
         qbo_base_url=qbo_sandbox.base_url,
         crm_base_url=crm_sandbox.base_url,
-        # The payment template is found (or created) by name, as in production.
-        crm_app_id=str(app["appId"]),
-        crm_developer_key=app["developerKey"],
         handler_attempts=4,
         handler_wait_initial=0.05,
         handler_wait_max=0.2,

@@ -54,9 +54,7 @@ def racer(
         store=store,
         qbo=handlers.qbo,
         crm=handlers.crm,
-        payment_template_id=handlers.payment_template_id,
-        crm_app_id=handlers.crm_app_id,
-        crm_developer_key=handlers.crm_developer_key,
+        payment_event_type=handlers.payment_event_type,
     ), client
 
 

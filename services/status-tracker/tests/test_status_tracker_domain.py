@@ -15,10 +15,10 @@ from status_tracker.domain import (
     deal_properties,
     is_stale,
     payment_changes,
+    payment_entry,
     projection_for_deal,
     stage_of,
     timeline_event_id,
-    timeline_tokens,
 )
 
 TODAY = date(2026, 3, 10)
@@ -193,15 +193,45 @@ def test_timeline_event_id_is_deterministic_per_payment_change() -> None:
     assert len({first, edit1, edit2}) == 3
 
 
-def test_timeline_tokens_give_dates_in_epoch_milliseconds() -> None:
-    tokens = timeline_tokens(
+def test_a_payment_entry_carries_the_event_properties_and_says_the_same_in_its_note() -> None:
+    entry = payment_entry(
+        key="qbo-pay-r1-p1-130",
+        deal_id="77",
+        event_type="dealbooks_invoice_payment",
         amount=D("220.00"),
         currency="USD",
         paid_on=date(2015, 5, 1),
         invoice_number="1043",
         change=PaymentChange.APPLIED,
         method=None,
+        balance=D("239.00"),
     )
-    assert tokens["paidAt"] == "1430438400000"
-    assert tokens["amount"] == "220.00"
-    assert tokens["method"] == "unknown"
+    assert (entry.object_type, entry.object_id, entry.key) == ("deals", "77", "qbo-pay-r1-p1-130")
+    assert entry.properties == {
+        "invoiceNumber": "1043",
+        "amount": "220.00",
+        "currency": "USD",
+        "change": "applied",
+        "paidOn": "2015-05-01",
+        "method": "unknown",
+        "invoiceBalance": "239.00",
+    }
+    for shown in ("220.00 USD", "invoice 1043", "2015-05-01", "239.00 USD", "qbo-pay-r1-p1-130"):
+        assert shown in entry.note_html
+
+
+def test_a_payment_entry_escapes_what_quickbooks_names_in_its_note() -> None:
+    entry = payment_entry(
+        key="k",
+        deal_id="77",
+        event_type=None,
+        amount=D("1"),
+        currency="USD",
+        paid_on=date(2026, 1, 2),
+        invoice_number="<b>1</b>",
+        change=PaymentChange.REMOVED,
+        method="Cash & check",
+        balance=D("1"),
+    )
+    assert "<b>1</b>" not in entry.note_html and "&lt;b&gt;1&lt;/b&gt;" in entry.note_html
+    assert "Cash &amp; check" in entry.note_html and "payment removed" in entry.note_html

@@ -1,11 +1,12 @@
 """What status-tracker remembers of invoices it saw recorded and of deals it projected, to
-answer echoes without a read."""
+answer echoes without a read, and of portals that refused app events."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 from dealbooks_contracts import QboOperation
+from status_tracker.crm_entries import AppEventsAccess
 from status_tracker.handlers import RecentInvoices, ShownDeals
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -72,3 +73,13 @@ def test_the_oldest_deals_are_forgotten_past_the_size() -> None:
     assert not shown.shows("p:d1", "r:1", 1)
     assert shown.shows("p:d2", "r:1", 1)
     assert shown.shows("p:d3", "r:1", 1)
+
+
+def test_a_portal_that_refused_app_events_is_asked_again_after_the_recheck_time() -> None:
+    now = [1000.0]
+    access = AppEventsAccess(recheck_seconds=60.0, clock=lambda: now[0])
+    assert access.allows("62515")
+    access.refuse("62515")
+    assert not access.allows("62515") and access.allows("62516")
+    now[0] += 61.0
+    assert access.allows("62515")

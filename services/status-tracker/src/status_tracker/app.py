@@ -17,6 +17,7 @@ from dealbooks_kit import (
 )
 
 from status_tracker.api import build_api
+from status_tracker.crm_entries import AppEventsAccess, CrmEntries
 from status_tracker.handlers import StatusTracker
 from status_tracker.settings import StatusTrackerSettings
 from status_tracker.store import INDEXES, LEGACY_OUTBOXES, PAYMENTS, TRACKED, Store
@@ -52,13 +53,13 @@ def build_service(
     clients = api_clients(
         settings, store.portal_of_realm, qbo_tokens=qbo_tokens, crm_tokens=crm_tokens
     )
+    entries = CrmEntries(store, clients.crm, AppEventsAccess(settings.app_events_recheck_seconds))
     handlers = StatusTracker(
         store=store,
         qbo=clients.qbo,
         crm=clients.crm,
-        payment_template_id=settings.payment_template_id,
-        crm_app_id=settings.crm_app_id,
-        crm_developer_key=settings.crm_developer_key.get_secret_value(),
+        entries=entries,
+        payment_event_type=settings.payment_event_type,
         installed=clients.tokens.portal_installed,
     )
     # Lanes (see dealbooks_kit.consumer). A new or linked invoice is its own lane: its first

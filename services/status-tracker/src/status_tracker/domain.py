@@ -1,14 +1,15 @@
 """The rules of status-tracker, with no I/O: where an invoice stands, which invoice speaks for
-a deal, what the deal shows, and what a payment change means for the timeline.
+a deal, what the deal shows, what a payment change, a refused request or a linked invoice puts
+on a CRM record's timeline, and how a record's invoices are listed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from html import escape
 
 from dealbooks_contracts import InvoiceStage, PaymentChange
 from dealbooks_contracts.crm_app import (
@@ -188,24 +189,68 @@ def timeline_event_id(
     return f"qbo-pay-{realm_id}-{payment_id}-{invoice_id}-{change.value}-v{version}"
 
 
-def timeline_tokens(
+# ---------------------------------------------------------------------------- CRM timelines
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One fact for a CRM record's timeline, to be put there once: an occurrence of
+    `event_type` (an app event, timeline v4) where the portal's app events are approved,
+    otherwise a note. `key` makes it once: it is the occurrence's id and the reference the
+    note carries. No `event_type`: always a note."""
+
+    key: str
+    object_type: str  # deals | contacts | companies
+    object_id: str
+    note_html: str
+    event_type: str | None = None
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+
+CHANGE_WORDS = {
+    PaymentChange.APPLIED: "applied",
+    PaymentChange.UPDATED: "changed",
+    PaymentChange.REMOVED: "removed",
+}
+
+
+def _money(amount: Decimal, currency: str) -> str:
+    return f"{format(amount, 'f')} {currency}".strip()
+
+
+def _reference(key: str) -> str:
+    return f"<p>Reference: {escape(key)}</p>"
+
+
+def payment_entry(
     *,
+    key: str,
+    deal_id: str,
+    event_type: str | None,
     amount: Decimal,
     currency: str,
     paid_on: date,
     invoice_number: str | None,
     change: PaymentChange,
     method: str | None,
-) -> dict[str, Any]:
-    """The tokens of a payment event on the deal timeline (dates as epoch milliseconds)."""
-    epoch_ms = (
-        int(datetime(paid_on.year, paid_on.month, paid_on.day, tzinfo=UTC).timestamp()) * 1000
+    balance: Decimal,
+) -> TimelineEntry:
+    """A payment change on the deal's timeline: the payment event's properties, and the note
+    that says the same where app events cannot be sent."""
+    number = invoice_number or "(no number)"
+    note = (
+        f"<p><strong>QuickBooks payment {CHANGE_WORDS[change]}</strong>: "
+        f"{escape(_money(amount, currency))} on invoice {escape(number)}.</p>"
+        f"<p>Paid on {paid_on.isoformat()} by {escape(method or 'an unknown method')}. "
+        f"Balance after this change: {escape(_money(balance, currency))}.</p>" + _reference(key)
     )
-    return {
+    properties = {
+        "invoiceNumber": invoice_number or "",
         "amount": format(amount, "f"),
         "currency": currency,
-        "paidAt": str(epoch_ms),
-        "invoiceNumber": invoice_number or "",
         "change": change.value,
+        "paidOn": paid_on.isoformat(),
         "method": method or "unknown",
+        "invoiceBalance": format(balance, "f"),
     }
+    return TimelineEntry(key, "deals", deal_id, note, event_type, properties)

@@ -1,5 +1,6 @@
 """status-tracker's handlers and sweeps: fetch what QuickBooks says now, derive the stage
-(domain), persist with the events it causes, then bring the deal and its timeline in line.
+(domain), persist with the events it causes, then bring the deal and its timeline in line
+(payments as app events, or notes where the portal's app events are not approved).
 
 Every path reads the current entity instead of trusting event order, so duplicates and
 out-of-order deliveries converge on the same picture; the CDC pass replays the same logic
@@ -9,11 +10,11 @@ for whatever webhooks were lost.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 from dealbooks_contracts import (
     Envelope,
@@ -30,14 +31,9 @@ from dealbooks_contracts import (
     QboOperation,
     Tenant,
 )
-from dealbooks_crm import (
-    CrmClient,
-    CrmError,
-    CrmRateLimited,
-    CrmUnavailable,
-    TimelineEvent,
-)
-from dealbooks_crm.invoicing import ensure_invoice_properties, ensure_payment_template
+from dealbooks_contracts.crm_app import PAYMENT_EVENT_TYPE
+from dealbooks_crm import CrmClient
+from dealbooks_crm.invoicing import ensure_invoice_properties
 from dealbooks_http import AccountUnavailable
 from dealbooks_kit import PermanentError, TransientError, get_logger
 from dealbooks_qbo import (
@@ -52,6 +48,7 @@ from dealbooks_qbo import (
 )
 
 from status_tracker import domain
+from status_tracker.crm_entries import CrmEntries, crm_call
 from status_tracker.domain import DealInvoice, InvoiceSnapshot
 from status_tracker.store import (
     ConcurrentUpdate,
@@ -66,7 +63,6 @@ SOURCE = "status-tracker"
 # QuickBooks' CDC answers changes of the last 30 days only; a day's margin for clock skew.
 CDC_LOOKBACK = timedelta(days=29)
 log = get_logger(__name__)
-T = TypeVar("T")
 
 
 def _today() -> date:
@@ -102,16 +98,6 @@ async def _qbo(call: Any) -> Any:
         raise TransientError(str(exc)) from exc
     except AccountUnavailable as exc:
         raise PermanentError(str(exc)) from exc
-
-
-async def _crm(call: Awaitable[T]) -> T:
-    """Await a CRM call: outlasted rate limits and outages retry, refusals dead-letter."""
-    try:
-        return await call
-    except (CrmUnavailable, CrmRateLimited) as exc:
-        raise TransientError(f"CRM: {exc.message}") from exc
-    except CrmError as exc:
-        raise PermanentError(f"CRM refused the call: {exc.message}") from exc
 
 
 def _utc(moment: datetime) -> datetime:
@@ -175,11 +161,11 @@ class StatusTracker:
     store: Store
     qbo: QboClient
     crm: CrmClient
-    # The payment timeline template: its id when configured, else found (or created) by name
-    # with the app id and developer key; neither means no timeline events.
-    payment_template_id: str = ""
-    crm_app_id: str = ""
-    crm_developer_key: str = ""
+    # What goes on CRM timelines, once each (app events or notes); built from the store and
+    # the CRM client unless given.
+    entries: CrmEntries | None = None
+    # The app event type of payments (its uid or fullyQualifiedName); empty: notes only.
+    payment_event_type: str = PAYMENT_EVENT_TYPE
     today: Callable[[], date] = _today
     # Tells the CRM token provider that a portal installed the app (again).
     installed: Callable[[str], None] = lambda portal_id: None
@@ -189,6 +175,15 @@ class StatusTracker:
     _prepared: set[str] = field(default_factory=set)
     _recent: RecentInvoices = field(default_factory=RecentInvoices)
     _shown: ShownDeals = field(default_factory=ShownDeals)
+
+    def __post_init__(self) -> None:
+        if self.entries is None:
+            self.entries = CrmEntries(self.store, self.crm)
+
+    @property
+    def timelines(self) -> CrmEntries:
+        assert self.entries is not None  # set in __post_init__
+        return self.entries
 
     # ------------------------------------------------------------------ start tracking
 
@@ -466,7 +461,7 @@ class StatusTracker:
         if not _holds(previous, record):  # else shown already: only the version is new
             if reason is None:
                 await self._prepare_deal_properties(portal_id)
-                await _crm(self.crm.portal(portal_id).set_deal_properties(deal_id, properties))
+                await crm_call(self.crm.portal(portal_id).set_deal_properties(deal_id, properties))
             else:
                 log.info("deal properties not written", deal_id=deal_id, reason=reason)
         await self.store.save_projection(portal_id, deal_id, {**record, **projected_from})
@@ -474,7 +469,7 @@ class StatusTracker:
 
     async def _company_currency(self, portal_id: str) -> str | None:
         if portal_id not in self._currency:
-            details = await _crm(self.crm.portal(portal_id).account_details())
+            details = await crm_call(self.crm.portal(portal_id).account_details())
             self._currency[portal_id] = details.company_currency
         return self._currency[portal_id]
 
@@ -482,15 +477,8 @@ class StatusTracker:
         """Create the invoicing group and deal properties once per portal (idempotent)."""
         if portal_id in self._prepared:
             return
-        await _crm(ensure_invoice_properties(self.crm.portal(portal_id)))
+        await crm_call(ensure_invoice_properties(self.crm.portal(portal_id)))
         self._prepared.add(portal_id)
-
-    async def _payment_template(self) -> str | None:
-        if not self.payment_template_id and self.crm_app_id and self.crm_developer_key:
-            self.payment_template_id = await _crm(
-                ensure_payment_template(self.crm, self.crm_app_id, self.crm_developer_key)
-            )
-        return self.payment_template_id or None
 
     # ------------------------------------------------------------------ payments
 
@@ -502,8 +490,9 @@ class StatusTracker:
         *,
         cause: Envelope[Any] | None = None,
     ) -> None:
-        """Record what a payment (now) applies to each tracked invoice; one timeline event
-        per change with a deterministic id; `payment` None means it was deleted."""
+        """Record what a payment (now) applies to each tracked invoice; each change goes on
+        the deal's timeline once (an app event or a note, keyed by a deterministic id);
+        `payment` None means it was deleted."""
         for _ in range(5):
             try:
                 return await self._apply_payment(tenant, payment_id, payment, cause)
@@ -574,26 +563,22 @@ class StatusTracker:
         method = _method(payment)
         version = str(payment.SyncToken if payment else "deleted")
         deal_id = doc.get("deal_id")
-        template_id = await self._payment_template() if deal_id else None
-        if deal_id and template_id:
-            event_id = domain.timeline_event_id(
-                realm, payment_id, application.qbo_invoice_id, application.change, version
-            )
-            tokens = domain.timeline_tokens(
+        if deal_id:
+            entry = domain.payment_entry(
+                key=domain.timeline_event_id(
+                    realm, payment_id, application.qbo_invoice_id, application.change, version
+                ),
+                deal_id=deal_id,
+                event_type=self.payment_event_type or None,
                 amount=application.amount,
                 currency=currency,
                 paid_on=paid_on,
                 invoice_number=snap.doc_number,
                 change=application.change,
                 method=method,
+                balance=snap.balance,
             )
-            event = TimelineEvent(
-                event_template_id=template_id,
-                id=event_id,
-                object_id=deal_id,
-                tokens=tokens,
-            )
-            await _crm(self.crm.portal(doc["portal_id"]).create_timeline_event(event))
+            await self.timelines.put(doc["portal_id"], entry)
         recorded = InvoicePaymentRecorded(
             qbo_payment_id=payment_id,
             qbo_invoice_id=application.qbo_invoice_id,
@@ -609,6 +594,7 @@ class StatusTracker:
             "amount": format(application.amount, "f"),
             "removed": application.change is PaymentChange.REMOVED,
             "payment_sync_token": version,
+            "date": paid_on.isoformat(),
         }
         return fields, self._envelope(recorded, doc, cause)
 

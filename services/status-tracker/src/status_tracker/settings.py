@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dealbooks_contracts.crm_app import PAYMENT_EVENT_TYPE
 from dealbooks_kit import ApiAccessSettings, KitSettings
 from pydantic_settings import SettingsConfigDict
 
@@ -15,9 +16,11 @@ class StatusTrackerSettings(KitSettings, ApiAccessSettings):
 
     service_name: str = "status-tracker"
     http_port: int = 8011
-    # The app's payment timeline template (dealbooks_contracts.crm_app.PAYMENT_TEMPLATE): an
-    # explicit id, or found/created by name with the shared CRM_APP_ID and CRM_DEVELOPER_KEY.
-    payment_template_id: str = ""
+    # Payments go on deals as occurrences of this app event type (its uid, or the
+    # fullyQualifiedName HubSpot gave it); empty: always as notes.
+    payment_event_type: str = PAYMENT_EVENT_TYPE
+    # A portal whose app events were refused gets notes, without asking again, this long.
+    app_events_recheck_seconds: float = 3600.0
     # No webhook fires when a due date passes; a clock does. Webhooks can be lost; CDC heals.
     overdue_interval_seconds: float = 3600.0
     reconcile_interval_seconds: float = 600.0

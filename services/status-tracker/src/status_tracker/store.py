@@ -22,9 +22,10 @@ invoices.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from enum import Enum
+from typing import TYPE_CHECKING, Any
 
 from dealbooks_contracts import Envelope, InvoiceStage
 from dealbooks_kit import IndexSpec, Outbox, outbox_entry, push_entries
@@ -35,10 +36,17 @@ from pymongo.errors import DuplicateKeyError
 
 from status_tracker.domain import InvoiceSnapshot
 
+if TYPE_CHECKING:
+    from status_tracker.domain import TimelineEntry
+
 TRACKED = "tracked_invoices"
 PAYMENTS = "payment_records"
 DEALS = "deal_projections"
 WATERMARKS = "cdc_watermarks"
+# What was put on CRM timelines, by entry key: app events and notes (see crm_entries).
+ENTRIES = "crm_entries"
+APP_EVENT = "app_event"
+NOTE = "note"
 # Where earlier releases kept transitions and payment applications: their outboxes are still
 # relayed once, at the first pass after an upgrade.
 LEGACY_OUTBOXES = ("invoice_transitions", "payment_applications")
@@ -49,6 +57,16 @@ INDEXES = [
 ]
 
 Doc = dict[str, Any]
+
+
+class Claim(Enum):
+    """What claiming a note's entry found: claimed for the first time, taken over from a run
+    whose lease passed (it may have made the note), held by a live run, or done."""
+
+    NEW = "new"
+    TAKEN_OVER = "taken_over"
+    HELD = "held"
+    DONE = "done"
 
 
 class ConcurrentUpdate(Exception):
@@ -326,6 +344,69 @@ class Store:
             raise ConcurrentUpdate(doc_id)
         if entries:
             await self.outbox.relay(collection, doc_id, written=entries, settle_later=True)
+
+    # ------------------------------------------------------------------ CRM timeline entries
+
+    async def entry(self, portal_id: str, key: str) -> Doc | None:
+        """What was put on a CRM timeline under `key` (claimed or done), if anything."""
+        doc: Doc | None = await self.db[ENTRIES].find_one({"_id": f"{portal_id}:{key}"})
+        return doc
+
+    async def claim_entry(
+        self, portal_id: str, entry: TimelineEntry, lease_seconds: float
+    ) -> Claim:
+        """Claim the writing of a note: first come, or taking over a claim older than the
+        lease (its run stopped); a younger claim is another run's, at work right now."""
+        now = _now()
+        try:
+            await self.db[ENTRIES].insert_one(
+                {
+                    "_id": f"{portal_id}:{entry.key}",
+                    "portal_id": portal_id,
+                    "key": entry.key,
+                    "kind": NOTE,
+                    "object_type": entry.object_type,
+                    "object_id": entry.object_id,
+                    "done": False,
+                    "claimed_at": now,
+                }
+            )
+            return Claim.NEW
+        except DuplicateKeyError:
+            pass
+        taken = await self.db[ENTRIES].update_one(
+            {
+                "_id": f"{portal_id}:{entry.key}",
+                "done": False,
+                "claimed_at": {"$lt": now - timedelta(seconds=lease_seconds)},
+            },
+            {"$set": {"claimed_at": now}},
+        )
+        if taken.modified_count:
+            return Claim.TAKEN_OVER
+        known = await self.entry(portal_id, entry.key)
+        return Claim.DONE if known is not None and known.get("done") else Claim.HELD
+
+    async def finish_entry(
+        self, portal_id: str, entry: TimelineEntry, kind: str, note_id: str | None = None
+    ) -> None:
+        """Record that `entry` is on its record, as an app event or as the note `note_id`."""
+        await self.db[ENTRIES].update_one(
+            {"_id": f"{portal_id}:{entry.key}"},
+            {
+                "$set": {
+                    "portal_id": portal_id,
+                    "key": entry.key,
+                    "kind": kind,
+                    "object_type": entry.object_type,
+                    "object_id": entry.object_id,
+                    "note_id": note_id,
+                    "done": True,
+                    "done_at": _now(),
+                }
+            },
+            upsert=True,
+        )
 
     # ------------------------------------------------------------------ deals and CDC
     async def save_projection(self, portal_id: str, deal_id: str, fields: Doc) -> None:
