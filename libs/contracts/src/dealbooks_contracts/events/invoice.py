@@ -95,6 +95,11 @@ class InvoiceRequestRejected(EventPayload):
     field: str | None = Field(default=None, description="The request field at fault, if one is.")
     line_index: int | None = Field(default=None, ge=0, description="The line at fault, if one is.")
     qbo_fault_code: str | None = Field(default=None, description="QBO Fault code, if QBO refused.")
+    target: CrmRecordRef | None = Field(
+        default=None,
+        description="The CRM record the request was made from (a link request's target), "
+        "where it is not the deal.",
+    )
 
 
 class InvoiceLinked(EventPayload):
