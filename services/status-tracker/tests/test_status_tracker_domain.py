@@ -7,7 +7,13 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from dealbooks_contracts import InvoiceStage, PaymentChange
+from dealbooks_contracts import (
+    CrmObjectType,
+    CrmRecordRef,
+    InvoiceRequestKind,
+    InvoiceStage,
+    PaymentChange,
+)
 from status_tracker.domain import (
     DealInvoice,
     InvoiceSnapshot,
@@ -17,6 +23,8 @@ from status_tracker.domain import (
     payment_changes,
     payment_entry,
     projection_for_deal,
+    rejection_entry,
+    rejection_record,
     stage_of,
     timeline_event_id,
 )
@@ -235,3 +243,31 @@ def test_a_payment_entry_escapes_what_quickbooks_names_in_its_note() -> None:
     )
     assert "<b>1</b>" not in entry.note_html and "&lt;b&gt;1&lt;/b&gt;" in entry.note_html
     assert "Cash &amp; check" in entry.note_html and "payment removed" in entry.note_html
+
+
+def test_a_refusal_is_shown_on_the_record_it_was_made_from_else_its_deal() -> None:
+    contact = CrmRecordRef(object_type=CrmObjectType.CONTACT, object_id="501")
+    quote = CrmRecordRef(object_type=CrmObjectType.QUOTE, object_id="9")
+    assert rejection_record("77", contact) == ("contacts", "501")
+    assert rejection_record("77", None) == ("deals", "77")
+    assert rejection_record("77", quote) == ("deals", "77")
+    assert rejection_record(None, None) is None
+
+
+def test_a_refusal_entry_says_what_was_refused_why_and_where() -> None:
+    entry = rejection_entry(
+        request_id="r-1",
+        kind=InvoiceRequestKind.DRAFT,
+        code="TAX_CODE_REQUIRED",
+        message="Line 2 needs a tax code; choose one and send the request again.",
+        field_name="lines",
+        line_index=1,
+        object_type="deals",
+        object_id="77",
+        event_type=None,
+    )
+    assert entry.key == "dealbooks-rejected-r-1"
+    assert "QuickBooks invoice not created" in entry.note_html
+    assert "TAX_CODE_REQUIRED (field lines, line 2)" in entry.note_html
+    assert "choose one and send the request again" in entry.note_html
+    assert entry.properties["code"] == "TAX_CODE_REQUIRED"

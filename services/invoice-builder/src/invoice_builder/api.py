@@ -1,13 +1,18 @@
 """The wizard API a CRM card calls, per portal: accounts, customers (with a proposed match),
-items, tax codes, terms, a preview, submission and polling of requests, links, rules.
+items, tax codes, terms, invoices to attach, a preview, submission and polling of requests,
+links, rules.
 
-Submitting publishes `crm.invoice-requested` and answers 202 with the request id; the outcome
-is polled at /portals/{portal}/invoice-requests/{id}. Every route needs a portal grant naming
-the route's portal (`Access.PORTAL`); a company connected to another portal is a 404.
+Searches (customers, items, invoices) answer one page of at most 50 rows from a few bounded
+QuickBooks queries (`invoice_builder.search` says which and why); tax codes and terms are
+short lists and come whole. Submitting publishes `crm.invoice-requested` and answers 202 with
+the request id; the outcome is polled at /portals/{portal}/invoice-requests/{id}. Every route
+needs a portal grant naming the route's portal (`Access.PORTAL`); a company connected to
+another portal is a 404.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -23,7 +28,7 @@ from dealbooks_contracts import (
     Tenant,
 )
 from dealbooks_kit import Access, CrmPortalNotConfigured, CrmPortalNotInstalled, Guard
-from dealbooks_qbo import Invoice, Item, TaxCode, Term
+from dealbooks_qbo import Invoice, TaxCode, Term
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 from starlette.applications import Starlette
@@ -32,12 +37,15 @@ from starlette.responses import JSONResponse, Response
 
 from invoice_builder import domain
 from invoice_builder.domain import AutoDraftRule, Rejection
+from invoice_builder.search import MAX_PAGE
 
 if TYPE_CHECKING:
     from invoice_builder.app import Service
 
 SOURCE = "invoice-builder"
 _LINES = TypeAdapter(list[InvoiceLineRequest])
+# Longer than any name, number or address a search could be looking for.
+MAX_QUERY_TEXT = 200
 
 
 class WizardBody(BaseModel):
@@ -138,25 +146,46 @@ async def accounts(request: Request) -> Response:
     )
 
 
+def _text(request: Request) -> str:
+    """The `q` of a search; BadBody (400) when it is longer than anything searchable."""
+    text = request.query_params.get("q", "")
+    if len(text) > MAX_QUERY_TEXT:
+        raise BadBody(f"q is longer than {MAX_QUERY_TEXT} characters")
+    return text
+
+
+async def _proposal(
+    service: Service, account: domain.AccountFacts, deal_id: str
+) -> dict[str, Any] | None:
+    """The best QuickBooks customer for the deal's contact and company, if any is fair."""
+    party = await service.handlers.crm_party(account.portal_id, "deals", deal_id)
+    candidates = await service.handlers.search(account.realm_id).match_candidates(party)
+    match = domain.match_customer(party, candidates)
+    if match is None:
+        return None
+    return {
+        "qbo_customer_id": match.customer.qbo_customer_id,
+        "display_name": match.customer.display_name,
+        "score": match.score,
+        "reason": match.reason,
+    }
+
+
+async def _no_proposal() -> None:
+    return None
+
+
 async def customers(request: Request) -> Response:
     account = await _account(request, request.path_params["realm_id"])
     if account is None:
         return _error(404, NOT_CONNECTED)
-    handlers = _service(request).handlers
-    candidates = await handlers.customer_candidates(account.realm_id)
-    hits = domain.search_customers(request.query_params.get("q", ""), candidates)
-    proposal = None
+    service = _service(request)
+    text = _text(request)
     deal_id = request.query_params.get("deal_id")
-    if deal_id:
-        party = await handlers.crm_party(account.portal_id, "deals", deal_id)
-        match = domain.match_customer(party, candidates)
-        if match:
-            proposal = {
-                "qbo_customer_id": match.customer.qbo_customer_id,
-                "display_name": match.customer.display_name,
-                "score": match.score,
-                "reason": match.reason,
-            }
+    hits, proposal = await asyncio.gather(
+        service.handlers.search(account.realm_id).customers(text),
+        _proposal(service, account, deal_id) if deal_id else _no_proposal(),
+    )
     return JSONResponse(
         {
             "customers": [
@@ -169,37 +198,82 @@ async def customers(request: Request) -> Response:
     )  # fmt: skip
 
 
-async def name_list(request: Request) -> Response:
+async def items(request: Request) -> Response:
     account = await _account(request, request.path_params["realm_id"])
     if account is None:
         return _error(404, NOT_CONNECTED)
-    kind = request.path_params["kind"]
+    found, more = await _service(request).handlers.search(account.realm_id).items(_text(request))
+    return JSONResponse(
+        {
+            "items": [
+                {"id": r.Id, "name": r.Name, "unit_price": str(r.UnitPrice or 0),
+                 "type": r.Type, "taxable": bool(r.Taxable)}
+                for r in found
+            ],
+            "more": more,
+        }
+    )  # fmt: skip
+
+
+async def tax_codes(request: Request) -> Response:
+    account = await _account(request, request.path_params["realm_id"])
+    if account is None:
+        return _error(404, NOT_CONNECTED)
+    if account.is_us:
+        return JSONResponse({"tax-codes": [], "note": "US companies send no tax codes"})
     company = _service(request).handlers.qbo.company(account.realm_id)
-    out: list[dict[str, Any]]
-    if kind == "items":
-        rows = await company.query_all("SELECT * FROM Item")
-        out = [{"id": r.Id, "name": r.Name, "unit_price": str(r.UnitPrice or 0)}
-               for r in rows if isinstance(r, Item)]  # fmt: skip
-    elif kind == "tax-codes":
-        if account.is_us:
-            return JSONResponse({"tax-codes": [], "note": "US companies send no tax codes"})
-        rows = await company.query_all("SELECT * FROM TaxCode")
-        out = [{"id": r.Id, "name": r.Name, "description": r.Description}
-               for r in rows if isinstance(r, TaxCode)]  # fmt: skip
-    elif kind == "terms":
-        rows = await company.query_all("SELECT * FROM Term")
-        out = [{"id": r.Id, "name": r.Name, "due_days": r.DueDays}
-               for r in rows if isinstance(r, Term)]  # fmt: skip
-    elif kind == "invoices":
-        rows = await company.query_all("SELECT * FROM Invoice")
-        needle = request.query_params.get("q", "").lower()
-        out = [{"id": r.Id, "doc_number": r.DocNumber, "customer": r.CustomerRef.name,
-                "total": str(r.TotalAmt), "balance": str(r.Balance)}
-               for r in rows if isinstance(r, Invoice)
-               and needle in f"{r.DocNumber} {r.CustomerRef.name}".lower()][:50]  # fmt: skip
-    else:
-        return _error(404, f"unknown list {kind}")
-    return JSONResponse({kind: out})
+    rows = await company.query_all("SELECT * FROM TaxCode")
+    return JSONResponse(
+        {"tax-codes": [{"id": r.Id, "name": r.Name, "description": r.Description}
+                       for r in rows if isinstance(r, TaxCode)]}
+    )  # fmt: skip
+
+
+async def terms(request: Request) -> Response:
+    account = await _account(request, request.path_params["realm_id"])
+    if account is None:
+        return _error(404, NOT_CONNECTED)
+    company = _service(request).handlers.qbo.company(account.realm_id)
+    rows = await company.query_all("SELECT * FROM Term")
+    return JSONResponse(
+        {"terms": [{"id": r.Id, "name": r.Name, "due_days": r.DueDays}
+                   for r in rows if isinstance(r, Term)]}
+    )  # fmt: skip
+
+
+def _page(request: Request) -> int:
+    raw = request.query_params.get("page", "1")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise BadBody(f"page must be a number from 1 to {MAX_PAGE}")
+    return int(raw)
+
+
+async def invoices(request: Request) -> Response:
+    account = await _account(request, request.path_params["realm_id"])
+    if account is None:
+        return _error(404, NOT_CONNECTED)
+    customer_id = request.query_params.get("customer_id") or None
+    if customer_id is not None and not customer_id.isdigit():
+        raise BadBody("customer_id must be a QuickBooks customer id")
+    search = _service(request).handlers.search(account.realm_id)
+    found, more = await search.invoices(_text(request), customer_id, _page(request))
+    home = account.home_currency
+    return JSONResponse({"invoices": [_invoice_row(r, home) for r in found], "more": more})
+
+
+def _invoice_row(invoice: Invoice, home_currency: str) -> dict[str, Any]:
+    return {
+        "id": invoice.Id,
+        "doc_number": invoice.DocNumber,
+        "customer": invoice.CustomerRef.name,
+        "customer_id": invoice.CustomerRef.value,
+        "total": str(invoice.TotalAmt if invoice.TotalAmt is not None else 0),
+        "balance": str(invoice.Balance if invoice.Balance is not None else 0),
+        "currency": invoice.CurrencyRef.value if invoice.CurrencyRef else home_currency,
+        "txn_date": invoice.TxnDate.isoformat() if invoice.TxnDate else None,
+        "due_date": invoice.DueDate.isoformat() if invoice.DueDate else None,
+        "email_status": invoice.EmailStatus,
+    }
 
 
 # ------------------------------------------------------------------ requests
@@ -409,7 +483,10 @@ def build_api(service: Service, guard: Guard) -> Starlette:
         [
             guard.route(base + "/accounts", accounts, ["GET"], portal),
             guard.route(acct + "/customers", customers, ["GET"], portal),
-            guard.route(acct + "/{kind:str}", name_list, ["GET"], portal),
+            guard.route(acct + "/items", items, ["GET"], portal),
+            guard.route(acct + "/tax-codes", tax_codes, ["GET"], portal),
+            guard.route(acct + "/terms", terms, ["GET"], portal),
+            guard.route(acct + "/invoices", invoices, ["GET"], portal),
             guard.route(acct + "/preview", preview, ["POST"], portal),
             guard.route(acct + "/invoice-requests", submit, ["POST"], portal),
             guard.route(acct + "/invoice-links", link, ["POST"], portal),

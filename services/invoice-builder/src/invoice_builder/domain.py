@@ -332,6 +332,10 @@ class CustomerMatch:
     reason: str
 
 
+# How sure a match is: the same e-mail address, company name, person name.
+SAME_EMAIL, SAME_COMPANY, SAME_PERSON = 100, 80, 60
+
+
 def _norm(value: str | None) -> str:
     return re.sub(r"\s+", " ", (value or "").strip().lower())
 
@@ -353,14 +357,14 @@ def match_customer(
             continue
         found: CustomerMatch | None = None
         if email and _norm(candidate.email) == email:
-            found = CustomerMatch(candidate, 100, "same e-mail address")
+            found = CustomerMatch(candidate, SAME_EMAIL, "same e-mail address")
         elif company and company in (_norm(candidate.display_name), _norm(candidate.company_name)):
-            found = CustomerMatch(candidate, 80, "same company name")
+            found = CustomerMatch(candidate, SAME_COMPANY, "same company name")
         elif person and person in (
             _norm(candidate.display_name),
             _norm(f"{candidate.given_name or ''} {candidate.family_name or ''}"),
         ):
-            found = CustomerMatch(candidate, 60, "same person name")
+            found = CustomerMatch(candidate, SAME_PERSON, "same person name")
         if found and (best is None or found.score > best.score):
             best = found
     return best

@@ -69,6 +69,8 @@ from dealbooks_qbo import (
 
 from invoice_builder import domain
 from invoice_builder.domain import AccountFacts, CrmLineItem, CrmParty, QuoteFacts, Rejection
+from invoice_builder.search import QboSearch
+from invoice_builder.search import candidate as as_candidate
 from invoice_builder.store import AUTO_DRAFTS, DRAFTED, FINAL, LINKED, REJECTED, REQUESTS, Store
 
 SOURCE = "invoice-builder"
@@ -288,7 +290,7 @@ class InvoiceBuilder:
             )
         )
         for candidate in taken:
-            if isinstance(candidate, Customer) and domain.same_person(new, _candidate(candidate)):
+            if isinstance(candidate, Customer) and domain.same_person(new, as_candidate(candidate)):
                 await self._remember(portal_id, company.realm_id, crm_key, candidate)
                 return ResolvedCustomer(candidate, False)
         # Try the names in a fixed order, each with its own requestid: a rerun replays the
@@ -593,7 +595,7 @@ class InvoiceBuilder:
         self, portal_id: str, realm_id: str, party: CrmParty
     ) -> ExistingCustomer | NewCustomer:
         """The matched QBO customer of a CRM party, or a new one built from it."""
-        candidates = await self.customer_candidates(realm_id)
+        candidates = await _qbo(self.search(realm_id).match_candidates(party))
         match = domain.match_customer(party, candidates)
         if match is not None:
             return ExistingCustomer(qbo_customer_id=match.customer.qbo_customer_id)
@@ -608,9 +610,9 @@ class InvoiceBuilder:
             crm_company_id=party.crm_company_id,
         )
 
-    async def customer_candidates(self, realm_id: str) -> list[domain.CustomerCandidate]:
-        rows = await _qbo(self.qbo.company(realm_id).query_all("SELECT * FROM Customer"))
-        return [_candidate(r) for r in rows if isinstance(r, Customer)]
+    def search(self, realm_id: str) -> QboSearch:
+        """The wizard's searches over one company (bounded QuickBooks queries)."""
+        return QboSearch(self.qbo.company(realm_id))
 
 
 _QUOTE_FACTS = ["hs_status", "hs_expiration_date", "hs_title", "hs_currency"]
@@ -649,19 +651,6 @@ async def _crm(call: Awaitable[T]) -> T:
         raise
     except CrmError as exc:
         raise PermanentError(f"CRM refused the call: {exc.message}") from exc
-
-
-def _candidate(c: Customer) -> domain.CustomerCandidate:
-    return domain.CustomerCandidate(
-        qbo_customer_id=str(c.Id),
-        display_name=c.DisplayName,
-        company_name=c.CompanyName,
-        given_name=c.GivenName,
-        family_name=c.FamilyName,
-        email=c.PrimaryEmailAddr.Address if c.PrimaryEmailAddr else None,
-        active=c.Active is not False,
-        currency=c.CurrencyRef.value if c.CurrencyRef else None,
-    )
 
 
 async def _qbo(call: Any) -> Any:

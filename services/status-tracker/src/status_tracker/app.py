@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dealbooks_contracts import InvoiceDrafted, InvoiceLinked, PortalInstalled, QboEntityChanged
+from dealbooks_contracts import (
+    InvoiceDrafted,
+    InvoiceLinked,
+    InvoiceRequestRejected,
+    PortalInstalled,
+    QboEntityChanged,
+)
 from dealbooks_http import TokenProvider
 from dealbooks_kit import (
     Access,
@@ -60,6 +66,7 @@ def build_service(
         crm=clients.crm,
         entries=entries,
         payment_event_type=settings.payment_event_type,
+        rejection_event_type=settings.rejection_event_type,
         installed=clients.tokens.portal_installed,
     )
     # Lanes (see dealbooks_kit.consumer). A new or linked invoice is its own lane: its first
@@ -86,6 +93,7 @@ def build_service(
         accepts=handlers.wants,
     )
     runtime.consume("portal-installs", PortalInstalled, handlers.on_portal_installed)
+    runtime.consume("rejections", InvoiceRequestRejected, handlers.on_request_rejected)
     # No webhook fires when a due date passes, and webhooks can be lost: two timers.
     runtime.every("overdue-clock", settings.overdue_interval_seconds, handlers.overdue_sweep)
     runtime.every("reconciliation", settings.reconcile_interval_seconds, handlers.reconcile_all)

@@ -11,7 +11,13 @@ from datetime import date, datetime
 from decimal import Decimal
 from html import escape
 
-from dealbooks_contracts import InvoiceStage, PaymentChange
+from dealbooks_contracts import (
+    CrmObjectType,
+    CrmRecordRef,
+    InvoiceRequestKind,
+    InvoiceStage,
+    PaymentChange,
+)
 from dealbooks_contracts.crm_app import (
     AMOUNT_BILLED,
     DUE_DATE,
@@ -254,3 +260,64 @@ def payment_entry(
         "invoiceBalance": format(balance, "f"),
     }
     return TimelineEntry(key, "deals", deal_id, note, event_type, properties)
+
+
+# The CRM records dealbooks puts entries on, as the CRM's API names their types.
+RECORD_TYPES = {
+    CrmObjectType.DEAL: "deals",
+    CrmObjectType.CONTACT: "contacts",
+    CrmObjectType.COMPANY: "companies",
+}
+
+
+def rejection_record(deal_id: str | None, target: CrmRecordRef | None) -> tuple[str, str] | None:
+    """The record a refused request is shown on, as (type, id): the one it was made from (a
+    link's contact or company), else its deal; None when it names neither."""
+    if target is not None and target.object_type in RECORD_TYPES:
+        return RECORD_TYPES[target.object_type], target.object_id
+    return ("deals", deal_id) if deal_id else None
+
+
+def rejection_key(request_id: str) -> str:
+    """One entry per refused request, however often its rejection is delivered."""
+    return f"dealbooks-rejected-{request_id}"
+
+
+REQUEST_TITLES = {
+    InvoiceRequestKind.DRAFT: "QuickBooks invoice not created",
+    InvoiceRequestKind.LINK: "QuickBooks invoice not linked",
+}
+
+
+def rejection_entry(
+    *,
+    request_id: str,
+    kind: InvoiceRequestKind,
+    code: str,
+    message: str,
+    field_name: str | None,
+    line_index: int | None,
+    object_type: str,
+    object_id: str,
+    event_type: str | None,
+) -> TimelineEntry:
+    """A refused invoice request on the record it was made from: the reason and how to fix
+    it (the rejection's message says both), with the code and the field at fault."""
+    key = rejection_key(request_id)
+    at_fault = []
+    if field_name:
+        at_fault.append(f"field {escape(field_name)}")
+    if line_index is not None:
+        at_fault.append(f"line {line_index + 1}")
+    detail = f" ({', '.join(at_fault)})" if at_fault else ""
+    note = (
+        f"<p><strong>{REQUEST_TITLES[kind]}</strong>: the request was refused, "
+        f"{escape(code)}{detail}.</p><p>{escape(message)}</p>" + _reference(key)
+    )
+    properties = {
+        "requestKind": kind.value,
+        "code": code,
+        "message": message,
+        "field": field_name or "",
+    }
+    return TimelineEntry(key, object_type, object_id, note, event_type, properties)

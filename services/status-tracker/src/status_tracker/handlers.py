@@ -21,6 +21,7 @@ from dealbooks_contracts import (
     InvoiceDrafted,
     InvoiceLinked,
     InvoicePaymentRecorded,
+    InvoiceRequestRejected,
     InvoiceStage,
     InvoiceStatusChanged,
     Money,
@@ -166,6 +167,8 @@ class StatusTracker:
     entries: CrmEntries | None = None
     # The app event type of payments (its uid or fullyQualifiedName); empty: notes only.
     payment_event_type: str = PAYMENT_EVENT_TYPE
+    # The app event type of refused requests on deals, if the app defines one: notes if not.
+    rejection_event_type: str = ""
     today: Callable[[], date] = _today
     # Tells the CRM token provider that a portal installed the app (again).
     installed: Callable[[str], None] = lambda portal_id: None
@@ -214,6 +217,31 @@ class StatusTracker:
             },
         )
         await self.refresh_invoice(event.tenant, data.qbo_invoice_id, cause=event, doc=doc)
+
+    # ------------------------------------------------------------------ refused requests
+
+    async def on_request_rejected(self, event: Envelope[InvoiceRequestRejected]) -> None:
+        """A refused invoice request goes on the record it was made from, with the reason
+        and how to fix it, once per request however often the rejection comes."""
+        data = event.data
+        record = domain.rejection_record(data.deal_id, data.target)
+        if record is None:
+            log.info("refused request names no CRM record", request_id=str(data.request_id))
+            return
+        object_type, object_id = record
+        entry = domain.rejection_entry(
+            request_id=str(data.request_id),
+            kind=data.request_kind,
+            code=data.code.value,
+            message=data.message,
+            field_name=data.field,
+            line_index=data.line_index,
+            object_type=object_type,
+            object_id=object_id,
+            # An event type names one object type; the rejection type, if any, is on deals.
+            event_type=(self.rejection_event_type or None) if object_type == "deals" else None,
+        )
+        await self.timelines.put(event.tenant.portal_id, entry)
 
     # ------------------------------------------------------------------ installs
 

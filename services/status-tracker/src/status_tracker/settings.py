@@ -19,6 +19,9 @@ class StatusTrackerSettings(KitSettings, ApiAccessSettings):
     # Payments go on deals as occurrences of this app event type (its uid, or the
     # fullyQualifiedName HubSpot gave it); empty: always as notes.
     payment_event_type: str = PAYMENT_EVENT_TYPE
+    # Refused invoice requests go on deals as occurrences of this app event type, if the app
+    # defines one; empty (the app defines none): as notes.
+    rejection_event_type: str = ""
     # A portal whose app events were refused gets notes, without asking again, this long.
     app_events_recheck_seconds: float = 3600.0
     # No webhook fires when a due date passes; a clock does. Webhooks can be lost; CDC heals.
