@@ -1,5 +1,5 @@
 """The wizard's lists over HTTP against a company too large to read whole: one page each, from
-a few QuickBooks queries."""
+a few QuickBooks queries; and the auto-draft rules of a portal, listed, read and deleted."""
 
 from __future__ import annotations
 
@@ -80,7 +80,9 @@ async def test_searches_answer_one_page_from_a_few_queries(
     assert one["id"] in [i["id"] for i in by_number["invoices"]] and number_calls <= 3
     assert one["id"] in [i["id"] for i in by_name["invoices"]] and name_calls <= 3
     assert {i["customer"] for i in by_name["invoices"]} == {one["customer"]}
-    assert [(a["country"], a["home_currency"]) for a in accounts] == [("US", "USD")]
+    assert [(a["is_us"], a["country"], a["home_currency"]) for a in accounts] == [
+        (True, "US", "USD")
+    ]
 
 
 async def test_bad_search_parameters_are_400(builder: Harness, qbo_sandbox: Any) -> None:
@@ -97,3 +99,56 @@ async def test_bad_search_parameters_are_400(builder: Harness, qbo_sandbox: Any)
     assert [a.status_code for a in answers] == [400] * 5
     assert long_customers.status_code == 400
     assert "page must be a number from 1 to 20" in answers[0].json()["error"]
+
+
+async def test_rules_are_listed_read_and_deleted_only_by_their_portal(
+    builder: Harness, qbo_sandbox: Any
+) -> None:
+    portal, other = f"p-{uuid.uuid4().hex[:8]}", f"q-{uuid.uuid4().hex[:8]}"
+    realm = await connected(builder, qbo_sandbox.create_company("US"), portal)
+    await connected(builder, qbo_sandbox.create_company("US"), other)
+    rules = f"/portals/{portal}/auto-draft-rules"
+    won = {"realm_id": realm, "deal_stage": "closedwon", "terms_id": 3,
+           "chosen_items": {"li-1": "2"}}  # fmt: skip
+
+    async with builder.wizard(portal) as owner:
+        assert (await owner.put(f"{rules}/won", json=won)).status_code == 200
+        sent = {"realm_id": realm, "deal_stage": "contractsent", "enabled": False}
+        assert (await owner.put(f"{rules}/sent", json=sent)).status_code == 200
+        listed = (await owner.get(rules)).json()
+        read = (await owner.get(f"{rules}/won")).json()
+    async with builder.wizard(other) as outsider:
+        foreign_list = await outsider.get(rules)
+        foreign_read = await outsider.get(f"{rules}/won")
+        foreign_delete = await outsider.delete(f"{rules}/won")
+        own_list = (await outsider.get(f"/portals/{other}/auto-draft-rules")).json()
+        own_read = await outsider.get(f"/portals/{other}/auto-draft-rules/won")
+        own_delete = await outsider.delete(f"/portals/{other}/auto-draft-rules/won")
+    async with builder.wizard(portal) as owner:
+        deleted = await owner.delete(f"{rules}/won")
+        again = await owner.delete(f"{rules}/won")
+        gone = await owner.get(f"{rules}/won")
+        left = (await owner.get(rules)).json()
+
+    assert read == {
+        "rule_id": "won",
+        "realm_id": realm,
+        "deal_stage": "closedwon",
+        "enabled": True,
+        "terms_id": "3",
+        "default_tax_code": None,
+        "chosen_items": {"li-1": "2"},
+    }
+    assert listed["rules"] == [  # by deal stage
+        read,
+        {**sent, "rule_id": "sent", "terms_id": None, "default_tax_code": None,
+         "chosen_items": {}},
+    ]  # fmt: skip
+    assert (foreign_list.status_code, foreign_read.status_code) == (403, 403)
+    assert foreign_delete.status_code == 403
+    assert own_list == {"rules": []}
+    assert (own_read.status_code, own_delete.status_code) == (404, 404)
+    assert deleted.json() == {"rule_id": "won", "deleted": True}
+    assert (again.status_code, gone.status_code) == (404, 404)
+    assert [r["rule_id"] for r in left["rules"]] == ["sent"]
+    assert [r.rule_id for r in await builder.service.store.rules_of(portal)] == ["sent"]

@@ -1,13 +1,13 @@
 """The wizard API a CRM card calls, per portal: accounts, customers (with a proposed match),
 items, tax codes, terms, invoices to attach, a preview, submission and polling of requests,
-links, rules.
+links, auto-draft rules (list, read, save, delete).
 
 Searches (customers, items, invoices) answer one page of at most 50 rows from a few bounded
 QuickBooks queries (`invoice_builder.search` says which and why); tax codes and terms are
 short lists and come whole. Submitting publishes `crm.invoice-requested` and answers 202 with
 the request id; the outcome is polled at /portals/{portal}/invoice-requests/{id}. Every route
 needs a portal grant naming the route's portal (`Access.PORTAL`); a company connected to
-another portal is a 404.
+another portal, or another portal's rule, is a 404.
 """
 
 from __future__ import annotations
@@ -97,6 +97,7 @@ async def _json_object(request: Request) -> dict[str, Any]:
 
 
 NOT_CONNECTED = "account not connected to this portal"
+NO_RULE = "no such auto-draft rule"
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -137,6 +138,7 @@ async def accounts(request: Request) -> Response:
                     "realm_id": a.realm_id,
                     "company_name": a.company_name,
                     "country": a.country,
+                    "is_us": a.is_us,
                     "home_currency": a.home_currency,
                     "custom_transaction_numbers": a.custom_transaction_numbers,
                 }
@@ -465,6 +467,40 @@ async def put_rule(request: Request) -> Response:
     return JSONResponse({"rule_id": rule.rule_id, "saved": True})
 
 
+def _rule_shape(rule: AutoDraftRule) -> dict[str, Any]:
+    return {
+        "rule_id": rule.rule_id,
+        "realm_id": rule.realm_id,
+        "deal_stage": rule.deal_stage,
+        "enabled": rule.enabled,
+        "terms_id": rule.terms_id,
+        "default_tax_code": rule.default_tax_code,
+        "chosen_items": dict(rule.chosen_items),
+    }
+
+
+async def list_rules(request: Request) -> Response:
+    found = await _service(request).store.rules_of(request.path_params["portal_id"])
+    ordered = sorted(found, key=lambda r: (r.deal_stage, r.rule_id))
+    return JSONResponse({"rules": [_rule_shape(r) for r in ordered]})
+
+
+async def get_rule(request: Request) -> Response:
+    rule = await _service(request).store.rule(
+        request.path_params["portal_id"], request.path_params["rule_id"]
+    )
+    if rule is None:
+        return _error(404, NO_RULE)
+    return JSONResponse(_rule_shape(rule))
+
+
+async def delete_rule(request: Request) -> Response:
+    rule_id = request.path_params["rule_id"]
+    if not await _service(request).store.delete_rule(request.path_params["portal_id"], rule_id):
+        return _error(404, NO_RULE)
+    return JSONResponse({"rule_id": rule_id, "deleted": True})
+
+
 async def bad_body(request: Request, exc: Exception) -> Response:
     return _error(400, str(exc))
 
@@ -491,7 +527,10 @@ def build_api(service: Service, guard: Guard) -> Starlette:
             guard.route(acct + "/invoice-requests", submit, ["POST"], portal),
             guard.route(acct + "/invoice-links", link, ["POST"], portal),
             guard.route(base + "/invoice-requests/{request_id}", outcome, ["GET"], portal),
+            guard.route(base + "/auto-draft-rules", list_rules, ["GET"], portal),
+            guard.route(base + "/auto-draft-rules/{rule_id}", get_rule, ["GET"], portal),
             guard.route(base + "/auto-draft-rules/{rule_id}", put_rule, ["PUT"], portal),
+            guard.route(base + "/auto-draft-rules/{rule_id}", delete_rule, ["DELETE"], portal),
         ],
         exception_handlers={
             BadBody: bad_body,

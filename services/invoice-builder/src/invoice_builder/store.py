@@ -227,19 +227,18 @@ class Store:
 
     async def rules_of(self, portal_id: str) -> list[AutoDraftRule]:
         cursor = self.db[RULES].find({"portal_id": portal_id})
-        return [
-            AutoDraftRule(
-                rule_id=d["rule_id"],
-                portal_id=d["portal_id"],
-                realm_id=d["realm_id"],
-                deal_stage=d["deal_stage"],
-                enabled=bool(d.get("enabled", True)),
-                terms_id=d.get("terms_id"),
-                default_tax_code=d.get("default_tax_code"),
-                chosen_items=d.get("chosen_items") or {},
-            )
-            async for d in cursor
-        ]
+        return [_rule(d) async for d in cursor]
+
+    async def rule(self, portal_id: str, rule_id: str) -> AutoDraftRule | None:
+        """One rule of the portal (a rule is keyed by its portal: another's is never found)."""
+        doc = await self.db[RULES].find_one({"_id": f"{portal_id}:{rule_id}"})
+        return _rule(doc) if doc else None
+
+    async def delete_rule(self, portal_id: str, rule_id: str) -> bool:
+        """Remove one rule of the portal; False when it has none by that id. Deals it already
+        drafted for keep their auto-draft record, so a rule saved again drafts no deal twice."""
+        deleted = await self.db[RULES].delete_one({"_id": f"{portal_id}:{rule_id}"})
+        return deleted.deleted_count > 0
 
     async def claim_auto_draft(self, portal_id: str, deal_id: str, rule_id: str) -> Doc:
         """The auto-draft record of a deal: created by the first rule that fires, then kept."""
@@ -262,4 +261,17 @@ def _account(doc: Doc) -> AccountFacts:
         multicurrency_enabled=bool(doc.get("multicurrency_enabled")),
         custom_transaction_numbers=bool(doc.get("custom_transaction_numbers")),
         connected=bool(doc.get("connected", True)),
+    )
+
+
+def _rule(doc: Doc) -> AutoDraftRule:
+    return AutoDraftRule(
+        rule_id=doc["rule_id"],
+        portal_id=doc["portal_id"],
+        realm_id=doc["realm_id"],
+        deal_stage=doc["deal_stage"],
+        enabled=bool(doc.get("enabled", True)),
+        terms_id=doc.get("terms_id"),
+        default_tax_code=doc.get("default_tax_code"),
+        chosen_items=doc.get("chosen_items") or {},
     )
