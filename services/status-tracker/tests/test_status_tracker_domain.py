@@ -15,14 +15,19 @@ from dealbooks_contracts import (
     PaymentChange,
 )
 from status_tracker.domain import (
+    LISTED_STAGES,
     DealInvoice,
     InvoiceSnapshot,
+    PaymentSeen,
     currency_skip_reason,
     deal_properties,
     is_stale,
+    last_payment,
+    newest_first_key,
     payment_changes,
     payment_entry,
     projection_for_deal,
+    qbo_invoice_url,
     rejection_entry,
     rejection_record,
     stage_of,
@@ -271,3 +276,33 @@ def test_a_refusal_entry_says_what_was_refused_why_and_where() -> None:
     assert "TAX_CODE_REQUIRED (field lines, line 2)" in entry.note_html
     assert "choose one and send the request again" in entry.note_html
     assert entry.properties["code"] == "TAX_CODE_REQUIRED"
+
+
+def test_a_records_invoices_are_newest_first_by_invoice_date_then_latest_change() -> None:
+    t = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    keys = {
+        "old": newest_first_key(date(2026, 1, 5), t, "7"),
+        "new": newest_first_key(date(2026, 3, 1), None, "5"),
+        "new-changed": newest_first_key(date(2026, 3, 1), t, "3"),
+        "undated": newest_first_key(None, t, "9"),
+    }
+    order = sorted(keys, key=keys.__getitem__, reverse=True)
+    assert order == ["new-changed", "new", "old", "undated"]
+    naive = newest_first_key(None, t.replace(tzinfo=None), "1")
+    assert naive == newest_first_key(None, t, "1")  # stored UTC, read back naive
+
+
+def test_the_last_payment_is_the_latest_dated_one_and_deleted_invoices_are_not_listed() -> None:
+    payments = [PaymentSeen(D("20"), date(2026, 3, 2)), PaymentSeen(D("5"), date(2026, 3, 9))]
+    assert last_payment(payments) == PaymentSeen(D("5"), date(2026, 3, 9))
+    assert last_payment([]) is None
+    assert InvoiceStage.DELETED not in LISTED_STAGES and InvoiceStage.VOIDED in LISTED_STAGES
+
+
+def test_the_quickbooks_link_of_an_invoice_uses_the_configured_web_app() -> None:
+    assert qbo_invoice_url("https://app.qbo.intuit.com", "130") == (
+        "https://app.qbo.intuit.com/app/invoice?txnId=130"
+    )
+    assert qbo_invoice_url("https://app.sandbox.qbo.intuit.com/", "7").startswith(
+        "https://app.sandbox.qbo.intuit.com/app/invoice?"
+    )

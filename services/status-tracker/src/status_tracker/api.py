@@ -1,6 +1,6 @@
-"""status-tracker's HTTP surface: what a deal shows and why (for a person signed in for the
-deal's portal, and for the app card on the deal record, in a request the CRM signs), and the
-sweep triggers (for operators)."""
+"""status-tracker's HTTP surface: what a deal shows and why, and the invoices of a deal,
+contact or company (for a person signed in for the record's portal, and for the app card on
+the deal record, in a request the CRM signs), and the sweep triggers (for operators)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from dealbooks_kit import Access, Caller, Guard
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+
+from status_tracker.views import OBJECT_TYPES
 
 if TYPE_CHECKING:
     from status_tracker.app import Service
@@ -36,6 +38,21 @@ async def deal(request: Request) -> JSONResponse:
             "invoices": [_plain(d) for d in invoices],
         }
     )
+
+
+async def record_invoices(request: Request) -> JSONResponse:
+    """Every invoice tracked for a deal, contact or company of the portal, newest first; for
+    a deal also the one its properties show. A record with none lists none."""
+    params = request.path_params
+    object_type = params["object_type"]
+    if object_type not in OBJECT_TYPES:
+        return JSONResponse(
+            {"error": f"object_type is one of {', '.join(OBJECT_TYPES)}"}, status_code=404
+        )
+    answer = await _service(request).records.of(
+        params["portal_id"], object_type, params["object_id"]
+    )
+    return JSONResponse(answer)
 
 
 async def deal_card(request: Request) -> JSONResponse:
@@ -86,6 +103,12 @@ def build_api(service: Service, guard: Guard) -> Starlette:
     api = guard.api(
         [
             guard.route(portal + "/deals/{deal_id}", deal, ["GET"], Access.PORTAL),
+            guard.route(
+                portal + "/records/{object_type}/{object_id}/invoices",
+                record_invoices,
+                ["GET"],
+                Access.PORTAL,
+            ),
             guard.route(
                 portal + "/accounts/{realm_id}/invoices/{invoice_id}",
                 invoice,

@@ -27,19 +27,22 @@ from status_tracker.crm_entries import AppEventsAccess, CrmEntries
 from status_tracker.handlers import StatusTracker
 from status_tracker.settings import StatusTrackerSettings
 from status_tracker.store import INDEXES, LEGACY_OUTBOXES, PAYMENTS, TRACKED, Store
+from status_tracker.views import RecordInvoices
 
 log = get_logger(__name__)
 
 
 @dataclass
 class Service:
-    """One status-tracker process: its runtime, handlers, API clients and sweep tasks."""
+    """One status-tracker process: its runtime, handlers, API clients, sweep tasks and the
+    invoices of CRM records its API reads."""
 
     settings: StatusTrackerSettings
     runtime: ServiceRuntime
     handlers: StatusTracker
     store: Store
     clients: ApiClients
+    records: RecordInvoices
 
     async def aclose(self) -> None:
         await self.clients.aclose()
@@ -97,7 +100,8 @@ def build_service(
     # No webhook fires when a due date passes, and webhooks can be lost: two timers.
     runtime.every("overdue-clock", settings.overdue_interval_seconds, handlers.overdue_sweep)
     runtime.every("reconciliation", settings.reconcile_interval_seconds, handlers.reconcile_all)
-    return Service(settings, runtime, handlers, store, clients)
+    records = RecordInvoices(store, settings.qbo_app_url)
+    return Service(settings, runtime, handlers, store, clients, records)
 
 
 def build_app(settings: StatusTrackerSettings | None = None) -> ServiceApp:

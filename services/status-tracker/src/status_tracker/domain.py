@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from html import escape
 
@@ -53,6 +53,7 @@ class InvoiceSnapshot:
     deleted: bool = False
     void_seen: bool = False
     payments: tuple[str, ...] = ()  # the payments QuickBooks links to it, sorted
+    txn_date: date | None = None  # the invoice date
 
 
 def is_voided(invoice: InvoiceSnapshot) -> bool:
@@ -321,3 +322,39 @@ def rejection_entry(
         "field": field_name or "",
     }
     return TimelineEntry(key, object_type, object_id, note, event_type, properties)
+
+
+def qbo_invoice_url(app_url: str, invoice_id: str) -> str:
+    """The invoice in QuickBooks' web app (the base differs for sandbox companies)."""
+    return f"{app_url.rstrip('/')}/app/invoice?txnId={invoice_id}"
+
+
+# ---------------------------------------------------------------------------- a record's invoices
+
+# Deleted invoices are gone from QuickBooks; a record does not list them.
+LISTED_STAGES = frozenset(InvoiceStage) - {InvoiceStage.DELETED}
+
+
+def newest_first_key(
+    txn_date: date | None, updated: datetime | None, invoice_id: str
+) -> tuple[str, float, str]:
+    """How a record's invoices are ordered, newest first (sort descending by this): the
+    invoice date, then the latest change in QuickBooks, then the id."""
+    if updated is not None and updated.tzinfo is None:
+        updated = updated.replace(tzinfo=UTC)  # stored in UTC, read back naive
+    when = updated.timestamp() if updated else 0.0
+    return (txn_date.isoformat() if txn_date else "", when, invoice_id.rjust(20, "0"))
+
+
+@dataclass(frozen=True)
+class PaymentSeen:
+    """A payment as recorded against one invoice: how much and on which date."""
+
+    amount: Decimal
+    paid_on: date
+
+
+def last_payment(payments: Iterable[PaymentSeen]) -> PaymentSeen | None:
+    """The payment an invoice shows as its last: the latest date (on one date, the larger)."""
+    ordered = sorted(payments, key=lambda p: (p.paid_on, p.amount))
+    return ordered[-1] if ordered else None

@@ -89,6 +89,7 @@ def snapshot_from_qbo(invoice: Invoice, *, void_seen: bool = False) -> InvoiceSn
         last_updated=meta.LastUpdatedTime if meta else None,
         void_seen=void_seen,
         payments=tuple(sorted(invoice.payment_ids())),
+        txn_date=invoice.TxnDate,
     )
 
 

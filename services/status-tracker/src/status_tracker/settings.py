@@ -24,6 +24,9 @@ class StatusTrackerSettings(KitSettings, ApiAccessSettings):
     rejection_event_type: str = ""
     # A portal whose app events were refused gets notes, without asking again, this long.
     app_events_recheck_seconds: float = 3600.0
+    # QuickBooks' web app, where an invoice's page is `<base>/app/invoice?txnId=<id>`; sandbox
+    # companies are on https://app.sandbox.qbo.intuit.com.
+    qbo_app_url: str = "https://app.qbo.intuit.com"
     # No webhook fires when a due date passes; a clock does. Webhooks can be lost; CDC heals.
     overdue_interval_seconds: float = 3600.0
     reconcile_interval_seconds: float = 600.0

@@ -16,7 +16,7 @@ both collections. Published entries are removed a moment later, together (`settl
 Every question a handler asks on the hot path is answered by `_id` look-ups: the local
 MongoDB-wire server (FerretDB on SQLite) serves those from its primary key but scans the whole
 collection for any other filter. So a deal's projection document lists the deal's tracked
-invoices.
+invoices, and a contact's or company's document (`record_invoices`) the invoices linked to it.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ TRACKED = "tracked_invoices"
 PAYMENTS = "payment_records"
 DEALS = "deal_projections"
 WATERMARKS = "cdc_watermarks"
+# Contacts' and companies' tracked invoices (a deal's are listed in its projection document).
+RECORDS = "record_invoices"
 # What was put on CRM timelines, by entry key: app events and notes (see crm_entries).
 ENTRIES = "crm_entries"
 APP_EVENT = "app_event"
@@ -54,6 +56,7 @@ LEGACY_OUTBOXES = ("invoice_transitions", "payment_applications")
 INDEXES = [
     IndexSpec(TRACKED, [("portal_id", 1), ("deal_id", 1)]),
     IndexSpec(TRACKED, [("realm_id", 1), ("stage", 1)]),
+    IndexSpec(TRACKED, [("portal_id", 1), ("target.object_id", 1)]),
 ]
 
 Doc = dict[str, Any]
@@ -95,12 +98,13 @@ def snapshot_fields(snap: InvoiceSnapshot) -> Doc:
         "deleted": snap.deleted,
         "void_seen": snap.void_seen,
         "payments": list(snap.payments),
+        "txn_date": snap.txn_date.isoformat() if snap.txn_date else None,
     }
 
 
 def snapshot_of(doc: Doc) -> InvoiceSnapshot:
     """The stored snapshot of a tracked invoice."""
-    due = doc.get("due_date")
+    due, txn = doc.get("due_date"), doc.get("txn_date")
     return InvoiceSnapshot(
         qbo_invoice_id=doc["qbo_invoice_id"],
         total=Decimal(doc.get("total") or "0"),
@@ -118,6 +122,7 @@ def snapshot_of(doc: Doc) -> InvoiceSnapshot:
         deleted=bool(doc.get("deleted")),
         void_seen=bool(doc.get("void_seen")),
         payments=tuple(doc.get("payments") or ()),
+        txn_date=date.fromisoformat(txn) if txn else None,
     )
 
 
@@ -179,6 +184,16 @@ class Store:
                 },
                 upsert=True,
             )
+        elif fields.get("target"):
+            target = fields["target"]
+            await self.db[RECORDS].update_one(
+                {"_id": _record_id(fields["portal_id"], target)},
+                {
+                    "$addToSet": {"invoices": f"{realm_id}:{qbo_invoice_id}"},
+                    "$setOnInsert": {"portal_id": fields["portal_id"], **target},
+                },
+                upsert=True,
+            )
         if realm_id not in self._watermarked:
             await self.db[WATERMARKS].update_one(
                 {"_id": realm_id}, {"$setOnInsert": {"since": _now()}}, upsert=True
@@ -230,6 +245,40 @@ class Store:
             cursor = self.db[TRACKED].find({"portal_id": portal_id, "deal_id": deal_id})
             mine = [doc async for doc in cursor]
         return _projection(deal), [doc for doc in mine if doc.get("stage")]
+
+    async def record_invoices(self, portal_id: str, target: Doc) -> list[Doc]:
+        """The tracked invoices (with a stage) linked to a contact or company (`target`:
+        `{object_type, object_id}`), from one read of the record's document."""
+        record = await self.db[RECORDS].find_one({"_id": _record_id(portal_id, target)})
+        if record is not None:
+            found = [await self.db[TRACKED].find_one({"_id": i}) for i in record["invoices"]]
+        else:  # linked before records listed their invoices (a rare filtered read)
+            cursor = self.db[TRACKED].find(
+                {"portal_id": portal_id, "target.object_id": target["object_id"]}
+            )
+            found = [doc async for doc in cursor]
+        return [
+            doc
+            for doc in found
+            if doc is not None
+            and doc.get("portal_id") == portal_id
+            and doc.get("target") == target
+            and doc.get("stage")
+        ]
+
+    async def payments_seen(
+        self, realm_id: str, invoice_id: str, payment_ids: Sequence[str]
+    ) -> list[Doc]:
+        """What each of these payments is recorded as applying to one invoice (`amount`,
+        `date`, `recorded_at`); payments not recorded, or removed from it, left out."""
+        out = []
+        for payment_id in payment_ids:
+            doc = await self.db[PAYMENTS].find_one({"_id": f"{realm_id}:{payment_id}"})
+            application = ((doc or {}).get("applications") or {}).get(invoice_id)
+            if doc is None or application is None or application.get("removed"):
+                continue
+            out.append({**application, "recorded_at": doc.get("recorded_at")})
+        return out
 
     async def open_invoices(self) -> list[Doc]:
         """Tracked invoices that can still become overdue."""
@@ -427,3 +476,7 @@ class Store:
 
     async def move_watermark(self, realm_id: str, since: datetime) -> None:
         await self.db[WATERMARKS].update_one({"_id": realm_id}, {"$set": {"since": since}})
+
+
+def _record_id(portal_id: str, target: Doc) -> str:
+    return f"{portal_id}:{target['object_type']}:{target['object_id']}"

@@ -1,0 +1,227 @@
+"""The invoices of a deal, contact or company, as the console and the app card read them:
+`GET /portals/{portal}/records/{type}/{id}/invoices`, newest first, stages kept current, on
+real Kafka, a real MongoDB-wire server and both sandboxes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from dealbooks_contracts import (
+    CrmObjectType,
+    CrmRecordRef,
+    InvoiceLinked,
+    Money,
+    QboCustomerRef,
+)
+from dealbooks_infra.testing import eventually
+from dealbooks_qbo import Invoice
+from status_tracker.store import RECORDS
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+
+Harness = Any  # the `tracker` fixture of conftest.py
+QBO_APP = "https://app.qbo.intuit.com"
+
+
+async def linked(
+    tracker: Harness, world: Any, invoice: Invoice, object_type: str, object_id: str
+) -> None:
+    """Publish invoice.linked, as invoice-builder does when a person links an invoice."""
+    currency = invoice.CurrencyRef.value if invoice.CurrencyRef else "USD"
+    await tracker.publish(
+        InvoiceLinked(
+            request_id=uuid.uuid4(),
+            qbo_invoice_id=str(invoice.Id),
+            doc_number=invoice.DocNumber,
+            target=CrmRecordRef(object_type=CrmObjectType(object_type), object_id=object_id),
+            customer=QboCustomerRef(qbo_customer_id=invoice.CustomerRef.value),
+            total=Money(amount=invoice.TotalAmt or Decimal("0"), currency=currency),
+            balance=Money(amount=invoice.Balance or Decimal("0"), currency=currency),
+            invoice_date=invoice.TxnDate or date.today(),
+            due_date=invoice.DueDate,
+        ),
+        world.tenant,
+    )
+
+
+async def listed(
+    tracker: Harness, world: Any, object_type: str, object_id: str, until: Any = None
+) -> dict[str, Any]:
+    """The route's answer for a record of the world's portal, once `until(answer)` holds."""
+    path = f"/portals/{world.portal.key}/records/{object_type}/{object_id}/invoices"
+    found: dict[str, Any] = {}
+
+    async def ready() -> bool:
+        async with tracker.api(tracker.grant(world.portal.key)) as person:
+            response = await person.get(path)
+        assert response.status_code == 200, response.text
+        found.clear()
+        found.update(response.json())
+        return until is None or bool(until(found))
+
+    await eventually(ready)
+    return found
+
+
+def stages(answer: dict[str, Any]) -> list[str]:
+    return [i["stage"] for i in answer["invoices"]]
+
+
+async def test_a_deals_invoices_are_listed_newest_first_with_the_one_its_properties_show(
+    tracker: Harness,
+) -> None:
+    world = tracker.world()
+    today = date.today()
+    older = await world.invoice("300.00", TxnDate=(today - timedelta(days=5)).isoformat())
+    await world.drafted(older)
+    await world.stage(str(older.Id), "awaiting_send")
+    newer, newer_id = await world.tracked_invoice("459.00")
+    payment = world.pay(newer_id, "220.00")
+    await world.webhook("Payment", payment["Id"], "Create")
+    await world.stage(newer_id, "partially_paid")
+
+    answer = await listed(tracker, world, "deals", world.deal_id)
+
+    assert (answer["object_type"], answer["object_id"]) == ("deals", world.deal_id)
+    assert answer["shown"] == {"realm_id": world.realm, "invoice_id": newer_id}
+    first, second = answer["invoices"]
+    assert (first["invoice_id"], second["invoice_id"]) == (newer_id, str(older.Id))
+    assert first == {
+        "realm_id": world.realm,
+        "invoice_id": newer_id,
+        "doc_number": newer.DocNumber,
+        "customer_name": newer.CustomerRef.name,
+        "total": "459.00",
+        "balance": "239.00",
+        "currency": "USD",
+        "stage": "partially_paid",
+        "due_date": newer.DueDate.isoformat() if newer.DueDate else None,
+        "txn_date": newer.TxnDate.isoformat() if newer.TxnDate else None,
+        "updated_at": first["updated_at"],
+        "last_payment": {"amount": "220.00", "date": payment["TxnDate"]},
+        "qbo_url": f"{QBO_APP}/app/invoice?txnId={newer_id}",
+    }
+    assert first["updated_at"].endswith("+00:00")
+    assert second["last_payment"] is None and second["txn_date"] < first["txn_date"]
+
+
+async def test_a_deleted_invoice_is_no_longer_listed(tracker: Harness) -> None:
+    world = tracker.world()
+    _, invoice_id = await world.tracked_invoice("50.00")
+    current = await tracker.qbo.company(world.realm).read(Invoice, invoice_id)
+    await tracker.qbo.company(world.realm).delete(Invoice, invoice_id, str(current.SyncToken))
+    await world.webhook("Invoice", invoice_id, "Delete")
+    await world.stage(invoice_id, "deleted")
+
+    answer = await listed(tracker, world, "deals", world.deal_id)
+
+    assert answer["invoices"] == []
+
+
+@pytest.mark.parametrize(
+    ("object_type", "record_type", "props"),
+    [
+        ("contact", "contacts", {"email": "linked@x.example"}),
+        ("company", "companies", {"name": "Acme"}),
+    ],
+)
+async def test_an_invoice_linked_to_a_contact_or_company_is_listed_and_kept_current(
+    tracker: Harness, object_type: str, record_type: str, props: dict[str, str]
+) -> None:
+    world = tracker.world()
+    record = tracker.crm_sandbox.create_as_user(world.portal.portal_id, record_type, props)
+    invoice = await world.invoice("120.00")
+    invoice_id = str(invoice.Id)
+
+    await linked(tracker, world, invoice, object_type, record["id"])
+    first = await listed(tracker, world, record_type, record["id"], stages)
+    assert stages(first) == ["awaiting_send"] and first["shown"] is None
+    payment = world.pay(invoice_id, "20.00")
+    await world.webhook("Payment", payment["Id"], "Create")
+    paid = await listed(
+        tracker, world, record_type, record["id"], lambda a: stages(a) == ["partially_paid"]
+    )
+
+    [shown] = paid["invoices"]
+    assert (shown["invoice_id"], shown["balance"]) == (invoice_id, "100.00")
+    assert shown["last_payment"] == {"amount": "20.00", "date": payment["TxnDate"]}
+    # The deal of the same portal lists nothing of it.
+    assert (await listed(tracker, world, "deals", world.deal_id))["invoices"] == []
+
+
+async def test_invoices_linked_before_records_listed_them_are_found_all_the_same(
+    tracker: Harness,
+) -> None:
+    world = tracker.world()
+    contact = tracker.crm_sandbox.create_as_user(
+        world.portal.portal_id, "contacts", {"email": "early@x.example"}
+    )
+    invoice = await world.invoice("75.00")
+    await linked(tracker, world, invoice, "contact", contact["id"])
+    await listed(tracker, world, "contacts", contact["id"], stages)
+
+    db = tracker.service.store.db
+    await db[RECORDS].delete_one({"_id": f"{world.portal.key}:contact:{contact['id']}"})
+
+    answer = await listed(tracker, world, "contacts", contact["id"])
+    assert [i["invoice_id"] for i in answer["invoices"]] == [str(invoice.Id)]
+
+
+async def test_an_unknown_record_lists_nothing_and_other_portals_see_nothing(
+    tracker: Harness,
+) -> None:
+    world = tracker.world()
+    _, invoice_id = await world.tracked_invoice("20.00")
+    portal, other = world.portal.key, f"{world.portal.key}-other"
+    path = f"/records/deals/{world.deal_id}/invoices"
+
+    async with tracker.api(tracker.grant(portal)) as member:
+        unknown = await member.get(f"/portals/{portal}/records/companies/424242/invoices")
+        wrong_type = await member.get(f"/portals/{portal}/records/quotes/1/invoices")
+        mine = await member.get(f"/portals/{portal}{path}")
+    async with tracker.api(tracker.grant(other)) as outsider:
+        foreign = await outsider.get(f"/portals/{portal}{path}")
+        own_path = await outsider.get(f"/portals/{other}{path}")
+    async with tracker.api() as anonymous:
+        unsigned = await anonymous.get(f"/portals/{portal}{path}")
+
+    assert unknown.status_code == 200
+    assert unknown.json() == {
+        "object_type": "companies",
+        "object_id": "424242",
+        "shown": None,
+        "invoices": [],
+    }
+    assert wrong_type.status_code == 404
+    assert [i["invoice_id"] for i in mine.json()["invoices"]] == [invoice_id]
+    assert (foreign.status_code, unsigned.status_code) == (403, 401)
+    assert own_path.status_code == 200 and own_path.json()["invoices"] == []
+
+
+async def test_a_payment_recorded_before_dates_were_kept_shows_the_day_it_was_recorded(
+    tracker: Harness,
+) -> None:
+    world = tracker.world()
+    _, invoice_id = await world.tracked_invoice("90.00")
+    payment = world.pay(invoice_id, "30.00")
+    await world.webhook("Payment", payment["Id"], "Create")
+    await world.stage(invoice_id, "partially_paid")
+    db = tracker.service.store.db
+    key = f"{world.realm}:{payment['Id']}"
+    await db["payment_records"].update_one(
+        {"_id": key}, {"$unset": {f"applications.{invoice_id}.date": ""}}
+    )
+    recorded = await db["payment_records"].find_one({"_id": key})
+    assert recorded is not None
+
+    answer = await listed(tracker, world, "deals", world.deal_id)
+
+    [shown] = answer["invoices"]
+    assert shown["last_payment"] == {
+        "amount": "30.00",
+        "date": recorded["recorded_at"].date().isoformat(),
+    }
