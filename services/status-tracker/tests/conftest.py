@@ -15,9 +15,12 @@ from typing import Any
 import httpx
 import pytest_asyncio
 from dealbooks_contracts import (
+    CrmObjectType,
+    CrmRecordRef,
     Envelope,
     EventPayload,
     InvoiceDrafted,
+    InvoiceLinked,
     Money,
     QboCustomerRef,
     QboEntityChanged,
@@ -139,6 +142,23 @@ class World:
             customer=QboCustomerRef(qbo_customer_id=invoice.CustomerRef.value),
             customer_created=False,
             total=Money(amount=invoice.TotalAmt or Decimal("0"), currency=currency),
+            invoice_date=invoice.TxnDate or date.today(),
+            due_date=invoice.DueDate,
+        )
+        return await self.h.publish(data, self.tenant)
+
+    async def linked(self, invoice: Invoice, object_type: str, object_id: str) -> Envelope[Any]:
+        """Publish invoice.linked, as invoice-builder does when a person links an existing
+        invoice to a CRM record (`object_type`: deal, contact or company)."""
+        currency = invoice.CurrencyRef.value if invoice.CurrencyRef else "USD"
+        data = InvoiceLinked(
+            request_id=uuid.uuid4(),
+            qbo_invoice_id=str(invoice.Id),
+            doc_number=invoice.DocNumber,
+            target=CrmRecordRef(object_type=CrmObjectType(object_type), object_id=object_id),
+            customer=QboCustomerRef(qbo_customer_id=invoice.CustomerRef.value),
+            total=Money(amount=invoice.TotalAmt or Decimal("0"), currency=currency),
+            balance=Money(amount=invoice.Balance or Decimal("0"), currency=currency),
             invoice_date=invoice.TxnDate or date.today(),
             due_date=invoice.DueDate,
         )

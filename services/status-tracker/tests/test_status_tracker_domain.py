@@ -23,6 +23,7 @@ from status_tracker.domain import (
     deal_properties,
     is_stale,
     last_payment,
+    link_entry,
     newest_first_key,
     payment_changes,
     payment_entry,
@@ -306,3 +307,23 @@ def test_the_quickbooks_link_of_an_invoice_uses_the_configured_web_app() -> None
     assert qbo_invoice_url("https://app.sandbox.qbo.intuit.com/", "7").startswith(
         "https://app.sandbox.qbo.intuit.com/app/invoice?"
     )
+
+
+def test_a_link_note_names_the_invoice_its_amount_stage_and_quickbooks_page() -> None:
+    snap = invoice(customer_name="Bakery & Co", balance=D("59.00"))
+    entry = link_entry(
+        realm_id="r1",
+        object_type="companies",
+        object_id="501",
+        snapshot=snap,
+        stage=InvoiceStage.PARTIALLY_PAID,
+        url="https://app.qbo.intuit.com/app/invoice?txnId=130",
+    )
+    assert (entry.key, entry.event_type) == ("dealbooks-linked-r1-130-companies-501", None)
+    assert (entry.object_type, entry.object_id) == ("companies", "501")
+    for shown in (
+        "QuickBooks invoice 1043 linked</strong> for Bakery &amp; Co",
+        "Amount 459.00 USD · balance 59.00 USD · Partially paid · due 2026-04-01",
+        '<a href="https://app.qbo.intuit.com/app/invoice?txnId=130">',
+    ):
+        assert shown in entry.note_html

@@ -4,19 +4,10 @@ real Kafka, a real MongoDB-wire server and both sandboxes."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import date, timedelta
-from decimal import Decimal
 from typing import Any
 
 import pytest
-from dealbooks_contracts import (
-    CrmObjectType,
-    CrmRecordRef,
-    InvoiceLinked,
-    Money,
-    QboCustomerRef,
-)
 from dealbooks_infra.testing import eventually
 from dealbooks_qbo import Invoice
 from status_tracker.store import RECORDS
@@ -25,27 +16,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
 Harness = Any  # the `tracker` fixture of conftest.py
 QBO_APP = "https://app.qbo.intuit.com"
-
-
-async def linked(
-    tracker: Harness, world: Any, invoice: Invoice, object_type: str, object_id: str
-) -> None:
-    """Publish invoice.linked, as invoice-builder does when a person links an invoice."""
-    currency = invoice.CurrencyRef.value if invoice.CurrencyRef else "USD"
-    await tracker.publish(
-        InvoiceLinked(
-            request_id=uuid.uuid4(),
-            qbo_invoice_id=str(invoice.Id),
-            doc_number=invoice.DocNumber,
-            target=CrmRecordRef(object_type=CrmObjectType(object_type), object_id=object_id),
-            customer=QboCustomerRef(qbo_customer_id=invoice.CustomerRef.value),
-            total=Money(amount=invoice.TotalAmt or Decimal("0"), currency=currency),
-            balance=Money(amount=invoice.Balance or Decimal("0"), currency=currency),
-            invoice_date=invoice.TxnDate or date.today(),
-            due_date=invoice.DueDate,
-        ),
-        world.tenant,
-    )
 
 
 async def listed(
@@ -137,7 +107,7 @@ async def test_an_invoice_linked_to_a_contact_or_company_is_listed_and_kept_curr
     invoice = await world.invoice("120.00")
     invoice_id = str(invoice.Id)
 
-    await linked(tracker, world, invoice, object_type, record["id"])
+    await world.linked(invoice, object_type, record["id"])
     first = await listed(tracker, world, record_type, record["id"], stages)
     assert stages(first) == ["awaiting_send"] and first["shown"] is None
     payment = world.pay(invoice_id, "20.00")
@@ -161,7 +131,7 @@ async def test_invoices_linked_before_records_listed_them_are_found_all_the_same
         world.portal.portal_id, "contacts", {"email": "early@x.example"}
     )
     invoice = await world.invoice("75.00")
-    await linked(tracker, world, invoice, "contact", contact["id"])
+    await world.linked(invoice, "contact", contact["id"])
     await listed(tracker, world, "contacts", contact["id"], stages)
 
     db = tracker.service.store.db

@@ -70,6 +70,7 @@ def build_service(
         entries=entries,
         payment_event_type=settings.payment_event_type,
         rejection_event_type=settings.rejection_event_type,
+        qbo_app_url=settings.qbo_app_url,
         installed=clients.tokens.portal_installed,
     )
     # Lanes (see dealbooks_kit.consumer). A new or linked invoice is its own lane: its first

@@ -23,6 +23,7 @@ from dealbooks_contracts.crm_app import (
     DUE_DATE,
     INVOICE_NUMBER,
     RECIPIENT,
+    STAGE_LABELS,
     STATUS,
 )
 
@@ -327,6 +328,31 @@ def rejection_entry(
 def qbo_invoice_url(app_url: str, invoice_id: str) -> str:
     """The invoice in QuickBooks' web app (the base differs for sandbox companies)."""
     return f"{app_url.rstrip('/')}/app/invoice?txnId={invoice_id}"
+
+
+def link_entry(
+    *,
+    realm_id: str,
+    object_type: str,
+    object_id: str,
+    snapshot: InvoiceSnapshot,
+    stage: InvoiceStage,
+    url: str,
+) -> TimelineEntry:
+    """An existing invoice linked to a contact or company, noted on that record once per
+    link: its number, amount, stage and where it is in QuickBooks."""
+    key = f"dealbooks-linked-{realm_id}-{snapshot.qbo_invoice_id}-{object_type}-{object_id}"
+    number = snapshot.doc_number or snapshot.qbo_invoice_id
+    due = f" · due {snapshot.due_date.isoformat()}" if snapshot.due_date else ""
+    note = (
+        f"<p><strong>QuickBooks invoice {escape(number)} linked</strong>"
+        f"{' for ' + escape(snapshot.customer_name) if snapshot.customer_name else ''}.</p>"
+        f"<p>Amount {escape(_money(snapshot.total, snapshot.currency))} · balance "
+        f"{escape(_money(snapshot.balance, snapshot.currency))} · {STAGE_LABELS[stage]}{due}"
+        f'</p><p><a href="{escape(url)}">Open invoice {escape(number)} in QuickBooks</a></p>'
+        + _reference(key)
+    )
+    return TimelineEntry(key, object_type, object_id, note)
 
 
 # ---------------------------------------------------------------------------- a record's invoices

@@ -170,6 +170,8 @@ class StatusTracker:
     payment_event_type: str = PAYMENT_EVENT_TYPE
     # The app event type of refused requests on deals, if the app defines one: notes if not.
     rejection_event_type: str = ""
+    # QuickBooks' web app, for the link to an invoice in a note.
+    qbo_app_url: str = "https://app.qbo.intuit.com"
     today: Callable[[], date] = _today
     # Tells the CRM token provider that a portal installed the app (again).
     installed: Callable[[str], None] = lambda portal_id: None
@@ -203,7 +205,9 @@ class StatusTracker:
         await self.refresh_invoice(event.tenant, data.qbo_invoice_id, cause=event, doc=doc)
 
     async def on_linked(self, event: Envelope[InvoiceLinked]) -> None:
-        """An existing invoice a user attached is tracked from now on."""
+        """An existing invoice a user attached is tracked from now on; on a contact or a
+        company, a note on that record says so, once per link (the deal shows it in its
+        properties)."""
         data = event.data
         realm = event.tenant.require_account_id()
         deal_id = data.target.object_id if data.target.object_type.value == "deal" else None
@@ -217,7 +221,19 @@ class StatusTracker:
                 "origin": "linked",
             },
         )
-        await self.refresh_invoice(event.tenant, data.qbo_invoice_id, cause=event, doc=doc)
+        snap = await self.refresh_invoice(event.tenant, data.qbo_invoice_id, cause=event, doc=doc)
+        record_type = domain.RECORD_TYPES.get(data.target.object_type)
+        if snap is None or record_type not in {"contacts", "companies"}:
+            return
+        entry = domain.link_entry(
+            realm_id=realm,
+            object_type=record_type,
+            object_id=data.target.object_id,
+            snapshot=snap,
+            stage=domain.stage_of(snap, self.today()),
+            url=domain.qbo_invoice_url(self.qbo_app_url, data.qbo_invoice_id),
+        )
+        await self.timelines.put(event.tenant.portal_id, entry)
 
     # ------------------------------------------------------------------ refused requests
 
