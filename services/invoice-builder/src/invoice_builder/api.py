@@ -35,7 +35,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from invoice_builder import domain
+from invoice_builder import api_draft, domain
 from invoice_builder.domain import AutoDraftRule, Rejection
 from invoice_builder.search import MAX_PAGE
 
@@ -523,6 +523,7 @@ def build_api(service: Service, guard: Guard) -> Starlette:
             guard.route(acct + "/tax-codes", tax_codes, ["GET"], portal),
             guard.route(acct + "/terms", terms, ["GET"], portal),
             guard.route(acct + "/invoices", invoices, ["GET"], portal),
+            guard.route(acct + "/deals/{deal_id}/draft", api_draft.draft, ["GET"], portal),
             guard.route(acct + "/preview", preview, ["POST"], portal),
             guard.route(acct + "/invoice-requests", submit, ["POST"], portal),
             guard.route(acct + "/invoice-links", link, ["POST"], portal),
