@@ -98,6 +98,13 @@ async def test_a_rate_limited_app_event_is_sent_again_and_lands_once(tracker: Ha
 # ---- the note ledger, around a stop and a race -----------------------------------------------
 
 
+class StopsAfterSending(Store):
+    """A store whose process stops right after an app event was sent, before it is recorded."""
+
+    async def finish_entry(self, *args: Any, **kwargs: Any) -> None:
+        raise asyncio.CancelledError("process stopped")
+
+
 class StopsAfterCreating(Store):
     """A store whose process stops right after the note was created, before it is recorded."""
 
@@ -105,11 +112,11 @@ class StopsAfterCreating(Store):
         raise asyncio.CancelledError("process stopped")
 
 
-def note_entry(world: Any, key: str) -> TimelineEntry:
+def note_entry(world: Any, key: str, event_type: str | None = None) -> TimelineEntry:
     return payment_entry(
         key=key,
         deal_id=world.deal_id,
-        event_type=None,
+        event_type=event_type,
         amount=Decimal("12.00"),
         currency="USD",
         paid_on=date(2026, 9, 30),
@@ -183,3 +190,35 @@ async def test_a_note_whose_create_answer_is_lost_is_found_not_made_again(
     finally:
         await crm.aclose()
     assert len(world.shows("note")) == 1
+
+
+async def test_an_app_event_sent_again_after_a_stop_stands_as_sent_once(tracker: Harness) -> None:
+    world = tracker.world()
+    db, outbox = tracker.service.store.db, tracker.service.store.outbox
+    entry = note_entry(world, f"sent-{world.deal_id}", "dealbooks_invoice_payment")
+    portal = world.tenant.portal_id
+
+    with pytest.raises(asyncio.CancelledError):
+        await entries(tracker, StopsAfterSending(db, outbox)).put(portal, entry)
+    # HubSpot refuses the same occurrence id (409): the rerun takes it as sent.
+    assert await entries(tracker, Store(db, outbox)).put(portal, entry) == "app_event"
+
+    assert [e["id"] for e in world.shows("app-event")] == [entry.key]
+    assert v4_calls(tracker, world) == 2
+    assert world.shows("note") == []
+
+
+async def test_an_event_type_hubspot_does_not_know_makes_that_entry_a_note_only(
+    tracker: Harness,
+) -> None:
+    world = tracker.world()
+    writer = entries(tracker, tracker.service.store)
+    portal = world.tenant.portal_id
+
+    for n in range(2):
+        entry = note_entry(world, f"undeployed-{n}-{world.deal_id}", "never_deployed")
+        assert await writer.put(portal, entry) == "note"
+
+    assert len(world.shows("note")) == 2
+    assert v4_calls(tracker, world) == 2  # a 404 is not remembered for the portal
+    assert writer.access.allows(portal)

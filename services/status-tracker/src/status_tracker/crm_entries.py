@@ -3,10 +3,11 @@ portal's app events are approved, otherwise a note associated with the record.
 
 HubSpot's legacy timeline API answers only apps that already had timeline events; a new app
 sends app events (timeline v4), which need HubSpot's approval. Whether they are approved is
-learnt by trying: the first refusal (403: not approved, or `timeline` not granted; 404: the
-event type is not deployed) turns the portal to notes for `recheck_seconds`, then v4 is tried
-again. Occurrences are idempotent by id. Notes are not, so each one is recorded in
-status-tracker's own database (`crm_entries`): claimed before it is created, finished after.
+learnt by trying: a 403 (not approved, or `timeline` not granted) turns the portal to notes
+for `recheck_seconds`, then v4 is tried again; a 404 (the event type is not deployed, or the
+record is gone) makes that one entry a note. Occurrences are idempotent by id. Notes are not,
+so each one is recorded in status-tracker's own database (`crm_entries`): claimed before it
+is created, finished after.
 """
 
 from __future__ import annotations
@@ -69,8 +70,15 @@ class AppEventsAccess:
 
 
 def refused_app_events(error: CrmError) -> bool:
-    """Whether an answer to an app event says app events cannot be used for this portal."""
-    return error.status in {403, 404}
+    """Whether an answer to an app event says app events cannot be used for this portal
+    (HubSpot documents only that they need its approval; see the CRM sandbox's README)."""
+    return error.status == 403
+
+
+def unknown_to_app_events(error: CrmError) -> bool:
+    """Whether an answer says this occurrence's event type (or record) is unknown: a 404
+    says nothing of the other entries, so only this one becomes a note."""
+    return error.status == 404
 
 
 @dataclass
@@ -105,12 +113,14 @@ class CrmEntries:
             # A repeated id answers 409 and stands as sent: occurrences are immutable.
             await self.crm.portal(portal_id).send_app_event(occurrence)
         except CrmError as exc:
+            if unknown_to_app_events(exc):
+                log.info("app event type or record unknown; a note instead", reason=exc.message)
+                return False
             if not refused_app_events(exc):
                 raise crm_failure(exc) from exc
             self.access.refuse(portal_id)
             log.info(
                 "app events refused; notes instead for a while",
-                status=exc.status,
                 reason=exc.message,
                 recheck_s=self.access.recheck_seconds,
             )
