@@ -19,6 +19,7 @@ from status_tracker.domain import (
     DealInvoice,
     InvoiceSnapshot,
     PaymentSeen,
+    carries_reference,
     currency_skip_reason,
     deal_properties,
     is_stale,
@@ -327,3 +328,22 @@ def test_a_link_note_names_the_invoice_its_amount_stage_and_quickbooks_page() ->
         '<a href="https://app.qbo.intuit.com/app/invoice?txnId=130">',
     ):
         assert shown in entry.note_html
+
+
+def test_a_note_is_found_by_its_whole_reference_only() -> None:
+    body = payment_entry(
+        key="qbo-pay-r1-13-130",
+        deal_id="77",
+        event_type=None,
+        amount=D("1"),
+        currency="USD",
+        paid_on=date(2026, 1, 2),
+        invoice_number="1",
+        change=PaymentChange.APPLIED,
+        method=None,
+        balance=D("0"),
+    ).note_html
+    assert carries_reference(body, "qbo-pay-r1-13-130")
+    assert carries_reference(body.replace("<p>", '<p style="x">'), "qbo-pay-r1-13-130")
+    assert not carries_reference(body, "qbo-pay-r1-13-13")
+    assert not carries_reference(body, "qbo-pay-r1-1")

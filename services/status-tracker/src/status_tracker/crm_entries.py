@@ -21,7 +21,7 @@ from typing import TypeVar
 from dealbooks_crm import AppEventOccurrence, CrmClient, CrmError, CrmRateLimited, CrmUnavailable
 from dealbooks_kit import PermanentError, TransientError, get_logger
 
-from status_tracker.domain import TimelineEntry
+from status_tracker.domain import TimelineEntry, carries_reference
 from status_tracker.store import APP_EVENT, NOTE, Claim, Store
 
 log = get_logger(__name__)
@@ -133,8 +133,8 @@ class CrmEntries:
         it. A run stopped between the two (or a create whose answer was lost) leaves the
         claim unfinished: the run that takes it over, once the lease has passed, first looks
         among the record's notes for one carrying the entry's key, finishes the claim with it
-        if found, and creates the note only if not. So a note is never made twice; a note
-        made but unseen until a later look is found by that look."""
+        if found, and creates the note only if not. So a note is made twice only if a run
+        still at work past the lease creates it after that look."""
         crm = self.crm.portal(portal_id)
         deadline = time.monotonic() + self.lease_seconds + 5 * CLAIM_POLL_SECONDS
         while time.monotonic() < deadline:
@@ -146,7 +146,8 @@ class CrmEntries:
                 continue
             if claim is Claim.TAKEN_OVER:
                 notes = await crm_call(crm.notes_on(entry.object_type, entry.object_id))
-                made = [n for n in notes if entry.key in (n.get("hs_note_body") or "")]
+                body = "hs_note_body"
+                made = [n for n in notes if carries_reference(n.get(body) or "", entry.key)]
                 if made:
                     await self.store.finish_entry(portal_id, entry, NOTE, made[0].id)
                     return NOTE

@@ -5,6 +5,7 @@ on a CRM record's timeline, and how a record's invoices are listed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -228,6 +229,12 @@ def _money(amount: Decimal, currency: str) -> str:
 
 def _reference(key: str) -> str:
     return f"<p>Reference: {escape(key)}</p>"
+
+
+def carries_reference(note_body: str, key: str) -> bool:
+    """Whether a note is the one made for `key` (a key may begin another: `...-13` and
+    `...-130`; the CRM may rewrite the HTML around the text)."""
+    return re.search(rf"Reference: {re.escape(escape(key))}(?![\w-])", note_body) is not None
 
 
 def payment_entry(
