@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import html
 import json
 import random
 import uuid
@@ -19,7 +20,7 @@ from urllib.parse import parse_qs, urlencode
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from qbo_sandbox import faults, jsonio, query, seed
@@ -542,6 +543,27 @@ def _cdc(sb: Sandbox, company: Company, params: dict[str, str]) -> list[dict[str
 # ------------------------------------------------------------------ OAuth
 
 
+def _chooser_page(request: Request, companies: list[Any]) -> str:
+    """Intuit's consent screen, reduced to its one question: which company to connect."""
+    keep = "".join(
+        f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+        for k, v in request.query_params.items()
+    )
+    options = "".join(
+        f'<p><input type="radio" name="sandbox_realm" id="c{c.realm_id}" value="{c.realm_id}"'
+        f'{" checked" if i == 0 else ""}><label for="c{c.realm_id}">'
+        f"{html.escape(c.name)}</label></p>"
+        for i, c in enumerate(companies)
+    )
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Connect to "
+        "QuickBooks (sandbox)</title></head><body><main><h1>Connect to QuickBooks</h1>"
+        "<form method='get' action='/connect/oauth2'><fieldset><legend>Select a company"
+        f"</legend>{options}</fieldset>{keep}<p><button type='submit'>Connect</button></p>"
+        "</form></main></body></html>"
+    )
+
+
 async def authorize(request: Request) -> Response:
     sb: Sandbox = request.app.state.sandbox
     q = request.query_params
@@ -557,6 +579,9 @@ async def authorize(request: Request) -> Response:
             f"{redirect_uri}?{urlencode({'error': 'access_denied', 'state': q.get('state', '')})}"
         )
     app = sb.oauth.app(q.get("client_id"))
+    if not q.get("sandbox_realm") and sb.config.company_chooser:
+        choices = [c for c in sb.companies.values() if c.environment == app.environment]
+        return HTMLResponse(_chooser_page(request, choices))
     realm_id = q.get("sandbox_realm") or next(
         (c.realm_id for c in sb.companies.values() if c.environment == app.environment), None
     )
@@ -808,6 +833,14 @@ async def fault_plan(request: Request) -> Response:
     return control_json({"faults": {k: vars(v) for k, v in sb.faults.items()}})
 
 
+async def chooser(request: Request) -> Response:
+    """Whether the consent screen asks which company to connect (`{"enabled": true}`)."""
+    sb = _sb(request)
+    body = await _json_or_empty(request)
+    sb.config.company_chooser = bool(body.get("enabled", True))
+    return control_json({"company_chooser": sb.config.company_chooser})
+
+
 async def clock(request: Request) -> Response:
     sb = _sb(request)
     if request.method == "POST":
@@ -901,6 +934,7 @@ def build_app(config: SandboxConfig | None = None) -> Starlette:
         Route("/_sandbox/companies/{realm}/{kind:str}/{id}", user_update, methods=["POST"]),
         Route("/_sandbox/faults", fault_plan, methods=["POST", "DELETE"]),
         Route("/_sandbox/clock", clock, methods=["GET", "POST"]),
+        Route("/_sandbox/oauth/chooser", chooser, methods=["POST"]),
         Route("/_sandbox/webhooks", webhooks, methods=["GET", "POST"]),
         Route("/_sandbox/webhooks/deliveries", deliveries, methods=["GET"]),
         Route("/_sandbox/webhooks/{endpoint_id}", webhook_delete, methods=["DELETE"]),

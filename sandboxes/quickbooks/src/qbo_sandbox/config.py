@@ -23,6 +23,9 @@ class AppConfig:
 class SandboxConfig:
     # Divides every webhook back-off and aggregation delay, so tests can see retries quickly.
     time_scale: float = 1.0
+    # The consent screen lets the person choose the company (as Intuit's does for a user of
+    # several companies) instead of approving the first one of the app's environment.
+    company_chooser: bool = False
     requests_per_minute: int = 500
     requests_per_second: int = 10
     concurrent_requests: int = 10

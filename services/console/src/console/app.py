@@ -118,7 +118,11 @@ def build_app(settings: ConsoleSettings, http: httpx.AsyncClient | None = None) 
 
     app = guard.api(
         routes,
-        exception_handlers={BackendError: pages.refused, Refused: pages.refused},
+        exception_handlers={
+            BackendError: pages.refused,
+            Refused: pages.refused,
+            Exception: pages.crashed,
+        },
         lifespan=lifespan,
     )
     app.state.pages = pages

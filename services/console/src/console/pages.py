@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from dealbooks_kit import get_logger
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -30,6 +31,7 @@ from console.catalogue import Texts
 from console.people import People
 from console.settings import ConsoleSettings
 
+log = get_logger(__name__)
 HERE = Path(__file__).parent
 LANG_COOKIE = "dealbooks_lang"
 NO_STORE = {"Cache-Control": "no-store"}
@@ -133,6 +135,12 @@ class Pages:
             return self.render(request, "error.html", _shown_status(exc), key=key, detail=None)
         assert isinstance(exc, Refused)
         return self.render(request, "error.html", exc.status, key=exc.key, detail=exc.detail)
+
+    def crashed(self, request: Request, exc: Exception) -> Response:
+        """Anything unforeseen: logged with its trace for operators, a plain page for people."""
+        log.error("page failed", path=request.url.path, error=f"{type(exc).__name__}: {exc}",
+                  exc_info=exc)  # fmt: skip
+        return self.render(request, "error.html", 500, key="errors.generic", detail=None)
 
     def unauthenticated(self, request: Request, refusal: Response) -> Response:
         """The guard refused: a page sends the person to sign in (or, for a form whose CSRF

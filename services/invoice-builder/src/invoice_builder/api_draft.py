@@ -72,8 +72,8 @@ async def draft(request: Request) -> Response:
         chosen = next((q for q in quotes if q.quote_id == quote_id), None)
         chosen = chosen or await handlers.quote_facts(portal_id, quote_id)
         problem = domain.check_quote(chosen, quote_id, now)
-    parent = ("quotes", quote_id) if quote_id else ("deals", deal_id)
-    items = await handlers.crm_lines(portal_id, *parent, account.home_currency)
+    parent_type, parent_id = ("quotes", quote_id) if quote_id else ("deals", deal_id)
+    items = await handlers.crm_lines(portal_id, parent_type, parent_id, account.home_currency)
     links = await service.store.product_links(portal_id, realm_id)
     if not items and problem is None:
         problem = Rejection(RejectionCode.NO_LINES, "The deal or quote has no line items.")

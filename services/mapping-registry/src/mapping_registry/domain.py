@@ -155,6 +155,7 @@ def dry_run(
         out.append(
             {
                 "qbo_id": str(record.get("Id")),
+                "name": record.get("DisplayName") or record.get("Name"),
                 "before": before.properties,
                 "after": after.properties,
                 "changes": changes,
