@@ -1,0 +1,229 @@
+"""What the invoice wizard starts from (`GET .../accounts/{realm}/deals/{deal}/draft`): the
+deal's quotes, each usable or why not, and the lines of the deal or of the chosen quote with the
+QuickBooks item each CRM product is linked to; both sandboxes over HTTP."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from dealbooks_contracts import ProductSynced, SyncAction, SyncTrigger, Tenant
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+
+Harness = Any  # the `builder` fixture of conftest.py
+
+
+def assoc(object_id: str, type_id: int) -> dict[str, Any]:
+    return {
+        "to": {"id": object_id},
+        "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}],
+    }
+
+
+def crm_date(days_from_now: int) -> str:
+    return (datetime.now(UTC) + timedelta(days=days_from_now)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+async def connected_company(builder: Harness, qbo_sandbox: Any, crm_portal: Any) -> str:
+    """A fresh US company connected to the portal, with tokens for both APIs; its realm id."""
+    company = qbo_sandbox.create_company("US")
+    builder.qbo_tokens.set(company.realm_id, company.access_token)
+    builder.crm_tokens.set(crm_portal.key, crm_portal.access_token)
+    await builder.connect_account(Tenant(portal_id=crm_portal.key, account_id=company.realm_id))
+    return str(company.realm_id)
+
+
+async def link_product(builder: Harness, tenant: Tenant, crm_product_id: str, item: str) -> None:
+    """product-sync's word that a CRM product stands for a QuickBooks item, and its effect."""
+    synced = ProductSynced(
+        action=SyncAction.CREATED,
+        trigger=SyncTrigger.WEBHOOK,
+        mapping_version=1,
+        qbo_item_id=item,
+        crm_product_id=crm_product_id,
+    )
+    await builder.publish(synced, tenant)
+    realm = tenant.require_account_id()
+
+    async def linked() -> bool:
+        links = await builder.service.store.product_links(tenant.portal_id, realm)
+        return links.get(crm_product_id) == item
+
+    await builder.eventually(linked)
+
+
+def deal(crm: Any, portal: Any, lines: list[dict[str, str]]) -> str:
+    pid = portal.portal_id
+    made = crm.create_as_user(pid, "deals", {"dealname": "Joinery", "dealstage": "contractsent"})
+    for props in lines:
+        crm.create_as_user(pid, "line_items", props, [assoc(made["id"], 20)])
+    return str(made["id"])
+
+
+def quote(crm: Any, portal: Any, deal_id: str, title: str, expires_in_days: int) -> str:
+    """A published quote of the deal with two line items."""
+    pid = portal.portal_id
+    made = crm.create_as_user(
+        pid,
+        "quotes",
+        {"hs_title": title, "hs_status": "APPROVAL_NOT_NEEDED",
+         "hs_expiration_date": crm_date(expires_in_days)},
+        [assoc(deal_id, 64)],
+    )  # fmt: skip
+    for name, qty, price in ((f"{title} table", "1", "1000"), (f"{title} delivery", "2", "150")):
+        crm.create_as_user(
+            pid, "line_items", {"name": name, "quantity": qty, "price": price},
+            [assoc(made["id"], 68)],
+        )  # fmt: skip
+    return str(made["id"])
+
+
+async def test_deal_lines_carry_the_qbo_item_of_a_linked_product_and_none_for_an_unlinked_one(
+    builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
+) -> None:
+    realm = await connected_company(builder, qbo_sandbox, crm_portal)
+    pid = crm_portal.portal_id
+    linked = crm_sandbox.create_as_user(pid, "products", {"name": "Oak table", "price": "900"})
+    unlinked = crm_sandbox.create_as_user(pid, "products", {"name": "Chair", "price": "120"})
+    await link_product(
+        builder, Tenant(portal_id=crm_portal.key, account_id=realm), linked["id"], "2"
+    )
+    deal_id = deal(
+        crm_sandbox,
+        crm_portal,
+        [
+            {"hs_product_id": linked["id"], "quantity": "2"},
+            {"hs_product_id": unlinked["id"], "quantity": "4"},
+            {"name": "Fitting", "quantity": "1", "price": "80", "description": "On site"},
+        ],
+    )
+
+    async with builder.wizard(crm_portal.key) as wizard:
+        answer = await wizard.get(
+            f"/portals/{crm_portal.key}/accounts/{realm}/deals/{deal_id}/draft"
+        )
+
+    assert answer.status_code == 200
+    body = answer.json()
+    assert (body["deal_id"], body["quote_id"]) == (deal_id, None)
+    assert (body["quotes"], body["problem"]) == ([], None)
+    shown = [
+        (ln["name"], ln["quantity"], ln["price"], ln["currency"], ln["crm_product_id"],
+         ln["qbo_item_id"])
+        for ln in body["lines"]
+    ]  # fmt: skip
+    assert shown == [
+        ("Oak table", "2", "900", "USD", linked["id"], "2"),
+        ("Chair", "4", "120", "USD", unlinked["id"], None),
+        ("Fitting", "1", "80", "USD", None, None),
+    ]
+    assert body["lines"][2]["description"] == "On site"
+    assert all(ln["line_item_id"] for ln in body["lines"])
+
+
+async def test_deal_quotes_are_listed_usable_or_with_why_not(
+    builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
+) -> None:
+    realm = await connected_company(builder, qbo_sandbox, crm_portal)
+    deal_id = deal(crm_sandbox, crm_portal, [{"name": "Deal line", "quantity": "1", "price": "9"}])
+    current = quote(crm_sandbox, crm_portal, deal_id, "Q-current", expires_in_days=20)
+    expired = quote(crm_sandbox, crm_portal, deal_id, "Q-old", expires_in_days=-2)
+
+    async with builder.wizard(crm_portal.key) as wizard:
+        answer = await wizard.get(
+            f"/portals/{crm_portal.key}/accounts/{realm}/deals/{deal_id}/draft"
+        )
+
+    assert answer.status_code == 200
+    body = answer.json()
+    quotes = {q["quote_id"]: q for q in body["quotes"]}
+    assert set(quotes) == {current, expired}
+    assert quotes[current]["title"] == "Q-current"
+    assert (quotes[current]["usable"], quotes[current]["problem"]) == (True, None)
+    assert quotes[current]["problem_code"] is None
+    assert quotes[expired]["usable"] is False
+    assert quotes[expired]["problem_code"] == "QUOTE_EXPIRED"
+    assert "Q-old expired on" in quotes[expired]["problem"]
+    # No quote chosen: the deal's own lines, and nothing wrong with them.
+    assert [ln["name"] for ln in body["lines"]] == ["Deal line"]
+    assert body["problem"] is None
+
+
+async def test_a_chosen_quote_gives_its_own_lines(
+    builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
+) -> None:
+    realm = await connected_company(builder, qbo_sandbox, crm_portal)
+    deal_id = deal(crm_sandbox, crm_portal, [{"name": "Deal line", "quantity": "1", "price": "9"}])
+    chosen = quote(crm_sandbox, crm_portal, deal_id, "Q-7", expires_in_days=20)
+
+    async with builder.wizard(crm_portal.key) as wizard:
+        answer = await wizard.get(
+            f"/portals/{crm_portal.key}/accounts/{realm}/deals/{deal_id}/draft",
+            params={"quote_id": chosen},
+        )
+
+    assert answer.status_code == 200
+    body = answer.json()
+    assert (body["quote_id"], body["problem"]) == (chosen, None)
+    assert [(ln["name"], ln["quantity"], ln["price"]) for ln in body["lines"]] == [
+        ("Q-7 table", "1", "1000"),
+        ("Q-7 delivery", "2", "150"),
+    ]
+
+
+async def test_a_chosen_expired_quote_is_the_problem(
+    builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
+) -> None:
+    realm = await connected_company(builder, qbo_sandbox, crm_portal)
+    deal_id = deal(crm_sandbox, crm_portal, [{"name": "Deal line", "quantity": "1", "price": "9"}])
+    expired = quote(crm_sandbox, crm_portal, deal_id, "Q-old", expires_in_days=-2)
+
+    async with builder.wizard(crm_portal.key) as wizard:
+        answer = await wizard.get(
+            f"/portals/{crm_portal.key}/accounts/{realm}/deals/{deal_id}/draft",
+            params={"quote_id": expired},
+        )
+
+    # Nothing is refused here: the wizard shows the problem next to the quote's lines.
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["problem"]["code"] == "QUOTE_EXPIRED"
+    assert "expired on" in body["problem"]["message"]
+    assert [ln["name"] for ln in body["lines"]] == ["Q-old table", "Q-old delivery"]
+
+
+async def test_a_deal_without_line_items_has_no_lines_as_its_problem(
+    builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
+) -> None:
+    realm = await connected_company(builder, qbo_sandbox, crm_portal)
+    deal_id = deal(crm_sandbox, crm_portal, [])
+
+    async with builder.wizard(crm_portal.key) as wizard:
+        answer = await wizard.get(
+            f"/portals/{crm_portal.key}/accounts/{realm}/deals/{deal_id}/draft"
+        )
+
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["lines"] == []
+    assert body["problem"]["code"] == "NO_LINES"
+
+
+async def test_another_portals_company_is_not_found(
+    builder: Harness,
+    qbo_sandbox: Any,
+    crm_sandbox: Any,
+    crm_portal: Any,
+    crm_other_portal: Any,
+) -> None:
+    realm = await connected_company(builder, qbo_sandbox, crm_portal)
+    deal_id = deal(crm_sandbox, crm_portal, [{"name": "Deal line", "quantity": "1", "price": "9"}])
+    other = crm_other_portal.key
+
+    async with builder.wizard(other) as wizard:
+        answer = await wizard.get(f"/portals/{other}/accounts/{realm}/deals/{deal_id}/draft")
+
+    assert answer.status_code == 404
+    assert "lines" not in answer.json()
