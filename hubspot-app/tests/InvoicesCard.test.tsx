@@ -148,7 +148,7 @@ describe("InvoicesCard", () => {
     await renderer.waitFor(() => expect(renderer.findAll(TableRow)).toHaveLength(3));
 
     expect(fetch).toHaveBeenCalledWith(
-      "https://dealbooks.example.com/crm/cards/deal?objectId=4711",
+      "https://dealbooks.example.com/crm/cards/deal?objectId=4711&locale=en-us",
       { method: "GET" },
     );
   });
@@ -162,7 +162,7 @@ describe("InvoicesCard", () => {
     await renderer.waitFor(() => expect(renderer.findAll(TableRow)).toHaveLength(3));
 
     expect(fetch).toHaveBeenCalledWith(
-      `https://dealbooks.example.com/crm/cards/${type}?objectId=88`,
+      `https://dealbooks.example.com/crm/cards/${type}?objectId=88&locale=en-us`,
       { method: "GET" },
     );
   });

@@ -11,6 +11,7 @@ critical violation) and photographed under test-artifacts/browser/.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -466,6 +467,47 @@ def test_contact_sync_with_a_mapping_added_after_its_dry_run(person: Pages, worl
     assert props.get("jobtitle") == "Head of finance"
     person.goto(f"/portals/{PORTAL_ID}/sync/{US_REALM}/contacts/mappings")
     person.reload_until(r"jobtitle[\s\S]*synced")
+
+
+def test_the_app_card_lists_a_deals_invoices_and_opens_the_console_without_a_session(
+    browser: Any, person: Pages, world: World
+) -> None:
+    d = world.deal([("Card work", "1", "75")])
+    _wizard_to_details(person, d["deal"])
+    person.page.get_by_label("A new customer").check()
+    person.page.get_by_label("Name", exact=True).fill(f"Card client {d['tag']}")
+    _choose_products(person, ["Services"])
+    number = _create(person)
+    # What the card's hubspot.fetch gets: HubSpot signs it, the console checks the signature.
+    fetched = world.ok(
+        world.http.post(
+            f"{world.t.crm}/_sandbox/app/requests",
+            json={"kind": "ui-fetch", "portalId": int(PORTAL_ID),
+                  "url": f"{world.console}/crm/cards/deal?objectId={d['deal']}&locale=nl-nl"},
+        )
+    )  # fmt: skip
+    assert fetched["status"] == 200, fetched
+    card = json.loads(fetched["body"])
+    assert [(i["number"], i["stage"]) for i in card["invoices"]] == [(number, "awaiting_send")]
+    assert card["text"]["create"] == "Factuur maken"
+    # A sales rep opens the wizard from the card: an iframe with no dealbooks session of its own.
+    rep = browser.new_context(viewport={"width": 960, "height": 720})
+    try:
+        page = rep.new_page()
+        rep_pages = Pages(page, world)
+        rep_pages.shots = person.shots + 50
+        page.goto(card["actions"]["create_invoice"])
+        page.wait_for_url(re.compile(rf"/deals/{d['deal']}/invoices/new"))
+        assert page.get_by_role("heading", name=f"Een factuur maken voor deal {d['deal']}").count()
+        rep_pages.check("card-launch-wizard")
+        page.goto(card["actions"]["add_existing"])
+        page.wait_for_url(re.compile(rf"/records/deals/{d['deal']}/add"))
+        rep_pages.check("card-launch-add")
+        # The ticket is for this portal only.
+        page.goto(f"{world.console}/portals/99999/accounts")
+        assert page.get_by_role("heading", name="Geen toegang").count()
+    finally:
+        rep.close()
 
 
 def test_every_page_reads_in_dutch_and_at_360_pixels(browser: Any, person: Pages) -> None:

@@ -538,7 +538,7 @@ async def test_no_token_secret_or_session_value_appears_in_any_log_line(stack: S
 
 async def test_the_app_card_reads_a_deal_only_in_a_request_the_crm_signed(stack: Stack) -> None:
     deal, _, invoice_id = await stack.drafted_invoice("1")
-    url = f"{stack.tracker}/crm/cards/deal?dealId={deal}"
+    url = f"{stack.t.url('console')}/crm/cards/deal?objectId={deal}&locale=nl-nl"
     control = f"{stack.t.crm}/_sandbox/app/requests"
 
     async def fetch(portal: str, **extra: Any) -> dict[str, Any]:
@@ -557,8 +557,10 @@ async def test_the_app_card_reads_a_deal_only_in_a_request_the_crm_signed(stack:
 
     assert card["status"] == 200, card
     shown = json.loads(card["body"])
-    assert shown["portal_id"] == PORTAL_ID
-    assert [i["qbo_invoice_id"] for i in shown["invoices"]] == [invoice_id]
+    assert (shown["object_type"], shown["object_id"], shown["locale"]) == ("deal", deal, "nl")
+    assert [i["invoice_id"] for i in shown["invoices"]] == [invoice_id]
+    assert shown["text"]["stages"]["awaiting_send"] == "Te verzenden"
+    assert shown["actions"]["create_invoice"].startswith(f"{stack.t.url('console')}/launch?t=")
     assert [forged["status"], stale["status"], replayed.status_code] == [401, 401, 401]
     # Another portal's card asks for the same deal id: it is not that portal's deal.
     assert json.loads(elsewhere["body"])["invoices"] == []

@@ -53,7 +53,7 @@ export function InvoicesCard() {
     const request = ++latest.current;
     setState({ status: "loading" });
     const answer = type
-      ? fetchCard(type, objectId)
+      ? fetchCard(type, objectId, context.user.locale ?? "en")
       : Promise.reject(new CardUnavailable(`no invoices on ${context.crm.objectTypeId} records`));
     answer.then(
       (answer) => {
@@ -64,7 +64,7 @@ export function InvoicesCard() {
         if (request === latest.current) setState({ status: "failed", text });
       },
     );
-  }, [type, objectId, context.crm.objectTypeId]);
+  }, [type, objectId, context.crm.objectTypeId, context.user.locale]);
 
   useEffect(load, [load]);
 

@@ -71,16 +71,22 @@ export function recordType(objectTypeId: string): RecordType | undefined {
   return RECORD_TYPES[objectTypeId];
 }
 
-export function cardUrl(type: RecordType, objectId: string | number): string {
-  return `${BACKEND}/crm/cards/${type}?objectId=${encodeURIComponent(String(objectId))}`;
+/** The card endpoint for one record; `locale` (the HubSpot user's) picks the labels' language. */
+export function cardUrl(type: RecordType, objectId: string | number, locale: string): string {
+  const query = `objectId=${encodeURIComponent(String(objectId))}&locale=${encodeURIComponent(locale)}`;
+  return `${BACKEND}/crm/cards/${type}?${query}`;
 }
 
 /**
  * The card's data for one record. HubSpot signs the request, and the backend takes the portal
  * from that signature, so nothing here names the portal.
  */
-export async function fetchCard(type: RecordType, objectId: string | number): Promise<CardAnswer> {
-  const response = await hubspot.fetch(cardUrl(type, objectId), { method: "GET" });
+export async function fetchCard(
+  type: RecordType,
+  objectId: string | number,
+  locale: string,
+): Promise<CardAnswer> {
+  const response = await hubspot.fetch(cardUrl(type, objectId, locale), { method: "GET" });
   const body: unknown = await response.json().catch(() => undefined);
   if (!response.ok) {
     throw new CardUnavailable(`dealbooks answered ${response.status}`, textOf(body));

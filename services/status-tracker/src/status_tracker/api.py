@@ -1,12 +1,12 @@
 """status-tracker's HTTP surface: what a deal shows and why, and the invoices of a deal,
-contact or company (for a person signed in for the record's portal, and for the app card on
-the deal record, in a request the CRM signs), and the sweep triggers (for operators)."""
+contact or company (for a person signed in for the record's portal; the console asks for
+people and for the CRM app card), and the sweep triggers (for operators)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dealbooks_kit import Access, Caller, Guard
+from dealbooks_kit import Access, Guard
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -55,26 +55,6 @@ async def record_invoices(request: Request) -> JSONResponse:
     return JSONResponse(answer)
 
 
-async def deal_card(request: Request) -> JSONResponse:
-    """The app card's data on a deal record: a `hubspot.fetch` (or a legacy card fetch) the
-    CRM signs. The portal is the one the CRM signed for, never a parameter of the caller's."""
-    caller: Caller = request.state.caller
-    [portal_id] = caller.portals
-    query = request.query_params
-    deal_id = query.get("dealId") or query.get("associatedObjectId")
-    if not deal_id:
-        return JSONResponse({"error": "say which deal: dealId"}, status_code=400)
-    projection, invoices = await _service(request).store.deal(portal_id, deal_id)
-    return JSONResponse(
-        {
-            "portal_id": portal_id,
-            "deal_id": deal_id,
-            "projection": _plain(projection),
-            "invoices": [_plain(d) for d in invoices],
-        }
-    )
-
-
 async def invoice(request: Request) -> JSONResponse:
     params = request.path_params
     doc = await _service(request).store.tracked(params["realm_id"], params["invoice_id"])
@@ -115,7 +95,6 @@ def build_api(service: Service, guard: Guard) -> Starlette:
                 ["GET"],
                 Access.PORTAL,
             ),
-            guard.route("/crm/cards/deal", deal_card, ["GET"], Access.CRM_SIGNED),
             guard.route("/sweeps/overdue", overdue, ["POST"], Access.OPERATOR),
             guard.route("/sweeps/reconcile", reconcile, ["POST"], Access.OPERATOR),
         ]
