@@ -84,7 +84,6 @@ async def stack(
             **shared,
             mongodb_database=f"{namespace}_st",
             crm_app_id=str(app["appId"]),
-            crm_developer_key=app["developerKey"],
         ),
         qbo_tokens=qbo_tokens,
         crm_tokens=crm_tokens,

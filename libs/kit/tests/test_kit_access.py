@@ -86,7 +86,6 @@ def test_every_shared_api_setting_is_read_unprefixed_and_prefixed_copies_are_ign
         "CRM_BASE_URL": "http://crm.local",
         "CRM_PORTAL_TOKENS": '{"62515": "crm-token"}',
         "CRM_APP_ID": "1160452",
-        "CRM_DEVELOPER_KEY": "developer-key",
     }
     for name, value in shared.items():
         monkeypatch.setenv(name, value)
@@ -98,7 +97,6 @@ def test_every_shared_api_setting_is_read_unprefixed_and_prefixed_copies_are_ign
     assert settings.crm_base_url == "http://crm.local"
     assert settings.crm_portal_tokens.get_secret_value() == '{"62515": "crm-token"}'
     assert settings.crm_app_id == "1160452"
-    assert settings.crm_developer_key.get_secret_value() == "developer-key"
 
 
 async def test_injected_providers_replace_the_configured_ones() -> None:

@@ -169,8 +169,6 @@ def connector_settings(
         crm_client_id=str(app_info["clientId"]),
         crm_client_secret=str(app_info["clientSecret"]),
         crm_redirect_uri=f"http://127.0.0.1:{port}/oauth/crm/callback",
-        crm_app_id=str(app_info["appId"]),
-        crm_developer_key=app_info["developerKey"],
         outbox_relay_seconds=0.5,
     )
 

@@ -1,8 +1,9 @@
 """What dealbooks owns inside a CRM portal for invoicing, as plain data: the deal properties
-that show an invoice, the payment app event type and the legacy payment timeline template.
+that show an invoice and the payment app event type.
 
-It is a contract between dealbooks and each portal (connector-auth creates these at install,
-status-tracker writes into them), so it lives here, once, free of any I/O.
+It is a contract between dealbooks and each portal (connector-auth creates the properties at
+install, the app project defines the event type, status-tracker writes into both), so it lives
+here, once, free of any I/O.
 """
 
 from __future__ import annotations
@@ -66,23 +67,6 @@ INVOICE_DEAL_PROPERTIES: Final[tuple[dict[str, Any], ...]] = (
     _prop(DUE_DATE, "Invoice due date", "date", "date"),
 )
 """The deal properties, in the CRM properties API's create shape."""
-
-PAYMENT_TEMPLATE_NAME: Final = "QuickBooks invoice payment"
-PAYMENT_TEMPLATE: Final[dict[str, Any]] = {
-    "name": PAYMENT_TEMPLATE_NAME,
-    "objectType": "deals",
-    "headerTemplate": "Payment {{change}}: {{amount}} {{currency}} on invoice {{invoiceNumber}}",
-    "detailTemplate": "Paid on {{#formatDate paidAt}}{{/formatDate}} via {{method}}",
-    "tokens": [
-        {"name": "amount", "label": "Amount", "type": "number"},
-        {"name": "currency", "label": "Currency", "type": "string"},
-        {"name": "paidAt", "label": "Paid on", "type": "date"},
-        {"name": "invoiceNumber", "label": "Invoice number", "type": "string"},
-        {"name": "change", "label": "Change", "type": "string"},
-        {"name": "method", "label": "Method", "type": "string"},
-    ],
-}
-"""The app's timeline event template for payments, in the timeline API's create shape."""
 
 PAYMENT_EVENT_TYPE: Final = "dealbooks_invoice_payment"
 """The uid of the app's payment app event type, defined in the app project

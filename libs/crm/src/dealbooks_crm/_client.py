@@ -244,37 +244,6 @@ class CrmClient:
                 raise CrmUnavailable(f"CRM unreachable: {type(exc).__name__}: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def ensure_event_template(
-        self, app_id: str, developer_key: str, template: Mapping[str, Any]
-    ) -> str:
-        """The id of the app's timeline event template named like `template`, created if
-        missing (by name, so every caller and every replica ends up with the same one).
-
-        Templates belong to the app, not to a portal: the developer API key authenticates.
-        """
-        path = f"{self.paths.timeline()}/{app_id}/event-templates"
-
-        async def call(method: str, body: Any = None) -> httpx.Response:
-            async def attempt() -> httpx.Response:
-                response = await self._http.request(
-                    method, path, json=body, params={"hapikey": developer_key}
-                )
-                if response.status_code in RETRYABLE_STATUS:
-                    raise RetryableHTTPError(response, retry_after_seconds(response))
-                if response.status_code >= 400:
-                    raise error_from_response(response)
-                return response
-
-            try:
-                return await self._retry.run(attempt)
-            except RetryableHTTPError as exc:
-                raise error_from_response(exc.response) from exc
-
-        for existing in (await call("GET")).json().get("results", []):
-            if existing.get("name") == template["name"]:
-                return str(existing["id"])
-        return str((await call("POST", dict(template))).json()["id"])
-
     async def _attempt(
         self,
         key: str,

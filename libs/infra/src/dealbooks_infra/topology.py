@@ -15,7 +15,6 @@ PORTAL_ID = "62515"
 CRM_APP_ID = "1160452"
 CRM_CLIENT_ID = "sandbox-client-id"  # the CRM sandbox's own default
 CRM_CLIENT_SECRET = "sandbox-client-secret"  # noqa: S105 - the CRM sandbox's own default
-CRM_DEVELOPER_KEY = "sandbox-developer-key"
 QBO_CLIENT_ID = "sandbox-client"
 QBO_CLIENT_SECRET = "sandbox-secret"  # noqa: S105 - the QBO sandbox's development keys
 
@@ -144,7 +143,6 @@ class Topology:
             "CRM_APP_ID": CRM_APP_ID,
             "CRM_CLIENT_ID": CRM_CLIENT_ID,
             "CRM_CLIENT_SECRET": CRM_CLIENT_SECRET,
-            "CRM_DEVELOPER_KEY": CRM_DEVELOPER_KEY,
         }
         own: dict[str, str] = {
             "connector-auth": {

@@ -2,8 +2,7 @@
 
 The API settings are the same for every service, so they are read unprefixed like the
 infrastructure addresses (`QBO_BASE_URL`, `CRM_BASE_URL`, `CONNECTOR_AUTH_URL`,
-`CONNECTOR_AUTH_CREDENTIAL`, `CRM_TOKEN_SOURCE`, `CRM_PORTAL_TOKENS`, `CRM_APP_ID`,
-`CRM_DEVELOPER_KEY`).
+`CONNECTOR_AUTH_CREDENTIAL`, `CRM_TOKEN_SOURCE`, `CRM_PORTAL_TOKENS`, `CRM_APP_ID`).
 
 Access tokens come from connector-auth, the only keeper of refresh tokens, through
 `dealbooks_http.ConnectorTokenProvider`: QBO tokens per portal and realm, CRM tokens per portal
@@ -40,16 +39,13 @@ CRM_API = "https://api.hubapi.com"
 
 
 class CrmAppSettings(BaseSettings):
-    """The CRM app dealbooks is: its id (the `sourceId` of its own writes) and developer key
-    (app-level timeline templates). Mixed into a service's settings; like every field here
-    they have an explicit alias, which the service's `env_prefix` does not apply to."""
+    """The CRM app dealbooks is: its id, the `sourceId` of its own writes. Mixed into a
+    service's settings; like every field here it has an explicit alias, which the service's
+    `env_prefix` does not apply to."""
 
     model_config = SettingsConfigDict(extra="ignore")
 
     crm_app_id: str = Field(default="", validation_alias=AliasChoices("CRM_APP_ID"))
-    crm_developer_key: SecretStr = Field(
-        default=SecretStr(""), validation_alias=AliasChoices("CRM_DEVELOPER_KEY")
-    )
 
 
 class ApiSettings(CrmAppSettings):

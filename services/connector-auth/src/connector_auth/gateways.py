@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 from dealbooks_crm import CrmClient
-from dealbooks_crm.invoicing import ensure_invoice_properties, ensure_payment_template
+from dealbooks_crm.invoicing import ensure_invoice_properties
 from dealbooks_http import StaticTokenProvider, TokenProvider
 from dealbooks_kit import get_logger
 from dealbooks_qbo import Forbidden, IntuitOAuth, OAuthEndpoints, QboClient, TokenSet
@@ -74,13 +74,12 @@ class QboGateway:
 
 
 class CrmInstaller:
-    """Makes a portal ready for dealbooks: invoice deal properties and the payment template.
+    """Makes a portal ready for dealbooks: the invoice deal properties.
 
-    Every step reads before it writes, so running it on every install is harmless.
+    It reads before it writes, so running it on every install is harmless.
     """
 
     def __init__(self, settings: ConnectorAuthSettings, tokens: TokenProvider) -> None:
-        self._settings = settings
         self._client = CrmClient(tokens, base_url=settings.crm_base_url)
 
     async def aclose(self) -> None:
@@ -89,12 +88,3 @@ class CrmInstaller:
     async def ensure_portal_ready(self, portal_id: str) -> None:
         """Create what the portal lacks (the install's token is stored by then)."""
         await ensure_invoice_properties(self._client.portal(portal_id))
-        await self.ensure_payment_template()
-
-    async def ensure_payment_template(self) -> str | None:
-        """The app-level payment timeline template's id, created if missing; None when the
-        app id or developer key is not configured."""
-        key = self._settings.crm_developer_key.get_secret_value()
-        if not key or not self._settings.crm_app_id:
-            return None
-        return await ensure_payment_template(self._client, self._settings.crm_app_id, key)

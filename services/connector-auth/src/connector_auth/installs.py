@@ -106,7 +106,7 @@ class Installs:
         self.leases = leases
         self.cipher = cipher
         self.oauth = oauth
-        # What makes a portal ready (properties, timeline template); wired after construction,
+        # What makes a portal ready (the invoice deal properties); wired after construction,
         # since its CRM client takes its tokens from here.
         self.installer: PortalSetUp | None = None
         self.outbox = outbox

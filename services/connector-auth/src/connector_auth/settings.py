@@ -34,10 +34,10 @@ class ConnectorAuthSettings(KitSettings, ApiSettings):
     """Everything connector-auth needs to start; see the service README for each variable.
 
     Shared and unprefixed (`dealbooks_kit.access.ApiSettings`): `QBO_BASE_URL` (unset: the
-    API host of `qbo_environment`), `CRM_BASE_URL`, `CRM_APP_ID`, `CRM_DEVELOPER_KEY`,
-    `CRM_CLIENT_ID`, and from `dealbooks_kit.AuthSettings` `CRM_CLIENT_SECRET`,
-    `DEALBOOKS_SERVICE_CREDENTIALS` (what other services present on the internal token routes)
-    and `DEALBOOKS_GRANT_KEYS` (what signs the portal grants minted from sessions).
+    API host of `qbo_environment`), `CRM_BASE_URL`, `CRM_CLIENT_ID`, and from
+    `dealbooks_kit.AuthSettings` `CRM_CLIENT_SECRET`, `DEALBOOKS_SERVICE_CREDENTIALS` (what
+    other services present on the internal token routes) and `DEALBOOKS_GRANT_KEYS` (what
+    signs the portal grants minted from sessions).
     """
 
     model_config = SettingsConfigDict(env_prefix="CONNECTOR_AUTH_", extra="ignore")
