@@ -328,12 +328,13 @@ class InvoiceBuilder:
 
     async def _reject(self, event: Envelope[Any], rejection: Rejection) -> None:
         data = event.data
-        kind = (
-            InvoiceRequestKind.LINK
-            if isinstance(data, InvoiceLinkRequested)
-            else InvoiceRequestKind.DRAFT
-        )
-        deal_id = getattr(data, "deal_id", None)
+        # A link names the record it was asked from (deal, contact or company): the rejection
+        # goes back to that record.
+        if isinstance(data, InvoiceLinkRequested):
+            kind, target = InvoiceRequestKind.LINK, data.target
+            deal_id = target.object_id if target.object_type is CrmObjectType.DEAL else None
+        else:
+            kind, target, deal_id = InvoiceRequestKind.DRAFT, None, data.deal_id
         rejected = InvoiceRequestRejected(
             request_id=data.request_id,
             request_kind=kind,
@@ -343,6 +344,7 @@ class InvoiceBuilder:
             field=rejection.field,
             line_index=rejection.line_index,
             qbo_fault_code=rejection.qbo_fault_code,
+            target=target,
         )
         log.info("request rejected", code=rejection.code.value, request_id=str(data.request_id))
         await self.store.finish(
