@@ -1,4 +1,4 @@
-"""Writes deploy/k8s/base from one table, so the seven Deployments cannot drift apart.
+"""Writes deploy/k8s/base from one table, so the Deployments cannot drift apart.
 
 Run `python deploy/k8s/services.py` after changing the table; the output is committed.
 """
@@ -16,6 +16,7 @@ SERVICES = [
     ("contact-sync", "CONTACT_SYNC_", True, False),
     ("product-sync", "PRODUCT_SYNC_", True, False),
     ("mapping-registry", "MAPPING_REGISTRY_", True, True),
+    ("console", "CONSOLE_", False, True),
 ]
 
 DEPLOYMENT = """\

@@ -529,3 +529,14 @@ def _grant_header(world: World) -> dict[str, str]:
 
     grant = mint_grant(world.t.secrets.grant_key, [PORTAL_ID], user_id="browser-test")
     return {"Authorization": f"Bearer {grant}"}
+
+
+def test_signing_out_ends_the_session(person: Pages) -> None:
+    """Last in the module: the person signs out, and the console no longer knows them."""
+    page = person.page
+    person.goto(f"/portals/{PORTAL_ID}")
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(re.compile(r"\?signed_out=1"))
+    assert page.get_by_text("You are signed out.").is_visible()
+    person.goto(f"/portals/{PORTAL_ID}/accounts")
+    assert page.get_by_role("link", name="Sign in with HubSpot").is_visible()

@@ -191,7 +191,15 @@ class ConnectorApi:
         session = await self.installs.session(request.cookies.get(COOKIE))
         if session is not None:
             await self.installs.sign_out(session)
-        response = Response(status_code=204, headers=NO_STORE)
+        # A person's sign-out form (the console's) goes back to the console; an API call is
+        # answered as such.
+        console = self.service.settings.console_url
+        form = "form" in request.headers.get("content-type", "")
+        response: Response = (
+            RedirectResponse(f"{console}?signed_out=1", 303, headers=NO_STORE)
+            if console and form
+            else Response(status_code=204, headers=NO_STORE)
+        )
         response.delete_cookie(COOKIE, path="/")
         return response
 

@@ -74,7 +74,6 @@ def build_app(settings: ConsoleSettings, http: httpx.AsyncClient | None = None) 
         guard.route("/static/{name}", static, ["GET"], Access.PUBLIC),
         guard.route("/", pages.landing, ["GET"], Access.PUBLIC),
         guard.route("/launch", card.launch, ["GET"], Access.PUBLIC),
-        guard.route("/signout", pages.signout, ["POST"], session),
         guard.route("/connected", pages.connected, ["GET"], session),
         guard.route("/crm/cards/{object_type}", card.card, ["GET"], Access.CRM_SIGNED),
         guard.route(p, pages.home, ["GET"], session),

@@ -136,17 +136,6 @@ class Backend:
         self.sessions.put(cookie, person, max(good_for, 1.0))
         return person
 
-    async def sign_out(self, cookie: str, csrf: str) -> None:
-        self.sessions.forget(cookie)
-        try:
-            await self.http.post(
-                f"{self.urls['connector-auth']}/signout",
-                cookies={SESSION_COOKIE: cookie},
-                headers={"X-CSRF-Token": csrf},
-            )
-        except httpx.HTTPError as exc:
-            raise BackendError("connector-auth", 0) from exc
-
     # ---- the services, as the person
 
     async def call(

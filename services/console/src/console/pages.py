@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from console import domain
-from console.backend import SESSION_COOKIE, Backend, BackendError, Person
+from console.backend import Backend, BackendError, Person
 from console.catalogue import Texts
 from console.people import People
 from console.settings import ConsoleSettings
@@ -171,16 +171,6 @@ class Pages:
             portal = wanted if wanted in person.portals else person.portals[0]
             return RedirectResponse(f"/portals/{portal}", 303)
         return self.render(request, "landing.html")
-
-    async def signout(self, request: Request) -> Response:
-        person = await self._person(request)
-        cookie = request.cookies.get(SESSION_COOKIE)
-        if cookie:
-            await self.backend.sign_out(cookie, person.csrf)
-        response = RedirectResponse("/?signed_out=1", 303)
-        response.delete_cookie(SESSION_COOKIE, path="/")
-        response.delete_cookie("dealbooks_launch", path="/")
-        return response
 
     async def connected(self, request: Request) -> Response:
         """Where connector-auth sends the person back after QuickBooks: the accounts page of
