@@ -73,6 +73,8 @@ def running_stack(
             "KAFKA_IDEMPOTENCE": str(kafka_supports_idempotence).lower(),
             "MONGODB_URI": mongo_uri,
             "TOPIC_PREFIX": f"b{uuid.uuid4().hex[:8]}.",
+            # Its own databases: other stacks of the session share the MongoDB-wire server.
+            "MONGODB_DATABASE_PREFIX": f"b{uuid.uuid4().hex[:8]}_",
         },
     )
     stack.start()

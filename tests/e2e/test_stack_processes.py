@@ -239,6 +239,8 @@ def running_stack(
             "KAFKA_IDEMPOTENCE": str(kafka_supports_idempotence).lower(),
             "MONGODB_URI": mongo_uri,
             "TOPIC_PREFIX": f"e{uuid.uuid4().hex[:8]}.",
+            # Its own databases: other stacks of the session share the MongoDB-wire server.
+            "MONGODB_DATABASE_PREFIX": f"e{uuid.uuid4().hex[:8]}_",
         },
     )
     stack.start()
@@ -493,11 +495,11 @@ async def test_a_person_signed_in_for_one_portal_reaches_no_other_portal_in_any_
     assert elsewhere.status_code == 404
 
 
-async def stored_tokens(mongo_uri: str, token_keys: str) -> set[str]:
+async def stored_tokens(mongo_uri: str, database: str, token_keys: str) -> set[str]:
     """Every access and refresh token connector-auth holds now, decrypted as only it can."""
     cipher = TokenCipher.from_spec(token_keys)
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri)
-    db = client["connector_auth"]
+    db = client[database]
     found: set[str] = set()
     try:
         for collection, context in (("portals", "portal:{_id}"), ("accounts", "{_id}")):
@@ -526,7 +528,8 @@ async def test_no_token_secret_or_session_value_appears_in_any_log_line(stack: S
         stack.http.post(f"{internal}/accounts/{US_REALM}/access-token", headers=service)
     )
     secrets |= {crm["access_token"], qbo["access_token"]}
-    secrets |= await stored_tokens(t.infra["MONGODB_URI"], t.secrets.token_key)
+    database = t.service_env("connector-auth")["CONNECTOR_AUTH_MONGODB_DATABASE"]
+    secrets |= await stored_tokens(t.infra["MONGODB_URI"], database, t.secrets.token_key)
     # Our services' logs; the sandboxes play Intuit and HubSpot, whose logs are theirs.
     logs = [stack.stack.logs / f"{name}.log" for name in SERVICE_ORDER]
     assert all(path.exists() for path in logs), "a service wrote no log"

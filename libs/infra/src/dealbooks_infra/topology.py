@@ -176,4 +176,10 @@ class Topology:
                 "STATUS_TRACKER_RECONCILE_INTERVAL_SECONDS": "600",
             },
         }.get(name, {})
+        # Stacks sharing one MongoDB-wire server (tests) keep their databases apart.
+        databases = self.infra.get("MONGODB_DATABASE_PREFIX")
+        if databases:
+            from dealbooks_infra.stack import env_prefix
+
+            own[f"{env_prefix(name)}MONGODB_DATABASE"] = databases + name.replace("-", "_")
         return {**shared, **own}

@@ -125,8 +125,42 @@ def build_app(settings: ConsoleSettings, http: httpx.AsyncClient | None = None) 
         lifespan=lifespan,
     )
     app.state.pages = pages
+    app.add_middleware(
+        SecurityHeaders, frame_ancestors=settings.frame_ancestors, forms_to=settings.signin_base
+    )
     app.add_middleware(ServerTiming)
     return app
+
+
+class SecurityHeaders:
+    """What every page says about itself to the browser: only its own scripts, styles and
+    forms; framed only by HubSpot (the card's iframe); no referrer beyond the console (a
+    launch ticket is in the first URL); no guessing of content types."""
+
+    def __init__(self, app: ASGIApp, frame_ancestors: str, forms_to: str) -> None:
+        self.app = app
+        self.headers = {
+            "Content-Security-Policy": (
+                "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+                f"form-action 'self' {forms_to}; frame-ancestors {frame_ancestors}"
+            ),
+            "Referrer-Policy": "same-origin",
+            "X-Content-Type-Options": "nosniff",
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def headed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in self.headers.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, headed)
 
 
 class ServerTiming:

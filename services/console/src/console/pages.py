@@ -11,6 +11,7 @@ dry run and status, auto-draft rules.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date
@@ -289,22 +290,17 @@ class Pages:
         account = accounts.get(realm)
         if account is None:
             raise Refused(404, "errors.not_found")
-        draft = await self.backend.get(
-            person, "invoice-builder", f"{base}/deals/{deal}/draft", quote_id=quote
+        is_us = bool(account.get("is_us", (account.get("country") or "US") == "US"))
+        ask = self.backend.get
+        # Side by side: each is a separate question to invoice-builder (and QuickBooks).
+        draft, customers, items, terms, taxes = await asyncio.gather(
+            ask(person, "invoice-builder", f"{base}/deals/{deal}/draft", quote_id=quote),
+            ask(person, "invoice-builder", f"{base}/customers", deal_id=deal, q=""),
+            ask(person, "invoice-builder", f"{base}/items"),
+            ask(person, "invoice-builder", f"{base}/terms"),
+            _nothing() if is_us else ask(person, "invoice-builder", f"{base}/tax-codes"),
         )
-        customers = await self.backend.get(
-            person, "invoice-builder", f"{base}/customers", deal_id=deal, q=""
-        )
-        items = await self.backend.get(person, "invoice-builder", f"{base}/items")
-        terms = await self.backend.get(person, "invoice-builder", f"{base}/terms")
-        is_us = (account.get("country") or "US") == "US"
-        tax_codes = (
-            []
-            if is_us
-            else (await self.backend.get(person, "invoice-builder", f"{base}/tax-codes")).get(
-                "tax-codes", []
-            )
-        )
+        tax_codes = list((taxes or {}).get("tax-codes", []))
         return {
             "account": account,
             "is_us": is_us,
@@ -747,6 +743,10 @@ class Pages:
             person, "invoice-builder", "DELETE", f"/portals/{portal}/auto-draft-rules/{rule_id}"
         )
         return RedirectResponse(f"/portals/{portal}/rules?deleted=1", 303)
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _problems(status: int, answer: Any) -> list[dict[str, Any]]:

@@ -33,6 +33,8 @@ class ConsoleSettings(KitSettings):
     # How long the console trusts connector-auth's answer about a session before asking again
     # (so a sign-out elsewhere ends the console session within this many seconds).
     session_recheck_seconds: float = 30.0
+    # Who may show the console in a frame: HubSpot, whose app card opens it in an iframe modal.
+    frame_ancestors: str = "'self' https://*.hubspot.com"
     # Timeout of one call to a service.
     backend_timeout_seconds: float = 10.0
 

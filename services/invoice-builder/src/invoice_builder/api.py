@@ -13,7 +13,9 @@ another portal, or another portal's rule, is a 404.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -200,21 +202,54 @@ async def customers(request: Request) -> Response:
     )  # fmt: skip
 
 
+class ShortLists:
+    """A company's short lists (terms, tax codes, the first page of items) kept for a minute
+    per process: the wizard asks for them on every step, and each ask would otherwise spend
+    the company's QuickBooks budget. A change in QuickBooks shows within `seconds`."""
+
+    def __init__(self, seconds: float = 60.0, limit: int = 5000) -> None:
+        self.seconds, self.limit = seconds, limit
+        self._kept: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+
+    async def get(
+        self, realm_id: str, kind: str, read: Callable[[], Awaitable[dict[str, Any]]]
+    ) -> dict[str, Any]:
+        now = time.monotonic()
+        kept = self._kept.get((realm_id, kind))
+        if kept is not None and kept[0] > now:
+            return kept[1]
+        answer = await read()
+        if len(self._kept) >= self.limit:
+            self._kept.clear()
+        self._kept[(realm_id, kind)] = (now + self.seconds, answer)
+        return answer
+
+
+def _lists(request: Request) -> ShortLists:
+    lists: ShortLists = request.app.state.lists
+    return lists
+
+
 async def items(request: Request) -> Response:
     account = await _account(request, request.path_params["realm_id"])
     if account is None:
         return _error(404, NOT_CONNECTED)
-    found, more = await _service(request).handlers.search(account.realm_id).items(_text(request))
-    return JSONResponse(
-        {
+    text = _text(request)
+
+    async def read() -> dict[str, Any]:
+        found, more = await _service(request).handlers.search(account.realm_id).items(text)
+        return {
             "items": [
                 {"id": r.Id, "name": r.Name, "unit_price": str(r.UnitPrice or 0),
                  "type": r.Type, "taxable": bool(r.Taxable)}
                 for r in found
             ],
             "more": more,
-        }
-    )  # fmt: skip
+        }  # fmt: skip
+
+    if text:
+        return JSONResponse(await read())
+    return JSONResponse(await _lists(request).get(account.realm_id, "items", read))
 
 
 async def tax_codes(request: Request) -> Response:
@@ -224,11 +259,13 @@ async def tax_codes(request: Request) -> Response:
     if account.is_us:
         return JSONResponse({"tax-codes": [], "note": "US companies send no tax codes"})
     company = _service(request).handlers.qbo.company(account.realm_id)
-    rows = await company.query_all("SELECT * FROM TaxCode")
-    return JSONResponse(
-        {"tax-codes": [{"id": r.Id, "name": r.Name, "description": r.Description}
-                       for r in rows if isinstance(r, TaxCode)]}
-    )  # fmt: skip
+
+    async def read() -> dict[str, Any]:
+        rows = await company.query_all("SELECT * FROM TaxCode")
+        return {"tax-codes": [{"id": r.Id, "name": r.Name, "description": r.Description}
+                              for r in rows if isinstance(r, TaxCode)]}  # fmt: skip
+
+    return JSONResponse(await _lists(request).get(account.realm_id, "tax-codes", read))
 
 
 async def terms(request: Request) -> Response:
@@ -236,11 +273,13 @@ async def terms(request: Request) -> Response:
     if account is None:
         return _error(404, NOT_CONNECTED)
     company = _service(request).handlers.qbo.company(account.realm_id)
-    rows = await company.query_all("SELECT * FROM Term")
-    return JSONResponse(
-        {"terms": [{"id": r.Id, "name": r.Name, "due_days": r.DueDays}
-                   for r in rows if isinstance(r, Term)]}
-    )  # fmt: skip
+
+    async def read() -> dict[str, Any]:
+        rows = await company.query_all("SELECT * FROM Term")
+        return {"terms": [{"id": r.Id, "name": r.Name, "due_days": r.DueDays}
+                          for r in rows if isinstance(r, Term)]}  # fmt: skip
+
+    return JSONResponse(await _lists(request).get(account.realm_id, "terms", read))
 
 
 def _page(request: Request) -> int:
@@ -540,4 +579,5 @@ def build_api(service: Service, guard: Guard) -> Starlette:
         },
     )
     api.state.service = service
+    api.state.lists = ShortLists()
     return api
