@@ -170,6 +170,8 @@ class Topology:
                 "INVOICE_BUILDER_URL": self.url("invoice-builder"),
                 "STATUS_TRACKER_URL": self.url("status-tracker"),
                 "MAPPING_REGISTRY_URL": self.url("mapping-registry"),
+                "CONTACT_SYNC_URL": self.url("contact-sync"),
+                "PRODUCT_SYNC_URL": self.url("product-sync"),
             },
             "status-tracker": {
                 "STATUS_TRACKER_OVERDUE_INTERVAL_SECONDS": "3600",

@@ -99,6 +99,9 @@ def build_app(settings: ConsoleSettings, http: httpx.AsyncClient | None = None) 
         guard.route(p + "/sync/{realm}/{object_type}", pages.save_sync, ["POST"], session),
         guard.route(p + "/sync/{realm}/{object_type}/mappings", pages.mappings, ["GET"], session),
         guard.route(
+            p + "/sync/{realm}/{object_type}/backfill", pages.backfill, ["POST"], session
+        ),
+        guard.route(
             p + "/sync/{realm}/{object_type}/mappings/check", pages.mapping_check, ["POST"],
             session,
         ),

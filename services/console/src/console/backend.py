@@ -96,6 +96,8 @@ class Backend:
             "invoice-builder": settings.invoice_builder_url.rstrip("/"),
             "status-tracker": settings.status_tracker_url.rstrip("/"),
             "mapping-registry": settings.mapping_registry_url.rstrip("/"),
+            "contact-sync": settings.contact_sync_url.rstrip("/"),
+            "product-sync": settings.product_sync_url.rstrip("/"),
         }
 
     async def close(self) -> None:

@@ -533,7 +533,15 @@ class Pages:
                         "failing": sum(1 for m in status.get("mappings", []) if m.get("failed")),
                     }
                 )
-        return self.render(request, "sync.html", sets=sets, saved=request.query_params.get("saved"))
+        q = request.query_params
+        return self.render(
+            request,
+            "sync.html",
+            sets=sets,
+            saved=q.get("saved"),
+            backfill_started=q.get("backfill_started"),
+            backfill_refused=q.get("backfill_refused"),
+        )
 
     async def save_sync(self, request: Request) -> Response:
         person = await self._person(request)
@@ -553,6 +561,18 @@ class Pages:
             headers={"If-Match": f'"{form.get("version")}"'},
         )
         return RedirectResponse(f"/portals/{portal}/sync?saved={realm}-{kind}", 303)
+
+    async def backfill(self, request: Request) -> Response:
+        """Sync the records that existed before sync was switched on (a backfill run of the
+        sync service; it refuses while sync is off or a run is going)."""
+        person = await self._person(request)
+        portal, realm, kind = self._set(request)
+        service = "contact-sync" if kind == "contacts" else "product-sync"
+        status, _answer, _ = await self.backend.call(
+            person, service, "POST", f"/portals/{portal}/accounts/{realm}/backfill", ok=(409,)
+        )
+        said = "backfill_started" if status == 202 else "backfill_refused"
+        return RedirectResponse(f"/portals/{portal}/sync?{said}={realm}-{kind}", 303)
 
     async def _mapping_facts(self, person: Person, base: str) -> dict[str, Any]:
         current = await self.backend.get(person, "mapping-registry", f"{base}/mappings")

@@ -25,6 +25,12 @@ class ConsoleSettings(KitSettings):
     mapping_registry_url: str = Field(
         default="http://127.0.0.1:8107", validation_alias=AliasChoices("MAPPING_REGISTRY_URL")
     )
+    contact_sync_url: str = Field(
+        default="http://127.0.0.1:8105", validation_alias=AliasChoices("CONTACT_SYNC_URL")
+    )
+    product_sync_url: str = Field(
+        default="http://127.0.0.1:8106", validation_alias=AliasChoices("PRODUCT_SYNC_URL")
+    )
     # Where people's browsers reach connector-auth (sign-in, connecting QuickBooks); behind one
     # ingress this is the console's own origin. Empty: `connector_auth_url`.
     connector_auth_public_url: str = ""
