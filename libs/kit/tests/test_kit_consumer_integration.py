@@ -350,3 +350,18 @@ async def test_handled_events_are_remembered_at_once_and_written_together(
     ]
     assert await processed.seen("sync-contact", "e3")
     assert not await processed.seen("sync-contact", "e4")
+
+
+async def test_a_replay_for_another_consumer_is_left_alone_and_one_for_this_consumer_is_handled(
+    harness: Harness,
+) -> None:
+    elsewhere = customer_changed("r1")
+    await harness.runtime.publisher.publish(
+        elsewhere, headers={"replay-for": "other-service.sync-contact"}
+    )
+    mine = customer_changed("r2")
+    await harness.runtime.publisher.publish(mine, headers={"replay-for": "kit-test.sync-contact"})
+
+    # One key, so in order: once r2 is handled, r1 was settled before it.
+    await eventually(lambda: _runs_at_least(harness, "r2", 1))
+    assert await harness.runs("r1") == 0

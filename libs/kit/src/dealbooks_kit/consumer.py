@@ -8,7 +8,10 @@ Guarantees, for every handler:
   `<topic>.dlq` with the original bytes and a reason a person can read;
 - a decoded event given up on is also handed to the consumer's `on_dead_letter` hook (a
   service tells the user who started the action); if the hook fails, the event is handled again;
-- nothing a message does can stop the consumer loop.
+- nothing a message does can stop the consumer loop;
+- a record carrying a `replay-for` header (an operator's replay of a dead letter, see
+  `dealbooks dlq replay`) is handled only by the consumer it names, `<service>.<consumer>`;
+  every other consumer of the topic settles it untouched.
 Handlers must still be idempotent: a crash after the effect and before the dedupe record
 replays the event.
 
@@ -80,6 +83,7 @@ DeadLetterHook = Callable[[Envelope[P], GaveUp], Awaitable[None]]
 log = get_logger(__name__)
 
 PROCESSED_COLLECTION = "processed_events"
+REPLAY_FOR_HEADER = "replay-for"
 _DUPLICATE_KEY = 11000
 PROCESSED_INDEXES = (IndexSpec(PROCESSED_COLLECTION, [("consumer", 1), ("handled_at", 1)]),)
 
@@ -243,6 +247,10 @@ class EventConsumer(Generic[P]):
         service = self._settings.service_name
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(service=service, consumer=self.name)
+        target = replay_target(record)
+        if target is not None and target != f"{service}.{self.name}":
+            EVENTS_CONSUMED.labels(service, self.spec.topic, "ignored").inc()
+            return True
         if isinstance(decoded, ValidationError):
             return await self._dead_letter(record, f"malformed event: {_short(decoded)}", decoded)
         event = decoded
@@ -358,6 +366,14 @@ class EventConsumer(Generic[P]):
         EVENTS_CONSUMED.labels(self._settings.service_name, self.spec.topic, "dead_lettered").inc()
         log.error("event dead-lettered", reason=reason, dlq_topic=self.dlq_topic)
         return True
+
+
+def replay_target(record: Any) -> str | None:
+    """The consumer (`<service>.<consumer>`) a replayed record is meant for, if it names one."""
+    for key, value in getattr(record, "headers", None) or ():
+        if key == REPLAY_FOR_HEADER and value:
+            return bytes(value).decode(errors="replace")
+    return None
 
 
 async def _as_polled(message: KafkaMessage) -> KafkaMessage:

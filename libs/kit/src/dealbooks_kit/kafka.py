@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from dealbooks_contracts import REGISTRY, Envelope
@@ -45,7 +46,11 @@ class EventPublisher:
         self._broker = broker
         self._settings = settings
 
-    async def publish(self, event: Envelope[Any]) -> None:
+    async def publish(
+        self, event: Envelope[Any], *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """Publish `event` on its topic and wait for Kafka's ack; `headers` are added to the
+        kit's own (an operator's replay names the one consumer it is for)."""
         spec = REGISTRY.by_type(event.type, event.version)
         topic = self._settings.topic(spec.topic)
         await self._broker.publish(
@@ -57,6 +62,7 @@ class EventPublisher:
                 "event-type": event.type,
                 "correlation-id": event.correlation_id,
                 "content-type": "application/json",
+                **(headers or {}),
             },
         )
         EVENTS_PUBLISHED.labels(self._settings.service_name, spec.topic).inc()
