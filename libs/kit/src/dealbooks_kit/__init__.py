@@ -22,6 +22,7 @@ from dealbooks_kit.logging import configure_logging, get_logger, redact
 from dealbooks_kit.memory import Remembered
 from dealbooks_kit.mongo import IndexSpec, ensure_indexes, make_mongo_client
 from dealbooks_kit.outbox import Outbox, outbox_entry, push, push_entries
+from dealbooks_kit.periodic import TenantPass, each_tenant
 from dealbooks_kit.runtime import ServiceApp, ServiceRuntime, serve
 from dealbooks_kit.settings import KitSettings
 
@@ -53,10 +54,12 @@ __all__ = [
     "ServiceRuntime",
     "Settled",
     "StaticCrmTokens",
+    "TenantPass",
     "TransientError",
     "api_clients",
     "api_tokens",
     "configure_logging",
+    "each_tenant",
     "ensure_indexes",
     "get_logger",
     "make_broker",

@@ -32,6 +32,16 @@ PERIODIC_FAILURES = Counter(
     "Runs of a timer job (outbox relay, overdue clock, reconciliation) that raised",
     ["job"],
 )
+PERIODIC_PASSES = Counter(
+    "dealbooks_periodic_passes_total",
+    "Passes of a timer job, by outcome: ran here, or skipped (another replica holds its lease)",
+    ["job", "outcome"],
+)
+PERIODIC_TENANT_FAILURES = Counter(
+    "dealbooks_periodic_tenant_failures_total",
+    "Tenants (realms, portals) a periodic pass failed for and went on without",
+    ["job"],
+)
 HANDLER_SECONDS = Histogram(
     "dealbooks_handler_seconds",
     "Handler latency including retries",

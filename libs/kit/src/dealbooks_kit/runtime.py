@@ -30,9 +30,15 @@ from dealbooks_kit.consumer import (
 )
 from dealbooks_kit.kafka import EventPublisher, make_broker
 from dealbooks_kit.logging import configure_logging, get_logger
-from dealbooks_kit.metrics import PERIODIC_FAILURES
 from dealbooks_kit.mongo import IndexSpec, ensure_indexes, make_mongo_client, ping
 from dealbooks_kit.outbox import Outbox, outbox_index
+from dealbooks_kit.periodic import (
+    JobLeases,
+    PeriodicJob,
+    process_holder,
+    run_leased,
+    run_unleased,
+)
 from dealbooks_kit.settings import KitSettings
 from dealbooks_kit.topics import ensure_topics
 
@@ -71,7 +77,9 @@ class ServiceRuntime:
         self.indexes: list[IndexSpec] = [*PROCESSED_INDEXES, *indexes]
         self.consumers: list[EventConsumer[Any]] = []
         self.outbox = Outbox(self.db, self.publisher)
-        self._periodic: list[tuple[str, float, Callable[[], Awaitable[object]]]] = []
+        self._periodic: list[PeriodicJob] = []
+        # Leased timers run in the replica holding the job's lease (dealbooks_kit.periodic).
+        self.leases = JobLeases(self.db, settings.service_name, process_holder())
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
         self.processed = ProcessedEvents(self.db)
@@ -137,22 +145,37 @@ class ServiceRuntime:
         first run only, and their writers reread a document before changing it and relay what
         it still holds (`Outbox.relay_left`)."""
         if not self.outbox.collections:
+            # In every replica: each relays what its own failed relays left (`check_later`,
+            # failed publishes) and scans reread collections at its first pass.
             self.every(
-                "outbox-relay", self.settings.outbox_relay_seconds, self.outbox.relay_pending
+                "outbox-relay",
+                self.settings.outbox_relay_seconds,
+                self.outbox.relay_pending,
+                leased=False,
             )
         self.outbox.watch(*collections, reread=reread)
         if not reread:
             self.indexes.extend(outbox_index(c) for c in collections)
         return self.outbox
 
-    def every(self, name: str, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
-        """Run `job` every `seconds` while the service runs (first run at start).
+    def every(
+        self,
+        name: str,
+        seconds: float,
+        job: Callable[[], Awaitable[object]],
+        *,
+        leased: bool = True,
+    ) -> None:
+        """Run `job` every `seconds` while the service runs (first run at start), in one
+        replica of the service at a time: the one holding the job's lease
+        (`dealbooks_kit.periodic`). `leased=False` runs it in every replica, for work on the
+        process's own state (what its own failed writes left, its caches).
 
         A failing run is logged and counted; the next one tries again. Timers (overdue clock,
         reconciliation, housekeeping) are registered here rather than started by hand, so they
         start after the broker and stop before it.
         """
-        self._periodic.append((name, seconds, job))
+        self._periodic.append(PeriodicJob(name, seconds, job, leased))
 
     async def prepare(self) -> None:
         """Create the service's indexes and topics (idempotent); runs before the broker starts."""
@@ -166,10 +189,14 @@ class ServiceRuntime:
         """Start the registered timers (after the broker, which they may publish through)."""
         if not self._tasks:
             self._tasks = [
-                asyncio.create_task(_repeat(name, seconds, job), name=name)
-                for name, seconds, job in self._periodic
+                asyncio.create_task(self._timer(job), name=job.name) for job in self._periodic
             ]
         self.started = True
+
+    async def _timer(self, job: PeriodicJob) -> None:
+        if not job.leased:
+            return await run_unleased(job)
+        await run_leased(job, self.leases, self.settings.periodic_lease_min_seconds)
 
     async def stop_periodic(self) -> None:
         """Stop the timers and let the consumers' in-flight handlers finish (before the broker
@@ -248,16 +275,6 @@ class ServiceRuntime:
                 "/docs/asyncapi", asyncapi_json_path="/docs/asyncapi.json", try_it_out_path=None
             ),
         )
-
-
-async def _repeat(name: str, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
-    while True:
-        try:
-            await job()
-        except Exception as exc:  # a failed run is logged; the next one tries again
-            PERIODIC_FAILURES.labels(name).inc()
-            log.warning("periodic job failed", job=name, error=f"{type(exc).__name__}: {exc}")
-        await asyncio.sleep(seconds)
 
 
 def serve(app: ServiceApp, settings: KitSettings) -> None:

@@ -68,6 +68,9 @@ class KitSettings(AuthSettings):
     dedupe_retention_days: float = Field(default=14.0, gt=0)
     # Period of the pass that publishes outbox entries a failed or crashed relay left behind.
     outbox_relay_seconds: float = Field(default=5.0, gt=0)
+    # A leased timer's lease lasts its period, and at least this long (dealbooks_kit.periodic):
+    # a crashed holder's job moves to another replica once it expired.
+    periodic_lease_min_seconds: float = Field(default=5.0, gt=0)
 
     @property
     def database_name(self) -> str:

@@ -43,11 +43,13 @@ def build_app(settings: WebhookGatewaySettings) -> ServiceApp:
     """The webhook-gateway process."""
     runtime, intake = build_service(settings)
 
-    async def housekeeping() -> None:
-        await intake.dedupe.mark()  # any a failed bulk write left
+    async def forget_expired() -> None:
         await intake.dedupe.forget_expired(datetime.now(UTC))
 
-    runtime.every("dedupe-housekeeping", settings.housekeeping_seconds, housekeeping)
+    # The marks a failed bulk write left are this process's own: every replica writes its own.
+    runtime.every("dedupe-marks", settings.housekeeping_seconds, intake.dedupe.mark, leased=False)
+    # Expired entries are shared: one replica removes them.
+    runtime.every("dedupe-housekeeping", settings.housekeeping_seconds, forget_expired)
     # Both routes are public by design; the intake checks every delivery's signature.
     guard = Guard(settings, settings.service_name, public_base_url=settings.public_base_url)
     app = runtime.asgi(api=build_api(intake, guard), title="webhook-gateway")
