@@ -1,0 +1,1 @@
+"""dealbooks operator command line (`dealbooks --help`)."""

@@ -1,0 +1,339 @@
+"""`dealbooks`: the operator's command line against a running stack (see libs/cli/README.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+
+import typer
+from dealbooks_kit import configure_logging
+from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
+
+from dealbooks_cli import operations
+from dealbooks_cli.deadletters import DeadLetter, DeadLetterTopics, Filters, dead_letter_topics
+from dealbooks_cli.output import emit_json, table
+from dealbooks_cli.replay import Replays, operator_db, replay, replay_key
+from dealbooks_cli.stack import CliError, Stack
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="Operate a running dealbooks: dead letters, sweeps, connected accounts. Addresses "
+    "come from the environment, else from .local/endpoints.env written by `make up`.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+dlq = typer.Typer(help="Dead letters: list, show, replay.", no_args_is_help=True)
+sweep = typer.Typer(help="status-tracker's sweeps.", no_args_is_help=True)
+accounts = typer.Typer(help="Connected QuickBooks companies.", no_args_is_help=True)
+app.add_typer(dlq, name="dlq")
+app.add_typer(sweep, name="sweep")
+app.add_typer(accounts, name="accounts")
+
+Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+Topic = Annotated[
+    str | None,
+    typer.Option(help="Event type, topic or dead-letter topic, e.g. invoice.drafted."),
+]
+Consumer = Annotated[
+    str | None, typer.Option(help="The consumer that gave up, <service>.<consumer>.")
+]
+Portal = Annotated[str | None, typer.Option(help="CRM portal id of the event's tenant.")]
+Realm = Annotated[str | None, typer.Option(help="QuickBooks realm id of the event's tenant.")]
+Since = Annotated[
+    str | None, typer.Option(help="Only dead letters written at or after this ISO 8601 time.")
+]
+EventId = Annotated[str | None, typer.Option("--event-id", help="The dead-lettered event's id.")]
+
+LIST_COLUMNS = [
+    ("dlq_topic", "DLQ TOPIC"),
+    ("position", "P:OFFSET"),
+    ("failed_at", "FAILED AT"),
+    ("consumer", "CONSUMER"),
+    ("portal_id", "PORTAL"),
+    ("realm_id", "REALM"),
+    ("event_id", "EVENT"),
+    ("replayed", "REPLAYED"),
+    ("reason", "REASON"),
+]
+
+
+def _run(make: Callable[[Stack], Coroutine[Any, Any, T]]) -> T:
+    """Run one command against the stack; a CliError ends it with one line and exit 1."""
+    # Library lines go to stderr, and only warnings: stdout is the command's answer.
+    configure_logging("dealbooks-operator", "WARNING", json=False)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        return asyncio.run(make(Stack.load()))
+    except CliError as exc:
+        typer.echo(f"dealbooks: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@asynccontextmanager
+async def _mongo(stack: Stack) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
+    client = stack.mongo()
+    try:
+        try:
+            await client.admin.command("ping")
+        except PyMongoError as exc:
+            where = re.sub(r"//[^@/]*@", "//", stack.mongodb_uri)
+            raise CliError(f"cannot reach MongoDB at {where}: {type(exc).__name__}") from exc
+        yield client
+    finally:
+        await client.close()
+
+
+def _filters(
+    topic: str | None,
+    consumer: str | None,
+    portal: str | None,
+    realm: str | None,
+    since: str | None,
+    event_id: str | None,
+) -> Filters:
+    when = None
+    if since:
+        try:
+            when = datetime.fromisoformat(since)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{since!r} is not an ISO 8601 time", param_hint="--since"
+            ) from None
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    return Filters(topic, consumer, portal, realm, when, event_id)
+
+
+def _position(text: str) -> tuple[int, int]:
+    partition, sep, offset = text.partition(":")
+    if not sep or not partition.isdigit() or not offset.isdigit():
+        raise typer.BadParameter(f"{text!r} is not <partition>:<offset>, e.g. 0:42")
+    return int(partition), int(offset)
+
+
+async def _with_replays(
+    stack: Stack, client: AsyncMongoClient[dict[str, Any]], letters: list[DeadLetter]
+) -> list[dict[str, Any]]:
+    replays = await Replays(operator_db(stack, client)).of([replay_key(d) for d in letters])
+    rows = []
+    for letter in letters:
+        done = replays.get(replay_key(letter))
+        replayed = None
+        if done:
+            replayed = {"new_event_id": done.get("new_event_id"), "outcome": done.get("outcome")}
+        rows.append({**letter.summary(), "replayed": replayed})
+    return rows
+
+
+@dlq.command("list")
+def dlq_list(
+    topic: Topic = None,
+    consumer: Consumer = None,
+    portal: Portal = None,
+    realm: Realm = None,
+    since: Since = None,
+    event_id: EventId = None,
+    json: Json = False,
+) -> None:
+    """List dead letters, oldest first per topic and partition, with any replay of each."""
+    filters = _filters(topic, consumer, portal, realm, since, event_id)
+
+    async def go(stack: Stack) -> list[dict[str, Any]]:
+        async with dead_letter_topics(stack) as topics, _mongo(stack) as client:
+            return await _with_replays(stack, client, await topics.matching(filters))
+
+    rows = _run(go)
+    if json:
+        emit_json(rows)
+        return
+    shown = [
+        {
+            **r,
+            "position": f"{r['partition']}:{r['offset']}",
+            "replayed": r["replayed"]["outcome"] if r["replayed"] else "",
+        }
+        for r in rows
+    ]
+    typer.echo(table(shown, LIST_COLUMNS) if rows else "no dead letters")
+
+
+@dlq.command("show")
+def dlq_show(
+    dlq_topic: Annotated[str, typer.Argument(help="The dead-letter topic, e.g. x.v1.dlq.")],
+    position: Annotated[str, typer.Argument(help="<partition>:<offset>")],
+    json: Json = False,
+) -> None:
+    """One dead letter: the original envelope, the error and the consumer that gave up."""
+    partition, offset = _position(position)
+
+    async def go(stack: Stack) -> dict[str, Any]:
+        async with dead_letter_topics(stack) as topics, _mongo(stack) as client:
+            letter = await topics.get(dlq_topic, partition, offset)
+            [row] = await _with_replays(stack, client, [letter])
+            return {**row, **letter.detail(), "replayed": row["replayed"]}
+
+    detail = _run(go)
+    if json:
+        emit_json(detail)
+        return
+    for key in ("dlq_topic", "partition", "offset", "failed_at", "consumer", "error_type"):
+        typer.echo(f"{key:<12} {detail[key]}")
+    typer.echo(f"{'attempts':<12} {detail['attempts']}")
+    original = detail["original"]
+    typer.echo(f"{'original':<12} {original['topic']} {original['partition']}:{original['offset']}")
+    replayed = detail["replayed"]
+    if replayed:
+        typer.echo(f"{'replayed':<12} as {replayed['new_event_id']} ({replayed['outcome']})")
+    typer.echo(f"{'reason':<12} {detail['reason']}\n")
+    if detail["envelope"] is not None:
+        emit_json(detail["envelope"])
+    else:
+        typer.echo(detail["raw"])
+
+
+@dlq.command("replay")
+def dlq_replay(
+    dlq_topic: Annotated[
+        str | None, typer.Argument(help="The dead-letter topic of the positions.")
+    ] = None,
+    positions: Annotated[
+        list[str] | None, typer.Argument(help="<partition>:<offset> of each dead letter.")
+    ] = None,
+    topic: Topic = None,
+    consumer: Consumer = None,
+    portal: Portal = None,
+    realm: Realm = None,
+    since: Since = None,
+    event_id: EventId = None,
+    again: Annotated[
+        bool, typer.Option("--again", help="Replay even if it was replayed before.")
+    ] = False,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for each replay's outcome.")] = 30.0,
+    json: Json = False,
+) -> None:
+    """Run dead-lettered events again: by position, or every dead letter the filters match.
+
+    Each is published on its original topic as a copy of its envelope with a new id, and
+    causation_id set to the dead-lettered event's id (so no consumer skips it as a
+    duplicate, and the link is kept). A replay-for header names the consumer that gave up;
+    the kit's consumers hand the copy to that consumer only, so the consumers of the topic
+    that handled the original do not see it. Each replay is recorded in
+    dealbooks_operator.dlq_replays: the same dead letter (or another dead letter of the
+    same event for the same consumer) is not replayed twice without --again. Then it waits
+    for the consumer's processed record or a new dead letter of the copy, and says which.
+    Exits 1 if any was refused, failed again or gave no outcome in time.
+    """
+    if dlq_topic is not None and not positions:
+        raise typer.BadParameter("give <partition>:<offset> after the dead-letter topic")
+    coordinates = [_position(p) for p in positions or []]
+    filters = _filters(topic, consumer, portal, realm, since, event_id)
+    if dlq_topic is None and filters == Filters():
+        raise typer.BadParameter("name dead letters by position or by at least one filter")
+
+    async def go(stack: Stack) -> list[dict[str, Any]]:
+        async with dead_letter_topics(stack) as topics, _mongo(stack) as client:
+            letters = await _chosen(topics, dlq_topic, coordinates, filters)
+            if not letters:
+                raise CliError("no dead letter matches")
+            return [await _replay_one(stack, client, topics, d, again, wait) for d in letters]
+
+    results = _run(go)
+    if json:
+        emit_json(results)
+    else:
+        for r in results:
+            where = f"{r['dlq_topic']} {r['partition']}:{r['offset']}"
+            typer.echo(f"{where}: {r['outcome']}: {r['detail']}")
+    if any(r["outcome"] not in {"ok", "settled"} for r in results):
+        raise typer.Exit(1)
+
+
+async def _chosen(
+    topics: DeadLetterTopics,
+    dlq_topic: str | None,
+    coordinates: list[tuple[int, int]],
+    filters: Filters,
+) -> list[DeadLetter]:
+    if dlq_topic is None:
+        return await topics.matching(filters)
+    letters = [await topics.get(dlq_topic, p, o) for p, o in coordinates]
+    return [d for d in letters if filters.matches(d)]
+
+
+async def _replay_one(
+    stack: Stack,
+    client: AsyncMongoClient[dict[str, Any]],
+    topics: DeadLetterTopics,
+    letter: DeadLetter,
+    again: bool,
+    wait: float,
+) -> dict[str, Any]:
+    try:
+        return await replay(stack, client, topics, letter, again=again, wait=wait)
+    except CliError as exc:
+        summary = letter.summary()
+        return {
+            **{k: summary[k] for k in ("dlq_topic", "partition", "offset", "consumer")},
+            "event_id": summary["event_id"],
+            "outcome": "refused",
+            "detail": str(exc),
+        }
+
+
+@app.command("reconcile")
+def reconcile(
+    realm: Annotated[
+        str | None, typer.Option(help="Only this QuickBooks realm (default: every one).")
+    ] = None,
+    json: Json = False,
+) -> None:
+    """Run status-tracker's reconciliation pass now (POST /sweeps/reconcile)."""
+    params = {"realm_id": realm} if realm else None
+    answer = _run(lambda stack: operations.sweep(stack, "/sweeps/reconcile", params))
+    if json:
+        emit_json(answer)
+    else:
+        typer.echo(f"reconciled{f' realm {realm}' if realm else ''}: {answer.get('changes')}")
+
+
+@sweep.command("overdue")
+def sweep_overdue(json: Json = False) -> None:
+    """Run status-tracker's overdue sweep now (POST /sweeps/overdue)."""
+    answer = _run(lambda stack: operations.sweep(stack, "/sweeps/overdue"))
+    if json:
+        emit_json(answer)
+    else:
+        typer.echo(f"invoices moved to overdue: {answer.get('moved')}")
+
+
+@accounts.command("list")
+def accounts_list(
+    portal: Portal = None,
+    json: Json = False,
+) -> None:
+    """Each portal's QuickBooks companies and their state (never their tokens)."""
+
+    async def go(stack: Stack) -> list[dict[str, Any]]:
+        async with _mongo(stack) as client:
+            return await operations.accounts(stack, client, portal)
+
+    rows = _run(go)
+    if json:
+        emit_json(rows)
+        return
+    columns = [
+        ("portal_id", "PORTAL"),
+        ("realm_id", "REALM"),
+        ("status", "STATUS"),
+        ("company_name", "COMPANY"),
+        ("country", "COUNTRY"),
+        ("home_currency", "CURRENCY"),
+        ("connected_at", "CONNECTED AT"),
+    ]
+    typer.echo(table(rows, columns) if rows else "no accounts")

@@ -1,0 +1,74 @@
+"""status-tracker's sweeps (its operator routes) and connector-auth's accounts (read-only)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import httpx
+from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
+
+from dealbooks_cli.stack import CliError, Stack
+
+# Only these fields of an account are ever read: never its tokens or outbox.
+ACCOUNT_FIELDS = (
+    "portal_id",
+    "realm_id",
+    "status",
+    "environment",
+    "company",
+    "connected_at",
+    "last_refresh_at",
+    "disconnected_at",
+)
+
+
+async def sweep(stack: Stack, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+    """POST one of status-tracker's sweep routes with the operator credential."""
+    url = stack.url("status-tracker") + path
+    headers = {"Authorization": f"Bearer {stack.operator_credential()}"}
+    try:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(600, connect=5)) as client:
+            response = await client.post(url, params=params, headers=headers)
+    except httpx.HTTPError as exc:
+        raise CliError(f"cannot reach status-tracker at {url}: {exc}") from exc
+    if response.status_code != 200:
+        raise CliError(f"status-tracker answered {response.status_code}: {response.text[:300]}")
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+async def accounts(
+    stack: Stack, client: AsyncMongoClient[dict[str, Any]], portal: str | None
+) -> list[dict[str, Any]]:
+    """Every portal's QuickBooks companies with their state, by portal then connection time."""
+    collection = client[stack.database("connector-auth")]["accounts"]
+    query = {"portal_id": portal} if portal else {}
+    try:
+        cursor = collection.find(query, projection={f: 1 for f in ACCOUNT_FIELDS})
+        docs = [doc async for doc in cursor]
+    except PyMongoError as exc:
+        raise CliError(f"cannot read connector-auth's accounts: {exc}") from exc
+    rows = [_account(doc) for doc in docs]
+    return sorted(rows, key=lambda r: (r["portal_id"], r["connected_at"] or ""))
+
+
+def _account(doc: dict[str, Any]) -> dict[str, Any]:
+    company = doc.get("company") or {}
+    return {
+        "portal_id": doc.get("portal_id", ""),
+        "realm_id": doc.get("realm_id", ""),
+        "status": doc.get("status", ""),
+        "environment": doc.get("environment", ""),
+        "company_name": company.get("company_name", ""),
+        "country": company.get("country", ""),
+        "home_currency": company.get("home_currency", ""),
+        "multicurrency_enabled": company.get("multicurrency_enabled"),
+        "custom_transaction_numbers": company.get("custom_transaction_numbers"),
+        **{k: _iso(doc.get(k)) for k in ("connected_at", "last_refresh_at", "disconnected_at")},
+    }
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else value

@@ -1,0 +1,216 @@
+"""`dealbooks dlq` against a real kit consumer on a real Kafka broker and MongoDB-wire server:
+a poison event is dead-lettered, listed, shown, and once its cause is fixed, replayed to the
+consumer that gave up, with its effect applied once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dealbooks_contracts import Envelope, QboEntityChanged, QboOperation, Tenant
+from dealbooks_infra import testing
+from dealbooks_kit import KitSettings, PermanentError, ServiceRuntime
+
+pytestmark = pytest.mark.integration
+
+DEALBOOKS = Path(sys.executable).with_name("dealbooks")
+TOPIC = "qbo.entity-changed.v1"
+
+
+def customer_changed(customer_id: str) -> Envelope[QboEntityChanged]:
+    return Envelope.build(
+        QboEntityChanged(
+            realm_id="realm-7",
+            entity="Customer",
+            entity_id=customer_id,
+            operation=QboOperation.UPDATE,
+            last_updated=datetime.now(UTC),
+        ),
+        source="test",
+        tenant=Tenant(portal_id="portal-7", account_id="realm-7"),
+    )
+
+
+class Ledger:
+    """A service with two consumers of one topic: `apply` refuses customers it cannot handle
+    yet (until `fixed`), `audit` takes everything. Each counts its runs per customer, and is
+    deliberately not idempotent, so a second run shows."""
+
+    def __init__(self, settings: KitSettings) -> None:
+        self.runtime = ServiceRuntime(settings)
+        self.fixed = False
+        self.runtime.consume("apply", QboEntityChanged, self.apply)
+        self.runtime.consume("audit", QboEntityChanged, self.audit)
+
+    async def apply(self, event: Envelope[QboEntityChanged]) -> None:
+        customer = event.data.entity_id
+        if customer.startswith("bad") and not self.fixed:
+            raise PermanentError(f"customer {customer} has no billing address")
+        await self._count("applied", customer)
+
+    async def audit(self, event: Envelope[QboEntityChanged]) -> None:
+        await self._count("audited", event.data.entity_id)
+
+    async def _count(self, collection: str, customer: str) -> None:
+        await self.runtime.db[collection].update_one(
+            {"_id": customer}, {"$inc": {"runs": 1}}, upsert=True
+        )
+
+    async def runs(self, collection: str, customer: str) -> int:
+        doc = await self.runtime.db[collection].find_one({"_id": customer})
+        return int(doc["runs"]) if doc else 0
+
+
+@dataclass
+class Cli:
+    env: dict[str, str]
+
+    async def __call__(self, *args: str) -> tuple[int, Any, str]:
+        """Run the installed `dealbooks` with `--json`; its exit code, parsed output, stderr."""
+        proc = await asyncio.create_subprocess_exec(
+            str(DEALBOOKS),
+            *args,
+            "--json",
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        parsed = json.loads(out) if out.strip() else None
+        return int(proc.returncode or 0), parsed, err.decode()
+
+
+@pytest.fixture
+async def ledger(
+    kafka_bootstrap: str, mongo_uri: str, namespace: str, kafka_supports_idempotence: bool
+) -> AsyncIterator[Ledger]:
+    settings = KitSettings(
+        service_name="ledger",
+        kafka_bootstrap=kafka_bootstrap,
+        mongodb_uri=mongo_uri,
+        mongodb_database=f"{namespace}_ledger",
+        topic_prefix=f"{namespace}.",
+        kafka_idempotence=kafka_supports_idempotence,
+        handler_attempts=2,
+        handler_wait_initial=0.05,
+    )
+    service = Ledger(settings)
+    async with service.runtime.running():
+        yield service
+
+
+@pytest.fixture
+def cli(
+    kafka_bootstrap: str,
+    mongo_uri: str,
+    namespace: str,
+    kafka_supports_idempotence: bool,
+    tmp_path: Path,
+) -> Cli:
+    return Cli(
+        {
+            "PATH": os.environ.get("PATH", ""),
+            "DEALBOOKS_ROOT": str(tmp_path),  # no .local here: the environment alone
+            "KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "KAFKA_IDEMPOTENCE": str(kafka_supports_idempotence).lower(),
+            "MONGODB_URI": mongo_uri,
+            "TOPIC_PREFIX": f"{namespace}.",
+            "LEDGER_MONGODB_DATABASE": f"{namespace}_ledger",
+            "DEALBOOKS_OPERATOR_MONGODB_DATABASE": f"{namespace}_operator",
+        }
+    )
+
+
+async def test_a_dead_letter_is_listed_shown_and_replayed_once_to_the_consumer_that_gave_up(
+    ledger: Ledger, cli: Cli, kafka_bootstrap: str, namespace: str
+) -> None:
+    poison = customer_changed("bad-1")
+    await ledger.runtime.publisher.publish(poison)
+    await ledger.runtime.publisher.publish(customer_changed("good-1"))
+    dlq = f"{namespace}.{TOPIC}.dlq"
+    await testing.read_topic(kafka_bootstrap, dlq, lambda r: r, count=1)
+    await testing.eventually(lambda: ledger.runs("applied", "good-1"))
+    await testing.eventually(lambda: ledger.runs("audited", "bad-1"))
+
+    code, rows, _ = await cli("dlq", "list", "--consumer", "ledger.apply", "--realm", "realm-7")
+    assert code == 0
+    [row] = rows
+    assert row["event_id"] == str(poison.id)
+    assert (row["dlq_topic"], row["portal_id"], row["event_type"]) == (
+        dlq,
+        "portal-7",
+        "qbo.entity-changed",
+    )
+    assert row["reason"] == "customer bad-1 has no billing address"
+    assert row["replayed"] is None
+    position = f"{row['partition']}:{row['offset']}"
+    assert (await cli("dlq", "list", "--portal", "another-portal"))[1] == []
+
+    code, shown, _ = await cli("dlq", "show", dlq, position)
+    assert code == 0
+    assert shown["envelope"]["id"] == str(poison.id)
+    assert shown["envelope"]["data"]["entity_id"] == "bad-1"
+    assert (shown["consumer"], shown["error_type"]) == ("ledger.apply", "PermanentError")
+
+    # Replayed before the cause is fixed: it fails again, and says where it went.
+    code, [failed], _ = await cli("dlq", "replay", dlq, position, "--wait", "30")
+    assert code == 1
+    assert failed["outcome"] == "dead_lettered", failed
+    assert failed["new_event_id"] != str(poison.id)
+
+    ledger.fixed = True
+    code, [refused], _ = await cli("dlq", "replay", dlq, position)
+    assert (code, refused["outcome"]) == (1, "refused")
+    assert "--again" in refused["detail"]
+
+    # The failed replay left a dead letter of its own, the copy caused by the original.
+    code, rows, _ = await cli("dlq", "list", "--event-id", failed["new_event_id"])
+    [second] = rows
+    code, shown, _ = await cli("dlq", "show", dlq, f"{second['partition']}:{second['offset']}")
+    assert shown["envelope"]["causation_id"] == str(poison.id)
+    assert shown["envelope"]["correlation_id"] == poison.correlation_id
+
+    code, [done], _ = await cli("dlq", "replay", "--event-id", failed["new_event_id"])
+    assert (code, done["outcome"]) == (0, "ok"), done
+    assert await ledger.runs("applied", "bad-1") == 1
+    # Only the consumer that gave up was asked again.
+    assert await ledger.runs("audited", "bad-1") == 1
+
+    # Neither dead letter of the event is replayed once more without --again.
+    for args in (("dlq", "replay", dlq, position), ("dlq", "replay", "--event-id", str(poison.id))):
+        code, [again], _ = await cli(*args)
+        assert (code, again["outcome"]) == (1, "refused")
+    code, rows, _ = await cli("dlq", "list", "--topic", TOPIC)
+    assert [r["replayed"]["outcome"] for r in rows] == ["dead_lettered", "ok"]
+    assert await ledger.runs("applied", "bad-1") == 1
+
+    code, [forced], _ = await cli("dlq", "replay", dlq, position, "--again")
+    assert (code, forced["outcome"]) == (0, "ok")
+    assert await ledger.runs("applied", "bad-1") == 2
+    assert await ledger.runs("audited", "bad-1") == 1
+
+
+async def test_a_malformed_dead_letter_is_not_replayed(
+    ledger: Ledger, cli: Cli, kafka_bootstrap: str, namespace: str
+) -> None:
+    await ledger.runtime.publisher.publish_raw(
+        f"{namespace}.{TOPIC}", b"{not json", key=b"realm-7", headers={}
+    )
+    dlq = f"{namespace}.{TOPIC}.dlq"
+    # Both consumers give up on it.
+    record, _ = await testing.read_topic(kafka_bootstrap, dlq, lambda r: r, count=2)
+    code, shown, _ = await cli("dlq", "show", dlq, f"{record.partition}:{record.offset}")
+    assert (code, shown["envelope"], shown["raw"]) == (0, None, "{not json")
+    assert shown["reason"].startswith("malformed event")
+
+    code, [refused], _ = await cli("dlq", "replay", dlq, f"{record.partition}:{record.offset}")
+    assert (code, refused["outcome"]) == (1, "refused")
+    assert "not an event envelope" in refused["detail"]
