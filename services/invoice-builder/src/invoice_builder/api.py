@@ -186,20 +186,23 @@ async def customers(request: Request) -> Response:
     service = _service(request)
     text = _text(request)
     deal_id = request.query_params.get("deal_id")
-    hits, proposal = await asyncio.gather(
-        service.handlers.search(account.realm_id).customers(text),
-        _proposal(service, account, deal_id) if deal_id else _no_proposal(),
-    )
-    return JSONResponse(
-        {
+
+    async def read() -> dict[str, Any]:
+        hits = await service.handlers.search(account.realm_id).customers(text)
+        return {
             "customers": [
                 {"qbo_customer_id": c.qbo_customer_id, "display_name": c.display_name,
                  "email": c.email, "currency": c.currency}
                 for c in hits
-            ],
-            "proposal": proposal,
-        }
-    )  # fmt: skip
+            ]
+        }  # fmt: skip
+
+    # The first page (no search text) is a short list like the items'; a search is asked.
+    listed = read() if text else _lists(request).get(account.realm_id, "customers", read)
+    found, proposal = await asyncio.gather(
+        listed, _proposal(service, account, deal_id) if deal_id else _no_proposal()
+    )
+    return JSONResponse({**found, "proposal": proposal})
 
 
 class ShortLists:
