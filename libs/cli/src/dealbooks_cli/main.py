@@ -293,23 +293,27 @@ def reconcile(
     ] = None,
     json: Json = False,
 ) -> None:
-    """Run status-tracker's reconciliation pass now (POST /sweeps/reconcile)."""
+    """Run status-tracker's reconciliation pass now (POST /sweeps/reconcile). Exits 1 when
+    the pass reports realms it could not reconcile."""
     params = {"realm_id": realm} if realm else None
-    answer = _run(lambda stack: operations.sweep(stack, "/sweeps/reconcile", params))
-    if json:
-        emit_json(answer)
-    else:
-        typer.echo(f"reconciled{f' realm {realm}' if realm else ''}: {answer.get('changes')}")
+    _sweep_answer(_run(lambda stack: operations.sweep(stack, "/sweeps/reconcile", params)), json)
 
 
 @sweep.command("overdue")
 def sweep_overdue(json: Json = False) -> None:
-    """Run status-tracker's overdue sweep now (POST /sweeps/overdue)."""
-    answer = _run(lambda stack: operations.sweep(stack, "/sweeps/overdue"))
-    if json:
+    """Run status-tracker's overdue sweep now (POST /sweeps/overdue). Exits 1 when the sweep
+    reports portals it could not sweep."""
+    _sweep_answer(_run(lambda stack: operations.sweep(stack, "/sweeps/overdue")), json)
+
+
+def _sweep_answer(answer: dict[str, Any], as_json: bool) -> None:
+    if as_json:
         emit_json(answer)
     else:
-        typer.echo(f"invoices moved to overdue: {answer.get('moved')}")
+        for key, value in answer.items():
+            typer.echo(f"{key}: {value}")
+    if any(value for key, value in answer.items() if key.startswith("failed")):
+        raise typer.Exit(1)
 
 
 @accounts.command("list")
