@@ -66,14 +66,17 @@ async def invoice(request: Request) -> JSONResponse:
 
 
 async def overdue(request: Request) -> JSONResponse:
-    return JSONResponse({"moved": await _service(request).handlers.overdue_sweep()})
+    swept = await _service(request).handlers.overdue_sweep()
+    return JSONResponse({"moved": swept.done, "failed_portals": swept.failed})
 
 
 async def reconcile(request: Request) -> JSONResponse:
     tracker = _service(request).handlers
     realm = request.query_params.get("realm_id")
-    seen = await tracker.reconcile(realm) if realm else await tracker.reconcile_all()
-    return JSONResponse({"changes": seen})
+    if realm:
+        return JSONResponse({"changes": await tracker.reconcile(realm)})
+    passed = await tracker.reconcile_all()
+    return JSONResponse({"changes": passed.done, "failed_realms": passed.failed})
 
 
 def build_api(service: Service, guard: Guard) -> Starlette:

@@ -24,7 +24,7 @@ from dealbooks_kit import (
 
 from status_tracker.api import build_api
 from status_tracker.crm_entries import AppEventsAccess, CrmEntries
-from status_tracker.handlers import StatusTracker
+from status_tracker.handlers import OVERDUE_JOB, RECONCILE_JOB, StatusTracker
 from status_tracker.settings import StatusTrackerSettings
 from status_tracker.store import INDEXES, LEGACY_OUTBOXES, PAYMENTS, TRACKED, Store
 from status_tracker.views import RecordInvoices
@@ -99,8 +99,9 @@ def build_service(
     runtime.consume("portal-installs", PortalInstalled, handlers.on_portal_installed)
     runtime.consume("rejections", InvoiceRequestRejected, handlers.on_request_rejected)
     # No webhook fires when a due date passes, and webhooks can be lost: two timers.
-    runtime.every("overdue-clock", settings.overdue_interval_seconds, handlers.overdue_sweep)
-    runtime.every("reconciliation", settings.reconcile_interval_seconds, handlers.reconcile_all)
+    # Each runs in one replica at a time (the kit's lease), tenant by tenant.
+    runtime.every(OVERDUE_JOB, settings.overdue_interval_seconds, handlers.overdue_sweep)
+    runtime.every(RECONCILE_JOB, settings.reconcile_interval_seconds, handlers.reconcile_all)
     records = RecordInvoices(store, settings.qbo_app_url)
     return Service(settings, runtime, handlers, store, clients, records)
 

@@ -36,7 +36,7 @@ from dealbooks_contracts.crm_app import PAYMENT_EVENT_TYPE
 from dealbooks_crm import CrmClient
 from dealbooks_crm.invoicing import ensure_invoice_properties
 from dealbooks_http import AccountUnavailable
-from dealbooks_kit import PermanentError, TransientError, get_logger
+from dealbooks_kit import PermanentError, TenantPass, TransientError, each_tenant, get_logger
 from dealbooks_qbo import (
     Deleted,
     InvalidQuery,
@@ -61,6 +61,9 @@ from status_tracker.store import (
 )
 
 SOURCE = "status-tracker"
+# The periodic jobs (app.py registers them under these names; metrics carry them).
+OVERDUE_JOB = "overdue-clock"
+RECONCILE_JOB = "reconciliation"
 # QuickBooks' CDC answers changes of the last 30 days only; a day's margin for clock skew.
 CDC_LOOKBACK = timedelta(days=29)
 log = get_logger(__name__)
@@ -645,11 +648,25 @@ class StatusTracker:
 
     # ------------------------------------------------------------------ sweeps
 
-    async def overdue_sweep(self) -> int:
-        """Re-derive the stage of open invoices for today: no webhook fires on a due date."""
-        moved = 0
+    async def overdue_sweep(self) -> TenantPass:
+        """Re-derive the stage of open invoices for today: no webhook fires on a due date.
+
+        Portal by portal (each deal is written in its portal's CRM): a portal that fails (the
+        app uninstalled, its CRM down) is reported, and is swept again at the next pass; the
+        others go on. Reports how many invoices moved."""
         today = self.today()
+        by_portal: dict[str, list[dict[str, Any]]] = {}
         for doc in await self.store.open_invoices():
+            by_portal.setdefault(str(doc["portal_id"]), []).append(doc)
+
+        async def sweep(portal_id: str) -> int:
+            return await self._overdue_in(by_portal[portal_id], today)
+
+        return await each_tenant(OVERDUE_JOB, by_portal, sweep, kind="portal_id")
+
+    async def _overdue_in(self, docs: list[dict[str, Any]], today: date) -> int:
+        moved = 0
+        for doc in docs:
             snap = snapshot_of(doc)
             if domain.stage_of(snap, today) is stage_in(doc):
                 continue
@@ -741,9 +758,12 @@ class StatusTracker:
                 return Tenant(portal_id=doc["portal_id"], account_id=realm_id)
         return None
 
-    async def reconcile_all(self) -> int:
-        """A CDC pass for every realm that has tracked invoices."""
-        return sum([await self.reconcile(realm) for realm in await self.store.realms()])
+    async def reconcile_all(self) -> TenantPass:
+        """A CDC pass for every realm that has tracked invoices. A realm that fails (its
+        company disconnected, QuickBooks failing for it) is reported and keeps its watermark,
+        so the next pass picks up where it stood; the others go on. Reports changes seen."""
+        realms = await self.store.realms()
+        return await each_tenant(RECONCILE_JOB, realms, self.reconcile, kind="realm_id")
 
 
 def _holds(stored: dict[str, Any] | None, fields: dict[str, Any]) -> bool:

@@ -1,0 +1,103 @@
+"""status-tracker's periodic passes go on past a tenant that fails: a company whose grant was
+revoked, a portal the app was uninstalled from. On real Kafka, a real MongoDB-wire server
+and both sandboxes over HTTP."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import REGISTRY
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+
+Harness = Any  # the `tracker` fixture of conftest.py
+World = Any
+
+
+def tenant_failures(job: str) -> float:
+    labels = {"job": job}
+    return REGISTRY.get_sample_value("dealbooks_periodic_tenant_failures_total", labels) or 0
+
+
+async def disconnect(tracker: Harness, world: World) -> None:
+    """The company's owner disconnects the app inside QuickBooks: its grant is revoked."""
+    async with httpx.AsyncClient(base_url=tracker.qbo_sandbox.base_url) as qbo:
+        response = await qbo.post(
+            "/v2/oauth2/tokens/revoke",
+            json={"token": await tracker.qbo_tokens.token(world.realm)},
+            auth=("sandbox-client", "sandbox-secret"),
+        )
+    response.raise_for_status()
+
+
+async def test_reconciliation_goes_on_past_a_disconnected_company(tracker: Harness) -> None:
+    first, disconnected, last = worlds = [tracker.world() for _ in range(3)]
+    invoices = [(await world.tracked_invoice("300.00"))[1] for world in worlds]
+    for world, invoice_id in zip(worlds, invoices, strict=True):
+        world.pay(invoice_id, "100.00")  # every webhook of these payments is lost
+    await disconnect(tracker, disconnected)
+    realms = await tracker.service.store.realms()
+    assert realms.index(first.realm) < realms.index(disconnected.realm) < realms.index(last.realm)
+    failures = tenant_failures("reconciliation")
+
+    passed = await tracker.service.handlers.reconcile_all()
+
+    assert list(passed.failed) == [disconnected.realm]
+    assert "AuthRevoked" in passed.failed[disconnected.realm]
+    assert tenant_failures("reconciliation") == failures + 1
+    for world, invoice_id in [(first, invoices[0]), (last, invoices[2])]:
+        await world.stage(invoice_id, "partially_paid")
+        assert world.deal()["properties"]["acct_invoice_status"] == "partially_paid"
+    doc = await tracker.service.store.tracked(disconnected.realm, invoices[1])
+    assert doc is not None and doc["stage"] == "awaiting_send"
+
+
+async def test_overdue_sweep_goes_on_past_a_portal_the_app_was_uninstalled_from(
+    tracker: Harness,
+) -> None:
+    due = date.today() + timedelta(days=3)
+    first, uninstalled, last = worlds = [tracker.world() for _ in range(3)]
+    invoices = []
+    for world in worlds:
+        invoice = await world.invoice(
+            "75.00", TxnDate=date.today().isoformat(), DueDate=due.isoformat()
+        )
+        await world.drafted(invoice)
+        await world.stage(str(invoice.Id), "awaiting_send")
+        invoices.append(str(invoice.Id))
+    tracker.crm_sandbox.uninstall(uninstalled.portal.portal_id)
+    failures = tenant_failures("overdue-clock")
+
+    handlers = tracker.service.handlers
+    handlers.today = lambda: due + timedelta(days=1)
+    try:
+        swept = await handlers.overdue_sweep()
+    finally:
+        handlers.today = date.today
+
+    assert list(swept.failed) == [uninstalled.tenant.portal_id]
+    assert tenant_failures("overdue-clock") == failures + 1
+    for world, invoice_id in [(first, invoices[0]), (last, invoices[2])]:
+        await world.stage(invoice_id, "overdue")
+        assert world.deal()["properties"]["acct_invoice_status"] == "overdue"
+
+
+async def test_sweep_routes_report_the_tenants_that_failed(tracker: Harness) -> None:
+    healthy, disconnected = tracker.world(), tracker.world()
+    for world in (healthy, disconnected):
+        await world.tracked_invoice("40.00")
+    await disconnect(tracker, disconnected)
+
+    async with tracker.api(tracker.operator) as operator:
+        reconciled = (await operator.post("/sweeps/reconcile")).json()
+        swept = (await operator.post("/sweeps/overdue")).json()
+
+    # Earlier tests' tenants are in the same service: this test's two are looked at.
+    assert disconnected.realm in reconciled["failed_realms"]
+    assert healthy.realm not in reconciled["failed_realms"]
+    assert isinstance(reconciled["changes"], int)
+    assert isinstance(swept["moved"], int)
+    assert healthy.tenant.portal_id not in swept["failed_portals"]
