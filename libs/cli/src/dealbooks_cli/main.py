@@ -28,6 +28,8 @@ app = typer.Typer(
     "come from the environment, else from .local/endpoints.env written by `make up`.",
     no_args_is_help=True,
     add_completion=False,
+    # Plain click help: docstring paragraphs are rewrapped to the terminal.
+    rich_markup_mode=None,
 )
 dlq = typer.Typer(help="Dead letters: list, show, replay.", no_args_is_help=True)
 sweep = typer.Typer(help="status-tracker's sweeps.", no_args_is_help=True)
