@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import httpx
 from dealbooks_infra.people import Person
+from dealbooks_infra.records import association as assoc
 from dealbooks_infra.stack import LocalStack
 from dealbooks_infra.topology import PORTAL_ID
 
@@ -52,13 +53,6 @@ def ok(response: httpx.Response) -> Any:
         raise DemoFailed(f"{response.request.method} {response.request.url} -> "
                          f"{response.status_code}: {response.text[:300]}")  # fmt: skip
     return response.json() if response.content else None
-
-
-def assoc(object_id: str, type_id: int) -> dict[str, Any]:
-    return {
-        "to": {"id": object_id},
-        "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}],
-    }
 
 
 class Demo:

@@ -49,6 +49,7 @@ from typing import Any, TypeVar
 import httpx
 from dealbooks_infra.people import Person
 from dealbooks_infra.process import free_port
+from dealbooks_infra.records import crm_record
 from dealbooks_infra.stack import LocalStack
 from dealbooks_infra.topology import PORTAL_ID, Topology
 
@@ -132,15 +133,7 @@ class World:
     def crm_create(
         self, kind: str, props: dict[str, str], assocs: list[tuple[str, int]] | None = None
     ) -> str:
-        body: dict[str, Any] = {"properties": props}
-        if assocs:
-            body["associations"] = [
-                {
-                    "to": {"id": oid},
-                    "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": t}],
-                }
-                for oid, t in assocs
-            ]
+        body = crm_record(props, assocs or ())
         url = f"{self.t.crm_control()}/objects/{kind}"
         return str(self.ok(self.http.post(url, json=body))["id"])
 

@@ -48,6 +48,7 @@ import uvicorn
 from crm_sandbox.testing import CrmSandbox, running_sandbox
 from dealbooks_contracts import Envelope, Tenant
 from dealbooks_http import StaticTokenProvider
+from dealbooks_infra.records import association as _assoc
 from dealbooks_infra.servers import start_mongo
 from dealbooks_infra.testing import account_connected
 from dealbooks_kit import Guard, configure_logging
@@ -79,13 +80,6 @@ def _free_port() -> int:
 def _percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, math.ceil(share * len(ordered)) - 1)]
-
-
-def _assoc(object_id: str, type_id: int) -> dict[str, Any]:
-    return {
-        "to": {"id": object_id},
-        "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}],
-    }
 
 
 def crm_deals(crm: CrmSandbox, portal_id: int, customers: int) -> list[str]:

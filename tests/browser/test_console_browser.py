@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 from dealbooks_infra import testing
+from dealbooks_infra.records import crm_record
 from dealbooks_infra.stack import LocalStack
 from dealbooks_infra.topology import PORTAL_ID
 
@@ -68,14 +69,7 @@ def running_stack(
     stack = LocalStack(
         tmp_path_factory.mktemp("browser-stack"),
         say=False,
-        infra={
-            "KAFKA_BOOTSTRAP": kafka_bootstrap,
-            "KAFKA_IDEMPOTENCE": str(kafka_supports_idempotence).lower(),
-            "MONGODB_URI": mongo_uri,
-            "TOPIC_PREFIX": f"b{uuid.uuid4().hex[:8]}.",
-            # Its own databases: other stacks of the session share the MongoDB-wire server.
-            "MONGODB_DATABASE_PREFIX": f"b{uuid.uuid4().hex[:8]}_",
-        },
+        infra=testing.stack_infra(kafka_bootstrap, mongo_uri, kafka_supports_idempotence, "b"),
     )
     stack.start()
     try:
@@ -102,15 +96,7 @@ class World:
     def crm_create(
         self, kind: str, props: dict[str, str], assocs: list[tuple[str, int]] | None = None
     ) -> str:
-        body: dict[str, Any] = {"properties": props}
-        if assocs:
-            body["associations"] = [
-                {
-                    "to": {"id": oid},
-                    "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": t}],
-                }
-                for oid, t in assocs
-            ]
+        body = crm_record(props, assocs or ())
         return str(self.ok(self.http.post(f"{self.crm_ctl}/objects/{kind}", json=body))["id"])
 
     def deal(self, lines: list[tuple[str, str, str]], currency: str = "USD") -> dict[str, str]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 from dealbooks_infra.people import AsyncPerson, FlowFailed
+from dealbooks_infra.records import crm_record
 from dealbooks_infra.stack import LocalStack
 from dealbooks_infra.topology import PORTAL_ID
 
@@ -172,15 +173,7 @@ class Client:
     async def crm_create(
         self, kind: str, props: dict[str, str], assocs: list[tuple[str, int]] | None = None
     ) -> str:
-        body: dict[str, Any] = {"properties": props}
-        if assocs:
-            body["associations"] = [
-                {
-                    "to": {"id": object_id},
-                    "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": t}],
-                }
-                for object_id, t in assocs
-            ]
+        body = crm_record(props, assocs or ())
         created = await self.json("POST", f"{self.crm_ctl}/objects/{kind}", json=body)
         return str(created["id"])
 

@@ -24,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from connector_auth.crypto import TokenCipher
 from dealbooks_infra import testing
 from dealbooks_infra.people import AsyncPerson
+from dealbooks_infra.records import crm_record
 from dealbooks_infra.stack import SERVICE_ORDER, LocalStack, start_service
 from dealbooks_infra.topology import PORTAL_ID
 from pymongo import AsyncMongoClient
@@ -74,15 +75,7 @@ class Stack:
     async def crm_create(
         self, kind: str, props: dict[str, str], assocs: Sequence[tuple[str, int]] = ()
     ) -> str:
-        body: dict[str, Any] = {"properties": props}
-        if assocs:
-            body["associations"] = [
-                {
-                    "to": {"id": object_id},
-                    "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": t}],
-                }
-                for object_id, t in assocs
-            ]
+        body = crm_record(props, assocs or ())
         created = await self.ok(self.http.post(f"{self.crm_ctl}/objects/{kind}", json=body))
         return str(created["id"])
 
@@ -234,14 +227,7 @@ def running_stack(
     stack = LocalStack(
         workdir,
         say=False,
-        infra={
-            "KAFKA_BOOTSTRAP": kafka_bootstrap,
-            "KAFKA_IDEMPOTENCE": str(kafka_supports_idempotence).lower(),
-            "MONGODB_URI": mongo_uri,
-            "TOPIC_PREFIX": f"e{uuid.uuid4().hex[:8]}.",
-            # Its own databases: other stacks of the session share the MongoDB-wire server.
-            "MONGODB_DATABASE_PREFIX": f"e{uuid.uuid4().hex[:8]}_",
-        },
+        infra=testing.stack_infra(kafka_bootstrap, mongo_uri, kafka_supports_idempotence, "e"),
     )
     stack.start()
     try:

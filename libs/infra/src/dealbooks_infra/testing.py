@@ -9,6 +9,7 @@ import contextlib
 import logging
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,6 +53,22 @@ async def eventually(
             if value := await predicate():
                 return value
             await asyncio.sleep(interval)
+
+
+def stack_infra(
+    kafka_bootstrap: str, mongo_uri: str, idempotence: bool, tag: str
+) -> dict[str, str]:
+    """What a `LocalStack` of a test module is given: the session's Kafka and MongoDB-wire
+    server, with topics and databases of its own (`tag` + a random part), since other stacks
+    of the session share both servers."""
+    own = f"{tag}{uuid.uuid4().hex[:8]}"
+    return {
+        "KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "KAFKA_IDEMPOTENCE": str(idempotence).lower(),
+        "MONGODB_URI": mongo_uri,
+        "TOPIC_PREFIX": f"{own}.",
+        "MONGODB_DATABASE_PREFIX": f"{own}_",
+    }
 
 
 def eventually_sync(
