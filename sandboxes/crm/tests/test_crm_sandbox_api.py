@@ -170,6 +170,87 @@ def test_property_type_and_field_type_must_match(http: httpx.Client) -> None:
     assert http.post("/crm/v3/properties/deals", json=good).status_code == 409
 
 
+def _scoped(sb: CrmSandbox, portal: SandboxPortal, scopes: list[str]) -> httpx.Client:
+    token = sb.issue_token(portal.portal_id, scopes=scopes)
+    return httpx.Client(
+        base_url=sb.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+
+
+def test_contact_properties_need_the_contact_schema_write_scope(
+    crm_sandbox: CrmSandbox, crm_portal: SandboxPortal
+) -> None:
+    objects_only = ["oauth", "crm.objects.contacts.read", "crm.objects.contacts.write"]
+    group = {"name": "dealbooks", "label": "dealbooks"}
+    prop = {
+        "name": "dealbooks_qbo_customer_id",
+        "label": "QuickBooks customer id",
+        "type": "string",
+        "fieldType": "text",
+        "groupName": "dealbooks",
+    }
+    with _scoped(crm_sandbox, crm_portal, objects_only) as http:
+        refused = [
+            http.post("/crm/v3/properties/contacts/groups", json=group),
+            http.post("/crm/v3/properties/contacts/batch/create", json={"inputs": [prop]}),
+            http.post("/crm/properties/2026-03/0-1", json=prop),
+        ]
+        # Reading property definitions also takes the object's own scopes.
+        assert http.get("/crm/v3/properties/contacts").status_code == 200
+
+    for response in refused:
+        assert response.status_code == 403
+        body = response.json()
+        assert body["category"] == "MISSING_SCOPES"
+        assert body["message"] == (
+            "This app hasn't been granted all required scopes to make this call."
+        )
+        assert body["errors"][0]["context"]["requiredGranularScopes"] == [
+            "crm.schemas.contacts.write"
+        ]
+    with _scoped(crm_sandbox, crm_portal, [*objects_only, "crm.schemas.contacts.write"]) as http:
+        assert http.post("/crm/v3/properties/contacts/groups", json=group).status_code == 201
+        created = http.post("/crm/v3/properties/contacts/batch/create", json={"inputs": [prop]})
+        assert created.status_code == 201
+
+
+def test_property_reads_need_a_scope_of_the_object_type(
+    crm_sandbox: CrmSandbox, crm_portal: SandboxPortal
+) -> None:
+    with _scoped(crm_sandbox, crm_portal, ["oauth", "crm.objects.deals.read"]) as http:
+        refused = http.get("/crm/v3/properties/contacts/groups/contactinformation")
+        assert http.get("/crm/v3/properties/deals").status_code == 200
+
+    assert refused.status_code == 403
+    assert refused.json()["errors"][0]["context"]["requiredGranularScopes"] == [
+        "crm.schemas.contacts.read",
+        "crm.objects.contacts.read",
+        "crm.objects.contacts.write",
+    ]
+
+
+def test_product_properties_need_e_commerce(
+    crm_sandbox: CrmSandbox, crm_portal: SandboxPortal
+) -> None:
+    group = {"name": "dealbooks", "label": "dealbooks"}
+    with _scoped(crm_sandbox, crm_portal, ["oauth", "crm.schemas.contacts.write"]) as http:
+        refused = http.post("/crm/v3/properties/products/groups", json=group)
+    with _scoped(crm_sandbox, crm_portal, ["oauth", "e-commerce"]) as http:
+        taken = http.post("/crm/v3/properties/0-7/groups", json=group)
+
+    assert refused.status_code == 403
+    assert refused.json()["errors"][0]["context"]["requiredGranularScopes"] == ["e-commerce"]
+    assert taken.status_code == 201
+
+
+def test_private_app_tokens_may_carry_every_scope(
+    crm_sandbox: CrmSandbox, crm_portal: SandboxPortal
+) -> None:
+    with api(crm_sandbox, crm_portal, private=True) as http:
+        response = http.get("/crm/v3/properties/contacts/groups/contactinformation")
+    assert response.status_code == 200
+
+
 def test_date_property_requires_midnight_utc(http: httpx.Client) -> None:
     prop = {
         "name": "acct_due",

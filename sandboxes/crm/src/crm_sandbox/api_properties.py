@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from crm_sandbox.api_objects import batch_response, inputs_of, object_type
 from crm_sandbox.errors import ApiError, conflict, not_found, validation
-from crm_sandbox.guard import Ctx, Guard, json_response
-from crm_sandbox.schema import VALID_FIELD_TYPES, PropertyDef
+from crm_sandbox.guard import Ctx, Guard, ScopeRule, json_response
+from crm_sandbox.schema import VALID_FIELD_TYPES, PropertyDef, canonical_type
 from crm_sandbox.state import Portal, iso, now_ms
 
 PREFIXES = ["/crm/v3/properties", "/crm/properties/2026-03"]
@@ -25,6 +27,52 @@ BUILTIN_GROUPS = {
     "line_items": "lineiteminformation",
     "quotes": "quoteinformation",
 }
+
+# The scopes of which a properties or property-groups call needs one, by object type (HubSpot's
+# OpenAPI spec of the properties API, per operation). Writing needs the type's schema scope;
+# products and line items have none, `e-commerce` stands for it. Reading also takes the type's
+# object scopes. Types not listed are not checked.
+SCHEMA_WRITE_SCOPES: dict[str, list[str]] = {
+    "contacts": ["crm.schemas.contacts.write"],
+    "companies": ["crm.schemas.companies.write"],
+    "deals": ["crm.schemas.deals.write"],
+    "quotes": ["crm.schemas.quotes.write"],
+    "products": ["e-commerce"],
+    "line_items": ["e-commerce"],
+}
+SCHEMA_READ_SCOPES: dict[str, list[str]] = {
+    "contacts": [
+        "crm.schemas.contacts.read",
+        "crm.objects.contacts.read",
+        "crm.objects.contacts.write",
+    ],
+    "companies": [
+        "crm.schemas.companies.read",
+        "crm.objects.companies.read",
+        "crm.objects.companies.write",
+    ],
+    "deals": ["crm.schemas.deals.read", "crm.objects.deals.read", "crm.objects.deals.write"],
+    "quotes": ["crm.schemas.quotes.read", "crm.objects.quotes.read", "crm.objects.quotes.write"],
+    "products": ["e-commerce", "crm.objects.products.write"],
+    "line_items": [
+        "crm.schemas.line_items.read",
+        "crm.objects.line_items.read",
+        "crm.objects.line_items.write",
+        "e-commerce",
+    ],
+}
+
+
+def _schema_scopes(table: dict[str, list[str]]) -> ScopeRule:
+    def accepted(request: Request) -> Sequence[str]:
+        type_name = canonical_type(str(request.path_params["objectType"]))
+        return table.get(type_name or "", [])
+
+    return accepted
+
+
+READ = _schema_scopes(SCHEMA_READ_SCOPES)
+WRITE = _schema_scopes(SCHEMA_WRITE_SCOPES)
 
 
 def _groups(portal: Portal, type_name: str) -> dict[str, dict[str, Any]]:
@@ -112,38 +160,67 @@ class PropertiesApi:
             base = prefix + "/{objectType}"
             lb = "/crm/v3/properties/{objectType}"
             out += [
-                g.route(base + "/groups", self.list_groups, ["GET"], label=lb + "/groups"),
-                g.route(base + "/groups", self.create_group, ["POST"], label=lb + "/groups"),
                 g.route(
-                    base + "/groups/{name}", self.read_group, ["GET"], label=lb + "/groups/{name}"
+                    base + "/groups", self.list_groups, ["GET"], scope=READ, label=lb + "/groups"
+                ),
+                g.route(
+                    base + "/groups",
+                    self.create_group,
+                    ["POST"],
+                    scope=WRITE,
+                    label=lb + "/groups",
+                ),
+                g.route(
+                    base + "/groups/{name}",
+                    self.read_group,
+                    ["GET"],
+                    scope=READ,
+                    label=lb + "/groups/{name}",
                 ),
                 g.route(
                     base + "/groups/{name}",
                     self.update_group,
                     ["PATCH"],
+                    scope=WRITE,
                     label=lb + "/groups/{name}",
                 ),
                 g.route(
                     base + "/groups/{name}",
                     self.archive_group,
                     ["DELETE"],
+                    scope=WRITE,
                     label=lb + "/groups/{name}",
                 ),
                 g.route(
-                    base + "/batch/create", self.batch_create, ["POST"], label=lb + "/batch/create"
+                    base + "/batch/create",
+                    self.batch_create,
+                    ["POST"],
+                    scope=WRITE,
+                    label=lb + "/batch/create",
                 ),
-                g.route(base + "/batch/read", self.batch_read, ["POST"], label=lb + "/batch/read"),
+                g.route(
+                    base + "/batch/read",
+                    self.batch_read,
+                    ["POST"],
+                    scope=READ,
+                    label=lb + "/batch/read",
+                ),
                 g.route(
                     base + "/batch/archive",
                     self.batch_archive,
                     ["POST"],
+                    scope=WRITE,
                     label=lb + "/batch/archive",
                 ),
-                g.route(base, self.list_records, ["GET"], label=lb),
-                g.route(base, self.create, ["POST"], label=lb),
-                g.route(base + "/{name}", self.read, ["GET"], label=lb + "/{name}"),
-                g.route(base + "/{name}", self.update, ["PATCH"], label=lb + "/{name}"),
-                g.route(base + "/{name}", self.archive, ["DELETE"], label=lb + "/{name}"),
+                g.route(base, self.list_records, ["GET"], scope=READ, label=lb),
+                g.route(base, self.create, ["POST"], scope=WRITE, label=lb),
+                g.route(base + "/{name}", self.read, ["GET"], scope=READ, label=lb + "/{name}"),
+                g.route(
+                    base + "/{name}", self.update, ["PATCH"], scope=WRITE, label=lb + "/{name}"
+                ),
+                g.route(
+                    base + "/{name}", self.archive, ["DELETE"], scope=WRITE, label=lb + "/{name}"
+                ),
             ]
         return out
 

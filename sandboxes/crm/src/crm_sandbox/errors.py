@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -77,6 +78,21 @@ def not_found(message: str = "Object not found.", **kw: Any) -> ApiError:
 
 def conflict(message: str, **kw: Any) -> ApiError:
     return ApiError(409, "CONFLICT", message, **kw)
+
+
+def missing_scopes(accepted: Sequence[str]) -> ApiError:
+    """403 for a token granted none of `accepted`, any one of which would do."""
+    return ApiError(
+        403,
+        "MISSING_SCOPES",
+        "This app hasn't been granted all required scopes to make this call.",
+        errors=[
+            {
+                "message": "One or more of the following scopes are required.",
+                "context": {"requiredGranularScopes": list(accepted)},
+            }
+        ],
+    )
 
 
 def property_errors(problems: list[dict[str, Any]]) -> ApiError:

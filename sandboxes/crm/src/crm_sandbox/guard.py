@@ -8,7 +8,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from crm_sandbox.errors import ApiError
+from crm_sandbox.errors import ApiError, missing_scopes
 from crm_sandbox.state import Fault, Portal, SandboxState, Token
 from crm_sandbox.store import Source, Store
 from crm_sandbox.webhooks import WebhookSender
@@ -75,6 +75,8 @@ def _bearer(request: Request) -> str | None:
 
 
 Handler = Callable[[Ctx], Awaitable[Response]]
+# The scopes of which a call needs one, when they depend on the request (its object type).
+ScopeRule = Callable[[Request], Sequence[str]]
 
 
 class Guard:
@@ -91,9 +93,12 @@ class Guard:
         *,
         limit: str = STANDARD,
         oauth_only: bool = False,
-        scope: str | None = None,
+        scope: str | ScopeRule | None = None,
         label: str | None = None,
     ) -> Route:
+        """An API route: bearer auth, then `scope` (one scope, or a rule giving the scopes of
+        which the token needs one; a token without `scopes` has them all), counters, faults
+        and rate limits, then `handler`."""
         route_label = label or path
 
         async def endpoint(request: Request) -> Response:
@@ -105,18 +110,9 @@ class Guard:
                         "MISSING_SCOPES",
                         "This endpoint needs an OAuth access token of the installing account.",
                     )
-                if scope and token.scopes is not None and scope not in token.scopes:
-                    raise ApiError(
-                        403,
-                        "MISSING_SCOPES",
-                        "This app hasn't been granted all required scopes to make this call.",
-                        errors=[
-                            {
-                                "message": "One or more of the following scopes are required.",
-                                "context": {"requiredGranularScopes": [scope]},
-                            }
-                        ],
-                    )
+                accepted = scope(request) if callable(scope) else [scope] if scope else []
+                if accepted and token.scopes is not None and token.scopes.isdisjoint(accepted):
+                    raise missing_scopes(accepted)
                 counters = portal.counters
                 counters.total += 1
                 key = f"{request.method} {route_label}"

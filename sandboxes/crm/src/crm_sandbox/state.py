@@ -65,11 +65,14 @@ class SandboxConfig:
         return seconds / (self.webhook_time_scale or self.time_scale)
 
 
-# What a portal created through the control API has granted: the scopes of reference §10.
+# What a portal created through the control API has granted: the scopes of reference §10, and
+# the contact schema scopes an app creating contact properties needs.
 DEFAULT_SCOPES = [
     "oauth",
     "crm.objects.contacts.read",
     "crm.objects.contacts.write",
+    "crm.schemas.contacts.read",
+    "crm.schemas.contacts.write",
     "crm.objects.companies.read",
     "crm.objects.companies.write",
     "crm.objects.deals.read",

@@ -10,8 +10,11 @@ from dealbooks_qbo import PRODUCTION_BASE_URL, SANDBOX_BASE_URL
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-# What dealbooks does in a portal (../shared/reference/crm-hubspot.md §10): deal properties and
-# their schema, contacts, companies, line items, quotes, products, and payment timeline events.
+# What dealbooks does in a portal (../shared/reference/crm-hubspot.md §10): deals and the
+# invoice deal properties, contacts and the dealbooks contact properties (the properties API
+# needs the object type's schema scope to create them), companies, line items, quotes, products
+# and their dealbooks properties (`e-commerce` covers both: products have no schema scope),
+# notes (contacts' scopes), and payment app events (`timeline`).
 REQUIRED_CRM_SCOPES = (
     "oauth",
     "crm.objects.deals.read",
@@ -20,6 +23,8 @@ REQUIRED_CRM_SCOPES = (
     "crm.schemas.deals.write",
     "crm.objects.contacts.read",
     "crm.objects.contacts.write",
+    "crm.schemas.contacts.read",
+    "crm.schemas.contacts.write",
     "crm.objects.companies.read",
     "crm.objects.companies.write",
     "crm.objects.line_items.read",
