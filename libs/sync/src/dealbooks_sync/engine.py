@@ -351,11 +351,14 @@ class SyncDeps:
 
 
 class RecordSync:
-    """Syncs one QBO record to the CRM per `qbo.entity-changed`, under the account's settings."""
+    """Syncs one QBO record to the CRM per `qbo.entity-changed`, under the account's settings.
+    `trigger` is what its outcomes say started them (a webhook, or a reconciliation pass
+    feeding CDC changes through the same path)."""
 
-    def __init__(self, deps: SyncDeps) -> None:
+    def __init__(self, deps: SyncDeps, trigger: SyncTrigger = SyncTrigger.WEBHOOK) -> None:
         self.deps = deps
         self.kind = deps.kind
+        self.trigger = trigger
 
     async def on_mapping_changed(self, event: Envelope[MappingChanged]) -> None:
         """Store a newer mapping version and make sure the portal has dealbooks' properties."""
@@ -572,7 +575,7 @@ class RecordSync:
             qbo_id=qbo_id,
             crm_id=crm_id,
             action=SyncAction.SKIPPED,
-            trigger=SyncTrigger.WEBHOOK,
+            trigger=self.trigger,
             mapping_version=mset.version,
             mapping_ids=[],
             skipped_reason=skip.reason,
@@ -585,13 +588,13 @@ class RecordSync:
         crm_id: str | None,
         action: SyncAction,
         written: Sequence[str] = (),
-        trigger: SyncTrigger = SyncTrigger.WEBHOOK,
+        trigger: SyncTrigger | None = None,
     ) -> EventPayload:
         return self.kind.outcomes.synced(
             qbo_id=qbo_id,
             crm_id=crm_id,
             action=action,
-            trigger=trigger,
+            trigger=trigger or self.trigger,
             mapping_version=mset.version,
             mapping_ids=list(written),
             skipped_reason=None,
@@ -602,14 +605,14 @@ class RecordSync:
         mset: MappingSet,
         qbo_id: str,
         failed: RecordFailed,
-        trigger: SyncTrigger = SyncTrigger.WEBHOOK,
+        trigger: SyncTrigger | None = None,
     ) -> EventPayload:
         return self.kind.outcomes.failed(
             qbo_id=qbo_id,
             crm_id=None,
             code=failed.code,
             message=failed.message,
-            trigger=trigger,
+            trigger=trigger or self.trigger,
             permanent=True,
             mapping_version=mset.version,
             mapping_id=failed.mapping_id,
