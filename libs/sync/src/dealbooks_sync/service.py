@@ -10,7 +10,17 @@ from dealbooks_http import TokenProvider
 from dealbooks_kit import Access, ApiClients, Guard, ServiceApp, ServiceRuntime
 
 from dealbooks_sync.api import backfill_api
-from dealbooks_sync.engine import INDEXES, Backfill, MappingSets, RecordKind, RecordSync, SyncDeps
+from dealbooks_sync.engine import (
+    INDEXES,
+    Backfill,
+    BackfillLimits,
+    MappingSets,
+    RecordKind,
+    RecordSync,
+    SyncDeps,
+)
+from dealbooks_sync.healing import RECONCILE_JOB, Reconciliation
+from dealbooks_sync.runs import Caps
 from dealbooks_sync.settings import SyncServiceSettings, sync_clients
 
 
@@ -22,8 +32,10 @@ class SyncService:
     sync: RecordSync
     backfill: Backfill
     clients: ApiClients
+    reconciliation: Reconciliation
 
     async def aclose(self) -> None:
+        await self.backfill.stop()  # hands the leases back: another replica resumes at once
         await self.clients.aclose()
 
 
@@ -54,7 +66,14 @@ def build_sync_service(
         source=settings.service_name,
     )
     sync = RecordSync(deps)
-    runtime.consume("mappings", MappingChanged, sync.on_mapping_changed)
+    reconciliation = Reconciliation(deps)
+
+    async def on_mapping_changed(event: Envelope[MappingChanged]) -> None:
+        await sync.on_mapping_changed(event)
+        await reconciliation.on_mapping_changed(event)
+
+    runtime.consume("mappings", MappingChanged, on_mapping_changed)
+    runtime.every(RECONCILE_JOB, settings.reconcile_interval_seconds, reconciliation.reconcile_all)
     runtime.consume(
         changes_consumer,
         QboEntityChanged,
@@ -63,7 +82,14 @@ def build_sync_service(
         accepts=lambda event: event.data.entity == kind.qbo_entity,
         selective=True,  # one entity of all QuickBooks changes
     )
-    backfill = Backfill(deps)
+    limits = BackfillLimits(
+        default_caps=Caps(qbo=settings.backfill_max_qbo_calls, crm=settings.backfill_max_crm_calls),
+        page_size=settings.backfill_page_size,
+        lease_seconds=settings.backfill_lease_seconds,
+    )
+    backfill = Backfill(deps, limits, holder=runtime.leases.holder)
+    # Runs whose holder died continue from their cursor, in one replica.
+    runtime.every("backfill-resume", settings.backfill_check_seconds, backfill.resume_abandoned)
 
     async def on_portal_installed(event: Envelope[PortalInstalled]) -> None:
         clients.tokens.portal_installed(event.tenant.portal_id)
@@ -71,7 +97,7 @@ def build_sync_service(
             await backfill.catch_up(event.tenant.portal_id)
 
     runtime.consume("portal-installs", PortalInstalled, on_portal_installed)
-    return SyncService(runtime, sync, backfill, clients)
+    return SyncService(runtime, sync, backfill, clients, reconciliation)
 
 
 def sync_app(service: SyncService, title: str) -> ServiceApp:
