@@ -1,0 +1,82 @@
+"""An item whose webhook QuickBooks never delivered is healed by the next reconciliation pass
+(CDC since the account's watermark), exactly once (real Kafka, FerretDB and both sandboxes
+over HTTP)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from dealbooks_contracts import QboOperation, SyncAction, SyncTrigger
+from dealbooks_infra.testing import eventually
+
+pytestmark = pytest.mark.integration
+
+
+async def created_with_webhook_dropped(
+    qbo_sandbox: Any, realm: str, kind: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """A record a person creates in QuickBooks while the sandbox drops its webhook."""
+    endpoint = qbo_sandbox.add_webhook(
+        "http://127.0.0.1:9/never-reached", "verifier-heal", "legacy", realms=[realm]
+    )
+    qbo_sandbox.inject(drop_webhooks=1)
+    try:
+        created: dict[str, Any] = qbo_sandbox.user_creates(realm, kind, body)
+
+        async def dropped() -> bool:
+            return any(
+                d.get("dropped") and d.get("endpoint_id") == endpoint["endpoint_id"]
+                for d in qbo_sandbox.deliveries()
+            )
+
+        await eventually(dropped)
+    finally:
+        qbo_sandbox.clear_faults()
+        qbo_sandbox.remove_webhook(endpoint["endpoint_id"])
+    return created
+
+
+async def test_item_whose_webhook_was_dropped_becomes_one_product_at_the_next_pass(
+    products, qbo_sandbox, qbo_company, crm_sandbox, crm_portal
+) -> None:
+    stack, service = products
+    await stack.settings(enabled=True)
+    body = {"Name": f"Lost Kit {uuid.uuid4().hex[:8]}", "Type": "Service", "UnitPrice": "42.00"}
+    item = (await created_with_webhook_dropped(qbo_sandbox, qbo_company.realm_id, "items", body))[
+        "Item"
+    ]
+
+    def products_of_item() -> list[dict[str, Any]]:
+        return [
+            p
+            for p in crm_sandbox.objects(crm_portal.portal_id, "products")
+            if p["properties"].get("dealbooks_qbo_item_id") == item["Id"]
+        ]
+
+    assert products_of_item() == []
+
+    first = await service.reconciliation.reconcile_all()
+    assert first.failed == {}
+    [product] = products_of_item()
+    assert product["properties"]["name"] == item["Name"]
+
+    async def outcome() -> Any:
+        return next(
+            (e for e in stack.events if getattr(e.data, "qbo_item_id", None) == item["Id"]), None
+        )
+
+    synced = await eventually(outcome)
+    assert (synced.data.action, synced.data.trigger) == (
+        SyncAction.CREATED,
+        SyncTrigger.RECONCILIATION,
+    )
+
+    # The next pass finds nothing new, and the webhook arriving late changes nothing.
+    second = await service.reconciliation.reconcile_all()
+    assert (second.done, second.failed) == (0, {})
+    [late] = await stack.outcomes(await stack.changed("Item", item["Id"], QboOperation.CREATE))
+    assert late.data.action is SyncAction.UNCHANGED
+    [same] = products_of_item()
+    assert (same["id"], same["properties"]) == (product["id"], product["properties"])
