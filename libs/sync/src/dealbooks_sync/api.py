@@ -1,9 +1,15 @@
-"""HTTP routes of a sync service: the backfill and its dry-run count, per portal and account.
+"""HTTP routes of a sync service: an account's backfill, planned, started, watched, resumed
+and cancelled (one run per account at a time, see `dealbooks_sync.runs`).
 
-An operator, or an admin of the portal (a portal grant naming it), may start one; the account
-must be connected to the route's portal, else the answer is 404 and nothing is started."""
+An operator, or an admin of the portal (a portal grant naming it), may call them; the account
+must be connected to the route's portal, else the answer is 404 and nothing is started.
+Caps (`max_qbo_calls`, `max_crm_calls`) come from the query string or a JSON body; those not
+given are the service's defaults (start) or the run's own (resume)."""
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 from dealbooks_kit import Access, Guard
 from starlette.applications import Starlette
@@ -11,8 +17,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from dealbooks_sync.engine import Backfill, BackfillRefused
+from dealbooks_sync.runs import BackfillBusy, Caps, public
 
 BASE = "/portals/{portal_id}/accounts/{realm}/backfill"
+CAPS = ("max_qbo_calls", "max_crm_calls")
+
+
+class _BadCaps(Exception):
+    pass
 
 
 def _backfill(request: Request) -> Backfill:
@@ -32,19 +44,63 @@ def _not_connected() -> JSONResponse:
     return JSONResponse({"error": "account not connected to this portal"}, status_code=404)
 
 
+async def _asked_caps(request: Request) -> dict[str, int]:
+    """The caps the request names (query string, then JSON body), as non-negative ints."""
+    given: dict[str, Any] = {k: request.query_params[k] for k in CAPS if k in request.query_params}
+    body = await request.body()
+    if body:
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            raise _BadCaps("the body is not JSON") from None
+        if isinstance(parsed, dict):
+            given.update({k: parsed[k] for k in CAPS if parsed.get(k) is not None})
+    caps = {}
+    for name, value in given.items():
+        try:
+            caps[name] = int(value)
+        except (TypeError, ValueError):
+            raise _BadCaps(f"{name} must be a whole number") from None
+        if caps[name] < 0:
+            raise _BadCaps(f"{name} must not be negative")
+    return caps
+
+
+def _refused(exc: Exception) -> JSONResponse:
+    body: dict[str, Any] = {"error": str(exc)}
+    if isinstance(exc, BackfillBusy) and exc.run is not None:
+        body["run"] = public(exc.run)
+    return JSONResponse(body, status_code=409)
+
+
 async def start(request: Request) -> JSONResponse:
-    """`?dry_run=true` counts what a run would read; without it, starts a run (202)."""
+    """`?dry_run=true` plans (counts what a run would read and call); without it, starts a
+    run (202), or 409 when the account's settings forbid it or a run is already active."""
     if not await _connected(request):
         return _not_connected()
     backfill, realm = _backfill(request), request.path_params["realm"]
     dry_run = request.query_params.get("dry_run", "false").lower() in {"1", "true", "yes"}
     try:
+        caps = backfill.caps(**await _asked_caps(request))
         if dry_run:
-            return JSONResponse(await backfill.dry_run(realm))
-        report = await backfill.start(realm)
-    except BackfillRefused as exc:
-        return JSONResponse({"error": str(exc)}, status_code=409)
-    return JSONResponse({"run_id": report.run_id, "state": report.state}, status_code=202)
+            return JSONResponse(await backfill.dry_run(realm, caps))
+        report = await backfill.start(realm, caps)
+    except _BadCaps as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    except (BackfillRefused, BackfillBusy) as exc:
+        return _refused(exc)
+    run = await backfill.report(report.run_id) or {"run_id": report.run_id}
+    return JSONResponse({**run, "run_id": report.run_id, "state": report.state}, status_code=202)
+
+
+async def current(request: Request) -> JSONResponse:
+    """The account's latest run."""
+    if not await _connected(request):
+        return _not_connected()
+    run = await _backfill(request).status(request.path_params["realm"])
+    if run is None:
+        return JSONResponse({"error": "no backfill run of this account"}, status_code=404)
+    return JSONResponse(run)
 
 
 async def status(request: Request) -> JSONResponse:
@@ -57,12 +113,48 @@ async def status(request: Request) -> JSONResponse:
     return JSONResponse(report)
 
 
+async def resume(request: Request) -> JSONResponse:
+    """Continue a paused run from its cursor (202), with the caps given; 409 if none."""
+    if not await _connected(request):
+        return _not_connected()
+    backfill, realm = _backfill(request), request.path_params["realm"]
+    try:
+        asked = await _asked_caps(request)
+        run = await backfill.status(realm)
+        caps = None
+        if asked and run is not None:
+            old = run.get("caps") or {}
+            caps = Caps(
+                qbo=asked.get("max_qbo_calls", old.get("qbo", 0)),
+                crm=asked.get("max_crm_calls", old.get("crm", 0)),
+            )
+        return JSONResponse(await backfill.resume(realm, caps), status_code=202)
+    except _BadCaps as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    except (BackfillRefused, BackfillBusy) as exc:
+        return _refused(exc)
+
+
+async def cancel(request: Request) -> JSONResponse:
+    """Cancel the account's active run; 409 if there is none."""
+    if not await _connected(request):
+        return _not_connected()
+    run = await _backfill(request).cancel(request.path_params["realm"])
+    if run is None:
+        return JSONResponse({"error": "no active backfill of this account"}, status_code=409)
+    return JSONResponse(run)
+
+
 def backfill_api(backfill: Backfill, guard: Guard) -> Starlette:
-    """`POST {BASE}` and `GET {BASE}/{run_id}`, for an operator or a grant for the portal."""
+    """`POST {BASE}` (start or plan), `GET {BASE}` (latest run), `GET {BASE}/{run_id}`,
+    `POST {BASE}/resume` and `POST {BASE}/cancel`, for an operator or a grant for the portal."""
     who = (Access.OPERATOR, Access.PORTAL)
     api = guard.api(
         [
             guard.route(BASE, start, ["POST"], *who),
+            guard.route(BASE, current, ["GET"], *who),
+            guard.route(BASE + "/resume", resume, ["POST"], *who),
+            guard.route(BASE + "/cancel", cancel, ["POST"], *who),
             guard.route(BASE + "/{run_id}", status, ["GET"], *who),
         ]
     )

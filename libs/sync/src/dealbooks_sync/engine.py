@@ -5,9 +5,9 @@ backfill. What differs per object type is a `RecordKind`; the rules live in `dom
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -47,6 +47,7 @@ from dealbooks_kit import (
     TransientError,
     get_logger,
 )
+from dealbooks_kit.periodic import process_holder
 from dealbooks_qbo import AuthError, Entity, NotFound, QboClient, QboError, ServerError, Throttled
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
@@ -68,14 +69,30 @@ from dealbooks_sync.domain import (
     fingerprint,
     retries_exhausted,
 )
+from dealbooks_sync.runs import (
+    CAP_REACHED,
+    COUNTS,
+    DONE,
+    FAILED,
+    PAUSED,
+    PLANNED,
+    RUNNING,
+    BackfillBusy,
+    BackfillRuns,
+    Caps,
+    public,
+)
+from dealbooks_sync.runs import now as runs_now
 
 log = get_logger(__name__)
 T = TypeVar("T")
 
 QBO_PAGE_SIZE = 1000
+MAX_BATCH = 100  # records per CRM batch call
 INDEXES = (
     IndexSpec("links", [("realm_id", 1), ("crm_id", 1)]),
     IndexSpec("backfills", [("realm_id", 1), ("started_at", -1)]),
+    IndexSpec("backfills", [("run_id", 1)]),
 )
 """The indexes a sync service declares (its `_id`s carry the natural keys)."""
 
@@ -676,7 +693,7 @@ class BackfillReport:
     run_id: str
     realm_id: str
     object_type: str
-    state: str = "running"
+    state: str = RUNNING
     read: int = 0
     created: int = 0
     updated: int = 0
@@ -686,22 +703,68 @@ class BackfillReport:
     started_at: datetime | None = None
     finished_at: datetime | None = None
 
+    @classmethod
+    def of(cls, run: dict[str, Any]) -> BackfillReport:
+        fields: dict[str, Any] = {k: run.get(k) for k in cls.__dataclass_fields__}
+        return cls(**fields)
+
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class BackfillLimits:
+    """How a backfill pages, caps and leases (from the service's settings)."""
+
+    default_caps: Caps = dataclasses.field(default_factory=lambda: Caps(qbo=10_000, crm=100_000))
+    page_size: int = QBO_PAGE_SIZE
+    lease_seconds: float = 60.0
+
+
+@dataclass
+class _Counts:
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+
+
+@dataclass
+class _PagePlan:
+    """What one page of QBO records asks of the CRM, decided before anything is written."""
+
+    links: dict[str, Link]
+    counts: _Counts
+    events: list[EventPayload]
+    pending: dict[str, tuple[str, dict[str, str], list[str]]]
+    updates: list[tuple[str, str, dict[str, str], list[str]]]
+    clears: dict[str, dict[str, str]]  # by QBO id: what QBO emptied since last time
+
+    @property
+    def crm_calls(self) -> int:
+        return -(-len(self.pending) // MAX_BATCH) + -(-len(self.updates) // MAX_BATCH)
 
 
 class Backfill:
     """Operator-started sync of records that existed before sync was switched on.
 
     Reads QBO with paged queries (1,000 per call) and writes the CRM with batch upserts
-    (100 per call); both clients keep inside their API's rate limits.
+    (100 per call); both clients keep inside their API's rate limits. A run is durable
+    (`dealbooks_sync.runs`): its cursor is the STARTPOSITION of the next page not yet
+    written, saved after each page, so a run taken over after its holder died re-reads at
+    most one page, whose records the links' fingerprints make unchanged. It counts its calls
+    and pauses before a page would take it over either cap.
     """
 
-    def __init__(self, deps: SyncDeps) -> None:
+    def __init__(
+        self, deps: SyncDeps, limits: BackfillLimits | None = None, holder: str | None = None
+    ) -> None:
         self.deps = deps
         self.kind = deps.kind
-        self._reports = deps.db["backfills"]
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.limits = limits or BackfillLimits()
+        self.runs = BackfillRuns(deps.db, self.kind.object_type.value, holder or process_holder())
+        self._tasks: dict[str, asyncio.Task[None]] = {}
 
     async def _ready_set(self, realm_id: str) -> MappingSet:
         mset = await self.deps.sets.get(realm_id, self.kind.object_type)
@@ -715,37 +778,88 @@ class Backfill:
             )
         return mset
 
-    async def dry_run(self, realm_id: str) -> dict[str, Any]:
-        """How many QBO records a backfill would read (one COUNT query), writing nothing."""
+    def caps(self, max_qbo_calls: int | None = None, max_crm_calls: int | None = None) -> Caps:
+        """The caps asked for, the settings' defaults for those not given."""
+        default = self.limits.default_caps
+        return Caps(
+            qbo=default.qbo if max_qbo_calls is None else max_qbo_calls,
+            crm=default.crm if max_crm_calls is None else max_crm_calls,
+        )
+
+    async def dry_run(self, realm_id: str, caps: Caps | None = None) -> dict[str, Any]:
+        """The plan: how many QBO records a run would read and the calls it would make (one
+        COUNT query), writing nothing."""
         mset = await self._ready_set(realm_id)
+        caps = caps or self.caps()
         count = await self.deps.qbo.company(realm_id).count(self.kind.qbo_entity)
         linked = await self.deps.db["links"].count_documents(
             {"realm_id": realm_id, "archived": False}
         )
+        qbo_calls = -(-(count + 1) // self.limits.page_size)
+        crm_calls = -(-count // MAX_BATCH)
         return {
+            "state": PLANNED,
             "realm_id": realm_id,
             "object_type": self.kind.object_type.value,
             "records": count,
             "already_linked": linked,
-            "qbo_calls": -(-(count + 1) // QBO_PAGE_SIZE),
-            "crm_calls": -(-count // 100),
+            "qbo_calls": qbo_calls,
+            "crm_calls": crm_calls,
+            "caps": caps.as_doc(),
+            "within_caps": qbo_calls <= caps.qbo and crm_calls <= caps.crm,
             "mapping_version": mset.version,
         }
 
-    async def start(self, realm_id: str) -> BackfillReport:
-        """Start a run in the background; poll `report(run_id)`."""
+    async def start(self, realm_id: str, caps: Caps | None = None) -> BackfillReport:
+        """Start a run in the background; poll `status(realm_id)` or `report(run_id)`.
+        BackfillBusy if the account has an active run."""
         mset = await self._ready_set(realm_id)
-        report = BackfillReport(
-            run_id=uuid.uuid4().hex,
-            realm_id=realm_id,
-            object_type=self.kind.object_type.value,
-            started_at=datetime.now(UTC),
+        run = await self.runs.create(
+            realm_id, mset.portal_id, caps or self.caps(), self.limits.lease_seconds
         )
-        await self._save(report)
-        task = asyncio.create_task(self._run(mset, report))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return report
+        self._launch(run)
+        return BackfillReport.of(run)
+
+    async def resume(self, realm_id: str, caps: Caps | None = None) -> dict[str, Any]:
+        """Continue a paused run (or one whose holder died) from its cursor, with new caps
+        if given. BackfillBusy if it runs elsewhere or there is nothing to resume."""
+        await self._ready_set(realm_id)
+        run = await self.runs.claim(realm_id, self.limits.lease_seconds, caps=caps)
+        if run is None:
+            raise BackfillBusy(
+                "no paused backfill of this account, or it is running",
+                await self.runs.current(realm_id),
+            )
+        self._launch(run)
+        return public(run)
+
+    async def cancel(self, realm_id: str) -> dict[str, Any] | None:
+        """Cancel the account's active run; None if there is none."""
+        run = await self.runs.cancel(realm_id)
+        task = self._tasks.get(realm_id)
+        if task is not None:
+            task.cancel()
+        return public(run) if run else None
+
+    async def status(self, realm_id: str) -> dict[str, Any] | None:
+        """The account's latest run."""
+        run = await self.runs.current(realm_id)
+        return public(run) if run else None
+
+    async def report(self, run_id: str) -> dict[str, Any] | None:
+        run = await self.runs.by_run_id(run_id)
+        return public(run) if run else None
+
+    async def resume_abandoned(self) -> int:
+        """The periodic check: take over every running run whose holder's lease expired."""
+        taken = 0
+        for realm_id in await self.runs.abandoned():
+            run = await self.runs.claim(realm_id, self.limits.lease_seconds)
+            if run is not None:
+                log.info("backfill taken over", realm_id=realm_id, run_id=run["run_id"])
+                self._launch(run)
+                taken += 1
+        return taken
 
     async def catch_up(self, portal_id: str) -> list[BackfillReport]:
         """The app is back in a portal after an uninstall: what changed in QuickBooks
@@ -756,81 +870,141 @@ class Backfill:
         for realm_id in await self.deps.sets.realms_of_portal(portal_id, self.kind.object_type):
             try:
                 started.append(await self.start(realm_id))
-            except BackfillRefused as refused:
+            except (BackfillRefused, BackfillBusy) as refused:
                 log.info("not caught up after reinstall", realm_id=realm_id, reason=str(refused))
         return started
 
-    async def run(self, realm_id: str) -> BackfillReport:
-        """Run a backfill to the end (the benchmark and tests wait for it)."""
-        mset = await self._ready_set(realm_id)
-        report = BackfillReport(
-            run_id=uuid.uuid4().hex,
-            realm_id=realm_id,
-            object_type=self.kind.object_type.value,
-            started_at=datetime.now(UTC),
-        )
-        await self._run(mset, report)
-        return report
+    async def run(self, realm_id: str, caps: Caps | None = None) -> BackfillReport:
+        """Run a backfill until it ends or pauses (the benchmark and tests wait for it)."""
+        started = await self.start(realm_id, caps)
+        await self.wait(realm_id)
+        run = await self.runs.by_run_id(started.run_id)
+        return BackfillReport.of(run or started.as_dict())
 
-    async def report(self, run_id: str) -> dict[str, Any] | None:
-        doc = await self._reports.find_one({"_id": run_id})
-        if doc is None:
-            return None
-        doc.pop("_id")
-        return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in doc.items()}
+    async def wait(self, realm_id: str) -> None:
+        """Until this process's drive of the account's run ends."""
+        task = self._tasks.get(realm_id)
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(task)
 
-    async def _save(self, report: BackfillReport) -> None:
-        body = report.as_dict()
-        await self._reports.update_one({"_id": report.run_id}, {"$set": body}, upsert=True)
+    async def stop(self, *, release: bool = True) -> None:
+        """Stop driving runs here. `release` hands their leases back (a shutdown) so the next
+        check resumes them at once; without it they expire (as if this process died)."""
+        driving = dict(self._tasks)
+        for task in driving.values():
+            task.cancel()
+        await asyncio.gather(*driving.values(), return_exceptions=True)
+        if release:
+            for realm_id in driving:
+                run = await self.runs.current(realm_id)
+                if run is not None:
+                    await self.runs.release(run)
 
-    async def _run(self, mset: MappingSet, report: BackfillReport) -> None:
+    def _launch(self, run: dict[str, Any]) -> None:
+        realm_id = str(run["_id"])
+        task = asyncio.create_task(self._drive(run), name=f"backfill {realm_id}")
+        self._tasks[realm_id] = task
+
+        def done(t: asyncio.Task[None]) -> None:
+            if self._tasks.get(realm_id) is t:
+                del self._tasks[realm_id]
+
+        task.add_done_callback(done)
+
+    async def _drive(self, run: dict[str, Any]) -> None:
         try:
-            await self.deps.crm_properties.ensure(self.kind, mset)
-            company = self.deps.qbo.company(mset.realm_id)
-            page: list[Entity] = []
-            statement = f"SELECT * FROM {self.kind.qbo_entity}"  # noqa: S608 (QBO query, no input)
-            async for row in company.query(statement, page_size=QBO_PAGE_SIZE):
-                if isinstance(row, Entity):
-                    page.append(row)
-                if len(page) == QBO_PAGE_SIZE:
-                    await self._page(mset, page, report)
-                    page = []
-            if page:
-                await self._page(mset, page, report)
-            report.state = "done"
+            async with self._renewing(run):
+                await self._pages(run)
+        except asyncio.CancelledError:
+            raise  # stopped or cancelled: the lease is left to expire or was released
         except Exception as exc:
-            log.exception("backfill failed", run_id=report.run_id)
-            report.state = "failed"
-            report.error = f"{type(exc).__name__}: {exc}"
-        report.finished_at = datetime.now(UTC)
-        await self._save(report)
+            log.exception("backfill failed", run_id=run["run_id"])
+            await self.runs.finish(
+                run, FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=runs_now()
+            )
 
-    async def _page(self, mset: MappingSet, rows: list[Entity], report: BackfillReport) -> None:
-        """Sync one page of QBO records: map, batch-upsert new and moved keys, link, publish."""
-        report.read += len(rows)
+    @contextlib.asynccontextmanager
+    async def _renewing(self, run: dict[str, Any]) -> AsyncIterator[None]:
+        """Keep the lease alive while a page takes longer than a fraction of it."""
+        seconds = self.limits.lease_seconds
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(seconds / 3)
+                with contextlib.suppress(Exception):  # tried again at the next third
+                    await self.runs.progress(run, seconds)
+
+        task = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _pages(self, run: dict[str, Any]) -> None:
+        """Page after page from the cursor until a short page, a cap, or a cancel."""
+        mset = await self._ready_set(str(run["_id"]))
+        await self.deps.crm_properties.ensure(self.kind, mset)
+        company = self.deps.qbo.company(mset.realm_id)
+        caps, calls = Caps(**run["caps"]), dict(run["calls"])
+        cursor, size = dict(run["cursor"]), self.limits.page_size
+        counts = {k: int(run.get(k) or 0) for k in COUNTS}
+        while True:
+            if calls["qbo"] + 1 > caps.qbo:
+                await self.runs.finish(run, PAUSED, reason=CAP_REACHED, calls=calls)
+                return
+            statement = f"SELECT * FROM {self.kind.qbo_entity} STARTPOSITION {cursor['start']} MAXRESULTS {size}"  # noqa: S608,E501 (QBO query, no input)
+            page = await company.query_page(statement)
+            calls["qbo"] += 1
+            rows = [r for r in page.rows if isinstance(r, Entity)]
+            plan = await self._plan(mset, rows)
+            if calls["crm"] + plan.crm_calls > caps.crm:
+                # Nothing of this page is written: the cursor stays before it.
+                await self.runs.finish(run, PAUSED, reason=CAP_REACHED, calls=calls)
+                return
+            await self._write(mset, plan)
+            calls["crm"] += plan.crm_calls
+            for key in COUNTS:
+                counts[key] += getattr(plan.counts, key)
+            cursor = {
+                "start": cursor["start"] + len(page.rows),
+                "last_id": str(rows[-1].Id) if rows else cursor["last_id"],
+            }
+            progress = {"cursor": cursor, "calls": calls, **counts}
+            if len(page.rows) < size:
+                await self.runs.finish(run, DONE, finished_at=runs_now(), **progress)
+                return
+            if not await self.runs.progress(run, self.limits.lease_seconds, **progress):
+                log.info("backfill stopped: cancelled or taken over", run_id=run["run_id"])
+                return
+
+    async def _plan(self, mset: MappingSet, rows: list[Entity]) -> _PagePlan:
+        """Map one page of QBO records and sort them: unchanged, new or moved keys to upsert,
+        known records to update, failures."""
         ids = [str(r.Id) for r in rows]
-        links = await self.deps.links.get_many(mset.realm_id, ids)
-        events: list[EventPayload] = []
-        pending: dict[str, tuple[str, dict[str, str], list[str]]] = {}
-        updates: list[tuple[str, str, dict[str, str], list[str]]] = []
-        clears: dict[str, dict[str, str]] = {}  # by QBO id: what QBO emptied since last time
+        plan = _PagePlan(
+            await self.deps.links.get_many(mset.realm_id, ids), _Counts(), [], {}, [], {}
+        )
+        plan.counts.read = len(rows)
         syncer = RecordSync(self.deps)
         for row in rows:
             qbo_id = str(row.Id)
             try:
                 mapped, key, properties = syncer._mapped(mset, qbo_id, row.to_qbo())
             except RecordFailed as failed:
-                report.failed += 1
-                events.append(syncer._failed(mset, qbo_id, failed, SyncTrigger.BACKFILL))
+                plan.counts.failed += 1
+                plan.events.append(syncer._failed(mset, qbo_id, failed, SyncTrigger.BACKFILL))
                 continue
-            link = links.get(qbo_id)
+            link = plan.links.get(qbo_id)
             if (
                 link is not None
                 and not link.archived
                 and link.fingerprint == fingerprint(properties)
             ):
-                report.unchanged += 1
-                events.append(
+                plan.counts.unchanged += 1
+                plan.events.append(
                     syncer._synced(
                         mset,
                         qbo_id,
@@ -844,47 +1018,53 @@ class Backfill:
             written = mapped.written
             if link is not None and not link.archived:
                 cleared = cleared_properties(mset.mappings, mapped, link.written)
-                clears[qbo_id] = _clear(cleared)
+                plan.clears[qbo_id] = _clear(cleared)
                 written = [*written, *cleared.values()]
                 if link.key.lower() != key.lower():
-                    updates.append((qbo_id, link.crm_id, properties, written))
+                    plan.updates.append((qbo_id, link.crm_id, properties, written))
                     continue
             # Two QBO records with one key (a shared email) become one CRM record.
-            pending[key.lower()] = (qbo_id, properties, written)
+            plan.pending[key.lower()] = (qbo_id, properties, written)
+        return plan
+
+    async def _write(self, mset: MappingSet, plan: _PagePlan) -> None:
+        """Batch-upsert new and moved keys, batch-update the rest, link, publish."""
+        syncer = RecordSync(self.deps)
         portal = self.deps.crm.portal(mset.portal_id)
+        counts, events, clears = plan.counts, plan.events, plan.clears
         new_links: list[Link] = []
-        if pending:
+        if plan.pending:
             result = await portal.batch_upsert(
                 self.kind.crm_object,
                 self.kind.upsert_property,
-                [(key, {**props, **clears.get(q, {})}) for key, (q, props, _) in pending.items()],
+                [(key, {**p, **clears.get(q, {})}) for key, (q, p, _) in plan.pending.items()],
             )
             by_key = {
                 str(o.properties.get(self.kind.upsert_property) or "").lower(): o
                 for o in result.results
             }
-            for key, (qbo_id, props, written) in pending.items():
+            for key, (qbo_id, props, written) in plan.pending.items():
                 obj = by_key.get(key)
                 if obj is None:
-                    report.failed += 1
+                    counts.failed += 1
                     message = result.errors[0].message if result.errors else "no result"
                     rejected = RecordFailed(SyncFailureCode.CRM_REJECTED, message)
                     events.append(syncer._failed(mset, qbo_id, rejected, SyncTrigger.BACKFILL))
                     continue
                 action = SyncAction.CREATED if obj.new else SyncAction.UPDATED
-                report.created += action is SyncAction.CREATED
-                report.updated += action is SyncAction.UPDATED
+                counts.created += action is SyncAction.CREATED
+                counts.updated += action is SyncAction.UPDATED
                 new_links.append(_link(qbo_id, obj.id, key, props))
                 events.append(
                     syncer._synced(mset, qbo_id, obj.id, action, written, SyncTrigger.BACKFILL)
                 )
-        if updates:
+        if plan.updates:
             await portal.batch_update(
                 self.kind.crm_object,
-                [(crm_id, {**props, **clears.get(q, {})}) for q, crm_id, props, _ in updates],
+                [(crm_id, {**props, **clears.get(q, {})}) for q, crm_id, props, _ in plan.updates],
             )
-            for qbo_id, crm_id, props, written in updates:
-                report.updated += 1
+            for qbo_id, crm_id, props, written in plan.updates:
+                counts.updated += 1
                 key = self.kind.key_of(qbo_id, MappedRecord(props, written)) or qbo_id
                 new_links.append(_link(qbo_id, crm_id, key, props))
                 events.append(
@@ -892,11 +1072,10 @@ class Backfill:
                         mset, qbo_id, crm_id, SyncAction.UPDATED, written, SyncTrigger.BACKFILL
                     )
                 )
-        fresh = [x for x in new_links if x.qbo_id not in links]
-        known = [x for x in new_links if x.qbo_id in links]
+        fresh = [x for x in new_links if x.qbo_id not in plan.links]
+        known = [x for x in new_links if x.qbo_id in plan.links]
         await self.deps.links.save(mset.realm_id, known, mset.version, new=fresh)
         await self._publish_all(mset, events)
-        await self._save(report)
 
     async def _publish_all(self, mset: MappingSet, events: list[EventPayload]) -> None:
         correlation = f"backfill:{mset.realm_id}:{self.kind.object_type.value}"
