@@ -169,6 +169,8 @@ class CrmClient:
         self._http = http or async_client(
             base_url=base_url, timeout=timeout, headers={"Accept": "application/json"}
         )
+        # Labels the budget's waits (never the portal: that is a tenant).
+        self._host = self._http.base_url.host or httpx.URL(base_url).host
 
     async def __aenter__(self) -> CrmClient:
         return self
@@ -255,7 +257,7 @@ class CrmClient:
     ) -> httpx.Response:
         budgets = self._portal_budgets.get(key, self._budgets)
         budget = budgets.search if search else budgets.standard
-        async with budget.slot(key):
+        async with budget.slot(key, host=self._host):
             token = await self._tokens.token(key)
             response = await self._http.request(
                 method,

@@ -9,6 +9,8 @@ from typing import TypeVar
 import httpx
 import stamina
 
+from dealbooks_http._metrics import count_retry
+
 T = TypeVar("T")
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -60,7 +62,9 @@ class RetryPolicy:
         return isinstance(exc, httpx.TransportError)
 
     async def run(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        """Run `attempt` until it succeeds, fails permanently, or the budget is spent."""
+        """Run `attempt` until it succeeds, fails permanently, or the budget is spent; each
+        attempt made again is counted by the host that failed the one before."""
+        failed: BaseException | None = None
         async for retry in stamina.retry_context(
             on=self._backoff,
             attempts=self.attempts,
@@ -69,6 +73,24 @@ class RetryPolicy:
             wait_max=self.wait_max,
             wait_jitter=self.wait_jitter,
         ):
+            if failed is not None:
+                count_retry(_host_of(failed))
             with retry:
-                return await attempt()
+                try:
+                    return await attempt()
+                except Exception as exc:
+                    failed = exc
+                    raise
         raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
+
+
+def _host_of(exc: BaseException) -> str:
+    """The host a retried failure came from (a 429/5xx answer or a transport error)."""
+    if isinstance(exc, RetryableHTTPError):
+        return exc.response.request.url.host
+    if isinstance(exc, httpx.TransportError):
+        try:
+            return exc.request.url.host
+        except RuntimeError:  # an error raised without its request
+            return "unknown"
+    return "unknown"

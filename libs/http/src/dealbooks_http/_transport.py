@@ -16,6 +16,8 @@ import aiohttp
 import certifi
 import httpx
 
+from dealbooks_http._metrics import count_call
+
 # Below the 5 s keep-alive of common servers (uvicorn's default), so a pooled connection is
 # dropped by us before the server closes it under a request.
 KEEPALIVE_SECONDS = 4.0
@@ -58,6 +60,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            response = await self._send(request)
+        except httpx.TransportError:
+            count_call(request.url.host, None)
+            raise
+        count_call(request.url.host, response.status_code)
+        return response
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
         body = await request.aread()
         try:
             async with self._open().request(

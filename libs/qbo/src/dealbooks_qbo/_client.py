@@ -126,6 +126,7 @@ class QboClient:
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
+        self._host = httpx.URL(self.base_url).host  # labels the budget's waits, never a realm
         self._owns_http = self.http is None
         if self.http is None:
             self.http = async_client(timeout=self.timeout)
@@ -198,9 +199,13 @@ class QboClient:
             raise fault_from_response(exc.response) from exc
 
     def _slots(self, realm_id: str, weight: int, batch: bool) -> Any:
+        host = self._host
         if not batch:
-            return self.budget.slot(realm_id, weight)
-        return _Nested(self.batch_budget.slot(realm_id), self.budget.slot(realm_id, weight))
+            return self.budget.slot(realm_id, weight, host=host)
+        return _Nested(
+            self.batch_budget.slot(realm_id, host=host),
+            self.budget.slot(realm_id, weight, host=host),
+        )
 
 
 class _Nested:
