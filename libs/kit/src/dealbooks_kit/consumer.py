@@ -50,10 +50,14 @@ from dealbooks_kit.kafka import EventPublisher
 from dealbooks_kit.lanes import Lanes
 from dealbooks_kit.logging import get_logger
 from dealbooks_kit.metrics import (
+    CONSUMER_IN_FLIGHT,
+    CONSUMER_LAG,
+    CONSUMER_OLDEST_UNSETTLED,
     EVENTS_CONSUMED,
     EVENTS_DEAD_LETTERED,
     EVENTS_FAILED,
     HANDLER_SECONDS,
+    note_dlq_end,
 )
 from dealbooks_kit.mongo import IndexSpec
 from dealbooks_kit.settings import KitSettings
@@ -187,6 +191,13 @@ class EventConsumer(Generic[P]):
             commit_interval=settings.consumer_commit_interval_ms / 1000,
             before_commit=self._processed.flush,
         )
+        # Read at each scrape from what the lanes keep: nothing is added per record.
+        labels = (settings.service_name, name, spec.topic)
+        lanes = self._lanes
+        CONSUMER_LAG.labels(*labels).set_function(lanes.lag)
+        CONSUMER_IN_FLIGHT.labels(*labels).set_function(lambda: lanes.in_flight)
+        CONSUMER_OLDEST_UNSETTLED.labels(*labels).set_function(lanes.oldest_unsettled_seconds)
+        self._dead_lettered = EVENTS_DEAD_LETTERED.labels(settings.service_name, spec.topic, name)
 
     def subscribe(self, broker: KafkaBroker, **subscriber_options: Any) -> None:
         """Register on `broker`; one consumer group per (service, consumer name)."""
@@ -356,13 +367,17 @@ class EventConsumer(Generic[P]):
             "dlq-failed-at": datetime.now(UTC).isoformat(),
         }
         try:
-            await self._publisher.publish_raw(
+            written = await self._publisher.publish_raw(
                 self.dlq_topic, record.value or b"", key=record.key, headers=headers
             )
         except Exception:
             log.exception("dead letter could not be written; the event will be handled again")
             return False
-        EVENTS_DEAD_LETTERED.labels(self._settings.service_name, self.spec.topic).inc()
+        self._dead_lettered.inc()
+        if written is not None:
+            note_dlq_end(
+                self._settings.service_name, self.spec.dlq_topic, written.partition, written.offset
+            )
         EVENTS_CONSUMED.labels(self._settings.service_name, self.spec.topic, "dead_lettered").inc()
         log.error("event dead-lettered", reason=reason, dlq_topic=self.dlq_topic)
         return True

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from aiokafka.structs import RecordMetadata
 from dealbooks_contracts import REGISTRY, Envelope
 from faststream.kafka import KafkaBroker
 
@@ -72,6 +73,8 @@ class EventPublisher:
 
     async def publish_raw(
         self, topic: str, value: bytes, *, key: bytes | None, headers: dict[str, str]
-    ) -> None:
-        """Publish bytes as they are (dead letters keep the original payload untouched)."""
-        await self._broker.publish(value, topic=topic, key=key, headers=headers)
+    ) -> RecordMetadata | None:
+        """Publish bytes as they are (dead letters keep the original payload untouched);
+        returns where Kafka put them (partition, offset), when the broker says."""
+        written = await self._broker.publish(value, topic=topic, key=key, headers=headers)
+        return written if isinstance(written, RecordMetadata) else None

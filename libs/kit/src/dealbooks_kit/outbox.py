@@ -25,6 +25,13 @@ let the published entries be removed a moment later, together with other relays'
 (`settle_later`: one bulk write instead of one update per event); until then this process
 remembers them as published, and a crash in between only publishes them again.
 
+The pass also sets `dealbooks_outbox_pending` and `dealbooks_outbox_oldest_seconds` per
+collection: the entries it found and left waiting in a scanned collection (up to its `limit`
+documents),
+and in a reread collection after its first scan the entries of the documents whose relay failed
+here (the only ones it knows of). An entry's age comes from its id, a UUIDv7 (its first 48 bits
+are the milliseconds it was made at), so no event body is read for it.
+
 Within a process, the relays of one document run one at a time, so its events go out in the
 order they were written. Built for the MongoDB-wire subset: `$pull` removes whole elements by
 equality only. Two processes relaying one document at worst publish an event twice (same
@@ -35,6 +42,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
@@ -45,6 +54,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from dealbooks_kit.kafka import EventPublisher
 from dealbooks_kit.logging import get_logger
+from dealbooks_kit.metrics import OUTBOX_OLDEST, OUTBOX_PENDING
 from dealbooks_kit.mongo import IndexSpec
 
 log = get_logger(__name__)
@@ -83,8 +93,11 @@ class Outbox:
         publisher: EventPublisher,
         collections: Iterable[str] = (),
         settle_delay: float = 0.05,
+        *,
+        service: str = "",
     ) -> None:
         self._db = db
+        self._service = service
         self._settle_delay = settle_delay
         self._publisher = publisher
         self.collections: list[str] = list(dict.fromkeys(collections))
@@ -220,6 +233,7 @@ class Outbox:
         except Exception as exc:  # kept for the next pass; orphans are still looked for
             log.warning("published outbox entries not removed yet", error=repr(exc))
         published = await self._relay_unsettled()
+        scanned: set[str] = set()
         for collection in self.collections:
             first_scan = collection in self._unscanned
             if collection in self.reread and not first_scan:
@@ -229,8 +243,10 @@ class Outbox:
             except Exception as exc:  # a reread collection stays unscanned until it works
                 log.warning("outbox scan failed; the next pass scans again", error=repr(exc))
                 continue
+            scanned.add(collection)
             before = self._lingering.get(collection, set())
             self._lingering[collection] = set().union(*pending.values())
+            relayed: set[Any] = set()
             for doc_id, entry_ids in pending.items():
                 if not entry_ids & before and not first_scan:
                     continue
@@ -242,8 +258,41 @@ class Outbox:
                         collection=collection,
                         error=f"{type(exc).__name__}: {exc}",
                     )
+                else:
+                    relayed.add(doc_id)
+            self._report(collection, {d: ids for d, ids in pending.items() if d not in relayed})
             self._unscanned.discard(collection)
+        await self._report_reread(self.reread - self._unscanned - scanned)
         return published
+
+    async def _report_reread(self, collections: Iterable[str]) -> None:
+        """Report, for reread collections past their first scan, the entries of the documents
+        whose relay failed here (read only when there are any)."""
+        for collection in collections:
+            doc_ids = [d for c, d in self._unsettled if c == collection]
+            pending: dict[Any, set[str]] = {}
+            if doc_ids:
+                try:
+                    cursor = self._db[collection].find(
+                        {"_id": {"$in": doc_ids}}, {f"{OUTBOX_FIELD}.id": 1}
+                    )
+                    pending = {
+                        d["_id"]: {e["id"] for e in d.get(OUTBOX_FIELD) or []} async for d in cursor
+                    }
+                except Exception as exc:  # the gauges keep their last values
+                    log.warning("outbox pending not counted", error=repr(exc))
+                    continue
+            self._report(collection, pending)
+
+    def _report(self, collection: str, pending: dict[Any, set[str]]) -> None:
+        """Set the collection's pending and oldest-entry gauges from what a pass found and
+        left waiting (entries in flight through their handler's own relay included)."""
+        made = [_made_at(entry_id) for ids in pending.values() for entry_id in ids]
+        oldest = min((m for m in made if m is not None), default=None)
+        OUTBOX_PENDING.labels(self._service, collection).set(len(made))
+        OUTBOX_OLDEST.labels(self._service, collection).set(
+            0.0 if oldest is None else max(0.0, time.time() - oldest)
+        )
 
     async def _pending_in(self, collection: str, limit: int | None) -> dict[Any, set[str]]:
         """The documents of `collection` holding entries (up to `limit`), with their ids."""
@@ -268,6 +317,15 @@ class Outbox:
                     error=f"{type(exc).__name__}: {exc}",
                 )
         return published
+
+
+def _made_at(entry_id: str) -> float | None:
+    """When an entry was made (Unix seconds), from its UUIDv7 id; None for another id."""
+    try:
+        parsed = uuid.UUID(entry_id)
+    except ValueError:
+        return None
+    return (parsed.int >> 80) / 1000 if parsed.version == 7 else None
 
 
 __all__ = ["OUTBOX_FIELD", "Outbox", "outbox_entry", "outbox_index", "push", "push_entries"]

@@ -76,7 +76,7 @@ class ServiceRuntime:
         self.publisher = EventPublisher(self.broker, settings)
         self.indexes: list[IndexSpec] = [*PROCESSED_INDEXES, *indexes]
         self.consumers: list[EventConsumer[Any]] = []
-        self.outbox = Outbox(self.db, self.publisher)
+        self.outbox = Outbox(self.db, self.publisher, service=settings.service_name)
         self._periodic: list[PeriodicJob] = []
         # Leased timers run in the replica holding the job's lease (dealbooks_kit.periodic).
         self.leases = JobLeases(self.db, settings.service_name, process_holder())
