@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from dealbooks_kit import configure_logging
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
-from dealbooks_cli import operations
+from dealbooks_cli import backfills, operations
 from dealbooks_cli.deadletters import DeadLetter, DeadLetterTopics, Filters, dead_letter_topics
 from dealbooks_cli.output import emit_json, table
 from dealbooks_cli.replay import Replays, operator_db, replay, replay_key
@@ -37,6 +38,12 @@ accounts = typer.Typer(help="Connected QuickBooks companies.", no_args_is_help=T
 app.add_typer(dlq, name="dlq")
 app.add_typer(sweep, name="sweep")
 app.add_typer(accounts, name="accounts")
+backfill = typer.Typer(
+    help="Backfills of QuickBooks customers (contacts) or items (products) into the CRM: one "
+    "run per account at a time, capped in QuickBooks and CRM calls.",
+    no_args_is_help=True,
+)
+app.add_typer(backfill, name="backfill")
 
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 Topic = Annotated[
@@ -343,3 +350,140 @@ def accounts_list(
         ("connected_at", "CONNECTED AT"),
     ]
     typer.echo(table(rows, columns) if rows else "no accounts")
+
+
+Kind = Annotated[
+    str, typer.Option("--kind", help="contacts (contact-sync) or products (product-sync).")
+]
+BackfillPortal = Annotated[str, typer.Option("--portal", help="CRM portal id.")]
+BackfillRealm = Annotated[str, typer.Option("--realm", help="QuickBooks realm id.")]
+MaxQbo = Annotated[
+    int | None,
+    typer.Option("--max-qbo-calls", min=0, help="Most QuickBooks calls (default: the service's)."),
+]
+MaxCrm = Annotated[
+    int | None,
+    typer.Option("--max-crm-calls", min=0, help="Most CRM calls (default: the service's)."),
+]
+RUN_FIELDS = ("run_id", "state", "reason", "read", "created", "updated", "unchanged", "failed")
+
+
+def _backfill(
+    action: str,
+    kind: str,
+    portal: str,
+    realm: str,
+    max_qbo_calls: int | None = None,
+    max_crm_calls: int | None = None,
+) -> dict[str, Any]:
+    if kind not in backfills.SERVICES:
+        raise typer.BadParameter(f"{kind!r} is not contacts or products", param_hint="--kind")
+    caps = {
+        k: v
+        for k, v in (("max_qbo_calls", max_qbo_calls), ("max_crm_calls", max_crm_calls))
+        if v is not None
+    }
+    return _run(lambda stack: backfills.call(stack, kind, action, portal, realm, caps))
+
+
+def _print_run(run: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit_json(run)
+        return
+    for key in RUN_FIELDS:
+        if run.get(key) is not None:
+            typer.echo(f"{key:<10} {run[key]}")
+    if run.get("calls"):
+        calls, caps = run["calls"], run.get("caps") or {}
+        typer.echo(f"{'qbo calls':<10} {calls['qbo']} of {caps.get('qbo', '?')}")
+        typer.echo(f"{'crm calls':<10} {calls['crm']} of {caps.get('crm', '?')}")
+    if run.get("error"):
+        typer.echo(f"{'error':<10} {run['error']}")
+
+
+@backfill.command("plan")
+def backfill_plan(
+    kind: Kind,
+    portal: BackfillPortal,
+    realm: BackfillRealm,
+    max_qbo_calls: MaxQbo = None,
+    max_crm_calls: MaxCrm = None,
+    json: Json = False,
+) -> None:
+    """What a run would read and the calls it would make, against the caps (writes nothing)."""
+    plan = _backfill("plan", kind, portal, realm, max_qbo_calls, max_crm_calls)
+    if json:
+        emit_json(plan)
+        return
+    for key in ("records", "already_linked", "qbo_calls", "crm_calls", "caps", "within_caps"):
+        typer.echo(f"{key:<15} {plan.get(key)}")
+
+
+@backfill.command("start")
+def backfill_start(
+    kind: Kind,
+    portal: BackfillPortal,
+    realm: BackfillRealm,
+    max_qbo_calls: MaxQbo = None,
+    max_crm_calls: MaxCrm = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Show progress until the run ends or pauses.")
+    ] = False,
+    json: Json = False,
+) -> None:
+    """Start a run (refused while the account has one planned, running or paused)."""
+    run = _backfill("start", kind, portal, realm, max_qbo_calls, max_crm_calls)
+    if wait:
+        run = _follow(kind, portal, realm, quiet=json)
+    _print_run(run, json)
+    if run.get("state") == "failed":
+        raise typer.Exit(1)
+
+
+def _follow(kind: str, portal: str, realm: str, *, quiet: bool) -> dict[str, Any]:
+    """Poll the run until it leaves `running`, with a one-line progress on stderr."""
+    while True:
+        run = _backfill("status", kind, portal, realm)
+        if not quiet:
+            calls = run.get("calls") or {}
+            typer.echo(
+                f"\r{run.get('state')}: read {run.get('read', 0)}, created "
+                f"{run.get('created', 0)}, qbo calls {calls.get('qbo', 0)}, crm calls "
+                f"{calls.get('crm', 0)}",
+                err=True,
+                nl=False,
+            )
+        if run.get("state") != "running":
+            if not quiet:
+                typer.echo("", err=True)
+            return run
+        time.sleep(1)
+
+
+@backfill.command("status")
+def backfill_status(
+    kind: Kind, portal: BackfillPortal, realm: BackfillRealm, json: Json = False
+) -> None:
+    """The account's latest run: state, cursor counts, calls against caps."""
+    _print_run(_backfill("status", kind, portal, realm), json)
+
+
+@backfill.command("resume")
+def backfill_resume(
+    kind: Kind,
+    portal: BackfillPortal,
+    realm: BackfillRealm,
+    max_qbo_calls: MaxQbo = None,
+    max_crm_calls: MaxCrm = None,
+    json: Json = False,
+) -> None:
+    """Continue a paused run from its cursor; caps given replace the run's."""
+    _print_run(_backfill("resume", kind, portal, realm, max_qbo_calls, max_crm_calls), json)
+
+
+@backfill.command("cancel")
+def backfill_cancel(
+    kind: Kind, portal: BackfillPortal, realm: BackfillRealm, json: Json = False
+) -> None:
+    """Cancel the account's active run (it stops after the page it is writing)."""
+    _print_run(_backfill("cancel", kind, portal, realm), json)
