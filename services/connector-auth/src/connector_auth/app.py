@@ -14,7 +14,7 @@ from connector_auth.api import build_api
 from connector_auth.crm_oauth import CrmOAuth
 from connector_auth.crypto import TokenCipher
 from connector_auth.gateways import CrmInstaller, QboGateway
-from connector_auth.handlers import AccountNotFound, ConnectorAuth, ReauthRequired
+from connector_auth.handlers import FACTS_JOB, AccountNotFound, ConnectorAuth, ReauthRequired
 from connector_auth.installs import Installs
 from connector_auth.settings import ConnectorAuthSettings
 from connector_auth.store import (
@@ -119,6 +119,7 @@ def build_app(settings: ConnectorAuthSettings) -> ServiceApp:
         await service.http.aclose()
 
     runtime.every("state-clean-up", settings.state_max_age_seconds, clean_up)
+    runtime.every(FACTS_JOB, settings.facts_interval_seconds, service.refresh_all_facts)
     app = runtime.asgi(api=api, title="connector-auth")
     app.on_shutdown(close_clients)
     return app

@@ -23,7 +23,7 @@ from dealbooks_contracts import (
     ReauthReason,
     Tenant,
 )
-from dealbooks_kit import Outbox, TransientError, get_logger
+from dealbooks_kit import Outbox, TenantPass, TransientError, each_tenant, get_logger
 from dealbooks_qbo import OAuthError, QboError, TokenSet
 
 from connector_auth import domain
@@ -43,6 +43,7 @@ from connector_auth.store import (
 
 log = get_logger(__name__)
 SOURCE = "connector-auth"
+FACTS_JOB = "facts-refresh"
 
 
 class AccountNotFound(Exception):
@@ -302,6 +303,21 @@ class ConnectorAuth:
         log.info("company facts changed", portal_id=portal_id, realm_id=realm_id)
         await self.relay(key)
         return True
+
+    async def refresh_all_facts(self) -> TenantPass:
+        """Re-read the facts of every connected account, so a lost Preferences or CompanyInfo
+        webhook is healed by the next pass (QuickBooks' CDC does not report either). Account
+        by account: one that fails (grant revoked, QuickBooks failing for it) is reported and
+        the others go on. Reports how many accounts' facts changed."""
+
+        async def refresh(key: str) -> int:
+            doc = await self.accounts.by_id(key)
+            if doc is None or doc["status"] != AccountStatus.CONNECTED.value:
+                return 0  # disconnected or in need of a person since the pass began
+            return int(await self.refresh_facts(doc["portal_id"], doc["realm_id"]))
+
+        keys = await self.accounts.connected()
+        return await each_tenant(FACTS_JOB, keys, refresh, kind="account")
 
     # ---------------------------------------------------------------- outbox relay
 

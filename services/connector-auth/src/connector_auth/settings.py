@@ -88,6 +88,9 @@ class ConnectorAuthSettings(KitSettings, ApiSettings):
     grant_ttl_seconds: int = 300
     # Refresh access tokens this long before they expire.
     refresh_margin_seconds: int = 300
+    # Preferences and CompanyInfo webhooks can be lost, and CDC does not cover them: every
+    # connected account's facts are re-read this often (two QuickBooks reads each).
+    facts_interval_seconds: float = 600.0
     # A refresh lease older than this is considered abandoned (its holder crashed).
     refresh_lease_seconds: float = 30.0
     # How long a token request waits for another replica's refresh before answering 503.

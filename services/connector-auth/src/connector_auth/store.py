@@ -69,6 +69,11 @@ class Accounts:
         )
         return [doc async for doc in cursor]
 
+    async def connected(self) -> list[str]:
+        """The keys of every connected account (a periodic pass's tenants)."""
+        cursor = self._c.find({"status": AccountStatus.CONNECTED.value}, projection={"_id": 1})
+        return sorted([str(doc["_id"]) async for doc in cursor])
+
     async def save_connected(
         self,
         *,

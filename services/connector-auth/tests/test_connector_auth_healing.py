@@ -1,0 +1,92 @@
+"""A Preferences change whose webhook QuickBooks never delivered reaches the stored company
+facts and `account.connected` (facts_changed) at the next facts pass (real HTTP, Kafka,
+MongoDB-wire server and the QBO sandbox)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from connector_auth.app import build_service
+from connector_auth.store import account_key
+from dealbooks_infra.testing import eventually
+from pymongo import AsyncMongoClient
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def db(connector: Any, mongo_uri: str) -> AsyncIterator[Any]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True)
+    yield client[connector.settings.database_name]
+    await client.close()
+
+
+async def preferences_changed_with_webhook_dropped(
+    qbo_sandbox: Any, realm: str, **prefs: Any
+) -> None:
+    """A person changes the company's preferences while the sandbox drops the webhook."""
+    endpoint = qbo_sandbox.add_webhook(
+        "http://127.0.0.1:9/never-reached", "verifier-heal", "legacy", realms=[realm]
+    )
+    qbo_sandbox.inject(drop_webhooks=1)
+    try:
+        qbo_sandbox.set_preferences(realm, **prefs)
+
+        async def dropped() -> bool:
+            return any(
+                d.get("dropped") and d.get("endpoint_id") == endpoint["endpoint_id"]
+                for d in qbo_sandbox.deliveries()
+            )
+
+        await eventually(dropped)
+    finally:
+        qbo_sandbox.clear_faults()
+        qbo_sandbox.remove_webhook(endpoint["endpoint_id"])
+
+
+async def test_preferences_change_with_its_webhook_dropped_reaches_the_facts_at_the_next_pass(
+    connector: Any, qbo_sandbox: Any, kafka_bootstrap: str, tools: Any, db: Any
+) -> None:
+    portal = connector.new_portal()
+    info = qbo_sandbox.control(
+        "POST",
+        "companies",
+        {"country": "US", "name": f"Healing {uuid.uuid4().hex[:6]}", "custom_txn_numbers": True},
+    )
+    realm = str(info["realm_id"])
+    await connector.connect(portal, realm)
+    stored = await db.accounts.find_one({"_id": account_key(portal, realm)})
+    assert stored["company"]["custom_transaction_numbers"] is True
+
+    await preferences_changed_with_webhook_dropped(qbo_sandbox, realm, custom_txn_numbers=False)
+    # A second replica's pass (the served one runs its own every facts_interval_seconds).
+    _, service, _ = build_service(connector.settings)
+    first = await service.refresh_all_facts()
+
+    assert first.failed == {}
+    assert first.done >= 1
+    stored = await db.accounts.find_one({"_id": account_key(portal, realm)})
+    assert stored["company"]["custom_transaction_numbers"] is False
+    events = await tools.read_events(
+        kafka_bootstrap,
+        connector.settings.topic("connector.account-connected.v1"),
+        lambda e: e["tenant"]["portal_id"] == portal,
+        2,
+    )
+    assert events[-1]["data"]["reason"] == "facts_changed"
+    assert events[-1]["data"]["custom_transaction_numbers"] is False
+
+    # Nothing moved since: the next pass publishes nothing for this account.
+    second = await service.refresh_all_facts()
+    assert (second.done, second.failed) == (0, {})
+    again = await tools.read_events(
+        kafka_bootstrap,
+        connector.settings.topic("connector.account-connected.v1"),
+        lambda e: e["tenant"]["portal_id"] == portal,
+        2,
+    )
+    assert len(again) == 2
+    await service.http.aclose()
