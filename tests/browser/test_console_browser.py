@@ -466,6 +466,7 @@ def test_contact_sync_with_a_mapping_added_after_its_dry_run(person: Pages, worl
         return True if "qbwebsamplecompany@yahoo.com" in emails else None
 
     testing.eventually_sync(backfilled, timeout=WAIT / 1000, interval=0.5)
+    person.reload_until(r"Last run of existing records: done")
 
 
 def test_the_app_card_lists_a_deals_invoices_and_opens_the_console_without_a_session(

@@ -523,6 +523,7 @@ class Pages:
                 base = f"/portals/{portal}/accounts/{account['realm_id']}/{kind}"
                 found = await self.backend.get(person, "mapping-registry", f"{base}/settings")
                 status = await self.backend.get(person, "mapping-registry", f"{base}/status")
+                run = await self._latest_run(person, portal, account["realm_id"], kind)
                 sets.append(
                     {
                         "account": account,
@@ -531,6 +532,7 @@ class Pages:
                         "settings": found["settings"],
                         "records": status.get("records", {}),
                         "failing": sum(1 for m in status.get("mappings", []) if m.get("failed")),
+                        "run": run,
                     }
                 )
         q = request.query_params
@@ -562,15 +564,28 @@ class Pages:
         )
         return RedirectResponse(f"/portals/{portal}/sync?saved={realm}-{kind}", 303)
 
+    async def _latest_run(
+        self, person: Person, portal: str, realm: str, kind: str
+    ) -> dict[str, Any] | None:
+        """The set's latest backfill run, if it has one (its state and counts are shown)."""
+        service = "contact-sync" if kind == "contacts" else "product-sync"
+        status, run, _ = await self.backend.call(
+            person, service, "GET", f"/portals/{portal}/accounts/{realm}/backfill", ok=(404,)
+        )
+        return run if status == 200 and isinstance(run, dict) else None
+
     async def backfill(self, request: Request) -> Response:
         """Sync the records that existed before sync was switched on (a backfill run of the
-        sync service; it refuses while sync is off or a run is going)."""
+        sync service; it refuses while sync is off or a run is going), or resume or cancel
+        the set's run (`action`)."""
         person = await self._person(request)
         portal, realm, kind = self._set(request)
         service = "contact-sync" if kind == "contacts" else "product-sync"
-        status, _answer, _ = await self.backend.call(
-            person, service, "POST", f"/portals/{portal}/accounts/{realm}/backfill", ok=(409,)
-        )
+        action = str((await request.form()).get("action") or "")
+        path = f"/portals/{portal}/accounts/{realm}/backfill"
+        if action in ("resume", "cancel"):
+            path += f"/{action}"
+        status, _answer, _ = await self.backend.call(person, service, "POST", path, ok=(409,))
         said = "backfill_started" if status == 202 else "backfill_refused"
         return RedirectResponse(f"/portals/{portal}/sync?{said}={realm}-{kind}", 303)
 
