@@ -16,6 +16,7 @@ from dealbooks_kit import configure_logging
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
+from dealbooks_cli import audit as audit_trail
 from dealbooks_cli import backfills, operations
 from dealbooks_cli.deadletters import DeadLetter, DeadLetterTopics, Filters, dead_letter_topics
 from dealbooks_cli.output import emit_json, table
@@ -38,6 +39,10 @@ accounts = typer.Typer(help="Connected QuickBooks companies.", no_args_is_help=T
 app.add_typer(dlq, name="dlq")
 app.add_typer(sweep, name="sweep")
 app.add_typer(accounts, name="accounts")
+audit = typer.Typer(
+    help="Audit trails: what happened to an invoice, and why.", no_args_is_help=True
+)
+app.add_typer(audit, name="audit")
 backfill = typer.Typer(
     help="Backfills of QuickBooks customers (contacts) or items (products) into the CRM: one "
     "run per account at a time, capped in QuickBooks and CRM calls.",
@@ -350,6 +355,46 @@ def accounts_list(
         ("connected_at", "CONNECTED AT"),
     ]
     typer.echo(table(rows, columns) if rows else "no accounts")
+
+
+@audit.command("invoice")
+def audit_invoice(
+    realm: Annotated[str, typer.Argument(help="QuickBooks realm id.")],
+    invoice_id: Annotated[str, typer.Argument(help="QuickBooks invoice id.")],
+    json: Json = False,
+) -> None:
+    """An invoice's life, oldest first: each change, the event that caused it and the external
+    call it made, from invoice-builder's and status-tracker's audit trails."""
+
+    async def go(stack: Stack) -> list[dict[str, Any]]:
+        async with _mongo(stack) as client:
+            return await audit_trail.invoice_trail(stack, client, realm, invoice_id)
+
+    rows = _run(go)
+    if json:
+        emit_json(rows)
+        return
+    for row in rows:
+        row["call"] = _call(row["detail"].get("call"))
+    columns = [
+        ("at", "AT"),
+        ("service", "SERVICE"),
+        ("subject", "SUBJECT"),
+        ("action", "ACTION"),
+        ("result", "RESULT"),
+        ("event_type", "EVENT"),
+        ("event_id", "EVENT ID"),
+        ("call", "CALL"),
+    ]
+    typer.echo(table(rows, columns) if rows else "no audit entries")
+
+
+def _call(call: Any) -> str:
+    if not isinstance(call, dict):
+        return ""
+    parts = [call.get("system"), call.get("method"), call.get("path"), call.get("status")]
+    text = " ".join(str(p) for p in parts if p)
+    return f"{text} requestid={call['requestid']}" if call.get("requestid") else text
 
 
 Kind = Annotated[

@@ -14,6 +14,7 @@ from dealbooks_kit.access import (
     api_clients,
     api_tokens,
 )
+from dealbooks_kit.audit import Audit, external_call, invoice_subject
 from dealbooks_kit.auth import PUBLIC_BY_DESIGN, Access, AuthSettings, Caller, Guard
 from dealbooks_kit.consumer import DeadLetterHook, EventConsumer, GaveUp, ProcessedEvents
 from dealbooks_kit.errors import PermanentError, Settled, TransientError
@@ -33,6 +34,7 @@ __all__ = [
     "ApiClients",
     "ApiSettings",
     "ApiTokens",
+    "Audit",
     "AuthSettings",
     "Caller",
     "CrmAppSettings",
@@ -61,7 +63,9 @@ __all__ = [
     "configure_logging",
     "each_tenant",
     "ensure_indexes",
+    "external_call",
     "get_logger",
+    "invoice_subject",
     "make_broker",
     "make_mongo_client",
     "outbox_entry",

@@ -20,6 +20,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from dealbooks_kit import metrics
+from dealbooks_kit.audit import AUDIT_INDEXES, Audit
 from dealbooks_kit.consumer import (
     PROCESSED_INDEXES,
     DeadLetterHook,
@@ -83,6 +84,7 @@ class ServiceRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
         self.processed = ProcessedEvents(self.db)
+        self._audit: Audit | None = None
 
     def consume(
         self,
@@ -137,6 +139,17 @@ class ServiceRuntime:
         """Drop dedupe records older than `dedupe_retention_days`, so they do not grow forever."""
         cutoff = datetime.now(UTC) - timedelta(days=self.settings.dedupe_retention_days)
         return await self.processed.forget_before(cutoff)
+
+    def use_audit(self) -> Audit:
+        """The service's audit recorder (`dealbooks_kit.audit`): declares its indexes and the
+        daily pass that deletes entries past `audit_retention_days`."""
+        if self._audit is None:
+            self._audit = Audit(
+                self.db, self.settings.service_name, self.settings.audit_retention_days
+            )
+            self.indexes.extend(AUDIT_INDEXES)
+            self.every("audit-retention", 86400.0, self._audit.forget_expired)
+        return self._audit
 
     def use_outbox(self, *collections: str, reread: bool = False) -> Outbox:
         """Relay the outbox of documents in `collections`, periodically while running.

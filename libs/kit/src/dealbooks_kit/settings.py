@@ -66,6 +66,8 @@ class KitSettings(AuthSettings):
     # How long a consumer remembers an event id it handled (dedupe). Longer than the topics'
     # retention, so any redelivery Kafka can still make is recognised.
     dedupe_retention_days: float = Field(default=14.0, gt=0)
+    # How long audit entries are kept (`dealbooks_kit.audit`); a daily pass deletes older ones.
+    audit_retention_days: float = Field(default=90.0, gt=0)
     # Period of the pass that publishes outbox entries a failed or crashed relay left behind.
     outbox_relay_seconds: float = Field(default=5.0, gt=0)
     # A leased timer's lease lasts its period, and at least this long (dealbooks_kit.periodic):

@@ -53,6 +53,7 @@ def build_service(
         qbo=clients.qbo,
         crm=clients.crm,
         crash_after_qbo_create=settings.crash_after_qbo_create,
+        audit=runtime.use_audit(),
     )
     runtime.consume("account-connected", AccountConnected, handlers.on_account_connected)
     runtime.consume("account-disconnected", AccountDisconnected, handlers.on_account_disconnected)

@@ -46,12 +46,15 @@ from dealbooks_crm import (
 )
 from dealbooks_http import AccountUnavailable
 from dealbooks_kit import (
+    Audit,
     CrmPortalNotConfigured,
     CrmPortalNotInstalled,
     GaveUp,
     PermanentError,
     TransientError,
+    external_call,
     get_logger,
+    invoice_subject,
 )
 from dealbooks_qbo import (
     AuthRevoked,
@@ -115,6 +118,20 @@ class InvoiceBuilder:
     today: Callable[[], date] = _today
     now: Callable[[], datetime] = _now
     crash_after_qbo_create: bool = False
+    # The audit trail of requests and the invoices they made (none: not recorded).
+    audit: Audit | None = None
+
+    async def _audit(
+        self,
+        subject: str,
+        event: Envelope[Any],
+        action: str,
+        detail: dict[str, Any],
+        result: str = "ok",
+    ) -> None:
+        if self.audit is not None:
+            kind, _, subject_id = subject.partition(":")
+            await self.audit.record(kind, subject_id, event.tenant, event, action, detail, result)
 
     # ------------------------------------------------------------------ account facts
 
@@ -153,6 +170,12 @@ class InvoiceBuilder:
             await self.store.relay_left(REQUESTS, existing)
             return
         realm_id = event.tenant.require_account_id()
+        await self._audit(
+            f"request:{request_id}",
+            event,
+            "request.received",
+            {"deal_id": request.deal_id, "quote_id": request.quote_id},
+        )
         account = await self.store.account(realm_id)
         try:
             quote = None
@@ -190,6 +213,12 @@ class InvoiceBuilder:
         request = event.data
         company = self.qbo.company(account.realm_id)
         resolved = await self._customer(event, company)
+        await self._audit(
+            f"request:{request.request_id}",
+            event,
+            "customer.created" if resolved.created else "customer.found",
+            {"qbo_customer_id": resolved.customer.Id},
+        )
         currency = request.lines[0].unit_price.currency
         customer_currency = (
             resolved.customer.CurrencyRef.value if resolved.customer.CurrencyRef else None
@@ -200,11 +229,8 @@ class InvoiceBuilder:
         body = domain.invoice_body(request, str(resolved.customer.Id), account, today=self.today())
         if resolved.customer.PrimaryEmailAddr and resolved.customer.PrimaryEmailAddr.Address:
             body["BillEmail"] = {"Address": resolved.customer.PrimaryEmailAddr.Address}
-        invoice = await _qbo(
-            company.create(
-                Invoice, body, idempotency_key=domain.qbo_request_id(request.request_id, "invoice")
-            )
-        )
+        qbo_request_id = domain.qbo_request_id(request.request_id, "invoice")
+        invoice = await _qbo(company.create(Invoice, body, idempotency_key=qbo_request_id))
         if self.crash_after_qbo_create:
             # Failpoint: die between QuickBooks' create and our own write, as a crash would.
             os._exit(17)
@@ -219,6 +245,23 @@ class InvoiceBuilder:
                 "request_id": str(request.request_id),
                 "origin": "drafted",
                 "qbo_customer_id": resolved.customer.Id,
+            },
+        )
+        await self._audit(
+            f"invoice:{invoice_subject(account.realm_id, invoice.Id)}",
+            event,
+            "invoice.created",
+            {
+                "request_id": str(request.request_id),
+                "qbo_invoice_id": invoice.Id,
+                "doc_number": invoice.DocNumber,
+                "call": external_call(
+                    "qbo",
+                    "POST",
+                    f"/v3/company/{account.realm_id}/invoice",
+                    request_id=qbo_request_id,
+                    status=200,
+                ),
             },
         )
         return InvoiceDrafted(
@@ -361,6 +404,13 @@ class InvoiceBuilder:
                 "line_index": rejection.line_index,
             },
             [Envelope.build(rejected, source=SOURCE, caused_by=event)],
+        )
+        await self._audit(
+            f"request:{data.request_id}",
+            event,
+            "request.rejected",
+            {"code": rejection.code.value, "message": rejection.message, "field": rejection.field},
+            result="rejected",
         )
 
     async def on_request_given_up(

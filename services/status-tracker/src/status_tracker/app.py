@@ -72,6 +72,7 @@ def build_service(
         rejection_event_type=settings.rejection_event_type,
         qbo_app_url=settings.qbo_app_url,
         installed=clients.tokens.portal_installed,
+        audit=runtime.use_audit(),
     )
     # Lanes (see dealbooks_kit.consumer). A new or linked invoice is its own lane: its first
     # read depends on nothing else. QuickBooks changes go in one lane per company: a payment

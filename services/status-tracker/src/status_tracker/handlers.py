@@ -36,7 +36,16 @@ from dealbooks_contracts.crm_app import PAYMENT_EVENT_TYPE
 from dealbooks_crm import CrmClient
 from dealbooks_crm.invoicing import ensure_invoice_properties
 from dealbooks_http import AccountUnavailable
-from dealbooks_kit import PermanentError, TenantPass, TransientError, each_tenant, get_logger
+from dealbooks_kit import (
+    Audit,
+    PermanentError,
+    TenantPass,
+    TransientError,
+    each_tenant,
+    external_call,
+    get_logger,
+    invoice_subject,
+)
 from dealbooks_qbo import (
     Deleted,
     InvalidQuery,
@@ -178,6 +187,8 @@ class StatusTracker:
     today: Callable[[], date] = _today
     # Tells the CRM token provider that a portal installed the app (again).
     installed: Callable[[str], None] = lambda portal_id: None
+    # The audit trail of tracked invoices (none: not recorded).
+    audit: Audit | None = None
     # Per portal, fixed for the life of the process: the company currency, and whether the
     # invoicing deal properties exist.
     _currency: dict[str, str | None] = field(default_factory=dict)
@@ -188,6 +199,20 @@ class StatusTracker:
     def __post_init__(self) -> None:
         if self.entries is None:
             self.entries = CrmEntries(self.store, self.crm)
+
+    async def _audit(
+        self,
+        doc: dict[str, Any],
+        invoice_id: str,
+        cause: Envelope[Any] | None,
+        action: str,
+        detail: dict[str, Any],
+    ) -> None:
+        if self.audit is None:
+            return
+        tenant = Tenant(portal_id=doc["portal_id"], account_id=doc["realm_id"])
+        subject = invoice_subject(doc["realm_id"], invoice_id)
+        await self.audit.record("invoice", subject, tenant, cause, action, detail)
 
     @property
     def timelines(self) -> CrmEntries:
@@ -391,7 +416,9 @@ class StatusTracker:
                 # deal is still brought in line, in case an earlier run failed before that.
                 self._recent.note(doc["_id"], doc.get("last_updated"))
                 if doc.get("deal_id"):
-                    await self.project_deal(doc["portal_id"], doc["deal_id"], unchanged=doc)
+                    await self.project_deal(
+                        doc["portal_id"], doc["deal_id"], unchanged=doc, cause=cause
+                    )
                 return doc, snap
             try:
                 saved = await self._save(doc, snap, cause)
@@ -400,7 +427,7 @@ class StatusTracker:
                 continue
             self._recent.note(saved["_id"], saved.get("last_updated"))
             if doc.get("deal_id"):
-                await self.project_deal(doc["portal_id"], doc["deal_id"], known=saved)
+                await self.project_deal(doc["portal_id"], doc["deal_id"], known=saved, cause=cause)
             return doc, snap
         raise TransientError(f"invoice {invoice_id} kept changing under us")
 
@@ -449,7 +476,21 @@ class StatusTracker:
                 recipient_email=snap.recipient_email,
             )
             events.append(self._envelope(changed, doc, cause))
-        return await self.store.save_state(doc, snap, stage, events)
+        saved = await self.store.save_state(doc, snap, stage, events)
+        if stage is not previous:
+            await self._audit(
+                doc,
+                snap.qbo_invoice_id,
+                cause,
+                "stage.changed",
+                {
+                    "previous_stage": previous.value if previous else None,
+                    "stage": stage.value,
+                    "balance": format(snap.balance, "f"),
+                    "sync_token": snap.sync_token,
+                },
+            )
+        return saved
 
     def _envelope(
         self, data: Any, doc: dict[str, Any], cause: Envelope[Any] | None
@@ -467,6 +508,7 @@ class StatusTracker:
         deal_id: str,
         known: dict[str, Any] | None = None,
         unchanged: dict[str, Any] | None = None,
+        cause: Envelope[Any] | None = None,
     ) -> None:
         """Write the deal's invoice properties from its most recently updated invoice,
         unless that invoice is in another currency than the portal's (recorded, not written).
@@ -512,6 +554,20 @@ class StatusTracker:
                 await crm_call(self.crm.portal(portal_id).set_deal_properties(deal_id, properties))
             else:
                 log.info("deal properties not written", deal_id=deal_id, reason=reason)
+            await self._audit(
+                source,
+                chosen.snapshot.qbo_invoice_id,
+                cause,
+                "deal.properties-written" if reason is None else "deal.properties-skipped",
+                {
+                    "deal_id": deal_id,
+                    "stage": chosen.stage.value,
+                    "skipped_reason": reason,
+                    "call": external_call("crm", "PATCH", f"/crm/v3/objects/deals/{deal_id}")
+                    if reason is None
+                    else None,
+                },
+            )
         await self.store.save_projection(portal_id, deal_id, {**record, **projected_from})
         self._shown.note(deal_key, source["_id"], source.get("version"))
 
@@ -590,6 +646,16 @@ class StatusTracker:
             events.append(event)
         if changes:
             await self.store.record_payment(recorded, changes, events)
+        for invoice_id, fields in changes.items():
+            found = refreshed.get(invoice_id)
+            if found is not None:
+                await self._audit(
+                    found[0],
+                    invoice_id,
+                    cause,
+                    "payment.recorded",
+                    {"qbo_payment_id": payment_id, **fields},
+                )
 
     async def _record(
         self,
@@ -626,7 +692,14 @@ class StatusTracker:
                 method=method,
                 balance=snap.balance,
             )
-            await self.timelines.put(doc["portal_id"], entry)
+            shown = await self.timelines.put(doc["portal_id"], entry)
+            await self._audit(
+                doc,
+                application.qbo_invoice_id,
+                cause,
+                "payment.timeline-written",
+                {"qbo_payment_id": payment_id, "deal_id": deal_id, "key": entry.key, "as": shown},
+            )
         recorded = InvoicePaymentRecorded(
             qbo_payment_id=payment_id,
             qbo_invoice_id=application.qbo_invoice_id,

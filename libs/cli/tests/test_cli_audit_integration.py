@@ -1,0 +1,77 @@
+"""`dealbooks audit invoice`: invoice-builder's and status-tracker's audit trails, merged
+(seeded on a real MongoDB-wire server under a database prefix)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dealbooks_cli.main import app
+from pymongo import MongoClient
+from typer.testing import CliRunner
+
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+def entry(n: int, kind: str, subject: str, action: str, **detail: Any) -> dict[str, Any]:
+    return {
+        "_id": f"e{n}",
+        "subject_kind": kind,
+        "subject_id": subject,
+        "at": T0 + timedelta(seconds=n),
+        "action": action,
+        "result": "ok",
+        "detail": detail,
+        "event": {"id": f"ev-{n}", "type": "t", "correlation_id": "c-1"},
+    }
+
+
+@pytest.mark.integration
+def test_audit_invoice_lists_the_invoice_and_its_request_in_time_order(
+    mongo_uri: str, namespace: str, tmp_path: Path
+) -> None:
+    prefix = f"{namespace}_"
+    call = {"system": "qbo", "method": "POST", "path": "/v3/company/r1/invoice", "requestid": "q1"}
+    with MongoClient(mongo_uri, tz_aware=True) as client:
+        client[f"{prefix}invoice_builder"]["audit"].insert_many(
+            [
+                {**entry(1, "request", "req-1", "request.received"), "service": "invoice-builder"},
+                {**entry(2, "request", "req-1", "customer.found"), "service": "invoice-builder"},
+                {
+                    **entry(
+                        3, "invoice", "r1:42", "invoice.created", request_id="req-1", call=call
+                    ),
+                    "service": "invoice-builder",
+                },
+                {**entry(9, "invoice", "r1:43", "invoice.created"), "service": "invoice-builder"},
+            ]
+        )
+        client[f"{prefix}status_tracker"]["audit"].insert_many(
+            [
+                {**entry(5, "invoice", "r1:42", "payment.recorded"), "service": "status-tracker"},
+                {**entry(4, "invoice", "r1:42", "stage.changed"), "service": "status-tracker"},
+            ]
+        )
+    env = {"DEALBOOKS_ROOT": str(tmp_path), "MONGODB_URI": mongo_uri}
+    env["MONGODB_DATABASE_PREFIX"] = prefix
+    runner = CliRunner()
+
+    listed = runner.invoke(app, ["audit", "invoice", "r1", "42", "--json"], env=env)
+
+    assert listed.exit_code == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert [(r["service"], r["action"], r["event_id"]) for r in rows] == [
+        ("invoice-builder", "request.received", "ev-1"),
+        ("invoice-builder", "customer.found", "ev-2"),
+        ("invoice-builder", "invoice.created", "ev-3"),
+        ("status-tracker", "stage.changed", "ev-4"),
+        ("status-tracker", "payment.recorded", "ev-5"),
+    ]
+    assert rows[2]["detail"]["call"]["requestid"] == "q1"
+    assert rows[0]["subject"] == "request:req-1"
+    table = runner.invoke(app, ["audit", "invoice", "r1", "42"], env=env)
+    assert table.exit_code == 0, table.stderr
+    assert "qbo POST /v3/company/r1/invoice requestid=q1" in table.stdout
