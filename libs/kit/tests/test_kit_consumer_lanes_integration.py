@@ -7,37 +7,21 @@ and ends (as a sequence of marks, not times), so the tests read overlap, never d
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 import pytest
-from dealbooks_contracts import Envelope, QboEntityChanged, QboOperation, Tenant
+from dealbooks_contracts import Envelope, QboEntityChanged
 from dealbooks_infra import testing
 from dealbooks_kit import KitSettings, ServiceRuntime
 
 pytestmark = pytest.mark.integration
 
 
-def changed(realm: str, entity_id: str) -> Envelope[QboEntityChanged]:
-    return Envelope.build(
-        QboEntityChanged(
-            realm_id=realm,
-            entity="Invoice",
-            entity_id=entity_id,
-            operation=QboOperation.UPDATE,
-            last_updated=datetime.now(UTC),
-        ),
-        source="test",
-        tenant=Tenant(portal_id="portal-1", account_id=realm),
-    )
+changed = testing.invoice_changed
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    async def check() -> bool:
-        return condition()
-
-    await testing.eventually(check, interval=0.02)
+until = testing.until_true
 
 
 class Recorder:

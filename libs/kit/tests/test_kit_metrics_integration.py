@@ -4,8 +4,6 @@ the oldest unsettled one, dead letters, and the outbox's pending entries and the
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -14,7 +12,6 @@ from dealbooks_contracts import (
     ContactSynced,
     Envelope,
     QboEntityChanged,
-    QboOperation,
     SyncAction,
     SyncTrigger,
     Tenant,
@@ -34,25 +31,10 @@ def value(name: str, labels: dict[str, str]) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-def changed(realm: str, entity_id: str) -> Envelope[QboEntityChanged]:
-    return Envelope.build(
-        QboEntityChanged(
-            realm_id=realm,
-            entity="Invoice",
-            entity_id=entity_id,
-            operation=QboOperation.UPDATE,
-            last_updated=datetime.now(UTC),
-        ),
-        source="test",
-        tenant=Tenant(portal_id="portal-1", account_id=realm),
-    )
+changed = testing.invoice_changed
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    async def check() -> bool:
-        return condition()
-
-    await testing.eventually(check, interval=0.02)
+until = testing.until_true
 
 
 async def test_a_held_event_shows_as_lag_in_flight_and_age_until_it_settles(

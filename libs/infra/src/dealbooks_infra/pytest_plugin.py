@@ -23,7 +23,8 @@ from dealbooks_infra.stack import start_service
 _BACKENDS: dict[str, str] = {}
 
 
-def _unavailable(what: str, why: str) -> None:
+def unavailable(what: str, why: str) -> None:
+    """No server for an integration test: a skip, or under TEST_REQUIRE_INFRA=1 (CI) a failure."""
     message = f"no {what} for integration tests: {why}"
     if os.environ.get("TEST_REQUIRE_INFRA") == "1":
         pytest.fail(message)
@@ -60,7 +61,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         server = start_kafka(tmp_path_factory.mktemp("kafka"))
     except (InfraUnavailable, OSError, TimeoutError) as exc:
-        _unavailable("Kafka broker", str(exc))
+        unavailable("Kafka broker", str(exc))
         return
     _BACKENDS["kafka"] = server.describe()
     _BACKENDS["kafka_kind"] = server.kind
@@ -87,7 +88,7 @@ def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         server = start_mongo(tmp_path_factory.mktemp("mongo"))
     except (InfraUnavailable, OSError, TimeoutError) as exc:
-        _unavailable("MongoDB-wire server", str(exc))
+        unavailable("MongoDB-wire server", str(exc))
         return
     _BACKENDS["mongodb"] = server.describe()
     try:

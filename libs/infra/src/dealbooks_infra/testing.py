@@ -22,7 +22,10 @@ from dealbooks_contracts import (
     AccountConnected,
     AccountConnectedReason,
     Envelope,
+    QboEntityChanged,
     QboEnvironment,
+    QboOperation,
+    Tenant,
     decode,
 )
 
@@ -69,6 +72,30 @@ def stack_infra(
         "TOPIC_PREFIX": f"{own}.",
         "MONGODB_DATABASE_PREFIX": f"{own}_",
     }
+
+
+async def until_true(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """`eventually` for a plain condition on in-process state."""
+
+    async def check() -> bool:
+        return condition()
+
+    await eventually(check, timeout=timeout, interval=0.02)
+
+
+def invoice_changed(realm: str, entity_id: str) -> Envelope[QboEntityChanged]:
+    """A webhook's `qbo.entity-changed` for an updated invoice of `realm` (portal-1)."""
+    return Envelope.build(
+        QboEntityChanged(
+            realm_id=realm,
+            entity="Invoice",
+            entity_id=entity_id,
+            operation=QboOperation.UPDATE,
+            last_updated=datetime.now(UTC),
+        ),
+        source="test",
+        tenant=Tenant(portal_id="portal-1", account_id=realm),
+    )
 
 
 def eventually_sync(
