@@ -80,9 +80,6 @@ class Sessions:
         while len(self._known) > self._limit:
             self._known.popitem(last=False)
 
-    def forget(self, cookie: str) -> None:
-        self._known.pop(self.key(cookie), None)
-
 
 class Backend:
     """One HTTP client for every service the console asks."""

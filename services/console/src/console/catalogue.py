@@ -32,7 +32,7 @@ def catalogue(lang: str) -> dict[str, str]:
 
 
 class Texts:
-    """The strings of one language: `t("wizard.title")`, `t("records.added", n=3)`."""
+    """The strings of one language: `t("wizard.title")`, `t("wizard.line_n", n=3)`."""
 
     def __init__(self, lang: str) -> None:
         self.lang = lang if lang in LANGUAGES else DEFAULT_LANGUAGE

@@ -119,6 +119,8 @@ class Pages:
             money=lambda amount, currency: domain.money(amount, currency, t.lang),
             day=lambda value: domain.day(value, t.lang),
             tones=domain.STAGE_TONES,
+            subtotal=domain.subtotal,
+            fitting=domain.fitting_properties,
             signin_url=f"{self.settings.signin_base}/signin",
             connect_base=self.settings.signin_base,
             **values,
@@ -327,6 +329,7 @@ class Pages:
             quote=quote,
             lines=lines,
             values={},
+            due_from_terms=None,
             today=date.today().isoformat(),
             request_id=str(uuid.uuid4()),
             missing=[],
@@ -390,6 +393,7 @@ class Pages:
             "values": values,
             "today": date.today().isoformat(),
             "request_id": values.get("request_id") or str(uuid.uuid4()),
+            "due_from_terms": _due_from_terms(values, facts["terms"]),
             **facts,
         }
         if form.get("action") == "search":
@@ -778,6 +782,14 @@ class Pages:
             person, "invoice-builder", "DELETE", f"/portals/{portal}/auto-draft-rules/{rule_id}"
         )
         return RedirectResponse(f"/portals/{portal}/rules?deleted=1", 303)
+
+
+def _due_from_terms(values: dict[str, str], terms: list[dict[str, Any]]) -> date | None:
+    """The due date the chosen terms imply, for a page shown again after a post (the script
+    shows it at once; without it, this is where a person sees it)."""
+    chosen = next((t for t in terms if str(t.get("id")) == values.get("terms_id")), None)
+    start = domain.parse_day(values.get("invoice_date")) or date.today()
+    return domain.due_date(start, chosen.get("due_days")) if chosen else None
 
 
 async def _nothing() -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import replace
 from typing import Any
 
 from dealbooks_kit import Access, Caller
@@ -84,7 +83,3 @@ class People:
             if not hmac.compare_digest(presented.encode(), person.csrf.encode()):
                 return None
         return Caller(Access.SESSION, frozenset(person.portals), person.user_id, person.email)
-
-    @staticmethod
-    def with_grant(person: Person, grant: str) -> Person:
-        return replace(person, grant=grant)
