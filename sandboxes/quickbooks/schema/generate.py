@@ -35,14 +35,18 @@ OUTPUT = Path(__file__).resolve().parents[1] / "src" / "qbo_sandbox" / "qbo_sche
 # The entities the sandbox emulates (create/read/update or read only).
 EMULATED = (
     "Account",
+    "Bill",
+    "BillPayment",
     "CompanyInfo",
     "Customer",
+    "Deposit",
     "Invoice",
     "Item",
     "Payment",
     "Preferences",
     "TaxCode",
     "Term",
+    "Vendor",
 )
 BUILTINS = {
     "string",

@@ -43,7 +43,18 @@ MOMENT = "2026-01-15T10:30:00-08:00"
 NUMBER = Decimal("2")
 # TaxCode, the other emulated entity, is read-only on the accounting API (QBO creates tax codes
 # through its tax service); its reads are checked against the schema below.
-CREATED = ("Customer", "Item", "Invoice", "Payment", "Term", "Account")
+CREATED = (
+    "Customer",
+    "Item",
+    "Invoice",
+    "Payment",
+    "Term",
+    "Account",
+    "Vendor",
+    "Bill",
+    "BillPayment",
+    "Deposit",
+)
 UPDATED = ("Preferences", "CompanyInfo")
 
 
@@ -60,7 +71,13 @@ class Facts:
     values: dict[str, Any] = field(default_factory=dict)
 
 
-def company_facts(company: Company, unique: str, invoice_id: str = "1") -> Facts:
+def company_facts(
+    company: Company,
+    unique: str,
+    invoice_id: str = "1",
+    bill_id: str = "1",
+    payment_id: str = "1",
+) -> Facts:
     us = company.is_us
     return Facts(
         unique,
@@ -80,12 +97,25 @@ def company_facts(company: Company, unique: str, invoice_id: str = "1") -> Facts
             "DefaultTaxCodeRef": "2",
             "CurrencyRef": company.home_currency,
             "HomeCurrency": company.home_currency,
+            "VendorRef": "1",
+            "Vendor.ParentRef": "2",
+            "APAccountRef": seed.PAYABLES_ACCOUNT_ID,
+            "AccountRef": seed.EXPENSE_ACCOUNT_ID,
+            "BankAccountRef": seed.BANK_ACCOUNT_ID,
+            "CCAccountRef": seed.CREDIT_CARD_ACCOUNT_ID,
+            "Deposit.DepositToAccountRef": seed.BANK_ACCOUNT_ID,
+            "Entity": "1",
         },
         values={
             "Item.Type": "Inventory",
             "Payment.Line.LinkedTxn": [
                 {"TxnId": invoice_id, "TxnType": "Invoice", "TxnLineId": "1"}
             ],
+            "BillPayment.Line.LinkedTxn": [{"TxnId": bill_id, "TxnType": "Bill"}],
+            "Deposit.Line.LinkedTxn": [
+                {"TxnId": payment_id, "TxnType": "Payment", "TxnLineId": "0"}
+            ],
+            "Vendor.DisplayName": f"Maximal vendor {unique}",
             "EmailAddress.Address": f"max{unique}@example.com",
             "WebSiteAddress.URI": "https://example.com/max",
             "Customer.DisplayName": f"Maximal {unique}",
@@ -269,9 +299,39 @@ def read(company: Company, entity: str, rid: str) -> dict[str, Any]:
     return company.get(entity, rid)
 
 
+def bill_body(amount: Any) -> dict[str, Any]:
+    line = {
+        "DetailType": "AccountBasedExpenseLineDetail",
+        "Amount": amount,
+        "AccountBasedExpenseLineDetail": {"AccountRef": {"value": seed.EXPENSE_ACCOUNT_ID}},
+    }
+    return {"VendorRef": {"value": "1"}, "Line": [line]}
+
+
+def open_bill(company: Company, amount: Any = 50) -> str:
+    return str(company.create("Bill", bill_body(amount), {})["Id"])
+
+
+def undeposited_payment(company: Company, amount: Any = NUMBER) -> str:
+    body = {"CustomerRef": {"value": "1"}, "TotalAmt": amount}
+    return str(company.create("Payment", body, {})["Id"])
+
+
+def linked_records(company: Company, entity: str) -> dict[str, str]:
+    """The records a maximal payload of `entity` links to: an open invoice for a payment, an
+    open bill for a bill payment, an undeposited payment for a deposit."""
+    if entity == "Payment":
+        return {"invoice_id": open_invoice(company)}
+    if entity == "BillPayment":
+        return {"bill_id": open_bill(company)}
+    if entity == "Deposit":
+        return {"payment_id": undeposited_payment(company)}
+    return {}
+
+
 def maximal_for(company: Company, entity: str, unique: str) -> dict[str, Any]:
-    invoice = open_invoice(company) if entity == "Payment" else "1"
-    return Maximal(entity, company_facts(company, unique, invoice)).entity_body()
+    facts = company_facts(company, unique, **linked_records(company, entity))
+    return Maximal(entity, facts).entity_body()
 
 
 def assert_read_back(entity: str, country: str, sent: dict[str, Any], got: dict[str, Any]):
@@ -362,7 +422,27 @@ def test_every_record_the_sandbox_returns_conforms_to_the_schema(country: str):
         "TotalAmt": 10,
         "Line": [{"Amount": 10, "LinkedTxn": [{"TxnId": invoice, "TxnType": "Invoice"}]}],
     }
-    company.create("Payment", payment, {})
+    paid = company.create("Payment", payment, {})["Id"]
+    bill = open_bill(company)
+    company.create(
+        "BillPayment",
+        {
+            "VendorRef": {"value": "1"},
+            "PayType": "Check",
+            "CheckPayment": {"BankAccountRef": {"value": seed.BANK_ACCOUNT_ID}},
+            "TotalAmt": 20,
+            "Line": [{"Amount": 20, "LinkedTxn": [{"TxnId": bill, "TxnType": "Bill"}]}],
+        },
+        {},
+    )
+    company.create(
+        "Deposit",
+        {
+            "DepositToAccountRef": {"value": seed.BANK_ACCOUNT_ID},
+            "Line": [{"LinkedTxn": [{"TxnId": paid, "TxnType": "Payment", "TxnLineId": "0"}]}],
+        },
+        {},
+    )
     for entity in SCHEMA.entities:
         rows = company.rows(entity)
         assert rows, entity
@@ -625,13 +705,21 @@ def test_maximal_payloads_over_http_are_accepted_and_read_back(
         bundle = http.post("/item", json={"Name": "Bundle", "Type": "Group"}).json()["Item"]
         assert bundle["Id"] == "4"
         for entity in CREATED:
-            invoice = "1"
+            links = {}
             if entity == "Payment":
                 made = http.post(
                     "/invoice", json={"CustomerRef": {"value": "1"}, "Line": [sales_line(50)]}
                 )
-                invoice = made.json()["Invoice"]["Id"]
-            facts = company_facts(local, qbo_company.realm_id[-5:], invoice)
+                links["invoice_id"] = made.json()["Invoice"]["Id"]
+            if entity == "BillPayment":
+                made = http.post("/bill", content=jsonio.dumps(bill_body(50)))
+                links["bill_id"] = made.json()["Bill"]["Id"]
+            if entity == "Deposit":
+                made = http.post(
+                    "/payment", json={"CustomerRef": {"value": "1"}, "TotalAmt": float(NUMBER)}
+                )
+                links["payment_id"] = made.json()["Payment"]["Id"]
+            facts = company_facts(local, qbo_company.realm_id[-5:], **links)
             body = Maximal(entity, facts).entity_body()
             created = http.post(f"/{entity.lower()}", content=jsonio.dumps(body))
             assert created.status_code == 200, f"{entity}: {created.text}"

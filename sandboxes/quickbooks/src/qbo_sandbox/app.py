@@ -38,9 +38,23 @@ ENTITY_PATHS = {
     "item": "Item",
     "invoice": "Invoice",
     "payment": "Payment",
+    "vendor": "Vendor",
+    "bill": "Bill",
+    "billpayment": "BillPayment",
+    "deposit": "Deposit",
     "taxcode": "TaxCode",
     "term": "Term",
     "account": "Account",
+}
+# What the control API lets a test create or change as a QBO user would.
+USER_LISTS = {
+    "customers": "Customer",
+    "vendors": "Vendor",
+    "items": "Item",
+    "invoices": "Invoice",
+    "bills": "Bill",
+    "billpayments": "BillPayment",
+    "deposits": "Deposit",
 }
 CDC_UNSUPPORTED = {"taxcode", "taxrate", "journalcode", "taxagency", "timeactivity"}
 JSON_TYPE = "application/json;charset=utf-8"
@@ -96,6 +110,7 @@ class Sandbox:
                 numbers_from_strings=self.config.numbers_from_strings,
             ),
             qty_price_check=self.config.qty_price_check,
+            edition=str(spec.get("edition") or seed.DEFAULT_EDITION),
         )
         if spec.get("demo_data"):
             company.seed_demo_data()
@@ -132,6 +147,7 @@ def company_summary(c: Company) -> dict[str, Any]:
         "home_currency": c.home_currency,
         "multicurrency": c.multicurrency,
         "custom_txn_numbers": c.custom_txn_numbers,
+        "edition": seed.offering_sku(c.edition),
     }
 
 
@@ -707,6 +723,18 @@ async def company_preferences(request: Request) -> Response:
     return control_json({"Preferences": company.preferences, **company_summary(company)})
 
 
+async def company_edition(request: Request) -> Response:
+    """`{"edition": "Advanced"}` (or a full OfferingSku): the company changes edition; its
+    CompanyInfo's OfferingSku follows and a CompanyInfo webhook fires."""
+    company = _company_or_404(request)
+    body = await _json_or_empty(request)
+    try:
+        info = company.set_edition(str(body.get("edition", "")))
+    except ValueError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    return control_json({"CompanyInfo": info, **company_summary(company)})
+
+
 async def company_tokens(request: Request) -> Response:
     sb = _sb(request)
     company = _company_or_404(request)
@@ -724,9 +752,10 @@ async def company_tokens(request: Request) -> Response:
 
 
 async def user_create(request: Request) -> Response:
-    """A QBO user adds a customer or item in the UI: same rules, webhooks fire."""
+    """A QBO user adds a customer, vendor, item, bill or deposit in the UI: same rules,
+    webhooks fire."""
     company = _company_or_404(request)
-    entity = {"customers": "Customer", "items": "Item"}[request.path_params["kind"]]
+    entity = USER_LISTS[request.path_params["kind"]]
     body = await _json_or_empty(request)
     if entity == "Item":
         body.setdefault("IncomeAccountRef", {"value": seed.INCOME_ACCOUNT_ID})
@@ -739,9 +768,7 @@ async def user_create(request: Request) -> Response:
 
 async def user_update(request: Request) -> Response:
     company = _company_or_404(request)
-    entity = {"customers": "Customer", "items": "Item", "invoices": "Invoice"}[
-        request.path_params["kind"]
-    ]
+    entity = USER_LISTS[request.path_params["kind"]]
     current = company.get(entity, request.path_params["id"])
     body = await _json_or_empty(request)
     body.update({"Id": current["Id"], "SyncToken": current["SyncToken"], "sparse": True})
@@ -923,6 +950,7 @@ def build_app(config: SandboxConfig | None = None) -> Starlette:
         Route("/_sandbox/companies/{realm}", company_detail, methods=["GET"]),
         Route("/_sandbox/companies/{realm}/preferences", company_preferences, methods=["POST"]),
         Route("/_sandbox/companies/{realm}/tokens", company_tokens, methods=["POST"]),
+        Route("/_sandbox/companies/{realm}/edition", company_edition, methods=["POST"]),
         Route("/_sandbox/companies/{realm}/stats", stats, methods=["GET"]),
         Route("/_sandbox/companies/{realm}/outbox", outbox, methods=["GET"]),
         Route(

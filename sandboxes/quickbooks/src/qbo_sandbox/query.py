@@ -20,6 +20,10 @@ QUERYABLE = {
         "Item",
         "Invoice",
         "Payment",
+        "Vendor",
+        "Bill",
+        "BillPayment",
+        "Deposit",
         "TaxCode",
         "Term",
         "Account",
@@ -31,12 +35,10 @@ QUERYABLE = {
 KNOWN_EMPTY = {
     n.lower(): n
     for n in (
-        "Vendor",
         "Employee",
         "Estimate",
         "SalesReceipt",
         "CreditMemo",
-        "Bill",
         "Class",
         "Department",
         "PaymentMethod",

@@ -77,6 +77,12 @@ OWNED: dict[str, frozenset[str]] = {
         }
     ),
     "Payment": frozenset({"UnappliedAmt", "RemitToRef"}),
+    "Vendor": frozenset({"Balance", "FullyQualifiedName", "V4IDPseudonym"}),
+    # Bills and bill payments link each other; a bill's total and open balance follow its
+    # lines and payments.
+    "Bill": frozenset({"TotalAmt", "Balance", "HomeBalance", "LinkedTxn"}),
+    "BillPayment": frozenset({"LinkedTxn"}),
+    "Deposit": frozenset({"TotalAmt", "HomeTotalAmt", "LinkedTxn"}),
     "Term": frozenset({"Type"}),
     "Account": frozenset(
         {
@@ -113,7 +119,8 @@ OWNED_WHERE_US = {"Invoice": frozenset({"GlobalTaxCalculation"})}
 # Instructions in a request, not properties of the record.
 REQUEST_ONLY = frozenset({"sparse", "AutoDocNumber"})
 # The line kinds QBO takes on an entity's lines (DetailType), each with the Line property that
-# holds its detail. Payment lines carry no DetailType: they link the invoices they pay.
+# holds its detail. Payment and bill payment lines carry no DetailType: they link the invoices
+# (bills) they pay.
 LINE_DETAILS: dict[str, dict[str, str]] = {
     "Invoice": {
         "SalesItemLineDetail": "SalesItemLineDetail",
@@ -123,6 +130,14 @@ LINE_DETAILS: dict[str, dict[str, str]] = {
         "SubTotalLineDetail": "SubTotalLineDetail",
     },
     "Payment": {},
+    "Bill": {
+        "AccountBasedExpenseLineDetail": "AccountBasedExpenseLineDetail",
+        "ItemBasedExpenseLineDetail": "ItemBasedExpenseLineDetail",
+    },
+    "BillPayment": {},
+    # A deposit line either links a payment held in Undeposited Funds (no DetailType) or
+    # brings money in from another account.
+    "Deposit": {"DepositLineDetail": "DepositLineDetail"},
 }
 
 

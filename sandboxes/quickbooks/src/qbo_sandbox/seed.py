@@ -68,6 +68,42 @@ ACCOUNT_CLASSIFICATION = {
     "Other Expense": "Expense",
 }
 UNDEPOSITED_FUNDS_ID = "4"
+# The accounts a new company has besides income and Undeposited Funds, with the ids Intuit's
+# sandbox sample company uses for them: (Id, Name, AccountType, AccountSubType).
+BANK_ACCOUNT_ID = "35"
+PAYABLES_ACCOUNT_ID = "33"
+EXPENSE_ACCOUNT_ID = "7"
+CREDIT_CARD_ACCOUNT_ID = "41"
+ACCOUNTS: list[tuple[str, str, str, str]] = [
+    (INCOME_ACCOUNT_ID, "Sales of Product Income", "Income", "SalesOfProductIncome"),
+    (UNDEPOSITED_FUNDS_ID, "Undeposited Funds", "Other Current Asset", "UndepositedFunds"),
+    (BANK_ACCOUNT_ID, "Checking", "Bank", "Checking"),
+    (PAYABLES_ACCOUNT_ID, "Accounts Payable (A/P)", "Accounts Payable", "AccountsPayable"),
+    (EXPENSE_ACCOUNT_ID, "Advertising", "Expense", "AdvertisingPromotional"),
+    (CREDIT_CARD_ACCOUNT_ID, "Mastercard", "Credit Card", "CreditCard"),
+]
+
+# CompanyInfo's OfferingSku per edition. Only "QuickBooks Online Plus" is seen in a real
+# CompanyInfo sample; the other values follow the product names (see the README).
+EDITIONS = {
+    "simplestart": "QuickBooks Online Simple Start",
+    "essentials": "QuickBooks Online Essentials",
+    "plus": "QuickBooks Online Plus",
+    "advanced": "QuickBooks Online Advanced",
+}
+DEFAULT_EDITION = "plus"
+
+
+def offering_sku(edition: str) -> str:
+    """The OfferingSku of an edition given by key (`Advanced`, `simple start`) or full name."""
+    key = edition.replace(" ", "").replace("_", "").lower()
+    if key in EDITIONS:
+        return EDITIONS[key]
+    for sku in EDITIONS.values():
+        if sku.lower() == edition.strip().lower():
+            return sku
+    raise ValueError(f"unknown edition {edition!r}; one of {sorted(EDITIONS)}")
+
 
 DEMO_COMPANIES: list[dict[str, Any]] = [
     {
@@ -88,6 +124,13 @@ DEMO_COMPANIES: list[dict[str, Any]] = [
         "realm_id": "123145730608575",
         "name": "Harbour Bridge Pty",
         "country": "AU",
+        "demo_data": True,
+    },
+    {
+        "realm_id": "9341455731187204",
+        "name": "Summit Ridge Outfitters",
+        "country": "US",
+        "edition": "Advanced",
         "demo_data": True,
     },
     {
@@ -119,6 +162,16 @@ DEMO_CUSTOMERS: list[dict[str, Any]] = [
         "PrimaryEmailAddr": {"Address": "qbwebsamplecompany@yahoo.com"},
     },
     {"DisplayName": "Weiskopf Consulting", "CompanyName": "Weiskopf Consulting"},
+]
+
+DEMO_VENDORS: list[dict[str, Any]] = [
+    {
+        "DisplayName": "Hicks Hardware",
+        "CompanyName": "Hicks Hardware",
+        "PrimaryEmailAddr": {"Address": "accounts@hickshardware.example"},
+        "TermRef": {"value": "3"},
+    },
+    {"DisplayName": "Norton Lumber and Building Materials", "CompanyName": "Norton Lumber"},
 ]
 
 DEMO_ITEMS: list[dict[str, Any]] = [
