@@ -16,8 +16,28 @@ from dealbooks_kit.access import (
 )
 from dealbooks_kit.audit import Audit, external_call, invoice_subject
 from dealbooks_kit.auth import PUBLIC_BY_DESIGN, Access, AuthSettings, Caller, Guard
-from dealbooks_kit.consumer import DeadLetterHook, EventConsumer, GaveUp, ProcessedEvents
-from dealbooks_kit.errors import PermanentError, Settled, TransientError
+from dealbooks_kit.consumer import (
+    DeadLetterHook,
+    EventConsumer,
+    GaveUp,
+    ProcessedEvents,
+    RejectHook,
+)
+from dealbooks_kit.failures import (
+    Action,
+    ConflictError,
+    Decision,
+    Failed,
+    Failure,
+    NotConnected,
+    Origin,
+    PermanentError,
+    TargetGone,
+    TransientError,
+    classify,
+    decide,
+    retried,
+)
 from dealbooks_kit.kafka import EventPublisher, make_broker
 from dealbooks_kit.logging import configure_logging, get_logger, redact
 from dealbooks_kit.memory import Remembered
@@ -30,6 +50,7 @@ from dealbooks_kit.settings import KitSettings
 __all__ = [
     "PUBLIC_BY_DESIGN",
     "Access",
+    "Action",
     "ApiAccessSettings",
     "ApiClients",
     "ApiSettings",
@@ -37,30 +58,39 @@ __all__ = [
     "Audit",
     "AuthSettings",
     "Caller",
+    "ConflictError",
     "CrmAppSettings",
     "CrmPortalNotConfigured",
     "CrmPortalNotInstalled",
     "DeadLetterHook",
+    "Decision",
     "EventConsumer",
     "EventPublisher",
+    "Failed",
+    "Failure",
     "GaveUp",
     "Guard",
     "IndexSpec",
     "InstalledPortalTokens",
     "KitSettings",
+    "NotConnected",
+    "Origin",
     "Outbox",
     "PermanentError",
     "ProcessedEvents",
+    "RejectHook",
     "Remembered",
     "ServiceApp",
     "ServiceRuntime",
-    "Settled",
     "StaticCrmTokens",
+    "TargetGone",
     "TenantPass",
     "TransientError",
     "api_clients",
     "api_tokens",
+    "classify",
     "configure_logging",
+    "decide",
     "each_tenant",
     "ensure_indexes",
     "external_call",
@@ -72,5 +102,6 @@ __all__ = [
     "push",
     "push_entries",
     "redact",
+    "retried",
     "serve",
 ]

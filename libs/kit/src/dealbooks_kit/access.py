@@ -7,11 +7,12 @@ infrastructure addresses (`QBO_BASE_URL`, `CRM_BASE_URL`, `CONNECTOR_AUTH_URL`,
 Access tokens come from connector-auth, the only keeper of refresh tokens, through
 `dealbooks_http.ConnectorTokenProvider`: QBO tokens per portal and realm, CRM tokens per portal
 (the portal's install of the app). A portal that has not installed the app, or uninstalled it,
-raises `CrmPortalNotInstalled`, which settles the event: nothing is retried or dead-lettered
-for it. Fixed tokens are explicit options: per realm for development and tests
-(`<PREFIX>QBO_TOKEN_SOURCE=static`), per portal for a self-hosted single-portal install with a
-private-app token, or tests (`CRM_TOKEN_SOURCE=static` with `CRM_PORTAL_TOKENS`); a portal
-without one is a configuration error (`CrmPortalNotConfigured`), never retried.
+raises `CrmPortalNotInstalled` (a `not_connected` failure: background work for it is settled,
+a person waiting is told; see `dealbooks_kit.failures`). Fixed tokens are explicit options: per
+realm for development and tests (`<PREFIX>QBO_TOKEN_SOURCE=static`), per portal for a
+self-hosted single-portal install with a private-app token, or tests (`CRM_TOKEN_SOURCE=static`
+with `CRM_PORTAL_TOKENS`); a portal without one is a configuration error
+(`CrmPortalNotConfigured`), never retried.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from dealbooks_qbo import PRODUCTION_BASE_URL, QboClient
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from dealbooks_kit.errors import PermanentError, Settled
+from dealbooks_kit.failures import Failed, Failure, NotConnected
 
 CRM_API = "https://api.hubapi.com"
 
@@ -85,9 +86,11 @@ class ApiAccessSettings(ApiSettings):
     qbo_static_tokens: SecretStr = SecretStr("{}")
 
 
-class CrmPortalNotConfigured(PermanentError):
+class CrmPortalNotConfigured(Failed):
     """dealbooks has no CRM access token for this portal: nothing works there until one is
     configured, so retrying cannot help."""
+
+    failure = Failure.MISCONFIGURED
 
     def __init__(self, portal_id: str) -> None:
         super().__init__(
@@ -98,7 +101,7 @@ class CrmPortalNotConfigured(PermanentError):
         self.portal_id = portal_id
 
 
-class CrmPortalNotInstalled(Settled):
+class CrmPortalNotInstalled(NotConnected):
     """The portal has not installed the app, or uninstalled it: nothing is done for it (and
     nothing retried) until a person installs the app again."""
 

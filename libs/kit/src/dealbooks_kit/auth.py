@@ -39,6 +39,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from dealbooks_kit.failures import ANSWERED, failure_answer
+from dealbooks_kit.logging import get_logger
+
+log = get_logger(__name__)
+
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -240,6 +245,15 @@ def problem(status: int, error: str, message: str) -> JSONResponse:
     return JSONResponse({"error": error, "message": message}, status_code=status, headers=headers)
 
 
+async def _failure_response(request: Request, exc: Exception) -> Response:
+    answer = failure_answer(exc)
+    if answer is None:
+        raise exc
+    status, body, headers = answer
+    log.warning("call failed", path=request.url.path, failure=body["error"], status=status)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
 def _bearer(request: Request) -> str:
     scheme, _, presented = request.headers.get("authorization", "").partition(" ")
     return presented.strip() if scheme.lower() == "bearer" else ""
@@ -314,7 +328,11 @@ class Guard:
         for r in routes:
             if not getattr(r, "access", None):
                 raise ValueError(f"{getattr(r, 'path', r)} has no access decision")
-        return Starlette(routes=list(routes), **kwargs)
+        # The failure policy answers failures of the calls a route makes (503 with
+        # Retry-After, 409 reconnect, 404 gone...); a service's own handlers come first.
+        handlers: dict[Any, Any] = dict.fromkeys(ANSWERED, _failure_response)
+        handlers.update(kwargs.pop("exception_handlers", None) or {})
+        return Starlette(routes=list(routes), exception_handlers=handlers, **kwargs)
 
     def require(self, *kinds: Access) -> None:
         """In production, refuse to start without the credentials `kinds` need."""

@@ -3,11 +3,15 @@
 Guarantees, for every handler:
 - the offset is committed only after the handler's effect (or the dead letter) is durable;
 - an event id already handled by this consumer is skipped (dedupe in the service's own DB);
-- transient failures are retried with exponential backoff and jitter;
-- permanent failures, malformed bytes and failures that outlast the retries go to
-  `<topic>.dlq` with the original bytes and a reason a person can read;
-- a decoded event given up on is also handed to the consumer's `on_dead_letter` hook (a
-  service tells the user who started the action); if the hook fails, the event is handled again;
+- what a failure leads to is the kit's one failure policy (`dealbooks_kit.failures`), from the
+  failure's kind and the consumer's `origin` (a person waits, or nobody does): retry with
+  exponential backoff and jitter, dead-letter, reject back to the person, pause the tenant
+  or settle with a logged reason;
+- malformed bytes and dead-lettered events go to `<topic>.dlq` with the original bytes and a
+  reason a person can read;
+- a dead-lettered event is also handed to the consumer's `on_dead_letter` hook, and a rejected
+  one to its `on_reject` hook (a service tells the person who started the action); if a hook
+  fails, the event is handled again;
 - nothing a message does can stop the consumer loop;
 - a record carrying a `replay-for` header (an operator's replay of a dead letter, see
   `dealbooks dlq replay`) is handled only by the consumer it names, `<service>.<consumer>`;
@@ -45,7 +49,7 @@ from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from dealbooks_kit.errors import PermanentError, Settled
+from dealbooks_kit.failures import Action, Decision, Failure, Origin, decide, retry_after
 from dealbooks_kit.kafka import EventPublisher
 from dealbooks_kit.lanes import Lanes
 from dealbooks_kit.logging import get_logger
@@ -57,6 +61,7 @@ from dealbooks_kit.metrics import (
     EVENTS_DEAD_LETTERED,
     EVENTS_FAILED,
     HANDLER_SECONDS,
+    TENANT_PAUSED,
     note_dlq_end,
 )
 from dealbooks_kit.mongo import IndexSpec
@@ -69,20 +74,28 @@ OrderingKey = Callable[[Envelope[P]], str]
 
 @dataclass(frozen=True)
 class GaveUp:
-    """Why a consumer dead-lettered an event: the reason written to the DLQ, the last error
-    (a `PermanentError`, or whatever outlasted the retries) and the attempts made."""
+    """Why a consumer dead-lettered an event: the reason written to the DLQ, the last error,
+    its kind of failure and the attempts made."""
 
     reason: str
     error: BaseException | None
     attempts: int
+    failure: Failure = Failure.UNEXPECTED
 
     @property
     def permanent(self) -> bool:
-        """True when the handler declared the failure permanent; False when retries ran out."""
-        return isinstance(self.error, PermanentError)
+        """True when retrying could not help; False when retries ran out."""
+        return self.failure in {
+            Failure.INVALID_INPUT,
+            Failure.MISCONFIGURED,
+            Failure.NOT_CONNECTED,
+        }
 
 
 DeadLetterHook = Callable[[Envelope[P], GaveUp], Awaitable[None]]
+# Tells the person who started the work why it was refused: the policy's decision and the
+# failure itself (the service turns them into its own rejection).
+RejectHook = Callable[[Envelope[P], Decision, BaseException], Awaitable[None]]
 
 log = get_logger(__name__)
 
@@ -144,11 +157,27 @@ class ProcessedEvents:
 
 
 class _GiveUp(Exception):
-    def __init__(self, reason: str, error: BaseException | None, attempts: int) -> None:
+    def __init__(
+        self, reason: str, error: BaseException, attempts: int, decision: Decision
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.error = error
         self.attempts = attempts
+        self.decision = decision
+
+
+class _Reject(Exception):
+    def __init__(self, decision: Decision, error: BaseException) -> None:
+        super().__init__(decision.reason)
+        self.decision = decision
+        self.error = error
+
+
+class _Settle(Exception):
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(decision.reason)
+        self.decision = decision
 
 
 class EventConsumer(Generic[P]):
@@ -164,6 +193,8 @@ class EventConsumer(Generic[P]):
         db: AsyncDatabase[dict[str, Any]],
         publisher: EventPublisher,
         on_dead_letter: DeadLetterHook[P] | None = None,
+        origin: Origin = Origin.SYSTEM,
+        on_reject: RejectHook[P] | None = None,
         accepts: Callable[[Envelope[P]], bool] | None = None,
         ordering_key: OrderingKey[P] | None = None,
         dedupe: bool = True,
@@ -179,6 +210,10 @@ class EventConsumer(Generic[P]):
         self._processed = ProcessedEvents(db)
         self._publisher = publisher
         self._on_dead_letter = on_dead_letter
+        if origin is Origin.PERSON and on_reject is None:
+            raise ValueError(f"consumer {name}: a person waits, so it needs an on_reject hook")
+        self.origin = origin
+        self._on_reject = on_reject
         self._accepts = accepts
         self._dedupe = dedupe
         self._ordering_key = ordering_key
@@ -292,19 +327,40 @@ class EventConsumer(Generic[P]):
             outcome = "ok"
             try:
                 await self._handle_with_retries(event)
-            except Settled as settled:
+            except _Settle as settled:
+                decision = settled.decision
                 outcome = "settled"
+                if decision.action is Action.PAUSE_TENANT:
+                    TENANT_PAUSED.labels(service, self.spec.topic, decision.failure).inc()
                 EVENTS_CONSUMED.labels(service, self.spec.topic, "settled").inc()
-                log.info("event settled without effect", reason=settled.reason)
+                log.info(
+                    "event settled without effect",
+                    failure=decision.failure.value,
+                    action=decision.action.value,
+                    reason=decision.reason,
+                )
+            except _Reject as rejected:
+                assert self._on_reject is not None
+                await self._on_reject(event, rejected.decision, rejected.error)
+                outcome = "rejected"
+                EVENTS_CONSUMED.labels(service, self.spec.topic, "rejected").inc()
+                log.info(
+                    "request rejected",
+                    failure=rejected.decision.failure.value,
+                    reason=rejected.decision.reason,
+                )
             except _GiveUp as gave_up:
+                failure = gave_up.decision.failure
                 if not await self._dead_letter(
-                    record, gave_up.reason, gave_up.error, gave_up.attempts
+                    record, gave_up.reason, gave_up.error, gave_up.attempts, failure
                 ):
                     return False
                 if self._on_dead_letter is not None:
                     await self._on_dead_letter(
-                        event, GaveUp(gave_up.reason, gave_up.error, gave_up.attempts)
+                        event, GaveUp(gave_up.reason, gave_up.error, gave_up.attempts, failure)
                     )
+                if gave_up.decision.rule.tell and self._on_reject is not None:
+                    await self._on_reject(event, gave_up.decision, gave_up.error)
                 outcome = "dead_lettered"
             HANDLER_SECONDS.labels(service, self.spec.topic).observe(time.perf_counter() - started)
             if self._dedupe:
@@ -320,45 +376,59 @@ class EventConsumer(Generic[P]):
             return False
 
     async def _handle_with_retries(self, event: Envelope[P]) -> None:
+        """Run the handler; a failure is decided by the kit's failure policy and comes out as
+        `_Settle`, `_Reject` or `_GiveUp` (or is retried here)."""
         attempts = self._settings.handler_attempts
         for attempt in range(1, attempts + 1):
             try:
                 await self._handler(event)
                 return
-            except Settled:
-                raise
-            except PermanentError as exc:
-                EVENTS_FAILED.labels(
-                    self._settings.service_name, self.spec.topic, type(exc).__name__
-                ).inc()
-                raise _GiveUp(exc.reason, exc, attempt) from exc
             except Exception as exc:
+                decision = decide(exc, self.origin)
                 EVENTS_FAILED.labels(
                     self._settings.service_name, self.spec.topic, type(exc).__name__
                 ).inc()
-                if attempt == attempts:
-                    reason = f"gave up after {attempts} attempts: {type(exc).__name__}: {exc}"
-                    raise _GiveUp(reason, exc, attempt) from exc
-                delay = self._backoff(attempt)
-                log.warning(
-                    "handler failed; retrying",
-                    attempt=attempt,
-                    retry_in_s=round(delay, 3),
-                    error=f"{type(exc).__name__}: {exc}",
-                )
-                await anyio.sleep(delay)
+                action = decision.final(attempt, attempts)
+                if action is Action.RETRY:
+                    delay = self._backoff(attempt, retry_after(exc))
+                    log.warning(
+                        "handler failed; retrying",
+                        attempt=attempt,
+                        failure=decision.failure.value,
+                        retry_in_s=round(delay, 3),
+                        error=decision.reason,
+                    )
+                    await anyio.sleep(delay)
+                    continue
+                if action in {Action.SETTLE, Action.PAUSE_TENANT}:
+                    raise _Settle(decision) from exc
+                if action is Action.REJECT and self._on_reject is not None:
+                    raise _Reject(decision, exc) from exc
+                reason = decision.reason
+                if decision.action is Action.RETRY:
+                    reason = f"gave up after {attempts} attempts: {reason}"
+                raise _GiveUp(reason, exc, attempt, decision) from exc
 
-    def _backoff(self, attempt: int) -> float:
+    def _backoff(self, attempt: int, asked: float | None = None) -> float:
         base = self._settings.handler_wait_initial * 2.0 ** (attempt - 1)
-        return min(self._settings.handler_wait_max, base) + random.uniform(0, base / 2)
+        wait = min(self._settings.handler_wait_max, base) + random.uniform(0, base / 2)
+        if asked is not None:
+            wait = max(wait, min(asked, self._settings.handler_wait_max))
+        return wait
 
     async def _dead_letter(
-        self, record: Any, reason: str, error: BaseException | None, attempts: int = 0
+        self,
+        record: Any,
+        reason: str,
+        error: BaseException | None,
+        attempts: int = 0,
+        failure: Failure = Failure.INVALID_INPUT,
     ) -> bool:
         """Write the original bytes to the DLQ; False if that failed (handle it again)."""
         headers = {
             "dlq-reason": reason[:2000],
             "dlq-error-type": type(error).__name__ if error else "",
+            "dlq-failure": failure.value,
             "dlq-consumer": f"{self._settings.service_name}.{self.name}",
             "dlq-attempts": str(attempts),
             "dlq-original-topic": record.topic,

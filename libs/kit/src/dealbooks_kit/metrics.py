@@ -6,8 +6,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 
 EVENTS_CONSUMED = Counter(
     "dealbooks_events_consumed_total",
-    "Events taken from Kafka, by outcome (ok, ignored, duplicate, dead_lettered, redelivered)",
+    "Events taken from Kafka, by outcome (ok, ignored, duplicate, settled, rejected, "
+    "dead_lettered, redelivered)",
     ["service", "topic", "outcome"],
+)
+TENANT_PAUSED = Counter(
+    "dealbooks_tenant_paused_total",
+    "Events settled without effect because their tenant's grant is lost (see the failure policy)",
+    ["service", "topic", "failure"],
 )
 EVENTS_FAILED = Counter(
     "dealbooks_handler_failures_total",

@@ -28,7 +28,9 @@ from dealbooks_kit.consumer import (
     Handler,
     P,
     ProcessedEvents,
+    RejectHook,
 )
+from dealbooks_kit.failures import Origin
 from dealbooks_kit.kafka import EventPublisher, make_broker
 from dealbooks_kit.logging import configure_logging, get_logger
 from dealbooks_kit.mongo import IndexSpec, ensure_indexes, make_mongo_client, ping
@@ -93,6 +95,8 @@ class ServiceRuntime:
         handler: Handler[P],
         *,
         on_dead_letter: DeadLetterHook[P] | None = None,
+        origin: Origin = Origin.SYSTEM,
+        on_reject: RejectHook[P] | None = None,
         accepts: Callable[[Envelope[P]], bool] | None = None,
         ordering_key: Callable[[Envelope[P]], str] | None = None,
         selective: bool = False,
@@ -100,7 +104,9 @@ class ServiceRuntime:
         **subscriber_options: Any,
     ) -> EventConsumer[P]:
         """Subscribe `handler` to the topic of `payload` under the kit's delivery rules;
-        `on_dead_letter` hears of every decoded event the consumer gave up on; events
+        `on_dead_letter` hears of every decoded event the consumer gave up on; `origin` says
+        whether a person waits for the outcome (`Origin.PERSON`: whatever cannot succeed is
+        told to them through `on_reject`, see `dealbooks_kit.failures`); events
         `accepts` turns down are acknowledged without any work (or database call); events
         with the same `ordering_key` (default: the Kafka key, i.e. the tenant) are handled
         in order, others concurrently. A `selective` consumer, one that keeps few of its
@@ -125,6 +131,8 @@ class ServiceRuntime:
             db=self.db,
             publisher=self.publisher,
             on_dead_letter=on_dead_letter,
+            origin=origin,
+            on_reject=on_reject,
             accepts=accepts,
             ordering_key=ordering_key,
             dedupe=dedupe,

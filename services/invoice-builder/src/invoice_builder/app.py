@@ -13,7 +13,15 @@ from dealbooks_contracts import (
     ProductSynced,
 )
 from dealbooks_http import TokenProvider
-from dealbooks_kit import Access, ApiClients, Guard, ServiceApp, ServiceRuntime, api_clients
+from dealbooks_kit import (
+    Access,
+    ApiClients,
+    Guard,
+    Origin,
+    ServiceApp,
+    ServiceRuntime,
+    api_clients,
+)
 
 from invoice_builder.api import build_api
 from invoice_builder.handlers import InvoiceBuilder
@@ -64,14 +72,16 @@ def build_service(
         "invoice-requests",
         InvoiceRequested,
         handlers.on_invoice_requested,
-        on_dead_letter=handlers.on_request_given_up,
+        origin=Origin.PERSON,
+        on_reject=handlers.on_request_refused,
         dedupe=False,
     )
     runtime.consume(
         "link-requests",
         InvoiceLinkRequested,
         handlers.on_link_requested,
-        on_dead_letter=handlers.on_request_given_up,
+        origin=Origin.PERSON,
+        on_reject=handlers.on_request_refused,
         dedupe=False,
     )
     runtime.consume("auto-draft-rules", CrmObjectChanged, handlers.on_crm_object_changed)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -36,37 +36,28 @@ from dealbooks_contracts import (
     RejectionCode,
     Tenant,
 )
-from dealbooks_crm import (
-    CrmClient,
-    CrmError,
-    CrmNotFound,
-    CrmObject,
-    CrmRateLimited,
-    CrmUnavailable,
-)
+from dealbooks_crm import CrmClient, CrmNotFound, CrmObject
 from dealbooks_http import AccountUnavailable
 from dealbooks_kit import (
     Audit,
     CrmPortalNotConfigured,
     CrmPortalNotInstalled,
-    GaveUp,
+    Decision,
+    Failed,
+    Failure,
     PermanentError,
-    TransientError,
     external_call,
     get_logger,
     invoice_subject,
 )
 from dealbooks_qbo import (
-    AuthRevoked,
+    AuthError,
     Customer,
     DuplicateName,
-    Forbidden,
     Invoice,
     NotFound,
     QboClient,
     QboCompany,
-    ServerError,
-    Throttled,
     ValidationError,
 )
 
@@ -94,12 +85,10 @@ def _q(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-class _Refused(Exception):
-    """A request cannot be fulfilled for a reason the user must hear about."""
-
-    def __init__(self, rejection: Rejection) -> None:
-        super().__init__(rejection.message)
-        self.rejection = rejection
+def _refused(rejection: Rejection, failure: Failure = Failure.INVALID_INPUT) -> Failed:
+    """A request cannot be fulfilled for a reason the person must hear, in their words: the
+    failure policy rejects it back to them (`InvoiceBuilder.on_request_refused`)."""
+    return Failed(rejection.message, failure=failure, detail=rejection)
 
 
 @dataclass
@@ -155,14 +144,8 @@ class InvoiceBuilder:
     # ------------------------------------------------------------------ draft requests
 
     async def on_invoice_requested(self, event: Envelope[InvoiceRequested]) -> None:
-        """`crm.invoice-requested` -> a draft QBO invoice and `invoice.drafted`, or a rejection
-        (also when the portal has uninstalled the app: the person waiting is told)."""
-        try:
-            await self._requested(event)
-        except CrmPortalNotInstalled:
-            await self._reject(event, domain.crm_not_connected_rejection(event.tenant.portal_id))
-
-    async def _requested(self, event: Envelope[InvoiceRequested]) -> None:
+        """`crm.invoice-requested` -> a draft QBO invoice and `invoice.drafted`. What cannot
+        succeed comes back as a rejection through the failure policy (`on_request_refused`)."""
         request = event.data
         request_id = str(request.request_id)
         existing = await self.store.request(request_id)
@@ -177,20 +160,16 @@ class InvoiceBuilder:
             {"deal_id": request.deal_id, "quote_id": request.quote_id},
         )
         account = await self.store.account(realm_id)
-        try:
-            quote = None
-            if request.quote_id and account is not None:
-                quote = await self.quote_facts(event.tenant.portal_id, request.quote_id)
-            rejection = domain.validate_request(
-                request, account, today=self.today(), now=self.now(), quote=quote
-            )
-            if rejection:
-                raise _Refused(rejection)
-            assert account is not None
-            drafted = await self._draft(event, account)
-        except _Refused as refused:
-            await self._reject(event, refused.rejection)
-            return
+        quote = None
+        if request.quote_id and account is not None:
+            quote = await self.quote_facts(event.tenant.portal_id, request.quote_id)
+        rejection = domain.validate_request(
+            request, account, today=self.today(), now=self.now(), quote=quote
+        )
+        if rejection:
+            raise _refused(rejection)
+        assert account is not None
+        drafted = await self._draft(event, account)
         await self.store.finish(
             REQUESTS,
             request_id,
@@ -225,12 +204,12 @@ class InvoiceBuilder:
         )
         mismatch = domain.check_currency(currency, customer_currency, account)
         if mismatch:
-            raise _Refused(mismatch)
+            raise _refused(mismatch)
         body = domain.invoice_body(request, str(resolved.customer.Id), account, today=self.today())
         if resolved.customer.PrimaryEmailAddr and resolved.customer.PrimaryEmailAddr.Address:
             body["BillEmail"] = {"Address": resolved.customer.PrimaryEmailAddr.Address}
         qbo_request_id = domain.qbo_request_id(request.request_id, "invoice")
-        invoice = await _qbo(company.create(Invoice, body, idempotency_key=qbo_request_id))
+        invoice = await company.create(Invoice, body, idempotency_key=qbo_request_id)
         if self.crash_after_qbo_create:
             # Failpoint: die between QuickBooks' create and our own write, as a crash would.
             os._exit(17)
@@ -297,17 +276,18 @@ class InvoiceBuilder:
     async def _existing(self, company: QboCompany, customer_id: str) -> Customer:
         customer: Customer | None
         try:
-            customer = await _qbo(company.read(Customer, customer_id))
+            customer = await company.read(Customer, customer_id)
         except NotFound:
             customer = None
         if customer is None or customer.Active is False:
-            raise _Refused(
+            raise _refused(
                 Rejection(
                     RejectionCode.CUSTOMER_NOT_FOUND,
                     f"QuickBooks customer {customer_id} does not exist or is inactive; "
                     "choose another customer.",
                     field="customer",
-                )
+                ),
+                Failure.TARGET_GONE,
             )
         return customer
 
@@ -327,10 +307,8 @@ class InvoiceBuilder:
                 return ResolvedCustomer(await self._existing(company, linked), False)
         base = new.display_name.strip()
         like = base.replace("%", "")[:90]
-        taken = await _qbo(
-            company.query_all(
-                f"SELECT * FROM Customer WHERE DisplayName LIKE {_q(like + '%')}"  # noqa: S608
-            )
+        taken = await company.query_all(
+            f"SELECT * FROM Customer WHERE DisplayName LIKE {_q(like + '%')}"  # noqa: S608
         )
         for candidate in taken:
             if isinstance(candidate, Customer) and domain.same_person(new, as_candidate(candidate)):
@@ -340,20 +318,18 @@ class InvoiceBuilder:
         # very answers of the first run, so it settles on the same customer.
         for name in domain.display_name_candidates(new):
             try:
-                created = await _qbo(
-                    company.create(
-                        Customer,
-                        domain.customer_body(new, name),
-                        idempotency_key=domain.qbo_request_id(
-                            event.data.request_id, f"customer:{name}"
-                        ),
-                    )
+                created = await company.create(
+                    Customer,
+                    domain.customer_body(new, name),
+                    idempotency_key=domain.qbo_request_id(
+                        event.data.request_id, f"customer:{name}"
+                    ),
                 )
             except DuplicateName:
                 continue
             await self._remember(portal_id, company.realm_id, crm_key, created)
             return ResolvedCustomer(created, True)
-        raise _Refused(
+        raise _refused(
             Rejection(
                 RejectionCode.QBO_VALIDATION,
                 f"Every name tried for the new customer {base!r} is taken in QuickBooks; "
@@ -413,33 +389,25 @@ class InvoiceBuilder:
             result="rejected",
         )
 
-    async def on_request_given_up(
-        self, event: Envelope[InvoiceRequested] | Envelope[InvoiceLinkRequested], gave_up: GaveUp
+    async def on_request_refused(
+        self,
+        event: Envelope[InvoiceRequested] | Envelope[InvoiceLinkRequested],
+        decision: Decision,
+        error: BaseException,
     ) -> None:
-        """A user started this request and the consumer gave up on it (dead-lettered): tell
-        them, instead of leaving it pending for ever."""
+        """The failure policy rejects a request (or dead-lettered it, retries outlasted): tell
+        the person who made it why, instead of leaving it pending for ever."""
         existing = await self.store.request(str(event.data.request_id))
         if existing and existing.get("status") in FINAL:
             await self.store.relay_left(REQUESTS, existing)
             return
-        rejection = (
-            domain.crm_not_connected_rejection(event.tenant.portal_id)
-            if isinstance(gave_up.error, CrmPortalNotConfigured)
-            else domain.rejection_for_failure(permanent=gave_up.permanent)
-        )
-        await self._reject(event, rejection)
+        await self._reject(event, rejection_for(decision, error, event.tenant.portal_id))
 
     # ------------------------------------------------------------------ link requests
 
     async def on_link_requested(self, event: Envelope[InvoiceLinkRequested]) -> None:
-        """Attach an existing QBO invoice to a CRM record, so status-tracker follows it; a
-        rejection when the portal has uninstalled the app."""
-        try:
-            await self._link_requested(event)
-        except CrmPortalNotInstalled:
-            await self._reject(event, domain.crm_not_connected_rejection(event.tenant.portal_id))
-
-    async def _link_requested(self, event: Envelope[InvoiceLinkRequested]) -> None:
+        """Attach an existing QBO invoice to a CRM record, so status-tracker follows it. What
+        cannot succeed comes back as a rejection through the failure policy."""
         request = event.data
         request_id = str(request.request_id)
         existing = await self.store.request(request_id)
@@ -448,19 +416,16 @@ class InvoiceBuilder:
             return
         realm_id = event.tenant.require_account_id()
         account = await self.store.account(realm_id)
-        try:
-            if account is None or not account.connected:
-                raise _Refused(
-                    Rejection(
-                        RejectionCode.ACCOUNT_NOT_CONNECTED,
-                        "This QuickBooks company is not connected to the portal.",
-                        field="account",
-                    )
-                )
-            linked = await self._link(event, account)
-        except _Refused as refused:
-            await self._reject(event, refused.rejection)
-            return
+        if account is None or not account.connected:
+            raise _refused(
+                Rejection(
+                    RejectionCode.ACCOUNT_NOT_CONNECTED,
+                    "This QuickBooks company is not connected to the portal.",
+                    field="account",
+                ),
+                Failure.NOT_CONNECTED,
+            )
+        linked = await self._link(event, account)
         await self.store.finish(
             REQUESTS,
             request_id,
@@ -480,20 +445,21 @@ class InvoiceBuilder:
         request = event.data
         company = self.qbo.company(account.realm_id)
         try:
-            invoice = await _qbo(company.read(Invoice, request.qbo_invoice_id))
+            invoice = await company.read(Invoice, request.qbo_invoice_id)
         except NotFound:
-            raise _Refused(
+            raise _refused(
                 Rejection(
                     RejectionCode.INVOICE_NOT_FOUND,
                     f"QuickBooks invoice {request.qbo_invoice_id} does not exist in "
                     f"{account.company_name}.",
                     field="qbo_invoice_id",
-                )
+                ),
+                Failure.TARGET_GONE,
             ) from None
         known = await self.store.invoice(account.realm_id, request.qbo_invoice_id)
         target = request.target.model_dump(mode="json")
         if known and known.get("target", target) != target:
-            raise _Refused(
+            raise _refused(
                 Rejection(
                     RejectionCode.INVOICE_ALREADY_LINKED,
                     f"Invoice {invoice.DocNumber or invoice.Id} is already tracked on another "
@@ -501,7 +467,7 @@ class InvoiceBuilder:
                     field="qbo_invoice_id",
                 )
             )
-        customer = await _qbo(company.read(Customer, invoice.CustomerRef.value))
+        customer = await company.read(Customer, invoice.CustomerRef.value)
         currency = invoice.CurrencyRef.value if invoice.CurrencyRef else account.home_currency
         await self.store.save_invoice(
             account.realm_id,
@@ -594,8 +560,8 @@ class InvoiceBuilder:
     async def quote_facts(self, portal_id: str, quote_id: str) -> QuoteFacts | None:
         """A quote's status and expiry, or None when it does not exist."""
         try:
-            quote = await _crm(
-                self.crm.portal(portal_id).get("quotes", quote_id, properties=_QUOTE_FACTS)
+            quote = await self.crm.portal(portal_id).get(
+                "quotes", quote_id, properties=_QUOTE_FACTS
             )
         except CrmNotFound:
             return None
@@ -614,9 +580,9 @@ class InvoiceBuilder:
         crm = self.crm.portal(portal_id)
         try:
             if parent_type == "quotes":
-                quote = await _crm(crm.read_quote(parent_id))
+                quote = await crm.read_quote(parent_id)
                 return quote.line_items, quote.contacts, quote.companies
-            deal = await _crm(crm.read_deal(parent_id))
+            deal = await crm.read_deal(parent_id)
         except CrmNotFound:
             return [], [], []
         return deal.line_items, deal.contacts, deal.companies
@@ -647,7 +613,7 @@ class InvoiceBuilder:
         self, portal_id: str, realm_id: str, party: CrmParty
     ) -> ExistingCustomer | NewCustomer:
         """The matched QBO customer of a CRM party, or a new one built from it."""
-        candidates = await _qbo(self.search(realm_id).match_candidates(party))
+        candidates = await self.search(realm_id).match_candidates(party)
         match = domain.match_customer(party, candidates)
         if match is not None:
             return ExistingCustomer(qbo_customer_id=match.customer.qbo_customer_id)
@@ -693,57 +659,34 @@ def _line_item(item: CrmObject, currency: str) -> CrmLineItem:
     )
 
 
-async def _crm(call: Awaitable[T]) -> T:
-    """Await a CRM call: outlasted rate limits and outages retry, refusals dead-letter."""
-    try:
-        return await call
-    except (CrmUnavailable, CrmRateLimited) as exc:
-        raise TransientError(f"CRM: {exc.message}") from exc
-    except CrmNotFound:
-        raise
-    except CrmError as exc:
-        raise PermanentError(f"CRM refused the call: {exc.message}") from exc
-
-
-async def _qbo(call: Any) -> Any:
-    """Await a QuickBooks call, sorting its failures into retry, refuse and dead-letter."""
-    try:
-        return await call
-    except (Throttled, ServerError, TimeoutError) as exc:
-        raise TransientError(str(exc)) from exc
-    except (AuthRevoked, Forbidden) as exc:
-        raise _Refused(
-            Rejection(
-                RejectionCode.ACCOUNT_REAUTH_REQUIRED,
-                "QuickBooks no longer accepts this connection; reconnect the company and retry.",
-                field="account",
-            )
-        ) from exc
-    except AccountUnavailable as exc:
-        code = (
-            RejectionCode.ACCOUNT_REAUTH_REQUIRED
-            if exc.reauth_required
-            else RejectionCode.ACCOUNT_NOT_CONNECTED
+def rejection_for(decision: Decision, error: BaseException, portal_id: str) -> Rejection:
+    """What the person hears when the failure policy rejects their request (what to do about
+    the failure is the policy's; only the words are invoice-builder's)."""
+    if isinstance(error, Failed) and isinstance(error.detail, Rejection):
+        return error.detail
+    if isinstance(error, CrmPortalNotConfigured | CrmPortalNotInstalled):
+        return domain.crm_not_connected_rejection(portal_id)
+    if isinstance(error, AccountUnavailable) and not error.reauth_required:
+        return Rejection(
+            RejectionCode.ACCOUNT_NOT_CONNECTED,
+            "This QuickBooks company is not connected to the portal.",
+            field="account",
         )
-        raise _Refused(
-            Rejection(
-                code,
-                "QuickBooks needs this company to be reconnected; reconnect it and retry."
-                if exc.reauth_required
-                else "This QuickBooks company is not connected to the portal.",
-                field="account",
-            )
-        ) from exc
-    except (NotFound, DuplicateName):
-        raise
-    except ValidationError as exc:
-        raise _Refused(
-            Rejection(
-                RejectionCode.QBO_VALIDATION,
-                f"QuickBooks refused the invoice: {exc.message}. {exc.detail}".strip(),
-                qbo_fault_code=exc.code or None,
-            )
-        ) from exc
+    if decision.failure is Failure.AUTHORISATION_LOST or isinstance(error, AuthError):
+        return Rejection(
+            RejectionCode.ACCOUNT_REAUTH_REQUIRED,
+            "QuickBooks no longer accepts this connection; reconnect the company and retry.",
+            field="account",
+        )
+    if isinstance(error, ValidationError):
+        return Rejection(
+            RejectionCode.QBO_VALIDATION,
+            f"QuickBooks refused the invoice: {error.message}. {error.detail}".strip(),
+            qbo_fault_code=error.code or None,
+        )
+    return domain.rejection_for_failure(
+        permanent=decision.failure not in {Failure.TRANSIENT, Failure.RATE_LIMITED}
+    )
 
 
 def new_request_id() -> uuid.UUID:
