@@ -8,7 +8,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from crm_sandbox.errors import ApiError, not_found, validation
-from crm_sandbox.guard import SEARCH, Ctx, Guard, json_response
+from crm_sandbox.guard import SEARCH, Ctx, Guard, json_response, scopes_by_object_type
 from crm_sandbox.schema import KIND_BY_ID, canonical_type
 from crm_sandbox.search import search
 from crm_sandbox.state import Portal, Record, iso, now_ms
@@ -17,6 +17,15 @@ from crm_sandbox.store import Source, Store
 PREFIXES = ["/crm/v3/objects", "/crm/objects/2026-03"]
 MAX_BATCH = 100
 MAX_LIST = 100
+# The scopes of which an objects call needs one, by object type; types not listed are not
+# checked. HubSpot's tasks guide lists the contact scopes for tasks (engagements): reads take
+# either, writes need `crm.objects.contacts.write`.
+OBJECT_READ_SCOPES: dict[str, list[str]] = {
+    "tasks": ["crm.objects.contacts.read", "crm.objects.contacts.write"],
+}
+OBJECT_WRITE_SCOPES: dict[str, list[str]] = {"tasks": ["crm.objects.contacts.write"]}
+READ = scopes_by_object_type(OBJECT_READ_SCOPES)
+WRITE = scopes_by_object_type(OBJECT_WRITE_SCOPES)
 
 
 def object_type(ctx: Ctx) -> str:
@@ -119,41 +128,57 @@ class ObjectsApi:
             label = "/crm/v3/objects/{objectType}"
             routes += [
                 g.route(
-                    base + "/search", self.search, ["POST"], limit=SEARCH, label=label + "/search"
-                ),
-                g.route(
-                    base + "/batch/read", self.batch_read, ["POST"], label=label + "/batch/read"
-                ),
-                g.route(
-                    base + "/batch/create",
-                    self.batch_create,
+                    base + "/search",
+                    self.search,
                     ["POST"],
-                    label=label + "/batch/create",
+                    limit=SEARCH,
+                    scope=READ,
+                    label=label + "/search",
                 ),
                 g.route(
-                    base + "/batch/update",
-                    self.batch_update,
+                    base + "/batch/read",
+                    self.batch_read,
                     ["POST"],
-                    label=label + "/batch/update",
+                    scope=READ,
+                    label=label + "/batch/read",
+                ),
+                *[
+                    g.route(
+                        base + f"/batch/{action}",
+                        handler,
+                        ["POST"],
+                        scope=WRITE,
+                        label=label + f"/batch/{action}",
+                    )
+                    for action, handler in (
+                        ("create", self.batch_create),
+                        ("update", self.batch_update),
+                        ("upsert", self.batch_upsert),
+                        ("archive", self.batch_archive),
+                    )
+                ],
+                g.route(base, self.list_records, ["GET"], scope=READ, label=label),
+                g.route(base, self.create, ["POST"], scope=WRITE, label=label),
+                g.route(
+                    base + "/{objectId}",
+                    self.read,
+                    ["GET"],
+                    scope=READ,
+                    label=label + "/{objectId}",
                 ),
                 g.route(
-                    base + "/batch/upsert",
-                    self.batch_upsert,
-                    ["POST"],
-                    label=label + "/batch/upsert",
+                    base + "/{objectId}",
+                    self.update,
+                    ["PATCH"],
+                    scope=WRITE,
+                    label=label + "/{objectId}",
                 ),
                 g.route(
-                    base + "/batch/archive",
-                    self.batch_archive,
-                    ["POST"],
-                    label=label + "/batch/archive",
-                ),
-                g.route(base, self.list_records, ["GET"], label=label),
-                g.route(base, self.create, ["POST"], label=label),
-                g.route(base + "/{objectId}", self.read, ["GET"], label=label + "/{objectId}"),
-                g.route(base + "/{objectId}", self.update, ["PATCH"], label=label + "/{objectId}"),
-                g.route(
-                    base + "/{objectId}", self.archive, ["DELETE"], label=label + "/{objectId}"
+                    base + "/{objectId}",
+                    self.archive,
+                    ["DELETE"],
+                    scope=WRITE,
+                    label=label + "/{objectId}",
                 ),
             ]
         return routes

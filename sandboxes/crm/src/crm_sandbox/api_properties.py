@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from typing import Any
 
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from crm_sandbox.api_objects import batch_response, inputs_of, object_type
 from crm_sandbox.errors import ApiError, conflict, not_found, validation
-from crm_sandbox.guard import Ctx, Guard, ScopeRule, json_response
-from crm_sandbox.schema import VALID_FIELD_TYPES, PropertyDef, canonical_type
+from crm_sandbox.guard import Ctx, Guard, json_response, scopes_by_object_type
+from crm_sandbox.schema import VALID_FIELD_TYPES, PropertyDef
 from crm_sandbox.state import Portal, iso, now_ms
 
 PREFIXES = ["/crm/v3/properties", "/crm/properties/2026-03"]
@@ -63,16 +61,8 @@ SCHEMA_READ_SCOPES: dict[str, list[str]] = {
 }
 
 
-def _schema_scopes(table: dict[str, list[str]]) -> ScopeRule:
-    def accepted(request: Request) -> Sequence[str]:
-        type_name = canonical_type(str(request.path_params["objectType"]))
-        return table.get(type_name or "", [])
-
-    return accepted
-
-
-READ = _schema_scopes(SCHEMA_READ_SCOPES)
-WRITE = _schema_scopes(SCHEMA_WRITE_SCOPES)
+READ = scopes_by_object_type(SCHEMA_READ_SCOPES)
+WRITE = scopes_by_object_type(SCHEMA_WRITE_SCOPES)
 
 
 def _groups(portal: Portal, type_name: str) -> dict[str, dict[str, Any]]:

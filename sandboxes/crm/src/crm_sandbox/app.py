@@ -16,6 +16,7 @@ from crm_sandbox.api_app_events import AppEventsApi, load_event_types, register_
 from crm_sandbox.api_associations import AssociationsApi
 from crm_sandbox.api_oauth import OAuthApi
 from crm_sandbox.api_objects import ObjectsApi
+from crm_sandbox.api_owners import OwnersApi
 from crm_sandbox.api_properties import PropertiesApi
 from crm_sandbox.api_timeline import TimelineApi
 from crm_sandbox.control import ControlApi
@@ -56,6 +57,7 @@ def build_app(config: SandboxConfig | None = None, seed: dict[str, Any] | None =
         *AssociationsApi(guard).routes(),
         *PropertiesApi(guard).routes(),
         *ObjectsApi(guard).routes(),
+        *OwnersApi(guard).routes(),
         *timeline_api.routes(),
         *app_events_api.routes(),
         *app_api.routes(),

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from crm_sandbox.errors import ApiError, missing_scopes
+from crm_sandbox.schema import canonical_type
 from crm_sandbox.state import Fault, Portal, SandboxState, Token
 from crm_sandbox.store import Source, Store
 from crm_sandbox.webhooks import WebhookSender
@@ -77,6 +78,17 @@ def _bearer(request: Request) -> str | None:
 Handler = Callable[[Ctx], Awaitable[Response]]
 # The scopes of which a call needs one, when they depend on the request (its object type).
 ScopeRule = Callable[[Request], Sequence[str]]
+
+
+def scopes_by_object_type(table: dict[str, list[str]]) -> ScopeRule:
+    """A rule for routes with `{objectType}`: the scopes `table` lists for the request's type
+    (a type it does not list needs none)."""
+
+    def accepted(request: Request) -> Sequence[str]:
+        type_name = canonical_type(str(request.path_params["objectType"]))
+        return table.get(type_name or "", [])
+
+    return accepted
 
 
 class Guard:

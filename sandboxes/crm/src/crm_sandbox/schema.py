@@ -14,6 +14,7 @@ OBJECT_TYPE_IDS: dict[str, str] = {
     "line_items": "0-8",
     "quotes": "0-14",
     "notes": "0-46",
+    "tasks": "0-27",
 }
 _ALIASES: dict[str, str] = {
     **{type_id: name for name, type_id in OBJECT_TYPE_IDS.items()},
@@ -24,6 +25,7 @@ _ALIASES: dict[str, str] = {
     "line_item": "line_items",
     "quote": "quotes",
     "note": "notes",
+    "task": "tasks",
 }
 SINGULAR: dict[str, str] = {
     "contacts": "contact",
@@ -33,6 +35,7 @@ SINGULAR: dict[str, str] = {
     "line_items": "line_item",
     "quotes": "quote",
     "notes": "note",
+    "tasks": "task",
 }
 
 
@@ -148,6 +151,10 @@ QUOTE_STATUSES = [
     "ACCEPTED",
 ]
 PUBLISHED_QUOTE_STATUSES = {"APPROVAL_NOT_NEEDED", "APPROVED", "ACCEPTED"}
+# The tasks guide's values for a task's status, priority and type.
+TASK_STATUSES = ["NOT_STARTED", "IN_PROGRESS", "WAITING", "COMPLETED", "DEFERRED"]
+TASK_PRIORITIES = ["LOW", "MEDIUM", "HIGH"]
+TASK_TYPES = ["EMAIL", "CALL", "TODO", "LINKED_IN", "MEETING"]
 
 
 def _options(values: list[str]) -> list[dict[str, Any]]:
@@ -291,6 +298,20 @@ BUILTIN_PROPERTIES: dict[str, list[PropertyDef]] = {
         _ro("hs_createdate", "datetime"),
         *_COMMON,
     ],
+    # Tasks: an activity with a due date (`hs_timestamp`, required at create) and a status.
+    "tasks": [
+        _p("hs_timestamp", "datetime", group_name="task"),
+        _p("hs_task_subject", group_name="task"),
+        _p("hs_task_body", field_type="html", group_name="task"),
+        _p("hs_task_status", "enumeration", "select", options=_options(TASK_STATUSES)),
+        _p("hs_task_priority", "enumeration", "select", options=_options(TASK_PRIORITIES)),
+        _p("hs_task_type", "enumeration", "select", options=_options(TASK_TYPES)),
+        _p("hs_task_reminders"),
+        _p("hubspot_owner_id"),
+        _ro("hs_task_completion_date", "datetime"),
+        _ro("hs_createdate", "datetime"),
+        *_COMMON,
+    ],
 }
 
 DEFAULT_RETURNED: dict[str, list[str]] = {
@@ -339,6 +360,7 @@ DEFAULT_RETURNED: dict[str, list[str]] = {
         "hs_object_id",
     ],
     "notes": ["hs_createdate", "hs_lastmodifieddate", "hs_object_id"],
+    "tasks": ["hs_createdate", "hs_lastmodifieddate", "hs_object_id"],
 }
 
 SEARCHABLE: dict[str, list[str]] = {
@@ -349,6 +371,7 @@ SEARCHABLE: dict[str, list[str]] = {
     "line_items": ["name", "description", "hs_sku"],
     "quotes": ["hs_title", "hs_quote_number"],
     "notes": ["hs_note_body"],
+    "tasks": ["hs_task_subject", "hs_task_body"],
 }
 
 
@@ -387,6 +410,9 @@ ASSOCIATION_KINDS: list[AssociationKind] = [
     *_pair("notes", "contacts", 202, 201),
     *_pair("notes", "companies", 190, 189),
     *_pair("notes", "deals", 214, 213),
+    *_pair("tasks", "contacts", 204, 203),
+    *_pair("tasks", "companies", 192, 191),
+    *_pair("tasks", "deals", 216, 215),
 ]
 KIND_BY_ID: dict[tuple[str, str, int], AssociationKind] = {
     (k.from_type, k.to_type, k.type_id): k for k in ASSOCIATION_KINDS

@@ -121,10 +121,19 @@ class AuthCode:
     expires_at: float
 
 
+# A user's owner id differs from the user id, as in HubSpot, so mixing them up shows.
+OWNER_ID_OFFSET = 900_000_000
+
+
 @dataclass
 class User:
     id: int
     email: str
+
+    @property
+    def owner_id(self) -> str:
+        """The id of the owner HubSpot keeps for this user (`hubspot_owner_id` values)."""
+        return str(self.id + OWNER_ID_OFFSET)
 
     def to_api(self) -> dict[str, Any]:
         return {"userId": self.id, "email": self.email}
@@ -325,6 +334,13 @@ class Portal:
         user = User(self.id * 1000 + len(self.users) + 1, email)
         self.users[user.id] = user
         return user
+
+    def owner(self, owner_id: str) -> User | None:
+        """The user an owner id stands for, if it is one of this portal's owners."""
+        for user in self.users.values():
+            if user.owner_id == owner_id:
+                return user
+        return None
 
     def currencies(self) -> list[str]:
         return [self.company_currency, *self.additional_currencies]

@@ -21,7 +21,9 @@ from crm_sandbox.schema import (
 )
 from crm_sandbox.state import Portal, Record, SandboxState, iso, now_ms
 
-_CREATED_PROP = {"quotes": "hs_createdate", "notes": "hs_createdate"}
+_CREATED_PROP = {"quotes": "hs_createdate", "notes": "hs_createdate", "tasks": "hs_createdate"}
+# Engagements HubSpot places on timelines by `hs_timestamp`, which their guides mark required.
+_TIMESTAMPED = {"notes": "note", "tasks": "task"}
 _MODIFIED_PROP = {"contacts": "lastmodifieddate"}
 _PRICE_PROP = re.compile(r"^hs_price_[a-z]{3}$")
 
@@ -303,6 +305,8 @@ class Store:
                 continue
             try:
                 out[name] = self._coerce(definition, text, existing)
+                if name == "hubspot_owner_id" and portal.owner(out[name]) is None:
+                    raise _Invalid("INVALID_OWNER_ID", f"{out[name]} is not a valid owner id")
             except _Invalid as exc:
                 problems.append(property_problem(name, exc.code, exc.message))
         if problems:
@@ -363,10 +367,13 @@ class Store:
                 "VALIDATION_ERROR",
                 "A contact needs at least one of email, firstname or lastname.",
             )
-        if type_name == "notes" and not props.get("hs_timestamp"):
-            # The notes guide marks hs_timestamp required; HubSpot's exact answer is not
-            # documented, so this is the generic validation body.
-            raise ApiError(400, "VALIDATION_ERROR", "hs_timestamp is required to create a note.")
+        if type_name in _TIMESTAMPED and not props.get("hs_timestamp"):
+            # HubSpot's exact answer is not documented, so this is the generic validation body.
+            raise ApiError(
+                400,
+                "VALIDATION_ERROR",
+                f"hs_timestamp is required to create a {_TIMESTAMPED[type_name]}.",
+            )
 
     def check_unique(
         self, portal: Portal, type_name: str, props: dict[str, str], exclude: str | None
@@ -402,6 +409,12 @@ class Store:
             self._derive_line_item(portal, record)
         elif record.type == "quotes":
             self._derive_quote(portal, record)
+        elif record.type == "tasks":
+            # A task records when it was completed; reopening it clears that.
+            if props.get("hs_task_status") == "COMPLETED":
+                props.setdefault("hs_task_completion_date", iso(now_ms()))
+            else:
+                props.pop("hs_task_completion_date", None)
 
     def _derive_line_item(self, portal: Portal, record: Record) -> None:
         props = record.properties
