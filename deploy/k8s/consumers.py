@@ -13,6 +13,7 @@ the deployment generator and its tests stay independent of how each app is wired
 from __future__ import annotations
 
 import ast
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +71,7 @@ def _registrations(tree: ast.AST) -> dict[str | None, list[_Registration]]:
     return found
 
 
+@functools.cache
 def _library_registrations() -> dict[str, list[_Registration]]:
     """Functions of libs/ (but the kit, which defines `consume`) that register consumers."""
     out: dict[str, list[_Registration]] = {}
@@ -82,7 +84,8 @@ def _library_registrations() -> dict[str, list[_Registration]]:
     return out
 
 
-def service_consumers(service: str) -> list[Consumer]:
+@functools.cache
+def service_consumers(service: str) -> tuple[Consumer, ...]:
     """Every consumer `service` registers, from services/<service>/src."""
     library = _library_registrations()
     consumers: set[Consumer] = set()
@@ -107,7 +110,7 @@ def service_consumers(service: str) -> list[Consumer]:
             for reg in library[called]:
                 name = reg.name if reg.name is not None else keywords[reg.parameter]
                 consumers.add(Consumer(service, name, _MODELS[reg.model].topic))
-    return sorted(consumers)
+    return tuple(sorted(consumers))
 
 
 def dead_letter_topic(topic: str) -> str:

@@ -511,7 +511,9 @@ def trigger(consumer: Consumer, *, sasl: bool) -> dict[str, Any]:
     return out
 
 
-def scaled_object(name: str, consumers: list[Consumer], *, sasl: bool, min_replicas: int) -> dict:
+def scaled_object(
+    name: str, consumers: tuple[Consumer, ...], *, sasl: bool, min_replicas: int
+) -> dict:
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
