@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from dealbooks_infra import testing
 from prometheus_client import REGISTRY
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -101,3 +102,41 @@ async def test_sweep_routes_report_the_tenants_that_failed(tracker: Harness) -> 
     assert isinstance(reconciled["changes"], int)
     assert isinstance(swept["moved"], int)
     assert healthy.tenant.portal_id not in swept["failed_portals"]
+
+
+def counted(name: str, **labels: str) -> float:
+    """The sum of a counter's samples whose labels include `labels`."""
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        for sample in metric.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
+async def test_a_change_of_a_company_whose_grant_was_revoked_pauses_it_and_dead_letters_nothing(
+    tracker: Harness,
+) -> None:
+    """The failure policy for status-tracker's webhook consumer (nobody waits): a lost grant
+    pauses the company, and the event is settled, not dead-lettered; the realm's watermark
+    stays where it was, so the reconciliation pass after reconnecting applies the change."""
+    world = tracker.world()
+    _, invoice_id = await world.tracked_invoice("300.00")
+    payment = world.pay(invoice_id, "100.00")
+    watermark = await tracker.service.store.watermark(world.realm)
+    await disconnect(tracker, world)
+    mine = {"service": "status-tracker", "topic": "qbo.entity-changed.v1"}
+    paused = counted("dealbooks_tenant_paused_total", **mine, failure="authorisation_lost")
+    dead = counted("dealbooks_events_dead_lettered_total", **mine)
+
+    await world.webhook("Payment", str(payment["Id"]), "Create")
+
+    async def settled() -> bool:
+        now = counted("dealbooks_tenant_paused_total", **mine, failure="authorisation_lost")
+        return now > paused
+
+    await testing.eventually(settled)
+    assert counted("dealbooks_events_dead_lettered_total", **mine) == dead
+    assert await tracker.service.store.watermark(world.realm) == watermark
+    doc = await tracker.service.store.tracked(world.realm, invoice_id)
+    assert doc is not None and doc["stage"] == "awaiting_send"

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import httpx
 from dealbooks_contracts import (
     Envelope,
     EventPayload,
@@ -28,27 +27,26 @@ from dealbooks_contracts import (
     Tenant,
 )
 from dealbooks_crm import (
-    CrmAuthError,
     CrmClient,
     CrmError,
     CrmNotFound,
     CrmObject,
-    CrmRateLimited,
-    CrmUnavailable,
     PortalCrm,
     PropertyDefinition,
 )
 from dealbooks_kit import (
     CrmPortalNotConfigured,
     EventPublisher,
+    Failure,
     GaveUp,
     IndexSpec,
     PermanentError,
     TransientError,
+    classify,
     get_logger,
 )
 from dealbooks_kit.periodic import process_holder
-from dealbooks_qbo import AuthError, Entity, NotFound, QboClient, QboError, ServerError, Throttled
+from dealbooks_qbo import Entity, NotFound, QboClient, QboError
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -310,21 +308,11 @@ class RecordFailed(Exception):
         self.crm_property = crm_property
 
 
-_TRANSIENT = (
-    Throttled,
-    ServerError,
-    AuthError,
-    CrmUnavailable,
-    CrmRateLimited,
-    CrmAuthError,
-    httpx.TransportError,
-)
-
-
-def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, CrmRateLimited) and exc.policy_name == "DAILY":
-        return False
-    return isinstance(exc, _TRANSIENT)
+def _refused(exc: BaseException) -> bool:
+    """Whether the kit's failure policy calls `exc` invalid input: such a record fails, and
+    says so in its sync status; every other failure goes to the consumer's policy as it is
+    (retried, the tenant paused, settled)."""
+    return classify(exc) is Failure.INVALID_INPUT
 
 
 # ---- one record ------------------------------------------------------------------------------
@@ -389,7 +377,7 @@ class RecordSync:
         if event.data.settings.enabled and not ready:
             creating = self.deps.crm_properties.create(self.kind, event.tenant.portal_id)
             try:
-                await _transient_on_failure(creating)
+                await creating
             except CrmPortalNotConfigured:
                 # Keep the version, so each record fails for this reason (and says so) instead
                 # of waiting for mappings; the event is dead-lettered with the same reason.
@@ -497,7 +485,7 @@ class RecordSync:
         link: Link | None,
         decision: Write,
     ) -> EventPayload:
-        await _transient_on_failure(self.deps.crm_properties.ensure(self.kind, mset))
+        await self.deps.crm_properties.ensure(self.kind, mset)
         mapped, key, properties = self._mapped(mset, qbo_id, entity)
         digest = fingerprint(properties)
         if link is not None and link.fingerprint == digest:
@@ -564,8 +552,8 @@ class RecordSync:
                 f"QuickBooks has no {self.kind.qbo_entity} {qbo_id}",
             ) from exc
         except QboError as exc:
-            if _is_transient(exc):
-                raise TransientError(f"QuickBooks: {exc}") from exc
+            if not _refused(exc):
+                raise
             raise RecordFailed(SyncFailureCode.QBO_ENTITY_NOT_FOUND, f"QuickBooks: {exc}") from exc
 
     async def _update(
@@ -659,8 +647,8 @@ async def _crm_call(call: Awaitable[T]) -> T:
     except CrmNotFound:
         raise
     except CrmError as exc:
-        if _is_transient(exc):
-            raise TransientError(f"CRM: {exc}") from exc
+        if not _refused(exc):
+            raise
         raise RecordFailed(SyncFailureCode.CRM_REJECTED, f"the CRM refused it: {exc}") from exc
 
 
@@ -670,13 +658,6 @@ async def _crm_configured(call: Awaitable[T]) -> T:
         return await call
     except CrmPortalNotConfigured as exc:
         raise RecordFailed(SyncFailureCode.CRM_NOT_CONNECTED, exc.reason) from exc
-
-
-async def _transient_on_failure(call: Awaitable[None]) -> None:
-    try:
-        await call
-    except CrmError as exc:
-        raise TransientError(f"CRM properties could not be prepared: {exc}") from exc
 
 
 # ---- backfill ----------------------------------------------------------------------------------

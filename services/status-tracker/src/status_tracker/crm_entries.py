@@ -14,38 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
 
-from dealbooks_crm import AppEventOccurrence, CrmClient, CrmError, CrmRateLimited, CrmUnavailable
-from dealbooks_kit import PermanentError, TransientError, get_logger
+from dealbooks_crm import AppEventOccurrence, CrmClient, CrmError
+from dealbooks_kit import TransientError, get_logger
 
 from status_tracker.domain import TimelineEntry, carries_reference
 from status_tracker.store import APP_EVENT, NOTE, Claim, Store
 
 log = get_logger(__name__)
-T = TypeVar("T")
 # A claim on a note older than this was left by a run that stopped (or is stuck); another
 # run takes it over. Longer than a note create with all its retries of 429s.
 CLAIM_LEASE_SECONDS = 90.0
 CLAIM_POLL_SECONDS = 0.25
-
-
-def crm_failure(exc: CrmError) -> Exception:
-    """How a failed CRM call is retried: outlasted rate limits and outages retry, refusals
-    dead-letter."""
-    if isinstance(exc, CrmUnavailable | CrmRateLimited):
-        return TransientError(f"CRM: {exc.message}")
-    return PermanentError(f"CRM refused the call: {exc.message}")
-
-
-async def crm_call(call: Awaitable[T]) -> T:
-    """Await a CRM call, its failure classified by `crm_failure`."""
-    try:
-        return await call
-    except CrmError as exc:
-        raise crm_failure(exc) from exc
 
 
 @dataclass
@@ -117,7 +99,7 @@ class CrmEntries:
                 log.info("app event type or record unknown; a note instead", reason=exc.message)
                 return False
             if not refused_app_events(exc):
-                raise crm_failure(exc) from exc
+                raise
             self.access.refuse(portal_id)
             log.info(
                 "app events refused; notes instead for a while",
@@ -145,15 +127,13 @@ class CrmEntries:
                 await asyncio.sleep(CLAIM_POLL_SECONDS)
                 continue
             if claim is Claim.TAKEN_OVER:
-                notes = await crm_call(crm.notes_on(entry.object_type, entry.object_id))
+                notes = await crm.notes_on(entry.object_type, entry.object_id)
                 body = "hs_note_body"
                 made = [n for n in notes if carries_reference(n.get(body) or "", entry.key)]
                 if made:
                     await self.store.finish_entry(portal_id, entry, NOTE, made[0].id)
                     return NOTE
-            note = await crm_call(
-                crm.create_note(entry.note_html, on=[(entry.object_type, entry.object_id)])
-            )
+            note = await crm.create_note(entry.note_html, on=[(entry.object_type, entry.object_id)])
             await self.store.finish_entry(portal_id, entry, NOTE, note.id)
             return NOTE
         raise TransientError(f"note {entry.key} is still being written by another run")

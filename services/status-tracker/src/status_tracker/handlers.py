@@ -35,12 +35,10 @@ from dealbooks_contracts import (
 from dealbooks_contracts.crm_app import PAYMENT_EVENT_TYPE
 from dealbooks_crm import CrmClient
 from dealbooks_crm.invoicing import ensure_invoice_properties
-from dealbooks_http import AccountUnavailable
 from dealbooks_kit import (
     Audit,
-    PermanentError,
+    ConflictError,
     TenantPass,
-    TransientError,
     each_tenant,
     external_call,
     get_logger,
@@ -53,12 +51,10 @@ from dealbooks_qbo import (
     NotFound,
     Payment,
     QboClient,
-    ServerError,
-    Throttled,
 )
 
 from status_tracker import domain
-from status_tracker.crm_entries import CrmEntries, crm_call
+from status_tracker.crm_entries import CrmEntries
 from status_tracker.domain import DealInvoice, InvoiceSnapshot
 from status_tracker.store import (
     ConcurrentUpdate,
@@ -103,15 +99,6 @@ def snapshot_from_qbo(invoice: Invoice, *, void_seen: bool = False) -> InvoiceSn
         payments=tuple(sorted(invoice.payment_ids())),
         txn_date=invoice.TxnDate,
     )
-
-
-async def _qbo(call: Any) -> Any:
-    try:
-        return await call
-    except (Throttled, ServerError, TimeoutError) as exc:
-        raise TransientError(str(exc)) from exc
-    except AccountUnavailable as exc:
-        raise PermanentError(str(exc)) from exc
 
 
 def _utc(moment: datetime) -> datetime:
@@ -340,8 +327,8 @@ class StatusTracker:
             payment = None
             if change.operation is not QboOperation.DELETE:
                 try:
-                    payment = await _qbo(
-                        self.qbo.company(change.realm_id).read(Payment, change.entity_id)
+                    payment = await self.qbo.company(change.realm_id).read(
+                        Payment, change.entity_id
                     )
                 except NotFound:
                     payment = None
@@ -429,7 +416,7 @@ class StatusTracker:
             if doc.get("deal_id"):
                 await self.project_deal(doc["portal_id"], doc["deal_id"], known=saved, cause=cause)
             return doc, snap
-        raise TransientError(f"invoice {invoice_id} kept changing under us")
+        raise ConflictError(f"invoice {invoice_id} kept changing under us")
 
     async def _current(
         self,
@@ -447,7 +434,7 @@ class StatusTracker:
             return replace(base, deleted=True)
         if invoice is None:
             try:
-                invoice = await _qbo(self.qbo.company(realm).read(Invoice, invoice_id))
+                invoice = await self.qbo.company(realm).read(Invoice, invoice_id)
             except NotFound:
                 base = known or InvoiceSnapshot(invoice_id, Decimal("0"), Decimal("0"), "")
                 return replace(base, deleted=True)
@@ -551,7 +538,7 @@ class StatusTracker:
         if not _holds(previous, record):  # else shown already: only the version is new
             if reason is None:
                 await self._prepare_deal_properties(portal_id)
-                await crm_call(self.crm.portal(portal_id).set_deal_properties(deal_id, properties))
+                await self.crm.portal(portal_id).set_deal_properties(deal_id, properties)
             else:
                 log.info("deal properties not written", deal_id=deal_id, reason=reason)
             await self._audit(
@@ -573,7 +560,7 @@ class StatusTracker:
 
     async def _company_currency(self, portal_id: str) -> str | None:
         if portal_id not in self._currency:
-            details = await crm_call(self.crm.portal(portal_id).account_details())
+            details = await self.crm.portal(portal_id).account_details()
             self._currency[portal_id] = details.company_currency
         return self._currency[portal_id]
 
@@ -581,7 +568,7 @@ class StatusTracker:
         """Create the invoicing group and deal properties once per portal (idempotent)."""
         if portal_id in self._prepared:
             return
-        await crm_call(ensure_invoice_properties(self.crm.portal(portal_id)))
+        await ensure_invoice_properties(self.crm.portal(portal_id))
         self._prepared.add(portal_id)
 
     # ------------------------------------------------------------------ payments
@@ -602,7 +589,7 @@ class StatusTracker:
                 return await self._apply_payment(tenant, payment_id, payment, cause)
             except ConcurrentUpdate:
                 continue  # another run recorded this payment meanwhile: decide again
-        raise TransientError(f"payment {payment_id} kept changing under us")
+        raise ConflictError(f"payment {payment_id} kept changing under us")
 
     async def _apply_payment(
         self,
@@ -763,7 +750,7 @@ class StatusTracker:
         if since < datetime.now(UTC) - CDC_LOOKBACK:
             return await self.rescan(realm_id)
         try:
-            result = await _qbo(self.qbo.company(realm_id).cdc(["Invoice", "Payment"], since))
+            result = await self.qbo.company(realm_id).cdc(["Invoice", "Payment"], since)
         except InvalidQuery as exc:
             if "changedSince" not in str(exc):
                 raise
@@ -801,7 +788,7 @@ class StatusTracker:
             invoice_id = str(doc["qbo_invoice_id"])
             tenant = Tenant(portal_id=doc["portal_id"], account_id=realm_id)
             try:
-                invoice = await _qbo(company.read(Invoice, invoice_id))
+                invoice = await company.read(Invoice, invoice_id)
             except NotFound:
                 await self.refresh_invoice(tenant, invoice_id, deleted=True)
                 seen += 1
@@ -811,7 +798,7 @@ class StatusTracker:
             recorded = set(await self.store.payments_of_invoice(realm_id, invoice_id))
             for payment_id in sorted(linked | recorded):
                 try:
-                    payment = await _qbo(company.read(Payment, payment_id))
+                    payment = await company.read(Payment, payment_id)
                 except NotFound:
                     payment = None
                 await self.apply_payment(tenant, payment_id, payment)
