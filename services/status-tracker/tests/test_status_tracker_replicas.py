@@ -1,0 +1,177 @@
+"""Two status-tracker processes (`python -m status_tracker`, as in production) on one Kafka
+broker and one MongoDB-wire server: each leased timer runs once per period across both, and
+when the process holding a job's lease is SIGKILLed the other takes the job over within about
+a period.
+
+What ran where is read from each process's own `/metrics`
+(`dealbooks_periodic_passes_total{job,outcome}`) and from the shared `periodic_leases`
+collection, whose holder names the process (`host:pid:random`)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from dealbooks_infra.process import ManagedProcess
+from dealbooks_infra.stack import start_service
+from dealbooks_infra.testing import eventually
+from prometheus_client.parser import text_string_to_metric_families
+from pymongo import AsyncMongoClient
+
+pytestmark = pytest.mark.integration
+
+PERIOD = 2.0  # seconds: the overdue and reconciliation timers
+SHORT_JOBS = ("overdue-clock", "reconciliation")
+# The kit's own timers of status-tracker, each with a period of an hour or a day: over the
+# test each must have run exactly once in the two processes together.
+LONG_JOBS = ("dedupe-pruning", "audit-retention")
+Passes = dict[tuple[str, str], float]
+
+
+@dataclass
+class Replica:
+    process: ManagedProcess
+    url: str
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    async def passes(self, http: httpx.AsyncClient) -> Passes:
+        """`dealbooks_periodic_passes_total` of this process, by (job, outcome)."""
+        answer = await http.get(f"{self.url}/metrics")
+        answer.raise_for_status()
+        found: Passes = {}
+        for family in text_string_to_metric_families(answer.text):
+            if family.name != "dealbooks_periodic_passes":
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    found[(sample.labels["job"], sample.labels["outcome"])] = sample.value
+        return found
+
+
+def ran(passes: Passes, job: str) -> float:
+    return passes.get((job, "ran"), 0.0)
+
+
+@pytest.fixture
+def replicas(
+    kafka_bootstrap: str,
+    mongo_uri: str,
+    namespace: str,
+    kafka_supports_idempotence: bool,
+    tmp_path: Path,
+) -> Iterator[list[Replica]]:
+    env = {
+        "KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "KAFKA_IDEMPOTENCE": str(kafka_supports_idempotence).lower(),
+        "MONGODB_URI": mongo_uri,
+        "TOPIC_PREFIX": f"{namespace}.",
+        "STATUS_TRACKER_MONGODB_DATABASE": f"{namespace}_status_tracker",
+        "STATUS_TRACKER_LOG_JSON": "false",
+        "STATUS_TRACKER_OVERDUE_INTERVAL_SECONDS": str(PERIOD),
+        "STATUS_TRACKER_RECONCILE_INTERVAL_SECONDS": str(PERIOD),
+        "STATUS_TRACKER_PERIODIC_LEASE_MIN_SECONDS": str(PERIOD),
+        # Nothing is connected: the passes find no portal or company, and call nobody.
+        "QBO_BASE_URL": "http://127.0.0.1:9",
+        "CRM_BASE_URL": "http://127.0.0.1:9",
+        "CONNECTOR_AUTH_URL": "http://127.0.0.1:9",
+        "CONNECTOR_AUTH_CREDENTIAL": "replicas-test-service",
+        "DEALBOOKS_OPERATOR_CREDENTIALS": "replicas-test-operator",
+        "DEALBOOKS_GRANT_KEYS": "g1:replicas-test-grant-key-0123456789",
+    }
+    started: list[Replica] = []
+    try:
+        for n in range(2):
+            process, url = start_service("status-tracker", env, tmp_path / f"replica-{n}")
+            started.append(Replica(process, url))
+        yield started
+    finally:
+        for replica in started:
+            replica.process.stop()
+
+
+async def leases(mongo_uri: str, namespace: str) -> dict[str, str]:
+    """Each job's lease holder, by job."""
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(mongo_uri)
+    try:
+        cursor = client[f"{namespace}_status_tracker"]["periodic_leases"].find({})
+        return {str(doc["job"]): str(doc["holder"]) async for doc in cursor}
+    finally:
+        await client.close()
+
+
+def pid_of(holder: str) -> int:
+    return int(holder.split(":")[-2])
+
+
+async def test_each_leased_job_runs_once_per_period_across_two_processes_and_moves_on_a_kill(
+    replicas: list[Replica], mongo_uri: str, namespace: str
+) -> None:
+    pids = {r.pid for r in replicas}
+    async with httpx.AsyncClient(timeout=5.0) as http:
+
+        async def both_polling() -> bool:
+            # Each short job has a lease, and the process without it has asked for it.
+            held = await leases(mongo_uri, namespace)
+            counted = [await r.passes(http) for r in replicas]
+            return all(job in held for job in SHORT_JOBS) and all(
+                sum(p.get((job, "ran"), 0) + p.get((job, "skipped"), 0) for p in counted) > 1
+                for job in SHORT_JOBS
+            )
+
+        await eventually(both_polling, timeout=20)
+        held = await leases(mongo_uri, namespace)
+        assert {pid_of(h) for h in held.values()} <= pids
+
+        before = [await r.passes(http) for r in replicas]
+        window = 5 * PERIOD
+        await asyncio.sleep(window)
+        after = [await r.passes(http) for r in replicas]
+
+        periods = window / PERIOD
+        for job in SHORT_JOBS:
+            each = [ran(a, job) - ran(b, job) for a, b in zip(after, before, strict=True)]
+            # Once per period in the two together: about 5, where each process on its own
+            # would make it about 10. A pass starts a period after the last one ended, so a
+            # window holds at most one pass more than its periods.
+            assert periods - 2 <= sum(each) <= periods + 1, (job, each)
+            # And the process without the lease asked for it and was refused meanwhile.
+            skipped = [
+                a.get((job, "skipped"), 0) - b.get((job, "skipped"), 0)
+                for a, b in zip(after, before, strict=True)
+            ]
+            assert sum(skipped) >= periods, (job, skipped)
+        for job in LONG_JOBS:
+            assert sum(ran(a, job) for a in after) == 1, job
+
+        # The holder of the reconciliation job dies without a word.
+        holder = pid_of((await leases(mongo_uri, namespace))["reconciliation"])
+        [dead] = [r for r in replicas if r.pid == holder]
+        [alive] = [r for r in replicas if r.pid != holder]
+        ran_before = ran(await alive.passes(http), "reconciliation")
+        os.kill(dead.pid, signal.SIGKILL)
+
+        async def taken_over() -> bool:
+            held = await leases(mongo_uri, namespace)
+            return (
+                pid_of(held["reconciliation"]) == alive.pid
+                and ran(await alive.passes(http), "reconciliation") > ran_before
+            )
+
+        # The lease runs out a period after the dead holder's last pass ended; the other
+        # process asks four times a period.
+        await eventually(taken_over, timeout=2 * PERIOD + 2, interval=0.1)
+        # From then on it runs every job, once per period.
+        start = await alive.passes(http)
+        await asyncio.sleep(3 * PERIOD)
+        end = await alive.passes(http)
+        for job in SHORT_JOBS:
+            assert 2 <= ran(end, job) - ran(start, job) <= 4, job
