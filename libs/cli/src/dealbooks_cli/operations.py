@@ -50,11 +50,12 @@ async def accounts(
         docs = [doc async for doc in cursor]
     except PyMongoError as exc:
         raise CliError(f"cannot read connector-auth's accounts: {exc}") from exc
-    rows = [_account(doc) for doc in docs]
+    rows = [account_row(doc) for doc in docs]
     return sorted(rows, key=lambda r: (r["portal_id"], r["connected_at"] or ""))
 
 
-def _account(doc: dict[str, Any]) -> dict[str, Any]:
+def account_row(doc: dict[str, Any]) -> dict[str, Any]:
+    """What the operator is shown of an account document (never its tokens)."""
     company = doc.get("company") or {}
     return {
         "portal_id": doc.get("portal_id", ""),
@@ -66,9 +67,10 @@ def _account(doc: dict[str, Any]) -> dict[str, Any]:
         "home_currency": company.get("home_currency", ""),
         "multicurrency_enabled": company.get("multicurrency_enabled"),
         "custom_transaction_numbers": company.get("custom_transaction_numbers"),
-        **{k: _iso(doc.get(k)) for k in ("connected_at", "last_refresh_at", "disconnected_at")},
+        **{k: iso(doc.get(k)) for k in ("connected_at", "last_refresh_at", "disconnected_at")},
     }
 
 
-def _iso(value: Any) -> str | None:
+def iso(value: Any) -> Any:
+    """A stored time as ISO 8601; anything else as it is."""
     return value.isoformat() if isinstance(value, datetime) else value

@@ -12,13 +12,18 @@ Each replay is recorded in `dealbooks_operator.dlq_replays`, keyed by the dead l
 partition and offset, before anything is published: a second replay of the same dead letter is
 refused unless `again`; so is a replay of a later dead letter of the same event for the same
 consumer (a replay that failed again) while an earlier replay of it did not end dead-lettered.
+
+A record is kept for a retention (30 days unless the operator says otherwise) and carries its
+`expires_at`; each new replay record deletes the expired ones first, since the MongoDB-wire
+server has no TTL index. A dead letter whose record has expired may be replayed again without
+`again`, as if it never had been.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
@@ -34,6 +39,7 @@ from dealbooks_cli.stack import CliError, Stack
 
 REPLAYS = "dlq_replays"
 OPERATOR_SERVICE = "dealbooks-operator"
+DEFAULT_RETENTION = timedelta(days=30)
 
 
 def replay_key(letter: DeadLetter) -> str:
@@ -75,8 +81,24 @@ def fresh_copy(letter: DeadLetter) -> Copy:
 class Replays:
     """The record of replays (`dlq_replays`): one document per dead letter replayed."""
 
-    def __init__(self, db: AsyncDatabase[Any]) -> None:
+    def __init__(self, db: AsyncDatabase[Any], retention: timedelta = DEFAULT_RETENTION) -> None:
         self._c = db[REPLAYS]
+        self.retention = retention
+
+    async def forget_expired(self, now: datetime) -> int:
+        """Delete the records whose retention ended (records written before `expires_at`
+        existed count from their request time); returns how many."""
+        expired = {
+            "$or": [
+                {"expires_at": {"$lte": now}},
+                {
+                    "expires_at": {"$exists": False},
+                    "requested_at": {"$lte": now - self.retention},
+                },
+            ]
+        }
+        result = await self._c.delete_many(expired)
+        return result.deleted_count
 
     async def root_of(self, consumer: str, event_id: str) -> str:
         """The first dead-lettered event of a replay chain: a dead letter of a replayed copy
@@ -88,12 +110,11 @@ class Replays:
         """Record the replay about to be published; CliError if it was replayed already.
         True when this is the dead letter's first replay record."""
         key = replay_key(letter)
+        now = datetime.now(UTC)
+        await self.forget_expired(now)
         root = await self.root_of(letter.consumer, copy.original_id)
-        attempt = {
-            "new_event_id": copy.new_id,
-            "requested_at": datetime.now(UTC),
-            "outcome": "published",
-        }
+        attempt = {"new_event_id": copy.new_id, "requested_at": now, "outcome": "published"}
+        expires_at = now + self.retention
         if not again:
             await self._refuse_if_replayed(letter, key, root)
         doc = {
@@ -106,6 +127,7 @@ class Replays:
             "root_event_id": root,
             **attempt,
             "attempts": [attempt],
+            "expires_at": expires_at,
         }
         try:
             await self._c.insert_one(doc)
@@ -118,7 +140,8 @@ class Replays:
                     "use --again to replay it once more"
                 ) from None
             await self._c.update_one(
-                {"_id": key}, {"$set": attempt, "$push": {"attempts": attempt}}
+                {"_id": key},
+                {"$set": {**attempt, "expires_at": expires_at}, "$push": {"attempts": attempt}},
             )
             return False
         return True
@@ -237,12 +260,13 @@ async def replay(
     *,
     again: bool,
     wait: float,
+    retention: timedelta = DEFAULT_RETENTION,
 ) -> dict[str, Any]:
     """Replay one dead letter (see the module docstring); returns what happened."""
     if not letter.consumer:
         raise CliError(f"{letter.coordinates} names no consumer (no dlq-consumer header)")
     copy = fresh_copy(letter)
-    replays = Replays(operator_db(stack, client))
+    replays = Replays(operator_db(stack, client), retention)
     first = await replays.claim(letter, copy, again=again)
     dlq_ends = await topics.end_offsets(letter.dlq_topic)
     try:
