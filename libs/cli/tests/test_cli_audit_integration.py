@@ -75,3 +75,58 @@ def test_audit_invoice_lists_the_invoice_and_its_request_in_time_order(
     table = runner.invoke(app, ["audit", "invoice", "r1", "42"], env=env)
     assert table.exit_code == 0, table.stderr
     assert "qbo POST /v3/company/r1/invoice requestid=q1" in table.stdout
+
+
+@pytest.mark.integration
+def test_audit_deal_and_customer_find_the_entries_that_name_them_across_services(
+    mongo_uri: str, namespace: str, tmp_path: Path
+) -> None:
+    prefix = f"{namespace}_"
+    deal = ["deal:p1:77"]
+    with MongoClient(mongo_uri, tz_aware=True) as client:
+        client[f"{prefix}invoice_builder"]["audit"].insert_many(
+            [
+                {**entry(1, "deal", "p1:77", "auto-draft.requested"), "service": "invoice-builder"},
+                {
+                    **entry(2, "request", "req-7", "customer.created"),
+                    "service": "invoice-builder",
+                    "related": [*deal, "customer:r1:5"],
+                },
+                {
+                    **entry(3, "invoice", "r1:42", "invoice.created"),
+                    "service": "invoice-builder",
+                    "related": deal,
+                },
+                {
+                    **entry(4, "invoice", "r1:43", "invoice.created"),
+                    "service": "invoice-builder",
+                    "related": ["deal:p1:78"],
+                },
+            ]
+        )
+        client[f"{prefix}status_tracker"]["audit"].insert_one(
+            {**entry(5, "invoice", "r1:42", "deal.properties-written"), "related": deal}
+            | {"service": "status-tracker"}
+        )
+        client[f"{prefix}contact_sync"]["audit"].insert_one(
+            {**entry(6, "customer", "r1:5", "contact.updated"), "service": "contact-sync"}
+        )
+    env = {"DEALBOOKS_ROOT": str(tmp_path), "MONGODB_URI": mongo_uri}
+    env["MONGODB_DATABASE_PREFIX"] = prefix
+    runner = CliRunner()
+
+    deal_rows = runner.invoke(app, ["audit", "deal", "p1", "77", "--json"], env=env)
+    customer_rows = runner.invoke(app, ["audit", "customer", "r1", "5", "--json"], env=env)
+
+    assert deal_rows.exit_code == 0, deal_rows.stderr
+    assert [r["action"] for r in json.loads(deal_rows.stdout)] == [
+        "auto-draft.requested",
+        "customer.created",
+        "invoice.created",
+        "deal.properties-written",
+    ]
+    assert customer_rows.exit_code == 0, customer_rows.stderr
+    assert [(r["service"], r["action"]) for r in json.loads(customer_rows.stdout)] == [
+        ("invoice-builder", "customer.created"),
+        ("contact-sync", "contact.updated"),
+    ]

@@ -10,6 +10,7 @@ import pytest
 import stamina
 from dealbooks_contracts import QboOperation, SyncAction
 from dealbooks_infra.testing import eventually
+from dealbooks_sync.testing import OPERATOR, backfill_client, grant
 
 pytestmark = pytest.mark.integration
 
@@ -247,3 +248,36 @@ async def test_a_field_emptied_in_qbo_clears_the_contact_property(
     assert contact["properties"]["firstname"] == "Ana"
     [again] = await stack.outcomes(await stack.changed("Customer", created["Id"]))
     assert again.data.action is SyncAction.UNCHANGED
+
+
+async def test_each_sync_of_a_customer_is_in_its_audit_trail_and_its_contacts(
+    contacts, qbo_sandbox, qbo_company, crm_portal
+) -> None:
+    stack, service = contacts
+    await stack.settings(enabled=True)
+    realm = qbo_company.realm_id
+    created = qbo_sandbox.user_creates(realm, "customers", _customer())["Customer"]
+    cause = await stack.changed("Customer", created["Id"], QboOperation.CREATE)
+    [outcome] = await stack.outcomes(cause)
+    qbo_sandbox.control(
+        "POST", f"companies/{realm}/customers/{created['Id']}", {"GivenName": "Anabel"}
+    )
+    await stack.outcomes(await stack.changed("Customer", created["Id"]))
+    await stack.sync.publisher.publish(cause)  # redelivered: handled once, recorded once
+    contact_id = outcome.data.crm_contact_id
+
+    async with backfill_client(service, OPERATOR) as operator:
+        customer = (await operator.get(f"/operator/audit/customer/{realm}:{created['Id']}")).json()
+        contact = await operator.get(f"/operator/audit/contact/{crm_portal.portal_id}:{contact_id}")
+    async with backfill_client(service, grant(crm_portal.portal_id)) as admin:
+        refused = await admin.get(f"/operator/audit/customer/{realm}:{created['Id']}")
+
+    entries = customer["entries"]
+    assert [e["action"] for e in entries] == ["contact.created", "contact.updated"]
+    first = entries[0]
+    assert (first["event_id"], first["event_type"]) == (str(cause.id), "qbo.entity-changed")
+    assert first["detail"]["crm_id"] == contact_id
+    assert first["detail"]["call"]["path"] == "/crm/v3/objects/contacts/batch/upsert"
+    assert first["related"] == [f"contact:{crm_portal.portal_id}:{contact_id}"]
+    assert contact.json()["entries"] == entries  # the contact's trail is the same story
+    assert refused.status_code == 401  # a portal grant is no operator credential

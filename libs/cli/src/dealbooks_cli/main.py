@@ -8,7 +8,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -16,11 +16,11 @@ from dealbooks_kit import configure_logging
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
+from dealbooks_cli import account_detail, backfills, operations, rerun
 from dealbooks_cli import audit as audit_trail
-from dealbooks_cli import backfills, operations
 from dealbooks_cli.deadletters import DeadLetter, DeadLetterTopics, Filters, dead_letter_topics
 from dealbooks_cli.output import emit_json, table
-from dealbooks_cli.replay import Replays, operator_db, replay, replay_key
+from dealbooks_cli.replay import DEFAULT_RETENTION, Replays, operator_db, replay, replay_key
 from dealbooks_cli.stack import CliError, Stack
 
 T = TypeVar("T")
@@ -39,6 +39,10 @@ accounts = typer.Typer(help="Connected QuickBooks companies.", no_args_is_help=T
 app.add_typer(dlq, name="dlq")
 app.add_typer(sweep, name="sweep")
 app.add_typer(accounts, name="accounts")
+replays = typer.Typer(
+    help="Run QuickBooks records through their consumers again.", no_args_is_help=True
+)
+app.add_typer(replays, name="replay")
 audit = typer.Typer(
     help="Audit trails: what happened to an invoice, and why.", no_args_is_help=True
 )
@@ -229,6 +233,16 @@ def dlq_replay(
         bool, typer.Option("--again", help="Replay even if it was replayed before.")
     ] = False,
     wait: Annotated[float, typer.Option(help="Seconds to wait for each replay's outcome.")] = 30.0,
+    retention_days: Annotated[
+        float,
+        typer.Option(
+            "--retention-days",
+            min=0.0,
+            envvar="DEALBOOKS_DLQ_REPLAY_RETENTION_DAYS",
+            help="Keep replay records this many days; older ones are deleted as this one is "
+            "recorded.",
+        ),
+    ] = DEFAULT_RETENTION.days,
     json: Json = False,
 ) -> None:
     """Run dead-lettered events again: by position, or every dead letter the filters match.
@@ -239,7 +253,8 @@ def dlq_replay(
     the kit's consumers hand the copy to that consumer only, so the consumers of the topic
     that handled the original do not see it. Each replay is recorded in
     dealbooks_operator.dlq_replays: the same dead letter (or another dead letter of the
-    same event for the same consumer) is not replayed twice without --again. Then it waits
+    same event for the same consumer) is not replayed twice without --again, for the
+    retention (--retention-days, 30; records past it are deleted). Then it waits
     for the consumer's processed record or a new dead letter of the copy, and says which.
     Exits 1 if any was refused, failed again or gave no outcome in time.
     """
@@ -255,7 +270,10 @@ def dlq_replay(
             letters = await _chosen(topics, dlq_topic, coordinates, filters)
             if not letters:
                 raise CliError("no dead letter matches")
-            return [await _replay_one(stack, client, topics, d, again, wait) for d in letters]
+            retention = timedelta(days=retention_days)
+            return [
+                await _replay_one(stack, client, topics, d, again, wait, retention) for d in letters
+            ]
 
     results = _run(go)
     if json:
@@ -287,9 +305,12 @@ async def _replay_one(
     letter: DeadLetter,
     again: bool,
     wait: float,
+    retention: timedelta,
 ) -> dict[str, Any]:
     try:
-        return await replay(stack, client, topics, letter, again=again, wait=wait)
+        return await replay(
+            stack, client, topics, letter, again=again, wait=wait, retention=retention
+        )
     except CliError as exc:
         summary = letter.summary()
         return {
@@ -298,6 +319,45 @@ async def _replay_one(
             "outcome": "refused",
             "detail": str(exc),
         }
+
+
+@replays.command("record")
+def replay_record(
+    kind: Annotated[str, typer.Argument(help="invoice, customer or item.")],
+    realm: Annotated[str, typer.Argument(help="QuickBooks realm id.")],
+    record_id: Annotated[str, typer.Argument(help="The record's QuickBooks id.")],
+    portal: Annotated[
+        str | None,
+        typer.Option(help="CRM portal id, when the company is connected to more than one."),
+    ] = None,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the outcome.")] = 30.0,
+    json: Json = False,
+) -> None:
+    """Run one record through its consumer again: publishes a qbo.entity-changed (Update,
+    stamped now) for it under the company's tenant, as a webhook would, so status-tracker
+    (invoices), contact-sync (customers) or product-sync (items) reads it from QuickBooks
+    again and applies it (idempotently: a record already right stays as it is). Then waits
+    for the consumer's outcome: the tracked invoice, or the contact.synced/product.synced
+    event it caused. Exits 1 if the consumer failed or gave no outcome in time."""
+    if kind not in rerun.ROUTES:
+        raise typer.BadParameter(f"{kind!r} is not invoice, customer or item")
+
+    async def go(stack: Stack) -> dict[str, Any]:
+        async with dead_letter_topics(stack) as topics, _mongo(stack) as client:
+            return await rerun.rerun(
+                stack, client, topics, kind, realm, record_id, portal=portal, wait=wait
+            )
+
+    result = _run(go)
+    if json:
+        emit_json(result)
+    else:
+        typer.echo(f"{kind} {realm} {record_id}: {result['outcome']}: {result['detail']}")
+        for key in ("tracked_invoice", "synced"):
+            if result.get(key):
+                typer.echo(f"{key}: {result[key]}")
+    if result["outcome"] not in rerun.SETTLED:
+        raise typer.Exit(1)
 
 
 @app.command("reconcile")
@@ -357,6 +417,61 @@ def accounts_list(
     typer.echo(table(rows, columns) if rows else "no accounts")
 
 
+@accounts.command("show")
+def accounts_show(
+    portal: Annotated[str, typer.Argument(help="CRM portal id.")],
+    realm: Annotated[str | None, typer.Argument(help="Only this QuickBooks realm.")] = None,
+    json: Json = False,
+) -> None:
+    """One portal's companies: state, where each healing pass stands (reconciliation
+    watermark) and when it last ran, the last backfill runs, and the errors recorded.
+    Exits 1 when the portal has no such company."""
+
+    async def go(stack: Stack) -> list[dict[str, Any]]:
+        async with _mongo(stack) as client:
+            return await account_detail.show(stack, client, portal, realm)
+
+    details = _run(go)
+    if json:
+        emit_json(details)
+        return
+    typer.echo("\n\n".join(_account_text(d) for d in details))
+
+
+def _account_text(detail: dict[str, Any]) -> str:
+    lines = [f"{detail['realm_id']}  {detail['company_name']}  ({detail['status']})"]
+    for key in ("environment", "country", "home_currency", "connected_at", "last_refresh_at"):
+        lines.append(f"  {key:<16} {detail.get(key) or ''}")
+    rows = []
+    for kind, state in detail["sync"].items():
+        run = state.get("last_backfill") or {}
+        when = run.get("finished_at") or run.get("started_at")
+        backfill = f"{run['state']} {when}" if run else ""
+        enabled = state.get("enabled")
+        rows.append(
+            {
+                "kind": kind,
+                "service": state["service"],
+                "enabled": "" if enabled is None else ("on" if enabled else "off"),
+                "watermark": state["watermark"],
+                "last_cdc_pass": state["last_cdc_pass"],
+                "backfill": backfill,
+            }
+        )
+    columns = [
+        ("kind", "SYNC"),
+        ("service", "SERVICE"),
+        ("enabled", "ON"),
+        ("watermark", "WATERMARK"),
+        ("last_cdc_pass", "LAST CDC PASS"),
+        ("backfill", "LAST BACKFILL"),
+    ]
+    lines += ["  " + line for line in table(rows, columns).splitlines()]
+    lines.append("  errors" if detail["errors"] else "  no errors")
+    lines += [f"    {e['at'] or ''}  {e['source']}: {e['error']}" for e in detail["errors"]]
+    return "\n".join(lines)
+
+
 @audit.command("invoice")
 def audit_invoice(
     realm: Annotated[str, typer.Argument(help="QuickBooks realm id.")],
@@ -365,10 +480,45 @@ def audit_invoice(
 ) -> None:
     """An invoice's life, oldest first: each change, the event that caused it and the external
     call it made, from invoice-builder's and status-tracker's audit trails."""
+    _audit("invoice", f"{realm}:{invoice_id}", json)
 
+
+@audit.command("customer")
+def audit_customer(
+    realm: Annotated[str, typer.Argument(help="QuickBooks realm id.")],
+    customer_id: Annotated[str, typer.Argument(help="QuickBooks customer id.")],
+    json: Json = False,
+) -> None:
+    """A customer's syncs to its CRM contact (contact-sync), and where invoice-builder created
+    or matched it for a request."""
+    _audit("customer", f"{realm}:{customer_id}", json)
+
+
+@audit.command("item")
+def audit_item(
+    realm: Annotated[str, typer.Argument(help="QuickBooks realm id.")],
+    item_id: Annotated[str, typer.Argument(help="QuickBooks item id.")],
+    json: Json = False,
+) -> None:
+    """An item's syncs to its CRM product (product-sync)."""
+    _audit("item", f"{realm}:{item_id}", json)
+
+
+@audit.command("deal")
+def audit_deal(
+    portal: Annotated[str, typer.Argument(help="CRM portal id.")],
+    deal_id: Annotated[str, typer.Argument(help="CRM deal id.")],
+    json: Json = False,
+) -> None:
+    """A deal's requests, auto-drafts, invoices, property writes and payments on its
+    timeline, oldest first."""
+    _audit("deal", f"{portal}:{deal_id}", json)
+
+
+def _audit(kind: str, subject_id: str, json: bool) -> None:
     async def go(stack: Stack) -> list[dict[str, Any]]:
         async with _mongo(stack) as client:
-            return await audit_trail.invoice_trail(stack, client, realm, invoice_id)
+            return await audit_trail.trail(stack, client, kind, subject_id)
 
     rows = _run(go)
     if json:

@@ -14,7 +14,7 @@ from dealbooks_kit.access import (
     api_clients,
     api_tokens,
 )
-from dealbooks_kit.audit import Audit, external_call, invoice_subject
+from dealbooks_kit.audit import Audit, audit_routes, external_call, invoice_subject
 from dealbooks_kit.auth import PUBLIC_BY_DESIGN, Access, AuthSettings, Caller, Guard
 from dealbooks_kit.consumer import (
     DeadLetterHook,
@@ -88,6 +88,7 @@ __all__ = [
     "TransientError",
     "api_clients",
     "api_tokens",
+    "audit_routes",
     "classify",
     "configure_logging",
     "decide",

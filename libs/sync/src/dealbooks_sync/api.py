@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dealbooks_kit import Access, Guard
+from dealbooks_kit import Access, Audit, Guard, audit_routes
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -145,9 +145,10 @@ async def cancel(request: Request) -> JSONResponse:
     return JSONResponse(run)
 
 
-def backfill_api(backfill: Backfill, guard: Guard) -> Starlette:
+def backfill_api(backfill: Backfill, guard: Guard, audit: Audit | None = None) -> Starlette:
     """`POST {BASE}` (start or plan), `GET {BASE}` (latest run), `GET {BASE}/{run_id}`,
-    `POST {BASE}/resume` and `POST {BASE}/cancel`, for an operator or a grant for the portal."""
+    `POST {BASE}/resume` and `POST {BASE}/cancel`, for an operator or a grant for the portal;
+    and the operator's audit trail of synced records (`dealbooks_kit.audit_routes`)."""
     who = (Access.OPERATOR, Access.PORTAL)
     api = guard.api(
         [
@@ -156,6 +157,7 @@ def backfill_api(backfill: Backfill, guard: Guard) -> Starlette:
             guard.route(BASE + "/resume", resume, ["POST"], *who),
             guard.route(BASE + "/cancel", cancel, ["POST"], *who),
             guard.route(BASE + "/{run_id}", status, ["GET"], *who),
+            *(audit_routes(guard, audit) if audit is not None else []),
         ]
     )
     api.state.backfill = backfill

@@ -35,6 +35,7 @@ from dealbooks_crm import (
     PropertyDefinition,
 )
 from dealbooks_kit import (
+    Audit,
     CrmPortalNotConfigured,
     EventPublisher,
     Failure,
@@ -43,6 +44,7 @@ from dealbooks_kit import (
     PermanentError,
     TransientError,
     classify,
+    external_call,
     get_logger,
 )
 from dealbooks_kit.periodic import process_holder
@@ -348,6 +350,8 @@ class SyncDeps:
     crm: CrmClient
     publisher: EventPublisher
     source: str
+    # The audit trail of each record's syncs (none: not recorded).
+    audit: Audit | None = None
 
     def __post_init__(self) -> None:
         self.sets = MappingSets(self.db)
@@ -441,9 +445,45 @@ class RecordSync:
                 self._decide_and_write(mset, qbo_id, merged_away, deleted)
             )
         except RecordFailed as failed:
-            await self._publish(event, self._failed(mset, qbo_id, failed))
+            payload = self._failed(mset, qbo_id, failed)
+            await self._publish(event, payload)
+            await self._audit(event, mset, qbo_id, payload)
             raise PermanentError(f"{self.kind.qbo_entity} {qbo_id}: {failed.message}") from failed
         await self._publish(event, outcome)
+        await self._audit(event, mset, qbo_id, outcome)
+
+    async def _audit(
+        self, cause: Envelope[Any], mset: MappingSet, qbo_id: str, outcome: EventPayload
+    ) -> None:
+        """One entry per record and causing change: what the sync did (or why it did not),
+        the CRM record it wrote, and under which mapping version."""
+        if self.deps.audit is None:
+            return
+        facts = outcome.model_dump(mode="json")
+        crm_kind = self.kind.crm_object.rstrip("s")  # contact, product
+        crm_id = facts.get(f"crm_{crm_kind}_id")
+        code = facts.get("code")
+        done = "failed" if code else str(facts.get("action"))
+        kept = {"trigger", "mapping_version", "mapping_ids", "skipped_reason", "code", "message"}
+        detail = {key: value for key, value in facts.items() if key in kept and value}
+        detail["crm_id"] = crm_id
+        call = _CALLS.get(done)
+        if crm_id and call:
+            method, path = call
+            detail["call"] = external_call(
+                "crm", method, path.format(object=self.kind.crm_object, id=crm_id)
+            )
+        related = [f"{crm_kind}:{mset.portal_id}:{crm_id}"] if crm_id else []
+        await self.deps.audit.record(
+            self.kind.qbo_entity.lower(),
+            f"{mset.realm_id}:{qbo_id}",
+            cause.tenant,
+            cause,
+            f"{crm_kind}.{done}",
+            detail,
+            result="failed" if code else "ok",
+            related=related,
+        )
 
     async def _decide_and_write(
         self, mset: MappingSet, qbo_id: str, merged_away: bool, deleted: bool
@@ -628,6 +668,14 @@ class RecordSync:
         await self.deps.publisher.publish(
             Envelope.build(payload, source=self.deps.source, caused_by=cause)
         )
+
+
+# The CRM call a created or archived record was written with, as its audit entry names it (an
+# update is a PATCH by id or an upsert by key, whichever found the record).
+_CALLS = {
+    "created": ("POST", "/crm/v3/objects/{object}/batch/upsert"),
+    "archived": ("DELETE", "/crm/v3/objects/{object}/{id}"),
+}
 
 
 def _link(qbo_id: str, crm_id: str, key: str, properties: dict[str, str]) -> Link:

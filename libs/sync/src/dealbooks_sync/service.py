@@ -64,6 +64,7 @@ def build_sync_service(
         crm=clients.crm,
         publisher=runtime.publisher,
         source=settings.service_name,
+        audit=runtime.use_audit(),
     )
     sync = RecordSync(deps)
     reconciliation = Reconciliation(deps)
@@ -106,6 +107,7 @@ def sync_app(service: SyncService, title: str) -> ServiceApp:
     settings = service.runtime.settings
     guard = Guard(settings, settings.service_name)
     guard.require(Access.OPERATOR, Access.PORTAL)
-    app = service.runtime.asgi(api=backfill_api(service.backfill, guard), title=title)
+    api = backfill_api(service.backfill, guard, service.runtime.use_audit())
+    app = service.runtime.asgi(api=api, title=title)
     app.on_shutdown(service.aclose)
     return app

@@ -48,9 +48,10 @@ def bearer(token: str | None) -> dict[str, str]:
 
 
 def backfill_client(service: SyncService, token: str | None) -> httpx.AsyncClient:
-    """The backfill routes of `service` in-process, called with `token`."""
+    """The backfill and audit routes of `service` in-process, called with `token`."""
     settings = service.runtime.settings
-    api = backfill_api(service.backfill, Guard(settings, settings.service_name))
+    guard = Guard(settings, settings.service_name)
+    api = backfill_api(service.backfill, guard, service.runtime.use_audit())
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=api), base_url="http://sync", headers=bearer(token)
     )

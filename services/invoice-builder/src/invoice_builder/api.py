@@ -29,7 +29,13 @@ from dealbooks_contracts import (
     RejectionCode,
     Tenant,
 )
-from dealbooks_kit import Access, CrmPortalNotConfigured, CrmPortalNotInstalled, Guard
+from dealbooks_kit import (
+    Access,
+    CrmPortalNotConfigured,
+    CrmPortalNotInstalled,
+    Guard,
+    audit_routes,
+)
 from dealbooks_qbo import Invoice, TaxCode, Term
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
@@ -574,6 +580,7 @@ def build_api(service: Service, guard: Guard) -> Starlette:
             guard.route(base + "/auto-draft-rules/{rule_id}", get_rule, ["GET"], portal),
             guard.route(base + "/auto-draft-rules/{rule_id}", put_rule, ["PUT"], portal),
             guard.route(base + "/auto-draft-rules/{rule_id}", delete_rule, ["DELETE"], portal),
+            *audit_routes(guard, service.runtime.use_audit()),
         ],
         exception_handlers={
             BadBody: bad_body,

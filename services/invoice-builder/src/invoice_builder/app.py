@@ -90,10 +90,10 @@ def build_service(
 
 def build_app(settings: InvoiceBuilderSettings | None = None) -> ServiceApp:
     """The ASGI app `python -m invoice_builder` serves; in production it refuses to start
-    without the grant keys its routes check."""
+    without the grant keys and operator credentials its routes check."""
     settings = settings or InvoiceBuilderSettings()
     guard = Guard(settings, settings.service_name)
-    guard.require(Access.PORTAL)
+    guard.require(Access.PORTAL, Access.OPERATOR)
     service = build_service(settings)
     app = service.runtime.asgi(api=build_api(service, guard), title="invoice-builder")
     app.on_shutdown(service.aclose)

@@ -117,10 +117,17 @@ class InvoiceBuilder:
         action: str,
         detail: dict[str, Any],
         result: str = "ok",
+        related: list[str] | None = None,
     ) -> None:
         if self.audit is not None:
             kind, _, subject_id = subject.partition(":")
-            await self.audit.record(kind, subject_id, event.tenant, event, action, detail, result)
+            # The deal a request or its invoice belongs to has it in its own trail too.
+            deal_id = getattr(event.data, "deal_id", None)
+            if related is None:
+                related = [f"deal:{event.tenant.portal_id}:{deal_id}"] if deal_id else []
+            await self.audit.record(
+                kind, subject_id, event.tenant, event, action, detail, result, related=related
+            )
 
     # ------------------------------------------------------------------ account facts
 
@@ -197,6 +204,10 @@ class InvoiceBuilder:
             event,
             "customer.created" if resolved.created else "customer.found",
             {"qbo_customer_id": resolved.customer.Id},
+            related=[
+                f"deal:{event.tenant.portal_id}:{request.deal_id}",
+                f"customer:{account.realm_id}:{resolved.customer.Id}",
+            ],
         )
         currency = request.lines[0].unit_price.currency
         customer_currency = (
@@ -438,6 +449,20 @@ class InvoiceBuilder:
             },
             [Envelope.build(linked, source=SOURCE, caused_by=event)],
         )
+        target = request.target
+        await self._audit(
+            f"invoice:{invoice_subject(realm_id, request.qbo_invoice_id)}",
+            event,
+            "invoice.linked",
+            {
+                "request_id": request_id,
+                "target": f"{target.object_type.value}:{target.object_id}",
+                "call": external_call(
+                    "qbo", "GET", f"/v3/company/{realm_id}/invoice/{request.qbo_invoice_id}"
+                ),
+            },
+            related=[f"{target.object_type.value}:{event.tenant.portal_id}:{target.object_id}"],
+        )
 
     async def _link(
         self, event: Envelope[InvoiceLinkRequested], account: AccountFacts
@@ -512,6 +537,13 @@ class InvoiceBuilder:
                 await self.store.relay_left(AUTO_DRAFTS, claim)
                 return
             requested = await self.auto_draft_request(rule, change.object_id)
+            await self._audit(
+                f"deal:{portal_id}:{change.object_id}",
+                event,
+                "auto-draft.requested",
+                {"rule_id": rule.rule_id, "request_id": str(requested.request_id)},
+                related=[f"request:{requested.request_id}"],
+            )
             await self.store.finish(
                 AUTO_DRAFTS,
                 claim["_id"],

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from dealbooks_kit import Access, Guard
+from dealbooks_kit import Access, Guard, audit_routes
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -100,6 +100,7 @@ def build_api(service: Service, guard: Guard) -> Starlette:
             ),
             guard.route("/sweeps/overdue", overdue, ["POST"], Access.OPERATOR),
             guard.route("/sweeps/reconcile", reconcile, ["POST"], Access.OPERATOR),
+            *audit_routes(guard, service.runtime.use_audit()),
         ]
     )
     api.state.service = service

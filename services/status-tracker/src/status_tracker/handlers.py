@@ -199,7 +199,9 @@ class StatusTracker:
             return
         tenant = Tenant(portal_id=doc["portal_id"], account_id=doc["realm_id"])
         subject = invoice_subject(doc["realm_id"], invoice_id)
-        await self.audit.record("invoice", subject, tenant, cause, action, detail)
+        deal_id = doc.get("deal_id")
+        related = [f"deal:{doc['portal_id']}:{deal_id}"] if deal_id else []
+        await self.audit.record("invoice", subject, tenant, cause, action, detail, related=related)
 
     @property
     def timelines(self) -> CrmEntries:
