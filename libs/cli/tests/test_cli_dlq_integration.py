@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import pytest
 from dealbooks_contracts import Envelope, QboEntityChanged, QboOperation, Tenant
 from dealbooks_infra import testing
 from dealbooks_kit import KitSettings, PermanentError, ServiceRuntime
+from pymongo import AsyncMongoClient
 
 pytestmark = pytest.mark.integration
 
@@ -214,3 +215,48 @@ async def test_a_malformed_dead_letter_is_not_replayed(
     code, [refused], _ = await cli("dlq", "replay", dlq, f"{record.partition}:{record.offset}")
     assert (code, refused["outcome"]) == (1, "refused")
     assert "not an event envelope" in refused["detail"]
+
+
+async def test_replay_records_expire_and_the_next_replay_deletes_the_expired_ones(
+    ledger: Ledger, cli: Cli, kafka_bootstrap: str, namespace: str, mongo_uri: str
+) -> None:
+    await ledger.runtime.publisher.publish(customer_changed("bad-2"))
+    dlq = f"{namespace}.{TOPIC}.dlq"
+    [record] = await testing.read_topic(kafka_bootstrap, dlq, lambda r: r, count=1)
+    now = datetime.now(UTC)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True)
+    replays = client[f"{namespace}_operator"]["dlq_replays"]
+    try:
+        await replays.insert_many(
+            [
+                {"_id": "expired", "requested_at": now - timedelta(days=8), "expires_at": now},
+                {"_id": "kept", "requested_at": now, "expires_at": now + timedelta(days=1)},
+                # Written before records had an expiry: it counts from its request.
+                {"_id": "old", "requested_at": now - timedelta(days=8)},
+                {"_id": "recent", "requested_at": now - timedelta(days=6)},
+            ]
+        )
+        ledger.fixed = True
+        code, [done], _ = await cli(
+            "dlq", "replay", dlq, f"{record.partition}:{record.offset}", "--retention-days", "7"
+        )
+        assert (code, done["outcome"]) == (0, "ok"), done
+
+        left = {doc["_id"]: doc async for doc in replays.find({})}
+        key = f"{dlq}:{record.partition}:{record.offset}"
+        assert set(left) == {"kept", "recent", key}
+        written = left[key]
+        assert written["expires_at"] - written["requested_at"] == timedelta(days=7)
+
+        # The retention from the environment, and the default of 30 days.
+        for env, days in (({"DEALBOOKS_DLQ_REPLAY_RETENTION_DAYS": "2"}, 2), ({}, 30)):
+            again = Cli({**cli.env, **env})
+            code, [forced], _ = await again(
+                "dlq", "replay", dlq, f"{record.partition}:{record.offset}", "--again"
+            )
+            assert (code, forced["outcome"]) == (0, "ok"), forced
+            written = await replays.find_one({"_id": key})
+            assert written is not None
+            assert written["expires_at"] - written["requested_at"] == timedelta(days=days)
+    finally:
+        await client.close()

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +112,137 @@ def test_accounts_are_listed_per_portal_with_their_state_and_never_their_tokens(
     assert "realm-1" in table.stdout and "realm-2" not in table.stdout
     for output in (listed.stdout, table.stdout):
         assert "SECRET" not in output
+
+
+@pytest.mark.integration
+def test_accounts_show_gives_each_company_its_state_last_syncs_and_errors(
+    mongo_uri: str, namespace: str, tmp_path: Path
+) -> None:
+    prefix = f"{namespace}_"
+    t = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    minutes = [t + timedelta(minutes=n) for n in range(10)]
+    with MongoClient(mongo_uri, tz_aware=True) as client:
+        client[f"{prefix}connector_auth"]["accounts"].insert_many(
+            [
+                {
+                    "_id": f"p-1:{realm}",
+                    "portal_id": "p-1",
+                    "realm_id": realm,
+                    "status": status,
+                    "environment": "sandbox",
+                    "company": {"company_name": f"Company {realm}", "country": "US"},
+                    "tokens": {"refresh_token": "SECRET-REFRESH"},
+                    "connected_at": minutes[n],
+                }
+                for n, (realm, status) in enumerate(
+                    [("r-1", "connected"), ("r-2", "reauth_required")]
+                )
+            ]
+            + [{"_id": "p-2:r-3", "portal_id": "p-2", "realm_id": "r-3", "status": "connected"}]
+        )
+        tracker = client[f"{prefix}status_tracker"]
+        tracker["cdc_watermarks"].insert_one({"_id": "r-1", "since": minutes[3]})
+        tracker["periodic_leases"].insert_many(
+            [
+                {"_id": "status-tracker:reconciliation", "job": "reconciliation",
+                 "acquired_at": minutes[4]},
+                {"_id": "status-tracker:overdue-clock", "job": "overdue-clock",
+                 "acquired_at": minutes[9]},
+            ]
+        )  # fmt: skip
+        contacts = client[f"{prefix}contact_sync"]
+        contacts["cdc_watermarks"].insert_one({"_id": "r-1", "since": minutes[5]})
+        contacts["periodic_leases"].insert_one(
+            {
+                "_id": "contact-sync:reconciliation",
+                "job": "reconciliation",
+                "acquired_at": minutes[6],
+            }
+        )
+        contacts["mapping_sets"].insert_one(
+            {"realm_id": "r-1", "object_type": "contacts", "settings": {"enabled": True}}
+        )
+        contacts["backfills"].insert_one(
+            {
+                "_id": "r-1",
+                "run_id": "run-7",
+                "state": "failed",
+                "reason": None,
+                "error": "QuickBooks answered 500",
+                "read": 40,
+                "created": 39,
+                "started_at": minutes[1],
+                "finished_at": minutes[2],
+            }
+        )
+        client[f"{prefix}mapping_registry"]["mapping_status"].insert_many(
+            [
+                {
+                    "_id": "r-1:contacts:m-email",
+                    "realm_id": "r-1",
+                    "object_type": "contacts",
+                    "mapping_id": "m-email",
+                    "last_error": "email is not valid",
+                    "last_error_at": minutes[7],
+                },
+                {"_id": "r-1:contacts:m-name", "realm_id": "r-1", "object_type": "contacts",
+                 "mapping_id": "m-name", "last_synced_at": minutes[7]},
+                {"_id": "r-3:products:m-sku", "realm_id": "r-3", "object_type": "products",
+                 "mapping_id": "m-sku", "last_error": "other company's", "last_error_at": t},
+            ]
+        )  # fmt: skip
+    env = {
+        "DEALBOOKS_ROOT": str(tmp_path),
+        "MONGODB_URI": mongo_uri,
+        "MONGODB_DATABASE_PREFIX": prefix,
+    }
+    runner = CliRunner()
+
+    shown = runner.invoke(app, ["accounts", "show", "p-1", "--json"], env=env)
+
+    assert shown.exit_code == 0, shown.stderr
+    one, two = json.loads(shown.stdout)
+    assert (one["realm_id"], one["status"], one["company_name"]) == (
+        "r-1",
+        "connected",
+        "Company r-1",
+    )
+    assert one["sync"]["invoices"] == {
+        "service": "status-tracker",
+        "watermark": minutes[3].isoformat(),
+        "last_cdc_pass": minutes[4].isoformat(),
+    }
+    contacts_state = one["sync"]["contacts"]
+    assert (contacts_state["enabled"], contacts_state["watermark"]) == (
+        True,
+        minutes[5].isoformat(),
+    )
+    assert contacts_state["last_cdc_pass"] == minutes[6].isoformat()
+    assert contacts_state["last_backfill"]["run_id"] == "run-7"
+    assert contacts_state["last_backfill"]["finished_at"] == minutes[2].isoformat()
+    assert one["sync"]["products"] == {
+        "service": "product-sync",
+        "watermark": None,
+        "last_cdc_pass": None,
+        "enabled": False,
+        "last_backfill": None,
+    }
+    assert [(e["source"], e["error"]) for e in one["errors"]] == [
+        ("contact-sync backfill run-7", "QuickBooks answered 500"),
+        ("mapping-registry contacts mapping m-email", "email is not valid"),
+    ]
+    assert (two["realm_id"], two["status"]) == ("r-2", "reauth_required")
+    assert two["sync"]["invoices"]["watermark"] is None
+    assert [e["error"] for e in two["errors"]] == ["company is reauth_required"]
+
+    only = runner.invoke(app, ["accounts", "show", "p-1", "r-2", "--json"], env=env)
+    assert [d["realm_id"] for d in json.loads(only.stdout)] == ["r-2"]
+    text = runner.invoke(app, ["accounts", "show", "p-1", "r-1"], env=env)
+    assert text.exit_code == 0, text.stderr
+    assert "contact-sync backfill run-7: QuickBooks answered 500" in text.stdout
+    assert minutes[5].isoformat() in text.stdout
+    for output in (shown.stdout, text.stdout):
+        assert "SECRET" not in output
+    missing = runner.invoke(app, ["accounts", "show", "p-1", "r-3"], env=env)
+    assert missing.exit_code == 1
+    assert missing.stderr.startswith("dealbooks: no company r-3 in portal p-1")

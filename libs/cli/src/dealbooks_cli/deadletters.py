@@ -150,7 +150,8 @@ def _aliases(spec: Any) -> set[str]:
 
 
 class DeadLetterTopics:
-    """A group-less reader of the dead-letter topics (it commits nothing, moves nothing)."""
+    """A group-less reader of the dead-letter topics (it commits nothing, moves nothing);
+    `end_offsets`, `from_start` and `after` read any topic."""
 
     def __init__(
         self, stack: Stack, consumer: AIOKafkaConsumer, admin: AIOKafkaAdminClient
@@ -169,7 +170,8 @@ class DeadLetterTopics:
         if wanted:
             for described in await self._admin.describe_topics(wanted):
                 numbers = [p["partition"] for p in described.get("partitions", [])]
-                self._known[described["topic"]] = sorted(numbers)
+                if numbers:  # a topic not there yet is asked about again next time
+                    self._known[described["topic"]] = sorted(numbers)
         return [
             TopicPartition(topic, number)
             for topic in topics
@@ -206,6 +208,15 @@ class DeadLetterTopics:
             return {}
         ends: dict[TopicPartition, int] = await self._consumer.end_offsets(partitions)
         return ends
+
+    async def from_start(self, topic: str) -> dict[TopicPartition, int]:
+        """Every partition of `topic` from its first offset (for a topic that did not exist
+        when `end_offsets` was asked, so all it holds came after)."""
+        partitions = await self._partitions([topic])
+        if not partitions:
+            return {}
+        starts: dict[TopicPartition, int] = await self._consumer.beginning_offsets(partitions)
+        return starts
 
     async def after(self, starts: dict[TopicPartition, int]) -> list[DeadLetter]:
         """Dead letters written since `starts` (from `end_offsets`)."""
