@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 import httpx
 from dealbooks_http import (
+    Budget,
+    BudgetSource,
     RetryableHTTPError,
     RetryPolicy,
     TokenProvider,
@@ -114,9 +116,16 @@ AUTH_TRIES = 3
 
 
 class _Budgets:
-    """The ten-second and the search budget for one set of limits."""
+    """The ten-second and the search budget for one set of limits: from `source` (shared
+    across processes) when there is one, else kept in this process."""
 
-    def __init__(self, limits: CrmLimits) -> None:
+    def __init__(self, limits: CrmLimits, source: BudgetSource | None = None) -> None:
+        self.standard: Budget
+        self.search: Budget
+        if source is not None:
+            self.standard = source.budget("crm", limits.standard())
+            self.search = source.budget("crm-search", limits.searches())
+            return
         self.standard = rolling_window_budget(
             limits.requests_per_window,
             limits.window_seconds,
@@ -143,7 +152,8 @@ class CrmClient:
 
     Works unchanged against https://api.hubapi.com and the sandbox. Each portal gets its own
     rate budget (ten-second and search limits; `portal_limits` overrides `limits` for portals
-    on another tier), every call retries transient failures with
+    on another tier; kept in this process, or shared by every process when `budgets` is given,
+    see `dealbooks_kit.budgets`), every call retries transient failures with
     backoff and jitter honouring Retry-After, and errors surface as `CrmError` subclasses.
     """
 
@@ -158,13 +168,16 @@ class CrmClient:
         retry: RetryPolicy | None = None,
         timeout: float = 30.0,
         http: httpx.AsyncClient | None = None,
+        budgets: BudgetSource | None = None,
     ) -> None:
         self.limits = limits or CrmLimits()
         self.paths = ApiPaths(path_style)
         self._tokens = tokens
         self._retry = retry or DEFAULT_RETRY
-        self._budgets = _Budgets(self.limits)
-        self._portal_budgets = {str(k): _Budgets(v) for k, v in (portal_limits or {}).items()}
+        self._budgets = _Budgets(self.limits, budgets)
+        self._portal_budgets = {
+            str(k): _Budgets(v, budgets) for k, v in (portal_limits or {}).items()
+        }
         self._owns_http = http is None
         self._http = http or async_client(
             base_url=base_url, timeout=timeout, headers={"Accept": "application/json"}

@@ -3,7 +3,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from dealbooks_http import RateBudget, RetryPolicy
+from dealbooks_http import Limits, RateBudget, RetryPolicy, windows_of
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,25 @@ class CrmLimits:
     headroom: float = 0.9
     concurrency: int = 6
     search_concurrency: int = 3
+
+    def standard(self) -> Limits:
+        """The ten-second limit, for a budget shared across processes."""
+        allowed = max(1, math.floor(self.requests_per_window * self.headroom))
+        return Limits(
+            windows=windows_of((self.requests_per_window, self.window_seconds)),
+            concurrency=self.concurrency,
+            headroom=self.headroom,
+            burst=float(max(1, allowed // 10)),
+        )
+
+    def searches(self) -> Limits:
+        """The search limit, for a budget shared across processes."""
+        return Limits(
+            windows=windows_of((self.search_per_second, self.search_window_seconds)),
+            concurrency=self.search_concurrency,
+            headroom=self.headroom,
+            burst=1.0,
+        )
 
 
 def rolling_window_budget(

@@ -24,13 +24,18 @@ from dealbooks_http._retry import (
 )
 from dealbooks_http._tokens import StaticTokenProvider, TokenProvider
 from dealbooks_http._transport import AiohttpTransport, async_client
+from dealbooks_http._windows import Budget, BudgetSource, Limits, Pace, Window, pace, windows_of
 
 __all__ = [
     "RETRYABLE_STATUS",
     "AccountUnavailable",
     "AiohttpTransport",
+    "Budget",
+    "BudgetSource",
     "ConnectorTokenProvider",
     "CrmPortalTokens",
+    "Limits",
+    "Pace",
     "PortalNotInstalled",
     "PortalTokens",
     "RateBudget",
@@ -39,6 +44,9 @@ __all__ = [
     "RetryableHTTPError",
     "StaticTokenProvider",
     "TokenProvider",
+    "Window",
     "async_client",
+    "pace",
     "retry_after_seconds",
+    "windows_of",
 ]

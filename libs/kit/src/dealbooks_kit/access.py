@@ -20,17 +20,18 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from dealbooks_crm import CrmClient, CrmLimits
 from dealbooks_http import (
+    BudgetSource,
     ConnectorTokenProvider,
     CrmPortalTokens,
     PortalNotInstalled,
     StaticTokenProvider,
     TokenProvider,
 )
-from dealbooks_qbo import PRODUCTION_BASE_URL, QboClient
+from dealbooks_qbo import PRODUCTION_BASE_URL, QBO_BATCH_LIMITS, QBO_LIMITS, QboClient
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -84,6 +85,14 @@ class ApiAccessSettings(ApiSettings):
     )
     # JSON {"realm_id": "access token"}, read only when qbo_token_source is "static".
     qbo_static_tokens: SecretStr = SecretStr("{}")
+    # Each company's and portal's API budget is shared by every service and replica through
+    # this database (`dealbooks_kit.budgets`); "local" keeps one per process (development).
+    api_budgets: Literal["shared", "local"] = Field(
+        default="shared", validation_alias=AliasChoices("API_BUDGETS")
+    )
+    api_budget_database: str = Field(
+        default="dealbooks_budgets", validation_alias=AliasChoices("API_BUDGET_DATABASE")
+    )
 
 
 class CrmPortalNotConfigured(Failed):
@@ -232,12 +241,23 @@ def api_clients(
     qbo_tokens: TokenProvider | None = None,
     crm_tokens: TokenProvider | None = None,
     crm_limits: CrmLimits | None = None,
+    budgets: BudgetSource | None = None,
 ) -> ApiClients:
     """The QBO and CRM clients `settings` describe, on the providers of `api_tokens` (which
-    see for `portal_of`, `qbo_tokens` and `crm_tokens`); `crm_limits` tunes the CRM budget."""
+    see for `portal_of`, `qbo_tokens` and `crm_tokens`); `crm_limits` tunes the CRM budget.
+    With `budgets` (the runtime's `api_budgets()`), each company's and portal's budget is
+    shared with every other service and replica; without, each process keeps its own."""
     tokens = api_tokens(settings, portal_of, qbo=qbo_tokens, crm=crm_tokens)
+    shared: dict[str, Any] = {}
+    if budgets is not None:
+        shared = {
+            "budget": budgets.budget("qbo", QBO_LIMITS),
+            "batch_budget": budgets.budget("qbo-batch", QBO_BATCH_LIMITS),
+        }
     return ApiClients(
-        qbo=QboClient(settings.qbo_base_url, tokens.qbo),
-        crm=CrmClient(tokens.crm, base_url=settings.crm_base_url, limits=crm_limits),
+        qbo=QboClient(settings.qbo_base_url, tokens.qbo, **shared),
+        crm=CrmClient(
+            tokens.crm, base_url=settings.crm_base_url, limits=crm_limits, budgets=budgets
+        ),
         tokens=tokens,
     )

@@ -20,7 +20,9 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from dealbooks_kit import metrics
+from dealbooks_kit.access import ApiAccessSettings
 from dealbooks_kit.audit import AUDIT_INDEXES, Audit
+from dealbooks_kit.budgets import SharedBudgets
 from dealbooks_kit.consumer import (
     PROCESSED_INDEXES,
     DeadLetterHook,
@@ -87,6 +89,7 @@ class ServiceRuntime:
         self.started = False
         self.processed = ProcessedEvents(self.db)
         self._audit: Audit | None = None
+        self._budgets: SharedBudgets | None = None
 
     def consume(
         self,
@@ -158,6 +161,17 @@ class ServiceRuntime:
             self.indexes.extend(AUDIT_INDEXES)
             self.every("audit-retention", 86400.0, self._audit.forget_expired)
         return self._audit
+
+    def api_budgets(self, settings: ApiAccessSettings) -> SharedBudgets | None:
+        """The QuickBooks and CRM budgets this process shares with every other service and
+        replica (`dealbooks_kit.budgets`), for `api_clients(..., budgets=)`; None when the
+        settings keep budgets per process (`API_BUDGETS=local`)."""
+        if settings.api_budgets != "shared":
+            return None
+        if self._budgets is None:
+            self._budgets = SharedBudgets(self.mongo[settings.api_budget_database])
+            self.every("budget-cleanup", 3600.0, self._budgets.forget_idle)
+        return self._budgets
 
     def use_outbox(self, *collections: str, reread: bool = False) -> Outbox:
         """Relay the outbox of documents in `collections`, periodically while running.

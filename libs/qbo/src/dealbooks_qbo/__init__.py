@@ -10,6 +10,8 @@ and verify in constant time.
 
 from dealbooks_qbo._client import (
     PRODUCTION_BASE_URL,
+    QBO_BATCH_LIMITS,
+    QBO_LIMITS,
     SANDBOX_BASE_URL,
     BatchOperation,
     BatchResult,
@@ -85,6 +87,8 @@ from dealbooks_qbo._webhooks import (
 
 __all__ = [
     "PRODUCTION_BASE_URL",
+    "QBO_BATCH_LIMITS",
+    "QBO_LIMITS",
     "SANDBOX_BASE_URL",
     "SIGNATURE_HEADER",
     "Account",

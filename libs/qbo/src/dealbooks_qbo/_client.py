@@ -10,12 +10,15 @@ from typing import Any, Literal, TypeVar, cast
 import httpx
 from dealbooks_http import (
     RETRYABLE_STATUS,
+    Budget,
+    Limits,
     RateBudget,
     RetryableHTTPError,
     RetryPolicy,
     TokenProvider,
     async_client,
     retry_after_seconds,
+    windows_of,
 )
 
 from dealbooks_qbo import _json
@@ -57,6 +60,13 @@ def default_budget() -> RateBudget:
 def default_batch_budget() -> RateBudget:
     """At most ~38 batch calls in any minute (QBO: 40/min per realm)."""
     return RateBudget(rate=1, period=1.6, concurrency=10)
+
+
+# QuickBooks' published limits per company, for budgets shared across processes
+# (`dealbooks_http.BudgetSource`): 500 requests a minute, 10 a second, 10 at once; and 40 batch
+# calls a minute.
+QBO_LIMITS = Limits(windows=windows_of((10, 1.0), (500, 60.0)), concurrency=10, burst=2.0)
+QBO_BATCH_LIMITS = Limits(windows=windows_of((40, 60.0)), concurrency=10, burst=1.0)
 
 
 def request_id(realm_id: str, operation: str, idempotency_key: str) -> str:
@@ -119,8 +129,8 @@ class QboClient:
     tokens: TokenProvider
     http: httpx.AsyncClient | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    budget: RateBudget = field(default_factory=default_budget)
-    batch_budget: RateBudget = field(default_factory=default_batch_budget)
+    budget: Budget = field(default_factory=default_budget)
+    batch_budget: Budget = field(default_factory=default_batch_budget)
     minor_version: int = MINOR_VERSION
     timeout: float = 30.0
 

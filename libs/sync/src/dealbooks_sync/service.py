@@ -56,6 +56,7 @@ def build_sync_service(
         MappingSets(runtime.db).portal_of,
         qbo_tokens=qbo_tokens,
         crm_tokens=crm_tokens,
+        budgets=runtime.api_budgets(settings),
     )
     deps = SyncDeps(
         kind=kind,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from dealbooks_crm import CrmLimits
-from dealbooks_http import TokenProvider
+from dealbooks_http import BudgetSource, TokenProvider
 from dealbooks_kit import ApiAccessSettings, ApiClients, KitSettings, api_clients
 from pydantic import Field
 
@@ -34,13 +34,15 @@ def sync_clients(
     *,
     qbo_tokens: TokenProvider | None = None,
     crm_tokens: TokenProvider | None = None,
+    budgets: BudgetSource | None = None,
 ) -> ApiClients:
     """The QBO and CRM clients of a sync service (see `dealbooks_kit.api_clients`), the CRM
-    client inside the portal's ten-second budget."""
+    client inside the portal's ten-second budget (shared through `budgets` when given)."""
     return api_clients(
         settings,
         portal_of,
         qbo_tokens=qbo_tokens,
         crm_tokens=crm_tokens,
         crm_limits=CrmLimits(window_seconds=settings.crm_window_seconds),
+        budgets=budgets,
     )

@@ -54,7 +54,11 @@ def build_service(
     runtime = ServiceRuntime(settings, indexes=INDEXES)
     store = Store(runtime.db, runtime.use_outbox(REQUESTS, AUTO_DRAFTS, reread=True))
     clients = api_clients(
-        settings, store.portal_of_realm, qbo_tokens=qbo_tokens, crm_tokens=crm_tokens
+        settings,
+        store.portal_of_realm,
+        qbo_tokens=qbo_tokens,
+        crm_tokens=crm_tokens,
+        budgets=runtime.api_budgets(settings),
     )
     handlers = InvoiceBuilder(
         store=store,

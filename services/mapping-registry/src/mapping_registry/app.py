@@ -58,7 +58,11 @@ def build(
     runtime = ServiceRuntime(settings, indexes=INDEXES)
     accounts = Accounts(runtime.db)
     clients = sync_clients(
-        settings, accounts.portal_of, qbo_tokens=qbo_tokens, crm_tokens=crm_tokens
+        settings,
+        accounts.portal_of,
+        qbo_tokens=qbo_tokens,
+        crm_tokens=crm_tokens,
+        budgets=runtime.api_budgets(settings),
     )
     registry = Registry(
         accounts=accounts,

@@ -60,7 +60,11 @@ def build_service(
     outbox = runtime.use_outbox(TRACKED, PAYMENTS, *LEGACY_OUTBOXES, reread=True)
     store = Store(runtime.db, outbox)
     clients = api_clients(
-        settings, store.portal_of_realm, qbo_tokens=qbo_tokens, crm_tokens=crm_tokens
+        settings,
+        store.portal_of_realm,
+        qbo_tokens=qbo_tokens,
+        crm_tokens=crm_tokens,
+        budgets=runtime.api_budgets(settings),
     )
     entries = CrmEntries(store, clients.crm, AppEventsAccess(settings.app_events_recheck_seconds))
     handlers = StatusTracker(
