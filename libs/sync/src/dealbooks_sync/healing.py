@@ -24,7 +24,7 @@ from dealbooks_contracts import (
     SyncTrigger,
 )
 from dealbooks_kit import PermanentError, TenantPass, each_tenant, get_logger
-from dealbooks_qbo import CdcResult, Deleted
+from dealbooks_qbo import CdcResult, Deleted, Select
 from pymongo.asynchronous.database import AsyncDatabase
 
 from dealbooks_sync.engine import MappingSet, RecordSync, SyncDeps
@@ -40,6 +40,8 @@ CLOCK_MARGIN = timedelta(seconds=5)
 # CDC returns at most 1,000 objects; a full answer may have more behind it.
 CDC_MAX_OBJECTS = 1000
 CDC_CALLS_PER_PASS = 10
+# QuickBooks stamps LastUpdatedTime to the second.
+LAST_UPDATED_RESOLUTION = timedelta(seconds=1)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -128,15 +130,36 @@ class Reconciliation:
         for _ in range(CDC_CALLS_PER_PASS):
             result = await self.deps.qbo.company(realm_id).cdc([self.kind.qbo_entity], since)
             rows = result.changes.get(self.kind.qbo_entity, [])
-            seen += await self._apply(mset, rows, result)
+            seen += await self._apply(mset, rows, result.time)
             following = _next_watermark(rows, result)
-            await self.watermarks.move(realm_id, following)
-            if len(rows) < CDC_MAX_OBJECTS or following <= since:
+            if len(rows) < CDC_MAX_OBJECTS:
+                await self.watermarks.move(realm_id, following)
                 break
+            if following <= since:
+                # More than a full answer changed within one LastUpdatedTime (a bulk import):
+                # CDC would answer the same objects again, so that instant is read by query.
+                instant = since.replace(microsecond=0)
+                seen += await self._apply_instant(mset, instant, result.time)
+                following = instant + LAST_UPDATED_RESOLUTION
+            await self.watermarks.move(realm_id, following)
             since = following
         return seen
 
-    async def _apply(self, mset: MappingSet, rows: list[Any], result: CdcResult) -> int:
+    async def _apply_instant(self, mset: MappingSet, instant: datetime, now: datetime) -> int:
+        """Every record of the entity whose LastUpdatedTime is `instant` (to the second), by
+        a paged query. Deletions are not in a query: one deleted within such an instant past
+        CDC's cap is left to a backfill."""
+        until = instant + LAST_UPDATED_RESOLUTION
+        statement = (
+            Select(self.kind.qbo_entity)
+            .where("MetaData.LastUpdatedTime", ">=", instant.isoformat())
+            .where("MetaData.LastUpdatedTime", "<", until.isoformat())
+            .order_by("Id")
+        )
+        rows = await self.deps.qbo.company(mset.realm_id).query_all(statement)
+        return await self._apply(mset, rows, now)
+
+    async def _apply(self, mset: MappingSet, rows: list[Any], answered_at: datetime) -> int:
         correlation = f"reconciliation:{mset.realm_id}:{self.kind.object_type.value}"
         seen = 0
         for row in rows:
@@ -147,7 +170,7 @@ class Reconciliation:
                 entity=self.kind.qbo_entity,
                 entity_id=str(row["Id"] if isinstance(row, dict) else row.Id),
                 operation=QboOperation.DELETE if deleted else QboOperation.UPDATE,
-                last_updated=_utc(getattr(meta, "LastUpdatedTime", None) or result.time),
+                last_updated=_utc(getattr(meta, "LastUpdatedTime", None) or answered_at),
             )
             cause = Envelope.build(
                 change, source=self.deps.source, tenant=mset.tenant, correlation_id=correlation
@@ -170,7 +193,8 @@ class Reconciliation:
 def _next_watermark(rows: list[Any], result: CdcResult) -> datetime:
     """CDC's answer time, or, for an answer cut at the object cap, the newest change in it
     (the next call starts there; records changed at that instant are seen twice, which the
-    fingerprint makes harmless). Which objects QuickBooks cuts is UNVERIFIED."""
+    fingerprint makes harmless; if that instant is where the call started, `reconcile`
+    reads it by query). Which objects QuickBooks cuts is UNVERIFIED."""
     if len(rows) < CDC_MAX_OBJECTS:
         return _utc(result.time)
     times = [
