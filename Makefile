@@ -35,8 +35,8 @@ fmt: venv ## apply ruff formatting and safe fixes
 infra: venv ## download/build the local Kafka and FerretDB once (cached in .cache/)
 	@$(PY) -m dealbooks_infra install
 
-up: infra ## start the local stack in the background; addresses in .local/endpoints.env
-	@$(PY) -m dealbooks_infra up
+up: infra ## start the local stack in the background (REPLICAS=2: two processes per consumer service)
+	@$(PY) -m dealbooks_infra up --replicas $(or $(REPLICAS),1)
 
 down: ## stop what `make up` started (by recorded PID)
 	@if [ -x $(PY) ]; then $(PY) -m dealbooks_infra down; fi

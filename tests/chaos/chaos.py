@@ -48,7 +48,7 @@ from chaos_checks import (
 from chaos_load import Load
 from chaos_monkey import Monkey, Schedule
 from chaos_world import Client, Figures, Ledger, say
-from dealbooks_infra.stack import SANDBOXES, LocalStack, start_sandbox
+from dealbooks_infra.stack import SANDBOXES, SERVICE_ORDER, LocalStack, start_sandbox
 
 # Webhook back-off of both sandboxes, shortened so a webhook refused while the gateway (or
 # Kafka behind it) restarts is sent again within seconds rather than minutes; the order and
@@ -153,7 +153,14 @@ async def load_under_chaos(
 ) -> list[asyncio.Task[None]]:
     """The load and the chaos side by side; returns the tasks that keep running while the
     system settles (outcome polling, restarting what exits on its own)."""
-    schedule = Schedule.plan(args.seed, seconds, args.kill_every)
+    targets: tuple[str, ...] = SERVICE_ORDER
+    if args.kill_replicas:
+        targets = tuple(name for name in stack.processes if "#" in name)
+    schedule = Schedule.plan(
+        args.seed, seconds, args.kill_every, targets, infra=not args.kill_replicas
+    )
+    if args.no_faults:
+        schedule.qbo, schedule.crm = [], []
     monkey = Monkey(
         stack, client, load.figures, schedule, args.restart_after, random.Random(args.seed + 1),
         load.stage_changes, load.stage_changes_idle,
@@ -307,18 +314,30 @@ def main() -> int:
     parser.add_argument(
         "--settle", type=float, default=240.0, help="patience of each wait while settling (s)"
     )
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="processes per consumer service (default 1)"
+    )
+    parser.add_argument(
+        "--kill-replicas",
+        action="store_true",
+        help="kill only extra replicas (with --replicas 2 or more), never the broker or the "
+        "MongoDB-wire server: their partitions move to the replicas left",
+    )
+    parser.add_argument("--no-faults", action="store_true", help="inject no API faults")
     parser.add_argument("--report", help="also write the figures as JSON to this file")
     parser.add_argument(
         "--keep", action="store_true", help="keep the stack's logs and data even if it passed"
     )
     args = parser.parse_args()
+    if args.kill_replicas and args.replicas < 2:
+        parser.error("--kill-replicas needs --replicas 2 or more")
     seconds = args.seconds if args.seconds is not None else args.minutes * 60
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     signal.signal(signal.SIGTERM, _terminated)
     os.environ["QBO_SANDBOX_TIME_SCALE"] = QBO_TIME_SCALE
     workdir = Path(tempfile.mkdtemp(prefix="dealbooks-chaos-"))
     say("== starting Kafka, a MongoDB-wire server, both sandboxes and every service")
-    stack = LocalStack(workdir)
+    stack = LocalStack(workdir, replicas=args.replicas)
     code = 2
     began = time.monotonic()
     try:

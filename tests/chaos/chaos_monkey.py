@@ -32,7 +32,7 @@ from dealbooks_infra.servers import (
     start_secantus,
     start_tansu,
 )
-from dealbooks_infra.stack import SERVICE_ORDER, LocalStack, start_service
+from dealbooks_infra.stack import SERVICE_ORDER, LocalStack
 from dealbooks_infra.topology import PORTAL_ID
 
 INFRA = ("kafka", "mongodb")
@@ -65,16 +65,25 @@ class Schedule:
     window: float  # how long a timed fault episode lasts
 
     @classmethod
-    def plan(cls, seed: int, seconds: float, kill_every: float) -> Schedule:
+    def plan(
+        cls,
+        seed: int,
+        seconds: float,
+        kill_every: float,
+        targets: tuple[str, ...] = SERVICE_ORDER,
+        infra: bool = True,
+    ) -> Schedule:
+        """Kills of random `targets` (process names), and of the broker and the MongoDB-wire
+        server once each unless `infra` is off."""
         rng = random.Random(seed)
         times: list[float] = []
         at = kill_every * rng.uniform(0.3, 0.7)
         while at < seconds - 3:
             times.append(at)
             at += kill_every * rng.uniform(0.6, 1.4)
-        kills = [(when, rng.choice(SERVICE_ORDER)) for when in times]
+        kills = [(when, rng.choice(targets)) for when in times]
         # The broker and the MongoDB-wire server once each, about a third and two thirds in.
-        for name, share in (("kafka", 0.35), ("mongodb", 0.65)):
+        for name, share in (("kafka", 0.35), ("mongodb", 0.65)) if infra else ():
             free = [i for i, (_, who) in enumerate(kills) if who not in INFRA]
             if free:
                 i = min(free, key=lambda j: abs(kills[j][0] - share * seconds))
@@ -162,9 +171,7 @@ class Monkey:
             self.stack.servers[target] = server
             self.stack.processes[target] = server.process
             return
-        t = self.stack.topology
-        proc, _ = start_service(target, t.service_env(target), self.stack.logs, t.ports[target])
-        self.stack.processes[target] = proc
+        self.stack.start_process(target)
 
     def _start_server(self, name: str) -> Server:
         """The server `name` again, as `LocalStack` started it: same kind, port and data."""

@@ -27,11 +27,11 @@ ARGS += ["--settle", "120"]
 DEADLINE_SECONDS = 600
 
 
-def run_driver(report: Path) -> tuple[int, str]:
+def run_driver(report: Path, args: list[str] = ARGS) -> tuple[int, str]:
     """The driver's exit code and output; stopped with SIGTERM (so it stops its stack) if it
     outlives the deadline."""
     proc = subprocess.Popen(
-        [sys.executable, str(DRIVER), *ARGS, "--report", str(report)],
+        [sys.executable, str(DRIVER), *args, "--report", str(report)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -60,3 +60,25 @@ def test_a_short_chaos_run_loses_no_request_and_does_nothing_twice(tmp_path: Pat
     assert figures["outcomes"].get("drafted", 0) > 0, figures["outcomes"]
     assert figures["outcomes"].get("auto-draft drafted", 0) > 0, figures["outcomes"]
     assert [i["name"] for i in figures["invariants"] if not i["ok"]] == []
+
+
+REPLICA_ARGS = ["--seconds", "45", "--rate", "1.5", "--seed", "2929", "--kill-every", "12"]
+REPLICA_ARGS += ["--replicas", "2", "--kill-replicas", "--no-faults", "--settle", "120"]
+
+
+def test_with_two_replicas_a_killed_replica_loses_nothing_and_its_partitions_move(
+    tmp_path: Path,
+) -> None:
+    """Two processes of every consumer service in their consumer groups; extra replicas are
+    SIGKILLed mid-load (and started again later), so their partitions move to the replica
+    left: no invoice, timeline event or contact is lost or made twice."""
+    report = tmp_path / "replicas.json"
+    code, out = run_driver(report, REPLICA_ARGS)
+    if code == 2 and "InfraUnavailable" in out:
+        unavailable("local Kafka or MongoDB-wire server", out[-400:])
+    assert code == 0, out[-8000:]
+    figures = json.loads(report.read_text())
+    killed = [name for name, count in figures["kills"].items() if count and "#" in name]
+    assert len(killed) >= 2, figures["kills"]
+    assert not {"kafka", "mongodb"} & set(figures["kills"]), figures["kills"]
+    assert figures["outcomes"].get("drafted", 0) > 0, figures["outcomes"]

@@ -39,6 +39,17 @@ SERVICE_ORDER = (
     "mapping-registry",
     "console",
 )
+# Services that may run as several processes in one consumer group (`make up REPLICAS=2`): all
+# but the console, which keeps no state and consumes nothing. A replica's process is named
+# `<service>#<n>`; the first, on the service's own port, is the one other parts call.
+REPLICATED = tuple(name for name in SERVICE_ORDER if name != "console")
+
+
+def service_of(process: str) -> str:
+    """The service a process (`status-tracker`, `status-tracker#2`) runs."""
+    return process.split("#", 1)[0]
+
+
 # Below the kernel's ephemeral range (32768-60999 here), so a client connection's local port
 # can never be holding one of them when the stack starts.
 DEFAULT_PORTS = {
@@ -123,9 +134,15 @@ def start_sandbox(
 
 
 def start_service(
-    name: str, env: dict[str, str], logs: Path, port: int | None = None
+    name: str,
+    env: dict[str, str],
+    logs: Path,
+    port: int | None = None,
+    process: str | None = None,
 ) -> tuple[ManagedProcess, str]:
-    """Run `python -m <service>` on a loopback port and wait until /healthz answers."""
+    """Run `python -m <service>` on a loopback port and wait until /healthz answers;
+    `process` names a replica (`<service>#<n>`, its own log file)."""
+    process = process or name
     port = port or free_port()
     prefix = env_prefix(name)
     env = {
@@ -135,9 +152,10 @@ def start_service(
         f"{prefix}HTTP_PORT": str(port),
     }
     module = name.replace("-", "_")
-    proc = ManagedProcess.spawn(name, [sys.executable, "-m", module], logs / f"{name}.log", env)
+    log = logs / f"{process.replace('#', '-')}.log"
+    proc = ManagedProcess.spawn(process, [sys.executable, "-m", module], log, env)
     url = f"http://127.0.0.1:{port}"
-    _wait_http(proc, f"{url}/healthz", name)
+    _wait_http(proc, f"{url}/healthz", process)
     return proc, url
 
 
@@ -145,11 +163,20 @@ class LocalStack:
     """Starts every part in dependency order; `stop()` stops what it started, newest first."""
 
     def __init__(
-        self, workdir: Path, *, say: bool = True, infra: dict[str, str] | None = None
+        self,
+        workdir: Path,
+        *,
+        say: bool = True,
+        infra: dict[str, str] | None = None,
+        replicas: int = 1,
     ) -> None:
         """`infra` (KAFKA_BOOTSTRAP, MONGODB_URI, KAFKA_IDEMPOTENCE, optionally TOPIC_PREFIX):
-        use running servers instead of starting Kafka and the MongoDB-wire server (tests)."""
+        use running servers instead of starting Kafka and the MongoDB-wire server (tests).
+        `replicas`: processes per `REPLICATED` service, sharing its consumer groups."""
         self.workdir = workdir
+        self.replicas = max(1, replicas)
+        # The port of each extra replica (`<service>#<n>`), kept for a restart.
+        self.replica_ports: dict[str, int] = {}
         self._given_infra = dict(infra or {})
         self.logs = workdir / "logs"
         self.processes: dict[str, ManagedProcess] = {}
@@ -222,6 +249,23 @@ class LocalStack:
             proc, url = start_service(name, t.service_env(name), self.logs, t.ports[name])
             self._keep(name, proc)
             self._announce(f"{name}: {url}")
+            if name not in REPLICATED:
+                continue
+            for n in range(2, self.replicas + 1):
+                replica = f"{name}#{n}"
+                port = free_port()
+                proc, url = start_service(name, t.service_env(name), self.logs, port, replica)
+                self.replica_ports[replica] = port
+                self._keep(replica, proc)
+                self._announce(f"{replica}: {url}")
+
+    def start_process(self, process: str) -> ManagedProcess:
+        """Start one service process again (a primary or a replica) on its own port."""
+        name, t = service_of(process), self.topology
+        port = self.replica_ports.get(process, t.ports[name])
+        proc, _ = start_service(name, t.service_env(name), self.logs, port, process)
+        self.processes[process] = proc
+        return proc
 
     def _keep(self, name: str, proc: ManagedProcess) -> None:
         self.processes[name] = proc
@@ -258,14 +302,14 @@ def read_endpoints() -> dict[str, str]:
     return {k: v for k, v in pairs}
 
 
-def up() -> dict[str, str]:
+def up(replicas: int = 1) -> dict[str, str]:
     """Start the stack in the background (once); record PIDs and endpoints in .local/."""
     alive = {name for name, pid in _recorded().items() if pid_alive(pid)}
     if alive:
         print(f"[stack] already running ({', '.join(sorted(alive))}); `make down` first")
         return read_endpoints()
     data = local_dir()
-    stack = LocalStack(data)
+    stack = LocalStack(data, replicas=replicas)
     endpoints = stack.start()
     for name, proc in stack.processes.items():
         (data / "pids" / f"{name}.pid").write_text(str(proc.pid))
@@ -277,7 +321,11 @@ def down() -> None:
     """Stop every process `up` recorded, by its PID, newest (services) first."""
     pids = _recorded()
     start_order = ["kafka", "mongodb", *(s.name for s in SANDBOXES), *SERVICE_ORDER]
-    for name in sorted(pids, key=lambda n: -start_order.index(n) if n in start_order else 0):
+
+    def order(name: str) -> int:
+        return -start_order.index(service_of(name)) if service_of(name) in start_order else 0
+
+    for name in sorted(pids, key=order):
         pid = pids[name]
         if pid_alive(pid):
             print(f"[stack] stopping {name} (pid {pid})")
@@ -301,9 +349,12 @@ def status() -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dealbooks_infra")
     parser.add_argument("command", choices=["up", "down", "status", "install"])
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="processes per consumer service (up)"
+    )
     args = parser.parse_args(argv)
     if args.command == "up":
-        endpoints = up()
+        endpoints = up(args.replicas)
         for key, value in endpoints.items():
             print(f"{key}={value}")
         if endpoints.get("CONSOLE_URL"):
