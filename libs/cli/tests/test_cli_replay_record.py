@@ -242,7 +242,7 @@ async def test_an_invoice_paid_without_a_webhook_is_read_again_by_status_tracker
 
     async def stage() -> str | None:
         doc = await service.store.tracked(realm, str(invoice.Id))
-        return str(doc["stage"]) if doc else None
+        return str(doc["stage"]) if doc and doc.get("stage") else None
 
     await eventually(lambda: _is(stage, "awaiting_send"))
     qbo_sandbox.record_payment(realm, str(invoice.Id), "120.00")  # no webhook
