@@ -65,6 +65,7 @@ PUBLIC_BY_DESIGN: dict[str, str] = {
     "/metrics": "Prometheus counters; no tenant data, scraped on the cluster network",
     "/docs/asyncapi": "the event catalogue; no tenant data",
     "/docs/asyncapi.json": "the event catalogue as JSON; no tenant data",
+    "/docs/openapi.json": "the HTTP API's description (OpenAPI); no tenant data",
     "/webhooks/quickbooks": "QuickBooks webhook intake; every delivery is signature-checked",
     "/webhooks/crm": "CRM webhook intake; every delivery is signature-checked (v3)",
     "/oauth/callback": "QuickBooks OAuth redirect; checked by its signed single-use state",
@@ -321,6 +322,8 @@ class Guard:
 
         route = Route(path, guarded, methods=methods)
         route.access = kinds  # type: ignore[attr-defined]  # read by the route-matrix test
+        # What the endpoint declared of its body and answers (`dealbooks_kit.openapi`).
+        route.served_by = endpoint  # type: ignore[attr-defined]
         return route
 
     def api(self, routes: Sequence[BaseRoute], **kwargs: Any) -> Starlette:

@@ -49,6 +49,12 @@ from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
+from dealbooks_kit.eventdocs import (
+    dead_letter_description,
+    documented_envelope,
+    event_summary,
+    with_event_schema,
+)
 from dealbooks_kit.failures import Action, Decision, Failure, Origin, decide, retry_after
 from dealbooks_kit.kafka import EventPublisher
 from dealbooks_kit.lanes import Lanes
@@ -66,6 +72,7 @@ from dealbooks_kit.metrics import (
 )
 from dealbooks_kit.mongo import IndexSpec
 from dealbooks_kit.settings import KitSettings
+from dealbooks_kit.tracing import consuming
 
 P = TypeVar("P", bound=EventPayload)
 Handler = Callable[[Envelope[P]], Awaitable[None]]
@@ -236,12 +243,14 @@ class EventConsumer(Generic[P]):
 
     def subscribe(self, broker: KafkaBroker, **subscriber_options: Any) -> None:
         """Register on `broker`; one consumer group per (service, consumer name)."""
+        title = f"{self._settings.service_name}.{self.name}"
         options: dict[str, Any] = {
             # Prefixed like the topics, so isolated test runs never share a consumer group.
-            "group_id": self._settings.topic(f"{self._settings.service_name}.{self.name}"),
+            "group_id": self._settings.topic(title),
             "auto_offset_reset": "earliest",
             "ack_policy": AckPolicy.MANUAL,
-            "title": f"{self._settings.service_name}.{self.name}",
+            "title": title,
+            "description": f"{event_summary(self.spec)} Consumed by {title}.",
             "batch": True,
             "max_records": self._settings.consumer_batch_size,
             # How long a poll waits when nothing is there (records already fetched return at
@@ -254,9 +263,18 @@ class EventConsumer(Generic[P]):
         }
         options.update(subscriber_options)
 
-        @broker.subscriber(self.topic, **options)  # type: ignore[untyped-decorator]
         async def _on_batch(message: KafkaMessage) -> None:
             await self._lanes.dispatch(message)
+
+        # The AsyncAPI document shows the envelope each record carries, and the dead letters
+        # this consumer writes (`publish_raw`, not this publisher object, writes them).
+        broker.subscriber(self.topic, **options)(with_event_schema(_on_batch, self.spec.model))
+        broker.publisher(
+            self.dlq_topic,
+            title=f"{title}.dlq",
+            description=dead_letter_description(self.spec, title),
+            schema=documented_envelope(self.spec.model),
+        )
 
     def reopen(self) -> None:
         """Take records again after a drain (a runtime started anew)."""
@@ -278,7 +296,11 @@ class EventConsumer(Generic[P]):
         return lane, item
 
     async def _process_item(self, item: tuple[Any, Envelope[P] | ValidationError]) -> bool:
-        return await self.process(*item)
+        record, decoded = item
+        event = decoded if isinstance(decoded, Envelope) else None
+        # One span per record, continuing the trace its publisher wrote into its headers.
+        with consuming(record, f"{self._settings.service_name}.{self.name}", event):
+            return await self.process(record, decoded)
 
     def _decode(self, body: bytes) -> Envelope[P] | ValidationError:
         try:

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dealbooks_contracts import Envelope
+from dealbooks_contracts import REGISTRY, Envelope, EventPayload
 from faststream.asgi import AsgiFastStream, AsgiResponse, AsyncAPIRoute, get
 from faststream.asgi.types import ASGIApp, Receive, Scope, Send
 from faststream.kafka import KafkaBroker
@@ -32,10 +32,12 @@ from dealbooks_kit.consumer import (
     ProcessedEvents,
     RejectHook,
 )
+from dealbooks_kit.eventdocs import documented_envelope, event_summary
 from dealbooks_kit.failures import Origin
 from dealbooks_kit.kafka import EventPublisher, make_broker
 from dealbooks_kit.logging import configure_logging, get_logger
 from dealbooks_kit.mongo import IndexSpec, ensure_indexes, make_mongo_client, ping
+from dealbooks_kit.openapi import KitRoute, openapi_document
 from dealbooks_kit.outbox import Outbox, outbox_index
 from dealbooks_kit.periodic import (
     JobLeases,
@@ -48,6 +50,16 @@ from dealbooks_kit.settings import KitSettings
 from dealbooks_kit.topics import ensure_topics
 
 log = get_logger(__name__)
+
+# The routes every service process serves besides its own API (all public by design).
+KIT_ROUTES = (
+    KitRoute("/healthz", "Liveness: the process runs."),
+    KitRoute("/readyz", "Readiness: whether Kafka and MongoDB answer."),
+    KitRoute("/metrics", "Prometheus metrics.", "text/plain"),
+    KitRoute("/docs/asyncapi", "The event catalogue (AsyncAPI), as a page.", "text/html"),
+    KitRoute("/docs/asyncapi.json", "The event catalogue (AsyncAPI 3.0)."),
+    KitRoute("/docs/openapi.json", "This document: the HTTP API (OpenAPI 3.1)."),
+)
 
 
 class ServiceApp(AsgiFastStream):
@@ -89,6 +101,7 @@ class ServiceRuntime:
         self.started = False
         self.processed = ProcessedEvents(self.db)
         self._audit: Audit | None = None
+        self.published: list[type[EventPayload]] = []
         self._budgets: SharedBudgets | None = None
 
     def consume(
@@ -145,6 +158,21 @@ class ServiceRuntime:
             self.every("dedupe-pruning", 3600.0, self.forget_old_events)
         self.consumers.append(consumer)
         return consumer
+
+    def publishes(self, *payloads: type[EventPayload]) -> None:
+        """Declare the events this service publishes (through `publisher` or the outbox), for
+        its AsyncAPI document. Declarations only: `EventPublisher` publishes any payload."""
+        for payload in payloads:
+            if payload in self.published:
+                continue
+            spec = REGISTRY.by_model(payload)
+            self.broker.publisher(
+                self.settings.topic(spec.topic),
+                title=f"{self.settings.service_name}:{spec.topic}",
+                description=f"{event_summary(spec)} Published by {self.settings.service_name}.",
+                schema=documented_envelope(payload),
+            )
+            self.published.append(payload)
 
     async def forget_old_events(self) -> int:
         """Drop dedupe records older than `dedupe_retention_days`, so they do not grow forever."""
@@ -271,8 +299,20 @@ class ServiceRuntime:
             await self.broker.stop()
             await self.mongo.close()
 
+    def openapi(self, api: ASGIApp | None, *, title: str, version: str = "1") -> dict[str, Any]:
+        """The OpenAPI document of the process: the kit's routes and those of `api` (built by
+        a `Guard`, see `dealbooks_kit.openapi`)."""
+        return openapi_document(
+            getattr(api, "routes", None) or (),
+            title=title,
+            version=version,
+            description=f"The HTTP API of {self.settings.service_name}.",
+            kit_routes=KIT_ROUTES,
+        )
+
     def asgi(self, *, api: ASGIApp | None = None, title: str, version: str = "1") -> ServiceApp:
-        """The process's ASGI app: /healthz, /readyz, /metrics, /docs/asyncapi and `api`."""
+        """The process's ASGI app: /healthz, /readyz, /metrics, /docs/asyncapi,
+        /docs/openapi.json and `api`."""
 
         @get(include_in_schema=False)
         async def healthz(scope: Scope) -> AsgiResponse:
@@ -292,13 +332,23 @@ class ServiceRuntime:
             body, content_type = metrics.render()
             return AsgiResponse(body, 200, headers={"content-type": content_type})
 
+        @get(include_in_schema=False)
+        async def openapi_route(scope: Scope) -> AsgiResponse:
+            body = json.dumps(self.openapi(api, title=title, version=version)).encode()
+            return AsgiResponse(body, 200, headers={"content-type": "application/json"})
+
         async def shutdown() -> None:
             await self.mongo.close()
 
         return ServiceApp(
             self.broker,
             api=api,
-            asgi_routes=[("/healthz", healthz), ("/readyz", readyz), ("/metrics", metrics_route)],
+            asgi_routes=[
+                ("/healthz", healthz),
+                ("/readyz", readyz),
+                ("/metrics", metrics_route),
+                ("/docs/openapi.json", openapi_route),
+            ],
             on_startup=[self.prepare],
             after_startup=[self.start_periodic],
             on_shutdown=[self.stop_periodic],

@@ -12,6 +12,8 @@ import json
 from typing import Any
 
 from dealbooks_kit import Access, Audit, Guard, audit_routes
+from dealbooks_kit.openapi import describe
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -21,6 +23,65 @@ from dealbooks_sync.runs import BackfillBusy, Caps, public
 
 BASE = "/portals/{portal_id}/accounts/{realm}/backfill"
 CAPS = ("max_qbo_calls", "max_crm_calls")
+
+
+class ErrorAnswer(BaseModel):
+    """A refusal, in a sentence (with the active run, when one is in the way)."""
+
+    error: str
+    run: dict[str, Any] | None = None
+
+
+class CapsBody(BaseModel):
+    """Caps on the calls a run may make (also accepted in the query string); those not given
+    are the service's defaults (start) or the run's own (resume)."""
+
+    max_qbo_calls: int | None = Field(default=None, ge=0)
+    max_crm_calls: int | None = Field(default=None, ge=0)
+
+
+class Calls(BaseModel):
+    qbo: int
+    crm: int
+
+
+class BackfillRun(BaseModel):
+    """A backfill run: its state, where it is, what it did and the calls it made."""
+
+    model_config = ConfigDict(extra="allow")
+
+    run_id: str
+    realm_id: str
+    portal_id: str | None = None
+    object_type: str | None = None
+    state: str = Field(description="planned, running, paused, done, cancelled or failed")
+    reason: str | None = None
+    error: str | None = None
+    read: int | None = None
+    created: int | None = None
+    updated: int | None = None
+    unchanged: int | None = None
+    failed: int | None = None
+    calls: Calls | None = None
+    caps: Calls | None = None
+    started_at: str | None = None
+    updated_at: str | None = None
+    finished_at: str | None = None
+
+
+class BackfillPlan(BaseModel):
+    """What a run would read and the calls it would make (`?dry_run=true`), writing nothing."""
+
+    state: str = Field(description="planned")
+    realm_id: str
+    object_type: str
+    records: int
+    already_linked: int
+    qbo_calls: int
+    crm_calls: int
+    caps: Calls
+    within_caps: bool
+    mapping_version: int
 
 
 class _BadCaps(Exception):
@@ -73,6 +134,17 @@ def _refused(exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=409)
 
 
+@describe(
+    body=CapsBody,
+    answers={
+        200: BackfillPlan,
+        202: BackfillRun,
+        400: ErrorAnswer,
+        404: ErrorAnswer,
+        409: ErrorAnswer,
+    },
+    summary="Start the account's backfill (202), or plan it with ?dry_run=true (200).",
+)
 async def start(request: Request) -> JSONResponse:
     """`?dry_run=true` plans (counts what a run would read and call); without it, starts a
     run (202), or 409 when the account's settings forbid it or a run is already active."""
@@ -93,6 +165,7 @@ async def start(request: Request) -> JSONResponse:
     return JSONResponse({**run, "run_id": report.run_id, "state": report.state}, status_code=202)
 
 
+@describe(answers={200: BackfillRun, 404: ErrorAnswer})
 async def current(request: Request) -> JSONResponse:
     """The account's latest run."""
     if not await _connected(request):
@@ -103,6 +176,7 @@ async def current(request: Request) -> JSONResponse:
     return JSONResponse(run)
 
 
+@describe(answers={200: BackfillRun, 404: ErrorAnswer})
 async def status(request: Request) -> JSONResponse:
     """A run's progress, if it is a run of the route's account."""
     if not await _connected(request):
@@ -113,6 +187,10 @@ async def status(request: Request) -> JSONResponse:
     return JSONResponse(report)
 
 
+@describe(
+    body=CapsBody,
+    answers={202: BackfillRun, 400: ErrorAnswer, 404: ErrorAnswer, 409: ErrorAnswer},
+)
 async def resume(request: Request) -> JSONResponse:
     """Continue a paused run from its cursor (202), with the caps given; 409 if none."""
     if not await _connected(request):
@@ -135,6 +213,7 @@ async def resume(request: Request) -> JSONResponse:
         return _refused(exc)
 
 
+@describe(answers={200: BackfillRun, 404: ErrorAnswer, 409: ErrorAnswer})
 async def cancel(request: Request) -> JSONResponse:
     """Cancel the account's active run; 409 if there is none."""
     if not await _connected(request):

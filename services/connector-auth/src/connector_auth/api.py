@@ -17,7 +17,9 @@ from urllib.parse import urlencode
 
 from dealbooks_kit import Access, Caller, Guard, TransientError, get_logger
 from dealbooks_kit.auth import problem
+from dealbooks_kit.openapi import describe
 from dealbooks_qbo import OAuthError
+from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -51,6 +53,27 @@ def _page(status: int, title: str, message: str) -> HTMLResponse:
 def _caller(request: Request) -> Caller:
     caller: Caller = request.state.caller
     return caller
+
+
+class AccountView(BaseModel):
+    """A QuickBooks company connected to the portal, and its facts."""
+
+    account_id: str
+    status: str
+    environment: str | None = Field(default=None, description="sandbox or production")
+    company_name: str | None = None
+    country: str | None = None
+    currency: str | None = None
+    multicurrency_enabled: bool | None = None
+    custom_transaction_numbers: bool | None = None
+    connected_at: str
+    last_refresh_at: str | None = None
+
+
+class AccountsAnswer(BaseModel):
+    """The portal's connected QuickBooks companies."""
+
+    results: list[AccountView]
 
 
 class ConnectorApi:
@@ -281,6 +304,7 @@ class ConnectorApi:
             }
         )
 
+    @describe(answers={200: AccountsAnswer})
     async def list_accounts(self, request: Request) -> Response:
         docs = await self.service.list_accounts(request.path_params["portal_id"])
         return JSONResponse({"results": [_account_view(d) for d in docs]})

@@ -5,7 +5,16 @@ from __future__ import annotations
 import contextlib
 from datetime import timedelta
 
-from dealbooks_contracts import Envelope, QboEntity, QboEntityChanged
+from dealbooks_contracts import (
+    AccountConnected,
+    AccountDisconnected,
+    AccountReauthRequired,
+    Envelope,
+    PortalInstalled,
+    PortalUninstalled,
+    QboEntity,
+    QboEntityChanged,
+)
 from dealbooks_http import async_client
 from dealbooks_kit import ServiceApp, ServiceRuntime, get_logger
 from dealbooks_kit.auth import MissingCredential
@@ -60,6 +69,13 @@ def build_service(
     cipher = TokenCipher.from_spec(settings.token_keys.get_secret_value())
     states, leases = OAuthStates(runtime.db), RefreshLeases(runtime.db)
     outbox = runtime.use_outbox(ACCOUNTS, PORTALS)
+    runtime.publishes(
+        AccountConnected,
+        AccountDisconnected,
+        AccountReauthRequired,
+        PortalInstalled,
+        PortalUninstalled,
+    )
     service = ConnectorAuth(
         settings,
         Accounts(runtime.db),

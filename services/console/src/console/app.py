@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 from dealbooks_kit import Access, Guard, metrics
+from dealbooks_kit.openapi import openapi_document
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
@@ -26,6 +27,10 @@ from console.people import People
 from console.settings import ConsoleSettings
 
 STATIC = Path(__file__).with_name("static")
+CONSOLE_DESCRIPTION = (
+    "The console's pages (HTML) for people signed in with the CRM, and the CRM app card's "
+    "fetch. Its pages answer HTML; a refused page is a sign-in redirect or a page."
+)
 
 
 def build_app(settings: ConsoleSettings, http: httpx.AsyncClient | None = None) -> Starlette:
@@ -65,12 +70,18 @@ def build_app(settings: ConsoleSettings, http: httpx.AsyncClient | None = None) 
             path.read_bytes(), media_type=kind, headers={"Cache-Control": "public, max-age=300"}
         )
 
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(
+            openapi_document(app.routes, title="console", description=CONSOLE_DESCRIPTION)
+        )
+
     session = Access.SESSION
     p = "/portals/{portal_id}"
     routes = [
         guard.route("/healthz", healthz, ["GET"], Access.PUBLIC),
         guard.route("/readyz", readyz, ["GET"], Access.PUBLIC),
         guard.route("/metrics", metrics_route, ["GET"], Access.PUBLIC),
+        guard.route("/docs/openapi.json", openapi, ["GET"], Access.PUBLIC),
         guard.route("/static/{name}", static, ["GET"], Access.PUBLIC),
         guard.route("/", pages.landing, ["GET"], Access.PUBLIC),
         guard.route("/launch", card.launch, ["GET"], Access.PUBLIC),

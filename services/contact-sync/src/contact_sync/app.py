@@ -3,6 +3,7 @@ CONTACTS, consuming QBO changes as "customers". Wiring only."""
 
 from __future__ import annotations
 
+from dealbooks_contracts import ContactSynced, ContactSyncFailed
 from dealbooks_http import TokenProvider
 from dealbooks_kit import ServiceApp
 from dealbooks_sync.service import SyncService, build_sync_service, sync_app
@@ -20,9 +21,11 @@ class Settings(SyncServiceSettings):
 
 def build(settings: Settings | None = None, **tokens: TokenProvider) -> SyncService:
     """Everything the process runs; tests may inject `qbo_tokens` and `crm_tokens`."""
-    return build_sync_service(
+    service = build_sync_service(
         settings or Settings(), CONTACTS, changes_consumer="customers", **tokens
     )
+    service.runtime.publishes(ContactSynced, ContactSyncFailed)
+    return service
 
 
 def build_app(settings: Settings | None = None) -> ServiceApp:

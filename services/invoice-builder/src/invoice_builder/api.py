@@ -17,10 +17,11 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from dealbooks_contracts import (
     CrmRecordRef,
+    CustomerChoice,
     Envelope,
     InvoiceLineRequest,
     InvoiceLinkRequested,
@@ -36,6 +37,7 @@ from dealbooks_kit import (
     Guard,
     audit_routes,
 )
+from dealbooks_kit.openapi import describe
 from dealbooks_qbo import Invoice, TaxCode, Term
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
@@ -88,6 +90,71 @@ class RuleBody(BaseModel):
     terms_id: str | int | None = None
     default_tax_code: str | None = None
     chosen_items: dict[str, str] | None = None
+
+
+class ErrorAnswer(BaseModel):
+    """A refusal, in a sentence."""
+
+    error: str
+
+
+class RejectionAnswer(BaseModel):
+    """Why a request cannot be drafted: a machine-readable code and a sentence for a person."""
+
+    code: RejectionCode
+    message: str
+    field: str | None = None
+    line_index: int | None = None
+
+
+class ProblemAnswer(BaseModel):
+    """A request the wizard must change before it can be submitted."""
+
+    problem: RejectionAnswer
+
+
+class PreviewLine(InvoiceLineRequest):
+    """A line as the invoice would show it, with its amount (quantity x unit price)."""
+
+    amount: str
+
+
+class PreviewAnswer(BaseModel):
+    """The invoice a request would draft, or only `problem` when it cannot be built."""
+
+    customer: CustomerChoice | None = None
+    lines: list[PreviewLine] | None = None
+    subtotal: str | None = None
+    currency: str | None = None
+    tax: str | None = None
+    invoice_date: date | None = None
+    due_date: date | None = None
+    problem: RejectionAnswer | None = None
+
+
+class SubmittedAnswer(BaseModel):
+    """A request accepted for drafting; poll its outcome by id."""
+
+    request_id: str
+    status: Literal["pending"]
+
+
+class OutcomeAnswer(BaseModel):
+    """Where a request stands: pending, drafted (the invoice), rejected (why) or linked."""
+
+    status: Literal["pending", "drafted", "rejected", "linked"]
+    portal_id: str
+    realm_id: str | None = None
+    deal_id: str | None = None
+    qbo_invoice_id: str | None = None
+    doc_number: str | None = None
+    total: str | None = None
+    currency: str | None = None
+    code: RejectionCode | None = None
+    message: str | None = None
+    field: str | None = None
+    line_index: int | None = None
+    target: CrmRecordRef | None = None
 
 
 class BadBody(Exception):
@@ -400,6 +467,11 @@ async def _requested(
         return _error(400, f"invalid request: {exc}")
 
 
+@describe(
+    body=WizardBody,
+    answers={200: PreviewAnswer, 400: ErrorAnswer, 404: ErrorAnswer},
+    summary="What the invoice of a wizard body would be, and any problem with it.",
+)
 async def preview(request: Request) -> Response:
     found = await _requested(request)
     if isinstance(found, Response):
@@ -443,6 +515,17 @@ async def _pending(
     return doc is not None and doc.get("portal_id") == account.portal_id
 
 
+@describe(
+    body=WizardBody,
+    answers={
+        202: SubmittedAnswer,
+        400: ErrorAnswer,
+        404: ErrorAnswer,
+        409: ErrorAnswer,
+        422: ProblemAnswer,
+    },
+    summary="Submit an invoice request (crm.invoice-requested); its outcome is polled.",
+)
 async def submit(request: Request) -> Response:
     found = await _requested(request)
     if isinstance(found, Response):
@@ -461,6 +544,10 @@ async def submit(request: Request) -> Response:
     return JSONResponse({"request_id": request_id, "status": "pending"}, status_code=202)
 
 
+@describe(
+    answers={200: OutcomeAnswer, 404: ErrorAnswer},
+    summary="Where a submitted request stands.",
+)
 async def outcome(request: Request) -> Response:
     doc = await _service(request).store.request(request.path_params["request_id"])
     if doc is None or doc.get("portal_id") != request.path_params["portal_id"]:

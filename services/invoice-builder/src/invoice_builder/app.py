@@ -8,8 +8,11 @@ from dealbooks_contracts import (
     AccountConnected,
     AccountDisconnected,
     CrmObjectChanged,
+    InvoiceDrafted,
+    InvoiceLinked,
     InvoiceLinkRequested,
     InvoiceRequested,
+    InvoiceRequestRejected,
     ProductSynced,
 )
 from dealbooks_http import TokenProvider
@@ -66,6 +69,14 @@ def build_service(
         crm=clients.crm,
         crash_after_qbo_create=settings.crash_after_qbo_create,
         audit=runtime.use_audit(),
+    )
+    # Outcomes through the requests' outbox; requests (the wizard's, the auto-drafts') too.
+    runtime.publishes(
+        InvoiceDrafted,
+        InvoiceRequestRejected,
+        InvoiceLinked,
+        InvoiceRequested,
+        InvoiceLinkRequested,
     )
     runtime.consume("account-connected", AccountConnected, handlers.on_account_connected)
     runtime.consume("account-disconnected", AccountDisconnected, handlers.on_account_disconnected)

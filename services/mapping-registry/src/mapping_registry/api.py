@@ -12,10 +12,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from dealbooks_contracts import MappingTransform, RejectionCode, SyncObjectType, SyncSettings
+from dealbooks_contracts import (
+    FieldMapping,
+    MappingTransform,
+    RejectionCode,
+    SyncObjectType,
+    SyncSettings,
+)
 from dealbooks_kit import Access, CrmPortalNotConfigured, CrmPortalNotInstalled, Guard
+from dealbooks_kit.openapi import describe
 from dealbooks_sync.domain import OWNED_PROPERTIES, QBO_FIELDS, crm_types_for
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -34,6 +41,59 @@ from mapping_registry.handlers import Registry, UnknownAccount
 from mapping_registry.store import VersionConflict
 
 MAX_SAMPLE = 50
+
+
+class ErrorAnswer(BaseModel):
+    """A refusal, in a sentence."""
+
+    error: str
+
+
+class MappingProblem(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class RejectedAnswer(BaseModel):
+    """A mapping change the registry refused, one entry per reason."""
+
+    error: str
+    problems: list[MappingProblem]
+
+
+class MappingBody(BaseModel):
+    """A new mapping: which CRM property is filled from which QBO field, and how."""
+
+    crm_property: str
+    qbo_field: str
+    transform: MappingTransform | None = None
+
+
+class Link(BaseModel):
+    method: str
+    href: str
+
+
+class ListedMapping(FieldMapping):
+    """A mapping and what may be done with it (a required one cannot be deleted)."""
+
+    actions: dict[str, Link]
+
+
+class MappingsAnswer(BaseModel):
+    """An account's mappings and settings for one object type, at a version (its `ETag`)."""
+
+    version: int
+    settings: SyncSettings
+    mappings: list[ListedMapping]
+
+
+class AddedAnswer(BaseModel):
+    """The version the new mapping made, and the mapping."""
+
+    version: int
+    mapping: FieldMapping
 
 
 class _BadRequest(Exception):
@@ -180,6 +240,23 @@ def _view(target: MappingSetOf, state: MappingSetState) -> dict[str, Any]:
     }
 
 
+@describe(
+    method="GET",
+    answers={200: MappingsAnswer, 400: ErrorAnswer, 404: ErrorAnswer},
+    summary="The account's mappings and settings for the object type (ETag: the version).",
+)
+@describe(
+    method="POST",
+    body=MappingBody,
+    answers={
+        201: AddedAnswer,
+        400: ErrorAnswer,
+        404: ErrorAnswer,
+        409: ErrorAnswer,
+        422: RejectedAnswer,
+    },
+    summary="Add a mapping (If-Match: the version it is based on).",
+)
 async def mappings(request: Request) -> Response:
     target = await _addressed(request)
     if request.method == "GET":

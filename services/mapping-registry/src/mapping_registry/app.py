@@ -9,6 +9,7 @@ from dealbooks_contracts import (
     AccountConnected,
     ContactSynced,
     ContactSyncFailed,
+    MappingChanged,
     ProductSynced,
     ProductSyncFailed,
 )
@@ -77,6 +78,7 @@ def build(
         now = datetime.now(UTC)
         await registry.status.forget_before(registry.status.counted_since(now), now)
 
+    runtime.publishes(MappingChanged)
     runtime.every("status-window", 3600.0, forget_old_outcomes)
     runtime.consume("accounts", AccountConnected, registry.on_account_connected)
     runtime.consume("contact-outcomes", ContactSynced, registry.on_outcome)

@@ -3,6 +3,7 @@ PRODUCTS, consuming QBO changes as "items". Wiring only."""
 
 from __future__ import annotations
 
+from dealbooks_contracts import ProductSynced, ProductSyncFailed
 from dealbooks_http import TokenProvider
 from dealbooks_kit import ServiceApp
 from dealbooks_sync.service import SyncService, build_sync_service, sync_app
@@ -20,7 +21,11 @@ class Settings(SyncServiceSettings):
 
 def build(settings: Settings | None = None, **tokens: TokenProvider) -> SyncService:
     """Everything the process runs; tests may inject `qbo_tokens` and `crm_tokens`."""
-    return build_sync_service(settings or Settings(), PRODUCTS, changes_consumer="items", **tokens)
+    service = build_sync_service(
+        settings or Settings(), PRODUCTS, changes_consumer="items", **tokens
+    )
+    service.runtime.publishes(ProductSynced, ProductSyncFailed)
+    return service
 
 
 def build_app(settings: Settings | None = None) -> ServiceApp:

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from dealbooks_contracts import InvoiceStage
 from dealbooks_kit import Access, Guard, audit_routes
+from dealbooks_kit.openapi import describe
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -15,6 +18,51 @@ from status_tracker.views import OBJECT_TYPES
 
 if TYPE_CHECKING:
     from status_tracker.app import Service
+
+
+class ErrorAnswer(BaseModel):
+    """A refusal, in a sentence."""
+
+    error: str
+
+
+class ShownInvoice(BaseModel):
+    """The invoice a deal's properties show."""
+
+    realm_id: str
+    invoice_id: str
+
+
+class LastPayment(BaseModel):
+    amount: str
+    date: str
+
+
+class RecordInvoice(BaseModel):
+    """One invoice of a record, as the console and the app card list it."""
+
+    realm_id: str
+    invoice_id: str
+    doc_number: str | None = None
+    customer_name: str | None = None
+    total: str
+    balance: str
+    currency: str | None = None
+    stage: InvoiceStage
+    due_date: str | None = None
+    txn_date: str | None = None
+    updated_at: str | None = None
+    last_payment: LastPayment | None = None
+    qbo_url: str
+
+
+class RecordInvoicesAnswer(BaseModel):
+    """The invoices of a deal, contact or company, newest first."""
+
+    object_type: str
+    object_id: str
+    shown: ShownInvoice | None = None
+    invoices: list[RecordInvoice]
 
 
 def _plain(doc: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -40,6 +88,7 @@ async def deal(request: Request) -> JSONResponse:
     )
 
 
+@describe(answers={200: RecordInvoicesAnswer, 404: ErrorAnswer})
 async def record_invoices(request: Request) -> JSONResponse:
     """Every invoice tracked for a deal, contact or company of the portal, newest first; for
     a deal also the one its properties show. A record with none lists none."""

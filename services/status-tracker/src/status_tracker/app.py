@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from dealbooks_contracts import (
     InvoiceDrafted,
     InvoiceLinked,
+    InvoicePaymentRecorded,
     InvoiceRequestRejected,
+    InvoiceStatusChanged,
     PortalInstalled,
     QboEntityChanged,
 )
@@ -78,6 +80,7 @@ def build_service(
         installed=clients.tokens.portal_installed,
         audit=runtime.use_audit(),
     )
+    runtime.publishes(InvoiceStatusChanged, InvoicePaymentRecorded)
     # Lanes (see dealbooks_kit.consumer). A new or linked invoice is its own lane: its first
     # read depends on nothing else. QuickBooks changes go in one lane per company: a payment
     # and the invoice update it causes arrive together, and in order the second one finds

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from dealbooks_contracts import AccountConnected, AccountDisconnected
+from dealbooks_contracts import (
+    AccountConnected,
+    AccountDisconnected,
+    CrmObjectChanged,
+    QboEntityChanged,
+)
 from dealbooks_kit import Guard, ServiceApp, ServiceRuntime, get_logger
 
 from webhook_gateway.api import build_api
@@ -32,6 +37,7 @@ def build_service(settings: WebhookGatewaySettings) -> tuple[ServiceRuntime, Int
         ),
         RealmDirectory(runtime.db),
     )
+    runtime.publishes(QboEntityChanged, CrmObjectChanged)
     runtime.consume("realm-directory-connected", AccountConnected, intake.on_account_connected)
     runtime.consume(
         "realm-directory-disconnected", AccountDisconnected, intake.on_account_disconnected
