@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from dealbooks_infra.process import ManagedProcess
-from dealbooks_infra.servers import InfraUnavailable, start_kafka, start_mongo
+from dealbooks_infra.servers import InfraUnavailable, ScramListener, start_kafka, start_mongo
 from dealbooks_infra.stack import start_service
 
 _BACKENDS: dict[str, str] = {}
+_SCRAM: list[ScramListener] = []  # the session Kafka's SASL/SCRAM listener, when it has one
 
 
 def unavailable(what: str, why: str) -> None:
@@ -59,16 +60,28 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             yield address
         return
     try:
-        server = start_kafka(tmp_path_factory.mktemp("kafka"))
+        server = start_kafka(tmp_path_factory.mktemp("kafka"), scram=True)
     except (InfraUnavailable, OSError, TimeoutError) as exc:
         unavailable("Kafka broker", str(exc))
         return
     _BACKENDS["kafka"] = server.describe()
     _BACKENDS["kafka_kind"] = server.kind
+    if server.scram is not None:
+        _SCRAM.append(server.scram)
     try:
         yield server.address
     finally:
+        _SCRAM.clear()
         server.stop()
+
+
+@pytest.fixture
+def kafka_scram(kafka_bootstrap: str) -> ScramListener:
+    """The session Kafka's SASL_PLAINTEXT listener and its SCRAM-SHA-512 user; a skip (not a
+    failure) where the broker has none: one from the environment or Docker, or Tansu."""
+    if not _SCRAM:
+        pytest.skip(f"the session's Kafka has no SCRAM listener ({_BACKENDS.get('kafka')})")
+    return _SCRAM[0]
 
 
 @pytest.fixture(scope="session")

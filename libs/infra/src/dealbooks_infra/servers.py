@@ -27,6 +27,21 @@ KAFKA_JAVA_OPTS = [
 ]
 
 
+@dataclass(frozen=True)
+class ScramListener:
+    """A SASL_PLAINTEXT listener of the local Kafka, where `username` (a SCRAM user made when
+    the storage was formatted) signs in with `mechanism`: for tests of authenticated clients."""
+
+    address: str
+    username: str
+    password: str
+    mechanism: str = "SCRAM-SHA-512"
+
+
+# Loopback only, made for tests: the broker's one SCRAM user.
+SCRAM_USER = ("dealbooks", "dealbooks-local-scram")
+
+
 class InfraUnavailable(RuntimeError):
     """Neither the primary nor the fallback server could be provided."""
 
@@ -39,6 +54,7 @@ class Server:
     version: str
     address: str  # host:port for Kafka, a mongodb:// URI for MongoDB
     process: ManagedProcess
+    scram: ScramListener | None = None  # Apache Kafka started with `scram=True`
 
     @property
     def fallback(self) -> bool:
@@ -113,16 +129,28 @@ def ensure_kafka_jars(version: str) -> Path:
     return lib
 
 
-def _kafka_properties(port: int, controller_port: int, data_dir: Path) -> str:
+def _kafka_properties(
+    port: int, controller_port: int, data_dir: Path, scram_port: int | None = None
+) -> str:
+    listeners = f"PLAINTEXT://127.0.0.1:{port}"
+    protocols = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+    sasl = ""
+    if scram_port is not None:
+        listeners += f",SASL_PLAINTEXT://127.0.0.1:{scram_port}"
+        protocols += ",SASL_PLAINTEXT:SASL_PLAINTEXT"
+        login = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        sasl = f"""sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config={login}
+"""
     return f"""process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{controller_port}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listeners={listeners},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners={listeners}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs={data_dir}
+listener.security.protocol.map={protocols}
+{sasl}log.dirs={data_dir}
 num.partitions=3
 auto.create.topics.enable=true
 offsets.topic.replication.factor=1
@@ -139,25 +167,31 @@ num.io.threads=2
 
 
 def start_apache_kafka(
-    workdir: Path, port: int | None = None, version: str | None = None
+    workdir: Path, port: int | None = None, version: str | None = None, *, scram: bool = False
 ) -> Server:
-    """Format KRaft storage under `workdir` (kept across restarts); start a broker+controller."""
+    """Format KRaft storage under `workdir` (kept across restarts); start a broker+controller.
+
+    `scram`: also listen for SASL_PLAINTEXT with SCRAM-SHA-512 on another port, where
+    `SCRAM_USER` signs in (made when the storage is formatted, so only on new storage)."""
     errors: list[str] = []
     for candidate in (version,) if version else KAFKA_VERSIONS:
         try:
-            return _start_apache_kafka(workdir, port or free_port(), candidate)
+            return _start_apache_kafka(workdir, port or free_port(), candidate, scram)
         except (InfraUnavailable, RuntimeError, TimeoutError) as exc:
             errors.append(f"{candidate}: {exc}")
             _log(f"Apache Kafka {candidate} did not start: {exc}")
     raise InfraUnavailable("; ".join(errors))
 
 
-def _start_apache_kafka(workdir: Path, port: int, version: str) -> Server:
+def _start_apache_kafka(workdir: Path, port: int, version: str, scram: bool = False) -> Server:
     lib = ensure_kafka_jars(version)
     workdir.mkdir(parents=True, exist_ok=True)
     controller_port = free_port()
+    scram_port = free_port() if scram else None
     props = workdir / "server.properties"
-    props.write_text(_kafka_properties(port, controller_port, workdir / "data"))
+    props.write_text(_kafka_properties(port, controller_port, workdir / "data", scram_port))
+    user, password = SCRAM_USER
+    add_scram = ["--add-scram", f"SCRAM-SHA-512=[name={user},password={password}]"]
     log4j = repo_root() / "deploy" / "local" / "kafka" / "log4j2.properties"
     java = [
         "java",
@@ -176,6 +210,7 @@ def _start_apache_kafka(workdir: Path, port: int, version: str) -> Server:
             KAFKA_CLUSTER_ID,
             "-c",
             str(props),
+            *(add_scram if scram else []),
         ],
         capture_output=True,
         text=True,
@@ -189,7 +224,11 @@ def _start_apache_kafka(workdir: Path, port: int, version: str) -> Server:
     except (RuntimeError, TimeoutError) as exc:
         proc.stop()
         raise RuntimeError(f"{exc}\n{proc.log_tail()}") from exc
-    return Server("apache-kafka", version, f"127.0.0.1:{port}", proc)
+    listener = None
+    if scram_port is not None:
+        wait_for_port(scram_port, timeout=30, proc=proc.popen)
+        listener = ScramListener(f"127.0.0.1:{scram_port}", user, password)
+    return Server("apache-kafka", version, f"127.0.0.1:{port}", proc, listener)
 
 
 # --- FerretDB -----------------------------------------------------------------------------
@@ -443,10 +482,10 @@ def start_secantus(workdir: Path, port: int | None = None) -> Server:
 # --- Choice -------------------------------------------------------------------------------
 
 
-def start_kafka(workdir: Path, port: int | None = None) -> Server:
-    """Apache Kafka, else Tansu (said loudly)."""
+def start_kafka(workdir: Path, port: int | None = None, *, scram: bool = False) -> Server:
+    """Apache Kafka (with a SCRAM listener if `scram`), else Tansu (said loudly; no SCRAM)."""
     try:
-        return start_apache_kafka(workdir / "kafka", port)
+        return start_apache_kafka(workdir / "kafka", port, scram=scram)
     except InfraUnavailable as exc:
         _log(
             f"!!! Apache Kafka unavailable ({exc}); FALLING BACK to Tansu (no idempotent producer)"

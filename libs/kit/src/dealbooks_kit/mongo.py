@@ -14,6 +14,8 @@ from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 from dealbooks_kit.metrics import DB_COMMANDS
+from dealbooks_kit.settings import KitSettings
+from dealbooks_kit.tracing import CommandTracer, enabled
 
 
 @dataclass(frozen=True)
@@ -46,16 +48,46 @@ class CommandCounter(monitoring.CommandListener):
         pass
 
 
-def make_mongo_client(uri: str, app_name: str) -> AsyncMongoClient[dict[str, Any]]:
+def make_mongo_client(
+    uri: str, app_name: str, *, tls_cafile: str = "", tls_certfile: str = ""
+) -> AsyncMongoClient[dict[str, Any]]:
     """An async client with conservative timeouts (fail fast, retry at the consumer) that
-    counts its commands."""
+    counts its commands (and traces them, when tracing is on: `dealbooks_kit.tracing`).
+
+    Credentials and TLS options can be in `uri`; `tls_cafile` (the CA of the servers'
+    certificates) and `tls_certfile` (a PEM with the client's certificate and key) turn TLS on.
+    """
+    tls: dict[str, Any] = {}
+    if tls_cafile:
+        tls["tlsCAFile"] = tls_cafile
+    if tls_certfile:
+        tls["tlsCertificateKeyFile"] = tls_certfile
+    if tls:
+        tls["tls"] = True
+    listeners: list[monitoring.CommandListener] = [CommandCounter(app_name)]
+    if enabled():
+        listeners.append(CommandTracer())
     return AsyncMongoClient(
         uri,
         appname=app_name,
         tz_aware=True,
         serverSelectionTimeoutMS=5000,
         connectTimeoutMS=5000,
-        event_listeners=[CommandCounter(app_name)],
+        event_listeners=listeners,
+        **tls,
+    )
+
+
+def mongo_client(
+    settings: KitSettings, app_name: str | None = None
+) -> AsyncMongoClient[dict[str, Any]]:
+    """`make_mongo_client` for the settings' URI and TLS files, named after the service
+    unless `app_name` is given."""
+    return make_mongo_client(
+        settings.mongodb_uri,
+        app_name or settings.service_name,
+        tls_cafile=settings.mongodb_tls_cafile,
+        tls_certfile=settings.mongodb_tls_certfile,
     )
 
 

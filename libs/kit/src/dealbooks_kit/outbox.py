@@ -56,6 +56,7 @@ from dealbooks_kit.kafka import EventPublisher
 from dealbooks_kit.logging import get_logger
 from dealbooks_kit.metrics import OUTBOX_OLDEST, OUTBOX_PENDING
 from dealbooks_kit.mongo import IndexSpec
+from dealbooks_kit.tracing import continuing, outbox_context
 
 log = get_logger(__name__)
 
@@ -64,8 +65,9 @@ Doc = dict[str, Any]
 
 
 def outbox_entry(event: Envelope[Any]) -> Doc:
-    """How one event is stored in a document's outbox."""
-    return {"id": str(event.id), "event": event.to_bytes().decode()}
+    """How one event is stored in a document's outbox (with the writer's trace context, when
+    tracing is on, which its relay continues)."""
+    return {"id": str(event.id), "event": event.to_bytes().decode(), **outbox_context()}
 
 
 def push(events: Sequence[Envelope[Any]]) -> Doc:
@@ -155,7 +157,8 @@ class Outbox:
             entries = [e for e in written if e["id"] not in self._acked]
             try:
                 for entry in entries:
-                    await self._publisher.publish(decode(entry["event"]))
+                    with continuing(entry):
+                        await self._publisher.publish(decode(entry["event"]))
                     if settle_later:
                         self._to_remove.append((collection, doc_id, entry))
                         self._acked.add(entry["id"])

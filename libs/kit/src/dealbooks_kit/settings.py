@@ -1,12 +1,16 @@
 """Settings from the environment, one prefix per service.
 
-Infrastructure addresses (`KAFKA_BOOTSTRAP`, `MONGODB_URI`, `TOPIC_PREFIX`) are shared by
-every service and read without a prefix, so one `.local/endpoints.env` serves them all.
+Infrastructure addresses (`KAFKA_BOOTSTRAP`, `MONGODB_URI`, `TOPIC_PREFIX`), how to reach them
+securely (`KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`, `KAFKA_SSL_*`, `MONGODB_TLS_*`) and where
+traces go (`OTEL_EXPORTER_OTLP_ENDPOINT`) are shared by every service and read without a
+prefix, so one `.local/endpoints.env` (or one Secret) serves them all.
 """
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from typing import Literal, Self
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from dealbooks_kit.auth import AuthSettings
@@ -16,7 +20,10 @@ class KitSettings(AuthSettings):
     """Base settings every service extends (with its own `env_prefix`); the credentials its
     routes check callers against come unprefixed from `AuthSettings`."""
 
-    model_config = SettingsConfigDict(env_prefix="DEALBOOKS_", extra="ignore")
+    # An invalid value is named in the error, never shown: it may be a password.
+    model_config = SettingsConfigDict(
+        env_prefix="DEALBOOKS_", extra="ignore", hide_input_in_errors=True
+    )
 
     service_name: str = "dealbooks"
     kafka_bootstrap: str = Field(
@@ -34,8 +41,42 @@ class KitSettings(AuthSettings):
     kafka_replication_factor: int = Field(
         default=1, validation_alias=AliasChoices("KAFKA_REPLICATION_FACTOR")
     )
+    # How the Kafka clients (the broker, topic creation, the operator CLI) authenticate and
+    # encrypt: SASL/SCRAM over TLS in production (deploy/k8s), PLAINTEXT locally.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", validation_alias=AliasChoices("KAFKA_SECURITY_PROTOCOL")
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        default="SCRAM-SHA-512", validation_alias=AliasChoices("KAFKA_SASL_MECHANISM")
+    )
+    kafka_sasl_username: str = Field(
+        default="", validation_alias=AliasChoices("KAFKA_SASL_USERNAME")
+    )
+    kafka_sasl_password: SecretStr = Field(
+        default=SecretStr(""), validation_alias=AliasChoices("KAFKA_SASL_PASSWORD")
+    )
+    # PEM files: the CA that signed the brokers' certificates (else the system's), and a client
+    # certificate and key for brokers that ask for one (mutual TLS).
+    kafka_ssl_cafile: str = Field(default="", validation_alias=AliasChoices("KAFKA_SSL_CAFILE"))
+    kafka_ssl_certfile: str = Field(default="", validation_alias=AliasChoices("KAFKA_SSL_CERTFILE"))
+    kafka_ssl_keyfile: str = Field(default="", validation_alias=AliasChoices("KAFKA_SSL_KEYFILE"))
+    # Credentials and TLS options may be in the URI (`mongodb://user:pass@host/?tls=true`): so
+    # it is left out of the settings' repr.
     mongodb_uri: str = Field(
-        default="mongodb://127.0.0.1:27017/", validation_alias=AliasChoices("MONGODB_URI")
+        default="mongodb://127.0.0.1:27017/",
+        validation_alias=AliasChoices("MONGODB_URI"),
+        repr=False,
+    )
+    # PEM files: the CA of the MongoDB servers' certificates, and a client certificate with its
+    # key (X.509 authentication or mutual TLS); either turns TLS on.
+    mongodb_tls_cafile: str = Field(default="", validation_alias=AliasChoices("MONGODB_TLS_CAFILE"))
+    mongodb_tls_certfile: str = Field(
+        default="", validation_alias=AliasChoices("MONGODB_TLS_CERTFILE")
+    )
+    # Where spans go (OTLP over HTTP, e.g. `http://otel-collector:4318`); tracing is off when
+    # empty (a no-op tracer: nothing is recorded or sent). See `dealbooks_kit.tracing`.
+    otel_exporter_otlp_endpoint: str = Field(
+        default="", validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT")
     )
     mongodb_database: str = ""
     # Prepended to every topic name; tests use it to isolate themselves on a shared broker.
@@ -73,6 +114,28 @@ class KitSettings(AuthSettings):
     # A leased timer's lease lasts its period, and at least this long (dealbooks_kit.periodic):
     # a crashed holder's job moves to another replica once it expired.
     periodic_lease_min_seconds: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _kafka_security_is_whole(self) -> Self:
+        """Refuse to start on a Kafka security set-up that cannot work, rather than fail on
+        every connection later (or send in the clear what was meant to be encrypted)."""
+        protocol = self.kafka_security_protocol
+        if protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password.get_secret_value()
+        ):
+            raise ValueError(
+                f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and "
+                "KAFKA_SASL_PASSWORD (Kafka's SASL user for this service)"
+            )
+        tls_files = self.kafka_ssl_cafile or self.kafka_ssl_certfile or self.kafka_ssl_keyfile
+        if tls_files and protocol not in {"SSL", "SASL_SSL"}:
+            raise ValueError(
+                f"KAFKA_SSL_* files are set but KAFKA_SECURITY_PROTOCOL={protocol} does not use "
+                "TLS: set it to SSL or SASL_SSL"
+            )
+        if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
+            raise ValueError("KAFKA_SSL_KEYFILE is set without KAFKA_SSL_CERTFILE")
+        return self
 
     @property
     def database_name(self) -> str:

@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from dealbooks_contracts import REGISTRY
 
+from dealbooks_kit.kafka import kafka_client_options
 from dealbooks_kit.settings import KitSettings
 
 
@@ -29,9 +30,7 @@ def topic_names(settings: KitSettings, event_types: Iterable[str]) -> list[str]:
 
 async def ensure_topics(settings: KitSettings, event_types: Iterable[str]) -> None:
     """Create the missing topics (one request); existing ones are left as they are."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap, client_id=settings.service_name
-    )
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
