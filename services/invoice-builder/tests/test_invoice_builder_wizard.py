@@ -229,3 +229,62 @@ async def test_expired_quote_is_refused_for_its_expiry_before_its_lines_are_chec
     assert submitted.status_code == 422
     assert submitted.json()["problem"]["code"] == "QUOTE_EXPIRED"
     assert "expired on" in submitted.json()["problem"]["message"]
+
+
+async def test_a_deal_whose_stage_webhook_was_lost_is_drafted_by_the_stage_sweep_once(
+    builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
+) -> None:
+    company = await connected_company(builder, qbo_sandbox, crm_portal, "US")
+    pid = crm_portal.portal_id
+    contact = crm_sandbox.create_as_user(pid, "contacts", {"email": "Birds@Intuit.com"})
+
+    def deal(name: str, stage: str) -> tuple[str, str]:
+        made = crm_sandbox.create_as_user(
+            pid, "deals", {"dealname": name, "dealstage": stage}, [assoc(contact["id"], 3)]
+        )
+        item = crm_sandbox.create_as_user(
+            pid, "line_items", {"name": "Seed", "quantity": "2", "price": "30"},
+            [assoc(made["id"], 20)],
+        )  # fmt: skip
+        return str(made["id"]), str(item["id"])
+
+    won_before, before_item = deal("Won before the rule", "closedwon")
+    lost_webhook, item = deal("Won after the rule", "contractsent")
+    async with builder.wizard(crm_portal.key) as wizard:
+        saved = await wizard.put(
+            f"/portals/{crm_portal.key}/auto-draft-rules/sweep",
+            json={"realm_id": company.realm_id, "deal_stage": "closedwon",
+                  "chosen_items": {item: "1", before_item: "1"}},
+        )  # fmt: skip
+        assert saved.status_code == 200
+    # The deal is won in the CRM, and the webhook saying so never reaches dealbooks.
+    crm_sandbox.update_as_user(pid, "deals", lost_webhook, {"dealstage": "closedwon"})
+
+    swept = await builder.service.handlers.sweep_rule_stages()
+
+    assert (swept.done, swept.failed) == (1, {})
+    [drafted] = await builder.events("invoice.drafted", lambda e: e.data.deal_id == lost_webhook)
+    assert drafted.data.total == Money(amount=Decimal("60.00"), currency="USD")
+    again = await builder.service.handlers.sweep_rule_stages()
+    assert again.done == 0  # drafted once: the deal has its auto-draft
+    # The webhook after all: the same path, still one invoice for the deal.
+    late = CrmObjectChanged(
+        crm_event_id="late",
+        object_type=CrmObjectType.DEAL,
+        object_id=lost_webhook,
+        change=CrmChange.PROPERTY_CHANGED,
+        changed_at=datetime.now(UTC),
+        property_name="dealstage",
+        property_value="closedwon",
+    )
+    await builder.publish(late, Tenant(portal_id=crm_portal.key))
+    processed = builder.service.runtime.db["processed_events"]
+
+    async def late_handled() -> bool:
+        return await processed.count_documents({"consumer": "auto-draft-rules"}) >= 1
+
+    await builder.eventually(late_handled)
+    token = await builder.qbo_tokens.token(company.realm_id)
+    invoices = qbo_sandbox.all_of(company.realm_id, token, "Invoice")
+    assert len(invoices) == 1  # and none for the deal won before the rule existed
+    assert await builder.service.store.auto_draft_of(crm_portal.key, won_before) is None

@@ -338,11 +338,15 @@ class PortalCrm:
         associations: Sequence[str] | None = None,
         id_property: str | None = None,
         archived: bool = False,
+        properties_with_history: Sequence[str] | None = None,
     ) -> CrmObject:
-        """Read one record (by id, or by a unique property with `id_property`)."""
+        """Read one record (by id, or by a unique property with `id_property`);
+        `properties_with_history` also returns each change of those properties."""
         params: dict[str, Any] = {"archived": str(archived).lower()}
         if properties:
             params["properties"] = ",".join(properties)
+        if properties_with_history:
+            params["propertiesWithHistory"] = ",".join(properties_with_history)
         if associations:
             params["associations"] = ",".join(associations)
         if id_property:

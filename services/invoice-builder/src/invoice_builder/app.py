@@ -100,6 +100,7 @@ def build_service(
         dedupe=False,
     )
     runtime.consume("auto-draft-rules", CrmObjectChanged, handlers.on_crm_object_changed)
+    runtime.every("auto-draft-sweep", settings.auto_draft_sweep_seconds, handlers.sweep_rule_stages)
     return Service(settings, runtime, handlers, store, clients)
 
 

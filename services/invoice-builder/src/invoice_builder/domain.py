@@ -530,6 +530,8 @@ class AutoDraftRule:
     terms_id: str | None = None
     default_tax_code: str | None = None
     chosen_items: Mapping[str, str] = field(default_factory=dict)
+    # Since when the rule has been on: a deal that entered its stage before is not its to draft.
+    active_since: datetime | None = None
 
 
 def rule_fires(rule: AutoDraftRule, change: CrmObjectChanged) -> bool:

@@ -11,13 +11,14 @@ import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from dealbooks_contracts import (
     AccountConnected,
     AccountDisconnected,
+    CrmChange,
     CrmObjectChanged,
     CrmObjectType,
     Envelope,
@@ -36,7 +37,14 @@ from dealbooks_contracts import (
     RejectionCode,
     Tenant,
 )
-from dealbooks_crm import CrmClient, CrmNotFound, CrmObject
+from dealbooks_crm import (
+    CrmClient,
+    CrmNotFound,
+    CrmObject,
+    Filter,
+    FilterGroup,
+    SearchRequest,
+)
 from dealbooks_http import AccountUnavailable
 from dealbooks_kit import (
     Audit,
@@ -45,7 +53,11 @@ from dealbooks_kit import (
     Decision,
     Failed,
     Failure,
+    Origin,
     PermanentError,
+    TenantPass,
+    decide,
+    each_tenant,
     external_call,
     get_logger,
     invoice_subject,
@@ -68,6 +80,8 @@ from invoice_builder.search import candidate as as_candidate
 from invoice_builder.store import AUTO_DRAFTS, DRAFTED, FINAL, LINKED, REJECTED, REQUESTS, Store
 
 SOURCE = "invoice-builder"
+# How far back of its last pass the stage sweep searches (CRM search lags writes).
+SWEEP_OVERLAP = timedelta(minutes=2)
 log = get_logger(__name__)
 T = TypeVar("T")
 
@@ -559,6 +573,93 @@ class InvoiceBuilder:
                 ],
             )
             return
+
+    async def sweep_rule_stages(self) -> TenantPass:
+        """The auto-draft rules' safety net: HubSpot does not send a lost webhook again, so a
+        deal whose move into a rule's stage the gateway never heard of would never be drafted.
+        Per portal (a failing one is skipped and reported), each rule's stage is searched for
+        deals changed since the last pass; one that entered the stage while the rule was on and
+        has no auto-draft yet goes through the webhook's own path, so whichever comes first
+        drafts it, once."""
+        portals = await self.store.portals_with_rules()
+        return await each_tenant("auto-draft-sweep", portals, self._sweep_portal, kind="portal")
+
+    async def _sweep_portal(self, portal_id: str) -> int:
+        found = 0
+        for rule in await self.store.rules_of(portal_id):
+            if not rule.enabled or rule.active_since is None:
+                continue
+            started = self.now()
+            since = await self.store.swept_until(portal_id, rule.rule_id) or rule.active_since
+            since -= SWEEP_OVERLAP  # search lags writes by a few seconds
+            for deal_id in await self._deals_in_stage(portal_id, rule.deal_stage, since):
+                if await self.store.auto_draft_of(portal_id, deal_id) is not None:
+                    continue
+                entered = await self._entered(portal_id, deal_id, rule.deal_stage)
+                if entered is None or entered < rule.active_since:
+                    continue
+                change = CrmObjectChanged(
+                    crm_event_id=f"stage-sweep:{rule.rule_id}:{deal_id}",
+                    object_type=CrmObjectType.DEAL,
+                    object_id=deal_id,
+                    change=CrmChange.PROPERTY_CHANGED,
+                    changed_at=entered,
+                    property_name="dealstage",
+                    property_value=rule.deal_stage,
+                    change_source="dealbooks-stage-sweep",
+                )
+                cause = Envelope.build(
+                    change,
+                    source=SOURCE,
+                    tenant=Tenant(portal_id=portal_id),
+                    correlation_id=f"stage-sweep:{portal_id}:{deal_id}",
+                )
+                log.info("deal found in a rule's stage without its webhook", deal_id=deal_id)
+                try:
+                    await self.on_crm_object_changed(cause)
+                except Exception as exc:
+                    # As the webhook's consumer would: this deal fails, the others go on.
+                    failed = decide(exc, Origin.SYSTEM)
+                    log.warning(
+                        "stage sweep could not draft a deal",
+                        deal_id=deal_id,
+                        failure=failed.failure.value,
+                        reason=failed.reason,
+                    )
+                    continue
+                found += 1
+            await self.store.mark_swept(portal_id, rule.rule_id, started)
+        return found
+
+    async def _deals_in_stage(self, portal_id: str, stage: str, since: datetime) -> list[str]:
+        request = SearchRequest(
+            filter_groups=[
+                FilterGroup(
+                    filters=[
+                        Filter(property_name="dealstage", operator="EQ", value=stage),
+                        Filter(
+                            property_name="hs_lastmodifieddate",
+                            operator="GTE",
+                            value=str(int(since.timestamp() * 1000)),
+                        ),
+                    ]
+                )
+            ],
+            properties=["dealstage"],
+            limit=100,
+        )
+        return [deal.id async for deal in self.crm.portal(portal_id).search_all("deals", request)]
+
+    async def _entered(self, portal_id: str, deal_id: str, stage: str) -> datetime | None:
+        """When the deal last entered `stage`, from the stage's history (None: it is not there)."""
+        deal = await self.crm.portal(portal_id).get(
+            "deals", deal_id, properties=["dealstage"], properties_with_history=["dealstage"]
+        )
+        if deal.get("dealstage") != stage:
+            return None
+        history = (deal.properties_with_history or {}).get("dealstage") or []
+        moments = [h.timestamp for h in history if h.value == stage and h.timestamp]
+        return max(moments) if moments else None
 
     async def auto_draft_request(
         self, rule: domain.AutoDraftRule, deal_id: str

@@ -16,3 +16,5 @@ class InvoiceBuilderSettings(KitSettings, ApiAccessSettings):
     http_port: int = 8010
     # Failpoint for the crash test: exit the process right after QuickBooks created the invoice.
     crash_after_qbo_create: bool = False
+    # How often the auto-draft rules' stage sweep looks for deals whose webhook was lost.
+    auto_draft_sweep_seconds: float = 600.0

@@ -210,9 +210,19 @@ class Store:
     # ------------------------------------------------------------------ auto-draft rules
 
     async def save_rule(self, rule: AutoDraftRule) -> None:
+        """Save a rule; it is on since its first save while on (an edit keeps that moment)."""
+        key = f"{rule.portal_id}:{rule.rule_id}"
+        known = await self.db[RULES].find_one({"_id": key})
+        since = None
+        if rule.enabled:
+            was_on = known is not None and known.get("enabled", True)
+            since = (known or {}).get("active_since") if was_on else None
+            since = since or _now()
         await self.db[RULES].replace_one(
-            {"_id": f"{rule.portal_id}:{rule.rule_id}"},
+            {"_id": key},
             {
+                "active_since": since,
+                "swept_until": (known or {}).get("swept_until") if since else None,
                 "portal_id": rule.portal_id,
                 "rule_id": rule.rule_id,
                 "realm_id": rule.realm_id,
@@ -228,6 +238,23 @@ class Store:
     async def rules_of(self, portal_id: str) -> list[AutoDraftRule]:
         cursor = self.db[RULES].find({"portal_id": portal_id})
         return [_rule(d) async for d in cursor]
+
+    async def portals_with_rules(self) -> list[str]:
+        """The portals with at least one rule on (the stage sweep's tenants)."""
+        return sorted(set(await self.db[RULES].distinct("portal_id", {"enabled": True})))
+
+    async def swept_until(self, portal_id: str, rule_id: str) -> datetime | None:
+        doc = await self.db[RULES].find_one({"_id": f"{portal_id}:{rule_id}"}, {"swept_until": 1})
+        return _utc((doc or {}).get("swept_until"))
+
+    async def mark_swept(self, portal_id: str, rule_id: str, until: datetime) -> None:
+        await self.db[RULES].update_one(
+            {"_id": f"{portal_id}:{rule_id}"}, {"$set": {"swept_until": until}}
+        )
+
+    async def auto_draft_of(self, portal_id: str, deal_id: str) -> Doc | None:
+        """The deal's auto-draft record, if a rule fired for it already."""
+        return await self.db[AUTO_DRAFTS].find_one({"_id": f"{portal_id}:{deal_id}"})
 
     async def rule(self, portal_id: str, rule_id: str) -> AutoDraftRule | None:
         """One rule of the portal (a rule is keyed by its portal: another's is never found)."""
@@ -274,4 +301,10 @@ def _rule(doc: Doc) -> AutoDraftRule:
         terms_id=doc.get("terms_id"),
         default_tax_code=doc.get("default_tax_code"),
         chosen_items=doc.get("chosen_items") or {},
+        active_since=_utc(doc.get("active_since")),
     )
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """A datetime read back from the MongoDB-wire server (naive UTC) made aware."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
