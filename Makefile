@@ -58,8 +58,9 @@ test: infra browser ## every test: unit, contracts, integration on real Kafka + 
 unit: venv ## only the tests that need no servers
 	@$(PY) -m pytest -q -m "not integration" $(TEST_PATHS)
 
-schemas: venv ## regenerate the JSON Schema snapshots of every event
+schemas: venv ## regenerate the event JSON Schema snapshots and docs/openapi, docs/asyncapi
 	@$(PY) -m dealbooks_contracts.schemas write
+	@$(PY) docs/interfaces.py write
 
 bench: infra ## benchmarks (reported, never asserted)
 	@for b in tests/benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
