@@ -94,6 +94,8 @@ def test_no_committed_document_is_left_without_a_service() -> None:
 def _routes(service: str) -> list[tuple[str, str, frozenset[Access]]]:
     app = _built(service)
     api = app._api if isinstance(app, ServiceApp) else app
+    while not hasattr(api, "routes") and hasattr(api, "app"):  # under an ASGI middleware
+        api = api.app
     found = [
         (r.path, method, frozenset(r.access))
         for r in api.routes
@@ -273,13 +275,22 @@ def _scan(src: Path) -> set[str]:
     return found
 
 
+# Payloads a service builds without publishing them, and why.
+BUILT_NOT_PUBLISHED = {
+    ("invoice-builder", "CrmObjectChanged"): "the stage sweep hands a deal it found in a "
+    "rule's stage to its own crm.object-changed handler, as if the CRM's webhook had come",
+}
+
+
 @event_services
 def test_every_payload_a_service_builds_is_declared_as_published(service: str) -> None:
     built = _published_in_source(PACKAGES[service])
     declared = _declared(service)
+    kept = {payload for (owner, payload) in BUILT_NOT_PUBLISHED if owner == service}
     assert built, f"{service}: its source builds no event; is the scan still right?"
-    assert built - declared == set(), f"{service} publishes undeclared events"
+    assert built - declared - kept == set(), f"{service} publishes undeclared events"
     assert declared - built == set(), f"{service} declares events its source never builds"
+    assert kept <= built - declared, f"{service}: BUILT_NOT_PUBLISHED lists what is not so"
 
 
 def test_the_source_scan_finds_what_a_service_would_publish(tmp_path: Path) -> None:
