@@ -36,7 +36,7 @@ from dealbooks_kit.eventdocs import documented_envelope, event_summary
 from dealbooks_kit.failures import Origin
 from dealbooks_kit.kafka import EventPublisher, make_broker
 from dealbooks_kit.logging import configure_logging, get_logger
-from dealbooks_kit.mongo import IndexSpec, ensure_indexes, make_mongo_client, ping
+from dealbooks_kit.mongo import IndexSpec, ensure_indexes, mongo_client, ping
 from dealbooks_kit.openapi import KitRoute, openapi_document
 from dealbooks_kit.outbox import Outbox, outbox_index
 from dealbooks_kit.periodic import (
@@ -48,6 +48,7 @@ from dealbooks_kit.periodic import (
 )
 from dealbooks_kit.settings import KitSettings
 from dealbooks_kit.topics import ensure_topics
+from dealbooks_kit.tracing import TracingMiddleware, configure_tracing
 
 log = get_logger(__name__)
 
@@ -85,10 +86,9 @@ class ServiceRuntime:
 
     def __init__(self, settings: KitSettings, indexes: Sequence[IndexSpec] = ()) -> None:
         self.settings = settings
+        configure_tracing(settings)  # first: the MongoDB client traces its commands if it is on
         self.broker: KafkaBroker = make_broker(settings)
-        self.mongo: AsyncMongoClient[dict[str, Any]] = make_mongo_client(
-            settings.mongodb_uri, settings.service_name
-        )
+        self.mongo: AsyncMongoClient[dict[str, Any]] = mongo_client(settings)
         self.db: AsyncDatabase[dict[str, Any]] = self.mongo[settings.database_name]
         self.publisher = EventPublisher(self.broker, settings)
         self.indexes: list[IndexSpec] = [*PROCESSED_INDEXES, *indexes]
@@ -342,7 +342,7 @@ class ServiceRuntime:
 
         return ServiceApp(
             self.broker,
-            api=api,
+            api=None if api is None else TracingMiddleware(api),
             asgi_routes=[
                 ("/healthz", healthz),
                 ("/readyz", readyz),
