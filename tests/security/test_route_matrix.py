@@ -179,7 +179,12 @@ class Built:
     def decided(self) -> list[Decided]:
         """The API's routes; each must carry an access decision."""
         api = self.app._api if isinstance(self.app, ServiceApp) else self.app
+        while not hasattr(api, "routes") and hasattr(api, "app"):  # under an ASGI middleware
+            api = api.app
         routes = list(getattr(api, "routes", []))
+        # Every service has an API: finding none means the routes were not reached, and every
+        # check below would pass without checking anything.
+        assert routes, f"{self.service}: no API routes found under {type(api).__name__}"
         undecided = [getattr(r, "path", repr(r)) for r in routes if not getattr(r, "access", None)]
         assert not undecided, f"{self.service}: routes without an access decision: {undecided}"
         return [
