@@ -25,6 +25,7 @@ from connector_auth.crypto import TokenCipher
 from connector_auth.gateways import CrmInstaller, QboGateway
 from connector_auth.handlers import FACTS_JOB, AccountNotFound, ConnectorAuth, ReauthRequired
 from connector_auth.installs import Installs
+from connector_auth.reseal import reseal
 from connector_auth.settings import ConnectorAuthSettings
 from connector_auth.store import (
     ACCOUNTS,
@@ -134,7 +135,14 @@ def build_app(settings: ConnectorAuthSettings) -> ServiceApp:
             await installs.installer.aclose()
         await service.http.aclose()
 
+    async def reseal_tokens() -> int:
+        """Tokens sealed with a key that is no longer first get the first one (rotation)."""
+        accounts = await reseal(runtime.db[ACCOUNTS], service.cipher, lambda d: str(d["_id"]))
+        portals = await reseal(runtime.db[PORTALS], service.cipher, lambda d: f"portal:{d['_id']}")
+        return accounts + portals
+
     runtime.every("state-clean-up", settings.state_max_age_seconds, clean_up)
+    runtime.every("token-reseal", settings.token_reseal_seconds, reseal_tokens)
     runtime.every(FACTS_JOB, settings.facts_interval_seconds, service.refresh_all_facts)
     app = runtime.asgi(api=api, title="connector-auth")
     app.on_shutdown(close_clients)

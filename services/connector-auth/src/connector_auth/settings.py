@@ -70,6 +70,9 @@ class ConnectorAuthSettings(KitSettings, ApiSettings):
     # Token encryption keys, "kid:base64url(32 bytes)" separated by commas; the first encrypts,
     # all of them decrypt, so a new key can be put first and the old one removed later.
     token_keys: SecretStr = SecretStr("")
+    # How often tokens sealed with a key that is no longer first are sealed again with the
+    # first (connector_auth.reseal): after a rotation, the old key can go once a pass ran.
+    token_reseal_seconds: float = 3600.0
 
     # The CRM app (HubSpot public app): its client id, where people authorize it, the
     # redirect registered with it, and the scopes it asks for.
