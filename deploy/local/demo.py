@@ -10,6 +10,9 @@ overdue; then prints what the CRM now shows and stops everything it started.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -306,6 +309,31 @@ class Demo:
         return stages
 
 
+def audit_trail(stack: LocalStack, workdir: Path, realm: str, invoice_id: str) -> list[str]:
+    """`dealbooks audit invoice`: the invoice's life as the operator's CLI shows it, from the
+    services' audit trails (this stack's servers, none of a `make up` stack's)."""
+    say(f"== 9. The US invoice's life, from the audit trail: dealbooks audit invoice {realm} "
+        f"{invoice_id}")  # fmt: skip
+    env = {**os.environ, **stack.topology.infra, "DEALBOOKS_ROOT": str(workdir)}
+    cli = Path(sys.executable).with_name("dealbooks")
+    done = subprocess.run(
+        [str(cli), "audit", "invoice", realm, invoice_id, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"dealbooks audit invoice failed: {done.stderr.strip()[:300]}")
+    rows = json.loads(done.stdout)
+    for row in rows:
+        call = (row.get("detail") or {}).get("call") or {}
+        made = f"  -> {call.get('system')} {call.get('method')} {call.get('path')}" if call else ""
+        say(f"   {row['at'][11:23]}  {row['service']:<15} {row['action']:<30} "
+            f"{(row.get('event_type') or '-'):<26}{made}")  # fmt: skip
+    return [str(row["action"]) for row in rows]
+
+
 def main() -> int:
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="dealbooks-demo-"))
@@ -319,6 +347,7 @@ def main() -> int:
         demo.request_invoices()
         demo.pay()
         stages = demo.report()
+        life = audit_trail(stack, workdir, US_REALM, str(demo.invoices["us"]["qbo_invoice_id"]))
         t = stack.topology
         say("== Where to look next (while the stack runs: `make up`)")
         for name in ("invoice-builder", "status-tracker", "connector-auth", "webhook-gateway"):
@@ -333,6 +362,8 @@ def main() -> int:
             and o["expired"]["status"] == "rejected"
             and "us=paid" in stages
             and "overdue=overdue" in stages
+            # The trail holds the request, the invoice made, and both payments.
+            and {"request.received", "invoice.created", "payment.recorded"} <= set(life)
         )
         elapsed = time.monotonic() - started
         if not expected:
