@@ -3,21 +3,25 @@ in-memory span exporter; and nothing at all while tracing is off."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
 from dealbooks_contracts import Envelope, QboEntityChanged, QboOperation, Tenant
-from dealbooks_kit import tracing
+from dealbooks_kit import KitSettings, tracing
 from dealbooks_kit.outbox import outbox_entry
 from opentelemetry import trace
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
+from opentelemetry.util._once import Once
 from pymongo import monitoring
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -274,3 +278,73 @@ async def test_a_failing_request_is_an_error_span_with_the_exceptions_type_only(
     [server] = [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
     assert not server.status.is_ok
     assert "payer@example.com" not in repr(server.to_json())
+
+
+@pytest.fixture
+def fresh_provider(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No tracer provider yet, as in a new process; whatever the test installs is dropped."""
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER_SET_ONCE", Once())
+    monkeypatch.setattr(tracing.tracer, "_real_tracer", None)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+    monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
+    yield
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        provider.shutdown()
+
+
+@pytest.fixture
+def collector() -> Iterator[tuple[str, list[tuple[str, str, bytes]]]]:
+    """An OTLP/HTTP endpoint that keeps what it is sent: (path, content type, body)."""
+    received: list[tuple[str, str, bytes]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, self.headers["Content-Type"], body))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+def test_without_an_endpoint_tracing_stays_off(fresh_provider: None) -> None:
+    assert not tracing.configure_tracing(KitSettings(service_name="status-tracker"))
+    assert not tracing.enabled()
+
+
+def test_with_an_endpoint_spans_are_sent_there_over_otlp_http(
+    fresh_provider: None, collector: tuple[str, list[tuple[str, str, bytes]]]
+) -> None:
+    endpoint, received = collector
+    settings = KitSettings(service_name="status-tracker", otel_exporter_otlp_endpoint=endpoint)
+
+    assert tracing.configure_tracing(settings)
+    assert tracing.enabled()
+    with tracing.span("sweep overdue invoices"):
+        pass
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    provider.force_flush()
+
+    [(path, content_type, body)] = received
+    assert path == "/v1/traces"
+    assert content_type == "application/x-protobuf"
+    exported = ExportTraceServiceRequest.FromString(body)
+    [resource_spans] = exported.resource_spans
+    service = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+    assert service["service.name"] == "status-tracker"
+    [scope_spans] = resource_spans.scope_spans
+    assert [s.name for s in scope_spans.spans] == ["sweep overdue invoices"]
