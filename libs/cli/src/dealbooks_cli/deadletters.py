@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from dealbooks_contracts import REGISTRY
+from dealbooks_kit.kafka import kafka_client_options
 
 from dealbooks_cli.stack import CliError, Stack
 
@@ -282,18 +283,12 @@ def _int_or_none(value: str | None) -> int | None:
 @asynccontextmanager
 async def dead_letter_topics(stack: Stack) -> AsyncIterator[DeadLetterTopics]:
     """A reader of the stack's dead-letter topics; CliError when Kafka does not answer."""
+    # The broker's address and security (SASL, TLS) as the services have them.
+    options = kafka_client_options(stack.settings())
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=stack.kafka_bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        client_id="dealbooks-operator",
-        request_timeout_ms=10000,
+        **options, group_id=None, enable_auto_commit=False, request_timeout_ms=10000
     )
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=stack.kafka_bootstrap,
-        client_id="dealbooks-operator",
-        request_timeout_ms=10000,
-    )
+    admin = AIOKafkaAdminClient(**options, request_timeout_ms=10000)
     try:
         await consumer.start()
         await admin.start()

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dealbooks_kit import KitSettings, make_mongo_client
+from dealbooks_kit import KitSettings
+from dealbooks_kit.mongo import mongo_client
 from pymongo import AsyncMongoClient
 
 
@@ -99,7 +100,9 @@ class Stack:
         return self.env.get("MONGODB_DATABASE_PREFIX", "") + service.replace("-", "_")
 
     def mongo(self) -> AsyncMongoClient[dict[str, Any]]:
-        return make_mongo_client(self.mongodb_uri, "dealbooks-operator")
+        """A client of the stack's MongoDB, with its TLS files as the services have them."""
+        settings = KitSettings(service_name="dealbooks-operator", mongodb_uri=self.mongodb_uri)
+        return mongo_client(settings)
 
     def url(self, service: str) -> str:
         return self._require(f"{service_prefix(service)}URL").rstrip("/")
