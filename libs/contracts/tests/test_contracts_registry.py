@@ -40,6 +40,11 @@ ARCHITECTURE_EVENTS = {
     "product.synced",
     "product.sync-failed",
     "mapping.changed",
+    # QuickBooks Online Advanced: invoice approval (invoice-builder), reminders (reminders).
+    "invoice.approval-requested",
+    "invoice.approval-decided",
+    "reminder.task-opened",
+    "reminder.task-closed",
 }
 
 

@@ -176,3 +176,34 @@ async def test_a_rate_limited_note_is_sent_again_once(
     await crm.create_note("<p>once</p>", on=[("deals", deal.id)])
 
     assert len(await crm.notes_on("deals", deal.id)) == 1
+
+
+async def test_a_task_goes_on_the_records_it_names_and_is_completed(
+    crm_sandbox: CrmSandbox, crm_portal: SandboxPortal, crm: PortalCrm
+) -> None:
+    deal = await crm.create("deals", {"dealname": "D"})
+    company = await crm.create("companies", {"name": "Acme"})
+    due = datetime(2027, 1, 5, 9, 0, tzinfo=UTC)
+
+    task = await crm.create_task(
+        "Approve invoice for D",
+        body="<p>459.00 USD, 2 lines</p>",
+        due=due,
+        on=[("deals", deal.id), ("companies", company.id)],
+        priority="HIGH",
+    )
+    [on_deal] = await crm.tasks_on("deals", deal.id)
+    completed = await crm.complete_task(task.id)
+
+    assert on_deal.id == task.id
+    assert on_deal.get("hs_task_subject") == "Approve invoice for D"
+    assert (on_deal.get("hs_task_status"), on_deal.get("hs_task_priority")) == (
+        "NOT_STARTED",
+        "HIGH",
+    )
+    assert [t.id for t in await crm.tasks_on("companies", company.id)] == [task.id]
+    assert completed.get("hs_task_status") == "COMPLETED"
+    assert (
+        await crm.tasks_on("contacts", (await crm.create("contacts", {"email": "t@x.example"})).id)
+        == []
+    )

@@ -57,7 +57,12 @@ async def test_two_companies_connect_to_one_portal_with_crm_set_up(
     portal = connector.crm_portal_id
     bakery = new_company(qbo_sandbox, "Larry's Bakery")
     joinery = new_company(
-        qbo_sandbox, "Thames Joinery", country="GB", custom_txn_numbers=True, multicurrency=True
+        qbo_sandbox,
+        "Thames Joinery",
+        country="GB",
+        custom_txn_numbers=True,
+        multicurrency=True,
+        edition="Advanced",
     )
 
     first = await connector.connect(portal, bakery)
@@ -82,6 +87,9 @@ async def test_two_companies_connect_to_one_portal_with_crm_set_up(
     assert by_realm[joinery]["data"]["custom_transaction_numbers"] is True
     assert by_realm[joinery]["data"]["multicurrency_enabled"] is True
     assert by_realm[bakery]["data"]["country"] == "US"
+    # The edition, from CompanyInfo's OfferingSku: Advanced gets approvals and reminders.
+    assert by_realm[joinery]["data"]["edition"] == "QuickBooks Online Advanced"
+    assert by_realm[bakery]["data"]["edition"] == "QuickBooks Online Plus"
     assert by_realm[bakery]["data"]["reason"] == "connected"
     assert by_realm[bakery]["_key"] == bakery.encode()
     # The install made the portal ready: the invoice deal properties.

@@ -15,6 +15,8 @@ from .events import (
     ContactSynced,
     ContactSyncFailed,
     CrmObjectChanged,
+    InvoiceApprovalDecided,
+    InvoiceApprovalRequested,
     InvoiceDrafted,
     InvoiceLinked,
     InvoiceLinkRequested,
@@ -28,6 +30,8 @@ from .events import (
     ProductSynced,
     ProductSyncFailed,
     QboEntityChanged,
+    ReminderTaskClosed,
+    ReminderTaskOpened,
 )
 
 __all__ = [
@@ -62,6 +66,10 @@ REGISTRY.register("contact.sync-failed", 1, ContactSyncFailed)
 REGISTRY.register("product.synced", 1, ProductSynced)
 REGISTRY.register("product.sync-failed", 1, ProductSyncFailed)
 REGISTRY.register("mapping.changed", 1, MappingChanged)
+REGISTRY.register("invoice.approval-requested", 1, InvoiceApprovalRequested)
+REGISTRY.register("invoice.approval-decided", 1, InvoiceApprovalDecided)
+REGISTRY.register("reminder.task-opened", 1, ReminderTaskOpened)
+REGISTRY.register("reminder.task-closed", 1, ReminderTaskClosed)
 
 
 def spec_for_type(event_type: str, version: int | None = None) -> EventSpec:

@@ -42,7 +42,7 @@ from dealbooks_crm._models import (
     WebhookEvent,
 )
 from dealbooks_crm._paths import ApiPaths, PathStyle
-from dealbooks_crm._types import NOTE_TO, AssociationTypes, ObjectTypes
+from dealbooks_crm._types import NOTE_TO, TASK_TO, AssociationTypes, ObjectTypes
 from dealbooks_crm._values import PropertyValue, to_decimal, to_properties, to_property_value
 from dealbooks_crm._webhooks import (
     InvalidWebhookPayload,
@@ -57,6 +57,7 @@ from dealbooks_crm._webhooks import (
 
 __all__ = [
     "NOTE_TO",
+    "TASK_TO",
     "AccountDetails",
     "ApiPaths",
     "AppEventOccurrence",

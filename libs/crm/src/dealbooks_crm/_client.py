@@ -46,7 +46,7 @@ from dealbooks_crm._models import (
     TimelineEventResult,
 )
 from dealbooks_crm._paths import ApiPaths, PathStyle
-from dealbooks_crm._types import NOTE_TO, ObjectTypes
+from dealbooks_crm._types import NOTE_TO, TASK_PROPERTIES, TASK_TO, ObjectTypes
 from dealbooks_crm._values import PropertyValue, to_properties
 
 HUBSPOT_API = "https://api.hubapi.com"
@@ -653,6 +653,50 @@ class PortalCrm:
         found = await self.batch_read(
             ObjectTypes.NOTES, ids, properties=["hs_note_body", "hs_timestamp"]
         )
+        return found.results
+
+    async def create_task(
+        self,
+        subject: str,
+        *,
+        body: str,
+        due: datetime,
+        on: Sequence[tuple[str, str]],
+        owner_id: str | None = None,
+        priority: str = "MEDIUM",
+        task_type: str = "TODO",
+    ) -> CrmObject:
+        """Create a task due at `due` (its `hs_timestamp`) on records given as (object type,
+        id), assigned to `owner_id` when given. Like a note, a task has no key that dedupes,
+        so it is never sent twice on its own: claim it first and look with `tasks_on` before
+        creating it again (see status-tracker's notes)."""
+        properties: dict[str, PropertyValue] = {
+            "hs_task_subject": subject,
+            "hs_task_body": body,
+            "hs_timestamp": due,
+            "hs_task_status": "NOT_STARTED",
+            "hs_task_priority": priority,
+            "hs_task_type": task_type,
+        }
+        if owner_id:
+            properties["hubspot_owner_id"] = owner_id
+        associations = [(object_id, TASK_TO[object_type]) for object_type, object_id in on]
+        return await self.create(
+            ObjectTypes.TASKS, properties, associations=associations, replay_safe=False
+        )
+
+    async def complete_task(self, task_id: str) -> CrmObject:
+        """Mark a task done (HubSpot stamps its completion date)."""
+        return await self.update(ObjectTypes.TASKS, task_id, {"hs_task_status": "COMPLETED"})
+
+    async def tasks_on(self, object_type: str, object_id: str) -> list[CrmObject]:
+        """The tasks associated with a record, with their subject, body, status, due time and
+        owner."""
+        linked = await self.associations(object_type, object_id, ObjectTypes.TASKS)
+        if not linked:
+            return []
+        ids = [a.to_object_id for a in linked]
+        found = await self.batch_read(ObjectTypes.TASKS, ids, properties=TASK_PROPERTIES)
         return found.results
 
     async def ensure_property_group(

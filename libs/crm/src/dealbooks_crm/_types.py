@@ -12,6 +12,7 @@ class ObjectTypes:
     QUOTES = "quotes"
     INVOICES = "invoices"
     NOTES = "notes"
+    TASKS = "tasks"
 
 
 class AssociationTypes:
@@ -47,6 +48,12 @@ class AssociationTypes:
     CONTACT_TO_NOTE = 201
     NOTE_TO_COMPANY = 190
     COMPANY_TO_NOTE = 189
+    TASK_TO_DEAL = 216
+    DEAL_TO_TASK = 215
+    TASK_TO_CONTACT = 204
+    CONTACT_TO_TASK = 203
+    TASK_TO_COMPANY = 192
+    COMPANY_TO_TASK = 191
 
 
 # A note goes on a record through the HUBSPOT_DEFINED type from notes to the record's type.
@@ -55,3 +62,19 @@ NOTE_TO: dict[str, int] = {
     ObjectTypes.CONTACTS: AssociationTypes.NOTE_TO_CONTACT,
     ObjectTypes.COMPANIES: AssociationTypes.NOTE_TO_COMPANY,
 }
+# A task likewise (see the CRM sandbox's README on these ids).
+TASK_TO: dict[str, int] = {
+    ObjectTypes.DEALS: AssociationTypes.TASK_TO_DEAL,
+    ObjectTypes.CONTACTS: AssociationTypes.TASK_TO_CONTACT,
+    ObjectTypes.COMPANIES: AssociationTypes.TASK_TO_COMPANY,
+}
+# The properties a task is read with.
+TASK_PROPERTIES = [
+    "hs_task_subject",
+    "hs_task_body",
+    "hs_task_status",
+    "hs_task_priority",
+    "hs_task_type",
+    "hs_timestamp",
+    "hubspot_owner_id",
+]

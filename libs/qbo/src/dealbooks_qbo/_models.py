@@ -209,11 +209,26 @@ class Account(Entity):
     Active: bool | None = None
 
 
+class NameValuePair(QboModel):
+    Name: str
+    Value: str | None = None
+
+
 class CompanyInfo(Entity):
     CompanyName: str
     LegalName: str | None = None
     Country: str | None = None
     CompanyAddr: PhysicalAddress | None = None
+    NameValue: list[NameValuePair] = Field(default_factory=list)
+
+    def name_value(self, name: str) -> str | None:
+        """One of the `NameValue` pairs QuickBooks attaches (IndustryType, OfferingSku...)."""
+        return next((pair.Value for pair in self.NameValue if pair.Name == name), None)
+
+    @property
+    def offering_sku(self) -> str | None:
+        """The company's edition, e.g. 'QuickBooks Online Advanced'."""
+        return self.name_value("OfferingSku")
 
     @field_validator("Country")
     @classmethod

@@ -61,6 +61,8 @@ class CompanyFacts:
     home_currency: str
     multicurrency_enabled: bool
     custom_transaction_numbers: bool
+    # QuickBooks' edition (CompanyInfo's OfferingSku): Advanced gets approvals and reminders.
+    edition: str | None = None
 
 
 def company_facts(
@@ -71,6 +73,7 @@ def company_facts(
     home_currency: str | None,
     multicurrency_enabled: bool | None,
     custom_transaction_numbers: bool | None,
+    edition: str | None = None,
 ) -> CompanyFacts:
     """Normalise what QBO reports into the facts we publish."""
     code = (country or "US").strip().upper()
@@ -89,6 +92,7 @@ def company_facts(
         home_currency=currency,
         multicurrency_enabled=bool(multicurrency_enabled),
         custom_transaction_numbers=bool(custom_transaction_numbers),
+        edition=(edition or "").strip() or None,
     )
 
 

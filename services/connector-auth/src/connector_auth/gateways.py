@@ -70,6 +70,7 @@ class QboGateway:
             else None,
             multicurrency_enabled=currency.MultiCurrencyEnabled if currency else False,
             custom_transaction_numbers=prefs.custom_txn_numbers,
+            edition=info.offering_sku,
         )
 
 

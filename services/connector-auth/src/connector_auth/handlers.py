@@ -345,6 +345,7 @@ def _connected(
         home_currency=facts.home_currency,
         multicurrency_enabled=facts.multicurrency_enabled,
         custom_transaction_numbers=facts.custom_transaction_numbers,
+        edition=facts.edition,
         environment=environment,
         reason=reason,
         connected_at=connected_at,

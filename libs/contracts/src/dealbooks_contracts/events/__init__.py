@@ -1,5 +1,15 @@
 """Payload models of every event, grouped by the service that produces them."""
 
+from .advanced import (
+    QBO_ADVANCED,
+    ApprovalDecision,
+    InvoiceApprovalDecided,
+    InvoiceApprovalRequested,
+    ReminderTaskClosed,
+    ReminderTaskOpened,
+    ReminderWorkflow,
+    is_advanced,
+)
 from .connector import (
     AccountConnected,
     AccountConnectedReason,
@@ -59,10 +69,12 @@ from .sync import (
 )
 
 __all__ = [
+    "QBO_ADVANCED",
     "AccountConnected",
     "AccountConnectedReason",
     "AccountDisconnected",
     "AccountReauthRequired",
+    "ApprovalDecision",
     "ContactSyncFailed",
     "ContactSynced",
     "CreateUpdatePolicy",
@@ -75,6 +87,8 @@ __all__ = [
     "DisconnectReason",
     "ExistingCustomer",
     "FieldMapping",
+    "InvoiceApprovalDecided",
+    "InvoiceApprovalRequested",
     "InvoiceDrafted",
     "InvoiceLineRequest",
     "InvoiceLinkRequested",
@@ -102,10 +116,14 @@ __all__ = [
     "QboOperation",
     "ReauthReason",
     "RejectionCode",
+    "ReminderTaskClosed",
+    "ReminderTaskOpened",
+    "ReminderWorkflow",
     "SyncAction",
     "SyncFailureCode",
     "SyncObjectType",
     "SyncSettings",
     "SyncTrigger",
     "UninstallReason",
+    "is_advanced",
 ]

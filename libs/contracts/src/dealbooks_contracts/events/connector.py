@@ -60,6 +60,11 @@ class AccountConnected(EventPayload):
     environment: QboEnvironment
     reason: AccountConnectedReason
     connected_at: AwareDatetime
+    edition: str | None = Field(
+        default=None,
+        description="QuickBooks' edition of the company (CompanyInfo's OfferingSku), e.g. "
+        "'QuickBooks Online Advanced'; None when QuickBooks did not say.",
+    )
 
 
 class DisconnectReason(StrEnum):
