@@ -271,9 +271,16 @@ def dlq_replay(
             if not letters:
                 raise CliError("no dead letter matches")
             retention = timedelta(days=retention_days)
-            return [
-                await _replay_one(stack, client, topics, d, again, wait, retention) for d in letters
-            ]
+            done: list[dict[str, Any]] = []
+            for n, letter in enumerate(letters, start=1):
+                if len(letters) > 1 and not json:  # progress on stderr, the results on stdout
+                    typer.echo(f"\rreplaying {n}/{len(letters)}", err=True, nl=False)
+                done.append(
+                    await _replay_one(stack, client, topics, letter, again, wait, retention)
+                )
+            if len(letters) > 1 and not json:
+                typer.echo("", err=True)
+            return done
 
     results = _run(go)
     if json:
