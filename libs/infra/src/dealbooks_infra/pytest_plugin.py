@@ -9,6 +9,7 @@ server fails the run instead of skipping, so "all skipped" can never look green.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -16,8 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from dealbooks_infra.process import ManagedProcess
-from dealbooks_infra.servers import InfraUnavailable, ScramListener, start_kafka, start_mongo
+from dealbooks_infra.process import ManagedProcess, free_port
+from dealbooks_infra.servers import (
+    KAFKA_VERSIONS,
+    InfraUnavailable,
+    ScramListener,
+    start_kafka,
+    start_mongo,
+)
 from dealbooks_infra.stack import start_service
 
 _BACKENDS: dict[str, str] = {}
@@ -30,6 +37,41 @@ def unavailable(what: str, why: str) -> None:
     if os.environ.get("TEST_REQUIRE_INFRA") == "1":
         pytest.fail(message)
     pytest.skip(message)
+
+
+# The same Apache Kafka as every other path (the local broker, docker-compose, the k8s local
+# overlay): its official image, one KRaft node.
+KAFKA_IMAGE = f"apache/kafka:{KAFKA_VERSIONS[0]}"
+
+
+@contextlib.contextmanager
+def kafka_container() -> Iterator[str]:
+    """A one-node KRaft broker of `KAFKA_IMAGE` under testcontainers; yields host:port. The
+    host port is chosen first, so the broker can advertise it before it starts."""
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
+
+    port = free_port()
+    container = (
+        DockerContainer(KAFKA_IMAGE)
+        .with_bind_ports(9092, port)
+        .with_envs(
+            KAFKA_NODE_ID="1",
+            KAFKA_PROCESS_ROLES="broker,controller",
+            KAFKA_LISTENERS="PLAINTEXT://0.0.0.0:9092,CONTROLLER://0.0.0.0:9093",
+            KAFKA_ADVERTISED_LISTENERS=f"PLAINTEXT://127.0.0.1:{port}",
+            KAFKA_CONTROLLER_LISTENER_NAMES="CONTROLLER",
+            KAFKA_LISTENER_SECURITY_PROTOCOL_MAP="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            KAFKA_CONTROLLER_QUORUM_VOTERS="1@localhost:9093",
+            KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR="1",
+            KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR="1",
+            KAFKA_TRANSACTION_STATE_LOG_MIN_ISR="1",
+            KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS="0",
+        )
+    )
+    with container:
+        wait_for_logs(container, "Kafka Server started", timeout=90)
+        yield f"127.0.0.1:{port}"
 
 
 def docker_available() -> bool:
@@ -52,11 +94,8 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield address
         return
     if docker_available():
-        from testcontainers.kafka import KafkaContainer
-
-        with KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as container:
-            address = container.get_bootstrap_server()
-            _BACKENDS["kafka"] = f"testcontainers cp-kafka 7.6.0 at {address}"
+        with kafka_container() as address:
+            _BACKENDS["kafka"] = f"testcontainers {KAFKA_IMAGE} at {address}"
             yield address
         return
     try:
