@@ -82,6 +82,9 @@ class RejectionCode(StrEnum):
     QBO_UNAVAILABLE = "QBO_UNAVAILABLE"
     # The request could not be processed for a reason retrying cannot fix.
     REQUEST_FAILED = "REQUEST_FAILED"
+    # The company's invoice approver rejected the request (QuickBooks Online Advanced);
+    # the message carries their reason.
+    APPROVAL_REJECTED = "APPROVAL_REJECTED"
 
 
 class InvoiceRequestRejected(EventPayload):
