@@ -174,6 +174,8 @@ class Payment(Entity):
     PaymentRefNum: str | None = None
     PrivateNote: str | None = None
     CurrencyRef: Ref | None = None
+    # Where the money went: Undeposited Funds (QBO's default when absent) or a bank account.
+    DepositToAccountRef: Ref | None = None
 
     def applied_to(self) -> dict[str, Decimal]:
         """Invoice id -> amount this payment applies to it."""
@@ -207,6 +209,108 @@ class Account(Entity):
     Name: str
     AccountType: str | None = None
     Active: bool | None = None
+
+
+class Vendor(Entity):
+    DisplayName: str
+    CompanyName: str | None = None
+    GivenName: str | None = None
+    FamilyName: str | None = None
+    PrimaryEmailAddr: EmailAddress | None = None
+    Active: bool | None = None
+    Balance: Decimal | None = None
+    TermRef: Ref | None = None
+    CurrencyRef: Ref | None = None
+
+
+class BillLine(QboModel):
+    """A bill line: `AccountBasedExpenseLineDetail` or `ItemBasedExpenseLineDetail`."""
+
+    Id: str | None = None
+    LineNum: int | None = None
+    DetailType: str
+    Amount: Decimal | None = None
+    Description: str | None = None
+    AccountBasedExpenseLineDetail: dict[str, Any] | None = None
+    ItemBasedExpenseLineDetail: dict[str, Any] | None = None
+
+
+class Bill(Entity):
+    """A vendor's bill (accounts payable); `Balance` is what is still to be paid."""
+
+    VendorRef: Ref
+    Line: list[BillLine] = Field(min_length=1)
+    TxnDate: date | None = None
+    DueDate: date | None = None
+    DocNumber: str | None = None
+    SalesTermRef: Ref | None = None
+    APAccountRef: Ref | None = None
+    CurrencyRef: Ref | None = None
+    PrivateNote: str | None = None
+    TotalAmt: Decimal | None = None
+    Balance: Decimal | None = None
+    LinkedTxn: list[TxnLink] | None = None
+
+
+class BillPaymentLine(QboModel):
+    Amount: Decimal
+    LinkedTxn: list[TxnLink] = Field(default_factory=list)
+
+
+class BillPayment(Entity):
+    """A payment of one vendor's bills, by check or credit card."""
+
+    VendorRef: Ref
+    TotalAmt: Decimal
+    PayType: Literal["Check", "CreditCard"]
+    Line: list[BillPaymentLine] = Field(default_factory=list)
+    TxnDate: date | None = None
+    DocNumber: str | None = None
+    CheckPayment: dict[str, Any] | None = None
+    CreditCardPayment: dict[str, Any] | None = None
+    CurrencyRef: Ref | None = None
+    PrivateNote: str | None = None
+
+    def paid_bills(self) -> dict[str, Decimal]:
+        """Bill id -> amount this payment pays on it."""
+        out: dict[str, Decimal] = {}
+        for line in self.Line:
+            for link in line.LinkedTxn:
+                if link.TxnType == "Bill":
+                    out[link.TxnId] = out.get(link.TxnId, Decimal("0")) + line.Amount
+        return out
+
+
+class DepositLine(QboModel):
+    """A deposit line: payments taken out of Undeposited Funds (`LinkedTxn`), or another
+    amount (`DepositLineDetail`)."""
+
+    Id: str | None = None
+    LineNum: int | None = None
+    Amount: Decimal | None = None
+    DetailType: str | None = None
+    LinkedTxn: list[TxnLink] | None = None
+    DepositLineDetail: dict[str, Any] | None = None
+
+
+class Deposit(Entity):
+    """A bank deposit; its lines that link payments take them out of Undeposited Funds."""
+
+    DepositToAccountRef: Ref
+    Line: list[DepositLine] = Field(min_length=1)
+    TxnDate: date | None = None
+    TotalAmt: Decimal | None = None
+    CurrencyRef: Ref | None = None
+    PrivateNote: str | None = None
+
+    def payment_ids(self) -> list[str]:
+        """Ids of the payments this deposit takes out of Undeposited Funds."""
+        return [
+            link.TxnId
+            for line in self.Line
+            for link in line.LinkedTxn or []
+            if link.TxnType == "Payment"
+        ]
 
 
 class NameValuePair(QboModel):
@@ -281,6 +385,9 @@ ENTITY_MODELS: dict[str, type[Entity]] = {
     "Customer": Customer,
     "Item": Item,
     "Payment": Payment,
+    "Bill": Bill,
+    "BillPayment": BillPayment,
+    "Deposit": Deposit,
     "TaxCode": TaxCode,
     "Term": Term,
     "Account": Account,
@@ -291,7 +398,8 @@ ENTITY_MODELS: dict[str, type[Entity]] = {
 
 def parse_entity(name: str, data: dict[str, Any]) -> Entity | Deleted | dict[str, Any]:
     """A QBO object by its entity name: a tombstone, a typed model, or the raw dict for
-    entities this library does not model (Vendor, Estimate, ...)."""
+    entities this library does not model (Estimate, Purchase, ...). Vendor rows stay raw
+    dicts too, as they always were here (`Vendor.model_validate` reads one)."""
     if data.get("status") == "Deleted":
         return Deleted.model_validate(data)
     model = ENTITY_MODELS.get(name)
