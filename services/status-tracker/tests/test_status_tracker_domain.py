@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -13,6 +13,7 @@ from dealbooks_contracts import (
     InvoiceRequestKind,
     InvoiceStage,
     PaymentChange,
+    QboOperation,
 )
 from status_tracker.domain import (
     LISTED_STAGES,
@@ -33,6 +34,7 @@ from status_tracker.domain import (
     rejection_entry,
     rejection_record,
     stage_of,
+    tells_nothing_new,
     timeline_event_id,
 )
 
@@ -347,3 +349,15 @@ def test_a_note_is_found_by_its_whole_reference_only() -> None:
     assert carries_reference(body.replace("<p>", '<p style="x">'), "qbo-pay-r1-13-130")
     assert not carries_reference(body, "qbo-pay-r1-13-13")
     assert not carries_reference(body, "qbo-pay-r1-1")
+
+
+def test_only_a_create_or_an_update_no_newer_than_what_was_read_tells_nothing_new() -> None:
+    read = datetime(2026, 3, 2, 10, 0, 5, tzinfo=UTC)
+    before, after = read - timedelta(seconds=1), read + timedelta(seconds=1)
+    assert tells_nothing_new(QboOperation.CREATE, after, None)
+    assert tells_nothing_new(QboOperation.UPDATE, before, read)
+    assert tells_nothing_new(QboOperation.UPDATE, read, read)
+    assert not tells_nothing_new(QboOperation.UPDATE, after, read)
+    assert not tells_nothing_new(QboOperation.UPDATE, before, None)
+    for telling in (QboOperation.DELETE, QboOperation.VOID, QboOperation.MERGE):
+        assert not tells_nothing_new(telling, before, read)

@@ -112,7 +112,7 @@ async def test_missed_webhook_is_healed_by_reconciliation(tracker: Harness) -> N
     _, invoice_id = await world.tracked_invoice("300.00")
 
     world.pay(invoice_id, "100.00")  # the webhook for this payment is lost
-    await tracker.service.handlers.reconcile(world.realm)
+    await tracker.service.passes.reconcile(world.realm)
 
     await world.stage(invoice_id, "partially_paid")
     assert world.deal()["properties"]["acct_invoice_status"] == "partially_paid"
@@ -129,7 +129,7 @@ async def test_a_pass_beyond_the_cdc_window_rescans_the_realm_instead(tracker: H
     weeks_ago = datetime.now(UTC) - timedelta(days=40)
     await store.move_watermark(world.realm, weeks_ago)
     # QuickBooks' CDC refuses a changedSince that old; the pass reads the invoices instead.
-    assert await tracker.service.handlers.reconcile(world.realm) == 1
+    assert await tracker.service.passes.reconcile(world.realm) == 1
 
     await world.stage(invoice_id, "partially_paid")
     [event] = world.timeline()
@@ -138,7 +138,7 @@ async def test_a_pass_beyond_the_cdc_window_rescans_the_realm_instead(tracker: H
     assert watermark is not None
     assert watermark.replace(tzinfo=UTC) > weeks_ago + timedelta(days=39)
     # The next pass is an ordinary CDC pass again; whatever it sees, nothing is recorded twice.
-    await tracker.service.handlers.reconcile(world.realm)
+    await tracker.service.passes.reconcile(world.realm)
     assert len(world.timeline()) == 1
 
 
@@ -227,7 +227,7 @@ async def test_overdue_clock_marks_a_past_due_invoice_overdue(tracker: Harness) 
     handlers = tracker.service.handlers
     handlers.today = lambda: due + timedelta(days=1)
     try:
-        await handlers.overdue_sweep()
+        await tracker.service.passes.overdue_sweep()
     finally:
         handlers.today = date.today
 

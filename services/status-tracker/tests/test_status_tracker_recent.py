@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from dealbooks_contracts import QboOperation
 from status_tracker.crm_entries import AppEventsAccess
-from status_tracker.handlers import RecentInvoices, ShownDeals
+from status_tracker.memory import RecentInvoices, ShownDeals
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

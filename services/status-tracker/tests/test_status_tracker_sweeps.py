@@ -44,7 +44,7 @@ async def test_reconciliation_goes_on_past_a_disconnected_company(tracker: Harne
     assert realms.index(first.realm) < realms.index(disconnected.realm) < realms.index(last.realm)
     failures = tenant_failures("reconciliation")
 
-    passed = await tracker.service.handlers.reconcile_all()
+    passed = await tracker.service.passes.reconcile_all()
 
     assert list(passed.failed) == [disconnected.realm]
     assert "AuthRevoked" in passed.failed[disconnected.realm]
@@ -75,7 +75,7 @@ async def test_overdue_sweep_goes_on_past_a_portal_the_app_was_uninstalled_from(
     handlers = tracker.service.handlers
     handlers.today = lambda: due + timedelta(days=1)
     try:
-        swept = await handlers.overdue_sweep()
+        swept = await tracker.service.passes.overdue_sweep()
     finally:
         handlers.today = date.today
 

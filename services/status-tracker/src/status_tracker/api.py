@@ -115,16 +115,16 @@ async def invoice(request: Request) -> JSONResponse:
 
 
 async def overdue(request: Request) -> JSONResponse:
-    swept = await _service(request).handlers.overdue_sweep()
+    swept = await _service(request).passes.overdue_sweep()
     return JSONResponse({"moved": swept.done, "failed_portals": swept.failed})
 
 
 async def reconcile(request: Request) -> JSONResponse:
-    tracker = _service(request).handlers
+    passes = _service(request).passes
     realm = request.query_params.get("realm_id")
     if realm:
-        return JSONResponse({"changes": await tracker.reconcile(realm)})
-    passed = await tracker.reconcile_all()
+        return JSONResponse({"changes": await passes.reconcile(realm)})
+    passed = await passes.reconcile_all()
     return JSONResponse({"changes": passed.done, "failed_realms": passed.failed})
 
 

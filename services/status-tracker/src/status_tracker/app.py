@@ -26,7 +26,8 @@ from dealbooks_kit import (
 
 from status_tracker.api import build_api
 from status_tracker.crm_entries import AppEventsAccess, CrmEntries
-from status_tracker.handlers import OVERDUE_JOB, RECONCILE_JOB, StatusTracker
+from status_tracker.handlers import StatusTracker
+from status_tracker.passes import OVERDUE_JOB, RECONCILE_JOB, Passes
 from status_tracker.settings import StatusTrackerSettings
 from status_tracker.store import INDEXES, LEGACY_OUTBOXES, PAYMENTS, TRACKED, Store
 from status_tracker.views import RecordInvoices
@@ -42,6 +43,7 @@ class Service:
     settings: StatusTrackerSettings
     runtime: ServiceRuntime
     handlers: StatusTracker
+    passes: Passes
     store: Store
     clients: ApiClients
     records: RecordInvoices
@@ -104,14 +106,15 @@ def build_service(
         handlers.on_entity_changed,
         accepts=handlers.wants,
     )
-    runtime.consume("portal-installs", PortalInstalled, handlers.on_portal_installed)
+    passes = Passes(handlers)
+    runtime.consume("portal-installs", PortalInstalled, passes.on_portal_installed)
     runtime.consume("rejections", InvoiceRequestRejected, handlers.on_request_rejected)
     # No webhook fires when a due date passes, and webhooks can be lost: two timers.
     # Each runs in one replica at a time (the kit's lease), tenant by tenant.
-    runtime.every(OVERDUE_JOB, settings.overdue_interval_seconds, handlers.overdue_sweep)
-    runtime.every(RECONCILE_JOB, settings.reconcile_interval_seconds, handlers.reconcile_all)
+    runtime.every(OVERDUE_JOB, settings.overdue_interval_seconds, passes.overdue_sweep)
+    runtime.every(RECONCILE_JOB, settings.reconcile_interval_seconds, passes.reconcile_all)
     records = RecordInvoices(store, settings.qbo_app_url)
-    return Service(settings, runtime, handlers, store, clients, records)
+    return Service(settings, runtime, handlers, passes, store, clients, records)
 
 
 def build_app(settings: StatusTrackerSettings | None = None) -> ServiceApp:

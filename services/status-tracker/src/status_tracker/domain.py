@@ -18,6 +18,7 @@ from dealbooks_contracts import (
     InvoiceRequestKind,
     InvoiceStage,
     PaymentChange,
+    QboOperation,
 )
 from dealbooks_contracts.crm_app import (
     AMOUNT_BILLED,
@@ -391,3 +392,16 @@ def last_payment(payments: Iterable[PaymentSeen]) -> PaymentSeen | None:
     """The payment an invoice shows as its last: the latest date (on one date, the larger)."""
     ordered = sorted(payments, key=lambda p: (p.paid_on, p.amount))
     return ordered[-1] if ordered else None
+
+
+def tells_nothing_new(operation: QboOperation, changed_at: datetime, read: datetime | None) -> bool:
+    """Whether a QuickBooks notification of an invoice already read (last changed at `read`,
+    None when unknown) can tell nothing new, so QuickBooks need not be asked: its Create (later
+    changes come as Updates of their own), or an Update no newer than what was read (the
+    invoice update every payment causes, after the payment's own handling read the invoice).
+    A Delete, Void or Merge always tells something."""
+    if operation is QboOperation.CREATE:
+        return True
+    if operation is not QboOperation.UPDATE:
+        return False
+    return read is not None and changed_at <= read

@@ -9,10 +9,9 @@ for whatever webhooks were lost.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -26,7 +25,6 @@ from dealbooks_contracts import (
     InvoiceStatusChanged,
     Money,
     PaymentChange,
-    PortalInstalled,
     QboEntity,
     QboEntityChanged,
     QboOperation,
@@ -38,15 +36,11 @@ from dealbooks_crm.invoicing import ensure_invoice_properties
 from dealbooks_kit import (
     Audit,
     ConflictError,
-    TenantPass,
-    each_tenant,
     external_call,
     get_logger,
     invoice_subject,
 )
 from dealbooks_qbo import (
-    Deleted,
-    InvalidQuery,
     Invoice,
     NotFound,
     Payment,
@@ -56,6 +50,7 @@ from dealbooks_qbo import (
 from status_tracker import domain
 from status_tracker.crm_entries import CrmEntries
 from status_tracker.domain import DealInvoice, InvoiceSnapshot
+from status_tracker.memory import RecentInvoices, ShownDeals
 from status_tracker.store import (
     ConcurrentUpdate,
     Store,
@@ -66,11 +61,6 @@ from status_tracker.store import (
 )
 
 SOURCE = "status-tracker"
-# The periodic jobs (app.py registers them under these names; metrics carry them).
-OVERDUE_JOB = "overdue-clock"
-RECONCILE_JOB = "reconciliation"
-# QuickBooks' CDC answers changes of the last 30 days only; a day's margin for clock skew.
-CDC_LOOKBACK = timedelta(days=29)
 log = get_logger(__name__)
 
 
@@ -99,60 +89,6 @@ def snapshot_from_qbo(invoice: Invoice, *, void_seen: bool = False) -> InvoiceSn
         payments=tuple(sorted(invoice.payment_ids())),
         txn_date=invoice.TxnDate,
     )
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # stored in UTC
-
-
-class RecentInvoices:
-    """Invoices this process saw recorded with a stage, each with the newest QuickBooks change
-    time it saw recorded: lower bounds on what the store holds (transitions are never removed,
-    and a stale snapshot never replaces a newer one), so a notification they already cover is
-    answered without a read. Bounded: forgetting one costs only the read it saved."""
-
-    def __init__(self, size: int = 20_000) -> None:
-        self._size = size
-        self._seen: OrderedDict[str, datetime | None] = OrderedDict()
-
-    def note(self, key: str, last_updated: datetime | None) -> None:
-        known = self._seen.pop(key, None)
-        if last_updated is not None:
-            last_updated = _utc(last_updated)
-        if known is not None and (last_updated is None or known > last_updated):
-            last_updated = known
-        self._seen[key] = last_updated
-        if len(self._seen) > self._size:
-            self._seen.popitem(last=False)
-
-    def covers(self, key: str, operation: QboOperation, last_updated: datetime) -> bool:
-        """Whether a notification of `operation` at `last_updated` tells nothing new."""
-        if key not in self._seen or operation not in {QboOperation.CREATE, QboOperation.UPDATE}:
-            return False
-        if operation is QboOperation.CREATE:
-            return True
-        known = self._seen[key]
-        return known is not None and _utc(last_updated) <= known
-
-
-class ShownDeals:
-    """The invoice version each deal was last projected from, as this process wrote or found
-    it: a deal projected from an invoice version that has not moved since needs no look at
-    its stored projection (another invoice's change projects the deal itself). Bounded:
-    forgetting one costs only the read it saved."""
-
-    def __init__(self, size: int = 20_000) -> None:
-        self._size = size
-        self._from: OrderedDict[str, tuple[str, Any]] = OrderedDict()
-
-    def note(self, deal_key: str, invoice_key: str, version: Any) -> None:
-        self._from.pop(deal_key, None)
-        self._from[deal_key] = (invoice_key, version)
-        if len(self._from) > self._size:
-            self._from.popitem(last=False)
-
-    def shows(self, deal_key: str, invoice_key: str, version: Any) -> bool:
-        return self._from.get(deal_key) == (invoice_key, version)
 
 
 @dataclass
@@ -276,21 +212,6 @@ class StatusTracker:
             event_type=(self.rejection_event_type or None) if object_type == "deals" else None,
         )
         await self.timelines.put(event.tenant.portal_id, entry)
-
-    # ------------------------------------------------------------------ installs
-
-    async def on_portal_installed(self, event: Envelope[PortalInstalled]) -> None:
-        """The app is in the portal again: nothing reached its CRM while it was gone, so every
-        invoice tracked for it is brought up to date (its deal and payments written). A first
-        install has nothing tracked yet."""
-        portal_id = event.tenant.portal_id
-        self.installed(portal_id)
-        if not event.data.reinstall:
-            return
-        read = 0
-        for realm_id in await self.store.realms_of_portal(portal_id):
-            read += await self.rescan(realm_id)
-        log.info("portal installed again: its invoices caught up", invoices=read)
 
     # ------------------------------------------------------------------ QBO changes
 
@@ -708,124 +629,19 @@ class StatusTracker:
         }
         return fields, self._envelope(recorded, doc, cause)
 
-    # ------------------------------------------------------------------ sweeps
-
-    async def overdue_sweep(self) -> TenantPass:
-        """Re-derive the stage of open invoices for today: no webhook fires on a due date.
-
-        Portal by portal (each deal is written in its portal's CRM): a portal that fails (the
-        app uninstalled, its CRM down) is reported, and is swept again at the next pass; the
-        others go on. Reports how many invoices moved."""
-        today = self.today()
-        by_portal: dict[str, list[dict[str, Any]]] = {}
-        for doc in await self.store.open_invoices():
-            by_portal.setdefault(str(doc["portal_id"]), []).append(doc)
-
-        async def sweep(portal_id: str) -> int:
-            return await self._overdue_in(by_portal[portal_id], today)
-
-        return await each_tenant(OVERDUE_JOB, by_portal, sweep, kind="portal_id")
-
-    async def _overdue_in(self, docs: list[dict[str, Any]], today: date) -> int:
-        moved = 0
-        for doc in docs:
-            snap = snapshot_of(doc)
-            if domain.stage_of(snap, today) is stage_in(doc):
-                continue
-            try:
-                await self._save(doc, snap, None)
-            except ConcurrentUpdate:
-                continue  # a handler is on it right now
-            if doc.get("deal_id"):
-                await self.project_deal(doc["portal_id"], doc["deal_id"])
-            moved += 1
-        return moved
-
-    async def reconcile(self, realm_id: str, portal_id: str | None = None) -> int:
-        """One CDC pass for a realm: apply every Invoice and Payment change since the last
-        pass, so a lost webhook stays wrong for at most one pass. Returns changes seen."""
-        since = await self.store.watermark(realm_id)
-        if since is None:
-            return 0
-        if since.tzinfo is None:
-            since = since.replace(tzinfo=UTC)  # stored as UTC; read back naive
-        if since < datetime.now(UTC) - CDC_LOOKBACK:
-            return await self.rescan(realm_id)
+    async def restage(self, doc: dict[str, Any], today: date) -> bool:
+        """Re-derive a tracked invoice's stage for `today` (no webhook fires on a due date),
+        and bring its deal in line; False when the stage holds, or a handler is on it now."""
+        snap = snapshot_of(doc)
+        if domain.stage_of(snap, today) is stage_in(doc):
+            return False
         try:
-            result = await self.qbo.company(realm_id).cdc(["Invoice", "Payment"], since)
-        except InvalidQuery as exc:
-            if "changedSince" not in str(exc):
-                raise
-            return await self.rescan(realm_id)  # QuickBooks' clock says the window is past
-        seen = 0
-        for row in result.changes.get("Invoice", []):
-            invoice_id = str(row.Id)
-            doc = await self.store.tracked(realm_id, invoice_id)
-            if doc is None:
-                continue
-            tenant = Tenant(portal_id=doc["portal_id"], account_id=realm_id)
-            if isinstance(row, Deleted):
-                await self.refresh_invoice(tenant, invoice_id, deleted=True)
-            elif isinstance(row, Invoice):
-                await self.refresh_invoice(tenant, invoice_id, invoice=row)
-            seen += 1
-        for row in result.changes.get("Payment", []):
-            tenant = Tenant(portal_id=portal_id or "unknown", account_id=realm_id)
-            payment = row if isinstance(row, Payment) else None
-            tenant = await self._payment_tenant(realm_id, row, payment) or tenant
-            await self.apply_payment(tenant, str(row.Id), payment)
-            seen += 1
-        await self.store.move_watermark(realm_id, result.time)
-        return seen
-
-    async def rescan(self, realm_id: str) -> int:
-        """Catch up without CDC, when the last pass is older than its look-back (the service
-        was stopped for weeks): re-read every tracked invoice of the realm and each payment
-        QuickBooks links to it, and take back what payments no longer apply. Slower than a
-        CDC pass (two reads per invoice), so only then. Returns the invoices read."""
-        started = datetime.now(UTC)
-        company = self.qbo.company(realm_id)
-        seen = 0
-        for doc in await self.store.invoices_of_realm(realm_id):
-            invoice_id = str(doc["qbo_invoice_id"])
-            tenant = Tenant(portal_id=doc["portal_id"], account_id=realm_id)
-            try:
-                invoice = await company.read(Invoice, invoice_id)
-            except NotFound:
-                await self.refresh_invoice(tenant, invoice_id, deleted=True)
-                seen += 1
-                continue
-            await self.refresh_invoice(tenant, invoice_id, invoice=invoice)
-            linked = set(invoice.payment_ids())
-            recorded = set(await self.store.payments_of_invoice(realm_id, invoice_id))
-            for payment_id in sorted(linked | recorded):
-                try:
-                    payment = await company.read(Payment, payment_id)
-                except NotFound:
-                    payment = None
-                await self.apply_payment(tenant, payment_id, payment)
-            seen += 1
-        await self.store.move_watermark(realm_id, started)
-        log.info("realm rescanned: the last pass was beyond the CDC window", invoices=seen)
-        return seen
-
-    async def _payment_tenant(
-        self, realm_id: str, row: Any, payment: Payment | None
-    ) -> Tenant | None:
-        invoice_ids = list(payment.applied_to()) if payment else []
-        invoice_ids += list(await self.store.applications(realm_id, str(row.Id)))
-        for invoice_id in invoice_ids:
-            doc = await self.store.tracked(realm_id, invoice_id)
-            if doc is not None:
-                return Tenant(portal_id=doc["portal_id"], account_id=realm_id)
-        return None
-
-    async def reconcile_all(self) -> TenantPass:
-        """A CDC pass for every realm that has tracked invoices. A realm that fails (its
-        company disconnected, QuickBooks failing for it) is reported and keeps its watermark,
-        so the next pass picks up where it stood; the others go on. Reports changes seen."""
-        realms = await self.store.realms()
-        return await each_tenant(RECONCILE_JOB, realms, self.reconcile, kind="realm_id")
+            await self._save(doc, snap, None)
+        except ConcurrentUpdate:
+            return False  # a handler is on it right now
+        if doc.get("deal_id"):
+            await self.project_deal(doc["portal_id"], doc["deal_id"])
+        return True
 
 
 def _holds(stored: dict[str, Any] | None, fields: dict[str, Any]) -> bool:
