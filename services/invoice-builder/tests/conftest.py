@@ -53,11 +53,13 @@ class Harness:
         self.qbo_tokens = StaticTokenProvider({})
         self.crm_tokens = CrmTokens()
 
-    def wizard(self, *portals: str) -> httpx.AsyncClient:
+    def wizard(
+        self, *portals: str, user_id: str = "u-test", email: str | None = None
+    ) -> httpx.AsyncClient:
         """The wizard API in-process, called by a person signed in for `portals` (none: no
         credential at all)."""
         api = build_api(self.service, Guard(self.settings, self.settings.service_name))
-        grant = mint_grant(GRANT_KEYS, portals, user_id="u-test") if portals else None
+        grant = mint_grant(GRANT_KEYS, portals, user_id=user_id, email=email) if portals else None
         return httpx.AsyncClient(
             transport=httpx.ASGITransport(app=api),
             base_url="http://wizard",
@@ -77,6 +79,7 @@ class Harness:
         currency: str = "USD",
         custom_numbers: bool = False,
         name: str = "Test Company",
+        edition: str | None = None,
     ) -> None:
         """Publish the account facts and wait until the service holds them."""
         facts = account_connected(
@@ -84,13 +87,18 @@ class Harness:
             country=country,
             home_currency=currency,
             custom_transaction_numbers=custom_numbers,
+            edition=edition,
         )
         await self.publish(facts, tenant)
         realm = tenant.require_account_id()
 
         async def stored() -> bool:
             account = await self.service.store.account(realm)
-            return account is not None and account.custom_transaction_numbers == custom_numbers
+            return (
+                account is not None
+                and account.custom_transaction_numbers == custom_numbers
+                and account.edition == edition
+            )
 
         await eventually(stored)
 

@@ -44,8 +44,9 @@ from pydantic import ValidationError as PydanticValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute
 
-from invoice_builder import api_draft, domain
+from invoice_builder import api_approvals, api_draft, domain
 from invoice_builder.domain import AutoDraftRule, Rejection
 from invoice_builder.search import MAX_PAGE
 
@@ -140,9 +141,11 @@ class SubmittedAnswer(BaseModel):
 
 
 class OutcomeAnswer(BaseModel):
-    """Where a request stands: pending, drafted (the invoice), rejected (why) or linked."""
+    """Where a request stands: pending, awaiting approval (its company approves invoices
+    first: the approval is `/approvals/{request_id}`), drafted (the invoice), rejected (why)
+    or linked."""
 
-    status: Literal["pending", "drafted", "rejected", "linked"]
+    status: Literal["pending", "awaiting_approval", "drafted", "rejected", "linked"]
     portal_id: str
     realm_id: str | None = None
     deal_id: str | None = None
@@ -645,6 +648,21 @@ async def crm_not_connected(request: Request, exc: Exception) -> Response:
     return _error(409, exc.reason, code=RejectionCode.CRM_NOT_CONNECTED.value)
 
 
+def approval_routes(guard: Guard, base: str) -> list[BaseRoute]:
+    """Invoice approval (QuickBooks Online Advanced): settings per company, the approvals."""
+    a, portal = api_approvals, Access.PORTAL
+    settings = base + "/accounts/{realm_id}/approval-settings"
+    one = base + "/approvals/{request_id}"
+    return [
+        guard.route(settings, a.get_settings, ["GET"], portal),
+        guard.route(settings, a.put_settings, ["PUT"], portal),
+        guard.route(base + "/approvals", a.list_approvals, ["GET"], portal),
+        guard.route(one, a.get_approval, ["GET"], portal),
+        guard.route(one + "/approve", a.approve, ["POST"], portal),
+        guard.route(one + "/reject", a.reject, ["POST"], portal),
+    ]
+
+
 def build_api(service: Service, guard: Guard) -> Starlette:
     """The wizard routes over one service, each open to a grant for the route's portal."""
     base = "/portals/{portal_id}"
@@ -667,6 +685,7 @@ def build_api(service: Service, guard: Guard) -> Starlette:
             guard.route(base + "/auto-draft-rules/{rule_id}", get_rule, ["GET"], portal),
             guard.route(base + "/auto-draft-rules/{rule_id}", put_rule, ["PUT"], portal),
             guard.route(base + "/auto-draft-rules/{rule_id}", delete_rule, ["DELETE"], portal),
+            *approval_routes(guard, base),
             *audit_routes(guard, service.runtime.use_audit()),
         ],
         exception_handlers={

@@ -8,6 +8,8 @@ from dealbooks_contracts import (
     AccountConnected,
     AccountDisconnected,
     CrmObjectChanged,
+    InvoiceApprovalDecided,
+    InvoiceApprovalRequested,
     InvoiceDrafted,
     InvoiceLinked,
     InvoiceLinkRequested,
@@ -29,7 +31,7 @@ from dealbooks_kit import (
 from invoice_builder.api import build_api
 from invoice_builder.handlers import InvoiceBuilder
 from invoice_builder.settings import InvoiceBuilderSettings
-from invoice_builder.store import AUTO_DRAFTS, INDEXES, REQUESTS, Store
+from invoice_builder.store import APPROVALS, AUTO_DRAFTS, INDEXES, REQUESTS, Store
 
 
 @dataclass
@@ -55,7 +57,7 @@ def build_service(
     """Everything the process needs. Tokens come from the settings (connector-auth for QBO);
     tests may inject providers instead."""
     runtime = ServiceRuntime(settings, indexes=INDEXES)
-    store = Store(runtime.db, runtime.use_outbox(REQUESTS, AUTO_DRAFTS, reread=True))
+    store = Store(runtime.db, runtime.use_outbox(REQUESTS, AUTO_DRAFTS, APPROVALS, reread=True))
     clients = api_clients(
         settings,
         store.portal_of_realm,
@@ -69,6 +71,7 @@ def build_service(
         crm=clients.crm,
         crash_after_qbo_create=settings.crash_after_qbo_create,
         audit=runtime.use_audit(),
+        console_url=settings.console_url,
     )
     # Outcomes through the requests' outbox; requests (the wizard's, the auto-drafts') too.
     runtime.publishes(
@@ -77,6 +80,8 @@ def build_service(
         InvoiceLinked,
         InvoiceRequested,
         InvoiceLinkRequested,
+        InvoiceApprovalRequested,
+        InvoiceApprovalDecided,
     )
     runtime.consume("account-connected", AccountConnected, handlers.on_account_connected)
     runtime.consume("account-disconnected", AccountDisconnected, handlers.on_account_disconnected)
@@ -99,8 +104,21 @@ def build_service(
         on_reject=handlers.on_request_refused,
         dedupe=False,
     )
+    # An approver's decision (the approvals API publishes it with the decision, in one write)
+    # drafts or rejects the request; it dedupes on the request's outcome, as requests do.
+    runtime.consume(
+        "approval-decisions",
+        InvoiceApprovalDecided,
+        handlers.on_approval_decided,
+        origin=Origin.PERSON,
+        on_reject=handlers.on_request_refused,
+        dedupe=False,
+    )
     runtime.consume("auto-draft-rules", CrmObjectChanged, handlers.on_crm_object_changed)
     runtime.every("auto-draft-sweep", settings.auto_draft_sweep_seconds, handlers.sweep_rule_stages)
+    runtime.every(
+        "approval-reminders", settings.approval_reminder_seconds, handlers.remind_waiting_approvals
+    )
     return Service(settings, runtime, handlers, store, clients)
 
 

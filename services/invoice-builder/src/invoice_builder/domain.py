@@ -21,6 +21,7 @@ from dealbooks_contracts import (
     Money,
     NewCustomer,
     RejectionCode,
+    is_advanced,
 )
 
 CENT = Decimal("0.01")
@@ -43,10 +44,17 @@ class AccountFacts:
     multicurrency_enabled: bool
     custom_transaction_numbers: bool
     connected: bool = True
+    # QuickBooks' edition (CompanyInfo's OfferingSku); None when QuickBooks did not say.
+    edition: str | None = None
 
     @property
     def is_us(self) -> bool:
         return self.country == US
+
+    @property
+    def is_advanced(self) -> bool:
+        """QuickBooks Online Advanced: the edition whose extras (invoice approval) apply."""
+        return is_advanced(self.edition)
 
 
 @dataclass(frozen=True)

@@ -13,17 +13,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from dealbooks_contracts import (
     AccountConnected,
     AccountDisconnected,
+    ApprovalDecision,
     CrmChange,
     CrmObjectChanged,
     CrmObjectType,
     Envelope,
     ExistingCustomer,
+    InvoiceApprovalDecided,
+    InvoiceApprovalRequested,
     InvoiceDrafted,
+    InvoiceLineRequest,
     InvoiceLinked,
     InvoiceLinkRequested,
     InvoiceRequested,
@@ -73,11 +78,21 @@ from dealbooks_qbo import (
     ValidationError,
 )
 
-from invoice_builder import domain
+from invoice_builder import approval, domain
+from invoice_builder.crm_tasks import CrmTasks
 from invoice_builder.domain import AccountFacts, CrmLineItem, CrmParty, QuoteFacts, Rejection
 from invoice_builder.search import QboSearch
 from invoice_builder.search import candidate as as_candidate
-from invoice_builder.store import AUTO_DRAFTS, DRAFTED, FINAL, LINKED, REJECTED, REQUESTS, Store
+from invoice_builder.store import (
+    AUTO_DRAFTS,
+    AWAITING_APPROVAL,
+    DRAFTED,
+    FINAL,
+    LINKED,
+    REJECTED,
+    REQUESTS,
+    Store,
+)
 
 SOURCE = "invoice-builder"
 # How far back of its last pass the stage sweep searches (CRM search lags writes).
@@ -105,6 +120,23 @@ def _refused(rejection: Rejection, failure: Failure = Failure.INVALID_INPUT) -> 
     return Failed(rejection.message, failure=failure, detail=rejection)
 
 
+class DecidedState(StrEnum):
+    DECIDED = "decided"  # this call decided it
+    ALREADY = "already"  # decided the same way before (a second click, a retry)
+    CONFLICT = "conflict"  # decided the other way before
+    INVALID = "invalid"  # what was sent cannot be approved or rejected as it is
+    UNKNOWN = "unknown"  # no such approval in the portal
+
+
+@dataclass
+class Decided:
+    """What a decision came to, with the approval as it now stands."""
+
+    state: DecidedState
+    approval: dict[str, Any] | None = None
+    problem: Rejection | None = None
+
+
 @dataclass
 class ResolvedCustomer:
     customer: Customer
@@ -123,6 +155,11 @@ class InvoiceBuilder:
     crash_after_qbo_create: bool = False
     # The audit trail of requests and the invoices they made (none: not recorded).
     audit: Audit | None = None
+    # The console's address, for the link an approval's CRM task carries ("": no link).
+    console_url: str = ""
+
+    def __post_init__(self) -> None:
+        self.tasks = CrmTasks(self.store, self.crm)
 
     async def _audit(
         self,
@@ -170,7 +207,7 @@ class InvoiceBuilder:
         request = event.data
         request_id = str(request.request_id)
         existing = await self.store.request(request_id)
-        if existing and existing.get("status") in FINAL:
+        if existing and existing.get("status") in (*FINAL, AWAITING_APPROVAL):
             await self.store.relay_left(REQUESTS, existing)
             return
         realm_id = event.tenant.require_account_id()
@@ -190,15 +227,24 @@ class InvoiceBuilder:
         if rejection:
             raise _refused(rejection)
         assert account is not None
-        drafted = await self._draft(event, account)
+        settings = await self.store.approval_settings(realm_id)
+        if approval.holds_for_approval(settings, account):
+            assert settings is not None
+            await self._hold_for_approval(event, account, settings)
+            return
+        drafted = await self._draft(event, account, request)
+        await self._finish_draft(event, drafted)
+
+    async def _finish_draft(self, event: Envelope[Any], drafted: InvoiceDrafted) -> None:
+        """The request's outcome and `invoice.drafted`, in one write."""
         await self.store.finish(
             REQUESTS,
-            request_id,
+            str(drafted.request_id),
             {
                 "status": DRAFTED,
                 "portal_id": event.tenant.portal_id,
-                "realm_id": realm_id,
-                "deal_id": request.deal_id,
+                "realm_id": event.tenant.require_account_id(),
+                "deal_id": drafted.deal_id,
                 "qbo_invoice_id": drafted.qbo_invoice_id,
                 "doc_number": drafted.doc_number,
                 "total": format(drafted.total.amount, "f"),
@@ -208,11 +254,12 @@ class InvoiceBuilder:
         )
 
     async def _draft(
-        self, event: Envelope[InvoiceRequested], account: AccountFacts
+        self, event: Envelope[Any], account: AccountFacts, request: InvoiceRequested
     ) -> InvoiceDrafted:
-        request = event.data
+        """Create the draft of `request` in QuickBooks (`event` caused it: the request itself,
+        or its approval), keyed by the request id so a rerun never makes a second one."""
         company = self.qbo.company(account.realm_id)
-        resolved = await self._customer(event, company)
+        resolved = await self._customer(request, company, event.tenant.portal_id)
         await self._audit(
             f"request:{request.request_id}",
             event,
@@ -291,12 +338,12 @@ class InvoiceBuilder:
         )
 
     async def _customer(
-        self, event: Envelope[InvoiceRequested], company: QboCompany
+        self, request: InvoiceRequested, company: QboCompany, portal_id: str
     ) -> ResolvedCustomer:
-        choice = event.data.customer
+        choice = request.customer
         if isinstance(choice, ExistingCustomer):
             return ResolvedCustomer(await self._existing(company, choice.qbo_customer_id), False)
-        return await self._new_customer(event, company, choice)
+        return await self._new_customer(request, company, portal_id, choice)
 
     async def _existing(self, company: QboCompany, customer_id: str) -> Customer:
         customer: Customer | None
@@ -317,10 +364,9 @@ class InvoiceBuilder:
         return customer
 
     async def _new_customer(
-        self, event: Envelope[InvoiceRequested], company: QboCompany, new: NewCustomer
+        self, request: InvoiceRequested, company: QboCompany, portal_id: str, new: NewCustomer
     ) -> ResolvedCustomer:
         """Create the customer once; reuse it for later invoices of the same CRM record."""
-        portal_id = event.tenant.portal_id
         crm_key = (
             f"contact:{new.crm_contact_id}"
             if new.crm_contact_id
@@ -346,9 +392,7 @@ class InvoiceBuilder:
                 created = await company.create(
                     Customer,
                     domain.customer_body(new, name),
-                    idempotency_key=domain.qbo_request_id(
-                        event.data.request_id, f"customer:{name}"
-                    ),
+                    idempotency_key=domain.qbo_request_id(request.request_id, f"customer:{name}"),
                 )
             except DuplicateName:
                 continue
@@ -416,17 +460,295 @@ class InvoiceBuilder:
 
     async def on_request_refused(
         self,
-        event: Envelope[InvoiceRequested] | Envelope[InvoiceLinkRequested],
+        event: Envelope[InvoiceRequested]
+        | Envelope[InvoiceLinkRequested]
+        | Envelope[InvoiceApprovalDecided],
         decision: Decision,
         error: BaseException,
     ) -> None:
         """The failure policy rejects a request (or dead-lettered it, retries outlasted): tell
-        the person who made it why, instead of leaving it pending for ever."""
+        the person who made it why, instead of leaving it pending for ever. An approved
+        request whose draft cannot be made is rejected the same way."""
         existing = await self.store.request(str(event.data.request_id))
         if existing and existing.get("status") in FINAL:
             await self.store.relay_left(REQUESTS, existing)
             return
         await self._reject(event, rejection_for(decision, error, event.tenant.portal_id))
+
+    # ------------------------------------------------------------------ approvals (Advanced)
+
+    async def _hold_for_approval(
+        self,
+        event: Envelope[InvoiceRequested],
+        account: AccountFacts,
+        settings: approval.ApprovalSettings,
+    ) -> None:
+        """A valid request of a company with approval on waits for a person's decision
+        instead of going to QuickBooks: the approval keeps the invoice as it would be made, a
+        task on the deal (made once) asks the approver, and `invoice.approval-requested` says
+        so. A rerun after a crash finds the approval and only finishes what is left."""
+        request = event.data
+        request_id = str(request.request_id)
+        portal_id = event.tenant.portal_id
+        known = await self.store.approval(request_id)
+        if known is None:
+            customer_name = await self._customer_name(request, account)
+            approver = settings.approver_owner_id or await self._deal_owner(
+                portal_id, request.deal_id
+            )
+            currency = request.lines[0].unit_price.currency
+            url = self.approval_url(portal_id, request_id)
+            task_id = await self.tasks.ensure(
+                portal_id,
+                approval.task_key(request_id),
+                approval.approval_task(request, customer_name, currency, url),
+                deal_id=request.deal_id,
+                owner_id=approver,
+                due=self.now() + timedelta(hours=settings.remind_after_hours or 24),
+            )
+            known = await self.store.open_approval(
+                request_id,
+                {
+                    "portal_id": portal_id,
+                    "realm_id": account.realm_id,
+                    "company_name": account.company_name,
+                    "deal_id": request.deal_id,
+                    "request": request.model_dump(mode="json"),
+                    "customer_name": customer_name,
+                    "currency": currency,
+                    "subtotal": format(approval.total_of(request), "f"),
+                    "line_count": len(request.lines),
+                    "requested_by": request.requested_by,
+                    "origin": request.origin.value,
+                    "approver_id": approver,
+                    "task_id": task_id,
+                },
+            )
+        requested = InvoiceApprovalRequested(
+            request_id=request.request_id,
+            deal_id=request.deal_id,
+            requested_by=request.requested_by,
+            approver_id=known.get("approver_id"),
+            total=Money(amount=Decimal(known["subtotal"]), currency=known["currency"]),
+            line_count=known["line_count"],
+            crm_task_id=known.get("task_id"),
+            requested_at=_aware(known["requested_at"]),
+        )
+        held = await self.store.await_approval(
+            request_id,
+            {
+                "portal_id": portal_id,
+                "realm_id": account.realm_id,
+                "deal_id": request.deal_id,
+                "total": known["subtotal"],
+                "currency": known["currency"],
+            },
+            [Envelope.build(requested, source=SOURCE, caused_by=event)],
+        )
+        if held:
+            await self._audit(
+                f"request:{request_id}",
+                event,
+                "approval.requested",
+                {
+                    "approver_id": known.get("approver_id"),
+                    "crm_task_id": known.get("task_id"),
+                    "subtotal": known["subtotal"],
+                    "currency": known["currency"],
+                    "call": external_call("crm", "POST", "/crm/v3/objects/tasks"),
+                },
+            )
+
+    async def _customer_name(self, request: InvoiceRequested, account: AccountFacts) -> str:
+        """Who the invoice is for, as the approver reads it (an existing customer is read,
+        which also refuses one that is gone or inactive before anyone is asked)."""
+        choice = request.customer
+        if isinstance(choice, ExistingCustomer):
+            company = self.qbo.company(account.realm_id)
+            return (await self._existing(company, choice.qbo_customer_id)).DisplayName or ""
+        return choice.display_name
+
+    async def _deal_owner(self, portal_id: str, deal_id: str) -> str | None:
+        """The deal's owner (its `hubspot_owner_id`), who approves when no approver is set."""
+        try:
+            deal = await self.crm.portal(portal_id).get(
+                "deals", deal_id, properties=["hubspot_owner_id"]
+            )
+        except CrmNotFound:
+            raise _refused(
+                Rejection(
+                    RejectionCode.DEAL_NOT_FOUND,
+                    f"Deal {deal_id} does not exist in the CRM.",
+                    field="deal_id",
+                ),
+                Failure.TARGET_GONE,
+            ) from None
+        return deal.get("hubspot_owner_id") or None
+
+    def approval_url(self, portal_id: str, request_id: str) -> str | None:
+        """The console's page of an approval (None when the console's address is not set)."""
+        if not self.console_url:
+            return None
+        return f"{self.console_url.rstrip('/')}/portals/{portal_id}/approvals/{request_id}"
+
+    async def on_approval_decided(self, event: Envelope[InvoiceApprovalDecided]) -> None:
+        """An approver decided. The approval's tasks are completed; an approved request is
+        drafted through the same path as any other, keyed by its request id, so it is made
+        once however often this runs; a rejected one goes back to the deal with the reason.
+        What cannot succeed is rejected through the failure policy (`on_request_refused`)."""
+        decided = event.data
+        request_id = str(decided.request_id)
+        doc = await self.store.approval(request_id)
+        if doc is None:
+            raise PermanentError(f"approval {request_id} is not known")
+        await self.tasks.complete(event.tenant.portal_id, _task_ids(doc))
+        existing = await self.store.request(request_id)
+        if existing and existing.get("status") in FINAL:
+            await self.store.relay_left(REQUESTS, existing)
+            return
+        if decided.decision is ApprovalDecision.REJECTED:
+            reason = decided.reason or "no reason given"
+            await self._reject(event, approval.rejected(reason, doc.get("decided_by_name")))
+            return
+        request = InvoiceRequested.model_validate(doc["approved_request"])
+        account = await self.store.account(event.tenant.require_account_id())
+        problem = approval.validate_approval(request, account, today=self.today())
+        if problem:
+            raise _refused(problem)
+        assert account is not None
+        drafted = await self._draft(event, account, request)
+        await self._finish_draft(event, drafted)
+        await self.store.note_approval(
+            request_id, {"qbo_invoice_id": drafted.qbo_invoice_id, "doc_number": drafted.doc_number}
+        )
+
+    async def decide(
+        self,
+        portal_id: str,
+        request_id: str,
+        decision: ApprovalDecision,
+        *,
+        by: str | None,
+        by_name: str | None = None,
+        lines: list[InvoiceLineRequest] | None = None,
+        reason: str | None = None,
+    ) -> Decided:
+        """A person approves (optionally with edited lines, checked as a request's are) or
+        rejects (with a reason) a pending approval of their portal. The decision and
+        `invoice.approval-decided` are one conditional write of the approval (pending ->
+        decided): of any number of clicks at once, one decides; the others hear it is
+        decided already. The draft or the rejection follows from the event."""
+        doc = await self.store.approval(request_id)
+        if doc is None or doc.get("portal_id") != portal_id:
+            return Decided(DecidedState.UNKNOWN)
+        if doc["status"] != approval.PENDING:
+            same = doc["status"] == decision.value
+            return Decided(DecidedState.ALREADY if same else DecidedState.CONFLICT, doc)
+        request = InvoiceRequested.model_validate(doc["request"])
+        fields: dict[str, Any] = {"decided_by": by, "decided_by_name": by_name or by}
+        if decision is ApprovalDecision.APPROVED:
+            if lines is not None:
+                request = approval.with_lines(request, lines)
+            account = await self.store.account(str(doc["realm_id"]))
+            problem = approval.validate_approval(request, account, today=self.today())
+            if problem is not None:
+                return Decided(DecidedState.INVALID, doc, problem)
+            fields |= {
+                "approved_request": request.model_dump(mode="json"),
+                "edited": lines is not None,
+                "approved_subtotal": format(approval.total_of(request), "f"),
+            }
+        else:
+            reason = approval.clean_reason(reason)
+            if reason is None:
+                problem = Rejection(
+                    RejectionCode.APPROVAL_REJECTED, "Say why the invoice is rejected.", "reason"
+                )
+                return Decided(DecidedState.INVALID, doc, problem)
+            fields["reason"] = reason
+        decided = InvoiceApprovalDecided(
+            request_id=request.request_id,
+            deal_id=request.deal_id,
+            decision=decision,
+            decided_by=by,
+            reason=fields.get("reason"),
+            edited=bool(fields.get("edited")),
+            decided_at=self.now(),
+        )
+        tenant = Tenant(portal_id=portal_id, account_id=str(doc["realm_id"]))
+        event = Envelope.build(decided, source=SOURCE, tenant=tenant, correlation_id=request_id)
+        if not await self.store.decide_approval(request_id, decision.value, fields, [event]):
+            now = await self.store.approval(request_id) or doc
+            same = now.get("status") == decision.value
+            return Decided(DecidedState.ALREADY if same else DecidedState.CONFLICT, now)
+        await self._audit(
+            f"request:{request_id}",
+            event,
+            f"approval.{decision.value}",
+            {
+                "decided_by": by,
+                "decided_by_name": by_name or by,
+                "reason": fields.get("reason"),
+                "edited": bool(fields.get("edited")),
+                "subtotal": fields.get("approved_subtotal", doc["subtotal"]),
+            },
+            result="ok" if decision is ApprovalDecision.APPROVED else "rejected",
+        )
+        return Decided(DecidedState.DECIDED, await self.store.approval(request_id) or doc)
+
+    async def remind_waiting_approvals(self) -> TenantPass:
+        """Remind the approver of each approval pending past its company's time, once: a
+        second task on the deal. Portal by portal (a failing one is reported, the others go
+        on)."""
+        portals = await self.store.portals_with_unreminded_approvals()
+        return await each_tenant("approval-reminders", portals, self._remind_portal, kind="portal")
+
+    async def _remind_portal(self, portal_id: str) -> int:
+        reminded = 0
+        settings_of: dict[str, approval.ApprovalSettings | None] = {}
+        for doc in await self.store.unreminded_approvals(portal_id):
+            realm_id = str(doc["realm_id"])
+            if realm_id not in settings_of:
+                settings_of[realm_id] = await self.store.approval_settings(realm_id)
+            settings = settings_of[realm_id]
+            hours = settings.remind_after_hours if settings else None
+            if approval.reminder_due(_aware(doc["requested_at"]), hours, self.now()):
+                await self._remind(portal_id, doc)
+                reminded += 1
+        return reminded
+
+    async def _remind(self, portal_id: str, doc: dict[str, Any]) -> None:
+        request_id = str(doc["_id"])
+        request = InvoiceRequested.model_validate(doc["request"])
+        text = approval.reminder_task(
+            request,
+            doc["customer_name"],
+            doc["currency"],
+            _aware(doc["requested_at"]),
+            self.approval_url(portal_id, request_id),
+        )
+        task_id = await self.tasks.ensure(
+            portal_id,
+            approval.task_key(request_id, "reminder"),
+            text,
+            deal_id=doc["deal_id"],
+            owner_id=doc.get("approver_id"),
+            due=self.now(),
+        )
+        noted = {"reminded_at": self.now(), "reminder_task_id": task_id}
+        if not await self.store.note_approval(request_id, noted, pending=True):
+            # Decided meanwhile: its decision completed the tasks it knew of, not this one.
+            await self.tasks.complete(portal_id, [task_id])
+        if self.audit is not None:
+            await self.audit.record(
+                "request",
+                request_id,
+                Tenant(portal_id=portal_id, account_id=doc["realm_id"]),
+                None,
+                "approval.reminded",
+                {"crm_task_id": task_id, "approver_id": doc.get("approver_id")},
+                related=[f"deal:{portal_id}:{doc['deal_id']}"],
+            )
 
     # ------------------------------------------------------------------ link requests
 
@@ -767,6 +1089,16 @@ class InvoiceBuilder:
 
 
 _QUOTE_FACTS = ["hs_status", "hs_expiration_date", "hs_title", "hs_currency"]
+
+
+def _aware(value: datetime) -> datetime:
+    """A datetime read back from the MongoDB-wire server (naive UTC) made aware."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _task_ids(doc: dict[str, Any]) -> list[str]:
+    """The CRM tasks an approval made: its own and its reminder."""
+    return [str(doc[k]) for k in ("task_id", "reminder_task_id") if doc.get(k)]
 
 
 def _crm_datetime(raw: str | None) -> datetime | None:

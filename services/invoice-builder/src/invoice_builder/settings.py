@@ -18,3 +18,7 @@ class InvoiceBuilderSettings(KitSettings, ApiAccessSettings):
     crash_after_qbo_create: bool = False
     # How often the auto-draft rules' stage sweep looks for deals whose webhook was lost.
     auto_draft_sweep_seconds: float = 600.0
+    # How often approvals pending past their company's time are looked for (to remind).
+    approval_reminder_seconds: float = 300.0
+    # The console's public address: an approval's CRM task links to its page there.
+    console_url: str = ""

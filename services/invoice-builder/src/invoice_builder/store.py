@@ -12,14 +12,17 @@ no marker is written per request, and published entries are removed a moment lat
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dealbooks_contracts import AccountConnected, Envelope
 from dealbooks_kit import IndexSpec, Outbox, Remembered, outbox_entry, push_entries
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
+from invoice_builder.approval import PENDING as APPROVAL_PENDING
+from invoice_builder.approval import ApprovalSettings
 from invoice_builder.domain import AccountFacts, AutoDraftRule
 
 ACCOUNTS = "accounts"
@@ -29,12 +32,17 @@ CUSTOMER_LINKS = "customer_links"
 PRODUCT_LINKS = "product_links"
 RULES = "auto_draft_rules"
 AUTO_DRAFTS = "auto_drafts"
+APPROVALS = "approvals"
+APPROVAL_SETTINGS = "approval_settings"
+CRM_TASKS = "crm_tasks"
 
 INDEXES = [
     IndexSpec(ACCOUNTS, [("portal_id", 1)]),
     IndexSpec(REQUESTS, [("portal_id", 1), ("status", 1)]),
     IndexSpec(INVOICES, [("portal_id", 1), ("deal_id", 1)]),
     IndexSpec(RULES, [("portal_id", 1)]),
+    IndexSpec(APPROVALS, [("portal_id", 1), ("status", 1), ("requested_at", 1)]),
+    IndexSpec(APPROVALS, [("status", 1), ("reminded_at", 1)]),
 ]
 
 PENDING = "pending"
@@ -42,6 +50,8 @@ DRAFTED = "drafted"
 REJECTED = "rejected"
 LINKED = "linked"
 FINAL = (DRAFTED, REJECTED, LINKED)
+# A request held for approval (QuickBooks Online Advanced): not final, not to be handled again.
+AWAITING_APPROVAL = "awaiting_approval"
 
 Doc = dict[str, Any]
 
@@ -100,6 +110,7 @@ class Store:
                     "home_currency": facts.home_currency,
                     "multicurrency_enabled": facts.multicurrency_enabled,
                     "custom_transaction_numbers": facts.custom_transaction_numbers,
+                    "edition": facts.edition,
                     "connected": True,
                     "facts_at": event.occurred_at,
                 }
@@ -277,6 +288,175 @@ class Store:
         )
         return dict(doc or {})
 
+    # ------------------------------------------------------------------ approvals
+
+    async def await_approval(
+        self, request_id: str, fields: Doc, events: Sequence[Envelope[Any]]
+    ) -> bool:
+        """Mark a request as held for approval, with the events that say so, unless it has an
+        outcome already (an approver may have been quicker than this write); then publish
+        them. False when the request was final."""
+        written = [outbox_entry(e) for e in events]
+        updated = await self.db[REQUESTS].update_one(
+            {"_id": request_id, "status": {"$nin": list(FINAL)}},
+            {
+                "$set": {**fields, "status": AWAITING_APPROVAL, "updated_at": _now()},
+                **push_entries(written),
+            },
+        )
+        if not updated.modified_count:
+            return False
+        await self.outbox.relay(REQUESTS, request_id, written=written, settle_later=True)
+        return True
+
+    async def open_approval(self, request_id: str, fields: Doc) -> Doc:
+        """The approval of a request: written by its first opening, then kept as it is."""
+        doc = await self.db[APPROVALS].find_one_and_update(
+            {"_id": request_id},
+            {
+                "$setOnInsert": {
+                    **fields,
+                    "status": APPROVAL_PENDING,
+                    "requested_at": _now(),
+                    "reminded_at": None,
+                }
+            },
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        return dict(doc or {})
+
+    async def approval(self, request_id: str) -> Doc | None:
+        return await self.db[APPROVALS].find_one({"_id": request_id})
+
+    async def decide_approval(
+        self, request_id: str, decision: str, fields: Doc, events: Sequence[Envelope[Any]]
+    ) -> bool:
+        """Decide a pending approval, with the events the decision causes, in one conditional
+        write: of any number of deciders at once, exactly one finds it pending and wins.
+        False for the others (it was decided already)."""
+        written = [outbox_entry(e) for e in events]
+        updated = await self.db[APPROVALS].update_one(
+            {"_id": request_id, "status": APPROVAL_PENDING},
+            {"$set": {**fields, "status": decision, "decided_at": _now()}, **push_entries(written)},
+        )
+        if not updated.modified_count:
+            return False
+        await self.outbox.relay(APPROVALS, request_id, written=written, settle_later=True)
+        return True
+
+    async def note_approval(self, request_id: str, fields: Doc, *, pending: bool = False) -> bool:
+        """Add facts to an approval (its draft, its reminder); `pending`: only while it waits.
+        False when nothing matched."""
+        query: Doc = {"_id": request_id}
+        if pending:
+            query["status"] = APPROVAL_PENDING
+        updated = await self.db[APPROVALS].update_one(query, {"$set": fields})
+        return bool(updated.matched_count)
+
+    async def approvals_of(
+        self, portal_id: str, status: str | None = APPROVAL_PENDING, limit: int = 200
+    ) -> list[Doc]:
+        """A portal's approvals (by default the pending ones), oldest request first."""
+        query: Doc = {"portal_id": portal_id}
+        if status:
+            query["status"] = status
+        cursor = self.db[APPROVALS].find(query).sort("requested_at", 1).limit(limit)
+        return [doc async for doc in cursor]
+
+    async def portals_with_unreminded_approvals(self) -> list[str]:
+        """The portals with pending approvals that have not reminded their approver yet."""
+        found = await self.db[APPROVALS].distinct(
+            "portal_id", {"status": APPROVAL_PENDING, "reminded_at": None}
+        )
+        return sorted(str(p) for p in found)
+
+    async def unreminded_approvals(self, portal_id: str) -> list[Doc]:
+        cursor = self.db[APPROVALS].find(
+            {"portal_id": portal_id, "status": APPROVAL_PENDING, "reminded_at": None}
+        )
+        return [doc async for doc in cursor]
+
+    async def approval_settings(self, realm_id: str) -> ApprovalSettings | None:
+        doc = await self.db[APPROVAL_SETTINGS].find_one({"_id": realm_id})
+        if doc is None:
+            return None
+        return ApprovalSettings(
+            realm_id=realm_id,
+            portal_id=doc["portal_id"],
+            enabled=bool(doc.get("enabled")),
+            approver_owner_id=doc.get("approver_owner_id"),
+            remind_after_hours=doc.get("remind_after_hours"),
+        )
+
+    async def save_approval_settings(self, settings: ApprovalSettings, by: str | None) -> None:
+        await self.db[APPROVAL_SETTINGS].update_one(
+            {"_id": settings.realm_id},
+            {
+                "$set": {
+                    "portal_id": settings.portal_id,
+                    "enabled": settings.enabled,
+                    "approver_owner_id": settings.approver_owner_id,
+                    "remind_after_hours": settings.remind_after_hours,
+                    "updated_by": by,
+                    "updated_at": _now(),
+                }
+            },
+            upsert=True,
+        )
+
+    # ------------------------------------------------------------------ CRM task claims
+
+    async def claim_task(self, portal_id: str, key: str, lease_seconds: float) -> TaskClaim:
+        """Claim the making of a CRM task: first come, or taking over a claim older than the
+        lease (its run stopped, perhaps after the CRM made the task); a younger claim is
+        another run's, at work right now."""
+        now = _now()
+        doc_id = f"{portal_id}:{key}"
+        try:
+            await self.db[CRM_TASKS].insert_one(
+                {
+                    "_id": doc_id,
+                    "portal_id": portal_id,
+                    "key": key,
+                    "claimed_at": now,
+                    "task_id": None,
+                }
+            )
+            return TaskClaim(TaskClaim.NEW)
+        except DuplicateKeyError:
+            pass
+        taken = await self.db[CRM_TASKS].update_one(
+            {
+                "_id": doc_id,
+                "task_id": None,
+                "claimed_at": {"$lt": now - timedelta(seconds=lease_seconds)},
+            },
+            {"$set": {"claimed_at": now}},
+        )
+        if taken.modified_count:
+            return TaskClaim(TaskClaim.TAKEN_OVER)
+        doc = await self.db[CRM_TASKS].find_one({"_id": doc_id})
+        if doc and doc.get("task_id"):
+            return TaskClaim(TaskClaim.DONE, str(doc["task_id"]))
+        return TaskClaim(TaskClaim.HELD)
+
+    async def finish_task(self, portal_id: str, key: str, task_id: str) -> None:
+        await self.db[CRM_TASKS].update_one(
+            {"_id": f"{portal_id}:{key}"},
+            {"$set": {"task_id": task_id, "done_at": _now()}},
+        )
+
+
+class TaskClaim:
+    """What claiming a CRM task found: claimed first, taken over from a run that stopped (it
+    may have made the task), held by a live run, or done (with the task's id)."""
+
+    NEW, TAKEN_OVER, HELD, DONE = "new", "taken_over", "held", "done"
+
+    def __init__(self, state: str, task_id: str | None = None) -> None:
+        self.state, self.task_id = state, task_id
+
 
 def _account(doc: Doc) -> AccountFacts:
     return AccountFacts(
@@ -288,6 +468,7 @@ def _account(doc: Doc) -> AccountFacts:
         multicurrency_enabled=bool(doc.get("multicurrency_enabled")),
         custom_transaction_numbers=bool(doc.get("custom_transaction_numbers")),
         connected=bool(doc.get("connected", True)),
+        edition=doc.get("edition"),
     )
 
 

@@ -1,0 +1,390 @@
+"""Invoice approval (QuickBooks Online Advanced), per portal: a company's approval settings,
+the approvals waiting, one approval with its invoice as it would be created, approve (with
+edited lines, checked as a request's are) and reject (with a reason).
+
+The person deciding is the one whose portal grant calls (its user id, and e-mail address when
+the grant has one), recorded in the audit trail and in `invoice.approval-decided`. Deciding
+is one conditional write (pending -> decided): an approval approved twice, at once or one
+after the other, is decided once and drafted once; a second approve answers 200 with
+`already_decided`, a reject of an approved approval (or the other way round) 409.
+
+    GET  /portals/{portal_id}/accounts/{realm_id}/approval-settings
+    PUT  /portals/{portal_id}/accounts/{realm_id}/approval-settings
+    GET  /portals/{portal_id}/approvals?status=pending|approved|rejected|all
+    GET  /portals/{portal_id}/approvals/{request_id}
+    POST /portals/{portal_id}/approvals/{request_id}/approve   {lines?}
+    POST /portals/{portal_id}/approvals/{request_id}/reject    {reason}
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from dealbooks_contracts import ApprovalDecision, InvoiceLineRequest, InvoiceRequested
+from dealbooks_kit import Caller
+from dealbooks_kit.openapi import describe
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from invoice_builder import approval, domain
+from invoice_builder.handlers import Decided, DecidedState
+
+if TYPE_CHECKING:
+    from invoice_builder.app import Service
+
+_LINES = TypeAdapter(list[InvoiceLineRequest])
+STATUSES = ("pending", "approved", "rejected", "all")
+
+
+class ApprovalSettingsBody(BaseModel):
+    """A company's approval settings as the settings page sends them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool
+    approver_owner_id: str | None = Field(
+        default=None, description="The CRM owner who approves; none: each deal's owner."
+    )
+    remind_after_hours: float | None = Field(
+        default=approval.DEFAULT_REMIND_AFTER_HOURS,
+        gt=0,
+        le=approval.MAX_REMIND_AFTER_HOURS,
+        description="Remind the approver once after this long; none: no reminder.",
+    )
+
+
+class ApprovalSettingsAnswer(BaseModel):
+    """A company's approval settings, whether its edition allows them, and whether requests
+    wait for approval now."""
+
+    realm_id: str
+    company_name: str
+    edition: str | None
+    advanced: bool
+    enabled: bool
+    active: bool
+    approver_owner_id: str | None
+    remind_after_hours: float | None
+
+
+class ApproveBody(BaseModel):
+    """Approve as the request was made, or with these lines instead."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    lines: list[dict[str, Any]] | None = None
+
+
+class RejectBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    reason: str = ""
+
+
+class ApprovalAnswer(BaseModel):
+    """An approval: who asked, the deal, the invoice as it would be created, where it stands."""
+
+    request_id: str
+    status: Literal["pending", "approved", "rejected"]
+    realm_id: str
+    company_name: str | None = None
+    deal_id: str
+    customer_name: str | None = None
+    subtotal: str
+    currency: str
+    line_count: int
+    requested_by: str | None = None
+    requested_at: str | None = None
+    approver_id: str | None = None
+    crm_task_id: str | None = None
+    reminded_at: str | None = None
+    decided_by: str | None = None
+    decided_by_name: str | None = None
+    decided_at: str | None = None
+    reason: str | None = None
+    edited: bool = False
+    outcome: str | None = None
+    qbo_invoice_id: str | None = None
+    doc_number: str | None = None
+    invoice: dict[str, Any] | None = None
+    already_decided: bool | None = None
+
+
+class ApprovalsAnswer(BaseModel):
+    approvals: list[ApprovalAnswer]
+
+
+class Refusal(BaseModel):
+    """Why the call was refused, in a sentence (`code`: NOT_ADVANCED for a company whose
+    edition has no approval)."""
+
+    error: str
+    code: str | None = None
+
+
+class ProblemAnswer(BaseModel):
+    """What must change before the approval can be decided (a line, a date, the reason)."""
+
+    problem: dict[str, Any]
+
+
+def _service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def _iso(value: Any) -> str | None:
+    if isinstance(value, datetime):
+        return value.isoformat() + ("" if value.tzinfo else "Z")
+    return None
+
+
+def invoice_view(request: InvoiceRequested, customer_name: str | None) -> dict[str, Any]:
+    """The invoice an approval would create: customer, lines with amounts, totals, dates."""
+    return {
+        "customer": {**request.customer.model_dump(mode="json"), "name": customer_name},
+        "lines": [
+            {
+                **line.model_dump(mode="json"),
+                "amount": str(domain.line_amount(line.quantity, line.unit_price.amount)),
+            }
+            for line in request.lines
+        ],
+        "subtotal": str(domain.subtotal(request.lines)),
+        "currency": request.lines[0].unit_price.currency,
+        "terms_id": request.terms_id,
+        "invoice_date": request.invoice_date.isoformat() if request.invoice_date else None,
+        "due_date": request.due_date.isoformat() if request.due_date else None,
+        "customer_message": request.customer_message,
+        "quote_id": request.quote_id,
+        "origin": request.origin.value,
+    }
+
+
+def approval_view(doc: dict[str, Any], *, full: bool, outcome: str | None = None) -> dict[str, Any]:
+    """An approval document as the API answers it (`full`: with its invoice)."""
+    view: dict[str, Any] = {
+        "request_id": str(doc["_id"]),
+        "status": doc["status"],
+        "realm_id": str(doc["realm_id"]),
+        "company_name": doc.get("company_name"),
+        "deal_id": str(doc["deal_id"]),
+        "customer_name": doc.get("customer_name"),
+        "subtotal": doc.get("approved_subtotal") or doc["subtotal"],
+        "currency": doc["currency"],
+        "line_count": doc["line_count"],
+        "requested_by": doc.get("requested_by"),
+        "requested_at": _iso(doc.get("requested_at")),
+        "approver_id": doc.get("approver_id"),
+        "crm_task_id": doc.get("task_id"),
+        "reminded_at": _iso(doc.get("reminded_at")),
+        "decided_by": doc.get("decided_by"),
+        "decided_by_name": doc.get("decided_by_name"),
+        "decided_at": _iso(doc.get("decided_at")),
+        "reason": doc.get("reason"),
+        "edited": bool(doc.get("edited")),
+        "outcome": outcome,
+        "qbo_invoice_id": doc.get("qbo_invoice_id"),
+        "doc_number": doc.get("doc_number"),
+    }
+    if full:
+        shown = doc.get("approved_request") or doc["request"]
+        request = InvoiceRequested.model_validate(shown)
+        view["invoice"] = invoice_view(request, doc.get("customer_name"))
+    return view
+
+
+async def _company(request: Request) -> domain.AccountFacts | None:
+    account = await _service(request).store.account(request.path_params["realm_id"])
+    if account is None or account.portal_id != request.path_params["portal_id"]:
+        return None
+    return account
+
+
+def _settings_view(
+    account: domain.AccountFacts, settings: approval.ApprovalSettings | None
+) -> dict[str, Any]:
+    settings = settings or approval.ApprovalSettings(account.realm_id, account.portal_id)
+    return {
+        "realm_id": account.realm_id,
+        "company_name": account.company_name,
+        "edition": account.edition,
+        "advanced": account.is_advanced,
+        "enabled": settings.enabled,
+        "active": approval.holds_for_approval(settings, account),
+        "approver_owner_id": settings.approver_owner_id,
+        "remind_after_hours": settings.remind_after_hours,
+    }
+
+
+@describe(
+    answers={200: ApprovalSettingsAnswer, 404: Refusal},
+    summary="A company's invoice approval settings (QuickBooks Online Advanced only).",
+)
+async def get_settings(request: Request) -> Response:
+    account = await _company(request)
+    if account is None:
+        return _error(404, "account not connected to this portal")
+    settings = await _service(request).store.approval_settings(account.realm_id)
+    return JSONResponse(_settings_view(account, settings))
+
+
+@describe(
+    body=ApprovalSettingsBody,
+    answers={200: ApprovalSettingsAnswer, 400: Refusal, 404: Refusal, 422: Refusal},
+    summary="Switch invoice approval on or off for a company, and choose approver and reminder.",
+)
+async def put_settings(request: Request) -> Response:
+    account = await _company(request)
+    if account is None:
+        return _error(404, "account not connected to this portal")
+    try:
+        body = ApprovalSettingsBody.model_validate(await request.json())
+    except (ValueError, PydanticValidationError) as exc:
+        return _error(400, f"invalid approval settings: {exc}")
+    problem = approval.settings_problem(body.enabled, account)
+    if problem is not None:
+        return _error(422, problem, code=approval.NOT_ADVANCED)
+    settings = approval.ApprovalSettings(
+        realm_id=account.realm_id,
+        portal_id=account.portal_id,
+        enabled=body.enabled,
+        approver_owner_id=(body.approver_owner_id or "").strip() or None,
+        remind_after_hours=body.remind_after_hours,
+    )
+    service = _service(request)
+    await service.store.save_approval_settings(settings, _caller(request).user_id)
+    if service.handlers.audit is not None:
+        await service.handlers.audit.record(
+            "account",
+            account.realm_id,
+            None,
+            None,
+            "approval.settings-saved",
+            {**_settings_view(account, settings), "by": _caller(request).user_id},
+        )
+    return JSONResponse(_settings_view(account, settings))
+
+
+@describe(
+    answers={200: ApprovalsAnswer, 400: Refusal},
+    summary="The portal's approvals (by default those waiting), oldest first.",
+)
+async def list_approvals(request: Request) -> Response:
+    status = request.query_params.get("status", "pending")
+    if status not in STATUSES:
+        return _error(400, f"status must be one of {', '.join(STATUSES)}")
+    found = await _service(request).store.approvals_of(
+        request.path_params["portal_id"], None if status == "all" else status
+    )
+    return JSONResponse({"approvals": [approval_view(doc, full=False) for doc in found]})
+
+
+@describe(
+    answers={200: ApprovalAnswer, 404: Refusal},
+    summary="One approval with its invoice as it would be created.",
+)
+async def get_approval(request: Request) -> Response:
+    service = _service(request)
+    request_id = request.path_params["request_id"]
+    doc = await service.store.approval(request_id)
+    if doc is None or doc.get("portal_id") != request.path_params["portal_id"]:
+        return _error(404, "no such approval")
+    asked = await service.store.request(request_id)
+    outcome = (asked or {}).get("status")
+    return JSONResponse(approval_view(doc, full=True, outcome=outcome))
+
+
+def _caller(request: Request) -> Caller:
+    caller: Caller = request.state.caller
+    return caller
+
+
+def _answer(decided: Decided) -> Response:
+    if decided.state is DecidedState.UNKNOWN or decided.approval is None:
+        return _error(404, "no such approval")
+    view = approval_view(decided.approval, full=True)
+    if decided.state is DecidedState.INVALID:
+        assert decided.problem is not None
+        problem = decided.problem
+        return JSONResponse(
+            {
+                "problem": {
+                    "code": problem.code.value,
+                    "message": problem.message,
+                    "field": problem.field,
+                    "line_index": problem.line_index,
+                }
+            },
+            status_code=422,
+        )
+    if decided.state is DecidedState.CONFLICT:
+        return _error(409, f"this approval was {view['status']} already", approval=view)
+    return JSONResponse({**view, "already_decided": decided.state is DecidedState.ALREADY})
+
+
+async def _body(request: Request, model: type[BaseModel]) -> BaseModel | Response:
+    try:
+        raw = await request.body()
+        return model.model_validate_json(raw or b"{}")
+    except PydanticValidationError as exc:
+        return _error(400, f"invalid body: {exc}")
+
+
+@describe(
+    body=ApproveBody,
+    answers={200: ApprovalAnswer, 400: Refusal, 404: Refusal, 409: Refusal, 422: ProblemAnswer},
+    summary="Approve a pending approval (once, however often it is sent); the draft follows.",
+)
+async def approve(request: Request) -> Response:
+    body = await _body(request, ApproveBody)
+    if isinstance(body, Response):
+        return body
+    assert isinstance(body, ApproveBody)
+    lines = None
+    if body.lines is not None:
+        try:
+            lines = _LINES.validate_python(body.lines)
+        except PydanticValidationError as exc:
+            return _error(400, f"invalid lines: {exc}")
+        if not lines:
+            return _error(400, "an approved invoice needs at least one line")
+    caller = _caller(request)
+    decided = await _service(request).handlers.decide(
+        request.path_params["portal_id"],
+        request.path_params["request_id"],
+        ApprovalDecision.APPROVED,
+        by=caller.user_id,
+        by_name=caller.email,
+        lines=lines,
+    )
+    return _answer(decided)
+
+
+@describe(
+    body=RejectBody,
+    answers={200: ApprovalAnswer, 400: Refusal, 404: Refusal, 409: Refusal, 422: ProblemAnswer},
+    summary="Reject a pending approval with a reason; the reason goes on the deal.",
+)
+async def reject(request: Request) -> Response:
+    body = await _body(request, RejectBody)
+    if isinstance(body, Response):
+        return body
+    assert isinstance(body, RejectBody)
+    caller = _caller(request)
+    decided = await _service(request).handlers.decide(
+        request.path_params["portal_id"],
+        request.path_params["request_id"],
+        ApprovalDecision.REJECTED,
+        by=caller.user_id,
+        by_name=caller.email,
+        reason=body.reason,
+    )
+    return _answer(decided)
