@@ -1,0 +1,215 @@
+"""A running reminders service on real Kafka + MongoDB-wire server + both sandboxes over HTTP.
+
+One service per test module (consumer-group joins are the slow part); each test makes its own
+QuickBooks company and CRM portal, so tests do not see each other's data. "Today" is the QBO
+sandbox's date (its clock is shared by the session and may have been moved).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest_asyncio
+from dealbooks_contracts import (
+    Envelope,
+    EventPayload,
+    InvoiceDrafted,
+    Money,
+    QboCustomerRef,
+    Tenant,
+)
+from dealbooks_http import StaticTokenProvider
+from dealbooks_infra.testing import account_connected, eventually, read_events
+from dealbooks_kit import Guard
+from dealbooks_kit.auth import mint_grant
+from dealbooks_qbo import Invoice, QboClient
+from reminders.api import build_api
+from reminders.app import Service, build_service
+from reminders.settings import RemindersSettings
+
+GRANT_KEYS = "test:reminders-grant-key-0123456789"
+OPERATOR = "test-operator-credential"
+EDITIONS = {"advanced": "QuickBooks Online Advanced", "plus": "QuickBooks Online Plus"}
+
+
+class Harness:
+    """The service under test plus the sandboxes, and helpers to play QuickBooks and the CRM."""
+
+    def __init__(self, service: Service, bootstrap: str, qbo_sandbox: Any, crm: Any) -> None:
+        self.service = service
+        self.settings = service.settings
+        self.bootstrap = bootstrap
+        self.qbo_sandbox = qbo_sandbox
+        self.crm_sandbox = crm
+        self.qbo_tokens = StaticTokenProvider({})
+        self.crm_tokens = StaticTokenProvider({})
+        self.qbo = QboClient(qbo_sandbox.base_url, self.qbo_tokens)
+
+    def today(self) -> date:
+        return self.qbo_sandbox.now().date()
+
+    async def world(self, edition: str = "advanced") -> World:
+        """A fresh company of `edition` connected to a fresh portal (as connector-auth
+        announces it), with a deal owned by a user of the portal."""
+        company = self.qbo_sandbox.create_company("US", edition=edition)
+        self.qbo_tokens.set(company.realm_id, company.access_token)
+        portal = self.crm_sandbox.create_portal(companyCurrency="USD")
+        self.crm_tokens.set(portal.key, portal.access_token)
+        user = self.crm_sandbox.add_user(portal.portal_id, f"rep-{uuid.uuid4().hex[:6]}@x.example")
+        owner_id = str(int(user["userId"]) + 900_000_000)
+        deal = self.crm_sandbox.create_as_user(
+            portal.portal_id,
+            "deals",
+            {"dealname": "Outfitting order", "dealstage": "contractsent",
+             "hubspot_owner_id": owner_id},
+        )  # fmt: skip
+        tenant = Tenant(portal_id=portal.key, account_id=company.realm_id)
+        world = World(self, tenant, portal, deal["id"], owner_id)
+        await self.publish(account_connected(edition=EDITIONS[edition]), tenant)
+
+        async def known() -> bool:
+            doc = await self.service.store.account(company.realm_id)
+            return doc is not None and doc.get("edition") == EDITIONS[edition]
+
+        await eventually(known)
+        return world
+
+    async def publish(self, payload: EventPayload, tenant: Tenant) -> Envelope[Any]:
+        event = Envelope.build(payload, source="test", tenant=tenant)
+        await self.service.runtime.publisher.publish(event)
+        return event
+
+    operator_credential = OPERATOR
+
+    def grant(self, *portals: str) -> str:
+        return mint_grant(GRANT_KEYS, portals, user_id="u-admin")
+
+    def api(self, bearer: str | None = None, service: Service | None = None) -> httpx.AsyncClient:
+        """The service's API in-process, called with `bearer` (None: no credential)."""
+        service = service or self.service
+        api = build_api(service, Guard(self.settings, self.settings.service_name))
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=api),
+            base_url="http://reminders",
+            headers={"Authorization": f"Bearer {bearer}"} if bearer else {},
+        )
+
+    async def events(
+        self, event_type: str, predicate: Callable[[Envelope[Any]], bool], count: int = 1
+    ) -> list[Envelope[Any]]:
+        topic = self.settings.topic(f"{event_type}.v1")
+        return await read_events(self.bootstrap, topic, predicate, count=count)
+
+
+class World:
+    """One test's company, portal and deal, and what QuickBooks and the CRM hold for them."""
+
+    def __init__(
+        self, h: Harness, tenant: Tenant, portal: Any, deal_id: str, owner_id: str
+    ) -> None:
+        self.h = h
+        self.tenant = tenant
+        self.realm = tenant.require_account_id()
+        self.portal = portal
+        self.deal_id = deal_id
+        self.owner_id = owner_id
+        self.workflows = f"/portals/{portal.key}/accounts/{self.realm}/reminders/workflows"
+
+    async def switch_on(self, workflow: str, **settings: Any) -> httpx.Response:
+        async with self.h.api(self.h.grant(self.portal.key)) as admin:
+            return await admin.put(
+                f"{self.workflows}/{workflow}", json={"enabled": True, **settings}
+            )
+
+    async def invoice(self, amount: str = "459.00", **fields: Any) -> Invoice:
+        body: dict[str, Any] = {
+            "CustomerRef": {"value": "1"},
+            "Line": [
+                {
+                    "DetailType": "SalesItemLineDetail",
+                    "Amount": Decimal(amount),
+                    "SalesItemLineDetail": {"ItemRef": {"value": "1"}},
+                }
+            ],
+            **fields,
+        }
+        return await self.h.qbo.company(self.realm).create(Invoice, body)
+
+    async def drafted(self, invoice: Invoice) -> None:
+        """invoice.drafted for the deal, as invoice-builder publishes it; waits until the
+        service knows the invoice's deal."""
+        data = InvoiceDrafted(
+            request_id=uuid.uuid4(),
+            deal_id=self.deal_id,
+            qbo_invoice_id=str(invoice.Id),
+            doc_number=invoice.DocNumber,
+            customer=QboCustomerRef(qbo_customer_id=invoice.CustomerRef.value),
+            customer_created=False,
+            total=Money(amount=invoice.TotalAmt or Decimal("0"), currency="USD"),
+            invoice_date=invoice.TxnDate or self.h.today(),
+            due_date=invoice.DueDate,
+        )
+        await self.h.publish(data, self.tenant)
+
+        async def known() -> bool:
+            return bool(await self.h.service.store.records(self.realm, [str(invoice.Id)]))
+
+        await eventually(known)
+
+    async def run_pass(self, service: Service | None = None) -> int:
+        service = service or self.h.service
+        service.handlers.today = self.h.today
+        return await service.handlers.pass_company(self.realm)
+
+    def control(self, method: str, path: str, body: Any = None) -> Any:
+        return self.h.qbo_sandbox.control(method, f"companies/{self.realm}/{path}", body)
+
+    async def tasks_on_deal(self) -> list[Any]:
+        """The deal's tasks, read over the CRM's API."""
+        crm = self.h.service.clients.crm.portal(self.portal.key)
+        return list(await crm.tasks_on("deals", self.deal_id))
+
+    def tasks(self) -> list[dict[str, Any]]:
+        """Every task of the portal, on a record or not."""
+        return self.h.crm_sandbox.objects(self.portal.portal_id, "tasks")
+
+    def days(self, offset: int) -> str:
+        return (self.h.today() + timedelta(days=offset)).isoformat()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def reminders(
+    kafka_bootstrap: str, mongo_uri: str, kafka_supports_idempotence: bool, qbo_sandbox: Any,
+    crm_sandbox: Any,
+) -> AsyncIterator[Harness]:  # fmt: skip
+    namespace = f"rm{uuid.uuid4().hex[:8]}"
+    settings = RemindersSettings(
+        kafka_bootstrap=kafka_bootstrap,
+        mongodb_uri=mongo_uri,
+        mongodb_database=namespace,
+        topic_prefix=f"{namespace}.",
+        kafka_idempotence=kafka_supports_idempotence,
+        qbo_base_url=qbo_sandbox.base_url,
+        crm_base_url=crm_sandbox.base_url,
+        handler_attempts=3,
+        handler_wait_initial=0.05,
+        handler_wait_max=0.2,
+        grant_keys=GRANT_KEYS,
+        operator_credentials=OPERATOR,
+        pass_interval_seconds=3600.0,
+    )
+    qbo_tokens = StaticTokenProvider({})
+    crm_tokens = StaticTokenProvider({})
+    service = build_service(settings, qbo_tokens=qbo_tokens, crm_tokens=crm_tokens)
+    harness = Harness(service, kafka_bootstrap, qbo_sandbox, crm_sandbox)
+    harness.qbo_tokens, harness.crm_tokens = qbo_tokens, crm_tokens
+    harness.qbo = QboClient(qbo_sandbox.base_url, qbo_tokens)
+    async with service.runtime.running():
+        yield harness
+    await harness.qbo.aclose()
+    await service.aclose()
