@@ -17,18 +17,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
+import schemathesis
 from dealbooks_crm import signature_v3
 from dealbooks_kit import PUBLIC_BY_DESIGN, Access, Guard, ServiceApp
 from dealbooks_kit.auth import MissingCredential, mint_grant
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -40,6 +44,7 @@ OPERATOR_CREDENTIAL = "matrix-operator-credential"
 CRM_SECRET = "matrix-crm-client-secret"
 PORTAL, OTHER_PORTAL = "62515", "99999"
 BASE_URL = "http://svc"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "openapi"
 
 # The settings each credential kind needs (emptied to show production refuses to start).
 CREDENTIAL_OF = {
@@ -103,6 +108,13 @@ def _status_tracker(**overrides: Any) -> ServiceApp:
     return build_app(StatusTrackerSettings(**_settings(**overrides)))
 
 
+def _reminders(**overrides: Any) -> ServiceApp:
+    from reminders.app import build_app
+    from reminders.settings import RemindersSettings
+
+    return build_app(RemindersSettings(**_settings(**overrides)))
+
+
 def _contact_sync(**overrides: Any) -> ServiceApp:
     from contact_sync.app import Settings, build_app
 
@@ -133,6 +145,7 @@ SERVICES: dict[str, Callable[..., ServiceApp | Starlette]] = {
     "webhook-gateway": _webhook_gateway,
     "invoice-builder": _invoice_builder,
     "status-tracker": _status_tracker,
+    "reminders": _reminders,
     "contact-sync": _contact_sync,
     "product-sync": _product_sync,
     "mapping-registry": _mapping_registry,
@@ -487,5 +500,49 @@ def test_generated_bad_requests_never_reach_an_endpoint_nor_get_a_5xx(
         )
         status = asyncio.run(refusal)
         assert status in {400, 401, 403, 404, 405, 413, 422}, (route.path, status)
+
+    fuzz()
+
+
+@every_service
+def test_requests_generated_from_the_services_openapi_document_are_refused_without_a_credential(
+    build: Callable[..., Built], service: str
+) -> None:
+    """schemathesis draws requests (paths, queries, bodies) from the service's committed OpenAPI
+    document; sent without a credential, each guarded one is refused before its endpoint."""
+    built = build(service)
+    document = json.loads((DOCS / f"{service}.json").read_text())
+    schema = schemathesis.openapi.from_dict(document)
+    guarded = [
+        op
+        for op in (result.ok() for result in schema.get_all_operations())
+        if op.definition.raw.get("security")
+    ]
+    if not guarded:
+        return  # webhook-gateway: only public intakes, fuzzed against the running gateway
+    by_path = {route.path: route for route in built.guarded()}
+
+    @settings(
+        max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    )
+    @given(data=st.data())
+    def fuzz(data: st.DataObject) -> None:
+        operation = data.draw(st.sampled_from(guarded))
+        case = data.draw(operation.as_strategy())
+        sent = case.as_transport_kwargs(base_url=BASE_URL)
+        route = by_path[operation.path]
+        body = case.body if isinstance(case.body, dict | list) else None
+        # Sent as a client must send it: whatever the path holds, percent-encoded.
+        path = quote(urlsplit(sent["url"]).path, safe="/%")
+        request = Decided(path, route.methods, route.access)
+        status = asyncio.run(
+            built.refused(
+                request,
+                operation.method.upper(),
+                query=str(httpx.QueryParams(sent.get("params") or {})),
+                body=json.dumps(body).encode() if body is not None else b"",
+            )
+        )
+        assert status in {401, 404}, (operation.path, status)
 
     fuzz()
