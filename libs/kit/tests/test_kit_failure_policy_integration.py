@@ -4,11 +4,10 @@ the same failures end differently when a person waits for them and when nobody d
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from dealbooks_contracts import Envelope, QboEntityChanged, QboOperation, Tenant
+from dealbooks_contracts import Envelope, QboEntityChanged, Tenant
 from dealbooks_crm import CrmNotFound
 from dealbooks_http import AccountUnavailable
 from dealbooks_infra import testing
@@ -28,20 +27,6 @@ FAILURES: dict[str, Callable[[], BaseException]] = {
     "refused": lambda: PermanentError("the customer has no email address"),
     "throttled": lambda: Throttled(429, [FaultDetail("3001", "ThrottleExceeded", "")]),
 }
-
-
-def changed(entity_id: str) -> Envelope[QboEntityChanged]:
-    return Envelope.build(
-        QboEntityChanged(
-            realm_id="realm-1",
-            entity="Customer",
-            entity_id=entity_id,
-            operation=QboOperation.UPDATE,
-            last_updated=datetime.now(UTC),
-        ),
-        source="test",
-        tenant=TENANT,
-    )
 
 
 class Consumer:
@@ -77,7 +62,7 @@ class Consumer:
         for entity_id in [*FAILURES, "fine"]:
             await self.runtime.publisher.publish_raw(
                 self.settings.topic("qbo.entity-changed.v1"),
-                changed(entity_id).to_bytes(),
+                testing.invoice_changed("realm-1", entity_id).to_bytes(),
                 key=b"realm-1",
                 headers={},
             )
