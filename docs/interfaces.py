@@ -81,6 +81,13 @@ def _status_tracker() -> Any:
     return build_app(StatusTrackerSettings(**settings()))
 
 
+def _reminders() -> Any:
+    from reminders.app import build_app
+    from reminders.settings import RemindersSettings
+
+    return build_app(RemindersSettings(**settings()))
+
+
 def _contact_sync() -> Any:
     from contact_sync.app import Settings, build_app
 
@@ -112,6 +119,7 @@ SERVICES: dict[str, Callable[[], Any]] = {
     "webhook-gateway": _webhook_gateway,
     "invoice-builder": _invoice_builder,
     "status-tracker": _status_tracker,
+    "reminders": _reminders,
     "contact-sync": _contact_sync,
     "product-sync": _product_sync,
     "mapping-registry": _mapping_registry,

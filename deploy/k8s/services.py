@@ -99,6 +99,16 @@ SERVICES = [
         ("invoice.status-changed.v1", "invoice.payment-recorded.v1"),
     ),
     Service(
+        "reminders",
+        "REMINDERS_",
+        False,
+        True,
+        True,
+        True,
+        _TOKENS,
+        ("reminder.task-opened.v1", "reminder.task-closed.v1"),
+    ),
+    Service(
         "contact-sync",
         "CONTACT_SYNC_",
         False,

@@ -34,6 +34,7 @@ PACKAGES = {
     "webhook-gateway": "webhook_gateway",
     "invoice-builder": "invoice_builder",
     "status-tracker": "status_tracker",
+    "reminders": "reminders",
     "contact-sync": "contact_sync",
     "product-sync": "product_sync",
     "mapping-registry": "mapping_registry",

@@ -34,6 +34,7 @@ SERVICE_ORDER = (
     "webhook-gateway",
     "invoice-builder",
     "status-tracker",
+    "reminders",
     "contact-sync",
     "product-sync",
     "mapping-registry",
@@ -57,7 +58,11 @@ DEFAULT_PORTS = {
     "mongodb": 17018,
     "qbo-sandbox": 18001,
     "crm-sandbox": 18002,
-    **{name: 8101 + i for i, name in enumerate(SERVICE_ORDER)},
+    # In the order services were added, so a new one moves no other's port.
+    **{
+        name: 8101 + i
+        for i, name in enumerate([s for s in SERVICE_ORDER if s != "reminders"] + ["reminders"])
+    },
 }
 
 

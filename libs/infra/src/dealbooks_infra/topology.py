@@ -173,6 +173,9 @@ class Topology:
                 "CONTACT_SYNC_URL": self.url("contact-sync"),
                 "PRODUCT_SYNC_URL": self.url("product-sync"),
             },
+            "reminders": {
+                "REMINDERS_PASS_INTERVAL_SECONDS": "3600",
+            },
             "status-tracker": {
                 "STATUS_TRACKER_OVERDUE_INTERVAL_SECONDS": "3600",
                 "STATUS_TRACKER_RECONCILE_INTERVAL_SECONDS": "600",
