@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from console.approvals import ApprovalPages
 from console.backend import Backend, BackendError
 from console.card import Card
 from console.pages import Pages, Refused
@@ -38,6 +39,7 @@ def build_app(settings: ConsoleSettings, http: httpx.AsyncClient | None = None) 
     people = People(settings, backend)
     pages = Pages(settings, backend, people)
     card = Card(settings, backend, people, pages)
+    approvals = ApprovalPages(pages)
     guard = Guard(
         settings, settings.service_name, session=people.caller, refused=pages.unauthenticated
     )
@@ -122,6 +124,12 @@ def build_app(settings: ConsoleSettings, http: httpx.AsyncClient | None = None) 
         guard.route(p + "/rules", pages.rules, ["GET"], session),
         guard.route(p + "/rules/{rule_id}", pages.rule, ["GET", "POST"], session),
         guard.route(p + "/rules/{rule_id}/delete", pages.delete_rule, ["POST"], session),
+        guard.route(p + "/approvals", approvals.approvals, ["GET"], session),
+        guard.route(
+            p + "/approvals/settings/{realm}", approvals.save_settings, ["POST"], session
+        ),
+        guard.route(p + "/approvals/{request_id}", approvals.approval, ["GET"], session),
+        guard.route(p + "/approvals/{request_id}", approvals.decide, ["POST"], session),
     ]  # fmt: skip
 
     @asynccontextmanager
