@@ -17,6 +17,7 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from dealbooks_cli import account_detail, backfills, operations, rerun
+from dealbooks_cli import approvals as approval_list
 from dealbooks_cli import audit as audit_trail
 from dealbooks_cli.deadletters import DeadLetter, DeadLetterTopics, Filters, dead_letter_topics
 from dealbooks_cli.output import emit_json, table
@@ -53,6 +54,11 @@ backfill = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(backfill, name="backfill")
+approvals = typer.Typer(
+    help="Invoice approvals of QuickBooks Online Advanced companies (invoice-builder's).",
+    no_args_is_help=True,
+)
+app.add_typer(approvals, name="approvals")
 
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 Topic = Annotated[
@@ -544,6 +550,48 @@ def _audit(kind: str, subject_id: str, json: bool) -> None:
         ("call", "CALL"),
     ]
     typer.echo(table(rows, columns) if rows else "no audit entries")
+
+
+@approvals.command("list")
+def approvals_list(
+    portal: Annotated[str | None, typer.Option("--portal", help="CRM portal id.")] = None,
+    status: Annotated[
+        str, typer.Option(help="pending (default), approved, rejected or all.")
+    ] = "pending",
+    json: Json = False,
+) -> None:
+    """Invoice approvals, oldest request first: the company, deal, customer, amount before
+    tax, how long each has waited, its approver and CRM task, and who decided and why."""
+    if status not in approval_list.STATUSES:
+        raise typer.BadParameter(f"status must be one of {', '.join(approval_list.STATUSES)}")
+
+    async def go(stack: Stack) -> list[dict[str, Any]]:
+        async with _mongo(stack) as client:
+            return await approval_list.approvals(stack, client, portal, status)
+
+    rows = _run(go)
+    if json:
+        emit_json(rows)
+        return
+    for r in rows:
+        r["amount"] = f"{r['subtotal']} {r['currency']}"
+        r["decision"] = " ".join(
+            p for p in (r["decided_by"], r["reason"] and f"({r['reason']})") if p
+        )
+    columns = [
+        ("request_id", "REQUEST"),
+        ("status", "STATUS"),
+        ("portal_id", "PORTAL"),
+        ("company", "COMPANY"),
+        ("deal_id", "DEAL"),
+        ("customer", "CUSTOMER"),
+        ("amount", "AMOUNT"),
+        ("waiting", "WAITING"),
+        ("approver_id", "APPROVER"),
+        ("crm_task_id", "TASK"),
+        ("decision", "DECIDED"),
+    ]
+    typer.echo(table(rows, columns) if rows else "no approvals")
 
 
 def _call(call: Any) -> str:

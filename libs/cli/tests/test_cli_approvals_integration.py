@@ -1,0 +1,82 @@
+"""`dealbooks approvals list`: invoice-builder's approvals, read from its database (seeded on a
+real MongoDB-wire server under a database prefix)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dealbooks_cli.approvals import waited
+from dealbooks_cli.main import app
+from pymongo import MongoClient
+from typer.testing import CliRunner
+
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+def approval(
+    request_id: str, portal: str, status: str, minutes: int, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "_id": request_id,
+        "portal_id": portal,
+        "realm_id": "r1",
+        "company_name": "Summit Ridge Outfitters",
+        "deal_id": "77",
+        "customer_name": "Amy's Bird Sanctuary",
+        "subtotal": "1840.00",
+        "currency": "USD",
+        "status": status,
+        "requested_at": T0 + timedelta(minutes=minutes),
+        "reminded_at": None,
+        "approver_id": "900000001",
+        "task_id": "5",
+        **extra,
+    }
+
+
+@pytest.mark.integration
+def test_approvals_list_shows_a_portals_waiting_approvals_oldest_first(
+    mongo_uri: str, namespace: str, tmp_path: Path
+) -> None:
+    prefix = f"{namespace}_"
+    with MongoClient(mongo_uri, tz_aware=True) as client:
+        client[f"{prefix}invoice_builder"]["approvals"].insert_many(
+            [
+                approval("req-2", "p1", "pending", 5),
+                approval("req-1", "p1", "pending", 1),
+                approval("req-3", "p2", "pending", 2),
+                approval(
+                    "req-4", "p1", "rejected", 3, decided_by="u9", reason="wrong price",
+                    decided_by_name="boss@summit.example",
+                ),
+            ]
+        )  # fmt: skip
+    env = {"DEALBOOKS_ROOT": str(tmp_path), "MONGODB_URI": mongo_uri}
+    env["MONGODB_DATABASE_PREFIX"] = prefix
+    runner = CliRunner()
+
+    listed = runner.invoke(app, ["approvals", "list", "--portal", "p1", "--json"], env=env)
+    every = runner.invoke(app, ["approvals", "list", "--status", "all", "--json"], env=env)
+    shown = runner.invoke(app, ["approvals", "list", "--status", "rejected"], env=env)
+    wrong = runner.invoke(app, ["approvals", "list", "--status", "maybe"], env=env)
+
+    assert listed.exit_code == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert [r["request_id"] for r in rows] == ["req-1", "req-2"]
+    assert rows[0]["waiting"] and rows[0]["subtotal"] == "1840.00"
+    assert len(json.loads(every.stdout)) == 4
+    assert shown.exit_code == 0, shown.stderr
+    assert "boss@summit.example (wrong price)" in shown.stdout
+    assert "req-1" not in shown.stdout
+    assert wrong.exit_code != 0
+
+
+def test_waiting_reads_in_days_hours_and_minutes() -> None:
+    assert waited(T0, T0 + timedelta(days=3, hours=4, minutes=9)) == "3d 4h"
+    assert waited(T0, T0 + timedelta(hours=5, minutes=12)) == "5h 12m"
+    assert waited(T0, T0 + timedelta(minutes=7)) == "7m"
+    assert waited(None, T0) == ""
