@@ -28,10 +28,10 @@ from dealbooks_contracts import (
     Tenant,
 )
 from dealbooks_http import StaticTokenProvider
+from dealbooks_infra.sync_world import SyncStack, SyncWorld
 from dealbooks_infra.testing import eventually
 from dealbooks_qbo import Invoice, QboClient
 from dealbooks_sync.service import SyncService
-from dealbooks_sync.testing import SyncStack, SyncWorld
 from mapping_registry.app import Settings as RegistrySettings
 from mapping_registry.app import build as build_registry
 from pymongo import AsyncMongoClient

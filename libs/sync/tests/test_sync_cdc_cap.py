@@ -16,10 +16,10 @@ import pytest
 from contact_sync.app import Settings, build
 from dealbooks_contracts import SyncAction, SyncObjectType
 from dealbooks_http import RateBudget
+from dealbooks_infra.sync_world import SyncStack, SyncWorld
 from dealbooks_infra.testing import eventually
 from dealbooks_sync.healing import CDC_MAX_OBJECTS
 from dealbooks_sync.service import SyncService
-from dealbooks_sync.testing import SyncStack, SyncWorld
 from mapping_registry.app import Settings as RegistrySettings
 from mapping_registry.app import build as build_registry
 from qbo_sandbox.pytest_plugin import SandboxHandle, start_sandbox, stop_sandbox

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from dealbooks_contracts import Envelope, PortalInstalled, SyncAction, Tenant
+from dealbooks_infra.sync_world import OPERATOR, backfill_client, grant
 from dealbooks_infra.testing import eventually
-from dealbooks_sync.testing import OPERATOR, backfill_client, grant
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from contact_sync.app import Settings, build
 from dealbooks_contracts import SyncObjectType
+from dealbooks_infra.sync_world import OPERATOR, SyncStack, SyncWorld, backfill_client
 from dealbooks_infra.testing import eventually
 from dealbooks_sync.service import SyncService
-from dealbooks_sync.testing import OPERATOR, SyncStack, SyncWorld, backfill_client
 from mapping_registry.app import Settings as RegistrySettings
 from mapping_registry.app import build as build_registry
 

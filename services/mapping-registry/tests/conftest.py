@@ -17,8 +17,8 @@ from dealbooks_contracts import (
     SyncObjectType,
     Tenant,
 )
+from dealbooks_infra.sync_world import SyncWorld, bearer, grant
 from dealbooks_infra.testing import account_connected, envelope_of, eventually, watching
-from dealbooks_sync.testing import SyncWorld, bearer, grant
 from mapping_registry.app import MappingRegistry, Settings, build
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from dealbooks_contracts import SyncObjectType
-from dealbooks_sync.testing import grant
+from dealbooks_infra.sync_world import grant
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 from dealbooks_contracts import SyncObjectType
+from dealbooks_infra.sync_world import SyncStack, SyncWorld
 from dealbooks_sync.service import SyncService
-from dealbooks_sync.testing import SyncStack, SyncWorld
 from mapping_registry.app import Settings as RegistrySettings
 from mapping_registry.app import build as build_registry
 from product_sync.app import Settings, build

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from dealbooks_infra.sync_world import OPERATOR, backfill_client, grant
 from dealbooks_infra.testing import eventually
-from dealbooks_sync.testing import OPERATOR, backfill_client, grant
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,6 @@
-"""Test helpers for the sync services: run the registry and a sync service on real Kafka and
-MongoDB against both sandboxes, talk to the registry's API in-process, and watch the outcome
-events."""
+"""Test support for the sync services (kept out of their runtime package): run the registry
+and a sync service on real Kafka and MongoDB against both sandboxes, talk to the registry's API
+in-process, and watch the outcome events."""
 
 from __future__ import annotations
 
@@ -20,14 +20,14 @@ from dealbooks_contracts import (
     Tenant,
 )
 from dealbooks_http import StaticTokenProvider
-from dealbooks_infra.testing import account_connected, envelope_of, eventually, watching
 from dealbooks_kit import Guard, ServiceRuntime
 from dealbooks_kit.auth import mint_grant
-from starlette.applications import Starlette
-
 from dealbooks_sync.api import backfill_api
 from dealbooks_sync.engine import MappingSets
 from dealbooks_sync.service import SyncService
+from starlette.applications import Starlette
+
+from dealbooks_infra.testing import account_connected, envelope_of, eventually, watching
 
 # The CRM sandbox fixture runs its ten-second window 50x faster.
 CRM_WINDOW = 0.2
