@@ -5,7 +5,9 @@ own process; installs the app into a CRM portal through the CRM's OAuth, which s
 in; connects a US and a UK QuickBooks company to that portal; creates deals, a
 contact, a company and quotes in the CRM; asks for invoices from scratch and from a quote;
 shows two rejections; pays one invoice in two parts in QuickBooks and lets another fall
-overdue; then prints what the CRM now shows and stops everything it started.
+overdue; connects a QuickBooks Online Advanced company with invoice approval on, whose
+request waits for approval until it is approved; then prints what the CRM now shows and
+stops everything it started.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from crm_sandbox.state import OWNER_ID_OFFSET
 from dealbooks_infra.people import Person
 from dealbooks_infra.records import association as assoc
 from dealbooks_infra.stack import LocalStack
@@ -29,6 +32,7 @@ from dealbooks_infra.topology import PORTAL_ID
 
 US_REALM = "9341455322581846"  # Larry's Bakery (QBO sandbox demo seed)
 UK_REALM = "4620816365044851490"  # Thames Joinery Ltd, custom transaction numbers on
+SUMMIT_REALM = "9341455731187204"  # Summit Ridge Outfitters, QuickBooks Online Advanced
 T = TypeVar("T")
 
 
@@ -130,6 +134,7 @@ class Demo:
             [assoc(company, 1)],
         )
         people = [assoc(contact, 3), assoc(company, 5)]
+        self.us_people = people
         self.deals["us"] = self.crm_create(
             "deals", {"dealname": "Bird sanctuary consulting", "amount": "1500"}, people
         )
@@ -279,10 +284,98 @@ class Demo:
             until(lambda n=n: len(self.timeline(deal)) >= n, f"payment {n} on the deal timeline")  # type: ignore[misc]
             say(f"   paid {amount or 'the rest of ' + str(total)} -> stage {expected}")
 
-    # --- 8. what the CRM shows --------------------------------------------------------------
+    # --- 8. invoice approval (QuickBooks Online Advanced) -------------------------------
+
+    def approval(self, operator_view: Callable[[], None] | None = None) -> dict[str, Any]:
+        """An Advanced company with approval on: a request waits for approval (a task on the
+        deal asks its owner), is approved (twice: one draft), and becomes a draft."""
+        say("== 8. QuickBooks Online Advanced: invoice approval (Summit Ridge Outfitters)")
+        auth = self.person.auth
+        self.person.connect(SUMMIT_REALM)
+        settings_url = f"{self.wizard}/accounts/{SUMMIT_REALM}/approval-settings"
+
+        def advanced() -> dict[str, Any] | None:
+            found = self.http.get(settings_url, headers=auth())
+            return found.json() if found.status_code == 200 and found.json()["advanced"] else None
+
+        facts = until(advanced, "invoice-builder to learn Summit Ridge and its edition")
+        say(f"   connected {facts['company_name']}: edition '{facts['edition']}'")
+        plain = self.http.put(
+            f"{self.wizard}/accounts/{US_REALM}/approval-settings",
+            json={"enabled": True},
+            headers=auth(),
+        )
+        say(f"   approval for the US company (not Advanced): {plain.status_code} "
+            f"{plain.json().get('code')}: {plain.json().get('error')}")  # fmt: skip
+        ok(self.http.put(settings_url, json={"enabled": True, "remind_after_hours": 24},
+                         headers=auth()))  # fmt: skip
+        say("   approval switched on for Summit Ridge: approver = each deal's owner, "
+            "one reminder after 24 hours")  # fmt: skip
+
+        admin = ok(self.http.get(f"{self.crm_ctl}/users"))["results"][0]
+        owner = str(int(admin["userId"]) + OWNER_ID_OFFSET)  # the sandbox's owner of that user
+        deal = self.crm_create(
+            "deals",
+            {"dealname": "Expedition tents", "amount": "1840", "hubspot_owner_id": owner},
+            self.us_people,
+        )
+        body = {"deal_id": deal, "terms_id": "3", "lines": [
+            {"qbo_item_id": "1", "quantity": "8", "description": "Expedition tent",
+             "unit_price": {"amount": "205", "currency": "USD"}},
+            {"qbo_item_id": "1", "quantity": "1", "description": "Fitting and delivery",
+             "unit_price": {"amount": "200", "currency": "USD"}}]}  # fmt: skip
+        sent = ok(self.http.post(f"{self.wizard}/accounts/{SUMMIT_REALM}/invoice-requests",
+                                 json=body, headers=auth()))  # fmt: skip
+        request_id = sent["request_id"]
+        polled = until(lambda: self._status(request_id, {"awaiting_approval", "drafted",
+                                                         "rejected"}),
+                       f"request {request_id} to wait for approval")  # fmt: skip
+        say(f"   request {request_id[:8]}... for deal {deal}: {polled['status'].upper()} "
+            f"(nothing sent to QuickBooks)")  # fmt: skip
+        waiting = ok(self.http.get(f"{self.wizard}/approvals", headers=auth()))["approvals"]
+        shown = ok(self.http.get(f"{self.wizard}/approvals/{request_id}", headers=auth()))
+        say(f"   pending approvals in the portal: {len(waiting)}; this one, as it would be "
+            f"created:")  # fmt: skip
+        invoice = shown["invoice"]
+        say(f"      customer  {invoice['customer'].get('name')}")
+        for line in invoice["lines"]:
+            say(f"      line      {line['quantity']:>3} x {line['unit_price']['amount']:>8} "
+                f"{line.get('description') or '':<24} {line['amount']:>10}")  # fmt: skip
+        say(f"      subtotal  {invoice['subtotal']} {invoice['currency']} (tax by QuickBooks)")
+        if operator_view is not None:
+            operator_view()
+        task = ok(self.http.get(f"{self.crm_ctl}/objects/tasks/{shown['crm_task_id']}"))
+        props = task.get("properties", {})
+        subject, status = props.get("hs_task_subject"), props.get("hs_task_status")
+        assigned = props.get("hubspot_owner_id")
+        say(f"   CRM task on the deal: '{subject}', assigned to owner {assigned} (the deal's), "
+            f"{status}")  # fmt: skip
+
+        url = f"{self.wizard}/approvals/{request_id}/approve"
+        first = ok(self.http.post(url, headers=auth()))
+        second = ok(self.http.post(url, headers=auth()))
+        say(f"   approved by user {first.get('decided_by')}; approved again: "
+            f"already_decided={second.get('already_decided')}")  # fmt: skip
+        drafted = until(lambda: self._status(request_id, {"drafted", "rejected"}),
+                        f"the draft of request {request_id}")  # fmt: skip
+        self.show("approved request", drafted)
+        done = ok(self.http.get(f"{self.crm_ctl}/objects/tasks/{shown['crm_task_id']}"))
+        say(f"   CRM task now {done.get('properties', {}).get('hs_task_status')}")
+        return {"waited": polled["status"], "outcome": drafted["status"],
+                "refused": plain.status_code, "again": second.get("already_decided")}  # fmt: skip
+
+    def _status(self, request_id: str, wanted: set[str]) -> dict[str, Any] | None:
+        polled = ok(
+            self.http.get(
+                f"{self.wizard}/invoice-requests/{request_id}", headers=self.person.auth()
+            )
+        )
+        return polled if polled.get("status") in wanted else None
+
+    # --- 9. what the CRM shows --------------------------------------------------------------
 
     def report(self) -> list[str]:
-        say("== 8. What the CRM shows now")
+        say("== 9. What the CRM shows now")
         stages = []
         for key, deal in self.deals.items():
             record = ok(self.http.get(f"{self.crm_ctl}/objects/deals/{deal}"))
@@ -309,10 +402,28 @@ class Demo:
         return stages
 
 
+def waiting_approvals(stack: LocalStack, workdir: Path) -> None:
+    """`dealbooks approvals list`: what waits for approval, as the operator's CLI shows it."""
+    say(f"   the operator's view: dealbooks approvals list --portal {PORTAL_ID}")
+    env = {**os.environ, **stack.topology.infra, "DEALBOOKS_ROOT": str(workdir)}
+    cli = Path(sys.executable).with_name("dealbooks")
+    done = subprocess.run(
+        [str(cli), "approvals", "list", "--portal", PORTAL_ID],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"dealbooks approvals list failed: {done.stderr.strip()[:300]}")
+    for line in done.stdout.splitlines():
+        say(f"      {line}")
+
+
 def audit_trail(stack: LocalStack, workdir: Path, realm: str, invoice_id: str) -> list[str]:
     """`dealbooks audit invoice`: the invoice's life as the operator's CLI shows it, from the
     services' audit trails (this stack's servers, none of a `make up` stack's)."""
-    say(f"== 9. The US invoice's life, from the audit trail: dealbooks audit invoice {realm} "
+    say(f"== 10. The US invoice's life, from the audit trail: dealbooks audit invoice {realm} "
         f"{invoice_id}")  # fmt: skip
     env = {**os.environ, **stack.topology.infra, "DEALBOOKS_ROOT": str(workdir)}
     cli = Path(sys.executable).with_name("dealbooks")
@@ -346,6 +457,7 @@ def main() -> int:
         demo.create_crm_records()
         demo.request_invoices()
         demo.pay()
+        approval = demo.approval(lambda: waiting_approvals(stack, workdir))
         stages = demo.report()
         life = audit_trail(stack, workdir, US_REALM, str(demo.invoices["us"]["qbo_invoice_id"]))
         t = stack.topology
@@ -364,13 +476,19 @@ def main() -> int:
             and "overdue=overdue" in stages
             # The trail holds the request, the invoice made, and both payments.
             and {"request.received", "invoice.created", "payment.recorded"} <= set(life)
+            # Advanced: the request waited, was approved once (twice sent), and was drafted;
+            # the company on another edition could not switch approval on.
+            and approval["waited"] == "awaiting_approval"
+            and approval["outcome"] == "drafted"
+            and approval["again"] is True
+            and approval["refused"] == 422
         )
         elapsed = time.monotonic() - started
         if not expected:
             say(f"demo: FAILED after {elapsed:.0f}s: stages {', '.join(stages)}")
             return 1
         say(f"demo: ok in {elapsed:.0f}s: 3 invoices drafted, 2 rejections shown, "
-            f"stages {', '.join(stages)}")  # fmt: skip
+            f"1 invoice approved and drafted, stages {', '.join(stages)}")  # fmt: skip
         return 0
     except Exception as exc:
         say(f"demo: FAILED: {type(exc).__name__}: {exc} (logs in {workdir / 'logs'})")
