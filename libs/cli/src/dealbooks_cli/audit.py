@@ -13,8 +13,8 @@ from dealbooks_cli.stack import CliError, Stack
 
 # Which services keep the trail of each kind of subject.
 AUDITED = {
-    "invoice": ("invoice-builder", "status-tracker"),
-    "deal": ("invoice-builder", "status-tracker"),
+    "invoice": ("invoice-builder", "status-tracker", "reminders"),
+    "deal": ("invoice-builder", "status-tracker", "reminders"),
     "customer": ("contact-sync", "invoice-builder"),
     "item": ("product-sync",),
 }

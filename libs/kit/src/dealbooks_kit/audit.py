@@ -32,7 +32,18 @@ AUDIT_INDEXES = [
     IndexSpec(AUDIT_COLLECTION, [("expires_at", 1)]),
 ]
 # The subjects an operator asks after (`GET /operator/audit/{kind}/{id}`, `dealbooks audit`).
-SUBJECT_KINDS = ("invoice", "request", "customer", "item", "deal", "contact", "company", "product")
+SUBJECT_KINDS = (
+    "invoice",
+    "request",
+    "customer",
+    "item",
+    "bill",
+    "payment",
+    "deal",
+    "contact",
+    "company",
+    "product",
+)
 
 
 def invoice_subject(realm_id: str, qbo_invoice_id: str) -> str:
