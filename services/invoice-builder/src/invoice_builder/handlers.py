@@ -474,6 +474,17 @@ class InvoiceBuilder:
             await self.store.relay_left(REQUESTS, existing)
             return
         await self._reject(event, rejection_for(decision, error, event.tenant.portal_id))
+        if isinstance(event.data, InvoiceApprovalDecided):
+            await self._close_tasks_quietly(event.tenant.portal_id, str(event.data.request_id))
+
+    async def _close_tasks_quietly(self, portal_id: str, request_id: str) -> None:
+        """An approved request whose draft was refused: its tasks are done with too. The
+        refusal is what matters; a CRM that fails here only leaves the tasks open."""
+        doc = await self.store.approval(request_id)
+        try:
+            await self.tasks.complete(portal_id, _task_ids(doc or {}))
+        except Exception as exc:
+            log.warning("approval tasks left open", request_id=request_id, error=repr(exc))
 
     # ------------------------------------------------------------------ approvals (Advanced)
 
@@ -601,15 +612,24 @@ class InvoiceBuilder:
         doc = await self.store.approval(request_id)
         if doc is None:
             raise PermanentError(f"approval {request_id} is not known")
-        await self.tasks.complete(event.tenant.portal_id, _task_ids(doc))
         existing = await self.store.request(request_id)
         if existing and existing.get("status") in FINAL:
             await self.store.relay_left(REQUESTS, existing)
-            return
-        if decided.decision is ApprovalDecision.REJECTED:
+            if existing.get("qbo_invoice_id") and not doc.get("qbo_invoice_id"):
+                await self._note_draft(request_id, existing)
+        elif decided.decision is ApprovalDecision.REJECTED:
             reason = decided.reason or "no reason given"
             await self._reject(event, approval.rejected(reason, doc.get("decided_by_name")))
-            return
+        else:
+            await self._draft_approved(event, doc)
+        # After the outcome: a CRM that fails here is retried with the outcome already kept,
+        # so it can never turn an approved request into a rejected one.
+        await self.tasks.complete(event.tenant.portal_id, _task_ids(doc))
+
+    async def _draft_approved(
+        self, event: Envelope[InvoiceApprovalDecided], doc: dict[str, Any]
+    ) -> None:
+        request_id = str(event.data.request_id)
         request = InvoiceRequested.model_validate(doc["approved_request"])
         account = await self.store.account(event.tenant.require_account_id())
         problem = approval.validate_approval(request, account, today=self.today())
@@ -618,8 +638,16 @@ class InvoiceBuilder:
         assert account is not None
         drafted = await self._draft(event, account, request)
         await self._finish_draft(event, drafted)
+        await self._note_draft(request_id, drafted.model_dump())
+
+    async def _note_draft(self, request_id: str, drafted: dict[str, Any]) -> None:
+        """The approval shows the draft it became."""
         await self.store.note_approval(
-            request_id, {"qbo_invoice_id": drafted.qbo_invoice_id, "doc_number": drafted.doc_number}
+            request_id,
+            {
+                "qbo_invoice_id": drafted.get("qbo_invoice_id"),
+                "doc_number": drafted.get("doc_number"),
+            },
         )
 
     async def decide(
