@@ -69,6 +69,37 @@ def test_sweeps_call_status_tracker_with_the_operator_credential(tmp_path: Path)
     assert calls == [("/sweeps/overdue", {}), ("/sweeps/reconcile", {"realm_id": "realm-1"})]
 
 
+def test_the_reminders_pass_is_run_on_the_reminders_service(tmp_path: Path) -> None:
+    calls: list[tuple[str, dict[str, str]]] = []
+
+    async def run_pass(request: Request) -> Any:
+        if request.headers.get("authorization") != "Bearer op-1":
+            return JSONResponse({"error": "operator only"}, status_code=403)
+        calls.append((request.url.path, dict(request.query_params)))
+        return JSONResponse({"changed": 4, "failed_realms": {}})
+
+    async def ready(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    reminders = Starlette(
+        routes=[
+            Route("/sweeps/reminders", run_pass, methods=["POST"]),
+            Route("/readyz", ready),
+        ]
+    )
+    port = testing.free_port()
+    with testing.ServedApp(reminders, port, "reminders"):
+        env = {
+            "DEALBOOKS_ROOT": str(tmp_path),
+            "REMINDERS_URL": f"http://127.0.0.1:{port}",
+            "DEALBOOKS_OPERATOR_CREDENTIALS": "op-1",
+        }
+        done = CliRunner().invoke(app, ["sweep", "reminders", "--realm", "r-7", "--json"], env=env)
+    assert done.exit_code == 0, done.stderr
+    assert json.loads(done.stdout) == {"changed": 4, "failed_realms": {}}
+    assert calls == [("/sweeps/reminders", {"realm_id": "r-7"})]
+
+
 @pytest.mark.integration
 def test_accounts_are_listed_per_portal_with_their_state_and_never_their_tokens(
     mongo_uri: str, namespace: str, tmp_path: Path

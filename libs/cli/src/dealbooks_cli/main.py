@@ -393,6 +393,22 @@ def sweep_overdue(json: Json = False) -> None:
     _sweep_answer(_run(lambda stack: operations.sweep(stack, "/sweeps/overdue")), json)
 
 
+@sweep.command("reminders")
+def sweep_reminders(
+    realm: Annotated[
+        str | None, typer.Option("--realm", help="Only this QuickBooks company.")
+    ] = None,
+    json: Json = False,
+) -> None:
+    """Run the reminder workflows' pass now (reminders: POST /sweeps/reminders), for QuickBooks
+    Online Advanced companies with a workflow on. Exits 1 when companies failed."""
+    params = {"realm_id": realm} if realm else None
+    answer = _run(
+        lambda stack: operations.sweep(stack, "/sweeps/reminders", params, service="reminders")
+    )
+    _sweep_answer(answer, json)
+
+
 def _sweep_answer(answer: dict[str, Any], as_json: bool) -> None:
     if as_json:
         emit_json(answer)

@@ -1,4 +1,4 @@
-"""status-tracker's sweeps (its operator routes) and connector-auth's accounts (read-only)."""
+"""The services' sweeps (their operator routes) and connector-auth's accounts (read-only)."""
 
 from __future__ import annotations
 
@@ -24,17 +24,23 @@ ACCOUNT_FIELDS = (
 )
 
 
-async def sweep(stack: Stack, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
-    """POST one of status-tracker's sweep routes with the operator credential."""
-    url = stack.url("status-tracker") + path
+async def sweep(
+    stack: Stack,
+    path: str,
+    params: dict[str, str] | None = None,
+    service: str = "status-tracker",
+) -> dict[str, Any]:
+    """POST one of a service's sweep routes (status-tracker's by default) with the operator
+    credential."""
+    url = stack.url(service) + path
     headers = {"Authorization": f"Bearer {stack.operator_credential()}"}
     try:
         async with httpx.AsyncClient(timeout=httpx.Timeout(600, connect=5)) as client:
             response = await client.post(url, params=params, headers=headers)
     except httpx.HTTPError as exc:
-        raise CliError(f"cannot reach status-tracker at {url}: {exc}") from exc
+        raise CliError(f"cannot reach {service} at {url}: {exc}") from exc
     if response.status_code != 200:
-        raise CliError(f"status-tracker answered {response.status_code}: {response.text[:300]}")
+        raise CliError(f"{service} answered {response.status_code}: {response.text[:300]}")
     answer: dict[str, Any] = response.json()
     return answer
 
