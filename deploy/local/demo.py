@@ -362,7 +362,45 @@ class Demo:
         done = ok(self.http.get(f"{self.crm_ctl}/objects/tasks/{shown['crm_task_id']}"))
         say(f"   CRM task now {done.get('properties', {}).get('hs_task_status')}")
         return {"waited": polled["status"], "outcome": drafted["status"],
-                "refused": plain.status_code, "again": second.get("already_decided")}  # fmt: skip
+                "refused": plain.status_code, "again": second.get("already_decided"),
+                "invoice": drafted.get("qbo_invoice_id"), "deal": deal}  # fmt: skip
+
+    def reminder(self, invoice_id: str, deal: str) -> dict[str, Any]:
+        """An Advanced company's unsent-invoice reminder: a CRM task on the deal for the
+        approved draft nobody e-mailed yet, completed once QuickBooks has sent it."""
+        say("== 9. QuickBooks Online Advanced: a reminder workflow (Summit Ridge Outfitters)")
+        auth = self.person.auth
+        reminders = self.t.url("reminders")
+        company = f"{reminders}/portals/{PORTAL_ID}/accounts/{SUMMIT_REALM}/reminders"
+        unsent = {"enabled": True, "days_after": [0]}  # not e-mailed by the day it was made
+        ok(self.http.put(f"{company}/workflows/unsent", json=unsent, headers=auth()))
+        say("   unsent-invoice reminder switched on: invoices not e-mailed on the day they "
+            "were made")  # fmt: skip
+        sweep = f"{reminders}/sweeps/reminders"
+        params = {"realm_id": SUMMIT_REALM}
+
+        def opened() -> dict[str, Any] | None:
+            ok(self.http.post(sweep, params=params, headers=self.operator_auth))
+            found = ok(self.http.get(f"{company}/tasks", headers=auth()))["reminders"]
+            return next((r for r in found if r.get("subject_id") == invoice_id), None)
+
+        task = until(opened, "the reminder pass to open a task for the unsent invoice")
+        crm = ok(self.http.get(f"{self.crm_ctl}/objects/tasks/{task['crm_task_id']}"))
+        props = crm.get("properties", {})
+        say(f"   CRM task on deal {deal}: '{props.get('hs_task_subject')}', assigned to "
+            f"owner {props.get('hubspot_owner_id')}, {props.get('hs_task_status')}")  # fmt: skip
+        ok(self.http.post(f"{self.qbo_ctl}/{SUMMIT_REALM}/invoices/{invoice_id}/emailed"))
+        say("   ...the invoice is e-mailed from QuickBooks")
+
+        def closed() -> dict[str, Any] | None:
+            ok(self.http.post(sweep, params=params, headers=self.operator_auth))
+            done = ok(self.http.get(f"{self.crm_ctl}/objects/tasks/{task['crm_task_id']}"))
+            status = done.get("properties", {}).get("hs_task_status")
+            return done if status == "COMPLETED" else None
+
+        until(closed, "the reminder pass to complete the task")
+        say("   CRM task now COMPLETED (the condition cleared: sent)")
+        return {"opened": True, "closed": True}
 
     def _status(self, request_id: str, wanted: set[str]) -> dict[str, Any] | None:
         polled = ok(
@@ -375,7 +413,7 @@ class Demo:
     # --- 9. what the CRM shows --------------------------------------------------------------
 
     def report(self) -> list[str]:
-        say("== 9. What the CRM shows now")
+        say("== 10. What the CRM shows now")
         stages = []
         for key, deal in self.deals.items():
             record = ok(self.http.get(f"{self.crm_ctl}/objects/deals/{deal}"))
@@ -423,7 +461,7 @@ def waiting_approvals(stack: LocalStack, workdir: Path) -> None:
 def audit_trail(stack: LocalStack, workdir: Path, realm: str, invoice_id: str) -> list[str]:
     """`dealbooks audit invoice`: the invoice's life as the operator's CLI shows it, from the
     services' audit trails (this stack's servers, none of a `make up` stack's)."""
-    say(f"== 10. The US invoice's life, from the audit trail: dealbooks audit invoice {realm} "
+    say(f"== 11. The US invoice's life, from the audit trail: dealbooks audit invoice {realm} "
         f"{invoice_id}")  # fmt: skip
     env = {**os.environ, **stack.topology.infra, "DEALBOOKS_ROOT": str(workdir)}
     cli = Path(sys.executable).with_name("dealbooks")
@@ -458,6 +496,7 @@ def main() -> int:
         demo.request_invoices()
         demo.pay()
         approval = demo.approval(lambda: waiting_approvals(stack, workdir))
+        reminder = demo.reminder(str(approval["invoice"]), str(approval["deal"]))
         stages = demo.report()
         life = audit_trail(stack, workdir, US_REALM, str(demo.invoices["us"]["qbo_invoice_id"]))
         t = stack.topology
@@ -482,13 +521,15 @@ def main() -> int:
             and approval["outcome"] == "drafted"
             and approval["again"] is True
             and approval["refused"] == 422
+            and reminder == {"opened": True, "closed": True}
         )
         elapsed = time.monotonic() - started
         if not expected:
             say(f"demo: FAILED after {elapsed:.0f}s: stages {', '.join(stages)}")
             return 1
         say(f"demo: ok in {elapsed:.0f}s: 3 invoices drafted, 2 rejections shown, "
-            f"1 invoice approved and drafted, stages {', '.join(stages)}")  # fmt: skip
+            f"1 invoice approved and drafted, 1 reminder task opened and completed, "
+            f"stages {', '.join(stages)}")  # fmt: skip
         return 0
     except Exception as exc:
         say(f"demo: FAILED: {type(exc).__name__}: {exc} (logs in {workdir / 'logs'})")
