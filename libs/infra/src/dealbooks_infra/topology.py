@@ -173,6 +173,10 @@ class Topology:
                 "CONTACT_SYNC_URL": self.url("contact-sync"),
                 "PRODUCT_SYNC_URL": self.url("product-sync"),
             },
+            "invoice-builder": {
+                # Approval tasks in the CRM link to the approval's page in the console.
+                "INVOICE_BUILDER_CONSOLE_URL": self.url("console"),
+            },
             "reminders": {
                 "REMINDERS_PASS_INTERVAL_SECONDS": "3600",
             },
