@@ -18,7 +18,7 @@ def images(text: str) -> set[str]:
 
 def test_every_path_runs_the_same_kafka() -> None:
     expected = f"apache/kafka:{KAFKA_VERSIONS[0]}"
-    assert KAFKA_IMAGE == expected
+    assert expected == KAFKA_IMAGE
     assert images((ROOT / "docker-compose.yml").read_text()) == {expected}
     local = "".join(p.read_text() for p in (ROOT / "deploy/k8s/overlays/local").rglob("*.yaml"))
     assert images(local) == {expected}
