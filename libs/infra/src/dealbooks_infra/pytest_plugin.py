@@ -116,10 +116,15 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def kafka_scram(kafka_bootstrap: str) -> ScramListener:
-    """The session Kafka's SASL_PLAINTEXT listener and its SCRAM-SHA-512 user; a skip (not a
-    failure) where the broker has none: one from the environment or Docker, or Tansu."""
+    """The session Kafka's SASL_PLAINTEXT listener and its SCRAM-SHA-512 user. A broker from
+    the environment or Docker, or the Tansu fallback, has none: a skip that says so. The local
+    Apache Kafka always has one, so there its absence is the infra rule's `unavailable` (a
+    failure under TEST_REQUIRE_INFRA=1, as in CI)."""
     if not _SCRAM:
-        pytest.skip(f"the session's Kafka has no SCRAM listener ({_BACKENDS.get('kafka')})")
+        why = f"the session's Kafka has no SCRAM listener ({_BACKENDS.get('kafka')})"
+        if _BACKENDS.get("kafka_kind") == "apache-kafka":
+            unavailable("Kafka SCRAM listener", why)
+        pytest.skip(why)
     return _SCRAM[0]
 
 
