@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from dealbooks_crm import CrmLimits
-from dealbooks_http import Limits, StaticTokenProvider
-from dealbooks_kit.budgets import LEASE_FALLBACKS, SharedBudgets, shared_rate
+from dealbooks_http import Limits, StaticTokenProvider, sequence_rate
+from dealbooks_kit.budgets import LEASE_FALLBACKS, SharedBudgets
 from dealbooks_qbo import QBO_BATCH_LIMITS, QBO_LIMITS, CompanyInfo, QboClient
 from pymongo import AsyncMongoClient
 
@@ -25,7 +25,7 @@ from pymongo import AsyncMongoClient
 def test_the_shared_sequence_keeps_every_window_under_its_limit_and_uses_most_of_it(
     limits: Limits,
 ) -> None:
-    rate = shared_rate(limits)
+    rate = sequence_rate(limits)
     for window in limits.windows:
         # Send times `1 / rate` apart: at most rate * W + 1 of them in any W-second window.
         assert math.floor(rate * window.seconds) + 1 <= window.limit * limits.headroom
@@ -119,4 +119,4 @@ async def test_a_holder_whose_database_does_not_answer_paces_itself_locally(
 
     assert LEASE_FALLBACKS.labels("qbo")._value.get() == before + 3
     # A quarter of the shared rate: three calls take at least two of its intervals.
-    assert elapsed >= 2 * 4 / shared_rate(QBO_LIMITS)
+    assert elapsed >= 2 * 4 / sequence_rate(QBO_LIMITS)

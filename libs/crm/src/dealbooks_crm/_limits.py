@@ -20,12 +20,10 @@ class CrmLimits:
 
     def standard(self) -> Limits:
         """The ten-second limit, for a budget shared across processes."""
-        allowed = max(1, math.floor(self.requests_per_window * self.headroom))
         return Limits(
             windows=windows_of((self.requests_per_window, self.window_seconds)),
             concurrency=self.concurrency,
             headroom=self.headroom,
-            burst=float(max(1, allowed // 10)),
         )
 
     def searches(self) -> Limits:
@@ -34,7 +32,6 @@ class CrmLimits:
             windows=windows_of((self.search_per_second, self.search_window_seconds)),
             concurrency=self.search_concurrency,
             headroom=self.headroom,
-            burst=1.0,
         )
 
 

@@ -24,7 +24,14 @@ from dealbooks_http._retry import (
 )
 from dealbooks_http._tokens import StaticTokenProvider, TokenProvider
 from dealbooks_http._transport import AiohttpTransport, async_client
-from dealbooks_http._windows import Budget, BudgetSource, Limits, Pace, Window, pace, windows_of
+from dealbooks_http._windows import (
+    Budget,
+    BudgetSource,
+    Limits,
+    Window,
+    sequence_rate,
+    windows_of,
+)
 
 __all__ = [
     "RETRYABLE_STATUS",
@@ -35,7 +42,6 @@ __all__ = [
     "ConnectorTokenProvider",
     "CrmPortalTokens",
     "Limits",
-    "Pace",
     "PortalNotInstalled",
     "PortalTokens",
     "RateBudget",
@@ -46,7 +52,7 @@ __all__ = [
     "TokenProvider",
     "Window",
     "async_client",
-    "pace",
     "retry_after_seconds",
+    "sequence_rate",
     "windows_of",
 ]

@@ -1,9 +1,8 @@
-"""An API's published limits as windows, and the pace that keeps a share of them.
+"""An API's published limits as windows, and the rate one sequence of calls may keep.
 
-A limit is "at most `limit` requests in any `seconds`-long window". A token bucket with burst
-`b` and rate `r` admits at most `b + r * W` requests in any window of `W` seconds, so holders
-that split one limit `n` ways, each with burst `b_i` and rate `r / n`, admit at most
-`n * b_i + r * W`: the rate is chosen so that stays under `limit * headroom` in every window.
+A limit is "at most `limit` requests in any `seconds`-long window". Calls sent at times spaced
+`1 / rate` apart put at most `rate * W + 1` of them in any window of `W` seconds, so
+`sequence_rate` keeps that under `limit * headroom` for every window of the limits.
 """
 
 from __future__ import annotations
@@ -23,37 +22,19 @@ class Window:
 
 @dataclass(frozen=True)
 class Limits:
-    """One API's limits per tenant: its windows, how many calls at once, the share of each
-    window a caller keeps itself to, and the burst the holders may take together."""
+    """One API's limits per tenant: its windows, how many calls at once, and the share of
+    each window a caller keeps itself to."""
 
     windows: tuple[Window, ...]
     concurrency: int
     headroom: float = 0.95
-    burst: float = 2.0
 
 
-@dataclass(frozen=True)
-class Pace:
-    """What one holder of a share may do: `rate` requests a second, `burst` at once, and
-    `concurrency` in flight."""
-
-    rate: float
-    burst: float
-    concurrency: int
-
-
-def pace(limits: Limits, holders: int) -> Pace:
-    """One holder's pace when `holders` share `limits` equally."""
-    n = max(1, holders)
-    burst = max(1.0, limits.burst / n)
-    rate = min((w.limit * limits.headroom - n * burst) / w.seconds for w in limits.windows)
-    # Never stop a holder entirely: the windows' floor is one request each per longest window.
-    floor = 1.0 / max(w.seconds for w in limits.windows) / n
-    return Pace(
-        rate=max(rate / n, floor),
-        burst=burst,
-        concurrency=max(1, limits.concurrency // n),
-    )
+def sequence_rate(limits: Limits) -> float:
+    """Calls a second one evenly spaced sequence may carry without any window of `limits`
+    holding more than its share (`limit * headroom`), the one extra call a window can catch
+    included."""
+    return min((w.limit * limits.headroom - 1) / w.seconds for w in limits.windows)
 
 
 class Budget(Protocol):

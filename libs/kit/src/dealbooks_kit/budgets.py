@@ -12,7 +12,7 @@ times it was given. Every caller of every process draws from the same sequence, 
 
 - the limits hold across every service and replica, whatever their number: the sequence never
   has more than `rate * W + 1` send times in any window of `W` seconds, and `rate` is chosen
-  (`dealbooks_http.pace` for one holder) to keep that under each window's limit;
+  (`dealbooks_http.sequence_rate`) to keep that under each window's limit;
 - it is fair: a lease is small (one send time, up to `max_lease` when callers queue), so a
   service with a few calls waits behind at most a few leases of a busy one, never its queue;
 - a send time not used soon after it came is dropped, never sent late, so a late send cannot
@@ -34,7 +34,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from dealbooks_http import Limits, pace
+from dealbooks_http import Limits, sequence_rate
 from dealbooks_http._metrics import observe_budget_wait
 from prometheus_client import Counter
 from pymongo.asynchronous.database import AsyncDatabase
@@ -50,11 +50,6 @@ LEASE_FALLBACKS = Counter(
     "Calls paced locally because the shared budget's database did not answer in time",
     ["scope"],
 )
-
-
-def shared_rate(limits: Limits) -> float:
-    """Requests a second one shared sequence of send times may carry under `limits`."""
-    return pace(Limits(limits.windows, limits.concurrency, limits.headroom, 1.0), 1).rate
 
 
 @dataclass
@@ -80,7 +75,7 @@ class SharedBudget:
     tenants: dict[str, _Tenant] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.rate = shared_rate(self.limits)
+        self.rate = sequence_rate(self.limits)
 
     @asynccontextmanager
     async def slot(self, key: str, weight: int = 1, *, host: str = "") -> AsyncIterator[None]:

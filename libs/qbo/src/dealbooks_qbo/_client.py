@@ -65,8 +65,8 @@ def default_batch_budget() -> RateBudget:
 # QuickBooks' published limits per company, for budgets shared across processes
 # (`dealbooks_http.BudgetSource`): 500 requests a minute, 10 a second, 10 at once; and 40 batch
 # calls a minute.
-QBO_LIMITS = Limits(windows=windows_of((10, 1.0), (500, 60.0)), concurrency=10, burst=2.0)
-QBO_BATCH_LIMITS = Limits(windows=windows_of((40, 60.0)), concurrency=10, burst=1.0)
+QBO_LIMITS = Limits(windows=windows_of((10, 1.0), (500, 60.0)), concurrency=10)
+QBO_BATCH_LIMITS = Limits(windows=windows_of((40, 60.0)), concurrency=10)
 
 
 def request_id(realm_id: str, operation: str, idempotency_key: str) -> str:
