@@ -102,6 +102,13 @@ class Harness:
 
         await eventually(stored)
 
+    async def us_company(self, qbo_sandbox: Any, portal_id: str) -> str:
+        """A new US company in the QBO sandbox, connected to `portal_id`; its realm id."""
+        company = qbo_sandbox.create_company("US")
+        self.qbo_tokens.set(company.realm_id, company.access_token)
+        await self.connect_account(Tenant(portal_id=portal_id, account_id=company.realm_id))
+        return str(company.realm_id)
+
     async def eventually(self, predicate: Callable[[], Any]) -> None:
         await eventually(predicate)
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from dealbooks_contracts import Tenant
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -75,10 +74,7 @@ ROUTES = ["preview", "invoice-requests", "invoice-links"]
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def realm(builder: Harness, qbo_sandbox: Any) -> str:
-    company = qbo_sandbox.create_company("US")
-    builder.qbo_tokens.set(company.realm_id, company.access_token)
-    await builder.connect_account(Tenant(portal_id=PORTAL, account_id=company.realm_id))
-    return str(company.realm_id)
+    return str(await builder.us_company(qbo_sandbox, PORTAL))
 
 
 @FUZZ

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import schemathesis
-from dealbooks_contracts import Tenant
 from dealbooks_kit import Guard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -41,10 +40,7 @@ def portal_operations(builder: Harness) -> list[Any]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def realm(builder: Harness, qbo_sandbox: Any) -> str:
-    company = qbo_sandbox.create_company("US")
-    builder.qbo_tokens.set(company.realm_id, company.access_token)
-    await builder.connect_account(Tenant(portal_id=PORTAL, account_id=company.realm_id))
-    return str(company.realm_id)
+    return str(await builder.us_company(qbo_sandbox, PORTAL))
 
 
 @FUZZ
