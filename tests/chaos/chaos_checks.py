@@ -79,7 +79,9 @@ async def wait_for(
             if await check():
                 return True
         await asyncio.sleep(1)
-    figures.notes.append(f"settle: {what} did not happen within {patience:.0f} s")
+    note = f"settle: {what} did not happen within {patience:.0f} s"
+    figures.notes.append(note)
+    say(f"[chaos] {note}")  # at once: a run stopped by its deadline still says what it waited for
     return False
 
 
