@@ -334,68 +334,92 @@ class EventConsumer(Generic[P]):
             portal_id=event.tenant.portal_id,
             account_id=event.tenant.account_id,
         )
-        event_id = str(event.id)
         if self._accepts is not None and not self._accepts(event):
             # Not this consumer's business (e.g. another QBO entity): no effect, so nothing to
             # remember; skipping the dedupe record saves two database calls per event.
             EVENTS_CONSUMED.labels(service, self.spec.topic, "ignored").inc()
             return True
         try:
-            if self._dedupe and await self._processed.seen(self.name, event_id):
-                EVENTS_CONSUMED.labels(service, self.spec.topic, "duplicate").inc()
-                log.info("duplicate event skipped")
-                return True
-            started = time.perf_counter()
-            outcome = "ok"
-            try:
-                await self._handle_with_retries(event)
-            except _Settle as settled:
-                decision = settled.decision
-                outcome = "settled"
-                if decision.action is Action.PAUSE_TENANT:
-                    TENANT_PAUSED.labels(service, self.spec.topic, decision.failure).inc()
-                EVENTS_CONSUMED.labels(service, self.spec.topic, "settled").inc()
-                log.info(
-                    "event settled without effect",
-                    failure=decision.failure.value,
-                    action=decision.action.value,
-                    reason=decision.reason,
-                )
-            except _Reject as rejected:
-                assert self._on_reject is not None
-                await self._on_reject(event, rejected.decision, rejected.error)
-                outcome = "rejected"
-                EVENTS_CONSUMED.labels(service, self.spec.topic, "rejected").inc()
-                log.info(
-                    "request rejected",
-                    failure=rejected.decision.failure.value,
-                    reason=rejected.decision.reason,
-                )
-            except _GiveUp as gave_up:
-                failure = gave_up.decision.failure
-                if not await self._dead_letter(
-                    record, gave_up.reason, gave_up.error, gave_up.attempts, failure
-                ):
-                    return False
-                if self._on_dead_letter is not None:
-                    await self._on_dead_letter(
-                        event, GaveUp(gave_up.reason, gave_up.error, gave_up.attempts, failure)
-                    )
-                if gave_up.decision.rule.tell and self._on_reject is not None:
-                    await self._on_reject(event, gave_up.decision, gave_up.error)
-                outcome = "dead_lettered"
-            HANDLER_SECONDS.labels(service, self.spec.topic).observe(time.perf_counter() - started)
-            if self._dedupe:
-                self._processed.remember(self.name, event_id, outcome)
-            if outcome == "ok":
-                EVENTS_CONSUMED.labels(service, self.spec.topic, "ok").inc()
-                log.info("event handled")
-            return True
+            return await self._handle_once(record, event)
         except Exception:
             # The dedupe store or the broker is unreachable: try again rather than lose it.
             log.exception("event not settled; it will be handled again")
             EVENTS_CONSUMED.labels(service, self.spec.topic, "redelivered").inc()
             return False
+
+    async def _handle_once(self, record: Any, event: Envelope[P]) -> bool:
+        """Handle an event unless it was handled before, and remember how it went; False if
+        its dead letter could not be written. Raises if the dedupe store or a hook fails."""
+        service = self._settings.service_name
+        event_id = str(event.id)
+        if self._dedupe and await self._processed.seen(self.name, event_id):
+            EVENTS_CONSUMED.labels(service, self.spec.topic, "duplicate").inc()
+            log.info("duplicate event skipped")
+            return True
+        started = time.perf_counter()
+        outcome = await self._outcome(record, event)
+        if outcome is None:
+            return False
+        HANDLER_SECONDS.labels(service, self.spec.topic).observe(time.perf_counter() - started)
+        if self._dedupe:
+            self._processed.remember(self.name, event_id, outcome)
+        if outcome == "ok":
+            EVENTS_CONSUMED.labels(service, self.spec.topic, "ok").inc()
+            log.info("event handled")
+        return True
+
+    async def _outcome(self, record: Any, event: Envelope[P]) -> str | None:
+        """Run the handler under the failure policy: "ok", "settled", "rejected" or
+        "dead_lettered"; None if the dead letter could not be written."""
+        try:
+            await self._handle_with_retries(event)
+        except _Settle as settled:
+            self._settled(settled.decision)
+            return "settled"
+        except _Reject as rejected:
+            await self._rejected(event, rejected)
+            return "rejected"
+        except _GiveUp as gave_up:
+            return "dead_lettered" if await self._gave_up(record, event, gave_up) else None
+        return "ok"
+
+    def _settled(self, decision: Decision) -> None:
+        service = self._settings.service_name
+        if decision.action is Action.PAUSE_TENANT:
+            TENANT_PAUSED.labels(service, self.spec.topic, decision.failure).inc()
+        EVENTS_CONSUMED.labels(service, self.spec.topic, "settled").inc()
+        log.info(
+            "event settled without effect",
+            failure=decision.failure.value,
+            action=decision.action.value,
+            reason=decision.reason,
+        )
+
+    async def _rejected(self, event: Envelope[P], rejected: _Reject) -> None:
+        """Tell the person who waits (the `on_reject` hook)."""
+        assert self._on_reject is not None
+        await self._on_reject(event, rejected.decision, rejected.error)
+        EVENTS_CONSUMED.labels(self._settings.service_name, self.spec.topic, "rejected").inc()
+        log.info(
+            "request rejected",
+            failure=rejected.decision.failure.value,
+            reason=rejected.decision.reason,
+        )
+
+    async def _gave_up(self, record: Any, event: Envelope[P], gave_up: _GiveUp) -> bool:
+        """Dead-letter the record, then run the hooks; False if the dead letter failed."""
+        failure = gave_up.decision.failure
+        if not await self._dead_letter(
+            record, gave_up.reason, gave_up.error, gave_up.attempts, failure
+        ):
+            return False
+        if self._on_dead_letter is not None:
+            await self._on_dead_letter(
+                event, GaveUp(gave_up.reason, gave_up.error, gave_up.attempts, failure)
+            )
+        if gave_up.decision.rule.tell and self._on_reject is not None:
+            await self._on_reject(event, gave_up.decision, gave_up.error)
+        return True
 
     async def _handle_with_retries(self, event: Envelope[P]) -> None:
         """Run the handler; a failure is decided by the kit's failure policy and comes out as
