@@ -245,35 +245,25 @@ class Reminders:
         task_id = await self.tasks.create_once(portal, claim, request)
         if task_id is None:
             return False
-        event = self._envelope(
-            ReminderTaskOpened(
-                workflow=workflow,
-                subject_type=item.kind.value,
-                subject_id=item.id,
-                period=period.label,
-                crm_task_id=task_id,
-                deal_id=_record_id(claim, "deals"),
-                company_id=_record_id(claim, "companies"),
-                due_date=item.due_date,
-                amount=_money(claim),
-            ),
-            claim,
-        )
+        event = self._envelope(_task_opened(claim, item, workflow, period, task_id), claim)
         if not await self.store.opened(reminder_id, task_id, {}, event):
             return False
+        await self._audit_opened(claim, task_id)
+        await self._send_invoice_if_asked(account, settings, claim, item)
+        return True
+
+    async def _audit_opened(self, reminder: Doc, task_id: str) -> None:
         await self._audit(
-            claim,
+            reminder,
             "reminder.task-opened",
             {
-                "workflow": workflow.value,
-                "period": period.label,
+                "workflow": reminder["workflow"],
+                "period": reminder["period"],
                 "crm_task_id": task_id,
-                "owner_id": owner,
+                "owner_id": reminder["owner_id"],
                 "call": external_call("crm", "POST", "/crm/v3/objects/tasks"),
             },
         )
-        await self._send_invoice_if_asked(account, settings, claim, item)
-        return True
 
     async def _send_invoice_if_asked(
         self, account: Doc, settings: WorkflowSettings, reminder: Doc, item: Item
@@ -425,6 +415,22 @@ class Reminders:
 def _invoices_of(item: Item) -> tuple[str, ...]:
     """The invoices whose CRM record a reminder of `item` goes on."""
     return (item.id,) if item.kind is ItemKind.INVOICE else item.invoices
+
+
+def _task_opened(
+    reminder: Doc, item: Item, workflow: ReminderWorkflow, period: Period, task_id: str
+) -> ReminderTaskOpened:
+    return ReminderTaskOpened(
+        workflow=workflow,
+        subject_type=item.kind.value,
+        subject_id=item.id,
+        period=period.label,
+        crm_task_id=task_id,
+        deal_id=_record_id(reminder, "deals"),
+        company_id=_record_id(reminder, "companies"),
+        due_date=item.due_date,
+        amount=_money(reminder),
+    )
 
 
 def _record_id(doc: Mapping[str, Any], object_type: str) -> str | None:
