@@ -22,8 +22,8 @@ from dealbooks_kit import Guard
 from dealbooks_kit.auth import mint_grant
 from dealbooks_qbo import Invoice, QboClient
 from invoice_builder.api import build_api
-from invoice_builder.app import Service as Builder
 from invoice_builder.app import build_service as build_builder
+from invoice_builder.service import Service as Builder
 from invoice_builder.settings import InvoiceBuilderSettings
 from status_tracker.app import Service as Tracker
 from status_tracker.app import build_service as build_tracker

@@ -22,7 +22,8 @@ from dealbooks_infra.testing import account_connected, eventually, read_events
 from dealbooks_kit import CrmPortalNotInstalled, Guard, StaticCrmTokens
 from dealbooks_kit.auth import mint_grant
 from invoice_builder.api import build_api
-from invoice_builder.app import Service, build_service
+from invoice_builder.app import build_service
+from invoice_builder.service import Service
 from invoice_builder.settings import InvoiceBuilderSettings
 
 # The keys portal grants are signed with in these tests (connector-auth mints them in life).

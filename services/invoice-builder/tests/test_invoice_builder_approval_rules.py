@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from dealbooks_contracts import (
     QBO_ADVANCED,
+    ApprovalDecision,
     ExistingCustomer,
     InvoiceLineRequest,
     InvoiceRequested,
@@ -18,7 +19,7 @@ from dealbooks_contracts import (
 )
 from invoice_builder import approval
 from invoice_builder.approval import ApprovalSettings
-from invoice_builder.domain import AccountFacts
+from invoice_builder.domain import AccountFacts, Rejection
 
 
 def account(edition: str | None = QBO_ADVANCED, country: str = "US") -> AccountFacts:
@@ -111,3 +112,44 @@ def test_tasks_carry_their_reference_and_escape_what_people_typed() -> None:
         reminder.body, approval.task_key(str(asked.request_id), "reminder")
     )
     assert not approval.carries_reference(reminder.body, key)
+
+
+def test_an_approval_needs_a_valid_draft_and_a_rejection_a_reason() -> None:
+    today = date(2026, 3, 10)
+    approved = approval.decision_fields(
+        ApprovalDecision.APPROVED, request(), account(), lines=None, reason=None, today=today
+    )
+    assert approved == {
+        "approved_request": request().model_dump(mode="json"),
+        "edited": False,
+        "approved_subtotal": "99.99",
+    }
+    edited = approval.decision_fields(
+        ApprovalDecision.APPROVED, request(), account(), lines=[line("1")], reason=None, today=today
+    )
+    assert isinstance(edited, dict) and edited["edited"] and edited["approved_subtotal"] == "50.00"
+    gone = approval.decision_fields(
+        ApprovalDecision.APPROVED, request(), None, lines=None, reason=None, today=today
+    )
+    assert isinstance(gone, Rejection) and gone.code is RejectionCode.ACCOUNT_NOT_CONNECTED
+    silent = approval.decision_fields(
+        ApprovalDecision.REJECTED, request(), None, lines=None, reason="  ", today=today
+    )
+    assert isinstance(silent, Rejection) and silent.field == "reason"
+    said = approval.decision_fields(
+        ApprovalDecision.REJECTED, request(), None, lines=None, reason=" too dear ", today=today
+    )
+    assert said == {"reason": "too dear"}
+
+
+def test_an_approval_keeps_the_request_and_announces_itself_with_its_total() -> None:
+    doc = approval.approval_doc("p1", request(), account(), "Ada", "owner-1", "task-1")
+    assert doc["portal_id"] == "p1" and doc["realm_id"] == "r1"
+    assert (doc["subtotal"], doc["currency"], doc["line_count"]) == ("99.99", "USD", 1)
+    asked = approval.approval_requested(
+        request(), {**doc, "requested_at": datetime(2026, 3, 10, 9)}
+    )
+    assert asked.total == Money(amount=Decimal("99.99"), currency="USD")
+    assert asked.requested_at == datetime(2026, 3, 10, 9, tzinfo=UTC)
+    assert (asked.approver_id, asked.crm_task_id) == ("owner-1", "task-1")
+    assert approval.task_ids({**doc, "reminder_task_id": "task-2"}) == ["task-1", "task-2"]

@@ -242,18 +242,18 @@ async def test_a_waiting_approval_reminds_its_approver_once(
     company = await advanced_company(builder, qbo_sandbox, crm_portal)
     deal_id, owner_id = owned_deal(crm_sandbox, crm_portal)
     portal, realm = crm_portal.key, company.realm_id
-    handlers = builder.service.handlers
+    deps, approvals = builder.service.handlers.deps, builder.service.handlers.approvals
     async with builder.wizard(portal) as wizard:
         request_id = await submitted_for_approval(builder, wizard, portal, realm, deal_id)
 
-    early = await handlers.remind_waiting_approvals()
-    real_now = handlers.now
-    handlers.now = lambda: real_now() + timedelta(hours=5)  # past the 4 hours set
+    early = await approvals.remind_waiting_approvals()
+    real_now = deps.now
+    deps.now = lambda: real_now() + timedelta(hours=5)  # past the 4 hours set
     try:
-        first = await handlers.remind_waiting_approvals()
-        second = await handlers.remind_waiting_approvals()
+        first = await approvals.remind_waiting_approvals()
+        second = await approvals.remind_waiting_approvals()
     finally:
-        handlers.now = real_now
+        deps.now = real_now
 
     assert early.done == 0
     assert (first.done, second.done) == (1, 0)

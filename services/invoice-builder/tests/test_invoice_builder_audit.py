@@ -51,7 +51,7 @@ async def company(builder: Harness, qbo_sandbox: Any, **facts: Any) -> Tenant:
 
 
 def trail(builder: Harness) -> Audit:
-    audit: Audit | None = builder.service.handlers.audit
+    audit: Audit | None = builder.service.handlers.deps.audit
     assert audit is not None, "invoice-builder records no audit trail"
     return audit
 

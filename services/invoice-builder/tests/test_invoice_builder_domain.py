@@ -31,16 +31,20 @@ from invoice_builder.domain import (
     auto_draft_request_id,
     check_currency,
     choose_display_name,
+    crm_record_key,
     customer_body,
     display_name_candidates,
     due_date_from_terms,
+    every_name_taken,
     invoice_body,
     line_amount,
     lines_from_crm,
     match_customer,
+    new_customer_of,
     qbo_request_id,
     rule_fires,
     search_customers,
+    stage_entered,
     subtotal,
     validate_request,
 )
@@ -369,3 +373,38 @@ def test_rule_fires_when_deal_enters_its_stage() -> None:
 def test_same_deal_always_gets_the_same_auto_draft_request_id() -> None:
     assert auto_draft_request_id("p1", "d1") == auto_draft_request_id("p1", "d1")
     assert auto_draft_request_id("p1", "d1") != auto_draft_request_id("p1", "d2")
+
+
+def test_the_draft_is_billed_to_the_customers_own_address_only_when_it_has_one() -> None:
+    assert "BillEmail" not in invoice_body(request(), "58", US, today=TODAY)
+    body = invoice_body(request(), "58", US, today=TODAY, bill_email="ada@example.com")
+    assert body["BillEmail"] == {"Address": "ada@example.com"}
+
+
+def test_a_new_customer_is_remembered_by_its_contact_else_its_company() -> None:
+    both = NewCustomer(display_name="Acme", crm_contact_id="7", crm_company_id="9")
+    assert crm_record_key(both) == "contact:7"
+    assert crm_record_key(NewCustomer(display_name="Acme", crm_company_id="9")) == "company:9"
+    assert crm_record_key(NewCustomer(display_name="Acme")) is None
+
+
+def test_a_party_nobody_matches_becomes_a_customer_named_for_its_company_or_person() -> None:
+    party = CrmParty(email="ada@example.com", first_name="Ada", last_name="Lovelace")
+    assert new_customer_of(party).display_name == "Ada Lovelace"
+    assert new_customer_of(CrmParty(email="ada@example.com")).display_name == "ada@example.com"
+    assert new_customer_of(CrmParty()).display_name == "CRM customer"
+    company = new_customer_of(CrmParty(company_name="Acme", crm_company_id="9", first_name="Ada"))
+    assert (company.display_name, company.given_name, company.crm_company_id) == (
+        "Acme",
+        "Ada",
+        "9",
+    )
+    taken = every_name_taken(company)
+    assert taken.code is RejectionCode.QBO_VALIDATION and "'Acme'" in taken.message
+
+
+def test_the_stage_sweep_hands_on_a_deal_as_the_webhook_would_have() -> None:
+    rule = AutoDraftRule("r1", "p1", "realm", "closedwon")
+    change = stage_entered(rule, "d7", NOW)
+    assert rule_fires(rule, change)
+    assert change.crm_event_id == "stage-sweep:r1:d7" and change.changed_at == NOW

@@ -140,7 +140,9 @@ def builder_with(builder: Harness, outbox_type: type[Outbox]) -> InvoiceBuilder:
         builder.service.handlers,
     )
     return InvoiceBuilder(
-        store=Store(db, outbox_type(db, runtime.publisher)), qbo=handlers.qbo, crm=handlers.crm
+        store=Store(db, outbox_type(db, runtime.publisher)),
+        qbo=handlers.deps.qbo,
+        crm=handlers.deps.crm,
     )
 
 
@@ -150,15 +152,15 @@ async def test_a_draft_written_but_not_relayed_is_published_once_by_the_requests
     tenant = await us_company(builder, qbo_sandbox)
     request = Envelope.build(draft_request(deal_id="deal-rerun"), source="test", tenant=tenant)
     with pytest.raises(asyncio.CancelledError):
-        await builder_with(builder, StopsBeforeRelaying).on_invoice_requested(request)
+        await builder_with(builder, StopsBeforeRelaying).requests.on_invoice_requested(request)
     db = builder.service.store.db
     left = await db[REQUESTS].find_one({"_id": str(request.data.request_id)})
     assert left is not None and left["status"] == "drafted" and len(left["outbox"]) == 1
 
     # Its offset was not committed: the request comes again, to a fresh process.
     rerun = builder_with(builder, Outbox)
-    await rerun.on_invoice_requested(request)
-    await rerun.store.outbox.settle()  # published entries are removed together
+    await rerun.requests.on_invoice_requested(request)
+    await rerun.deps.store.outbox.settle()  # published entries are removed together
 
     [drafted] = await builder.events(
         "invoice.drafted", lambda e: e.data.request_id == request.data.request_id

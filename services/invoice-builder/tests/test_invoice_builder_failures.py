@@ -21,7 +21,7 @@ from dealbooks_kit import (
 from dealbooks_qbo import AuthRevoked, BusinessRuleViolation, ServerError, Throttled
 from dealbooks_qbo._errors import FaultDetail
 from invoice_builder.domain import Rejection
-from invoice_builder.handlers import rejection_for
+from invoice_builder.requests import rejection_for
 
 
 def qbo(cls: type[Exception], status: int, code: str, message: str = "fault") -> Exception:

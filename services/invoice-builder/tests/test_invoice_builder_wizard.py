@@ -260,12 +260,12 @@ async def test_a_deal_whose_stage_webhook_was_lost_is_drafted_by_the_stage_sweep
     # The deal is won in the CRM, and the webhook saying so never reaches dealbooks.
     crm_sandbox.update_as_user(pid, "deals", lost_webhook, {"dealstage": "closedwon"})
 
-    swept = await builder.service.handlers.sweep_rule_stages()
+    swept = await builder.service.handlers.auto_drafts.sweep_rule_stages()
 
     assert (swept.done, swept.failed) == (1, {})
     [drafted] = await builder.events("invoice.drafted", lambda e: e.data.deal_id == lost_webhook)
     assert drafted.data.total == Money(amount=Decimal("60.00"), currency="USD")
-    again = await builder.service.handlers.sweep_rule_stages()
+    again = await builder.service.handlers.auto_drafts.sweep_rule_stages()
     assert again.done == 0  # drafted once: the deal has its auto-draft
     # The webhook after all: the same path, still one invoice for the deal.
     late = CrmObjectChanged(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from dealbooks_contracts import (
     AccountConnected,
     AccountDisconnected,
@@ -20,7 +18,6 @@ from dealbooks_contracts import (
 from dealbooks_http import TokenProvider
 from dealbooks_kit import (
     Access,
-    ApiClients,
     Guard,
     Origin,
     ServiceApp,
@@ -30,22 +27,9 @@ from dealbooks_kit import (
 
 from invoice_builder.api import build_api
 from invoice_builder.handlers import InvoiceBuilder
+from invoice_builder.service import Service
 from invoice_builder.settings import InvoiceBuilderSettings
 from invoice_builder.store import APPROVALS, AUTO_DRAFTS, INDEXES, REQUESTS, Store
-
-
-@dataclass
-class Service:
-    """One invoice-builder process: its runtime, handlers and API clients."""
-
-    settings: InvoiceBuilderSettings
-    runtime: ServiceRuntime
-    handlers: InvoiceBuilder
-    store: Store
-    clients: ApiClients
-
-    async def aclose(self) -> None:
-        await self.clients.aclose()
 
 
 def build_service(
@@ -73,6 +57,15 @@ def build_service(
         audit=runtime.use_audit(),
         console_url=settings.console_url,
     )
+    _subscribe(runtime, settings, handlers)
+    return Service(settings, runtime, handlers, store, clients)
+
+
+def _subscribe(
+    runtime: ServiceRuntime, settings: InvoiceBuilderSettings, handlers: InvoiceBuilder
+) -> None:
+    """Which event each handler takes, and the periodic passes."""
+    requests, approvals, auto_drafts = handlers.requests, handlers.approvals, handlers.auto_drafts
     # Outcomes through the requests' outbox; requests (the wizard's, the auto-drafts') too.
     runtime.publishes(
         InvoiceDrafted,
@@ -91,17 +84,17 @@ def build_service(
     runtime.consume(
         "invoice-requests",
         InvoiceRequested,
-        handlers.on_invoice_requested,
+        requests.on_invoice_requested,
         origin=Origin.PERSON,
-        on_reject=handlers.on_request_refused,
+        on_reject=requests.on_request_refused,
         dedupe=False,
     )
     runtime.consume(
         "link-requests",
         InvoiceLinkRequested,
-        handlers.on_link_requested,
+        handlers.links.on_link_requested,
         origin=Origin.PERSON,
-        on_reject=handlers.on_request_refused,
+        on_reject=requests.on_request_refused,
         dedupe=False,
     )
     # An approver's decision (the approvals API publishes it with the decision, in one write)
@@ -109,17 +102,22 @@ def build_service(
     runtime.consume(
         "approval-decisions",
         InvoiceApprovalDecided,
-        handlers.on_approval_decided,
+        approvals.on_approval_decided,
         origin=Origin.PERSON,
-        on_reject=handlers.on_request_refused,
+        on_reject=requests.on_request_refused,
         dedupe=False,
     )
-    runtime.consume("auto-draft-rules", CrmObjectChanged, handlers.on_crm_object_changed)
-    runtime.every("auto-draft-sweep", settings.auto_draft_sweep_seconds, handlers.sweep_rule_stages)
+    runtime.consume("auto-draft-rules", CrmObjectChanged, auto_drafts.on_crm_object_changed)
     runtime.every(
-        "approval-reminders", settings.approval_reminder_seconds, handlers.remind_waiting_approvals
+        "auto-draft-sweep",
+        settings.auto_draft_sweep_seconds,
+        auto_drafts.sweep_rule_stages,
     )
-    return Service(settings, runtime, handlers, store, clients)
+    runtime.every(
+        "approval-reminders",
+        settings.approval_reminder_seconds,
+        approvals.remind_waiting_approvals,
+    )
 
 
 def build_app(settings: InvoiceBuilderSettings | None = None) -> ServiceApp:

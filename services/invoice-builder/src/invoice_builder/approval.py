@@ -11,11 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from html import escape
+from typing import Any
 
-from dealbooks_contracts import InvoiceLineRequest, InvoiceRequested, RejectionCode
+from dealbooks_contracts import (
+    ApprovalDecision,
+    InvoiceApprovalRequested,
+    InvoiceLineRequest,
+    InvoiceRequested,
+    Money,
+    RejectionCode,
+)
 
 from invoice_builder.domain import (
     AccountFacts,
@@ -119,6 +127,89 @@ def reminder_due(requested_at: datetime, remind_after_hours: float | None, now: 
     if not remind_after_hours or remind_after_hours <= 0:
         return False
     return now - requested_at >= timedelta(hours=remind_after_hours)
+
+
+def approval_doc(
+    portal_id: str,
+    request: InvoiceRequested,
+    account: AccountFacts,
+    customer_name: str,
+    approver_id: str | None,
+    task_id: str | None,
+) -> dict[str, Any]:
+    """What an approval keeps: the request as it was made, the invoice's facts an approver
+    reads in the list, who approves and the task that asks them."""
+    return {
+        "portal_id": portal_id,
+        "realm_id": account.realm_id,
+        "company_name": account.company_name,
+        "deal_id": request.deal_id,
+        "request": request.model_dump(mode="json"),
+        "customer_name": customer_name,
+        "currency": request.lines[0].unit_price.currency,
+        "subtotal": format(total_of(request), "f"),
+        "line_count": len(request.lines),
+        "requested_by": request.requested_by,
+        "origin": request.origin.value,
+        "approver_id": approver_id,
+        "task_id": task_id,
+    }
+
+
+def approval_requested(request: InvoiceRequested, doc: dict[str, Any]) -> InvoiceApprovalRequested:
+    """`invoice.approval-requested` of an approval as it was opened."""
+    requested_at: datetime = doc["requested_at"]
+    return InvoiceApprovalRequested(
+        request_id=request.request_id,
+        deal_id=request.deal_id,
+        requested_by=request.requested_by,
+        approver_id=doc.get("approver_id"),
+        total=Money(amount=Decimal(doc["subtotal"]), currency=doc["currency"]),
+        line_count=doc["line_count"],
+        crm_task_id=doc.get("task_id"),
+        requested_at=aware(requested_at),
+    )
+
+
+def decision_fields(
+    decision: ApprovalDecision,
+    request: InvoiceRequested,
+    account: AccountFacts | None,
+    *,
+    lines: Sequence[InvoiceLineRequest] | None,
+    reason: str | None,
+    today: date,
+) -> dict[str, Any] | Rejection:
+    """What a decision adds to its approval, or why it cannot be taken as sent: an approval
+    (of the request, or of it with edited `lines`) must make a valid draft; a rejection must
+    say why."""
+    if decision is ApprovalDecision.APPROVED:
+        if lines is not None:
+            request = with_lines(request, lines)
+        problem = validate_approval(request, account, today=today)
+        if problem is not None:
+            return problem
+        return {
+            "approved_request": request.model_dump(mode="json"),
+            "edited": lines is not None,
+            "approved_subtotal": format(total_of(request), "f"),
+        }
+    cleaned = clean_reason(reason)
+    if cleaned is None:
+        return Rejection(
+            RejectionCode.APPROVAL_REJECTED, "Say why the invoice is rejected.", "reason"
+        )
+    return {"reason": cleaned}
+
+
+def aware(value: datetime) -> datetime:
+    """A datetime read back from the MongoDB-wire server (naive UTC) made aware."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def task_ids(doc: dict[str, Any]) -> list[str]:
+    """The CRM tasks an approval made: its own and its reminder."""
+    return [str(doc[k]) for k in ("task_id", "reminder_task_id") if doc.get(k)]
 
 
 # ------------------------------------------------------------------ CRM tasks

@@ -109,6 +109,15 @@ def crm_not_connected_rejection(portal_id: str) -> Rejection:
     )
 
 
+def not_connected_rejection() -> Rejection:
+    """The company a request names is not connected to the request's portal."""
+    return Rejection(
+        RejectionCode.ACCOUNT_NOT_CONNECTED,
+        "This QuickBooks company is not connected to the portal.",
+        field="account",
+    )
+
+
 def custom_numbers_rejection(account: AccountFacts) -> Rejection:
     """The refusal for a company that numbers its invoices by hand, saying how to fix it."""
     return Rejection(
@@ -264,9 +273,15 @@ def qbo_request_id(request_id: uuid.UUID, step: str) -> str:
 
 
 def invoice_body(
-    request: InvoiceRequested, customer_id: str, account: AccountFacts, *, today: date
+    request: InvoiceRequested,
+    customer_id: str,
+    account: AccountFacts,
+    *,
+    today: date,
+    bill_email: str | None = None,
 ) -> dict[str, Any]:
-    """The QuickBooks Invoice create body of a validated request: a draft, never sent."""
+    """The QuickBooks Invoice create body of a validated request: a draft, never sent (to
+    the customer's own e-mail address, `bill_email`, once a person sends it)."""
     lines: list[dict[str, Any]] = []
     for line in request.lines:
         detail: dict[str, Any] = {
@@ -299,6 +314,8 @@ def invoice_body(
         body["CustomerMemo"] = {"value": request.customer_message[:1000]}
     if account.multicurrency_enabled:
         body["CurrencyRef"] = {"value": request.lines[0].unit_price.currency}
+    if bill_email:
+        body["BillEmail"] = {"Address": bill_email}
     return body
 
 
@@ -466,6 +483,41 @@ def customer_body(customer: NewCustomer, display_name: str) -> dict[str, Any]:
     return body
 
 
+def crm_record_key(customer: NewCustomer) -> str | None:
+    """The CRM record a new customer stands for (its contact, else its company): later
+    invoices of that record reuse the customer made for the first."""
+    if customer.crm_contact_id:
+        return f"contact:{customer.crm_contact_id}"
+    if customer.crm_company_id:
+        return f"company:{customer.crm_company_id}"
+    return None
+
+
+def new_customer_of(party: CrmParty) -> NewCustomer:
+    """The QuickBooks customer to create for a CRM party nobody matches."""
+    person = " ".join(p for p in (party.first_name, party.last_name) if p)
+    return NewCustomer(
+        display_name=party.company_name or person or party.email or "CRM customer",
+        company_name=party.company_name,
+        given_name=party.first_name,
+        family_name=party.last_name,
+        email=party.email,
+        crm_contact_id=party.crm_contact_id,
+        crm_company_id=party.crm_company_id,
+    )
+
+
+def every_name_taken(customer: NewCustomer) -> Rejection:
+    """No display name a new customer could have is free in QuickBooks."""
+    return Rejection(
+        RejectionCode.QBO_VALIDATION,
+        f"Every name tried for the new customer {customer.display_name.strip()!r} is taken in "
+        "QuickBooks; choose an existing customer instead.",
+        field="customer",
+        qbo_fault_code="6240",
+    )
+
+
 # ---------------------------------------------------------------------------------- quotes
 
 
@@ -557,3 +609,18 @@ def auto_draft_request_id(portal_id: str, deal_id: str) -> uuid.UUID:
     """One request id per deal for every auto-draft: the same deal never gets two drafts,
     whatever rule, redelivery or stage round-trip fires again."""
     return uuid.uuid5(_NS, f"auto-draft:{portal_id}:{deal_id}")
+
+
+def stage_entered(rule: AutoDraftRule, deal_id: str, entered: datetime) -> CrmObjectChanged:
+    """The change the stage sweep found without its webhook: the deal entered the rule's stage
+    at `entered` (it then fires the rule as the webhook would have)."""
+    return CrmObjectChanged(
+        crm_event_id=f"stage-sweep:{rule.rule_id}:{deal_id}",
+        object_type=CrmObjectType.DEAL,
+        object_id=deal_id,
+        change=CrmChange.PROPERTY_CHANGED,
+        changed_at=entered,
+        property_name="dealstage",
+        property_value=rule.deal_stage,
+        change_source="dealbooks-stage-sweep",
+    )

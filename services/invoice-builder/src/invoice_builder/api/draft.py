@@ -8,21 +8,22 @@ one). Nothing is refused here: the wizard shows the problem and lets the person 
 
 from __future__ import annotations
 
-import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dealbooks_contracts import RejectionCode
-from dealbooks_crm import CrmNotFound
+from dealbooks_kit import Access, Guard
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute
 
 from invoice_builder import domain
-from invoice_builder.domain import QuoteFacts, Rejection
+from invoice_builder.api.common import NOT_CONNECTED, account, error, service
+from invoice_builder.domain import CrmLineItem, QuoteFacts, Rejection
 
-if TYPE_CHECKING:
-    from invoice_builder.app import Service
 
-_QUOTES_SHOWN = 20
+def routes(guard: Guard, base: str) -> list[BaseRoute]:
+    path = base + "/accounts/{realm_id}/deals/{deal_id}/draft"
+    return [guard.route(path, draft, ["GET"], Access.PORTAL)]
 
 
 def _problem(rejection: Rejection | None) -> dict[str, Any] | None:
@@ -44,37 +45,38 @@ def _quote_view(quote: QuoteFacts, problem: Rejection | None) -> dict[str, Any]:
     }
 
 
-async def _deal_quotes(service: Service, portal_id: str, deal_id: str) -> list[QuoteFacts]:
-    handlers = service.handlers
-    try:
-        deal = await handlers.crm.portal(portal_id).get("deals", deal_id, associations=["quotes"])
-    except CrmNotFound:
-        return []
-    ids = deal.associated_ids("quotes")[:_QUOTES_SHOWN]
-    found = await asyncio.gather(*(handlers.quote_facts(portal_id, q) for q in ids))
-    return [q for q in found if q is not None]
+def _line_view(item: CrmLineItem, links: dict[str, str]) -> dict[str, Any]:
+    return {
+        "line_item_id": item.line_item_id,
+        "name": item.name,
+        "description": item.description,
+        "quantity": str(item.quantity),
+        "price": str(item.price),
+        "currency": item.currency,
+        "crm_product_id": item.crm_product_id,
+        "qbo_item_id": links.get(item.crm_product_id) if item.crm_product_id else None,
+    }
 
 
 async def draft(request: Request) -> Response:
-    service: Service = request.app.state.service
-    params = request.path_params
-    portal_id, realm_id, deal_id = params["portal_id"], params["realm_id"], params["deal_id"]
-    account = await service.store.account(realm_id)
-    if account is None or account.portal_id != portal_id:
-        return JSONResponse({"error": "account not connected to this portal"}, status_code=404)
-    handlers = service.handlers
-    now = handlers.now()
+    company = await account(request)
+    if company is None:
+        return error(404, NOT_CONNECTED)
+    svc = service(request)
+    reads = svc.handlers.crm_reads
+    portal_id, deal_id = company.portal_id, request.path_params["deal_id"]
+    now = svc.handlers.deps.now()
     quote_id = request.query_params.get("quote_id") or None
-    quotes = await _deal_quotes(service, portal_id, deal_id)
+    quotes = await reads.deal_quotes(portal_id, deal_id)
     views = [_quote_view(q, domain.check_quote(q, q.quote_id, now)) for q in quotes]
     problem: Rejection | None = None
     if quote_id is not None:
         chosen = next((q for q in quotes if q.quote_id == quote_id), None)
-        chosen = chosen or await handlers.quote_facts(portal_id, quote_id)
+        chosen = chosen or await reads.quote_facts(portal_id, quote_id)
         problem = domain.check_quote(chosen, quote_id, now)
     parent_type, parent_id = ("quotes", quote_id) if quote_id else ("deals", deal_id)
-    items = await handlers.crm_lines(portal_id, parent_type, parent_id, account.home_currency)
-    links = await service.store.product_links(portal_id, realm_id)
+    items = await reads.lines(portal_id, parent_type, parent_id, company.home_currency)
+    links = await svc.store.product_links(portal_id, company.realm_id)
     if not items and problem is None:
         problem = Rejection(RejectionCode.NO_LINES, "The deal or quote has no line items.")
     return JSONResponse(
@@ -82,19 +84,7 @@ async def draft(request: Request) -> Response:
             "deal_id": deal_id,
             "quote_id": quote_id,
             "quotes": views,
-            "lines": [
-                {
-                    "line_item_id": item.line_item_id,
-                    "name": item.name,
-                    "description": item.description,
-                    "quantity": str(item.quantity),
-                    "price": str(item.price),
-                    "currency": item.currency,
-                    "crm_product_id": item.crm_product_id,
-                    "qbo_item_id": links.get(item.crm_product_id) if item.crm_product_id else None,
-                }
-                for item in items
-            ],
+            "lines": [_line_view(item, links) for item in items],
             "problem": _problem(problem),
         }
     )

@@ -19,24 +19,36 @@ after the other, is decided once and drafted once; a second approve answers 200 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from dealbooks_contracts import ApprovalDecision, InvoiceLineRequest, InvoiceRequested
-from dealbooks_kit import Caller
+from dealbooks_kit import Access, Caller, Guard
 from dealbooks_kit.openapi import describe
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute
 
 from invoice_builder import approval, domain
-from invoice_builder.handlers import Decided, DecidedState
-
-if TYPE_CHECKING:
-    from invoice_builder.app import Service
+from invoice_builder.api.common import NOT_CONNECTED, account, error, rejection_view, service
+from invoice_builder.approvals import Decided, DecidedState
 
 _LINES = TypeAdapter(list[InvoiceLineRequest])
 STATUSES = ("pending", "approved", "rejected", "all")
+
+
+def routes(guard: Guard, base: str) -> list[BaseRoute]:
+    settings, portal = base + "/accounts/{realm_id}/approval-settings", Access.PORTAL
+    one = base + "/approvals/{request_id}"
+    return [
+        guard.route(settings, get_settings, ["GET"], portal),
+        guard.route(settings, put_settings, ["PUT"], portal),
+        guard.route(base + "/approvals", list_approvals, ["GET"], portal),
+        guard.route(one, get_approval, ["GET"], portal),
+        guard.route(one + "/approve", approve, ["POST"], portal),
+        guard.route(one + "/reject", reject, ["POST"], portal),
+    ]
 
 
 class ApprovalSettingsBody(BaseModel):
@@ -131,15 +143,6 @@ class ProblemAnswer(BaseModel):
     problem: dict[str, Any]
 
 
-def _service(request: Request) -> Service:
-    service: Service = request.app.state.service
-    return service
-
-
-def _error(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status)
-
-
 def _iso(value: Any) -> str | None:
     if isinstance(value, datetime):
         return value.isoformat() + ("" if value.tzinfo else "Z")
@@ -201,24 +204,17 @@ def approval_view(doc: dict[str, Any], *, full: bool, outcome: str | None = None
     return view
 
 
-async def _company(request: Request) -> domain.AccountFacts | None:
-    account = await _service(request).store.account(request.path_params["realm_id"])
-    if account is None or account.portal_id != request.path_params["portal_id"]:
-        return None
-    return account
-
-
 def _settings_view(
-    account: domain.AccountFacts, settings: approval.ApprovalSettings | None
+    company: domain.AccountFacts, settings: approval.ApprovalSettings | None
 ) -> dict[str, Any]:
-    settings = settings or approval.ApprovalSettings(account.realm_id, account.portal_id)
+    settings = settings or approval.ApprovalSettings(company.realm_id, company.portal_id)
     return {
-        "realm_id": account.realm_id,
-        "company_name": account.company_name,
-        "edition": account.edition,
-        "advanced": account.is_advanced,
+        "realm_id": company.realm_id,
+        "company_name": company.company_name,
+        "edition": company.edition,
+        "advanced": company.is_advanced,
         "enabled": settings.enabled,
-        "active": approval.holds_for_approval(settings, account),
+        "active": approval.holds_for_approval(settings, company),
         "approver_owner_id": settings.approver_owner_id,
         "remind_after_hours": settings.remind_after_hours,
     }
@@ -229,11 +225,11 @@ def _settings_view(
     summary="A company's invoice approval settings (QuickBooks Online Advanced only).",
 )
 async def get_settings(request: Request) -> Response:
-    account = await _company(request)
-    if account is None:
-        return _error(404, "account not connected to this portal")
-    settings = await _service(request).store.approval_settings(account.realm_id)
-    return JSONResponse(_settings_view(account, settings))
+    company = await account(request)
+    if company is None:
+        return error(404, NOT_CONNECTED)
+    settings = await service(request).store.approval_settings(company.realm_id)
+    return JSONResponse(_settings_view(company, settings))
 
 
 @describe(
@@ -242,35 +238,36 @@ async def get_settings(request: Request) -> Response:
     summary="Switch invoice approval on or off for a company, and choose approver and reminder.",
 )
 async def put_settings(request: Request) -> Response:
-    account = await _company(request)
-    if account is None:
-        return _error(404, "account not connected to this portal")
+    company = await account(request)
+    if company is None:
+        return error(404, NOT_CONNECTED)
     try:
         body = ApprovalSettingsBody.model_validate(await request.json())
     except (ValueError, PydanticValidationError) as exc:
-        return _error(400, f"invalid approval settings: {exc}")
-    problem = approval.settings_problem(body.enabled, account)
+        return error(400, f"invalid approval settings: {exc}")
+    problem = approval.settings_problem(body.enabled, company)
     if problem is not None:
-        return _error(422, problem, code=approval.NOT_ADVANCED)
+        return error(422, problem, code=approval.NOT_ADVANCED)
     settings = approval.ApprovalSettings(
-        realm_id=account.realm_id,
-        portal_id=account.portal_id,
+        realm_id=company.realm_id,
+        portal_id=company.portal_id,
         enabled=body.enabled,
         approver_owner_id=(body.approver_owner_id or "").strip() or None,
         remind_after_hours=body.remind_after_hours,
     )
-    service = _service(request)
-    await service.store.save_approval_settings(settings, _caller(request).user_id)
-    if service.handlers.audit is not None:
-        await service.handlers.audit.record(
+    svc = service(request)
+    await svc.store.save_approval_settings(settings, _caller(request).user_id)
+    audit = svc.handlers.deps.audit
+    if audit is not None:
+        await audit.record(
             "account",
-            account.realm_id,
+            company.realm_id,
             None,
             None,
             "approval.settings-saved",
-            {**_settings_view(account, settings), "by": _caller(request).user_id},
+            {**_settings_view(company, settings), "by": _caller(request).user_id},
         )
-    return JSONResponse(_settings_view(account, settings))
+    return JSONResponse(_settings_view(company, settings))
 
 
 @describe(
@@ -280,8 +277,8 @@ async def put_settings(request: Request) -> Response:
 async def list_approvals(request: Request) -> Response:
     status = request.query_params.get("status", "pending")
     if status not in STATUSES:
-        return _error(400, f"status must be one of {', '.join(STATUSES)}")
-    found = await _service(request).store.approvals_of(
+        return error(400, f"status must be one of {', '.join(STATUSES)}")
+    found = await service(request).store.approvals_of(
         request.path_params["portal_id"], None if status == "all" else status
     )
     return JSONResponse({"approvals": [approval_view(doc, full=False) for doc in found]})
@@ -292,12 +289,12 @@ async def list_approvals(request: Request) -> Response:
     summary="One approval with its invoice as it would be created.",
 )
 async def get_approval(request: Request) -> Response:
-    service = _service(request)
+    svc = service(request)
     request_id = request.path_params["request_id"]
-    doc = await service.store.approval(request_id)
+    doc = await svc.store.approval(request_id)
     if doc is None or doc.get("portal_id") != request.path_params["portal_id"]:
-        return _error(404, "no such approval")
-    asked = await service.store.request(request_id)
+        return error(404, "no such approval")
+    asked = await svc.store.request(request_id)
     outcome = (asked or {}).get("status")
     return JSONResponse(approval_view(doc, full=True, outcome=outcome))
 
@@ -309,24 +306,13 @@ def _caller(request: Request) -> Caller:
 
 def _answer(decided: Decided) -> Response:
     if decided.state is DecidedState.UNKNOWN or decided.approval is None:
-        return _error(404, "no such approval")
+        return error(404, "no such approval")
     view = approval_view(decided.approval, full=True)
     if decided.state is DecidedState.INVALID:
         assert decided.problem is not None
-        problem = decided.problem
-        return JSONResponse(
-            {
-                "problem": {
-                    "code": problem.code.value,
-                    "message": problem.message,
-                    "field": problem.field,
-                    "line_index": problem.line_index,
-                }
-            },
-            status_code=422,
-        )
+        return JSONResponse({"problem": rejection_view(decided.problem)}, status_code=422)
     if decided.state is DecidedState.CONFLICT:
-        return _error(409, f"this approval was {view['status']} already", approval=view)
+        return error(409, f"this approval was {view['status']} already", approval=view)
     return JSONResponse({**view, "already_decided": decided.state is DecidedState.ALREADY})
 
 
@@ -335,7 +321,7 @@ async def _body(request: Request, model: type[BaseModel]) -> BaseModel | Respons
         raw = await request.body()
         return model.model_validate_json(raw or b"{}")
     except PydanticValidationError as exc:
-        return _error(400, f"invalid body: {exc}")
+        return error(400, f"invalid body: {exc}")
 
 
 @describe(
@@ -353,11 +339,11 @@ async def approve(request: Request) -> Response:
         try:
             lines = _LINES.validate_python(body.lines)
         except PydanticValidationError as exc:
-            return _error(400, f"invalid lines: {exc}")
+            return error(400, f"invalid lines: {exc}")
         if not lines:
-            return _error(400, "an approved invoice needs at least one line")
+            return error(400, "an approved invoice needs at least one line")
     caller = _caller(request)
-    decided = await _service(request).handlers.decide(
+    decided = await service(request).handlers.approvals.decide(
         request.path_params["portal_id"],
         request.path_params["request_id"],
         ApprovalDecision.APPROVED,
@@ -379,7 +365,7 @@ async def reject(request: Request) -> Response:
         return body
     assert isinstance(body, RejectBody)
     caller = _caller(request)
-    decided = await _service(request).handlers.decide(
+    decided = await service(request).handlers.approvals.decide(
         request.path_params["portal_id"],
         request.path_params["request_id"],
         ApprovalDecision.REJECTED,

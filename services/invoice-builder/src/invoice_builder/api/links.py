@@ -1,0 +1,43 @@
+"""Attach an existing QuickBooks invoice to a CRM record: published as
+`crm.invoice-link-requested` and answered 202 with the request id (polled like a draft's);
+`invoice_builder.links` handles it."""
+
+from __future__ import annotations
+
+import uuid
+
+from dealbooks_contracts import CrmRecordRef, Envelope, InvoiceLinkRequested, Tenant
+from dealbooks_kit import Access, Guard
+from pydantic import ValidationError as PydanticValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute
+
+from invoice_builder.api.common import NOT_CONNECTED, account, error, json_object, service
+from invoice_builder.deps import SOURCE
+
+
+def routes(guard: Guard, base: str) -> list[BaseRoute]:
+    acct = base + "/accounts/{realm_id}"
+    return [guard.route(acct + "/invoice-links", link, ["POST"], Access.PORTAL)]
+
+
+async def link(request: Request) -> Response:
+    company = await account(request)
+    if company is None:
+        return error(404, NOT_CONNECTED)
+    body = await json_object(request)
+    try:
+        data = InvoiceLinkRequested(
+            request_id=uuid.uuid4(),
+            qbo_invoice_id=str(body["qbo_invoice_id"]),
+            target=CrmRecordRef.model_validate(body["target"]),
+            requested_by=body.get("requested_by"),
+        )
+    except (KeyError, PydanticValidationError) as exc:
+        return error(400, f"invalid request: {exc}")
+    svc = service(request)
+    await svc.store.mark_pending(str(data.request_id), company.portal_id, company.realm_id, None)
+    tenant = Tenant(portal_id=company.portal_id, account_id=company.realm_id)
+    await svc.runtime.publisher.publish(Envelope.build(data, source=SOURCE, tenant=tenant))
+    return JSONResponse({"request_id": str(data.request_id), "status": "pending"}, 202)
