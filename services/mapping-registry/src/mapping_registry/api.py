@@ -8,6 +8,7 @@ on an older version (`If-Match: "<version>"`, the `ETag` of the read) or racing 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,12 +21,13 @@ from dealbooks_contracts import (
     SyncSettings,
 )
 from dealbooks_kit import Access, CrmPortalNotConfigured, CrmPortalNotInstalled, Guard
-from dealbooks_kit.openapi import describe
+from dealbooks_kit.openapi import describe, described
 from dealbooks_sync.domain import OWNED_PROPERTIES, QBO_FIELDS, crm_types_for
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from mapping_registry.clients import PortalProperties, QboSamples
 from mapping_registry.domain import (
@@ -41,6 +43,7 @@ from mapping_registry.handlers import Registry, UnknownAccount
 from mapping_registry.store import VersionConflict
 
 MAX_SAMPLE = 50
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class ErrorAnswer(BaseModel):
@@ -240,13 +243,19 @@ def _view(target: MappingSetOf, state: MappingSetState) -> dict[str, Any]:
     }
 
 
+# ---- the mappings of a set: view, add, edit, delete
+
+
 @describe(
-    method="GET",
     answers={200: MappingsAnswer, 400: ErrorAnswer, 404: ErrorAnswer},
     summary="The account's mappings and settings for the object type (ETag: the version).",
 )
+async def list_mappings(request: Request) -> Response:
+    target = await _addressed(request)
+    return JSONResponse(_view(target, target.state), headers=_etag(target.state))
+
+
 @describe(
-    method="POST",
     body=MappingBody,
     answers={
         201: AddedAnswer,
@@ -257,10 +266,8 @@ def _view(target: MappingSetOf, state: MappingSetState) -> dict[str, Any]:
     },
     summary="Add a mapping (If-Match: the version it is based on).",
 )
-async def mappings(request: Request) -> Response:
+async def add_mapping(request: Request) -> Response:
     target = await _addressed(request)
-    if request.method == "GET":
-        return JSONResponse(_view(target, target.state), headers=_etag(target.state))
     proposal = _proposal("add", await _json(request))
     changed = await _api(request).registry.change_mappings(
         target.realm,
@@ -277,25 +284,31 @@ async def mappings(request: Request) -> Response:
     )
 
 
-async def mapping(request: Request) -> Response:
+async def edit_mapping(request: Request) -> Response:
     target = await _addressed(request)
     mapping_id = _known_mapping(target.state, request.path_params["mapping_id"])
     expected = _expected_version(request)
-    registry = _api(request).registry
-    if request.method == "DELETE":
-        proposal = Proposal(op="delete", mapping_id=mapping_id)
-        changed = await registry.change_mappings(
-            target.realm, target.object_type, proposal, {}, expected
-        )
-        return JSONResponse({"version": changed.version}, headers=_etag(changed))
     proposal = _proposal("edit", await _json(request), mapping_id)
-    changed = await registry.change_mappings(
+    changed = await _api(request).registry.change_mappings(
         target.realm, target.object_type, proposal, await _properties(request, target), expected
     )
     return JSONResponse(_view(target, changed), headers=_etag(changed))
 
 
-async def options(request: Request) -> Response:
+async def delete_mapping(request: Request) -> Response:
+    target = await _addressed(request)
+    mapping_id = _known_mapping(target.state, request.path_params["mapping_id"])
+    proposal = Proposal(op="delete", mapping_id=mapping_id)
+    changed = await _api(request).registry.change_mappings(
+        target.realm, target.object_type, proposal, {}, _expected_version(request)
+    )
+    return JSONResponse({"version": changed.version}, headers=_etag(changed))
+
+
+# ---- what a mapping may be made of
+
+
+async def list_options(request: Request) -> Response:
     target = await _addressed(request)
     portal_props = await _properties(request, target)
     owned = {p.name for p in OWNED_PROPERTIES[target.object_type] if p.read_only}
@@ -315,17 +328,24 @@ async def options(request: Request) -> Response:
     )
 
 
-async def settings(request: Request) -> Response:
+# ---- sync settings
+
+
+async def read_settings(request: Request) -> Response:
+    state = (await _addressed(request)).state
+    return JSONResponse(
+        {"version": state.version, "settings": state.settings.model_dump(mode="json")},
+        headers=_etag(state),
+    )
+
+
+async def change_settings(request: Request) -> Response:
     target = await _addressed(request)
-    state = target.state
-    if request.method == "GET":
-        return JSONResponse(
-            {"version": state.version, "settings": state.settings.model_dump(mode="json")},
-            headers=_etag(state),
-        )
     body = await _json(request)
     try:
-        proposed = SyncSettings.model_validate({**state.settings.model_dump(mode="json"), **body})
+        proposed = SyncSettings.model_validate(
+            {**target.state.settings.model_dump(mode="json"), **body}
+        )
     except ValidationError as exc:
         raise _BadRequest(f"invalid settings: {exc.errors()[0]['msg']}") from None
     changed = await _api(request).registry.change_settings(
@@ -335,6 +355,9 @@ async def settings(request: Request) -> Response:
         {"version": changed.version, "settings": changed.settings.model_dump(mode="json")},
         headers=_etag(changed),
     )
+
+
+# ---- property-sync status
 
 
 def _status_entry(doc: dict[str, Any]) -> dict[str, Any]:
@@ -349,7 +372,7 @@ def _status_entry(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def status(request: Request) -> Response:
+async def read_status(request: Request) -> Response:
     target = await _addressed(request)
     registry = _api(request).registry
     since = registry.status.counted_since(datetime.now(UTC))
@@ -372,7 +395,10 @@ async def status(request: Request) -> Response:
     )
 
 
-async def preview(request: Request) -> Response:
+# ---- the dry run of a change
+
+
+async def dry_run_change(request: Request) -> Response:
     target = await _addressed(request)
     body = await _json(request)
     change = body.get("change")
@@ -394,6 +420,30 @@ async def preview(request: Request) -> Response:
             "records": dry_run(target.object_type, records, target.state.mappings, proposed),
         }
     )
+
+
+# ---- the app
+
+
+def _per_method(**endpoints: Endpoint) -> Endpoint:
+    """One endpoint for a path whose methods are served by separate route functions (HEAD by
+    GET's), carrying what each declared for the OpenAPI document. The path stays one route,
+    so a method it lacks is answered 405 with every method it has."""
+
+    async def endpoint(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await endpoints[method](request)
+
+    for method, served_by in endpoints.items():
+        declared = described(served_by, method)
+        if declared is not None:
+            describe(
+                body=declared.body,
+                answers=declared.answers,
+                method=method,
+                summary=declared.summary,
+            )(endpoint)
+    return endpoint
 
 
 async def _rejected(request: Request, exc: Exception) -> Response:
@@ -426,15 +476,18 @@ def build_api(
     """The registry's routes, each open to a grant for the route's portal; base path
     `/portals/{portal_id}/accounts/{realm}/{object_type}`."""
     base = "/portals/{portal_id}/accounts/{realm}/{object_type}"
-    portal = Access.PORTAL
+
+    def route(path: str, **endpoints: Endpoint) -> Route:
+        return guard.route(base + path, _per_method(**endpoints), list(endpoints), Access.PORTAL)
+
     api = guard.api(
         [
-            guard.route(f"{base}/mappings", mappings, ["GET", "POST"], portal),
-            guard.route(f"{base}/mappings/{{mapping_id}}", mapping, ["PATCH", "DELETE"], portal),
-            guard.route(f"{base}/options", options, ["GET"], portal),
-            guard.route(f"{base}/settings", settings, ["GET", "PUT", "PATCH"], portal),
-            guard.route(f"{base}/status", status, ["GET"], portal),
-            guard.route(f"{base}/dry-run", preview, ["POST"], portal),
+            route("/mappings", GET=list_mappings, POST=add_mapping),
+            route("/mappings/{mapping_id}", PATCH=edit_mapping, DELETE=delete_mapping),
+            route("/options", GET=list_options),
+            route("/settings", GET=read_settings, PUT=change_settings, PATCH=change_settings),
+            route("/status", GET=read_status),
+            route("/dry-run", POST=dry_run_change),
         ],
         exception_handlers={
             MappingRejected: _rejected,
