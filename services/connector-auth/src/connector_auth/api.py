@@ -1,17 +1,17 @@
-"""connector-auth's HTTP routes, each with its access decision (`dealbooks_kit.Guard`):
+"""connector-auth's HTTP routes, each with its access decision (`dealbooks_kit.Guard`), in two
+routers over the service objects:
 
-- the CRM side: install and sign-in (the CRM's OAuth), the session, its portal grants, sign-out,
-  uninstall;
-- the QuickBooks side: connecting a company (from a signed-in person only), the account list,
-  disconnecting;
-- internal: access tokens for other services (QuickBooks per account, CRM per portal).
+- `CrmRoutes`, over `Installs`: install and sign-in (the CRM's OAuth), the session, its portal
+  grants, sign-out, uninstall, and CRM access tokens for other services (per portal);
+- `QuickBooksRoutes`, over `ConnectorAuth`: connecting a company (from a signed-in person only),
+  the account list, disconnecting, and QuickBooks access tokens for other services (per
+  account).
 """
 
 from __future__ import annotations
 
 import hmac
 import html
-from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,36 +23,40 @@ from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
 
 from connector_auth.crm_oauth import CrmOAuthRefused
 from connector_auth.domain import ConnectRefused, InvalidState
-from connector_auth.handlers import AccountNotFound, ConnectorAuth, ReauthRequired
-from connector_auth.installs import Installs, MissingScopes, PortalNotInstalled, UnknownPerson
+from connector_auth.handlers import AccountNotFound, Connected, ConnectorAuth, ReauthRequired
+from connector_auth.installs import (
+    Installs,
+    MissingScopes,
+    PortalNotInstalled,
+    SignedIn,
+    UnknownPerson,
+)
 from connector_auth.refresh import RefreshBusy
 
 log = get_logger(__name__)
-Endpoint = Callable[[Request], Awaitable[Response]]
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 COOKIE = "dealbooks_session"
 # Held by the browser that starts the CRM's OAuth, so only it can finish the flow.
 FLOW_COOKIE = "dealbooks_oauth"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+PORTAL = "/v1/portals/{portal_id}"
+INTERNAL = "/internal" + PORTAL
+# A person signed in for the route's portal: by the session cookie or a portal grant.
+PERSON = (Access.SESSION, Access.PORTAL)
 
 
-def _page(status: int, title: str, message: str) -> HTMLResponse:
-    body = (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)} · dealbooks</title></head>"
-        f"<body><main><h1>{html.escape(title)}</h1><p>{html.escape(message)}</p></main>"
-        "</body></html>"
-    )
-    return HTMLResponse(body, status_code=status, headers=NO_STORE)
-
-
-def _caller(request: Request) -> Caller:
-    caller: Caller = request.state.caller
-    return caller
+def build_api(service: ConnectorAuth, installs: Installs) -> Starlette:
+    """The Starlette app the service runtime falls back to for everything but health/metrics."""
+    settings = service.settings
+    crm = CrmRoutes(installs)
+    guard = Guard(settings, settings.service_name, session=crm.session_caller)
+    guard.require(Access.SERVICE, Access.PORTAL)
+    return guard.api([*crm.routes(guard), *QuickBooksRoutes(service, installs).routes(guard)])
 
 
 class AccountView(BaseModel):
@@ -76,14 +80,26 @@ class AccountsAnswer(BaseModel):
     results: list[AccountView]
 
 
-class ConnectorApi:
-    """The routes, over the two service objects."""
+# ---------------------------------------------------------------- CRM side
 
-    def __init__(self, service: ConnectorAuth, installs: Installs) -> None:
-        self.service = service
+
+class CrmRoutes:
+    """The CRM side: the app's installs in portals and the people who sign in through them."""
+
+    def __init__(self, installs: Installs) -> None:
         self.installs = installs
-        settings = service.settings
-        self.guard = Guard(settings, settings.service_name, session=self.session_caller)
+        self.settings = installs.settings
+
+    def routes(self, g: Guard) -> list[Route]:
+        return [
+            g.route("/install", self.install, ["GET"], Access.PUBLIC),
+            g.route("/signin", self.signin, ["GET"], Access.PUBLIC),
+            g.route("/oauth/crm/callback", self.crm_callback, ["GET"], Access.PUBLIC),
+            g.route("/v1/session", self.session, ["GET"], Access.SESSION),
+            g.route("/signout", self.signout, ["POST"], Access.SESSION),
+            g.route(PORTAL + "/install", self.uninstall, ["DELETE"], *PERSON),
+            g.route(INTERNAL + "/crm/access-token", self.crm_token, ["POST"], Access.SERVICE),
+        ]
 
     async def session_caller(self, request: Request) -> Caller | None:
         """The signed-in person of the session cookie; a state-changing request must also
@@ -101,8 +117,6 @@ class ConnectorApi:
             Access.SESSION, frozenset(session.portals), session.user_id, session.email, session.sid
         )
 
-    # ---------------------------------------------------------------- CRM side
-
     async def install(self, request: Request) -> Response:
         return await self._start("install")
 
@@ -112,7 +126,7 @@ class ConnectorApi:
     async def _start(self, purpose: str) -> Response:
         url, browser = await self.installs.start(purpose)
         response = RedirectResponse(url, 302, headers=NO_STORE)
-        max_age = self.service.settings.state_max_age_seconds
+        max_age = self.settings.state_max_age_seconds
         self._cookie(response, FLOW_COOKIE, browser, max_age, path="/oauth/crm")
         return response
 
@@ -125,7 +139,7 @@ class ConnectorApi:
             value,
             max_age=max_age,
             httponly=True,
-            secure=self.service.settings.secure_cookies,
+            secure=self.settings.secure_cookies,
             samesite="lax",
             path=path,
         )
@@ -147,36 +161,13 @@ class ConnectorApi:
             done = await self.installs.complete(
                 state, code, request.cookies.get(COOKIE), request.cookies.get(FLOW_COOKIE)
             )
-        except InvalidState:
-            return _page(
-                400,
-                "This link has expired",
-                "This install or sign-in link has expired, was already used, or was started "
-                "in another browser. Start again.",
-            )
-        except UnknownPerson:
-            return _page(
-                400, "The CRM did not say who you are", "Nobody was signed in. Start again."
-            )
-        except TransientError:
-            return _page(
-                503,
-                "The CRM is not answering",
-                "The CRM did not answer in time; nothing was changed. Start again in a minute.",
-            )
-        except MissingScopes as missing:
-            return _page(
-                403,
-                "dealbooks needs more permissions",
-                "The CRM granted dealbooks fewer permissions than it needs, so it was not "
-                f"installed. Missing: {', '.join(missing.missing)}. Ask a super admin of the "
-                "portal to install the app and accept every permission it asks for.",
-            )
-        except CrmOAuthRefused as refused:
-            log.warning("crm code exchange refused", status=refused.status)
-            return _page(400, "The CRM refused the install", "Start the install again.")
-        s = self.service.settings
-        target = s.console_url or ""
+        except (InvalidState, UnknownPerson, TransientError, MissingScopes, CrmOAuthRefused) as exc:
+            return _install_refused(exc)
+        return self._signed_in(done)
+
+    def _signed_in(self, done: SignedIn) -> Response:
+        """Back to the console (or a page saying so), with the session cookie."""
+        target = self.settings.console_url or ""
         if target:
             query = urlencode({"portal_id": done.portal_id})
             response: Response = RedirectResponse(f"{target}?{query}", 302, headers=NO_STORE)
@@ -187,7 +178,7 @@ class ConnectorApi:
                 f"dealbooks is installed in portal {done.portal_id}, and you are signed in.",
             )
         response.delete_cookie(FLOW_COOKIE, path="/oauth/crm")
-        self._cookie(response, COOKIE, done.cookie, s.session_max_age_seconds)
+        self._cookie(response, COOKIE, done.cookie, self.settings.session_max_age_seconds)
         return response
 
     async def session(self, request: Request) -> Response:
@@ -204,7 +195,7 @@ class ConnectorApi:
                 "expires_at": session.expires_at.isoformat(),
                 "grant": {
                     "token": self.installs.grant(session),
-                    "expires_in": self.service.settings.grant_ttl_seconds,
+                    "expires_in": self.settings.grant_ttl_seconds,
                 },
             },
             headers=NO_STORE,
@@ -216,7 +207,7 @@ class ConnectorApi:
             await self.installs.sign_out(session)
         # A person's sign-out form (the console's) goes back to the console; an API call is
         # answered as such.
-        console = self.service.settings.console_url
+        console = self.settings.console_url
         form = "form" in request.headers.get("content-type", "")
         response: Response = (
             RedirectResponse(f"{console}?signed_out=1", 303, headers=NO_STORE)
@@ -239,13 +230,69 @@ class ConnectorApi:
             return problem(404, "not_installed", "The app is not installed in this portal.")
         except (RefreshBusy, TransientError):
             return _try_again()
-        left = int((token.expires_at - self.service.clock()).total_seconds())
+        left = int((token.expires_at - self.installs.clock()).total_seconds())
         return JSONResponse(
             {"access_token": token.access_token, "token_type": "bearer", "expires_in": left},
             headers=NO_STORE,
         )
 
-    # ---------------------------------------------------------------- QuickBooks side
+
+def _install_refused(exc: Exception) -> HTMLResponse:
+    """The page a person sees when the CRM's OAuth callback did not install or sign in."""
+    if isinstance(exc, InvalidState):
+        return _page(
+            400,
+            "This link has expired",
+            "This install or sign-in link has expired, was already used, or was started "
+            "in another browser. Start again.",
+        )
+    if isinstance(exc, UnknownPerson):
+        return _page(400, "The CRM did not say who you are", "Nobody was signed in. Start again.")
+    if isinstance(exc, TransientError):
+        return _page(
+            503,
+            "The CRM is not answering",
+            "The CRM did not answer in time; nothing was changed. Start again in a minute.",
+        )
+    if isinstance(exc, MissingScopes):
+        return _page(
+            403,
+            "dealbooks needs more permissions",
+            "The CRM granted dealbooks fewer permissions than it needs, so it was not "
+            f"installed. Missing: {', '.join(exc.missing)}. Ask a super admin of the "
+            "portal to install the app and accept every permission it asks for.",
+        )
+    assert isinstance(exc, CrmOAuthRefused)
+    log.warning("crm code exchange refused", status=exc.status)
+    return _page(400, "The CRM refused the install", "Start the install again.")
+
+
+# ---------------------------------------------------------------- QuickBooks side
+
+
+class QuickBooksRoutes:
+    """The QuickBooks side: the companies connected to a portal, and their tokens."""
+
+    def __init__(self, service: ConnectorAuth, installs: Installs) -> None:
+        self.service = service
+        # Who finishes a connection: the person of the session cookie.
+        self.installs = installs
+        self.settings = service.settings
+
+    def routes(self, g: Guard) -> list[Route]:
+        accounts = PORTAL + "/accounts"
+        return [
+            g.route("/oauth/callback", self.qbo_callback, ["GET"], Access.PUBLIC),
+            g.route(PORTAL + "/quickbooks/connect", self.connect, ["GET"], *PERSON),
+            g.route(accounts, self.list_accounts, ["GET"], *PERSON, Access.SERVICE),
+            g.route(accounts + "/{account_id}", self.disconnect, ["DELETE"], *PERSON),
+            g.route(
+                INTERNAL + "/accounts/{account_id}/access-token",
+                self.access_token,
+                ["POST"],
+                Access.SERVICE,
+            ),
+        ]
 
     async def connect(self, request: Request) -> Response:
         caller = _caller(request)
@@ -253,14 +300,6 @@ class ConnectorApi:
             request.path_params["portal_id"], caller.user_id or ""
         )
         return RedirectResponse(url, status_code=302, headers=NO_STORE)
-
-    def _connect_refused(self, code: str, status: int, message: str) -> Response:
-        """A connection that did not happen: back to the console with the reason's code when
-        there is one (it says it in the person's language), else the problem itself."""
-        target = self.service.settings.connected_redirect_url
-        if target:
-            return RedirectResponse(f"{target}?{urlencode({'error': code})}", status_code=302)
-        return problem(status, code, message)
 
     async def qbo_callback(self, request: Request) -> Response:
         q = request.query_params
@@ -290,10 +329,14 @@ class ConnectorApi:
             return self._connect_refused(
                 "authorization_failed", 400, "QuickBooks refused the authorization."
             )
-        s = self.service.settings
-        if s.connected_redirect_url:
+        return self._connected(connected)
+
+    def _connected(self, connected: Connected) -> Response:
+        """Back to the console with the new account, or the outcome itself."""
+        target = self.settings.connected_redirect_url
+        if target:
             query = urlencode({"portal_id": connected.portal_id, "account_id": connected.realm_id})
-            return RedirectResponse(f"{s.connected_redirect_url}?{query}", status_code=302)
+            return RedirectResponse(f"{target}?{query}", status_code=302)
         return JSONResponse(
             {
                 "status": "connected",
@@ -303,6 +346,14 @@ class ConnectorApi:
                 "reason": connected.reason.value,
             }
         )
+
+    def _connect_refused(self, code: str, status: int, message: str) -> Response:
+        """A connection that did not happen: back to the console with the reason's code when
+        there is one (it says it in the person's language), else the problem itself."""
+        target = self.settings.connected_redirect_url
+        if target:
+            return RedirectResponse(f"{target}?{urlencode({'error': code})}", status_code=302)
+        return problem(status, code, message)
 
     @describe(answers={200: AccountsAnswer})
     async def list_accounts(self, request: Request) -> Response:
@@ -343,40 +394,40 @@ class ConnectorApi:
             headers=NO_STORE,
         )
 
-    # ---------------------------------------------------------------- the app
 
-    def app(self) -> Starlette:
-        g = self.guard
-        g.require(Access.SERVICE, Access.PORTAL)
-        person = (Access.SESSION, Access.PORTAL)
-        portal = "/v1/portals/{portal_id}"
-        internal = "/internal" + portal
-        return g.api(
-            [
-                g.route("/install", self.install, ["GET"], Access.PUBLIC),
-                g.route("/signin", self.signin, ["GET"], Access.PUBLIC),
-                g.route("/oauth/crm/callback", self.crm_callback, ["GET"], Access.PUBLIC),
-                g.route("/oauth/callback", self.qbo_callback, ["GET"], Access.PUBLIC),
-                g.route("/v1/session", self.session, ["GET"], Access.SESSION),
-                g.route("/signout", self.signout, ["POST"], Access.SESSION),
-                g.route(portal + "/install", self.uninstall, ["DELETE"], *person),
-                g.route(portal + "/quickbooks/connect", self.connect, ["GET"], *person),
-                g.route(portal + "/accounts", self.list_accounts, ["GET"], *person, Access.SERVICE),
-                g.route(portal + "/accounts/{account_id}", self.disconnect, ["DELETE"], *person),
-                g.route(
-                    internal + "/accounts/{account_id}/access-token",
-                    self.access_token,
-                    ["POST"],
-                    Access.SERVICE,
-                ),
-                g.route(internal + "/crm/access-token", self.crm_token, ["POST"], Access.SERVICE),
-            ]
-        )
+def _account_view(doc: dict[str, Any]) -> dict[str, Any]:
+    company = doc.get("company") or {}
+    last_refresh = doc.get("last_refresh_at")
+    return {
+        "account_id": doc["realm_id"],
+        "status": doc["status"],
+        "environment": doc.get("environment"),
+        "company_name": company.get("company_name"),
+        "country": company.get("country"),
+        "currency": company.get("home_currency"),
+        "multicurrency_enabled": company.get("multicurrency_enabled"),
+        "custom_transaction_numbers": company.get("custom_transaction_numbers"),
+        "connected_at": doc["connected_at"].isoformat(),
+        "last_refresh_at": last_refresh.isoformat() if last_refresh else None,
+    }
 
 
-def build_api(service: ConnectorAuth, installs: Installs) -> Starlette:
-    """The Starlette app the service runtime falls back to for everything but health/metrics."""
-    return ConnectorApi(service, installs).app()
+# ---------------------------------------------------------------- both sides
+
+
+def _caller(request: Request) -> Caller:
+    caller: Caller = request.state.caller
+    return caller
+
+
+def _page(status: int, title: str, message: str) -> HTMLResponse:
+    body = (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)} · dealbooks</title></head>"
+        f"<body><main><h1>{html.escape(title)}</h1><p>{html.escape(message)}</p></main>"
+        "</body></html>"
+    )
+    return HTMLResponse(body, status_code=status, headers=NO_STORE)
 
 
 async def _rejected(request: Request) -> str | None:
@@ -397,20 +448,3 @@ def _try_again() -> JSONResponse:
         status_code=503,
         headers={"Retry-After": "1"},
     )
-
-
-def _account_view(doc: dict[str, Any]) -> dict[str, Any]:
-    company = doc.get("company") or {}
-    last_refresh = doc.get("last_refresh_at")
-    return {
-        "account_id": doc["realm_id"],
-        "status": doc["status"],
-        "environment": doc.get("environment"),
-        "company_name": company.get("company_name"),
-        "country": company.get("country"),
-        "currency": company.get("home_currency"),
-        "multicurrency_enabled": company.get("multicurrency_enabled"),
-        "custom_transaction_numbers": company.get("custom_transaction_numbers"),
-        "connected_at": doc["connected_at"].isoformat(),
-        "last_refresh_at": last_refresh.isoformat() if last_refresh else None,
-    }
