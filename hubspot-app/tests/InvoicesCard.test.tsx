@@ -14,7 +14,11 @@ import { createRenderer } from "@hubspot/ui-extensions/testing";
 import { afterEach, describe, expect, it, vi } from "vitest";
 
 import type { CardAnswer, CardInvoice } from "../src/app/cards/backend";
-import { InvoicesCard } from "../src/app/cards/InvoicesCard";
+import {
+  AUTOMATIC_RETRIES,
+  InvoicesCard,
+  RETRY_DELAY_MS,
+} from "../src/app/cards/InvoicesCard";
 
 const DEAL = "0-3";
 const CONTACT = "0-1";
@@ -213,6 +217,73 @@ describe("InvoicesCard", () => {
     await renderer.waitFor(() => expect(renderer.maybeFind(ErrorState)).not.toBeNull());
     expect(renderer.find(ErrorState).props.title).toBe("QuickBooks is not connected yet.");
     expect(renderer.find(ErrorState).find(Button).text).toBe("Check again");
+  });
+
+  it("asks again by itself while dealbooks restarts, and says so", async () => {
+    vi.useFakeTimers();
+    try {
+      const restarting = { text: { error: "The invoices could not be loaded.", retrying: "Restarting." } };
+      const fetch = mockFetch()
+        .mockResolvedValueOnce(new Response(JSON.stringify(restarting), { status: 503 }))
+        .mockResolvedValueOnce(new Response("", { status: 502 }))
+        .mockResolvedValueOnce(ok(answer()));
+      const renderer = renderCard();
+
+      await vi.waitFor(() => expect(renderer.maybeFind(ErrorState)).not.toBeNull());
+      expect(renderer.find(ErrorState).find(Text).text).toBe("Restarting.");
+      await vi.advanceTimersByTimeAsync(RETRY_DELAY_MS);
+      // A gateway's 502 carries no text: the card's own sentence, and the error stays in view.
+      await vi.waitFor(() => expect(fetch).toHaveBeenCalledTimes(2));
+      await vi.waitFor(() =>
+        expect(renderer.find(ErrorState).find(Text).text).toBe(
+          "dealbooks is restarting. The card tries again by itself in a few seconds.",
+        ),
+      );
+      expect(renderer.maybeFind(LoadingSpinner)).toBeNull();
+      await vi.advanceTimersByTimeAsync(RETRY_DELAY_MS);
+      await vi.waitFor(() => expect(renderer.findAll(TableRow)).toHaveLength(3));
+      expect(fetch).toHaveBeenCalledTimes(3);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("stops asking by itself after its retries, and Try again starts over", async () => {
+    vi.useFakeTimers();
+    try {
+      const fetch = mockFetch().mockImplementation(
+        async () => new Response("", { status: 503 }),
+      );
+      const renderer = renderCard();
+      await vi.waitFor(() => expect(renderer.maybeFind(ErrorState)).not.toBeNull());
+      for (let n = 0; n < AUTOMATIC_RETRIES + 2; n += 1) {
+        await vi.advanceTimersByTimeAsync(RETRY_DELAY_MS);
+      }
+      expect(fetch).toHaveBeenCalledTimes(1 + AUTOMATIC_RETRIES);
+      expect(renderer.find(ErrorState).maybeFind(Text)).toBeNull(); // no promise of a retry
+      expect(renderer.find(ErrorState).props.title).toBe("The invoices could not be loaded.");
+
+      renderer.find(ErrorState).find(Button).trigger("onClick");
+      await vi.waitFor(() => expect(fetch).toHaveBeenCalledTimes(2 + AUTOMATIC_RETRIES));
+      await vi.advanceTimersByTimeAsync(RETRY_DELAY_MS);
+      expect(fetch).toHaveBeenCalledTimes(3 + AUTOMATIC_RETRIES); // counting from zero again
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("does not ask again by itself after a refusal that is not a restart", async () => {
+    vi.useFakeTimers();
+    try {
+      const fetch = mockFetch().mockResolvedValue(new Response("{}", { status: 403 }));
+      const renderer = renderCard();
+      await vi.waitFor(() => expect(renderer.maybeFind(ErrorState)).not.toBeNull());
+      await vi.advanceTimersByTimeAsync(RETRY_DELAY_MS * 3);
+      expect(fetch).toHaveBeenCalledTimes(1);
+      expect(renderer.find(ErrorState).maybeFind(Text)).toBeNull();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("shows the error for an answer without invoices", async () => {

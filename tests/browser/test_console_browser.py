@@ -540,6 +540,38 @@ def test_every_page_reads_in_dutch_and_at_360_pixels(browser: Any, person: Pages
     page.set_viewport_size({"width": 1280, "height": 900})
 
 
+def test_a_submission_survives_invoice_builder_restarting(
+    person: Pages, world: World, running_stack: LocalStack
+) -> None:
+    """Create is clicked while invoice-builder is down: the page keeps the form, says what is
+    happening, and sends it again by itself (the same request id) once the service is back."""
+    d = world.deal([("Annual accounts", "1", "640")])
+    _wizard_to_details(person, d["deal"])
+    page = person.page
+    page.get_by_label("A new customer").check()
+    page.get_by_label("Name", exact=True).fill(f"Harbour Books {d['tag']}")
+    _choose_products(person, ["Services"])
+    page.get_by_role("button", name="Review").click()
+    page.get_by_role("heading", name="Check and create").wait_for()
+    running_stack.processes["invoice-builder"].stop()
+    try:
+        page.get_by_role("button", name="Create invoice").click()
+        page.get_by_role("heading", name="Waiting for the invoice service").wait_for()
+        person.check("wizard-resend")
+        assert "never gets a second invoice" in page.inner_text("main")
+        assert page.get_by_text(re.compile(r"Sending again in \d+ s")).is_visible()
+    finally:
+        running_stack.start_process("invoice-builder")
+    # No click: the page sends the kept form again by itself.
+    page.get_by_role("heading", name="The invoice is created").wait_for(timeout=3 * WAIT)
+    number = re.search(r"Draft invoice (\S+) for", page.inner_text("main"))
+    assert number, page.inner_text("main")
+    page.get_by_role("link", name="Back to the deal").click()
+    person.reload_until_row(number.group(1), "Awaiting send", shown=False)
+    rows = page.locator("tbody tr")
+    assert rows.count() == 1, page.inner_text("main")  # one request, one invoice
+
+
 def _grant_header(world: World) -> dict[str, str]:
     from dealbooks_kit.auth import mint_grant
 

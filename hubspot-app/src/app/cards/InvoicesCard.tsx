@@ -34,9 +34,14 @@ hubspot.extend<"crm.record.tab">(() => <InvoicesCard />);
 // The console's pages are laid out for at least this much room.
 const MODAL = { width: 960, height: 720 };
 
+// While dealbooks answers "not now" (502, 503, 504), the card asks again by itself this many
+// times, this long after each answer; then it waits for the person's Try again.
+export const AUTOMATIC_RETRIES = 3;
+export const RETRY_DELAY_MS = 4000;
+
 type CardState =
   | { status: "loading" }
-  | { status: "failed"; text: Partial<CardText> | undefined }
+  | { status: "failed"; text: Partial<CardText> | undefined; retrying: boolean }
   | { status: "ready"; answer: CardAnswer };
 
 /** The record's QuickBooks invoices, listed by the backend; the console does the work. */
@@ -48,25 +53,49 @@ export function InvoicesCard() {
   const [state, setState] = useState<CardState>({ status: "loading" });
   // Only the latest request may settle the card (a retry can overtake a slow first answer).
   const latest = useRef(0);
+  // The automatic retries made since the person (or the card) last asked, and the next one.
+  const automatic = useRef(0);
+  const timer = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
+
+  const fetchOnce = useCallback(
+    (shown: boolean) => {
+      const request = ++latest.current;
+      clearTimeout(timer.current);
+      if (shown) setState({ status: "loading" });
+      const answer = type
+        ? fetchCard(type, objectId, context.user.locale ?? "en")
+        : Promise.reject(new CardUnavailable(`no invoices on ${context.crm.objectTypeId} records`));
+      answer.then(
+        (answer) => {
+          if (request !== latest.current) return;
+          automatic.current = 0;
+          setState({ status: "ready", answer });
+        },
+        (error: unknown) => {
+          if (request !== latest.current) return;
+          const unavailable = error instanceof CardUnavailable ? error : undefined;
+          const retrying = !!unavailable?.passing && automatic.current < AUTOMATIC_RETRIES;
+          setState({ status: "failed", text: unavailable?.text, retrying });
+          if (retrying) {
+            automatic.current += 1;
+            // The error stays in view while the card asks again behind it.
+            timer.current = setTimeout(() => fetchOnce(false), RETRY_DELAY_MS);
+          }
+        },
+      );
+    },
+    [type, objectId, context.crm.objectTypeId, context.user.locale],
+  );
 
   const load = useCallback(() => {
-    const request = ++latest.current;
-    setState({ status: "loading" });
-    const answer = type
-      ? fetchCard(type, objectId, context.user.locale ?? "en")
-      : Promise.reject(new CardUnavailable(`no invoices on ${context.crm.objectTypeId} records`));
-    answer.then(
-      (answer) => {
-        if (request === latest.current) setState({ status: "ready", answer });
-      },
-      (error: unknown) => {
-        const text = error instanceof CardUnavailable ? error.text : undefined;
-        if (request === latest.current) setState({ status: "failed", text });
-      },
-    );
-  }, [type, objectId, context.crm.objectTypeId, context.user.locale]);
+    automatic.current = 0;
+    fetchOnce(true);
+  }, [fetchOnce]);
 
-  useEffect(load, [load]);
+  useEffect(() => {
+    load();
+    return () => clearTimeout(timer.current);
+  }, [load]);
 
   const openConsole = (uri: string, title: string) =>
     // What the person did in the console shows on the card once the modal closes.
@@ -79,6 +108,7 @@ export function InvoicesCard() {
   if (state.status === "failed") {
     return (
       <ErrorState title={state.text?.error ?? fallback.error}>
+        {state.retrying && <Text>{state.text?.retrying ?? fallback.retrying}</Text>}
         <Button onClick={load}>{state.text?.retry ?? fallback.retry}</Button>
       </ErrorState>
     );

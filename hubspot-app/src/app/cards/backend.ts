@@ -35,6 +35,8 @@ export interface CardText {
   create: string;
   add_existing: string;
   retry: string;
+  /** Said while the card asks again by itself, after dealbooks answered that it cannot now. */
+  retrying?: string;
   error: string;
   due: string;
   stages: Partial<Record<string, string>>;
@@ -54,15 +56,26 @@ export interface CardAnswer {
   };
 }
 
+// Answers that mean "not now": dealbooks restarts, or one of its services does.
+const PASSING = new Set([502, 503, 504]);
+
 /** Why the card has no answer: the request failed, or the backend refused it. */
 export class CardUnavailable extends Error {
   /** The backend's own error and retry labels, when its refusal carried them. */
   readonly text: Partial<CardText> | undefined;
+  /** The backend's status, when it answered at all. */
+  readonly status: number | undefined;
 
-  constructor(message: string, text?: Partial<CardText>) {
+  constructor(message: string, text?: Partial<CardText>, status?: number) {
     super(message);
     this.name = "CardUnavailable";
     this.text = text;
+    this.status = status;
+  }
+
+  /** dealbooks answered that it cannot now: asking again shortly is likely to work. */
+  get passing(): boolean {
+    return this.status !== undefined && PASSING.has(this.status);
   }
 }
 
@@ -89,7 +102,7 @@ export async function fetchCard(
   const response = await hubspot.fetch(cardUrl(type, objectId, locale), { method: "GET" });
   const body: unknown = await response.json().catch(() => undefined);
   if (!response.ok) {
-    throw new CardUnavailable(`dealbooks answered ${response.status}`, textOf(body));
+    throw new CardUnavailable(`dealbooks answered ${response.status}`, textOf(body), response.status);
   }
   if (!isCardAnswer(body)) {
     throw new CardUnavailable("dealbooks answered without invoices, text or actions");

@@ -1,6 +1,6 @@
 /**
  * The only strings the card holds itself: those it shows before the backend has answered
- * (loading) or when no answer came at all (error, retry). Every other label comes from the
+ * (loading) or when no answer came at all (error, retry, retrying). Every other label comes from the
  * answer's `text`, out of the backend's one catalogue.
  */
 const FALLBACK = {
@@ -8,11 +8,13 @@ const FALLBACK = {
     loading: "Loading invoices",
     error: "The invoices could not be loaded.",
     retry: "Try again",
+    retrying: "dealbooks is restarting. The card tries again by itself in a few seconds.",
   },
   nl: {
     loading: "Facturen laden",
     error: "De facturen konden niet worden geladen.",
     retry: "Opnieuw proberen",
+    retrying: "dealbooks start opnieuw op. De kaart probeert het over een paar seconden zelf opnieuw.",
   },
 } as const;
 

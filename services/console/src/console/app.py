@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from console.approvals import ApprovalPages
@@ -26,6 +27,7 @@ from console.card import Card
 from console.pages import Pages, Refused
 from console.people import People
 from console.settings import ConsoleSettings
+from console.wizard import WizardPages
 
 STATIC = Path(__file__).with_name("static")
 CONSOLE_DESCRIPTION = (
@@ -38,99 +40,16 @@ def build_app(settings: ConsoleSettings, http: httpx.AsyncClient | None = None) 
     backend = Backend(settings, http)
     people = People(settings, backend)
     pages = Pages(settings, backend, people)
-    card = Card(settings, backend, people, pages)
-    approvals = ApprovalPages(pages)
     guard = Guard(
         settings, settings.service_name, session=people.caller, refused=pages.unauthenticated
     )
     guard.require(Access.PORTAL, Access.CRM_SIGNED)
-
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    async def readyz(request: Request) -> Response:
-        try:
-            answer = await backend.http.get(f"{backend.urls['connector-auth']}/healthz")
-            ready = answer.status_code == 200
-        except httpx.HTTPError:
-            ready = False
-        return JSONResponse(
-            {"ready": ready, "checks": {"connector-auth": ready}}, status_code=200 if ready else 503
-        )
-
-    async def metrics_route(request: Request) -> Response:
-        body, content_type = metrics.render()
-        return Response(body, media_type=content_type)
-
-    async def static(request: Request) -> Response:
-        name = str(request.path_params["name"])
-        path = STATIC / name
-        if "/" in name or name.startswith(".") or not path.is_file():
-            return Response(status_code=404)
-        kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        return Response(
-            path.read_bytes(), media_type=kind, headers={"Cache-Control": "public, max-age=300"}
-        )
-
-    async def openapi(request: Request) -> Response:
-        return JSONResponse(
-            openapi_document(app.routes, title="console", description=CONSOLE_DESCRIPTION)
-        )
-
-    session = Access.SESSION
-    p = "/portals/{portal_id}"
     routes = [
-        guard.route("/healthz", healthz, ["GET"], Access.PUBLIC),
-        guard.route("/readyz", readyz, ["GET"], Access.PUBLIC),
-        guard.route("/metrics", metrics_route, ["GET"], Access.PUBLIC),
-        guard.route("/docs/openapi.json", openapi, ["GET"], Access.PUBLIC),
-        guard.route("/static/{name}", static, ["GET"], Access.PUBLIC),
-        guard.route("/", pages.landing, ["GET"], Access.PUBLIC),
-        guard.route("/launch", card.launch, ["GET"], Access.PUBLIC),
-        guard.route("/connected", pages.connected, ["GET"], session),
-        guard.route("/crm/cards/{object_type}", card.card, ["GET"], Access.CRM_SIGNED),
-        guard.route(p, pages.home, ["GET"], session),
-        guard.route(p + "/open", pages.open_record, ["GET"], session),
-        guard.route(p + "/accounts", pages.accounts, ["GET"], session),
-        guard.route(
-            p + "/accounts/{account_id}/disconnect", pages.disconnect, ["GET", "POST"], session
-        ),
-        guard.route(p + "/records/{object_type}/{object_id}", pages.record, ["GET"], session),
-        guard.route(
-            p + "/records/{object_type}/{object_id}/add", pages.add_existing, ["GET", "POST"],
-            session,
-        ),
-        guard.route(p + "/deals/{deal_id}/invoices/new", pages.wizard_start, ["GET"], session),
-        guard.route(
-            p + "/deals/{deal_id}/invoices/new/details", pages.wizard_details, ["GET"], session
-        ),
-        guard.route(
-            p + "/deals/{deal_id}/invoices/new/review", pages.wizard_review, ["POST"], session
-        ),
-        guard.route(p + "/requests/{request_id}", pages.outcome, ["GET"], session),
-        guard.route(p + "/sync", pages.sync, ["GET"], session),
-        guard.route(p + "/sync/{realm}/{object_type}", pages.save_sync, ["POST"], session),
-        guard.route(p + "/sync/{realm}/{object_type}/mappings", pages.mappings, ["GET"], session),
-        guard.route(
-            p + "/sync/{realm}/{object_type}/backfill", pages.backfill, ["POST"], session
-        ),
-        guard.route(
-            p + "/sync/{realm}/{object_type}/mappings/check", pages.mapping_check, ["POST"],
-            session,
-        ),
-        guard.route(
-            p + "/sync/{realm}/{object_type}/mappings/save", pages.mapping_save, ["POST"], session
-        ),
-        guard.route(p + "/rules", pages.rules, ["GET"], session),
-        guard.route(p + "/rules/{rule_id}", pages.rule, ["GET", "POST"], session),
-        guard.route(p + "/rules/{rule_id}/delete", pages.delete_rule, ["POST"], session),
-        guard.route(p + "/approvals", approvals.approvals, ["GET"], session),
-        guard.route(
-            p + "/approvals/settings/{realm}", approvals.save_settings, ["POST"], session
-        ),
-        guard.route(p + "/approvals/{request_id}", approvals.approval, ["GET"], session),
-        guard.route(p + "/approvals/{request_id}", approvals.decide, ["POST"], session),
-    ]  # fmt: skip
+        *_plumbing(guard, Plumbing(backend)),
+        *_pages(guard, pages, Card(settings, backend, people, pages)),
+        *_wizard(guard, WizardPages(pages)),
+        *_approvals(guard, ApprovalPages(pages)),
+    ]
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -152,6 +71,106 @@ def build_app(settings: ConsoleSettings, http: httpx.AsyncClient | None = None) 
     )
     app.add_middleware(ServerTiming)
     return app
+
+
+P = "/portals/{portal_id}"
+SESSION = Access.SESSION
+
+
+class Plumbing:
+    """What every process answers besides its pages: health, metrics, static files, OpenAPI."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        try:
+            answer = await self.backend.http.get(f"{self.backend.urls['connector-auth']}/healthz")
+            ready = answer.status_code == 200
+        except httpx.HTTPError:
+            ready = False
+        return JSONResponse(
+            {"ready": ready, "checks": {"connector-auth": ready}}, status_code=200 if ready else 503
+        )
+
+    async def metrics(self, request: Request) -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    async def static(self, request: Request) -> Response:
+        name = str(request.path_params["name"])
+        path = STATIC / name
+        if "/" in name or name.startswith(".") or not path.is_file():
+            return Response(status_code=404)
+        kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        return Response(
+            path.read_bytes(), media_type=kind, headers={"Cache-Control": "public, max-age=300"}
+        )
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(
+            openapi_document(request.app.routes, title="console", description=CONSOLE_DESCRIPTION)
+        )
+
+
+def _plumbing(guard: Guard, plumbing: Plumbing) -> list[BaseRoute]:
+    public = Access.PUBLIC
+    return [
+        guard.route("/healthz", plumbing.healthz, ["GET"], public),
+        guard.route("/readyz", plumbing.readyz, ["GET"], public),
+        guard.route("/metrics", plumbing.metrics, ["GET"], public),
+        guard.route("/docs/openapi.json", plumbing.openapi, ["GET"], public),
+        guard.route("/static/{name}", plumbing.static, ["GET"], public),
+    ]
+
+
+def _pages(guard: Guard, pages: Pages, card: Card) -> list[BaseRoute]:
+    sync = P + "/sync/{realm}/{object_type}"
+    record = P + "/records/{object_type}/{object_id}"
+    return [
+        guard.route("/", pages.landing, ["GET"], Access.PUBLIC),
+        guard.route("/launch", card.launch, ["GET"], Access.PUBLIC),
+        guard.route("/connected", pages.connected, ["GET"], SESSION),
+        guard.route("/crm/cards/{object_type}", card.card, ["GET"], Access.CRM_SIGNED),
+        guard.route(P, pages.home, ["GET"], SESSION),
+        guard.route(P + "/open", pages.open_record, ["GET"], SESSION),
+        guard.route(P + "/accounts", pages.accounts, ["GET"], SESSION),
+        guard.route(P + "/accounts/{account_id}/disconnect", pages.disconnect, ["GET", "POST"],
+                    SESSION),
+        guard.route(record, pages.record, ["GET"], SESSION),
+        guard.route(record + "/add", pages.add_existing, ["GET", "POST"], SESSION),
+        guard.route(P + "/sync", pages.sync, ["GET"], SESSION),
+        guard.route(sync, pages.save_sync, ["POST"], SESSION),
+        guard.route(sync + "/mappings", pages.mappings, ["GET"], SESSION),
+        guard.route(sync + "/backfill", pages.backfill, ["POST"], SESSION),
+        guard.route(sync + "/mappings/check", pages.mapping_check, ["POST"], SESSION),
+        guard.route(sync + "/mappings/save", pages.mapping_save, ["POST"], SESSION),
+        guard.route(P + "/rules", pages.rules, ["GET"], SESSION),
+        guard.route(P + "/rules/{rule_id}", pages.rule, ["GET", "POST"], SESSION),
+        guard.route(P + "/rules/{rule_id}/delete", pages.delete_rule, ["POST"], SESSION),
+    ]  # fmt: skip
+
+
+def _wizard(guard: Guard, wizard: WizardPages) -> list[BaseRoute]:
+    new = P + "/deals/{deal_id}/invoices/new"
+    return [
+        guard.route(new, wizard.start, ["GET"], SESSION),
+        guard.route(new + "/details", wizard.details, ["GET"], SESSION),
+        guard.route(new + "/review", wizard.review, ["POST"], SESSION),
+        guard.route(P + "/requests/{request_id}", wizard.outcome, ["GET"], SESSION),
+    ]
+
+
+def _approvals(guard: Guard, approvals: ApprovalPages) -> list[BaseRoute]:
+    return [
+        guard.route(P + "/approvals", approvals.approvals, ["GET"], SESSION),
+        guard.route(P + "/approvals/settings/{realm}", approvals.save_settings, ["POST"], SESSION),
+        guard.route(P + "/approvals/{request_id}", approvals.approval, ["GET"], SESSION),
+        guard.route(P + "/approvals/{request_id}", approvals.decide, ["POST"], SESSION),
+    ]
 
 
 class SecurityHeaders:

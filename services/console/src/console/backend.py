@@ -4,6 +4,7 @@ status and its own message; the pages turn it into a sentence from the catalogue
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections import OrderedDict
@@ -19,6 +20,8 @@ from console.settings import ConsoleSettings
 log = get_logger(__name__)
 SESSION_COOKIE = "dealbooks_session"
 GRANT_MARGIN_SECONDS = 60.0
+# No answer at all (0), or a gateway or the service saying it cannot answer now.
+NOT_ANSWERING = (0, 502, 503, 504)
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,15 @@ def _session_shaped(cookie: str) -> bool:
 class BackendError(Exception):
     """A service refused or failed; `status` 0 means it did not answer at all."""
 
-    def __init__(self, service: str, status: int, body: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        service: str,
+        status: int,
+        body: dict[str, Any] | None = None,
+        headers: httpx.Headers | None = None,
+    ) -> None:
         self.service, self.status, self.body = service, status, body or {}
+        self.headers = headers or httpx.Headers()
         super().__init__(f"{service} answered {status}")
 
     @property
@@ -54,6 +64,20 @@ class BackendError(Exception):
         people, such as a rejection's reason)."""
         found = self.body.get("message") or self.body.get("error")
         return str(found) if isinstance(found, str) else None
+
+    @property
+    def unavailable(self) -> bool:
+        """The service did not answer, or answered that it cannot now (a restart, a replica
+        being replaced, its own dependency down): the same call may be sent again later."""
+        return self.status in NOT_ANSWERING
+
+    @property
+    def retry_after(self) -> float | None:
+        """The service's own `Retry-After` in seconds, when it gave one."""
+        try:
+            return float(self.headers.get("retry-after", ""))
+        except ValueError:
+            return None
 
 
 class Sessions:
@@ -165,8 +189,36 @@ class Backend:
                 body = None
         if answer.status_code >= 400 and answer.status_code not in ok:
             log.info("service refused", service=service, status=answer.status_code)
-            raise BackendError(service, answer.status_code, body if isinstance(body, dict) else {})
+            raise BackendError(
+                service, answer.status_code, body if isinstance(body, dict) else {}, answer.headers
+            )
         return answer.status_code, body, answer.headers
+
+    async def call_patiently(
+        self,
+        person: Person,
+        service: str,
+        method: str,
+        path: str,
+        *,
+        patience: float,
+        **call: Any,
+    ) -> tuple[int, Any, httpx.Headers]:
+        """`call`, sent again while the service does not answer, for up to `patience` seconds
+        (pausing as the service asks, or 0.5, 1, 2 s ...). Only for a call the service
+        dedupes, such as a submission carrying its request id."""
+        deadline = time.monotonic() + patience
+        pause = 0.5
+        while True:
+            try:
+                return await self.call(person, service, method, path, **call)
+            except BackendError as exc:
+                wait = min(exc.retry_after or pause, 5.0)
+                if not exc.unavailable or time.monotonic() + wait > deadline:
+                    raise
+                log.info("service not answering; sending again", service=service, wait=wait)
+                await asyncio.sleep(wait)
+                pause *= 2
 
     async def get(self, person: Person, service: str, path: str, **params: Any) -> Any:
         query = {k: v for k, v in params.items() if v not in (None, "")}

@@ -11,11 +11,8 @@ dry run and status, auto-draft rules.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import date
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -57,23 +54,6 @@ def _record_type(request: Request) -> str:
     if kind not in domain.RECORD_TYPES:
         raise Refused(404, "errors.not_found")
     return kind
-
-
-def _lines_from_form(form: FormData, lines: list[dict[str, Any]]) -> list[domain.LineDraft]:
-    drafts = []
-    for index, line in enumerate(lines):
-        drafts.append(
-            domain.LineDraft(
-                line_item_id=str(line["line_item_id"]),
-                name=str(line.get("name") or line.get("description") or ""),
-                quantity=Decimal(str(line["quantity"])),
-                price=Decimal(str(line["price"])),
-                currency=str(line["currency"]),
-                qbo_item_id=str(form.get(f"item_{index}") or line.get("qbo_item_id") or "") or None,
-                tax_code_id=str(form.get(f"tax_{index}") or "") or None,
-            )
-        )
-    return drafts
 
 
 class Pages:
@@ -134,7 +114,7 @@ class Pages:
     def refused(self, request: Request, exc: Exception) -> Response:
         """A page that could not be shown, in the person's words; never a trace or JSON."""
         if isinstance(exc, BackendError):
-            key = _backend_key(exc)
+            key = backend_key(exc)
             return self.render(request, "error.html", _shown_status(exc), key=key, detail=None)
         assert isinstance(exc, Refused)
         return self.render(request, "error.html", exc.status, key=exc.key, detail=exc.detail)
@@ -157,7 +137,7 @@ class Pages:
         key = "errors.form_expired" if refusal.status_code == 401 else "errors.forbidden"
         return self.render(request, "error.html", refusal.status_code, key=key, detail=None)
 
-    async def _person(self, request: Request) -> Person:
+    async def person_of(self, request: Request) -> Person:
         person = await self.people.person(request)
         assert person is not None  # the guard admitted a person
         return person
@@ -178,14 +158,14 @@ class Pages:
     async def connected(self, request: Request) -> Response:
         """Where connector-auth sends the person back after QuickBooks: the accounts page of
         the portal, saying what happened."""
-        person = await self._person(request)
+        person = await self.person_of(request)
         q = request.query_params
         portal = q.get("portal_id") if q.get("portal_id") in person.portals else person.portals[0]
         said = {k: q[k] for k in ("account_id", "error") if q.get(k)}
         return RedirectResponse(f"/portals/{portal}/accounts?{urlencode(said)}", 303)
 
     async def home(self, request: Request) -> Response:
-        person = await self._person(request)
+        person = await self.person_of(request)
         accounts = await self._accounts(person, _portal(request))
         return self.render(request, "home.html", accounts=accounts)
 
@@ -202,12 +182,12 @@ class Pages:
         found = await self.backend.get(person, "connector-auth", f"/v1/portals/{portal}/accounts")
         return [a for a in found.get("results", []) if a.get("status") != "disconnected"]
 
-    async def _builder_accounts(self, person: Person, portal: str) -> list[dict[str, Any]]:
+    async def builder_accounts(self, person: Person, portal: str) -> list[dict[str, Any]]:
         found = await self.backend.get(person, "invoice-builder", f"/portals/{portal}/accounts")
         return list(found.get("accounts", []))
 
     async def accounts(self, request: Request) -> Response:
-        person = await self._person(request)
+        person = await self.person_of(request)
         portal = _portal(request)
         return self.render(
             request,
@@ -220,7 +200,7 @@ class Pages:
         )
 
     async def disconnect(self, request: Request) -> Response:
-        person = await self._person(request)
+        person = await self.person_of(request)
         portal, account = _portal(request), str(request.path_params["account_id"])
         known = {a["account_id"]: a for a in await self._accounts(person, portal)}
         if account not in known:
@@ -235,7 +215,7 @@ class Pages:
     # ------------------------------------------------------------------ a record's invoices
 
     async def record(self, request: Request) -> Response:
-        person = await self._person(request)
+        person = await self.person_of(request)
         portal, kind = _portal(request), _record_type(request)
         record_id = str(request.path_params["object_id"])
         found = await self.backend.get(
@@ -253,219 +233,13 @@ class Pages:
             added=request.query_params.get("added"),
         )
 
-    # ------------------------------------------------------------------ the wizard
-
-    async def wizard_start(self, request: Request) -> Response:
-        person = await self._person(request)
-        portal, deal = _portal(request), str(request.path_params["deal_id"])
-        accounts = await self._builder_accounts(person, portal)
-        if not accounts:
-            return self.render(request, "wizard_no_account.html", deal=deal)
-        realm = request.query_params.get("realm") or accounts[0]["realm_id"]
-        quotes: list[dict[str, Any]] = []
-        problem = None
-        try:
-            draft = await self.backend.get(
-                person,
-                "invoice-builder",
-                f"/portals/{portal}/accounts/{realm}/deals/{deal}/draft",
-            )
-            quotes = draft.get("quotes", [])
-        except BackendError as exc:
-            problem = _backend_key(exc)
-        return self.render(
-            request,
-            "wizard_start.html",
-            deal=deal,
-            accounts=accounts,
-            realm=realm,
-            quotes=quotes,
-            problem=problem,
-        )
-
-    async def _wizard_facts(
-        self, person: Person, portal: str, realm: str, deal: str, quote: str | None
-    ) -> dict[str, Any]:
-        """What the details step shows: the company, the lines, who to bill, the lists."""
-        base = f"/portals/{portal}/accounts/{realm}"
-        accounts = {a["realm_id"]: a for a in await self._builder_accounts(person, portal)}
-        account = accounts.get(realm)
-        if account is None:
-            raise Refused(404, "errors.not_found")
-        is_us = bool(account.get("is_us", (account.get("country") or "US") == "US"))
-        ask = self.backend.get
-        # Side by side: each is a separate question to invoice-builder (and QuickBooks).
-        draft, customers, items, terms, taxes = await asyncio.gather(
-            ask(person, "invoice-builder", f"{base}/deals/{deal}/draft", quote_id=quote),
-            ask(person, "invoice-builder", f"{base}/customers", deal_id=deal, q=""),
-            ask(person, "invoice-builder", f"{base}/items"),
-            ask(person, "invoice-builder", f"{base}/terms"),
-            _nothing() if is_us else ask(person, "invoice-builder", f"{base}/tax-codes"),
-        )
-        tax_codes = list((taxes or {}).get("tax-codes", []))
-        return {
-            "account": account,
-            "is_us": is_us,
-            "draft": draft,
-            "proposal": customers.get("proposal"),
-            "customers": customers.get("customers", []),
-            "items": items.get("items", []),
-            "terms": terms.get("terms", []),
-            "tax_codes": tax_codes,
-        }
-
-    async def wizard_details(self, request: Request) -> Response:
-        person = await self._person(request)
-        portal, deal = _portal(request), str(request.path_params["deal_id"])
-        realm = request.query_params.get("realm", "")
-        quote = request.query_params.get("quote") or None
-        facts = await self._wizard_facts(person, portal, realm, deal, quote)
-        lines = _lines_from_form(FormData(), facts["draft"].get("lines", []))
-        return self.render(
-            request,
-            "wizard_details.html",
-            deal=deal,
-            realm=realm,
-            quote=quote,
-            lines=lines,
-            values={},
-            due_from_terms=None,
-            today=date.today().isoformat(),
-            request_id=str(uuid.uuid4()),
-            missing=[],
-            problem=None,
-            **facts,
-        )
-
-    def _wizard_body(
-        self, form: FormData, deal: str, quote: str | None, lines: list[domain.LineDraft]
-    ) -> dict[str, Any]:
-        customer: dict[str, Any]
-        choice = str(form.get("customer") or "")
-        if choice == "new":
-            customer = {
-                "kind": "new",
-                "display_name": str(form.get("new_name") or "").strip(),
-                "email": str(form.get("new_email") or "").strip() or None,
-            }
-        else:
-            if choice == "other":
-                choice = str(form.get("customer_other") or "")
-            customer = {"kind": "existing", "qbo_customer_id": choice}
-        return {
-            "deal_id": deal,
-            "quote_id": quote,
-            "customer": customer,
-            "chosen_items": {ln.line_item_id: ln.qbo_item_id for ln in lines if ln.qbo_item_id},
-            "tax_codes": {ln.line_item_id: ln.tax_code_id for ln in lines if ln.tax_code_id},
-            "terms_id": str(form.get("terms_id") or "") or None,
-            "invoice_date": str(form.get("invoice_date") or "") or None,
-            "due_date": str(form.get("due_date") or "") or None,
-            "customer_message": str(form.get("customer_message") or "").strip() or None,
-            "request_id": str(form.get("request_id") or "") or None,
-            "requested_by": None,
-        }
-
-    async def wizard_review(self, request: Request) -> Response:
-        """Review (or, from the review, create): the preview's totals and problems first."""
-        person = await self._person(request)
-        portal, deal = _portal(request), str(request.path_params["deal_id"])
-        form = await request.form()
-        realm = str(form.get("realm") or "")
-        quote = str(form.get("quote") or "") or None
-        facts = await self._wizard_facts(person, portal, realm, deal, quote)
-        lines = _lines_from_form(form, facts["draft"].get("lines", []))
-        values = {k: str(v) for k, v in form.items() if isinstance(v, str)}
-        body = self._wizard_body(form, deal, quote, lines)
-        body["requested_by"] = person.user_id
-        missing = domain.missing_choices(lines, needs_tax_codes=not facts["is_us"])
-        chosen = form.get("customer")
-        customer_missing = (
-            not chosen
-            or (chosen == "new" and not str(form.get("new_name") or "").strip())
-            or (chosen == "other" and not form.get("customer_other"))
-        )
-        again = {
-            "deal": deal,
-            "realm": realm,
-            "quote": quote,
-            "lines": lines,
-            "values": values,
-            "today": date.today().isoformat(),
-            "request_id": values.get("request_id") or str(uuid.uuid4()),
-            "due_from_terms": _due_from_terms(values, facts["terms"]),
-            **facts,
-        }
-        if form.get("action") == "search":
-            found = await self.backend.get(
-                person,
-                "invoice-builder",
-                f"/portals/{portal}/accounts/{realm}/customers",
-                q=str(form.get("customer_q") or ""),
-            )
-            again["customers"] = found.get("customers", [])
-            return self.render(
-                request, "wizard_details.html", missing=[], problem=None, searched=True, **again
-            )
-        if form.get("action") == "edit":
-            return self.render(request, "wizard_details.html", missing=[], problem=None, **again)
-        if missing or customer_missing:
-            return self.render(
-                request,
-                "wizard_details.html",
-                422,
-                missing=missing,
-                customer_missing=customer_missing,
-                problem=None,
-                **again,
-            )
-        base = f"/portals/{portal}/accounts/{realm}"
-        if form.get("action") != "create":
-            _, preview, _ = await self.backend.call(
-                person, "invoice-builder", "POST", f"{base}/preview", json=body, ok=(422,)
-            )
-            problem = (preview or {}).get("problem")
-            if problem:
-                return self.render(
-                    request, "wizard_details.html", 422, missing=[], problem=problem, **again
-                )
-            return self.render(request, "wizard_review.html", preview=preview, **again)
-        status, answer, _ = await self.backend.call(
-            person, "invoice-builder", "POST", f"{base}/invoice-requests", json=body, ok=(409, 422)
-        )
-        if status == 422:
-            problem = (answer or {}).get("problem")
-            return self.render(
-                request, "wizard_details.html", 422, missing=[], problem=problem, **again
-            )
-        if status == 409:
-            raise Refused(409, "wizard.taken")
-        return RedirectResponse(
-            f"/portals/{portal}/requests/{answer['request_id']}?deal={deal}", 303
-        )
-
-    async def outcome(self, request: Request) -> Response:
-        person = await self._person(request)
-        portal, request_id = _portal(request), str(request.path_params["request_id"])
-        found = await self.backend.get(
-            person, "invoice-builder", f"/portals/{portal}/invoice-requests/{request_id}"
-        )
-        template = "outcome_part.html" if request.query_params.get("part") else "outcome.html"
-        return self.render(
-            request,
-            template,
-            outcome=found,
-            request_id=request_id,
-            deal=request.query_params.get("deal") or found.get("deal_id"),
-        )
-
     # ------------------------------------------------------------------ add existing invoices
 
     async def add_existing(self, request: Request) -> Response:
-        person = await self._person(request)
+        person = await self.person_of(request)
         portal, kind = _portal(request), _record_type(request)
         record_id = str(request.path_params["object_id"])
-        accounts = await self._builder_accounts(person, portal)
+        accounts = await self.builder_accounts(person, portal)
         if request.method == "POST":
             form = await request.form()
             realm = str(form.get("realm") or "")
@@ -519,10 +293,10 @@ class Pages:
         return _portal(request), str(request.path_params["realm"]), kind
 
     async def sync(self, request: Request) -> Response:
-        person = await self._person(request)
+        person = await self.person_of(request)
         portal = _portal(request)
         sets = []
-        for account in await self._builder_accounts(person, portal):
+        for account in await self.builder_accounts(person, portal):
             for kind in ("contacts", "products"):
                 base = f"/portals/{portal}/accounts/{account['realm_id']}/{kind}"
                 found = await self.backend.get(person, "mapping-registry", f"{base}/settings")
@@ -550,7 +324,7 @@ class Pages:
         )
 
     async def save_sync(self, request: Request) -> Response:
-        person = await self._person(request)
+        person = await self.person_of(request)
         portal, realm, kind = self._set(request)
         form = await request.form()
         settings = {
@@ -582,7 +356,7 @@ class Pages:
         """Sync the records that existed before sync was switched on (a backfill run of the
         sync service; it refuses while sync is off or a run is going), or resume or cancel
         the set's run (`action`)."""
-        person = await self._person(request)
+        person = await self.person_of(request)
         portal, realm, kind = self._set(request)
         service = "contact-sync" if kind == "contacts" else "product-sync"
         action = str((await request.form()).get("action") or "")
@@ -607,7 +381,7 @@ class Pages:
         }
 
     async def mappings(self, request: Request) -> Response:
-        person = await self._person(request)
+        person = await self.person_of(request)
         portal, realm, kind = self._set(request)
         base = f"/portals/{portal}/accounts/{realm}/{kind}"
         facts = await self._mapping_facts(person, base)
@@ -635,7 +409,7 @@ class Pages:
     async def mapping_check(self, request: Request) -> Response:
         """The dry run: what the change would write, on a few of the company's records,
         before anything is saved; the page offers Save with the version it was based on."""
-        person = await self._person(request)
+        person = await self.person_of(request)
         portal, realm, kind = self._set(request)
         base = f"/portals/{portal}/accounts/{realm}/{kind}"
         form = await request.form()
@@ -664,7 +438,7 @@ class Pages:
         )
 
     async def mapping_save(self, request: Request) -> Response:
-        person = await self._person(request)
+        person = await self.person_of(request)
         portal, realm, kind = self._set(request)
         base = f"/portals/{portal}/accounts/{realm}/{kind}"
         form = await request.form()
@@ -708,12 +482,12 @@ class Pages:
     # ------------------------------------------------------------------ auto-draft rules
 
     async def rules(self, request: Request) -> Response:
-        person = await self._person(request)
+        person = await self.person_of(request)
         portal = _portal(request)
         found = await self.backend.get(
             person, "invoice-builder", f"/portals/{portal}/auto-draft-rules"
         )
-        accounts = {a["realm_id"]: a for a in await self._builder_accounts(person, portal)}
+        accounts = {a["realm_id"]: a for a in await self.builder_accounts(person, portal)}
         return self.render(
             request,
             "rules.html",
@@ -724,9 +498,9 @@ class Pages:
         )
 
     async def rule(self, request: Request) -> Response:
-        person = await self._person(request)
+        person = await self.person_of(request)
         portal, rule_id = _portal(request), str(request.path_params["rule_id"])
-        accounts = await self._builder_accounts(person, portal)
+        accounts = await self.builder_accounts(person, portal)
         if request.method == "POST":
             return await self._save_rule(request, person, portal, rule_id)
         rule: dict[str, Any] = {"enabled": True}
@@ -776,24 +550,12 @@ class Pages:
         return RedirectResponse(f"/portals/{portal}/rules?saved={rule_id}", 303)
 
     async def delete_rule(self, request: Request) -> Response:
-        person = await self._person(request)
+        person = await self.person_of(request)
         portal, rule_id = _portal(request), str(request.path_params["rule_id"])
         await self.backend.call(
             person, "invoice-builder", "DELETE", f"/portals/{portal}/auto-draft-rules/{rule_id}"
         )
         return RedirectResponse(f"/portals/{portal}/rules?deleted=1", 303)
-
-
-def _due_from_terms(values: dict[str, str], terms: list[dict[str, Any]]) -> date | None:
-    """The due date the chosen terms imply, for a page shown again after a post (the script
-    shows it at once; without it, this is where a person sees it)."""
-    chosen = next((t for t in terms if str(t.get("id")) == values.get("terms_id")), None)
-    start = domain.parse_day(values.get("invoice_date")) or date.today()
-    return domain.due_date(start, chosen.get("due_days")) if chosen else None
-
-
-async def _nothing() -> None:
-    return None
 
 
 def _problems(status: int, answer: Any) -> list[dict[str, Any]]:
@@ -806,7 +568,7 @@ def _problems(status: int, answer: Any) -> list[dict[str, Any]]:
     return [{"code": str(status), "message": body.get("error") or "", "field": None}]
 
 
-def _backend_key(exc: BackendError) -> str:
+def backend_key(exc: BackendError) -> str:
     if exc.status == 0 or exc.status >= 500:
         return "errors.unavailable"
     if str(exc.body.get("code", "")).upper() == "CRM_NOT_CONNECTED":

@@ -43,6 +43,13 @@ class ConsoleSettings(KitSettings):
     frame_ancestors: str = "'self' https://*.hubspot.com"
     # Timeout of one call to a service.
     backend_timeout_seconds: float = 10.0
+    # A wizard submission that meets invoice-builder not answering is sent again (with the same
+    # request id) for this long before the person sees the resend page.
+    resend_patience_seconds: float = 6.0
+    # The resend page sends the form again by itself after this many seconds, this many times;
+    # after that it waits for the person's click.
+    resend_wait_seconds: int = 5
+    resend_automatic_attempts: int = 12
 
     @property
     def signin_base(self) -> str:

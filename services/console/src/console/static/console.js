@@ -71,6 +71,24 @@
     });
   }
 
+  // A form kept while its service restarts is sent again by itself after a short countdown
+  // (the same request id, so a second send never makes a second invoice).
+  function resend() {
+    var form = document.querySelector("form[data-resend-after]");
+    if (!form) return;
+    var left = parseInt(form.getAttribute("data-resend-after"), 10) || 5;
+    var shown = form.querySelector("[data-countdown]");
+    var button = form.querySelector("button[type=submit]");
+    function tick() {
+      if (form.getAttribute("data-sent")) return;
+      left -= 1;
+      if (left <= 0) { form.requestSubmit(button); return; }
+      if (shown) shown.textContent = shown.getAttribute("data-template").replace("{seconds}", left);
+      setTimeout(tick, 1000);
+    }
+    setTimeout(tick, 1000);
+  }
+
   // Destructive buttons ask first.
   function confirms() {
     document.querySelectorAll("form[data-confirm]").forEach(function (form) {
@@ -115,7 +133,7 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    dueDates(); outcome(); once(); confirms(); mappingFits(); reloads();
+    dueDates(); outcome(); once(); resend(); confirms(); mappingFits(); reloads();
     var errors = document.getElementById("form-errors");
     if (errors) errors.focus();
   });
