@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -26,6 +27,7 @@ from invoice_builder.domain import (
     CrmLineItem,
     CrmParty,
     CustomerCandidate,
+    QboCreate,
     QuoteFacts,
     Rejection,
     auto_draft_request_id,
@@ -33,7 +35,9 @@ from invoice_builder.domain import (
     choose_display_name,
     crm_record_key,
     customer_body,
+    customer_create,
     display_name_candidates,
+    draft_of,
     due_date_from_terms,
     every_name_taken,
     invoice_body,
@@ -408,3 +412,25 @@ def test_the_stage_sweep_hands_on_a_deal_as_the_webhook_would_have() -> None:
     change = stage_entered(rule, "d7", NOW)
     assert rule_fires(rule, change)
     assert change.crm_event_id == "stage-sweep:r1:d7" and change.changed_at == NOW
+
+
+def test_a_draft_is_for_its_customer_in_the_customers_currency() -> None:
+    ada = CustomerCandidate("58", "Ada", email="ada@example.com", currency="USD")
+    req = request()
+    draft = draft_of(req, ada, US, today=TODAY)
+    assert isinstance(draft, QboCreate)
+    assert draft.body["CustomerRef"] == {"value": "58"}
+    assert draft.body["BillEmail"] == {"Address": "ada@example.com"}
+    assert draft.request_id == qbo_request_id(req.request_id, "invoice")
+    euro = CustomerCandidate("59", "Eve", currency="EUR")
+    refused = draft_of(request(), euro, replace(US, multicurrency_enabled=True), today=TODAY)
+    assert isinstance(refused, Rejection) and refused.code is RejectionCode.CURRENCY_MISMATCH
+
+
+def test_each_name_of_a_new_customer_is_created_under_its_own_requestid() -> None:
+    new, request_id = NewCustomer(display_name="Acme", email="a@acme.test"), uuid.uuid4()
+    first = customer_create(new, "Acme", request_id)
+    second = customer_create(new, "Acme (2)", request_id)
+    assert first.body == customer_body(new, "Acme")
+    assert first.request_id == customer_create(new, "Acme", request_id).request_id
+    assert first.request_id != second.request_id

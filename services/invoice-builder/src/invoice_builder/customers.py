@@ -17,7 +17,7 @@ from dealbooks_qbo import Customer, DuplicateName, NotFound, QboCompany
 
 from invoice_builder import domain
 from invoice_builder.deps import Deps, refused
-from invoice_builder.domain import CrmParty, CustomerMatch, Rejection
+from invoice_builder.domain import CrmParty, CustomerCandidate, CustomerMatch, Rejection
 from invoice_builder.search import QboSearch
 from invoice_builder.search import candidate as as_candidate
 
@@ -26,6 +26,11 @@ from invoice_builder.search import candidate as as_candidate
 class ResolvedCustomer:
     customer: Customer
     created: bool
+
+    @property
+    def facts(self) -> CustomerCandidate:
+        """The customer as the rules see it."""
+        return as_candidate(self.customer)
 
 
 def _q(value: str) -> str:
@@ -111,11 +116,10 @@ class Customers:
         # Try the names in a fixed order, each with its own requestid: a rerun replays the
         # very answers of the first run, so it settles on the same customer.
         for name in domain.display_name_candidates(new):
+            create = domain.customer_create(new, name, request.request_id)
             try:
                 created = await company.create(
-                    Customer,
-                    domain.customer_body(new, name),
-                    idempotency_key=domain.qbo_request_id(request.request_id, f"customer:{name}"),
+                    Customer, create.body, idempotency_key=create.request_id
                 )
             except DuplicateName:
                 continue

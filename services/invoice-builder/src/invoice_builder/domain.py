@@ -319,6 +319,29 @@ def invoice_body(
     return body
 
 
+@dataclass(frozen=True)
+class QboCreate:
+    """A QuickBooks create: its body, and the requestid a rerun sends again."""
+
+    body: dict[str, Any]
+    request_id: str
+
+
+def draft_of(
+    request: InvoiceRequested, customer: CustomerCandidate, account: AccountFacts, *, today: date
+) -> QboCreate | Rejection:
+    """The draft invoice of a valid request for its customer, or why the customer cannot have
+    it (the lines are not in the customer's currency)."""
+    currency = request.lines[0].unit_price.currency
+    mismatch = check_currency(currency, customer.currency, account)
+    if mismatch:
+        return mismatch
+    body = invoice_body(
+        request, customer.qbo_customer_id, account, today=today, bill_email=customer.email
+    )
+    return QboCreate(body, qbo_request_id(request.request_id, "invoice"))
+
+
 # ---------------------------------------------------------------------------------- customers
 
 
@@ -483,6 +506,13 @@ def customer_body(customer: NewCustomer, display_name: str) -> dict[str, Any]:
     return body
 
 
+def customer_create(customer: NewCustomer, display_name: str, request_id: uuid.UUID) -> QboCreate:
+    """The create of a new customer under one of its names, for the request that needs it
+    (each name its own requestid: a rerun replays the very answers of the first run)."""
+    key = qbo_request_id(request_id, f"customer:{display_name}")
+    return QboCreate(customer_body(customer, display_name), key)
+
+
 def crm_record_key(customer: NewCustomer) -> str | None:
     """The CRM record a new customer stands for (its contact, else its company): later
     invoices of that record reuse the customer made for the first."""
@@ -592,6 +622,18 @@ class AutoDraftRule:
     chosen_items: Mapping[str, str] = field(default_factory=dict)
     # Since when the rule has been on: a deal that entered its stage before is not its to draft.
     active_since: datetime | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """The rule as it was set (what the settings page shows, and what is kept of it)."""
+        return {
+            "rule_id": self.rule_id,
+            "realm_id": self.realm_id,
+            "deal_stage": self.deal_stage,
+            "enabled": self.enabled,
+            "terms_id": self.terms_id,
+            "default_tax_code": self.default_tax_code,
+            "chosen_items": dict(self.chosen_items),
+        }
 
 
 def rule_fires(rule: AutoDraftRule, change: CrmObjectChanged) -> bool:

@@ -59,17 +59,10 @@ class Drafting:
                 f"customer:{account.realm_id}:{customer.Id}",
             ],
         )
-        currency = request.lines[0].unit_price.currency
-        customer_currency = customer.CurrencyRef.value if customer.CurrencyRef else None
-        mismatch = domain.check_currency(currency, customer_currency, account)
-        if mismatch:
-            raise refused(mismatch)
-        email = customer.PrimaryEmailAddr.Address if customer.PrimaryEmailAddr else None
-        body = domain.invoice_body(
-            request, str(customer.Id), account, today=self.deps.today(), bill_email=email
-        )
-        qbo_request_id = domain.qbo_request_id(request.request_id, "invoice")
-        invoice = await company.create(Invoice, body, idempotency_key=qbo_request_id)
+        draft = domain.draft_of(request, resolved.facts, account, today=self.deps.today())
+        if isinstance(draft, Rejection):
+            raise refused(draft)
+        invoice = await company.create(Invoice, draft.body, idempotency_key=draft.request_id)
         if self.crash_after_qbo_create:
             os._exit(17)
         assert invoice.Id is not None
@@ -88,7 +81,7 @@ class Drafting:
                     "qbo",
                     "POST",
                     f"/v3/company/{account.realm_id}/invoice",
-                    request_id=qbo_request_id,
+                    request_id=draft.request_id,
                     status=200,
                 ),
             },

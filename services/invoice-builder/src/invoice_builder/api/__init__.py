@@ -26,13 +26,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from invoice_builder.api import accounts, approvals, draft, invoice_requests, links, rules
-from invoice_builder.api.common import BadBody, error
+from invoice_builder.api.common import NOT_CONNECTED, BadBody, NotConnected, error
 from invoice_builder.service import Service
 from invoice_builder.short_lists import ShortLists
 
 
 async def bad_body(request: Request, exc: Exception) -> Response:
     return error(400, str(exc))
+
+
+async def not_connected(request: Request, exc: Exception) -> Response:
+    return error(404, NOT_CONNECTED)
 
 
 async def crm_not_connected(request: Request, exc: Exception) -> Response:
@@ -45,16 +49,17 @@ def build_api(service: Service, guard: Guard) -> Starlette:
     base = "/portals/{portal_id}"
     api = guard.api(
         [
-            *accounts.routes(guard, base),
-            *draft.routes(guard, base),
-            *invoice_requests.routes(guard, base),
-            *links.routes(guard, base),
-            *rules.routes(guard, base),
-            *approvals.routes(guard, base),
+            *accounts.router.mount(guard, base),
+            *draft.router.mount(guard, base),
+            *invoice_requests.router.mount(guard, base),
+            *links.router.mount(guard, base),
+            *rules.router.mount(guard, base),
+            *approvals.router.mount(guard, base),
             *audit_routes(guard, service.runtime.use_audit()),
         ],
         exception_handlers={
             BadBody: bad_body,
+            NotConnected: not_connected,
             CrmPortalNotConfigured: crm_not_connected,
             CrmPortalNotInstalled: crm_not_connected,
         },

@@ -9,15 +9,20 @@ and customers are short lists, kept a minute (`invoice_builder.short_lists`).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
-from dealbooks_kit import Access, Guard
 from dealbooks_qbo import Invoice, TaxCode, Term
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute
 
-from invoice_builder.api.common import NOT_CONNECTED, BadBody, account, error, service
+from invoice_builder.api.common import (
+    ACCOUNT,
+    BadBody,
+    Router,
+    connected,
+    service,
+)
 from invoice_builder.domain import AccountFacts
 from invoice_builder.search import MAX_PAGE
 from invoice_builder.service import Service
@@ -27,18 +32,10 @@ from invoice_builder.short_lists import ShortLists
 MAX_QUERY_TEXT = 200
 
 
-def routes(guard: Guard, base: str) -> list[BaseRoute]:
-    acct, portal = base + "/accounts/{realm_id}", Access.PORTAL
-    return [
-        guard.route(base + "/accounts", accounts, ["GET"], portal),
-        guard.route(acct + "/customers", customers, ["GET"], portal),
-        guard.route(acct + "/items", items, ["GET"], portal),
-        guard.route(acct + "/tax-codes", tax_codes, ["GET"], portal),
-        guard.route(acct + "/terms", terms, ["GET"], portal),
-        guard.route(acct + "/invoices", invoices, ["GET"], portal),
-    ]
+router = Router()
 
 
+@router.route("GET", "/accounts")
 async def accounts(request: Request) -> Response:
     found = await service(request).store.accounts_of(request.path_params["portal_id"])
     return JSONResponse(
@@ -90,16 +87,15 @@ async def _no_proposal() -> None:
     return None
 
 
+@router.route("GET", ACCOUNT + "/customers")
 async def customers(request: Request) -> Response:
-    found_account = await account(request)
-    if found_account is None:
-        return error(404, NOT_CONNECTED)
+    company = await connected(request)
     svc = service(request)
     text = _text(request)
     deal_id = request.query_params.get("deal_id")
 
     async def read() -> dict[str, Any]:
-        hits = await svc.search(found_account.realm_id).customers(text)
+        hits = await svc.search(company.realm_id).customers(text)
         return {
             "customers": [
                 {"qbo_customer_id": c.qbo_customer_id, "display_name": c.display_name,
@@ -109,19 +105,18 @@ async def customers(request: Request) -> Response:
         }  # fmt: skip
 
     # The first page (no search text) is a short list like the items'; a search is asked.
-    listed = read() if text else _lists(request).get(found_account.realm_id, "customers", read)
+    listed = read() if text else _lists(request).get(company.realm_id, "customers", read)
     found, proposal = await asyncio.gather(
-        listed, _proposal(svc, found_account, deal_id) if deal_id else _no_proposal()
+        listed, _proposal(svc, company, deal_id) if deal_id else _no_proposal()
     )
     return JSONResponse({**found, "proposal": proposal})
 
 
+@router.route("GET", ACCOUNT + "/items")
 async def items(request: Request) -> Response:
-    found_account = await account(request)
-    if found_account is None:
-        return error(404, NOT_CONNECTED)
+    company = await connected(request)
     text = _text(request)
-    search = service(request).search(found_account.realm_id)
+    search = service(request).search(company.realm_id)
 
     async def read() -> dict[str, Any]:
         found, more = await search.items(text)
@@ -136,37 +131,52 @@ async def items(request: Request) -> Response:
 
     if text:
         return JSONResponse(await read())
-    return JSONResponse(await _lists(request).get(found_account.realm_id, "items", read))
+    return JSONResponse(await _lists(request).get(company.realm_id, "items", read))
 
 
+@router.route("GET", ACCOUNT + "/tax-codes")
 async def tax_codes(request: Request) -> Response:
-    found_account = await account(request)
-    if found_account is None:
-        return error(404, NOT_CONNECTED)
-    if found_account.is_us:
+    company = await connected(request)
+    if company.is_us:
         return JSONResponse({"tax-codes": [], "note": "US companies send no tax codes"})
-    company = service(request).clients.qbo.company(found_account.realm_id)
-
-    async def read() -> dict[str, Any]:
-        rows = await company.query_all("SELECT * FROM TaxCode")
-        return {"tax-codes": [{"id": r.Id, "name": r.Name, "description": r.Description}
-                              for r in rows if isinstance(r, TaxCode)]}  # fmt: skip
-
-    return JSONResponse(await _lists(request).get(found_account.realm_id, "tax-codes", read))
+    return await _whole_list(request, company, "tax-codes", "SELECT * FROM TaxCode", _tax_code_row)
 
 
+@router.route("GET", ACCOUNT + "/terms")
 async def terms(request: Request) -> Response:
-    found_account = await account(request)
-    if found_account is None:
-        return error(404, NOT_CONNECTED)
-    company = service(request).clients.qbo.company(found_account.realm_id)
+    company = await connected(request)
+    return await _whole_list(request, company, "terms", "SELECT * FROM Term", _term_row)
+
+
+def _tax_code_row(row: Any) -> dict[str, Any] | None:
+    return (
+        {"id": row.Id, "name": row.Name, "description": row.Description}
+        if isinstance(row, TaxCode)
+        else None
+    )
+
+
+def _term_row(row: Any) -> dict[str, Any] | None:
+    return (
+        {"id": row.Id, "name": row.Name, "due_days": row.DueDays} if isinstance(row, Term) else None
+    )
+
+
+async def _whole_list(
+    request: Request,
+    company: AccountFacts,
+    kind: str,
+    statement: str,
+    row: Callable[[Any], dict[str, Any] | None],
+) -> Response:
+    """A short list read whole (`statement`), each entity shown by `row`."""
+    qbo = service(request).clients.qbo.company(company.realm_id)
 
     async def read() -> dict[str, Any]:
-        rows = await company.query_all("SELECT * FROM Term")
-        return {"terms": [{"id": r.Id, "name": r.Name, "due_days": r.DueDays}
-                          for r in rows if isinstance(r, Term)]}  # fmt: skip
+        rows = [row(r) for r in await qbo.query_all(statement)]
+        return {kind: [r for r in rows if r is not None]}
 
-    return JSONResponse(await _lists(request).get(found_account.realm_id, "terms", read))
+    return JSONResponse(await _lists(request).get(company.realm_id, kind, read))
 
 
 def _page(request: Request) -> int:
@@ -176,16 +186,15 @@ def _page(request: Request) -> int:
     return int(raw)
 
 
+@router.route("GET", ACCOUNT + "/invoices")
 async def invoices(request: Request) -> Response:
-    found_account = await account(request)
-    if found_account is None:
-        return error(404, NOT_CONNECTED)
+    company = await connected(request)
     customer_id = request.query_params.get("customer_id") or None
     if customer_id is not None and not customer_id.isdigit():
         raise BadBody("customer_id must be a QuickBooks customer id")
-    search = service(request).search(found_account.realm_id)
+    search = service(request).search(company.realm_id)
     found, more = await search.invoices(_text(request), customer_id, _page(request))
-    home = found_account.home_currency
+    home = company.home_currency
     return JSONResponse({"invoices": [_invoice_row(r, home) for r in found], "more": more})
 
 

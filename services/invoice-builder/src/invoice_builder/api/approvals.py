@@ -19,36 +19,35 @@ after the other, is decided once and drafted once; a second approve answers 200 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from dealbooks_contracts import ApprovalDecision, InvoiceLineRequest, InvoiceRequested
-from dealbooks_kit import Access, Caller, Guard
+from dealbooks_kit import Caller
 from dealbooks_kit.openapi import describe
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute
 
 from invoice_builder import approval, domain
-from invoice_builder.api.common import NOT_CONNECTED, account, error, rejection_view, service
+from invoice_builder.api.common import (
+    ACCOUNT,
+    BadBody,
+    Router,
+    connected,
+    error,
+    rejection_view,
+    service,
+)
 from invoice_builder.approvals import Decided, DecidedState
 
 _LINES = TypeAdapter(list[InvoiceLineRequest])
 STATUSES = ("pending", "approved", "rejected", "all")
 
 
-def routes(guard: Guard, base: str) -> list[BaseRoute]:
-    settings, portal = base + "/accounts/{realm_id}/approval-settings", Access.PORTAL
-    one = base + "/approvals/{request_id}"
-    return [
-        guard.route(settings, get_settings, ["GET"], portal),
-        guard.route(settings, put_settings, ["PUT"], portal),
-        guard.route(base + "/approvals", list_approvals, ["GET"], portal),
-        guard.route(one, get_approval, ["GET"], portal),
-        guard.route(one + "/approve", approve, ["POST"], portal),
-        guard.route(one + "/reject", reject, ["POST"], portal),
-    ]
+SETTINGS = ACCOUNT + "/approval-settings"
+ONE = "/approvals/{request_id}"
+router = Router()
 
 
 class ApprovalSettingsBody(BaseModel):
@@ -220,27 +219,25 @@ def _settings_view(
     }
 
 
+@router.route("GET", SETTINGS)
 @describe(
     answers={200: ApprovalSettingsAnswer, 404: Refusal},
     summary="A company's invoice approval settings (QuickBooks Online Advanced only).",
 )
 async def get_settings(request: Request) -> Response:
-    company = await account(request)
-    if company is None:
-        return error(404, NOT_CONNECTED)
+    company = await connected(request)
     settings = await service(request).store.approval_settings(company.realm_id)
     return JSONResponse(_settings_view(company, settings))
 
 
+@router.route("PUT", SETTINGS)
 @describe(
     body=ApprovalSettingsBody,
     answers={200: ApprovalSettingsAnswer, 400: Refusal, 404: Refusal, 422: Refusal},
     summary="Switch invoice approval on or off for a company, and choose approver and reminder.",
 )
 async def put_settings(request: Request) -> Response:
-    company = await account(request)
-    if company is None:
-        return error(404, NOT_CONNECTED)
+    company = await connected(request)
     try:
         body = ApprovalSettingsBody.model_validate(await request.json())
     except (ValueError, PydanticValidationError) as exc:
@@ -270,6 +267,7 @@ async def put_settings(request: Request) -> Response:
     return JSONResponse(_settings_view(company, settings))
 
 
+@router.route("GET", "/approvals")
 @describe(
     answers={200: ApprovalsAnswer, 400: Refusal},
     summary="The portal's approvals (by default those waiting), oldest first.",
@@ -284,6 +282,7 @@ async def list_approvals(request: Request) -> Response:
     return JSONResponse({"approvals": [approval_view(doc, full=False) for doc in found]})
 
 
+@router.route("GET", ONE)
 @describe(
     answers={200: ApprovalAnswer, 404: Refusal},
     summary="One approval with its invoice as it would be created.",
@@ -316,61 +315,72 @@ def _answer(decided: Decided) -> Response:
     return JSONResponse({**view, "already_decided": decided.state is DecidedState.ALREADY})
 
 
-async def _body(request: Request, model: type[BaseModel]) -> BaseModel | Response:
+# What approve and reject answer.
+DECISION_ANSWERS: dict[int, type[BaseModel] | None] = {
+    200: ApprovalAnswer,
+    400: Refusal,
+    404: Refusal,
+    409: Refusal,
+    422: ProblemAnswer,
+}
+
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+async def _read(request: Request, model: type[Body]) -> Body:
+    """The body as `model` (none: an empty object); BadBody (400) when it is not one."""
     try:
-        raw = await request.body()
-        return model.model_validate_json(raw or b"{}")
+        return model.model_validate_json(await request.body() or b"{}")
     except PydanticValidationError as exc:
-        return error(400, f"invalid body: {exc}")
+        raise BadBody(f"invalid body: {exc}") from exc
 
 
+async def _decide(
+    request: Request,
+    decision: ApprovalDecision,
+    lines: list[InvoiceLineRequest] | None = None,
+    reason: str | None = None,
+) -> Response:
+    """The caller's decision on the route's approval, answered as the approval now stands."""
+    caller = _caller(request)
+    decided = await service(request).handlers.approvals.decide(
+        request.path_params["portal_id"],
+        request.path_params["request_id"],
+        decision,
+        by=caller.user_id,
+        by_name=caller.email,
+        lines=lines,
+        reason=reason,
+    )
+    return _answer(decided)
+
+
+@router.route("POST", ONE + "/approve")
 @describe(
     body=ApproveBody,
-    answers={200: ApprovalAnswer, 400: Refusal, 404: Refusal, 409: Refusal, 422: ProblemAnswer},
+    answers=DECISION_ANSWERS,
     summary="Approve a pending approval (once, however often it is sent); the draft follows.",
 )
 async def approve(request: Request) -> Response:
-    body = await _body(request, ApproveBody)
-    if isinstance(body, Response):
-        return body
-    assert isinstance(body, ApproveBody)
+    body = await _read(request, ApproveBody)
     lines = None
     if body.lines is not None:
         try:
             lines = _LINES.validate_python(body.lines)
         except PydanticValidationError as exc:
-            return error(400, f"invalid lines: {exc}")
+            raise BadBody(f"invalid lines: {exc}") from exc
         if not lines:
-            return error(400, "an approved invoice needs at least one line")
-    caller = _caller(request)
-    decided = await service(request).handlers.approvals.decide(
-        request.path_params["portal_id"],
-        request.path_params["request_id"],
-        ApprovalDecision.APPROVED,
-        by=caller.user_id,
-        by_name=caller.email,
-        lines=lines,
-    )
-    return _answer(decided)
+            raise BadBody("an approved invoice needs at least one line")
+    return await _decide(request, ApprovalDecision.APPROVED, lines=lines)
 
 
+@router.route("POST", ONE + "/reject")
 @describe(
     body=RejectBody,
-    answers={200: ApprovalAnswer, 400: Refusal, 404: Refusal, 409: Refusal, 422: ProblemAnswer},
+    answers=DECISION_ANSWERS,
     summary="Reject a pending approval with a reason; the reason goes on the deal.",
 )
 async def reject(request: Request) -> Response:
-    body = await _body(request, RejectBody)
-    if isinstance(body, Response):
-        return body
-    assert isinstance(body, RejectBody)
-    caller = _caller(request)
-    decided = await service(request).handlers.approvals.decide(
-        request.path_params["portal_id"],
-        request.path_params["request_id"],
-        ApprovalDecision.REJECTED,
-        by=caller.user_id,
-        by_name=caller.email,
-        reason=body.reason,
-    )
-    return _answer(decided)
+    body = await _read(request, RejectBody)
+    return await _decide(request, ApprovalDecision.REJECTED, reason=body.reason)

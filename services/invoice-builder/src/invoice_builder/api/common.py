@@ -3,17 +3,46 @@ the company of the route's portal, the refusals and how a body is read."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from dealbooks_contracts import RejectionCode
+from dealbooks_kit import Access, Guard
 from pydantic import BaseModel
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute
 
 from invoice_builder.domain import AccountFacts, Rejection
 from invoice_builder.service import Service
 
 NOT_CONNECTED = "account not connected to this portal"
+# The path of one company of the route's portal, under the portal's.
+ACCOUNT = "/accounts/{realm_id}"
+Endpoint = TypeVar("Endpoint", bound=Callable[[Request], Awaitable[Response]])
+
+
+class Router:
+    """The routes of one resource, each declared on its function, under
+    `/portals/{portal_id}`: every one of them is open to a grant for the route's portal
+    (`Access.PORTAL`), which `mount` says once for all (the kit's Guard guards each)."""
+
+    def __init__(self) -> None:
+        self._routes: list[tuple[str, str, Callable[[Request], Awaitable[Response]]]] = []
+
+    def route(self, method: str, path: str) -> Callable[[Endpoint], Endpoint]:
+        def add(endpoint: Endpoint) -> Endpoint:
+            self._routes.append((method, path, endpoint))
+            return endpoint
+
+        return add
+
+    def mount(self, guard: Guard, base: str) -> list[BaseRoute]:
+        """The guarded routes, under `base` (the portal's path)."""
+        return [
+            guard.route(base + path, endpoint, [method], Access.PORTAL)
+            for method, path, endpoint in self._routes
+        ]
 
 
 class ErrorAnswer(BaseModel):
@@ -29,6 +58,10 @@ class RejectionAnswer(BaseModel):
     message: str
     field: str | None = None
     line_index: int | None = None
+
+
+class NotConnected(Exception):
+    """The route's company is not connected to the route's portal (a 404)."""
 
 
 class BadBody(Exception):
@@ -63,10 +96,11 @@ def service(request: Request) -> Service:
     return found
 
 
-async def account(request: Request, realm_id: str | None = None) -> AccountFacts | None:
-    """The company (the route's, or `realm_id`), if it is connected to the route's portal."""
+async def connected(request: Request, realm_id: str | None = None) -> AccountFacts:
+    """The company (the route's, or `realm_id`), connected to the route's portal; else
+    NotConnected (404)."""
     realm_id = realm_id or request.path_params["realm_id"]
     found = await service(request).store.account(realm_id)
     if found is None or found.portal_id != request.path_params["portal_id"]:
-        return None
+        raise NotConnected(NOT_CONNECTED)
     return found

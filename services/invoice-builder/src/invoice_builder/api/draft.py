@@ -11,19 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from dealbooks_contracts import RejectionCode
-from dealbooks_kit import Access, Guard
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute
 
 from invoice_builder import domain
-from invoice_builder.api.common import NOT_CONNECTED, account, error, service
+from invoice_builder.api.common import ACCOUNT, Router, connected, service
 from invoice_builder.domain import CrmLineItem, QuoteFacts, Rejection
 
-
-def routes(guard: Guard, base: str) -> list[BaseRoute]:
-    path = base + "/accounts/{realm_id}/deals/{deal_id}/draft"
-    return [guard.route(path, draft, ["GET"], Access.PORTAL)]
+router = Router()
 
 
 def _problem(rejection: Rejection | None) -> dict[str, Any] | None:
@@ -58,10 +53,9 @@ def _line_view(item: CrmLineItem, links: dict[str, str]) -> dict[str, Any]:
     }
 
 
+@router.route("GET", ACCOUNT + "/deals/{deal_id}/draft")
 async def draft(request: Request) -> Response:
-    company = await account(request)
-    if company is None:
-        return error(404, NOT_CONNECTED)
+    company = await connected(request)
     svc = service(request)
     reads = svc.handlers.crm_reads
     portal_id, deal_id = company.portal_id, request.path_params["deal_id"]

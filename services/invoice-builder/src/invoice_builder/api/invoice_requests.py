@@ -19,20 +19,19 @@ from dealbooks_contracts import (
     RejectionCode,
     Tenant,
 )
-from dealbooks_kit import Access, Guard
 from dealbooks_kit.openapi import describe
 from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute
 
 from invoice_builder import domain
 from invoice_builder.api.common import (
-    NOT_CONNECTED,
+    ACCOUNT,
     ErrorAnswer,
     RejectionAnswer,
-    account,
+    Router,
+    connected,
     error,
     json_object,
     rejection_view,
@@ -42,14 +41,7 @@ from invoice_builder.deps import SOURCE
 from invoice_builder.domain import AccountFacts, Rejection
 from invoice_builder.service import Service
 
-
-def routes(guard: Guard, base: str) -> list[BaseRoute]:
-    acct, portal = base + "/accounts/{realm_id}", Access.PORTAL
-    return [
-        guard.route(acct + "/preview", preview, ["POST"], portal),
-        guard.route(acct + "/invoice-requests", submit, ["POST"], portal),
-        guard.route(base + "/invoice-requests/{request_id}", outcome, ["GET"], portal),
-    ]
+router = Router()
 
 
 class WizardBody(BaseModel):
@@ -126,35 +118,36 @@ class OutcomeAnswer(BaseModel):
 
 
 async def _requested(
-    request: Request,
-) -> tuple[AccountFacts, InvoiceRequested | Rejection] | Response:
-    """The account and the request a wizard body describes, or the error to answer."""
-    found = await account(request)
-    if found is None:
-        return error(404, NOT_CONNECTED)
+    request: Request, problem_status: int
+) -> tuple[AccountFacts, InvoiceRequested] | Response:
+    """The account and the request a wizard body describes, or the answer to give instead:
+    an error, or the problem that keeps the body from being a request (`problem_status`)."""
+    found = await connected(request)
     try:
         body = WizardBody.model_validate(await json_object(request))
         shaped = body.model_dump(exclude_none=True)
         shaped["deal_id"] = str(body.deal_id)
         if body.quote_id is not None:
             shaped["quote_id"] = str(body.quote_id)
-        return found, await service(request).handlers.requests.from_wizard(found, shaped)
+        built = await service(request).handlers.requests.from_wizard(found, shaped)
     except (KeyError, PydanticValidationError) as exc:
         return error(400, f"invalid request: {exc}")
+    if isinstance(built, Rejection):
+        return JSONResponse({"problem": rejection_view(built)}, status_code=problem_status)
+    return found, built
 
 
+@router.route("POST", ACCOUNT + "/preview")
 @describe(
     body=WizardBody,
     answers={200: PreviewAnswer, 400: ErrorAnswer, 404: ErrorAnswer},
     summary="What the invoice of a wizard body would be, and any problem with it.",
 )
 async def preview(request: Request) -> Response:
-    found = await _requested(request)
+    found = await _requested(request, problem_status=200)
     if isinstance(found, Response):
         return found
     company, built = found
-    if isinstance(built, Rejection):
-        return JSONResponse({"problem": rejection_view(built)})
     handlers = service(request).handlers
     problem = await handlers.requests.problem_of(company, built)
     invoice_date = built.invoice_date or handlers.deps.today()
@@ -186,6 +179,7 @@ async def _pending(
     return doc is not None and doc.get("portal_id") == company.portal_id
 
 
+@router.route("POST", ACCOUNT + "/invoice-requests")
 @describe(
     body=WizardBody,
     answers={
@@ -198,13 +192,11 @@ async def _pending(
     summary="Submit an invoice request (crm.invoice-requested); its outcome is polled.",
 )
 async def submit(request: Request) -> Response:
-    found = await _requested(request)
+    svc = service(request)
+    found = await _requested(request, problem_status=422)
     if isinstance(found, Response):
         return found
     company, built = found
-    if isinstance(built, Rejection):
-        return JSONResponse({"problem": rejection_view(built)}, status_code=422)
-    svc = service(request)
     request_id = str(built.request_id)
     if not await _pending(svc, request_id, company, built.deal_id):
         return error(409, "this request id is taken; send a new one")
@@ -215,6 +207,7 @@ async def submit(request: Request) -> Response:
     return JSONResponse({"request_id": request_id, "status": "pending"}, status_code=202)
 
 
+@router.route("GET", "/invoice-requests/{request_id}")
 @describe(
     answers={200: OutcomeAnswer, 404: ErrorAnswer},
     summary="Where a submitted request stands.",

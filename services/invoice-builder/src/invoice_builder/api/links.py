@@ -7,25 +7,26 @@ from __future__ import annotations
 import uuid
 
 from dealbooks_contracts import CrmRecordRef, Envelope, InvoiceLinkRequested, Tenant
-from dealbooks_kit import Access, Guard
 from pydantic import ValidationError as PydanticValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute
 
-from invoice_builder.api.common import NOT_CONNECTED, account, error, json_object, service
+from invoice_builder.api.common import (
+    ACCOUNT,
+    Router,
+    connected,
+    error,
+    json_object,
+    service,
+)
 from invoice_builder.deps import SOURCE
 
-
-def routes(guard: Guard, base: str) -> list[BaseRoute]:
-    acct = base + "/accounts/{realm_id}"
-    return [guard.route(acct + "/invoice-links", link, ["POST"], Access.PORTAL)]
+router = Router()
 
 
+@router.route("POST", ACCOUNT + "/invoice-links")
 async def link(request: Request) -> Response:
-    company = await account(request)
-    if company is None:
-        return error(404, NOT_CONNECTED)
+    company = await connected(request)
     body = await json_object(request)
     try:
         data = InvoiceLinkRequested(

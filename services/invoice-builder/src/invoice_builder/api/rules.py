@@ -4,29 +4,25 @@ it may only name one connected to the rule's portal; another portal's rule is a 
 
 from __future__ import annotations
 
-from typing import Any
-
-from dealbooks_kit import Access, Guard
 from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute
 
-from invoice_builder.api.common import NOT_CONNECTED, account, error, json_object, service
+from invoice_builder.api.common import (
+    Router,
+    connected,
+    error,
+    json_object,
+    service,
+)
 from invoice_builder.domain import AutoDraftRule
 
 NO_RULE = "no such auto-draft rule"
 
 
-def routes(guard: Guard, base: str) -> list[BaseRoute]:
-    rules, portal = base + "/auto-draft-rules", Access.PORTAL
-    return [
-        guard.route(rules, list_rules, ["GET"], portal),
-        guard.route(rules + "/{rule_id}", get_rule, ["GET"], portal),
-        guard.route(rules + "/{rule_id}", put_rule, ["PUT"], portal),
-        guard.route(rules + "/{rule_id}", delete_rule, ["DELETE"], portal),
-    ]
+ONE = "/auto-draft-rules/{rule_id}"
+router = Router()
 
 
 class RuleBody(BaseModel):
@@ -42,33 +38,24 @@ class RuleBody(BaseModel):
     chosen_items: dict[str, str] | None = None
 
 
-def _rule_shape(rule: AutoDraftRule) -> dict[str, Any]:
-    return {
-        "rule_id": rule.rule_id,
-        "realm_id": rule.realm_id,
-        "deal_stage": rule.deal_stage,
-        "enabled": rule.enabled,
-        "terms_id": rule.terms_id,
-        "default_tax_code": rule.default_tax_code,
-        "chosen_items": dict(rule.chosen_items),
-    }
-
-
+@router.route("GET", "/auto-draft-rules")
 async def list_rules(request: Request) -> Response:
     found = await service(request).store.rules_of(request.path_params["portal_id"])
     ordered = sorted(found, key=lambda r: (r.deal_stage, r.rule_id))
-    return JSONResponse({"rules": [_rule_shape(r) for r in ordered]})
+    return JSONResponse({"rules": [r.settings() for r in ordered]})
 
 
+@router.route("GET", ONE)
 async def get_rule(request: Request) -> Response:
     rule = await service(request).store.rule(
         request.path_params["portal_id"], request.path_params["rule_id"]
     )
     if rule is None:
         return error(404, NO_RULE)
-    return JSONResponse(_rule_shape(rule))
+    return JSONResponse(rule.settings())
 
 
+@router.route("PUT", ONE)
 async def put_rule(request: Request) -> Response:
     try:
         body = RuleBody.model_validate(await json_object(request))
@@ -85,12 +72,12 @@ async def put_rule(request: Request) -> Response:
         chosen_items=body.chosen_items or {},
     )
     # A rule drafts into its company: only into one connected to the rule's portal.
-    if await account(request, rule.realm_id) is None:
-        return error(404, NOT_CONNECTED)
+    await connected(request, rule.realm_id)
     await service(request).store.save_rule(rule)
     return JSONResponse({"rule_id": rule.rule_id, "saved": True})
 
 
+@router.route("DELETE", ONE)
 async def delete_rule(request: Request) -> Response:
     rule_id = request.path_params["rule_id"]
     if not await service(request).store.delete_rule(request.path_params["portal_id"], rule_id):
