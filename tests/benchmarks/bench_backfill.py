@@ -91,7 +91,7 @@ async def bench(kafka: str, mongo: str, qbo: SandboxHandle, crm_url: str, crm, n
     )
     try:
         async with service.runtime.running():
-            await service.sync.on_mapping_changed(
+            await service.records.on_mapping_changed(
                 Envelope.build(mappings, source="bench", tenant=tenant)
             )
             dry = await service.backfill.dry_run(company.realm_id)

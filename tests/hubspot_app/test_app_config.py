@@ -14,7 +14,7 @@ from dealbooks_crm import CrmClient
 from dealbooks_crm.invoicing import ensure_invoice_properties
 from dealbooks_http import StaticTokenProvider
 from dealbooks_infra.topology import StackSecrets, Topology
-from dealbooks_sync.engine import CrmProperties
+from dealbooks_sync.crm_writes import CrmProperties
 from mapping_registry.clients import PortalProperties
 from product_sync.handlers import PRODUCTS
 

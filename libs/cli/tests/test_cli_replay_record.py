@@ -31,7 +31,7 @@ from dealbooks_http import StaticTokenProvider
 from dealbooks_infra.sync_world import SyncStack, SyncWorld
 from dealbooks_infra.testing import eventually
 from dealbooks_qbo import Invoice, QboClient
-from dealbooks_sync.service import SyncService
+from dealbooks_sync.parts import SyncParts
 from mapping_registry.app import Settings as RegistrySettings
 from mapping_registry.app import build as build_registry
 from pymongo import AsyncMongoClient
@@ -104,7 +104,7 @@ def cli(
 
 
 @pytest.fixture
-async def contacts(request: pytest.FixtureRequest) -> AsyncIterator[tuple[SyncStack, SyncService]]:
+async def contacts(request: pytest.FixtureRequest) -> AsyncIterator[tuple[SyncStack, SyncParts]]:
     world = SyncWorld.of(request)
     registry = build_registry(RegistrySettings(**world.settings("registry")), **world.tokens)
     service = build(Settings(**world.settings("contacts")), **world.tokens)
@@ -113,7 +113,7 @@ async def contacts(request: pytest.FixtureRequest) -> AsyncIterator[tuple[SyncSt
 
 
 async def test_a_customer_replayed_becomes_its_contact_once(
-    contacts: tuple[SyncStack, SyncService],
+    contacts: tuple[SyncStack, SyncParts],
     cli: Cli,
     qbo_sandbox: Any,
     qbo_company: Any,

@@ -15,7 +15,7 @@ from contact_sync.app import Settings, build
 from dealbooks_contracts import SyncObjectType
 from dealbooks_infra.sync_world import OPERATOR, SyncStack, SyncWorld, backfill_client
 from dealbooks_infra.testing import eventually
-from dealbooks_sync.service import SyncService
+from dealbooks_sync.parts import SyncParts
 from mapping_registry.app import Settings as RegistrySettings
 from mapping_registry.app import build as build_registry
 
@@ -25,7 +25,7 @@ PAGE = 100  # QBO records per query page in these tests, so a few hundred make p
 
 
 @pytest.fixture
-async def paged(request: pytest.FixtureRequest) -> AsyncIterator[tuple[SyncStack, SyncService]]:
+async def paged(request: pytest.FixtureRequest) -> AsyncIterator[tuple[SyncStack, SyncParts]]:
     world = SyncWorld.of(request)
     registry = build_registry(RegistrySettings(**world.settings("registry")), **world.tokens)
     settings = world.settings(

@@ -7,14 +7,14 @@ from collections.abc import AsyncIterator
 import pytest
 from dealbooks_contracts import SyncObjectType
 from dealbooks_infra.sync_world import SyncStack, SyncWorld
-from dealbooks_sync.service import SyncService
+from dealbooks_sync.parts import SyncParts
 from mapping_registry.app import Settings as RegistrySettings
 from mapping_registry.app import build as build_registry
 from product_sync.app import Settings, build
 
 
 @pytest.fixture
-async def products(request: pytest.FixtureRequest) -> AsyncIterator[tuple[SyncStack, SyncService]]:
+async def products(request: pytest.FixtureRequest) -> AsyncIterator[tuple[SyncStack, SyncParts]]:
     world = SyncWorld.of(request)
     registry = build_registry(RegistrySettings(**world.settings("registry")), **world.tokens)
     service = build(Settings(**world.settings("products")), **world.tokens)

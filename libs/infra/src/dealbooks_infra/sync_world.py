@@ -22,9 +22,8 @@ from dealbooks_contracts import (
 from dealbooks_http import StaticTokenProvider
 from dealbooks_kit import Guard, ServiceRuntime
 from dealbooks_kit.auth import mint_grant
-from dealbooks_sync.api import backfill_api
-from dealbooks_sync.engine import MappingSets
-from dealbooks_sync.service import SyncService
+from dealbooks_sync.mapping_sets import MappingSets
+from dealbooks_sync.parts import SyncParts
 from starlette.applications import Starlette
 
 from dealbooks_infra.testing import account_connected, envelope_of, eventually, watching
@@ -47,11 +46,10 @@ def bearer(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def backfill_client(service: SyncService, token: str | None) -> httpx.AsyncClient:
-    """The backfill and audit routes of `service` in-process, called with `token`."""
+def backfill_client(service: SyncParts, token: str | None) -> httpx.AsyncClient:
+    """The routes of `service` (its backfill and audit trail) in-process, called with `token`."""
     settings = service.runtime.settings
-    guard = Guard(settings, settings.service_name)
-    api = backfill_api(service.backfill, guard, service.runtime.use_audit())
+    api = service.api(Guard(settings, settings.service_name))
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=api), base_url="http://sync", headers=bearer(token)
     )
@@ -121,7 +119,7 @@ class SyncWorld:
 
     @contextlib.asynccontextmanager
     async def running(
-        self, registry: Any, service: SyncService, object_type: SyncObjectType
+        self, registry: Any, service: SyncParts, object_type: SyncObjectType
     ) -> AsyncIterator[SyncStack]:
         """`registry` (a mapping-registry service) and `service` running, the account connected
         and its default mappings applied."""

@@ -1,5 +1,5 @@
-"""HTTP routes of a sync service: an account's backfill, planned, started, watched, resumed
-and cancelled (one run per account at a time, see `dealbooks_sync.runs`).
+"""The backfill routes of a sync service: an account's backfill, planned, started, watched,
+resumed and cancelled (one run per account at a time, see `dealbooks_sync.runs`).
 
 An operator, or an admin of the portal (a portal grant naming it), may call them; the account
 must be connected to the route's portal, else the answer is 404 and nothing is started.
@@ -11,14 +11,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dealbooks_kit import Access, Audit, Guard, audit_routes
+from dealbooks_kit import Access, Guard
 from dealbooks_kit.openapi import describe
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute
 
-from dealbooks_sync.engine import Backfill, BackfillRefused
+from dealbooks_sync.backfill import Backfill, BackfillRefused
 from dealbooks_sync.runs import BackfillBusy, Caps, public
 
 BASE = "/portals/{portal_id}/accounts/{realm}/backfill"
@@ -224,10 +225,10 @@ async def cancel(request: Request) -> JSONResponse:
     return JSONResponse(run)
 
 
-def backfill_api(backfill: Backfill, guard: Guard, audit: Audit | None = None) -> Starlette:
+def backfill_api(backfill: Backfill, guard: Guard, *more: BaseRoute) -> Starlette:
     """`POST {BASE}` (start or plan), `GET {BASE}` (latest run), `GET {BASE}/{run_id}`,
-    `POST {BASE}/resume` and `POST {BASE}/cancel`, for an operator or a grant for the portal;
-    and the operator's audit trail of synced records (`dealbooks_kit.audit_routes`)."""
+    `POST {BASE}/resume` and `POST {BASE}/cancel`, for an operator or a grant for the portal,
+    over `backfill`; and the service's `more` routes after them (made by `guard`)."""
     who = (Access.OPERATOR, Access.PORTAL)
     api = guard.api(
         [
@@ -236,7 +237,7 @@ def backfill_api(backfill: Backfill, guard: Guard, audit: Audit | None = None) -
             guard.route(BASE + "/resume", resume, ["POST"], *who),
             guard.route(BASE + "/cancel", cancel, ["POST"], *who),
             guard.route(BASE + "/{run_id}", status, ["GET"], *who),
-            *(audit_routes(guard, audit) if audit is not None else []),
+            *more,
         ]
     )
     api.state.backfill = backfill

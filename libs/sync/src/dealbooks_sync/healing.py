@@ -27,7 +27,8 @@ from dealbooks_kit import PermanentError, TenantPass, each_tenant, get_logger
 from dealbooks_qbo import CdcResult, Deleted, Select
 from pymongo.asynchronous.database import AsyncDatabase
 
-from dealbooks_sync.engine import MappingSet, RecordSync, SyncDeps
+from dealbooks_sync.mapping_sets import MappingSet
+from dealbooks_sync.records import RecordSync, SyncDeps
 
 log = get_logger(__name__)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from dealbooks_kit import IndexSpec
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -55,6 +56,12 @@ class BackfillBusy(Exception):
 
 class BackfillRuns:
     """Collection `backfills`: `_id` is the account's realm id, one run at a time."""
+
+    INDEXES = (
+        IndexSpec("backfills", [("realm_id", 1), ("started_at", -1)]),
+        IndexSpec("backfills", [("run_id", 1)]),
+    )
+    """An account's runs newest first, and a run by its id."""
 
     def __init__(self, db: AsyncDatabase[Doc], object_type: str, holder: str) -> None:
         self._c = db["backfills"]

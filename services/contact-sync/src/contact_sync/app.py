@@ -1,16 +1,17 @@
-"""Composition root: contact-sync is the shared sync service (`dealbooks_sync.service`) over
-CONTACTS, consuming QBO changes as "customers". Wiring only."""
+"""Composition root of contact-sync: its runtime over its store's indexes, the record sync parts
+for CONTACTS (`dealbooks_sync.parts`), its subscribers and its routes. Wiring only."""
 
 from __future__ import annotations
 
-from dealbooks_contracts import ContactSynced, ContactSyncFailed
 from dealbooks_http import TokenProvider
-from dealbooks_kit import ServiceApp
-from dealbooks_sync.service import SyncService, build_sync_service, sync_app
+from dealbooks_kit import ServiceApp, ServiceRuntime
+from dealbooks_sync.parts import SyncParts
 from dealbooks_sync.settings import SyncServiceSettings
 from pydantic_settings import SettingsConfigDict
 
-from contact_sync.handlers import CONTACTS
+from contact_sync import api
+from contact_sync.handlers import CONTACTS, subscribe
+from contact_sync.store import INDEXES
 
 
 class Settings(SyncServiceSettings):
@@ -19,15 +20,14 @@ class Settings(SyncServiceSettings):
     service_name: str = "contact-sync"
 
 
-def build(settings: Settings | None = None, **tokens: TokenProvider) -> SyncService:
+def build(settings: Settings | None = None, **tokens: TokenProvider) -> SyncParts:
     """Everything the process runs; tests may inject `qbo_tokens` and `crm_tokens`."""
-    service = build_sync_service(
-        settings or Settings(), CONTACTS, changes_consumer="customers", **tokens
-    )
-    service.runtime.publishes(ContactSynced, ContactSyncFailed)
-    return service
+    runtime = ServiceRuntime(settings or Settings(), indexes=INDEXES)
+    sync = SyncParts.build(runtime, CONTACTS, routes=api.routes, **tokens)
+    subscribe(runtime, sync)
+    return sync
 
 
 def build_app(settings: Settings | None = None) -> ServiceApp:
     """The ASGI app `python -m contact_sync` serves."""
-    return sync_app(build(settings), title="contact-sync")
+    return build(settings).app(title="contact-sync")

@@ -1,11 +1,17 @@
-"""Subscribers: `qbo.entity-changed` (Customer) and `mapping.changed` (contacts)."""
+"""What contact-sync listens to: the portal's contact mappings and settings (`mapping.changed`),
+changes of QuickBooks customers (`qbo.entity-changed`, Customer) and app installs. For each
+customer it publishes `contact.synced` or `contact.sync-failed`; the per-record path (decode,
+decide with `dealbooks_sync.domain`, write and link the contact, publish) is the shared record
+pipeline over CONTACTS, where contacts are matched by email."""
 
 from __future__ import annotations
 
-from dealbooks_contracts import SyncObjectType
+from dealbooks_contracts import MappingChanged, PortalInstalled, QboEntityChanged, SyncObjectType
+from dealbooks_kit import ServiceRuntime
 from dealbooks_qbo import Customer
 from dealbooks_sync.domain import CONTACT_ID_PROPERTY
-from dealbooks_sync.engine import RecordKind
+from dealbooks_sync.kinds import RecordKind
+from dealbooks_sync.parts import SyncParts
 
 from contact_sync.domain import CONTACT_OUTCOMES, contact_key
 
@@ -20,3 +26,10 @@ CONTACTS = RecordKind(
     outcomes=CONTACT_OUTCOMES,
 )
 """QBO customers into CRM contacts, upserted by email."""
+
+
+def subscribe(runtime: ServiceRuntime, sync: SyncParts) -> None:
+    runtime.consume("mappings", MappingChanged, sync.on_mapping_changed)
+    runtime.consume("customers", QboEntityChanged, sync.on_entity_changed, **sync.entity_changes)
+    runtime.consume("portal-installs", PortalInstalled, sync.on_portal_installed)
+    runtime.publishes(CONTACT_OUTCOMES.synced_event, CONTACT_OUTCOMES.failed_event)

@@ -1,7 +1,13 @@
-"""product-sync's HTTP routes: the item backfill (see `dealbooks_sync.api`)."""
+"""Routes of product-sync. Backfilling the items of an account (see `dealbooks_sync.api`);
+an operator reads what was done to an item in `GET /operator/audit/item/{realm}:{id}`."""
 
 from __future__ import annotations
 
+from dealbooks_kit import Guard, audit_routes
 from dealbooks_sync.api import backfill_api
+from dealbooks_sync.parts import SyncParts
+from starlette.applications import Starlette
 
-__all__ = ["backfill_api"]
+
+def routes(sync: SyncParts, guard: Guard) -> Starlette:
+    return backfill_api(sync.backfill, guard, *audit_routes(guard, sync.runtime.use_audit()))

@@ -1,16 +1,17 @@
-"""Composition root: product-sync is the shared sync service (`dealbooks_sync.service`) over
-PRODUCTS, consuming QBO changes as "items". Wiring only."""
+"""Composition root of product-sync: its runtime over its store's indexes, the record sync parts
+for PRODUCTS (`dealbooks_sync.parts`), its subscribers and its routes. Wiring only."""
 
 from __future__ import annotations
 
-from dealbooks_contracts import ProductSynced, ProductSyncFailed
 from dealbooks_http import TokenProvider
-from dealbooks_kit import ServiceApp
-from dealbooks_sync.service import SyncService, build_sync_service, sync_app
+from dealbooks_kit import ServiceApp, ServiceRuntime
+from dealbooks_sync.parts import SyncParts
 from dealbooks_sync.settings import SyncServiceSettings
 from pydantic_settings import SettingsConfigDict
 
-from product_sync.handlers import PRODUCTS
+from product_sync import api
+from product_sync.handlers import PRODUCTS, subscribe
+from product_sync.store import INDEXES
 
 
 class Settings(SyncServiceSettings):
@@ -19,15 +20,14 @@ class Settings(SyncServiceSettings):
     service_name: str = "product-sync"
 
 
-def build(settings: Settings | None = None, **tokens: TokenProvider) -> SyncService:
+def build(settings: Settings | None = None, **tokens: TokenProvider) -> SyncParts:
     """Everything the process runs; tests may inject `qbo_tokens` and `crm_tokens`."""
-    service = build_sync_service(
-        settings or Settings(), PRODUCTS, changes_consumer="items", **tokens
-    )
-    service.runtime.publishes(ProductSynced, ProductSyncFailed)
-    return service
+    runtime = ServiceRuntime(settings or Settings(), indexes=INDEXES)
+    sync = SyncParts.build(runtime, PRODUCTS, routes=api.routes, **tokens)
+    subscribe(runtime, sync)
+    return sync
 
 
 def build_app(settings: Settings | None = None) -> ServiceApp:
     """The ASGI app `python -m product_sync` serves."""
-    return sync_app(build(settings), title="product-sync")
+    return build(settings).app(title="product-sync")

@@ -1,11 +1,16 @@
-"""Subscribers: `qbo.entity-changed` (Item) and `mapping.changed` (products)."""
+"""Subscribers of product-sync. Items changed in QuickBooks arrive as `qbo.entity-changed`
+(Item); each goes through the record pipeline over PRODUCTS (re-read, decide, write the
+product found by its dealbooks item-id property, link) and ends in `product.synced` or
+`product.sync-failed`. `mapping.changed` for products and `portal.installed` keep it current."""
 
 from __future__ import annotations
 
-from dealbooks_contracts import SyncObjectType
+from dealbooks_contracts import MappingChanged, PortalInstalled, QboEntityChanged, SyncObjectType
+from dealbooks_kit import ServiceRuntime
 from dealbooks_qbo import Item
 from dealbooks_sync.domain import PRODUCT_ID_PROPERTY
-from dealbooks_sync.engine import RecordKind
+from dealbooks_sync.kinds import RecordKind
+from dealbooks_sync.parts import SyncParts
 
 from product_sync.domain import PRODUCT_OUTCOMES, product_key
 
@@ -20,3 +25,10 @@ PRODUCTS = RecordKind(
     outcomes=PRODUCT_OUTCOMES,
 )
 """QBO items into CRM products, upserted by the unique dealbooks item-id property."""
+
+
+def subscribe(runtime: ServiceRuntime, sync: SyncParts) -> None:
+    runtime.consume("mappings", MappingChanged, sync.on_mapping_changed)
+    runtime.consume("items", QboEntityChanged, sync.on_entity_changed, **sync.entity_changes)
+    runtime.consume("portal-installs", PortalInstalled, sync.on_portal_installed)
+    runtime.publishes(PRODUCT_OUTCOMES.synced_event, PRODUCT_OUTCOMES.failed_event)

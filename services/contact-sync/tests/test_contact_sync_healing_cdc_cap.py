@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from contact_sync.app import Settings, build
-from dealbooks_contracts import SyncAction, SyncObjectType
+from dealbooks_contracts import SyncAction
 from dealbooks_http import RateBudget
-from dealbooks_infra.sync_world import SyncStack, SyncWorld
+from dealbooks_infra.sync_world import SyncStack
 from dealbooks_infra.testing import eventually
 from dealbooks_sync.healing import CDC_MAX_OBJECTS
-from dealbooks_sync.service import SyncService
-from mapping_registry.app import Settings as RegistrySettings
-from mapping_registry.app import build as build_registry
+from dealbooks_sync.parts import SyncParts
 from qbo_sandbox.pytest_plugin import SandboxHandle, start_sandbox, stop_sandbox
 
 pytestmark = pytest.mark.integration
@@ -41,18 +38,18 @@ def qbo_sandbox() -> Iterator[SandboxHandle]:
 
 
 @pytest.fixture
-async def contacts(request: pytest.FixtureRequest) -> AsyncIterator[tuple[SyncStack, SyncService]]:
-    world = SyncWorld.of(request)
-    registry = build_registry(RegistrySettings(**world.settings("registry")), **world.tokens)
-    service = build(Settings(**world.settings("contacts")), **world.tokens)
-    # The sandbox above has no limit to keep under.
-    service.clients.qbo.budget = RateBudget(rate=1000, period=1.0, concurrency=10)
-    async with world.running(registry, service, SyncObjectType.CONTACTS) as stack:
-        yield stack, service
+def tune_contacts() -> Callable[[SyncParts], None]:
+    """contact-sync (the conftest's `contacts`) without a QBO rate budget: the sandbox above
+    has no limit to keep under."""
+
+    def unlimited(service: SyncParts) -> None:
+        service.clients.qbo.budget = RateBudget(rate=1000, period=1.0, concurrency=10)
+
+    return unlimited
 
 
 async def test_more_changes_than_one_cdc_answer_holds_reach_the_crm_each_exactly_once(
-    contacts: tuple[SyncStack, SyncService],
+    contacts: tuple[SyncStack, SyncParts],
     qbo_sandbox: SandboxHandle,
     qbo_company: Any,
     crm_sandbox: Any,
