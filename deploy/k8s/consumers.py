@@ -3,8 +3,8 @@
 A consumer is registered with `runtime.consume("<name>", <PayloadModel>, ...)`; the kit names its
 group `<service>.<name>` (`dealbooks_kit.consumer.EventConsumer.subscribe`) and reads the topic
 the contracts registry gives the payload model. A library function that registers consumers for
-a service (`dealbooks_sync.service.build_sync_service`) may take the consumer name as a
-parameter; the service's call of that function then supplies it as a keyword literal.
+a service may take the consumer name as a parameter; the service's call of that function then
+supplies it as a keyword literal.
 
 Reading the source (rather than building each app) needs no settings, secrets or servers, and
 the deployment generator and its tests stay independent of how each app is wired.
