@@ -9,33 +9,10 @@ from typing import Any
 
 import pytest
 from dealbooks_contracts import QboOperation, SyncAction, SyncTrigger
+from dealbooks_infra.sync_world import created_with_webhook_dropped
 from dealbooks_infra.testing import eventually
 
 pytestmark = pytest.mark.integration
-
-
-async def created_with_webhook_dropped(
-    qbo_sandbox: Any, realm: str, kind: str, body: dict[str, Any]
-) -> dict[str, Any]:
-    """A record a person creates in QuickBooks while the sandbox drops its webhook."""
-    endpoint = qbo_sandbox.add_webhook(
-        "http://127.0.0.1:9/never-reached", "verifier-heal", "legacy", realms=[realm]
-    )
-    qbo_sandbox.inject(drop_webhooks=1)
-    try:
-        created: dict[str, Any] = qbo_sandbox.user_creates(realm, kind, body)
-
-        async def dropped() -> bool:
-            return any(
-                d.get("dropped") and d.get("endpoint_id") == endpoint["endpoint_id"]
-                for d in qbo_sandbox.deliveries()
-            )
-
-        await eventually(dropped)
-    finally:
-        qbo_sandbox.clear_faults()
-        qbo_sandbox.remove_webhook(endpoint["endpoint_id"])
-    return created
 
 
 async def test_item_whose_webhook_was_dropped_becomes_one_product_at_the_next_pass(

@@ -55,6 +55,31 @@ def backfill_client(service: SyncParts, token: str | None) -> httpx.AsyncClient:
     )
 
 
+async def created_with_webhook_dropped(
+    qbo_sandbox: Any, realm: str, kind: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """A record a person creates in QuickBooks while the sandbox drops its webhook (what the
+    sync services' reconciliation pass heals)."""
+    endpoint = qbo_sandbox.add_webhook(
+        "http://127.0.0.1:9/never-reached", "verifier-heal", "legacy", realms=[realm]
+    )
+    qbo_sandbox.inject(drop_webhooks=1)
+    try:
+        created: dict[str, Any] = qbo_sandbox.user_creates(realm, kind, body)
+
+        async def dropped() -> bool:
+            return any(
+                d.get("dropped") and d.get("endpoint_id") == endpoint["endpoint_id"]
+                for d in qbo_sandbox.deliveries()
+            )
+
+        await eventually(dropped)
+    finally:
+        qbo_sandbox.clear_faults()
+        qbo_sandbox.remove_webhook(endpoint["endpoint_id"])
+    return created
+
+
 _OUTCOME_TOPICS = {
     SyncObjectType.CONTACTS: ["contact.synced.v1", "contact.sync-failed.v1"],
     SyncObjectType.PRODUCTS: ["product.synced.v1", "product.sync-failed.v1"],
