@@ -298,7 +298,7 @@ class Backfill:
             await self.pages.write(mset, plan)
             calls["crm"] += plan.crm_calls
             for key in COUNTS:
-                counts[key] += getattr(plan.counts, key)
+                counts[key] += plan.counts[key]
             cursor = {
                 "start": cursor["start"] + len(page.rows),
                 "last_id": str(rows[-1].Id) if rows else cursor["last_id"],

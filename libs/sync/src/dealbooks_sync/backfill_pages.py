@@ -5,6 +5,7 @@ CRM in batches, link and publish."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import dataclass
 
 from dealbooks_contracts import Envelope, EventPayload, SyncAction, SyncFailureCode, SyncTrigger
@@ -21,22 +22,11 @@ MAX_BATCH = 100  # records per CRM batch call
 
 
 @dataclass
-class PageCounts:
-    """What a page did to its records, by outcome."""
-
-    read: int = 0
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    failed: int = 0
-
-
-@dataclass
 class PagePlan:
     """What one page of QBO records asks of the CRM, decided before anything is written."""
 
     links: dict[str, Link]
-    counts: PageCounts
+    counts: Counter[str]  # read, created, updated, unchanged, failed (`runs.COUNTS`)
     events: list[EventPayload]
     pending: dict[str, tuple[str, dict[str, str], list[str]]]
     updates: list[tuple[str, str, dict[str, str], list[str]]]
@@ -59,16 +49,16 @@ class BackfillPages:
         known records to update, failures."""
         ids = [str(r.Id) for r in rows]
         plan = PagePlan(
-            await self.deps.links.get_many(mset.realm_id, ids), PageCounts(), [], {}, [], {}
+            await self.deps.links.get_many(mset.realm_id, ids), Counter(), [], {}, [], {}
         )
-        plan.counts.read = len(rows)
+        plan.counts["read"] = len(rows)
         outcomes = Outcomes(self.kind, mset, SyncTrigger.BACKFILL)
         for row in rows:
             qbo_id = str(row.Id)
             try:
                 mapped, key, properties = mapped_record(self.kind, mset, qbo_id, row.to_qbo())
             except RecordFailed as failed:
-                plan.counts.failed += 1
+                plan.counts["failed"] += 1
                 plan.events.append(outcomes.failed(qbo_id, failed))
                 continue
             link = plan.links.get(qbo_id)
@@ -77,7 +67,7 @@ class BackfillPages:
                 and not link.archived
                 and link.fingerprint == fingerprint(properties)
             ):
-                plan.counts.unchanged += 1
+                plan.counts["unchanged"] += 1
                 plan.events.append(
                     outcomes.synced(qbo_id, link.crm_id, SyncAction.UNCHANGED, mapped.written)
                 )
@@ -126,14 +116,14 @@ class BackfillPages:
         for key, (qbo_id, props, written) in plan.pending.items():
             obj = by_key.get(key)
             if obj is None:
-                counts.failed += 1
+                counts["failed"] += 1
                 message = result.errors[0].message if result.errors else "no result"
                 rejected = RecordFailed(SyncFailureCode.CRM_REJECTED, message)
                 plan.events.append(outcomes.failed(qbo_id, rejected))
                 continue
             action = SyncAction.CREATED if obj.new else SyncAction.UPDATED
-            counts.created += action is SyncAction.CREATED
-            counts.updated += action is SyncAction.UPDATED
+            counts["created"] += action is SyncAction.CREATED
+            counts["updated"] += action is SyncAction.UPDATED
             links.append(link_after(qbo_id, obj.id, key, props))
             plan.events.append(outcomes.synced(qbo_id, obj.id, action, written))
         return links
@@ -151,7 +141,7 @@ class BackfillPages:
         )
         links: list[Link] = []
         for qbo_id, crm_id, props, written in plan.updates:
-            plan.counts.updated += 1
+            plan.counts["updated"] += 1
             key = self.kind.key_of(qbo_id, MappedRecord(props, written)) or qbo_id
             links.append(link_after(qbo_id, crm_id, key, props))
             plan.events.append(outcomes.synced(qbo_id, crm_id, SyncAction.UPDATED, written))
