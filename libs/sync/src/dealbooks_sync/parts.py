@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 from dealbooks_contracts import Envelope, MappingChanged, PortalInstalled, QboEntityChanged
 from dealbooks_http import TokenProvider
-from dealbooks_kit import Access, ApiClients, Guard, ServiceApp, ServiceRuntime
+from dealbooks_kit import Access, ApiClients, DeadLetterHook, Guard, ServiceApp, ServiceRuntime
 from starlette.applications import Starlette
 
 from dealbooks_sync.backfill import Backfill, BackfillLimits
@@ -22,6 +22,14 @@ from dealbooks_sync.mapping_sets import MappingSets
 from dealbooks_sync.records import RecordSync, SyncDeps
 from dealbooks_sync.runs import Caps
 from dealbooks_sync.settings import SyncServiceSettings, sync_clients
+
+
+class ChangesOptions(TypedDict):
+    """How a sync service consumes `qbo.entity-changed` (options of `ServiceRuntime.consume`)."""
+
+    on_dead_letter: DeadLetterHook[QboEntityChanged]
+    accepts: Callable[[Envelope[QboEntityChanged]], bool]
+    selective: bool
 
 
 @dataclass
@@ -79,15 +87,15 @@ class SyncParts:
         await self.reconciliation.on_mapping_changed(event)
 
     @property
-    def entity_changes(self) -> dict[str, Any]:
+    def entity_changes(self) -> ChangesOptions:
         """How the consumer of `qbo.entity-changed` takes the kind's changes: only its entity's,
         asked of Kafka selectively, and retries run out reported as `*.sync-failed`."""
         kind = self.records.kind
-        return {
-            "on_dead_letter": self.records.on_gave_up,
-            "accepts": lambda event: event.data.entity == kind.qbo_entity,
-            "selective": True,  # one entity of all QuickBooks changes
-        }
+        return ChangesOptions(
+            on_dead_letter=self.records.on_gave_up,
+            accepts=lambda event: event.data.entity == kind.qbo_entity,
+            selective=True,  # one entity of all QuickBooks changes
+        )
 
     async def on_entity_changed(self, event: Envelope[QboEntityChanged]) -> None:
         """Decode, decide (domain), write the CRM, remember the link, publish the outcome."""
