@@ -153,6 +153,7 @@ SERVICES = [
             "mapping-registry",
             "contact-sync",
             "product-sync",
+            "reminders",
         ),
         (),
     ),
@@ -174,6 +175,7 @@ INFRA_CONFIG = {
     "MAPPING_REGISTRY_URL": "http://mapping-registry",
     "CONTACT_SYNC_URL": "http://contact-sync",
     "PRODUCT_SYNC_URL": "http://product-sync",
+    "REMINDERS_URL": "http://reminders",
     "CRM_APP_ID": "",
 }
 

@@ -43,6 +43,7 @@ CHROMIUM_FLAGS = [
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts" / "browser"
 US_REALM = "9341455322581846"  # Larry's Bakery (US)
 GB_REALM = "4620816365044851490"  # Thames Joinery Ltd (GB), custom transaction numbers on
+SUMMIT_REALM = "9341455731187204"  # Summit Ridge Outfitters (US), QuickBooks Online Advanced
 WAIT = 30_000  # ms, for what the stack does in the background
 
 
@@ -538,6 +539,74 @@ def test_every_page_reads_in_dutch_and_at_360_pixels(browser: Any, person: Pages
     assert width <= 360, f"the page scrolls sideways at 360 px ({width})"
     person.goto(f"/portals/{PORTAL_ID}/accounts?lang=en")
     page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def test_an_advanced_company_approves_an_invoice_and_sets_its_reminders(
+    person: Pages, world: World
+) -> None:
+    """QuickBooks Online Advanced through the pages: approval switched on, a request waits,
+    the approver changes a quantity and approves, the draft is created; a reminder workflow is
+    adjusted, switched on, and its task shows on the reminders page."""
+    page = person.page
+    world.ok(world.http.post(f"{world.t.qbo}/_sandbox/oauth/chooser", json={"enabled": True}))
+    person.goto(f"/portals/{PORTAL_ID}/accounts")
+    page.get_by_role("link", name="Connect a QuickBooks company").click()
+    page.get_by_label("Summit Ridge Outfitters").check()
+    page.get_by_role("button", name="Connect").click()
+    page.wait_for_url(re.compile(r"account_id=" + SUMMIT_REALM))
+    world.ok(world.http.post(f"{world.t.qbo}/_sandbox/oauth/chooser", json={"enabled": False}))
+
+    # Approval on (invoice-builder learns the edition from the connection's event).
+    person.goto(f"/portals/{PORTAL_ID}/approvals")
+    person.reload_until("Invoices need approval before they go to QuickBooks")
+    page.get_by_label("Invoices need approval before they go to QuickBooks").check()
+    page.get_by_role("button", name="Save Summit Ridge Outfitters").click()
+    page.get_by_text("The approval settings are saved.").wait_for()
+    person.check("approvals-settings")
+
+    # A request waits for approval instead of going to QuickBooks.
+    d = world.deal([("Expedition tent", "2", "205")])
+    _wizard_to_details(person, d["deal"], SUMMIT_REALM)
+    page.get_by_label("A new customer").check()
+    page.get_by_label("Name", exact=True).fill(f"Summit Trek {d['tag']}")
+    _choose_products(person, ["Services"])
+    page.get_by_role("button", name="Review").click()
+    page.get_by_role("button", name="Create invoice").click()
+    page.get_by_role("heading", name="The invoice waits for approval").wait_for()
+    person.check("outcome-awaiting-approval")
+    page.get_by_role("link", name="Open the approval").click()
+    page.get_by_role("heading", name=f"Invoice for Summit Trek {d['tag']}").wait_for()
+    person.check("approval")
+    page.get_by_label("Quantity 1", exact=True).fill("3")
+    page.get_by_role("button", name="Approve and create the draft").click()
+    page.get_by_text("Approved. The draft invoice is being created in QuickBooks.").wait_for()
+    person.reload_until(r"Draft invoice \S+")
+    assert "Changed by the approver" in page.inner_text("main")
+    assert "$615.00" in page.inner_text("main")  # 3 x $205, as approved
+    person.check("approval-approved")
+
+    # The reminders page: another edition is told why; the Advanced company's workflows.
+    person.goto(f"/portals/{PORTAL_ID}/reminders?realm={US_REALM}")
+    person.reload_until("this company is on QuickBooks Online Plus")
+    person.goto(f"/portals/{PORTAL_ID}/reminders?realm={SUMMIT_REALM}")
+    person.reload_until("Open reminder tasks")
+    person.check("reminders")
+    unsent = page.locator("#workflow-unsent")
+    unsent.get_by_label("Days after the invoice date").fill("0")
+    unsent.get_by_label("Switched on").check()
+    unsent.get_by_role("button", name="Save Unsent invoice reminder").click()
+    page.get_by_text("Unsent invoice reminder: saved.").wait_for()
+    assert page.locator("#workflow-unsent").get_by_text("On", exact=True).is_visible()
+    sweep = f"{world.t.url('reminders')}/sweeps/reminders"
+
+    def task_listed() -> bool | None:
+        world.ok(world.http.post(sweep, params={"realm_id": SUMMIT_REALM},
+                                 headers=world.t.operator_auth))  # fmt: skip
+        page.reload()
+        return True if page.get_by_role("link", name=f"Deal {d['deal']}").count() else None
+
+    testing.eventually_sync(task_listed, timeout=WAIT / 1000, interval=1.0)
+    person.check("reminders-task")
 
 
 def test_a_submission_survives_invoice_builder_restarting(

@@ -172,6 +172,7 @@ class Topology:
                 "MAPPING_REGISTRY_URL": self.url("mapping-registry"),
                 "CONTACT_SYNC_URL": self.url("contact-sync"),
                 "PRODUCT_SYNC_URL": self.url("product-sync"),
+                "REMINDERS_URL": self.url("reminders"),
             },
             "invoice-builder": {
                 # Approval tasks in the CRM link to the approval's page in the console.

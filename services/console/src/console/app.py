@@ -26,6 +26,7 @@ from console.backend import Backend, BackendError
 from console.card import Card
 from console.pages import Pages, Refused
 from console.people import People
+from console.reminders import ReminderPages
 from console.settings import ConsoleSettings
 from console.wizard import WizardPages
 
@@ -44,11 +45,14 @@ def build_app(settings: ConsoleSettings, http: httpx.AsyncClient | None = None) 
         settings, settings.service_name, session=people.caller, refused=pages.unauthenticated
     )
     guard.require(Access.PORTAL, Access.CRM_SIGNED)
+    reminders = ReminderPages(pages)
     routes = [
         *_plumbing(guard, Plumbing(backend)),
         *_pages(guard, pages, Card(settings, backend, people, pages)),
         *_wizard(guard, WizardPages(pages)),
         *_approvals(guard, ApprovalPages(pages)),
+        guard.route(P + "/reminders", reminders.reminders, ["GET"], SESSION),
+        guard.route(P + "/reminders/{realm}/{workflow}", reminders.save, ["POST"], SESSION),
     ]
 
     @asynccontextmanager

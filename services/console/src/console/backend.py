@@ -119,6 +119,7 @@ class Backend:
             "mapping-registry": settings.mapping_registry_url.rstrip("/"),
             "contact-sync": settings.contact_sync_url.rstrip("/"),
             "product-sync": settings.product_sync_url.rstrip("/"),
+            "reminders": settings.reminders_url.rstrip("/"),
         }
 
     async def close(self) -> None:

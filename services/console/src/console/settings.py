@@ -31,6 +31,9 @@ class ConsoleSettings(KitSettings):
     product_sync_url: str = Field(
         default="http://127.0.0.1:8106", validation_alias=AliasChoices("PRODUCT_SYNC_URL")
     )
+    reminders_url: str = Field(
+        default="http://127.0.0.1:8109", validation_alias=AliasChoices("REMINDERS_URL")
+    )
     # Where people's browsers reach connector-auth (sign-in, connecting QuickBooks); behind one
     # ingress this is the console's own origin. Empty: `connector_auth_url`.
     connector_auth_public_url: str = ""
