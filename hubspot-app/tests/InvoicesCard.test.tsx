@@ -293,6 +293,39 @@ describe("InvoicesCard", () => {
     await renderer.waitFor(() => expect(renderer.maybeFind(ErrorState)).not.toBeNull());
   });
 
+  it("shows a deal's invoices waiting for approval, whose Review opens the approval", async () => {
+    const waiting = answer({
+      text: { ...TEXT, waiting: "Waiting for approval", review: "Review" },
+      approvals: [
+        {
+          request_id: "0b9e7c1e",
+          customer: "Summit Trek",
+          subtotal: "410.00",
+          currency: "USD",
+          requested_at: "2026-12-07T10:00:00+00:00",
+          open: "https://dealbooks.example.com/launch?t=a&to=approval&request=0b9e7c1e",
+        },
+      ],
+    });
+    mockFetch().mockResolvedValue(ok(waiting));
+    const renderer = renderCard();
+    await renderer.waitFor(() => expect(renderer.findAll(TableRow)).toHaveLength(4));
+
+    const row = renderer.findAll(TableRow)[0];
+    expect(row.findAll(TableCell).map((cell) => cell.text).slice(0, 2)).toEqual([
+      "Summit Trek",
+      "$410.00",
+    ]);
+    expect(row.find(StatusTag).text).toBe("Waiting for approval");
+    expect(row.find(StatusTag).props.variant).toBe("warning");
+    row.find(Button).trigger("onClick");
+    const [[payload]] = renderer.mocks.actions.openIframeModal.calls;
+    expect([payload.uri, payload.title]).toEqual([
+      "https://dealbooks.example.com/launch?t=a&to=approval&request=0b9e7c1e",
+      "Review",
+    ]);
+  });
+
   it("offers no create action on a contact", async () => {
     const onContact = answer({
       object_type: "contact",

@@ -542,7 +542,7 @@ def test_every_page_reads_in_dutch_and_at_360_pixels(browser: Any, person: Pages
 
 
 def test_an_advanced_company_approves_an_invoice_and_sets_its_reminders(
-    person: Pages, world: World
+    browser: Any, person: Pages, world: World
 ) -> None:
     """QuickBooks Online Advanced through the pages: approval switched on, a request waits,
     the approver changes a quantity and approves, the draft is created; a reminder workflow is
@@ -574,6 +574,25 @@ def test_an_advanced_company_approves_an_invoice_and_sets_its_reminders(
     page.get_by_role("button", name="Create invoice").click()
     page.get_by_role("heading", name="The invoice waits for approval").wait_for()
     person.check("outcome-awaiting-approval")
+    # The deal's card shows it waiting, and its Review opens the approval with no session.
+    fetched = world.ok(
+        world.http.post(
+            f"{world.t.crm}/_sandbox/app/requests",
+            json={"kind": "ui-fetch", "portalId": int(PORTAL_ID),
+                  "url": f"{world.console}/crm/cards/deal?objectId={d['deal']}&locale=en-us"},
+        )
+    )  # fmt: skip
+    card = json.loads(fetched["body"])
+    [waiting] = card["approvals"]
+    assert waiting["customer"] == f"Summit Trek {d['tag']}" and waiting["subtotal"] == "410.00"
+    assert card["text"]["waiting"] == "Waiting for approval"
+    rep = browser.new_context(viewport={"width": 960, "height": 720})
+    try:
+        rep_page = rep.new_page()
+        rep_page.goto(waiting["open"])
+        rep_page.get_by_role("heading", name=f"Invoice for Summit Trek {d['tag']}").wait_for()
+    finally:
+        rep.close()
     page.get_by_role("link", name="Open the approval").click()
     page.get_by_role("heading", name=f"Invoice for Summit Trek {d['tag']}").wait_for()
     person.check("approval")

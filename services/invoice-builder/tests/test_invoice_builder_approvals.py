@@ -113,6 +113,10 @@ async def test_an_approval_approved_twice_at_once_creates_one_invoice(
         polled = (await wizard.get(f"/portals/{portal}/invoice-requests/{request_id}")).json()
         waiting = (await wizard.get(f"/portals/{portal}/approvals")).json()["approvals"]
         one = (await wizard.get(f"/portals/{portal}/approvals/{request_id}")).json()
+        approvals = f"/portals/{portal}/approvals"
+        of_deal = (await wizard.get(approvals, params={"deal_id": deal_id})).json()["approvals"]
+        of_other = (await wizard.get(approvals, params={"deal_id": "1"})).json()["approvals"]
+        assert [a["request_id"] for a in of_deal] == [request_id] and of_other == []
         assert await invoices_in(builder, qbo_sandbox, company) == []  # nothing in QuickBooks yet
 
         first, second = await asyncio.gather(

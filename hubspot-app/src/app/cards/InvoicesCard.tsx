@@ -23,6 +23,7 @@ import {
   fetchCard,
   recordType,
   type CardAnswer,
+  type CardApproval,
   type CardInvoice,
   type CardText,
 } from "./backend";
@@ -113,10 +114,25 @@ export function InvoicesCard() {
       </ErrorState>
     );
   }
-  const { text, invoices, locale } = state.answer;
+  const { text, invoices, locale, approvals = [] } = state.answer;
   const { create_invoice: createUrl, add_existing: addUrl } = state.answer.actions;
   return (
     <Flex direction="column" gap="md">
+      {approvals.length > 0 && (
+        <Table bordered={false}>
+          <TableBody>
+            {approvals.map((approval) => (
+              <ApprovalRow
+                key={approval.request_id}
+                approval={approval}
+                text={text}
+                locale={locale}
+                onReview={() => openConsole(approval.open, text.review ?? text.title)}
+              />
+            ))}
+          </TableBody>
+        </Table>
+      )}
       {invoices.length === 0 ? (
         <EmptyState title={text.title} layout="vertical" flush>
           <Text>{text.empty}</Text>
@@ -148,6 +164,30 @@ export function InvoicesCard() {
         )}
       </ButtonRow>
     </Flex>
+  );
+}
+
+interface ApprovalRowProps {
+  approval: CardApproval;
+  text: CardText;
+  locale: string;
+  onReview: () => void;
+}
+
+function ApprovalRow({ approval, text, locale, onReview }: ApprovalRowProps) {
+  return (
+    <TableRow>
+      <TableCell>{approval.customer ?? ""}</TableCell>
+      <TableCell>{money(approval.subtotal, approval.currency, locale)}</TableCell>
+      <TableCell>
+        <StatusTag variant="warning">{text.waiting ?? ""}</StatusTag>
+      </TableCell>
+      <TableCell>
+        <Button size="xs" onClick={onReview}>
+          {text.review ?? ""}
+        </Button>
+      </TableCell>
+    </TableRow>
   );
 }
 

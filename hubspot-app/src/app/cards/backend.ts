@@ -28,6 +28,17 @@ export interface CardInvoice {
   qbo_url: string;
 }
 
+/** An invoice request of the deal waiting for approval (QuickBooks Online Advanced). */
+export interface CardApproval {
+  request_id: string;
+  customer: string | null;
+  subtotal: string;
+  currency: string;
+  requested_at: string | null;
+  /** The console's approval page, through a launch ticket. */
+  open: string;
+}
+
 /** The labels the card shows, in the person's language; the backend holds the catalogue. */
 export interface CardText {
   title: string;
@@ -39,6 +50,9 @@ export interface CardText {
   retrying?: string;
   error: string;
   due: string;
+  /** An approval's state and button (a deal with invoices waiting for approval). */
+  waiting?: string;
+  review?: string;
   stages: Partial<Record<string, string>>;
 }
 
@@ -49,6 +63,8 @@ export interface CardAnswer {
   locale: string;
   text: CardText;
   invoices: CardInvoice[];
+  /** A deal's invoice requests waiting for approval; absent or empty elsewhere. */
+  approvals?: CardApproval[];
   actions: {
     /** null where invoices are not created from the record (contacts and companies). */
     create_invoice: string | null;

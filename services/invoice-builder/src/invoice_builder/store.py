@@ -349,12 +349,19 @@ class Store:
         return bool(updated.matched_count)
 
     async def approvals_of(
-        self, portal_id: str, status: str | None = APPROVAL_PENDING, limit: int = 200
+        self,
+        portal_id: str,
+        status: str | None = APPROVAL_PENDING,
+        limit: int = 200,
+        deal_id: str | None = None,
     ) -> list[Doc]:
-        """A portal's approvals (by default the pending ones), oldest request first."""
+        """A portal's approvals (by default the pending ones; those of one deal with
+        `deal_id`), oldest request first."""
         query: Doc = {"portal_id": portal_id}
         if status:
             query["status"] = status
+        if deal_id:
+            query["deal_id"] = deal_id
         cursor = self.db[APPROVALS].find(query).sort("requested_at", 1).limit(limit)
         return [doc async for doc in cursor]
 

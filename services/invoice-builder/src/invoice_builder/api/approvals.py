@@ -10,7 +10,7 @@ after the other, is decided once and drafted once; a second approve answers 200 
 
     GET  /portals/{portal_id}/accounts/{realm_id}/approval-settings
     PUT  /portals/{portal_id}/accounts/{realm_id}/approval-settings
-    GET  /portals/{portal_id}/approvals?status=pending|approved|rejected|all
+    GET  /portals/{portal_id}/approvals?status=pending|approved|rejected|all&deal_id=
     GET  /portals/{portal_id}/approvals/{request_id}
     POST /portals/{portal_id}/approvals/{request_id}/approve   {lines?}
     POST /portals/{portal_id}/approvals/{request_id}/reject    {reason}
@@ -270,14 +270,17 @@ async def put_settings(request: Request) -> Response:
 @router.route("GET", "/approvals")
 @describe(
     answers={200: ApprovalsAnswer, 400: Refusal},
-    summary="The portal's approvals (by default those waiting), oldest first.",
+    summary="The portal's approvals (by default those waiting; `?deal_id=` those of one "
+    "deal), oldest first.",
 )
 async def list_approvals(request: Request) -> Response:
     status = request.query_params.get("status", "pending")
     if status not in STATUSES:
         return error(400, f"status must be one of {', '.join(STATUSES)}")
     found = await service(request).store.approvals_of(
-        request.path_params["portal_id"], None if status == "all" else status
+        request.path_params["portal_id"],
+        None if status == "all" else status,
+        deal_id=request.query_params.get("deal_id") or None,
     )
     return JSONResponse({"approvals": [approval_view(doc, full=False) for doc in found]})
 
