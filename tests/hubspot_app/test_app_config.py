@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, cast
 
-from connector_auth.settings import REQUIRED_CRM_SCOPES
+from connector_auth.settings import OPTIONAL_CRM_SCOPES, REQUIRED_CRM_SCOPES
 from contact_sync.handlers import CONTACTS
 from crm_sandbox.testing import CrmSandbox, SandboxPortal
 from dealbooks_contracts import SyncObjectType
@@ -39,6 +39,7 @@ def test_required_scopes_are_the_ones_connector_auth_asks_for() -> None:
     auth = _config("app-hsmeta.json")["auth"]
     assert auth["type"] == "oauth"
     assert sorted(auth["requiredScopes"]) == sorted(REQUIRED_CRM_SCOPES)
+    assert sorted(auth["optionalScopes"]) == sorted(OPTIONAL_CRM_SCOPES)
 
 
 def test_redirect_and_webhook_paths_are_the_services_own() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 from crm_sandbox.pytest_plugin import TIME_SCALE
 from crm_sandbox.testing import CrmSandbox, SandboxPortal
@@ -207,3 +208,38 @@ async def test_a_task_goes_on_the_records_it_names_and_is_completed(
         await crm.tasks_on("contacts", (await crm.create("contacts", {"email": "t@x.example"})).id)
         == []
     )
+
+
+async def test_an_owner_is_read_with_its_user_and_needs_the_owners_scope(
+    crm_sandbox: CrmSandbox, crm_portal: SandboxPortal
+) -> None:
+    user = crm_sandbox.add_user(crm_portal.portal_id, "ann@summit.example")
+    scoped = crm_sandbox.issue_token(
+        crm_portal.portal_id, scopes=["oauth", "crm.objects.owners.read"]
+    )
+    async with httpx.AsyncClient(base_url=crm_sandbox.base_url) as http:
+        answer = await http.get(
+            "/crm/v3/owners",
+            params={"email": "ann@summit.example"},
+            headers={"Authorization": f"Bearer {scoped}"},
+        )
+    listed = answer.json()["results"]
+    limits = CrmLimits(window_seconds=10.0 / SCALE, search_window_seconds=1.0 / SCALE)
+    tokens = StaticTokenProvider({crm_portal.key: scoped})
+    async with CrmClient(
+        tokens, base_url=crm_sandbox.base_url, limits=limits, retry=FAST_RETRY
+    ) as c:
+        crm = c.portal(crm_portal.portal_id)
+        owner = await crm.owner(listed[0]["id"])
+        nobody = await crm.owner("1")
+    assert owner is not None and nobody is None
+    assert (owner["userId"], owner["email"]) == (user["userId"], "ann@summit.example")
+    unscoped = crm_sandbox.issue_token(crm_portal.portal_id, scopes=["oauth"])
+    async with CrmClient(
+        StaticTokenProvider({crm_portal.key: unscoped}),
+        base_url=crm_sandbox.base_url,
+        limits=limits,
+        retry=FAST_RETRY,
+    ) as c:
+        with pytest.raises(CrmAuthError):
+            await c.portal(crm_portal.portal_id).owner(owner["id"])

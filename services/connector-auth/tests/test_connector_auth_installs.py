@@ -72,6 +72,7 @@ async def test_install_stores_encrypted_tokens_sets_the_portal_up_publishes_and_
     # Services cache it for what is left of its life (the CRM's expires_in, less the margin).
     assert answer["expires_in"] > connector.settings.refresh_margin_seconds
     assert set(connector.settings.required_crm_scopes()) <= set(doc["scopes"])
+    assert "crm.objects.owners.read" in doc["scopes"]  # optional, asked for and granted here
     async with httpx.AsyncClient(base_url=crm_sandbox.base_url) as crm:
         props = await crm.get(
             "/crm/v3/properties/deals", headers={"Authorization": f"Bearer {token}"}

@@ -241,8 +241,30 @@ async def test_settings_are_saved_for_one_company(
     )  # fmt: skip
     assert saved.headers["location"] == f"/portals/{PORTAL}/approvals?saved={realm}"
     assert services.posted("/approval-settings") == [
-        {"enabled": True, "approver_owner_id": "900000007", "remind_after_hours": 8.0}
-    ]
+        {"enabled": True, "approver_owner_id": "900000007", "remind_after_hours": 8.0,
+         "approver_only": False}
+    ]  # fmt: skip
+    await browser.post(
+        f"/portals/{PORTAL}/approvals/settings/{realm}",
+        data={"csrf_token": CSRF, "enabled": "on", "approver_only": "on"},
+    )
+    assert services.posted("/approval-settings")[1]["approver_only"] is True
+
+
+@pytest.mark.asyncio
+async def test_a_person_who_is_not_the_approver_is_told_so_on_the_approval(
+    browser: httpx.AsyncClient, services: Services
+) -> None:
+    url = f"/portals/{PORTAL}/approvals/{REQUEST}"
+    services.answers[("POST", f"{url}/approve")] = (403, {
+        "error": "Only the approver, ann@summit.example, may approve or reject this invoice.",
+        "code": "not_the_approver",
+    })  # fmt: skip
+    page = await browser.post(url, data={"csrf_token": CSRF, "action": "approve"})
+    assert page.status_code == 422
+    assert "This company lets only the approver decide. Only the approver, " in page.text
+    assert "ann@summit.example" in page.text
+    assert 'value="approve"' in page.text  # the approval is shown again, still pending
 
 
 @pytest.mark.asyncio

@@ -18,7 +18,7 @@ from dealbooks_contracts import (
     RejectionCode,
 )
 from invoice_builder import approval
-from invoice_builder.approval import ApprovalSettings
+from invoice_builder.approval import ApprovalSettings, Approver
 from invoice_builder.domain import AccountFacts, Rejection
 
 
@@ -153,3 +153,18 @@ def test_an_approval_keeps_the_request_and_announces_itself_with_its_total() -> 
     assert asked.requested_at == datetime(2026, 3, 10, 9, tzinfo=UTC)
     assert (asked.approver_id, asked.crm_task_id) == ("owner-1", "task-1")
     assert approval.task_ids({**doc, "reminder_task_id": "task-2"}) == ["task-1", "task-2"]
+
+
+def test_only_the_approvers_user_may_decide_when_the_company_says_so() -> None:
+    ann = Approver(owner_id="900000001", user_id="101", email="ann@summit.example")
+    assert approval.not_the_approver(False, "900000001", ann, "202") is None  # anyone may
+    assert approval.not_the_approver(True, None, None, "202") is None  # no approver: anyone
+    assert approval.not_the_approver(True, "900000001", ann, "101") is None
+    refused = approval.not_the_approver(True, "900000001", ann, "202")
+    assert refused == "Only the approver, ann@summit.example, may approve or reject this invoice."
+    nameless = Approver(owner_id="900000001", user_id="101", email=None)
+    assert "CRM owner 900000001" in str(approval.not_the_approver(True, "900000001", nameless, ""))
+    gone = approval.not_the_approver(True, "900000001", None, "101")
+    assert gone is not None and "no longer a user of this portal" in gone
+    userless = Approver(owner_id="900000001", user_id=None, email="team@summit.example")
+    assert approval.not_the_approver(True, "900000001", userless, None) is not None

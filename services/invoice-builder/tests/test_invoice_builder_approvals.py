@@ -357,3 +357,45 @@ async def test_a_task_whose_claim_was_left_is_found_on_the_deal_not_made_again(
     assert len(subjects) == 1
     on_deal = await tasks.crm.portal(crm_portal.key).tasks_on("deals", deal_id)
     assert [t.id for t in on_deal] == [made.id]
+
+
+async def test_with_approver_only_on_only_the_approvers_user_decides(
+    builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
+) -> None:
+    company = await advanced_company(builder, qbo_sandbox, crm_portal)
+    deal_id, owner_id = owned_deal(crm_sandbox, crm_portal)
+    owner = crm_sandbox.users(crm_portal.portal_id)[0]
+    portal, realm = crm_portal.key, company.realm_id
+    settings = f"/portals/{portal}/accounts/{realm}/approval-settings"
+    async with builder.wizard(portal, user_id="u-rep") as rep:
+        request_id = await submitted_for_approval(builder, rep, portal, realm, deal_id)
+        saved = await rep.put(settings, json={"enabled": True, "approver_only": True})
+        assert saved.status_code == 200 and saved.json()["approver_only"] is True
+        one = f"/portals/{portal}/approvals/{request_id}"
+        approve = await rep.post(f"{one}/approve")
+        reject = await rep.post(f"{one}/reject", json={"reason": "mine"})
+
+        # Without the owners scope, nobody can be told apart: refused with what to do.
+        builder.crm_tokens.set(
+            portal,
+            crm_sandbox.issue_token(
+                crm_portal.portal_id, scopes=["oauth", "crm.objects.deals.read"]
+            ),
+        )
+        unscoped = await rep.post(f"{one}/approve")
+        builder.crm_tokens.set(portal, crm_portal.access_token)
+    async with builder.wizard(portal, user_id=str(owner["userId"])) as approver:
+        approved = await approver.post(f"{one}/approve")
+    drafted = await status_of(builder, request_id, "drafted")
+
+    for refused in (approve, reject):
+        assert refused.status_code == 403, refused.text
+        assert refused.json() == {
+            "error": f"Only the approver, {owner['email']}, may approve or reject this invoice.",
+            "code": "not_the_approver",
+        }
+    assert unscoped.status_code == 403 and "crm.objects.owners.read" in unscoped.json()["error"]
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["decided_by"] == str(owner["userId"])
+    assert approved.json()["approver_id"] == owner_id
+    assert drafted["status"] == "drafted"

@@ -685,6 +685,16 @@ class PortalCrm:
             ObjectTypes.TASKS, properties, associations=associations, replay_safe=False
         )
 
+    async def owner(self, owner_id: str) -> dict[str, Any] | None:
+        """One owner of the portal (`id`, `email`, `userId`, ...), or None when the portal has
+        no such owner. Needs `crm.objects.owners.read` (CrmAuthError without it)."""
+        try:
+            response = await self._call("GET", f"{self._paths.owners()}/{owner_id}")
+        except CrmNotFound:
+            return None
+        found: dict[str, Any] = response.json()
+        return found
+
     async def complete_task(self, task_id: str) -> CrmObject:
         """Mark a task done (HubSpot stamps its completion date)."""
         return await self.update(ObjectTypes.TASKS, task_id, {"hs_task_status": "COMPLETED"})

@@ -33,6 +33,12 @@ class ApiPaths:
             return f"/crm/v4/associations/{from_type}/{to_type}"
         return f"/crm/associations/{self.style}/{from_type}/{to_type}"
 
+    def owners(self) -> str:
+        """The portal's owners (read only; `crm.objects.owners.read`)."""
+        if self.style == "v3":
+            return "/crm/v3/owners"
+        return f"/crm/owners/{self.style}"
+
     def timeline(self) -> str:
         # The legacy timeline API has no date-versioned form: /integrators/timeline/2026-03
         # is the app events API.

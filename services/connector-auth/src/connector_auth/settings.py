@@ -33,6 +33,7 @@ REQUIRED_CRM_SCOPES = (
     "e-commerce",
     "timeline",
 )
+OPTIONAL_CRM_SCOPES = ("crm.objects.owners.read",)
 
 
 class ConnectorAuthSettings(KitSettings, ApiSettings):
@@ -80,7 +81,9 @@ class ConnectorAuthSettings(KitSettings, ApiSettings):
     crm_oauth_url: str = "https://app.hubspot.com"
     crm_redirect_uri: str = "http://127.0.0.1:8010/oauth/crm/callback"
     crm_scopes: str = " ".join(REQUIRED_CRM_SCOPES)
-    crm_optional_scopes: str = ""
+    # Asked for, not required: reading owners lets approval be limited to the approver
+    # (QuickBooks Online Advanced); without it everything else works.
+    crm_optional_scopes: str = " ".join(OPTIONAL_CRM_SCOPES)
     # Where the browser goes after install or sign-in (empty: a small page of our own).
     console_url: str = ""
 

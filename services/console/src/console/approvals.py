@@ -99,6 +99,7 @@ class ApprovalPages:
             "enabled": form.get("enabled") == "on",
             "approver_owner_id": str(form.get("approver_owner_id") or "").strip() or None,
             "remind_after_hours": float(hours) if hours is not None and hours > 0 else None,
+            "approver_only": form.get("approver_only") == "on",
         }
         status, _, _ = await self.backend.call(
             person,
@@ -158,8 +159,11 @@ class ApprovalPages:
         else:
             return RedirectResponse(base, 303)
         status, answer, _ = await self.backend.call(
-            person, BUILDER, "POST", path, json=body, ok=(409, 422)
+            person, BUILDER, "POST", path, json=body, ok=(403, 409, 422)
         )
+        if status == 403:
+            said = str((answer or {}).get("error") or "")
+            return self._again(request, found, values, "approvals.not_approver", said)
         if status == 422:
             problem = (answer or {}).get("problem") or {"code": "other", "message": ""}
             return self.pages.render(

@@ -86,6 +86,7 @@ class ReminderPages:
         if accounts and account is None:
             raise Refused(404, "errors.not_found")
         found: dict[str, Any] = {}
+        listed: dict[str, Any] = {}
         tasks: list[dict[str, Any]] = []
         if account is not None:
             base = f"/portals/{portal}/accounts/{realm}/reminders"

@@ -50,13 +50,44 @@ NOT_ADVANCED = "NOT_ADVANCED"
 @dataclass(frozen=True)
 class ApprovalSettings:
     """A company's approval settings. `approver_owner_id` is the CRM owner the approval task
-    is assigned to (None: the deal's owner); `remind_after_hours` None sends no reminder."""
+    is assigned to (None: the deal's owner); `remind_after_hours` None sends no reminder;
+    `approver_only`: only the CRM user behind the approval's approver may decide it (else
+    anyone signed in for the portal)."""
 
     realm_id: str
     portal_id: str
     enabled: bool = False
     approver_owner_id: str | None = None
     remind_after_hours: float | None = DEFAULT_REMIND_AFTER_HOURS
+    approver_only: bool = False
+
+
+@dataclass(frozen=True)
+class Approver:
+    """The CRM user behind an approval's approver (a CRM owner)."""
+
+    owner_id: str
+    user_id: str | None
+    email: str | None
+
+
+def not_the_approver(
+    approver_only: bool, approver_id: str | None, approver: Approver | None, by: str | None
+) -> str | None:
+    """Why the person `by` (a CRM user id) may not decide an approval; None when they may.
+    With `approver_only` off, or no approver (the deal had no owner), anyone of the portal
+    may."""
+    if not approver_only or not approver_id:
+        return None
+    if approver is None:
+        return (
+            f"The approver (CRM owner {approver_id}) is no longer a user of this portal. "
+            "Choose another approver in the approval settings, or let anyone approve."
+        )
+    if approver.user_id is not None and approver.user_id == by:
+        return None
+    who = approver.email or f"CRM owner {approver_id}"
+    return f"Only the approver, {who}, may approve or reject this invoice."
 
 
 def settings_problem(enabled: bool, account: AccountFacts) -> str | None:

@@ -28,7 +28,7 @@ from dealbooks_kit import (
 )
 
 from invoice_builder import approval
-from invoice_builder.crm_reads import CrmReads
+from invoice_builder.crm_reads import CrmReads, OwnersUnreadable
 from invoice_builder.crm_tasks import CrmTasks
 from invoice_builder.customers import Customers
 from invoice_builder.deps import SOURCE, Deps, refused
@@ -44,6 +44,7 @@ class DecidedState(StrEnum):
     ALREADY = "already"  # decided the same way before (a second click, a retry)
     CONFLICT = "conflict"  # decided the other way before
     INVALID = "invalid"  # what was sent cannot be approved or rejected as it is
+    FORBIDDEN = "forbidden"  # only the approver may decide, and this is someone else
     UNKNOWN = "unknown"  # no such approval in the portal
 
 
@@ -54,6 +55,7 @@ class Decided:
     state: DecidedState
     approval: dict[str, Any] | None = None
     problem: Rejection | None = None
+    refusal: str | None = None  # why this person may not decide (FORBIDDEN)
 
 
 def _settled(doc: dict[str, Any], decision: ApprovalDecision) -> Decided:
@@ -147,6 +149,18 @@ class Approvals:
             approval.approval_doc(portal_id, request, account, customer_name, approver, task_id),
         )
 
+    async def _not_the_approver(self, doc: dict[str, Any], by: str | None) -> str | None:
+        """Why `by` may not decide this approval (its company lets only the approver)."""
+        settings = await self.deps.store.approval_settings(str(doc["realm_id"]))
+        approver_id = doc.get("approver_id")
+        if settings is None or not settings.approver_only or not approver_id:
+            return None
+        try:
+            found = await self.crm_reads.approver(str(doc["portal_id"]), str(approver_id))
+        except OwnersUnreadable as exc:
+            return str(exc)
+        return approval.not_the_approver(True, str(approver_id), found, by)
+
     async def decide(
         self,
         portal_id: str,
@@ -169,6 +183,9 @@ class Approvals:
             return Decided(DecidedState.UNKNOWN)
         if doc["status"] != approval.PENDING:
             return _settled(doc, decision)
+        refusal = await self._not_the_approver(doc, by)
+        if refusal is not None:
+            return Decided(DecidedState.FORBIDDEN, doc, refusal=refusal)
         request = InvoiceRequested.model_validate(doc["request"])
         approved = decision is ApprovalDecision.APPROVED
         account = await store.account(str(doc["realm_id"])) if approved else None

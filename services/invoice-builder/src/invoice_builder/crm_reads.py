@@ -9,15 +9,20 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from dealbooks_contracts import RejectionCode
-from dealbooks_crm import CrmClient, CrmNotFound, CrmObject
+from dealbooks_crm import CrmAuthError, CrmClient, CrmNotFound, CrmObject
 from dealbooks_kit import Failure
 
+from invoice_builder.approval import Approver
 from invoice_builder.deps import refused
 from invoice_builder.domain import CrmLineItem, CrmParty, QuoteFacts, Rejection
 
 _QUOTE_FACTS = ["hs_status", "hs_expiration_date", "hs_title", "hs_currency"]
 # How many of a deal's quotes the wizard offers.
 QUOTES_SHOWN = 20
+
+
+class OwnersUnreadable(Exception):
+    """The CRM refuses to say who an owner is (a missing scope); the message says what to do."""
 
 
 @dataclass
@@ -85,6 +90,24 @@ class CrmReads:
             crm_contact_id=contact.id if contact else None,
             crm_company_id=company.id if company else None,
         )
+
+    async def approver(self, portal_id: str, owner_id: str) -> Approver | None:
+        """The CRM user behind an owner (None: the portal has no such owner). Reading owners
+        needs `crm.objects.owners.read`; without it this refuses with what to do."""
+        try:
+            owner = await self.crm.portal(portal_id).owner(owner_id)
+        except CrmAuthError as exc:
+            if exc.expired:
+                raise
+            raise OwnersUnreadable(
+                "dealbooks cannot read the CRM's owners: the app's install lacks "
+                "crm.objects.owners.read. Install the app again to grant it, or let anyone "
+                "approve in the approval settings."
+            ) from exc
+        if owner is None:
+            return None
+        user = owner.get("userId")
+        return Approver(owner_id, str(user) if user is not None else None, owner.get("email"))
 
     async def deal_owner(self, portal_id: str, deal_id: str) -> str | None:
         """The deal's owner (its `hubspot_owner_id`), who approves when no approver is set."""

@@ -388,6 +388,7 @@ class Store:
             enabled=bool(doc.get("enabled")),
             approver_owner_id=doc.get("approver_owner_id"),
             remind_after_hours=doc.get("remind_after_hours"),
+            approver_only=bool(doc.get("approver_only")),
         )
 
     async def save_approval_settings(self, settings: ApprovalSettings, by: str | None) -> None:
@@ -399,6 +400,7 @@ class Store:
                     "enabled": settings.enabled,
                     "approver_owner_id": settings.approver_owner_id,
                     "remind_after_hours": settings.remind_after_hours,
+                    "approver_only": settings.approver_only,
                     "updated_by": by,
                     "updated_at": _now(),
                 }

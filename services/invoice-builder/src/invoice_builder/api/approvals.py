@@ -65,6 +65,11 @@ class ApprovalSettingsBody(BaseModel):
         le=approval.MAX_REMIND_AFTER_HOURS,
         description="Remind the approver once after this long; none: no reminder.",
     )
+    approver_only: bool = Field(
+        default=False,
+        description="Only the CRM user behind the approver may approve or reject (needs the "
+        "crm.objects.owners.read scope); else anyone signed in for the portal.",
+    )
 
 
 class ApprovalSettingsAnswer(BaseModel):
@@ -79,6 +84,7 @@ class ApprovalSettingsAnswer(BaseModel):
     active: bool
     approver_owner_id: str | None
     remind_after_hours: float | None
+    approver_only: bool
 
 
 class ApproveBody(BaseModel):
@@ -130,7 +136,8 @@ class ApprovalsAnswer(BaseModel):
 
 class Refusal(BaseModel):
     """Why the call was refused, in a sentence (`code`: NOT_ADVANCED for a company whose
-    edition has no approval)."""
+    edition has no approval; not_the_approver for a decision by someone else than the
+    approver, where the company allows only the approver)."""
 
     error: str
     code: str | None = None
@@ -216,6 +223,7 @@ def _settings_view(
         "active": approval.holds_for_approval(settings, company),
         "approver_owner_id": settings.approver_owner_id,
         "remind_after_hours": settings.remind_after_hours,
+        "approver_only": settings.approver_only,
     }
 
 
@@ -251,6 +259,7 @@ async def put_settings(request: Request) -> Response:
         enabled=body.enabled,
         approver_owner_id=(body.approver_owner_id or "").strip() or None,
         remind_after_hours=body.remind_after_hours,
+        approver_only=body.approver_only,
     )
     svc = service(request)
     await svc.store.save_approval_settings(settings, _caller(request).user_id)
@@ -313,6 +322,8 @@ def _answer(decided: Decided) -> Response:
     if decided.state is DecidedState.INVALID:
         assert decided.problem is not None
         return JSONResponse({"problem": rejection_view(decided.problem)}, status_code=422)
+    if decided.state is DecidedState.FORBIDDEN:
+        return error(403, decided.refusal or "not the approver", code="not_the_approver")
     if decided.state is DecidedState.CONFLICT:
         return error(409, f"this approval was {view['status']} already", approval=view)
     return JSONResponse({**view, "already_decided": decided.state is DecidedState.ALREADY})
@@ -322,6 +333,7 @@ def _answer(decided: Decided) -> Response:
 DECISION_ANSWERS: dict[int, type[BaseModel] | None] = {
     200: ApprovalAnswer,
     400: Refusal,
+    403: Refusal,
     404: Refusal,
     409: Refusal,
     422: ProblemAnswer,
