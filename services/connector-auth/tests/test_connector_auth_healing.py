@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from connector_auth.app import build_service
 from connector_auth.store import account_key
-from dealbooks_infra.testing import eventually
+from dealbooks_infra.testing import with_webhook_dropped
 from pymongo import AsyncMongoClient
 
 pytestmark = pytest.mark.integration
@@ -28,23 +28,9 @@ async def preferences_changed_with_webhook_dropped(
     qbo_sandbox: Any, realm: str, **prefs: Any
 ) -> None:
     """A person changes the company's preferences while the sandbox drops the webhook."""
-    endpoint = qbo_sandbox.add_webhook(
-        "http://127.0.0.1:9/never-reached", "verifier-heal", "legacy", realms=[realm]
+    await with_webhook_dropped(
+        qbo_sandbox, realm, lambda: qbo_sandbox.set_preferences(realm, **prefs)
     )
-    qbo_sandbox.inject(drop_webhooks=1)
-    try:
-        qbo_sandbox.set_preferences(realm, **prefs)
-
-        async def dropped() -> bool:
-            return any(
-                d.get("dropped") and d.get("endpoint_id") == endpoint["endpoint_id"]
-                for d in qbo_sandbox.deliveries()
-            )
-
-        await eventually(dropped)
-    finally:
-        qbo_sandbox.clear_faults()
-        qbo_sandbox.remove_webhook(endpoint["endpoint_id"])
 
 
 async def test_preferences_change_with_its_webhook_dropped_reaches_the_facts_at_the_next_pass(

@@ -11,15 +11,12 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from console.app import build_app
 from console.approvals import edited_lines
-from console.settings import ConsoleSettings
 from starlette.datastructures import FormData
 
 PORTAL = "62515"
-REQUEST = "0b9e7c1e-0000-4000-8000-000000000001"
-COOKIE = "dbs1.k.claims.mac"
 CSRF = "csrf-token-1"
+REQUEST = "0b9e7c1e-0000-4000-8000-000000000001"
 LINES = [
     {"qbo_item_id": "1", "quantity": "8", "unit_price": {"amount": "205", "currency": "USD"},
      "description": "Expedition tent", "tax_code_id": None, "crm_line_item_id": None,
@@ -127,18 +124,8 @@ def services() -> Services:
 
 
 @pytest_asyncio.fixture
-async def browser(services: Services) -> AsyncIterator[httpx.AsyncClient]:
-    settings = ConsoleSettings(
-        connector_auth_url="http://auth", invoice_builder_url="http://builder"
-    )
-    backend_http = httpx.AsyncClient(transport=httpx.MockTransport(services))
-    app = build_app(settings, http=backend_http)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app),
-        base_url="http://console",
-        cookies={"dealbooks_session": COOKIE},
-        headers={"accept": "text/html"},
-    ) as client:
+async def browser(services: Services, signed_in: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with signed_in(services) as client:
         yield client
 
 

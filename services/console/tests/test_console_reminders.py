@@ -13,16 +13,13 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from console.app import build_app
 from console.reminders import BadDays, days_of, workflow_change
-from console.settings import ConsoleSettings
 from starlette.datastructures import FormData
 
 PORTAL = "62515"
+CSRF = "csrf-token-1"
 ADVANCED = "9341455731187204"
 PLUS = "9341455322581846"
-COOKIE = "dbs1.k.claims.mac"
-CSRF = "csrf-token-1"
 
 
 def workflow(name: str, **extra: Any) -> dict[str, Any]:
@@ -98,19 +95,8 @@ def services() -> Services:
 
 
 @pytest_asyncio.fixture
-async def browser(services: Services) -> AsyncIterator[httpx.AsyncClient]:
-    settings = ConsoleSettings(
-        connector_auth_url="http://auth",
-        invoice_builder_url="http://builder",
-        reminders_url="http://reminders",
-    )
-    app = build_app(settings, http=httpx.AsyncClient(transport=httpx.MockTransport(services)))
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app),
-        base_url="http://console",
-        cookies={"dealbooks_session": COOKIE},
-        headers={"accept": "text/html"},
-    ) as client:
+async def browser(services: Services, signed_in: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with signed_in(services, reminders_url="http://reminders") as client:
         yield client
 
 

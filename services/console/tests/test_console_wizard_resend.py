@@ -14,15 +14,12 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from console.app import build_app
-from console.settings import ConsoleSettings
 
 PORTAL = "62515"
+CSRF = "csrf-token-1"
 REALM = "9341455731187204"
 DEAL = "1203"
 REQUEST = "5d0c7c1e-0000-4000-8000-000000000007"
-COOKIE = "dbs1.k.claims.mac"
-CSRF = "csrf-token-1"
 BASE = f"/portals/{PORTAL}/accounts/{REALM}"
 SUBMIT = f"/portals/{PORTAL}/deals/{DEAL}/invoices/new/review"
 FORM = {
@@ -90,20 +87,12 @@ def builder() -> Builder:
 
 
 @pytest_asyncio.fixture
-async def browser(builder: Builder) -> AsyncIterator[httpx.AsyncClient]:
-    settings = ConsoleSettings(
-        connector_auth_url="http://auth",
-        invoice_builder_url="http://builder",
+async def browser(builder: Builder, signed_in: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with signed_in(
+        builder,
         resend_patience_seconds=2.0,
         resend_wait_seconds=4,
         resend_automatic_attempts=3,
-    )
-    app = build_app(settings, http=httpx.AsyncClient(transport=httpx.MockTransport(builder)))
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app),
-        base_url="http://console",
-        cookies={"dealbooks_session": COOKIE},
-        headers={"accept": "text/html"},
     ) as client:
         yield client
 

@@ -26,7 +26,13 @@ from dealbooks_sync.mapping_sets import MappingSets
 from dealbooks_sync.parts import SyncParts
 from starlette.applications import Starlette
 
-from dealbooks_infra.testing import account_connected, envelope_of, eventually, watching
+from dealbooks_infra.testing import (
+    account_connected,
+    envelope_of,
+    eventually,
+    watching,
+    with_webhook_dropped,
+)
 
 # The CRM sandbox fixture runs its ten-second window 50x faster.
 CRM_WINDOW = 0.2
@@ -60,23 +66,9 @@ async def created_with_webhook_dropped(
 ) -> dict[str, Any]:
     """A record a person creates in QuickBooks while the sandbox drops its webhook (what the
     sync services' reconciliation pass heals)."""
-    endpoint = qbo_sandbox.add_webhook(
-        "http://127.0.0.1:9/never-reached", "verifier-heal", "legacy", realms=[realm]
+    created: dict[str, Any] = await with_webhook_dropped(
+        qbo_sandbox, realm, lambda: qbo_sandbox.user_creates(realm, kind, body)
     )
-    qbo_sandbox.inject(drop_webhooks=1)
-    try:
-        created: dict[str, Any] = qbo_sandbox.user_creates(realm, kind, body)
-
-        async def dropped() -> bool:
-            return any(
-                d.get("dropped") and d.get("endpoint_id") == endpoint["endpoint_id"]
-                for d in qbo_sandbox.deliveries()
-            )
-
-        await eventually(dropped)
-    finally:
-        qbo_sandbox.clear_faults()
-        qbo_sandbox.remove_webhook(endpoint["endpoint_id"])
     return created
 
 

@@ -111,6 +111,29 @@ def eventually_sync(
         time.sleep(interval)
 
 
+async def with_webhook_dropped(qbo_sandbox: Any, realm: str, act: Callable[[], T]) -> T:
+    """`act()`, a person's change in QuickBooks, while the QBO sandbox drops the webhook it
+    fires (what a healing pass must find); returns what `act` returned once the drop is seen."""
+    endpoint = qbo_sandbox.add_webhook(
+        "http://127.0.0.1:9/never-reached", "verifier-heal", "legacy", realms=[realm]
+    )
+    qbo_sandbox.inject(drop_webhooks=1)
+    try:
+        done = act()
+
+        async def dropped() -> bool:
+            return any(
+                d.get("dropped") and d.get("endpoint_id") == endpoint["endpoint_id"]
+                for d in qbo_sandbox.deliveries()
+            )
+
+        await eventually(dropped)
+    finally:
+        qbo_sandbox.clear_faults()
+        qbo_sandbox.remove_webhook(endpoint["endpoint_id"])
+    return done
+
+
 def _from_start(bootstrap: str, topics: Sequence[str]) -> AIOKafkaConsumer:
     # No group: nothing is committed, so every reader sees the topic from its first record.
     return AIOKafkaConsumer(
