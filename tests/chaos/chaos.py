@@ -192,11 +192,12 @@ async def settle_and_check(
     records = await Records.read(client, ledger)
     before = Checks(ledger, load, records).synced_match()
     for stale in (text for inv in before for text in inv.failures[:5]):
-        figures.notes.append(f"stale before the settle backfill: {stale}")
+        figures.notes.append(f"stale before the settle passes and backfill: {stale}")
     deliveries = await client.json("GET", f"{client.qbo_ctl}/webhooks/deliveries")
     webhooks_carried, dropped = sync_without_backfill(
         before, records, ledger.sync_realm, deliveries
     )
+    await settler.sync_passes()
     await settler.backfills()
     await settler.quiet()
     invariants: list[Invariant] = []
@@ -226,7 +227,7 @@ async def settle_and_check(
         )
     extra["dead letters on Kafka (all .dlq topics)"] = dead
     extra["records not yet consumed at the check"] = lag
-    extra["synced records stale before the settle backfill"] = (
+    extra["synced records stale before the settle passes and backfill"] = (
         f"{sum(len(i.failures) for i in before)} ({dropped} whose last change's webhook "
         "QuickBooks dropped)"
     )

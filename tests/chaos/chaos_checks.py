@@ -1,9 +1,10 @@
 """Settling after a chaos run, and the invariants, read from the sandboxes' own records.
 
 Settle: faults cleared, every webhook delivered, every accepted request decided, the
-reconciliation sweep (status-tracker's operator route) and the overdue clock run, a backfill of
-contacts and products (the documented remedy for a QuickBooks change whose webhook was lost),
-and every consumer group caught up on Kafka. Each wait is bounded.
+reconciliation sweep (status-tracker's operator route) and the overdue clock run, contact-sync's
+and product-sync's reconciliation passes and a backfill of contacts and products (the remedies
+for a QuickBooks change whose webhook was lost), and every consumer group caught up on Kafka.
+Each wait is bounded.
 
 The invariants compare what the driver did (the ledger) with what QuickBooks and the CRM hold,
 read through their control APIs (QuickBooks' records through its query API, with a token the
@@ -173,6 +174,17 @@ class Settler:
         found = await self.c.json("POST", f"{tracker}/sweeps/reconcile", operator=True)
         self.figures.settle["changes the reconciliation pass found"] += found["changes"]
         await self.c.call("POST", f"{tracker}/sweeps/overdue", operator=True)
+
+    async def sync_passes(self) -> None:
+        """contact-sync's and product-sync's reconciliation passes (their operator route):
+        what a dropped webhook left behind, an inactivation included, which a backfill cannot
+        see (a query answers active records only)."""
+        for service in ("contact-sync", "product-sync"):
+            url = f"{self.c.t.url(service)}/sweeps/reconcile"
+            found = await self.c.json("POST", url, operator=True)
+            self.figures.settle[f"changes the {service} reconciliation pass found"] += found[
+                "changes"
+            ]
 
     async def backfills(self) -> None:
         for service in ("contact-sync", "product-sync"):

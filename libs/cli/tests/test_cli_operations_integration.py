@@ -100,6 +100,47 @@ def test_the_reminders_pass_is_run_on_the_reminders_service(tmp_path: Path) -> N
     assert calls == [("/sweeps/reminders", {"realm_id": "r-7"})]
 
 
+def test_a_sync_reconciliation_is_run_on_the_sync_service_of_its_kind(tmp_path: Path) -> None:
+    calls: list[tuple[str, str, dict[str, str]]] = []
+
+    def service(name: str) -> Starlette:
+        async def run_pass(request: Request) -> Any:
+            if request.headers.get("authorization") != "Bearer op-1":
+                return JSONResponse({"error": "operator only"}, status_code=403)
+            calls.append((name, request.url.path, dict(request.query_params)))
+            failed = {"r-9": "disconnected"} if name == "product-sync" else {}
+            return JSONResponse({"changes": 2, "failed_realms": failed})
+
+        async def ready(request: Request) -> PlainTextResponse:
+            return PlainTextResponse("ok")
+
+        return Starlette(
+            routes=[Route("/sweeps/reconcile", run_pass, methods=["POST"]), Route("/readyz", ready)]
+        )
+
+    contacts, products = testing.free_port(), testing.free_port()
+    with (
+        testing.ServedApp(service("contact-sync"), contacts, "contact-sync"),
+        testing.ServedApp(service("product-sync"), products, "product-sync"),
+    ):
+        env = {
+            "DEALBOOKS_ROOT": str(tmp_path),
+            "CONTACT_SYNC_URL": f"http://127.0.0.1:{contacts}",
+            "PRODUCT_SYNC_URL": f"http://127.0.0.1:{products}",
+            "DEALBOOKS_OPERATOR_CREDENTIALS": "op-1",
+        }
+        runner = CliRunner()
+        one = runner.invoke(app, ["sweep", "sync", "contacts", "--realm", "r-7", "--json"], env=env)
+        every = runner.invoke(app, ["sweep", "sync", "products"], env=env)
+    assert one.exit_code == 0, one.stderr
+    assert json.loads(one.stdout) == {"changes": 2, "failed_realms": {}}
+    assert every.exit_code == 1 and "r-9" in every.stdout  # a company it could not reconcile
+    assert calls == [
+        ("contact-sync", "/sweeps/reconcile", {"realm_id": "r-7"}),
+        ("product-sync", "/sweeps/reconcile", {}),
+    ]
+
+
 @pytest.mark.integration
 def test_accounts_are_listed_per_portal_with_their_state_and_never_their_tokens(
     mongo_uri: str, namespace: str, tmp_path: Path

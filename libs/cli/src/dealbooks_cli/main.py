@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -35,7 +36,11 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 dlq = typer.Typer(help="Dead letters: list, show, replay.", no_args_is_help=True)
-sweep = typer.Typer(help="status-tracker's sweeps.", no_args_is_help=True)
+sweep = typer.Typer(
+    help="Passes run now: status-tracker's overdue clock, the reminder workflows, a sync "
+    "service's reconciliation.",
+    no_args_is_help=True,
+)
 accounts = typer.Typer(help="Connected QuickBooks companies.", no_args_is_help=True)
 app.add_typer(dlq, name="dlq")
 app.add_typer(sweep, name="sweep")
@@ -405,6 +410,31 @@ def sweep_reminders(
     params = {"realm_id": realm} if realm else None
     answer = _run(
         lambda stack: operations.sweep(stack, "/sweeps/reminders", params, service="reminders")
+    )
+    _sweep_answer(answer, json)
+
+
+class SyncKind(StrEnum):
+    contacts = "contacts"
+    products = "products"
+
+
+@sweep.command("sync")
+def sweep_sync(
+    kind: Annotated[SyncKind, typer.Argument(help="contacts (contact-sync) or products.")],
+    realm: Annotated[
+        str | None, typer.Option("--realm", help="Only this QuickBooks company.")
+    ] = None,
+    json: Json = False,
+) -> None:
+    """Run a sync service's reconciliation pass now (POST /sweeps/reconcile): every change of
+    QuickBooks customers or items since its watermark goes through, an inactivation whose
+    webhook was lost included (a backfill sees active records only). Exits 1 when companies
+    failed."""
+    params = {"realm_id": realm} if realm else None
+    service = {SyncKind.contacts: "contact-sync", SyncKind.products: "product-sync"}[kind]
+    answer = _run(
+        lambda stack: operations.sweep(stack, "/sweeps/reconcile", params, service=service)
     )
     _sweep_answer(answer, json)
 

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
 
 from dealbooks_sync.backfill import Backfill, BackfillRefused
+from dealbooks_sync.healing import Reconciliation
 from dealbooks_sync.runs import BackfillBusy, Caps, public
 
 BASE = "/portals/{portal_id}/accounts/{realm}/backfill"
@@ -225,11 +226,26 @@ async def cancel(request: Request) -> JSONResponse:
     return JSONResponse(run)
 
 
-def backfill_api(backfill: Backfill, guard: Guard, *more: BaseRoute) -> Starlette:
+class ReconcileAnswer(BaseModel):
+    """What a reconciliation pass did: the changes it put through, and the accounts it could
+    not reconcile (with why) when it ran for every account."""
+
+    changes: int
+    failed_realms: dict[str, str] = Field(default_factory=dict)
+
+
+def backfill_api(
+    backfill: Backfill,
+    guard: Guard,
+    *more: BaseRoute,
+    reconciliation: Reconciliation | None = None,
+) -> Starlette:
     """`POST {BASE}` (start or plan), `GET {BASE}` (latest run), `GET {BASE}/{run_id}`,
     `POST {BASE}/resume` and `POST {BASE}/cancel`, for an operator or a grant for the portal,
-    over `backfill`; and the service's `more` routes after them (made by `guard`)."""
+    over `backfill`; with `reconciliation`, `POST /sweeps/reconcile` for an operator; and the
+    service's `more` routes after them (made by `guard`)."""
     who = (Access.OPERATOR, Access.PORTAL)
+    sweeps = [guard.route("/sweeps/reconcile", reconcile, ["POST"], Access.OPERATOR)]
     api = guard.api(
         [
             guard.route(BASE, start, ["POST"], *who),
@@ -237,8 +253,23 @@ def backfill_api(backfill: Backfill, guard: Guard, *more: BaseRoute) -> Starlett
             guard.route(BASE + "/resume", resume, ["POST"], *who),
             guard.route(BASE + "/cancel", cancel, ["POST"], *who),
             guard.route(BASE + "/{run_id}", status, ["GET"], *who),
+            *(sweeps if reconciliation is not None else []),
             *more,
         ]
     )
     api.state.backfill = backfill
+    api.state.reconciliation = reconciliation
     return api
+
+
+@describe(answers={200: ReconcileAnswer})
+async def reconcile(request: Request) -> JSONResponse:
+    """Run the reconciliation pass now (the CDC pass the service also runs on its own): one
+    account (`?realm_id=`) or every account with sync on. A QuickBooks change whose webhook
+    was lost, an inactivation included, reaches the CRM."""
+    reconciliation: Reconciliation = request.app.state.reconciliation
+    realm = request.query_params.get("realm_id")
+    if realm:
+        return JSONResponse({"changes": await reconciliation.reconcile(realm)})
+    passed = await reconciliation.reconcile_all()
+    return JSONResponse({"changes": passed.done, "failed_realms": passed.failed})

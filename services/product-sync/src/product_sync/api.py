@@ -1,5 +1,6 @@
 """Routes of product-sync. Backfilling the items of an account (see `dealbooks_sync.api`);
-an operator reads what was done to an item in `GET /operator/audit/item/{realm}:{id}`."""
+an operator runs the reconciliation pass now in `POST /sweeps/reconcile` and reads what was
+done to an item in `GET /operator/audit/item/{realm}:{id}`."""
 
 from __future__ import annotations
 
@@ -10,4 +11,9 @@ from starlette.applications import Starlette
 
 
 def routes(sync: SyncParts, guard: Guard) -> Starlette:
-    return backfill_api(sync.backfill, guard, *audit_routes(guard, sync.runtime.use_audit()))
+    return backfill_api(
+        sync.backfill,
+        guard,
+        *audit_routes(guard, sync.runtime.use_audit()),
+        reconciliation=sync.reconciliation,
+    )
