@@ -537,6 +537,11 @@ def test_every_page_reads_in_dutch_and_at_360_pixels(browser: Any, person: Pages
     person.check("rules-nl-360")
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 360, f"the page scrolls sideways at 360 px ({width})"
+    for name in ("approvals", "reminders"):
+        person.goto(f"/portals/{PORTAL_ID}/{name}")
+        person.check(f"{name}-nl-360")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 360, f"{name} scrolls sideways at 360 px ({width})"
     person.goto(f"/portals/{PORTAL_ID}/accounts?lang=en")
     page.set_viewport_size({"width": 1280, "height": 900})
 

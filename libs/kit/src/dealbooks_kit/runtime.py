@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dealbooks_contracts import REGISTRY, Envelope, EventPayload
+from dealbooks_crm import CrmLimits
+from dealbooks_http import TokenProvider
 from faststream.asgi import AsgiFastStream, AsgiResponse, AsyncAPIRoute, get
 from faststream.asgi.types import ASGIApp, Receive, Scope, Send
 from faststream.kafka import KafkaBroker
@@ -20,7 +22,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from dealbooks_kit import metrics
-from dealbooks_kit.access import ApiAccessSettings
+from dealbooks_kit.access import ApiAccessSettings, ApiClients, api_clients
 from dealbooks_kit.audit import AUDIT_INDEXES, Audit
 from dealbooks_kit.budgets import SharedBudgets
 from dealbooks_kit.consumer import (
@@ -200,6 +202,29 @@ class ServiceRuntime:
             self._budgets = SharedBudgets(self.mongo[settings.api_budget_database])
             self.every("budget-cleanup", 3600.0, self._budgets.forget_idle)
         return self._budgets
+
+    def api_clients(
+        self,
+        portal_of: Callable[[str], Awaitable[str | None]],
+        *,
+        qbo_tokens: TokenProvider | None = None,
+        crm_tokens: TokenProvider | None = None,
+        crm_limits: CrmLimits | None = None,
+    ) -> ApiClients:
+        """This process's QuickBooks and CRM clients (`dealbooks_kit.api_clients`) on its own
+        settings, inside the budgets it shares with every other service and replica
+        (`api_budgets`). Tests may inject token providers."""
+        settings = self.settings
+        if not isinstance(settings, ApiAccessSettings):
+            raise TypeError(f"settings with API access, not {type(settings).__name__}")
+        return api_clients(
+            settings,
+            portal_of,
+            qbo_tokens=qbo_tokens,
+            crm_tokens=crm_tokens,
+            crm_limits=crm_limits,
+            budgets=self.api_budgets(settings),
+        )
 
     def use_outbox(self, *collections: str, reread: bool = False) -> Outbox:
         """Relay the outbox of documents in `collections`, periodically while running.

@@ -61,11 +61,7 @@ class SyncParts:
         if not isinstance(settings, SyncServiceSettings):
             raise TypeError(f"a sync service's settings, not {type(settings).__name__}")
         clients = sync_clients(
-            settings,
-            MappingSets(runtime.db).portal_of,
-            qbo_tokens=qbo_tokens,
-            crm_tokens=crm_tokens,
-            budgets=runtime.api_budgets(settings),
+            runtime, MappingSets(runtime.db).portal_of, qbo_tokens=qbo_tokens, crm_tokens=crm_tokens
         )
         source, audit = settings.service_name, runtime.use_audit()
         deps = SyncDeps(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from dealbooks_crm import CrmLimits
-from dealbooks_http import BudgetSource, TokenProvider
-from dealbooks_kit import ApiAccessSettings, ApiClients, KitSettings, api_clients
+from dealbooks_http import TokenProvider
+from dealbooks_kit import ApiAccessSettings, ApiClients, KitSettings, ServiceRuntime
 from pydantic import Field
 
 
@@ -29,20 +29,20 @@ class SyncServiceSettings(KitSettings, ApiAccessSettings):
 
 
 def sync_clients(
-    settings: SyncServiceSettings,
+    runtime: ServiceRuntime,
     portal_of: Callable[[str], Awaitable[str | None]],
     *,
     qbo_tokens: TokenProvider | None = None,
     crm_tokens: TokenProvider | None = None,
-    budgets: BudgetSource | None = None,
 ) -> ApiClients:
-    """The QBO and CRM clients of a sync service (see `dealbooks_kit.api_clients`), the CRM
-    client inside the portal's ten-second budget (shared through `budgets` when given)."""
-    return api_clients(
-        settings,
+    """The QBO and CRM clients of a sync service (`ServiceRuntime.api_clients`), the CRM
+    client inside the portal's ten-second budget, as its settings scale it."""
+    settings = runtime.settings
+    if not isinstance(settings, SyncServiceSettings):
+        raise TypeError(f"a sync service's settings, not {type(settings).__name__}")
+    return runtime.api_clients(
         portal_of,
         qbo_tokens=qbo_tokens,
         crm_tokens=crm_tokens,
         crm_limits=CrmLimits(window_seconds=settings.crm_window_seconds),
-        budgets=budgets,
     )

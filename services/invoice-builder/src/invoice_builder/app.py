@@ -22,7 +22,6 @@ from dealbooks_kit import (
     Origin,
     ServiceApp,
     ServiceRuntime,
-    api_clients,
 )
 
 from invoice_builder.api import build_api
@@ -42,12 +41,8 @@ def build_service(
     tests may inject providers instead."""
     runtime = ServiceRuntime(settings, indexes=INDEXES)
     store = Store(runtime.db, runtime.use_outbox(REQUESTS, AUTO_DRAFTS, APPROVALS, reread=True))
-    clients = api_clients(
-        settings,
-        store.portal_of_realm,
-        qbo_tokens=qbo_tokens,
-        crm_tokens=crm_tokens,
-        budgets=runtime.api_budgets(settings),
+    clients = runtime.api_clients(
+        store.portal_of_realm, qbo_tokens=qbo_tokens, crm_tokens=crm_tokens
     )
     handlers = InvoiceBuilder(
         store=store,

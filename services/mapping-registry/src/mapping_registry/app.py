@@ -59,11 +59,7 @@ def build(
     runtime = ServiceRuntime(settings, indexes=INDEXES)
     accounts = Accounts(runtime.db)
     clients = sync_clients(
-        settings,
-        accounts.portal_of,
-        qbo_tokens=qbo_tokens,
-        crm_tokens=crm_tokens,
-        budgets=runtime.api_budgets(settings),
+        runtime, accounts.portal_of, qbo_tokens=qbo_tokens, crm_tokens=crm_tokens
     )
     registry = Registry(
         accounts=accounts,

@@ -14,7 +14,7 @@ from dealbooks_contracts import (
     ReminderTaskOpened,
 )
 from dealbooks_http import TokenProvider
-from dealbooks_kit import Access, ApiClients, Guard, ServiceApp, ServiceRuntime, api_clients
+from dealbooks_kit import Access, ApiClients, Guard, ServiceApp, ServiceRuntime
 
 from reminders.api import build_api
 from reminders.handlers import PASS_JOB, Reminders
@@ -47,12 +47,8 @@ def build_service(
     may inject providers instead."""
     runtime = ServiceRuntime(settings, indexes=INDEXES)
     store = Store(runtime.db, runtime.use_outbox(REMINDERS, reread=True))
-    clients = api_clients(
-        settings,
-        store.portal_of_realm,
-        qbo_tokens=qbo_tokens,
-        crm_tokens=crm_tokens,
-        budgets=runtime.api_budgets(settings),
+    clients = runtime.api_clients(
+        store.portal_of_realm, qbo_tokens=qbo_tokens, crm_tokens=crm_tokens
     )
     handlers = Reminders(
         store=store,

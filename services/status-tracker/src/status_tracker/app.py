@@ -20,7 +20,6 @@ from dealbooks_kit import (
     Guard,
     ServiceApp,
     ServiceRuntime,
-    api_clients,
     get_logger,
 )
 
@@ -63,12 +62,8 @@ def build_service(
     runtime = ServiceRuntime(settings, indexes=INDEXES)
     outbox = runtime.use_outbox(TRACKED, PAYMENTS, *LEGACY_OUTBOXES, reread=True)
     store = Store(runtime.db, outbox)
-    clients = api_clients(
-        settings,
-        store.portal_of_realm,
-        qbo_tokens=qbo_tokens,
-        crm_tokens=crm_tokens,
-        budgets=runtime.api_budgets(settings),
+    clients = runtime.api_clients(
+        store.portal_of_realm, qbo_tokens=qbo_tokens, crm_tokens=crm_tokens
     )
     entries = CrmEntries(store, clients.crm, AppEventsAccess(settings.app_events_recheck_seconds))
     handlers = StatusTracker(
