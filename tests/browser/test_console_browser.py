@@ -427,7 +427,8 @@ def test_existing_invoices_are_added_to_a_contact(person: Pages, world: World) -
     person.page.get_by_role("button", name="Search").click()
     person.check("add-existing")
     person.page.get_by_label(f"Choose invoice {number}").check()
-    person.page.get_by_role("button", name="Add to the contact").click()
+    with person.page.expect_navigation():  # the post and its redirect, before any reload
+        person.page.get_by_role("button", name="Add to the contact").click()
     person.reload_until(re.escape(number))
     person.check("contact-invoices")
 
@@ -611,7 +612,7 @@ def test_an_advanced_company_approves_an_invoice_and_sets_its_reminders(
 
     # The reminders page: another edition is told why; the Advanced company's workflows.
     person.goto(f"/portals/{PORTAL_ID}/reminders?realm={US_REALM}")
-    person.reload_until("this company is on QuickBooks Online Plus")
+    person.reload_until("Larry's Bakery is on QuickBooks Online Plus")
     person.goto(f"/portals/{PORTAL_ID}/reminders?realm={SUMMIT_REALM}")
     person.reload_until("Open reminder tasks")
     person.check("reminders")
@@ -659,7 +660,8 @@ def test_a_submission_survives_invoice_builder_restarting(
     page.get_by_role("heading", name="The invoice is created").wait_for(timeout=3 * WAIT)
     number = re.search(r"Draft invoice (\S+) for", page.inner_text("main"))
     assert number, page.inner_text("main")
-    page.get_by_role("link", name="Back to the deal").click()
+    with page.expect_navigation():
+        page.get_by_role("link", name="Back to the deal").click()
     person.reload_until_row(number.group(1), "Awaiting send", shown=False)
     rows = page.locator("tbody tr")
     assert rows.count() == 1, page.inner_text("main")  # one request, one invoice

@@ -155,7 +155,12 @@ async def test_an_advanced_company_shows_its_open_tasks_and_four_workflows(
 async def test_another_edition_gets_the_reason_and_no_forms(browser: httpx.AsyncClient) -> None:
     page = await browser.get(f"/portals/{PORTAL}/reminders?realm={PLUS}")
     assert page.status_code == 200
-    assert "this company is on QuickBooks Online Plus" in page.text
+    assert (
+        "Larry&#39;s Bakery is on QuickBooks Online Plus: reminder workflows come with "
+        "QuickBooks Online Advanced." in page.text
+    )
+    dutch = await browser.get(f"/portals/{PORTAL}/reminders?realm={PLUS}&lang=nl")
+    assert "Larry&#39;s Bakery gebruikt QuickBooks Online Plus" in dutch.text
     assert '<form method="post" action="/portals/' not in page.text.split("</header>")[1]
     unknown = await browser.get(f"/portals/{PORTAL}/reminders?realm=123")
     assert unknown.status_code == 404
