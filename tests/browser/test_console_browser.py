@@ -258,6 +258,20 @@ def person(browser: Any, world: World) -> Iterator[Pages]:
         context.close()
 
 
+def _connect_another(p: Pages, world: World, company: str, realm: str) -> None:
+    """Connect one more company, chosen on QuickBooks' own consent screen."""
+    chooser = f"{world.t.qbo}/_sandbox/oauth/chooser"
+    world.ok(world.http.post(chooser, json={"enabled": True}))
+    try:
+        p.goto(f"/portals/{PORTAL_ID}/accounts")
+        p.page.get_by_role("link", name="Connect a QuickBooks company").click()
+        p.page.get_by_label(company).check()
+        p.page.get_by_role("button", name="Connect").click()
+        p.page.wait_for_url(re.compile(r"account_id=" + realm))
+    finally:
+        world.ok(world.http.post(chooser, json={"enabled": False}))
+
+
 def _wizard_to_details(p: Pages, deal: str, realm: str | None = None) -> None:
     p.goto(f"/portals/{PORTAL_ID}/deals/{deal}/invoices/new" + (f"?realm={realm}" if realm else ""))
     p.page.get_by_role("button", name="Next").click()
@@ -336,14 +350,7 @@ def test_custom_transaction_numbers_are_refused_with_their_fix_then_allowed(
     person: Pages, world: World
 ) -> None:
     page = person.page
-    # The second company is chosen on QuickBooks' own consent screen.
-    world.ok(world.http.post(f"{world.t.qbo}/_sandbox/oauth/chooser", json={"enabled": True}))
-    person.goto(f"/portals/{PORTAL_ID}/accounts")
-    page.get_by_role("link", name="Connect a QuickBooks company").click()
-    page.get_by_label("Thames Joinery Ltd").check()
-    page.get_by_role("button", name="Connect").click()
-    page.wait_for_url(re.compile(r"account_id=" + GB_REALM))
-    world.ok(world.http.post(f"{world.t.qbo}/_sandbox/oauth/chooser", json={"enabled": False}))
+    _connect_another(person, world, "Thames Joinery Ltd", GB_REALM)
     d = world.deal([("Joinery", "1", "500")], currency="GBP")
     person.goto(f"/portals/{PORTAL_ID}/deals/{d['deal']}/invoices/new?realm={GB_REALM}")
     page.get_by_text("custom transaction numbers switched on").wait_for()
@@ -554,13 +561,7 @@ def test_an_advanced_company_approves_an_invoice_and_sets_its_reminders(
     the approver changes a quantity and approves, the draft is created; a reminder workflow is
     adjusted, switched on, and its task shows on the reminders page."""
     page = person.page
-    world.ok(world.http.post(f"{world.t.qbo}/_sandbox/oauth/chooser", json={"enabled": True}))
-    person.goto(f"/portals/{PORTAL_ID}/accounts")
-    page.get_by_role("link", name="Connect a QuickBooks company").click()
-    page.get_by_label("Summit Ridge Outfitters").check()
-    page.get_by_role("button", name="Connect").click()
-    page.wait_for_url(re.compile(r"account_id=" + SUMMIT_REALM))
-    world.ok(world.http.post(f"{world.t.qbo}/_sandbox/oauth/chooser", json={"enabled": False}))
+    _connect_another(person, world, "Summit Ridge Outfitters", SUMMIT_REALM)
 
     # Approval on (invoice-builder learns the edition from the connection's event).
     person.goto(f"/portals/{PORTAL_ID}/approvals")

@@ -48,6 +48,7 @@ def run_driver(
     return proc.returncode, out
 
 
+@pytest.mark.timeout(DEADLINE_SECONDS + 300)  # the driver's own deadline, then its stop
 def test_a_short_chaos_run_loses_no_request_and_does_nothing_twice(tmp_path: Path) -> None:
     report = tmp_path / "chaos.json"
     code, out = run_driver(report)
@@ -68,6 +69,7 @@ REPLICA_ARGS = ["--seconds", "45", "--rate", "1.5", "--seed", "2929", "--kill-ev
 REPLICA_ARGS += ["--replicas", "2", "--kill-replicas", "--no-faults", "--settle", "120"]
 
 
+@pytest.mark.timeout(900 + 300)
 def test_with_two_replicas_a_killed_replica_loses_nothing_and_its_partitions_move(
     tmp_path: Path,
 ) -> None:
