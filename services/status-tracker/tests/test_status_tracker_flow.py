@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from dealbooks_contracts import InvoiceStage, PaymentChange
+from dealbooks_infra.testing import eventually
 from prometheus_client import REGISTRY
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -268,3 +269,45 @@ async def test_deleted_payment_takes_the_invoice_back_to_awaiting_send(tracker: 
         and e.tenant.account_id == world.realm and e.data.change is PaymentChange.REMOVED
     )  # fmt: skip
     assert removed[0].data.invoice_balance.amount == Decimal("90.00")
+
+
+async def test_a_projection_that_read_before_a_newer_invoice_was_saved_ends_on_the_newest(
+    tracker: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two handlers of one deal at once (a draft of its second invoice, an e-mail of its
+    first): the one that read before the other saved must not leave the deal on the older
+    invoice, whichever finishes last."""
+    world = tracker.world()
+    first, first_id = await world.tracked_invoice("100.00")
+    tracker.qbo_sandbox.advance_clock(seconds=2)
+    second, _ = await world.tracked_invoice("200.00")
+
+    async def shows(number: str) -> bool:
+        return bool(world.deal()["properties"].get("acct_invoice_number") == number)
+
+    await eventually(lambda: shows(second.DocNumber))
+    store = tracker.service.store
+    stale = await store.deal(world.tenant.portal_id, world.deal_id)  # before the e-mail
+    tracker.qbo_sandbox.advance_clock(seconds=2)
+    tracker.qbo_sandbox.mark_emailed(world.realm, first_id)
+    await world.webhook("Invoice", first_id, "Update")
+    await world.stage(first_id, "sent")
+    await eventually(lambda: shows(first.DocNumber))
+
+    # The draft's handler, late: its read is from before the e-mail was saved.
+    fresh = store.deal
+    reads: list[int] = []
+
+    async def first_read_stale(*args: Any, **kwargs: Any) -> Any:
+        reads.append(1)
+        return stale if len(reads) == 1 else await fresh(*args, **kwargs)
+
+    monkeypatch.setattr(store, "deal", first_read_stale)
+    await tracker.service.handlers.project_deal(world.tenant.portal_id, world.deal_id)
+
+    assert len(reads) >= 2  # it checked again after writing
+    props = world.deal()["properties"]
+    assert (props["acct_invoice_number"], props["acct_invoice_status"]) == (
+        first.DocNumber,
+        "sent",
+    )

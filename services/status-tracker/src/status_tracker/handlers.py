@@ -61,6 +61,8 @@ from status_tracker.store import (
 )
 
 SOURCE = "status-tracker"
+# How often one projection of a deal re-checks that no newer invoice came meanwhile.
+PROJECTION_ROUNDS = 3
 log = get_logger(__name__)
 
 
@@ -435,15 +437,36 @@ class StatusTracker:
                 self._shown.note(deal_key, *source_now)
                 return
             # Otherwise read again: another writer may have moved the invoice since.
+        for _ in range(PROJECTION_ROUNDS):
+            projected, invoices = await self._project_once(portal_id, deal_id, known, cause)
+            if projected is None or invoices < 2:
+                return
+            # A handler of another invoice of this deal (a draft, a payment, an e-mail) may
+            # have saved it while this one read: whoever finishes last checks again, so the
+            # deal ends on its most recently updated invoice.
+            _, docs = await self.store.deal(portal_id, deal_id)
+            newest = _chosen(docs)
+            if newest is None or (newest[1]["_id"], newest[1].get("version")) == projected:
+                return
+            known = None
+        log.warning("deal projection kept moving; the reconciliation pass settles it",
+                    deal_id=deal_id)  # fmt: skip
+
+    async def _project_once(
+        self,
+        portal_id: str,
+        deal_id: str,
+        known: dict[str, Any] | None,
+        cause: Envelope[Any] | None,
+    ) -> tuple[tuple[Any, Any] | None, int]:
+        """Project the deal once from its invoices as read now: the (invoice, version) it now
+        shows (None when it has no invoice to show), and how many invoices it has."""
+        deal_key = f"{portal_id}:{deal_id}"
         previous, docs = await self.store.deal(portal_id, deal_id, known)
-        candidates = [
-            (DealInvoice(snapshot_of(d), stage_in(d) or InvoiceStage.AWAITING_SEND), d)
-            for d in docs
-        ]
-        chosen = domain.projection_for_deal(invoice for invoice, _ in candidates)
-        if chosen is None:
-            return
-        source = next(d for invoice, d in candidates if invoice is chosen)
+        found = _chosen(docs)
+        if found is None:
+            return None, 0
+        chosen, source = found
         projected_from = {"invoice": source["_id"], "invoice_version": source.get("version")}
         portal_currency = await self._company_currency(portal_id)
         reason = domain.currency_skip_reason(chosen.snapshot.currency, portal_currency)
@@ -455,9 +478,10 @@ class StatusTracker:
             "written": reason is None,
             "skipped_reason": reason,
         }
+        shown = (source["_id"], source.get("version"))
         if _holds(previous, {**record, **projected_from}):
-            self._shown.note(deal_key, source["_id"], source.get("version"))
-            return  # the deal shows this already, from this very version
+            self._shown.note(deal_key, *shown)
+            return shown, len(docs)  # the deal shows this already, from this very version
         if not _holds(previous, record):  # else shown already: only the version is new
             if reason is None:
                 await self._prepare_deal_properties(portal_id)
@@ -479,7 +503,8 @@ class StatusTracker:
                 },
             )
         await self.store.save_projection(portal_id, deal_id, {**record, **projected_from})
-        self._shown.note(deal_key, source["_id"], source.get("version"))
+        self._shown.note(deal_key, *shown)
+        return shown, len(docs)
 
     async def _company_currency(self, portal_id: str) -> str | None:
         if portal_id not in self._currency:
@@ -678,3 +703,14 @@ def _method(payment: Payment | None) -> str | None:
     if isinstance(ref, dict):
         return str(ref.get("name") or ref.get("value") or "") or None
     return None
+
+
+def _chosen(docs: list[dict[str, Any]]) -> tuple[DealInvoice, dict[str, Any]] | None:
+    """The invoice a deal shows (`domain.projection_for_deal`), with its tracked document."""
+    candidates = [
+        (DealInvoice(snapshot_of(d), stage_in(d) or InvoiceStage.AWAITING_SEND), d) for d in docs
+    ]
+    chosen = domain.projection_for_deal(invoice for invoice, _ in candidates)
+    if chosen is None:
+        return None
+    return chosen, next(d for invoice, d in candidates if invoice is chosen)
