@@ -403,6 +403,9 @@ def test_payments_and_emails_in_quickbooks_change_the_stage_on_the_record(
         )["invoices"]
     }
     # QuickBooks e-mails the first: it becomes "sent", and is the most recently updated.
+    # QuickBooks stamps LastUpdatedTime to the second: a later second than the second invoice's
+    # creation, or the tie goes to the higher id (the second invoice).
+    world.ok(world.http.post(f"{world.t.qbo}/_sandbox/clock", json={"advance_seconds": 2}))
     world.qbo(US_REALM, f"invoices/{invoices[first]}/emailed")
     # The stage reaches the invoice first, then the deal's choice of invoice: wait for both.
     person.reload_until_row(first, "Sent", shown=True)
