@@ -123,20 +123,6 @@ def _problem(
     return JSONResponse(body, status_code=status)
 
 
-def _shown(settings: WorkflowSettings) -> dict[str, Any]:
-    return {
-        "workflow": settings.workflow.value,
-        "enabled": settings.enabled,
-        "days_before": list(settings.days_before),
-        "days_after": list(settings.days_after),
-        "subject": settings.subject,
-        "body": settings.body,
-        "owner_id": settings.owner_id,
-        "send_invoice_email": settings.send_invoice_email,
-        "records_only": settings.records_only,
-    }
-
-
 async def _company(request: Request) -> dict[str, Any] | JSONResponse:
     """The company of the route if it is connected to the route's portal; else the refusal
     (another portal's company does not exist for this one)."""
@@ -171,7 +157,7 @@ async def workflows(request: Request) -> JSONResponse:
             "available": reason is None,
             "reason": reason,
             "placeholders": sorted(domain.PLACEHOLDERS),
-            "workflows": [_shown(found[w]) for w in ReminderWorkflow],
+            "workflows": [domain.settings_values(found[w]) for w in ReminderWorkflow],
         }
     )
 
@@ -212,7 +198,7 @@ async def change_workflow(request: Request) -> JSONResponse:
     caller = getattr(request.state, "caller", None)
     by = getattr(caller, "user_id", None) or (caller.access.value if caller else None)
     await store.save_workflow(str(account["_id"]), str(account["portal_id"]), proposed, by)
-    return JSONResponse(_shown(proposed))
+    return JSONResponse(domain.settings_values(proposed))
 
 
 def _fields(settings: WorkflowSettings) -> dict[str, Any]:

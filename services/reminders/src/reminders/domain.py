@@ -362,6 +362,21 @@ def settings_from(workflow: ReminderWorkflow, stored: Mapping[str, Any] | None) 
     )
 
 
+def settings_values(settings: WorkflowSettings) -> dict[str, Any]:
+    """A workflow's settings as plain values, as stored and shown (`settings_from` reads them)."""
+    return {
+        "workflow": settings.workflow.value,
+        "enabled": settings.enabled,
+        "days_before": list(settings.days_before),
+        "days_after": list(settings.days_after),
+        "subject": settings.subject,
+        "body": settings.body,
+        "owner_id": settings.owner_id,
+        "send_invoice_email": settings.send_invoice_email,
+        "records_only": settings.records_only,
+    }
+
+
 def superseded(open_offsets: Mapping[str, int]) -> list[str]:
     """Of one item's open reminders (id -> period offset), those a later one replaced."""
     if len(open_offsets) < 2:

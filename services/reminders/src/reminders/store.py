@@ -24,7 +24,7 @@ from dealbooks_kit import IndexSpec, Outbox, outbox_entry, push_entries
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from reminders.domain import WorkflowSettings, settings_from
+from reminders.domain import WorkflowSettings, settings_from, settings_values
 
 ACCOUNTS = "accounts"
 WORKFLOWS = "workflows"
@@ -127,15 +127,7 @@ class Store:
                 "$set": {
                     "realm_id": realm_id,
                     "portal_id": portal_id,
-                    "workflow": settings.workflow.value,
-                    "enabled": settings.enabled,
-                    "days_before": list(settings.days_before),
-                    "days_after": list(settings.days_after),
-                    "subject": settings.subject,
-                    "body": settings.body,
-                    "owner_id": settings.owner_id,
-                    "send_invoice_email": settings.send_invoice_email,
-                    "records_only": settings.records_only,
+                    **settings_values(settings),
                     "updated_at": _now(),
                     "updated_by": by,
                 }
