@@ -30,9 +30,9 @@ from invoice_builder.domain import (
     Rejection,
     check_dates,
     check_lines,
-    custom_numbers_rejection,
     line_amount,
     subtotal,
+    usable_account,
 )
 
 PENDING = "pending"
@@ -114,15 +114,10 @@ def validate_approval(
     """What must hold for an approved request to become a draft: the company is connected
     and numbers its invoices itself, and the (possibly edited) lines and dates are valid. The
     quote was checked when the request was made; an approver decides on what they see."""
-    if account is None or not account.connected:
-        return Rejection(
-            RejectionCode.ACCOUNT_NOT_CONNECTED,
-            "This QuickBooks company is not connected to the portal; connect it and try again.",
-            field="account",
-        )
-    if account.custom_transaction_numbers:
-        return custom_numbers_rejection(account)
-    return check_lines(request.lines, account) or check_dates(
+    checked = usable_account(account)
+    if isinstance(checked, Rejection):
+        return checked
+    return check_lines(request.lines, checked) or check_dates(
         request.invoice_date or today, request.due_date
     )
 

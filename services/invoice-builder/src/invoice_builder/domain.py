@@ -130,6 +130,19 @@ def custom_numbers_rejection(account: AccountFacts) -> Rejection:
     )
 
 
+def usable_account(account: AccountFacts | None) -> AccountFacts | Rejection:
+    """The company, if it is connected and numbers its invoices itself; else the refusal."""
+    if account is None or not account.connected:
+        return Rejection(
+            RejectionCode.ACCOUNT_NOT_CONNECTED,
+            "This QuickBooks company is not connected to the portal; connect it and try again.",
+            field="account",
+        )
+    if account.custom_transaction_numbers:
+        return custom_numbers_rejection(account)
+    return account
+
+
 def check_quote(quote: QuoteFacts | None, quote_id: str | None, now: datetime) -> Rejection | None:
     """Only a published, unexpired quote may become an invoice."""
     if quote_id is None:
@@ -233,17 +246,12 @@ def validate_request(
     quote: QuoteFacts | None = None,
 ) -> Rejection | None:
     """Every rule checked before QuickBooks is called; the first broken one is the answer."""
-    if account is None or not account.connected:
-        return Rejection(
-            RejectionCode.ACCOUNT_NOT_CONNECTED,
-            "This QuickBooks company is not connected to the portal; connect it and try again.",
-            field="account",
-        )
-    if account.custom_transaction_numbers:
-        return custom_numbers_rejection(account)
+    checked = usable_account(account)
+    if isinstance(checked, Rejection):
+        return checked
     return (
         check_quote(quote, request.quote_id, now)
-        or check_lines(request.lines, account)
+        or check_lines(request.lines, checked)
         or check_dates(request.invoice_date or today, request.due_date)
     )
 
