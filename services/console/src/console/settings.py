@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from dealbooks_kit import KitSettings
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
+
+
+def _service_url(port: int, variable: str) -> Any:
+    """A service's address from `variable` (unprefixed), else the service's local port."""
+    return Field(default=f"http://127.0.0.1:{port}", validation_alias=AliasChoices(variable))
 
 
 class ConsoleSettings(KitSettings):
@@ -13,27 +20,13 @@ class ConsoleSettings(KitSettings):
     service_name: str = "console"
     http_port: int = 8108
     # Where the services answer (the same addresses every service is given).
-    connector_auth_url: str = Field(
-        default="http://127.0.0.1:8101", validation_alias=AliasChoices("CONNECTOR_AUTH_URL")
-    )
-    invoice_builder_url: str = Field(
-        default="http://127.0.0.1:8103", validation_alias=AliasChoices("INVOICE_BUILDER_URL")
-    )
-    status_tracker_url: str = Field(
-        default="http://127.0.0.1:8104", validation_alias=AliasChoices("STATUS_TRACKER_URL")
-    )
-    mapping_registry_url: str = Field(
-        default="http://127.0.0.1:8107", validation_alias=AliasChoices("MAPPING_REGISTRY_URL")
-    )
-    contact_sync_url: str = Field(
-        default="http://127.0.0.1:8105", validation_alias=AliasChoices("CONTACT_SYNC_URL")
-    )
-    product_sync_url: str = Field(
-        default="http://127.0.0.1:8106", validation_alias=AliasChoices("PRODUCT_SYNC_URL")
-    )
-    reminders_url: str = Field(
-        default="http://127.0.0.1:8109", validation_alias=AliasChoices("REMINDERS_URL")
-    )
+    connector_auth_url: str = _service_url(8101, "CONNECTOR_AUTH_URL")
+    invoice_builder_url: str = _service_url(8103, "INVOICE_BUILDER_URL")
+    status_tracker_url: str = _service_url(8104, "STATUS_TRACKER_URL")
+    mapping_registry_url: str = _service_url(8107, "MAPPING_REGISTRY_URL")
+    contact_sync_url: str = _service_url(8105, "CONTACT_SYNC_URL")
+    product_sync_url: str = _service_url(8106, "PRODUCT_SYNC_URL")
+    reminders_url: str = _service_url(8109, "REMINDERS_URL")
     # Where people's browsers reach connector-auth (sign-in, connecting QuickBooks); behind one
     # ingress this is the console's own origin. Empty: `connector_auth_url`.
     connector_auth_public_url: str = ""
