@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from dealbooks_contracts import Envelope, QboEntityChanged
 from dealbooks_infra import testing
 from dealbooks_kit import KitSettings, ServiceRuntime
@@ -31,6 +32,7 @@ class Recorder:
         self,
         settings: KitSettings,
         ordering_key: Callable[[Envelope[QboEntityChanged]], str] | None = None,
+        **subscriber_options: Any,
     ) -> None:
         self.runtime = ServiceRuntime(settings)
         self.settings = settings
@@ -38,7 +40,9 @@ class Recorder:
         self.in_flight = 0
         self.most_in_flight = 0
         self.release = anyio.Event()
-        self.runtime.consume("lanes", QboEntityChanged, self.handle, ordering_key=ordering_key)
+        self.runtime.consume(
+            "lanes", QboEntityChanged, self.handle, ordering_key=ordering_key, **subscriber_options
+        )
 
     async def handle(self, event: Envelope[QboEntityChanged]) -> None:
         self.marks.append(("start", event.data.entity_id))
@@ -118,3 +122,41 @@ async def test_concurrency_is_capped_by_the_setting(kit_settings: Any) -> None:
         recorder.release.set()
         await until(lambda: len(recorder.ended()) == 4)
     assert recorder.most_in_flight == 2
+
+
+class Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Counts the times the group took partitions away from this consumer."""
+
+    def __init__(self) -> None:
+        self.revoked = 0
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if revoked:
+            self.revoked += 1
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        return None
+
+
+async def test_a_consumer_whose_handlers_outlast_the_poll_interval_stays_in_its_group(
+    kit_settings: Any,
+) -> None:
+    # Handlers held three times Kafka's poll interval, with no room for another record: the
+    # consumer pauses fetching but keeps polling, so the group never takes it for dead (which
+    # would revoke its partitions and deliver everything in flight again).
+    rebalances = Rebalances()
+    recorder = Recorder(
+        kit_settings(consumer_max_in_flight=1),
+        listener=rebalances,
+        max_poll_interval_ms=2000,
+    )
+    async with recorder.runtime.running():
+        for realm in ("realm-a", "realm-b"):
+            await recorder.send(changed(realm, f"inv-{realm}"))
+        await until(lambda: len(recorder.started()) >= 1)
+        await anyio.sleep(6)
+        recorder.release.set()
+        await until(lambda: len(recorder.ended()) == 2)
+        await anyio.sleep(1)
+        assert rebalances.revoked == 0
+    assert sorted(recorder.started()) == ["inv-realm-a", "inv-realm-b"]

@@ -31,8 +31,19 @@ class Consumer:
         default_factory=lambda: {TopicPartition("t", 0), TopicPartition("t", 1)}
     )
 
+    held: set[TopicPartition] = field(default_factory=set)
+
     def assignment(self) -> set[TopicPartition]:
         return self.owned
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        self.held |= set(partitions)
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        self.held -= set(partitions)
+
+    def paused(self) -> set[TopicPartition]:
+        return set(self.held)
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         self.commits.append(dict(offsets))
@@ -184,16 +195,30 @@ async def test_drain_waits_for_running_lanes_and_takes_nothing_new() -> None:
     assert consumer.committed(0) == 2
 
 
-async def test_polling_waits_while_too_many_records_are_unsettled() -> None:
+async def test_fetching_pauses_while_too_many_records_are_unsettled_and_polling_goes_on() -> None:
     gates, consumer = Gates(), Consumer()
     lanes = lanes_for(gates, max_in_flight=2)
-    first = asyncio.create_task(
-        lanes.dispatch(Batch((Record("t", 0, 1, b"a"), Record("t", 0, 2, b"b")), consumer))
+    # The poll loop gets control back at once: a poll is what keeps the consumer in its group.
+    await asyncio.wait_for(
+        lanes.dispatch(Batch((Record("t", 0, 1, b"a"), Record("t", 0, 2, b"b")), consumer)),
+        timeout=1,
     )
-    await settle()
-    assert not first.done()  # two unsettled: no room for the next poll
+    assert consumer.paused() == consumer.owned  # two unsettled: nothing more is fetched
     gates.gate(1).set()
     await settle()
-    assert first.done()
+    assert consumer.paused() == set()  # room again
     gates.gate(2).set()
     await settle()
+    assert gates.handled == [1, 2]
+    assert consumer.committed(0) == 3
+
+
+async def test_a_partition_taken_away_while_paused_is_not_resumed() -> None:
+    gates, consumer = Gates(), Consumer()
+    lanes = lanes_for(gates, max_in_flight=1)
+    await lanes.dispatch(Batch((Record("t", 0, 1, b"a"),), consumer))
+    assert consumer.paused() == consumer.owned
+    consumer.owned = {TopicPartition("t", 0)}  # a rebalance took partition 1
+    gates.gate(1).set()
+    await settle()
+    assert consumer.paused() == {TopicPartition("t", 1)}  # left alone: no longer ours

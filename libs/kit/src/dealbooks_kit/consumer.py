@@ -22,7 +22,8 @@ replays the event.
 Throughput: polled records are dealt into lanes by ordering key (the Kafka key, i.e. the
 tenant, unless the consumer names a finer one such as one QuickBooks entity). A lane is handled
 in order; lanes run side by side, up to `consumer_concurrency` handlers at once, so one slow
-tenant (retrying a 429, say) holds up only its own lane. Polling pauses while
+tenant (retrying a 429, say) holds up only its own lane. Fetching pauses (the
+partitions are paused; polling, which keeps the consumer in its group, goes on) while
 `consumer_max_in_flight` records are unsettled. Per partition, the committed offset is the
 lowest one still unsettled, so a crash replays only records that may not have taken effect. A
 record that cannot be settled (the dedupe store or the broker is down) is tried again in its

@@ -2,8 +2,12 @@
 
 `Lanes.dispatch` takes each polled batch: every record joins the queue of its lane (the
 consumer's `sort` names the lane, tenant or finer, and what to hand the handler, so a record
-is decoded once) and the call returns at once, so the poll loop
-keeps fetching while handlers run, unless `max_in_flight` records are still unsettled. One task
+is decoded once) and the call returns at once, so the poll loop keeps fetching while handlers
+run. When `max_in_flight` records are unsettled, the consumer's partitions are paused until
+there is room again: the poll loop goes on polling (and fetches nothing), so a consumer whose
+handlers are slow (an API's budget, a service down) stays in its group instead of being taken
+for dead after Kafka's poll interval and set off a rebalance that delivers everything
+in flight again. One task
 per non-empty lane works through its queue in order; a semaphore caps how many handlers run at
 once across lanes. A record the handler could not settle is tried again in place after a
 pause, so nothing behind it in its lane overtakes it.
@@ -88,7 +92,7 @@ class Lanes:
         self._workers: set[asyncio.Task[None]] = set()
         self._offsets: dict[TopicPartition, _PartitionOffsets] = {}
         self._in_flight = 0
-        self._room = asyncio.Event()
+        self._paused = False
         self._consumer: Any = None
         self._dirty = False
         self._committer: asyncio.Task[None] | None = None
@@ -141,9 +145,21 @@ class Lanes:
                 self._workers.add(worker)
                 worker.add_done_callback(self._workers.discard)
             queue.append((record, item, fetched_at))
-        while self._in_flight >= self._max_in_flight and not self._closing:
-            self._room.clear()
-            await self._room.wait()
+        if self._in_flight >= self._max_in_flight:
+            self._pause()
+
+    def _pause(self) -> None:
+        consumer = self._consumer
+        if consumer is not None and not self._closing:
+            consumer.pause(*consumer.assignment())
+            self._paused = True
+
+    def _resume(self) -> None:
+        consumer = self._consumer
+        self._paused = False
+        if consumer is not None:
+            # Only what is still assigned: a rebalance meanwhile brought fresh, unpaused state.
+            consumer.resume(*(consumer.paused() & consumer.assignment()))
 
     async def _work(self, lane: Any, queue: deque[tuple[Any, Any, float]]) -> None:
         try:
@@ -169,8 +185,8 @@ class Lanes:
         if offsets is not None:
             offsets.settled(record.offset)
         self._in_flight -= 1
-        if self._in_flight < self._max_in_flight:
-            self._room.set()
+        if self._paused and self._in_flight < self._max_in_flight:
+            self._resume()
         self._dirty = True
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit_loop(), name=f"commit {self._name}")
@@ -222,13 +238,15 @@ class Lanes:
         self._offsets.clear()
         self._in_flight = 0
         self._consumer = None
+        self._paused = False
 
     async def drain(self, timeout: float) -> None:
         """Take no more records, give lanes `timeout` seconds to finish, commit what settled.
 
         Lanes still running after that are cancelled; their records stay uncommitted."""
         self._closing = True
-        self._room.set()
+        if self._paused:
+            self._resume()  # what a restart or the group's next owner polls is not held back
         workers = set(self._workers)
         if workers:
             _, pending = await asyncio.wait(workers, timeout=timeout)

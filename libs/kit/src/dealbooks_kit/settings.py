@@ -89,7 +89,7 @@ class KitSettings(AuthSettings):
     handler_wait_initial: float = 0.2
     handler_wait_max: float = 5.0
     # Records fetched per poll; handlers running at once across ordering lanes; records
-    # fetched but not yet settled before polling pauses.
+    # fetched but not yet settled before fetching pauses.
     consumer_batch_size: int = Field(default=100, ge=1)
     consumer_concurrency: int = Field(default=16, ge=1)
     consumer_max_in_flight: int = Field(default=500, ge=1)
