@@ -56,6 +56,16 @@ def _record_type(request: Request) -> str:
     return kind
 
 
+def _record(request: Request) -> tuple[str, str, str]:
+    """The portal, record type and record id of a record's page."""
+    return _portal(request), _record_type(request), str(request.path_params["object_id"])
+
+
+def _about_record(kind: str, record_id: str) -> dict[str, Any]:
+    """What a record's page says of the record: its type (plural and singular) and id."""
+    return {"kind": kind, "singular": RECORD_SINGULAR[kind], "record_id": record_id}
+
+
 class Pages:
     """The page endpoints over the backend."""
 
@@ -216,8 +226,7 @@ class Pages:
 
     async def record(self, request: Request) -> Response:
         person = await self.person_of(request)
-        portal, kind = _portal(request), _record_type(request)
-        record_id = str(request.path_params["object_id"])
+        portal, kind, record_id = _record(request)
         found = await self.backend.get(
             person, "status-tracker", f"/portals/{portal}/records/{kind}/{record_id}/invoices"
         )
@@ -225,9 +234,7 @@ class Pages:
         return self.render(
             request,
             "record.html",
-            kind=kind,
-            singular=RECORD_SINGULAR[kind],
-            record_id=record_id,
+            **_about_record(kind, record_id),
             invoices=found.get("invoices", []),
             shown=(shown.get("realm_id"), shown.get("invoice_id")),
             added=request.query_params.get("added"),
@@ -237,8 +244,7 @@ class Pages:
 
     async def add_existing(self, request: Request) -> Response:
         person = await self.person_of(request)
-        portal, kind = _portal(request), _record_type(request)
-        record_id = str(request.path_params["object_id"])
+        portal, kind, record_id = _record(request)
         accounts = await self.builder_accounts(person, portal)
         if request.method == "POST":
             form = await request.form()
@@ -274,9 +280,7 @@ class Pages:
         return self.render(
             request,
             "add_existing.html",
-            kind=kind,
-            singular=RECORD_SINGULAR[kind],
-            record_id=record_id,
+            **_about_record(kind, record_id),
             accounts=accounts,
             realm=realm,
             q=q,
