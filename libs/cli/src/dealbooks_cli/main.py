@@ -79,6 +79,8 @@ Since = Annotated[
     str | None, typer.Option(help="Only dead letters written at or after this ISO 8601 time.")
 ]
 EventId = Annotated[str | None, typer.Option("--event-id", help="The dead-lettered event's id.")]
+RealmArg = Annotated[str, typer.Argument(help="QuickBooks realm id.")]
+PortalArg = Annotated[str, typer.Argument(help="CRM portal id.")]
 
 LIST_COLUMNS = [
     ("dlq_topic", "DLQ TOPIC"),
@@ -103,6 +105,16 @@ def _run(make: Callable[[Stack], Coroutine[Any, Any, T]]) -> T:
     except CliError as exc:
         typer.echo(f"dealbooks: {exc}", err=True)
         raise typer.Exit(1) from None
+
+
+def _read(query: Callable[[Stack, AsyncMongoClient[dict[str, Any]]], Coroutine[Any, Any, T]]) -> T:
+    """Run one command that reads MongoDB: `query` gets the stack and a client it reached."""
+
+    async def go(stack: Stack) -> T:
+        async with _mongo(stack) as client:
+            return await query(stack, client)
+
+    return _run(go)
 
 
 @asynccontextmanager
@@ -286,9 +298,10 @@ def dlq_replay(
             for n, letter in enumerate(letters, start=1):
                 if len(letters) > 1 and not json:  # progress on stderr, the results on stdout
                     typer.echo(f"\rreplaying {n}/{len(letters)}", err=True, nl=False)
-                done.append(
-                    await _replay_one(stack, client, topics, letter, again, wait, retention)
+                attempt = replay(
+                    stack, client, topics, letter, again=again, wait=wait, retention=retention
                 )
+                done.append(await _refused_or(letter, attempt))
             if len(letters) > 1 and not json:
                 typer.echo("", err=True)
             return done
@@ -316,19 +329,12 @@ async def _chosen(
     return [d for d in letters if filters.matches(d)]
 
 
-async def _replay_one(
-    stack: Stack,
-    client: AsyncMongoClient[dict[str, Any]],
-    topics: DeadLetterTopics,
-    letter: DeadLetter,
-    again: bool,
-    wait: float,
-    retention: timedelta,
+async def _refused_or(
+    letter: DeadLetter, attempt: Coroutine[Any, Any, dict[str, Any]]
 ) -> dict[str, Any]:
+    """The replay's result, or the letter marked refused with the reason the replay gave."""
     try:
-        return await replay(
-            stack, client, topics, letter, again=again, wait=wait, retention=retention
-        )
+        return await attempt
     except CliError as exc:
         summary = letter.summary()
         return {
@@ -342,7 +348,7 @@ async def _replay_one(
 @replays.command("record")
 def replay_record(
     kind: Annotated[str, typer.Argument(help="invoice, customer or item.")],
-    realm: Annotated[str, typer.Argument(help="QuickBooks realm id.")],
+    realm: RealmArg,
     record_id: Annotated[str, typer.Argument(help="The record's QuickBooks id.")],
     portal: Annotated[
         str | None,
@@ -455,12 +461,7 @@ def accounts_list(
     json: Json = False,
 ) -> None:
     """Each portal's QuickBooks companies and their state (never their tokens)."""
-
-    async def go(stack: Stack) -> list[dict[str, Any]]:
-        async with _mongo(stack) as client:
-            return await operations.accounts(stack, client, portal)
-
-    rows = _run(go)
+    rows = _read(lambda stack, client: operations.accounts(stack, client, portal))
     if json:
         emit_json(rows)
         return
@@ -478,19 +479,14 @@ def accounts_list(
 
 @accounts.command("show")
 def accounts_show(
-    portal: Annotated[str, typer.Argument(help="CRM portal id.")],
+    portal: PortalArg,
     realm: Annotated[str | None, typer.Argument(help="Only this QuickBooks realm.")] = None,
     json: Json = False,
 ) -> None:
     """One portal's companies: state, where each healing pass stands (reconciliation
     watermark) and when it last ran, the last backfill runs, and the errors recorded.
     Exits 1 when the portal has no such company."""
-
-    async def go(stack: Stack) -> list[dict[str, Any]]:
-        async with _mongo(stack) as client:
-            return await account_detail.show(stack, client, portal, realm)
-
-    details = _run(go)
+    details = _read(lambda stack, client: account_detail.show(stack, client, portal, realm))
     if json:
         emit_json(details)
         return
@@ -531,55 +527,41 @@ def _account_text(detail: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+InvoiceId = Annotated[str, typer.Argument(help="QuickBooks invoice id.")]
+CustomerId = Annotated[str, typer.Argument(help="QuickBooks customer id.")]
+ItemId = Annotated[str, typer.Argument(help="QuickBooks item id.")]
+DealId = Annotated[str, typer.Argument(help="CRM deal id.")]
+
+
 @audit.command("invoice")
-def audit_invoice(
-    realm: Annotated[str, typer.Argument(help="QuickBooks realm id.")],
-    invoice_id: Annotated[str, typer.Argument(help="QuickBooks invoice id.")],
-    json: Json = False,
-) -> None:
+def audit_invoice(realm: RealmArg, invoice_id: InvoiceId, json: Json = False) -> None:
     """An invoice's life, oldest first: each change, the event that caused it and the external
     call it made, from invoice-builder's and status-tracker's audit trails."""
     _audit("invoice", f"{realm}:{invoice_id}", json)
 
 
 @audit.command("customer")
-def audit_customer(
-    realm: Annotated[str, typer.Argument(help="QuickBooks realm id.")],
-    customer_id: Annotated[str, typer.Argument(help="QuickBooks customer id.")],
-    json: Json = False,
-) -> None:
+def audit_customer(realm: RealmArg, customer_id: CustomerId, json: Json = False) -> None:
     """A customer's syncs to its CRM contact (contact-sync), and where invoice-builder created
     or matched it for a request."""
     _audit("customer", f"{realm}:{customer_id}", json)
 
 
 @audit.command("item")
-def audit_item(
-    realm: Annotated[str, typer.Argument(help="QuickBooks realm id.")],
-    item_id: Annotated[str, typer.Argument(help="QuickBooks item id.")],
-    json: Json = False,
-) -> None:
+def audit_item(realm: RealmArg, item_id: ItemId, json: Json = False) -> None:
     """An item's syncs to its CRM product (product-sync)."""
     _audit("item", f"{realm}:{item_id}", json)
 
 
 @audit.command("deal")
-def audit_deal(
-    portal: Annotated[str, typer.Argument(help="CRM portal id.")],
-    deal_id: Annotated[str, typer.Argument(help="CRM deal id.")],
-    json: Json = False,
-) -> None:
+def audit_deal(portal: PortalArg, deal_id: DealId, json: Json = False) -> None:
     """A deal's requests, auto-drafts, invoices, property writes and payments on its
     timeline, oldest first."""
     _audit("deal", f"{portal}:{deal_id}", json)
 
 
 def _audit(kind: str, subject_id: str, json: bool) -> None:
-    async def go(stack: Stack) -> list[dict[str, Any]]:
-        async with _mongo(stack) as client:
-            return await audit_trail.trail(stack, client, kind, subject_id)
-
-    rows = _run(go)
+    rows = _read(lambda stack, client: audit_trail.trail(stack, client, kind, subject_id))
     if json:
         emit_json(rows)
         return
@@ -610,12 +592,7 @@ def approvals_list(
     tax, how long each has waited, its approver and CRM task, and who decided and why."""
     if status not in approval_list.STATUSES:
         raise typer.BadParameter(f"status must be one of {', '.join(approval_list.STATUSES)}")
-
-    async def go(stack: Stack) -> list[dict[str, Any]]:
-        async with _mongo(stack) as client:
-            return await approval_list.approvals(stack, client, portal, status)
-
-    rows = _run(go)
+    rows = _read(lambda stack, client: approval_list.approvals(stack, client, portal, status))
     if json:
         emit_json(rows)
         return
