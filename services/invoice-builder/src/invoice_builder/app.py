@@ -16,13 +16,8 @@ from dealbooks_contracts import (
     ProductSynced,
 )
 from dealbooks_http import TokenProvider
-from dealbooks_kit import (
-    Access,
-    Guard,
-    Origin,
-    ServiceApp,
-    ServiceRuntime,
-)
+from dealbooks_kit import Access, Origin, ServiceApp, ServiceRuntime
+from dealbooks_kit.composition import service_app
 
 from invoice_builder.api import build_api
 from invoice_builder.handlers import InvoiceBuilder
@@ -53,7 +48,7 @@ def build_service(
         console_url=settings.console_url,
     )
     _subscribe(runtime, settings, handlers)
-    return Service(settings, runtime, handlers, store, clients)
+    return Service(runtime, clients, settings, handlers, store)
 
 
 def _subscribe(
@@ -118,10 +113,10 @@ def _subscribe(
 def build_app(settings: InvoiceBuilderSettings | None = None) -> ServiceApp:
     """The ASGI app `python -m invoice_builder` serves; in production it refuses to start
     without the grant keys and operator credentials its routes check."""
-    settings = settings or InvoiceBuilderSettings()
-    guard = Guard(settings, settings.service_name)
-    guard.require(Access.PORTAL, Access.OPERATOR)
-    service = build_service(settings)
-    app = service.runtime.asgi(api=build_api(service, guard), title="invoice-builder")
-    app.on_shutdown(service.aclose)
-    return app
+    return service_app(
+        settings or InvoiceBuilderSettings(),
+        build_service,
+        build_api,
+        title="invoice-builder",
+        requires=(Access.PORTAL, Access.OPERATOR),
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dealbooks_kit import ApiClients, ServiceRuntime
+from dealbooks_kit.composition import ServiceParts
 
 from invoice_builder.handlers import InvoiceBuilder
 from invoice_builder.search import QboSearch
@@ -14,17 +14,12 @@ from invoice_builder.store import Store
 
 
 @dataclass
-class Service:
-    """One invoice-builder process: its runtime, handlers and API clients."""
+class Service(ServiceParts):
+    """One invoice-builder process: its runtime, API clients, handlers and store."""
 
     settings: InvoiceBuilderSettings
-    runtime: ServiceRuntime
     handlers: InvoiceBuilder
     store: Store
-    clients: ApiClients
-
-    async def aclose(self) -> None:
-        await self.clients.aclose()
 
     def search(self, realm_id: str) -> QboSearch:
         """The wizard's searches over one company (bounded QuickBooks queries)."""

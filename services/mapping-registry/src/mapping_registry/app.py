@@ -14,7 +14,8 @@ from dealbooks_contracts import (
     ProductSyncFailed,
 )
 from dealbooks_http import TokenProvider
-from dealbooks_kit import Access, ApiClients, Guard, ServiceApp, ServiceRuntime
+from dealbooks_kit import Access, Guard, ServiceApp, ServiceRuntime
+from dealbooks_kit.composition import ServiceParts, serving
 from dealbooks_sync.settings import SyncServiceSettings, sync_clients
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -36,15 +37,10 @@ class Settings(SyncServiceSettings):
 
 
 @dataclass
-class MappingRegistry:
-    runtime: ServiceRuntime
+class MappingRegistry(ServiceParts):
     registry: Registry
     api: Starlette
     guard: Guard
-    clients: ApiClients
-
-    async def aclose(self) -> None:
-        await self.clients.aclose()
 
 
 def build(
@@ -83,7 +79,7 @@ def build(
     runtime.consume("product-failures", ProductSyncFailed, registry.on_outcome)
     guard = Guard(settings, settings.service_name)
     api = build_api(registry, PortalProperties(clients.crm), QboSamples(clients.qbo), guard)
-    return MappingRegistry(runtime, registry, api, guard, clients)
+    return MappingRegistry(runtime, clients, registry, api, guard)
 
 
 def build_app(settings: Settings | None = None) -> ServiceApp:
@@ -91,6 +87,4 @@ def build_app(settings: Settings | None = None) -> ServiceApp:
     without the grant keys its routes check."""
     service = build(settings)
     service.guard.require(Access.PORTAL)
-    app = service.runtime.asgi(api=service.api, title="mapping-registry")
-    app.on_shutdown(service.aclose)
-    return app
+    return serving(service, api=service.api, title="mapping-registry")

@@ -14,7 +14,8 @@ from dealbooks_contracts import (
     ReminderTaskOpened,
 )
 from dealbooks_http import TokenProvider
-from dealbooks_kit import Access, ApiClients, Guard, ServiceApp, ServiceRuntime
+from dealbooks_kit import Access, ServiceApp, ServiceRuntime
+from dealbooks_kit.composition import ServiceParts, service_app
 
 from reminders.api import build_api
 from reminders.handlers import PASS_JOB, Reminders
@@ -24,17 +25,12 @@ from reminders.tasks import ReminderTasks
 
 
 @dataclass
-class Service:
-    """One reminders process: its runtime, handlers, store and API clients."""
+class Service(ServiceParts):
+    """One reminders process: its runtime, API clients, handlers and store."""
 
     settings: RemindersSettings
-    runtime: ServiceRuntime
     handlers: Reminders
     store: Store
-    clients: ApiClients
-
-    async def aclose(self) -> None:
-        await self.clients.aclose()
 
 
 def build_service(
@@ -67,16 +63,16 @@ def build_service(
     runtime.consume("portal-installs", PortalInstalled, handlers.on_portal_installed)
     # No webhook fires when a day passes: a timer, in one replica at a time, company by company.
     runtime.every(PASS_JOB, settings.pass_interval_seconds, handlers.pass_all)
-    return Service(settings, runtime, handlers, store, clients)
+    return Service(runtime, clients, settings, handlers, store)
 
 
 def build_app(settings: RemindersSettings | None = None) -> ServiceApp:
     """The ASGI app `python -m reminders` serves; in production it refuses to start without
     the grant keys and operator credentials its routes check."""
-    settings = settings or RemindersSettings()
-    guard = Guard(settings, settings.service_name)
-    guard.require(Access.PORTAL, Access.OPERATOR)
-    service = build_service(settings)
-    app = service.runtime.asgi(api=build_api(service, guard), title="reminders")
-    app.on_shutdown(service.aclose)
-    return app
+    return service_app(
+        settings or RemindersSettings(),
+        build_service,
+        build_api,
+        title="reminders",
+        requires=(Access.PORTAL, Access.OPERATOR),
+    )

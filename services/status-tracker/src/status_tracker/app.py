@@ -14,14 +14,8 @@ from dealbooks_contracts import (
     QboEntityChanged,
 )
 from dealbooks_http import TokenProvider
-from dealbooks_kit import (
-    Access,
-    ApiClients,
-    Guard,
-    ServiceApp,
-    ServiceRuntime,
-    get_logger,
-)
+from dealbooks_kit import Access, ServiceApp, ServiceRuntime, get_logger
+from dealbooks_kit.composition import ServiceParts, service_app
 
 from status_tracker.api import build_api
 from status_tracker.crm_entries import AppEventsAccess, CrmEntries
@@ -35,20 +29,15 @@ log = get_logger(__name__)
 
 
 @dataclass
-class Service:
-    """One status-tracker process: its runtime, handlers, API clients, sweep tasks and the
+class Service(ServiceParts):
+    """One status-tracker process: its runtime, API clients, handlers, sweep tasks and the
     invoices of CRM records its API reads."""
 
     settings: StatusTrackerSettings
-    runtime: ServiceRuntime
     handlers: StatusTracker
     passes: Passes
     store: Store
-    clients: ApiClients
     records: RecordInvoices
-
-    async def aclose(self) -> None:
-        await self.clients.aclose()
 
 
 def build_service(
@@ -109,16 +98,16 @@ def build_service(
     runtime.every(OVERDUE_JOB, settings.overdue_interval_seconds, passes.overdue_sweep)
     runtime.every(RECONCILE_JOB, settings.reconcile_interval_seconds, passes.reconcile_all)
     records = RecordInvoices(store, settings.qbo_app_url)
-    return Service(settings, runtime, handlers, passes, store, clients, records)
+    return Service(runtime, clients, settings, handlers, passes, store, records)
 
 
 def build_app(settings: StatusTrackerSettings | None = None) -> ServiceApp:
     """The ASGI app `python -m status_tracker` serves; in production it refuses to start
     without the grant keys and operator credentials its routes check."""
-    settings = settings or StatusTrackerSettings()
-    guard = Guard(settings, settings.service_name)
-    guard.require(Access.PORTAL, Access.OPERATOR, Access.CRM_SIGNED)
-    service = build_service(settings)
-    app = service.runtime.asgi(api=build_api(service, guard), title="status-tracker")
-    app.on_shutdown(service.aclose)
-    return app
+    return service_app(
+        settings or StatusTrackerSettings(),
+        build_service,
+        build_api,
+        title="status-tracker",
+        requires=(Access.PORTAL, Access.OPERATOR, Access.CRM_SIGNED),
+    )
