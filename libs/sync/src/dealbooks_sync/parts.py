@@ -6,13 +6,14 @@ indexes it keeps (its store) and which routes it serves (its API)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypedDict
 
 from dealbooks_contracts import Envelope, MappingChanged, PortalInstalled, QboEntityChanged
 from dealbooks_http import TokenProvider
-from dealbooks_kit import Access, ApiClients, DeadLetterHook, Guard, ServiceApp, ServiceRuntime
+from dealbooks_kit import Access, DeadLetterHook, Guard, IndexSpec, ServiceApp, ServiceRuntime
+from dealbooks_kit.composition import ServiceParts, serving
 from starlette.applications import Starlette
 
 from dealbooks_sync.backfill import Backfill, BackfillLimits
@@ -33,11 +34,9 @@ class ChangesOptions(TypedDict):
 
 
 @dataclass
-class SyncParts:
+class SyncParts(ServiceParts):
     """What one sync service process runs besides its runtime's consumers and routes."""
 
-    runtime: ServiceRuntime
-    clients: ApiClients
     records: RecordSync
     reconciliation: Reconciliation
     backfill: Backfill
@@ -114,13 +113,29 @@ class SyncParts:
         settings = self.runtime.settings
         guard = Guard(settings, settings.service_name)
         guard.require(Access.OPERATOR, Access.PORTAL)
-        app = self.runtime.asgi(api=self.api(guard), title=title)
-        app.on_shutdown(self.aclose)
-        return app
+        return serving(self, api=self.api(guard), title=title)
 
     async def aclose(self) -> None:
         await self.backfill.stop()  # hands the leases back: another replica resumes at once
-        await self.clients.aclose()
+        await super().aclose()
+
+
+def compose(
+    settings: SyncServiceSettings,
+    kind: RecordKind,
+    *,
+    indexes: Sequence[IndexSpec],
+    routes: Callable[[SyncParts, Guard], Starlette],
+    subscribe: Callable[[ServiceRuntime, SyncParts], None],
+    **tokens: TokenProvider,
+) -> SyncParts:
+    """A sync service process: its runtime over its store's `indexes`, the parts syncing `kind`
+    with the service's `routes`, and its subscriptions. Tests may inject `qbo_tokens` and
+    `crm_tokens`."""
+    runtime = ServiceRuntime(settings, indexes=indexes)
+    sync = SyncParts.build(runtime, kind, routes=routes, **tokens)
+    subscribe(runtime, sync)
+    return sync
 
 
 def backfill_limits(settings: SyncServiceSettings) -> BackfillLimits:

@@ -4,8 +4,8 @@ for PRODUCTS (`dealbooks_sync.parts`), its subscribers and its routes. Wiring on
 from __future__ import annotations
 
 from dealbooks_http import TokenProvider
-from dealbooks_kit import ServiceApp, ServiceRuntime
-from dealbooks_sync.parts import SyncParts
+from dealbooks_kit import ServiceApp
+from dealbooks_sync.parts import SyncParts, compose
 from dealbooks_sync.settings import SyncServiceSettings
 from pydantic_settings import SettingsConfigDict
 
@@ -22,10 +22,14 @@ class Settings(SyncServiceSettings):
 
 def build(settings: Settings | None = None, **tokens: TokenProvider) -> SyncParts:
     """Everything the process runs; tests may inject `qbo_tokens` and `crm_tokens`."""
-    runtime = ServiceRuntime(settings or Settings(), indexes=INDEXES)
-    sync = SyncParts.build(runtime, PRODUCTS, routes=api.routes, **tokens)
-    subscribe(runtime, sync)
-    return sync
+    return compose(
+        settings or Settings(),
+        PRODUCTS,
+        indexes=INDEXES,
+        routes=api.routes,
+        subscribe=subscribe,
+        **tokens,
+    )
 
 
 def build_app(settings: Settings | None = None) -> ServiceApp:
