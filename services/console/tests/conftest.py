@@ -17,13 +17,25 @@ Services = Callable[[httpx.Request], httpx.Response]
 
 
 @asynccontextmanager
-async def _signed_in(services: Services, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """A browser with a session cookie, talking to a console whose services are `services`."""
+async def _signed_in(
+    services: Services, *, portal: str, csrf: str, **settings: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A browser with a session cookie, talking to a console whose services are `services`;
+    connector-auth's session question is answered here (Ann, of `portal`, with `csrf`)."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/session":
+            return httpx.Response(200, json={
+                "user_id": "u-ann", "portals": [portal], "email": "ann@summit.example",
+                "grant": {"token": "grant", "expires_in": 300}, "csrf_token": csrf,
+            })  # fmt: skip
+        return services(request)
+
     app = build_app(
         ConsoleSettings(
             connector_auth_url="http://auth", invoice_builder_url="http://builder", **settings
         ),
-        http=httpx.AsyncClient(transport=httpx.MockTransport(services)),
+        http=httpx.AsyncClient(transport=httpx.MockTransport(answer)),
     )
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
@@ -36,6 +48,6 @@ async def _signed_in(services: Services, **settings: Any) -> AsyncIterator[httpx
 
 @pytest.fixture
 def signed_in() -> Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]:
-    """`async with signed_in(services, **settings) as browser:` a signed-in person's browser
-    (a session cookie; `services` answers connector-auth's session question too)."""
+    """`async with signed_in(services, portal=..., csrf=..., **settings) as browser:` a
+    signed-in person's browser (a session cookie; the session is answered for `services`)."""
     return _signed_in

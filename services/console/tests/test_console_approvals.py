@@ -75,11 +75,6 @@ class Services:
         if (request.method, path) in self.answers:
             status, answer = self.answers[(request.method, path)]
             return httpx.Response(status, json=answer)
-        if path == "/v1/session":
-            return httpx.Response(200, json={
-                "user_id": "u-ann", "portals": [PORTAL], "email": "ann@summit.example",
-                "grant": {"token": "grant", "expires_in": 300}, "csrf_token": CSRF,
-            })  # fmt: skip
         if path == f"/v1/portals/{PORTAL}/accounts":
             return httpx.Response(200, json={"results": [
                 {"account_id": "9341455731187204", "company_name": "Summit Ridge Outfitters",
@@ -125,7 +120,7 @@ def services() -> Services:
 
 @pytest_asyncio.fixture
 async def browser(services: Services, signed_in: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with signed_in(services) as client:
+    async with signed_in(services, portal=PORTAL, csrf=CSRF) as client:
         yield client
 
 

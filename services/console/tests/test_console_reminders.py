@@ -50,11 +50,6 @@ class Services:
         path = request.url.path
         body = json.loads(request.content) if request.content else None
         self.calls.append((request.method, path, body))
-        if path == "/v1/session":
-            return httpx.Response(200, json={
-                "user_id": "u-ann", "portals": [PORTAL], "email": "ann@summit.example",
-                "grant": {"token": "grant", "expires_in": 300}, "csrf_token": CSRF,
-            })  # fmt: skip
         if path == f"/portals/{PORTAL}/accounts":
             return httpx.Response(200, json={"accounts": [
                 {"realm_id": ADVANCED, "company_name": "Summit Ridge Outfitters"},
@@ -96,7 +91,9 @@ def services() -> Services:
 
 @pytest_asyncio.fixture
 async def browser(services: Services, signed_in: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with signed_in(services, reminders_url="http://reminders") as client:
+    async with signed_in(
+        services, portal=PORTAL, csrf=CSRF, reminders_url="http://reminders"
+    ) as client:
         yield client
 
 

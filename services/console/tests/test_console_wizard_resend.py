@@ -37,9 +37,9 @@ Answer = httpx.Response | type[Exception]
 
 
 class Builder:
-    """connector-auth and invoice-builder; `submissions` answers each invoice request in turn
-    (the last one for every further call), `down` makes every invoice-builder call fail to
-    connect."""
+    """invoice-builder (`signed_in` answers the session); `submissions` answers each invoice
+    request in turn (the last one for every further call), `down` makes every invoice-builder
+    call fail to connect."""
 
     def __init__(self) -> None:
         self.submissions: list[Answer] = [httpx.Response(202, json={"request_id": REQUEST})]
@@ -48,11 +48,6 @@ class Builder:
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
-        if path == "/v1/session":
-            return httpx.Response(200, json={
-                "user_id": "u-ann", "portals": [PORTAL], "email": "ann@summit.example",
-                "grant": {"token": "grant", "expires_in": 300}, "csrf_token": CSRF,
-            })  # fmt: skip
         if self.down:
             raise httpx.ConnectError("connection refused", request=request)
         if path == f"{BASE}/invoice-requests" and request.method == "POST":
@@ -90,6 +85,8 @@ def builder() -> Builder:
 async def browser(builder: Builder, signed_in: Any) -> AsyncIterator[httpx.AsyncClient]:
     async with signed_in(
         builder,
+        portal=PORTAL,
+        csrf=CSRF,
         resend_patience_seconds=2.0,
         resend_wait_seconds=4,
         resend_automatic_attempts=3,
