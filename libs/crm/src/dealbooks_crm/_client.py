@@ -5,7 +5,7 @@ import hashlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 import httpx
 from dealbooks_http import (
@@ -299,6 +299,25 @@ def _policy(response: httpx.Response) -> str | None:
     return body.get("policyName") if isinstance(body, dict) else None
 
 
+class _CallOptions(TypedDict, total=False):
+    """The keywords of `CrmClient.request` after the path."""
+
+    json: Any
+    params: Mapping[str, Any] | None
+    search: bool
+    replay_safe: bool
+
+
+def _query(fixed: dict[str, Any], **optional: str | Sequence[str] | None) -> dict[str, Any]:
+    """Query parameters: `fixed` as given, then each optional one that is set (a list joined
+    with commas)."""
+    params = dict(fixed)
+    for key, value in optional.items():
+        if value:
+            params[key] = value if isinstance(value, str) else ",".join(value)
+    return params
+
+
 class PortalCrm:
     """CRM operations for one portal. Obtain with `CrmClient.portal(portal_id)`."""
 
@@ -308,24 +327,9 @@ class PortalCrm:
         self._paths = client.paths
 
     async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        params: Mapping[str, Any] | None = None,
-        search: bool = False,
-        replay_safe: bool = True,
+        self, method: str, path: str, **options: Unpack[_CallOptions]
     ) -> httpx.Response:
-        return await self.client.request(
-            self.portal_id,
-            method,
-            path,
-            json=json,
-            params=params,
-            search=search,
-            replay_safe=replay_safe,
-        )
+        return await self.client.request(self.portal_id, method, path, **options)
 
     # ---- single objects ----------------------------------------------------------------
 
@@ -342,15 +346,13 @@ class PortalCrm:
     ) -> CrmObject:
         """Read one record (by id, or by a unique property with `id_property`);
         `properties_with_history` also returns each change of those properties."""
-        params: dict[str, Any] = {"archived": str(archived).lower()}
-        if properties:
-            params["properties"] = ",".join(properties)
-        if properties_with_history:
-            params["propertiesWithHistory"] = ",".join(properties_with_history)
-        if associations:
-            params["associations"] = ",".join(associations)
-        if id_property:
-            params["idProperty"] = id_property
+        params = _query(
+            {"archived": str(archived).lower()},
+            properties=properties,
+            propertiesWithHistory=properties_with_history,
+            associations=associations,
+            idProperty=id_property,
+        )
         response = await self._call(
             "GET", f"{self._paths.objects(object_type)}/{object_id}", params=params
         )
@@ -414,13 +416,12 @@ class PortalCrm:
         """Every record of a type, following `paging.next.after`; the way to backfill."""
         after: str | None = None
         while True:
-            params: dict[str, Any] = {"limit": page_size, "archived": str(archived).lower()}
-            if properties:
-                params["properties"] = ",".join(properties)
-            if associations:
-                params["associations"] = ",".join(associations)
-            if after:
-                params["after"] = after
+            params = _query(
+                {"limit": page_size, "archived": str(archived).lower()},
+                properties=properties,
+                associations=associations,
+                after=after,
+            )
             response = await self._call("GET", self._paths.objects(object_type), params=params)
             body = response.json()
             for item in body.get("results", []):

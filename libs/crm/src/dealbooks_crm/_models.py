@@ -235,6 +235,16 @@ class AssociatedObject(_Model):
         return {t.type_id for t in self.association_types}
 
 
+def _timestamped_body(model: _Model, timestamp: datetime | None) -> dict[str, Any]:
+    """A timeline record as the API takes it: by alias, unset fields left out, the timestamp
+    in UTC with a Z (a naive one is taken as UTC)."""
+    body = model.model_dump(by_alias=True, exclude_none=True, mode="json")
+    if timestamp is not None:
+        ts = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=UTC)
+        body["timestamp"] = ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return body
+
+
 class TimelineEvent(_Model):
     """An occurrence of an app event template on a CRM record. `id` makes it idempotent."""
 
@@ -247,11 +257,7 @@ class TimelineEvent(_Model):
     timestamp: datetime | None = None
 
     def to_api(self) -> dict[str, Any]:
-        body = self.model_dump(by_alias=True, exclude_none=True, mode="json")
-        if self.timestamp is not None:
-            ts = self.timestamp if self.timestamp.tzinfo else self.timestamp.replace(tzinfo=UTC)
-            body["timestamp"] = ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
-        return body
+        return _timestamped_body(self, self.timestamp)
 
 
 class AppEventOccurrence(_Model):
@@ -267,11 +273,7 @@ class AppEventOccurrence(_Model):
     extra_data: dict[str, Any] | None = Field(None, alias="extraData")
 
     def to_api(self) -> dict[str, Any]:
-        body = self.model_dump(by_alias=True, exclude_none=True, mode="json")
-        if self.timestamp is not None:
-            ts = self.timestamp if self.timestamp.tzinfo else self.timestamp.replace(tzinfo=UTC)
-            body["timestamp"] = ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
-        return body
+        return _timestamped_body(self, self.timestamp)
 
 
 class TimelineEventResult(_Model):
