@@ -30,7 +30,7 @@ from connector_auth import domain
 from connector_auth.crypto import TokenCipher
 from connector_auth.domain import AccountStatus, CompanyFacts, ConnectRefused
 from connector_auth.gateways import QboGateway
-from connector_auth.refresh import RefreshBusy, SingleFlight, token_digest
+from connector_auth.refresh import RefreshBusy, SingleFlight, StoredAccess
 from connector_auth.settings import ConnectorAuthSettings
 from connector_auth.store import (
     ACCOUNTS,
@@ -107,6 +107,7 @@ class ConnectorAuth:
             settings.refresh_lease_seconds,
             settings.refresh_wait_seconds,
         )
+        self.stored_access = StoredAccess(cipher, clock, settings.refresh_margin_seconds)
         self._state_secret = settings.state_secret.get_secret_value().encode()
 
     # ---------------------------------------------------------------- connect
@@ -216,11 +217,8 @@ class ConnectorAuth:
 
         def usable(doc: Doc) -> AccessToken | None:
             tokens = doc["tokens"]
-            access = self.cipher.decrypt(tokens["access"], f"{key}:access")
-            stale = rejected_digest == token_digest(access)
-            if stale or domain.needs_refresh(
-                tokens["access_expires_at"], self.clock(), self.settings.refresh_margin_seconds
-            ):
+            access = self.stored_access.usable(tokens, f"{key}:access", rejected_digest)
+            if access is None:
                 return None
             return AccessToken(access, tokens["access_expires_at"], doc["realm_id"])
 

@@ -24,7 +24,7 @@ from connector_auth import domain
 from connector_auth.crm_oauth import CrmOAuth, CrmOAuthRefused, CrmTokens, TokenInfo
 from connector_auth.crypto import TokenCipher
 from connector_auth.domain import PortalStatus
-from connector_auth.refresh import RefreshBusy, SingleFlight, token_digest
+from connector_auth.refresh import RefreshBusy, SingleFlight, StoredAccess
 from connector_auth.settings import ConnectorAuthSettings
 from connector_auth.store import PORTALS, Doc, OAuthStates, Portals, RefreshLeases, Sessions
 
@@ -118,6 +118,7 @@ class Installs:
             settings.refresh_lease_seconds,
             settings.refresh_wait_seconds,
         )
+        self.stored_access = StoredAccess(cipher, clock, settings.refresh_margin_seconds)
         self._state_secret = settings.state_secret.get_secret_value().encode()
         self._cookies = Signer(settings.session_keys.get_secret_value(), SESSION_PREFIX)
         self._grants = Signer(settings.grant_keys.get_secret_value(), GRANT_PREFIX)
@@ -288,13 +289,10 @@ class Installs:
 
         def usable(doc: Doc) -> CrmAccess | None:
             tokens = doc["tokens"]
-            access = self.cipher.decrypt(tokens["access"], f"portal:{portal_id}:access")
-            stale = rejected_digest == token_digest(access)
-            if stale or domain.needs_refresh(
-                tokens["access_expires_at"], self.clock(), self.settings.refresh_margin_seconds
-            ):
-                return None
-            return CrmAccess(access, tokens["access_expires_at"])
+            access = self.stored_access.usable(
+                tokens, f"portal:{portal_id}:access", rejected_digest
+            )
+            return None if access is None else CrmAccess(access, tokens["access_expires_at"])
 
         return await self.single_flight.token(
             f"crm:{portal_id}", read, usable, lambda d: self._refresh(portal_id, d)

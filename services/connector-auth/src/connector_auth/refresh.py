@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from connector_auth import domain
+from connector_auth.crypto import TokenCipher
 from connector_auth.store import RefreshLeases
 
 T = TypeVar("T")
@@ -18,6 +21,26 @@ Doc = dict[str, Any]
 def token_digest(token: str) -> str:
     """How a caller names a token it was refused without sending it back."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredAccess:
+    """How a token keeper judges the access token it stored: usable, or due for a refresh."""
+
+    cipher: TokenCipher
+    clock: Callable[[], datetime]
+    margin_seconds: float
+
+    def usable(self, tokens: Doc, context: str, rejected_digest: str | None) -> str | None:
+        """The access token of `tokens` (sealed under `context`), unless the caller was
+        refused it or it expires within the margin."""
+        access = self.cipher.decrypt(tokens["access"], context)
+        stale = rejected_digest == token_digest(access)
+        if stale or domain.needs_refresh(
+            tokens["access_expires_at"], self.clock(), self.margin_seconds
+        ):
+            return None
+        return access
 
 
 class RefreshBusy(Exception):
