@@ -10,7 +10,7 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -170,24 +170,14 @@ async def test_a_record_of_a_company_not_connected_is_refused(
 
 @pytest.fixture
 async def tracker(
-    kafka_bootstrap: str,
-    mongo_uri: str,
-    namespace: str,
-    kafka_supports_idempotence: bool,
-    qbo_sandbox: Any,
-    crm_sandbox: Any,
+    service_settings: Callable[..., StatusTrackerSettings], namespace: str
 ) -> AsyncIterator[tuple[Tracker, StaticTokenProvider, StaticTokenProvider]]:
-    settings = StatusTrackerSettings(
-        kafka_bootstrap=kafka_bootstrap,
-        mongodb_uri=mongo_uri,
+    settings = service_settings(
+        StatusTrackerSettings,
+        namespace,
         mongodb_database=f"{namespace}_tracker",
         topic_prefix=f"{namespace}.",
-        kafka_idempotence=kafka_supports_idempotence,
-        qbo_base_url=qbo_sandbox.base_url,
-        crm_base_url=crm_sandbox.base_url,
         handler_attempts=3,
-        handler_wait_initial=0.05,
-        handler_wait_max=0.2,
     )
     qbo_tokens, crm_tokens = StaticTokenProvider({}), StaticTokenProvider({})
     service = build_tracker(settings, qbo_tokens=qbo_tokens, crm_tokens=crm_tokens)

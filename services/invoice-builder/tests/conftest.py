@@ -137,23 +137,9 @@ class Harness:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def builder(
-    kafka_bootstrap: str, mongo_uri: str, kafka_supports_idempotence: bool, qbo_sandbox: Any,
-    crm_sandbox: Any,
-) -> AsyncIterator[Harness]:  # fmt: skip
-    namespace = f"ib{uuid.uuid4().hex[:8]}"
-    settings = InvoiceBuilderSettings(
-        kafka_bootstrap=kafka_bootstrap,
-        mongodb_uri=mongo_uri,
-        mongodb_database=namespace,
-        topic_prefix=f"{namespace}.",
-        kafka_idempotence=kafka_supports_idempotence,
-        qbo_base_url=qbo_sandbox.base_url,
-        crm_base_url=crm_sandbox.base_url,
-        handler_attempts=4,
-        handler_wait_initial=0.05,
-        handler_wait_max=0.2,
-        grant_keys=GRANT_KEYS,
-    )
+    service_settings: Callable[..., InvoiceBuilderSettings], kafka_bootstrap: str
+) -> AsyncIterator[Harness]:
+    settings = service_settings(InvoiceBuilderSettings, "ib", grant_keys=GRANT_KEYS)
     qbo_tokens = StaticTokenProvider({})
     # A portal without a token is refused, as production configures it.
     crm_tokens = CrmTokens()

@@ -40,15 +40,23 @@ EDITIONS = {"advanced": "QuickBooks Online Advanced", "plus": "QuickBooks Online
 class Harness:
     """The service under test plus the sandboxes, and helpers to play QuickBooks and the CRM."""
 
-    def __init__(self, service: Service, bootstrap: str, qbo_sandbox: Any, crm: Any) -> None:
-        self.service = service
-        self.settings = service.settings
+    def __init__(
+        self, settings: RemindersSettings, bootstrap: str, qbo_sandbox: Any, crm: Any
+    ) -> None:
+        self.settings = settings
         self.bootstrap = bootstrap
         self.qbo_sandbox = qbo_sandbox
         self.crm_sandbox = crm
         self.qbo_tokens = StaticTokenProvider({})
         self.crm_tokens = StaticTokenProvider({})
+        self.service = build_service(
+            settings, qbo_tokens=self.qbo_tokens, crm_tokens=self.crm_tokens
+        )
         self.qbo = QboClient(qbo_sandbox.base_url, self.qbo_tokens)
+
+    async def aclose(self) -> None:
+        await self.qbo.aclose()
+        await self.service.aclose()
 
     def today(self) -> date:
         return self.qbo_sandbox.now().date()
@@ -184,32 +192,18 @@ class World:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def reminders(
-    kafka_bootstrap: str, mongo_uri: str, kafka_supports_idempotence: bool, qbo_sandbox: Any,
+    service_settings: Callable[..., RemindersSettings], kafka_bootstrap: str, qbo_sandbox: Any,
     crm_sandbox: Any,
 ) -> AsyncIterator[Harness]:  # fmt: skip
-    namespace = f"rm{uuid.uuid4().hex[:8]}"
-    settings = RemindersSettings(
-        kafka_bootstrap=kafka_bootstrap,
-        mongodb_uri=mongo_uri,
-        mongodb_database=namespace,
-        topic_prefix=f"{namespace}.",
-        kafka_idempotence=kafka_supports_idempotence,
-        qbo_base_url=qbo_sandbox.base_url,
-        crm_base_url=crm_sandbox.base_url,
+    settings = service_settings(
+        RemindersSettings,
+        "rm",
         handler_attempts=3,
-        handler_wait_initial=0.05,
-        handler_wait_max=0.2,
         grant_keys=GRANT_KEYS,
         operator_credentials=OPERATOR,
         pass_interval_seconds=3600.0,
     )
-    qbo_tokens = StaticTokenProvider({})
-    crm_tokens = StaticTokenProvider({})
-    service = build_service(settings, qbo_tokens=qbo_tokens, crm_tokens=crm_tokens)
-    harness = Harness(service, kafka_bootstrap, qbo_sandbox, crm_sandbox)
-    harness.qbo_tokens, harness.crm_tokens = qbo_tokens, crm_tokens
-    harness.qbo = QboClient(qbo_sandbox.base_url, qbo_tokens)
-    async with service.runtime.running():
+    harness = Harness(settings, kafka_bootstrap, qbo_sandbox, crm_sandbox)
+    async with harness.service.runtime.running():
         yield harness
-    await harness.qbo.aclose()
-    await service.aclose()
+    await harness.aclose()

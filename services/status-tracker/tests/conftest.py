@@ -33,7 +33,7 @@ from dealbooks_kit import Guard
 from dealbooks_kit.auth import mint_grant
 from dealbooks_qbo import Invoice, QboClient
 from status_tracker.api import build_api
-from status_tracker.app import Service, build_service
+from status_tracker.app import build_service
 from status_tracker.settings import StatusTrackerSettings
 
 # What callers of the read API and the sweeps present in these tests.
@@ -45,16 +45,22 @@ class Harness:
     """The service under test plus the sandboxes, and helpers to play QBO, CRM and webhooks."""
 
     def __init__(
-        self, service: Service, bootstrap: str, qbo_sandbox: Any, crm_sandbox: Any
+        self, settings: StatusTrackerSettings, bootstrap: str, qbo_sandbox: Any, crm_sandbox: Any
     ) -> None:
-        self.service = service
-        self.settings = service.settings
+        self.settings = settings
         self.bootstrap = bootstrap
         self.qbo_sandbox = qbo_sandbox
         self.crm_sandbox = crm_sandbox
         self.qbo_tokens = StaticTokenProvider({})
         self.crm_tokens = StaticTokenProvider({})
+        self.service = build_service(
+            settings, qbo_tokens=self.qbo_tokens, crm_tokens=self.crm_tokens
+        )
         self.qbo = QboClient(qbo_sandbox.base_url, self.qbo_tokens)
+
+    async def aclose(self) -> None:
+        await self.qbo.aclose()
+        await self.service.aclose()
 
     def world(self, country: str = "US", portal_currency: str = "USD") -> World:
         """A fresh QBO company and CRM portal with a deal, tokens known to the service."""
@@ -218,31 +224,13 @@ class World:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def tracker(
-    kafka_bootstrap: str, mongo_uri: str, kafka_supports_idempotence: bool, qbo_sandbox: Any,
-    crm_sandbox: Any,
+    service_settings: Callable[..., StatusTrackerSettings], kafka_bootstrap: str,
+    qbo_sandbox: Any, crm_sandbox: Any,
 ) -> AsyncIterator[Harness]:  # fmt: skip
-    namespace = f"st{uuid.uuid4().hex[:8]}"
-    settings = StatusTrackerSettings(
-        kafka_bootstrap=kafka_bootstrap,
-        mongodb_uri=mongo_uri,
-        mongodb_database=namespace,
-        topic_prefix=f"{namespace}.",
-        kafka_idempotence=kafka_supports_idempotence,
-        qbo_base_url=qbo_sandbox.base_url,
-        crm_base_url=crm_sandbox.base_url,
-        handler_attempts=4,
-        handler_wait_initial=0.05,
-        handler_wait_max=0.2,
-        grant_keys=GRANT_KEYS,
-        operator_credentials=OPERATOR,
+    settings = service_settings(
+        StatusTrackerSettings, "st", grant_keys=GRANT_KEYS, operator_credentials=OPERATOR
     )
-    qbo_tokens = StaticTokenProvider({})
-    crm_tokens = StaticTokenProvider({})
-    service = build_service(settings, qbo_tokens=qbo_tokens, crm_tokens=crm_tokens)
-    harness = Harness(service, kafka_bootstrap, qbo_sandbox, crm_sandbox)
-    harness.qbo_tokens, harness.crm_tokens = qbo_tokens, crm_tokens
-    harness.qbo = QboClient(qbo_sandbox.base_url, qbo_tokens)
-    async with service.runtime.running():
+    harness = Harness(settings, kafka_bootstrap, qbo_sandbox, crm_sandbox)
+    async with harness.service.runtime.running():
         yield harness
-    await harness.qbo.aclose()
-    await service.aclose()
+    await harness.aclose()

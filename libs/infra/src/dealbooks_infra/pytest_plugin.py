@@ -12,8 +12,9 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -164,6 +165,41 @@ def kafka_supports_idempotence(kafka_bootstrap: str) -> bool:
 def namespace() -> str:
     """A short name unique to this test, for its database and topic prefix."""
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+SettingsT = TypeVar("SettingsT")
+
+
+@pytest.fixture(scope="module")
+def service_settings(
+    kafka_bootstrap: str,
+    mongo_uri: str,
+    kafka_supports_idempotence: bool,
+    qbo_sandbox: Any,
+    crm_sandbox: Any,
+) -> Callable[..., Any]:
+    """Settings of a service under test: `service_settings(StatusTrackerSettings, "st", ...)`
+    gives the service a database and topic prefix of its own (`st` and a random part) on the
+    session's Kafka and MongoDB-wire server, both sandboxes' addresses, and retries quick
+    enough for a test; keywords override any of it."""
+
+    def make(settings_type: Callable[..., SettingsT], prefix: str, **overrides: Any) -> SettingsT:
+        namespace = f"{prefix}{uuid.uuid4().hex[:8]}"
+        fields: dict[str, Any] = {
+            "kafka_bootstrap": kafka_bootstrap,
+            "mongodb_uri": mongo_uri,
+            "mongodb_database": namespace,
+            "topic_prefix": f"{namespace}.",
+            "kafka_idempotence": kafka_supports_idempotence,
+            "qbo_base_url": qbo_sandbox.base_url,
+            "crm_base_url": crm_sandbox.base_url,
+            "handler_attempts": 4,
+            "handler_wait_initial": 0.05,
+            "handler_wait_max": 0.2,
+        }
+        return settings_type(**{**fields, **overrides})
+
+    return make
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
