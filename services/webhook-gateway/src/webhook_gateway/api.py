@@ -42,6 +42,15 @@ def _too_large(sender: str, limit: int) -> Response:
     )
 
 
+async def _delivery(request: Request, sender: str) -> bytes | Response:
+    """The delivery's raw body, or its refusal (413) when it is over the gateway's cap."""
+    limit = _intake(request).settings.max_body_bytes
+    try:
+        return await _read_capped(request, limit)
+    except BodyTooLarge:
+        return _too_large(sender, limit)
+
+
 def _signed_uri(request: Request, public_base: str) -> str:
     """The URL the CRM signed: the request's, under the public prefix when one is set."""
     if not public_base:
@@ -52,22 +61,18 @@ def _signed_uri(request: Request, public_base: str) -> str:
 
 async def quickbooks(request: Request) -> Response:
     intake = _intake(request)
-    limit = intake.settings.max_body_bytes
-    try:
-        body = await _read_capped(request, limit)
-    except BodyTooLarge:
-        return _too_large("quickbooks", limit)
+    body = await _delivery(request, "quickbooks")
+    if isinstance(body, Response):
+        return body
     outcome = await intake.quickbooks(body, request.headers.get("intuit-signature"))
     return JSONResponse(outcome.body, status_code=outcome.status)
 
 
 async def crm(request: Request) -> Response:
     intake = _intake(request)
-    limit = intake.settings.max_body_bytes
-    try:
-        body = await _read_capped(request, limit)
-    except BodyTooLarge:
-        return _too_large("crm", limit)
+    body = await _delivery(request, "crm")
+    if isinstance(body, Response):
+        return body
     outcome = await intake.crm(
         body,
         _signed_uri(request, intake.settings.public_base_url),
