@@ -30,22 +30,22 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 
 _META = frozenset({"MetaData.CreateTime", "MetaData.LastUpdatedTime"})
+# Customer properties QuickBooks both filters and sorts on.
+_CUSTOMER = _META | {
+    "Id",
+    "DisplayName",
+    "GivenName",
+    "MiddleName",
+    "FamilyName",
+    "CompanyName",
+    "PrintOnCheckName",
+    "FullyQualifiedName",
+    "Active",
+    "Balance",
+}
 
 FILTERABLE: dict[str, frozenset[str]] = {
-    "Customer": _META
-    | {
-        "Id",
-        "DisplayName",
-        "GivenName",
-        "MiddleName",
-        "FamilyName",
-        "CompanyName",
-        "PrimaryEmailAddr",
-        "PrintOnCheckName",
-        "FullyQualifiedName",
-        "Active",
-        "Balance",
-    },
+    "Customer": _CUSTOMER | {"PrimaryEmailAddr"},
     "Invoice": _META
     | {
         "Id",
@@ -62,20 +62,7 @@ FILTERABLE: dict[str, frozenset[str]] = {
 }
 
 SORTABLE: dict[str, frozenset[str]] = {
-    "Customer": _META
-    | {
-        "Id",
-        "DisplayName",
-        "GivenName",
-        "MiddleName",
-        "FamilyName",
-        "CompanyName",
-        "PrintOnCheckName",
-        "FullyQualifiedName",
-        "Active",
-        "Balance",
-        "BalanceWithJobs",
-    },
+    "Customer": _CUSTOMER | {"BalanceWithJobs"},
     "Invoice": _META | {"Id", "DocNumber", "TxnDate", "DueDate", "TotalAmt", "Balance"},
     "Item": _META | {"Id", "Name", "FullyQualifiedName"},
 }
