@@ -7,6 +7,7 @@ import datetime
 import logging
 import ssl
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -132,15 +133,21 @@ def test_sasl_ssl_from_the_environment_gives_scram_512_over_tls_with_the_ca(
     assert ((("commonName", CA_NAME),),) in _ca_subjects(context)
 
 
-def test_the_broker_gives_its_clients_the_configured_security(
-    clean_env: pytest.MonkeyPatch, pem: dict[str, Path]
-) -> None:
-    settings = KitSettings(
+def sasl_ssl(pem: dict[str, Path], **more: Any) -> KitSettings:
+    """Settings of a service that reaches Kafka over SASL_SSL as status-tracker."""
+    return KitSettings(
         kafka_security_protocol="SASL_SSL",
         kafka_sasl_username="status-tracker",
         kafka_sasl_password=PASSWORD,
         kafka_ssl_cafile=str(pem["ca"]),
+        **more,
     )
+
+
+def test_the_broker_gives_its_clients_the_configured_security(
+    clean_env: pytest.MonkeyPatch, pem: dict[str, Path]
+) -> None:
+    settings = sasl_ssl(pem)
     broker = make_broker(settings)
 
     (config,) = broker.config.configs  # type: ignore[attr-defined]
@@ -254,12 +261,8 @@ def test_an_unknown_protocol_is_refused_without_echoing_values(
 def test_the_password_is_in_no_repr_and_no_log_line(
     clean_env: pytest.MonkeyPatch, pem: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    settings = KitSettings(
-        kafka_security_protocol="SASL_SSL",
-        kafka_sasl_username="status-tracker",
-        kafka_sasl_password=PASSWORD,
-        kafka_ssl_cafile=str(pem["ca"]),
-        mongodb_uri="mongodb://tracker:mongo-pw-52e1@db.example:27017/?tls=true",
+    settings = sasl_ssl(
+        pem, mongodb_uri="mongodb://tracker:mongo-pw-52e1@db.example:27017/?tls=true"
     )
     broker = make_broker(settings)
     options = kafka_client_options(settings)

@@ -9,12 +9,8 @@ from typing import Any
 import anyio
 import pytest
 from dealbooks_contracts import (
-    ContactSynced,
     Envelope,
     QboEntityChanged,
-    SyncAction,
-    SyncTrigger,
-    Tenant,
 )
 from dealbooks_infra import testing
 from dealbooks_kit import Outbox, PermanentError, ServiceRuntime, push
@@ -88,18 +84,7 @@ async def test_a_dead_letter_is_counted_by_topic_and_consumer_with_the_topic_s_d
     assert value("dealbooks_dlq_depth", depth) >= 2
 
 
-def synced(customer_id: str) -> Envelope[ContactSynced]:
-    return Envelope.build(
-        ContactSynced(
-            action=SyncAction.UPDATED,
-            trigger=SyncTrigger.WEBHOOK,
-            mapping_version=1,
-            qbo_customer_id=customer_id,
-            crm_contact_id=f"contact-{customer_id}",
-        ),
-        source="kit-test",
-        tenant=Tenant(portal_id="portal-1", account_id="realm-1"),
-    )
+synced = testing.contact_synced
 
 
 async def test_an_entry_left_in_the_outbox_is_pending_with_its_age_until_a_pass_relays_it(

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from dealbooks_contracts import ContactSynced, Envelope, SyncAction, SyncTrigger, Tenant
+from dealbooks_contracts import ContactSynced, Envelope
+from dealbooks_infra import testing
 from dealbooks_infra.testing import read_topic
 from dealbooks_kit import Outbox, ServiceRuntime, outbox_entry, push
 
@@ -17,18 +18,7 @@ pytestmark = pytest.mark.integration
 STATES = "sync_states"
 
 
-def synced(customer_id: str) -> Envelope[ContactSynced]:
-    return Envelope.build(
-        ContactSynced(
-            action=SyncAction.UPDATED,
-            trigger=SyncTrigger.WEBHOOK,
-            mapping_version=1,
-            qbo_customer_id=customer_id,
-            crm_contact_id=f"contact-{customer_id}",
-        ),
-        source="kit-test",
-        tenant=Tenant(portal_id="portal-1", account_id="realm-1"),
-    )
+synced = testing.contact_synced
 
 
 class FlakyPublisher:

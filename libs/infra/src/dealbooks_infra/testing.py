@@ -21,10 +21,13 @@ from aiokafka import AIOKafkaConsumer
 from dealbooks_contracts import (
     AccountConnected,
     AccountConnectedReason,
+    ContactSynced,
     Envelope,
     QboEntityChanged,
     QboEnvironment,
     QboOperation,
+    SyncAction,
+    SyncTrigger,
     Tenant,
     decode,
 )
@@ -95,6 +98,22 @@ def invoice_changed(realm: str, entity_id: str) -> Envelope[QboEntityChanged]:
         ),
         source="test",
         tenant=Tenant(portal_id="portal-1", account_id=realm),
+    )
+
+
+def contact_synced(customer_id: str) -> Envelope[ContactSynced]:
+    """contact-sync's `contact.synced` for QuickBooks customer `customer_id` of realm-1
+    (portal-1), updated by a webhook."""
+    return Envelope.build(
+        ContactSynced(
+            action=SyncAction.UPDATED,
+            trigger=SyncTrigger.WEBHOOK,
+            mapping_version=1,
+            qbo_customer_id=customer_id,
+            crm_contact_id=f"contact-{customer_id}",
+        ),
+        source="kit-test",
+        tenant=Tenant(portal_id="portal-1", account_id="realm-1"),
     )
 
 
