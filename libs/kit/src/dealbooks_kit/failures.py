@@ -215,22 +215,21 @@ def classify(exc: BaseException) -> Failure:
     return Failure.UNEXPECTED
 
 
+# QuickBooks errors by kind, the first that matches wins; any other is invalid input.
+_QBO_FAILURES: tuple[tuple[type[QboError], Failure], ...] = (
+    (Throttled, Failure.RATE_LIMITED),
+    (ServerError, Failure.TRANSIENT),
+    (StaleObject, Failure.CONFLICT),
+    # The client refreshes an expired token itself; one that still comes out was
+    # refreshed by somebody else meanwhile. The next attempt gets the new one.
+    (AuthExpired, Failure.TRANSIENT),
+    (AuthError, Failure.AUTHORISATION_LOST),
+    (NotFound, Failure.TARGET_GONE),
+)
+
+
 def _qbo(exc: QboError) -> Failure:
-    if isinstance(exc, Throttled):
-        return Failure.RATE_LIMITED
-    if isinstance(exc, ServerError):
-        return Failure.TRANSIENT
-    if isinstance(exc, StaleObject):
-        return Failure.CONFLICT
-    if isinstance(exc, AuthExpired):
-        # The client refreshes an expired token itself; one that still comes out was
-        # refreshed by somebody else meanwhile. The next attempt gets the new one.
-        return Failure.TRANSIENT
-    if isinstance(exc, AuthError):
-        return Failure.AUTHORISATION_LOST
-    if isinstance(exc, NotFound):
-        return Failure.TARGET_GONE
-    return Failure.INVALID_INPUT
+    return next((f for kind, f in _QBO_FAILURES if isinstance(exc, kind)), Failure.INVALID_INPUT)
 
 
 def _crm(exc: CrmError) -> Failure:
