@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ from dealbooks_contracts import QboEnvironment
 from dealbooks_infra import testing
 from dealbooks_infra.testing import LogCollector, free_port
 from dealbooks_kit import configure_logging
+from pymongo import AsyncMongoClient
 
 SERVICE_CREDENTIAL = "svc-" + uuid.uuid4().hex
 STATE_SECRET = "state-" + uuid.uuid4().hex
@@ -255,3 +256,11 @@ class Tools:
 @pytest.fixture(scope="session")
 def tools() -> Tools:
     return Tools()
+
+
+@pytest.fixture
+async def db(connector: Connector, mongo_uri: str) -> AsyncIterator[Any]:
+    """connector-auth's own database, read and written as the tests need."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True)
+    yield client[connector.settings.database_name]
+    await client.close()

@@ -5,23 +5,14 @@ MongoDB-wire server and the QBO sandbox)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from connector_auth.app import build_service
 from connector_auth.store import account_key
 from dealbooks_infra.testing import with_webhook_dropped
-from pymongo import AsyncMongoClient
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def db(connector: Any, mongo_uri: str) -> AsyncIterator[Any]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True)
-    yield client[connector.settings.database_name]
-    await client.close()
 
 
 async def preferences_changed_with_webhook_dropped(

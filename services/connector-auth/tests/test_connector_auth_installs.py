@@ -4,24 +4,15 @@ sessions and their grants, CRM tokens for other services, uninstall and reinstal
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from dealbooks_kit import Access, AuthSettings, Guard
-from pymongo import AsyncMongoClient
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def db(connector: Any, mongo_uri: str) -> AsyncIterator[Any]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True)
-    yield client[connector.settings.database_name]
-    await client.close()
 
 
 async def session_of(connector: Any, portal: str) -> httpx.Response:

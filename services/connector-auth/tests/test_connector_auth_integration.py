@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +13,6 @@ from connector_auth.store import RefreshLeases, account_key
 from dealbooks_contracts import Envelope, QboEntityChanged, QboEnvironment, QboOperation, Tenant
 from dealbooks_http import AccountUnavailable, ConnectorTokenProvider
 from dealbooks_kit import KitSettings, ServiceRuntime
-from pymongo import AsyncMongoClient
 
 pytestmark = pytest.mark.integration
 
@@ -26,13 +24,6 @@ def new_company(qbo_sandbox: Any, name: str, environment: str = "sandbox", **spe
         {"country": "US", "name": name, "environment": environment, **spec},
     )
     return str(info["realm_id"])
-
-
-@pytest.fixture
-async def db(connector: Any, mongo_uri: str) -> AsyncIterator[Any]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True)
-    yield client[connector.settings.database_name]
-    await client.close()
 
 
 def topic(connector: Any, name: str) -> str:
