@@ -104,6 +104,16 @@ async def payment_events(gateway: Any, kafka: str, tools: Any, realm: str, count
     return [tools.as_event(r) for r in records]
 
 
+async def keyed(tools: Any, kafka: str, gateway: Any, topic: str, key: Any) -> list[Any]:
+    """The records of `topic` (its name without the test's prefix) keyed by `key`, a realm
+    or a portal: at least one, and all that are there."""
+    return list(
+        await tools.read_events(
+            kafka, gateway.topic(topic), lambda r: r.key == str(key).encode(), 1
+        )
+    )
+
+
 @pytest.mark.parametrize("fmt", ["legacy", "cloudevents"])
 async def test_real_qbo_payment_arrives_signed_and_becomes_an_entity_changed_event(
     gateway: Any, qbo_sandbox: Any, kafka_bootstrap: str, mongo_uri: str, gw_tools: Any, fmt: str
@@ -152,11 +162,8 @@ async def test_a_companyinfo_cloudevent_is_published_with_quickbooks_entity_name
                 },
             )
             assert renamed.status_code == 200, renamed.text
-        [record] = await gw_tools.read_events(
-            kafka_bootstrap,
-            gateway.topic("qbo.entity-changed.v1"),
-            lambda r: r.key == company.realm_id.encode(),
-            1,
+        [record] = await keyed(
+            gw_tools, kafka_bootstrap, gateway, "qbo.entity-changed.v1", company.realm_id
         )
     finally:
         qbo_sandbox.remove_webhook(endpoint["endpoint_id"])
@@ -192,12 +199,7 @@ async def test_tampered_signature_gets_401_and_publishes_nothing(
 
     assert tampered.status_code == unsigned.status_code == 401
     assert marker.status_code == 200
-    records = await gw_tools.read_events(
-        kafka_bootstrap,
-        gateway.topic("qbo.entity-changed.v1"),
-        lambda r: r.key == realm.encode(),
-        1,
-    )
+    records = await keyed(gw_tools, kafka_bootstrap, gateway, "qbo.entity-changed.v1", realm)
     assert [gw_tools.as_event(r)["data"]["entity"] for r in records] == ["Invoice"]
 
 
@@ -218,12 +220,7 @@ async def test_duplicated_webhook_publishes_once(
 
     assert [a.status_code for a in answers] == [200, 200]
     assert later.status_code == 200
-    records = await gw_tools.read_events(
-        kafka_bootstrap,
-        gateway.topic("qbo.entity-changed.v1"),
-        lambda r: r.key == realm.encode(),
-        1,
-    )
+    records = await keyed(gw_tools, kafka_bootstrap, gateway, "qbo.entity-changed.v1", realm)
     assert len(records) == 1
 
 
@@ -241,12 +238,7 @@ async def test_unknown_realm_is_accepted_and_dead_lettered_with_a_reason(
         )
 
     assert answer.status_code == 200
-    [dead] = await gw_tools.read_events(
-        kafka_bootstrap,
-        gateway.topic("qbo.entity-changed.v1.dlq"),
-        lambda r: r.key == realm.encode(),
-        1,
-    )
+    [dead] = await keyed(gw_tools, kafka_bootstrap, gateway, "qbo.entity-changed.v1.dlq", realm)
     headers = dict(dead.headers)
     assert headers["dlq-reason"] == f"realm {realm} is not connected to any portal".encode()
     assert headers["dlq-error-type"] == b"unknown_realm"
@@ -286,11 +278,8 @@ async def test_crm_webhook_valid_is_published_stale_and_tampered_get_401(
         crm_sandbox.update_as_user(
             portal.portal_id, "deals", deal["id"], {"dealstage": "closedwon"}
         )
-        records = await gw_tools.read_events(
-            kafka_bootstrap,
-            gateway.topic("crm.object-changed.v1"),
-            lambda r: r.key == str(portal.portal_id).encode(),
-            1,
+        records = await keyed(
+            gw_tools, kafka_bootstrap, gateway, "crm.object-changed.v1", portal.portal_id
         )
     finally:
         crm_sandbox.configure_app(target_url="")
@@ -344,11 +333,8 @@ async def test_crm_echo_of_our_own_write_is_suppressed(
         crm_sandbox.update_as_user(
             portal.portal_id, "deals", deal["id"], {"dealstage": "closedwon"}
         )
-        records = await gw_tools.read_events(
-            kafka_bootstrap,
-            gateway.topic("crm.object-changed.v1"),
-            lambda r: r.key == str(portal.portal_id).encode(),
-            1,
+        records = await keyed(
+            gw_tools, kafka_bootstrap, gateway, "crm.object-changed.v1", portal.portal_id
         )
         delivered = crm_sandbox.deliveries()
     finally:
