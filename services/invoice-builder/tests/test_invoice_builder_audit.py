@@ -4,20 +4,15 @@ entry linked to its request."""
 
 from __future__ import annotations
 
-import uuid
-from decimal import Decimal
 from typing import Any
 
 import pytest
 from dealbooks_contracts import (
-    ExistingCustomer,
-    InvoiceLineRequest,
     InvoiceRequested,
-    InvoiceRequestOrigin,
-    Money,
     RejectionCode,
     Tenant,
 )
+from dealbooks_infra import testing
 from dealbooks_infra.testing import eventually
 from dealbooks_kit.audit import Audit, invoice_subject
 
@@ -27,19 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
 
 def request(deal_id: str = "deal-audit") -> InvoiceRequested:
-    return InvoiceRequested(
-        request_id=uuid.uuid4(),
-        deal_id=deal_id,
-        origin=InvoiceRequestOrigin.WIZARD,
-        customer=ExistingCustomer(qbo_customer_id="1"),
-        lines=[
-            InvoiceLineRequest(
-                qbo_item_id="2",
-                quantity=Decimal("1"),
-                unit_price=Money(amount=Decimal("250.00"), currency="USD"),
-            )
-        ],
-    )
+    return testing.wizard_request(deal_id)
 
 
 async def company(builder: Harness, qbo_sandbox: Any, **facts: Any) -> Tenant:

@@ -9,17 +9,11 @@ from typing import Any
 
 import pytest
 from dealbooks_contracts import ProductSynced, SyncAction, SyncTrigger, Tenant
+from dealbooks_infra.records import association as assoc
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
 Harness = Any  # the `builder` fixture of conftest.py
-
-
-def assoc(object_id: str, type_id: int) -> dict[str, Any]:
-    return {
-        "to": {"id": object_id},
-        "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}],
-    }
 
 
 def crm_date(days_from_now: int) -> str:

@@ -4,9 +4,7 @@ after a restart there is still exactly one invoice and one `invoice.drafted`."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -16,11 +14,6 @@ from dealbooks_contracts import (
     REGISTRY,
     Envelope,
     EventPayload,
-    ExistingCustomer,
-    InvoiceLineRequest,
-    InvoiceRequested,
-    InvoiceRequestOrigin,
-    Money,
     Tenant,
 )
 from dealbooks_infra import testing
@@ -97,19 +90,7 @@ async def test_killed_after_qbo_create_then_restarted_yields_one_invoice_and_one
         return await db.accounts.find_one({"_id": realm}) is not None
 
     await eventually(account_known)
-    request = InvoiceRequested(
-        request_id=uuid.uuid4(),
-        deal_id="deal-crash",
-        origin=InvoiceRequestOrigin.WIZARD,
-        customer=ExistingCustomer(qbo_customer_id="1"),
-        lines=[
-            InvoiceLineRequest(
-                qbo_item_id="2",
-                quantity=Decimal("1"),
-                unit_price=Money(amount=Decimal("250.00"), currency="USD"),
-            )
-        ],
-    )
+    request = testing.wizard_request("deal-crash")
     await publish(kafka_bootstrap, prefix, request, tenant)
 
     async def died() -> bool:

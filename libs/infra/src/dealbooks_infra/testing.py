@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import httpx
@@ -23,6 +24,11 @@ from dealbooks_contracts import (
     AccountConnectedReason,
     ContactSynced,
     Envelope,
+    ExistingCustomer,
+    InvoiceLineRequest,
+    InvoiceRequested,
+    InvoiceRequestOrigin,
+    Money,
     QboEntityChanged,
     QboEnvironment,
     QboOperation,
@@ -98,6 +104,24 @@ def invoice_changed(realm: str, entity_id: str) -> Envelope[QboEntityChanged]:
         ),
         source="test",
         tenant=Tenant(portal_id="portal-1", account_id=realm),
+    )
+
+
+def wizard_request(deal_id: str) -> InvoiceRequested:
+    """A wizard's invoice request on `deal_id` for the sandbox company's customer 1 and one of
+    its item 2 at 250.00 USD, with a new request id."""
+    return InvoiceRequested(
+        request_id=uuid.uuid4(),
+        deal_id=deal_id,
+        origin=InvoiceRequestOrigin.WIZARD,
+        customer=ExistingCustomer(qbo_customer_id="1"),
+        lines=[
+            InvoiceLineRequest(
+                qbo_item_id="2",
+                quantity=Decimal("1"),
+                unit_price=Money(amount=Decimal("250.00"), currency="USD"),
+            )
+        ],
     )
 
 
