@@ -4,14 +4,8 @@ consumer that gave up, with its effect applied once."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import sys
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +16,6 @@ from pymongo import AsyncMongoClient
 
 pytestmark = pytest.mark.integration
 
-DEALBOOKS = Path(sys.executable).with_name("dealbooks")
 TOPIC = "qbo.entity-changed.v1"
 
 
@@ -70,23 +63,7 @@ class Ledger:
         return int(doc["runs"]) if doc else 0
 
 
-@dataclass
-class Cli:
-    env: dict[str, str]
-
-    async def __call__(self, *args: str) -> tuple[int, Any, str]:
-        """Run the installed `dealbooks` with `--json`; its exit code, parsed output, stderr."""
-        proc = await asyncio.create_subprocess_exec(
-            str(DEALBOOKS),
-            *args,
-            "--json",
-            env=self.env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await proc.communicate()
-        parsed = json.loads(out) if out.strip() else None
-        return int(proc.returncode or 0), parsed, err.decode()
+Cli = Any  # the `Cli` of conftest.py: the installed command with an environment
 
 
 @pytest.fixture
@@ -109,24 +86,10 @@ async def ledger(
 
 
 @pytest.fixture
-def cli(
-    kafka_bootstrap: str,
-    mongo_uri: str,
-    namespace: str,
-    kafka_supports_idempotence: bool,
-    tmp_path: Path,
-) -> Cli:
-    return Cli(
-        {
-            "PATH": os.environ.get("PATH", ""),
-            "DEALBOOKS_ROOT": str(tmp_path),  # no .local here: the environment alone
-            "KAFKA_BOOTSTRAP": kafka_bootstrap,
-            "KAFKA_IDEMPOTENCE": str(kafka_supports_idempotence).lower(),
-            "MONGODB_URI": mongo_uri,
-            "TOPIC_PREFIX": f"{namespace}.",
-            "LEDGER_MONGODB_DATABASE": f"{namespace}_ledger",
-            "DEALBOOKS_OPERATOR_MONGODB_DATABASE": f"{namespace}_operator",
-        }
+def cli(dealbooks: Callable[..., Cli], namespace: str) -> Cli:
+    return dealbooks(
+        LEDGER_MONGODB_DATABASE=f"{namespace}_ledger",
+        DEALBOOKS_OPERATOR_MONGODB_DATABASE=f"{namespace}_operator",
     )
 
 
@@ -250,7 +213,7 @@ async def test_replay_records_expire_and_the_next_replay_deletes_the_expired_one
 
         # The retention from the environment, and the default of 30 days.
         for env, days in (({"DEALBOOKS_DLQ_REPLAY_RETENTION_DAYS": "2"}, 2), ({}, 30)):
-            again = Cli({**cli.env, **env})
+            again = cli.with_env(**env)
             code, [forced], _ = await again(
                 "dlq", "replay", dlq, f"{record.partition}:{record.offset}", "--again"
             )

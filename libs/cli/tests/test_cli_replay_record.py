@@ -5,16 +5,10 @@ the replay can bring it over; a second replay changes nothing."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,26 +35,8 @@ from status_tracker.settings import StatusTrackerSettings
 
 pytestmark = pytest.mark.integration
 
-DEALBOOKS = Path(sys.executable).with_name("dealbooks")
 
-
-@dataclass
-class Cli:
-    env: dict[str, str]
-
-    async def __call__(self, *args: str) -> tuple[int, Any, str]:
-        """Run the installed `dealbooks` with `--json`; its exit code, parsed output, stderr."""
-        proc = await asyncio.create_subprocess_exec(
-            str(DEALBOOKS),
-            *args,
-            "--json",
-            env=self.env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await proc.communicate()
-        parsed = json.loads(out) if out.strip() else None
-        return int(proc.returncode or 0), parsed, err.decode()
+Cli = Any  # the `Cli` of conftest.py: the installed command with an environment
 
 
 async def connected(mongo_uri: str, namespace: str, portal: str, realm: str) -> None:
@@ -81,25 +57,11 @@ async def connected(mongo_uri: str, namespace: str, portal: str, realm: str) -> 
 
 
 @pytest.fixture
-def cli(
-    kafka_bootstrap: str,
-    mongo_uri: str,
-    namespace: str,
-    kafka_supports_idempotence: bool,
-    tmp_path: Path,
-) -> Cli:
-    return Cli(
-        {
-            "PATH": os.environ.get("PATH", ""),
-            "DEALBOOKS_ROOT": str(tmp_path),
-            "KAFKA_BOOTSTRAP": kafka_bootstrap,
-            "KAFKA_IDEMPOTENCE": str(kafka_supports_idempotence).lower(),
-            "MONGODB_URI": mongo_uri,
-            "TOPIC_PREFIX": f"{namespace}.",
-            "CONNECTOR_AUTH_MONGODB_DATABASE": f"{namespace}_connector_auth",
-            "CONTACT_SYNC_MONGODB_DATABASE": f"{namespace}_contacts",
-            "STATUS_TRACKER_MONGODB_DATABASE": f"{namespace}_tracker",
-        }
+def cli(dealbooks: Callable[..., Cli], namespace: str) -> Cli:
+    return dealbooks(
+        CONNECTOR_AUTH_MONGODB_DATABASE=f"{namespace}_connector_auth",
+        CONTACT_SYNC_MONGODB_DATABASE=f"{namespace}_contacts",
+        STATUS_TRACKER_MONGODB_DATABASE=f"{namespace}_tracker",
     )
 
 
