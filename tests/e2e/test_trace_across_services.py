@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -22,13 +22,11 @@ from dealbooks_contracts import (
     QboCustomerRef,
     Tenant,
 )
-from dealbooks_http import StaticTokenProvider, _transport
+from dealbooks_http import StaticTokenProvider
 from dealbooks_infra.testing import eventually
-from dealbooks_kit import Guard, tracing
+from dealbooks_kit import Guard
 from dealbooks_qbo import Invoice, QboClient, sign
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from status_tracker.app import Service as Tracker
@@ -42,20 +40,6 @@ from webhook_gateway.settings import WebhookGatewaySettings
 pytestmark = [pytest.mark.integration]
 
 VERIFIER_TOKEN = "verifier-" + uuid.uuid4().hex
-
-
-@pytest.fixture
-def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
-    """Tracing on for this test (before the services make their clients), in memory."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)
-    # The tracers resolve the provider once they have one; forget it after the test.
-    monkeypatch.setattr(tracing.tracer, "_real_tracer", None)
-    monkeypatch.setattr(_transport._tracer, "_real_tracer", None)
-    yield exporter
-    provider.shutdown()
 
 
 @dataclass

@@ -167,6 +167,28 @@ def namespace() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
+@pytest.fixture
+def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Tracing on for one test (set it up before the clients under test are made), every
+    finished span kept by an in-memory exporter; off again afterwards."""
+    from dealbooks_http import _transport
+    from dealbooks_kit import tracing
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)
+    # The project's tracers resolve the provider once they have one; forget it afterwards.
+    monkeypatch.setattr(tracing.tracer, "_real_tracer", None)
+    monkeypatch.setattr(_transport._tracer, "_real_tracer", None)
+    yield exporter
+    provider.shutdown()
+
+
 SettingsT = TypeVar("SettingsT")
 
 
