@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ def value(name: str, **labels: str) -> float:
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[str]:
+async def server(serve: Any) -> AsyncIterator[str]:
     """Answers /busy with 429 (Retry-After: 0) the first time, 200 afterwards."""
     answered: list[int] = []
 
@@ -31,15 +32,7 @@ async def server() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_get("/busy", busy)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, HOST, 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://{HOST}:{port}"
-    finally:
-        await runner.cleanup()
+    yield await serve(app)
 
 
 async def test_a_429_then_200_counts_calls_the_429_the_retry_and_the_budget_wait(

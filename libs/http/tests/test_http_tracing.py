@@ -4,6 +4,7 @@ their trace context to the server called, on an in-memory span exporter."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -17,7 +18,7 @@ TOKEN = "at-5c1e0b-secret"
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[tuple[str, list[str]]]:
+async def server(serve: Any) -> AsyncIterator[tuple[str, list[str]]]:
     """Answers /v3/company/1/query with the traceparent it was sent (recorded), /missing 404."""
     received: list[str] = []
 
@@ -27,15 +28,7 @@ async def server() -> AsyncIterator[tuple[str, list[str]]]:
 
     app = web.Application()
     app.router.add_get("/v3/company/1/query", query)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, HOST, 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://{HOST}:{port}", received
-    finally:
-        await runner.cleanup()
+    yield await serve(app), received
 
 
 async def test_a_call_is_a_client_span_whose_context_the_server_receives(

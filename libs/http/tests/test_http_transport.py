@@ -8,6 +8,7 @@ import gzip
 import json
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -50,22 +51,14 @@ async def rate_limited(request: web.Request) -> web.Response:
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[str]:
+async def server(serve: Any) -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_route("*", "/echo", echo)
     app.router.add_get("/gzip", gzipped)
     app.router.add_get("/slow", slow)
     app.router.add_get("/moved", moved)
     app.router.add_get("/limited", rate_limited)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    yield await serve(app)
 
 
 async def test_a_request_goes_out_and_its_response_comes_back_as_httpx_gives_them(
