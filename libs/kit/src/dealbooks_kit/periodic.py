@@ -151,27 +151,37 @@ async def _run_pass(job: PeriodicJob) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _renewing(
-    name: str, leases: JobLeases, lease: float, clock: Clock
-) -> AsyncIterator[None]:
-    """Keep the lease alive while a pass runs longer than a fraction of it."""
+async def renewing(every: float, renew: Callable[[], Awaitable[None]]) -> AsyncIterator[None]:
+    """Call `renew` every `every` seconds while the block runs (a lease kept alive through
+    work longer than it); one that raises is called again at the next beat."""
 
-    async def renew() -> None:
+    async def beat() -> None:
         while True:
-            await asyncio.sleep(lease / 3)
+            await asyncio.sleep(every)
             try:
-                if not await leases.renew(name, lease, clock()):
-                    log.warning("periodic lease lost during a pass", job=name)
-            except Exception as exc:  # tried again at the next third
-                log.warning("periodic lease not renewed", job=name, error=_error(exc))
+                await renew()
+            except Exception as exc:
+                log.warning("lease not renewed", error=_error(exc))
 
-    task = asyncio.create_task(renew(), name=f"lease {name}")
+    task = asyncio.create_task(beat(), name="renewing")
     try:
         yield
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def _renewing(
+    name: str, leases: JobLeases, lease: float, clock: Clock
+) -> contextlib.AbstractAsyncContextManager[None]:
+    """Keep the lease alive while a pass runs longer than a fraction of it."""
+
+    async def renew() -> None:
+        if not await leases.renew(name, lease, clock()):
+            log.warning("periodic lease lost during a pass", job=name)
+
+    return renewing(lease / 3, renew)
 
 
 @dataclass

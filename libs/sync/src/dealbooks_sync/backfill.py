@@ -7,13 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from dealbooks_kit import get_logger
-from dealbooks_kit.periodic import process_holder
+from dealbooks_kit.periodic import process_holder, renewing
 from dealbooks_qbo import Entity
 
 from dealbooks_sync.backfill_pages import MAX_BATCH, BackfillPages
@@ -255,24 +254,14 @@ class Backfill:
                 run, FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=runs_now()
             )
 
-    @contextlib.asynccontextmanager
-    async def _renewing(self, run: dict[str, Any]) -> AsyncIterator[None]:
+    def _renewing(self, run: dict[str, Any]) -> contextlib.AbstractAsyncContextManager[None]:
         """Keep the lease alive while a page takes longer than a fraction of it."""
         seconds = self.limits.lease_seconds
 
         async def renew() -> None:
-            while True:
-                await asyncio.sleep(seconds / 3)
-                with contextlib.suppress(Exception):  # tried again at the next third
-                    await self.runs.progress(run, seconds)
+            await self.runs.progress(run, seconds)
 
-        task = asyncio.create_task(renew())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        return renewing(seconds / 3, renew)
 
     async def _pages(self, run: dict[str, Any]) -> None:
         """Page after page from the cursor until a short page, a cap, or a cancel."""
