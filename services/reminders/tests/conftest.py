@@ -16,18 +16,15 @@ from typing import Any
 import httpx
 import pytest_asyncio
 from dealbooks_contracts import (
-    Envelope,
-    EventPayload,
     InvoiceDrafted,
     Money,
     QboCustomerRef,
     Tenant,
 )
-from dealbooks_http import StaticTokenProvider
-from dealbooks_infra.testing import account_connected, eventually, read_events
+from dealbooks_infra.testing import ServiceHarness, account_connected, eventually
 from dealbooks_kit import Guard
 from dealbooks_kit.auth import mint_grant
-from dealbooks_qbo import Invoice, QboClient
+from dealbooks_qbo import Invoice
 from reminders.api import build_api
 from reminders.app import Service, build_service
 from reminders.settings import RemindersSettings
@@ -37,26 +34,13 @@ OPERATOR = "test-operator-credential"
 EDITIONS = {"advanced": "QuickBooks Online Advanced", "plus": "QuickBooks Online Plus"}
 
 
-class Harness:
+class Harness(ServiceHarness):
     """The service under test plus the sandboxes, and helpers to play QuickBooks and the CRM."""
 
     def __init__(
         self, settings: RemindersSettings, bootstrap: str, qbo_sandbox: Any, crm: Any
     ) -> None:
-        self.settings = settings
-        self.bootstrap = bootstrap
-        self.qbo_sandbox = qbo_sandbox
-        self.crm_sandbox = crm
-        self.qbo_tokens = StaticTokenProvider({})
-        self.crm_tokens = StaticTokenProvider({})
-        self.service = build_service(
-            settings, qbo_tokens=self.qbo_tokens, crm_tokens=self.crm_tokens
-        )
-        self.qbo = QboClient(qbo_sandbox.base_url, self.qbo_tokens)
-
-    async def aclose(self) -> None:
-        await self.qbo.aclose()
-        await self.service.aclose()
+        super().__init__(settings, bootstrap, qbo_sandbox, crm, build_service)
 
     def today(self) -> date:
         return self.qbo_sandbox.now().date()
@@ -87,11 +71,6 @@ class Harness:
         await eventually(known)
         return world
 
-    async def publish(self, payload: EventPayload, tenant: Tenant) -> Envelope[Any]:
-        event = Envelope.build(payload, source="test", tenant=tenant)
-        await self.service.runtime.publisher.publish(event)
-        return event
-
     operator_credential = OPERATOR
 
     def grant(self, *portals: str) -> str:
@@ -101,17 +80,7 @@ class Harness:
         """The service's API in-process, called with `bearer` (None: no credential)."""
         service = service or self.service
         api = build_api(service, Guard(self.settings, self.settings.service_name))
-        return httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=api),
-            base_url="http://reminders",
-            headers={"Authorization": f"Bearer {bearer}"} if bearer else {},
-        )
-
-    async def events(
-        self, event_type: str, predicate: Callable[[Envelope[Any]], bool], count: int = 1
-    ) -> list[Envelope[Any]]:
-        topic = self.settings.topic(f"{event_type}.v1")
-        return await read_events(self.bootstrap, topic, predicate, count=count)
+        return self.calling(api, "http://reminders", bearer)
 
 
 class World:

@@ -18,7 +18,6 @@ from dealbooks_contracts import (
     CrmObjectType,
     CrmRecordRef,
     Envelope,
-    EventPayload,
     InvoiceDrafted,
     InvoiceLinked,
     Money,
@@ -27,11 +26,10 @@ from dealbooks_contracts import (
     QboOperation,
     Tenant,
 )
-from dealbooks_http import StaticTokenProvider
-from dealbooks_infra.testing import eventually, read_events
+from dealbooks_infra.testing import ServiceHarness, eventually
 from dealbooks_kit import Guard
 from dealbooks_kit.auth import mint_grant
-from dealbooks_qbo import Invoice, QboClient
+from dealbooks_qbo import Invoice
 from status_tracker.api import build_api
 from status_tracker.app import build_service
 from status_tracker.settings import StatusTrackerSettings
@@ -41,26 +39,13 @@ GRANT_KEYS = "test:status-tracker-grant-key-0123456789"
 OPERATOR = "test-operator-credential"
 
 
-class Harness:
+class Harness(ServiceHarness):
     """The service under test plus the sandboxes, and helpers to play QBO, CRM and webhooks."""
 
     def __init__(
         self, settings: StatusTrackerSettings, bootstrap: str, qbo_sandbox: Any, crm_sandbox: Any
     ) -> None:
-        self.settings = settings
-        self.bootstrap = bootstrap
-        self.qbo_sandbox = qbo_sandbox
-        self.crm_sandbox = crm_sandbox
-        self.qbo_tokens = StaticTokenProvider({})
-        self.crm_tokens = StaticTokenProvider({})
-        self.service = build_service(
-            settings, qbo_tokens=self.qbo_tokens, crm_tokens=self.crm_tokens
-        )
-        self.qbo = QboClient(qbo_sandbox.base_url, self.qbo_tokens)
-
-    async def aclose(self) -> None:
-        await self.qbo.aclose()
-        await self.service.aclose()
+        super().__init__(settings, bootstrap, qbo_sandbox, crm_sandbox, build_service)
 
     def world(self, country: str = "US", portal_currency: str = "USD") -> World:
         """A fresh QBO company and CRM portal with a deal, tokens known to the service."""
@@ -75,11 +60,6 @@ class Harness:
             self, Tenant(portal_id=portal.key, account_id=company.realm_id), portal, deal["id"]
         )
 
-    async def publish(self, payload: EventPayload, tenant: Tenant) -> Envelope[Any]:
-        event = Envelope.build(payload, source="test", tenant=tenant)
-        await self.service.runtime.publisher.publish(event)
-        return event
-
     operator = OPERATOR
 
     def grant(self, *portals: str) -> str:
@@ -89,18 +69,7 @@ class Harness:
     def api(self, bearer: str | None = None) -> httpx.AsyncClient:
         """The service's API in-process, called with `bearer` (None: no credential)."""
         api = build_api(self.service, Guard(self.settings, self.settings.service_name))
-        return httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=api),
-            base_url="http://tracker",
-            headers={"Authorization": f"Bearer {bearer}"} if bearer else {},
-        )
-
-    async def events(
-        self, event_type: str, predicate: Callable[[Envelope[Any]], bool], count: int = 1
-    ) -> list[Envelope[Any]]:
-        """Read the events of a type from the start of its topic until `count` match."""
-        topic = self.settings.topic(f"{event_type}.v1")
-        return await read_events(self.bootstrap, topic, predicate, count=count)
+        return self.calling(api, "http://tracker", bearer)
 
 
 class World:

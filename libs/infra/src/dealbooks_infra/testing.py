@@ -24,6 +24,7 @@ from dealbooks_contracts import (
     AccountConnectedReason,
     ContactSynced,
     Envelope,
+    EventPayload,
     ExistingCustomer,
     InvoiceLineRequest,
     InvoiceRequested,
@@ -286,6 +287,59 @@ async def watching(
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
         await consumer.stop()
+
+
+class ServiceHarness:
+    """A service under test on the session's Kafka and MongoDB-wire server and both sandboxes,
+    with what its tests drive it by: the QuickBooks and CRM tokens it reads (each test sets its
+    company's and portal's), a QuickBooks client of the test's own, publishing an event,
+    reading a topic, and calling an API in-process. `build(settings, qbo_tokens=, crm_tokens=)`
+    makes the service."""
+
+    def __init__(
+        self,
+        settings: Any,
+        bootstrap: str,
+        qbo_sandbox: Any,
+        crm_sandbox: Any,
+        build: Callable[..., Any],
+    ) -> None:
+        from dealbooks_http import StaticTokenProvider
+        from dealbooks_qbo import QboClient
+
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self.qbo_sandbox = qbo_sandbox
+        self.crm_sandbox = crm_sandbox
+        self.qbo_tokens = StaticTokenProvider({})
+        self.crm_tokens = StaticTokenProvider({})
+        self.service = build(settings, qbo_tokens=self.qbo_tokens, crm_tokens=self.crm_tokens)
+        self.qbo = QboClient(qbo_sandbox.base_url, self.qbo_tokens)
+
+    async def aclose(self) -> None:
+        await self.qbo.aclose()
+        await self.service.aclose()
+
+    async def publish(self, payload: EventPayload, tenant: Tenant) -> Envelope[Any]:
+        event = Envelope.build(payload, source="test", tenant=tenant)
+        await self.service.runtime.publisher.publish(event)
+        return event
+
+    async def events(
+        self, event_type: str, predicate: Callable[[Envelope[Any]], bool], count: int = 1
+    ) -> list[Envelope[Any]]:
+        """Read the events of a type from the start of its topic until `count` match."""
+        topic = self.settings.topic(f"{event_type}.v1")
+        return await read_events(self.bootstrap, topic, predicate, count=count)
+
+    @staticmethod
+    def calling(app: Any, base_url: str, bearer: str | None) -> httpx.AsyncClient:
+        """`app` in-process, called with `bearer` (None: no credential)."""
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {bearer}"} if bearer else {},
+        )
 
 
 class ServedApp:
