@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 from dealbooks_contracts import Envelope, PortalInstalled, SyncAction, Tenant
-from dealbooks_infra.sync_world import OPERATOR, backfill_client, grant
+from dealbooks_infra.sync_world import (
+    BACKFILL_REFUSALS,
+    OPERATOR,
+    backfill_client,
+    grant,
+    refused_backfills,
+)
 from dealbooks_infra.testing import eventually
 
 pytestmark = pytest.mark.integration
@@ -94,33 +100,16 @@ async def test_backfill_is_for_an_operator_or_the_portals_admin_and_refusals_sta
 ) -> None:
     stack, service = contacts
     await stack.settings(enabled=True)  # a backfill would run now, if it were let
-    other = f"{stack.portal_id}-other"
     mine = f"/portals/{stack.portal_id}/accounts/{stack.realm_id}/backfill"
-    elsewhere = f"/portals/{other}/accounts/{stack.realm_id}/backfill"
     runs = service.runtime.db["backfills"]
     await runs.insert_one({"_id": "run-of-another-account", "realm_id": "another-realm"})
 
-    statuses = {}
-    for name, token, path in [
-        ("no credential", None, mine),
-        ("wrong operator credential", "not-the-operator", mine),
-        ("another portal's grant", grant(other), mine),
-        ("another portal's grant, its own path", grant(other), elsewhere),
-        ("operator, a portal the account is not connected to", OPERATOR, elsewhere),
-    ]:
-        async with backfill_client(service, token) as caller:
-            statuses[name] = (await caller.post(path)).status_code
+    statuses = await refused_backfills(service, stack.portal_id, stack.realm_id)
     async with backfill_client(service, grant(stack.portal_id)) as admin:
         counted = await admin.post(f"{mine}?dry_run=true")
         foreign_run = await admin.get(f"{mine}/run-of-another-account")
 
-    assert statuses == {
-        "no credential": 401,
-        "wrong operator credential": 401,
-        "another portal's grant": 403,
-        "another portal's grant, its own path": 404,
-        "operator, a portal the account is not connected to": 404,
-    }
+    assert statuses == BACKFILL_REFUSALS
     assert counted.status_code == 200 and counted.json()["records"] >= 1
     assert foreign_run.status_code == 404
     assert await runs.count_documents({"realm_id": stack.realm_id}) == 0

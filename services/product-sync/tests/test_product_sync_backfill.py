@@ -6,7 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from dealbooks_infra.sync_world import OPERATOR, backfill_client, grant
+from dealbooks_infra.sync_world import (
+    BACKFILL_REFUSALS,
+    OPERATOR,
+    backfill_client,
+    grant,
+    refused_backfills,
+)
 from dealbooks_infra.testing import eventually
 
 pytestmark = pytest.mark.integration
@@ -19,19 +25,9 @@ async def test_backfill_is_for_an_operator_or_the_portals_admin_and_refusals_sta
     await stack.settings(enabled=True)  # a backfill would run now, if it were let
     other = f"{stack.portal_id}-other"
     mine = f"/portals/{stack.portal_id}/accounts/{stack.realm_id}/backfill"
-    elsewhere = f"/portals/{other}/accounts/{stack.realm_id}/backfill"
     runs = service.runtime.db["backfills"]
 
-    statuses = {}
-    for name, token, path in [
-        ("no credential", None, mine),
-        ("wrong operator credential", "not-the-operator", mine),
-        ("another portal's grant", grant(other), mine),
-        ("another portal's grant, its own path", grant(other), elsewhere),
-        ("operator, a portal the account is not connected to", OPERATOR, elsewhere),
-    ]:
-        async with backfill_client(service, token) as caller:
-            statuses[name] = (await caller.post(path)).status_code
+    statuses = await refused_backfills(service, stack.portal_id, stack.realm_id)
     refused_runs = await runs.count_documents({})
 
     async with backfill_client(service, OPERATOR) as operator:
@@ -47,13 +43,7 @@ async def test_backfill_is_for_an_operator_or_the_portals_admin_and_refusals_sta
     async with backfill_client(service, grant(other)) as outsider:
         foreign = await outsider.get(f"/portals/{other}/accounts/{stack.realm_id}/backfill/x")
 
-    assert statuses == {
-        "no credential": 401,
-        "wrong operator credential": 401,
-        "another portal's grant": 403,
-        "another portal's grant, its own path": 404,
-        "operator, a portal the account is not connected to": 404,
-    }
+    assert statuses == BACKFILL_REFUSALS
     assert refused_runs == 0
     assert started.status_code == 202
     assert report["state"] == "done", report

@@ -61,6 +61,36 @@ def backfill_client(service: SyncParts, token: str | None) -> httpx.AsyncClient:
     )
 
 
+# Who may not start an account's backfill, and what each is answered.
+BACKFILL_REFUSALS = {
+    "no credential": 401,
+    "wrong operator credential": 401,
+    "another portal's grant": 403,
+    "another portal's grant, its own path": 404,
+    "operator, a portal the account is not connected to": 404,
+}
+
+
+async def refused_backfills(service: SyncParts, portal_id: str, realm_id: str) -> dict[str, int]:
+    """Each caller of BACKFILL_REFUSALS asks to start the backfill of `realm_id` (connected
+    to `portal_id`); the status each is answered."""
+    other = f"{portal_id}-other"
+    mine = f"/portals/{portal_id}/accounts/{realm_id}/backfill"
+    elsewhere = f"/portals/{other}/accounts/{realm_id}/backfill"
+    callers = {
+        "no credential": (None, mine),
+        "wrong operator credential": ("not-the-operator", mine),
+        "another portal's grant": (grant(other), mine),
+        "another portal's grant, its own path": (grant(other), elsewhere),
+        "operator, a portal the account is not connected to": (OPERATOR, elsewhere),
+    }
+    statuses = {}
+    for name, (token, path) in callers.items():
+        async with backfill_client(service, token) as caller:
+            statuses[name] = (await caller.post(path)).status_code
+    return statuses
+
+
 async def created_with_webhook_dropped(
     qbo_sandbox: Any, realm: str, kind: str, body: dict[str, Any]
 ) -> dict[str, Any]:
