@@ -29,6 +29,7 @@ from status_tracker.domain import (
     newest_first_key,
     payment_changes,
     payment_entry,
+    payment_first_seen,
     projection_for_deal,
     qbo_invoice_url,
     rejection_entry,
@@ -361,3 +362,10 @@ def test_only_a_create_or_an_update_no_newer_than_what_was_read_tells_nothing_ne
     assert not tells_nothing_new(QboOperation.UPDATE, before, None)
     for telling in (QboOperation.DELETE, QboOperation.VOID, QboOperation.MERGE):
         assert not tells_nothing_new(telling, before, read)
+
+
+def test_a_payment_is_first_seen_only_unrecorded_and_unchanged_in_quickbooks() -> None:
+    assert payment_first_seen(None, "0")
+    assert payment_first_seen(0, "0")
+    assert not payment_first_seen(3, "0")  # recorded here already
+    assert not payment_first_seen(None, "1")  # edited or voided since it was made

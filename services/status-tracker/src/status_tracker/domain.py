@@ -405,3 +405,11 @@ def tells_nothing_new(operation: QboOperation, changed_at: datetime, read: datet
     if operation is not QboOperation.UPDATE:
         return False
     return read is not None and changed_at <= read
+
+
+def payment_first_seen(recorded_version: object, sync_token: str | None) -> bool:
+    """Whether a payment is as it was made: never recorded here (`recorded_version` empty)
+    and never changed in QuickBooks (an edit or a void moves its SyncToken past "0"). An
+    invoice read that links such a payment shows its effect as it still is, so the invoice
+    need not be read again for it."""
+    return not recorded_version and str(sync_token) == "0"

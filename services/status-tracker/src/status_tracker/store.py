@@ -21,14 +21,14 @@ invoices, and a contact's or company's document (`record_invoices`) the invoices
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dealbooks_contracts import Envelope, InvoiceStage
-from dealbooks_kit import IndexSpec, Outbox, outbox_entry, push_entries
+from dealbooks_kit import ConflictError, IndexSpec, Outbox, outbox_entry, push_entries
 from dealbooks_kit.outbox import OUTBOX_FIELD
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
@@ -74,6 +74,21 @@ class Claim(Enum):
 
 class ConcurrentUpdate(Exception):
     """Someone else changed the invoice or payment since it was read; read again and retry."""
+
+
+T = TypeVar("T")
+ATTEMPTS = 5
+
+
+async def deciding_anew(attempt: Callable[[int], Awaitable[T]], what: str) -> T:
+    """`attempt(n)` again while another writer saves first (ConcurrentUpdate): each attempt
+    reads and decides anew; ConflictError after ATTEMPTS, naming `what` kept changing."""
+    for n in range(ATTEMPTS):
+        try:
+            return await attempt(n)
+        except ConcurrentUpdate:
+            continue
+    raise ConflictError(f"{what} kept changing under us")
 
 
 def _now() -> datetime:
