@@ -8,7 +8,14 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from dealbooks_contracts import InvoiceStage, PaymentChange
+from dealbooks_contracts import (
+    OPERATOR_SOURCE,
+    Envelope,
+    InvoiceStage,
+    PaymentChange,
+    QboEntityChanged,
+    QboOperation,
+)
 from dealbooks_infra.testing import eventually
 from prometheus_client import REGISTRY
 
@@ -170,6 +177,30 @@ async def test_echoes_and_stale_notifications_of_an_invoice_cost_no_quickbooks_r
     # and the database nothing either: only the payment's event was looked up (dedupe).
     assert tracker.qbo_sandbox.stats(world.realm)["requests"] - before == 2
     assert finds(tracker, "processed_events") - reads_before == 1
+
+
+async def test_an_operator_s_replay_reads_the_invoice_again_whatever_its_stamp(
+    tracker: Harness,
+) -> None:
+    # Paid without a webhook; the operator replays the invoice (`dealbooks replay record`),
+    # stamped by a clock a minute behind QuickBooks'. Taken as a webhook, that stamp would say
+    # "nothing newer than what was read"; from the operator, it is a request to read again.
+    world = tracker.world()
+    _, invoice_id = await world.tracked_invoice("80.00")
+    tracker.qbo_sandbox.advance_clock(seconds=2)
+    world.pay(invoice_id, "80.00")
+    replay = QboEntityChanged(
+        realm_id=world.realm,
+        entity="Invoice",
+        entity_id=invoice_id,
+        operation=QboOperation.UPDATE,
+        last_updated=tracker.qbo_sandbox.now() - timedelta(minutes=1),
+    )
+    await tracker.service.runtime.publisher.publish(
+        Envelope.build(replay, source=OPERATOR_SOURCE, tenant=world.tenant)
+    )
+
+    await world.stage(invoice_id, "paid")
 
 
 async def test_a_payment_after_the_invoice_update_it_caused_reads_neither_the_invoice_nor_the_deal(

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
-from dealbooks_contracts import EnvelopeError, decode, uuid7
+from dealbooks_contracts import OPERATOR_SOURCE, EnvelopeError, decode, uuid7
 from dealbooks_kit import EventPublisher, make_broker
 from dealbooks_kit.consumer import PROCESSED_COLLECTION, REPLAY_FOR_HEADER
 from pymongo import AsyncMongoClient
@@ -38,7 +38,7 @@ from dealbooks_cli.deadletters import DeadLetter, DeadLetterTopics
 from dealbooks_cli.stack import CliError, Stack
 
 REPLAYS = "dlq_replays"
-OPERATOR_SERVICE = "dealbooks-operator"
+OPERATOR_SERVICE = OPERATOR_SOURCE
 DEFAULT_RETENTION = timedelta(days=30)
 
 

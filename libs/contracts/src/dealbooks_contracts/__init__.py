@@ -18,7 +18,7 @@ from ._catalog import (
     spec_for_type,
     topic_for,
 )
-from ._envelope import Envelope, EnvelopeError, Tenant, decode
+from ._envelope import OPERATOR_SOURCE, Envelope, EnvelopeError, Tenant, decode
 from ._registry import (
     DuplicateRegistrationError,
     EventScope,
@@ -43,6 +43,7 @@ from .compat import Incompatibility, IncompatibilityKind, find_incompatibilities
 from .events import *  # noqa: F403  (the payload models, as events.__all__ lists them)
 
 __all__ = [
+    "OPERATOR_SOURCE",
     "REGISTRY",
     "Address",
     "ContractModel",

@@ -13,7 +13,11 @@ from ._registry import EventScope, TopicRegistry, topic_name
 from ._types import ContractModel, EventPayload, NonEmptyStr
 from ._uuid7 import uuid7
 
-__all__ = ["Envelope", "EnvelopeError", "Tenant", "decode"]
+__all__ = ["OPERATOR_SOURCE", "Envelope", "EnvelopeError", "Tenant", "decode"]
+
+# The source of the events an operator publishes (`dealbooks replay record`): a request to read
+# what the event names again, so a consumer does not answer it from what it remembers.
+OPERATOR_SOURCE = "dealbooks-operator"
 
 DataT = TypeVar("DataT", bound=EventPayload)
 P = TypeVar("P", bound=EventPayload)
