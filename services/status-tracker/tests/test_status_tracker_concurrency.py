@@ -111,7 +111,7 @@ async def test_two_handlers_racing_on_one_paid_invoice_publish_one_change_and_co
         await asyncio.gather(first.on_entity_changed(change), second.on_entity_changed(change))
         # A later change, published after whatever the race published (same realm, same
         # partition): every status change of the race is before it on the topic.
-        await first.refresh_invoice(world.tenant, invoice_id, deleted=True)
+        await first.invoices.refresh(world.tenant, invoice_id, deleted=True)
         for racing in (first, second):
             await racing.store.outbox.settle()  # published entries are removed together
     finally:
@@ -158,7 +158,7 @@ async def test_a_replica_with_nothing_new_does_not_put_an_older_stage_back_on_th
     assert stale is not None
     # This replica moves the invoice on: paid, and the deal shows it.
     world.pay(invoice_id, "120.00")
-    await tracker.service.handlers.refresh_invoice(world.tenant, invoice_id)
+    await tracker.service.handlers.invoices.refresh(world.tenant, invoice_id)
     assert world.deal()["properties"]["acct_invoice_status"] == InvoiceStage.PAID
     # The other read the invoice (and QuickBooks) before that: it finds nothing new...
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(tracker.settings.mongodb_uri)
@@ -167,7 +167,7 @@ async def test_a_replica_with_nothing_new_does_not_put_an_older_stage_back_on_th
         store = StaleStore(db, Outbox(db, tracker.service.runtime.publisher), stale)
         handlers = tracker.service.handlers
         late = StatusTracker(store=store, qbo=handlers.qbo, crm=handlers.crm)
-        await late.refresh_invoice(world.tenant, invoice_id, invoice=invoice)
+        await late.invoices.refresh(world.tenant, invoice_id, invoice=invoice)
     finally:
         await client.close()
     # ...and must not put the stage it read back on the deal.
@@ -209,7 +209,7 @@ async def test_a_run_stopped_between_its_write_and_its_relay_publishes_on_the_re
         crm=handlers.crm,
     )
     await rerun.on_entity_changed(change)
-    await rerun.refresh_invoice(world.tenant, invoice_id, deleted=True)  # closes the topic
+    await rerun.invoices.refresh(world.tenant, invoice_id, deleted=True)  # closes the topic
     await rerun.store.outbox.settle()  # published entries are removed together
 
     changes = await status_changes_until_deleted(tracker, world.realm, invoice_id)

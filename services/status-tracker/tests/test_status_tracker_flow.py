@@ -334,7 +334,7 @@ async def test_a_projection_that_read_before_a_newer_invoice_was_saved_ends_on_t
         return stale if len(reads) == 1 else await fresh(*args, **kwargs)
 
     monkeypatch.setattr(store, "deal", first_read_stale)
-    await tracker.service.handlers.project_deal(world.tenant.portal_id, world.deal_id)
+    await tracker.service.handlers.deals.project(world.tenant.portal_id, world.deal_id)
 
     assert len(reads) >= 2  # it checked again after writing
     props = world.deal()["properties"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
 
 from dealbooks_contracts import (
     OPERATOR_SOURCE,
@@ -24,17 +23,15 @@ from dealbooks_contracts import (
     QboEntity,
     QboEntityChanged,
     QboOperation,
-    Tenant,
 )
 from dealbooks_contracts.crm_app import PAYMENT_EVENT_TYPE
 from dealbooks_crm import CrmClient
 from dealbooks_kit import Audit, get_logger
-from dealbooks_qbo import Invoice, NotFound, Payment, QboClient
+from dealbooks_qbo import NotFound, Payment, QboClient
 
 from status_tracker import domain
 from status_tracker.crm_entries import CrmEntries
 from status_tracker.deals import Deals
-from status_tracker.domain import InvoiceSnapshot
 from status_tracker.invoices import Invoices
 from status_tracker.payments import Payments
 from status_tracker.store import Store
@@ -102,7 +99,7 @@ class StatusTracker:
             data.qbo_invoice_id,
             {"portal_id": event.tenant.portal_id, "deal_id": data.deal_id, "origin": "drafted"},
         )
-        await self.refresh_invoice(event.tenant, data.qbo_invoice_id, cause=event, doc=doc)
+        await self.invoices.refresh(event.tenant, data.qbo_invoice_id, cause=event, doc=doc)
 
     async def on_linked(self, event: Envelope[InvoiceLinked]) -> None:
         """An existing invoice a user attached is tracked from now on; on a contact or a
@@ -121,10 +118,13 @@ class StatusTracker:
                 "origin": "linked",
             },
         )
-        snap = await self.refresh_invoice(event.tenant, data.qbo_invoice_id, cause=event, doc=doc)
+        refreshed = await self.invoices.refresh(
+            event.tenant, data.qbo_invoice_id, cause=event, doc=doc
+        )
         record_type = domain.RECORD_TYPES.get(data.target.object_type)
-        if snap is None or record_type not in {"contacts", "companies"}:
+        if refreshed is None or record_type not in {"contacts", "companies"}:
             return
+        _, snap = refreshed
         entry = domain.link_entry(
             realm_id=realm,
             object_type=record_type,
@@ -195,41 +195,3 @@ class StatusTracker:
                 except NotFound:
                     payment = None
             await self.payments.apply(tenant, change.entity_id, payment, cause=event)
-
-    # ------------------------------------------------------------------ the flows, for sweeps
-
-    async def refresh_invoice(
-        self,
-        tenant: Tenant,
-        invoice_id: str,
-        *,
-        invoice: Invoice | None = None,
-        deleted: bool = False,
-        void_seen: bool = False,
-        cause: Envelope[Any] | None = None,
-        doc: dict[str, Any] | None = None,
-    ) -> InvoiceSnapshot | None:
-        """Bring one tracked invoice up to date (`Invoices.refresh`); None if dealbooks does
-        not track it."""
-        refreshed = await self.invoices.refresh(
-            tenant,
-            invoice_id,
-            invoice=invoice,
-            deleted=deleted,
-            void_seen=void_seen,
-            cause=cause,
-            doc=doc,
-        )
-        return refreshed[1] if refreshed else None
-
-    async def project_deal(self, portal_id: str, deal_id: str) -> None:
-        """Bring a deal's invoice properties in line with its tracked invoices."""
-        await self.deals.project(portal_id, deal_id)
-
-    async def apply_payment(self, tenant: Tenant, payment_id: str, payment: Payment | None) -> None:
-        """Record what a payment (now) applies to the tracked invoices (`Payments.apply`)."""
-        await self.payments.apply(tenant, payment_id, payment)
-
-    async def restage(self, doc: dict[str, Any], today: date) -> bool:
-        """Re-derive a tracked invoice's stage for `today` (`Invoices.restage`)."""
-        return await self.invoices.restage(doc, today)

@@ -2,8 +2,8 @@
 of a portal that installed the app again.
 
 Each goes tenant by tenant (`dealbooks_kit.each_tenant`): one that fails is reported and the
-others go on. Both run the handlers' own paths (`StatusTracker.refresh_invoice`,
-`apply_payment`, `restage`), so a pass changes nothing a webhook would not have.
+others go on. Both run the handlers' own flows (`Invoices.refresh`, `Invoices.restage`,
+`Payments.apply`), so a pass changes nothing a webhook would not have.
 """
 
 from __future__ import annotations
@@ -57,7 +57,9 @@ class Passes:
             by_portal.setdefault(str(doc["portal_id"]), []).append(doc)
 
         async def sweep(portal_id: str) -> int:
-            return sum([await self.tracker.restage(doc, today) for doc in by_portal[portal_id]])
+            return sum(
+                [await self.tracker.invoices.restage(doc, today) for doc in by_portal[portal_id]]
+            )
 
         return await each_tenant(OVERDUE_JOB, by_portal, sweep, kind="portal_id")
 
@@ -93,15 +95,15 @@ class Passes:
                 continue
             tenant = Tenant(portal_id=doc["portal_id"], account_id=realm_id)
             if isinstance(row, Deleted):
-                await tracker.refresh_invoice(tenant, invoice_id, deleted=True)
+                await tracker.invoices.refresh(tenant, invoice_id, deleted=True)
             elif isinstance(row, Invoice):
-                await tracker.refresh_invoice(tenant, invoice_id, invoice=row)
+                await tracker.invoices.refresh(tenant, invoice_id, invoice=row)
             seen += 1
         for row in result.changes.get("Payment", []):
             tenant = Tenant(portal_id=portal_id or "unknown", account_id=realm_id)
             payment = row if isinstance(row, Payment) else None
             tenant = await self._payment_tenant(realm_id, row, payment) or tenant
-            await tracker.apply_payment(tenant, str(row.Id), payment)
+            await tracker.payments.apply(tenant, str(row.Id), payment)
             seen += 1
         await store.move_watermark(realm_id, result.time)
         return seen
@@ -121,10 +123,10 @@ class Passes:
             try:
                 invoice = await company.read(Invoice, invoice_id)
             except NotFound:
-                await tracker.refresh_invoice(tenant, invoice_id, deleted=True)
+                await tracker.invoices.refresh(tenant, invoice_id, deleted=True)
                 seen += 1
                 continue
-            await tracker.refresh_invoice(tenant, invoice_id, invoice=invoice)
+            await tracker.invoices.refresh(tenant, invoice_id, invoice=invoice)
             linked = set(invoice.payment_ids())
             recorded = set(await store.payments_of_invoice(realm_id, invoice_id))
             for payment_id in sorted(linked | recorded):
@@ -132,7 +134,7 @@ class Passes:
                     payment = await company.read(Payment, payment_id)
                 except NotFound:
                     payment = None
-                await tracker.apply_payment(tenant, payment_id, payment)
+                await tracker.payments.apply(tenant, payment_id, payment)
             seen += 1
         await store.move_watermark(realm_id, started)
         log.info("realm rescanned: the last pass was beyond the CDC window", invoices=seen)
