@@ -342,3 +342,29 @@ async def test_a_projection_that_read_before_a_newer_invoice_was_saved_ends_on_t
         first.DocNumber,
         "sent",
     )
+
+
+async def test_a_late_projection_of_an_older_version_of_the_only_invoice_ends_on_the_newest(
+    tracker: Harness,
+) -> None:
+    """A draft's handler and an e-mail's at once on a deal's only invoice: the draft's
+    projection, from the version it saved, finishing after the e-mail's must not leave the
+    deal awaiting send."""
+    world = tracker.world()
+    invoice, invoice_id = await world.tracked_invoice("150.00")
+    drafted = await tracker.service.store.tracked(world.realm, invoice_id)
+    tracker.qbo_sandbox.advance_clock(seconds=2)
+    tracker.qbo_sandbox.mark_emailed(world.realm, invoice_id)
+    await world.webhook("Invoice", invoice_id, "Update")
+    await world.stage(invoice_id, "sent")
+
+    # The draft's handler, late, projecting the version it had saved.
+    await tracker.service.handlers.deals.project(
+        world.tenant.portal_id, world.deal_id, known=drafted
+    )
+
+    props = world.deal()["properties"]
+    assert (props["acct_invoice_number"], props["acct_invoice_status"]) == (
+        invoice.DocNumber,
+        "sent",
+    )

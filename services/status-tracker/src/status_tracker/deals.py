@@ -63,18 +63,26 @@ class Deals:
             # Otherwise read again: another writer may have moved the invoice since.
         for _ in range(PROJECTION_ROUNDS):
             projected, invoices = await self._project_once(portal_id, deal_id, known, cause)
-            if projected is None or invoices < 2:
-                return
-            # A handler of another invoice of this deal (a draft, a payment, an e-mail) may
-            # have saved it while this one read: whoever finishes last checks again, so the
-            # deal ends on its most recently updated invoice.
-            _, docs = await self.store.deal(portal_id, deal_id)
-            newest = _chosen(docs)
-            if newest is None or (newest[1]["_id"], newest[1].get("version")) == projected:
+            if projected is None or await self._still_newest(
+                portal_id, deal_id, projected, invoices
+            ):
                 return
             known = None
         log.warning("deal projection kept moving; the reconciliation pass settles it",
                     deal_id=deal_id)  # fmt: skip
+
+    async def _still_newest(
+        self, portal_id: str, deal_id: str, projected: tuple[Any, Any], invoices: int
+    ) -> bool:
+        """Whether the deal, just written from `projected` (invoice, version), still shows its
+        newest: another handler (a draft of another invoice, an e-mail or a payment of this
+        one) may have saved while this one read, and whoever finishes last checks again. A
+        deal of one invoice costs a look at that invoice's version alone."""
+        if invoices < 2:
+            return await self.store.still_at(*projected)
+        _, docs = await self.store.deal(portal_id, deal_id)
+        newest = _chosen(docs)
+        return newest is None or (newest[1]["_id"], newest[1].get("version")) == projected
 
     async def _project_once(
         self,

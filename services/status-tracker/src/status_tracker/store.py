@@ -222,6 +222,11 @@ class Store:
         doc = await self.db[TRACKED].find_one({"_id": f"{realm_id}:{qbo_invoice_id}"})
         return await self._relayed(TRACKED, doc) if doc else None
 
+    async def still_at(self, key: str, version: Any) -> bool:
+        """Whether the tracked invoice `key` (`realm:id`) is still at `version`, or gone."""
+        found = await self.db[TRACKED].find_one({"_id": key}, {"version": 1})
+        return found is None or found.get("version") == version
+
     async def save_state(
         self, doc: Doc, snap: InvoiceSnapshot, stage: InvoiceStage, events: Sequence[Envelope[Any]]
     ) -> Doc:
