@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any
 
 from dealbooks_contracts import (
     AccountConnected,
@@ -20,16 +20,12 @@ from dealbooks_contracts import (
 from dealbooks_http import TokenProvider
 from dealbooks_kit import Access, Origin, ServiceApp, ServiceRuntime
 from dealbooks_kit.composition import service_app
-from dealbooks_kit.consumer import Handler
 
 from invoice_builder.api import build_api
 from invoice_builder.handlers import InvoiceBuilder
 from invoice_builder.service import Service
 from invoice_builder.settings import InvoiceBuilderSettings
 from invoice_builder.store import APPROVALS, AUTO_DRAFTS, INDEXES, REQUESTS, Store
-
-# What a person asks for and waits on: an invoice request, a link request, an approver's decision.
-Asked = TypeVar("Asked", InvoiceRequested, InvoiceLinkRequested, InvoiceApprovalDecided)
 
 
 def build_service(
@@ -76,24 +72,24 @@ def _subscribe(
     runtime.consume("account-disconnected", AccountDisconnected, handlers.on_account_disconnected)
     runtime.consume("product-links", ProductSynced, handlers.on_product_synced)
 
-    def person_asks(name: str, payload: type[Asked], handler: Handler[Asked]) -> None:
-        # A person waits for the outcome: what cannot succeed is told to them. Requests dedupe
-        # on their request id: each handler reads the request's document first and stops at a
-        # final outcome, so no record per event id is kept for them.
-        runtime.consume(
-            name,
-            payload,
-            handler,
-            origin=Origin.PERSON,
-            on_reject=requests.on_request_refused,
-            dedupe=False,
-        )
-
-    person_asks("invoice-requests", InvoiceRequested, requests.on_invoice_requested)
-    person_asks("link-requests", InvoiceLinkRequested, handlers.links.on_link_requested)
+    # What a person asks for: they wait for the outcome, so what cannot succeed is told to
+    # them. Requests dedupe on their request id: each handler reads the request's document
+    # first and stops at a final outcome, so no record per event id is kept for them. (Each
+    # consumer stays a literal call: the deployment reads its group from this source.)
+    person: dict[str, Any] = {
+        "origin": Origin.PERSON,
+        "on_reject": requests.on_request_refused,
+        "dedupe": False,
+    }
+    runtime.consume("invoice-requests", InvoiceRequested, requests.on_invoice_requested, **person)
+    runtime.consume(
+        "link-requests", InvoiceLinkRequested, handlers.links.on_link_requested, **person
+    )
     # An approver's decision (the approvals API publishes it with the decision, in one write)
     # drafts or rejects the request; it dedupes on the request's outcome, as requests do.
-    person_asks("approval-decisions", InvoiceApprovalDecided, approvals.on_approval_decided)
+    runtime.consume(
+        "approval-decisions", InvoiceApprovalDecided, approvals.on_approval_decided, **person
+    )
     runtime.consume("auto-draft-rules", CrmObjectChanged, auto_drafts.on_crm_object_changed)
     runtime.every(
         "auto-draft-sweep",
