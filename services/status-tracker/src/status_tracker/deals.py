@@ -7,6 +7,7 @@ again, so the deal ends on its most recently updated invoice.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from dealbooks_contracts import Envelope, InvoiceStage
@@ -25,18 +26,18 @@ PROJECTION_ROUNDS = 3
 log = get_logger(__name__)
 
 
+@dataclass
 class Deals:
     """Brings a deal's invoice properties in line with its tracked invoices."""
 
-    def __init__(self, store: Store, crm: CrmClient, trail: InvoiceTrail) -> None:
-        self.store = store
-        self.crm = crm
-        self.trail = trail
-        # Per portal, fixed for the life of the process: the company currency, and whether
-        # the invoicing deal properties exist.
-        self._currency: dict[str, str | None] = {}
-        self._prepared: set[str] = set()
-        self._shown = ShownDeals()
+    store: Store
+    crm: CrmClient
+    trail: InvoiceTrail
+    # Per portal, fixed for the life of the process: the company currency, and whether the
+    # invoicing deal properties exist.
+    _currency: dict[str, str | None] = field(default_factory=dict)
+    _prepared: set[str] = field(default_factory=set)
+    _shown: ShownDeals = field(default_factory=ShownDeals)
 
     async def project(
         self,

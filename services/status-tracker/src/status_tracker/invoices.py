@@ -9,7 +9,7 @@ out-of-order deliveries converge on the same picture.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -64,23 +64,16 @@ def snapshot_from_qbo(invoice: Invoice, *, void_seen: bool = False) -> InvoiceSn
     )
 
 
+@dataclass
 class Invoices:
     """The tracked invoices' flow: when QuickBooks need not be asked, the refresh, the save."""
 
-    def __init__(
-        self,
-        store: Store,
-        qbo: QboClient,
-        deals: Deals,
-        trail: InvoiceTrail,
-        today: Callable[[], date],
-    ) -> None:
-        self.store = store
-        self.qbo = qbo
-        self.deals = deals
-        self.trail = trail
-        self.today = today
-        self._recent = RecentInvoices()
+    store: Store
+    qbo: QboClient
+    deals: Deals
+    trail: InvoiceTrail
+    today: Callable[[], date]
+    _recent: RecentInvoices = field(default_factory=RecentInvoices)
 
     def wants(self, change: QboEntityChanged, *, reread: bool = False) -> bool:
         """Whether a QuickBooks change is this service's business and may tell something new:

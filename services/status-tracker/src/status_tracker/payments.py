@@ -5,6 +5,7 @@ deal's timeline (an app event or a note, keyed by a deterministic id) and as an
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -25,25 +26,17 @@ from status_tracker.store import Store, applied_in, deciding_anew
 from status_tracker.trail import InvoiceTrail, envelope
 
 
+@dataclass
 class Payments:
     """The payments' flow over the tracked invoices."""
 
-    def __init__(
-        self,
-        store: Store,
-        invoices: Invoices,
-        timelines: CrmEntries,
-        trail: InvoiceTrail,
-        payment_event_type: str,
-        today: Callable[[], date],
-    ) -> None:
-        self.store = store
-        self.invoices = invoices
-        self.timelines = timelines
-        self.trail = trail
-        # The app event type of payments (its uid or fullyQualifiedName); empty: notes only.
-        self.payment_event_type = payment_event_type
-        self.today = today
+    store: Store
+    invoices: Invoices
+    timelines: CrmEntries
+    trail: InvoiceTrail
+    # The app event type of payments (its uid or fullyQualifiedName); empty: notes only.
+    payment_event_type: str
+    today: Callable[[], date]
 
     async def apply(
         self,
