@@ -543,7 +543,13 @@ def test_every_page_reads_in_dutch_and_at_360_pixels(browser: Any, person: Pages
     page.set_viewport_size({"width": 360, "height": 780})
     person.goto(f"/portals/{PORTAL_ID}/accounts?lang=nl")
     assert page.get_by_role("heading", name="QuickBooks-bedrijven").is_visible()
+    # The main links fold behind "Menu" on a phone, and open from it.
+    rules = page.get_by_role("link", name="Regels voor conceptfacturen")
+    assert not rules.is_visible()
     person.check("accounts-nl-360")
+    page.get_by_text("Menu", exact=True).click()
+    assert rules.is_visible()
+    person.check("menu-nl-360")
     person.goto(f"/portals/{PORTAL_ID}/rules")
     person.check("rules-nl-360")
     width = page.evaluate("document.documentElement.scrollWidth")

@@ -132,8 +132,14 @@
     });
   }
 
+  // On a narrow screen the main links fold behind "Menu" (served open, for pages without JS).
+  function menu() {
+    var details = document.querySelector("[data-menu]");
+    if (details && window.matchMedia("(max-width: 40rem)").matches) details.open = false;
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
-    dueDates(); outcome(); once(); resend(); confirms(); mappingFits(); reloads();
+    menu(); dueDates(); outcome(); once(); resend(); confirms(); mappingFits(); reloads();
     var errors = document.getElementById("form-errors");
     if (errors) errors.focus();
   });
