@@ -368,3 +368,31 @@ async def test_a_late_projection_of_an_older_version_of_the_only_invoice_ends_on
         invoice.DocNumber,
         "sent",
     )
+
+
+async def test_a_projection_that_saw_one_invoice_ends_on_a_second_saved_meanwhile(
+    tracker: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deal's first invoice projected by a handler that read before its second invoice was
+    saved: the deal must not end on the first, whichever handler finishes last."""
+    world = tracker.world()
+    first, _ = await world.tracked_invoice("100.00")
+    store = tracker.service.store
+    stale = await store.deal(world.tenant.portal_id, world.deal_id)  # the first alone
+    tracker.qbo_sandbox.advance_clock(seconds=2)
+    second, _ = await world.tracked_invoice("200.00")
+
+    fresh = store.deal
+    reads: list[int] = []
+
+    async def first_read_stale(*args: Any, **kwargs: Any) -> Any:
+        reads.append(1)
+        return stale if len(reads) == 1 else await fresh(*args, **kwargs)
+
+    monkeypatch.setattr(store, "deal", first_read_stale)
+    # The first invoice's handler, late: it read the deal when it had one invoice.
+    await tracker.service.handlers.deals.project(world.tenant.portal_id, world.deal_id)
+
+    assert len(reads) >= 2  # it looked again after writing
+    assert world.deal()["properties"]["acct_invoice_number"] == second.DocNumber
+    assert first.DocNumber != second.DocNumber

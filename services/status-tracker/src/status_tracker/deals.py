@@ -78,9 +78,9 @@ class Deals:
         """Whether the deal, just written from `projected` (invoice, version), still shows its
         newest: another handler (a draft of another invoice, an e-mail or a payment of this
         one) may have saved while this one read, and whoever finishes last checks again. A
-        deal of one invoice costs a look at that invoice's version alone."""
+        deal of one invoice costs one look at its tracked invoices, not at the deal."""
         if invoices < 2:
-            return await self.store.still_at(*projected)
+            return await self.store.alone_at(portal_id, deal_id, *projected)
         _, docs = await self.store.deal(portal_id, deal_id)
         newest = _chosen(docs)
         return newest is None or (newest[1]["_id"], newest[1].get("version")) == projected

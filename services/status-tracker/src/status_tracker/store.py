@@ -222,10 +222,16 @@ class Store:
         doc = await self.db[TRACKED].find_one({"_id": f"{realm_id}:{qbo_invoice_id}"})
         return await self._relayed(TRACKED, doc) if doc else None
 
-    async def still_at(self, key: str, version: Any) -> bool:
-        """Whether the tracked invoice `key` (`realm:id`) is still at `version`, or gone."""
-        found = await self.db[TRACKED].find_one({"_id": key}, {"version": 1})
-        return found is None or found.get("version") == version
+    async def alone_at(self, portal_id: str, deal_id: str, key: str, version: Any) -> bool:
+        """Whether the deal's tracked invoices (with a stage) are still at most the one
+        invoice `key` (`realm:id`), at `version`: none saved a newer version of it, and no
+        other invoice of the deal was saved meanwhile."""
+        cursor = self.db[TRACKED].find(
+            {"portal_id": portal_id, "deal_id": deal_id, "stage": {"$exists": True}},
+            {"version": 1},
+        )
+        found = await cursor.to_list(2)
+        return all(doc["_id"] == key and doc.get("version") == version for doc in found)
 
     async def save_state(
         self, doc: Doc, snap: InvoiceSnapshot, stage: InvoiceStage, events: Sequence[Envelope[Any]]
