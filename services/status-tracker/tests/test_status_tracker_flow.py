@@ -302,6 +302,20 @@ async def test_deleted_payment_takes_the_invoice_back_to_awaiting_send(tracker: 
     assert removed[0].data.invoice_balance.amount == Decimal("90.00")
 
 
+def first_read_stale(monkeypatch: pytest.MonkeyPatch, store: Any, stale: Any) -> list[int]:
+    """The store's next read of a deal answers `stale` (what a late handler read before the
+    other handler saved), later reads what is stored; the reads, counted."""
+    fresh = store.deal
+    reads: list[int] = []
+
+    async def read(*args: Any, **kwargs: Any) -> Any:
+        reads.append(1)
+        return stale if len(reads) == 1 else await fresh(*args, **kwargs)
+
+    monkeypatch.setattr(store, "deal", read)
+    return reads
+
+
 async def test_a_projection_that_read_before_a_newer_invoice_was_saved_ends_on_the_newest(
     tracker: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -326,14 +340,7 @@ async def test_a_projection_that_read_before_a_newer_invoice_was_saved_ends_on_t
     await eventually(lambda: shows(first.DocNumber))
 
     # The draft's handler, late: its read is from before the e-mail was saved.
-    fresh = store.deal
-    reads: list[int] = []
-
-    async def first_read_stale(*args: Any, **kwargs: Any) -> Any:
-        reads.append(1)
-        return stale if len(reads) == 1 else await fresh(*args, **kwargs)
-
-    monkeypatch.setattr(store, "deal", first_read_stale)
+    reads = first_read_stale(monkeypatch, store, stale)
     await tracker.service.handlers.deals.project(world.tenant.portal_id, world.deal_id)
 
     assert len(reads) >= 2  # it checked again after writing
@@ -382,14 +389,7 @@ async def test_a_projection_that_saw_one_invoice_ends_on_a_second_saved_meanwhil
     tracker.qbo_sandbox.advance_clock(seconds=2)
     second, _ = await world.tracked_invoice("200.00")
 
-    fresh = store.deal
-    reads: list[int] = []
-
-    async def first_read_stale(*args: Any, **kwargs: Any) -> Any:
-        reads.append(1)
-        return stale if len(reads) == 1 else await fresh(*args, **kwargs)
-
-    monkeypatch.setattr(store, "deal", first_read_stale)
+    reads = first_read_stale(monkeypatch, store, stale)
     # The first invoice's handler, late: it read the deal when it had one invoice.
     await tracker.service.handlers.deals.project(world.tenant.portal_id, world.deal_id)
 
