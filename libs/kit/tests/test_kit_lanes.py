@@ -222,3 +222,29 @@ async def test_a_partition_taken_away_while_paused_is_not_resumed() -> None:
     gates.gate(1).set()
     await settle()
     assert consumer.paused() == {TopicPartition("t", 1)}  # left alone: no longer ours
+
+
+async def test_offsets_wait_while_the_group_reassigns_partitions() -> None:
+    gates, consumer = Gates(), Consumer()
+    lanes = lanes_for(gates)
+    told: list[str] = []
+
+    class Theirs:
+        async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+            told.append("revoked")
+
+        async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+            told.append("assigned")
+
+    listener = lanes.rebalances(Theirs())
+    await lanes.dispatch(Batch((Record("t", 0, 1, b"a"),), consumer))
+    await listener.on_partitions_revoked(consumer.owned)
+    gates.gate(1).set()
+    await settle()
+    # Settled, but a commit now would carry the old generation: none is sent.
+    assert consumer.commits == []
+    assert await lanes.commit() is False
+    await listener.on_partitions_assigned(consumer.owned)
+    assert await lanes.commit() is True
+    assert consumer.committed(0) == 2
+    assert told == ["revoked", "assigned"]

@@ -263,6 +263,7 @@ class EventConsumer(Generic[P]):
             "decoder": _as_polled,
         }
         options.update(subscriber_options)
+        options["listener"] = self._lanes.rebalances(subscriber_options.get("listener"))
 
         async def _on_batch(message: KafkaMessage) -> None:
             await self._lanes.dispatch(message)

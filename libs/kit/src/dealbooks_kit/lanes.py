@@ -33,7 +33,7 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 
 from dealbooks_kit.logging import get_logger
 
@@ -61,6 +61,25 @@ class _PartitionOffsets:
 
     def committable(self) -> int:
         return min(self.unsettled) if self.unsettled else self.fetched_to
+
+
+class _Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Tells the lanes when the group takes partitions away and hands them out again, and
+    passes both on to `then` (a listener the subscriber was given)."""
+
+    def __init__(self, lanes: Lanes, then: Any = None) -> None:
+        self._lanes = lanes
+        self._then = then
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._lanes._rebalancing = True
+        if self._then is not None:
+            await self._then.on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._lanes._rebalancing = False
+        if self._then is not None:
+            await self._then.on_partitions_assigned(assigned)
 
 
 class Lanes:
@@ -93,10 +112,18 @@ class Lanes:
         self._offsets: dict[TopicPartition, _PartitionOffsets] = {}
         self._in_flight = 0
         self._paused = False
+        self._rebalancing = False
         self._consumer: Any = None
         self._dirty = False
         self._committer: asyncio.Task[None] | None = None
         self._closing = False
+
+    def rebalances(self, then: Any = None) -> ConsumerRebalanceListener:
+        """The listener to subscribe with: while the group reassigns partitions, offsets wait.
+        A commit sent then fails on the old generation and makes the member rejoin once more;
+        retried every half second through every rebalance, such failures kept two replicas
+        rebalancing each other for minutes. `then`: a listener of the caller's, told too."""
+        return _Rebalances(self, then)
 
     @property
     def in_flight(self) -> int:
@@ -207,6 +234,8 @@ class Lanes:
         consumer = self._consumer
         if consumer is None:
             return True
+        if self._rebalancing:
+            return False  # kept for when the group has handed the partitions out again
         assigned = consumer.assignment()
         for partition in [p for p in self._offsets if p not in assigned]:
             # Revoked: its next owner starts from the last commit; forget what we tracked.
