@@ -131,6 +131,9 @@ async def test_a_run_whose_process_stopped_mid_run_is_resumed_by_the_periodic_ch
     stack, service = paged
     total = await _ready(stack, service, qbo_sandbox, crm_sandbox, crm_portal, 450)
     path = f"/portals/{stack.portal_id}/accounts/{stack.realm_id}/backfill"
+    # Each QuickBooks read takes seconds, so the driver is stopped in the middle of the run,
+    # however fast the machine pages.
+    qbo_sandbox.inject(realm_id=stack.realm_id, latency_ms=1500)
     async with backfill_client(service, OPERATOR) as api:
         started = await api.post(path)
         assert started.status_code == 202
@@ -138,8 +141,11 @@ async def test_a_run_whose_process_stopped_mid_run_is_resumed_by_the_periodic_ch
         async def past_first_page() -> bool:
             return bool((await api.get(path)).json()["cursor"]["start"] > 1)
 
-        await eventually(past_first_page, timeout=60)
-        await service.backfill.stop(release=False)  # the driver dies; its lease stays
+        try:
+            await eventually(past_first_page, timeout=60)
+            await service.backfill.stop(release=False)  # the driver dies; its lease stays
+        finally:
+            qbo_sandbox.clear_faults()
         stopped = (await api.get(path)).json()
         assert stopped["state"] == "running"
         done = await _settled(api, path, "done")
