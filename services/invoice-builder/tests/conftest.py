@@ -18,7 +18,7 @@ from dealbooks_contracts import (
     Tenant,
 )
 from dealbooks_http import StaticTokenProvider
-from dealbooks_infra.testing import account_connected, eventually, read_events
+from dealbooks_infra.testing import ServiceHarness, account_connected, eventually
 from dealbooks_kit import CrmPortalNotInstalled, Guard, StaticCrmTokens
 from dealbooks_kit.auth import mint_grant
 from invoice_builder.api import build_api
@@ -127,12 +127,8 @@ class Harness:
         await eventually(done)
         return found
 
-    async def events(
-        self, event_type: str, predicate: Callable[[Envelope[Any]], bool], count: int = 1
-    ) -> list[Envelope[Any]]:
-        """Read the events of a type from the start of its topic until `count` match."""
-        topic = self.settings.topic(f"{event_type}.v1")
-        return await read_events(self.bootstrap, topic, predicate, count=count)
+    # Reading a topic needs only the settings and the broker's address: the shared harness's.
+    events = ServiceHarness.events
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
