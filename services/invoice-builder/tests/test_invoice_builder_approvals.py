@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from crm_sandbox.state import OWNER_ID_OFFSET
 from dealbooks_contracts import QBO_ADVANCED, Tenant
 
@@ -49,6 +51,35 @@ def owned_deal(crm: Any, portal: Any) -> tuple[str, str]:
     return str(deal["id"]), owner_id
 
 
+@dataclass(frozen=True)
+class Deal:
+    """A deal owned by the first user of a portal connected to a new company (`realm`)."""
+
+    portal: str
+    realm: str
+    deal_id: str
+    owner_id: str
+
+
+async def owned_deal_of_company(
+    builder: Harness,
+    qbo_sandbox: Any,
+    crm_sandbox: Any,
+    crm_portal: Any,
+    *,
+    edition: str | None = QBO_ADVANCED,
+) -> Deal:
+    company = await advanced_company(builder, qbo_sandbox, crm_portal, edition=edition)
+    deal_id, owner_id = owned_deal(crm_sandbox, crm_portal)
+    return Deal(crm_portal.key, company.realm_id, deal_id, owner_id)
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def deal(builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any) -> Deal:
+    """A deal of a company on QuickBooks Online Advanced."""
+    return await owned_deal_of_company(builder, qbo_sandbox, crm_sandbox, crm_portal)
+
+
 def request_body(deal_id: str, *, quantity: str = "2", price: str = "50") -> dict[str, Any]:
     return {
         "deal_id": deal_id,
@@ -78,38 +109,32 @@ async def status_of(builder: Harness, request_id: str, wanted: str) -> dict[str,
     return found
 
 
-async def submitted_for_approval(
-    builder: Harness, wizard: Any, portal: str, realm: str, deal_id: str
-) -> str:
+async def submitted_for_approval(builder: Harness, wizard: Any, deal: Deal) -> str:
+    account = f"/portals/{deal.portal}/accounts/{deal.realm}"
     saved = await wizard.put(
-        f"/portals/{portal}/accounts/{realm}/approval-settings",
-        json={"enabled": True, "remind_after_hours": 4},
+        f"{account}/approval-settings", json={"enabled": True, "remind_after_hours": 4}
     )
     assert saved.status_code == 200, saved.text
     assert saved.json()["active"] is True
-    sent = await wizard.post(
-        f"/portals/{portal}/accounts/{realm}/invoice-requests", json=request_body(deal_id)
-    )
+    sent = await wizard.post(f"{account}/invoice-requests", json=request_body(deal.deal_id))
     assert sent.status_code == 202, sent.text
     request_id = str(sent.json()["request_id"])
     await status_of(builder, request_id, "awaiting_approval")
     return request_id
 
 
-async def invoices_in(builder: Harness, qbo_sandbox: Any, company: Any) -> list[Any]:
-    token = await builder.qbo_tokens.token(company.realm_id)
-    return list(qbo_sandbox.all_of(company.realm_id, token, "Invoice"))
+async def invoices_in(builder: Harness, qbo_sandbox: Any, realm: str) -> list[Any]:
+    token = await builder.qbo_tokens.token(realm)
+    return list(qbo_sandbox.all_of(realm, token, "Invoice"))
 
 
 async def test_an_approval_approved_twice_at_once_creates_one_invoice(
-    builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
+    builder: Harness, deal: Deal, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
 ) -> None:
-    company = await advanced_company(builder, qbo_sandbox, crm_portal)
-    deal_id, owner_id = owned_deal(crm_sandbox, crm_portal)
-    portal, realm = crm_portal.key, company.realm_id
+    portal, deal_id, owner_id = deal.portal, deal.deal_id, deal.owner_id
 
     async with builder.wizard(portal, user_id="u-approver", email="ann@summit.example") as wizard:
-        request_id = await submitted_for_approval(builder, wizard, portal, realm, deal_id)
+        request_id = await submitted_for_approval(builder, wizard, deal)
         polled = (await wizard.get(f"/portals/{portal}/invoice-requests/{request_id}")).json()
         waiting = (await wizard.get(f"/portals/{portal}/approvals")).json()["approvals"]
         one = (await wizard.get(f"/portals/{portal}/approvals/{request_id}")).json()
@@ -117,7 +142,8 @@ async def test_an_approval_approved_twice_at_once_creates_one_invoice(
         of_deal = (await wizard.get(approvals, params={"deal_id": deal_id})).json()["approvals"]
         of_other = (await wizard.get(approvals, params={"deal_id": "1"})).json()["approvals"]
         assert [a["request_id"] for a in of_deal] == [request_id] and of_other == []
-        assert await invoices_in(builder, qbo_sandbox, company) == []  # nothing in QuickBooks yet
+        # Nothing in QuickBooks yet.
+        assert await invoices_in(builder, qbo_sandbox, deal.realm) == []
 
         first, second = await asyncio.gather(
             wizard.post(f"/portals/{portal}/approvals/{request_id}/approve"),
@@ -151,7 +177,7 @@ async def test_an_approval_approved_twice_at_once_creates_one_invoice(
     ]
     assert again.json()["already_decided"] is True
     assert refused.status_code == 409
-    assert len(await invoices_in(builder, qbo_sandbox, company)) == 1
+    assert len(await invoices_in(builder, qbo_sandbox, deal.realm)) == 1
     assert drafted["total"] == "100.00"
     [decided] = await builder.events(
         "invoice.approval-decided", lambda e: str(e.data.request_id) == request_id
@@ -179,14 +205,12 @@ async def test_an_approval_approved_twice_at_once_creates_one_invoice(
 
 
 async def test_a_rejected_approval_sends_its_reason_to_the_deal(
-    builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
+    builder: Harness, deal: Deal, qbo_sandbox: Any
 ) -> None:
-    company = await advanced_company(builder, qbo_sandbox, crm_portal)
-    deal_id, _ = owned_deal(crm_sandbox, crm_portal)
-    portal, realm = crm_portal.key, company.realm_id
+    portal = deal.portal
 
     async with builder.wizard(portal, user_id="u-boss", email="boss@summit.example") as wizard:
-        request_id = await submitted_for_approval(builder, wizard, portal, realm, deal_id)
+        request_id = await submitted_for_approval(builder, wizard, deal)
         unreasoned = await wizard.post(
             f"/portals/{portal}/approvals/{request_id}/reject", json={"reason": "  "}
         )
@@ -204,25 +228,23 @@ async def test_a_rejected_approval_sends_its_reason_to_the_deal(
     [told] = await builder.events(
         "invoice.request-rejected", lambda e: str(e.data.request_id) == request_id
     )
-    assert told.data.deal_id == deal_id
+    assert told.data.deal_id == deal.deal_id
     assert told.data.code.value == "APPROVAL_REJECTED"
     assert "Price was agreed at 40 a tent" in told.data.message
     assert "boss@summit.example" in told.data.message
     assert late.status_code == 409
-    assert await invoices_in(builder, qbo_sandbox, company) == []
+    assert await invoices_in(builder, qbo_sandbox, deal.realm) == []
 
 
 async def test_the_approver_edits_lines_checked_as_a_request_before_approving(
-    builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
+    builder: Harness, deal: Deal
 ) -> None:
-    company = await advanced_company(builder, qbo_sandbox, crm_portal)
-    deal_id, _ = owned_deal(crm_sandbox, crm_portal)
-    portal, realm = crm_portal.key, company.realm_id
-    edited = request_body(deal_id, quantity="3", price="40")["lines"]
+    portal = deal.portal
+    edited = request_body(deal.deal_id, quantity="3", price="40")["lines"]
     taxed = [{**edited[0], "tax_code_id": "7"}]  # US companies send no tax codes
 
     async with builder.wizard(portal) as wizard:
-        request_id = await submitted_for_approval(builder, wizard, portal, realm, deal_id)
+        request_id = await submitted_for_approval(builder, wizard, deal)
         bad = await wizard.post(
             f"/portals/{portal}/approvals/{request_id}/approve", json={"lines": taxed}
         )
@@ -241,14 +263,11 @@ async def test_the_approver_edits_lines_checked_as_a_request_before_approving(
 
 
 async def test_a_waiting_approval_reminds_its_approver_once(
-    builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
+    builder: Harness, deal: Deal, crm_sandbox: Any, crm_portal: Any
 ) -> None:
-    company = await advanced_company(builder, qbo_sandbox, crm_portal)
-    deal_id, owner_id = owned_deal(crm_sandbox, crm_portal)
-    portal, realm = crm_portal.key, company.realm_id
     deps, approvals = builder.service.handlers.deps, builder.service.handlers.approvals
-    async with builder.wizard(portal) as wizard:
-        request_id = await submitted_for_approval(builder, wizard, portal, realm, deal_id)
+    async with builder.wizard(deal.portal) as wizard:
+        request_id = await submitted_for_approval(builder, wizard, deal)
 
     early = await approvals.remind_waiting_approvals()
     real_now = deps.now
@@ -265,17 +284,16 @@ async def test_a_waiting_approval_reminds_its_approver_once(
     assert doc["reminder_task_id"] and doc["reminder_task_id"] != doc["task_id"]
     reminder = crm_sandbox.read(crm_portal.portal_id, "tasks", doc["reminder_task_id"])
     assert reminder["properties"]["hs_task_subject"].startswith("Reminder:")
-    assert reminder["properties"]["hubspot_owner_id"] == owner_id
+    assert reminder["properties"]["hubspot_owner_id"] == deal.owner_id
 
 
 async def test_a_company_not_on_advanced_gets_no_approval(
     builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
 ) -> None:
-    company = await advanced_company(
-        builder, qbo_sandbox, crm_portal, edition="QuickBooks Online Plus"
+    deal = await owned_deal_of_company(
+        builder, qbo_sandbox, crm_sandbox, crm_portal, edition="QuickBooks Online Plus"
     )
-    deal_id, _ = owned_deal(crm_sandbox, crm_portal)
-    portal, realm = crm_portal.key, company.realm_id
+    portal, realm = deal.portal, deal.realm
     settings = f"/portals/{portal}/accounts/{realm}/approval-settings"
 
     async with builder.wizard(portal) as wizard:
@@ -283,7 +301,7 @@ async def test_a_company_not_on_advanced_gets_no_approval(
         refused = await wizard.put(settings, json={"enabled": True})
         off = await wizard.put(settings, json={"enabled": False})
         sent = await wizard.post(
-            f"/portals/{portal}/accounts/{realm}/invoice-requests", json=request_body(deal_id)
+            f"/portals/{portal}/accounts/{realm}/invoice-requests", json=request_body(deal.deal_id)
         )
         drafted = await status_of(builder, str(sent.json()["request_id"]), "drafted")
         waiting = (await wizard.get(f"/portals/{portal}/approvals?status=all")).json()
@@ -297,14 +315,10 @@ async def test_a_company_not_on_advanced_gets_no_approval(
     assert waiting["approvals"] == []
 
 
-async def test_approvals_are_the_portals_own(
-    builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
-) -> None:
-    company = await advanced_company(builder, qbo_sandbox, crm_portal)
-    deal_id, _ = owned_deal(crm_sandbox, crm_portal)
-    portal, realm = crm_portal.key, company.realm_id
+async def test_approvals_are_the_portals_own(builder: Harness, deal: Deal) -> None:
+    portal, realm = deal.portal, deal.realm
     async with builder.wizard(portal) as wizard:
-        request_id = await submitted_for_approval(builder, wizard, portal, realm, deal_id)
+        request_id = await submitted_for_approval(builder, wizard, deal)
     async with builder.wizard("other-portal") as other:
         read = await other.get(f"/portals/other-portal/approvals/{request_id}")
         approve = await other.post(f"/portals/other-portal/approvals/{request_id}/approve")
@@ -360,15 +374,13 @@ async def test_a_task_whose_claim_was_left_is_found_on_the_deal_not_made_again(
 
 
 async def test_with_approver_only_on_only_the_approvers_user_decides(
-    builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
+    builder: Harness, deal: Deal, crm_sandbox: Any, crm_portal: Any
 ) -> None:
-    company = await advanced_company(builder, qbo_sandbox, crm_portal)
-    deal_id, owner_id = owned_deal(crm_sandbox, crm_portal)
     owner = crm_sandbox.users(crm_portal.portal_id)[0]
-    portal, realm = crm_portal.key, company.realm_id
-    settings = f"/portals/{portal}/accounts/{realm}/approval-settings"
+    portal = deal.portal
+    settings = f"/portals/{portal}/accounts/{deal.realm}/approval-settings"
     async with builder.wizard(portal, user_id="u-rep") as rep:
-        request_id = await submitted_for_approval(builder, rep, portal, realm, deal_id)
+        request_id = await submitted_for_approval(builder, rep, deal)
         saved = await rep.put(settings, json={"enabled": True, "approver_only": True})
         assert saved.status_code == 200 and saved.json()["approver_only"] is True
         one = f"/portals/{portal}/approvals/{request_id}"
@@ -397,5 +409,5 @@ async def test_with_approver_only_on_only_the_approvers_user_decides(
     assert unscoped.status_code == 403 and "crm.objects.owners.read" in unscoped.json()["error"]
     assert approved.status_code == 200, approved.text
     assert approved.json()["decided_by"] == str(owner["userId"])
-    assert approved.json()["approver_id"] == owner_id
+    assert approved.json()["approver_id"] == deal.owner_id
     assert drafted["status"] == "drafted"
