@@ -5,108 +5,23 @@
 subclasses; webhook signatures are checked with `verify_signature_v3`.
 """
 
-from dealbooks_crm._client import CrmClient, PortalCrm, timeline_event_id
-from dealbooks_crm._errors import (
-    CrmAuthError,
-    CrmConflict,
-    CrmError,
-    CrmNotFound,
-    CrmRateLimited,
-    CrmUnavailable,
-    CrmValidation,
-    SearchCapExceeded,
-    error_from_response,
-)
-from dealbooks_crm._limits import CrmLimits, rolling_window_budget
-from dealbooks_crm._models import (
-    AccountDetails,
-    AppEventOccurrence,
-    AssociatedObject,
-    AssociationType,
-    BatchError,
-    BatchResult,
-    CrmObject,
-    DealDetails,
-    Filter,
-    FilterGroup,
-    Property,
-    PropertyDefinition,
-    PropertyGroup,
-    PropertyOption,
-    QuoteDetails,
-    SearchPage,
-    SearchRequest,
-    Sort,
-    TimelineEvent,
-    TimelineEventResult,
-    WebhookEvent,
-)
-from dealbooks_crm._paths import ApiPaths, PathStyle
-from dealbooks_crm._types import NOTE_TO, TASK_TO, AssociationTypes, ObjectTypes
-from dealbooks_crm._values import PropertyValue, to_decimal, to_properties, to_property_value
-from dealbooks_crm._webhooks import (
-    InvalidWebhookPayload,
-    InvalidWebhookSignature,
-    StaleWebhookTimestamp,
-    canonical_uri,
-    parse_webhook_events,
-    signature_v3,
-    verify_signature_v1,
-    verify_signature_v3,
-)
+from dealbooks_crm import _client, _errors, _limits, _models, _paths, _types, _values, _webhooks
+from dealbooks_crm._client import *  # noqa: F403
+from dealbooks_crm._errors import *  # noqa: F403
+from dealbooks_crm._limits import *  # noqa: F403
+from dealbooks_crm._models import *  # noqa: F403
+from dealbooks_crm._paths import *  # noqa: F403
+from dealbooks_crm._types import *  # noqa: F403
+from dealbooks_crm._values import *  # noqa: F403
+from dealbooks_crm._webhooks import *  # noqa: F403
 
-__all__ = [
-    "NOTE_TO",
-    "TASK_TO",
-    "AccountDetails",
-    "ApiPaths",
-    "AppEventOccurrence",
-    "AssociatedObject",
-    "AssociationType",
-    "AssociationTypes",
-    "BatchError",
-    "BatchResult",
-    "CrmAuthError",
-    "CrmClient",
-    "CrmConflict",
-    "CrmError",
-    "CrmLimits",
-    "CrmNotFound",
-    "CrmObject",
-    "CrmRateLimited",
-    "CrmUnavailable",
-    "CrmValidation",
-    "DealDetails",
-    "Filter",
-    "FilterGroup",
-    "InvalidWebhookPayload",
-    "InvalidWebhookSignature",
-    "ObjectTypes",
-    "PathStyle",
-    "PortalCrm",
-    "Property",
-    "PropertyDefinition",
-    "PropertyGroup",
-    "PropertyOption",
-    "PropertyValue",
-    "QuoteDetails",
-    "SearchCapExceeded",
-    "SearchPage",
-    "SearchRequest",
-    "Sort",
-    "StaleWebhookTimestamp",
-    "TimelineEvent",
-    "TimelineEventResult",
-    "WebhookEvent",
-    "canonical_uri",
-    "error_from_response",
-    "parse_webhook_events",
-    "rolling_window_budget",
-    "signature_v3",
-    "timeline_event_id",
-    "to_decimal",
-    "to_properties",
-    "to_property_value",
-    "verify_signature_v1",
-    "verify_signature_v3",
-]
+# The package's names are those its modules list in their `__all__`.
+__all__: list[str] = []
+__all__ += _client.__all__
+__all__ += _errors.__all__
+__all__ += _limits.__all__
+__all__ += _models.__all__
+__all__ += _paths.__all__
+__all__ += _types.__all__
+__all__ += _values.__all__
+__all__ += _webhooks.__all__

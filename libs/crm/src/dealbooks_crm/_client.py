@@ -49,6 +49,8 @@ from dealbooks_crm._paths import ApiPaths, PathStyle
 from dealbooks_crm._types import NOTE_TO, TASK_PROPERTIES, TASK_TO, ObjectTypes
 from dealbooks_crm._values import PropertyValue, to_properties
 
+__all__ = ["CrmClient", "PortalCrm", "timeline_event_id"]
+
 HUBSPOT_API = "https://api.hubapi.com"
 MAX_BATCH = 100
 MAX_ASSOCIATION_READ = 1000

@@ -5,6 +5,18 @@ from typing import Any
 
 import httpx
 
+__all__ = [
+    "CrmAuthError",
+    "CrmConflict",
+    "CrmError",
+    "CrmNotFound",
+    "CrmRateLimited",
+    "CrmUnavailable",
+    "CrmValidation",
+    "SearchCapExceeded",
+    "error_from_response",
+]
+
 _EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)")
 
 

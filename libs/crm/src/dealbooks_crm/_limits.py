@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 from dealbooks_http import Limits, RateBudget, RetryPolicy, windows_of
 
+__all__ = ["CrmLimits", "rolling_window_budget"]
+
 
 @dataclass(frozen=True)
 class CrmLimits:

@@ -8,6 +8,30 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dealbooks_crm._values import to_decimal
 
+__all__ = [
+    "AccountDetails",
+    "AppEventOccurrence",
+    "AssociatedObject",
+    "AssociationType",
+    "BatchError",
+    "BatchResult",
+    "CrmObject",
+    "DealDetails",
+    "Filter",
+    "FilterGroup",
+    "Property",
+    "PropertyDefinition",
+    "PropertyGroup",
+    "PropertyOption",
+    "QuoteDetails",
+    "SearchPage",
+    "SearchRequest",
+    "Sort",
+    "TimelineEvent",
+    "TimelineEventResult",
+    "WebhookEvent",
+]
+
 
 class _Model(BaseModel):
     # HubSpot adds fields over time; unknown ones are kept, never rejected.

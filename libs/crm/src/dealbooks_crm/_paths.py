@@ -3,6 +3,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+__all__ = ["ApiPaths", "PathStyle"]
+
 PathStyle = Literal["v3", "2026-03"]
 
 

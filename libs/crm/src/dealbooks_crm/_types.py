@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+__all__ = ["NOTE_TO", "TASK_TO", "AssociationTypes", "ObjectTypes"]
+
 
 class ObjectTypes:
     """Object type names as they appear in paths."""

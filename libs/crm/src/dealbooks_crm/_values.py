@@ -3,6 +3,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+__all__ = ["PropertyValue", "to_decimal", "to_properties", "to_property_value"]
+
 PropertyValue = str | int | Decimal | bool | date | datetime | None
 
 

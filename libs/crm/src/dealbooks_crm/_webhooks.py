@@ -11,6 +11,17 @@ from pydantic import TypeAdapter, ValidationError
 
 from dealbooks_crm._models import WebhookEvent
 
+__all__ = [
+    "InvalidWebhookPayload",
+    "InvalidWebhookSignature",
+    "StaleWebhookTimestamp",
+    "canonical_uri",
+    "parse_webhook_events",
+    "signature_v3",
+    "verify_signature_v1",
+    "verify_signature_v3",
+]
+
 MAX_TIMESTAMP_AGE_MS = 300_000
 MAX_EVENTS_PER_REQUEST = 100
 
