@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -26,10 +26,12 @@ from dealbooks_contracts import (
     Envelope,
     EventPayload,
     ExistingCustomer,
+    InvoiceDrafted,
     InvoiceLineRequest,
     InvoiceRequested,
     InvoiceRequestOrigin,
     Money,
+    QboCustomerRef,
     QboEntityChanged,
     QboEnvironment,
     QboOperation,
@@ -261,6 +263,41 @@ def account_connected(**facts: Any) -> AccountConnected:
         "connected_at": datetime.now(UTC),
     }
     return AccountConnected(**(defaults | facts))
+
+
+def one_line_invoice(amount: str, **fields: Any) -> dict[str, Any]:
+    """The body of a QuickBooks invoice to the sandbox company's customer 1 of one line of its
+    item 1 for `amount`; `fields` are added to it."""
+    return {
+        "CustomerRef": {"value": "1"},
+        "Line": [
+            {
+                "DetailType": "SalesItemLineDetail",
+                "Amount": Decimal(amount),
+                "SalesItemLineDetail": {"ItemRef": {"value": "1"}},
+            }
+        ],
+        **fields,
+    }
+
+
+def invoice_drafted(invoice: Any, deal_id: str, today: date) -> InvoiceDrafted:
+    """`invoice.drafted` as invoice-builder publishes it for a QuickBooks invoice (a
+    `dealbooks_qbo.Invoice`) it made for `deal_id`, dated `today` if QuickBooks gave no date."""
+    return InvoiceDrafted(
+        request_id=uuid.uuid4(),
+        deal_id=deal_id,
+        qbo_invoice_id=str(invoice.Id),
+        doc_number=invoice.DocNumber,
+        customer=QboCustomerRef(qbo_customer_id=invoice.CustomerRef.value),
+        customer_created=False,
+        total=Money(
+            amount=invoice.TotalAmt or Decimal("0"),
+            currency=invoice.CurrencyRef.value if invoice.CurrencyRef else "USD",
+        ),
+        invoice_date=invoice.TxnDate or today,
+        due_date=invoice.DueDate,
+    )
 
 
 @contextlib.asynccontextmanager
