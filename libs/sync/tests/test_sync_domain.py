@@ -66,40 +66,31 @@ def codes(exc: pytest.ExceptionInfo[MappingRejected]) -> list[ProblemCode]:
     return [p.code for p in exc.value.problems]
 
 
-def test_adding_a_mapping_to_an_unknown_crm_property_is_refused() -> None:
+@pytest.mark.parametrize(
+    ("crm_property", "qbo_field", "code", "named"),
+    [
+        ("nickname", "DisplayName", ProblemCode.UNKNOWN_CRM_PROPERTY, "nickname"),
+        ("jobtitle", "JobTitle", ProblemCode.UNKNOWN_QBO_FIELD, "JobTitle"),
+        ("annualrevenue", "DisplayName", ProblemCode.INCOMPATIBLE_TYPES, "annualrevenue"),
+        ("firstname", "DisplayName", ProblemCode.DUPLICATE_CRM_PROPERTY, "firstname"),
+        ("hs_object_id", "Balance", ProblemCode.READ_ONLY_PROPERTY, "hs_object_id"),
+    ],
+)
+def test_a_mapping_the_crm_could_not_take_is_refused(
+    crm_property: str, qbo_field: str, code: ProblemCode, named: str
+) -> None:
+    """Refused with its problem, whose message names what is wrong: an unknown CRM property or
+    QBO field, text into a number property, a CRM property another mapping writes already, or
+    a read-only one."""
     with pytest.raises(MappingRejected) as exc:
-        add_mapping(C, default_mappings(C), "nickname", "DisplayName", None, CONTACT_PROPS)
-    assert codes(exc) == [ProblemCode.UNKNOWN_CRM_PROPERTY]
-    assert "nickname" in exc.value.problems[0].message
-
-
-def test_adding_a_mapping_from_an_unknown_qbo_field_is_refused() -> None:
-    with pytest.raises(MappingRejected) as exc:
-        add_mapping(C, default_mappings(C), "jobtitle", "JobTitle", None, CONTACT_PROPS)
-    assert codes(exc) == [ProblemCode.UNKNOWN_QBO_FIELD]
-
-
-def test_text_into_a_number_property_is_refused() -> None:
-    with pytest.raises(MappingRejected) as exc:
-        add_mapping(C, default_mappings(C), "annualrevenue", "DisplayName", None, CONTACT_PROPS)
-    assert codes(exc) == [ProblemCode.INCOMPATIBLE_TYPES]
+        add_mapping(C, default_mappings(C), crm_property, qbo_field, None, CONTACT_PROPS)
+    assert codes(exc) == [code]
+    assert named in exc.value.problems[0].message
 
 
 def test_a_number_into_a_number_property_is_accepted() -> None:
     mappings = add_mapping(C, default_mappings(C), "annualrevenue", "Balance", None, CONTACT_PROPS)
     assert mappings[-1].crm_property == "annualrevenue"
-
-
-def test_two_mappings_writing_the_same_crm_property_are_refused() -> None:
-    with pytest.raises(MappingRejected) as exc:
-        add_mapping(C, default_mappings(C), "firstname", "DisplayName", None, CONTACT_PROPS)
-    assert codes(exc) == [ProblemCode.DUPLICATE_CRM_PROPERTY]
-
-
-def test_read_only_crm_properties_cannot_be_mapped() -> None:
-    with pytest.raises(MappingRejected) as exc:
-        add_mapping(C, default_mappings(C), "hs_object_id", "Balance", None, CONTACT_PROPS)
-    assert codes(exc) == [ProblemCode.READ_ONLY_PROPERTY]
 
 
 def test_an_address_needs_the_address_to_text_transform() -> None:
