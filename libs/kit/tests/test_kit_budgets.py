@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 from dealbooks_crm import CrmLimits
-from dealbooks_http import Limits, StaticTokenProvider, sequence_rate
+from dealbooks_http import Limits, StaticTokenProvider, sequence_rate, windows_of
 from dealbooks_kit.budgets import LEASE_FALLBACKS, SharedBudgets
+from dealbooks_kit.priority import person_waiting
 from dealbooks_qbo import QBO_BATCH_LIMITS, QBO_LIMITS, CompanyInfo, QboClient
 from pymongo import AsyncMongoClient
 
@@ -120,3 +121,31 @@ async def test_a_holder_whose_database_does_not_answer_paces_itself_locally(
     assert LEASE_FALLBACKS.labels("qbo")._value.get() == before + 3
     # A quarter of the shared rate: three calls take at least two of its intervals.
     assert elapsed >= 2 * 4 / sequence_rate(QBO_LIMITS)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("marked", [True, False], ids=["a person waits", "nobody waits"])
+async def test_a_call_a_person_waits_on_goes_ahead_of_the_queued_background_calls(
+    budget_db: Any, marked: bool
+) -> None:
+    budgets = SharedBudgets(budget_db)
+    budget = budgets.budget("qbo", Limits(windows_of((20, 1.0)), concurrency=10))
+    done: list[str] = []
+
+    async def call(who: str) -> None:
+        async with budget.slot("realm-1"):
+            done.append(who)
+
+    jobs = [asyncio.create_task(call(f"job-{n}")) for n in range(8)]
+    await asyncio.sleep(0.05)  # the jobs queue for the company's send times
+    with person_waiting(marked):
+        await call("rep")
+    await asyncio.gather(*jobs)
+
+    # The rep's search waits for the send time being waited for, not for the queue; unmarked,
+    # the same call is served last.
+    assert len(done) == 9
+    if marked:
+        assert done.index("rep") <= 2, done
+    else:
+        assert done.index("rep") == 8, done

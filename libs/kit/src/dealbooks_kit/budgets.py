@@ -23,6 +23,9 @@ times it was given. Every caller of every process draws from the same sequence, 
 
 Calls at once are held per process to the limit's concurrency (the shared pace keeps the
 company's total near `rate` times a call's duration).
+
+Within a process, a call a person waits on (`dealbooks_kit.priority`) takes the tenant's next
+send time and call slot ahead of the background calls queued for them.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from dealbooks_kit.logging import get_logger
+from dealbooks_kit.priority import PriorityGate, a_person_waits
 
 log = get_logger(__name__)
 
@@ -57,8 +61,8 @@ class _Tenant:
     """One tenant's budget in this process: send times leased and not yet used, the calls in
     flight, and how many callers wait."""
 
-    gate: asyncio.Semaphore
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    gate: PriorityGate
+    lock: PriorityGate = field(default_factory=lambda: PriorityGate(1))
     times: list[float] = field(default_factory=list)
     waiting: int = 0
     local_next: float = 0.0
@@ -82,19 +86,20 @@ class SharedBudget:
         """Wait for tenant `key`'s next send time(s) and hold a call slot for the request."""
         tenant = self.tenants.get(key)
         if tenant is None:
-            tenant = self.tenants[key] = _Tenant(asyncio.Semaphore(self.limits.concurrency))
+            tenant = self.tenants[key] = _Tenant(PriorityGate(self.limits.concurrency))
         started = time.perf_counter() if host else 0.0
-        async with tenant.gate:
+        person = a_person_waits()
+        async with tenant.gate.held(person):
             for _ in range(max(1, weight)):
-                await self._send_time(key, tenant)
+                await self._send_time(key, tenant, person)
             if host:
                 observe_budget_wait(host, time.perf_counter() - started)
             yield
 
-    async def _send_time(self, key: str, tenant: _Tenant) -> None:
+    async def _send_time(self, key: str, tenant: _Tenant, person: bool) -> None:
         tenant.waiting += 1
         try:
-            async with tenant.lock:
+            async with tenant.lock.held(person):
                 at = await self._next(key, tenant)
                 delay = at - self.owner.clock()
                 if delay > 0:

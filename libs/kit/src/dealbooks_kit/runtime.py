@@ -48,6 +48,7 @@ from dealbooks_kit.periodic import (
     run_leased,
     run_unleased,
 )
+from dealbooks_kit.priority import PersonWaits
 from dealbooks_kit.settings import KitSettings
 from dealbooks_kit.topics import ensure_topics
 from dealbooks_kit.tracing import TracingMiddleware, configure_tracing
@@ -367,7 +368,7 @@ class ServiceRuntime:
 
         return ServiceApp(
             self.broker,
-            api=None if api is None else TracingMiddleware(api),
+            api=None if api is None else TracingMiddleware(PersonWaits(api)),
             asgi_routes=[
                 ("/healthz", healthz),
                 ("/readyz", readyz),

@@ -13,6 +13,7 @@ from typing import Any
 
 from dealbooks_kit import get_logger
 from dealbooks_kit.periodic import process_holder, renewing
+from dealbooks_kit.priority import background
 from dealbooks_qbo import Entity
 
 from dealbooks_sync.backfill_pages import MAX_BATCH, BackfillPages
@@ -243,6 +244,7 @@ class Backfill:
         task.add_done_callback(done)
 
     async def _drive(self, run: dict[str, Any]) -> None:
+        background()  # started by an operator's request, it is nobody's wait from here on
         try:
             async with self._renewing(run):
                 await self._pages(run)
