@@ -99,14 +99,7 @@ class ConnectorAuth:
         self.outbox = outbox
         self.http = http
         self.clock = clock
-        self.replica = secrets.token_hex(8)
-        self.single_flight = SingleFlight(
-            leases,
-            self.replica,
-            clock,
-            settings.refresh_lease_seconds,
-            settings.refresh_wait_seconds,
-        )
+        self.single_flight = SingleFlight.of_this_process(leases, clock, settings)
         self.stored_access = StoredAccess(cipher, clock, settings.refresh_margin_seconds)
         self._state_secret = settings.state_secret.get_secret_value().encode()
 

@@ -111,13 +111,7 @@ class Installs:
         self.installer: PortalSetUp | None = None
         self.outbox = outbox
         self.clock = clock
-        self.single_flight = SingleFlight(
-            leases,
-            secrets.token_hex(8),
-            clock,
-            settings.refresh_lease_seconds,
-            settings.refresh_wait_seconds,
-        )
+        self.single_flight = SingleFlight.of_this_process(leases, clock, settings)
         self.stored_access = StoredAccess(cipher, clock, settings.refresh_margin_seconds)
         self._state_secret = settings.state_secret.get_secret_value().encode()
         self._cookies = Signer(settings.session_keys.get_secret_value(), SESSION_PREFIX)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,6 +13,7 @@ from typing import Any, TypeVar
 
 from connector_auth import domain
 from connector_auth.crypto import TokenCipher
+from connector_auth.settings import ConnectorAuthSettings
 from connector_auth.store import RefreshLeases
 
 T = TypeVar("T")
@@ -69,6 +71,20 @@ class SingleFlight:
         self._lease_seconds = lease_seconds
         self._wait_seconds = wait_seconds
         self._locks: dict[str, asyncio.Lock] = {}
+
+    @classmethod
+    def of_this_process(
+        cls, leases: RefreshLeases, clock: Callable[[], datetime], settings: ConnectorAuthSettings
+    ) -> SingleFlight:
+        """The single flight of this process (a replica name of its own), its lease and wait
+        times from `settings`."""
+        return cls(
+            leases,
+            secrets.token_hex(8),
+            clock,
+            settings.refresh_lease_seconds,
+            settings.refresh_wait_seconds,
+        )
 
     async def token(
         self,
