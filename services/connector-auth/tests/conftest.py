@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,46 +132,17 @@ class Connector:
             self.secrets.add(response.json()["access_token"])
         return response
 
-
-def connector_settings(
-    *,
-    kafka: str,
-    mongo: str,
-    database: str,
-    idempotence: bool,
-    qbo_base: str,
-    crm: Any,
-    environment: QboEnvironment,
-    token_keys: str,
-) -> ConnectorAuthSettings:
-    port = free_port()
-    app_info = crm.app()
-    client = "production" if environment is QboEnvironment.PRODUCTION else "sandbox"
-    return ConnectorAuthSettings(
-        kafka_bootstrap=kafka,
-        mongodb_uri=mongo,
-        mongodb_database=database,
-        topic_prefix=f"{database}.",
-        kafka_idempotence=idempotence,
-        http_port=port,
-        qbo_environment=environment,
-        qbo_client_id=f"{client}-client",
-        qbo_client_secret=f"{client}-secret",
-        qbo_base_url=qbo_base,
-        qbo_oauth_base_url=qbo_base,
-        redirect_uri=f"http://127.0.0.1:{port}/oauth/callback",
-        state_secret=STATE_SECRET,
-        token_keys=token_keys,
-        service_credentials=f"{SERVICE_CREDENTIAL},old-{SERVICE_CREDENTIAL}",
-        session_keys=SESSION_KEYS,
-        grant_keys=GRANT_KEYS,
-        crm_base_url=crm.base_url,
-        crm_oauth_url=crm.base_url,
-        crm_client_id=str(app_info["clientId"]),
-        crm_client_secret=str(app_info["clientSecret"]),
-        crm_redirect_uri=f"http://127.0.0.1:{port}/oauth/crm/callback",
-        outbox_relay_seconds=0.5,
-    )
+    async def events(
+        self, name: str, count: int, portal: str | None = None
+    ) -> list[dict[str, Any]]:
+        """At least `count` events of this connector's topic `name` (only `portal`'s, if
+        given), then every match already there."""
+        return await read_events(
+            self.settings.kafka_bootstrap,
+            self.settings.topic(name),
+            lambda e: portal is None or e["tenant"]["portal_id"] == portal,
+            count,
+        )
 
 
 def as_event(record: Any) -> dict[str, Any]:
@@ -197,11 +168,57 @@ def token_keys() -> str:
     return f"{generate_key_spec('k2')},{generate_key_spec('k1')}"
 
 
+ConnectorSettings = Callable[[str, QboEnvironment], ConnectorAuthSettings]
+
+
 @pytest.fixture(scope="module")
-def connector(
+def connector_settings(
     kafka_bootstrap: str,
     mongo_uri: str,
     kafka_supports_idempotence: bool,
+    qbo_sandbox: Any,
+    crm_sandbox: Any,
+    token_keys: str,
+) -> ConnectorSettings:
+    """The settings of a connector-auth on this run's servers and sandboxes, given its
+    database and the QuickBooks environment it serves (a port of its own each time)."""
+
+    def settings(database: str, environment: QboEnvironment) -> ConnectorAuthSettings:
+        port = free_port()
+        app_info = crm_sandbox.app()
+        client = "production" if environment is QboEnvironment.PRODUCTION else "sandbox"
+        return ConnectorAuthSettings(
+            kafka_bootstrap=kafka_bootstrap,
+            mongodb_uri=mongo_uri,
+            mongodb_database=database,
+            topic_prefix=f"{database}.",
+            kafka_idempotence=kafka_supports_idempotence,
+            http_port=port,
+            qbo_environment=environment,
+            qbo_client_id=f"{client}-client",
+            qbo_client_secret=f"{client}-secret",
+            qbo_base_url=qbo_sandbox.base_url,
+            qbo_oauth_base_url=qbo_sandbox.base_url,
+            redirect_uri=f"http://127.0.0.1:{port}/oauth/callback",
+            state_secret=STATE_SECRET,
+            token_keys=token_keys,
+            service_credentials=f"{SERVICE_CREDENTIAL},old-{SERVICE_CREDENTIAL}",
+            session_keys=SESSION_KEYS,
+            grant_keys=GRANT_KEYS,
+            crm_base_url=crm_sandbox.base_url,
+            crm_oauth_url=crm_sandbox.base_url,
+            crm_client_id=str(app_info["clientId"]),
+            crm_client_secret=str(app_info["clientSecret"]),
+            crm_redirect_uri=f"http://127.0.0.1:{port}/oauth/crm/callback",
+            outbox_relay_seconds=0.5,
+        )
+
+    return settings
+
+
+@pytest.fixture(scope="module")
+def connector(
+    connector_settings: ConnectorSettings,
     qbo_sandbox: Any,
     crm_sandbox: Any,
     run_logs: LogCollector,
@@ -209,18 +226,8 @@ def connector(
     token_keys: str,
 ) -> Iterator[Connector]:
     """connector-auth in sandbox mode, for the whole module (tests use their own portals)."""
-    database = f"ca{uuid.uuid4().hex[:8]}"
     portal = crm_sandbox.create_portal()
-    settings = connector_settings(
-        kafka=kafka_bootstrap,
-        mongo=mongo_uri,
-        database=database,
-        idempotence=kafka_supports_idempotence,
-        qbo_base=qbo_sandbox.base_url,
-        crm=crm_sandbox,
-        environment=QboEnvironment.SANDBOX,
-        token_keys=token_keys,
-    )
+    settings = connector_settings(f"ca{uuid.uuid4().hex[:8]}", QboEnvironment.SANDBOX)
     run_secrets.add(
         SERVICE_CREDENTIAL,
         STATE_SECRET,
@@ -249,8 +256,6 @@ class Tools:
     served_app: type[ServedApp] = ServedApp
     connector: type[Connector] = Connector
     free_port: Any = free_port
-    settings: Any = connector_settings
-    read_events: Any = read_events
 
 
 @pytest.fixture(scope="session")

@@ -45,15 +45,22 @@ def test_malformed_state_is_rejected(raw: str) -> None:
         domain.read_state(raw, SECRET, NOW, 600)
 
 
-def test_three_letter_country_and_missing_currency_are_normalised() -> None:
-    facts = domain.company_facts(
+def facts_without_currency(
+    country: str, multicurrency: bool | None, custom_numbers: bool | None
+) -> domain.CompanyFacts:
+    """The facts of a company QuickBooks reported in `country` with no home currency."""
+    return domain.company_facts(
         company_name="Larry's Bakery",
         legal_name=None,
-        country="USA",
+        country=country,
         home_currency=None,
-        multicurrency_enabled=None,
-        custom_transaction_numbers=True,
+        multicurrency_enabled=multicurrency,
+        custom_transaction_numbers=custom_numbers,
     )
+
+
+def test_three_letter_country_and_missing_currency_are_normalised() -> None:
+    facts = facts_without_currency("USA", multicurrency=None, custom_numbers=True)
     assert (facts.country, facts.home_currency) == ("US", "USD")
     assert facts.custom_transaction_numbers is True
     assert facts.multicurrency_enabled is False
@@ -61,14 +68,7 @@ def test_three_letter_country_and_missing_currency_are_normalised() -> None:
 
 def test_company_without_a_usable_currency_is_refused() -> None:
     with pytest.raises(domain.ConnectRefused):
-        domain.company_facts(
-            company_name="X",
-            legal_name=None,
-            country="ZZ",
-            home_currency=None,
-            multicurrency_enabled=False,
-            custom_transaction_numbers=False,
-        )
+        facts_without_currency("ZZ", multicurrency=False, custom_numbers=False)
 
 
 def test_token_needs_refresh_within_the_margin_only() -> None:

@@ -25,7 +25,7 @@ async def preferences_changed_with_webhook_dropped(
 
 
 async def test_preferences_change_with_its_webhook_dropped_reaches_the_facts_at_the_next_pass(
-    connector: Any, qbo_sandbox: Any, kafka_bootstrap: str, tools: Any, db: Any
+    connector: Any, qbo_sandbox: Any, db: Any
 ) -> None:
     portal = connector.new_portal()
     info = qbo_sandbox.control(
@@ -47,23 +47,13 @@ async def test_preferences_change_with_its_webhook_dropped_reaches_the_facts_at_
     assert first.done >= 1
     stored = await db.accounts.find_one({"_id": account_key(portal, realm)})
     assert stored["company"]["custom_transaction_numbers"] is False
-    events = await tools.read_events(
-        kafka_bootstrap,
-        connector.settings.topic("connector.account-connected.v1"),
-        lambda e: e["tenant"]["portal_id"] == portal,
-        2,
-    )
+    events = await connector.events("connector.account-connected.v1", 2, portal)
     assert events[-1]["data"]["reason"] == "facts_changed"
     assert events[-1]["data"]["custom_transaction_numbers"] is False
 
     # Nothing moved since: the next pass publishes nothing for this account.
     second = await service.refresh_all_facts()
     assert (second.done, second.failed) == (0, {})
-    again = await tools.read_events(
-        kafka_bootstrap,
-        connector.settings.topic("connector.account-connected.v1"),
-        lambda e: e["tenant"]["portal_id"] == portal,
-        2,
-    )
+    again = await connector.events("connector.account-connected.v1", 2, portal)
     assert len(again) == 2
     await service.http.aclose()

@@ -37,7 +37,7 @@ def set_consent(connector: Any, **consent: Any) -> None:
 
 
 async def test_install_stores_encrypted_tokens_sets_the_portal_up_publishes_and_signs_in(
-    connector: Any, crm_sandbox: Any, kafka_bootstrap: str, db: Any, tools: Any
+    connector: Any, crm_sandbox: Any, db: Any
 ) -> None:
     portal = connector.new_portal()
 
@@ -69,18 +69,13 @@ async def test_install_stores_encrypted_tokens_sets_the_portal_up_publishes_and_
             "/crm/v3/properties/deals", headers={"Authorization": f"Bearer {token}"}
         )
     assert "acct_invoice_status" in {p["name"] for p in props.json()["results"]}
-    events = await tools.read_events(
-        kafka_bootstrap,
-        connector.settings.topic("connector.portal-installed.v1"),
-        lambda e: e["tenant"]["portal_id"] == portal,
-        1,
-    )
+    events = await connector.events("connector.portal-installed.v1", 1, portal)
     assert [e["data"]["reinstall"] for e in events] == [False]
     assert events[0]["_key"] == portal.encode()
 
 
 async def test_installing_again_updates_the_install_and_never_duplicates_it(
-    connector: Any, kafka_bootstrap: str, db: Any, tools: Any
+    connector: Any, db: Any
 ) -> None:
     portal = connector.new_portal()
     await connector.sign_in(portal, "/install")
@@ -95,12 +90,7 @@ async def test_installing_again_updates_the_install_and_never_duplicates_it(
     assert (await db.portals.find_one({"_id": portal}))["token_version"] == first[
         "token_version"
     ] + 1
-    events = await tools.read_events(
-        kafka_bootstrap,
-        connector.settings.topic("connector.portal-installed.v1"),
-        lambda e: e["tenant"]["portal_id"] == portal,
-        2,
-    )
+    events = await connector.events("connector.portal-installed.v1", 2, portal)
     # An update of an install is not a return after an uninstall: nothing to catch up.
     assert [e["data"]["reinstall"] for e in events] == [False, False]
 
@@ -202,7 +192,7 @@ async def test_sign_out_needs_the_csrf_token_and_ends_the_session(connector: Any
 
 
 async def test_an_uninstalled_portal_gets_no_token_publishes_once_and_reinstalling_resumes(
-    connector: Any, crm_sandbox: Any, kafka_bootstrap: str, tools: Any
+    connector: Any, crm_sandbox: Any
 ) -> None:
     portal = connector.new_portal()
     await connector.sign_in(portal, "/install")
@@ -213,20 +203,10 @@ async def test_an_uninstalled_portal_gets_no_token_publishes_once_and_reinstalli
     # and the CRM answers BAD_REFRESH_TOKEN.
     rejected = await crm_token(connector, portal, hashlib.sha256(token.encode()).hexdigest())
     again = await crm_token(connector, portal)
-    events = await tools.read_events(
-        kafka_bootstrap,
-        connector.settings.topic("connector.portal-uninstalled.v1"),
-        lambda e: e["tenant"]["portal_id"] == portal,
-        1,
-    )
+    events = await connector.events("connector.portal-uninstalled.v1", 1, portal)
     await connector.sign_in(portal, "/install")
     resumed = await crm_token(connector, portal)
-    installs = await tools.read_events(
-        kafka_bootstrap,
-        connector.settings.topic("connector.portal-installed.v1"),
-        lambda e: e["tenant"]["portal_id"] == portal,
-        2,
-    )
+    installs = await connector.events("connector.portal-installed.v1", 2, portal)
     assert [e["data"]["reinstall"] for e in installs] == [False, True]
 
     assert rejected.status_code == 404

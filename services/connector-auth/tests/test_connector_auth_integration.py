@@ -26,8 +26,12 @@ def new_company(qbo_sandbox: Any, name: str, environment: str = "sandbox", **spe
     return str(info["realm_id"])
 
 
-def topic(connector: Any, name: str) -> str:
-    return connector.settings.topic(name)
+async def connected_company(connector: Any, qbo_sandbox: Any, name: str) -> tuple[str, str]:
+    """A new portal with a new company `name` connected to it: (portal, realm)."""
+    portal = connector.new_portal()
+    realm = new_company(qbo_sandbox, name)
+    await connector.connect(portal, realm)
+    return portal, realm
 
 
 async def stored_tokens(connector: Any, db: Any, portal: str, realm: str) -> dict[str, str]:
@@ -43,7 +47,7 @@ async def stored_tokens(connector: Any, db: Any, portal: str, realm: str) -> dic
 
 
 async def test_two_companies_connect_to_one_portal_with_crm_set_up(
-    connector: Any, qbo_sandbox: Any, crm_sandbox: Any, kafka_bootstrap: str, tools: Any
+    connector: Any, qbo_sandbox: Any, crm_sandbox: Any
 ) -> None:
     portal = connector.crm_portal_id
     bakery = new_company(qbo_sandbox, "Larry's Bakery")
@@ -68,12 +72,7 @@ async def test_two_companies_connect_to_one_portal_with_crm_set_up(
     assert accounts[joinery]["currency"] == "GBP"
     assert accounts[joinery]["status"] == "connected"
     assert accounts[bakery]["last_refresh_at"] is not None
-    events = await tools.read_events(
-        kafka_bootstrap,
-        topic(connector, "connector.account-connected.v1"),
-        lambda e: e["tenant"]["portal_id"] == portal,
-        2,
-    )
+    events = await connector.events("connector.account-connected.v1", 2, portal)
     by_realm = {e["tenant"]["account_id"]: e for e in events}
     assert by_realm[joinery]["data"]["custom_transaction_numbers"] is True
     assert by_realm[joinery]["data"]["multicurrency_enabled"] is True
@@ -118,11 +117,9 @@ async def test_two_companies_connect_to_one_portal_with_crm_set_up(
 
 
 async def test_reconnecting_a_company_updates_it_without_duplicating(
-    connector: Any, qbo_sandbox: Any, kafka_bootstrap: str, db: Any, tools: Any
+    connector: Any, qbo_sandbox: Any, db: Any
 ) -> None:
-    portal = connector.new_portal()
-    realm = new_company(qbo_sandbox, "Reconnect Ltd")
-    await connector.connect(portal, realm)
+    portal, realm = await connected_company(connector, qbo_sandbox, "Reconnect Ltd")
     before = await stored_tokens(connector, db, portal, realm)
 
     again = await connector.connect(portal, realm)
@@ -131,21 +128,14 @@ async def test_reconnecting_a_company_updates_it_without_duplicating(
     assert [a["account_id"] for a in await connector.accounts(portal)] == [realm]
     assert await db.accounts.count_documents({"portal_id": portal}) == 1
     assert (await stored_tokens(connector, db, portal, realm))["refresh"] != before["refresh"]
-    events = await tools.read_events(
-        kafka_bootstrap,
-        topic(connector, "connector.account-connected.v1"),
-        lambda e: e["tenant"]["portal_id"] == portal,
-        2,
-    )
+    events = await connector.events("connector.account-connected.v1", 2, portal)
     assert [e["data"]["reason"] for e in events] == ["connected", "reconnected"]
 
 
 async def test_disconnect_revokes_at_qbo_deletes_tokens_and_publishes(
-    connector: Any, qbo_sandbox: Any, kafka_bootstrap: str, db: Any, tools: Any
+    connector: Any, qbo_sandbox: Any, db: Any
 ) -> None:
-    portal = connector.new_portal()
-    realm = new_company(qbo_sandbox, "Leaving Inc")
-    await connector.connect(portal, realm)
+    portal, realm = await connected_company(connector, qbo_sandbox, "Leaving Inc")
     tokens = await stored_tokens(connector, db, portal, realm)
 
     async with connector.browser(portal) as person:
@@ -175,38 +165,21 @@ async def test_disconnect_revokes_at_qbo_deletes_tokens_and_publishes(
     assert refresh.json()["error"] == "invalid_grant"
     assert api.status_code == 401
     assert (await connector.token(portal, realm)).status_code == 404
-    [event] = await tools.read_events(
-        kafka_bootstrap,
-        topic(connector, "connector.account-disconnected.v1"),
-        lambda e: e["tenant"]["portal_id"] == portal,
-        1,
-    )
+    [event] = await connector.events("connector.account-disconnected.v1", 1, portal)
     assert event["data"]["reason"] == "user_requested"
     assert event["data"]["company_name"] == "Leaving Inc"
 
 
 async def test_sandbox_company_is_refused_in_production_mode(
-    kafka_bootstrap: str,
-    mongo_uri: str,
-    kafka_supports_idempotence: bool,
+    connector_settings: Any,
     qbo_sandbox: Any,
     crm_sandbox: Any,
     run_logs: Any,
     run_secrets: Any,
-    token_keys: str,
     namespace: str,
     tools: Any,
 ) -> None:
-    settings = tools.settings(
-        kafka=kafka_bootstrap,
-        mongo=mongo_uri,
-        database=namespace,
-        idempotence=kafka_supports_idempotence,
-        qbo_base=qbo_sandbox.base_url,
-        crm=crm_sandbox,
-        environment=QboEnvironment.PRODUCTION,
-        token_keys=token_keys,
-    )
+    settings = connector_settings(namespace, QboEnvironment.PRODUCTION)
     sandbox_realm = new_company(qbo_sandbox, "Developer Playground")
     production_realm = new_company(qbo_sandbox, "Real Shop", environment="production")
     with tools.served_app(settings) as app:
@@ -225,21 +198,14 @@ async def test_sandbox_company_is_refused_in_production_mode(
     assert [(a["account_id"], a["environment"]) for a in accounts] == [
         (production_realm, "production")
     ]
-    events = await tools.read_events(
-        kafka_bootstrap,
-        settings.topic("connector.account-connected.v1"),
-        lambda e: True,
-        1,
-    )
+    events = await production.events("connector.account-connected.v1", 1)
     assert [e["tenant"]["account_id"] for e in events] == [production_realm]
 
 
 async def test_tokens_in_the_database_are_not_readable_as_plaintext(
     connector: Any, qbo_sandbox: Any, db: Any
 ) -> None:
-    portal = connector.new_portal()
-    realm = new_company(qbo_sandbox, "Cipher Co")
-    await connector.connect(portal, realm)
+    portal, realm = await connected_company(connector, qbo_sandbox, "Cipher Co")
     token = (await connector.token(portal, realm)).json()["access_token"]
     plain = await stored_tokens(connector, db, portal, realm)
 
@@ -273,9 +239,7 @@ async def near_expiry(
 ) -> tuple[str, str, str, int]:
     """A newly connected company whose access token expires within the refresh margin:
     its portal, realm, account key and token version."""
-    portal = connector.new_portal()
-    realm = new_company(qbo_sandbox, name)
-    await connector.connect(portal, realm)
+    portal, realm = await connected_company(connector, qbo_sandbox, name)
     key = account_key(portal, realm)
     await db.accounts.update_one(
         {"_id": key},
@@ -317,11 +281,9 @@ async def test_two_concurrent_token_requests_near_expiry_refresh_once_across_rep
 
 
 async def test_revoked_refresh_token_marks_reauth_required_and_publishes(
-    connector: Any, qbo_sandbox: Any, kafka_bootstrap: str, db: Any, tools: Any
+    connector: Any, qbo_sandbox: Any, db: Any
 ) -> None:
-    portal = connector.new_portal()
-    realm = new_company(qbo_sandbox, "Revoked Elsewhere")
-    await connector.connect(portal, realm)
+    portal, realm = await connected_company(connector, qbo_sandbox, "Revoked Elsewhere")
     tokens = await stored_tokens(connector, db, portal, realm)
     # The user disconnects the app inside QuickBooks: the grant is revoked there.
     async with httpx.AsyncClient(base_url=connector.qbo_base) as qbo:
@@ -341,12 +303,7 @@ async def test_revoked_refresh_token_marks_reauth_required_and_publishes(
     assert response.json()["error"] == "reauth_required"
     [account] = await connector.accounts(portal)
     assert account["status"] == "reauth_required"
-    [event] = await tools.read_events(
-        kafka_bootstrap,
-        topic(connector, "connector.account-reauth-required.v1"),
-        lambda e: e["tenant"]["portal_id"] == portal,
-        1,
-    )
+    [event] = await connector.events("connector.account-reauth-required.v1", 1, portal)
     assert event["data"]["reason"] == "invalid_grant"
     assert "Revoked Elsewhere" in event["data"]["message"]
     assert (await connector.token(portal, realm)).status_code == 409
@@ -355,9 +312,7 @@ async def test_revoked_refresh_token_marks_reauth_required_and_publishes(
 async def test_another_portal_or_an_unauthenticated_caller_cannot_obtain_the_token(
     connector: Any, qbo_sandbox: Any
 ) -> None:
-    portal = connector.new_portal()
-    realm = new_company(qbo_sandbox, "Private Books")
-    await connector.connect(portal, realm)
+    portal, realm = await connected_company(connector, qbo_sandbox, "Private Books")
 
     other_portal = await connector.token("p-intruder", realm)
     anonymous = await connector.token(portal, realm, headers={})
@@ -404,11 +359,9 @@ async def test_oauth_state_is_single_use_and_cannot_be_forged(
 
 
 async def test_preferences_change_republishes_the_company_facts(
-    connector: Any, qbo_sandbox: Any, kafka_bootstrap: str, tools: Any
+    connector: Any, qbo_sandbox: Any, kafka_bootstrap: str
 ) -> None:
-    portal = connector.new_portal()
-    realm = new_company(qbo_sandbox, "Numbering Co")
-    await connector.connect(portal, realm)
+    portal, realm = await connected_company(connector, qbo_sandbox, "Numbering Co")
     qbo_sandbox.set_preferences(realm, custom_txn_numbers=True)
 
     settings = KitSettings(
@@ -435,12 +388,7 @@ async def test_preferences_change_republishes_the_company_facts(
             )
         )
 
-    events = await tools.read_events(
-        kafka_bootstrap,
-        topic(connector, "connector.account-connected.v1"),
-        lambda e: e["tenant"]["portal_id"] == portal,
-        2,
-    )
+    events = await connector.events("connector.account-connected.v1", 2, portal)
     assert events[-1]["data"]["reason"] == "facts_changed"
     assert events[-1]["data"]["custom_transaction_numbers"] is True
     assert events[0]["data"]["custom_transaction_numbers"] is False
@@ -449,9 +397,7 @@ async def test_preferences_change_republishes_the_company_facts(
 async def test_token_provider_caches_until_near_expiry_and_refreshes_a_rejected_token(
     connector: Any, qbo_sandbox: Any, db: Any
 ) -> None:
-    portal = connector.new_portal()
-    realm = new_company(qbo_sandbox, "Provider Co")
-    await connector.connect(portal, realm)
+    portal, realm = await connected_company(connector, qbo_sandbox, "Provider Co")
     calls: list[str] = []
 
     async def count(request: httpx.Request) -> None:
@@ -481,15 +427,10 @@ async def test_token_provider_caches_until_near_expiry_and_refreshes_a_rejected_
 
 
 async def test_no_token_or_secret_reaches_kafka_or_a_log_line(
-    connector: Any, run_logs: Any, run_secrets: Any, kafka_bootstrap: str, tools: Any
+    connector: Any, run_logs: Any, run_secrets: Any
 ) -> None:
     # Runs last in this module: it inspects everything the tests above produced.
-    events = await tools.read_events(
-        kafka_bootstrap,
-        topic(connector, "connector.account-connected.v1"),
-        lambda e: True,
-        1,
-    )
+    events = await connector.events("connector.account-connected.v1", 1)
     assert run_logs.lines, "the run should have logged something"
     assert len(run_secrets.values) > 10
     for secret in run_secrets.values:
