@@ -245,7 +245,7 @@ class Reminders:
         task_id = await self.tasks.create_once(portal, claim, request)
         if task_id is None:
             return False
-        event = self._envelope(_task_opened(claim, item, workflow, period, task_id), claim)
+        event = self._envelope(_task_opened(claim, task_id, item.due_date), claim)
         if not await self.store.opened(reminder_id, task_id, {}, event):
             return False
         await self._audit_opened(claim, task_id)
@@ -337,19 +337,7 @@ class Reminders:
         if found is None:
             await self.store.drop(doc["_id"])
             return 0
-        event = self._envelope(
-            ReminderTaskOpened(
-                workflow=ReminderWorkflow(doc["workflow"]),
-                subject_type=doc["subject_type"],
-                subject_id=doc["subject_id"],
-                period=doc["period"],
-                crm_task_id=found.id,
-                deal_id=_record_id(doc, "deals"),
-                company_id=_record_id(doc, "companies"),
-                amount=_money(doc),
-            ),
-            doc,
-        )
+        event = self._envelope(_task_opened(doc, found.id), doc)
         if not await self.store.opened(doc["_id"], found.id, {}, event):
             return 0
         return int(await self._close({**doc, "crm_task_id": found.id}, reason))
@@ -418,17 +406,19 @@ def _invoices_of(item: Item) -> tuple[str, ...]:
 
 
 def _task_opened(
-    reminder: Doc, item: Item, workflow: ReminderWorkflow, period: Period, task_id: str
+    reminder: Mapping[str, Any], task_id: str, due_date: date | None = None
 ) -> ReminderTaskOpened:
+    """The event of a reminder whose task `task_id` is open (`due_date`: its item's, where
+    the item was read)."""
     return ReminderTaskOpened(
-        workflow=workflow,
-        subject_type=item.kind.value,
-        subject_id=item.id,
-        period=period.label,
+        workflow=ReminderWorkflow(reminder["workflow"]),
+        subject_type=reminder["subject_type"],
+        subject_id=reminder["subject_id"],
+        period=reminder["period"],
         crm_task_id=task_id,
         deal_id=_record_id(reminder, "deals"),
         company_id=_record_id(reminder, "companies"),
-        due_date=item.due_date,
+        due_date=due_date,
         amount=_money(reminder),
     )
 

@@ -16,7 +16,17 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from dealbooks_qbo import Account, Bill, Deposit, Invoice, Payment, QboClient, QboCompany, select
+from dealbooks_qbo import (
+    Account,
+    Bill,
+    Deposit,
+    Invoice,
+    Payment,
+    QboClient,
+    QboCompany,
+    Select,
+    select,
+)
 
 from reminders.domain import Item, ItemKind
 
@@ -82,6 +92,16 @@ def _in(ids: Iterable[str]) -> str:
     return ", ".join(f"'{int(i)}'" for i in ids)  # QuickBooks ids are digits
 
 
+def _within(entity: str, field: str, first: date, last: date) -> Select:
+    """The `entity` rows whose date `field` is within [first, last]."""
+    return select(entity).where(field, ">=", first.isoformat()).where(field, "<=", last.isoformat())
+
+
+def _open_within(entity: str, field: str, first: date, last: date) -> Select:
+    """`_within`, of those with an open balance."""
+    return _within(entity, field, first, last).where("Balance", ">", Decimal("0"))
+
+
 class CompanyItems:
     """The reminder items of one company, read from QuickBooks."""
 
@@ -91,43 +111,25 @@ class CompanyItems:
 
     async def open_invoices_due(self, first: date, last: date) -> list[Item]:
         """Invoices with an open balance due within [first, last]."""
-        statement = (
-            select("Invoice")
-            .where("DueDate", ">=", first.isoformat())
-            .where("DueDate", "<=", last.isoformat())
-            .where("Balance", ">", Decimal("0"))
-        )
-        return [invoice_item(i) for i in await self.company.query_all(statement)]
+        invoices = await self.company.query_all(_open_within("Invoice", "DueDate", first, last))
+        return [invoice_item(i) for i in invoices]
 
     async def open_invoices_made(self, first: date, last: date) -> list[Item]:
         """Invoices with an open balance dated within [first, last] (EmailStatus is not
         filterable in QuickBooks' queries; the caller looks at it)."""
-        statement = (
-            select("Invoice")
-            .where("TxnDate", ">=", first.isoformat())
-            .where("TxnDate", "<=", last.isoformat())
-            .where("Balance", ">", Decimal("0"))
-        )
-        return [invoice_item(i) for i in await self.company.query_all(statement)]
+        invoices = await self.company.query_all(_open_within("Invoice", "TxnDate", first, last))
+        return [invoice_item(i) for i in invoices]
 
     async def open_bills_due(self, first: date, last: date) -> list[Item]:
         """Bills with something left to pay, due within [first, last]."""
-        statement = (
-            select("Bill")
-            .where("DueDate", ">=", first.isoformat())
-            .where("DueDate", "<=", last.isoformat())
-            .where("Balance", ">", Decimal("0"))
-        )
-        return [bill_item(b) for b in await self.company.query_all(statement)]
+        bills = await self.company.query_all(_open_within("Bill", "DueDate", first, last))
+        return [bill_item(b) for b in bills]
 
     async def payments_made(self, first: date, last: date) -> list[Item]:
         """Payments dated within [first, last], with whether each sits in Undeposited Funds."""
-        statement = (
-            select("Payment")
-            .where("TxnDate", ">=", first.isoformat())
-            .where("TxnDate", "<=", last.isoformat())
+        payments: list[Payment] = await self.company.query_all(
+            _within("Payment", "TxnDate", first, last)
         )
-        payments: list[Payment] = await self.company.query_all(statement)
         return await self._payment_items(payments)
 
     async def current(self, kind: ItemKind, ids: Sequence[str]) -> dict[str, Item]:
