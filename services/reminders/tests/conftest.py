@@ -10,18 +10,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import date, timedelta
-from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest_asyncio
-from dealbooks_contracts import (
-    InvoiceDrafted,
-    Money,
-    QboCustomerRef,
-    Tenant,
+from dealbooks_contracts import Tenant
+from dealbooks_infra.testing import (
+    ServiceHarness,
+    account_connected,
+    eventually,
+    invoice_drafted,
+    one_line_invoice,
 )
-from dealbooks_infra.testing import ServiceHarness, account_connected, eventually
 from dealbooks_kit import Guard
 from dealbooks_kit.auth import mint_grant
 from dealbooks_qbo import Invoice
@@ -104,34 +104,13 @@ class World:
             )
 
     async def invoice(self, amount: str = "459.00", **fields: Any) -> Invoice:
-        body: dict[str, Any] = {
-            "CustomerRef": {"value": "1"},
-            "Line": [
-                {
-                    "DetailType": "SalesItemLineDetail",
-                    "Amount": Decimal(amount),
-                    "SalesItemLineDetail": {"ItemRef": {"value": "1"}},
-                }
-            ],
-            **fields,
-        }
+        body = one_line_invoice(amount, **fields)
         return await self.h.qbo.company(self.realm).create(Invoice, body)
 
     async def drafted(self, invoice: Invoice) -> None:
         """invoice.drafted for the deal, as invoice-builder publishes it; waits until the
         service knows the invoice's deal."""
-        data = InvoiceDrafted(
-            request_id=uuid.uuid4(),
-            deal_id=self.deal_id,
-            qbo_invoice_id=str(invoice.Id),
-            doc_number=invoice.DocNumber,
-            customer=QboCustomerRef(qbo_customer_id=invoice.CustomerRef.value),
-            customer_created=False,
-            total=Money(amount=invoice.TotalAmt or Decimal("0"), currency="USD"),
-            invoice_date=invoice.TxnDate or self.h.today(),
-            due_date=invoice.DueDate,
-        )
-        await self.h.publish(data, self.tenant)
+        await self.h.publish(invoice_drafted(invoice, self.deal_id, self.h.today()), self.tenant)
 
         async def known() -> bool:
             return bool(await self.h.service.store.records(self.realm, [str(invoice.Id)]))

@@ -31,6 +31,21 @@ async def closed(h: Harness, realm: str, subject_id: str) -> Any:
     return event
 
 
+async def opens_once(h: Harness, world: Any, subject_id: str) -> Any:
+    """Two passes: the first opens one reminder of `subject_id`, the second nothing; its
+    opening event."""
+    assert [await world.run_pass(), await world.run_pass()] == [1, 0]
+    [event] = await opened(h, world.realm, subject_id)
+    return event
+
+
+async def closes_on_deal(h: Harness, world: Any, subject_id: str) -> str:
+    """A pass completes the reminder's task on the deal; why the reminder was closed."""
+    assert await world.run_pass() == 1
+    assert (await world.tasks_on_deal())[0].get("hs_task_status") == "COMPLETED"
+    return str((await closed(h, world.realm, subject_id)).data.reason)
+
+
 async def test_payment_reminder_opens_one_task_on_the_deal_and_closes_it_when_paid(
     reminders: Harness,
 ) -> None:
@@ -85,16 +100,12 @@ async def test_unsent_invoice_reminder_closes_when_quickbooks_sends_it(
     await world.drafted(invoice)
     assert (await world.switch_on("unsent", days_after=[2])).status_code == 200
 
-    assert [await world.run_pass(), await world.run_pass()] == [1, 0]
+    event = await opens_once(reminders, world, invoice_id)
     [task] = await world.tasks_on_deal()
-    [event] = await opened(reminders, world.realm, invoice_id)
     assert event.data.period == "created+2" and "Send invoice" in task.get("hs_task_subject")
 
     reminders.qbo_sandbox.mark_emailed(world.realm, invoice_id)
-    assert await world.run_pass() == 1
-
-    assert (await world.tasks_on_deal())[0].get("hs_task_status") == "COMPLETED"
-    assert (await closed(reminders, world.realm, invoice_id)).data.reason == "sent"
+    assert await closes_on_deal(reminders, world, invoice_id) == "sent"
 
 
 async def test_vendor_reminder_opens_one_task_for_a_bill_coming_due_and_closes_it_when_paid(
@@ -122,9 +133,8 @@ async def test_vendor_reminder_opens_one_task_for_a_bill_coming_due_and_closes_i
     owner = world.owner_id  # bills have no CRM record: a fixed owner gets them
     assert (await world.switch_on("vendor", days_before=[3], owner_id=owner)).status_code == 200
 
-    assert [await world.run_pass(), await world.run_pass()] == [1, 0]
+    event = await opens_once(reminders, world, bill_id)
     [task] = world.tasks()
-    [event] = await opened(reminders, world.realm, bill_id)
     assert event.data.period == "due-3" and event.data.subject_type == "bill"
     assert "B-77" in task["properties"]["hs_task_subject"]
     assert task["properties"]["hubspot_owner_id"] == owner
@@ -172,9 +182,8 @@ async def test_deposit_reminder_closes_when_a_bank_deposit_takes_the_payment(
     payment_id = str(payment["Id"])
     assert (await world.switch_on("deposit", days_after=[3])).status_code == 200
 
-    assert [await world.run_pass(), await world.run_pass()] == [1, 0]
+    event = await opens_once(reminders, world, payment_id)
     [task] = await world.tasks_on_deal()  # on the deal of the invoice it paid
-    [event] = await opened(reminders, world.realm, payment_id)
     assert (event.data.subject_type, event.data.period) == ("payment", "held+3")
     assert "Deposit" in task.get("hs_task_subject")
 
@@ -188,10 +197,7 @@ async def test_deposit_reminder_closes_when_a_bank_deposit_takes_the_payment(
             ],
         },
     )
-    assert await world.run_pass() == 1
-
-    assert (await world.tasks_on_deal())[0].get("hs_task_status") == "COMPLETED"
-    assert (await closed(reminders, world.realm, payment_id)).data.reason == "deposited"
+    assert await closes_on_deal(reminders, world, payment_id) == "deposited"
 
 
 async def test_a_later_reminder_of_an_invoice_completes_the_earlier_one(
