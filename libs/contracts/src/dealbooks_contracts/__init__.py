@@ -8,73 +8,21 @@ Services import from here::
     await broker.publish(event.to_bytes(), topic=event.topic, key=event.kafka_key)
 """
 
-from . import events
-from ._catalog import (
-    REGISTRY,
-    all_specs,
-    all_topics,
-    spec_for_model,
-    spec_for_topic,
-    spec_for_type,
-    topic_for,
-)
-from ._envelope import OPERATOR_SOURCE, Envelope, EnvelopeError, Tenant, decode
-from ._registry import (
-    DuplicateRegistrationError,
-    EventScope,
-    EventSpec,
-    TopicRegistry,
-    UnknownEventError,
-    dlq_topic,
-    topic_name,
-)
-from ._types import (
-    Address,
-    ContractModel,
-    CountryCode,
-    CurrencyCode,
-    DecimalString,
-    EventPayload,
-    Money,
-    NonEmptyStr,
-)
-from ._uuid7 import uuid7, uuid7_time
-from .compat import Incompatibility, IncompatibilityKind, find_incompatibilities, is_compatible
-from .events import *  # noqa: F403  (the payload models, as events.__all__ lists them)
+from . import _catalog, _envelope, _registry, _types, _uuid7, compat, events
+from ._catalog import *  # noqa: F403
+from ._envelope import *  # noqa: F403
+from ._registry import *  # noqa: F403
+from ._types import *  # noqa: F403
+from ._uuid7 import *  # noqa: F403
+from .compat import *  # noqa: F403
+from .events import *  # noqa: F403
 
-__all__ = [
-    "OPERATOR_SOURCE",
-    "REGISTRY",
-    "Address",
-    "ContractModel",
-    "CountryCode",
-    "CurrencyCode",
-    "DecimalString",
-    "DuplicateRegistrationError",
-    "Envelope",
-    "EnvelopeError",
-    "EventPayload",
-    "EventScope",
-    "EventSpec",
-    "Incompatibility",
-    "IncompatibilityKind",
-    "Money",
-    "NonEmptyStr",
-    "Tenant",
-    "TopicRegistry",
-    "UnknownEventError",
-    "all_specs",
-    "all_topics",
-    "decode",
-    "dlq_topic",
-    "find_incompatibilities",
-    "is_compatible",
-    "spec_for_model",
-    "spec_for_topic",
-    "spec_for_type",
-    "topic_for",
-    "topic_name",
-    "uuid7",
-    "uuid7_time",
-]
+# The package's names are those its modules list in their `__all__`.
+__all__: list[str] = []
+__all__ += _catalog.__all__
+__all__ += _envelope.__all__
+__all__ += _registry.__all__
+__all__ += _types.__all__
+__all__ += _uuid7.__all__
+__all__ += compat.__all__
 __all__ += events.__all__
