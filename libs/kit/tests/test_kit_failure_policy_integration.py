@@ -13,6 +13,7 @@ from dealbooks_http import AccountUnavailable
 from dealbooks_infra import testing
 from dealbooks_kit import Decision, KitSettings, Origin, PermanentError, ServiceRuntime
 from dealbooks_kit.metrics import TENANT_PAUSED
+from dealbooks_kit.priority import a_person_waits as person_waits_now
 from dealbooks_qbo import Throttled
 from dealbooks_qbo._errors import FaultDetail
 
@@ -37,6 +38,7 @@ class Consumer:
         self.runtime = ServiceRuntime(settings)
         self.attempts: dict[str, int] = {}
         self.told: list[tuple[str, str]] = []
+        self.person_waited: set[bool] = set()
         self.runtime.consume(
             "policy",
             QboEntityChanged,
@@ -47,6 +49,7 @@ class Consumer:
 
     async def handle(self, event: Envelope[QboEntityChanged]) -> None:
         entity_id = event.data.entity_id
+        self.person_waited.add(person_waits_now())
         self.attempts[entity_id] = self.attempts.get(entity_id, 0) + 1
         if entity_id in FAILURES:
             raise FAILURES[entity_id]()
@@ -124,6 +127,8 @@ async def test_when_nobody_waits_a_lost_grant_pauses_a_gone_target_settles_the_r
     }
     assert paused() == before + 1
     assert nobody_waits.told == []
+    # Its QuickBooks and CRM calls queue behind those a person waits on.
+    assert nobody_waits.person_waited == {False}
 
 
 async def test_when_a_person_waits_everything_that_cannot_succeed_is_told_to_them(
@@ -141,6 +146,8 @@ async def test_when_a_person_waits_everything_that_cannot_succeed_is_told_to_the
     ]
     assert a_person_waits.attempts["throttled"] == 3
     assert a_person_waits.attempts["revoked"] == 1
+    # Its QuickBooks and CRM calls go ahead of the background ones.
+    assert a_person_waits.person_waited == {True}
 
 
 def test_a_consumer_a_person_waits_on_cannot_be_built_without_a_way_to_tell_them(

@@ -72,6 +72,7 @@ from dealbooks_kit.metrics import (
     note_dlq_end,
 )
 from dealbooks_kit.mongo import IndexSpec
+from dealbooks_kit.priority import person_waiting
 from dealbooks_kit.settings import KitSettings
 from dealbooks_kit.tracing import consuming
 
@@ -429,7 +430,9 @@ class EventConsumer(Generic[P]):
         attempts = self._settings.handler_attempts
         for attempt in range(1, attempts + 1):
             try:
-                await self._handler(event)
+                # Its API calls go ahead of background ones when a person waits for it.
+                with person_waiting(self.origin is Origin.PERSON):
+                    await self._handler(event)
                 return
             except Exception as exc:
                 decision = decide(exc, self.origin)
