@@ -103,12 +103,21 @@ class Harness:
 
         await eventually(stored)
 
-    async def us_company(self, qbo_sandbox: Any, portal_id: str) -> str:
-        """A new US company in the QBO sandbox, connected to `portal_id`; its realm id."""
+    async def us_tenant(
+        self, qbo_sandbox: Any, portal_id: str | None = None, **facts: Any
+    ) -> Tenant:
+        """A new US company in the QBO sandbox, connected with `facts` to `portal_id` (by
+        default a portal of its own, `portal-<realm id>`); its tenant."""
         company = qbo_sandbox.create_company("US")
         self.qbo_tokens.set(company.realm_id, company.access_token)
-        await self.connect_account(Tenant(portal_id=portal_id, account_id=company.realm_id))
-        return str(company.realm_id)
+        portal_id = portal_id or f"portal-{company.realm_id}"
+        tenant = Tenant(portal_id=portal_id, account_id=company.realm_id)
+        await self.connect_account(tenant, **facts)
+        return tenant
+
+    async def us_company(self, qbo_sandbox: Any, portal_id: str) -> str:
+        """A new US company in the QBO sandbox, connected to `portal_id`; its realm id."""
+        return (await self.us_tenant(qbo_sandbox, portal_id)).require_account_id()
 
     async def eventually(self, predicate: Callable[[], Any]) -> None:
         await eventually(predicate)

@@ -7,7 +7,6 @@ import uuid
 from typing import Any
 
 import pytest
-from dealbooks_contracts import Tenant
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -27,19 +26,11 @@ def explicit_request(request_id: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-async def connected(builder: Harness, qbo_sandbox: Any, portal_id: str) -> str:
-    """A fresh US company connected to `portal_id`; its realm id."""
-    company = qbo_sandbox.create_company("US")
-    builder.qbo_tokens.set(company.realm_id, company.access_token)
-    await builder.connect_account(Tenant(portal_id=portal_id, account_id=company.realm_id))
-    return str(company.realm_id)
-
-
 async def test_no_grant_or_another_portals_grant_is_refused_and_nothing_is_recorded(
     builder: Harness, qbo_sandbox: Any
 ) -> None:
     portal, other = f"p-{uuid.uuid4().hex[:8]}", f"q-{uuid.uuid4().hex[:8]}"
-    realm = await connected(builder, qbo_sandbox, portal)
+    realm = await builder.us_company(qbo_sandbox, portal)
     request_id = str(uuid.uuid4())
     submit = f"/portals/{portal}/accounts/{realm}/invoice-requests"
     rule = {"realm_id": realm, "deal_stage": "closedwon"}
@@ -70,8 +61,8 @@ async def test_a_request_id_of_another_portal_cannot_be_taken_over(
     builder: Harness, qbo_sandbox: Any
 ) -> None:
     portal, other = f"p-{uuid.uuid4().hex[:8]}", f"q-{uuid.uuid4().hex[:8]}"
-    realm = await connected(builder, qbo_sandbox, portal)
-    other_realm = await connected(builder, qbo_sandbox, other)
+    realm = await builder.us_company(qbo_sandbox, portal)
+    other_realm = await builder.us_company(qbo_sandbox, other)
     request_id = str(uuid.uuid4())
 
     async with builder.wizard(portal) as owner:

@@ -10,7 +10,6 @@ import pytest
 from dealbooks_contracts import (
     InvoiceRequested,
     RejectionCode,
-    Tenant,
 )
 from dealbooks_infra import testing
 from dealbooks_infra.testing import eventually
@@ -25,14 +24,6 @@ def request(deal_id: str = "deal-audit") -> InvoiceRequested:
     return testing.wizard_request(deal_id)
 
 
-async def company(builder: Harness, qbo_sandbox: Any, **facts: Any) -> Tenant:
-    made = qbo_sandbox.create_company("US")
-    builder.qbo_tokens.set(made.realm_id, made.access_token)
-    tenant = Tenant(portal_id=f"portal-{made.realm_id}", account_id=made.realm_id)
-    await builder.connect_account(tenant, **facts)
-    return tenant
-
-
 def trail(builder: Harness) -> Audit:
     audit: Audit | None = builder.service.handlers.deps.audit
     assert audit is not None, "invoice-builder records no audit trail"
@@ -42,7 +33,7 @@ def trail(builder: Harness) -> Audit:
 async def test_a_drafted_request_leaves_its_trail_and_links_its_invoice(
     builder: Harness, qbo_sandbox: Any
 ) -> None:
-    tenant = await company(builder, qbo_sandbox)
+    tenant = await builder.us_tenant(qbo_sandbox)
     asked = request()
     sent = await builder.publish(asked, tenant)
     outcome = await builder.outcome(asked.request_id)
@@ -64,7 +55,7 @@ async def test_a_drafted_request_leaves_its_trail_and_links_its_invoice(
 
 
 async def test_a_refused_request_records_why(builder: Harness, qbo_sandbox: Any) -> None:
-    tenant = await company(builder, qbo_sandbox, custom_numbers=True)
+    tenant = await builder.us_tenant(qbo_sandbox, custom_numbers=True)
     asked = request("deal-audit-refused")
     await builder.publish(asked, tenant)
     assert (await builder.outcome(asked.request_id))["status"] == "rejected"
@@ -84,7 +75,7 @@ async def test_a_refused_request_records_why(builder: Harness, qbo_sandbox: Any)
 async def test_the_same_event_recorded_twice_is_one_entry(
     builder: Harness, qbo_sandbox: Any
 ) -> None:
-    tenant = await company(builder, qbo_sandbox)
+    tenant = await builder.us_tenant(qbo_sandbox)
     asked = request("deal-audit-twice")
     sent = await builder.publish(asked, tenant)
     await builder.outcome(asked.request_id)

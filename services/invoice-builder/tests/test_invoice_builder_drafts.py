@@ -58,14 +58,6 @@ def draft_request(
     )
 
 
-async def us_company(builder: Harness, qbo_sandbox: Any, **facts: Any) -> Tenant:
-    company = qbo_sandbox.create_company("US")
-    builder.qbo_tokens.set(company.realm_id, company.access_token)
-    tenant = Tenant(portal_id=f"portal-{company.realm_id}", account_id=company.realm_id)
-    await builder.connect_account(tenant, **facts)
-    return tenant
-
-
 async def dead_letter(bootstrap: str, builder: Harness, request: InvoiceRequested) -> Any:
     """The dead-lettered record of `request` (its raw value names the request id)."""
     [record, *_] = await read_topic(
@@ -84,7 +76,7 @@ def qbo_invoices(qbo_sandbox: Any, realm_id: str, token: str) -> list[dict[str, 
 async def test_request_creates_a_draft_invoice_and_publishes_drafted(
     builder: Harness, qbo_sandbox: Any
 ) -> None:
-    tenant = await us_company(builder, qbo_sandbox)
+    tenant = await builder.us_tenant(qbo_sandbox)
     request = draft_request(
         terms_id="3", invoice_date=date.today(), customer_message="Thank you for your business."
     )
@@ -107,7 +99,7 @@ async def test_request_creates_a_draft_invoice_and_publishes_drafted(
 
 
 async def test_redelivered_request_creates_one_invoice(builder: Harness, qbo_sandbox: Any) -> None:
-    tenant = await us_company(builder, qbo_sandbox)
+    tenant = await builder.us_tenant(qbo_sandbox)
     request = draft_request()
     await builder.publish(request, tenant)
     await builder.outcome(request.request_id)
@@ -149,7 +141,7 @@ def builder_with(builder: Harness, outbox_type: type[Outbox]) -> InvoiceBuilder:
 async def test_a_draft_written_but_not_relayed_is_published_once_by_the_requests_rerun(
     builder: Harness, qbo_sandbox: Any
 ) -> None:
-    tenant = await us_company(builder, qbo_sandbox)
+    tenant = await builder.us_tenant(qbo_sandbox)
     request = Envelope.build(draft_request(deal_id="deal-rerun"), source="test", tenant=tenant)
     with pytest.raises(asyncio.CancelledError):
         await builder_with(builder, StopsBeforeRelaying).requests.on_invoice_requested(request)
@@ -176,7 +168,7 @@ async def test_a_draft_written_but_not_relayed_is_published_once_by_the_requests
 async def test_crash_between_qbo_create_and_own_write_still_yields_one_invoice(
     builder: Harness, qbo_sandbox: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tenant = await us_company(builder, qbo_sandbox)
+    tenant = await builder.us_tenant(qbo_sandbox)
     store = builder.service.store
     real_save = store.save_invoice
     crashes = {"left": 1}
@@ -199,7 +191,7 @@ async def test_crash_between_qbo_create_and_own_write_still_yields_one_invoice(
 async def test_custom_transaction_numbers_switched_on_rejects_with_how_to_fix_it(
     builder: Harness, qbo_sandbox: Any
 ) -> None:
-    tenant = await us_company(builder, qbo_sandbox)
+    tenant = await builder.us_tenant(qbo_sandbox)
     # connector-auth re-publishes the facts when the preference changes.
     await builder.connect_account(tenant, custom_numbers=True)
     request = draft_request()
@@ -240,7 +232,7 @@ async def test_uk_request_needs_a_tax_code_on_every_line(
 
 
 async def test_due_date_before_invoice_date_is_rejected(builder: Harness, qbo_sandbox: Any) -> None:
-    tenant = await us_company(builder, qbo_sandbox)
+    tenant = await builder.us_tenant(qbo_sandbox)
     request = draft_request(invoice_date=date(2026, 3, 10), due_date=date(2026, 3, 1))
     await builder.publish(request, tenant)
     assert (await builder.outcome(request.request_id))["code"] == "DUE_BEFORE_INVOICE_DATE"
@@ -249,7 +241,7 @@ async def test_due_date_before_invoice_date_is_rejected(builder: Harness, qbo_sa
 async def test_second_contact_of_the_same_company_gets_its_own_customer(
     builder: Harness, qbo_sandbox: Any
 ) -> None:
-    tenant = await us_company(builder, qbo_sandbox)
+    tenant = await builder.us_tenant(qbo_sandbox)
     ana = NewCustomer(
         display_name="Globex Ltd",
         company_name="Globex Ltd",
@@ -289,7 +281,7 @@ async def test_second_contact_of_the_same_company_gets_its_own_customer(
 async def test_expired_quote_is_rejected_and_published_quote_qualifies(
     builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
 ) -> None:
-    tenant = await us_company(builder, qbo_sandbox)
+    tenant = await builder.us_tenant(qbo_sandbox)
     tenant = Tenant(portal_id=crm_portal.key, account_id=tenant.account_id)
     await builder.connect_account(tenant)
     builder.crm_tokens.set(crm_portal.key, crm_portal.access_token)
@@ -322,7 +314,7 @@ async def test_expired_quote_is_rejected_and_published_quote_qualifies(
 async def test_request_whose_qbo_calls_keep_failing_is_dead_lettered_and_rejected(
     builder: Harness, qbo_sandbox: Any, kafka_bootstrap: str
 ) -> None:
-    tenant = await us_company(builder, qbo_sandbox)
+    tenant = await builder.us_tenant(qbo_sandbox)
     qbo_sandbox.inject(realm_id=tenant.account_id, error_rate=1.0, error_status=503)
     request = draft_request()
     # One HTTP attempt per call and no waits: the consumer's own retries are what run out.
@@ -348,7 +340,7 @@ async def test_request_whose_qbo_calls_keep_failing_is_dead_lettered_and_rejecte
 async def test_request_for_a_portal_that_uninstalled_the_app_is_rejected_for_the_person_waiting(
     builder: Harness, qbo_sandbox: Any
 ) -> None:
-    tenant = await us_company(builder, qbo_sandbox)
+    tenant = await builder.us_tenant(qbo_sandbox)
     builder.crm_tokens.uninstalled.add(tenant.portal_id)
     request = draft_request(quote_id="quote-1")  # reading the quote needs the CRM
 
@@ -366,7 +358,7 @@ async def test_request_for_a_portal_that_uninstalled_the_app_is_rejected_for_the
 async def test_request_for_a_portal_without_crm_access_is_rejected_at_once_as_crm_not_connected(
     builder: Harness, qbo_sandbox: Any, kafka_bootstrap: str
 ) -> None:
-    tenant = await us_company(builder, qbo_sandbox)  # its portal has no CRM token configured
+    tenant = await builder.us_tenant(qbo_sandbox)  # its portal has no CRM token configured
     request = draft_request(quote_id="quote-1")  # reading the quote needs the CRM
 
     await builder.publish(request, tenant)

@@ -14,7 +14,6 @@ from dealbooks_contracts import (
     InvoiceLinkRequested,
     InvoiceRequestKind,
     RejectionCode,
-    Tenant,
 )
 
 Harness = Any  # the harness fixture of conftest.py
@@ -22,14 +21,6 @@ Harness = Any  # the harness fixture of conftest.py
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
 MISSING_INVOICE = "987654"  # an id no sandbox company has
-
-
-async def us_company(builder: Harness, qbo_sandbox: Any) -> Tenant:
-    company = qbo_sandbox.create_company("US")
-    builder.qbo_tokens.set(company.realm_id, company.access_token)
-    tenant = Tenant(portal_id=f"portal-{company.realm_id}", account_id=company.realm_id)
-    await builder.connect_account(tenant)
-    return tenant
 
 
 def link_request(object_type: CrmObjectType, object_id: str) -> InvoiceLinkRequested:
@@ -43,7 +34,7 @@ def link_request(object_type: CrmObjectType, object_id: str) -> InvoiceLinkReque
 async def test_refused_link_to_a_contact_names_the_contact_as_the_rejections_target(
     builder: Harness, qbo_sandbox: Any
 ) -> None:
-    tenant = await us_company(builder, qbo_sandbox)
+    tenant = await builder.us_tenant(qbo_sandbox)
     request = link_request(CrmObjectType.CONTACT, "contact-51")
     await builder.publish(request, tenant)
 
@@ -62,7 +53,7 @@ async def test_refused_link_to_a_contact_names_the_contact_as_the_rejections_tar
 
 
 async def test_refused_link_to_a_deal_names_the_deal(builder: Harness, qbo_sandbox: Any) -> None:
-    tenant = await us_company(builder, qbo_sandbox)
+    tenant = await builder.us_tenant(qbo_sandbox)
     request = link_request(CrmObjectType.DEAL, "deal-77")
     await builder.publish(request, tenant)
 
