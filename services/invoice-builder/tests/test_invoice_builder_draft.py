@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from dealbooks_contracts import ProductSynced, SyncAction, SyncTrigger, Tenant
 from dealbooks_infra.records import association as assoc
 
@@ -20,13 +21,11 @@ def crm_date(days_from_now: int) -> str:
     return (datetime.now(UTC) + timedelta(days=days_from_now)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
-async def connected_company(builder: Harness, qbo_sandbox: Any, crm_portal: Any) -> str:
+@pytest_asyncio.fixture(loop_scope="module")
+async def realm(builder: Harness, qbo_sandbox: Any, crm_portal: Any) -> str:
     """A fresh US company connected to the portal, with tokens for both APIs; its realm id."""
-    company = qbo_sandbox.create_company("US")
-    builder.qbo_tokens.set(company.realm_id, company.access_token)
     builder.crm_tokens.set(crm_portal.key, crm_portal.access_token)
-    await builder.connect_account(Tenant(portal_id=crm_portal.key, account_id=company.realm_id))
-    return str(company.realm_id)
+    return await builder.us_company(qbo_sandbox, crm_portal.key)
 
 
 async def link_product(builder: Harness, tenant: Tenant, crm_product_id: str, item: str) -> None:
@@ -56,6 +55,10 @@ def deal(crm: Any, portal: Any, lines: list[dict[str, str]]) -> str:
     return str(made["id"])
 
 
+# One line of its own, for a deal whose lines are not what the test looks at.
+DEAL_LINE = {"name": "Deal line", "quantity": "1", "price": "9"}
+
+
 def quote(crm: Any, portal: Any, deal_id: str, title: str, expires_in_days: int) -> str:
     """A published quote of the deal with two line items."""
     pid = portal.portal_id
@@ -74,10 +77,24 @@ def quote(crm: Any, portal: Any, deal_id: str, title: str, expires_in_days: int)
     return str(made["id"])
 
 
+async def deal_draft(
+    builder: Harness, crm_portal: Any, realm: str, deal_id: str, quote_id: str | None = None
+) -> dict[str, Any]:
+    """What the wizard shows the portal's user to draft the deal from (from `quote_id`'s lines
+    when one is chosen); the answer must be a 200."""
+    params = {"quote_id": quote_id} if quote_id else {}
+    async with builder.wizard(crm_portal.key) as wizard:
+        answer = await wizard.get(
+            f"/portals/{crm_portal.key}/accounts/{realm}/deals/{deal_id}/draft", params=params
+        )
+    assert answer.status_code == 200
+    body: dict[str, Any] = answer.json()
+    return body
+
+
 async def test_deal_lines_carry_the_qbo_item_of_a_linked_product_and_none_for_an_unlinked_one(
-    builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
+    builder: Harness, realm: str, crm_sandbox: Any, crm_portal: Any
 ) -> None:
-    realm = await connected_company(builder, qbo_sandbox, crm_portal)
     pid = crm_portal.portal_id
     linked = crm_sandbox.create_as_user(pid, "products", {"name": "Oak table", "price": "900"})
     unlinked = crm_sandbox.create_as_user(pid, "products", {"name": "Chair", "price": "120"})
@@ -94,13 +111,8 @@ async def test_deal_lines_carry_the_qbo_item_of_a_linked_product_and_none_for_an
         ],
     )
 
-    async with builder.wizard(crm_portal.key) as wizard:
-        answer = await wizard.get(
-            f"/portals/{crm_portal.key}/accounts/{realm}/deals/{deal_id}/draft"
-        )
+    body = await deal_draft(builder, crm_portal, realm, deal_id)
 
-    assert answer.status_code == 200
-    body = answer.json()
     assert (body["deal_id"], body["quote_id"]) == (deal_id, None)
     assert (body["quotes"], body["problem"]) == ([], None)
     shown = [
@@ -118,20 +130,14 @@ async def test_deal_lines_carry_the_qbo_item_of_a_linked_product_and_none_for_an
 
 
 async def test_deal_quotes_are_listed_usable_or_with_why_not(
-    builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
+    builder: Harness, realm: str, crm_sandbox: Any, crm_portal: Any
 ) -> None:
-    realm = await connected_company(builder, qbo_sandbox, crm_portal)
-    deal_id = deal(crm_sandbox, crm_portal, [{"name": "Deal line", "quantity": "1", "price": "9"}])
+    deal_id = deal(crm_sandbox, crm_portal, [DEAL_LINE])
     current = quote(crm_sandbox, crm_portal, deal_id, "Q-current", expires_in_days=20)
     expired = quote(crm_sandbox, crm_portal, deal_id, "Q-old", expires_in_days=-2)
 
-    async with builder.wizard(crm_portal.key) as wizard:
-        answer = await wizard.get(
-            f"/portals/{crm_portal.key}/accounts/{realm}/deals/{deal_id}/draft"
-        )
+    body = await deal_draft(builder, crm_portal, realm, deal_id)
 
-    assert answer.status_code == 200
-    body = answer.json()
     quotes = {q["quote_id"]: q for q in body["quotes"]}
     assert set(quotes) == {current, expired}
     assert quotes[current]["title"] == "Q-current"
@@ -146,20 +152,13 @@ async def test_deal_quotes_are_listed_usable_or_with_why_not(
 
 
 async def test_a_chosen_quote_gives_its_own_lines(
-    builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
+    builder: Harness, realm: str, crm_sandbox: Any, crm_portal: Any
 ) -> None:
-    realm = await connected_company(builder, qbo_sandbox, crm_portal)
-    deal_id = deal(crm_sandbox, crm_portal, [{"name": "Deal line", "quantity": "1", "price": "9"}])
+    deal_id = deal(crm_sandbox, crm_portal, [DEAL_LINE])
     chosen = quote(crm_sandbox, crm_portal, deal_id, "Q-7", expires_in_days=20)
 
-    async with builder.wizard(crm_portal.key) as wizard:
-        answer = await wizard.get(
-            f"/portals/{crm_portal.key}/accounts/{realm}/deals/{deal_id}/draft",
-            params={"quote_id": chosen},
-        )
+    body = await deal_draft(builder, crm_portal, realm, deal_id, quote_id=chosen)
 
-    assert answer.status_code == 200
-    body = answer.json()
     assert (body["quote_id"], body["problem"]) == (chosen, None)
     assert [(ln["name"], ln["quantity"], ln["price"]) for ln in body["lines"]] == [
         ("Q-7 table", "1", "1000"),
@@ -168,52 +167,34 @@ async def test_a_chosen_quote_gives_its_own_lines(
 
 
 async def test_a_chosen_expired_quote_is_the_problem(
-    builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
+    builder: Harness, realm: str, crm_sandbox: Any, crm_portal: Any
 ) -> None:
-    realm = await connected_company(builder, qbo_sandbox, crm_portal)
-    deal_id = deal(crm_sandbox, crm_portal, [{"name": "Deal line", "quantity": "1", "price": "9"}])
+    deal_id = deal(crm_sandbox, crm_portal, [DEAL_LINE])
     expired = quote(crm_sandbox, crm_portal, deal_id, "Q-old", expires_in_days=-2)
 
-    async with builder.wizard(crm_portal.key) as wizard:
-        answer = await wizard.get(
-            f"/portals/{crm_portal.key}/accounts/{realm}/deals/{deal_id}/draft",
-            params={"quote_id": expired},
-        )
-
     # Nothing is refused here: the wizard shows the problem next to the quote's lines.
-    assert answer.status_code == 200
-    body = answer.json()
+    body = await deal_draft(builder, crm_portal, realm, deal_id, quote_id=expired)
+
     assert body["problem"]["code"] == "QUOTE_EXPIRED"
     assert "expired on" in body["problem"]["message"]
     assert [ln["name"] for ln in body["lines"]] == ["Q-old table", "Q-old delivery"]
 
 
 async def test_a_deal_without_line_items_has_no_lines_as_its_problem(
-    builder: Harness, qbo_sandbox: Any, crm_sandbox: Any, crm_portal: Any
+    builder: Harness, realm: str, crm_sandbox: Any, crm_portal: Any
 ) -> None:
-    realm = await connected_company(builder, qbo_sandbox, crm_portal)
     deal_id = deal(crm_sandbox, crm_portal, [])
 
-    async with builder.wizard(crm_portal.key) as wizard:
-        answer = await wizard.get(
-            f"/portals/{crm_portal.key}/accounts/{realm}/deals/{deal_id}/draft"
-        )
+    body = await deal_draft(builder, crm_portal, realm, deal_id)
 
-    assert answer.status_code == 200
-    body = answer.json()
     assert body["lines"] == []
     assert body["problem"]["code"] == "NO_LINES"
 
 
 async def test_another_portals_company_is_not_found(
-    builder: Harness,
-    qbo_sandbox: Any,
-    crm_sandbox: Any,
-    crm_portal: Any,
-    crm_other_portal: Any,
+    builder: Harness, realm: str, crm_sandbox: Any, crm_portal: Any, crm_other_portal: Any
 ) -> None:
-    realm = await connected_company(builder, qbo_sandbox, crm_portal)
-    deal_id = deal(crm_sandbox, crm_portal, [{"name": "Deal line", "quantity": "1", "price": "9"}])
+    deal_id = deal(crm_sandbox, crm_portal, [DEAL_LINE])
     other = crm_other_portal.key
 
     async with builder.wizard(other) as wizard:
