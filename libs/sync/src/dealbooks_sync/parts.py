@@ -138,6 +138,17 @@ def compose(
     return sync
 
 
+def subscribe_records(runtime: ServiceRuntime, sync: SyncParts, *, changes: str) -> None:
+    """The consumers of a record sync service: `mappings` (`mapping.changed`), `changes` (the
+    service's name for its kind's `qbo.entity-changed`) and `portal-installs`
+    (`portal.installed`); and the kind's outcome events, which it publishes."""
+    runtime.consume("mappings", MappingChanged, sync.on_mapping_changed)
+    runtime.consume(changes, QboEntityChanged, sync.on_entity_changed, **sync.entity_changes)
+    runtime.consume("portal-installs", PortalInstalled, sync.on_portal_installed)
+    outcomes = sync.records.kind.outcomes
+    runtime.publishes(outcomes.synced_event, outcomes.failed_event)
+
+
 def backfill_limits(settings: SyncServiceSettings) -> BackfillLimits:
     """A backfill's default caps, page size and lease, as the service's settings give them."""
     return BackfillLimits(

@@ -6,12 +6,12 @@ pipeline over CONTACTS, where contacts are matched by email."""
 
 from __future__ import annotations
 
-from dealbooks_contracts import MappingChanged, PortalInstalled, QboEntityChanged, SyncObjectType
+from dealbooks_contracts import SyncObjectType
 from dealbooks_kit import ServiceRuntime
 from dealbooks_qbo import Customer
 from dealbooks_sync.domain import CONTACT_ID_PROPERTY
 from dealbooks_sync.kinds import RecordKind
-from dealbooks_sync.parts import SyncParts
+from dealbooks_sync.parts import SyncParts, subscribe_records
 
 from contact_sync.domain import CONTACT_OUTCOMES, contact_key
 
@@ -29,7 +29,4 @@ CONTACTS = RecordKind(
 
 
 def subscribe(runtime: ServiceRuntime, sync: SyncParts) -> None:
-    runtime.consume("mappings", MappingChanged, sync.on_mapping_changed)
-    runtime.consume("customers", QboEntityChanged, sync.on_entity_changed, **sync.entity_changes)
-    runtime.consume("portal-installs", PortalInstalled, sync.on_portal_installed)
-    runtime.publishes(CONTACT_OUTCOMES.synced_event, CONTACT_OUTCOMES.failed_event)
+    subscribe_records(runtime, sync, changes="customers")

@@ -5,12 +5,12 @@ product found by its dealbooks item-id property, link) and ends in `product.sync
 
 from __future__ import annotations
 
-from dealbooks_contracts import MappingChanged, PortalInstalled, QboEntityChanged, SyncObjectType
+from dealbooks_contracts import SyncObjectType
 from dealbooks_kit import ServiceRuntime
 from dealbooks_qbo import Item
 from dealbooks_sync.domain import PRODUCT_ID_PROPERTY
 from dealbooks_sync.kinds import RecordKind
-from dealbooks_sync.parts import SyncParts
+from dealbooks_sync.parts import SyncParts, subscribe_records
 
 from product_sync.domain import PRODUCT_OUTCOMES, product_key
 
@@ -28,7 +28,4 @@ PRODUCTS = RecordKind(
 
 
 def subscribe(runtime: ServiceRuntime, sync: SyncParts) -> None:
-    runtime.consume("mappings", MappingChanged, sync.on_mapping_changed)
-    runtime.consume("items", QboEntityChanged, sync.on_entity_changed, **sync.entity_changes)
-    runtime.consume("portal-installs", PortalInstalled, sync.on_portal_installed)
-    runtime.publishes(PRODUCT_OUTCOMES.synced_event, PRODUCT_OUTCOMES.failed_event)
+    subscribe_records(runtime, sync, changes="items")
