@@ -102,6 +102,22 @@ async def created_with_webhook_dropped(
     return created
 
 
+# The QuickBooks entity of each kind of record the sandbox creates.
+_QBO_ENTITIES = {"customers": "Customer", "items": "Item"}
+
+
+async def created_and_announced(
+    stack: SyncStack, qbo_sandbox: Any, kind: str, body: dict[str, Any]
+) -> tuple[dict[str, Any], Envelope[Any]]:
+    """A record a person creates in QuickBooks, its creation announced as webhook-gateway
+    would: the record, and the one outcome event of its sync."""
+    entity = _QBO_ENTITIES[kind]
+    record: dict[str, Any] = qbo_sandbox.user_creates(stack.realm_id, kind, body)[entity]
+    cause = await stack.changed(entity, record["Id"], QboOperation.CREATE)
+    [outcome] = await stack.outcomes(cause)
+    return record, outcome
+
+
 _OUTCOME_TOPICS = {
     SyncObjectType.CONTACTS: ["contact.synced.v1", "contact.sync-failed.v1"],
     SyncObjectType.PRODUCTS: ["product.synced.v1", "product.sync-failed.v1"],
