@@ -76,6 +76,13 @@ class Registry:
         await self.runtime.publisher.publish(event)
         return event
 
+    async def seeded(self) -> None:
+        """Announce the account and wait until its contact and product mappings are seeded
+        (version 1 of each announced)."""
+        await self.connected()
+        await self.announced_version(SyncObjectType.CONTACTS, 1)
+        await self.announced_version(SyncObjectType.PRODUCTS, 1)
+
     async def handled(self, consumer: str, event: Envelope[Any]) -> None:
         """Wait until the registry's `consumer` has settled `event`."""
 

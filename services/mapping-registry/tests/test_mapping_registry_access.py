@@ -10,13 +10,11 @@ from dealbooks_infra.sync_world import grant
 
 pytestmark = pytest.mark.integration
 
-CONTACTS, PRODUCTS = SyncObjectType.CONTACTS, SyncObjectType.PRODUCTS
+CONTACTS = SyncObjectType.CONTACTS
 
 
 async def test_no_grant_or_another_portals_grant_changes_nothing(registry) -> None:
-    await registry.connected()
-    await registry.announced_version(CONTACTS, 1)
-    await registry.announced_version(PRODUCTS, 1)
+    await registry.seeded()
     other = f"{registry.portal_id}-other"
     add = {"crm_property": "jobtitle", "qbo_field": "DisplayName"}
     base, elsewhere = registry.base(), registry.base(portal_id=other)

@@ -24,12 +24,6 @@ pytestmark = pytest.mark.integration
 CONTACTS, PRODUCTS = SyncObjectType.CONTACTS, SyncObjectType.PRODUCTS
 
 
-async def _seeded(registry) -> None:
-    await registry.connected()
-    await registry.announced_version(CONTACTS, 1)
-    await registry.announced_version(PRODUCTS, 1)
-
-
 async def _mappings(registry, object_type: SyncObjectType = CONTACTS) -> dict[str, Any]:
     response = await registry.api.get(f"{registry.base(object_type)}/mappings")
     assert response.status_code == 200
@@ -38,7 +32,7 @@ async def _mappings(registry, object_type: SyncObjectType = CONTACTS) -> dict[st
 
 
 async def test_redelivered_outcomes_count_once_in_the_mapping_status(registry) -> None:
-    await _seeded(registry)
+    await registry.seeded()
     synced = Envelope.build(
         ContactSynced(
             action=SyncAction.CREATED,
@@ -83,7 +77,7 @@ async def test_redelivered_outcomes_count_once_in_the_mapping_status(registry) -
 async def test_the_status_counts_the_last_window_of_outcomes_and_older_ones_are_dropped(
     registry,
 ) -> None:
-    await _seeded(registry)
+    await registry.seeded()
     status = registry.service.registry.status
     now = datetime.now(UTC)
 
@@ -119,7 +113,7 @@ async def test_the_status_counts_the_last_window_of_outcomes_and_older_ones_are_
 
 
 async def test_connected_account_is_seeded_with_default_mappings_and_sync_off(registry) -> None:
-    await _seeded(registry)
+    await registry.seeded()
 
     contacts = await _mappings(registry, CONTACTS)
     assert contacts["version"] == 1 and contacts["settings"]["enabled"] is False
@@ -135,7 +129,7 @@ async def test_connected_account_is_seeded_with_default_mappings_and_sync_off(re
 
 
 async def test_reconnection_keeps_the_portals_own_mappings_and_settings(registry) -> None:
-    await _seeded(registry)
+    await registry.seeded()
     added = await registry.api.post(
         f"{registry.base()}/mappings", json={"crm_property": "jobtitle", "qbo_field": "DisplayName"}
     )
@@ -154,7 +148,7 @@ async def test_reconnection_keeps_the_portals_own_mappings_and_settings(registry
 
 
 async def test_unknown_account_or_mapping_is_404(registry) -> None:
-    await _seeded(registry)
+    await registry.seeded()
     api, base = registry.api, registry.base()
 
     elsewhere = f"/portals/{registry.portal_id}/accounts/no-such-realm"
@@ -172,7 +166,7 @@ async def test_unknown_account_or_mapping_is_404(registry) -> None:
 async def test_conflicting_edits_are_refused_and_exactly_one_concurrent_edit_wins(
     registry,
 ) -> None:
-    await _seeded(registry)
+    await registry.seeded()
     api, base = registry.api, registry.base()
 
     duplicate = await api.post(
@@ -201,7 +195,7 @@ async def test_conflicting_edits_are_refused_and_exactly_one_concurrent_edit_win
 
 
 async def test_every_change_announces_the_next_version(registry) -> None:
-    await _seeded(registry)
+    await registry.seeded()
     api, base = registry.api, registry.base()
 
     added = await api.post(
@@ -224,7 +218,7 @@ async def test_every_change_announces_the_next_version(registry) -> None:
 
 
 async def test_dry_run_shows_the_change_and_saves_nothing(registry) -> None:
-    await _seeded(registry)
+    await registry.seeded()
     before = await _mappings(registry)
 
     preview = await registry.api.post(
