@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 from dealbooks_contracts import CrmChange, CrmObjectType, QboEntity, QboEntityChanged
 from dealbooks_qbo import parse_webhook
@@ -14,35 +16,37 @@ from webhook_gateway.domain import CrmNotification, QboNotification, Rejected
 NOW = datetime(2026, 10, 1, 12, 0, tzinfo=UTC)
 
 
-def qbo(**overrides: object) -> QboNotification:
-    fields: dict[str, object] = {
-        "realm_id": "123",
-        "entity": "Payment",
-        "entity_id": "7",
-        "operation": "Create",
-        "occurred_at": NOW,
-        "deleted_id": None,
-        "event_id": None,
-    }
-    fields.update(overrides)
-    return QboNotification(**fields)  # type: ignore[arg-type]
+QBO = QboNotification(
+    realm_id="123",
+    entity="Payment",
+    entity_id="7",
+    operation="Create",
+    occurred_at=NOW,
+    deleted_id=None,
+    event_id=None,
+)
+CRM = CrmNotification(
+    portal_id="62515",
+    event_id="1",
+    subscription_id="25",
+    subscription_type="deal.propertyChange",
+    object_id="99",
+    occurred_at_ms=1_790_000_000_000,
+    property_name="dealstage",
+    property_value="closedwon",
+    change_source="CRM_UI",
+    source_id="userId:1",
+)
 
 
-def crm(**overrides: object) -> CrmNotification:
-    fields: dict[str, object] = {
-        "portal_id": "62515",
-        "event_id": "1",
-        "subscription_id": "25",
-        "subscription_type": "deal.propertyChange",
-        "object_id": "99",
-        "occurred_at_ms": 1_790_000_000_000,
-        "property_name": "dealstage",
-        "property_value": "closedwon",
-        "change_source": "CRM_UI",
-        "source_id": "userId:1",
-    }
-    fields.update(overrides)
-    return CrmNotification(**fields)  # type: ignore[arg-type]
+def qbo(**changes: Any) -> QboNotification:
+    """A QuickBooks payment's notification, but for `changes`."""
+    return replace(QBO, **changes)
+
+
+def crm(**changes: Any) -> CrmNotification:
+    """A CRM deal's stage change notification, but for `changes`."""
+    return replace(CRM, **changes)
 
 
 def test_qbo_notification_becomes_entity_changed() -> None:

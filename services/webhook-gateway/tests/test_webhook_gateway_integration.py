@@ -62,6 +62,13 @@ async def connect_realm(gateway: Any, kafka: str, mongo_uri: str, portal: str, r
         await client.close()
 
 
+async def connected_realm(gateway: Any, kafka: str, mongo_uri: str, portal: str) -> str:
+    """A realm id of no company yet, connected to `portal` as far as the gateway knows."""
+    realm = f"9{uuid.uuid4().int % 10**14}"
+    await connect_realm(gateway, kafka, mongo_uri, portal, realm)
+    return realm
+
+
 def new_company_with_invoice(qbo_sandbox: Any) -> tuple[str, str, str]:
     """A company, an invoice in it, and an access token; returns (realm, invoice id, token)."""
     company = qbo_sandbox.create_company("US")
@@ -175,26 +182,19 @@ async def test_a_companyinfo_cloudevent_is_published_with_quickbooks_entity_name
 async def test_tampered_signature_gets_401_and_publishes_nothing(
     gateway: Any, kafka_bootstrap: str, mongo_uri: str, gw_tools: Any
 ) -> None:
-    realm = f"9{uuid.uuid4().int % 10**14}"
-    await connect_realm(gateway, kafka_bootstrap, mongo_uri, "p-tamper", realm)
+    realm = await connected_realm(gateway, kafka_bootstrap, mongo_uri, "p-tamper")
     body = legacy_body(realm, "Payment", "77")
-    signature = sign(body, gw_tools.verifier_token)
+    marker_body = legacy_body(realm, "Invoice", "1")
 
     async with httpx.AsyncClient() as client:
         tampered = await client.post(
             gateway.qbo_url,
             content=body.replace(b'"77"', b'"78"'),
-            headers={"intuit-signature": signature},
+            headers=qbo_headers(gw_tools, body),
         )
         unsigned = await client.post(gateway.qbo_url, content=body)
         marker = await client.post(
-            gateway.qbo_url,
-            content=legacy_body(realm, "Invoice", "1"),
-            headers={
-                "intuit-signature": sign(
-                    legacy_body(realm, "Invoice", "1"), gw_tools.verifier_token
-                )
-            },
+            gateway.qbo_url, content=marker_body, headers=qbo_headers(gw_tools, marker_body)
         )
 
     assert tampered.status_code == unsigned.status_code == 401
@@ -206,10 +206,9 @@ async def test_tampered_signature_gets_401_and_publishes_nothing(
 async def test_duplicated_webhook_publishes_once(
     gateway: Any, kafka_bootstrap: str, mongo_uri: str, gw_tools: Any
 ) -> None:
-    realm = f"9{uuid.uuid4().int % 10**14}"
-    await connect_realm(gateway, kafka_bootstrap, mongo_uri, "p-dup", realm)
+    realm = await connected_realm(gateway, kafka_bootstrap, mongo_uri, "p-dup")
     body = legacy_body(realm, "Payment", "501")
-    headers = {"intuit-signature": sign(body, gw_tools.verifier_token)}
+    headers = qbo_headers(gw_tools, body)
 
     async with httpx.AsyncClient() as client:
         answers = await asyncio.gather(
@@ -232,9 +231,7 @@ async def test_unknown_realm_is_accepted_and_dead_lettered_with_a_reason(
 
     async with httpx.AsyncClient() as client:
         answer = await client.post(
-            gateway.qbo_url,
-            content=body,
-            headers={"intuit-signature": sign(body, gw_tools.verifier_token)},
+            gateway.qbo_url, content=body, headers=qbo_headers(gw_tools, body)
         )
 
     assert answer.status_code == 200
@@ -249,9 +246,7 @@ async def test_bad_input_is_400_or_413_never_5xx(gateway: Any, gw_tools: Any) ->
     huge = b"[" + b" " * 300_000 + b"]"
     async with httpx.AsyncClient() as client:
         malformed = await client.post(
-            gateway.qbo_url,
-            content=not_json,
-            headers={"intuit-signature": sign(not_json, gw_tools.verifier_token)},
+            gateway.qbo_url, content=not_json, headers=qbo_headers(gw_tools, not_json)
         )
         oversized = await client.post(gateway.qbo_url, content=huge)
         crm_oversized = await client.post(gateway.crm_url, content=huge)
@@ -374,6 +369,11 @@ def legacy_body(realm: str, entity: str, entity_id: str) -> bytes:
             ]
         }
     ).encode()
+
+
+def qbo_headers(tools: Any, body: bytes) -> dict[str, str]:
+    """The header that signs a QuickBooks delivery of `body` with the verifier token."""
+    return {"intuit-signature": sign(body, tools.verifier_token)}
 
 
 def crm_event(portal_id: int, object_id: int) -> dict[str, Any]:
