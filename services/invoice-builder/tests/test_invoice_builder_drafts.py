@@ -69,8 +69,17 @@ async def dead_letter(bootstrap: str, builder: Harness, request: InvoiceRequeste
     return record
 
 
-def qbo_invoices(qbo_sandbox: Any, realm_id: str, token: str) -> list[dict[str, Any]]:
+async def qbo_invoices(builder: Harness, qbo_sandbox: Any, tenant: Tenant) -> list[dict[str, Any]]:
+    """The invoices in the tenant's QuickBooks company."""
+    realm_id = tenant.require_account_id()
+    token = await builder.qbo_tokens.token(realm_id)
     return list(qbo_sandbox.all_of(realm_id, token, "Invoice"))
+
+
+async def only_event(builder: Harness, event_type: str, request_id: uuid.UUID) -> Any:
+    """The one `event_type` event published for the request."""
+    [event] = await builder.events(event_type, lambda e: e.data.request_id == request_id)
+    return event
 
 
 async def test_request_creates_a_draft_invoice_and_publishes_drafted(
@@ -84,15 +93,12 @@ async def test_request_creates_a_draft_invoice_and_publishes_drafted(
 
     outcome = await builder.outcome(request.request_id)
     assert outcome["status"] == "drafted"
-    [drafted] = await builder.events(
-        "invoice.drafted", lambda e: e.data.request_id == request.request_id
-    )
+    drafted = await only_event(builder, "invoice.drafted", request.request_id)
     assert drafted.data.total == Money(amount=Decimal("1000.00"), currency="USD")
     assert drafted.data.deal_id == "deal-1"
     assert drafted.data.due_date == date.today() + timedelta(days=30)
     assert drafted.data.doc_number
-    token = await builder.qbo_tokens.token(tenant.require_account_id())
-    [invoice] = qbo_invoices(qbo_sandbox, tenant.require_account_id(), token)
+    [invoice] = await qbo_invoices(builder, qbo_sandbox, tenant)
     assert invoice["Id"] == drafted.data.qbo_invoice_id
     assert invoice["EmailStatus"] == "NotSet"  # a draft: never sent
     assert invoice["CustomerMemo"] == {"value": "Thank you for your business."}
@@ -108,8 +114,7 @@ async def test_redelivered_request_creates_one_invoice(builder: Harness, qbo_san
     await builder.publish(draft_request(deal_id="deal-marker"), tenant)
     await builder.events("invoice.drafted", lambda e: e.data.deal_id == "deal-marker")
 
-    token = await builder.qbo_tokens.token(tenant.require_account_id())
-    invoices = qbo_invoices(qbo_sandbox, tenant.require_account_id(), token)
+    invoices = await qbo_invoices(builder, qbo_sandbox, tenant)
     assert len(invoices) == 2  # the request's one, and the marker's
     drafted = await builder.events(
         "invoice.drafted", lambda e: e.data.request_id == request.request_id
@@ -154,12 +159,9 @@ async def test_a_draft_written_but_not_relayed_is_published_once_by_the_requests
     await rerun.requests.on_invoice_requested(request)
     await rerun.deps.store.outbox.settle()  # published entries are removed together
 
-    [drafted] = await builder.events(
-        "invoice.drafted", lambda e: e.data.request_id == request.data.request_id
-    )
+    drafted = await only_event(builder, "invoice.drafted", request.data.request_id)
     assert str(drafted.id) == left["outbox"][0]["id"]  # the one written before the stop
-    token = await builder.qbo_tokens.token(tenant.require_account_id())
-    [invoice] = qbo_invoices(qbo_sandbox, tenant.require_account_id(), token)
+    [invoice] = await qbo_invoices(builder, qbo_sandbox, tenant)
     assert invoice["Id"] == drafted.data.qbo_invoice_id
     done = await db[REQUESTS].find_one({"_id": str(request.data.request_id)})
     assert done is not None and not done.get("outbox")
@@ -184,8 +186,7 @@ async def test_crash_between_qbo_create_and_own_write_still_yields_one_invoice(
     await builder.publish(request, tenant)
 
     assert (await builder.outcome(request.request_id))["status"] == "drafted"
-    token = await builder.qbo_tokens.token(tenant.require_account_id())
-    assert len(qbo_invoices(qbo_sandbox, tenant.require_account_id(), token)) == 1
+    assert len(await qbo_invoices(builder, qbo_sandbox, tenant)) == 1
 
 
 async def test_custom_transaction_numbers_switched_on_rejects_with_how_to_fix_it(
@@ -199,13 +200,10 @@ async def test_custom_transaction_numbers_switched_on_rejects_with_how_to_fix_it
 
     outcome = await builder.outcome(request.request_id)
     assert outcome["status"] == "rejected"
-    [rejected] = await builder.events(
-        "invoice.request-rejected", lambda e: e.data.request_id == request.request_id
-    )
+    rejected = await only_event(builder, "invoice.request-rejected", request.request_id)
     assert rejected.data.code is RejectionCode.CUSTOM_TXN_NUMBERS_ENABLED
     assert "Custom transaction numbers" in rejected.data.message
-    token = await builder.qbo_tokens.token(tenant.require_account_id())
-    assert qbo_invoices(qbo_sandbox, tenant.require_account_id(), token) == []
+    assert await qbo_invoices(builder, qbo_sandbox, tenant) == []
 
 
 async def test_uk_request_needs_a_tax_code_on_every_line(
@@ -224,9 +222,7 @@ async def test_uk_request_needs_a_tax_code_on_every_line(
     taxed = draft_request(lines=[line("100", "GBP", "2"), line("50", "GBP", "3")])
     await builder.publish(taxed, tenant)
     assert (await builder.outcome(taxed.request_id))["status"] == "drafted"
-    [drafted] = await builder.events(
-        "invoice.drafted", lambda e: e.data.request_id == taxed.request_id
-    )
+    drafted = await only_event(builder, "invoice.drafted", taxed.request_id)
     # 200.00 at 20% standard rate plus 100.00 zero-rated.
     assert drafted.data.total == Money(amount=Decimal("340.00"), currency="GBP")
 
@@ -271,9 +267,7 @@ async def test_second_contact_of_the_same_company_gets_its_own_customer(
     again = draft_request(ana)
     await builder.publish(again, tenant)
     await builder.outcome(again.request_id)
-    [third] = await builder.events(
-        "invoice.drafted", lambda e: e.data.request_id == again.request_id
-    )
+    third = await only_event(builder, "invoice.drafted", again.request_id)
     assert third.data.customer.display_name == "Globex Ltd"
     assert not third.data.customer_created
 
@@ -326,15 +320,12 @@ async def test_request_whose_qbo_calls_keep_failing_is_dead_lettered_and_rejecte
             qbo_sandbox.clear_faults()
 
     assert outcome["code"] == "QBO_UNAVAILABLE"
-    [rejected] = await builder.events(
-        "invoice.request-rejected", lambda e: e.data.request_id == request.request_id
-    )
+    rejected = await only_event(builder, "invoice.request-rejected", request.request_id)
     assert rejected.data.code is RejectionCode.QBO_UNAVAILABLE
     assert rejected.data.message.startswith("QuickBooks did not respond")
     record = await dead_letter(kafka_bootstrap, builder, request)
     assert dict(record.headers)["dlq-reason"].startswith(b"gave up after 4 attempts")
-    token = await builder.qbo_tokens.token(tenant.require_account_id())
-    assert qbo_invoices(qbo_sandbox, tenant.require_account_id(), token) == []
+    assert await qbo_invoices(builder, qbo_sandbox, tenant) == []
 
 
 async def test_request_for_a_portal_that_uninstalled_the_app_is_rejected_for_the_person_waiting(
@@ -349,9 +340,7 @@ async def test_request_for_a_portal_that_uninstalled_the_app_is_rejected_for_the
 
     assert outcome["code"] == "CRM_NOT_CONNECTED"
     assert "install dealbooks" in outcome["message"]
-    [rejected] = await builder.events(
-        "invoice.request-rejected", lambda e: e.data.request_id == request.request_id
-    )
+    rejected = await only_event(builder, "invoice.request-rejected", request.request_id)
     assert rejected.data.code is RejectionCode.CRM_NOT_CONNECTED
 
 
@@ -365,9 +354,7 @@ async def test_request_for_a_portal_without_crm_access_is_rejected_at_once_as_cr
     outcome = await builder.outcome(request.request_id)
 
     assert outcome["code"] == "CRM_NOT_CONNECTED"
-    [rejected] = await builder.events(
-        "invoice.request-rejected", lambda e: e.data.request_id == request.request_id
-    )
+    rejected = await only_event(builder, "invoice.request-rejected", request.request_id)
     assert rejected.data.code is RejectionCode.CRM_NOT_CONNECTED
     assert f"no access to the CRM of portal {tenant.portal_id}" in rejected.data.message
     record = await dead_letter(kafka_bootstrap, builder, request)
