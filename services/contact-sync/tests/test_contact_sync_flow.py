@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import stamina
 from dealbooks_contracts import QboOperation, SyncAction
-from dealbooks_infra.sync_world import OPERATOR, backfill_client, grant
+from dealbooks_infra.sync_world import OPERATOR, backfill_client, created_and_announced, grant
 from dealbooks_infra.testing import eventually
 
 pytestmark = pytest.mark.integration
@@ -39,11 +39,8 @@ async def test_customer_created_then_updated_in_qbo_becomes_one_updated_contact(
     stack, _ = contacts
     await stack.settings(enabled=True)
     realm = qbo_company.realm_id
-    created = qbo_sandbox.user_creates(realm, "customers", _customer())["Customer"]
+    created, outcome = await created_and_announced(stack, qbo_sandbox, "customers", _customer())
 
-    [outcome] = await stack.outcomes(
-        await stack.changed("Customer", created["Id"], QboOperation.CREATE)
-    )
     assert outcome.data.action is SyncAction.CREATED
     [contact] = [c for c in _contacts(crm_sandbox, crm_portal)]
     props = contact["properties"]
@@ -98,10 +95,8 @@ async def test_inactive_customer_is_archived_or_kept_per_delete_policy(
     stack, _ = contacts
     await stack.settings(enabled=True, delete_policy="do_nothing")
     realm = qbo_company.realm_id
-    kept = qbo_sandbox.user_creates(realm, "customers", _customer())["Customer"]
-    gone = qbo_sandbox.user_creates(realm, "customers", _customer())["Customer"]
-    for customer in (kept, gone):
-        await stack.outcomes(await stack.changed("Customer", customer["Id"], QboOperation.CREATE))
+    kept, _ = await created_and_announced(stack, qbo_sandbox, "customers", _customer())
+    gone, _ = await created_and_announced(stack, qbo_sandbox, "customers", _customer())
     for customer in (kept, gone):
         qbo_sandbox.control(
             "POST", f"companies/{realm}/customers/{customer['Id']}", {"Active": False}
@@ -230,8 +225,7 @@ async def test_a_field_emptied_in_qbo_clears_the_contact_property(
     stack, _ = contacts
     await stack.settings(enabled=True)
     realm = qbo_company.realm_id
-    created = qbo_sandbox.user_creates(realm, "customers", _customer())["Customer"]
-    await stack.outcomes(await stack.changed("Customer", created["Id"], QboOperation.CREATE))
+    created, _ = await created_and_announced(stack, qbo_sandbox, "customers", _customer())
     [contact] = _contacts(crm_sandbox, crm_portal)
     assert contact["properties"]["phone"] == "(650) 555-0101"
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from dealbooks_contracts import QboOperation, SyncAction, SyncTrigger
-from dealbooks_infra.sync_world import created_with_webhook_dropped
+from dealbooks_infra.sync_world import created_and_announced, created_with_webhook_dropped
 from dealbooks_infra.testing import eventually
 
 pytestmark = pytest.mark.integration
@@ -78,11 +78,7 @@ async def test_pass_after_a_webhook_already_synced_the_customer_changes_nothing(
 ) -> None:
     stack, service = contacts
     await stack.settings(enabled=True)
-    realm = qbo_company.realm_id
-    customer = qbo_sandbox.user_creates(realm, "customers", _customer())["Customer"]
-    [webhook] = await stack.outcomes(
-        await stack.changed("Customer", customer["Id"], QboOperation.CREATE)
-    )
+    customer, webhook = await created_and_announced(stack, qbo_sandbox, "customers", _customer())
     assert webhook.data.action is SyncAction.CREATED
 
     await service.reconciliation.reconcile_all()

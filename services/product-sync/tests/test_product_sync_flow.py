@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 import stamina
-from dealbooks_contracts import QboOperation, SyncAction
+from dealbooks_contracts import SyncAction
+from dealbooks_infra.sync_world import created_and_announced
 
 pytestmark = pytest.mark.integration
 
@@ -36,9 +37,8 @@ async def test_item_created_renamed_and_inactivated_in_qbo_is_one_product(
     stack, _ = products
     await stack.settings(enabled=True)
     realm = qbo_company.realm_id
-    item = qbo_sandbox.user_creates(realm, "items", _item())["Item"]
+    item, created = await created_and_announced(stack, qbo_sandbox, "items", _item())
 
-    [created] = await stack.outcomes(await stack.changed("Item", item["Id"], QboOperation.CREATE))
     assert created.data.action is SyncAction.CREATED
     [product] = _products(crm_sandbox, crm_portal)
     props = product["properties"]

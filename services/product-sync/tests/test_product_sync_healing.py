@@ -12,6 +12,7 @@ from dealbooks_contracts import QboOperation, SyncAction, SyncTrigger
 from dealbooks_infra.sync_world import (
     OPERATOR,
     backfill_client,
+    created_and_announced,
     created_with_webhook_dropped,
     grant,
 )
@@ -73,8 +74,7 @@ async def test_an_inactivation_whose_webhook_was_dropped_is_archived_by_the_oper
     await stack.settings(enabled=True)
     realm = qbo_company.realm_id
     body = {"Name": f"Retired Kit {uuid.uuid4().hex[:8]}", "Type": "Service", "UnitPrice": "9"}
-    item = qbo_sandbox.user_creates(realm, "items", body)["Item"]
-    [created] = await stack.outcomes(await stack.changed("Item", item["Id"], QboOperation.CREATE))
+    item, created = await created_and_announced(stack, qbo_sandbox, "items", body)
     assert created.data.action is SyncAction.CREATED
     await service.reconciliation.reconcile_all()  # the watermark now stands after the create
 
