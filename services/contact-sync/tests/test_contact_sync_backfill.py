@@ -3,8 +3,6 @@ CRM batch upserts (100 per call) inside both rate limits."""
 
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,24 +22,12 @@ pytestmark = pytest.mark.integration
 SEEDED = 1_050
 
 
-def _seed(qbo_sandbox, realm: str, n: int) -> None:
-    def one(i: int) -> None:
-        qbo_sandbox.user_creates(
-            realm,
-            "customers",
-            {"DisplayName": f"Backfill {i}", "PrimaryEmailAddr": {"Address": f"b{i}@example.com"}},
-        )
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(one, range(n)))
-
-
 async def test_backfill_of_existing_customers_uses_pages_and_batches_without_429s(
-    contacts, qbo_sandbox, qbo_company, crm_sandbox, crm_portal
+    contacts, seed_customers, qbo_sandbox, qbo_company, crm_sandbox, crm_portal
 ) -> None:
     stack, service = contacts
     realm = qbo_company.realm_id
-    await asyncio.to_thread(_seed, qbo_sandbox, realm, SEEDED)
+    await seed_customers(realm, SEEDED, "Backfill")
     api = backfill_client(service, OPERATOR)
     backfill = f"/portals/{stack.portal_id}/accounts/{realm}/backfill"
     refused = await api.post(backfill)

@@ -4,20 +4,16 @@ resumed from their cursor after the holder dies, writing no CRM record twice."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from contact_sync.app import Settings, build
-from dealbooks_contracts import SyncObjectType
-from dealbooks_infra.sync_world import OPERATOR, SyncStack, SyncWorld, backfill_client
+from dealbooks_infra.sync_world import OPERATOR, SyncStack, backfill_client
 from dealbooks_infra.testing import eventually
 from dealbooks_sync.parts import SyncParts
-from mapping_registry.app import Settings as RegistrySettings
-from mapping_registry.app import build as build_registry
 
 pytestmark = pytest.mark.integration
 
@@ -25,42 +21,51 @@ PAGE = 100  # QBO records per query page in these tests, so a few hundred make p
 
 
 @pytest.fixture
-async def paged(request: pytest.FixtureRequest) -> AsyncIterator[tuple[SyncStack, SyncParts]]:
-    world = SyncWorld.of(request)
-    registry = build_registry(RegistrySettings(**world.settings("registry")), **world.tokens)
-    settings = world.settings(
-        "contacts",
-        backfill_page_size=PAGE,
-        backfill_lease_seconds=1.0,
-        backfill_check_seconds=0.3,
-        periodic_lease_min_seconds=0.5,
-    )
-    service = build(Settings(**settings), **world.tokens)
-    async with world.running(registry, service, SyncObjectType.CONTACTS) as stack:
-        yield stack, service
+def contacts_settings() -> dict[str, Any]:
+    """Pages of PAGE records; leases and checks of a second or less."""
+    return {
+        "backfill_page_size": PAGE,
+        "backfill_lease_seconds": 1.0,
+        "backfill_check_seconds": 0.3,
+        "periodic_lease_min_seconds": 0.5,
+    }
 
 
-def _seed(qbo_sandbox, realm: str, n: int) -> None:
-    def one(i: int) -> None:
-        qbo_sandbox.user_creates(
-            realm,
-            "customers",
-            {"DisplayName": f"Run {i}", "PrimaryEmailAddr": {"Address": f"run{i}@example.com"}},
-        )
+@dataclass
+class Account:
+    """The account whose backfill a test drives, through the operator's routes at `path`."""
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(one, range(n)))
+    stack: SyncStack
+    service: SyncParts
+    seed_customers: Callable[[str, int, str], Awaitable[None]]
+    crm_sandbox: Any
+    crm_portal: Any
+
+    @property
+    def path(self) -> str:
+        return f"/portals/{self.stack.portal_id}/accounts/{self.stack.realm_id}/backfill"
+
+    async def ready(self, n: int) -> int:
+        """Seed `n` customers (the sandbox company has a few of its own), switch sync on; the
+        number of customers a run reads."""
+        await self.seed_customers(self.stack.realm_id, n, "Run")
+        await self.stack.settings(enabled=True)  # makes the CRM properties before the reset
+        self.crm_sandbox.reset_counters(self.crm_portal.portal_id)
+        total = int((await self.service.backfill.dry_run(self.stack.realm_id))["records"])
+        assert n <= total < n + 50  # the page arithmetic below holds
+        return total
+
+    def crm_writes(self) -> int:
+        return int(self.crm_sandbox.counters(self.crm_portal.portal_id)["total"])
+
+    def operator(self) -> httpx.AsyncClient:
+        return backfill_client(self.service, OPERATOR)
 
 
-async def _ready(stack, service, qbo_sandbox, crm_sandbox, crm_portal, n: int) -> int:
-    """Seed `n` customers (the sandbox company has a few of its own), switch sync on; the
-    number of customers a run reads."""
-    await asyncio.to_thread(_seed, qbo_sandbox, stack.realm_id, n)
-    await stack.settings(enabled=True)  # creates the CRM properties before the counters reset
-    crm_sandbox.reset_counters(crm_portal.portal_id)
-    total = int((await service.backfill.dry_run(stack.realm_id))["records"])
-    assert n <= total < n + 50  # the page arithmetic below holds
-    return total
+@pytest.fixture
+def account(contacts, seed_customers, crm_sandbox, crm_portal) -> Account:
+    stack, service = contacts
+    return Account(stack, service, seed_customers, crm_sandbox, crm_portal)
 
 
 def _outcomes(run: dict[str, Any]) -> int:
@@ -76,35 +81,30 @@ async def _settled(api: httpx.AsyncClient, path: str, *states: str) -> dict[str,
     return result
 
 
-def _crm_writes(crm_sandbox, crm_portal) -> int:
-    return int(crm_sandbox.counters(crm_portal.portal_id)["total"])
-
-
 async def test_a_run_pauses_at_its_cap_and_a_dead_holders_run_resumes_without_rewriting(
-    paged, qbo_sandbox, crm_sandbox, crm_portal
+    account: Account, crm_sandbox, crm_portal
 ) -> None:
-    stack, service = paged
-    total = await _ready(stack, service, qbo_sandbox, crm_sandbox, crm_portal, 250)
-    path = f"/portals/{stack.portal_id}/accounts/{stack.realm_id}/backfill"
-    async with backfill_client(service, OPERATOR) as api:
+    total = await account.ready(250)
+    path = account.path
+    async with account.operator() as api:
         started = await api.post(path, json={"max_crm_calls": 1})
         assert started.status_code == 202, started.text
         first = await _settled(api, path, "paused")
         assert first["reason"] == "cap reached"
         assert first["calls"] == {"qbo": 2, "crm": 1}  # page 2 read, but not written
         assert (first["read"], _outcomes(first), first["cursor"]["start"]) == (100, 100, 101)
-        assert _crm_writes(crm_sandbox, crm_portal) == 1
+        assert account.crm_writes() == 1
 
         resumed = await api.post(f"{path}/resume", params={"max_crm_calls": 2})
         assert resumed.status_code == 202, resumed.text
         second = await _settled(api, path, "paused")
         assert (second["read"], _outcomes(second), second["cursor"]["start"]) == (200, 200, 201)
         created = second["created"]
-        assert second["calls"]["crm"] == 2 == _crm_writes(crm_sandbox, crm_portal)
+        assert second["calls"]["crm"] == 2 == account.crm_writes()
 
         # A holder that wrote page 2 and died before saving its cursor: running, lease gone.
-        await service.runtime.db["backfills"].update_one(
-            {"_id": stack.realm_id},
+        await account.service.runtime.db["backfills"].update_one(
+            {"_id": account.stack.realm_id},
             {
                 "$set": {
                     "state": "running",
@@ -121,20 +121,19 @@ async def test_a_run_pauses_at_its_cap_and_a_dead_holders_run_resumes_without_re
     assert done["unchanged"] == 100 and done["created"] == created + (total - 200) - (
         done["failed"] - second["failed"]
     )
-    assert _crm_writes(crm_sandbox, crm_portal) == 3 == done["calls"]["crm"]
+    assert account.crm_writes() == 3 == done["calls"]["crm"]
     assert len(crm_sandbox.objects(crm_portal.portal_id, "contacts")) == done["created"]
 
 
 async def test_a_run_whose_process_stopped_mid_run_is_resumed_by_the_periodic_check(
-    paged, qbo_sandbox, crm_sandbox, crm_portal
+    account: Account, qbo_sandbox, crm_sandbox, crm_portal
 ) -> None:
-    stack, service = paged
-    total = await _ready(stack, service, qbo_sandbox, crm_sandbox, crm_portal, 450)
-    path = f"/portals/{stack.portal_id}/accounts/{stack.realm_id}/backfill"
+    total = await account.ready(450)
+    path = account.path
     # Each QuickBooks read takes seconds, so the driver is stopped in the middle of the run,
     # however fast the machine pages.
-    qbo_sandbox.inject(realm_id=stack.realm_id, latency_ms=1500)
-    async with backfill_client(service, OPERATOR) as api:
+    qbo_sandbox.inject(realm_id=account.stack.realm_id, latency_ms=1500)
+    async with account.operator() as api:
         started = await api.post(path)
         assert started.status_code == 202
 
@@ -143,7 +142,7 @@ async def test_a_run_whose_process_stopped_mid_run_is_resumed_by_the_periodic_ch
 
         try:
             await eventually(past_first_page, timeout=60)
-            await service.backfill.stop(release=False)  # the driver dies; its lease stays
+            await account.service.backfill.stop(release=False)  # the driver dies; its lease stays
         finally:
             qbo_sandbox.clear_faults()
         stopped = (await api.get(path)).json()
@@ -155,17 +154,14 @@ async def test_a_run_whose_process_stopped_mid_run_is_resumed_by_the_periodic_ch
     assert len(contacts) == total - done["failed"]
     # Five pages, one CRM batch each; a page cut between its CRM write and its links may be
     # written once more, no other.
-    assert _crm_writes(crm_sandbox, crm_portal) <= 5 + 1
+    assert account.crm_writes() <= 5 + 1
     assert done["calls"]["qbo"] <= 5 + 1
 
 
-async def test_two_starts_at_once_give_one_run_which_can_be_cancelled(
-    paged, qbo_sandbox, crm_sandbox, crm_portal
-) -> None:
-    stack, service = paged
-    await _ready(stack, service, qbo_sandbox, crm_sandbox, crm_portal, 150)
-    path = f"/portals/{stack.portal_id}/accounts/{stack.realm_id}/backfill"
-    async with backfill_client(service, OPERATOR) as api:
+async def test_two_starts_at_once_give_one_run_which_can_be_cancelled(account: Account) -> None:
+    await account.ready(150)
+    path = account.path
+    async with account.operator() as api:
         one, two = await asyncio.gather(
             api.post(path, params={"max_crm_calls": 0}), api.post(path, params={"max_crm_calls": 0})
         )
@@ -189,4 +185,4 @@ async def test_two_starts_at_once_give_one_run_which_can_be_cancelled(
         assert fresh.status_code == 202
         assert fresh.json()["run_id"] != answers[0].json()["run_id"]
         await _settled(api, path, "done")
-    assert _crm_writes(crm_sandbox, crm_portal) == 2
+    assert account.crm_writes() == 2
