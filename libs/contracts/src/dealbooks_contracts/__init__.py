@@ -8,21 +8,30 @@ Services import from here::
     await broker.publish(event.to_bytes(), topic=event.topic, key=event.kafka_key)
 """
 
-from . import _catalog, _envelope, _registry, _types, _uuid7, compat, events
+from . import _catalog, _registry, _types, events
 from ._catalog import *  # noqa: F403
-from ._envelope import *  # noqa: F403
+from ._envelope import OPERATOR_SOURCE, Envelope, EnvelopeError, Tenant, decode
 from ._registry import *  # noqa: F403
 from ._types import *  # noqa: F403
-from ._uuid7 import *  # noqa: F403
-from .compat import *  # noqa: F403
+from ._uuid7 import uuid7, uuid7_time
+from .compat import Incompatibility, IncompatibilityKind, find_incompatibilities, is_compatible
 from .events import *  # noqa: F403
 
-# The package's names are those its modules list in their `__all__`.
-__all__: list[str] = []
+__all__ = [
+    "OPERATOR_SOURCE",
+    "Envelope",
+    "EnvelopeError",
+    "Incompatibility",
+    "IncompatibilityKind",
+    "Tenant",
+    "decode",
+    "find_incompatibilities",
+    "is_compatible",
+    "uuid7",
+    "uuid7_time",
+]
+# The registry, the shared types and the payload models: the names their modules list in `__all__`.
 __all__ += _catalog.__all__
-__all__ += _envelope.__all__
 __all__ += _registry.__all__
 __all__ += _types.__all__
-__all__ += _uuid7.__all__
-__all__ += compat.__all__
 __all__ += events.__all__
