@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from dealbooks_contracts import Envelope, QboEntityChanged, QboOperation, Tenant
+from dealbooks_contracts import Envelope, QboEntityChanged
 from dealbooks_infra import testing
 from dealbooks_kit import KitSettings, PermanentError, ServiceRuntime
 from pymongo import AsyncMongoClient
@@ -20,17 +20,7 @@ TOPIC = "qbo.entity-changed.v1"
 
 
 def customer_changed(customer_id: str) -> Envelope[QboEntityChanged]:
-    return Envelope.build(
-        QboEntityChanged(
-            realm_id="realm-7",
-            entity="Customer",
-            entity_id=customer_id,
-            operation=QboOperation.UPDATE,
-            last_updated=datetime.now(UTC),
-        ),
-        source="test",
-        tenant=Tenant(portal_id="portal-7", account_id="realm-7"),
-    )
+    return testing.entity_changed("realm-7", "Customer", customer_id, portal="portal-7")
 
 
 class Ledger:

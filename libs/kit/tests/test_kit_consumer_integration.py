@@ -12,31 +12,17 @@ from dealbooks_contracts import (
     ContactSynced,
     Envelope,
     QboEntityChanged,
-    QboOperation,
     SyncAction,
     SyncTrigger,
-    Tenant,
 )
 from dealbooks_infra import testing
 from dealbooks_kit import GaveUp, KitSettings, PermanentError, ProcessedEvents, ServiceRuntime
 
 pytestmark = pytest.mark.integration
 
-TENANT = Tenant(portal_id="portal-1", account_id="realm-1")
-
 
 def customer_changed(customer_id: str) -> Envelope[QboEntityChanged]:
-    return Envelope.build(
-        QboEntityChanged(
-            realm_id="realm-1",
-            entity="Customer",
-            entity_id=customer_id,
-            operation=QboOperation.UPDATE,
-            last_updated=datetime.now(UTC),
-        ),
-        source="test",
-        tenant=TENANT,
-    )
+    return testing.entity_changed("realm-1", "Customer", customer_id)
 
 
 class Harness:
@@ -281,17 +267,7 @@ async def test_events_the_consumer_does_not_accept_are_skipped_without_a_dedupe_
     h = Harness(
         kit_settings(), accepts=lambda event: event.data.entity == "Customer", selective=selective
     )
-    invoice = Envelope.build(
-        QboEntityChanged(
-            realm_id="realm-1",
-            entity="Invoice",
-            entity_id="130",
-            operation=QboOperation.UPDATE,
-            last_updated=datetime.now(UTC),
-        ),
-        source="test",
-        tenant=TENANT,
-    )
+    invoice = testing.invoice_changed("realm-1", "130")
     customer = customer_changed("c7")
     async with h.runtime.running():
         await h.send(invoice.to_bytes())

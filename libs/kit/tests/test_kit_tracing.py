@@ -6,13 +6,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
-from dealbooks_contracts import Envelope, QboEntityChanged, QboOperation, Tenant
+from dealbooks_contracts import Envelope, QboEntityChanged
+from dealbooks_infra import testing
 from dealbooks_kit import KitSettings, tracing
 from dealbooks_kit.outbox import outbox_entry
 from opentelemetry import trace
@@ -33,17 +34,7 @@ TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
 
 
 def invoice_changed() -> Envelope[QboEntityChanged]:
-    return Envelope.build(
-        QboEntityChanged(
-            realm_id="realm-9",
-            entity="Invoice",
-            entity_id="130",
-            operation=QboOperation.UPDATE,
-            last_updated=datetime.now(UTC),
-        ),
-        source="test",
-        tenant=Tenant(portal_id="portal-9", account_id="realm-9"),
-    )
+    return testing.entity_changed("realm-9", "Invoice", "130", portal="portal-9")
 
 
 @dataclass

@@ -95,19 +95,26 @@ async def until_true(condition: Callable[[], bool], timeout: float = 30.0) -> No
     await eventually(check, timeout=timeout, interval=0.02)
 
 
-def invoice_changed(realm: str, entity_id: str) -> Envelope[QboEntityChanged]:
-    """A webhook's `qbo.entity-changed` for an updated invoice of `realm` (portal-1)."""
+def entity_changed(
+    realm: str, entity: str, entity_id: str, portal: str = "portal-1"
+) -> Envelope[QboEntityChanged]:
+    """A webhook's `qbo.entity-changed` for an updated `entity` of `realm` (of `portal`)."""
     return Envelope.build(
         QboEntityChanged(
             realm_id=realm,
-            entity="Invoice",
+            entity=entity,
             entity_id=entity_id,
             operation=QboOperation.UPDATE,
             last_updated=datetime.now(UTC),
         ),
         source="test",
-        tenant=Tenant(portal_id="portal-1", account_id=realm),
+        tenant=Tenant(portal_id=portal, account_id=realm),
     )
+
+
+def invoice_changed(realm: str, entity_id: str) -> Envelope[QboEntityChanged]:
+    """A webhook's `qbo.entity-changed` for an updated invoice of `realm` (portal-1)."""
+    return entity_changed(realm, "Invoice", entity_id)
 
 
 def wizard_request(deal_id: str) -> InvoiceRequested:
