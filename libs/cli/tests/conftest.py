@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from dealbooks_infra import testing
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 DEALBOOKS = Path(sys.executable).with_name("dealbooks")
 
@@ -58,3 +64,30 @@ def dealbooks(
         "TOPIC_PREFIX": f"{namespace}.",
     }
     return lambda **env: Cli({**base, **env})
+
+
+ServeStandIns = Callable[..., contextlib.AbstractContextManager[dict[str, str]]]
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> ServeStandIns:
+    """`with served(contact_sync=routes) as env`: each service's stand-in (its operator routes
+    as the test answers them) served on a port of its own, and the environment in which
+    `dealbooks` reaches them (`CONTACT_SYNC_URL`, ...) as an operator holding `credentials`
+    (op-1 unless given), with no `.local` beside it."""
+
+    async def ready(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    @contextlib.contextmanager
+    def serve(credentials: str = "op-1", **services: list[Route]) -> Iterator[dict[str, str]]:
+        env = {"DEALBOOKS_ROOT": str(tmp_path), "DEALBOOKS_OPERATOR_CREDENTIALS": credentials}
+        with contextlib.ExitStack() as stack:
+            for name, routes in services.items():
+                port = testing.free_port()
+                stand_in = Starlette(routes=[*routes, Route("/readyz", ready)])
+                stack.enter_context(testing.ServedApp(stand_in, port, name.replace("_", "-")))
+                env[f"{name.upper()}_URL"] = f"http://127.0.0.1:{port}"
+            yield env
+
+    return serve

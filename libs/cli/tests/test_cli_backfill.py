@@ -4,14 +4,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from dealbooks_cli.main import app
-from dealbooks_infra import testing
-from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse
 from starlette.routing import Route
 from typer.testing import CliRunner
 
@@ -31,7 +28,7 @@ RUN = {
 }
 
 
-def contact_sync_stand_in(calls: list[tuple[str, str, dict[str, str]]]) -> Starlette:
+def contact_sync_stand_in(calls: list[tuple[str, str, dict[str, str]]]) -> list[Route]:
     async def route(request: Request) -> Any:
         if request.headers.get("authorization") != "Bearer op-1":
             return JSONResponse({"error": "operator only"}, status_code=401)
@@ -43,29 +40,17 @@ def contact_sync_stand_in(calls: list[tuple[str, str, dict[str, str]]]) -> Starl
         state = "running" if request.url.path.endswith("/resume") else RUN["state"]
         return JSONResponse({**RUN, "state": state})
 
-    async def ready(request: Request) -> PlainTextResponse:
-        return PlainTextResponse("ok")
-
-    return Starlette(
-        routes=[
-            Route(BASE, route, methods=["GET", "POST"]),
-            Route(BASE + "/resume", route, methods=["POST"]),
-            Route(BASE + "/cancel", route, methods=["POST"]),
-            Route("/readyz", ready),
-        ]
-    )
+    return [
+        Route(BASE, route, methods=["GET", "POST"]),
+        Route(BASE + "/resume", route, methods=["POST"]),
+        Route(BASE + "/cancel", route, methods=["POST"]),
+    ]
 
 
-def test_backfill_commands_call_the_kinds_service_and_print_json(tmp_path: Path) -> None:
+def test_backfill_commands_call_the_kinds_service_and_print_json(served: Any) -> None:
     calls: list[tuple[str, str, dict[str, str]]] = []
-    port = testing.free_port()
     where = ["--kind", "contacts", "--portal", "p1", "--realm", "r1"]
-    with testing.ServedApp(contact_sync_stand_in(calls), port, "contact-sync"):
-        env = {
-            "DEALBOOKS_ROOT": str(tmp_path),
-            "CONTACT_SYNC_URL": f"http://127.0.0.1:{port}",
-            "DEALBOOKS_OPERATOR_CREDENTIALS": "op-1",
-        }
+    with served(contact_sync=contact_sync_stand_in(calls)) as env:
         runner = CliRunner()
         plan = runner.invoke(app, ["backfill", "plan", *where, "--json"], env=env)
         assert plan.exit_code == 0, plan.output

@@ -10,16 +10,14 @@ from typing import Any
 
 import pytest
 from dealbooks_cli.main import app
-from dealbooks_infra import testing
 from pymongo import MongoClient
-from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse
 from starlette.routing import Route
 from typer.testing import CliRunner
 
 
-def status_tracker_stand_in(calls: list[tuple[str, dict[str, str]]]) -> Starlette:
+def status_tracker_stand_in(calls: list[tuple[str, dict[str, str]]]) -> list[Route]:
     """The two sweep routes as status-tracker answers them, for the operator's bearer only."""
 
     async def sweep(request: Request) -> Any:
@@ -30,27 +28,15 @@ def status_tracker_stand_in(calls: list[tuple[str, dict[str, str]]]) -> Starlett
             return JSONResponse({"moved": 2, "failed_portals": []})
         return JSONResponse({"changes": 3, "failed_realms": ["realm-9"]})
 
-    async def ready(request: Request) -> PlainTextResponse:
-        return PlainTextResponse("ok")
-
-    return Starlette(
-        routes=[
-            Route("/sweeps/overdue", sweep, methods=["POST"]),
-            Route("/sweeps/reconcile", sweep, methods=["POST"]),
-            Route("/readyz", ready),
-        ]
-    )
+    return [
+        Route("/sweeps/overdue", sweep, methods=["POST"]),
+        Route("/sweeps/reconcile", sweep, methods=["POST"]),
+    ]
 
 
-def test_sweeps_call_status_tracker_with_the_operator_credential(tmp_path: Path) -> None:
+def test_sweeps_call_status_tracker_with_the_operator_credential(served: Any) -> None:
     calls: list[tuple[str, dict[str, str]]] = []
-    port = testing.free_port()
-    with testing.ServedApp(status_tracker_stand_in(calls), port, "status-tracker"):
-        env = {
-            "DEALBOOKS_ROOT": str(tmp_path),
-            "STATUS_TRACKER_URL": f"http://127.0.0.1:{port}",
-            "DEALBOOKS_OPERATOR_CREDENTIALS": "op-1,op-2",
-        }
+    with served("op-1,op-2", status_tracker=status_tracker_stand_in(calls)) as env:
         runner = CliRunner()
         overdue = runner.invoke(app, ["sweep", "overdue", "--json"], env=env)
         assert overdue.exit_code == 0
@@ -69,7 +55,7 @@ def test_sweeps_call_status_tracker_with_the_operator_credential(tmp_path: Path)
     assert calls == [("/sweeps/overdue", {}), ("/sweeps/reconcile", {"realm_id": "realm-1"})]
 
 
-def test_the_reminders_pass_is_run_on_the_reminders_service(tmp_path: Path) -> None:
+def test_the_reminders_pass_is_run_on_the_reminders_service(served: Any) -> None:
     calls: list[tuple[str, dict[str, str]]] = []
 
     async def run_pass(request: Request) -> Any:
@@ -78,32 +64,17 @@ def test_the_reminders_pass_is_run_on_the_reminders_service(tmp_path: Path) -> N
         calls.append((request.url.path, dict(request.query_params)))
         return JSONResponse({"changed": 4, "failed_realms": {}})
 
-    async def ready(request: Request) -> PlainTextResponse:
-        return PlainTextResponse("ok")
-
-    reminders = Starlette(
-        routes=[
-            Route("/sweeps/reminders", run_pass, methods=["POST"]),
-            Route("/readyz", ready),
-        ]
-    )
-    port = testing.free_port()
-    with testing.ServedApp(reminders, port, "reminders"):
-        env = {
-            "DEALBOOKS_ROOT": str(tmp_path),
-            "REMINDERS_URL": f"http://127.0.0.1:{port}",
-            "DEALBOOKS_OPERATOR_CREDENTIALS": "op-1",
-        }
+    with served(reminders=[Route("/sweeps/reminders", run_pass, methods=["POST"])]) as env:
         done = CliRunner().invoke(app, ["sweep", "reminders", "--realm", "r-7", "--json"], env=env)
     assert done.exit_code == 0, done.stderr
     assert json.loads(done.stdout) == {"changed": 4, "failed_realms": {}}
     assert calls == [("/sweeps/reminders", {"realm_id": "r-7"})]
 
 
-def test_a_sync_reconciliation_is_run_on_the_sync_service_of_its_kind(tmp_path: Path) -> None:
+def test_a_sync_reconciliation_is_run_on_the_sync_service_of_its_kind(served: Any) -> None:
     calls: list[tuple[str, str, dict[str, str]]] = []
 
-    def service(name: str) -> Starlette:
+    def service(name: str) -> list[Route]:
         async def run_pass(request: Request) -> Any:
             if request.headers.get("authorization") != "Bearer op-1":
                 return JSONResponse({"error": "operator only"}, status_code=403)
@@ -111,24 +82,9 @@ def test_a_sync_reconciliation_is_run_on_the_sync_service_of_its_kind(tmp_path: 
             failed = {"r-9": "disconnected"} if name == "product-sync" else {}
             return JSONResponse({"changes": 2, "failed_realms": failed})
 
-        async def ready(request: Request) -> PlainTextResponse:
-            return PlainTextResponse("ok")
+        return [Route("/sweeps/reconcile", run_pass, methods=["POST"])]
 
-        return Starlette(
-            routes=[Route("/sweeps/reconcile", run_pass, methods=["POST"]), Route("/readyz", ready)]
-        )
-
-    contacts, products = testing.free_port(), testing.free_port()
-    with (
-        testing.ServedApp(service("contact-sync"), contacts, "contact-sync"),
-        testing.ServedApp(service("product-sync"), products, "product-sync"),
-    ):
-        env = {
-            "DEALBOOKS_ROOT": str(tmp_path),
-            "CONTACT_SYNC_URL": f"http://127.0.0.1:{contacts}",
-            "PRODUCT_SYNC_URL": f"http://127.0.0.1:{products}",
-            "DEALBOOKS_OPERATOR_CREDENTIALS": "op-1",
-        }
+    with served(contact_sync=service("contact-sync"), product_sync=service("product-sync")) as env:
         runner = CliRunner()
         one = runner.invoke(app, ["sweep", "sync", "contacts", "--realm", "r-7", "--json"], env=env)
         every = runner.invoke(app, ["sweep", "sync", "products"], env=env)
@@ -141,6 +97,24 @@ def test_a_sync_reconciliation_is_run_on_the_sync_service_of_its_kind(tmp_path: 
     ]
 
 
+def stored_account(
+    portal: str, realm: str, status: str, connected_at: datetime, company: str
+) -> dict[str, Any]:
+    """An account as connector-auth stores it, with the secrets (tokens, an outbox entry) the
+    CLI must never print."""
+    return {
+        "_id": f"{portal}:{realm}",
+        "portal_id": portal,
+        "realm_id": realm,
+        "status": status,
+        "environment": "sandbox",
+        "company": {"company_name": company, "country": "US"},
+        "tokens": {"refresh_token": "SECRET-REFRESH", "access_token": "SECRET-A"},
+        "outbox": [{"event": "SECRET-OUTBOX"}],
+        "connected_at": connected_at,
+    }
+
+
 @pytest.mark.integration
 def test_accounts_are_listed_per_portal_with_their_state_and_never_their_tokens(
     mongo_uri: str, namespace: str, tmp_path: Path
@@ -150,17 +124,7 @@ def test_accounts_are_listed_per_portal_with_their_state_and_never_their_tokens(
     with MongoClient(mongo_uri, tz_aware=True) as client:
         client[database]["accounts"].insert_many(
             [
-                {
-                    "_id": f"portal-{p}:realm-{r}",
-                    "portal_id": f"portal-{p}",
-                    "realm_id": f"realm-{r}",
-                    "status": status,
-                    "environment": "sandbox",
-                    "company": {"company_name": f"Company {r}", "country": "US"},
-                    "tokens": {"refresh_token": "SECRET-REFRESH", "access_token": "SECRET-A"},
-                    "outbox": [{"event": "SECRET-OUTBOX"}],
-                    "connected_at": now,
-                }
+                stored_account(f"portal-{p}", f"realm-{r}", status, now, company=f"Company {r}")
                 for p, r, status in [(2, 1, "connected"), (1, 2, "reauth_required")]
             ]
         )
@@ -196,16 +160,7 @@ def test_accounts_show_gives_each_company_its_state_last_syncs_and_errors(
     with MongoClient(mongo_uri, tz_aware=True) as client:
         client[f"{prefix}connector_auth"]["accounts"].insert_many(
             [
-                {
-                    "_id": f"p-1:{realm}",
-                    "portal_id": "p-1",
-                    "realm_id": realm,
-                    "status": status,
-                    "environment": "sandbox",
-                    "company": {"company_name": f"Company {realm}", "country": "US"},
-                    "tokens": {"refresh_token": "SECRET-REFRESH"},
-                    "connected_at": minutes[n],
-                }
+                stored_account("p-1", realm, status, minutes[n], company=f"Company {realm}")
                 for n, (realm, status) in enumerate(
                     [("r-1", "connected"), ("r-2", "reauth_required")]
                 )
