@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from dealbooks_cli.main import app
 from pymongo import MongoClient
+from pymongo.database import Database
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -115,23 +117,32 @@ def stored_account(
     }
 
 
+ServiceDb = Callable[[str], Database[Any]]
+
+
+@pytest.fixture
+def service_db(mongo_uri: str, namespace: str) -> Iterator[ServiceDb]:
+    """`service_db("contact_sync")`: that service's database of this test (the test's namespace,
+    then the service's name), on a client that reads datetimes as aware ones."""
+    with MongoClient(mongo_uri, tz_aware=True) as client:
+        yield lambda service: client[f"{namespace}_{service}"]
+
+
 @pytest.mark.integration
 def test_accounts_are_listed_per_portal_with_their_state_and_never_their_tokens(
-    mongo_uri: str, namespace: str, tmp_path: Path
+    service_db: ServiceDb, mongo_uri: str, namespace: str, tmp_path: Path
 ) -> None:
-    database = f"{namespace}_connector_auth"
     now = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
-    with MongoClient(mongo_uri, tz_aware=True) as client:
-        client[database]["accounts"].insert_many(
-            [
-                stored_account(f"portal-{p}", f"realm-{r}", status, now, company=f"Company {r}")
-                for p, r, status in [(2, 1, "connected"), (1, 2, "reauth_required")]
-            ]
-        )
+    service_db("connector_auth")["accounts"].insert_many(
+        [
+            stored_account(f"portal-{p}", f"realm-{r}", status, now, company=f"Company {r}")
+            for p, r, status in [(2, 1, "connected"), (1, 2, "reauth_required")]
+        ]
+    )
     env = {
         "DEALBOOKS_ROOT": str(tmp_path),
         "MONGODB_URI": mongo_uri,
-        "CONNECTOR_AUTH_MONGODB_DATABASE": database,
+        "CONNECTOR_AUTH_MONGODB_DATABASE": f"{namespace}_connector_auth",
     }
     runner = CliRunner()
     listed = runner.invoke(app, ["accounts", "list", "--json"], env=env)
@@ -152,76 +163,72 @@ def test_accounts_are_listed_per_portal_with_their_state_and_never_their_tokens(
 
 @pytest.mark.integration
 def test_accounts_show_gives_each_company_its_state_last_syncs_and_errors(
-    mongo_uri: str, namespace: str, tmp_path: Path
+    service_db: ServiceDb, mongo_uri: str, namespace: str, tmp_path: Path
 ) -> None:
-    prefix = f"{namespace}_"
     t = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
     minutes = [t + timedelta(minutes=n) for n in range(10)]
-    with MongoClient(mongo_uri, tz_aware=True) as client:
-        client[f"{prefix}connector_auth"]["accounts"].insert_many(
-            [
-                stored_account("p-1", realm, status, minutes[n], company=f"Company {realm}")
-                for n, (realm, status) in enumerate(
-                    [("r-1", "connected"), ("r-2", "reauth_required")]
-                )
-            ]
-            + [{"_id": "p-2:r-3", "portal_id": "p-2", "realm_id": "r-3", "status": "connected"}]
-        )
-        tracker = client[f"{prefix}status_tracker"]
-        tracker["cdc_watermarks"].insert_one({"_id": "r-1", "since": minutes[3]})
-        tracker["periodic_leases"].insert_many(
-            [
-                {"_id": "status-tracker:reconciliation", "job": "reconciliation",
-                 "acquired_at": minutes[4]},
-                {"_id": "status-tracker:overdue-clock", "job": "overdue-clock",
-                 "acquired_at": minutes[9]},
-            ]
-        )  # fmt: skip
-        contacts = client[f"{prefix}contact_sync"]
-        contacts["cdc_watermarks"].insert_one({"_id": "r-1", "since": minutes[5]})
-        contacts["periodic_leases"].insert_one(
+    service_db("connector_auth")["accounts"].insert_many(
+        [
+            stored_account("p-1", realm, status, minutes[n], company=f"Company {realm}")
+            for n, (realm, status) in enumerate([("r-1", "connected"), ("r-2", "reauth_required")])
+        ]
+        + [{"_id": "p-2:r-3", "portal_id": "p-2", "realm_id": "r-3", "status": "connected"}]
+    )
+    tracker = service_db("status_tracker")
+    tracker["cdc_watermarks"].insert_one({"_id": "r-1", "since": minutes[3]})
+    tracker["periodic_leases"].insert_many(
+        [
+            {"_id": "status-tracker:reconciliation", "job": "reconciliation",
+             "acquired_at": minutes[4]},
+            {"_id": "status-tracker:overdue-clock", "job": "overdue-clock",
+             "acquired_at": minutes[9]},
+        ]
+    )  # fmt: skip
+    contacts = service_db("contact_sync")
+    contacts["cdc_watermarks"].insert_one({"_id": "r-1", "since": minutes[5]})
+    contacts["periodic_leases"].insert_one(
+        {
+            "_id": "contact-sync:reconciliation",
+            "job": "reconciliation",
+            "acquired_at": minutes[6],
+        }
+    )
+    contacts["mapping_sets"].insert_one(
+        {"realm_id": "r-1", "object_type": "contacts", "settings": {"enabled": True}}
+    )
+    contacts["backfills"].insert_one(
+        {
+            "_id": "r-1",
+            "run_id": "run-7",
+            "state": "failed",
+            "reason": None,
+            "error": "QuickBooks answered 500",
+            "read": 40,
+            "created": 39,
+            "started_at": minutes[1],
+            "finished_at": minutes[2],
+        }
+    )
+    service_db("mapping_registry")["mapping_status"].insert_many(
+        [
             {
-                "_id": "contact-sync:reconciliation",
-                "job": "reconciliation",
-                "acquired_at": minutes[6],
-            }
-        )
-        contacts["mapping_sets"].insert_one(
-            {"realm_id": "r-1", "object_type": "contacts", "settings": {"enabled": True}}
-        )
-        contacts["backfills"].insert_one(
-            {
-                "_id": "r-1",
-                "run_id": "run-7",
-                "state": "failed",
-                "reason": None,
-                "error": "QuickBooks answered 500",
-                "read": 40,
-                "created": 39,
-                "started_at": minutes[1],
-                "finished_at": minutes[2],
-            }
-        )
-        client[f"{prefix}mapping_registry"]["mapping_status"].insert_many(
-            [
-                {
-                    "_id": "r-1:contacts:m-email",
-                    "realm_id": "r-1",
-                    "object_type": "contacts",
-                    "mapping_id": "m-email",
-                    "last_error": "email is not valid",
-                    "last_error_at": minutes[7],
-                },
-                {"_id": "r-1:contacts:m-name", "realm_id": "r-1", "object_type": "contacts",
-                 "mapping_id": "m-name", "last_synced_at": minutes[7]},
-                {"_id": "r-3:products:m-sku", "realm_id": "r-3", "object_type": "products",
-                 "mapping_id": "m-sku", "last_error": "other company's", "last_error_at": t},
-            ]
-        )  # fmt: skip
+                "_id": "r-1:contacts:m-email",
+                "realm_id": "r-1",
+                "object_type": "contacts",
+                "mapping_id": "m-email",
+                "last_error": "email is not valid",
+                "last_error_at": minutes[7],
+            },
+            {"_id": "r-1:contacts:m-name", "realm_id": "r-1", "object_type": "contacts",
+             "mapping_id": "m-name", "last_synced_at": minutes[7]},
+            {"_id": "r-3:products:m-sku", "realm_id": "r-3", "object_type": "products",
+             "mapping_id": "m-sku", "last_error": "other company's", "last_error_at": t},
+        ]
+    )  # fmt: skip
     env = {
         "DEALBOOKS_ROOT": str(tmp_path),
         "MONGODB_URI": mongo_uri,
-        "MONGODB_DATABASE_PREFIX": prefix,
+        "MONGODB_DATABASE_PREFIX": f"{namespace}_",
     }
     runner = CliRunner()
 
