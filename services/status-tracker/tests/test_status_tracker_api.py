@@ -22,18 +22,15 @@ async def test_a_tracked_invoice_and_its_deal_are_shown_only_to_their_portal(
     invoice = f"/portals/{portal}/accounts/{world.realm}/invoices/{invoice_id}"
     deal = f"/portals/{portal}/deals/{world.deal_id}"
 
-    async with tracker.api(tracker.grant(portal)) as member:
-        shown = await member.get(invoice)
-        shown_deal = await member.get(deal)
-    async with tracker.api() as anonymous:
-        unsigned = [await anonymous.get(invoice), await anonymous.get(deal)]
-    async with tracker.api(tracker.grant(other)) as outsider:
-        foreign = [await outsider.get(invoice), await outsider.get(deal)]
-        # The outsider's own portal path does not reach another portal's invoice or deal.
-        own_path = await outsider.get(
-            f"/portals/{other}/accounts/{world.realm}/invoices/{invoice_id}"
-        )
-        own_deal = await outsider.get(f"/portals/{other}/deals/{world.deal_id}")
+    shown, shown_deal = await tracker.read(tracker.grant(portal), invoice, deal)
+    unsigned = await tracker.read(None, invoice, deal)
+    foreign = await tracker.read(tracker.grant(other), invoice, deal)
+    # The outsider's own portal path does not reach another portal's invoice or deal.
+    own_path, own_deal = await tracker.read(
+        tracker.grant(other),
+        f"/portals/{other}/accounts/{world.realm}/invoices/{invoice_id}",
+        f"/portals/{other}/deals/{world.deal_id}",
+    )
 
     assert shown.status_code == 200 and shown.json()["stage"] == "awaiting_send"
     assert [i["qbo_invoice_id"] for i in shown_deal.json()["invoices"]] == [invoice_id]
@@ -48,15 +45,9 @@ async def test_sweeps_need_an_operator_and_a_refused_sweep_moves_nothing(
 ) -> None:
     world = tracker.world()
     due = date.today() + timedelta(days=3)
-    invoice = await world.invoice(
-        "75.00", TxnDate=date.today().isoformat(), DueDate=due.isoformat()
-    )
-    invoice_id = str(invoice.Id)
-    await world.drafted(invoice)
+    _, invoice_id = await world.tracked_invoice("75.00", due)
     before = await world.stage(invoice_id, "awaiting_send")
-    handlers = tracker.service.handlers
-    handlers.today = lambda: due + timedelta(days=1)  # the invoice is overdue now
-    try:
+    with tracker.on_day(due + timedelta(days=1)):  # the invoice is overdue now
         refused = []
         for bearer in (None, "not-an-operator", tracker.grant(world.portal.key)):
             async with tracker.api(bearer) as caller:
@@ -66,8 +57,6 @@ async def test_sweeps_need_an_operator_and_a_refused_sweep_moves_nothing(
         async with tracker.api(tracker.operator) as operator:
             swept = await operator.post("/sweeps/overdue")
             reconciled = await operator.post(f"/sweeps/reconcile?realm_id={world.realm}")
-    finally:
-        handlers.today = date.today
 
     assert refused == [401] * 6
     assert untouched is not None

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from dealbooks_contracts import QboEntityChanged, QboOperation
 from dealbooks_infra.testing import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -22,16 +21,7 @@ async def test_drafted_then_paid_invoice_has_its_audit_entries_in_order_once_eac
     drafted = await world.drafted(invoice)
     await world.stage(invoice_id, "awaiting_send")
     payment = world.pay(invoice_id, "300.00")
-    paid = await tracker.publish(
-        QboEntityChanged(
-            realm_id=world.realm,
-            entity="Payment",
-            entity_id=payment["Id"],
-            operation=QboOperation.CREATE,
-            last_updated=tracker.qbo_sandbox.now(),
-        ),
-        world.tenant,
-    )
+    paid = await world.webhook("Payment", payment["Id"], "Create")
     await world.stage(invoice_id, "paid")
     audit = tracker.service.handlers.audit
     subject = f"{world.realm}:{invoice_id}"

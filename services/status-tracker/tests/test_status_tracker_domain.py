@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -20,6 +21,7 @@ from status_tracker.domain import (
     DealInvoice,
     InvoiceSnapshot,
     PaymentSeen,
+    TimelineEntry,
     carries_reference,
     currency_skip_reason,
     deal_properties,
@@ -28,7 +30,6 @@ from status_tracker.domain import (
     link_entry,
     newest_first_key,
     payment_changes,
-    payment_entry,
     payment_first_seen,
     projection_for_deal,
     qbo_invoice_url,
@@ -41,6 +42,7 @@ from status_tracker.domain import (
 
 TODAY = date(2026, 3, 10)
 D = Decimal
+PaymentEntry = Callable[..., TimelineEntry]  # the `a_payment_entry` fixture of conftest.py
 
 
 def invoice(**changes: object) -> InvoiceSnapshot:
@@ -211,16 +213,16 @@ def test_timeline_event_id_is_deterministic_per_payment_change() -> None:
     assert len({first, edit1, edit2}) == 3
 
 
-def test_a_payment_entry_carries_the_event_properties_and_says_the_same_in_its_note() -> None:
-    entry = payment_entry(
+def test_a_payment_entry_carries_the_event_properties_and_says_the_same_in_its_note(
+    a_payment_entry: PaymentEntry,
+) -> None:
+    entry = a_payment_entry(
         key="qbo-pay-r1-p1-130",
         deal_id="77",
         event_type="dealbooks_invoice_payment",
         amount=D("220.00"),
-        currency="USD",
         paid_on=date(2015, 5, 1),
         invoice_number="1043",
-        change=PaymentChange.APPLIED,
         method=None,
         balance=D("239.00"),
     )
@@ -238,18 +240,11 @@ def test_a_payment_entry_carries_the_event_properties_and_says_the_same_in_its_n
         assert shown in entry.note_html
 
 
-def test_a_payment_entry_escapes_what_quickbooks_names_in_its_note() -> None:
-    entry = payment_entry(
-        key="k",
-        deal_id="77",
-        event_type=None,
-        amount=D("1"),
-        currency="USD",
-        paid_on=date(2026, 1, 2),
-        invoice_number="<b>1</b>",
-        change=PaymentChange.REMOVED,
-        method="Cash & check",
-        balance=D("1"),
+def test_a_payment_entry_escapes_what_quickbooks_names_in_its_note(
+    a_payment_entry: PaymentEntry,
+) -> None:
+    entry = a_payment_entry(
+        invoice_number="<b>1</b>", change=PaymentChange.REMOVED, method="Cash & check"
     )
     assert "<b>1</b>" not in entry.note_html and "&lt;b&gt;1&lt;/b&gt;" in entry.note_html
     assert "Cash &amp; check" in entry.note_html and "payment removed" in entry.note_html
@@ -333,19 +328,8 @@ def test_a_link_note_names_the_invoice_its_amount_stage_and_quickbooks_page() ->
         assert shown in entry.note_html
 
 
-def test_a_note_is_found_by_its_whole_reference_only() -> None:
-    body = payment_entry(
-        key="qbo-pay-r1-13-130",
-        deal_id="77",
-        event_type=None,
-        amount=D("1"),
-        currency="USD",
-        paid_on=date(2026, 1, 2),
-        invoice_number="1",
-        change=PaymentChange.APPLIED,
-        method=None,
-        balance=D("0"),
-    ).note_html
+def test_a_note_is_found_by_its_whole_reference_only(a_payment_entry: PaymentEntry) -> None:
+    body = a_payment_entry(key="qbo-pay-r1-13-130").note_html
     assert carries_reference(body, "qbo-pay-r1-13-130")
     assert carries_reference(body.replace("<p>", '<p style="x">'), "qbo-pay-r1-13-130")
     assert not carries_reference(body, "qbo-pay-r1-13-13")

@@ -54,13 +54,11 @@ async def test_partial_then_full_payment_moves_the_deal_to_paid_with_two_timelin
     world = tracker.world()
     invoice, invoice_id = await world.tracked_invoice("459.00")
 
-    first = world.pay(invoice_id, "220.00")
-    await world.webhook("Payment", first["Id"], "Create")
+    await world.paid(invoice_id, "220.00")
     await world.stage(invoice_id, "partially_paid")
     assert world.deal()["properties"]["acct_invoice_status"] == "partially_paid"
 
-    second = world.pay(invoice_id, "239.00")
-    await world.webhook("Payment", second["Id"], "Create")
+    await world.paid(invoice_id, "239.00")
     await world.stage(invoice_id, "paid")
 
     assert world.deal()["properties"]["acct_invoice_status"] == "paid"
@@ -81,11 +79,9 @@ async def test_redelivered_payment_creates_one_timeline_event(tracker: Harness) 
     world = tracker.world()
     _, invoice_id = await world.tracked_invoice("100.00")
 
-    payment = world.pay(invoice_id, "40.00")
-    for _ in range(3):  # QBO retries whole webhook batches: the same change, three times
-        await world.webhook("Payment", payment["Id"], "Create")
-    marker = world.pay(invoice_id, "60.00")
-    await world.webhook("Payment", marker["Id"], "Create")
+    # QBO retries whole webhook batches: the same change, three times
+    payment = await world.paid(invoice_id, "40.00", times=3)
+    marker = await world.paid(invoice_id, "60.00")
     await world.stage(invoice_id, "paid")
     # The marker's event comes after the three deliveries; by then all of them were handled.
     recorded = await tracker.events(
@@ -165,13 +161,9 @@ async def test_echoes_and_stale_notifications_of_an_invoice_cost_no_quickbooks_r
     assert invoice.MetaData is not None
     read_at = invoice.MetaData.LastUpdatedTime
     await world.webhook("Invoice", invoice_id, "Update", last_updated=read_at)
-    payment = world.pay(invoice_id, "210.00")
-    await world.webhook("Payment", payment["Id"], "Create")
+    payment = await world.paid(invoice_id, "210.00")
     # One lane per company: once the payment is recorded, the two before it were handled.
-    await tracker.events(
-        "invoice.payment-recorded", lambda e: e.data.qbo_payment_id == payment["Id"]
-        and e.tenant.account_id == world.realm
-    )  # fmt: skip
+    await world.payment_recorded(payment["Id"])
 
     # Reading the payment and the invoice it paid; the other three asked QuickBooks nothing,
     # and the database nothing either: only the payment's event was looked up (dedupe).
@@ -216,10 +208,7 @@ async def test_a_payment_after_the_invoice_update_it_caused_reads_neither_the_in
     # In the order the sandbox sends them: the invoice update a payment causes, then the payment.
     await world.webhook("Invoice", invoice_id, "Update")
     await world.webhook("Payment", payment["Id"], "Create")
-    [recorded] = await tracker.events(
-        "invoice.payment-recorded", lambda e: e.data.qbo_payment_id == payment["Id"]
-        and e.tenant.account_id == world.realm
-    )  # fmt: skip
+    [recorded] = await world.payment_recorded(payment["Id"])
     deal_reads_after = finds(tracker, "deal_projections")
 
     # The invoice was read once (for its update, which linked the payment) and the payment
@@ -249,19 +238,10 @@ async def test_foreign_currency_invoice_is_tracked_but_not_written_to_the_deal(
 async def test_overdue_clock_marks_a_past_due_invoice_overdue(tracker: Harness) -> None:
     world = tracker.world()
     due = date.today() + timedelta(days=3)
-    invoice = await world.invoice(
-        "75.00", TxnDate=date.today().isoformat(), DueDate=due.isoformat()
-    )
-    invoice_id = str(invoice.Id)
-    await world.drafted(invoice)
-    await world.stage(invoice_id, "awaiting_send")
+    _, invoice_id = await world.tracked_invoice("75.00", due)
 
-    handlers = tracker.service.handlers
-    handlers.today = lambda: due + timedelta(days=1)
-    try:
+    with tracker.on_day(due + timedelta(days=1)):
         await tracker.service.passes.overdue_sweep()
-    finally:
-        handlers.today = date.today
 
     await world.stage(invoice_id, "overdue")
     assert world.deal()["properties"]["acct_invoice_status"] == "overdue"
@@ -285,8 +265,7 @@ async def test_voided_invoice_is_never_paid(tracker: Harness) -> None:
 async def test_deleted_payment_takes_the_invoice_back_to_awaiting_send(tracker: Harness) -> None:
     world = tracker.world()
     _, invoice_id = await world.tracked_invoice("90.00")
-    payment = world.pay(invoice_id, "90.00")
-    await world.webhook("Payment", payment["Id"], "Create")
+    payment = await world.paid(invoice_id, "90.00")
     await world.stage(invoice_id, "paid")
 
     from dealbooks_qbo import Payment
@@ -295,10 +274,7 @@ async def test_deleted_payment_takes_the_invoice_back_to_awaiting_send(tracker: 
     await world.webhook("Payment", payment["Id"], "Delete")
 
     await world.stage(invoice_id, "awaiting_send")
-    removed = await tracker.events(
-        "invoice.payment-recorded", lambda e: e.data.qbo_payment_id == payment["Id"]
-        and e.tenant.account_id == world.realm and e.data.change is PaymentChange.REMOVED
-    )  # fmt: skip
+    removed = await world.payment_recorded(payment["Id"], PaymentChange.REMOVED)
     assert removed[0].data.invoice_balance.amount == Decimal("90.00")
 
 

@@ -26,8 +26,7 @@ async def listed(
     found: dict[str, Any] = {}
 
     async def ready() -> bool:
-        async with tracker.api(tracker.grant(world.portal.key)) as person:
-            response = await person.get(path)
+        [response] = await tracker.read(tracker.grant(world.portal.key), path)
         assert response.status_code == 200, response.text
         found.clear()
         found.update(response.json())
@@ -50,8 +49,7 @@ async def test_a_deals_invoices_are_listed_newest_first_with_the_one_its_propert
     await world.drafted(older)
     await world.stage(str(older.Id), "awaiting_send")
     newer, newer_id = await world.tracked_invoice("459.00")
-    payment = world.pay(newer_id, "220.00")
-    await world.webhook("Payment", payment["Id"], "Create")
+    payment = await world.paid(newer_id, "220.00")
     await world.stage(newer_id, "partially_paid")
 
     # The invoice's stage is saved before the payment that moved it is recorded.
@@ -113,8 +111,7 @@ async def test_an_invoice_linked_to_a_contact_or_company_is_listed_and_kept_curr
     await world.linked(invoice, object_type, record["id"])
     first = await listed(tracker, world, record_type, record["id"], stages)
     assert stages(first) == ["awaiting_send"] and first["shown"] is None
-    payment = world.pay(invoice_id, "20.00")
-    await world.webhook("Payment", payment["Id"], "Create")
+    payment = await world.paid(invoice_id, "20.00")
     paid = await listed(
         tracker,
         world,
@@ -156,15 +153,16 @@ async def test_an_unknown_record_lists_nothing_and_other_portals_see_nothing(
     portal, other = world.portal.key, f"{world.portal.key}-other"
     path = f"/records/deals/{world.deal_id}/invoices"
 
-    async with tracker.api(tracker.grant(portal)) as member:
-        unknown = await member.get(f"/portals/{portal}/records/companies/424242/invoices")
-        wrong_type = await member.get(f"/portals/{portal}/records/quotes/1/invoices")
-        mine = await member.get(f"/portals/{portal}{path}")
-    async with tracker.api(tracker.grant(other)) as outsider:
-        foreign = await outsider.get(f"/portals/{portal}{path}")
-        own_path = await outsider.get(f"/portals/{other}{path}")
-    async with tracker.api() as anonymous:
-        unsigned = await anonymous.get(f"/portals/{portal}{path}")
+    unknown, wrong_type, mine = await tracker.read(
+        tracker.grant(portal),
+        f"/portals/{portal}/records/companies/424242/invoices",
+        f"/portals/{portal}/records/quotes/1/invoices",
+        f"/portals/{portal}{path}",
+    )
+    foreign, own_path = await tracker.read(
+        tracker.grant(other), f"/portals/{portal}{path}", f"/portals/{other}{path}"
+    )
+    [unsigned] = await tracker.read(None, f"/portals/{portal}{path}")
 
     assert unknown.status_code == 200
     assert unknown.json() == {
@@ -184,12 +182,8 @@ async def test_a_payment_recorded_before_dates_were_kept_shows_the_day_it_was_re
 ) -> None:
     world = tracker.world()
     _, invoice_id = await world.tracked_invoice("90.00")
-    payment = world.pay(invoice_id, "30.00")
-    await world.webhook("Payment", payment["Id"], "Create")
-    await tracker.events(
-        "invoice.payment-recorded", lambda e: e.data.qbo_payment_id == payment["Id"]
-        and e.tenant.account_id == world.realm
-    )  # fmt: skip
+    payment = await world.paid(invoice_id, "30.00")
+    await world.payment_recorded(payment["Id"])
     db = tracker.service.store.db
     key = f"{world.realm}:{payment['Id']}"
     await db["payment_records"].update_one(

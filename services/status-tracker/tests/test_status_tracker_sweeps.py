@@ -61,23 +61,12 @@ async def test_overdue_sweep_goes_on_past_a_portal_the_app_was_uninstalled_from(
 ) -> None:
     due = date.today() + timedelta(days=3)
     first, uninstalled, last = worlds = [tracker.world() for _ in range(3)]
-    invoices = []
-    for world in worlds:
-        invoice = await world.invoice(
-            "75.00", TxnDate=date.today().isoformat(), DueDate=due.isoformat()
-        )
-        await world.drafted(invoice)
-        await world.stage(str(invoice.Id), "awaiting_send")
-        invoices.append(str(invoice.Id))
+    invoices = [(await world.tracked_invoice("75.00", due))[1] for world in worlds]
     tracker.crm_sandbox.uninstall(uninstalled.portal.portal_id)
     failures = tenant_failures("overdue-clock")
 
-    handlers = tracker.service.handlers
-    handlers.today = lambda: due + timedelta(days=1)
-    try:
+    with tracker.on_day(due + timedelta(days=1)):
         swept = await tracker.service.passes.overdue_sweep()
-    finally:
-        handlers.today = date.today
 
     assert list(swept.failed) == [uninstalled.tenant.portal_id]
     assert tenant_failures("overdue-clock") == failures + 1

@@ -5,16 +5,12 @@ change, each exactly once, on real Kafka, a real MongoDB-wire server and both sa
 from __future__ import annotations
 
 import asyncio
-from datetime import date
-from decimal import Decimal
 from typing import Any
 
 import pytest
-from dealbooks_contracts import PaymentChange
 from dealbooks_crm import CrmClient
 from dealbooks_http import RetryPolicy
 from status_tracker.crm_entries import AppEventsAccess, CrmEntries
-from status_tracker.domain import TimelineEntry, payment_entry
 from status_tracker.store import Store
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -28,24 +24,17 @@ def v4_calls(tracker: Harness, world: Any) -> int:
     return int(counters["byRoute"].get(V4, 0))
 
 
-async def paid(tracker: Harness, world: Any, invoice_id: str, amount: str, times: int = 1) -> str:
-    """A payment in QuickBooks whose webhook is delivered `times` times; returns its id once
-    it is recorded."""
-    payment = world.pay(invoice_id, amount)
-    for _ in range(times):
-        await world.webhook("Payment", payment["Id"], "Create")
-    await tracker.events(
-        "invoice.payment-recorded", lambda e: e.data.qbo_payment_id == payment["Id"]
-        and e.tenant.account_id == world.realm
-    )  # fmt: skip
-    return str(payment["Id"])
+async def paid(world: Any, invoice_id: str, amount: str, times: int = 1) -> None:
+    """A payment in QuickBooks whose webhook is delivered `times` times, once it is recorded."""
+    payment = await world.paid(invoice_id, amount, times)
+    await world.payment_recorded(payment["Id"])
 
 
 async def test_a_payment_is_an_app_event_on_the_deal(tracker: Harness) -> None:
     world = tracker.world()
     invoice, invoice_id = await world.tracked_invoice("459.00")
 
-    await paid(tracker, world, invoice_id, "220.00")
+    await paid(world, invoice_id, "220.00")
 
     [event] = world.shows("app-event")
     assert event["eventTypeName"] == "dealbooks_invoice_payment"
@@ -68,9 +57,9 @@ async def test_without_approved_app_events_a_redelivered_payment_makes_one_note(
     tracker.crm_sandbox.set_app_events_approved(world.portal.portal_id, False)
     invoice, invoice_id = await world.tracked_invoice("100.00")
 
-    await paid(tracker, world, invoice_id, "40.00", times=3)
+    await paid(world, invoice_id, "40.00", times=3)
     # The second payment: the portal is remembered as refusing, so v4 is not asked again.
-    await paid(tracker, world, invoice_id, "60.00")
+    await paid(world, invoice_id, "60.00")
     await world.stage(invoice_id, "paid")
 
     notes = world.shows("note")
@@ -88,7 +77,7 @@ async def test_a_rate_limited_app_event_is_sent_again_and_lands_once(tracker: Ha
         "rate_limit", count=2, portal_id=world.portal.portal_id, path_prefix="/integrators"
     )
 
-    await paid(tracker, world, invoice_id, "80.00")
+    await paid(world, invoice_id, "80.00")
 
     assert len(world.shows("app-event")) == 1
     assert v4_calls(tracker, world) == 3
@@ -112,21 +101,6 @@ class StopsAfterCreating(Store):
         raise asyncio.CancelledError("process stopped")
 
 
-def note_entry(world: Any, key: str, event_type: str | None = None) -> TimelineEntry:
-    return payment_entry(
-        key=key,
-        deal_id=world.deal_id,
-        event_type=event_type,
-        amount=Decimal("12.00"),
-        currency="USD",
-        paid_on=date(2026, 9, 30),
-        invoice_number="1001",
-        change=PaymentChange.APPLIED,
-        method="Check",
-        balance=Decimal("0.00"),
-    )
-
-
 def entries(tracker: Harness, store: Store, lease: float = 90.0) -> CrmEntries:
     return CrmEntries(store, tracker.service.handlers.crm, AppEventsAccess(), lease)
 
@@ -136,7 +110,7 @@ async def test_a_run_stopped_between_its_note_and_its_record_makes_no_second_not
 ) -> None:
     world = tracker.world()
     db, outbox = tracker.service.store.db, tracker.service.store.outbox
-    entry = note_entry(world, f"stop-{world.deal_id}")
+    entry = world.payment_entry("stop")
     portal = world.tenant.portal_id
 
     with pytest.raises(asyncio.CancelledError):
@@ -155,7 +129,7 @@ async def test_a_run_stopped_between_its_note_and_its_record_makes_no_second_not
 async def test_two_runs_writing_the_same_note_at_once_make_one(tracker: Harness) -> None:
     world = tracker.world()
     store = tracker.service.store
-    entry = note_entry(world, f"race-{world.deal_id}")
+    entry = world.payment_entry("race")
 
     kinds = await asyncio.gather(
         *(entries(tracker, store).put(world.tenant.portal_id, entry) for _ in range(3))
@@ -170,7 +144,7 @@ async def test_a_note_whose_create_answer_is_lost_is_found_not_made_again(
 ) -> None:
     world = tracker.world()
     store = tracker.service.store
-    entry = note_entry(world, f"lost-{world.deal_id}")
+    entry = world.payment_entry("lost")
     tracker.crm_sandbox.inject_fault(
         "status",
         status=502,
@@ -195,7 +169,7 @@ async def test_a_note_whose_create_answer_is_lost_is_found_not_made_again(
 async def test_an_app_event_sent_again_after_a_stop_stands_as_sent_once(tracker: Harness) -> None:
     world = tracker.world()
     db, outbox = tracker.service.store.db, tracker.service.store.outbox
-    entry = note_entry(world, f"sent-{world.deal_id}", "dealbooks_invoice_payment")
+    entry = world.payment_entry("sent", "dealbooks_invoice_payment")
     portal = world.tenant.portal_id
 
     with pytest.raises(asyncio.CancelledError):
@@ -216,7 +190,7 @@ async def test_an_event_type_hubspot_does_not_know_makes_that_entry_a_note_only(
     portal = world.tenant.portal_id
 
     for n in range(2):
-        entry = note_entry(world, f"undeployed-{n}-{world.deal_id}", "never_deployed")
+        entry = world.payment_entry(f"undeployed-{n}", "never_deployed")
         assert await writer.put(portal, entry) == "note"
 
     assert len(world.shows("note")) == 2
