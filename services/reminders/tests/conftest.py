@@ -103,19 +103,19 @@ class World:
                 f"{self.workflows}/{workflow}", json={"enabled": True, **settings}
             )
 
-    async def invoice(self, amount: str = "459.00", **fields: Any) -> Invoice:
-        body = one_line_invoice(amount, **fields)
-        return await self.h.qbo.company(self.realm).create(Invoice, body)
-
-    async def drafted(self, invoice: Invoice) -> None:
-        """invoice.drafted for the deal, as invoice-builder publishes it; waits until the
-        service knows the invoice's deal."""
+    async def drafted_invoice(self, amount: str, made: int, due: int) -> Invoice:
+        """An invoice for the deal, dated `made` days from today and due `due` days from today,
+        as invoice-builder drafts it: made in QuickBooks, then invoice.drafted; waits until
+        the service knows the invoice's deal."""
+        body = one_line_invoice(amount, TxnDate=self.days(made), DueDate=self.days(due))
+        invoice = await self.h.qbo.company(self.realm).create(Invoice, body)
         await self.h.publish(invoice_drafted(invoice, self.deal_id, self.h.today()), self.tenant)
 
         async def known() -> bool:
             return bool(await self.h.service.store.records(self.realm, [str(invoice.Id)]))
 
         await eventually(known)
+        return invoice
 
     async def run_pass(self, service: Service | None = None) -> int:
         service = service or self.h.service

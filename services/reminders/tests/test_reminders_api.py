@@ -84,8 +84,7 @@ async def test_invalid_settings_are_refused_with_reasons_and_not_saved(
 
 async def test_open_reminders_are_listed_for_the_portal(reminders: Harness) -> None:
     world = await reminders.world()
-    invoice = await world.invoice("64.00", TxnDate=world.days(-3), DueDate=world.days(27))
-    await world.drafted(invoice)
+    invoice = await world.drafted_invoice("64.00", made=-3, due=27)
     assert (await world.switch_on("unsent", days_after=[3])).status_code == 200
     assert await world.run_pass() == 1
 

@@ -50,9 +50,8 @@ async def test_payment_reminder_opens_one_task_on_the_deal_and_closes_it_when_pa
     reminders: Harness,
 ) -> None:
     world = await reminders.world()
-    invoice = await world.invoice("300.00", TxnDate=world.days(-20), DueDate=world.days(-2))
+    invoice = await world.drafted_invoice("300.00", made=-20, due=-2)
     invoice_id = str(invoice.Id)
-    await world.drafted(invoice)
     switched = await world.switch_on("payment", days_before=[3], days_after=[1, 7])
     assert switched.status_code == 200, switched.text
 
@@ -95,9 +94,8 @@ async def test_unsent_invoice_reminder_closes_when_quickbooks_sends_it(
     reminders: Harness,
 ) -> None:
     world = await reminders.world()
-    invoice = await world.invoice("120.00", TxnDate=world.days(-2), DueDate=world.days(28))
+    invoice = await world.drafted_invoice("120.00", made=-2, due=28)
     invoice_id = str(invoice.Id)
-    await world.drafted(invoice)
     assert (await world.switch_on("unsent", days_after=[2])).status_code == 200
 
     event = await opens_once(reminders, world, invoice_id)
@@ -172,8 +170,7 @@ async def test_deposit_reminder_closes_when_a_bank_deposit_takes_the_payment(
     reminders: Harness,
 ) -> None:
     world = await reminders.world()
-    invoice = await world.invoice("250.00", TxnDate=world.days(-10), DueDate=world.days(20))
-    await world.drafted(invoice)
+    invoice = await world.drafted_invoice("250.00", made=-10, due=20)
     payment = reminders.qbo_sandbox.control(
         "POST",
         f"companies/{world.realm}/invoices/{invoice.Id}/payments",
@@ -204,8 +201,7 @@ async def test_a_later_reminder_of_an_invoice_completes_the_earlier_one(
     reminders: Harness,
 ) -> None:
     world = await reminders.world()
-    invoice = await world.invoice("80.00", TxnDate=world.days(-20), DueDate=world.days(3))
-    await world.drafted(invoice)
+    invoice = await world.drafted_invoice("80.00", made=-20, due=3)
     assert (await world.switch_on("payment", days_before=[3], days_after=[1])).status_code == 200
     assert await world.run_pass() == 1
 
@@ -228,8 +224,7 @@ async def test_a_company_on_another_edition_gets_no_reminders_and_cannot_switch_
     reminders: Harness,
 ) -> None:
     world = await reminders.world(edition="plus")
-    invoice = await world.invoice("90.00", TxnDate=world.days(-20), DueDate=world.days(-1))
-    await world.drafted(invoice)
+    await world.drafted_invoice("90.00", made=-20, due=-1)
 
     refused = await world.switch_on("payment")
     async with reminders.api(reminders.grant(world.portal.key)) as admin:
