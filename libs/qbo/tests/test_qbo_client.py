@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import httpx
@@ -47,6 +50,17 @@ from qbo_sandbox.pytest_plugin import SandboxCompany, SandboxHandle
 FAST_RETRY = RetryPolicy(
     attempts=6, timeout=30.0, wait_initial=0.05, wait_max=1.0, wait_jitter=0.05
 )
+
+
+@contextlib.contextmanager
+def faults(sandbox: SandboxHandle, **plan: Any) -> Iterator[None]:
+    """The sandbox answers with the faults of `plan` (see its /_sandbox/faults) until the block
+    ends."""
+    sandbox.inject(**plan)
+    try:
+        yield
+    finally:
+        sandbox.clear_faults()
 
 
 def invoice_body(
@@ -476,16 +490,13 @@ async def test_sandbox_token_on_production_company_is_forbidden(
 async def test_429_storm_completes_without_exceeding_limits(
     qbo_sandbox: SandboxHandle, qbo_company: SandboxCompany, company: QboCompany
 ):
-    qbo_sandbox.inject(realm_id=qbo_company.realm_id, throttle_burst=12, latency_ms=1500)
-    try:
+    with faults(qbo_sandbox, realm_id=qbo_company.realm_id, throttle_burst=12, latency_ms=1500):
         created = await asyncio.gather(
             *(
                 company.create(Invoice, invoice_body(), idempotency_key=f"storm-{i}")
                 for i in range(24)
             )
         )
-    finally:
-        qbo_sandbox.clear_faults()
     assert len({inv.Id for inv in created}) == 24
     stats = qbo_sandbox.stats(qbo_company.realm_id)
     assert stats["injected_throttles"] == 12
@@ -496,28 +507,30 @@ async def test_429_storm_completes_without_exceeding_limits(
 async def test_persistent_throttle_surfaces_as_throttled_even_as_xml(
     qbo_sandbox: SandboxHandle, qbo_company: SandboxCompany, client: QboClient
 ):
-    qbo_sandbox.inject(
-        realm_id=qbo_company.realm_id, throttle_burst=5, throttle_format="xml", retry_after=0
-    )
     client.retry = RetryPolicy(attempts=2, wait_initial=0.01, wait_max=0.05)
-    try:
-        with pytest.raises(Throttled) as err:
-            await client.company(qbo_company.realm_id).company_info()
-    finally:
-        qbo_sandbox.clear_faults()
+    with (
+        faults(
+            qbo_sandbox,
+            realm_id=qbo_company.realm_id,
+            throttle_burst=5,
+            throttle_format="xml",
+            retry_after=0,
+        ),
+        pytest.raises(Throttled) as err,
+    ):
+        await client.company(qbo_company.realm_id).company_info()
     assert err.value.status == 429 and err.value.code == "3001"
 
 
 async def test_server_errors_are_retried_then_raised(
     qbo_sandbox: SandboxHandle, qbo_company: SandboxCompany, client: QboClient
 ):
-    qbo_sandbox.inject(realm_id=qbo_company.realm_id, error_rate=1.0, error_status=503)
     client.retry = RetryPolicy(attempts=3, wait_initial=0.01, wait_max=0.05)
-    try:
-        with pytest.raises(ServerError) as err:
-            await client.company(qbo_company.realm_id).company_info()
-    finally:
-        qbo_sandbox.clear_faults()
+    with (
+        faults(qbo_sandbox, realm_id=qbo_company.realm_id, error_rate=1.0, error_status=503),
+        pytest.raises(ServerError) as err,
+    ):
+        await client.company(qbo_company.realm_id).company_info()
     assert err.value.status == 503
     assert qbo_sandbox.stats(qbo_company.realm_id)["requests"] == 0
 
@@ -525,14 +538,11 @@ async def test_server_errors_are_retried_then_raised(
 async def test_timeouts_are_retried_and_the_write_lands_once(
     qbo_sandbox: SandboxHandle, qbo_company: SandboxCompany
 ):
-    qbo_sandbox.inject(realm_id=qbo_company.realm_id, timeout_burst=1)
     tokens = StaticTokenProvider({qbo_company.realm_id: qbo_company.access_token})
     async with QboClient(qbo_sandbox.base_url, tokens, retry=FAST_RETRY, timeout=0.5) as qbo:
         company = qbo.company(qbo_company.realm_id)
-        try:
+        with faults(qbo_sandbox, realm_id=qbo_company.realm_id, timeout_burst=1):
             invoice = await company.create(Invoice, invoice_body(), idempotency_key="slow-1")
-        finally:
-            qbo_sandbox.clear_faults()
         # The first attempt was written but its answer timed out; the retry got the replay.
         assert await company.count("Invoice") == 1
         assert (await company.read(Invoice, invoice.Id)).SyncToken == "0"
