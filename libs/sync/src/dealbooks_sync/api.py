@@ -8,7 +8,9 @@ given are the service's defaults (start) or the run's own (resume)."""
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from dealbooks_kit import Access, Guard
@@ -103,8 +105,20 @@ async def _connected(request: Request) -> bool:
     return mset is not None and mset.portal_id == request.path_params["portal_id"]
 
 
-def _not_connected() -> JSONResponse:
-    return JSONResponse({"error": "account not connected to this portal"}, status_code=404)
+_Route = Callable[[Request], Awaitable[JSONResponse]]
+
+
+def _of_connected_account(route: _Route) -> _Route:
+    """`route`, answering 404 and doing nothing when the route's account is not connected to
+    the route's portal."""
+
+    @functools.wraps(route)
+    async def checked(request: Request) -> JSONResponse:
+        if not await _connected(request):
+            return JSONResponse({"error": "account not connected to this portal"}, status_code=404)
+        return await route(request)
+
+    return checked
 
 
 async def _asked_caps(request: Request) -> dict[str, int]:
@@ -147,11 +161,10 @@ def _refused(exc: Exception) -> JSONResponse:
     },
     summary="Start the account's backfill (202), or plan it with ?dry_run=true (200).",
 )
+@_of_connected_account
 async def start(request: Request) -> JSONResponse:
     """`?dry_run=true` plans (counts what a run would read and call); without it, starts a
     run (202), or 409 when the account's settings forbid it or a run is already active."""
-    if not await _connected(request):
-        return _not_connected()
     backfill, realm = _backfill(request), request.path_params["realm"]
     dry_run = request.query_params.get("dry_run", "false").lower() in {"1", "true", "yes"}
     try:
@@ -168,10 +181,9 @@ async def start(request: Request) -> JSONResponse:
 
 
 @describe(answers={200: BackfillRun, 404: ErrorAnswer})
+@_of_connected_account
 async def current(request: Request) -> JSONResponse:
     """The account's latest run."""
-    if not await _connected(request):
-        return _not_connected()
     run = await _backfill(request).status(request.path_params["realm"])
     if run is None:
         return JSONResponse({"error": "no backfill run of this account"}, status_code=404)
@@ -179,10 +191,9 @@ async def current(request: Request) -> JSONResponse:
 
 
 @describe(answers={200: BackfillRun, 404: ErrorAnswer})
+@_of_connected_account
 async def status(request: Request) -> JSONResponse:
     """A run's progress, if it is a run of the route's account."""
-    if not await _connected(request):
-        return _not_connected()
     report = await _backfill(request).report(request.path_params["run_id"])
     if report is None or report.get("realm_id") != request.path_params["realm"]:
         return JSONResponse({"error": "no such backfill run"}, status_code=404)
@@ -193,10 +204,9 @@ async def status(request: Request) -> JSONResponse:
     body=CapsBody,
     answers={202: BackfillRun, 400: ErrorAnswer, 404: ErrorAnswer, 409: ErrorAnswer},
 )
+@_of_connected_account
 async def resume(request: Request) -> JSONResponse:
     """Continue a paused run from its cursor (202), with the caps given; 409 if none."""
-    if not await _connected(request):
-        return _not_connected()
     backfill, realm = _backfill(request), request.path_params["realm"]
     try:
         asked = await _asked_caps(request)
@@ -216,10 +226,9 @@ async def resume(request: Request) -> JSONResponse:
 
 
 @describe(answers={200: BackfillRun, 404: ErrorAnswer, 409: ErrorAnswer})
+@_of_connected_account
 async def cancel(request: Request) -> JSONResponse:
     """Cancel the account's active run; 409 if there is none."""
-    if not await _connected(request):
-        return _not_connected()
     run = await _backfill(request).cancel(request.path_params["realm"])
     if run is None:
         return JSONResponse({"error": "no active backfill of this account"}, status_code=409)
