@@ -168,36 +168,30 @@ def token_keys() -> str:
     return f"{generate_key_spec('k2')},{generate_key_spec('k1')}"
 
 
-ConnectorSettings = Callable[[str, QboEnvironment], ConnectorAuthSettings]
+ConnectorSettings = Callable[[QboEnvironment], ConnectorAuthSettings]
 
 
 @pytest.fixture(scope="module")
 def connector_settings(
-    kafka_bootstrap: str,
-    mongo_uri: str,
-    kafka_supports_idempotence: bool,
+    service_settings: Callable[..., ConnectorAuthSettings],
     qbo_sandbox: Any,
     crm_sandbox: Any,
     token_keys: str,
 ) -> ConnectorSettings:
-    """The settings of a connector-auth on this run's servers and sandboxes, given its
-    database and the QuickBooks environment it serves (a port of its own each time)."""
+    """The settings of a connector-auth on this run's servers and sandboxes, serving the
+    QuickBooks `environment` (a database, topics and port of its own each time)."""
 
-    def settings(database: str, environment: QboEnvironment) -> ConnectorAuthSettings:
+    def settings(environment: QboEnvironment) -> ConnectorAuthSettings:
         port = free_port()
         app_info = crm_sandbox.app()
         client = "production" if environment is QboEnvironment.PRODUCTION else "sandbox"
-        return ConnectorAuthSettings(
-            kafka_bootstrap=kafka_bootstrap,
-            mongodb_uri=mongo_uri,
-            mongodb_database=database,
-            topic_prefix=f"{database}.",
-            kafka_idempotence=kafka_supports_idempotence,
+        return service_settings(
+            ConnectorAuthSettings,
+            "ca",
             http_port=port,
             qbo_environment=environment,
             qbo_client_id=f"{client}-client",
             qbo_client_secret=f"{client}-secret",
-            qbo_base_url=qbo_sandbox.base_url,
             qbo_oauth_base_url=qbo_sandbox.base_url,
             redirect_uri=f"http://127.0.0.1:{port}/oauth/callback",
             state_secret=STATE_SECRET,
@@ -205,7 +199,6 @@ def connector_settings(
             service_credentials=f"{SERVICE_CREDENTIAL},old-{SERVICE_CREDENTIAL}",
             session_keys=SESSION_KEYS,
             grant_keys=GRANT_KEYS,
-            crm_base_url=crm_sandbox.base_url,
             crm_oauth_url=crm_sandbox.base_url,
             crm_client_id=str(app_info["clientId"]),
             crm_client_secret=str(app_info["clientSecret"]),
@@ -227,7 +220,7 @@ def connector(
 ) -> Iterator[Connector]:
     """connector-auth in sandbox mode, for the whole module (tests use their own portals)."""
     portal = crm_sandbox.create_portal()
-    settings = connector_settings(f"ca{uuid.uuid4().hex[:8]}", QboEnvironment.SANDBOX)
+    settings = connector_settings(QboEnvironment.SANDBOX)
     run_secrets.add(
         SERVICE_CREDENTIAL,
         STATE_SECRET,

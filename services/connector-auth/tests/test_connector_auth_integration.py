@@ -176,10 +176,9 @@ async def test_sandbox_company_is_refused_in_production_mode(
     crm_sandbox: Any,
     run_logs: Any,
     run_secrets: Any,
-    namespace: str,
     tools: Any,
 ) -> None:
-    settings = connector_settings(namespace, QboEnvironment.PRODUCTION)
+    settings = connector_settings(QboEnvironment.PRODUCTION)
     sandbox_realm = new_company(qbo_sandbox, "Developer Playground")
     production_realm = new_company(qbo_sandbox, "Real Shop", environment="production")
     with tools.served_app(settings) as app:

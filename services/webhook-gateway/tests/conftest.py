@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,22 +47,16 @@ class Gateway:
 
 @pytest.fixture(scope="module")
 def gateway(
-    kafka_bootstrap: str,
-    mongo_uri: str,
-    kafka_supports_idempotence: bool,
+    service_settings: Callable[..., WebhookGatewaySettings],
     crm_sandbox: Any,
     gateway_logs: LogCollector,
 ) -> Iterator[Gateway]:
     """The gateway for the whole module; tests keep apart by realm and portal ids."""
-    database = f"gw{uuid.uuid4().hex[:8]}"
     port = free_port()
     app_info = crm_sandbox.app()
-    settings = WebhookGatewaySettings(
-        kafka_bootstrap=kafka_bootstrap,
-        mongodb_uri=mongo_uri,
-        mongodb_database=database,
-        topic_prefix=f"{database}.",
-        kafka_idempotence=kafka_supports_idempotence,
+    settings = service_settings(
+        WebhookGatewaySettings,
+        "gw",
         http_port=port,
         qbo_verifier_token=VERIFIER_TOKEN,
         crm_client_secret=app_info["clientSecret"],
