@@ -21,7 +21,7 @@ import secrets
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pymongo import ReturnDocument
@@ -37,6 +37,12 @@ LEASES = "periodic_leases"
 Doc = dict[str, Any]
 Job = Callable[[], Awaitable[object]]
 Clock = Callable[[], datetime]
+
+
+def utc_today() -> date:
+    """Today's date in UTC: the default day of handlers whose rules go by dates (tests give
+    them another)."""
+    return datetime.now(UTC).date()
 
 
 def _now() -> datetime:
