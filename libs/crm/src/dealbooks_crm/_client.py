@@ -15,6 +15,7 @@ from dealbooks_http import (
     RetryPolicy,
     TokenProvider,
     async_client,
+    json_object,
     retry_after_seconds,
 )
 
@@ -286,19 +287,11 @@ class CrmClient:
             return response
         if status == 401:
             raise _TokenRejected(response, token)
-        if status == 429 and _policy(response) == "DAILY":
+        if status == 429 and json_object(response).get("policyName") == "DAILY":
             raise error_from_response(response)  # a daily cap does not lift by retrying
         if status in RETRYABLE_STATUS:
             raise RetryableHTTPError(response, retry_after_seconds(response))
         raise error_from_response(response)
-
-
-def _policy(response: httpx.Response) -> str | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    return body.get("policyName") if isinstance(body, dict) else None
 
 
 class _CallOptions(TypedDict, total=False):

@@ -4,6 +4,7 @@ import re
 from typing import Any
 
 import httpx
+from dealbooks_http import json_object
 
 __all__ = [
     "CrmAuthError",
@@ -93,17 +94,9 @@ class SearchCapExceeded(CrmError):
         self.total = total
 
 
-def _body(response: httpx.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def error_from_response(response: httpx.Response) -> CrmError:
     """Map an error response to the matching `CrmError` subclass; every body field is optional."""
-    body = _body(response)
+    body = json_object(response)
     status = response.status_code
     message = str(body.get("message") or f"HTTP {status} from CRM")
     kw: dict[str, Any] = {

@@ -7,6 +7,7 @@ One way to do each thing: `RetryPolicy` decides whether and when to retry,
 `async_client` makes the httpx client they send with (on `AiohttpTransport`).
 """
 
+from dealbooks_http._bodies import json_object
 from dealbooks_http._budget import RateBudget
 from dealbooks_http._connector import (
     AccountUnavailable,
@@ -52,6 +53,7 @@ __all__ = [
     "TokenProvider",
     "Window",
     "async_client",
+    "json_object",
     "retry_after_seconds",
     "sequence_rate",
     "windows_of",

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from dealbooks_http._bodies import json_object
 from dealbooks_http._retry import RetryableHTTPError, RetryPolicy, retry_after_seconds
 from dealbooks_http._transport import async_client
 
@@ -135,7 +136,11 @@ class ConnectorTokenProvider:
             return response
 
         response = await self._retry.run(attempt)
-        if realm_id == CRM and response.status_code == 404 and _error(response) == "not_installed":
+        if (
+            realm_id == CRM
+            and response.status_code == 404
+            and json_object(response).get("error") == "not_installed"
+        ):
             # Only connector-auth's own word: a 404 from anything else (a wrong address, a
             # proxy, an older connector-auth) must not settle events as if uninstalled.
             raise PortalNotInstalled(portal_id)
@@ -179,14 +184,6 @@ class CrmPortalTokens:
     async def invalidate(self, key: str, token: str) -> None:
         """The CRM rejected `token` for portal `key`."""
         await self._provider.invalidate_for(key, CRM, token)
-
-
-def _error(response: httpx.Response) -> str | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    return body.get("error") if isinstance(body, dict) else None
 
 
 class PortalTokens:
