@@ -44,6 +44,7 @@ from dealbooks_kit import (
     external_call,
     get_logger,
 )
+from dealbooks_kit.periodic import utc_today
 from dealbooks_qbo import QboClient
 
 from reminders import domain
@@ -57,10 +58,6 @@ PASS_JOB = "reminder-pass"  # noqa: S105 (a job name)
 # CRM object types as invoice-builder names a linked record, and as the CRM's API does.
 RECORD_TYPES = {"deal": "deals", "contact": "contacts", "company": "companies"}
 log = get_logger(__name__)
-
-
-def _today() -> date:
-    return datetime.now(UTC).date()
 
 
 @dataclass
@@ -93,7 +90,7 @@ class Reminders:
     crm: CrmClient
     tasks: ReminderTasks
     catch_up_days: int = 14
-    today: Callable[[], date] = _today
+    today: Callable[[], date] = utc_today
     audit: Audit | None = None
     # Tells the CRM token provider that a portal installed the app (again).
     installed: Callable[[str], None] = lambda portal_id: None

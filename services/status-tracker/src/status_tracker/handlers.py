@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 
 from dealbooks_contracts import (
     OPERATOR_SOURCE,
@@ -27,6 +27,7 @@ from dealbooks_contracts import (
 from dealbooks_contracts.crm_app import PAYMENT_EVENT_TYPE
 from dealbooks_crm import CrmClient
 from dealbooks_kit import Audit, get_logger
+from dealbooks_kit.periodic import utc_today
 from dealbooks_qbo import NotFound, Payment, QboClient
 
 from status_tracker import domain
@@ -38,10 +39,6 @@ from status_tracker.store import Store
 from status_tracker.trail import InvoiceTrail
 
 log = get_logger(__name__)
-
-
-def _today() -> date:
-    return datetime.now(UTC).date()
 
 
 @dataclass
@@ -60,7 +57,7 @@ class StatusTracker:
     rejection_event_type: str = ""
     # QuickBooks' web app, for the link to an invoice in a note.
     qbo_app_url: str = "https://app.qbo.intuit.com"
-    today: Callable[[], date] = _today
+    today: Callable[[], date] = utc_today
     # Tells the CRM token provider that a portal installed the app (again).
     installed: Callable[[str], None] = lambda portal_id: None
     # The audit trail of tracked invoices (none: not recorded).
