@@ -5,7 +5,7 @@ import hashlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, TypedDict, TypeVar, Unpack
+from typing import Any, Protocol, TypedDict, TypeVar, Unpack
 
 import httpx
 from dealbooks_http import (
@@ -313,6 +313,12 @@ def _query(fixed: dict[str, Any], **optional: str | Sequence[str] | None) -> dic
     return params
 
 
+class _ApiInput(Protocol):
+    """A model a batch route takes as one of its inputs."""
+
+    def to_api(self) -> dict[str, Any]: ...
+
+
 class PortalCrm:
     """CRM operations for one portal. Obtain with `CrmClient.portal(portal_id)`."""
 
@@ -325,6 +331,13 @@ class PortalCrm:
         self, method: str, path: str, **options: Unpack[_CallOptions]
     ) -> httpx.Response:
         return await self.client.request(self.portal_id, method, path, **options)
+
+    async def _batches(self, path: str, items: Sequence[_ApiInput]) -> AsyncIterator[Any]:
+        """POST `items` to the batch route `path` as `{"inputs": [...]}`, 100 per call, one
+        call after the other; each answer's body, before the next call is sent."""
+        for chunk in _chunks(list(items), MAX_BATCH):
+            response = await self._call("POST", path, json={"inputs": [i.to_api() for i in chunk]})
+            yield response.json()
 
     # ---- single objects ----------------------------------------------------------------
 
@@ -580,13 +593,7 @@ class PortalCrm:
     ) -> list[TimelineEventResult]:
         """Create many timeline events, 100 per call; raise on any per-event error."""
         out: list[TimelineEventResult] = []
-        for chunk in _chunks(list(events), MAX_BATCH):
-            response = await self._call(
-                "POST",
-                f"{self._paths.timeline()}/events/batch/create",
-                json={"inputs": [e.to_api() for e in chunk]},
-            )
-            body = response.json()
+        async for body in self._batches(f"{self._paths.timeline()}/events/batch/create", events):
             if body.get("errors"):
                 first = body["errors"][0]
                 raise CrmValidation(str(first.get("message")), status=207, body=body)
@@ -611,13 +618,8 @@ class PortalCrm:
         """Send many occurrences, 100 per call; the per-occurrence errors (a repeated `id`
         is one, category CONFLICT), empty when every one was taken."""
         errors: list[BatchError] = []
-        for chunk in _chunks(list(occurrences), MAX_BATCH):
-            response = await self._call(
-                "POST",
-                f"{self._paths.app_events()}/batch",
-                json={"inputs": [o.to_api() for o in chunk]},
-            )
-            errors += [BatchError.model_validate(e) for e in response.json().get("errors", [])]
+        async for body in self._batches(f"{self._paths.app_events()}/batch", occurrences):
+            errors += [BatchError.model_validate(e) for e in body.get("errors", [])]
         return errors
 
     async def create_note(
@@ -732,11 +734,7 @@ class PortalCrm:
             for p in (await self._call("GET", path)).json().get("results", [])
         }
         missing = [d for d in definitions if d.name not in existing]
-        for chunk in _chunks(missing, MAX_BATCH):
-            response = await self._call(
-                "POST", f"{path}/batch/create", json={"inputs": [d.to_api() for d in chunk]}
-            )
-            body = response.json()
+        async for body in self._batches(f"{path}/batch/create", missing):
             for item in body.get("results", []):
                 existing[item["name"]] = Property.model_validate(item)
             failures = [e for e in body.get("errors", []) if e.get("category") != "CONFLICT"]
