@@ -11,16 +11,13 @@ from typing import Any
 from dealbooks_contracts import Envelope
 from dealbooks_crm import CrmClient
 from dealbooks_kit import Audit, Failed, Failure
+from dealbooks_kit.periodic import utc_today
 from dealbooks_qbo import QboClient
 
 from invoice_builder.domain import Rejection
 from invoice_builder.store import Store
 
 SOURCE = "invoice-builder"
-
-
-def _today() -> date:
-    return datetime.now(UTC).date()
 
 
 def _now() -> datetime:
@@ -40,7 +37,7 @@ class Deps:
     store: Store
     qbo: QboClient
     crm: CrmClient
-    today: Callable[[], date] = _today
+    today: Callable[[], date] = utc_today
     now: Callable[[], datetime] = _now
     # The audit trail of requests and the invoices they made (none: not recorded).
     audit: Audit | None = None
