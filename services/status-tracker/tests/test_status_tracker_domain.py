@@ -33,6 +33,7 @@ from status_tracker.domain import (
     payment_first_seen,
     projection_for_deal,
     qbo_invoice_url,
+    record_name,
     rejection_entry,
     rejection_record,
     stage_of,
@@ -353,3 +354,27 @@ def test_a_payment_is_first_seen_only_unrecorded_and_unchanged_in_quickbooks() -
     assert payment_first_seen(0, "0")
     assert not payment_first_seen(3, "0")  # recorded here already
     assert not payment_first_seen(None, "1")  # edited or voided since it was made
+
+
+@pytest.mark.parametrize(
+    ("object_type", "properties", "name"),
+    [
+        ("deals", {"dealname": "Bakery  order "}, "Bakery order"),
+        ("deals", {"dealname": None}, None),
+        (
+            "contacts",
+            {"firstname": "Ada", "lastname": "Lovelace", "email": "a@x.io"},
+            "Ada Lovelace",
+        ),
+        ("contacts", {"firstname": "", "lastname": "Lovelace"}, "Lovelace"),
+        ("contacts", {"firstname": None, "lastname": " ", "email": "a@x.io"}, "a@x.io"),
+        ("contacts", {}, None),
+        ("companies", {"name": "Acme", "domain": "acme.example"}, "Acme"),
+        ("companies", {"name": "", "domain": "acme.example"}, "acme.example"),
+        ("companies", {"name": None, "domain": None}, None),
+    ],
+)
+def test_a_record_is_called_what_the_crm_shows_for_it(
+    object_type: str, properties: dict[str, str | None], name: str | None
+) -> None:
+    assert record_name(object_type, properties) == name

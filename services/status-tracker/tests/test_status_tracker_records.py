@@ -177,6 +177,34 @@ async def test_an_unknown_record_lists_nothing_and_other_portals_see_nothing(
     assert own_path.status_code == 200 and own_path.json()["invoices"] == []
 
 
+async def test_asked_for_it_the_answer_names_the_record_as_the_crm_shows_it(
+    tracker: Harness,
+) -> None:
+    world = tracker.world()
+    contact = tracker.crm_sandbox.create_as_user(
+        world.portal.portal_id,
+        "contacts",
+        {"firstname": "Ada", "lastname": "Lovelace", "email": "ada@x.example"},
+    )
+    portal = world.portal.key
+    records = f"/portals/{portal}/records"
+
+    deal, person, unknown, unasked = await tracker.read(
+        tracker.grant(portal),
+        f"{records}/deals/{world.deal_id}/invoices?include=name",
+        f"{records}/contacts/{contact['id']}/invoices?include=name",
+        f"{records}/companies/424242/invoices?include=name",
+        f"{records}/deals/{world.deal_id}/invoices",
+    )
+
+    assert deal.json()["name"] == "Bakery order"
+    assert person.json()["name"] == "Ada Lovelace"
+    # A record the CRM does not know still lists (nothing); its name is not said.
+    assert unknown.status_code == 200 and unknown.json()["name"] is None
+    # Unasked (the app card, shown on the record itself), the CRM is not read.
+    assert "name" not in unasked.json()
+
+
 async def test_a_payment_recorded_before_dates_were_kept_shows_the_day_it_was_recorded(
     tracker: Harness,
 ) -> None:

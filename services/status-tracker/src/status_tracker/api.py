@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from dealbooks_contracts import InvoiceStage
 from dealbooks_kit import Access, Guard, audit_routes
 from dealbooks_kit.openapi import describe
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -61,6 +61,12 @@ class RecordInvoicesAnswer(BaseModel):
 
     object_type: str
     object_id: str
+    name: str | None = Field(
+        None,
+        description="With `include=name` only: the record's name in the CRM (a deal's name, a "
+        "contact's full name or e-mail, a company's name or domain); null when the CRM does "
+        "not say.",
+    )
     shown: ShownInvoice | None = None
     invoices: list[RecordInvoice]
 
@@ -91,16 +97,21 @@ async def deal(request: Request) -> JSONResponse:
 @describe(answers={200: RecordInvoicesAnswer, 404: ErrorAnswer})
 async def record_invoices(request: Request) -> JSONResponse:
     """Every invoice tracked for a deal, contact or company of the portal, newest first; for
-    a deal also the one its properties show. A record with none lists none."""
+    a deal also the one its properties show. A record with none lists none. `include=name`
+    adds the record's name, read from the CRM (the app card, shown on the record, does not
+    ask for it)."""
     params = request.path_params
     object_type = params["object_type"]
     if object_type not in OBJECT_TYPES:
         return JSONResponse(
             {"error": f"object_type is one of {', '.join(OBJECT_TYPES)}"}, status_code=404
         )
-    answer = await _service(request).records.of(
-        params["portal_id"], object_type, params["object_id"]
-    )
+    records = _service(request).records
+    answer = await records.of(params["portal_id"], object_type, params["object_id"])
+    if "name" in request.query_params.getlist("include"):
+        answer["name"] = await records.name_of(
+            params["portal_id"], object_type, params["object_id"]
+        )
     return JSONResponse(answer)
 
 

@@ -97,7 +97,7 @@ def build_service(
     # Each runs in one replica at a time (the kit's lease), tenant by tenant.
     runtime.every(OVERDUE_JOB, settings.overdue_interval_seconds, passes.overdue_sweep)
     runtime.every(RECONCILE_JOB, settings.reconcile_interval_seconds, passes.reconcile_all)
-    records = RecordInvoices(store, settings.qbo_app_url)
+    records = RecordInvoices(store, settings.qbo_app_url, clients.crm)
     return Service(runtime, clients, settings, handlers, passes, store, records)
 
 

@@ -413,3 +413,26 @@ def payment_first_seen(recorded_version: object, sync_token: str | None) -> bool
     invoice read that links such a payment shows its effect as it still is, so the invoice
     need not be read again for it."""
     return not recorded_version and str(sync_token) == "0"
+
+
+# ---------------------------------------------------------------- what a record is called
+
+# The CRM properties a record's name is read from, by record type (as the route names them).
+NAME_PROPERTIES: dict[str, tuple[str, ...]] = {
+    "deals": ("dealname",),
+    "contacts": ("firstname", "lastname", "email"),
+    "companies": ("name", "domain"),
+}
+
+
+def record_name(object_type: str, properties: Mapping[str, str | None]) -> str | None:
+    """What a person calls a CRM record, as the CRM shows it: a deal's name; a contact's full
+    name, else its e-mail; a company's name, else its domain. None when it has none of them."""
+
+    def said(key: str) -> str:
+        return " ".join((properties.get(key) or "").split())
+
+    if object_type == "contacts":
+        full = " ".join(part for part in (said("firstname"), said("lastname")) if part)
+        return full or said("email") or None
+    return next((said(key) for key in NAME_PROPERTIES[object_type] if said(key)), None)

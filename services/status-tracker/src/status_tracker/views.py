@@ -10,9 +10,14 @@ from decimal import Decimal
 from typing import Any
 
 from dealbooks_contracts import CrmObjectType
+from dealbooks_crm import CrmClient, CrmError
+from dealbooks_http import AccountUnavailable
+from dealbooks_kit import get_logger
 
 from status_tracker import domain
 from status_tracker.store import Store, snapshot_of, stage_in
+
+log = get_logger(__name__)
 
 # The record types the route takes, as the CRM's API names them.
 OBJECT_TYPES = {
@@ -42,6 +47,7 @@ class RecordInvoices:
 
     store: Store
     qbo_app_url: str
+    crm: CrmClient | None = None
 
     async def of(self, portal_id: str, object_type: str, object_id: str) -> dict[str, Any]:
         """`object_type` is one of `OBJECT_TYPES`. A record nothing is tracked for, or one of
@@ -66,6 +72,20 @@ class RecordInvoices:
             "shown": shown,
             "invoices": [await self._invoice(doc) for doc in listed],
         }
+
+    async def name_of(self, portal_id: str, object_type: str, object_id: str) -> str | None:
+        """The record's name as the CRM shows it (one read); None when the CRM does not say:
+        the record is gone, or the portal's access is."""
+        if self.crm is None:
+            return None
+        try:
+            record = await self.crm.portal(portal_id).get(
+                object_type, object_id, properties=domain.NAME_PROPERTIES[object_type]
+            )
+        except (CrmError, AccountUnavailable) as exc:
+            log.info("record name not read", object_type=object_type, error=type(exc).__name__)
+            return None
+        return domain.record_name(object_type, record.properties)
 
     async def _invoice(self, doc: dict[str, Any]) -> dict[str, Any]:
         snap = snapshot_of(doc)
