@@ -392,6 +392,8 @@ def test_payments_and_emails_in_quickbooks_change_the_stage_on_the_record(
 
     record = f"/portals/{PORTAL_ID}/records/deals/{d['deal']}"
     person.goto(record)
+    heading = f"Invoices of deal Bookkeeping {d['tag']}"
+    assert person.page.get_by_role("heading", name=heading, exact=True).is_visible()
     invoices = {
         row["doc_number"]: row["invoice_id"]
         for row in world.ok(
@@ -430,9 +432,14 @@ def test_existing_invoices_are_added_to_a_contact(person: Pages, world: World) -
     _choose_products(person, ["Services"])
     number = _create(person)
     person.goto(f"/portals/{PORTAL_ID}/records/contacts/{d['contact']}")
+    # The page names the contact as the CRM shows it, not by its id.
+    heading = f"Invoices of contact Ada Lee {d['tag']}"
+    assert person.page.get_by_role("heading", name=heading, exact=True).is_visible()
     assert person.page.get_by_role("heading", name="No invoices yet").is_visible()
     person.check("contact-empty")
     person.page.get_by_role("link", name="Add existing invoices").click()
+    heading = f"Add existing invoices to contact Ada Lee {d['tag']}"
+    person.page.get_by_role("heading", name=heading, exact=True).wait_for()
     person.page.get_by_label("Invoice number or customer").fill(number)
     person.page.get_by_role("button", name="Search").click()
     person.check("add-existing")

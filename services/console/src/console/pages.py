@@ -61,9 +61,15 @@ def _record(request: Request) -> tuple[str, str, str]:
     return _portal(request), _record_type(request), str(request.path_params["object_id"])
 
 
-def _about_record(kind: str, record_id: str) -> dict[str, Any]:
-    """What a record's page says of the record: its type (plural and singular) and id."""
-    return {"kind": kind, "singular": RECORD_SINGULAR[kind], "record_id": record_id}
+def _about_record(kind: str, record_id: str, name: str | None) -> dict[str, Any]:
+    """What a record's page says of the record: its type (plural and singular), its id, and
+    what to call it (its name in the CRM, else its id)."""
+    return {
+        "kind": kind,
+        "singular": RECORD_SINGULAR[kind],
+        "record_id": record_id,
+        "record_label": name or record_id,
+    }
 
 
 class Pages:
@@ -227,18 +233,26 @@ class Pages:
     async def record(self, request: Request) -> Response:
         person = await self.person_of(request)
         portal, kind, record_id = _record(request)
-        found = await self.backend.get(
-            person, "status-tracker", f"/portals/{portal}/records/{kind}/{record_id}/invoices"
-        )
+        found = await self._record_invoices(person, portal, kind, record_id)
         shown = found.get("shown") or {}
         return self.render(
             request,
             "record.html",
-            **_about_record(kind, record_id),
+            **_about_record(kind, record_id, found.get("name")),
             invoices=found.get("invoices", []),
             shown=(shown.get("realm_id"), shown.get("invoice_id")),
             added=request.query_params.get("added"),
         )
+
+    async def _record_invoices(
+        self, person: Person, portal: str, kind: str, record_id: str
+    ) -> dict[str, Any]:
+        """The record's invoices and its name in the CRM (status-tracker)."""
+        path = f"/portals/{portal}/records/{kind}/{record_id}/invoices"
+        found: dict[str, Any] = await self.backend.get(
+            person, "status-tracker", path, include="name"
+        )
+        return found
 
     # ------------------------------------------------------------------ add existing invoices
 
@@ -277,10 +291,11 @@ class Pages:
                 f"/portals/{portal}/accounts/{realm}/invoices",
                 q=q,
             )
+        named = await self._record_invoices(person, portal, kind, record_id)
         return self.render(
             request,
             "add_existing.html",
-            **_about_record(kind, record_id),
+            **_about_record(kind, record_id, named.get("name")),
             accounts=accounts,
             realm=realm,
             q=q,
