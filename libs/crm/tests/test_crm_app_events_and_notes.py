@@ -210,6 +210,38 @@ async def test_a_task_goes_on_the_records_it_names_and_is_completed(
     )
 
 
+async def test_the_portals_owners_are_listed_page_by_page_and_need_the_owners_scope(
+    crm_sandbox: CrmSandbox, crm_portal: SandboxPortal
+) -> None:
+    users = [
+        crm_sandbox.add_user(crm_portal.portal_id, f"owner{n}@summit.example") for n in range(3)
+    ]
+    scoped = crm_sandbox.issue_token(
+        crm_portal.portal_id, scopes=["oauth", "crm.objects.owners.read"]
+    )
+    limits = CrmLimits(window_seconds=10.0 / SCALE, search_window_seconds=1.0 / SCALE)
+    async with CrmClient(
+        StaticTokenProvider({crm_portal.key: scoped}),
+        base_url=crm_sandbox.base_url,
+        limits=limits,
+        retry=FAST_RETRY,
+    ) as c:
+        owners = await c.portal(crm_portal.portal_id).owners(page_size=2)
+    by_email = {o["email"]: o for o in owners}
+    for user in users:
+        assert by_email[user["email"]]["userId"] == user["userId"]
+    assert len({o["id"] for o in owners}) == len(owners)  # no page read twice
+    unscoped = crm_sandbox.issue_token(crm_portal.portal_id, scopes=["oauth"])
+    async with CrmClient(
+        StaticTokenProvider({crm_portal.key: unscoped}),
+        base_url=crm_sandbox.base_url,
+        limits=limits,
+        retry=FAST_RETRY,
+    ) as c:
+        with pytest.raises(CrmAuthError):
+            await c.portal(crm_portal.portal_id).owners()
+
+
 async def test_an_owner_is_read_with_its_user_and_needs_the_owners_scope(
     crm_sandbox: CrmSandbox, crm_portal: SandboxPortal
 ) -> None:

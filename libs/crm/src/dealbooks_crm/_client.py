@@ -693,6 +693,20 @@ class PortalCrm:
         found: dict[str, Any] = response.json()
         return found
 
+    async def owners(self, *, page_size: int = 100) -> list[dict[str, Any]]:
+        """Every active owner of the portal (`id`, `email`, `firstName`, `lastName`,
+        `userId`, ...), following `paging.next.after`. Needs `crm.objects.owners.read`
+        (CrmAuthError without it)."""
+        found: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            params = _query({"limit": page_size}, after=after)
+            body = (await self._call("GET", self._paths.owners(), params=params)).json()
+            found.extend(body.get("results", []))
+            after = ((body.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return found
+
     async def complete_task(self, task_id: str) -> CrmObject:
         """Mark a task done (HubSpot stamps its completion date)."""
         return await self.update(ObjectTypes.TASKS, task_id, {"hs_task_status": "COMPLETED"})
