@@ -25,6 +25,7 @@ from invoice_builder.domain import (
     AccountFacts,
     AutoDraftRule,
     CrmLineItem,
+    CrmOwner,
     CrmParty,
     CustomerCandidate,
     QboCreate,
@@ -48,6 +49,7 @@ from invoice_builder.domain import (
     qbo_request_id,
     rule_fires,
     search_customers,
+    sorted_owners,
     stage_entered,
     subtotal,
     validate_request,
@@ -434,3 +436,18 @@ def test_each_name_of_a_new_customer_is_created_under_its_own_requestid() -> Non
     assert first.body == customer_body(new, "Acme")
     assert first.request_id == customer_create(new, "Acme", request_id).request_id
     assert first.request_id != second.request_id
+
+
+def test_owners_are_called_by_full_name_else_e_mail_else_id_and_sorted_by_that() -> None:
+    found = [
+        {"id": "7", "firstName": "", "lastName": "", "email": "zoe@x.example"},
+        {"id": "3", "firstName": "ada", "lastName": "Lee ", "email": "ada@x.example"},
+        {"id": "9", "firstName": None, "lastName": None, "email": None},
+        {"id": "4", "firstName": "Bo", "lastName": "", "email": None},
+    ]
+    assert sorted_owners(found) == [
+        CrmOwner("3", "ada Lee", "ada@x.example"),
+        CrmOwner("4", "Bo", None),
+        CrmOwner("9", "Owner 9", None),
+        CrmOwner("7", "zoe@x.example", "zoe@x.example"),
+    ]

@@ -14,7 +14,14 @@ from dealbooks_kit import Failure
 
 from invoice_builder.approval import Approver
 from invoice_builder.deps import refused
-from invoice_builder.domain import CrmLineItem, CrmParty, QuoteFacts, Rejection
+from invoice_builder.domain import (
+    CrmLineItem,
+    CrmOwner,
+    CrmParty,
+    QuoteFacts,
+    Rejection,
+    sorted_owners,
+)
 
 _QUOTE_FACTS = ["hs_status", "hs_expiration_date", "hs_title", "hs_currency"]
 # How many of a deal's quotes the wizard offers.
@@ -23,6 +30,14 @@ QUOTES_SHOWN = 20
 
 class OwnersUnreadable(Exception):
     """The CRM refuses to say who an owner is (a missing scope); the message says what to do."""
+
+
+def _unreadable(otherwise: str) -> OwnersUnreadable:
+    """A missing scope, as what to do about it."""
+    return OwnersUnreadable(
+        "dealbooks cannot read the CRM's owners: the app's install lacks "
+        f"crm.objects.owners.read. Install the app again to grant it, {otherwise}."
+    )
 
 
 @dataclass
@@ -99,15 +114,22 @@ class CrmReads:
         except CrmAuthError as exc:
             if exc.expired:
                 raise
-            raise OwnersUnreadable(
-                "dealbooks cannot read the CRM's owners: the app's install lacks "
-                "crm.objects.owners.read. Install the app again to grant it, or let anyone "
-                "approve in the approval settings."
-            ) from exc
+            raise _unreadable("or let anyone approve in the approval settings") from exc
         if owner is None:
             return None
         user = owner.get("userId")
         return Approver(owner_id, str(user) if user is not None else None, owner.get("email"))
+
+    async def owners(self, portal_id: str) -> list[CrmOwner]:
+        """The portal's owners, by name, to choose an approver or a task owner from; without
+        `crm.objects.owners.read` this refuses with what to do."""
+        try:
+            found = await self.crm.portal(portal_id).owners()
+        except CrmAuthError as exc:
+            if exc.expired:
+                raise
+            raise _unreadable("or type the owner's id") from exc
+        return sorted_owners(found)
 
     async def deal_owner(self, portal_id: str, deal_id: str) -> str | None:
         """The deal's owner (its `hubspot_owner_id`), who approves when no approver is set."""

@@ -674,3 +674,31 @@ def stage_entered(rule: AutoDraftRule, deal_id: str, entered: datetime) -> CrmOb
         property_value=rule.deal_stage,
         change_source="dealbooks-stage-sweep",
     )
+
+
+# ---------------------------------------------------------------- CRM owners, by name
+
+
+@dataclass(frozen=True)
+class CrmOwner:
+    """A CRM owner as a person picks one: its id, and what to call it."""
+
+    id: str
+    name: str
+    email: str | None
+
+
+def sorted_owners(found: Iterable[Mapping[str, Any]]) -> list[CrmOwner]:
+    """The CRM's owners (`id`, `firstName`, `lastName`, `email`) by what they are called: the
+    full name, else the e-mail, else "Owner <id>"; alphabetically, ties by id."""
+    owners = []
+    for owner in found:
+        full = " ".join(
+            part
+            for part in (str(owner.get(k) or "").strip() for k in ("firstName", "lastName"))
+            if part
+        )
+        email = str(owner.get("email") or "").strip() or None
+        owner_id = str(owner["id"])
+        owners.append(CrmOwner(owner_id, full or email or f"Owner {owner_id}", email))
+    return sorted(owners, key=lambda o: (o.name.casefold(), o.id))

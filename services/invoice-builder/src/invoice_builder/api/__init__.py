@@ -7,6 +7,7 @@ functions a resource, over the service object (`invoice_builder.service`).
     links.py             attach an existing invoice to a CRM record
     rules.py             auto-draft rules
     approvals.py         invoice approval (QuickBooks Online Advanced)
+    owners.py            the portal's CRM owners, by name
 
 Every route needs a portal grant naming the route's portal (`Access.PORTAL`); a company
 connected to another portal, or another portal's rule or request, is a 404.
@@ -25,7 +26,15 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
-from invoice_builder.api import accounts, approvals, draft, invoice_requests, links, rules
+from invoice_builder.api import (
+    accounts,
+    approvals,
+    draft,
+    invoice_requests,
+    links,
+    owners,
+    rules,
+)
 from invoice_builder.api.common import NOT_CONNECTED, BadBody, NotConnected, error
 from invoice_builder.service import Service
 from invoice_builder.short_lists import ShortLists
@@ -55,6 +64,7 @@ def build_api(service: Service, guard: Guard) -> Starlette:
             *links.router.mount(guard, base),
             *rules.router.mount(guard, base),
             *approvals.router.mount(guard, base),
+            *owners.router.mount(guard, base),
             *audit_routes(guard, service.runtime.use_audit()),
         ],
         exception_handlers={
