@@ -36,6 +36,7 @@ from dealbooks_crm import (
     verify_signature_v3,
 )
 from dealbooks_http import RetryPolicy, StaticTokenProvider
+from dealbooks_infra.testing import crm_fault
 
 SCALE = float(TIME_SCALE)
 FAST_RETRY = RetryPolicy(
@@ -326,12 +327,11 @@ async def test_server_errors_are_retried_until_success(
 async def test_server_errors_outlasting_retries_raise_unavailable(
     crm_sandbox: CrmSandbox, crm_portal: SandboxPortal, crm: PortalCrm
 ) -> None:
-    crm_sandbox.inject_fault("status", status=502, count=50, portal_id=crm_portal.portal_id)
-    try:
-        with pytest.raises(CrmUnavailable) as caught:
-            await crm.account_details()
-    finally:
-        crm_sandbox.clear_faults()
+    with (
+        crm_fault(crm_sandbox, "status", status=502, count=50, portal_id=crm_portal.portal_id),
+        pytest.raises(CrmUnavailable) as caught,
+    ):
+        await crm.account_details()
     assert caught.value.status == 502
     assert crm_sandbox.counters(crm_portal.portal_id)["total"] == FAST_RETRY.attempts
 

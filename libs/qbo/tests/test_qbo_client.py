@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
 from dealbooks_http import RetryPolicy, StaticTokenProvider
+from dealbooks_infra.testing import qbo_faults
 from dealbooks_qbo import (
     AmountMismatch,
     AuthExpired,
@@ -50,17 +48,6 @@ from qbo_sandbox.pytest_plugin import SandboxCompany, SandboxHandle
 FAST_RETRY = RetryPolicy(
     attempts=6, timeout=30.0, wait_initial=0.05, wait_max=1.0, wait_jitter=0.05
 )
-
-
-@contextlib.contextmanager
-def faults(sandbox: SandboxHandle, **plan: Any) -> Iterator[None]:
-    """The sandbox answers with the faults of `plan` (see its /_sandbox/faults) until the block
-    ends."""
-    sandbox.inject(**plan)
-    try:
-        yield
-    finally:
-        sandbox.clear_faults()
 
 
 def invoice_body(
@@ -490,7 +477,7 @@ async def test_sandbox_token_on_production_company_is_forbidden(
 async def test_429_storm_completes_without_exceeding_limits(
     qbo_sandbox: SandboxHandle, qbo_company: SandboxCompany, company: QboCompany
 ):
-    with faults(qbo_sandbox, realm_id=qbo_company.realm_id, throttle_burst=12, latency_ms=1500):
+    with qbo_faults(qbo_sandbox, realm_id=qbo_company.realm_id, throttle_burst=12, latency_ms=1500):
         created = await asyncio.gather(
             *(
                 company.create(Invoice, invoice_body(), idempotency_key=f"storm-{i}")
@@ -509,7 +496,7 @@ async def test_persistent_throttle_surfaces_as_throttled_even_as_xml(
 ):
     client.retry = RetryPolicy(attempts=2, wait_initial=0.01, wait_max=0.05)
     with (
-        faults(
+        qbo_faults(
             qbo_sandbox,
             realm_id=qbo_company.realm_id,
             throttle_burst=5,
@@ -527,7 +514,7 @@ async def test_server_errors_are_retried_then_raised(
 ):
     client.retry = RetryPolicy(attempts=3, wait_initial=0.01, wait_max=0.05)
     with (
-        faults(qbo_sandbox, realm_id=qbo_company.realm_id, error_rate=1.0, error_status=503),
+        qbo_faults(qbo_sandbox, realm_id=qbo_company.realm_id, error_rate=1.0, error_status=503),
         pytest.raises(ServerError) as err,
     ):
         await client.company(qbo_company.realm_id).company_info()
@@ -541,7 +528,7 @@ async def test_timeouts_are_retried_and_the_write_lands_once(
     tokens = StaticTokenProvider({qbo_company.realm_id: qbo_company.access_token})
     async with QboClient(qbo_sandbox.base_url, tokens, retry=FAST_RETRY, timeout=0.5) as qbo:
         company = qbo.company(qbo_company.realm_id)
-        with faults(qbo_sandbox, realm_id=qbo_company.realm_id, timeout_burst=1):
+        with qbo_faults(qbo_sandbox, realm_id=qbo_company.realm_id, timeout_burst=1):
             invoice = await company.create(Invoice, invoice_body(), idempotency_key="slow-1")
         # The first attempt was written but its answer timed out; the retry got the replay.
         assert await company.count("Invoice") == 1

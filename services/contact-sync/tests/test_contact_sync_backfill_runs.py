@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from dealbooks_infra.sync_world import OPERATOR, SyncStack, backfill_client
-from dealbooks_infra.testing import eventually
+from dealbooks_infra.testing import eventually, qbo_faults
 from dealbooks_sync.parts import SyncParts
 
 pytestmark = pytest.mark.integration
@@ -132,19 +132,16 @@ async def test_a_run_whose_process_stopped_mid_run_is_resumed_by_the_periodic_ch
     path = account.path
     # Each QuickBooks read takes seconds, so the driver is stopped in the middle of the run,
     # however fast the machine pages.
-    qbo_sandbox.inject(realm_id=account.stack.realm_id, latency_ms=1500)
     async with account.operator() as api:
-        started = await api.post(path)
-        assert started.status_code == 202
+        with qbo_faults(qbo_sandbox, realm_id=account.stack.realm_id, latency_ms=1500):
+            started = await api.post(path)
+            assert started.status_code == 202
 
-        async def past_first_page() -> bool:
-            return bool((await api.get(path)).json()["cursor"]["start"] > 1)
+            async def past_first_page() -> bool:
+                return bool((await api.get(path)).json()["cursor"]["start"] > 1)
 
-        try:
             await eventually(past_first_page, timeout=60)
             await account.service.backfill.stop(release=False)  # the driver dies; its lease stays
-        finally:
-            qbo_sandbox.clear_faults()
         stopped = (await api.get(path)).json()
         assert stopped["state"] == "running"
         done = await _settled(api, path, "done")

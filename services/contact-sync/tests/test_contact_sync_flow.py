@@ -10,7 +10,7 @@ import pytest
 import stamina
 from dealbooks_contracts import QboOperation, SyncAction
 from dealbooks_infra.sync_world import OPERATOR, backfill_client, created_and_announced, grant
-from dealbooks_infra.testing import eventually
+from dealbooks_infra.testing import crm_fault, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -194,12 +194,11 @@ async def test_crm_outage_longer_than_the_retries_is_reported_as_a_failure_in_th
     await stack.settings(enabled=True)
     created = qbo_sandbox.user_creates(qbo_company.realm_id, "customers", _customer())["Customer"]
     # One HTTP attempt per call, so the burst outlasts the consumer's 3 handler attempts.
-    with stamina.set_testing(True, attempts=1):
-        crm_sandbox.inject_fault("status", status=503, count=5, portal_id=crm_portal.portal_id)
-        try:
-            [failed] = await stack.outcomes(await stack.changed("Customer", created["Id"]))
-        finally:
-            crm_sandbox.clear_faults()
+    with (
+        stamina.set_testing(True, attempts=1),
+        crm_fault(crm_sandbox, "status", status=503, count=5, portal_id=crm_portal.portal_id),
+    ):
+        [failed] = await stack.outcomes(await stack.changed("Customer", created["Id"]))
 
     assert failed.type == "contact.sync-failed"
     assert (failed.data.code, failed.data.permanent, failed.data.attempts) == (

@@ -23,7 +23,7 @@ from dealbooks_contracts import (
     RejectionCode,
     Tenant,
 )
-from dealbooks_infra.testing import read_topic
+from dealbooks_infra.testing import qbo_faults, read_topic
 from dealbooks_kit import Outbox
 from invoice_builder.handlers import InvoiceBuilder
 from invoice_builder.store import REQUESTS, Store
@@ -309,15 +309,14 @@ async def test_request_whose_qbo_calls_keep_failing_is_dead_lettered_and_rejecte
     builder: Harness, qbo_sandbox: Any, kafka_bootstrap: str
 ) -> None:
     tenant = await builder.us_tenant(qbo_sandbox)
-    qbo_sandbox.inject(realm_id=tenant.account_id, error_rate=1.0, error_status=503)
     request = draft_request()
     # One HTTP attempt per call and no waits: the consumer's own retries are what run out.
-    with stamina.set_testing(True, attempts=1):
-        try:
-            await builder.publish(request, tenant)
-            outcome = await builder.outcome(request.request_id)
-        finally:
-            qbo_sandbox.clear_faults()
+    with (
+        qbo_faults(qbo_sandbox, realm_id=tenant.account_id, error_rate=1.0, error_status=503),
+        stamina.set_testing(True, attempts=1),
+    ):
+        await builder.publish(request, tenant)
+        outcome = await builder.outcome(request.request_id)
 
     assert outcome["code"] == "QBO_UNAVAILABLE"
     rejected = await only_event(builder, "invoice.request-rejected", request.request_id)

@@ -11,6 +11,7 @@ import pytest
 import stamina
 from dealbooks_contracts import SyncAction
 from dealbooks_infra.sync_world import created_and_announced
+from dealbooks_infra.testing import crm_fault
 
 pytestmark = pytest.mark.integration
 
@@ -91,12 +92,11 @@ async def test_crm_outage_longer_than_the_retries_publishes_product_sync_failed(
     await stack.settings(enabled=True)
     item = qbo_sandbox.user_creates(qbo_company.realm_id, "items", _item())["Item"]
     # One HTTP attempt per call, so the burst outlasts the consumer's 3 handler attempts.
-    with stamina.set_testing(True, attempts=1):
-        crm_sandbox.inject_fault("status", status=503, count=5, portal_id=crm_portal.portal_id)
-        try:
-            [failed] = await stack.outcomes(await stack.changed("Item", item["Id"]))
-        finally:
-            crm_sandbox.clear_faults()
+    with (
+        stamina.set_testing(True, attempts=1),
+        crm_fault(crm_sandbox, "status", status=503, count=5, portal_id=crm_portal.portal_id),
+    ):
+        [failed] = await stack.outcomes(await stack.changed("Item", item["Id"]))
 
     assert failed.type == "product.sync-failed"
     assert (failed.data.code, failed.data.permanent) == ("RETRIES_EXHAUSTED", True)

@@ -164,6 +164,28 @@ def eventually_sync(
         time.sleep(interval)
 
 
+@contextlib.contextmanager
+def qbo_faults(qbo_sandbox: Any, **plan: Any) -> Iterator[None]:
+    """The QuickBooks sandbox answers with the faults of `plan` (see its /_sandbox/faults)
+    until the block ends, however it ends."""
+    qbo_sandbox.inject(**plan)
+    try:
+        yield
+    finally:
+        qbo_sandbox.clear_faults()
+
+
+@contextlib.contextmanager
+def crm_fault(crm_sandbox: Any, kind: str, **fault: Any) -> Iterator[None]:
+    """The CRM sandbox answers with the fault `kind` (see `CrmSandbox.inject_fault`) until
+    the block ends, however it ends."""
+    crm_sandbox.inject_fault(kind, **fault)
+    try:
+        yield
+    finally:
+        crm_sandbox.clear_faults()
+
+
 async def with_webhook_dropped(qbo_sandbox: Any, realm: str, act: Callable[[], T]) -> T:
     """`act()`, a person's change in QuickBooks, while the QBO sandbox drops the webhook it
     fires (what a healing pass must find); returns what `act` returned once the drop is seen."""
