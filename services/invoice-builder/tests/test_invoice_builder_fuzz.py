@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from dealbooks_infra.fuzzing import json_of_any_shape, json_scalars
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,14 +19,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 Harness = Any  # the `builder` fixture of conftest.py
 PORTAL = "fuzz-portal"
 
-scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=30)
-)
-any_json = st.recursive(
-    scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner),
-    max_leaves=15,
-)
+scalars = json_scalars(text_size=30)
+any_json = json_of_any_shape(scalars, list_size=3, key_size=10, leaves=15)
 money = st.fixed_dictionaries({}, optional={"amount": scalars, "currency": scalars})
 line = st.fixed_dictionaries(
     {},

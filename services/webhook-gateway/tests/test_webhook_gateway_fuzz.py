@@ -13,6 +13,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from dealbooks_crm import signature_v3
+from dealbooks_infra.fuzzing import json_of_any_shape, json_scalars
 from dealbooks_qbo import sign
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -27,14 +28,8 @@ FUZZ = settings(
 )
 
 # JSON of any shape, and JSON shaped like what the senders send, with wrong or odd values.
-scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=40)
-)
-any_json = st.recursive(
-    scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner),
-    max_leaves=20,
-)
+scalars = json_scalars(text_size=40)
+any_json = json_of_any_shape(scalars, list_size=4, key_size=12, leaves=20)
 entity = st.fixed_dictionaries(
     {},
     optional={
