@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from dealbooks_infra.testing import qbo_faults
 from dealbooks_qbo import Invoice, QboCompany, parse_webhook, sign, verify_signature
 from qbo_sandbox.pytest_plugin import SandboxCompany, SandboxHandle
 
@@ -150,15 +151,14 @@ async def test_dropped_webhooks_are_never_delivered_but_cdc_still_sees_the_chang
     ep = qbo_sandbox.add_webhook(
         webhook_receiver.url, "verifier-3", "legacy", realms=[qbo_company.realm_id]
     )
-    qbo_sandbox.inject(drop_webhooks=1)
     try:
-        start = (await company.company_info()).MetaData.LastUpdatedTime
-        qbo_sandbox.user_creates(
-            qbo_company.realm_id, "customers", {"DisplayName": "Lost Event Ltd"}
-        )
-        await _wait_for(lambda: any(d.get("dropped") for d in qbo_sandbox.deliveries()))
+        with qbo_faults(qbo_sandbox, drop_webhooks=1):
+            start = (await company.company_info()).MetaData.LastUpdatedTime
+            qbo_sandbox.user_creates(
+                qbo_company.realm_id, "customers", {"DisplayName": "Lost Event Ltd"}
+            )
+            await _wait_for(lambda: any(d.get("dropped") for d in qbo_sandbox.deliveries()))
     finally:
-        qbo_sandbox.clear_faults()
         qbo_sandbox.remove_webhook(ep["endpoint_id"])
     assert webhook_receiver.received == []
     cdc = await company.cdc(["Customer"], start)

@@ -192,19 +192,18 @@ async def with_webhook_dropped(qbo_sandbox: Any, realm: str, act: Callable[[], T
     endpoint = qbo_sandbox.add_webhook(
         "http://127.0.0.1:9/never-reached", "verifier-heal", "legacy", realms=[realm]
     )
-    qbo_sandbox.inject(drop_webhooks=1)
     try:
-        done = act()
+        with qbo_faults(qbo_sandbox, drop_webhooks=1):
+            done = act()
 
-        async def dropped() -> bool:
-            return any(
-                d.get("dropped") and d.get("endpoint_id") == endpoint["endpoint_id"]
-                for d in qbo_sandbox.deliveries()
-            )
+            async def dropped() -> bool:
+                return any(
+                    d.get("dropped") and d.get("endpoint_id") == endpoint["endpoint_id"]
+                    for d in qbo_sandbox.deliveries()
+                )
 
-        await eventually(dropped)
+            await eventually(dropped)
     finally:
-        qbo_sandbox.clear_faults()
         qbo_sandbox.remove_webhook(endpoint["endpoint_id"])
     return done
 
