@@ -583,6 +583,9 @@ def test_an_advanced_company_approves_an_invoice_and_sets_its_reminders(
     person.goto(f"/portals/{PORTAL_ID}/approvals")
     person.reload_until("Invoices need approval before they go to QuickBooks")
     page.get_by_label("Invoices need approval before they go to QuickBooks").check()
+    # The approver is picked by name from the portal's CRM owners (none: each deal's owner).
+    approver = page.get_by_label("Approver", exact=True).locator("option").all_inner_texts()
+    assert approver[0] == "Each deal's owner" and len(approver) >= 2, approver
     page.get_by_role("button", name="Save Summit Ridge Outfitters").click()
     page.get_by_text("The approval settings are saved.").wait_for()
     person.check("approvals-settings")
@@ -634,6 +637,8 @@ def test_an_advanced_company_approves_an_invoice_and_sets_its_reminders(
     person.reload_until("Open reminder tasks")
     person.check("reminders")
     unsent = page.locator("#workflow-unsent")
+    owners = unsent.get_by_label("Task owner", exact=True).locator("option").all_inner_texts()
+    assert owners[0] == "The owner of the deal or company" and len(owners) >= 2, owners
     unsent.get_by_label("Days after the invoice date").fill("0")
     unsent.get_by_label("Switched on").check()
     unsent.get_by_role("button", name="Save Unsent invoice reminder").click()

@@ -139,13 +139,61 @@ async def test_the_list_shows_what_waits_and_each_companys_settings(
     assert "Wacht op goedkeuring" in dutch.text and "$ 1.840,00" in dutch.text
 
 
+OWNERS = [
+    {"id": "900000002", "name": "Ada Lee", "email": "ada@summit.example"},
+    {"id": "900000001", "name": "zoe@summit.example", "email": "zoe@summit.example"},
+]
+
+
+@pytest.mark.asyncio
+async def test_the_approver_is_picked_by_name_from_the_portals_owners(
+    browser: httpx.AsyncClient, services: Services
+) -> None:
+    owners = f"/portals/{PORTAL}/owners"
+    settings = "/accounts/9341455731187204/approval-settings"
+    services.answers[("GET", owners)] = (200, {"owners": OWNERS})
+    listed = await browser.get(f"/portals/{PORTAL}/approvals")
+    services.answers[("GET", f"/portals/{PORTAL}{settings}")] = (200, {
+        "realm_id": "9341455731187204", "company_name": "Summit Ridge Outfitters",
+        "edition": "QuickBooks Online Advanced", "advanced": True, "enabled": True,
+        "active": True, "approver_owner_id": "900000007", "remind_after_hours": None,
+    })  # fmt: skip
+    gone = await browser.get(f"/portals/{PORTAL}/approvals")
+    services.answers[("GET", owners)] = (200, {"owners": None, "reason": "no scope"})
+    unreadable = await browser.get(f"/portals/{PORTAL}/approvals")
+    services.answers[("GET", owners)] = (503, {"error": "the CRM is away"})
+    away = await browser.get(f"/portals/{PORTAL}/approvals")
+
+    # A choice of names, the deal's owner first (nobody set).
+    assert '<select id="approver-9341455731187204" name="approver_owner_id">' in listed.text
+    assert '<option value="" selected>Each deal&#39;s owner</option>' in listed.text
+    assert '<option value="900000002">Ada Lee (ada@summit.example)</option>' in listed.text
+    assert '<option value="900000001">zoe@summit.example</option>' in listed.text
+    # An approver the CRM no longer lists stays chosen, and says so.
+    assert (
+        '<option value="900000007" selected>Owner 900000007 (not among the CRM&#39;s owners '
+        "now)</option>" in gone.text
+    )
+    # Where the owners cannot be listed, the id is typed, with why and what to do.
+    for page in (unreadable, away):
+        assert page.status_code == 200
+        assert '<select id="approver-' not in page.text
+        assert 'name="approver_owner_id" inputmode="numeric"' in page.text
+    assert "lacks crm.objects.owners.read" in unreadable.text
+
+
 @pytest.mark.asyncio
 async def test_one_approval_shows_its_invoice_with_editable_lines(
-    browser: httpx.AsyncClient,
+    browser: httpx.AsyncClient, services: Services
 ) -> None:
     page = await browser.get(f"/portals/{PORTAL}/approvals/{REQUEST}")
+    services.answers[("GET", f"/portals/{PORTAL}/owners")] = (200, {"owners": OWNERS})
+    named = await browser.get(f"/portals/{PORTAL}/approvals/{REQUEST}")
     assert page.status_code == 200
     assert 'name="quantity_0" inputmode="decimal" size="6" value="8"' in page.text
+    # The approver by id where the owners cannot be listed, else by name.
+    assert "<dd>900000001</dd>" in page.text
+    assert "<dd>zoe@summit.example</dd>" in named.text
     assert "$1,640.00" in page.text and "Expedition tent" in page.text
     assert 'value="approve"' in page.text and 'value="reject"' in page.text
 

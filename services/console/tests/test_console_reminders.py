@@ -45,6 +45,7 @@ class Services:
         self.calls: list[tuple[str, str, Any]] = []
         self.refuse: dict[str, Any] | None = None
         self.unknown = False
+        self.owners: dict[str, Any] | None = None  # invoice-builder's answer; None: a 404
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -55,6 +56,8 @@ class Services:
                 {"realm_id": ADVANCED, "company_name": "Summit Ridge Outfitters"},
                 {"realm_id": PLUS, "company_name": "Larry's Bakery"},
             ]})  # fmt: skip
+        if path == f"/portals/{PORTAL}/owners" and self.owners is not None:
+            return httpx.Response(200, json=self.owners)
         base = f"/portals/{PORTAL}/accounts"
         if self.unknown and "/reminders/" in path:
             return httpx.Response(404, json={"error": "unknown_company", "message": "No."})
@@ -146,6 +149,25 @@ async def test_an_advanced_company_shows_its_open_tasks_and_four_workflows(
     assert "{amount}, {doc_number}" in text
     dutch = await browser.get(f"/portals/{PORTAL}/reminders?lang=nl")
     assert "Herinneringsworkflows" in dutch.text and "Betalingsherinnering" in dutch.text
+
+
+@pytest.mark.asyncio
+async def test_each_workflows_task_owner_is_picked_by_name_where_the_owners_can_be_listed(
+    browser: httpx.AsyncClient, services: Services
+) -> None:
+    services.owners = {"owners": [{"id": "900000002", "name": "Ada Lee", "email": None}]}
+    listed = await browser.get(f"/portals/{PORTAL}/reminders")
+    plus = await browser.get(f"/portals/{PORTAL}/reminders?realm={PLUS}")
+    services.owners = {"owners": None, "reason": "no scope"}
+    unreadable = await browser.get(f"/portals/{PORTAL}/reminders")
+
+    assert listed.text.count('<option value="900000002">Ada Lee</option>') == 4
+    assert listed.text.count(">The owner of the deal or company</option>") == 4
+    # A company without the workflows has no owners to pick, and the CRM is not asked.
+    asked = [path for _, path, _ in services.calls if path.endswith("/owners")]
+    assert plus.status_code == 200 and len(asked) == 2
+    assert unreadable.text.count('name="owner_id" inputmode="numeric"') == 4
+    assert "lacks crm.objects.owners.read" in unreadable.text
 
 
 @pytest.mark.asyncio

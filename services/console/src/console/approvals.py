@@ -77,6 +77,8 @@ class ApprovalPages:
                 for a in accounts.get("accounts", [])
             )
         )
+        advanced = any(s.get("advanced") for s in settings)
+        owners = await self.pages.owners_of(person, portal) if advanced else None
         q = request.query_params
         return self.pages.render(
             request,
@@ -85,6 +87,7 @@ class ApprovalPages:
             shown=status,
             statuses=STATUSES,
             settings=list(settings),
+            owners=owners,
             saved=q.get("saved"),
             refused=q.get("refused"),
         )
@@ -119,6 +122,11 @@ class ApprovalPages:
         found: dict[str, Any] = await self.backend.get(
             person, BUILDER, f"/portals/{portal}/approvals/{request_id}"
         )
+        if found.get("approver_id"):
+            # The approver by name where the portal's owners can be listed.
+            owners = await self.pages.owners_of(person, portal) or []
+            named = {o["id"]: o["name"] for o in owners}
+            found["approver_name"] = named.get(str(found["approver_id"]))
         return found
 
     async def approval(self, request: Request) -> Response:

@@ -202,6 +202,18 @@ class Pages:
         found = await self.backend.get(person, "invoice-builder", f"/portals/{portal}/accounts")
         return list(found.get("accounts", []))
 
+    async def owners_of(self, person: Person, portal: str) -> list[dict[str, Any]] | None:
+        """The portal's CRM owners by name, to pick an approver or a task owner from; None
+        when they cannot be listed (the owners scope is missing, or the CRM or invoice-builder
+        does not answer): the page asks for an owner id instead."""
+        try:
+            found = await self.backend.get(person, "invoice-builder", f"/portals/{portal}/owners")
+        except BackendError as exc:
+            log.info("owners not listed", status=exc.status)
+            return None
+        owners = found.get("owners")
+        return None if owners is None else list(owners)
+
     async def accounts(self, request: Request) -> Response:
         person = await self.person_of(request)
         portal = _portal(request)

@@ -101,6 +101,7 @@ class ReminderPages:
                 # Connected a moment ago: the reminders service has not heard of it yet.
                 found, listed = {"available": False, "unknown": True}, {}
             tasks = listed.get("reminders", [])
+        owners = await self.pages.owners_of(person, portal) if found.get("workflows") else None
         return self.pages.render(
             request,
             "reminders.html",
@@ -110,6 +111,7 @@ class ReminderPages:
             company=found,
             workflows=_with_typed(found.get("workflows", []), typed),
             tasks=tasks,
+            owners=owners,
             placeholders=", ".join("{" + name + "}" for name in found.get("placeholders", [])),
             saved=q.get("saved"),
             typed=typed,
