@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import httpx
@@ -210,36 +211,37 @@ async def test_a_task_goes_on_the_records_it_names_and_is_completed(
     )
 
 
+@asynccontextmanager
+async def portal_with(
+    crm_sandbox: CrmSandbox, crm_portal: SandboxPortal, *scopes: str
+) -> AsyncIterator[PortalCrm]:
+    """The portal's CRM client with a token granted `scopes` (besides oauth)."""
+    token = crm_sandbox.issue_token(crm_portal.portal_id, scopes=["oauth", *scopes])
+    limits = CrmLimits(window_seconds=10.0 / SCALE, search_window_seconds=1.0 / SCALE)
+    async with CrmClient(
+        StaticTokenProvider({crm_portal.key: token}),
+        base_url=crm_sandbox.base_url,
+        limits=limits,
+        retry=FAST_RETRY,
+    ) as client:
+        yield client.portal(crm_portal.portal_id)
+
+
 async def test_the_portals_owners_are_listed_page_by_page_and_need_the_owners_scope(
     crm_sandbox: CrmSandbox, crm_portal: SandboxPortal
 ) -> None:
     users = [
         crm_sandbox.add_user(crm_portal.portal_id, f"owner{n}@summit.example") for n in range(3)
     ]
-    scoped = crm_sandbox.issue_token(
-        crm_portal.portal_id, scopes=["oauth", "crm.objects.owners.read"]
-    )
-    limits = CrmLimits(window_seconds=10.0 / SCALE, search_window_seconds=1.0 / SCALE)
-    async with CrmClient(
-        StaticTokenProvider({crm_portal.key: scoped}),
-        base_url=crm_sandbox.base_url,
-        limits=limits,
-        retry=FAST_RETRY,
-    ) as c:
-        owners = await c.portal(crm_portal.portal_id).owners(page_size=2)
+    async with portal_with(crm_sandbox, crm_portal, "crm.objects.owners.read") as crm:
+        owners = await crm.owners(page_size=2)
     by_email = {o["email"]: o for o in owners}
     for user in users:
         assert by_email[user["email"]]["userId"] == user["userId"]
     assert len({o["id"] for o in owners}) == len(owners)  # no page read twice
-    unscoped = crm_sandbox.issue_token(crm_portal.portal_id, scopes=["oauth"])
-    async with CrmClient(
-        StaticTokenProvider({crm_portal.key: unscoped}),
-        base_url=crm_sandbox.base_url,
-        limits=limits,
-        retry=FAST_RETRY,
-    ) as c:
+    async with portal_with(crm_sandbox, crm_portal) as unscoped:
         with pytest.raises(CrmAuthError):
-            await c.portal(crm_portal.portal_id).owners()
+            await unscoped.owners()
 
 
 async def test_an_owner_is_read_with_its_user_and_needs_the_owners_scope(
@@ -256,22 +258,11 @@ async def test_an_owner_is_read_with_its_user_and_needs_the_owners_scope(
             headers={"Authorization": f"Bearer {scoped}"},
         )
     listed = answer.json()["results"]
-    limits = CrmLimits(window_seconds=10.0 / SCALE, search_window_seconds=1.0 / SCALE)
-    tokens = StaticTokenProvider({crm_portal.key: scoped})
-    async with CrmClient(
-        tokens, base_url=crm_sandbox.base_url, limits=limits, retry=FAST_RETRY
-    ) as c:
-        crm = c.portal(crm_portal.portal_id)
+    async with portal_with(crm_sandbox, crm_portal, "crm.objects.owners.read") as crm:
         owner = await crm.owner(listed[0]["id"])
         nobody = await crm.owner("1")
     assert owner is not None and nobody is None
     assert (owner["userId"], owner["email"]) == (user["userId"], "ann@summit.example")
-    unscoped = crm_sandbox.issue_token(crm_portal.portal_id, scopes=["oauth"])
-    async with CrmClient(
-        StaticTokenProvider({crm_portal.key: unscoped}),
-        base_url=crm_sandbox.base_url,
-        limits=limits,
-        retry=FAST_RETRY,
-    ) as c:
+    async with portal_with(crm_sandbox, crm_portal) as unscoped:
         with pytest.raises(CrmAuthError):
-            await c.portal(crm_portal.portal_id).owner(owner["id"])
+            await unscoped.owner(owner["id"])

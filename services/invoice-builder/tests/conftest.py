@@ -7,7 +7,8 @@ QuickBooks company and CRM portal, so tests do not see each other's data.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -66,6 +67,20 @@ class Harness:
             base_url="http://wizard",
             headers={"Authorization": f"Bearer {grant}"} if grant else {},
         )
+
+    @contextmanager
+    def without_owners_scope(self, crm_sandbox: Any, crm_portal: Any) -> Iterator[None]:
+        """Inside the block the portal's CRM token lacks `crm.objects.owners.read` (it reads
+        deals only); after it, the portal's own token again."""
+        portal = crm_portal.key
+        limited = crm_sandbox.issue_token(
+            crm_portal.portal_id, scopes=["oauth", "crm.objects.deals.read"]
+        )
+        self.crm_tokens.set(portal, limited)
+        try:
+            yield
+        finally:
+            self.crm_tokens.set(portal, crm_portal.access_token)
 
     async def publish(self, payload: EventPayload, tenant: Tenant) -> Envelope[Any]:
         event = Envelope.build(payload, source="test", tenant=tenant)

@@ -388,14 +388,8 @@ async def test_with_approver_only_on_only_the_approvers_user_decides(
         reject = await rep.post(f"{one}/reject", json={"reason": "mine"})
 
         # Without the owners scope, nobody can be told apart: refused with what to do.
-        builder.crm_tokens.set(
-            portal,
-            crm_sandbox.issue_token(
-                crm_portal.portal_id, scopes=["oauth", "crm.objects.deals.read"]
-            ),
-        )
-        unscoped = await rep.post(f"{one}/approve")
-        builder.crm_tokens.set(portal, crm_portal.access_token)
+        with builder.without_owners_scope(crm_sandbox, crm_portal):
+            unscoped = await rep.post(f"{one}/approve")
     async with builder.wizard(portal, user_id=str(owner["userId"])) as approver:
         approved = await approver.post(f"{one}/approve")
     drafted = await status_of(builder, request_id, "drafted")

@@ -22,14 +22,8 @@ async def test_the_portals_owners_are_listed_by_name_or_what_to_do_without_the_s
     builder.crm_tokens.set(portal, crm_portal.access_token)
     async with builder.wizard(portal) as rep:
         listed = await rep.get(f"/portals/{portal}/owners")
-        builder.crm_tokens.set(
-            portal,
-            crm_sandbox.issue_token(
-                crm_portal.portal_id, scopes=["oauth", "crm.objects.deals.read"]
-            ),
-        )
-        unscoped = await rep.get(f"/portals/{portal}/owners")
-        builder.crm_tokens.set(portal, crm_portal.access_token)
+        with builder.without_owners_scope(crm_sandbox, crm_portal):
+            unscoped = await rep.get(f"/portals/{portal}/owners")
     async with builder.wizard("another-portal") as stranger:
         foreign = await stranger.get(f"/portals/{portal}/owners")
 
