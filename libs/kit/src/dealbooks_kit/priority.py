@@ -55,10 +55,7 @@ class PersonWaits:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        with person_waiting():
+        with person_waiting(scope["type"] == "http"):
             await self.app(scope, receive, send)
 
 
