@@ -24,6 +24,7 @@ from dealbooks_kit.auth import PUBLIC_BY_DESIGN, Access
 __all__ = [
     "SECURITY_SCHEMES",
     "Described",
+    "ErrorAnswer",
     "KitRoute",
     "describe",
     "described",
@@ -31,6 +32,13 @@ __all__ = [
 ]
 
 E = TypeVar("E", bound=Callable[..., Any])
+
+
+class ErrorAnswer(BaseModel):
+    """A refusal, in a sentence."""
+
+    error: str
+
 
 _MARK = "__dealbooks_described__"
 _ANY_METHOD = "*"

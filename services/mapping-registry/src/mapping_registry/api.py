@@ -21,7 +21,7 @@ from dealbooks_contracts import (
     SyncSettings,
 )
 from dealbooks_kit import Access, CrmPortalNotConfigured, CrmPortalNotInstalled, Guard
-from dealbooks_kit.openapi import describe, described
+from dealbooks_kit.openapi import ErrorAnswer, describe, described
 from dealbooks_sync.domain import OWNED_PROPERTIES, QBO_FIELDS, crm_types_for
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
@@ -44,12 +44,6 @@ from mapping_registry.store import VersionConflict
 
 MAX_SAMPLE = 50
 Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-class ErrorAnswer(BaseModel):
-    """A refusal, in a sentence."""
-
-    error: str
 
 
 class MappingProblem(BaseModel):

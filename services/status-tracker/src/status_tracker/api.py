@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from dealbooks_contracts import InvoiceStage
 from dealbooks_kit import Access, Guard, audit_routes
-from dealbooks_kit.openapi import describe
+from dealbooks_kit.openapi import ErrorAnswer, describe
 from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -18,12 +18,6 @@ from status_tracker.views import OBJECT_TYPES
 
 if TYPE_CHECKING:
     from status_tracker.app import Service
-
-
-class ErrorAnswer(BaseModel):
-    """A refusal, in a sentence."""
-
-    error: str
 
 
 class ShownInvoice(BaseModel):

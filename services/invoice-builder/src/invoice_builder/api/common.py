@@ -45,12 +45,6 @@ class Router:
         ]
 
 
-class ErrorAnswer(BaseModel):
-    """A refusal, in a sentence."""
-
-    error: str
-
-
 class RejectionAnswer(BaseModel):
     """Why a request cannot be drafted: a machine-readable code and a sentence for a person."""
 

@@ -19,7 +19,7 @@ from dealbooks_contracts import (
     RejectionCode,
     Tenant,
 )
-from dealbooks_kit.openapi import describe
+from dealbooks_kit.openapi import ErrorAnswer, describe
 from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 from starlette.requests import Request
@@ -28,7 +28,6 @@ from starlette.responses import JSONResponse, Response
 from invoice_builder import domain
 from invoice_builder.api.common import (
     ACCOUNT,
-    ErrorAnswer,
     RejectionAnswer,
     Router,
     connected,
