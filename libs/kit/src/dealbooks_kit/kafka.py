@@ -7,6 +7,7 @@ readers) connects with the same security from the settings: `kafka_security` for
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Mapping
@@ -98,13 +99,28 @@ def kafka_client_options(settings: KitSettings) -> dict[str, Any]:
     return options
 
 
+class _Broker(KafkaBroker):
+    """faststream's KafkaBroker, but its subscribers join their consumer groups together
+    instead of one after another. A join waits for the group's other members to rejoin (about
+    a heartbeat), so a replica added to running ones with five groups took some 12 s before
+    it consumed anything or ran a timer; joined together, it takes one join's time. (faststream's
+    own `start` is: connect, start every subscriber, then every publisher.)"""
+
+    async def start(self) -> None:
+        await self.connect()
+        await asyncio.gather(*(subscriber.start() for subscriber in self.subscribers))
+        for publisher in self.publishers:
+            await publisher.start()
+        self.running = True
+
+
 def make_broker(settings: KitSettings) -> KafkaBroker:
     """A broker whose producer waits for all in-sync replicas and is idempotent.
 
     Publishing returns only after Kafka acknowledged the write, which is what lets a
     handler commit its offset (or a webhook answer 200) afterwards without losing anything.
     """
-    return KafkaBroker(
+    return _Broker(
         settings.kafka_bootstrap,
         client_id=settings.service_name,
         acks="all",
