@@ -9,9 +9,11 @@ So work is marked by who waits on it. Serving an HTTP request marks it (`PersonW
 every service's API: the console's pages, the app card and the CLI call those routes with a
 person on the other end), and so does handling an event of a consumer whose `origin` is a
 person (an invoice request, whose outcome page the rep is watching). Work that outlives its
-request, such as a backfill an operator started, says it is `background()` at its start. Where a tenant's calls queue in a process, a
-person's call takes the next free place ahead of every background call (`PriorityGate`);
-between persons, and between background calls, the first to come is the first served.
+request, such as a backfill an operator started, says it is `background()` at its start.
+
+Where a tenant's calls queue in a process, a person's call takes the next free place ahead of
+every background call (`PriorityGate`); between persons, and between background calls, the
+first to come is the first served.
 """
 
 from __future__ import annotations
