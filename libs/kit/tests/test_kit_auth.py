@@ -16,6 +16,7 @@ from dealbooks_kit.auth import (
     Signer,
     mint_grant,
 )
+from dealbooks_kit.priority import a_person_waits
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -106,6 +107,40 @@ async def test_service_and_operator_credentials_open_only_their_own_routes() -> 
         assert (await http.post("/sweeps/things", headers=bearer("ops-1"))).status_code == 200
         assert (await http.post("/sweeps/things", headers=bearer("svc-new"))).status_code == 401
         assert (await http.post("/sweeps/things")).status_code == 401
+
+
+async def test_a_persons_request_goes_first_in_the_budgets_a_services_or_operators_does_not() -> (
+    None
+):
+    async def who_waits(request: Request) -> Response:
+        return JSONResponse({"person_waits": a_person_waits()})
+
+    guard = Guard(settings(), "test")
+    app = guard.api(
+        [
+            guard.route("/portals/{portal_id}/w", who_waits, ["GET"], Access.PORTAL),
+            guard.route("/internal/w", who_waits, ["GET"], Access.SERVICE),
+            guard.route("/sweeps/w", who_waits, ["GET"], Access.OPERATOR),
+            guard.route("/portals/{portal_id}/card", who_waits, ["GET"], Access.CRM_SIGNED),
+        ]
+    )
+    grant = mint_grant(KEYS, ["62515"], user_id="u1")
+    card = "http://svc/portals/62515/card?portalId=62515&userId=7"
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://svc"
+    ) as http:
+        person = await http.get("/portals/62515/w", headers=bearer(grant))
+        in_card = await http.get(card, headers=signed(card))
+        service = await http.get("/internal/w", headers=bearer("svc-new"))
+        operator = await http.get("/sweeps/w", headers=bearer("ops-1"))
+    assert [a.status_code for a in (person, in_card, service, operator)] == [200] * 4
+    assert [a.json()["person_waits"] for a in (person, in_card, service, operator)] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert a_person_waits() is False
 
 
 def signed(url: str, method: str = "GET", body: bytes = b"", age_ms: int = 0) -> dict[str, str]:

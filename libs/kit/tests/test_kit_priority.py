@@ -1,13 +1,11 @@
-"""Calls a person waits on go first: the gate's order, its cancellations, and what marks work
-as a person's."""
+"""Calls a person waits on go first: the gate's order, its cancellations, and work that says
+nobody waits for it (what routes mark is in test_kit_auth.py)."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from dealbooks_kit.priority import (
-    PersonWaits,
     PriorityGate,
     a_person_waits,
     background,
@@ -84,32 +82,21 @@ async def test_a_waiter_cancelled_in_the_queue_or_just_let_in_loses_no_place() -
         assert gate.waiting == 0
 
 
-async def test_an_http_request_is_a_persons_wait_and_work_it_leaves_behind_can_say_it_is_not() -> (
-    None
-):
+async def test_work_a_request_leaves_behind_can_say_nobody_waits_for_it() -> None:
     seen: dict[str, bool] = {}
-    left_behind: list[asyncio.Task[None]] = []
 
     async def later() -> None:
         seen["task, as started"] = a_person_waits()
         background()
         seen["task, after background()"] = a_person_waits()
 
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        seen[scope["type"]] = a_person_waits()
-        if scope["type"] == "http":
-            left_behind.append(asyncio.create_task(later()))
-
-    for kind in ("http", "lifespan"):
-        await PersonWaits(app)({"type": kind}, None, None)
-    await asyncio.gather(*left_behind)
+    with person_waiting():
+        left_behind = asyncio.create_task(later())
+        await left_behind
+        seen["the request, after"] = a_person_waits()
     assert seen == {
-        "http": True,
-        "lifespan": False,
         "task, as started": True,
         "task, after background()": False,
+        "the request, after": True,
     }
-    assert a_person_waits() is False
-    with person_waiting():
-        assert a_person_waits() is True
     assert a_person_waits() is False

@@ -41,6 +41,7 @@ from starlette.routing import BaseRoute, Route
 
 from dealbooks_kit.failures import ANSWERED, failure_answer
 from dealbooks_kit.logging import get_logger
+from dealbooks_kit.priority import person_waiting
 
 log = get_logger(__name__)
 
@@ -57,6 +58,10 @@ class Access(StrEnum):
     CRM_SIGNED = "crm-signed"
     SESSION = "session"
 
+
+# The callers who are people using the product: a signed-in person's grant or session, and the
+# CRM's signed requests from the app card a person is looking at.
+PEOPLE = frozenset({Access.PORTAL, Access.SESSION, Access.CRM_SIGNED})
 
 # Every route anyone may call, and why. `Guard.route(..., Access.PUBLIC)` refuses any other path.
 PUBLIC_BY_DESIGN: dict[str, str] = {
@@ -318,7 +323,10 @@ class Guard:
             if refusal is not None:
                 return self.refused(request, refusal) if self.refused else refusal
             request.state.caller = caller
-            return await endpoint(request)
+            # A person's request goes first in the API budgets; a service's call or an
+            # operator's sweep waits its turn (`dealbooks_kit.priority`).
+            with person_waiting(caller is not None and caller.access in PEOPLE):
+                return await endpoint(request)
 
         route = Route(path, guarded, methods=methods)
         route.access = kinds  # type: ignore[attr-defined]  # read by the route-matrix test

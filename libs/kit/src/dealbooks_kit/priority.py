@@ -5,11 +5,12 @@ everything a process does for that tenant: a backfill's pages, a reconciliation 
 consumer's lanes, and the wizard's customer search that a sales rep is looking at. Without a
 lane of its own, that search waits behind every background call queued before it.
 
-So work is marked by who waits on it. Serving an HTTP request marks it (`PersonWaits`, around
-every service's API: the console's pages, the app card and the CLI call those routes with a
-person on the other end), and so does handling an event of a consumer whose `origin` is a
-person (an invoice request, whose outcome page the rep is watching). Work that outlives its
-request, such as a backfill an operator started, says it is `background()` at its start.
+So work is marked by who waits on it. A route a person calls marks it (the guard, for a
+person's grant or session and for the app card's signed requests: `dealbooks_kit.auth.PEOPLE`;
+not for services' calls or operators' sweeps), and so does handling an event of a consumer
+whose `origin` is a person (an invoice request, whose outcome page the rep is watching). Work
+that outlives its request, such as a backfill an operator started, says it is `background()`
+at its start.
 
 Where a tenant's calls queue in a process, a person's call takes the next free place ahead of
 every background call (`PriorityGate`); between persons, and between background calls, the
@@ -23,8 +24,6 @@ import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from contextvars import ContextVar
-
-from faststream.asgi.types import ASGIApp, Receive, Scope, Send
 
 _PERSON_WAITS: ContextVar[bool] = ContextVar("dealbooks_person_waits", default=False)
 
@@ -48,17 +47,6 @@ def background() -> None:
     """From here on in this task, nobody waits: for work started by a request that goes on
     after its answer (a task copies its starter's marks)."""
     _PERSON_WAITS.set(False)
-
-
-class PersonWaits:
-    """ASGI middleware: an HTTP request's work is work a person waits on."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        with person_waiting(scope["type"] == "http"):
-            await self.app(scope, receive, send)
 
 
 class PriorityGate:
@@ -111,7 +99,6 @@ class PriorityGate:
 
 
 __all__ = [
-    "PersonWaits",
     "PriorityGate",
     "a_person_waits",
     "background",

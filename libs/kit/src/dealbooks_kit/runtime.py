@@ -48,7 +48,6 @@ from dealbooks_kit.periodic import (
     run_leased,
     run_unleased,
 )
-from dealbooks_kit.priority import PersonWaits
 from dealbooks_kit.settings import KitSettings
 from dealbooks_kit.topics import ensure_topics
 from dealbooks_kit.tracing import TracingMiddleware, configure_tracing
@@ -368,7 +367,7 @@ class ServiceRuntime:
 
         return ServiceApp(
             self.broker,
-            api=None if api is None else TracingMiddleware(PersonWaits(api)),
+            api=None if api is None else TracingMiddleware(api),
             asgi_routes=[
                 ("/healthz", healthz),
                 ("/readyz", readyz),
