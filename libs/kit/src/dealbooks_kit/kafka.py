@@ -108,7 +108,14 @@ class _Broker(KafkaBroker):
 
     async def start(self) -> None:
         await self.connect()
-        await asyncio.gather(*(subscriber.start() for subscriber in self.subscribers))
+        # One failing start cancels the others' before start() raises (the first failure, as
+        # faststream's own would): no join goes on after it.
+        try:
+            async with asyncio.TaskGroup() as joining:
+                for subscriber in self.subscribers:
+                    joining.create_task(subscriber.start())
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from failed
         for publisher in self.publishers:
             await publisher.start()
         self.running = True
