@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 from dealbooks_infra.testing import eventually
+from dealbooks_kit import CrmPortalNotInstalled
 from dealbooks_qbo import Invoice
 from status_tracker.store import RECORDS
+from status_tracker.views import RecordInvoices
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -203,6 +205,37 @@ async def test_asked_for_it_the_answer_names_the_record_as_the_crm_shows_it(
     assert unknown.status_code == 200 and unknown.json()["name"] is None
     # Unasked (the app card, shown on the record itself), the CRM is not read.
     assert "name" not in unasked.json()
+
+
+async def test_a_record_whose_name_the_crm_cannot_give_is_listed_all_the_same(
+    tracker: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = tracker.world()
+    _, invoice_id = await world.tracked_invoice("30.00")
+    portal = world.portal.key
+    path = f"/portals/{portal}/records/deals/{world.deal_id}/invoices?include=name"
+
+    async def uninstalled(key: str) -> str:
+        raise CrmPortalNotInstalled(key)
+
+    # The portal uninstalled the app: connector-auth holds no CRM token for it.
+    monkeypatch.setattr(tracker.crm_tokens, "token", uninstalled)
+    [gone] = await tracker.read(tracker.grant(portal), path)
+
+    assert gone.status_code == 200, gone.text
+    assert gone.json()["name"] is None
+    assert [i["invoice_id"] for i in gone.json()["invoices"]] == [invoice_id]
+
+
+async def test_an_id_the_crm_never_gives_is_not_sent_to_it() -> None:
+    class Unreachable:
+        def portal(self, portal_id: str) -> Any:
+            raise AssertionError("the CRM was asked")
+
+    records = RecordInvoices(store=None, qbo_app_url="", crm=Unreachable())  # type: ignore[arg-type]
+    # Decoded from `1%3FidProperty=x`, it would add a query to the CRM's URL.
+    assert await records.name_of("62515", "deals", "1?idProperty=x") is None
+    assert await records.name_of("62515", "contacts", "../deals/1") is None
 
 
 async def test_a_payment_recorded_before_dates_were_kept_shows_the_day_it_was_recorded(

@@ -11,8 +11,8 @@ from typing import Any
 
 from dealbooks_contracts import CrmObjectType
 from dealbooks_crm import CrmClient, CrmError
-from dealbooks_http import AccountUnavailable
-from dealbooks_kit import get_logger
+from dealbooks_http import AccountUnavailable, PortalNotInstalled
+from dealbooks_kit import Failed, get_logger
 
 from status_tracker import domain
 from status_tracker.store import Store, snapshot_of, stage_in
@@ -75,14 +75,14 @@ class RecordInvoices:
 
     async def name_of(self, portal_id: str, object_type: str, object_id: str) -> str | None:
         """The record's name as the CRM shows it (one read); None when the CRM does not say:
-        the record is gone, or the portal's access is."""
-        if self.crm is None:
+        the record is gone, the portal's access is, or the id is not one the CRM gives."""
+        if self.crm is None or not object_id.isdigit():
             return None
         try:
             record = await self.crm.portal(portal_id).get(
                 object_type, object_id, properties=domain.NAME_PROPERTIES[object_type]
             )
-        except (CrmError, AccountUnavailable) as exc:
+        except (CrmError, AccountUnavailable, PortalNotInstalled, Failed) as exc:
             log.info("record name not read", object_type=object_type, error=type(exc).__name__)
             return None
         return domain.record_name(object_type, record.properties)
