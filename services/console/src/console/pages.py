@@ -303,7 +303,11 @@ class Pages:
                 f"/portals/{portal}/accounts/{realm}/invoices",
                 q=q,
             )
-        named = await self._record_invoices(person, portal, kind, record_id)
+        try:  # only for its heading: without it the page names the record by its id
+            named = await self._record_invoices(person, portal, kind, record_id)
+        except BackendError as exc:
+            log.info("record name not read", status=exc.status)
+            named = {}
         return self.render(
             request,
             "add_existing.html",
