@@ -61,6 +61,8 @@ class PriorityGate:
 
     @property
     def waiting(self) -> int:
+        """Callers waiting for a place. A cancelled caller's turn stays in its queue, done,
+        until the caller has run again to remove it: not counted, and skipped by `_leave`."""
         return sum(not f.done() for f in (*self._persons, *self._others))
 
     @contextlib.asynccontextmanager

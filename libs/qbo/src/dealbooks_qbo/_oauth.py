@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 import httpx
-from dealbooks_http import async_client
+from dealbooks_http import async_client, json_object
 from pydantic import BaseModel, ConfigDict
 
 from dealbooks_qbo._errors import AuthRevoked, FaultDetail
@@ -88,10 +88,7 @@ class IntuitOAuth:
             headers={"Accept": "application/json"},
         )
         if response.status_code != 200:
-            try:
-                body = response.json()
-            except ValueError:
-                body = {}
+            body = json_object(response)
             raise OAuthError(
                 response.status_code,
                 str(body.get("error", "http_error")),

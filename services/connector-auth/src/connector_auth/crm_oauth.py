@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+from dealbooks_http import json_object
 from dealbooks_kit import TransientError
 
 from connector_auth.settings import ConnectorAuthSettings
@@ -104,7 +105,7 @@ class CrmOAuth:
         }
         response = await self._call("POST", "/oauth/v1/token", data=body)
         if response.status_code != 200:
-            data = _json(response)
+            data = json_object(response)
             raise CrmOAuthRefused(_status(response), str(data.get("message", "")))
         data = response.json()
         return CrmTokens(
@@ -121,13 +122,5 @@ class CrmOAuth:
         return response
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _status(response: httpx.Response) -> str:
-    return str(_json(response).get("status") or f"HTTP_{response.status_code}")
+    return str(json_object(response).get("status") or f"HTTP_{response.status_code}")
