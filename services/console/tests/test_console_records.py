@@ -10,19 +10,23 @@ import pytest
 
 PORTAL = "62515"
 CSRF = "csrf-token-1"
-RECORDS = f"/portals/{PORTAL}/records/contacts/901/invoices"
+RECORD = f"/portals/{PORTAL}/records/contacts/901"
+RECORDS = f"{RECORD}/invoices"
 
 
 class Services:
     """invoice-builder and status-tracker as the console sees them; `tracker` is
-    status-tracker's answer for the record (status, body)."""
+    status-tracker's answer for the record (status, body), its invoices or its name alone;
+    `asked` the status-tracker paths read."""
 
     def __init__(self) -> None:
         self.tracker: tuple[int, Any] = (200, {"invoices": [], "name": "Ada Lee"})
+        self.asked: list[str] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
-        if path == RECORDS:
+        if path in (RECORD, RECORDS):
+            self.asked.append(path)
             status, body = self.tracker
             return httpx.Response(status, json=body)
         if path == f"/portals/{PORTAL}/accounts":
@@ -50,6 +54,8 @@ async def test_a_records_pages_name_it_and_the_add_page_falls_back_to_its_id(
 
     assert "<h1>Invoices of contact Ada Lee</h1>" in page.text
     assert "<h1>Add existing invoices to contact Ada Lee</h1>" in add.text
+    # The record page lists its invoices; the add page asks for the name alone.
+    assert services.asked == [RECORDS, RECORD, RECORDS, RECORD]
     assert "<h1>Invoices of contact 901</h1>" in unnamed.text
     # The add page needs status-tracker only for its heading: without it, the id.
     assert add_without.status_code == 200

@@ -1,5 +1,6 @@
 """The invoices of a deal, contact or company, as the console and the app card read them:
-`GET /portals/{portal}/records/{type}/{id}/invoices`, newest first, stages kept current, on
+`GET /portals/{portal}/records/{type}/{id}/invoices`, newest first, stages kept current (and
+the record's name alone, `GET /portals/{portal}/records/{type}/{id}`), on
 real Kafka, a real MongoDB-wire server and both sandboxes."""
 
 from __future__ import annotations
@@ -205,6 +206,31 @@ async def test_asked_for_it_the_answer_names_the_record_as_the_crm_shows_it(
     assert unknown.status_code == 200 and unknown.json()["name"] is None
     # Unasked (the app card, shown on the record itself), the CRM is not read.
     assert "name" not in unasked.json()
+
+
+async def test_a_record_alone_is_named_for_its_portal_only(tracker: Harness) -> None:
+    world = tracker.world()
+    portal, other = world.portal.key, f"{world.portal.key}-other"
+    deal = f"/portals/{portal}/records/deals/{world.deal_id}"
+
+    named, unknown, wrong_type = await tracker.read(
+        tracker.grant(portal),
+        deal,
+        f"/portals/{portal}/records/companies/424242",
+        f"/portals/{portal}/records/quotes/1",
+    )
+    [foreign] = await tracker.read(tracker.grant(other), deal)
+    [unsigned] = await tracker.read(None, deal)
+
+    assert named.status_code == 200, named.text
+    assert named.json() == {
+        "object_type": "deals",
+        "object_id": world.deal_id,
+        "name": "Bakery order",
+    }
+    assert unknown.status_code == 200 and unknown.json()["name"] is None
+    assert wrong_type.status_code == 404
+    assert (foreign.status_code, unsigned.status_code) == (403, 401)
 
 
 async def test_a_record_whose_name_the_crm_cannot_give_is_listed_all_the_same(

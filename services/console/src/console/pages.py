@@ -304,7 +304,9 @@ class Pages:
                 q=q,
             )
         try:  # only for its heading: without it the page names the record by its id
-            named = await self._record_invoices(person, portal, kind, record_id)
+            named = await self.backend.get(
+                person, "status-tracker", f"/portals/{portal}/records/{kind}/{record_id}"
+            )
         except BackendError as exc:
             log.info("record name not read", status=exc.status)
             named = {}

@@ -65,11 +65,29 @@ class RecordInvoicesAnswer(BaseModel):
     invoices: list[RecordInvoice]
 
 
+class RecordAnswer(BaseModel):
+    """A deal, contact or company as a page names it."""
+
+    object_type: str
+    object_id: str
+    name: str | None = Field(
+        None,
+        description="The record's name in the CRM (a deal's name, a contact's full name or "
+        "e-mail, a company's name or domain); null when the CRM does not say.",
+    )
+
+
 def _plain(doc: dict[str, Any] | None) -> dict[str, Any] | None:
     if doc is None:
         return None
     return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in doc.items()
             if k not in {"_id", "outbox"}}  # fmt: skip
+
+
+def _no_such_type() -> JSONResponse:
+    return JSONResponse(
+        {"error": f"object_type is one of {', '.join(OBJECT_TYPES)}"}, status_code=404
+    )
 
 
 def _service(request: Request) -> Service:
@@ -97,9 +115,7 @@ async def record_invoices(request: Request) -> JSONResponse:
     params = request.path_params
     object_type = params["object_type"]
     if object_type not in OBJECT_TYPES:
-        return JSONResponse(
-            {"error": f"object_type is one of {', '.join(OBJECT_TYPES)}"}, status_code=404
-        )
+        return _no_such_type()
     records = _service(request).records
     answer = await records.of(params["portal_id"], object_type, params["object_id"])
     if "name" in request.query_params.getlist("include"):
@@ -107,6 +123,18 @@ async def record_invoices(request: Request) -> JSONResponse:
             params["portal_id"], object_type, params["object_id"]
         )
     return JSONResponse(answer)
+
+
+@describe(answers={200: RecordAnswer, 404: ErrorAnswer})
+async def record(request: Request) -> JSONResponse:
+    """A deal, contact or company of the portal, named as the CRM shows it (one CRM read, no
+    invoices): for a page about the record that lists something else."""
+    params = request.path_params
+    object_type, object_id = params["object_type"], params["object_id"]
+    if object_type not in OBJECT_TYPES:
+        return _no_such_type()
+    name = await _service(request).records.name_of(params["portal_id"], object_type, object_id)
+    return JSONResponse({"object_type": object_type, "object_id": object_id, "name": name})
 
 
 async def invoice(request: Request) -> JSONResponse:
@@ -140,6 +168,9 @@ def build_api(service: Service, guard: Guard) -> Starlette:
     api = guard.api(
         [
             guard.route(portal + "/deals/{deal_id}", deal, ["GET"], Access.PORTAL),
+            guard.route(
+                portal + "/records/{object_type}/{object_id}", record, ["GET"], Access.PORTAL
+            ),
             guard.route(
                 portal + "/records/{object_type}/{object_id}/invoices",
                 record_invoices,
