@@ -74,7 +74,12 @@ def test_new_portal_has_one_admin_user_and_users_can_be_added(
 ) -> None:
     pid = crm_portal.portal_id
     [admin] = crm_sandbox.users(pid)
-    assert admin == {"userId": pid * 1000 + 1, "email": f"admin@{pid}.example.com"}
+    assert admin == {
+        "userId": pid * 1000 + 1,
+        "email": f"admin@{pid}.example.com",
+        "firstName": "",
+        "lastName": "",
+    }
     added = crm_sandbox.add_user(pid, "ops@example.com")
     assert added["userId"] != admin["userId"]
     assert [u["email"] for u in crm_sandbox.users(pid)] == [admin["email"], "ops@example.com"]

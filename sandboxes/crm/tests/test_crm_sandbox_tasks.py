@@ -252,6 +252,19 @@ def test_owners_are_the_portals_users(
     assert len(page["results"]) == 1 and page["paging"]["next"]["after"]
 
 
+def test_an_owner_carries_its_users_name_and_user_id(
+    http: httpx.Client, crm_sandbox: CrmSandbox, crm_portal: SandboxPortal
+) -> None:
+    added = crm_sandbox.add_user(crm_portal.portal_id, "ada@tasks.example", " Ada", "Lee ")
+    unnamed = crm_sandbox.add_user(crm_portal.portal_id, "bo@tasks.example")
+    owners = {o["email"]: o for o in http.get("/crm/v3/owners").json()["results"]}
+    ada, bo = owners["ada@tasks.example"], owners["bo@tasks.example"]
+    assert (added["firstName"], added["lastName"]) == ("Ada", "Lee")
+    assert (ada["firstName"], ada["lastName"], ada["userId"]) == ("Ada", "Lee", added["userId"])
+    assert (bo["firstName"], bo["lastName"], bo["userId"]) == ("", "", unnamed["userId"])
+    assert http.get(f"/crm/v3/owners/{ada['id']}").json() == ada
+
+
 def test_owners_need_the_owners_scope(crm_sandbox: CrmSandbox, crm_portal: SandboxPortal) -> None:
     token = crm_sandbox.issue_token(crm_portal.portal_id, scopes=["crm.objects.contacts.read"])
     with client(crm_sandbox.base_url, token) as http:

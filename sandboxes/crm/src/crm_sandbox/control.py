@@ -319,7 +319,12 @@ class ControlApi:
     async def add_user(self, request: Request) -> Any:
         portal = self._portal(request)
         body = await read_json(request)
-        user = self.installs.add_user(portal, str(body.get("email") or ""))
+        user = self.installs.add_user(
+            portal,
+            str(body.get("email") or ""),
+            str(body.get("firstName") or ""),
+            str(body.get("lastName") or ""),
+        )
         return JSONResponse(user.to_api(), status_code=201)
 
     async def uninstall(self, request: Request) -> Any:

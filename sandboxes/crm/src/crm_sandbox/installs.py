@@ -59,7 +59,9 @@ class Installs:
 
     # ---- users -----------------------------------------------------------------------------
 
-    def add_user(self, portal: Portal, email: str) -> User:
+    def add_user(
+        self, portal: Portal, email: str, first_name: str = "", last_name: str = ""
+    ) -> User:
         email = email.strip()
         if "@" not in email:
             raise validation("email must be an email address")
@@ -67,7 +69,7 @@ class Installs:
             raise conflict(f"User {email} already exists in portal {portal.id}")
         if len(portal.users) >= 999:
             raise validation("A sandbox portal has at most 999 users")
-        return portal.add_user(email)
+        return portal.add_user(email, first_name.strip(), last_name.strip())
 
     # ---- consent ---------------------------------------------------------------------------
 

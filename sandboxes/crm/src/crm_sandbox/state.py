@@ -129,6 +129,9 @@ OWNER_ID_OFFSET = 900_000_000
 class User:
     id: int
     email: str
+    # A HubSpot user's name, as its owner shows it (empty when the user has not given one).
+    first_name: str = ""
+    last_name: str = ""
 
     @property
     def owner_id(self) -> str:
@@ -136,7 +139,12 @@ class User:
         return str(self.id + OWNER_ID_OFFSET)
 
     def to_api(self) -> dict[str, Any]:
-        return {"userId": self.id, "email": self.email}
+        return {
+            "userId": self.id,
+            "email": self.email,
+            "firstName": self.first_name,
+            "lastName": self.last_name,
+        }
 
 
 @dataclass
@@ -329,9 +337,9 @@ class Portal:
     def admin(self) -> User:
         return next(iter(self.users.values()))
 
-    def add_user(self, email: str) -> User:
+    def add_user(self, email: str, first_name: str = "", last_name: str = "") -> User:
         # Stable ids: the portal id and a per-portal number, so runs give the same ids.
-        user = User(self.id * 1000 + len(self.users) + 1, email)
+        user = User(self.id * 1000 + len(self.users) + 1, email, first_name, last_name)
         self.users[user.id] = user
         return user
 

@@ -164,9 +164,12 @@ class CrmSandbox:
     def users(self, portal_id: int) -> list[dict[str, Any]]:
         return list(self._call("GET", f"/portals/{portal_id}/users")["results"])
 
-    def add_user(self, portal_id: int, email: str) -> dict[str, Any]:
-        """A user of the portal: `{"userId", "email"}`."""
-        return dict(self._call("POST", f"/portals/{portal_id}/users", {"email": email}))
+    def add_user(
+        self, portal_id: int, email: str, first_name: str = "", last_name: str = ""
+    ) -> dict[str, Any]:
+        """A user of the portal: `{"userId", "email", "firstName", "lastName"}`."""
+        body = {"email": email, "firstName": first_name, "lastName": last_name}
+        return dict(self._call("POST", f"/portals/{portal_id}/users", body))
 
     def set_consent(
         self,
