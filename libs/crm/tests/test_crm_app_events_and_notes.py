@@ -231,13 +231,21 @@ async def test_the_portals_owners_are_listed_page_by_page_and_need_the_owners_sc
     crm_sandbox: CrmSandbox, crm_portal: SandboxPortal
 ) -> None:
     users = [
-        crm_sandbox.add_user(crm_portal.portal_id, f"owner{n}@summit.example") for n in range(3)
+        crm_sandbox.add_user(crm_portal.portal_id, f"owner{n}@summit.example", f"Ada{n}", "Lee")
+        for n in range(3)
     ]
     async with portal_with(crm_sandbox, crm_portal, "crm.objects.owners.read") as crm:
         owners = await crm.owners(page_size=2)
     by_email = {o["email"]: o for o in owners}
-    for user in users:
-        assert by_email[user["email"]]["userId"] == user["userId"]
+    for n, user in enumerate(users):
+        # The owner's id is not its user's id; both come with the name.
+        found = by_email[user["email"]]
+        assert (found["userId"], found["firstName"], found["lastName"]) == (
+            user["userId"],
+            f"Ada{n}",
+            "Lee",
+        )
+        assert found["id"] != str(user["userId"])
     assert len({o["id"] for o in owners}) == len(owners)  # no page read twice
     async with portal_with(crm_sandbox, crm_portal) as unscoped:
         with pytest.raises(CrmAuthError):
