@@ -1,6 +1,6 @@
 """Hypothesis strategies the fuzz tests share: JSON of any shape, for bodies that must be
-refused or survived whatever they hold. Only tests import this module (hypothesis is a dev
-dependency of the workspace, as testcontainers is for the pytest plugin)."""
+refused or survived whatever they hold. Only tests import this module; dealbooks-infra,
+the test-side package, declares hypothesis for it."""
 
 from __future__ import annotations
 
