@@ -440,14 +440,14 @@ def test_each_name_of_a_new_customer_is_created_under_its_own_requestid() -> Non
 
 def test_owners_are_called_by_full_name_else_e_mail_else_id_and_sorted_by_that() -> None:
     found = [
-        {"id": "7", "firstName": "", "lastName": "", "email": "zoe@x.example"},
+        {"id": "7", "firstName": "", "lastName": "", "email": "zoe@x.example", "userId": 62},
         {"id": "3", "firstName": "ada", "lastName": "Lee ", "email": "ada@x.example"},
-        {"id": "9", "firstName": None, "lastName": None, "email": None},
-        {"id": "4", "firstName": "Bo", "lastName": "", "email": None},
+        {"id": "9", "firstName": None, "lastName": None, "email": None, "userId": None},
+        {"id": "4", "firstName": "Bo", "lastName": "", "email": None, "userId": "64"},
     ]
     assert sorted_owners(found) == [
-        CrmOwner("3", "ada Lee", "ada@x.example"),
-        CrmOwner("4", "Bo", None),
-        CrmOwner("9", "Owner 9", None),
-        CrmOwner("7", "zoe@x.example", "zoe@x.example"),
+        CrmOwner("3", "ada Lee", "ada@x.example", None),
+        CrmOwner("4", "Bo", None, "64"),
+        CrmOwner("9", "Owner 9", None, None),
+        CrmOwner("7", "zoe@x.example", "zoe@x.example", "62"),
     ]

@@ -18,7 +18,7 @@ async def test_the_portals_owners_are_listed_by_name_or_what_to_do_without_the_s
     builder: Harness, crm_sandbox: Any, crm_portal: Any
 ) -> None:
     portal = crm_portal.key
-    added = crm_sandbox.add_user(crm_portal.portal_id, "aaron@harbour.example")
+    added = crm_sandbox.add_user(crm_portal.portal_id, "aaron@harbour.example", "Aaron", "Vale")
     builder.crm_tokens.set(portal, crm_portal.access_token)
     async with builder.wizard(portal) as rep:
         listed = await rep.get(f"/portals/{portal}/owners")
@@ -31,8 +31,10 @@ async def test_the_portals_owners_are_listed_by_name_or_what_to_do_without_the_s
     owners = listed.json()["owners"]
     users = crm_sandbox.users(crm_portal.portal_id)
     assert {o["id"] for o in owners} == {str(int(u["userId"]) + OWNER_ID_OFFSET) for u in users}
-    assert {"id": str(int(added["userId"]) + OWNER_ID_OFFSET), "name": "aaron@harbour.example",
-            "email": "aaron@harbour.example"} in owners  # fmt: skip
+    # Each owner with the CRM user it stands for: the id a person's requests carry.
+    user_id = str(added["userId"])
+    assert {"id": str(int(user_id) + OWNER_ID_OFFSET), "name": "Aaron Vale",
+            "email": "aaron@harbour.example", "user_id": user_id} in owners  # fmt: skip
     assert [o["name"] for o in owners] == sorted((o["name"] for o in owners), key=str.casefold)
     assert unscoped.status_code == 200
     assert unscoped.json()["owners"] is None

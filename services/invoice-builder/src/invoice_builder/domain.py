@@ -681,16 +681,18 @@ def stage_entered(rule: AutoDraftRule, deal_id: str, entered: datetime) -> CrmOb
 
 @dataclass(frozen=True)
 class CrmOwner:
-    """A CRM owner as a person picks one: its id, and what to call it."""
+    """A CRM owner as a person picks one: its id, and what to call it. `user_id` is the CRM
+    user it stands for (who signs in and asks for invoices), a different id."""
 
     id: str
     name: str
     email: str | None
+    user_id: str | None = None
 
 
 def sorted_owners(found: Iterable[Mapping[str, Any]]) -> list[CrmOwner]:
-    """The CRM's owners (`id`, `firstName`, `lastName`, `email`) by what they are called: the
-    full name, else the e-mail, else "Owner <id>"; alphabetically, ties by id."""
+    """The CRM's owners (`id`, `firstName`, `lastName`, `email`, `userId`) by what they are
+    called: the full name, else the e-mail, else "Owner <id>"; alphabetically, ties by id."""
     owners = []
     for owner in found:
         full = " ".join(
@@ -700,5 +702,7 @@ def sorted_owners(found: Iterable[Mapping[str, Any]]) -> list[CrmOwner]:
         )
         email = str(owner.get("email") or "").strip() or None
         owner_id = str(owner["id"])
-        owners.append(CrmOwner(owner_id, full or email or f"Owner {owner_id}", email))
+        user = owner.get("userId")
+        user_id = None if user is None else str(user)
+        owners.append(CrmOwner(owner_id, full or email or f"Owner {owner_id}", email, user_id))
     return sorted(owners, key=lambda o: (o.name.casefold(), o.id))

@@ -18,6 +18,9 @@ class OwnerAnswer(BaseModel):
     id: str
     name: str = Field(description="The owner's full name, else its e-mail, else 'Owner <id>'.")
     email: str | None = None
+    user_id: str | None = Field(
+        default=None, description="The CRM user the owner stands for (not the owner's id)."
+    )
 
 
 class OwnersAnswer(BaseModel):
@@ -36,4 +39,10 @@ async def owners(request: Request) -> Response:
         found = await reads.owners(request.path_params["portal_id"])
     except OwnersUnreadable as exc:
         return JSONResponse({"owners": None, "reason": str(exc)})
-    return JSONResponse({"owners": [{"id": o.id, "name": o.name, "email": o.email} for o in found]})
+    return JSONResponse(
+        {
+            "owners": [
+                {"id": o.id, "name": o.name, "email": o.email, "user_id": o.user_id} for o in found
+            ]
+        }
+    )
