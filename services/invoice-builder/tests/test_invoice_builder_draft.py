@@ -1,6 +1,6 @@
 """What the invoice wizard starts from (`GET .../accounts/{realm}/deals/{deal}/draft`): the
-deal's quotes, each usable or why not, and the lines of the deal or of the chosen quote with the
-QuickBooks item each CRM product is linked to; both sandboxes over HTTP."""
+deal's name, its quotes, each usable or why not, and the lines of the deal or of the chosen
+quote with the QuickBooks item each CRM product is linked to; both sandboxes over HTTP."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 from dealbooks_contracts import ProductSynced, SyncAction, SyncTrigger, Tenant
 from dealbooks_infra.records import association as assoc
+from invoice_builder.api.draft import DraftAnswer
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -47,9 +48,10 @@ async def link_product(builder: Harness, tenant: Tenant, crm_product_id: str, it
     await builder.eventually(linked)
 
 
-def deal(crm: Any, portal: Any, lines: list[dict[str, str]]) -> str:
+def deal(crm: Any, portal: Any, lines: list[dict[str, str]], name: str | None = "Joinery") -> str:
     pid = portal.portal_id
-    made = crm.create_as_user(pid, "deals", {"dealname": "Joinery", "dealstage": "contractsent"})
+    props = {"dealstage": "contractsent", **({"dealname": name} if name is not None else {})}
+    made = crm.create_as_user(pid, "deals", props)
     for props in lines:
         crm.create_as_user(pid, "line_items", props, [assoc(made["id"], 20)])
     return str(made["id"])
@@ -89,6 +91,7 @@ async def deal_draft(
         )
     assert answer.status_code == 200
     body: dict[str, Any] = answer.json()
+    DraftAnswer.model_validate(body)  # the answer is the shape the OpenAPI document says
     return body
 
 
@@ -202,3 +205,29 @@ async def test_another_portals_company_is_not_found(
 
     assert answer.status_code == 404
     assert "lines" not in answer.json()
+
+
+async def test_the_draft_names_the_deal_from_the_deal_or_a_chosen_quote(
+    builder: Harness, realm: str, crm_sandbox: Any, crm_portal: Any
+) -> None:
+    deal_id = deal(crm_sandbox, crm_portal, [DEAL_LINE], name="  Acme <renewal> & co  ")
+    chosen = quote(crm_sandbox, crm_portal, deal_id, "Q-9", expires_in_days=20)
+
+    from_deal = await deal_draft(builder, crm_portal, realm, deal_id)
+    from_quote = await deal_draft(builder, crm_portal, realm, deal_id, quote_id=chosen)
+
+    # As the CRM has it, trimmed: what it says is the console's to escape.
+    assert from_deal["deal_name"] == "Acme <renewal> & co"
+    assert from_quote["deal_name"] == "Acme <renewal> & co"
+
+
+async def test_a_deal_without_a_name_or_unknown_to_the_crm_has_no_name(
+    builder: Harness, realm: str, crm_sandbox: Any, crm_portal: Any
+) -> None:
+    unnamed = deal(crm_sandbox, crm_portal, [DEAL_LINE], name=None)
+    blank = deal(crm_sandbox, crm_portal, [DEAL_LINE], name="   ")
+
+    assert (await deal_draft(builder, crm_portal, realm, unnamed))["deal_name"] is None
+    assert (await deal_draft(builder, crm_portal, realm, blank))["deal_name"] is None
+    gone = await deal_draft(builder, crm_portal, realm, "999999999999")
+    assert (gone["deal_id"], gone["deal_name"], gone["lines"]) == ("999999999999", None, [])

@@ -1,5 +1,5 @@
 """What invoice-builder reads from the CRM: a quote's facts, the line items and the party
-(contact and company) of a deal or quote, a deal's quotes and its owner."""
+(contact and company) of a deal or quote, a deal's name and quotes, and its owner."""
 
 from __future__ import annotations
 
@@ -40,6 +40,14 @@ def _unreadable(otherwise: str) -> OwnersUnreadable:
     )
 
 
+@dataclass(frozen=True)
+class DealQuotes:
+    """A deal's name in the CRM (None when it has none) and its quotes' facts."""
+
+    name: str | None
+    quotes: list[QuoteFacts]
+
+
 @dataclass
 class CrmReads:
     crm: CrmClient
@@ -60,15 +68,19 @@ class CrmReads:
             currency=quote.get("hs_currency"),
         )  # fmt: skip
 
-    async def deal_quotes(self, portal_id: str, deal_id: str) -> list[QuoteFacts]:
-        """The facts of a deal's quotes (the first `QUOTES_SHOWN`; none when it is gone)."""
+    async def deal_quotes(self, portal_id: str, deal_id: str) -> DealQuotes:
+        """The deal's name and the facts of its quotes (the first `QUOTES_SHOWN`), in one read
+        of the deal; no name and no quotes when it is gone."""
         try:
-            deal = await self.crm.portal(portal_id).get("deals", deal_id, associations=["quotes"])
+            deal = await self.crm.portal(portal_id).get(
+                "deals", deal_id, properties=["dealname"], associations=["quotes"]
+            )
         except CrmNotFound:
-            return []
+            return DealQuotes(name=None, quotes=[])
         ids = deal.associated_ids("quotes")[:QUOTES_SHOWN]
         found = await asyncio.gather(*(self.quote_facts(portal_id, q) for q in ids))
-        return [q for q in found if q is not None]
+        name = (deal.get("dealname") or "").strip() or None
+        return DealQuotes(name=name, quotes=[q for q in found if q is not None])
 
     async def _parts(
         self, portal_id: str, parent_type: str, parent_id: str
