@@ -7,6 +7,10 @@ replica is replaced), the console sends the same request again for a few seconds
 does not answer, the person gets a page that keeps the whole form, says what is happening, and
 sends it again by itself, with the same request id.
 
+Each page is headed with the deal's name, from invoice-builder's draft answer (which the
+source, details and review steps read anyway); the pages without one (the resend page and the
+outcome) have it from the form or the link, as display text only. Without a name, the id.
+
     GET  /portals/{portal_id}/deals/{deal_id}/invoices/new           company and source
     GET  /portals/{portal_id}/deals/{deal_id}/invoices/new/details   the details step
     POST /portals/{portal_id}/deals/{deal_id}/invoices/new/review    review, search, edit, create
@@ -20,6 +24,7 @@ import uuid
 from datetime import date
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -32,6 +37,8 @@ from console.pages import Pages, Refused, backend_key
 BUILDER = "invoice-builder"
 # The form fields the resend page does not carry over: the page adds its own.
 NOT_CARRIED = ("csrf_token", "action", "attempt")
+# The most of a deal's name a heading shows.
+DEAL_NAME_SHOWN = 200
 
 
 class WizardPages:
@@ -48,18 +55,20 @@ class WizardPages:
             return self.pages.render(request, "wizard_no_account.html", deal=deal)
         realm = request.query_params.get("realm") or accounts[0]["realm_id"]
         quotes: list[dict[str, Any]] = []
-        problem = None
+        problem, deal_name = None, None
         try:
             draft = await self.backend.get(
                 person, BUILDER, f"/portals/{portal}/accounts/{realm}/deals/{deal}/draft"
             )
             quotes = draft.get("quotes", [])
+            deal_name = shown_name(draft.get("deal_name"))
         except BackendError as exc:
             problem = backend_key(exc)
         return self.pages.render(
             request,
             "wizard_start.html",
             deal=deal,
+            deal_name=deal_name,
             accounts=accounts,
             realm=realm,
             quotes=quotes,
@@ -69,7 +78,8 @@ class WizardPages:
     async def _facts(
         self, person: Person, portal: str, realm: str, deal: str, quote: str | None
     ) -> dict[str, Any]:
-        """What the details step shows: the company, the lines, who to bill, the lists."""
+        """What the details step shows: the deal's name, the company, the lines, who to bill,
+        the lists."""
         base = f"/portals/{portal}/accounts/{realm}"
         accounts = {a["realm_id"]: a for a in await self.pages.builder_accounts(person, portal)}
         account = accounts.get(realm)
@@ -86,6 +96,7 @@ class WizardPages:
             _nothing() if is_us else ask(person, BUILDER, f"{base}/tax-codes"),
         )
         return {
+            "deal_name": shown_name(draft.get("deal_name")),
             "account": account,
             "is_us": is_us,
             "draft": draft,
@@ -138,6 +149,8 @@ class WizardPages:
         facts = await self._facts(person, portal, realm, deal, quote)
         lines = lines_from_form(form, facts["draft"].get("lines", []))
         values = {k: str(v) for k, v in form.items() if isinstance(v, str)}
+        # The review page carries the name as the draft has it now, not as it was posted.
+        values["deal_name"] = facts["deal_name"] or ""
         again = {
             "deal": deal,
             "realm": realm,
@@ -201,8 +214,11 @@ class WizardPages:
             return self._details_again(request, 422, again, problem=(answer or {}).get("problem"))
         if status == 409:
             raise Refused(409, "wizard.taken")
+        about = {"deal": again["deal"]}  # what the outcome is headed with
+        if again["deal_name"]:
+            about["deal_name"] = again["deal_name"]
         return RedirectResponse(
-            f"/portals/{portal}/requests/{answer['request_id']}?deal={again['deal']}", 303
+            f"/portals/{portal}/requests/{answer['request_id']}?{urlencode(about)}", 303
         )
 
     def _resend(self, request: Request, form: FormData, exc: BackendError) -> Response:
@@ -215,6 +231,7 @@ class WizardPages:
             "wizard_resend.html",
             503,
             deal=str(request.path_params["deal_id"]),
+            deal_name=shown_name(form.get("deal_name")),
             carried=carried,
             action=str(form.get("action") or ""),
             creating=form.get("action") == "create",
@@ -249,6 +266,7 @@ class WizardPages:
             restarting=restarting,
             request_id=request_id,
             deal=request.query_params.get("deal") or found.get("deal_id"),
+            deal_name=shown_name(request.query_params.get("deal_name")),
         )
 
 
@@ -314,6 +332,16 @@ def due_from_terms(values: dict[str, str], terms: list[dict[str, Any]]) -> date 
     chosen = next((t for t in terms if str(t.get("id")) == values.get("terms_id")), None)
     start = domain.parse_day(values.get("invoice_date")) or date.today()
     return domain.due_date(start, chosen.get("due_days")) if chosen else None
+
+
+def shown_name(value: Any) -> str | None:
+    """A deal's name as a heading shows it: text only, trimmed and at most `DEAL_NAME_SHOWN`
+    characters; None (the heading names the deal by its id) when there is none. A carried name
+    is what the person's own form or link says: it changes their heading's text, nothing else."""
+    if not isinstance(value, str):
+        return None
+    name = " ".join(value.split())[:DEAL_NAME_SHOWN].strip()
+    return name or None
 
 
 def _customer_missing(form: FormData) -> bool:
