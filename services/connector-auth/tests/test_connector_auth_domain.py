@@ -113,3 +113,15 @@ def test_token_of_a_removed_key_cannot_be_decrypted() -> None:
     sealed = TokenCipher.from_spec(generate_key_spec("k1")).encrypt("tok", "ctx")
     with pytest.raises(TokenDecryptError):
         TokenCipher.from_spec(generate_key_spec("k2")).decrypt(sealed, "ctx")
+
+
+def test_a_portal_is_advanced_where_one_of_its_companies_is() -> None:
+    editions = [
+        ("p1", "QuickBooks Online Plus"),
+        ("p2", "QuickBooks Online Advanced"),
+        ("p1", None),
+        ("p3", " quickbooks online advanced "),
+        ("p2", "QuickBooks Online Essentials"),
+    ]
+    assert domain.advanced_portals(editions) == ["p2", "p3"]
+    assert domain.advanced_portals([("p1", "QuickBooks Online Plus")]) == []

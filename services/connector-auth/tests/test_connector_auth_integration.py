@@ -170,6 +170,33 @@ async def test_disconnect_revokes_at_qbo_deletes_tokens_and_publishes(
     assert event["data"]["company_name"] == "Leaving Inc"
 
 
+async def test_the_session_names_the_portals_with_a_quickbooks_online_advanced_company(
+    connector: Any, qbo_sandbox: Any
+) -> None:
+    async def advanced(portal: str) -> Any:
+        async with connector.browser(portal) as person:
+            session = await person.get(f"{connector.base_url}/v1/session")
+        connector.secrets.add(session.json()["csrf_token"])
+        return session.json()["advanced_portals"]
+
+    portal, plus = await connected_company(connector, qbo_sandbox, "Plus Only Ltd")
+    only_plus = await advanced(portal)
+    summit = new_company(qbo_sandbox, "Summit Advanced", edition="Advanced")
+    await connector.connect(portal, summit)
+    with_advanced = await advanced(portal)
+    async with connector.browser(portal) as person:
+        csrf = (await person.get(f"{connector.base_url}/v1/session")).json()["csrf_token"]
+        url = f"{connector.base_url}/v1/portals/{portal}/accounts/{summit}"
+        gone = await person.delete(url, headers={"X-CSRF-Token": csrf})
+    after_disconnect = await advanced(portal)
+
+    assert only_plus == []
+    assert with_advanced == [portal]
+    assert gone.status_code == 204
+    assert after_disconnect == []
+    assert [a["account_id"] for a in await connector.accounts(portal)] == [plus]  # still there
+
+
 async def test_sandbox_company_is_refused_in_production_mode(
     connector_settings: Any,
     qbo_sandbox: Any,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import html
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,6 +21,7 @@ from dealbooks_kit.auth import problem
 from dealbooks_kit.openapi import describe
 from dealbooks_qbo import OAuthError
 from pydantic import BaseModel, Field
+from pymongo.errors import PyMongoError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -53,7 +55,7 @@ PERSON = (Access.SESSION, Access.PORTAL)
 def build_api(service: ConnectorAuth, installs: Installs) -> Starlette:
     """The Starlette app the service runtime falls back to for everything but health/metrics."""
     settings = service.settings
-    crm = CrmRoutes(installs)
+    crm = CrmRoutes(installs, service.advanced_portals)
     guard = Guard(settings, settings.service_name, session=crm.session_caller)
     guard.require(Access.SERVICE, Access.PORTAL)
     return guard.api([*crm.routes(guard), *QuickBooksRoutes(service, installs).routes(guard)])
@@ -86,9 +88,13 @@ class AccountsAnswer(BaseModel):
 class CrmRoutes:
     """The CRM side: the app's installs in portals and the people who sign in through them."""
 
-    def __init__(self, installs: Installs) -> None:
+    def __init__(
+        self, installs: Installs, advanced: Callable[[Sequence[str]], Awaitable[list[str]]]
+    ) -> None:
         self.installs = installs
         self.settings = installs.settings
+        # Which of a person's portals have a company on QuickBooks Online Advanced.
+        self.advanced = advanced
 
     def routes(self, g: Guard) -> list[Route]:
         return [
@@ -191,6 +197,7 @@ class CrmRoutes:
                 "user_id": session.user_id,
                 "email": session.email,
                 "portals": list(session.portals),
+                "advanced_portals": await self._advanced(session.portals),
                 "csrf_token": session.csrf,
                 "expires_at": session.expires_at.isoformat(),
                 "grant": {
@@ -200,6 +207,17 @@ class CrmRoutes:
             },
             headers=NO_STORE,
         )
+
+    async def _advanced(self, portals: Sequence[str]) -> list[str] | None:
+        """The session's portals with a company on QuickBooks Online Advanced, so the console
+        shows approvals and reminders where they apply without asking; None (the console
+        then shows them everywhere) when the accounts cannot be read now, which must not
+        cost the person their page."""
+        try:
+            return await self.advanced(portals)
+        except PyMongoError as exc:
+            log.warning("advanced portals not read", error=type(exc).__name__)
+            return None
 
     async def signout(self, request: Request) -> Response:
         session = await self.installs.session(request.cookies.get(COOKIE))

@@ -6,11 +6,12 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from dealbooks_contracts import AccountConnectedReason, QboEnvironment
+from dealbooks_contracts import AccountConnectedReason, QboEnvironment, is_advanced
 
 # QBO started sending ISO 3-letter country codes in late 2025; events carry 2 letters.
 _ALPHA3_TO_ALPHA2 = {"USA": "US", "GBR": "GB", "CAN": "CA", "AUS": "AU", "FRA": "FR", "IND": "IN"}
@@ -28,6 +29,12 @@ class PortalStatus(StrEnum):
 def missing_scopes(required: list[str], granted: frozenset[str]) -> list[str]:
     """The required scopes an install did not grant, in the order they are asked for."""
     return [scope for scope in required if scope not in granted]
+
+
+def advanced_portals(editions: Iterable[tuple[str, str | None]]) -> list[str]:
+    """The portals with a company on QuickBooks Online Advanced, where approvals and reminders
+    apply, from (portal, edition) of their companies."""
+    return sorted({portal for portal, edition in editions if is_advanced(edition)})
 
 
 class AccountStatus(StrEnum):

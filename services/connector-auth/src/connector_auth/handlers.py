@@ -4,7 +4,7 @@ changes. Each reads: decide (domain), persist (one document), publish (outbox re
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -161,6 +161,10 @@ class ConnectorAuth:
 
     async def list_accounts(self, portal_id: str) -> list[Doc]:
         return await self.accounts.list_for_portal(portal_id)
+
+    async def advanced_portals(self, portal_ids: Sequence[str]) -> list[str]:
+        """Those of the portals with a company on QuickBooks Online Advanced."""
+        return domain.advanced_portals(await self.accounts.editions_of(portal_ids))
 
     async def disconnect(self, portal_id: str, realm_id: str) -> None:
         """Revoke at QBO, delete the tokens, publish account-disconnected."""

@@ -8,6 +8,7 @@ diverge.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -61,6 +62,19 @@ class Accounts:
             projection={"tokens": 0, "outbox": 0},
         ).sort("connected_at", 1)
         return [doc async for doc in cursor]
+
+    async def editions_of(self, portal_ids: Sequence[str]) -> list[tuple[str, str | None]]:
+        """(portal, edition) of each company these portals have not disconnected."""
+        cursor = self._c.find(
+            {
+                "portal_id": {"$in": list(portal_ids)},
+                "status": {"$ne": AccountStatus.DISCONNECTED.value},
+            },
+            projection={"portal_id": 1, "company": 1},
+        )
+        return [
+            (str(d["portal_id"]), (d.get("company") or {}).get("edition")) async for d in cursor
+        ]
 
     async def connected_for_realm(self, realm_id: str) -> list[Doc]:
         cursor = self._c.find(
