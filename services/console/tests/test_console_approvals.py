@@ -140,7 +140,7 @@ async def test_the_list_shows_what_waits_and_each_companys_settings(
 
 
 OWNERS = [
-    {"id": "900000002", "name": "Ada Lee", "email": "ada@summit.example"},
+    {"id": "900000002", "name": "Ada Lee", "email": "ada@summit.example", "user_id": "62515001"},
     {"id": "900000001", "name": "zoe@summit.example", "email": "zoe@summit.example"},
 ]
 
@@ -196,6 +196,39 @@ async def test_one_approval_shows_its_invoice_with_editable_lines(
     assert "<dd>zoe@summit.example</dd>" in named.text
     assert "$1,640.00" in page.text and "Expedition tent" in page.text
     assert 'value="approve"' in page.text and 'value="reject"' in page.text
+
+
+@pytest.mark.asyncio
+async def test_the_approval_names_who_asked_by_the_owner_of_their_crm_user_else_by_the_id(
+    browser: httpx.AsyncClient, services: Services
+) -> None:
+    url = f"/portals/{PORTAL}/approvals/{REQUEST}"
+    owners = ("GET", f"/portals/{PORTAL}/owners")
+    services.answers[("GET", url)] = (200, approval(requested_by="62515001", approver_id=None))
+    services.answers[owners] = (200, {"owners": OWNERS})
+    named = await browser.get(url)
+    dutch = await browser.get(url + "?lang=nl")
+    pages = {}
+    for why, answer in {
+        "not an owner": (200, {"owners": OWNERS[1:]}),
+        "no scope": (200, {"owners": None, "reason": "no scope"}),
+        "the CRM is away": (503, {"error": "the CRM is away"}),
+        "not a list": (200, {"owners": "Ada Lee"}),
+        "not an answer": (200, ["Ada Lee"]),
+    }.items():
+        services.answers[owners] = answer
+        pages[why] = await browser.get(url + "?lang=en")
+
+    # The owner's name, although the request carries the user id, not the owner id.
+    assert "<dt>Requested by</dt><dd>Ada Lee</dd>" in named.text
+    assert "<dt>Aangevraagd door</dt><dd>Ada Lee</dd>" in dutch.text
+    assert "62515001" not in named.text
+    # Nobody to name it by: the id, said to be a CRM user's; the page shows all the same.
+    for why, page in pages.items():
+        assert page.status_code == 200, why
+        assert "<dt>Requested by (CRM user)</dt><dd>62515001</dd>" in page.text, why
+        assert "Ada Lee" not in page.text, why
+        assert 'value="approve"' in page.text, why
 
 
 @pytest.mark.asyncio

@@ -81,3 +81,17 @@ def test_only_properties_of_a_fitting_type_are_offered() -> None:
     assert domain.fitting_properties(["number", "string"], props) == props
     assert domain.fitting_properties(["number"], props) == [props[1]]
     assert domain.fitting_properties([], props) == []
+
+
+def test_an_owner_is_named_by_its_owner_id_or_by_the_crm_user_it_stands_for() -> None:
+    owners = [
+        {"id": "900000002", "name": "Ada Lee", "user_id": "62515001"},
+        {"id": "900000001", "name": "", "user_id": None},
+    ]
+    assert domain.owner_name(owners, "id", "900000002") == "Ada Lee"
+    assert domain.owner_name(owners, "user_id", 62515001) == "Ada Lee"
+    # An owner id is not a user id, and no name is no name.
+    assert domain.owner_name(owners, "user_id", "900000002") is None
+    assert domain.owner_name(owners, "id", "900000001") is None
+    assert domain.owner_name(owners, "user_id", None) is None
+    assert domain.owner_name([], "id", "900000002") is None

@@ -122,11 +122,14 @@ class ApprovalPages:
         found: dict[str, Any] = await self.backend.get(
             person, BUILDER, f"/portals/{portal}/approvals/{request_id}"
         )
-        if found.get("approver_id"):
-            # The approver by name where the portal's owners can be listed.
+        if found.get("approver_id") or found.get("requested_by"):
+            # By name where the portal's owners can be listed, else by id: the approver is an
+            # owner id, whoever asked a CRM user id.
             owners = await self.pages.owners_of(person, portal) or []
-            named = {o["id"]: o["name"] for o in owners}
-            found["approver_name"] = named.get(str(found["approver_id"]))
+            found["approver_name"] = domain.owner_name(owners, "id", found.get("approver_id"))
+            found["requested_by_name"] = domain.owner_name(
+                owners, "user_id", found.get("requested_by")
+            )
         return found
 
     async def approval(self, request: Request) -> Response:

@@ -151,3 +151,14 @@ def fitting_properties(
     mapping registry lists it per field; it checks the same again on save)."""
     allowed = frozenset(fits)
     return [p for p in properties if p.get("type") in allowed]
+
+
+def owner_name(owners: Iterable[Mapping[str, object]], key: str, value: object) -> str | None:
+    """What the CRM owner whose `key` (`id` for an owner id, `user_id` for the CRM user an
+    owner stands for) is `value` is called; None when no listed owner has it."""
+    if value in (None, ""):
+        return None
+    for owner in owners:
+        if owner.get(key) is not None and str(owner.get(key)) == str(value):
+            return str(owner.get("name") or "") or None
+    return None

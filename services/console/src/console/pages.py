@@ -211,8 +211,10 @@ class Pages:
         except BackendError as exc:
             log.info("owners not listed", status=exc.status)
             return None
-        owners = found.get("owners")
-        return None if owners is None else list(owners)
+        owners = found.get("owners") if isinstance(found, dict) else None
+        if not isinstance(owners, list):
+            return None
+        return [o for o in owners if isinstance(o, dict) and o.get("id") is not None]
 
     async def accounts(self, request: Request) -> Response:
         person = await self.person_of(request)
