@@ -100,8 +100,11 @@ class World:
         body = crm_record(props, assocs or ())
         return str(self.ok(self.http.post(f"{self.crm_ctl}/objects/{kind}", json=body))["id"])
 
-    def deal(self, lines: list[tuple[str, str, str]], currency: str = "USD") -> dict[str, str]:
-        """A deal with a contact at a company, and its line items (name, quantity, price)."""
+    def deal(
+        self, lines: list[tuple[str, str, str]], currency: str = "USD", called: str = "Bookkeeping"
+    ) -> dict[str, str]:
+        """A deal with a contact at a company, and its line items (name, quantity, price); the
+        deal is called `called` and its tag (`dealname` in the result)."""
         tag = uuid.uuid4().hex[:6]
         company = self.crm_create("companies", {"name": f"Harbour Books {tag}"})
         contact = self.crm_create(
@@ -109,9 +112,8 @@ class World:
             {"email": f"ops-{tag}@harbour.example", "firstname": "Ada", "lastname": f"Lee {tag}"},
             [(company, 1)],
         )
-        deal = self.crm_create(
-            "deals", {"dealname": f"Bookkeeping {tag}"}, [(contact, 3), (company, 5)]
-        )
+        dealname = f"{called} {tag}"
+        deal = self.crm_create("deals", {"dealname": dealname}, [(contact, 3), (company, 5)])
         for name, qty, price in lines:
             self.crm_create(
                 "line_items",
@@ -119,7 +121,8 @@ class World:
                  "hs_line_item_currency_code": currency},
                 [(deal, 20)],
             )  # fmt: skip
-        return {"deal": deal, "contact": contact, "company": company, "tag": tag}
+        return {"deal": deal, "contact": contact, "company": company, "tag": tag,
+                "dealname": dealname}  # fmt: skip
 
     def quote(self, deal: dict[str, str], lines: list[tuple[str, str, str]]) -> str:
         expires = (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
@@ -306,6 +309,11 @@ def test_an_invoice_from_scratch_through_the_wizard(person: Pages, world: World)
     _wizard_to_details(person, d["deal"])
     person.check("wizard-details")
     page = person.page
+    # Each step is headed with the deal's name in the CRM.
+    headed = page.get_by_role(
+        "heading", level=1, name=f"Create an invoice for deal {d['dealname']}"
+    )
+    assert headed.is_visible(), page.inner_text("main")
     # The deal's contact is not a QuickBooks customer yet: a new customer, named after it.
     page.get_by_label("A new customer").check()
     page.get_by_label("Name", exact=True).fill(f"Harbour Books {d['tag']}")
@@ -321,6 +329,7 @@ def test_an_invoice_from_scratch_through_the_wizard(person: Pages, world: World)
     page.get_by_text(f"Due {due}, from the terms.").wait_for()
     page.get_by_label("Message to the customer").fill("Thank you for your business.")
     number = _create(person)
+    assert headed.is_visible(), page.inner_text("main")
     person.check("wizard-outcome")
     page.get_by_role("link", name="Back to the deal").click()
     row = page.get_by_role("row", name=re.compile(re.escape(number)))
@@ -333,6 +342,8 @@ def test_an_invoice_from_a_published_quote(person: Pages, world: World) -> None:
     d = world.deal([("Ignored deal line", "1", "999")])
     world.quote(d, [("Oak table", "1", "1000"), ("Delivery", "2", "150")])
     person.goto(f"/portals/{PORTAL_ID}/deals/{d['deal']}/invoices/new")
+    heading = f"Create an invoice for deal {d['dealname']}"
+    assert person.page.get_by_role("heading", level=1, name=heading).is_visible()
     person.check("wizard-start")
     person.page.get_by_label(re.compile(f"Quote: Q-{d['tag']}")).check()
     person.page.get_by_role("button", name="Next").click()
@@ -533,7 +544,8 @@ def test_the_app_card_lists_a_deals_invoices_and_opens_the_console_without_a_ses
         rep_pages.shots = person.shots + 50
         page.goto(card["actions"]["create_invoice"])
         page.wait_for_url(re.compile(rf"/deals/{d['deal']}/invoices/new"))
-        assert page.get_by_role("heading", name=f"Een factuur maken voor deal {d['deal']}").count()
+        heading = f"Een factuur maken voor deal {d['dealname']}"
+        assert page.get_by_role("heading", level=1, name=heading).count()
         rep_pages.check("card-launch-wizard")
         page.goto(card["actions"]["add_existing"])
         page.wait_for_url(re.compile(rf"/records/deals/{d['deal']}/add"))
@@ -545,7 +557,9 @@ def test_the_app_card_lists_a_deals_invoices_and_opens_the_console_without_a_ses
         rep.close()
 
 
-def test_every_page_reads_in_dutch_and_at_360_pixels(browser: Any, person: Pages) -> None:
+def test_every_page_reads_in_dutch_and_at_360_pixels(
+    browser: Any, person: Pages, world: World
+) -> None:
     page = person.page
     page.set_viewport_size({"width": 360, "height": 780})
     person.goto(f"/portals/{PORTAL_ID}/accounts?lang=nl")
@@ -566,6 +580,14 @@ def test_every_page_reads_in_dutch_and_at_360_pixels(browser: Any, person: Pages
         person.check(f"{name}-nl-360")
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 360, f"{name} scrolls sideways at 360 px ({width})"
+    # The wizard is headed with the deal's name, however long, without scrolling sideways.
+    d = world.deal([("Jaarrekening", "1", "640")], called="Harbour_Books_jaarrekening_2027")
+    person.goto(f"/portals/{PORTAL_ID}/deals/{d['deal']}/invoices/new")
+    heading = f"Een factuur maken voor deal {d['dealname']}"
+    assert page.get_by_role("heading", level=1, name=heading).is_visible()
+    person.check("wizard-start-nl-360")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 360, f"the wizard scrolls sideways at 360 px ({width})"
     person.goto(f"/portals/{PORTAL_ID}/accounts?lang=en")
     page.set_viewport_size({"width": 1280, "height": 900})
 
@@ -577,10 +599,17 @@ def test_an_advanced_company_approves_an_invoice_and_sets_its_reminders(
     the approver changes a quantity and approves, the draft is created; a reminder workflow is
     adjusted, switched on, and its task shows on the reminders page."""
     page = person.page
+    # The menu offers approvals and reminders once a company on Advanced is connected.
+    menu = page.get_by_role("navigation", name="Main")
+    person.goto(f"/portals/{PORTAL_ID}/accounts")
+    assert not menu.get_by_role("link", name=re.compile("^(Approvals|Reminders)$")).count()
     _connect_another(person, world, "Summit Ridge Outfitters", SUMMIT_REALM)
+    assert menu.get_by_role("link", name="Approvals", exact=True).is_visible()
+    assert menu.get_by_role("link", name="Reminders", exact=True).is_visible()
+    person.check("menu-advanced")
 
     # Approval on (invoice-builder learns the edition from the connection's event).
-    person.goto(f"/portals/{PORTAL_ID}/approvals")
+    menu.get_by_role("link", name="Approvals", exact=True).click()
     person.reload_until("Invoices need approval before they go to QuickBooks")
     page.get_by_label("Invoices need approval before they go to QuickBooks").check()
     # The approver is picked by name from the portal's CRM owners (none: each deal's owner).
@@ -621,6 +650,10 @@ def test_an_advanced_company_approves_an_invoice_and_sets_its_reminders(
         rep.close()
     page.get_by_role("link", name="Open the approval").click()
     page.get_by_role("heading", name=f"Invoice for Summit Trek {d['tag']}").wait_for()
+    # Who asked, by the CRM owner of their user (the admin has no name: its e-mail).
+    facts = page.locator("dl.facts").inner_text()
+    assert re.search(rf"Requested by\s+admin@{PORTAL_ID}\.example\.com", facts), facts
+    assert "(CRM user)" not in facts, facts
     person.check("approval")
     page.get_by_label("Quantity 1", exact=True).fill("3")
     page.get_by_role("button", name="Approve and create the draft").click()
@@ -673,6 +706,8 @@ def test_a_submission_survives_invoice_builder_restarting(
     try:
         page.get_by_role("button", name="Create invoice").click()
         page.get_by_role("heading", name="Waiting for the invoice service").wait_for()
+        heading = f"Create an invoice for deal {d['dealname']}"
+        assert page.get_by_role("heading", level=1, name=heading).is_visible()
         person.check("wizard-resend")
         assert "never gets a second invoice" in page.inner_text("main")
         assert page.get_by_text(re.compile(r"Sending again in \d+ s")).is_visible()
