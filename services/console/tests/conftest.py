@@ -18,16 +18,23 @@ Services = Callable[[httpx.Request], httpx.Response]
 
 @asynccontextmanager
 async def _signed_in(
-    services: Services, *, portal: str, csrf: str, **settings: Any
+    services: Services,
+    *,
+    portal: str,
+    csrf: str,
+    session: dict[str, Any] | None = None,
+    **settings: Any,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A browser with a session cookie, talking to a console whose services are `services`;
-    connector-auth's session question is answered here (Ann, of `portal`, with `csrf`)."""
+    connector-auth's session question is answered here (Ann, of `portal`, with `csrf`, and
+    whatever `session` adds)."""
 
     def answer(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/v1/session":
             return httpx.Response(200, json={
                 "user_id": "u-ann", "portals": [portal], "email": "ann@summit.example",
                 "grant": {"token": "grant", "expires_in": 300}, "csrf_token": csrf,
+                **(session or {}),
             })  # fmt: skip
         return services(request)
 
@@ -48,6 +55,7 @@ async def _signed_in(
 
 @pytest.fixture
 def signed_in() -> Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]:
-    """`async with signed_in(services, portal=..., csrf=..., **settings) as browser:` a
-    signed-in person's browser (a session cookie; the session is answered for `services`)."""
+    """`async with signed_in(services, portal=..., csrf=..., session=..., **settings) as
+    browser:` a signed-in person's browser (a session cookie; the session is answered for
+    `services`, with `session`'s fields besides)."""
     return _signed_in

@@ -347,3 +347,62 @@ def test_edited_lines_are_none_when_nothing_changed() -> None:
     assert edited_lines(same, LINES) is None
     with pytest.raises(ValueError, match="line 1"):
         edited_lines(FormData([("quantity_0", "0")]), LINES)
+
+
+MENU = (f'<a href="/portals/{PORTAL}/approvals"', f'<a href="/portals/{PORTAL}/reminders"')
+
+
+@pytest.mark.asyncio
+async def test_the_menu_offers_approvals_and_reminders_where_a_company_is_on_advanced(
+    services: Services, signed_in: Any
+) -> None:
+    shown: dict[str, tuple[httpx.Response, ...]] = {}
+    for case, session in {
+        "advanced here": {"advanced_portals": [PORTAL]},
+        "advanced elsewhere": {"advanced_portals": ["99999"]},
+        "no advanced": {"advanced_portals": []},
+        "not said": {},
+    }.items():
+        async with signed_in(services, portal=PORTAL, csrf=CSRF, session=session) as browser:
+            shown[case] = (
+                await browser.get(f"/portals/{PORTAL}/accounts"),
+                await browser.get(f"/portals/{PORTAL}"),
+                await browser.get(f"/portals/{PORTAL}/approvals"),
+            )
+
+    for case in ("advanced here", "not said"):  # not known: a link too many, never too few
+        accounts, home, _ = shown[case]
+        assert all(link in accounts.text for link in MENU), case
+        assert f"{MENU[0]}>Invoices waiting for approval</a>" in home.text, case
+    for case in ("advanced elsewhere", "no advanced"):
+        accounts, home, approvals = shown[case]
+        assert accounts.status_code == 200 and "QuickBooks companies" in accounts.text, case
+        assert not any(link in page.text for link in MENU for page in (accounts, home)), case
+        # The page itself still answers its URL, and says why it does not apply.
+        assert approvals.status_code == 200, case
+        assert "Larry&#39;s Bakery is on QuickBooks Online Plus" in approvals.text, case
+
+
+@pytest.mark.asyncio
+async def test_the_menu_follows_a_company_connected_or_disconnected_at_once(
+    services: Services, signed_in: Any
+) -> None:
+    session: dict[str, Any] = {"advanced_portals": []}
+    realm = "9341455731187204"
+    services.answers[("DELETE", f"/v1/portals/{PORTAL}/accounts/{realm}")] = (204, None)
+    accounts = f"/portals/{PORTAL}/accounts"
+    async with signed_in(services, portal=PORTAL, csrf=CSRF, session=session) as browser:
+        before = await browser.get(accounts)
+        session["advanced_portals"] = [PORTAL]  # connector-auth knows; the console asked before
+        remembered = await browser.get(accounts)
+        back = await browser.get(f"/connected?portal_id={PORTAL}&account_id={realm}")
+        connected = await browser.get(accounts)
+        session["advanced_portals"] = []
+        gone = await browser.post(f"{accounts}/{realm}/disconnect", data={"csrf_token": CSRF})
+        disconnected = await browser.get(accounts)
+
+    assert not any(link in before.text for link in MENU)
+    assert not any(link in remembered.text for link in MENU)  # the session, kept a while
+    assert back.status_code == 303 and gone.status_code == 303
+    assert all(link in connected.text for link in MENU)
+    assert not any(link in disconnected.text for link in MENU)

@@ -95,3 +95,10 @@ def test_an_owner_is_named_by_its_owner_id_or_by_the_crm_user_it_stands_for() ->
     assert domain.owner_name(owners, "id", "900000001") is None
     assert domain.owner_name(owners, "user_id", None) is None
     assert domain.owner_name([], "id", "900000002") is None
+
+
+def test_approvals_and_reminders_are_offered_where_a_company_is_on_advanced_or_not_known() -> None:
+    assert domain.shows_advanced(("62515",), "62515")
+    assert not domain.shows_advanced(("99999",), "62515")
+    assert not domain.shows_advanced((), "62515")
+    assert domain.shows_advanced(None, "62515")  # not said: offered, the pages explain

@@ -36,6 +36,9 @@ class Person:
     email: str | None = None
     # Set for a person who came from the CRM app card: the record and language it passed.
     launched: dict[str, str] | None = None
+    # Their portals with a company on QuickBooks Online Advanced, as connector-auth said with
+    # the session; None where it did not say (a person from the app card).
+    advanced_portals: tuple[str, ...] | None = None
 
 
 def _session_shaped(cookie: str) -> bool:
@@ -98,6 +101,9 @@ class Sessions:
             return None
         return found[1]
 
+    def forget(self, cookie: str) -> None:
+        self._known.pop(self.key(cookie), None)
+
     def put(self, cookie: str, person: Person, good_for: float) -> None:
         self._known[self.key(cookie)] = (time.monotonic() + good_for, person)
         self._known.move_to_end(self.key(cookie))
@@ -146,12 +152,16 @@ class Backend:
             raise BackendError("connector-auth", answer.status_code)
         body = answer.json()
         grant = body["grant"]
+        advanced = body.get("advanced_portals")
         person = Person(
             user_id=str(body["user_id"]),
             portals=tuple(str(p) for p in body["portals"]),
             grant=grant["token"],
             csrf=body["csrf_token"],
             email=body.get("email"),
+            advanced_portals=tuple(str(p) for p in advanced)
+            if isinstance(advanced, list)
+            else None,
         )
         good_for = min(
             float(grant["expires_in"]) - GRANT_MARGIN_SECONDS,

@@ -162,3 +162,10 @@ def owner_name(owners: Iterable[Mapping[str, object]], key: str, value: object) 
         if owner.get(key) is not None and str(owner.get(key)) == str(value):
             return str(owner.get("name") or "") or None
     return None
+
+
+def shows_advanced(advanced_portals: Sequence[str] | None, portal: str | None) -> bool:
+    """Whether the menu offers approvals and reminders (QuickBooks Online Advanced) in
+    `portal`: where one of its companies is on Advanced, and wherever that is not known, since
+    a link that explains is better than a page that cannot be found."""
+    return advanced_portals is None or portal in advanced_portals

@@ -109,6 +109,9 @@ class Pages:
             lang=t.lang,
             person=person,
             portal=portal,
+            advanced_here=domain.shows_advanced(
+                person.advanced_portals if person else None, portal
+            ),
             csrf=person.csrf if person else "",
             path=request.url.path,
             query=request.url.query,
@@ -175,6 +178,7 @@ class Pages:
         """Where connector-auth sends the person back after QuickBooks: the accounts page of
         the portal, saying what happened."""
         person = await self.person_of(request)
+        self.people.recheck(request)  # a company more, perhaps on Advanced: the menu follows
         q = request.query_params
         portal = q.get("portal_id") if q.get("portal_id") in person.portals else person.portals[0]
         said = {k: q[k] for k in ("account_id", "error") if q.get(k)}
@@ -240,6 +244,7 @@ class Pages:
         await self.backend.call(
             person, "connector-auth", "DELETE", f"/v1/portals/{portal}/accounts/{account}"
         )
+        self.people.recheck(request)
         return RedirectResponse(f"/portals/{portal}/accounts?disconnected={account}", 303)
 
     # ------------------------------------------------------------------ a record's invoices

@@ -72,6 +72,13 @@ class People:
         request.state.person = person
         return person
 
+    def recheck(self, request: Request) -> None:
+        """The next page asks connector-auth about the session again, instead of what it said
+        a moment ago: a company was connected or disconnected, and the menu follows."""
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            self.backend.sessions.forget(cookie)
+
     async def caller(self, request: Request) -> Caller | None:
         """The guard's session check: the person, and on a form post their CSRF token."""
         person = await self.person(request)
