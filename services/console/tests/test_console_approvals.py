@@ -191,9 +191,10 @@ async def test_one_approval_shows_its_invoice_with_editable_lines(
     named = await browser.get(f"/portals/{PORTAL}/approvals/{REQUEST}")
     assert page.status_code == 200
     assert 'name="quantity_0" inputmode="decimal" size="6" value="8"' in page.text
-    # The approver by id where the owners cannot be listed, else by name.
-    assert "<dd>900000001</dd>" in page.text
-    assert "<dd>zoe@summit.example</dd>" in named.text
+    # The approver by id where the owners cannot be listed, else by name (then not said to be
+    # an owner id).
+    assert "<dt>Approver (CRM owner)</dt><dd>900000001</dd>" in page.text
+    assert "<dt>Approver</dt><dd>zoe@summit.example</dd>" in named.text
     assert "$1,640.00" in page.text and "Expedition tent" in page.text
     assert 'value="approve"' in page.text and 'value="reject"' in page.text
 
