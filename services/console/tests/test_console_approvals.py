@@ -200,6 +200,23 @@ async def test_one_approval_shows_its_invoice_with_editable_lines(
 
 
 @pytest.mark.asyncio
+async def test_the_approval_links_its_deal_by_name_else_by_id(
+    browser: httpx.AsyncClient, services: Services
+) -> None:
+    url = f"/portals/{PORTAL}/approvals/{REQUEST}"
+    link = f'<a href="/portals/{PORTAL}/records/deals/1203">Deal'
+    unnamed = await browser.get(url)  # status-tracker does not answer for the deal
+    services.answers[("GET", f"/portals/{PORTAL}/records/deals/1203")] = (
+        200, {"object_type": "deals", "object_id": "1203", "name": "Tents for <Summit>"},
+    )  # fmt: skip
+    named = await browser.get(url)
+
+    assert unnamed.status_code == 200
+    assert f"{link} 1203</a>" in unnamed.text
+    assert f"{link} Tents for &lt;Summit&gt;</a>" in named.text
+
+
+@pytest.mark.asyncio
 async def test_the_approval_names_who_asked_by_the_owner_of_their_crm_user_else_by_the_id(
     browser: httpx.AsyncClient, services: Services
 ) -> None:

@@ -130,6 +130,10 @@ class ApprovalPages:
             found["requested_by_name"] = domain.owner_name(
                 owners, "user_id", found.get("requested_by")
             )
+        if found.get("deal_id"):
+            found["deal_name"] = await self.pages.record_name(
+                person, portal, "deals", str(found["deal_id"])
+            )
         return found
 
     async def approval(self, request: Request) -> Response:

@@ -273,6 +273,21 @@ class Pages:
         )
         return found
 
+    async def record_name(
+        self, person: Person, portal: str, kind: str, record_id: str
+    ) -> str | None:
+        """A record's name in the CRM (status-tracker), for a page's heading; None where it
+        cannot be read, and the page names the record by its id."""
+        try:
+            named = await self.backend.get(
+                person, "status-tracker", f"/portals/{portal}/records/{kind}/{record_id}"
+            )
+        except BackendError as exc:
+            log.info("record name not read", status=exc.status)
+            return None
+        name = named.get("name") if isinstance(named, dict) else None
+        return name if isinstance(name, str) and name else None
+
     # ------------------------------------------------------------------ add existing invoices
 
     async def add_existing(self, request: Request) -> Response:
@@ -310,17 +325,12 @@ class Pages:
                 f"/portals/{portal}/accounts/{realm}/invoices",
                 q=q,
             )
-        try:  # only for its heading: without it the page names the record by its id
-            named = await self.backend.get(
-                person, "status-tracker", f"/portals/{portal}/records/{kind}/{record_id}"
-            )
-        except BackendError as exc:
-            log.info("record name not read", status=exc.status)
-            named = {}
         return self.render(
             request,
             "add_existing.html",
-            **_about_record(kind, record_id, named.get("name")),
+            **_about_record(
+                kind, record_id, await self.record_name(person, portal, kind, record_id)
+            ),
             accounts=accounts,
             realm=realm,
             q=q,
