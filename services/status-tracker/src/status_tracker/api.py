@@ -50,21 +50,6 @@ class RecordInvoice(BaseModel):
     qbo_url: str
 
 
-class RecordInvoicesAnswer(BaseModel):
-    """The invoices of a deal, contact or company, newest first."""
-
-    object_type: str
-    object_id: str
-    name: str | None = Field(
-        None,
-        description="With `include=name` only: the record's name in the CRM (a deal's name, a "
-        "contact's full name or e-mail, a company's name or domain); null when the CRM does "
-        "not say.",
-    )
-    shown: ShownInvoice | None = None
-    invoices: list[RecordInvoice]
-
-
 class RecordAnswer(BaseModel):
     """A deal, contact or company as a page names it."""
 
@@ -73,8 +58,16 @@ class RecordAnswer(BaseModel):
     name: str | None = Field(
         None,
         description="The record's name in the CRM (a deal's name, a contact's full name or "
-        "e-mail, a company's name or domain); null when the CRM does not say.",
+        "e-mail, a company's name or domain); null when the CRM does not say. With its "
+        "invoices, only when asked (`include=name`).",
     )
+
+
+class RecordInvoicesAnswer(RecordAnswer):
+    """The invoices of a deal, contact or company, newest first."""
+
+    shown: ShownInvoice | None = None
+    invoices: list[RecordInvoice]
 
 
 def _plain(doc: dict[str, Any] | None) -> dict[str, Any] | None:
