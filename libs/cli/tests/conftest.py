@@ -40,6 +40,19 @@ class Cli:
         parsed = json.loads(out) if out.strip() else None
         return int(proc.returncode or 0), parsed, err.decode()
 
+    async def text(self, *args: str) -> tuple[int, str, str]:
+        """Run the installed `dealbooks` as a person reads it (no `--json`); its exit code,
+        stdout and stderr."""
+        proc = await asyncio.create_subprocess_exec(
+            str(DEALBOOKS),
+            *args,
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        return int(proc.returncode or 0), out.decode(), err.decode()
+
     def with_env(self, **more: str) -> Cli:
         return Cli({**self.env, **more})
 

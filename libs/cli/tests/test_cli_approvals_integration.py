@@ -80,3 +80,32 @@ def test_waiting_reads_in_days_hours_and_minutes() -> None:
     assert waited(T0, T0 + timedelta(hours=5, minutes=12)) == "5h 12m"
     assert waited(T0, T0 + timedelta(minutes=7)) == "7m"
     assert waited(None, T0) == ""
+
+
+@pytest.mark.integration
+def test_approvals_are_narrowed_to_one_company_and_an_empty_list_says_what_it_looked_for(
+    mongo_uri: str, namespace: str, tmp_path: Path
+) -> None:
+    prefix = f"{namespace}_"
+    with MongoClient(mongo_uri, tz_aware=True) as client:
+        client[f"{prefix}invoice_builder"]["approvals"].insert_many(
+            [
+                approval("req-1", "p1", "pending", 1),
+                approval("req-2", "p1", "pending", 2, realm_id="r2"),
+                approval("req-3", "p1", "approved", 3, realm_id="r2"),
+            ]
+        )
+    env = {"DEALBOOKS_ROOT": str(tmp_path), "MONGODB_URI": mongo_uri}
+    env["MONGODB_DATABASE_PREFIX"] = prefix
+    runner = CliRunner()
+
+    one = runner.invoke(app, ["approvals", "list", "--realm", "r2", "--json"], env=env)
+    none = runner.invoke(app, ["approvals", "list", "--realm", "r3"], env=env)
+    wrong = runner.invoke(app, ["approvals", "list", "--status", "maybe"], env=env)
+
+    assert one.exit_code == 0, one.stderr
+    assert [r["request_id"] for r in json.loads(one.stdout)] == ["req-2"]
+    assert none.exit_code == 0, none.stderr
+    assert none.stdout.strip() == "no pending approvals (--status all: any)"
+    assert wrong.exit_code == 2
+    assert "--status" in wrong.stderr

@@ -113,6 +113,15 @@ async def test_a_dead_letter_is_listed_shown_and_replayed_once_to_the_consumer_t
     assert shown["envelope"]["id"] == str(poison.id)
     assert shown["envelope"]["data"]["entity_id"] == "bad-1"
     assert (shown["consumer"], shown["error_type"]) == ("ledger.apply", "PermanentError")
+    # The event type names its dead-letter topic too; the event's own topic, whose positions
+    # are not the dead letters', is refused in one line that names the dead-letter topic.
+    code, by_type, _ = await cli("dlq", "show", "qbo.entity-changed", position)
+    assert (code, by_type["envelope"]["id"]) == (0, str(poison.id))
+    for command in ("show", "replay"):
+        code, out, err = await cli("dlq", command, f"{namespace}.{TOPIC}", position)
+        assert (code, out) == (1, None)
+        assert err.startswith(f"dealbooks: {namespace}.{TOPIC} is the event's topic, not its")
+        assert f"{TOPIC}.dlq" in err and len(err.strip().splitlines()) == 1
 
     # Replayed before the cause is fixed: it fails again, and says where it went.
     code, [failed], _ = await cli("dlq", "replay", dlq, position, "--wait", "30")
@@ -128,6 +137,11 @@ async def test_a_dead_letter_is_listed_shown_and_replayed_once_to_the_consumer_t
     # The failed replay left a dead letter of its own, the copy caused by the original.
     code, rows, _ = await cli("dlq", "list", "--event-id", failed["new_event_id"])
     [second] = rows
+    # Only that one still waits for a decision: the first was replayed.
+    code, rows, _ = await cli("dlq", "list", "--topic", TOPIC, "--not-replayed")
+    assert [(r["offset"], r["event_id"]) for r in rows] == [
+        (second["offset"], failed["new_event_id"])
+    ]
     code, shown, _ = await cli("dlq", "show", dlq, f"{second['partition']}:{second['offset']}")
     assert shown["envelope"]["causation_id"] == str(poison.id)
     assert shown["envelope"]["correlation_id"] == poison.correlation_id
@@ -145,6 +159,10 @@ async def test_a_dead_letter_is_listed_shown_and_replayed_once_to_the_consumer_t
     code, rows, _ = await cli("dlq", "list", "--topic", TOPIC)
     assert [r["replayed"]["outcome"] for r in rows] == ["dead_lettered", "ok"]
     assert await ledger.runs("applied", "bad-1") == 1
+    # Left out rather than refused: nothing is left to replay.
+    assert (await cli("dlq", "list", "--topic", TOPIC, "--not-replayed"))[1] == []
+    code, _, err = await cli("dlq", "replay", "--topic", TOPIC, "--not-replayed")
+    assert (code, err.strip()) == (1, "dealbooks: no dead letter matches")
 
     code, [forced], _ = await cli("dlq", "replay", dlq, position, "--again")
     assert (code, forced["outcome"]) == (0, "ok")

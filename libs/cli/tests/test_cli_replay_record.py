@@ -118,6 +118,14 @@ async def test_a_customer_replayed_becomes_its_contact_once(
     [same] = contacts_of_customer()
     assert same["properties"] == contact["properties"]
 
+    # As a person reads it: the sync event's fields by name and value.
+    code, shown, err = await cli.text("replay", "record", "customer", realm, customer["Id"])
+    assert code == 0, err
+    [said, synced] = shown.splitlines()
+    assert said.endswith(": ok: handled by contact-sync.customers (ok)")
+    assert synced.startswith("synced: type=contact.synced, ")
+    assert "action=unchanged" in synced and f"crm_contact_id={contact['id']}" in synced
+
 
 async def test_a_record_of_a_company_not_connected_is_refused(
     cli: Cli, mongo_uri: str, namespace: str
@@ -208,6 +216,16 @@ async def test_an_invoice_paid_without_a_webhook_is_read_again_by_status_tracker
     assert await stage() == "paid"
     code, second, _ = await cli("replay", "record", "invoice", realm, str(invoice.Id))
     assert (code, second["tracked_invoice"]) == (0, first["tracked_invoice"])
+
+    code, shown, err = await cli.text("replay", "record", "invoice", realm, str(invoice.Id))
+    assert code == 0, err
+    assert "tracked_invoice: stage=paid, " in shown
+    # An invoice status-tracker does not follow is said to be so, not left unsaid.
+    code, shown, err = await cli.text("replay", "record", "invoice", realm, "999999")
+    assert code == 0, err
+    assert (
+        shown.splitlines()[-1] == "tracked_invoice: none (status-tracker follows no such invoice)"
+    )
 
 
 async def _is(read: Any, expected: str) -> bool:

@@ -65,11 +65,16 @@ async def approvals(
     portal: str | None,
     status: str,
     now: datetime | None = None,
+    *,
+    realm: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The approvals of one portal (or all), oldest request first; `status` all: any."""
+    """The approvals of one portal (or all) and company (or all), oldest request first;
+    `status` all: any."""
     query: dict[str, Any] = {}
     if portal:
         query["portal_id"] = portal
+    if realm:
+        query["realm_id"] = realm
     if status != "all":
         query["status"] = status
     collection = client[stack.database("invoice-builder")]["approvals"]

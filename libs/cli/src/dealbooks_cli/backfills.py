@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 
+from dealbooks_cli.operations import answer_of
 from dealbooks_cli.stack import CliError, Stack
 
 SERVICES = {"contacts": "contact-sync", "products": "product-sync"}
@@ -35,7 +36,4 @@ async def call(
                 response = await client.post(url, params=params, headers=headers)
     except httpx.HTTPError as exc:
         raise CliError(f"cannot reach {service} at {url}: {exc}") from exc
-    if response.status_code >= 400:
-        raise CliError(f"{service} answered {response.status_code}: {response.text[:300]}")
-    answer: dict[str, Any] = response.json()
-    return answer
+    return answer_of(service, response)

@@ -150,6 +150,28 @@ def _aliases(spec: Any) -> set[str]:
     return {spec.type, spec.topic, spec.dlq_topic}
 
 
+def dlq_topic_named(stack: Stack, name: str) -> str:
+    """The physical dead-letter topic `name` stands for: a dead-letter topic, or an event
+    type (its event's), with or without TOPIC_PREFIX. An event's own topic is refused, since
+    its positions are not the dead letters'."""
+    prefix = stack.topic_prefix
+    bare = name.removeprefix(prefix) if prefix else name
+    for spec in REGISTRY:
+        if bare in (spec.type, spec.dlq_topic):
+            return prefix + spec.dlq_topic
+        if bare == spec.topic:
+            raise CliError(
+                f"{name} is the event's topic, not its dead-letter topic: give "
+                f"{spec.dlq_topic} and the position `dealbooks dlq list` shows"
+            )
+    if not bare.endswith(".dlq"):
+        raise CliError(
+            f"{name} is not a dead-letter topic (<topic>.dlq) or a registered event type: "
+            "`dealbooks dlq list` shows where each dead letter is"
+        )
+    return prefix + bare
+
+
 class DeadLetterTopics:
     """A group-less reader of the dead-letter topics (it commits nothing, moves nothing);
     `end_offsets`, `from_start` and `after` read any topic."""
@@ -191,7 +213,7 @@ class DeadLetterTopics:
 
     async def get(self, dlq_topic: str, partition: int, offset: int) -> DeadLetter:
         """The dead letter at `dlq_topic` `partition`:`offset`; CliError if there is none."""
-        name = self._physical(dlq_topic)
+        name = dlq_topic_named(self._stack, dlq_topic)
         if name not in await self._topics():
             raise CliError(f"no dead-letter topic {name} on the broker")
         tp = TopicPartition(name, partition)
@@ -222,11 +244,6 @@ class DeadLetterTopics:
     async def after(self, starts: dict[TopicPartition, int]) -> list[DeadLetter]:
         """Dead letters written since `starts` (from `end_offsets`)."""
         return await self._read(starts) if starts else []
-
-    def _physical(self, dlq_topic: str) -> str:
-        if dlq_topic.startswith(self._stack.topic_prefix):
-            return dlq_topic
-        return self._stack.topic_prefix + dlq_topic
 
     async def _starts(
         self, partitions: list[TopicPartition], since: datetime | None

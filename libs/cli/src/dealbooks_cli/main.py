@@ -28,8 +28,9 @@ from dealbooks_cli.stack import CliError, Stack
 T = TypeVar("T")
 
 app = typer.Typer(
-    help="Operate a running dealbooks: dead letters, sweeps, connected accounts. Addresses "
-    "come from the environment, else from .local/endpoints.env written by `make up`.",
+    help="Operate a running dealbooks: service status, dead letters, sweeps, connected "
+    "accounts, replays, audit trails, backfills, approvals. Addresses come from the "
+    "environment, else from .local/endpoints.env written by `make up`.",
     no_args_is_help=True,
     add_completion=False,
     # Plain click help: docstring paragraphs are rewrapped to the terminal.
@@ -37,8 +38,8 @@ app = typer.Typer(
 )
 dlq = typer.Typer(help="Dead letters: list, show, replay.", no_args_is_help=True)
 sweep = typer.Typer(
-    help="Passes run now: status-tracker's overdue clock, the reminder workflows, a sync "
-    "service's reconciliation.",
+    help="Passes run now: status-tracker's overdue clock and reconciliation (also "
+    "`dealbooks reconcile`), the reminder workflows, a sync service's reconciliation.",
     no_args_is_help=True,
 )
 accounts = typer.Typer(help="Connected QuickBooks companies.", no_args_is_help=True)
@@ -50,7 +51,8 @@ replays = typer.Typer(
 )
 app.add_typer(replays, name="replay")
 audit = typer.Typer(
-    help="Audit trails: what happened to an invoice, and why.", no_args_is_help=True
+    help="Audit trails: what happened to an invoice, a deal, a customer or an item, and why.",
+    no_args_is_help=True,
 )
 app.add_typer(audit, name="audit")
 backfill = typer.Typer(
@@ -79,6 +81,13 @@ Since = Annotated[
     str | None, typer.Option(help="Only dead letters written at or after this ISO 8601 time.")
 ]
 EventId = Annotated[str | None, typer.Option("--event-id", help="The dead-lettered event's id.")]
+NotReplayed = Annotated[
+    bool,
+    typer.Option(
+        "--not-replayed",
+        help="Only dead letters never replayed (a replay that failed again left a new one).",
+    ),
+]
 RealmArg = Annotated[str, typer.Argument(help="QuickBooks realm id.")]
 PortalArg = Annotated[str, typer.Argument(help="CRM portal id.")]
 
@@ -180,6 +189,7 @@ def dlq_list(
     realm: Realm = None,
     since: Since = None,
     event_id: EventId = None,
+    not_replayed: NotReplayed = False,
     json: Json = False,
 ) -> None:
     """List dead letters, oldest first per topic and partition, with any replay of each."""
@@ -189,7 +199,7 @@ def dlq_list(
         async with dead_letter_topics(stack) as topics, _mongo(stack) as client:
             return await _with_replays(stack, client, await topics.matching(filters))
 
-    rows = _run(go)
+    rows = [r for r in _run(go) if not (not_replayed and r["replayed"])]
     if json:
         emit_json(rows)
         return
@@ -206,7 +216,10 @@ def dlq_list(
 
 @dlq.command("show")
 def dlq_show(
-    dlq_topic: Annotated[str, typer.Argument(help="The dead-letter topic, e.g. x.v1.dlq.")],
+    dlq_topic: Annotated[
+        str,
+        typer.Argument(help="The dead-letter topic (invoice.drafted.v1.dlq) or its event type."),
+    ],
     position: Annotated[str, typer.Argument(help="<partition>:<offset>")],
     json: Json = False,
 ) -> None:
@@ -241,7 +254,8 @@ def dlq_show(
 @dlq.command("replay")
 def dlq_replay(
     dlq_topic: Annotated[
-        str | None, typer.Argument(help="The dead-letter topic of the positions.")
+        str | None,
+        typer.Argument(help="The dead-letter topic of the positions, or its event type."),
     ] = None,
     positions: Annotated[
         list[str] | None, typer.Argument(help="<partition>:<offset> of each dead letter.")
@@ -252,6 +266,7 @@ def dlq_replay(
     realm: Realm = None,
     since: Since = None,
     event_id: EventId = None,
+    not_replayed: NotReplayed = False,
     again: Annotated[
         bool, typer.Option("--again", help="Replay even if it was replayed before.")
     ] = False,
@@ -279,6 +294,7 @@ def dlq_replay(
     same event for the same consumer) is not replayed twice without --again, for the
     retention (--retention-days, 30; records past it are deleted). Then it waits
     for the consumer's processed record or a new dead letter of the copy, and says which.
+    With --not-replayed, dead letters replayed before are left out instead of refused.
     Exits 1 if any was refused, failed again or gave no outcome in time.
     """
     if dlq_topic is not None and not positions:
@@ -291,6 +307,11 @@ def dlq_replay(
     async def go(stack: Stack) -> list[dict[str, Any]]:
         async with dead_letter_topics(stack) as topics, _mongo(stack) as client:
             letters = await _chosen(topics, dlq_topic, coordinates, filters)
+            if not_replayed:
+                done_before = await Replays(operator_db(stack, client)).of(
+                    [replay_key(d) for d in letters]
+                )
+                letters = [d for d in letters if replay_key(d) not in done_before]
             if not letters:
                 raise CliError("no dead letter matches")
             retention = timedelta(days=retention_days)
@@ -379,12 +400,30 @@ def replay_record(
         typer.echo(f"{kind} {realm} {record_id}: {result['outcome']}: {result['detail']}")
         for key in ("tracked_invoice", "synced"):
             if result.get(key):
-                typer.echo(f"{key}: {result[key]}")
+                shown = ", ".join(f"{k}={v}" for k, v in result[key].items() if v is not None)
+                typer.echo(f"{key}: {shown}")
+        if kind == "invoice" and "tracked_invoice" in result and not result["tracked_invoice"]:
+            typer.echo("tracked_invoice: none (status-tracker follows no such invoice)")
     if result["outcome"] not in rerun.SETTLED:
         raise typer.Exit(1)
 
 
-@app.command("reconcile")
+@app.command("status", short_help="Whether each service answers and is ready.")
+def status(json: Json = False) -> None:
+    """Whether each service answers and is ready (its /readyz: its Kafka and MongoDB answer).
+    Exits 1 when one that has an address is unreachable or not ready."""
+    rows = _run(operations.readiness)
+    if json:
+        emit_json(rows)
+    else:
+        columns = [("service", "SERVICE"), ("state", "STATE"), ("url", "URL"), ("detail", "")]
+        typer.echo(table(rows, columns))
+    if any(r["state"] in {"unreachable", "not ready"} for r in rows):
+        raise typer.Exit(1)
+
+
+@app.command("reconcile", short_help="Run status-tracker's reconciliation pass now.")
+@sweep.command("reconcile", short_help="Run status-tracker's reconciliation pass now.")
 def reconcile(
     realm: Annotated[
         str | None, typer.Option(help="Only this QuickBooks realm (default: every one).")
@@ -586,13 +625,20 @@ def approvals_list(
     status: Annotated[
         str, typer.Option(help="pending (default), approved, rejected or all.")
     ] = "pending",
+    realm: Annotated[
+        str | None, typer.Option("--realm", help="Only this QuickBooks company.")
+    ] = None,
     json: Json = False,
 ) -> None:
     """Invoice approvals, oldest request first: the company, deal, customer, amount before
     tax, how long each has waited, its approver and CRM task, and who decided and why."""
     if status not in approval_list.STATUSES:
-        raise typer.BadParameter(f"status must be one of {', '.join(approval_list.STATUSES)}")
-    rows = _read(lambda stack, client: approval_list.approvals(stack, client, portal, status))
+        raise typer.BadParameter(
+            f"status must be one of {', '.join(approval_list.STATUSES)}", param_hint="--status"
+        )
+    rows = _read(
+        lambda stack, client: approval_list.approvals(stack, client, portal, status, realm=realm)
+    )
     if json:
         emit_json(rows)
         return
@@ -614,7 +660,8 @@ def approvals_list(
         ("crm_task_id", "TASK"),
         ("decision", "DECIDED"),
     ]
-    typer.echo(table(rows, columns) if rows else "no approvals")
+    none = "no approvals" if status == "all" else f"no {status} approvals (--status all: any)"
+    typer.echo(table(rows, columns) if rows else none)
 
 
 def _call(call: Any) -> str:

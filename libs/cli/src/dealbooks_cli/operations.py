@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -9,7 +10,7 @@ import httpx
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
-from dealbooks_cli.stack import CliError, Stack
+from dealbooks_cli.stack import CliError, Stack, service_prefix
 
 # Only these fields of an account are ever read: never its tokens or outbox.
 ACCOUNT_FIELDS = (
@@ -39,10 +40,88 @@ async def sweep(
             response = await client.post(url, params=params, headers=headers)
     except httpx.HTTPError as exc:
         raise CliError(f"cannot reach {service} at {url}: {exc}") from exc
-    if response.status_code != 200:
-        raise CliError(f"{service} answered {response.status_code}: {response.text[:300]}")
-    answer: dict[str, Any] = response.json()
-    return answer
+    return answer_of(service, response)
+
+
+def answer_of(service: str, response: httpx.Response) -> dict[str, Any]:
+    """A service's JSON answer; CliError saying in one line what a refusal or an answer that
+    is not the service's (a proxy's page, another server on the port) was."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    own = isinstance(body, dict)
+    elsewhere = f" (is {service_prefix(service)}URL, {response.request.url}, the service's?)"
+    if response.status_code >= 400:
+        said = _said(body, response) + ("" if own else elsewhere)
+        if response.status_code in (401, 403):
+            said += (
+                " (the operator credential was refused: set DEALBOOKS_OPERATOR_CREDENTIALS to "
+                f"one of {service}'s)"
+            )
+        raise CliError(f"{service} answered {response.status_code}: {said}")
+    if not isinstance(body, dict):
+        kind = response.headers.get("content-type") or "no content type"
+        raise CliError(
+            f"{service} answered {response.status_code} with no JSON ({kind}){elsewhere}"
+        )
+    return body
+
+
+def _said(body: Any, response: httpx.Response) -> str:
+    """What a refusal says: its `error` and `message` when it is the service's JSON, else the
+    start of its body on one line."""
+    if isinstance(body, dict) and (body.get("error") or body.get("message")):
+        return ": ".join(str(body[k]) for k in ("error", "message") if body.get(k))
+    text = " ".join(response.text.split())
+    return (text[:200] + "…" if len(text) > 200 else text) or response.reason_phrase
+
+
+# Every service with an HTTP address an operator may set (`<SERVICE>_URL`).
+SERVICES = (
+    "connector-auth",
+    "webhook-gateway",
+    "invoice-builder",
+    "status-tracker",
+    "reminders",
+    "contact-sync",
+    "product-sync",
+    "mapping-registry",
+    "console",
+)
+
+
+async def readiness(stack: Stack) -> list[dict[str, Any]]:
+    """Each service's readiness probe (`/readyz`: its Kafka and MongoDB answer): `ready`,
+    `not ready` (with the checks that failed), `unreachable`, or `unknown` when no
+    `<SERVICE>_URL` says where it is."""
+    async with httpx.AsyncClient(timeout=httpx.Timeout(5, connect=3)) as client:
+        return list(await asyncio.gather(*(_ready(stack, client, s) for s in SERVICES)))
+
+
+async def _ready(stack: Stack, client: httpx.AsyncClient, service: str) -> dict[str, Any]:
+    try:
+        url = stack.url(service)
+    except CliError:
+        row = {"service": service, "url": None, "state": "unknown"}
+        return {**row, "detail": f"{service_prefix(service)}URL is not set"}
+    row = {"service": service, "url": url}
+    try:
+        response = await client.get(url + "/readyz")
+    except httpx.HTTPError as exc:
+        return {**row, "state": "unreachable", "detail": str(exc) or type(exc).__name__}
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    checks = body.get("checks") if isinstance(body, dict) else None
+    said_not = isinstance(body, dict) and body.get("ready") is False
+    if response.status_code == 200 and not said_not:  # a probe's 200 is ready
+        return {**row, "state": "ready", "detail": ""}
+    if isinstance(checks, dict):
+        failed = [name for name, ok in checks.items() if not ok]
+        return {**row, "state": "not ready", "detail": "failing: " + ", ".join(failed)}
+    return {**row, "state": "not ready", "detail": f"/readyz answered {response.status_code}"}
 
 
 async def accounts(

@@ -178,7 +178,11 @@ async def _caused(topics: DeadLetterTopics, starts: Starts, event_id: str) -> Do
         for record in await topics.after(offsets):
             caused = decode(record.value)
             if str(caused.causation_id) == event_id:
-                return {"type": caused.type, "id": str(caused.id), **caused.data.model_dump()}
+                return {
+                    "type": caused.type,
+                    "id": str(caused.id),
+                    **caused.data.model_dump(mode="json"),
+                }
         await anyio.sleep(0.3)
 
 
