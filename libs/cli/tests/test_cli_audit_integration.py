@@ -130,3 +130,47 @@ def test_audit_deal_and_customer_find_the_entries_that_name_them_across_services
         ("invoice-builder", "customer.created"),
         ("contact-sync", "contact.updated"),
     ]
+
+
+@pytest.mark.integration
+def test_a_requests_trail_and_an_invoice_asked_for_by_its_number(
+    mongo_uri: str, namespace: str, tmp_path: Path
+) -> None:
+    prefix = f"{namespace}_"
+    with MongoClient(mongo_uri, tz_aware=True) as client:
+        client[f"{prefix}invoice_builder"]["audit"].insert_many(
+            [
+                {**entry(1, "request", "req-9", "request.received"), "service": "invoice-builder"},
+                {**entry(2, "request", "req-8", "request.received"), "service": "invoice-builder"},
+                {
+                    **entry(
+                        3,
+                        "invoice",
+                        "r1:42",
+                        "invoice.created",
+                        request_id="req-9",
+                        doc_number="1007",
+                    ),
+                    "service": "invoice-builder",
+                },
+            ]
+        )
+    env = {"DEALBOOKS_ROOT": str(tmp_path), "MONGODB_URI": mongo_uri}
+    env["MONGODB_DATABASE_PREFIX"] = prefix
+    runner = CliRunner()
+
+    request = runner.invoke(app, ["audit", "request", "req-9", "--json"], env=env)
+    by_number = runner.invoke(app, ["audit", "invoice", "r1", "1007"], env=env)
+    elsewhere = runner.invoke(app, ["audit", "invoice", "r2", "1007"], env=env)
+
+    assert request.exit_code == 0, request.stderr
+    # The request's own entries and the invoice it drafted, none of another request's.
+    assert [(r["subject"], r["action"]) for r in json.loads(request.stdout)] == [
+        ("request:req-9", "request.received"),
+        ("invoice:r1:42", "invoice.created"),
+    ]
+    assert by_number.exit_code == 0, by_number.stderr
+    assert by_number.stdout.strip().endswith(
+        "invoice number 1007 is QuickBooks invoice 42: dealbooks audit invoice r1 42"
+    )
+    assert elsewhere.stdout.strip() == "no audit entries"

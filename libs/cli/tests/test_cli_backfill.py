@@ -36,7 +36,8 @@ def contact_sync_stand_in(calls: list[tuple[str, str, dict[str, str]]]) -> list[
         if request.url.path.endswith("/cancel"):
             return JSONResponse({"error": "no active backfill of this account"}, status_code=409)
         if request.query_params.get("dry_run") == "true":
-            return JSONResponse({"state": "planned", "records": 250, "within_caps": True})
+            plan = {"state": "planned", "records": 250, "within_caps": True}
+            return JSONResponse({**plan, "caps": {"qbo": 10, "crm": 20}})
         state = "running" if request.url.path.endswith("/resume") else RUN["state"]
         return JSONResponse({**RUN, "state": state})
 
@@ -55,6 +56,9 @@ def test_backfill_commands_call_the_kinds_service_and_print_json(served: Any) ->
         plan = runner.invoke(app, ["backfill", "plan", *where, "--json"], env=env)
         assert plan.exit_code == 0, plan.output
         assert json.loads(plan.stdout)["records"] == 250
+        shown = runner.invoke(app, ["backfill", "plan", *where], env=env)
+        assert shown.exit_code == 0, shown.output
+        assert "caps            qbo 10, crm 20" in shown.stdout.splitlines()
 
         start = runner.invoke(
             app, ["backfill", "start", *where, "--max-crm-calls", "1", "--json"], env=env
@@ -78,6 +82,7 @@ def test_backfill_commands_call_the_kinds_service_and_print_json(served: Any) ->
         wrong = runner.invoke(app, ["backfill", "status", "--kind", "deals", *where[2:]], env=env)
         assert wrong.exit_code == 2
     assert calls == [
+        ("POST", BASE, {"dry_run": "true"}),
         ("POST", BASE, {"dry_run": "true"}),
         ("POST", BASE, {"max_crm_calls": "1"}),
         ("GET", BASE, {}),

@@ -17,6 +17,7 @@ AUDITED = {
     "deal": ("invoice-builder", "status-tracker", "reminders"),
     "customer": ("contact-sync", "invoice-builder"),
     "item": ("product-sync",),
+    "request": ("invoice-builder",),
 }
 REQUESTS = ("invoice-builder",)
 
@@ -24,9 +25,12 @@ REQUESTS = ("invoice-builder",)
 async def trail(
     stack: Stack, client: AsyncMongoClient[dict[str, Any]], kind: str, subject_id: str
 ) -> list[dict[str, Any]]:
-    """Every entry of the subject (and of the requests that drafted it), oldest first. An
-    invoice's, customer's or item's id is `<realm>:<id>`; a deal's `<portal>:<id>`."""
+    """Every entry of the subject (and of the requests that drafted it, or the invoice a
+    request drafted), oldest first. An invoice's, customer's or item's id is `<realm>:<id>`;
+    a deal's `<portal>:<id>`; a request's its id."""
     docs = await _gather(stack, client, AUDITED[kind], trail_query(kind, subject_id))
+    if kind == "request":
+        docs += await _gather(stack, client, REQUESTS, {"detail.request_id": subject_id})
     requests = {
         str(doc["detail"]["request_id"])
         for doc in docs
@@ -39,6 +43,19 @@ async def trail(
         docs += await _gather(stack, client, REQUESTS, asked)
     unique = {str(doc["_id"]) + str(doc.get("service")): doc for doc in docs}
     return [trail_row(doc) for doc in sorted(unique.values(), key=lambda doc: doc["at"])]
+
+
+async def invoice_numbered(
+    stack: Stack, client: AsyncMongoClient[dict[str, Any]], realm: str, number: str
+) -> str | None:
+    """The QuickBooks id of the invoice of `realm` that invoice-builder made with this number
+    (what people read on the invoice and the deal), if it made one."""
+    query = {"subject_kind": "invoice", "detail.doc_number": number}
+    for doc in await _gather(stack, client, REQUESTS, query):
+        made_in, _, invoice_id = str(doc.get("subject_id", "")).partition(":")
+        if made_in == realm and invoice_id:
+            return invoice_id
+    return None
 
 
 async def _gather(

@@ -592,6 +592,16 @@ def audit_item(realm: RealmArg, item_id: ItemId, json: Json = False) -> None:
     _audit("item", f"{realm}:{item_id}", json)
 
 
+@audit.command("request")
+def audit_request(
+    request_id: Annotated[str, typer.Argument(help="The invoice request's id.")],
+    json: Json = False,
+) -> None:
+    """An invoice request's life in invoice-builder: received, its customer found or created,
+    the invoice it drafted (`audit invoice` follows that invoice on), or why it failed."""
+    _audit("request", request_id, json)
+
+
 @audit.command("deal")
 def audit_deal(portal: PortalArg, deal_id: DealId, json: Json = False) -> None:
     """A deal's requests, auto-drafts, invoices, property writes and payments on its
@@ -600,9 +610,23 @@ def audit_deal(portal: PortalArg, deal_id: DealId, json: Json = False) -> None:
 
 
 def _audit(kind: str, subject_id: str, json: bool) -> None:
-    rows = _read(lambda stack, client: audit_trail.trail(stack, client, kind, subject_id))
+    async def query(stack: Stack, client: AsyncMongoClient[dict[str, Any]]) -> Any:
+        rows = await audit_trail.trail(stack, client, kind, subject_id)
+        if rows or kind != "invoice":
+            return rows, None
+        realm, _, number = subject_id.partition(":")
+        return rows, await audit_trail.invoice_numbered(stack, client, realm, number)
+
+    rows, numbered = _read(query)
     if json:
         emit_json(rows)
+        return
+    if numbered:
+        realm, _, number = subject_id.partition(":")
+        typer.echo(
+            f"no audit entries of QuickBooks invoice {number}; invoice number {number} is "
+            f"QuickBooks invoice {numbered}: dealbooks audit invoice {realm} {numbered}"
+        )
         return
     for row in rows:
         row["call"] = _call(row["detail"].get("call"))
@@ -736,7 +760,10 @@ def backfill_plan(
         emit_json(plan)
         return
     for key in ("records", "already_linked", "qbo_calls", "crm_calls", "caps", "within_caps"):
-        typer.echo(f"{key:<15} {plan.get(key)}")
+        value = plan.get(key)
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
+        typer.echo(f"{key:<15} {'' if value is None else value}")
 
 
 @backfill.command("start")
