@@ -298,8 +298,11 @@ def _int_or_none(value: str | None) -> int | None:
 
 
 @asynccontextmanager
-async def dead_letter_topics(stack: Stack) -> AsyncIterator[DeadLetterTopics]:
-    """A reader of the stack's dead-letter topics; CliError when Kafka does not answer."""
+async def kafka_clients(
+    stack: Stack,
+) -> AsyncIterator[tuple[AIOKafkaConsumer, AIOKafkaAdminClient]]:
+    """A group-less consumer (it commits nothing) and an admin client of the stack's Kafka;
+    CliError when Kafka does not answer."""
     # The broker's address and security (SASL, TLS) as the services have them.
     options = kafka_client_options(stack.settings())
     consumer = AIOKafkaConsumer(
@@ -314,7 +317,14 @@ async def dead_letter_topics(stack: Stack) -> AsyncIterator[DeadLetterTopics]:
         await admin.close()
         raise CliError(f"cannot reach Kafka at {stack.kafka_bootstrap}: {exc}") from exc
     try:
-        yield DeadLetterTopics(stack, consumer, admin)
+        yield consumer, admin
     finally:
         await consumer.stop()
         await admin.close()
+
+
+@asynccontextmanager
+async def dead_letter_topics(stack: Stack) -> AsyncIterator[DeadLetterTopics]:
+    """A reader of the stack's dead-letter topics; CliError when Kafka does not answer."""
+    async with kafka_clients(stack) as (consumer, admin):
+        yield DeadLetterTopics(stack, consumer, admin)

@@ -20,6 +20,7 @@ from pymongo.errors import PyMongoError
 from dealbooks_cli import account_detail, backfills, operations, rerun
 from dealbooks_cli import approvals as approval_list
 from dealbooks_cli import audit as audit_trail
+from dealbooks_cli import lag as consumer_lag
 from dealbooks_cli.deadletters import DeadLetter, DeadLetterTopics, Filters, dead_letter_topics
 from dealbooks_cli.output import emit_json, table
 from dealbooks_cli.replay import DEFAULT_RETENTION, Replays, operator_db, replay, replay_key
@@ -420,6 +421,34 @@ def status(json: Json = False) -> None:
         typer.echo(table(rows, columns))
     if any(r["state"] in {"unreachable", "not ready"} for r in rows):
         raise typer.Exit(1)
+
+
+@app.command("lag", short_help="How far each consumer group is behind its topics.")
+def lag(
+    consumer: Annotated[
+        str | None,
+        typer.Option(help="Only this consumer group, <service>.<consumer> (as dlq names it)."),
+    ] = None,
+    json: Json = False,
+) -> None:
+    """How far each consumer group is behind, per topic it reads: the records not yet
+    committed, and on how many partitions. KEDA scales a service on this (a replica per 100,
+    at most one per partition with lag; deploy/k8s/README.md); lag that stays on one
+    partition is one tenant's records waiting, which more replicas would not drain. A group
+    that has committed nothing yet is not listed."""
+    rows = _run(lambda stack: consumer_lag.consumer_lag(stack, consumer))
+    if json:
+        emit_json(rows)
+        return
+    for r in rows:
+        r["behind"] = f"{r['partitions_behind']}/{r['partitions']}"
+    columns = [
+        ("group", "GROUP"),
+        ("topic", "TOPIC"),
+        ("lag", "LAG"),
+        ("behind", "PARTITIONS BEHIND"),
+    ]
+    typer.echo(table(rows, columns) if rows else "no consumer groups")
 
 
 @app.command("reconcile", short_help="Run status-tracker's reconciliation pass now.")
