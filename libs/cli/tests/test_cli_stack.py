@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from dealbooks_cli.main import app
 from dealbooks_cli.stack import Stack
 from typer.testing import CliRunner
@@ -62,3 +63,16 @@ def test_without_a_stack_it_says_how_to_get_one(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["accounts", "list"], env=env)
     assert result.exit_code == 1
     assert "make up" in result.stderr
+
+
+@pytest.mark.integration
+def test_a_refused_mongodb_credential_is_not_called_unreachable(
+    mongo_uri: str, tmp_path: Path
+) -> None:
+    address = mongo_uri.split("//", 1)[1]
+    env = {"DEALBOOKS_ROOT": str(tmp_path), "MONGODB_URI": f"mongodb://bob:s3cret@{address}"}
+    result = CliRunner().invoke(app, ["accounts", "list", "--json"], env=env)
+    assert (result.exit_code, result.stdout) == (1, "")
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"dealbooks: MongoDB at mongodb://{address} refused the credentials")
+    assert "s3cret" not in line

@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from dealbooks_kit import configure_logging
 from pymongo import AsyncMongoClient
-from pymongo.errors import PyMongoError
+from pymongo.errors import OperationFailure, PyMongoError
 
 from dealbooks_cli import account_detail, backfills, operations, rerun
 from dealbooks_cli import approvals as approval_list
@@ -27,6 +27,7 @@ from dealbooks_cli.replay import DEFAULT_RETENTION, Replays, operator_db, replay
 from dealbooks_cli.stack import CliError, Stack
 
 T = TypeVar("T")
+AUTH_FAILED = 18  # MongoDB's AuthenticationFailed
 
 app = typer.Typer(
     help="Operate a running dealbooks: service status, dead letters, sweeps, connected "
@@ -131,10 +132,15 @@ def _read(query: Callable[[Stack, AsyncMongoClient[dict[str, Any]]], Coroutine[A
 async def _mongo(stack: Stack) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
     client = stack.mongo()
     try:
+        where = re.sub(r"//[^@/]*@", "//", stack.mongodb_uri)
         try:
             await client.admin.command("ping")
+        except OperationFailure as exc:
+            # Reached, and refused: say so, not that it could not be reached.
+            said = str((exc.details or {}).get("errmsg") or exc).splitlines()[0]
+            whom = "the credentials in MONGODB_URI" if exc.code == AUTH_FAILED else "the ping"
+            raise CliError(f"MongoDB at {where} refused {whom}: {said}") from exc
         except PyMongoError as exc:
-            where = re.sub(r"//[^@/]*@", "//", stack.mongodb_uri)
             raise CliError(f"cannot reach MongoDB at {where}: {type(exc).__name__}") from exc
         yield client
     finally:
