@@ -159,6 +159,12 @@ def test_accounts_are_listed_per_portal_with_their_state_and_never_their_tokens(
     assert "realm-1" in table.stdout and "realm-2" not in table.stdout
     for output in (listed.stdout, table.stdout):
         assert "SECRET" not in output
+    # Those that need a person to sign in to QuickBooks again, across portals.
+    waiting = runner.invoke(app, ["accounts", "list", "--status", "reauth_required"], env=env)
+    assert waiting.exit_code == 0, waiting.stderr
+    assert "realm-2" in waiting.stdout and "realm-1" not in waiting.stdout
+    wrong = runner.invoke(app, ["accounts", "list", "--status", "broken"], env=env)
+    assert wrong.exit_code == 2 and "--status" in wrong.stderr
 
 
 @pytest.mark.integration

@@ -532,10 +532,18 @@ def _sweep_answer(answer: dict[str, Any], as_json: bool) -> None:
 @accounts.command("list")
 def accounts_list(
     portal: Portal = None,
+    status: Annotated[
+        str | None,
+        typer.Option(help="Only accounts in this state: " + ", ".join(operations.STATES) + "."),
+    ] = None,
     json: Json = False,
 ) -> None:
     """Each portal's QuickBooks companies and their state (never their tokens)."""
-    rows = _read(lambda stack, client: operations.accounts(stack, client, portal))
+    if status is not None and status not in operations.STATES:
+        raise typer.BadParameter(
+            f"status must be one of {', '.join(operations.STATES)}", param_hint="--status"
+        )
+    rows = _read(lambda stack, client: operations.accounts(stack, client, portal, status))
     if json:
         emit_json(rows)
         return

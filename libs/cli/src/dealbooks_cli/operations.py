@@ -12,6 +12,8 @@ from pymongo.errors import PyMongoError
 
 from dealbooks_cli.stack import CliError, Stack, service_prefix
 
+# Where connector-auth's link to a company stands.
+STATES = ("connected", "reauth_required", "disconnected")
 # Only these fields of an account are ever read: never its tokens or outbox.
 ACCOUNT_FIELDS = (
     "portal_id",
@@ -125,11 +127,17 @@ async def _ready(stack: Stack, client: httpx.AsyncClient, service: str) -> dict[
 
 
 async def accounts(
-    stack: Stack, client: AsyncMongoClient[dict[str, Any]], portal: str | None
+    stack: Stack,
+    client: AsyncMongoClient[dict[str, Any]],
+    portal: str | None,
+    status: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Every portal's QuickBooks companies with their state, by portal then connection time."""
+    """Every portal's (or one's) QuickBooks companies with their state (or those in one
+    state), by portal then connection time."""
     collection = client[stack.database("connector-auth")]["accounts"]
     query = {"portal_id": portal} if portal else {}
+    if status:
+        query["status"] = status
     try:
         cursor = collection.find(query, projection={f: 1 for f in ACCOUNT_FIELDS})
         docs = [doc async for doc in cursor]
