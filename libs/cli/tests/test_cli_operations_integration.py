@@ -93,6 +93,7 @@ def test_a_sync_reconciliation_is_run_on_the_sync_service_of_its_kind(served: An
     assert one.exit_code == 0, one.stderr
     assert json.loads(one.stdout) == {"changes": 2, "failed_realms": {}}
     assert every.exit_code == 1 and "r-9" in every.stdout  # a company it could not reconcile
+    assert every.stdout.splitlines() == ["changes: 2", "failed_realms: r-9 (disconnected)"]
     assert calls == [
         ("contact-sync", "/sweeps/reconcile", {"realm_id": "r-7"}),
         ("product-sync", "/sweeps/reconcile", {}),

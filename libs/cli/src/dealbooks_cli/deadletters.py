@@ -9,6 +9,7 @@ topic/partition/offset and when it failed (see `dealbooks_kit.consumer`).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -315,7 +316,9 @@ async def kafka_clients(
     except (KafkaError, OSError) as exc:
         await consumer.stop()
         await admin.close()
-        raise CliError(f"cannot reach Kafka at {stack.kafka_bootstrap}: {exc}") from exc
+        # aiokafka lists the addresses it tried as Python tuples: the bootstrap says them.
+        said = re.sub(r" from \[.*\]$", "", str(exc)) or type(exc).__name__
+        raise CliError(f"cannot reach Kafka at {stack.kafka_bootstrap}: {said}") from exc
     try:
         yield consumer, admin
     finally:

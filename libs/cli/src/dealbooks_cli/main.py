@@ -519,12 +519,22 @@ def sweep_sync(
     _sweep_answer(answer, json)
 
 
+def _plain(value: Any) -> str:
+    """A value of a service's answer as a person reads it: a mapping as `key (value)` pairs, a
+    list by its items, an empty one as none."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} ({_plain(v)})" for k, v in value.items()) or "none"
+    if isinstance(value, list):
+        return ", ".join(_plain(v) for v in value) or "none"
+    return str(value)
+
+
 def _sweep_answer(answer: dict[str, Any], as_json: bool) -> None:
     if as_json:
         emit_json(answer)
     else:
         for key, value in answer.items():
-            typer.echo(f"{key}: {value}")
+            typer.echo(f"{key}: {_plain(value)}")
     if any(value for key, value in answer.items() if key.startswith("failed")):
         raise typer.Exit(1)
 
