@@ -136,6 +136,12 @@ async def test_a_record_of_a_company_not_connected_is_refused(
     assert "company r-2 is not connected" in err
     code, _, err = await cli("replay", "record", "payment", "r-1", "7")
     assert code == 2
+    # No product-sync reads the change: pending, and where to look.
+    code, pending, err = await cli("replay", "record", "item", "r-1", "7", "--wait", "1")
+    assert (code, pending["outcome"]) == (1, "pending"), err
+    assert pending["detail"].endswith(
+        "`dealbooks status` and `dealbooks lag --consumer product-sync.items` say)"
+    )
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from dealbooks_cli.deadletters import DeadLetter, DeadLetterTopics
-from dealbooks_cli.stack import CliError, Stack
+from dealbooks_cli.stack import CliError, Stack, unanswered
 
 REPLAYS = "dlq_replays"
 OPERATOR_SERVICE = OPERATOR_SOURCE
@@ -248,7 +248,7 @@ async def await_outcome(
             await anyio.sleep(0.3)
     return {
         "outcome": "pending",
-        "detail": f"no outcome within {wait:g} s (is {letter.consumer} running and caught up?)",
+        "detail": f"no outcome within {wait:g} s ({unanswered(letter.consumer)})",
     }
 
 

@@ -40,7 +40,7 @@ from pymongo import AsyncMongoClient
 
 from dealbooks_cli.deadletters import DeadLetterTopics
 from dealbooks_cli.replay import OPERATOR_SERVICE
-from dealbooks_cli.stack import CliError, Stack
+from dealbooks_cli.stack import CliError, Stack, unanswered
 
 Doc = dict[str, Any]
 Starts = dict[str, dict[TopicPartition, int]]
@@ -157,7 +157,7 @@ async def await_outcome(
         elif outcome in SETTLED:
             found["synced"] = await _caused(topics, starts, str(event.id))
     if found["outcome"] == "pending":
-        found["detail"] += f" (is {name} running and caught up?)"
+        found["detail"] += f" ({unanswered(name)})"
     return found
 
 

@@ -42,6 +42,14 @@ def _read_env_file(path: Path) -> dict[str, str]:
     return {k.strip(): v.strip() for k, v in pairs}
 
 
+def unanswered(consumer: str) -> str:
+    """What to look at when `consumer` (`<service>.<consumer>`) gave no outcome in time."""
+    return (
+        f"is {consumer} running and caught up? `dealbooks status` and "
+        f"`dealbooks lag --consumer {consumer}` say"
+    )
+
+
 def service_prefix(service: str) -> str:
     """The settings prefix of a service: status-tracker -> STATUS_TRACKER_."""
     return service.upper().replace("-", "_") + "_"
