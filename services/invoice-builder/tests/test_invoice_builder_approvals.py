@@ -199,6 +199,12 @@ async def test_an_approval_approved_twice_at_once_creates_one_invoice(
     trail = await builder.service.runtime.use_audit().entries("request", request_id)
     actions = [e["action"] for e in trail]
     assert "approval.requested" in actions
+    # Stamped when the approval opened, not when the entry was written: the trail reads in
+    # the order things happened even when an approver decides before the entry is written.
+    [opened] = [e for e in trail if e["action"] == "approval.requested"]
+    stamped = datetime.fromisoformat(one["requested_at"])
+    assert opened["at"].replace(tzinfo=UTC) == stamped.replace(tzinfo=stamped.tzinfo or UTC)
+    assert actions.index("approval.requested") < actions.index("approval.approved")
     approved = [e for e in trail if e["action"] == "approval.approved"]
     assert len(approved) == 1
     assert approved[0]["detail"]["decided_by_name"] == "ann@summit.example"

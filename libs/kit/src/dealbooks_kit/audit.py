@@ -89,12 +89,14 @@ class Audit:
         detail: Mapping[str, Any] | None = None,
         result: str = "ok",
         related: Sequence[str] = (),
+        at: datetime | None = None,
     ) -> None:
         """Write one entry, once per (causing event, action, subject); without a causing
         event (a sweep) every call writes its own entry. `related` names other subjects the
         entry belongs to as `<kind>:<id>` (the deal an invoice shows on, the contact a
-        customer became), so each one's trail finds it too."""
-        at = datetime.now(UTC)
+        customer became), so each one's trail finds it too. `at` is when the step happened,
+        where that was before this write (now by default)."""
+        at = at or datetime.now(UTC)
         cause = str(event.id) if event is not None else uuid.uuid4().hex
         key = hashlib.sha256(f"{cause}|{action}|{subject_kind}:{subject_id}".encode()).hexdigest()
         entry: dict[str, Any] = {

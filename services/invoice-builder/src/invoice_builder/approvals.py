@@ -96,7 +96,22 @@ class Approvals:
         if known is None:
             known = await self._open(portal_id, request, account, settings)
         requested = approval.approval_requested(request, known)
-        held = await self.deps.store.await_approval(
+        # In the trail when the approval opened: an approver may decide before the request
+        # below is marked as held, and the trail must not show the decision first.
+        await self.deps.record(
+            f"request:{request_id}",
+            event,
+            "approval.requested",
+            {
+                "approver_id": known.get("approver_id"),
+                "crm_task_id": known.get("task_id"),
+                "subtotal": known["subtotal"],
+                "currency": known["currency"],
+                "call": external_call("crm", "POST", "/crm/v3/objects/tasks"),
+            },
+            at=requested.requested_at,
+        )
+        await self.deps.store.await_approval(
             request_id,
             {
                 "portal_id": portal_id,
@@ -107,19 +122,6 @@ class Approvals:
             },
             [Envelope.build(requested, source=SOURCE, caused_by=event)],
         )
-        if held:
-            await self.deps.record(
-                f"request:{request_id}",
-                event,
-                "approval.requested",
-                {
-                    "approver_id": known.get("approver_id"),
-                    "crm_task_id": known.get("task_id"),
-                    "subtotal": known["subtotal"],
-                    "currency": known["currency"],
-                    "call": external_call("crm", "POST", "/crm/v3/objects/tasks"),
-                },
-            )
 
     async def _open(
         self,

@@ -50,8 +50,10 @@ class Deps:
         detail: dict[str, Any],
         result: str = "ok",
         related: list[str] | None = None,
+        at: datetime | None = None,
     ) -> None:
-        """Add a step to the audit trail of `subject` (`kind:id`), caused by `event`."""
+        """Add a step to the audit trail of `subject` (`kind:id`), caused by `event` (at `at`
+        when it happened before this write)."""
         if self.audit is None:
             return
         kind, _, subject_id = subject.partition(":")
@@ -60,5 +62,5 @@ class Deps:
         if related is None:
             related = [f"deal:{event.tenant.portal_id}:{deal_id}"] if deal_id else []
         await self.audit.record(
-            kind, subject_id, event.tenant, event, action, detail, result, related=related
+            kind, subject_id, event.tenant, event, action, detail, result, related=related, at=at
         )
