@@ -1,7 +1,8 @@
 """The wizard's pages are headed with the deal's name, over a stand-in invoice-builder (httpx's
 mock transport): the name comes with the draft answer the source, details and review steps
-read; the resend page and the outcome have it from the form or the link; without a name (none
-in the CRM, the CRM not connected, an unknown deal) the heading names the deal by its id."""
+read; the resend page has it from the form, and the outcome from status-tracker's read of the
+request's deal (never from its link); without a name (none in the CRM, the CRM not connected,
+an unknown deal) the heading names the deal by its id."""
 
 from __future__ import annotations
 
@@ -43,11 +44,13 @@ PREVIEW = {
 
 
 class Builder:
-    """invoice-builder; `draft` is its draft answer (status, body), `down` makes every call
-    fail to connect; `sent` the invoice request bodies it was sent."""
+    """invoice-builder, and status-tracker for the deal's name; `draft` is the draft answer
+    (status, body), `named` the name status-tracker reads, `down` makes every call fail to
+    connect; `sent` the invoice request bodies it was sent."""
 
     def __init__(self) -> None:
         self.draft: tuple[int, dict[str, Any]] = (200, self.drafted(NAME))
+        self.named: str | None = NAME
         self.down = False
         self.sent: list[dict[str, Any]] = []
 
@@ -75,6 +78,9 @@ class Builder:
             return httpx.Response(202, json={"request_id": REQUEST})
         if path == f"/portals/{PORTAL}/invoice-requests/{REQUEST}":
             return httpx.Response(200, json={"status": "pending", "deal_id": DEAL})
+        if path == f"/portals/{PORTAL}/records/deals/{DEAL}":
+            return httpx.Response(200, json={"object_type": "deals", "object_id": DEAL,
+                                             "name": self.named})  # fmt: skip
         answers = {
             "/customers": {"customers": [], "proposal": None},
             "/items": {"items": [{"id": "7", "name": "Tents"}]},
@@ -126,7 +132,7 @@ async def test_every_step_is_headed_with_the_deals_name(signed_in: Any) -> None:
     # Only display text: invoice-builder is never sent the name.
     assert created.status_code == 303 and "deal_name" not in builder.sent[0]
     link = urlsplit(created.headers["location"])
-    assert parse_qs(link.query) == {"deal": [DEAL], "deal_name": [NAME]}
+    assert parse_qs(link.query) == {"deal": [DEAL]}
     assert heading(outcome) == f"Create an invoice for deal {SHOWN}"
 
 
@@ -157,7 +163,7 @@ async def test_without_a_name_the_details_and_the_outcome_name_the_deal_by_its_i
     signed_in: Any,
 ) -> None:
     builder = Builder()
-    builder.draft = (200, Builder.drafted(None))
+    builder.draft, builder.named = (200, Builder.drafted(None)), None
     async with signed(builder, signed_in) as browser:
         details = await browser.get(f"{WIZARD}/details", params={"realm": REALM})
         created = await browser.post(f"{WIZARD}/review", data={**FORM, "action": "create"})
@@ -182,7 +188,7 @@ async def test_a_posted_name_never_outranks_the_drafts_and_is_only_ever_text(
         builder.down = False
         outcome = await browser.get(
             f"/portals/{PORTAL}/requests/{REQUEST}",
-            params={"deal": DEAL, "deal_name": tampered + "x" * 300},
+            params={"deal": "../1", "deal_name": tampered + "x" * 300},
         )
 
     assert heading(review) == f"Create an invoice for deal {SHOWN}"
@@ -191,5 +197,16 @@ async def test_a_posted_name_never_outranks_the_drafts_and_is_only_ever_text(
     assert resend.status_code == 503
     assert heading(resend) == f"Create an invoice for deal {escaped}"
     assert "<script>alert" not in resend.text and "<script>alert" not in outcome.text
-    # A name from a link is cut to what a heading shows.
-    assert heading(outcome) == f"Create an invoice for deal {escaped}{'x' * 173}"
+    # The outcome names the request's own deal, whatever its link says.
+    assert heading(outcome) == f"Create an invoice for deal {SHOWN}"
+    assert "xxx" not in outcome.text and "../1" not in outcome.text
+
+
+@pytest.mark.asyncio
+async def test_a_long_name_is_cut_to_what_a_heading_shows(signed_in: Any) -> None:
+    builder = Builder()
+    builder.named = "Renewal " + "x" * 300
+    async with signed(builder, signed_in) as browser:
+        outcome = await browser.get(f"/portals/{PORTAL}/requests/{REQUEST}")
+
+    assert heading(outcome) == f"Create an invoice for deal Renewal {'x' * 192}"

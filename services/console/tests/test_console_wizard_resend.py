@@ -73,6 +73,8 @@ class Builder:
             return {"terms": []}
         if path == f"/portals/{PORTAL}/invoice-requests/{REQUEST}":
             return {"status": "pending", "portal_id": PORTAL, "deal_id": DEAL}
+        if path == f"/portals/{PORTAL}/records/deals/{DEAL}":  # status-tracker: no name
+            return {"object_type": "deals", "object_id": DEAL, "name": None}
         raise AssertionError(f"unexpected call {path}")
 
 

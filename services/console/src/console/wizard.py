@@ -214,9 +214,8 @@ class WizardPages:
             return self._details_again(request, 422, again, problem=(answer or {}).get("problem"))
         if status == 409:
             raise Refused(409, "wizard.taken")
-        about = {"deal": again["deal"]}  # what the outcome is headed with
-        if again["deal_name"]:
-            about["deal_name"] = again["deal_name"]
+        # The deal, for the outcome's heading while invoice-builder cannot say whose it is.
+        about = {"deal": again["deal"]}
         return RedirectResponse(
             f"/portals/{portal}/requests/{answer['request_id']}?{urlencode(about)}", 303
         )
@@ -257,16 +256,23 @@ class WizardPages:
             if not exc.unavailable:
                 raise
             found, restarting = {"status": "pending"}, True
-        template = "outcome_part.html" if request.query_params.get("part") else "outcome.html"
+        # Whose deal it is comes from the request itself; a link says it only while
+        # invoice-builder cannot, and never names it.
+        deal = str(found.get("deal_id") or request.query_params.get("deal") or "")
+        deal = deal if deal.isdigit() else ""
+        part = bool(request.query_params.get("part"))
+        deal_name = None
+        if deal and not part:  # the part the page asks for again has no heading
+            deal_name = shown_name(await self.pages.record_name(person, portal, "deals", deal))
         return self.pages.render(
             request,
-            template,
+            "outcome_part.html" if part else "outcome.html",
             503 if restarting else 200,
             outcome=found,
             restarting=restarting,
             request_id=request_id,
-            deal=request.query_params.get("deal") or found.get("deal_id"),
-            deal_name=shown_name(request.query_params.get("deal_name")),
+            deal=deal or None,
+            deal_name=deal_name,
         )
 
 
