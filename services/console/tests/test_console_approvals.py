@@ -240,6 +240,8 @@ async def test_the_approval_names_who_asked_by_the_owner_of_their_crm_user_else_
     # The owner's name, although the request carries the user id, not the owner id.
     assert "<dt>Requested by</dt><dd>Ada Lee</dd>" in named.text
     assert "<dt>Aangevraagd door</dt><dd>Ada Lee</dd>" in dutch.text
+    # No approver: nobody's id to explain.
+    assert "<dt>Approver</dt><dd>Nobody: the deal has no owner</dd>" in named.text
     assert "62515001" not in named.text
     # Nobody to name it by: the id, said to be a CRM user's; the page shows all the same.
     for why, page in pages.items():
