@@ -139,6 +139,20 @@ async def test_the_list_shows_what_waits_and_each_companys_settings(
     assert "Wacht op goedkeuring" in dutch.text and "$ 1.840,00" in dutch.text
 
 
+@pytest.mark.asyncio
+async def test_the_list_names_each_deal_where_the_crm_gives_the_name(
+    browser: httpx.AsyncClient, services: Services
+) -> None:
+    link = f'<a href="/portals/{PORTAL}/records/deals/1203">'
+    unnamed = await browser.get(f"/portals/{PORTAL}/approvals")  # status-tracker: 404
+    names = ("GET", f"/portals/{PORTAL}/records/deals")
+    services.answers[names] = (200, {"object_type": "deals", "names": {"1203": "Tents"}})
+    named = await browser.get(f"/portals/{PORTAL}/approvals")
+
+    assert f"{link}1203</a>" in unnamed.text
+    assert f"{link}Tents</a>" in named.text
+
+
 OWNERS = [
     {"id": "900000002", "name": "Ada Lee", "email": "ada@summit.example", "user_id": "62515001"},
     {"id": "900000001", "name": "zoe@summit.example", "email": "zoe@summit.example"},

@@ -46,6 +46,7 @@ class Services:
         self.refuse: dict[str, Any] | None = None
         self.unknown = False
         self.owners: dict[str, Any] | None = None  # invoice-builder's answer; None: a 404
+        self.names: dict[str, Any] | None = None  # status-tracker's names; None: a 404
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -58,6 +59,8 @@ class Services:
             ]})  # fmt: skip
         if path == f"/portals/{PORTAL}/owners" and self.owners is not None:
             return httpx.Response(200, json=self.owners)
+        if path == f"/portals/{PORTAL}/records/deals" and self.names is not None:
+            return httpx.Response(200, json={"object_type": "deals", "names": self.names})
         base = f"/portals/{PORTAL}/accounts"
         if self.unknown and "/reminders/" in path:
             return httpx.Response(404, json={"error": "unknown_company", "message": "No."})
@@ -149,6 +152,21 @@ async def test_an_advanced_company_shows_its_open_tasks_and_four_workflows(
     assert "{amount}, {doc_number}" in text
     dutch = await browser.get(f"/portals/{PORTAL}/reminders?lang=nl")
     assert "Herinneringsworkflows" in dutch.text and "Betalingsherinnering" in dutch.text
+
+
+@pytest.mark.asyncio
+async def test_a_task_names_its_deal_where_the_crm_gives_the_name(
+    browser: httpx.AsyncClient, services: Services
+) -> None:
+    link = f'<a href="/portals/{PORTAL}/records/deals/1203">Deal'
+    unnamed = await browser.get(f"/portals/{PORTAL}/reminders")  # status-tracker: 404
+    services.names = {"1203": "Tents for <Summit>"}
+    named = await browser.get(f"/portals/{PORTAL}/reminders")
+
+    assert f"{link} 1203</a>" in unnamed.text
+    assert f"{link} Tents for &lt;Summit&gt;</a>" in named.text
+    asked = [path for _, path, _ in services.calls if "/records/" in path]
+    assert asked == [f"/portals/{PORTAL}/records/deals"] * 2
 
 
 @pytest.mark.asyncio

@@ -233,6 +233,40 @@ async def test_a_record_alone_is_named_for_its_portal_only(tracker: Harness) -> 
     assert (foreign.status_code, unsigned.status_code) == (403, 401)
 
 
+async def test_records_of_a_list_are_named_in_one_answer(tracker: Harness) -> None:
+    world = tracker.world()
+    portal = world.portal.key
+    other = tracker.crm_sandbox.create_as_user(
+        world.portal.portal_id, "deals", {"dealname": "Second <order>"}
+    )
+    deals = f"/portals/{portal}/records/deals"
+    many = ",".join(str(n) for n in range(1, 102))
+
+    named, none_asked, too_many, wrong_type = await tracker.read(
+        tracker.grant(portal),
+        f"{deals}?ids={world.deal_id},{other['id']},424242,1%3Fx,{world.deal_id}",
+        deals,
+        f"{deals}?ids={many}",
+        f"/portals/{portal}/records/quotes?ids=1",
+    )
+    [foreign] = await tracker.read(tracker.grant(f"{portal}-other"), f"{deals}?ids=1")
+
+    assert named.status_code == 200, named.text
+    assert named.json() == {
+        "object_type": "deals",
+        "names": {
+            world.deal_id: "Bakery order",
+            other["id"]: "Second <order>",
+            "424242": None,  # the CRM does not know it
+            "1?x": None,  # not an id the CRM gives: not sent to it
+        },
+    }
+    assert none_asked.json() == {"object_type": "deals", "names": {}}
+    assert too_many.status_code == 400 and "at most 100" in too_many.json()["error"]
+    assert wrong_type.status_code == 404
+    assert foreign.status_code == 403
+
+
 async def test_a_record_whose_name_the_crm_cannot_give_is_listed_all_the_same(
     tracker: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -79,11 +79,17 @@ class ApprovalPages:
         )
         advanced = any(s.get("advanced") for s in settings)
         owners = await self.pages.owners_of(person, portal) if advanced else None
+        listed = found.get("approvals", [])
+        deals = await self.pages.record_names(
+            person, portal, "deals", (a.get("deal_id") for a in listed)
+        )
+        for a in listed:
+            a["deal_name"] = deals.get(str(a.get("deal_id")))
         q = request.query_params
         return self.pages.render(
             request,
             "approvals.html",
-            approvals=found.get("approvals", []),
+            approvals=listed,
             shown=status,
             statuses=STATUSES,
             settings=list(settings),

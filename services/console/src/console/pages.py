@@ -12,7 +12,7 @@ dry run and status, auto-draft rules.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -34,6 +34,7 @@ HERE = Path(__file__).parent
 LANG_COOKIE = "dealbooks_lang"
 NO_STORE = {"Cache-Control": "no-store"}
 RECORD_SINGULAR = {"deals": "deal", "contacts": "contact", "companies": "company"}
+NAMED_AT_ONCE = 100  # the most records status-tracker names in one answer
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -287,6 +288,28 @@ class Pages:
             return None
         name = named.get("name") if isinstance(named, dict) else None
         return name if isinstance(name, str) and name else None
+
+    async def record_names(
+        self, person: Person, portal: str, kind: str, record_ids: Iterable[str]
+    ) -> dict[str, str]:
+        """The names of a list's records in the CRM (status-tracker, one read per hundred),
+        by id; a record missing from it is shown by its id."""
+        ids = list(dict.fromkeys(str(i) for i in record_ids if i))
+        names: dict[str, str] = {}
+        for start in range(0, len(ids), NAMED_AT_ONCE):
+            chunk = ids[start : start + NAMED_AT_ONCE]
+            try:
+                found = await self.backend.get(
+                    person, "status-tracker", f"/portals/{portal}/records/{kind}",
+                    ids=",".join(chunk),
+                )  # fmt: skip
+            except BackendError as exc:
+                log.info("record names not read", status=exc.status)
+                break
+            said = found.get("names") if isinstance(found, dict) else None
+            if isinstance(said, dict):
+                names |= {k: v for k, v in said.items() if isinstance(v, str) and v}
+        return names
 
     # ------------------------------------------------------------------ add existing invoices
 

@@ -17,8 +17,8 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from console.backend import BackendError
-from console.pages import Pages, Refused
+from console.backend import BackendError, Person
+from console.pages import RECORD_SINGULAR, Pages, Refused
 
 SERVICE = "reminders"
 WORKFLOWS = ("payment", "vendor", "deposit", "unsent")
@@ -100,7 +100,7 @@ class ReminderPages:
                     raise
                 # Connected a moment ago: the reminders service has not heard of it yet.
                 found, listed = {"available": False, "unknown": True}, {}
-            tasks = listed.get("reminders", [])
+            tasks = await self._named(person, portal, listed.get("reminders", []))
         owners = await self.pages.owners_of(person, portal) if found.get("workflows") else None
         return self.pages.render(
             request,
@@ -116,6 +116,21 @@ class ReminderPages:
             saved=q.get("saved"),
             typed=typed,
         )
+
+    async def _named(
+        self, person: Person, portal: str, tasks: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """The tasks with the names of the deals and companies they are on, where the CRM
+        gives them."""
+        kinds = {str(r.get("object_type")) for r in tasks if r.get("object_id")}
+        for kind in sorted(kinds & RECORD_SINGULAR.keys()):
+            of_kind = [r for r in tasks if r.get("object_type") == kind]
+            names = await self.pages.record_names(
+                person, portal, kind, (str(r["object_id"]) for r in of_kind)
+            )
+            for r in of_kind:
+                r["record_name"] = names.get(str(r["object_id"]))
+        return tasks
 
     async def save(self, request: Request) -> Response:
         person = await self.pages.person_of(request)

@@ -63,6 +63,15 @@ class RecordAnswer(BaseModel):
     )
 
 
+class RecordNamesAnswer(BaseModel):
+    """Records of one type as a list names them."""
+
+    object_type: str
+    names: dict[str, str | None] = Field(
+        description="Each asked id's name in the CRM; null where the CRM does not say."
+    )
+
+
 class RecordInvoicesAnswer(RecordAnswer):
     """The invoices of a deal, contact or company, newest first."""
 
@@ -130,6 +139,24 @@ async def record(request: Request) -> JSONResponse:
     return JSONResponse({"object_type": object_type, "object_id": object_id, "name": name})
 
 
+MAX_NAMED = 100
+
+
+@describe(answers={200: RecordNamesAnswer, 400: ErrorAnswer, 404: ErrorAnswer})
+async def record_names(request: Request) -> JSONResponse:
+    """Deals, contacts or companies of the portal named as the CRM shows them, `ids` a comma-
+    separated list of at most 100: one CRM read, for a list of records (approvals, tasks)."""
+    params = request.path_params
+    object_type = params["object_type"]
+    if object_type not in OBJECT_TYPES:
+        return _no_such_type()
+    ids = [i.strip() for i in request.query_params.get("ids", "").split(",") if i.strip()]
+    if len(ids) > MAX_NAMED:
+        return JSONResponse({"error": f"at most {MAX_NAMED} ids at once"}, status_code=400)
+    names = await _service(request).records.names_of(params["portal_id"], object_type, ids)
+    return JSONResponse({"object_type": object_type, "names": names})
+
+
 async def invoice(request: Request) -> JSONResponse:
     params = request.path_params
     doc = await _service(request).store.tracked(params["realm_id"], params["invoice_id"])
@@ -161,6 +188,7 @@ def build_api(service: Service, guard: Guard) -> Starlette:
     api = guard.api(
         [
             guard.route(portal + "/deals/{deal_id}", deal, ["GET"], Access.PORTAL),
+            guard.route(portal + "/records/{object_type}", record_names, ["GET"], Access.PORTAL),
             guard.route(
                 portal + "/records/{object_type}/{object_id}", record, ["GET"], Access.PORTAL
             ),

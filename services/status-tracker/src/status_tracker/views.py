@@ -4,6 +4,7 @@ properties show. Read-only; every read is by `_id`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -76,16 +77,28 @@ class RecordInvoices:
     async def name_of(self, portal_id: str, object_type: str, object_id: str) -> str | None:
         """The record's name as the CRM shows it (one read); None when the CRM does not say:
         the record is gone, the portal's access is, or the id is not one the CRM gives."""
-        if self.crm is None or not object_id.isdigit():
-            return None
+        return (await self.names_of(portal_id, object_type, [object_id]))[object_id]
+
+    async def names_of(
+        self, portal_id: str, object_type: str, object_ids: Sequence[str]
+    ) -> dict[str, str | None]:
+        """Each record's name as the CRM shows it, in one batch read per hundred; None for
+        one the CRM does not name (as `name_of`), and for all when the CRM cannot be read."""
+        names: dict[str, str | None] = dict.fromkeys(object_ids)
+        asked = [i for i in names if i.isdigit()]  # nothing else is added to the CRM's URL
+        if self.crm is None or not asked:
+            return names
         try:
-            record = await self.crm.portal(portal_id).get(
-                object_type, object_id, properties=domain.NAME_PROPERTIES[object_type]
+            found = await self.crm.portal(portal_id).batch_read(
+                object_type, asked, properties=domain.NAME_PROPERTIES[object_type]
             )
         except (CrmError, AccountUnavailable, PortalNotInstalled, Failed) as exc:
-            log.info("record name not read", object_type=object_type, error=type(exc).__name__)
-            return None
-        return domain.record_name(object_type, record.properties)
+            log.info("record names not read", object_type=object_type, error=type(exc).__name__)
+            return names
+        for record in found.results:
+            if record.id in names:
+                names[record.id] = domain.record_name(object_type, record.properties)
+        return names
 
     async def _invoice(self, doc: dict[str, Any]) -> dict[str, Any]:
         snap = snapshot_of(doc)
