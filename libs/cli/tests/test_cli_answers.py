@@ -25,7 +25,7 @@ def refusing_contact_sync() -> list[Route]:
         if request.headers.get("authorization") != "Bearer op-1":
             body = {"error": "unauthenticated", "message": "A valid credential is required."}
             return JSONResponse(body, status_code=401)
-        return JSONResponse({"error": "no backfill run of this account"}, status_code=404)
+        return JSONResponse({"error": "account not connected to this portal"}, status_code=404)
 
     async def resume(request: Request) -> Any:
         run = {"run_id": "run-1", "cursor": {"last_id": "x" * 400}}
@@ -56,7 +56,8 @@ def test_a_refusal_is_said_in_the_services_own_words_on_one_line(served: Any) ->
         )
     assert (missing.exit_code, missing.stdout) == (1, "")
     assert (
-        one_line(missing) == "dealbooks: contact-sync answered 404: no backfill run of this account"
+        one_line(missing)
+        == "dealbooks: contact-sync answered 404: account not connected to this portal"
     )
     assert busy.exit_code == 1
     # The refusal's reason, not the JSON of the run it carries.

@@ -287,3 +287,47 @@ def test_accounts_show_gives_each_company_its_state_last_syncs_and_errors(
     missing = runner.invoke(app, ["accounts", "show", "p-1", "r-3"], env=env)
     assert missing.exit_code == 1
     assert missing.stderr.startswith("dealbooks: no company r-3 in portal p-1")
+
+
+@pytest.mark.integration
+def test_a_pass_for_a_company_not_connected_says_so_and_exits_1(
+    served: Any, service_db: ServiceDb, mongo_uri: str, namespace: str
+) -> None:
+    """A pass asked for one company that did nothing: a realm no portal has (mistyped) or one
+    disconnected is said on stderr with exit 1; a connected one that had nothing to do is 0."""
+    at = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
+    service_db("connector_auth")["accounts"].insert_many(
+        [
+            stored_account("p-1", "r-on", "connected", at, company="On"),
+            stored_account("p-1", "r-off", "disconnected", at, company="Off"),
+        ]
+    )
+
+    async def nothing(request: Request) -> Any:
+        return JSONResponse({"changes": 0})
+
+    routes = [Route("/sweeps/reconcile", nothing, methods=["POST"])]
+    with served(status_tracker=routes, contact_sync=routes) as env:
+        env |= {
+            "MONGODB_URI": mongo_uri,
+            "CONNECTOR_AUTH_MONGODB_DATABASE": f"{namespace}_connector_auth",
+        }
+        runner = CliRunner()
+        unknown = runner.invoke(app, ["reconcile", "--realm", "r-typo"], env=env)
+        unknown_sync = runner.invoke(
+            app, ["sweep", "sync", "contacts", "--realm", "r-typo", "--json"], env=env
+        )
+        off = runner.invoke(app, ["sweep", "reconcile", "--realm", "r-off"], env=env)
+        on = runner.invoke(app, ["reconcile", "--realm", "r-on"], env=env)
+        every = runner.invoke(app, ["reconcile"], env=env)
+    assert unknown.exit_code == 1
+    assert unknown.stdout == "changes: 0\n"
+    assert unknown.stderr.startswith("dealbooks: no company r-typo is connected to dealbooks")
+    assert "dealbooks accounts list" in unknown.stderr
+    assert unknown_sync.exit_code == 1
+    assert json.loads(unknown_sync.stdout) == {"changes": 0}
+    assert "no company r-typo" in unknown_sync.stderr
+    assert off.exit_code == 1
+    assert "company r-off is not connected: disconnected in portal p-1" in off.stderr
+    assert (on.exit_code, on.stderr) == (0, "")
+    assert (every.exit_code, every.stderr) == (0, "")

@@ -242,6 +242,14 @@ class DeadLetterTopics:
         starts: dict[TopicPartition, int] = await self._consumer.beginning_offsets(partitions)
         return starts
 
+    async def since(self, topic: str, when: datetime) -> list[DeadLetter]:
+        """Every record of `topic` (any topic) written at or after `when`, oldest first per
+        partition; none when the topic is not there."""
+        partitions = await self._partitions([topic])
+        if not partitions:
+            return []
+        return await self._read(await self._starts(partitions, when))
+
     async def after(self, starts: dict[TopicPartition, int]) -> list[DeadLetter]:
         """Dead letters written since `starts` (from `end_offsets`)."""
         return await self._read(starts) if starts else []

@@ -468,7 +468,8 @@ def reconcile(
     """Run status-tracker's reconciliation pass now (POST /sweeps/reconcile). Exits 1 when
     the pass reports realms it could not reconcile."""
     params = {"realm_id": realm} if realm else None
-    _sweep_answer(_run(lambda stack: operations.sweep(stack, "/sweeps/reconcile", params)), json)
+    answer = _run(lambda stack: operations.sweep(stack, "/sweeps/reconcile", params))
+    _sweep_answer(answer, json, realm=realm)
 
 
 @sweep.command("overdue")
@@ -491,7 +492,7 @@ def sweep_reminders(
     answer = _run(
         lambda stack: operations.sweep(stack, "/sweeps/reminders", params, service="reminders")
     )
-    _sweep_answer(answer, json)
+    _sweep_answer(answer, json, realm=realm)
 
 
 class SyncKind(StrEnum):
@@ -516,7 +517,7 @@ def sweep_sync(
     answer = _run(
         lambda stack: operations.sweep(stack, "/sweeps/reconcile", params, service=service)
     )
-    _sweep_answer(answer, json)
+    _sweep_answer(answer, json, realm=realm)
 
 
 def _plain(value: Any) -> str:
@@ -529,7 +530,9 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
-def _sweep_answer(answer: dict[str, Any], as_json: bool) -> None:
+def _sweep_answer(answer: dict[str, Any], as_json: bool, *, realm: str | None = None) -> None:
+    """Print a sweep's answer; exit 1 when it failed somewhere, or when it was asked for one
+    company, did nothing, and that company is not connected (a mistyped realm included)."""
     if as_json:
         emit_json(answer)
     else:
@@ -537,6 +540,37 @@ def _sweep_answer(answer: dict[str, Any], as_json: bool) -> None:
             typer.echo(f"{key}: {_plain(value)}")
     if any(value for key, value in answer.items() if key.startswith("failed")):
         raise typer.Exit(1)
+    did_nothing = not any(v for v in answer.values() if isinstance(v, int))
+    if realm and did_nothing:
+        said = _not_connected(realm)
+        if said:
+            typer.echo(f"dealbooks: {said}", err=True)
+            raise typer.Exit(1)
+
+
+def _not_connected(realm: str) -> str | None:
+    """Why `realm` is not a connected company, from connector-auth's accounts; None when it
+    is connected, or the accounts cannot be read (nothing is said then)."""
+    try:
+        found = _run_quietly(
+            lambda stack: _reading(stack, lambda c: operations.realm_states(stack, c, realm))
+        )
+    except CliError:
+        return None
+    if "connected" in found.values():
+        return None
+    listed = "`dealbooks accounts list` shows every company"
+    if not found:
+        return f"no company {realm} is connected to dealbooks: no portal has it ({listed})"
+    states = ", ".join(f"{state} in portal {portal}" for portal, state in sorted(found.items()))
+    return f"company {realm} is not connected: {states} ({listed})"
+
+
+async def _reading(
+    stack: Stack, query: Callable[[AsyncMongoClient[dict[str, Any]]], Coroutine[Any, Any, T]]
+) -> T:
+    async with _mongo(stack) as client:
+        return await query(client)
 
 
 @accounts.command("list")
@@ -750,7 +784,7 @@ def _call(call: Any) -> str:
 
 
 Kind = Annotated[
-    str, typer.Option("--kind", help="contacts (contact-sync) or products (product-sync).")
+    SyncKind, typer.Option("--kind", help="contacts (contact-sync) or products (product-sync).")
 ]
 BackfillPortal = Annotated[str, typer.Option("--portal", help="CRM portal id.")]
 BackfillRealm = Annotated[str, typer.Option("--realm", help="QuickBooks realm id.")]
@@ -773,14 +807,44 @@ def _backfill(
     max_qbo_calls: int | None = None,
     max_crm_calls: int | None = None,
 ) -> dict[str, Any]:
-    if kind not in backfills.SERVICES:
-        raise typer.BadParameter(f"{kind!r} is not contacts or products", param_hint="--kind")
     caps = {
         k: v
         for k, v in (("max_qbo_calls", max_qbo_calls), ("max_crm_calls", max_crm_calls))
         if v is not None
     }
     return _run(lambda stack: backfills.call(stack, kind, action, portal, realm, caps))
+
+
+def _latest(kind: str, portal: str, realm: str) -> dict[str, Any] | None:
+    return _run(lambda stack: backfills.latest(stack, kind, portal, realm))
+
+
+def _with_failures(kind: str, run: dict[str, Any]) -> dict[str, Any]:
+    """The run with the records it could not sync (`failures`), when some failed; where it
+    cannot read them, why (`failures_unread`)."""
+    if not run.get("failed"):
+        return run
+    try:
+        found = _run_quietly(lambda stack: backfills.failures(stack, kind, run))
+    except CliError as exc:
+        return {**run, "failures": None, "failures_unread": str(exc)}
+    return {**run, "failures": found}
+
+
+def _run_quietly(make: Callable[[Stack], Coroutine[Any, Any, T]]) -> T:
+    """Run one part of a command; its CliError is the caller's to report."""
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    return asyncio.run(make(Stack.load()))
+
+
+def _end(run: dict[str, Any] | None) -> None:
+    """A run that failed, or ended (done, cancelled) with records it could not sync, exits 1;
+    one still running or paused has no outcome yet."""
+    if not run:
+        return
+    state = run.get("state")
+    if state == "failed" or (state in {"done", "cancelled"} and run.get("failed")):
+        raise typer.Exit(1)
 
 
 def _print_run(run: dict[str, Any], as_json: bool) -> None:
@@ -796,6 +860,32 @@ def _print_run(run: dict[str, Any], as_json: bool) -> None:
         typer.echo(f"{'crm calls':<10} {calls['crm']} of {caps.get('crm', '?')}")
     if run.get("error"):
         typer.echo(f"{'error':<10} {run['error']}")
+    if "failures" in run:
+        _print_failures(run)
+
+
+def _print_failures(run: dict[str, Any]) -> None:
+    """Which records the run could not sync and why, and what to do about them."""
+    realm = run.get("realm_id")
+    found = run.get("failures")
+    if found is None:
+        typer.echo(f"failures   not read: {run.get('failures_unread')}")
+        return
+    if not found:
+        typer.echo(
+            "failures   none found on the sync-failed topic (past its retention?); "
+            "`dealbooks accounts show` lists the errors the services keep"
+        )
+        return
+    typer.echo("failures")
+    columns = [("record", "RECORD"), ("qbo_id", "ID"), ("code", "CODE"), ("message", "WHY")]
+    typer.echo("\n".join("  " + line for line in table(found, columns, width=90).splitlines()))
+    first = found[0]
+    typer.echo(
+        f"fix the cause, then sync them again: `dealbooks replay record {first['record']} "
+        f"{realm} {first['qbo_id']}` (one), or another backfill (all); each is a "
+        f"{first['topic']} event"
+    )
 
 
 @backfill.command("plan")
@@ -831,19 +921,19 @@ def backfill_start(
     ] = False,
     json: Json = False,
 ) -> None:
-    """Start a run (refused while the account has one planned, running or paused)."""
+    """Start a run (refused while the account has one planned, running or paused). With
+    --wait, the run's end as `backfill status` shows it, with its exit code."""
     run = _backfill("start", kind, portal, realm, max_qbo_calls, max_crm_calls)
     if wait:
-        run = _follow(kind, portal, realm, quiet=json)
+        run = _with_failures(kind, _follow(kind, portal, realm, quiet=json))
     _print_run(run, json)
-    if run.get("state") == "failed":
-        raise typer.Exit(1)
+    _end(run)
 
 
 def _follow(kind: str, portal: str, realm: str, *, quiet: bool) -> dict[str, Any]:
     """Poll the run until it leaves `running`, with a one-line progress on stderr."""
     while True:
-        run = _backfill("status", kind, portal, realm)
+        run = _latest(kind, portal, realm) or {"state": "planned"}
         if not quiet:
             calls = run.get("calls") or {}
             typer.echo(
@@ -864,8 +954,21 @@ def _follow(kind: str, portal: str, realm: str, *, quiet: bool) -> dict[str, Any
 def backfill_status(
     kind: Kind, portal: BackfillPortal, realm: BackfillRealm, json: Json = False
 ) -> None:
-    """The account's latest run: state, cursor counts, calls against caps."""
-    _print_run(_backfill("status", kind, portal, realm), json)
+    """The account's latest run: state, cursor counts, calls against caps, and the records it
+    could not sync, with why (read from their sync-failed events). Exits 1 when the run
+    failed, or ended (done, cancelled) with records it could not sync; 0 otherwise (one
+    running or paused has no outcome yet), and when the account has had no run yet (JSON:
+    null)."""
+    run = _latest(kind, portal, realm)
+    if run is None:
+        if json:
+            emit_json(None)
+        else:
+            typer.echo(f"no {kind} backfill of {realm} in portal {portal} yet")
+        return
+    run = _with_failures(kind, run)
+    _print_run(run, json)
+    _end(run)
 
 
 @backfill.command("resume")

@@ -147,6 +147,20 @@ async def accounts(
     return sorted(rows, key=lambda r: (r["portal_id"], r["connected_at"] or ""))
 
 
+async def realm_states(
+    stack: Stack, client: AsyncMongoClient[dict[str, Any]], realm: str
+) -> dict[str, str]:
+    """The state of the company `realm` in each portal that has it (none: no portal)."""
+    collection = client[stack.database("connector-auth")]["accounts"]
+    try:
+        docs = [
+            d async for d in collection.find({"realm_id": realm}, {"portal_id": 1, "status": 1})
+        ]
+    except PyMongoError as exc:
+        raise CliError(f"cannot read connector-auth's accounts: {exc}") from exc
+    return {str(d.get("portal_id")): str(d.get("status")) for d in docs}
+
+
 def account_row(doc: dict[str, Any]) -> dict[str, Any]:
     """What the operator is shown of an account document (never its tokens)."""
     company = doc.get("company") or {}
