@@ -4,8 +4,10 @@ are up (`status`), and the names it answers to besides its own (stand-ins served
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
+import typer
 from dealbooks_cli.main import app
 from dealbooks_infra import testing
 from starlette.requests import Request
@@ -155,3 +157,45 @@ def test_the_top_level_help_names_what_every_group_is_for() -> None:
     for words in ("status", "dead letters", "sweeps", "accounts", "replays", "audit trails",
                   "backfills", "approvals"):  # fmt: skip
         assert words in summary, words
+
+
+def every_command(group: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    commands = getattr(group, "commands", None)
+    if commands is None:
+        return [path]
+    return [c for name, sub in commands.items() for c in every_command(sub, (*path, name))]
+
+
+def test_help_names_arguments_and_values_as_metavars_and_lists_choices() -> None:
+    runner = CliRunner()
+    commands = every_command(typer.main.get_command(app))
+    assert ("replay", "record") in commands and ("backfill", "status") in commands
+    for command in commands:
+        shown = runner.invoke(app, [*command, "--help"])
+        assert shown.exit_code == 0, command
+        # No `{realm}` in a usage line, no `<str>` after an option or argument.
+        assert not re.search(r"[{}]|<(str|int|float|bool)", shown.stdout), (command, shown.stdout)
+    record = runner.invoke(app, ["replay", "record", "--help"]).stdout
+    assert "replay record [OPTIONS] KIND REALM RECORD_ID\n" in record
+    assert "KIND [invoice|customer|item]" in record
+    dlq_replay = runner.invoke(app, ["dlq", "replay", "--help"]).stdout
+    assert "[OPTIONS] [DLQ_TOPIC] [POSITIONS...]" in dlq_replay
+    assert "--since TIME" in dlq_replay and "--wait SECONDS" in dlq_replay
+    backfill = runner.invoke(app, ["backfill", "status", "--help"]).stdout
+    assert "--kind [contacts|products]" in backfill and "--portal TEXT" in backfill
+    listed = runner.invoke(app, ["approvals", "list", "--help"]).stdout
+    assert "--status [pending|approved|rejected|all]" in listed
+
+
+def test_a_kind_or_state_not_among_the_choices_is_refused_naming_them() -> None:
+    runner = CliRunner()
+    where = ["--portal", "p1", "--realm", "r1"]
+    kind = runner.invoke(app, ["backfill", "status", "--kind", "deals", *where])
+    record = runner.invoke(app, ["replay", "record", "deal", "r1", "7"])
+    status = runner.invoke(app, ["approvals", "list", "--status", "maybe"])
+    for refused, option in ((kind, "--kind"), (record, "KIND"), (status, "--status")):
+        assert refused.exit_code == 2
+        assert option in refused.stderr
+    assert "contacts" in kind.stderr and "products" in kind.stderr
+    assert "customer" in record.stderr
+    assert "rejected" in status.stderr

@@ -4,6 +4,7 @@ keeps them, read from its database like the audit trail."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from pymongo import AsyncMongoClient
@@ -11,7 +12,14 @@ from pymongo.errors import PyMongoError
 
 from dealbooks_cli.stack import CliError, Stack
 
-STATUSES = ("pending", "approved", "rejected", "all")
+
+class Status(StrEnum):
+    """Which approvals `approvals list --status` shows: those in one state, or all."""
+
+    pending = "pending"
+    approved = "approved"
+    rejected = "rejected"
+    all = "all"
 
 
 def _aware(value: Any) -> datetime | None:

@@ -22,6 +22,7 @@ from dealbooks_cli import approvals as approval_list
 from dealbooks_cli import audit as audit_trail
 from dealbooks_cli import lag as consumer_lag
 from dealbooks_cli.deadletters import DeadLetter, DeadLetterTopics, Filters, dead_letter_topics
+from dealbooks_cli.helptext import Typer
 from dealbooks_cli.output import emit_json, table
 from dealbooks_cli.replay import DEFAULT_RETENTION, Replays, operator_db, replay, replay_key
 from dealbooks_cli.stack import CliError, Stack
@@ -29,7 +30,7 @@ from dealbooks_cli.stack import CliError, Stack
 T = TypeVar("T")
 AUTH_FAILED = 18  # MongoDB's AuthenticationFailed
 
-app = typer.Typer(
+app = Typer(
     help="Operate a running dealbooks: service status, dead letters, sweeps, connected "
     "accounts, replays, audit trails, backfills, approvals. Addresses come from the "
     "environment, else from .local/endpoints.env written by `make up`.",
@@ -38,32 +39,30 @@ app = typer.Typer(
     # Plain click help: docstring paragraphs are rewrapped to the terminal.
     rich_markup_mode=None,
 )
-dlq = typer.Typer(help="Dead letters: list, show, replay.", no_args_is_help=True)
-sweep = typer.Typer(
+dlq = Typer(help="Dead letters: list, show, replay.", no_args_is_help=True)
+sweep = Typer(
     help="Passes run now: status-tracker's overdue clock and reconciliation (also "
     "`dealbooks reconcile`), the reminder workflows, a sync service's reconciliation.",
     no_args_is_help=True,
 )
-accounts = typer.Typer(help="Connected QuickBooks companies.", no_args_is_help=True)
+accounts = Typer(help="Connected QuickBooks companies.", no_args_is_help=True)
 app.add_typer(dlq, name="dlq")
 app.add_typer(sweep, name="sweep")
 app.add_typer(accounts, name="accounts")
-replays = typer.Typer(
-    help="Run QuickBooks records through their consumers again.", no_args_is_help=True
-)
+replays = Typer(help="Run QuickBooks records through their consumers again.", no_args_is_help=True)
 app.add_typer(replays, name="replay")
-audit = typer.Typer(
+audit = Typer(
     help="Audit trails: what happened to an invoice, a deal, a customer or an item, and why.",
     no_args_is_help=True,
 )
 app.add_typer(audit, name="audit")
-backfill = typer.Typer(
+backfill = Typer(
     help="Backfills of QuickBooks customers (contacts) or items (products) into the CRM: one "
     "run per account at a time, capped in QuickBooks and CRM calls.",
     no_args_is_help=True,
 )
 app.add_typer(backfill, name="backfill")
-approvals = typer.Typer(
+approvals = Typer(
     help="Invoice approvals of QuickBooks Online Advanced companies (invoice-builder's).",
     no_args_is_help=True,
 )
@@ -80,7 +79,8 @@ Consumer = Annotated[
 Portal = Annotated[str | None, typer.Option(help="CRM portal id of the event's tenant.")]
 Realm = Annotated[str | None, typer.Option(help="QuickBooks realm id of the event's tenant.")]
 Since = Annotated[
-    str | None, typer.Option(help="Only dead letters written at or after this ISO 8601 time.")
+    str | None,
+    typer.Option(metavar="TIME", help="Only dead letters written at or after this ISO 8601 time."),
 ]
 EventId = Annotated[str | None, typer.Option("--event-id", help="The dead-lettered event's id.")]
 NotReplayed = Annotated[
@@ -277,12 +277,15 @@ def dlq_replay(
     again: Annotated[
         bool, typer.Option("--again", help="Replay even if it was replayed before.")
     ] = False,
-    wait: Annotated[float, typer.Option(help="Seconds to wait for each replay's outcome.")] = 30.0,
+    wait: Annotated[
+        float, typer.Option(metavar="SECONDS", help="Seconds to wait for each replay's outcome.")
+    ] = 30.0,
     retention_days: Annotated[
         float,
         typer.Option(
             "--retention-days",
             min=0.0,
+            metavar="DAYS",
             envvar="DEALBOOKS_DLQ_REPLAY_RETENTION_DAYS",
             help="Keep replay records this many days; older ones are deleted as this one is "
             "recorded.",
@@ -373,16 +376,27 @@ async def _refused_or(
         }
 
 
+class RecordKind(StrEnum):
+    invoice = "invoice"
+    customer = "customer"
+    item = "item"
+
+
 @replays.command("record")
 def replay_record(
-    kind: Annotated[str, typer.Argument(help="invoice, customer or item.")],
+    kind: Annotated[
+        RecordKind,
+        typer.Argument(help="invoice (status-tracker), customer (contact-sync) or item."),
+    ],
     realm: RealmArg,
     record_id: Annotated[str, typer.Argument(help="The record's QuickBooks id.")],
     portal: Annotated[
         str | None,
         typer.Option(help="CRM portal id, when the company is connected to more than one."),
     ] = None,
-    wait: Annotated[float, typer.Option(help="Seconds to wait for the outcome.")] = 30.0,
+    wait: Annotated[
+        float, typer.Option(metavar="SECONDS", help="Seconds to wait for the outcome.")
+    ] = 30.0,
     json: Json = False,
 ) -> None:
     """Run one record through its consumer again: publishes a qbo.entity-changed (Update,
@@ -391,8 +405,6 @@ def replay_record(
     again and applies it (idempotently: a record already right stays as it is). Then waits
     for the consumer's outcome: the tracked invoice, or the contact.synced/product.synced
     event it caused. Exits 1 if the consumer failed or gave no outcome in time."""
-    if kind not in rerun.ROUTES:
-        raise typer.BadParameter(f"{kind!r} is not invoice, customer or item")
 
     async def go(stack: Stack) -> dict[str, Any]:
         async with dead_letter_topics(stack) as topics, _mongo(stack) as client:
@@ -577,17 +589,14 @@ async def _reading(
 def accounts_list(
     portal: Portal = None,
     status: Annotated[
-        str | None,
-        typer.Option(help="Only accounts in this state: " + ", ".join(operations.STATES) + "."),
+        operations.AccountState | None, typer.Option(help="Only accounts in this state.")
     ] = None,
     json: Json = False,
 ) -> None:
     """Each portal's QuickBooks companies and their state (never their tokens)."""
-    if status is not None and status not in operations.STATES:
-        raise typer.BadParameter(
-            f"status must be one of {', '.join(operations.STATES)}", param_hint="--status"
-        )
-    rows = _read(lambda stack, client: operations.accounts(stack, client, portal, status))
+    rows = _read(
+        lambda stack, client: operations.accounts(stack, client, portal, status and status.value)
+    )
     if json:
         emit_json(rows)
         return
@@ -734,8 +743,8 @@ def _audit(kind: str, subject_id: str, json: bool) -> None:
 def approvals_list(
     portal: Annotated[str | None, typer.Option("--portal", help="CRM portal id.")] = None,
     status: Annotated[
-        str, typer.Option(help="pending (default), approved, rejected or all.")
-    ] = "pending",
+        approval_list.Status, typer.Option(help="Only approvals in this state; all: any.")
+    ] = approval_list.Status.pending,
     realm: Annotated[
         str | None, typer.Option("--realm", help="Only this QuickBooks company.")
     ] = None,
@@ -743,12 +752,10 @@ def approvals_list(
 ) -> None:
     """Invoice approvals, oldest request first: the company, deal, customer, amount before
     tax, how long each has waited, its approver and CRM task, and who decided and why."""
-    if status not in approval_list.STATUSES:
-        raise typer.BadParameter(
-            f"status must be one of {', '.join(approval_list.STATUSES)}", param_hint="--status"
-        )
     rows = _read(
-        lambda stack, client: approval_list.approvals(stack, client, portal, status, realm=realm)
+        lambda stack, client: approval_list.approvals(
+            stack, client, portal, status.value, realm=realm
+        )
     )
     if json:
         emit_json(rows)

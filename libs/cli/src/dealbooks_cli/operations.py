@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import httpx
@@ -12,8 +13,15 @@ from pymongo.errors import PyMongoError
 
 from dealbooks_cli.stack import CliError, Stack, service_prefix
 
-# Where connector-auth's link to a company stands.
-STATES = ("connected", "reauth_required", "disconnected")
+
+class AccountState(StrEnum):
+    """Where connector-auth's link to a company stands."""
+
+    connected = "connected"
+    reauth_required = "reauth_required"
+    disconnected = "disconnected"
+
+
 # Only these fields of an account are ever read: never its tokens or outbox.
 ACCOUNT_FIELDS = (
     "portal_id",
