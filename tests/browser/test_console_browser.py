@@ -654,6 +654,8 @@ def test_an_advanced_company_approves_an_invoice_and_sets_its_reminders(
     facts = page.locator("dl.facts").inner_text()
     assert re.search(rf"Requested by\s+admin@{PORTAL_ID}\.example\.com", facts), facts
     assert "(CRM user)" not in facts, facts
+    # Its deal, by the deal's name in the CRM.
+    assert page.get_by_role("link", name=f"Deal {d['dealname']}", exact=True).is_visible()
     person.check("approval")
     page.get_by_label("Quantity 1", exact=True).fill("3")
     page.get_by_role("button", name="Approve and create the draft").click()
@@ -683,7 +685,8 @@ def test_an_advanced_company_approves_an_invoice_and_sets_its_reminders(
         world.ok(world.http.post(sweep, params={"realm_id": SUMMIT_REALM},
                                  headers=world.t.operator_auth))  # fmt: skip
         page.reload()
-        return True if page.get_by_role("link", name=f"Deal {d['deal']}").count() else None
+        # The task's deal, by its name in the CRM.
+        return True if page.get_by_role("link", name=f"Deal {d['dealname']}").count() else None
 
     testing.eventually_sync(task_listed, timeout=WAIT / 1000, interval=1.0)
     person.check("reminders-task")
