@@ -174,3 +174,50 @@ def test_a_requests_trail_and_an_invoice_asked_for_by_its_number(
         "invoice number 1007 is QuickBooks invoice 42: dealbooks audit invoice r1 42"
     )
     assert elsewhere.stdout.strip() == "no audit entries"
+
+
+@pytest.mark.integration
+def test_a_long_trail_is_read_since_a_time_or_by_its_last_entries(
+    mongo_uri: str, namespace: str, tmp_path: Path
+) -> None:
+    prefix = f"{namespace}_"
+    with MongoClient(mongo_uri, tz_aware=True) as client:
+        client[f"{prefix}invoice_builder"]["audit"].insert_many(
+            [
+                {**entry(1, "deal", "p1:77", "request.received"), "service": "invoice-builder"},
+                {**entry(2, "deal", "p1:77", "invoice.created"), "service": "invoice-builder"},
+            ]
+        )
+        client[f"{prefix}status_tracker"]["audit"].insert_many(
+            [
+                {**entry(n, "deal", "p1:77", f"stage.changed.{n}"), "service": "status-tracker"}
+                for n in range(3, 8)
+            ]
+        )
+    env = {"DEALBOOKS_ROOT": str(tmp_path), "MONGODB_URI": mongo_uri}
+    env["MONGODB_DATABASE_PREFIX"] = prefix
+    runner = CliRunner()
+    deal = ["audit", "deal", "p1", "77"]
+
+    since = runner.invoke(app, [*deal, "--since", "2026-03-02T10:00:05", "--json"], env=env)
+    last = runner.invoke(app, [*deal, "--limit", "2", "--json"], env=env)
+    both = runner.invoke(app, [*deal, "--since", "2026-03-02T10:00:02", "--limit", "3"], env=env)
+    later = runner.invoke(app, [*deal, "--since", "2026-03-03"], env=env)
+    wrong = runner.invoke(app, [*deal, "--since", "yesterday"], env=env)
+    zero = runner.invoke(app, [*deal, "--limit", "0"], env=env)
+
+    assert since.exit_code == 0, since.stderr
+    assert [r["event_id"] for r in json.loads(since.stdout)] == ["ev-5", "ev-6", "ev-7"]
+    assert last.exit_code == 0, last.stderr
+    assert [r["event_id"] for r in json.loads(last.stdout)] == ["ev-6", "ev-7"]
+    assert both.exit_code == 0, both.stderr
+    lines = both.stdout.splitlines()
+    assert [line.split()[3] for line in lines[1:4]] == [
+        "stage.changed.5",
+        "stage.changed.6",
+        "stage.changed.7",
+    ]
+    assert lines[4] == "(the last 3 of 6 entries)"
+    assert later.stdout.strip() == "no audit entries since 2026-03-03T00:00:00+00:00"
+    assert wrong.exit_code == 2 and "--since" in wrong.stderr
+    assert zero.exit_code == 2 and "--limit" in zero.stderr

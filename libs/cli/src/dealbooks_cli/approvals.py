@@ -1,9 +1,10 @@
-"""`dealbooks approvals list`: invoice approvals (QuickBooks Online Advanced) as invoice-builder
-keeps them, read from its database like the audit trail."""
+"""`dealbooks approvals list|show`: invoice approvals (QuickBooks Online Advanced) as
+invoice-builder keeps them, read from its database like the audit trail."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -11,6 +12,8 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from dealbooks_cli.stack import CliError, Stack
+
+CENT = Decimal("0.01")
 
 
 class Status(StrEnum):
@@ -92,3 +95,55 @@ async def approvals(
         raise CliError(f"cannot read invoice-builder's approvals: {exc}") from exc
     moment = now or datetime.now(UTC)
     return [row(doc, moment) for doc in docs]
+
+
+def _line(line: dict[str, Any]) -> dict[str, Any]:
+    """One line of the invoice an approval would create, with its amount (quantity x unit
+    price, to the cent, as invoice-builder writes it)."""
+    price = line.get("unit_price") or {}
+    try:
+        product = Decimal(str(line["quantity"])) * Decimal(str(price["amount"]))
+        amount: str | None = str(product.quantize(CENT, ROUND_HALF_UP))
+    except (KeyError, ArithmeticError, ValueError):
+        amount = None
+    return {
+        "qbo_item_id": line.get("qbo_item_id"),
+        "description": line.get("description"),
+        "quantity": line.get("quantity"),
+        "unit_price": price.get("amount"),
+        "currency": price.get("currency"),
+        "amount": amount,
+        "tax_code_id": line.get("tax_code_id"),
+    }
+
+
+async def approval(
+    stack: Stack, client: AsyncMongoClient[dict[str, Any]], request_id: str
+) -> dict[str, Any]:
+    """One approval as `approvals list` shows it, with the invoice's lines (as approved, when
+    an approver edited them; else as requested), its dates, and whether it was edited or
+    reminded; CliError when invoice-builder has no approval of that request."""
+    collection = client[stack.database("invoice-builder")]["approvals"]
+    try:
+        doc = await collection.find_one({"_id": request_id})
+    except PyMongoError as exc:
+        raise CliError(f"cannot read invoice-builder's approvals: {exc}") from exc
+    if doc is None:
+        raise CliError(
+            f"no approval of request {request_id} (`dealbooks approvals list --status all` "
+            "lists them; `dealbooks audit request` follows a request without one)"
+        )
+    request = doc.get("approved_request") or doc.get("request") or {}
+    reminded = _aware(doc.get("reminded_at"))
+    return {
+        **row(doc, datetime.now(UTC)),
+        "reminded_at": reminded.isoformat() if reminded else None,
+        "edited": bool(doc.get("edited")),
+        "origin": doc.get("origin"),
+        "doc_number": doc.get("doc_number"),
+        "invoice_date": request.get("invoice_date"),
+        "due_date": request.get("due_date"),
+        "terms_id": request.get("terms_id"),
+        "customer_message": request.get("customer_message"),
+        "lines": [_line(line) for line in request.get("lines") or []],
+    }

@@ -3,6 +3,7 @@ audit trails (each service keeps its own; see `dealbooks_kit.audit`)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from dealbooks_kit.audit import trail_query, trail_row
@@ -23,14 +24,21 @@ REQUESTS = ("invoice-builder",)
 
 
 async def trail(
-    stack: Stack, client: AsyncMongoClient[dict[str, Any]], kind: str, subject_id: str
+    stack: Stack,
+    client: AsyncMongoClient[dict[str, Any]],
+    kind: str,
+    subject_id: str,
+    since: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """Every entry of the subject (and of the requests that drafted it, or the invoice a
-    request drafted), oldest first. An invoice's, customer's or item's id is `<realm>:<id>`;
-    a deal's `<portal>:<id>`; a request's its id."""
-    docs = await _gather(stack, client, AUDITED[kind], trail_query(kind, subject_id))
+    request drafted), oldest first; with `since`, those written at or after it. An
+    invoice's, customer's or item's id is `<realm>:<id>`; a deal's `<portal>:<id>`; a
+    request's its id."""
+    window: dict[str, Any] = {"at": {"$gte": since}} if since else {}
+    docs = await _gather(stack, client, AUDITED[kind], {**trail_query(kind, subject_id), **window})
     if kind == "request":
-        docs += await _gather(stack, client, REQUESTS, {"detail.request_id": subject_id})
+        asked_for = {"detail.request_id": subject_id, **window}
+        docs += await _gather(stack, client, REQUESTS, asked_for)
     requests = {
         str(doc["detail"]["request_id"])
         for doc in docs
@@ -39,7 +47,7 @@ async def trail(
         and doc["detail"].get("request_id")
     }
     if requests:
-        asked = {"subject_kind": "request", "subject_id": {"$in": sorted(requests)}}
+        asked = {"subject_kind": "request", "subject_id": {"$in": sorted(requests)}, **window}
         docs += await _gather(stack, client, REQUESTS, asked)
     unique = {str(doc["_id"]) + str(doc.get("service")): doc for doc in docs}
     return [trail_row(doc) for doc in sorted(unique.values(), key=lambda doc: doc["at"])]

@@ -668,52 +668,95 @@ ItemId = Annotated[str, typer.Argument(help="QuickBooks item id.")]
 DealId = Annotated[str, typer.Argument(help="CRM deal id.")]
 
 
+AuditSince = Annotated[
+    str | None,
+    typer.Option(metavar="TIME", help="Only entries written at or after this ISO 8601 time."),
+]
+AuditLimit = Annotated[
+    int | None,
+    typer.Option(min=1, metavar="N", help="Only the last N entries (still oldest first)."),
+]
+
+
 @audit.command("invoice")
-def audit_invoice(realm: RealmArg, invoice_id: InvoiceId, json: Json = False) -> None:
+def audit_invoice(
+    realm: RealmArg,
+    invoice_id: InvoiceId,
+    since: AuditSince = None,
+    limit: AuditLimit = None,
+    json: Json = False,
+) -> None:
     """An invoice's life, oldest first: each change, the event that caused it and the external
     call it made, from invoice-builder's and status-tracker's audit trails."""
-    _audit("invoice", f"{realm}:{invoice_id}", json)
+    _audit("invoice", f"{realm}:{invoice_id}", json, since, limit)
 
 
 @audit.command("customer")
-def audit_customer(realm: RealmArg, customer_id: CustomerId, json: Json = False) -> None:
+def audit_customer(
+    realm: RealmArg,
+    customer_id: CustomerId,
+    since: AuditSince = None,
+    limit: AuditLimit = None,
+    json: Json = False,
+) -> None:
     """A customer's syncs to its CRM contact (contact-sync), and where invoice-builder created
     or matched it for a request."""
-    _audit("customer", f"{realm}:{customer_id}", json)
+    _audit("customer", f"{realm}:{customer_id}", json, since, limit)
 
 
 @audit.command("item")
-def audit_item(realm: RealmArg, item_id: ItemId, json: Json = False) -> None:
+def audit_item(
+    realm: RealmArg,
+    item_id: ItemId,
+    since: AuditSince = None,
+    limit: AuditLimit = None,
+    json: Json = False,
+) -> None:
     """An item's syncs to its CRM product (product-sync)."""
-    _audit("item", f"{realm}:{item_id}", json)
+    _audit("item", f"{realm}:{item_id}", json, since, limit)
 
 
 @audit.command("request")
 def audit_request(
     request_id: Annotated[str, typer.Argument(help="The invoice request's id.")],
+    since: AuditSince = None,
+    limit: AuditLimit = None,
     json: Json = False,
 ) -> None:
     """An invoice request's life in invoice-builder: received, its customer found or created,
     the invoice it drafted (`audit invoice` follows that invoice on), or why it failed."""
-    _audit("request", request_id, json)
+    _audit("request", request_id, json, since, limit)
 
 
 @audit.command("deal")
-def audit_deal(portal: PortalArg, deal_id: DealId, json: Json = False) -> None:
+def audit_deal(
+    portal: PortalArg,
+    deal_id: DealId,
+    since: AuditSince = None,
+    limit: AuditLimit = None,
+    json: Json = False,
+) -> None:
     """A deal's requests, auto-drafts, invoices, property writes and payments on its
     timeline, oldest first."""
-    _audit("deal", f"{portal}:{deal_id}", json)
+    _audit("deal", f"{portal}:{deal_id}", json, since, limit)
 
 
-def _audit(kind: str, subject_id: str, json: bool) -> None:
+def _audit(
+    kind: str, subject_id: str, json: bool, since: str | None = None, limit: int | None = None
+) -> None:
+    when = _filters(None, None, None, None, since, None).since
+
     async def query(stack: Stack, client: AsyncMongoClient[dict[str, Any]]) -> Any:
-        rows = await audit_trail.trail(stack, client, kind, subject_id)
-        if rows or kind != "invoice":
+        rows = await audit_trail.trail(stack, client, kind, subject_id, since=when)
+        if rows or kind != "invoice" or when:
             return rows, None
         realm, _, number = subject_id.partition(":")
         return rows, await audit_trail.invoice_numbered(stack, client, realm, number)
 
     rows, numbered = _read(query)
+    found = len(rows)
+    if limit is not None:
+        rows = rows[-limit:]
     if json:
         emit_json(rows)
         return
@@ -736,7 +779,10 @@ def _audit(kind: str, subject_id: str, json: bool) -> None:
         ("event_id", "EVENT ID"),
         ("call", "CALL"),
     ]
-    typer.echo(table(rows, columns) if rows else "no audit entries")
+    none = f"no audit entries since {when.isoformat()}" if when else "no audit entries"
+    typer.echo(table(rows, columns) if rows else none)
+    if len(rows) < found:
+        typer.echo(f"(the last {len(rows)} of {found} entries)")
 
 
 @approvals.command("list")
@@ -780,6 +826,51 @@ def approvals_list(
     ]
     none = "no approvals" if status == "all" else f"no {status} approvals (--status all: any)"
     typer.echo(table(rows, columns) if rows else none)
+
+
+@approvals.command("show")
+def approvals_show(
+    request_id: Annotated[str, typer.Argument(help="The invoice request's id.")],
+    json: Json = False,
+) -> None:
+    """One approval: the company, deal and customer, who asked and when, the invoice's lines
+    (as approved, when the approver edited them) and dates, its approver and CRM task, and
+    who decided, when and why. Exits 1 when the request has no approval."""
+    shown = _read(lambda stack, client: approval_list.approval(stack, client, request_id))
+    if json:
+        emit_json(shown)
+        return
+    fields = [
+        ("request_id", "request"), ("status", "status"), ("portal_id", "portal"),
+        ("realm_id", "realm"), ("company", "company"), ("deal_id", "deal"),
+        ("customer", "customer"), ("origin", "origin"), ("requested_by", "requested by"),
+        ("requested_at", "requested at"), ("waiting", "waiting"), ("approver_id", "approver"),
+        ("crm_task_id", "CRM task"), ("reminded_at", "reminded at"),
+        ("invoice_date", "invoice date"), ("due_date", "due date"), ("terms_id", "terms"),
+    ]  # fmt: skip
+    for key, label in fields:
+        if shown.get(key) not in (None, ""):
+            typer.echo(f"{label:<13} {shown[key]}")
+    edited = " (edited by the approver)" if shown["edited"] else ""
+    typer.echo(f"{'amount':<13} {shown['subtotal']} {shown['currency']} before tax{edited}")
+    if shown["decided_at"] or shown["decided_by"]:
+        said = f" ({shown['reason']})" if shown["reason"] else ""
+        who = shown["decided_by"] or "unknown"
+        typer.echo(f"{'decided':<13} {shown['status']} by {who} at {shown['decided_at']}{said}")
+    if shown["qbo_invoice_id"]:
+        number = f" (number {shown['doc_number']})" if shown["doc_number"] else ""
+        typer.echo(f"{'invoice':<13} QuickBooks invoice {shown['qbo_invoice_id']}{number}")
+    columns = [
+        ("qbo_item_id", "ITEM"),
+        ("description", "DESCRIPTION"),
+        ("quantity", "QTY"),
+        ("unit_price", "UNIT PRICE"),
+        ("amount", "AMOUNT"),
+        ("tax_code_id", "TAX CODE"),
+    ]
+    typer.echo("lines" if shown["lines"] else "lines         none")
+    if shown["lines"]:
+        typer.echo("\n".join("  " + line for line in table(shown["lines"], columns).splitlines()))
 
 
 def _call(call: Any) -> str:
