@@ -84,7 +84,7 @@ def cli(dealbooks: Callable[..., Cli], namespace: str) -> Cli:
 
 
 async def test_a_dead_letter_is_listed_shown_and_replayed_once_to_the_consumer_that_gave_up(
-    ledger: Ledger, cli: Cli, kafka_bootstrap: str, namespace: str
+    ledger: Ledger, cli: Cli, kafka_bootstrap: str, namespace: str, mongo_uri: str
 ) -> None:
     poison = customer_changed("bad-1")
     await ledger.runtime.publisher.publish(poison)
@@ -133,10 +133,39 @@ async def test_a_dead_letter_is_listed_shown_and_replayed_once_to_the_consumer_t
     code, [refused], _ = await cli("dlq", "replay", dlq, position)
     assert (code, refused["outcome"]) == (1, "refused")
     assert "--again" in refused["detail"]
+    # As a person reads it, the dead letter is named once, before why it was refused.
+    code, text, _ = await cli.text("dlq", "replay", dlq, position)
+    assert code == 1
+    assert text.startswith(f"{dlq} {position}: refused: already replayed as event ")
+    assert text.count(position) == 1
 
     # The failed replay left a dead letter of its own, the copy caused by the original.
     code, rows, _ = await cli("dlq", "list", "--event-id", failed["new_event_id"])
     [second] = rows
+    # The first one's replay points at it: in JSON, and in the list's REPLAYED column.
+    again_at = f"{second['partition']}:{second['offset']}"
+    code, rows, _ = await cli("dlq", "list", "--topic", TOPIC)
+    first = next(r for r in rows if r["event_id"] == str(poison.id))
+    assert first["replayed"]["dead_letter"] == {
+        "dlq_topic": dlq,
+        "partition": second["partition"],
+        "offset": second["offset"],
+    }
+    code, text, _ = await cli.text("dlq", "list", "--topic", TOPIC)
+    assert f"dead_lettered, again at {again_at}" in text
+    code, text, _ = await cli.text("dlq", "show", dlq, position)
+    assert f"(dead_lettered, again at {again_at})" in text
+    # A replay recorded without that position (before it was kept) finds it among the list.
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri)
+    try:
+        unset = await client[f"{namespace}_operator"]["dlq_replays"].update_many(
+            {"dead_letter": {"$ne": None}}, {"$unset": {"dead_letter": ""}}
+        )
+        assert unset.modified_count == 1
+    finally:
+        await client.close()
+    code, text, _ = await cli.text("dlq", "list", "--topic", TOPIC)
+    assert f"dead_lettered, again at {again_at}" in text
     # Only that one still waits for a decision: the first was replayed.
     code, rows, _ = await cli("dlq", "list", "--topic", TOPIC, "--not-replayed")
     assert [(r["offset"], r["event_id"]) for r in rows] == [

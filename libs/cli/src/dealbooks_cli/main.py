@@ -178,14 +178,34 @@ async def _with_replays(
     stack: Stack, client: AsyncMongoClient[dict[str, Any]], letters: list[DeadLetter]
 ) -> list[dict[str, Any]]:
     replays = await Replays(operator_db(stack, client)).of([replay_key(d) for d in letters])
+    # A replay recorded before its new dead letter's position was kept: found among these.
+    by_event = {(d.consumer, d.event_id): d for d in letters}
     rows = []
     for letter in letters:
         done = replays.get(replay_key(letter))
         replayed = None
         if done:
             replayed = {"new_event_id": done.get("new_event_id"), "outcome": done.get("outcome")}
+            again = done.get("dead_letter")
+            left = by_event.get((letter.consumer, str(done.get("new_event_id"))))
+            if again is None and done.get("outcome") == "dead_lettered" and left is not None:
+                again = {k: getattr(left, k) for k in ("dlq_topic", "partition", "offset")}
+            if again:
+                replayed["dead_letter"] = again
         rows.append({**letter.summary(), "replayed": replayed})
     return rows
+
+
+def _replayed(replayed: dict[str, Any] | None, dlq_topic: str) -> str:
+    """A replay as a list reads it: its outcome, and where a replay that failed again left its
+    new dead letter (its position, with its topic when that is another)."""
+    if not replayed:
+        return ""
+    again = replayed.get("dead_letter")
+    if not again:
+        return str(replayed["outcome"])
+    topic = "" if again.get("dlq_topic") in (None, dlq_topic) else f"{again['dlq_topic']} "
+    return f"{replayed['outcome']}, again at {topic}{again['partition']}:{again['offset']}"
 
 
 @dlq.command("list")
@@ -214,7 +234,7 @@ def dlq_list(
         {
             **r,
             "position": f"{r['partition']}:{r['offset']}",
-            "replayed": r["replayed"]["outcome"] if r["replayed"] else "",
+            "replayed": _replayed(r["replayed"], r["dlq_topic"]),
         }
         for r in rows
     ]
@@ -250,7 +270,8 @@ def dlq_show(
     typer.echo(f"{'original':<12} {original['topic']} {original['partition']}:{original['offset']}")
     replayed = detail["replayed"]
     if replayed:
-        typer.echo(f"{'replayed':<12} as {replayed['new_event_id']} ({replayed['outcome']})")
+        shown = _replayed(replayed, detail["dlq_topic"])
+        typer.echo(f"{'replayed':<12} as {replayed['new_event_id']} ({shown})")
     typer.echo(f"{'reason':<12} {detail['reason']}\n")
     if detail["envelope"] is not None:
         emit_json(detail["envelope"])

@@ -70,7 +70,7 @@ def fresh_copy(letter: DeadLetter) -> Copy:
     event = letter.event
     if event is None or not event.get("id"):
         raise CliError(
-            f"{letter.coordinates} is not an event envelope (no JSON object with an id): "
+            "not an event envelope (no JSON object with an id): "
             "there is nothing to replay; publish a corrected event instead"
         )
     new_id = str(uuid7())
@@ -135,7 +135,7 @@ class Replays:
             existing = await self._c.find_one({"_id": key}) or {}
             if not again:
                 raise CliError(
-                    f"{letter.coordinates} was already replayed as event "
+                    "already replayed as event "
                     f"{existing.get('new_event_id')} (outcome: {existing.get('outcome')}); "
                     "use --again to replay it once more"
                 ) from None
@@ -163,9 +163,15 @@ class Replays:
                 f"(outcome: {live['outcome']}); use --again to replay it once more"
             )
 
-    async def settle(self, letter: DeadLetter, new_id: str, outcome: str) -> None:
+    async def settle(
+        self,
+        letter: DeadLetter,
+        new_id: str,
+        outcome: str,
+        dead_letter: dict[str, Any] | None = None,
+    ) -> None:
         """Record what became of the replay (`ok`, `settled`, `dead_lettered`, `pending`,
-        `not_published`)."""
+        `not_published`), and for `dead_lettered` where its new dead letter is."""
         doc = await self._c.find_one({"_id": replay_key(letter), "new_event_id": new_id})
         if doc is None:
             return
@@ -175,7 +181,7 @@ class Replays:
         ]
         await self._c.update_one(
             {"_id": doc["_id"], "new_event_id": new_id},
-            {"$set": {"outcome": outcome, "attempts": attempts}},
+            {"$set": {"outcome": outcome, "attempts": attempts, "dead_letter": dead_letter}},
         )
 
     async def forget(self, letter: DeadLetter, new_id: str) -> None:
@@ -240,7 +246,11 @@ async def await_outcome(
                     "outcome": "dead_lettered",
                     "detail": f"dead-lettered again at {dead.coordinates}: "
                     f"{dead.headers.get('dlq-reason', '')}",
-                    "dead_letter": {"partition": dead.partition, "offset": dead.offset},
+                    "dead_letter": {
+                        "dlq_topic": dead.dlq_topic,
+                        "partition": dead.partition,
+                        "offset": dead.offset,
+                    },
                 }
             if record is not None and record.get("outcome") != "dead_lettered":
                 outcome = str(record.get("outcome", "ok"))
@@ -264,7 +274,7 @@ async def replay(
 ) -> dict[str, Any]:
     """Replay one dead letter (see the module docstring); returns what happened."""
     if not letter.consumer:
-        raise CliError(f"{letter.coordinates} names no consumer (no dlq-consumer header)")
+        raise CliError("names no consumer (no dlq-consumer header)")
     copy = fresh_copy(letter)
     replays = Replays(operator_db(stack, client), retention)
     first = await replays.claim(letter, copy, again=again)
@@ -276,9 +286,9 @@ async def replay(
             await replays.forget(letter, copy.new_id)
         else:
             await replays.settle(letter, copy.new_id, "not_published")
-        raise CliError(f"could not publish the replay of {letter.coordinates}: {exc}") from exc
+        raise CliError(f"could not publish the replay: {exc}") from exc
     outcome = await await_outcome(stack, client, topics, letter, copy.new_id, dlq_ends, wait)
-    await replays.settle(letter, copy.new_id, outcome["outcome"])
+    await replays.settle(letter, copy.new_id, outcome["outcome"], outcome.get("dead_letter"))
     return {
         "dlq_topic": letter.dlq_topic,
         "partition": letter.partition,
