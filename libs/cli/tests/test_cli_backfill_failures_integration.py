@@ -5,19 +5,26 @@ backfill route is a stand-in answering as the service does."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from contact_sync.app import Settings, build
 from dealbooks_contracts import (
     ContactSyncFailed,
     Envelope,
     SyncFailureCode,
+    SyncObjectType,
     SyncTrigger,
     Tenant,
 )
+from dealbooks_infra.sync_world import SyncStack, SyncWorld
 from dealbooks_kit import EventPublisher, KitSettings, make_broker
+from dealbooks_sync.parts import SyncParts
+from mapping_registry.app import Settings as RegistrySettings
+from mapping_registry.app import build as build_registry
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -117,3 +124,47 @@ async def test_a_runs_failed_records_are_named_with_why_and_exit_1(
     assert (none_code, none, none_err) == (0, None, "")
     assert none_text_code == 0
     assert none_text == "no contacts backfill of r3 in portal p1 yet\n"
+
+
+@pytest.fixture
+async def contacts(request: pytest.FixtureRequest) -> AsyncIterator[tuple[SyncStack, SyncParts]]:
+    world = SyncWorld.of(request)
+    registry = build_registry(RegistrySettings(**world.settings("registry")), **world.tokens)
+    service = build(Settings(**world.settings("contacts")), **world.tokens)
+    async with world.running(registry, service, SyncObjectType.CONTACTS) as stack:
+        yield stack, service
+
+
+async def test_a_real_backfills_failed_customer_is_named_by_backfill_status(
+    contacts: tuple[SyncStack, SyncParts],
+    dealbooks: Callable[..., Cli],
+    served: Any,
+    qbo_sandbox: Any,
+    qbo_company: Any,
+    crm_portal: Any,
+) -> None:
+    """contact-sync's own backfill, on the sandboxes: a customer with no email cannot become
+    a contact, and `backfill status` says which and why from what the run published."""
+    stack, service = contacts
+    await stack.settings(enabled=True)
+    realm = qbo_company.realm_id
+    tag = uuid.uuid4().hex[:8]
+    keyless = qbo_sandbox.user_creates(realm, "customers", {"DisplayName": f"No email {tag}"})
+    keyless_id = keyless["Customer"]["Id"]
+    report = await service.backfill.run(realm)
+    assert report.state == "done" and report.failed >= 1, report
+    run = await service.backfill.status(realm)  # what the service's route answers
+
+    async def latest(request: Request) -> Any:
+        return JSONResponse(run)
+
+    routes = [Route(BASE.format(realm=realm).replace("p1", stack.portal_id), latest)]
+    with served(contact_sync=routes) as env:
+        cli = dealbooks(**env)
+        where = ["--kind", "contacts", "--portal", stack.portal_id, "--realm", realm]
+        code, shown, err = await cli("backfill", "status", *where)
+    assert code == 1, err
+    assert len(shown["failures"]) == report.failed
+    [failure] = [f for f in shown["failures"] if f["qbo_id"] == keyless_id]
+    assert (failure["record"], failure["code"]) == ("customer", "MISSING_KEY")
+    assert "no email" in failure["message"]
