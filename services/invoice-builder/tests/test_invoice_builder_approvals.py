@@ -116,7 +116,9 @@ async def submitted_for_approval(builder: Harness, wizard: Any, deal: Deal) -> s
     )
     assert saved.status_code == 200, saved.text
     assert saved.json()["active"] is True
-    sent = await wizard.post(f"{account}/invoice-requests", json=request_body(deal.deal_id))
+    # A person asks in their own name only: the body's requester is not theirs to say.
+    body = {**request_body(deal.deal_id), "requested_by": "u-someone-else"}
+    sent = await wizard.post(f"{account}/invoice-requests", json=body)
     assert sent.status_code == 202, sent.text
     request_id = str(sent.json()["request_id"])
     await status_of(builder, request_id, "awaiting_approval")
@@ -164,6 +166,7 @@ async def test_an_approval_approved_twice_at_once_creates_one_invoice(
     )
     assert one["invoice"]["lines"][0]["amount"] == "100.00"
     assert one["approver_id"] == owner_id  # no approver set: the deal's owner
+    assert one["requested_by"] == "u-approver"  # the grant's user, not the body's
     [requested] = await builder.events(
         "invoice.approval-requested", lambda e: str(e.data.request_id) == request_id
     )

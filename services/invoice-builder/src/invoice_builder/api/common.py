@@ -45,6 +45,15 @@ class Router:
         ]
 
 
+def requester(request: Request, said: object) -> str | None:
+    """Who asks: a person's own CRM user, from their grant, whatever the body says (nobody
+    asks in another's name); what the body says only where the caller is no person."""
+    user = getattr(getattr(request.state, "caller", None), "user_id", None)
+    if user:
+        return str(user)
+    return str(said) if said else None
+
+
 class RejectionAnswer(BaseModel):
     """Why a request cannot be drafted: a machine-readable code and a sentence for a person."""
 

@@ -34,6 +34,7 @@ from invoice_builder.api.common import (
     error,
     json_object,
     rejection_view,
+    requester,
     service,
 )
 from invoice_builder.deps import SOURCE
@@ -126,6 +127,8 @@ async def _requested(
         body = WizardBody.model_validate(await json_object(request))
         shaped = body.model_dump(exclude_none=True)
         shaped["deal_id"] = str(body.deal_id)
+        if (asker := requester(request, body.requested_by)) is not None:
+            shaped["requested_by"] = asker
         if body.quote_id is not None:
             shaped["quote_id"] = str(body.quote_id)
         built = await service(request).handlers.requests.from_wizard(found, shaped)

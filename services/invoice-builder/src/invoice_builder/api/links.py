@@ -17,6 +17,7 @@ from invoice_builder.api.common import (
     connected,
     error,
     json_object,
+    requester,
     service,
 )
 from invoice_builder.deps import SOURCE
@@ -33,7 +34,7 @@ async def link(request: Request) -> Response:
             request_id=uuid.uuid4(),
             qbo_invoice_id=str(body["qbo_invoice_id"]),
             target=CrmRecordRef.model_validate(body["target"]),
-            requested_by=body.get("requested_by"),
+            requested_by=requester(request, body.get("requested_by")),
         )
     except (KeyError, PydanticValidationError) as exc:
         return error(400, f"invalid request: {exc}")
