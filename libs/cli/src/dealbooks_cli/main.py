@@ -339,24 +339,17 @@ def dlq_replay(
         async with dead_letter_topics(stack) as topics, _mongo(stack) as client:
             letters = await _chosen(topics, dlq_topic, coordinates, filters)
             if not_replayed:
-                done_before = await Replays(operator_db(stack, client)).of(
-                    [replay_key(d) for d in letters]
-                )
-                letters = [d for d in letters if replay_key(d) not in done_before]
+                letters = await _not_replayed(stack, client, letters)
             if not letters:
                 raise CliError("no dead letter matches")
             retention = timedelta(days=retention_days)
-            done: list[dict[str, Any]] = []
-            for n, letter in enumerate(letters, start=1):
-                if len(letters) > 1 and not json:  # progress on stderr, the results on stdout
-                    typer.echo(f"\rreplaying {n}/{len(letters)}", err=True, nl=False)
-                attempt = replay(
+            return await _replay_each(
+                letters,
+                lambda letter: replay(
                     stack, client, topics, letter, again=again, wait=wait, retention=retention
-                )
-                done.append(await _refused_or(letter, attempt))
-            if len(letters) > 1 and not json:
-                typer.echo("", err=True)
-            return done
+                ),
+                quiet=json,
+            )
 
     results = _run(go)
     if json:
@@ -367,6 +360,32 @@ def dlq_replay(
             typer.echo(f"{where}: {r['outcome']}: {r['detail']}")
     if any(r["outcome"] not in {"ok", "settled"} for r in results):
         raise typer.Exit(1)
+
+
+async def _not_replayed(
+    stack: Stack, client: AsyncMongoClient[dict[str, Any]], letters: list[DeadLetter]
+) -> list[DeadLetter]:
+    """The dead letters that were never replayed."""
+    done_before = await Replays(operator_db(stack, client)).of([replay_key(d) for d in letters])
+    return [d for d in letters if replay_key(d) not in done_before]
+
+
+async def _replay_each(
+    letters: list[DeadLetter],
+    attempt: Callable[[DeadLetter], Coroutine[Any, Any, dict[str, Any]]],
+    *,
+    quiet: bool,
+) -> list[dict[str, Any]]:
+    """Each dead letter's replay in turn, with a progress line on stderr (the results go on
+    stdout) unless `quiet`."""
+    done: list[dict[str, Any]] = []
+    for n, letter in enumerate(letters, start=1):
+        if len(letters) > 1 and not quiet:
+            typer.echo(f"\rreplaying {n}/{len(letters)}", err=True, nl=False)
+        done.append(await _refused_or(letter, attempt(letter)))
+    if len(letters) > 1 and not quiet:
+        typer.echo("", err=True)
+    return done
 
 
 async def _chosen(
