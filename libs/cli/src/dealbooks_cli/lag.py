@@ -17,14 +17,17 @@ from dealbooks_cli.stack import CliError, Stack
 
 async def consumer_lag(stack: Stack, group: str | None = None) -> list[dict[str, Any]]:
     """One row per group and topic it reads (the topics it committed on), by group then
-    topic: the lag, and how many of the topic's partitions have some."""
+    topic: the lag, and how many of the topic's partitions have some. `group` is a group id,
+    or `<service>.<consumer>` as a dead letter names it: the services prefix their group ids
+    with TOPIC_PREFIX, as their topics."""
     prefix = stack.topic_prefix
+    wanted = None if group is None else {group, prefix + group}
     async with kafka_clients(stack) as (consumer, admin):
         try:
             groups = sorted(g for g, _ in await admin.list_consumer_groups())
             rows = []
             for name in groups:
-                if group is not None and name != group:
+                if wanted is not None and name not in wanted:
                     continue
                 committed = await admin.list_consumer_group_offsets(name)
                 topics = sorted({tp.topic for tp in committed if tp.topic.startswith(prefix)})
