@@ -296,6 +296,10 @@ async def test_an_id_the_crm_never_gives_is_not_sent_to_it() -> None:
     # Decoded from `1%3FidProperty=x`, it would add a query to the CRM's URL.
     assert await records.name_of("62515", "deals", "1?idProperty=x") is None
     assert await records.name_of("62515", "contacts", "../deals/1") is None
+    assert await records.names_of("62515", "deals", ["\u00b2", "1\u0663"]) == {
+        "\u00b2": None,  # digits to Python, not to the CRM
+        "1\u0663": None,
+    }
 
 
 async def test_a_payment_recorded_before_dates_were_kept_shows_the_day_it_was_recorded(

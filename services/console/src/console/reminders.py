@@ -124,7 +124,7 @@ class ReminderPages:
         gives them."""
         kinds = {str(r.get("object_type")) for r in tasks if r.get("object_id")}
         for kind in sorted(kinds & RECORD_SINGULAR.keys()):
-            of_kind = [r for r in tasks if r.get("object_type") == kind]
+            of_kind = [r for r in tasks if r.get("object_type") == kind and r.get("object_id")]
             names = await self.pages.record_names(
                 person, portal, kind, (str(r["object_id"]) for r in of_kind)
             )

@@ -85,7 +85,8 @@ class RecordInvoices:
         """Each record's name as the CRM shows it, in one batch read per hundred; None for
         one the CRM does not name (as `name_of`), and for all when the CRM cannot be read."""
         names: dict[str, str | None] = dict.fromkeys(object_ids)
-        asked = [i for i in names if i.isdigit()]  # nothing else is added to the CRM's URL
+        # Only ids the CRM gives (ASCII digits): one it refuses would fail the whole read.
+        asked = [i for i in names if i.isascii() and i.isdigit()]
         if self.crm is None or not asked:
             return names
         try:
