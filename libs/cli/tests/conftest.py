@@ -7,13 +7,19 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from contact_sync.app import Settings, build
+from dealbooks_contracts import SyncObjectType
 from dealbooks_infra import testing
+from dealbooks_infra.sync_world import SyncStack, SyncWorld
+from dealbooks_sync.parts import SyncParts
+from mapping_registry.app import Settings as RegistrySettings
+from mapping_registry.app import build as build_registry
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -104,3 +110,14 @@ def served(tmp_path: Path) -> ServeStandIns:
             yield env
 
     return serve
+
+
+@pytest.fixture
+async def contacts(request: pytest.FixtureRequest) -> AsyncIterator[tuple[SyncStack, SyncParts]]:
+    """contact-sync with the mapping registry, running on the session's servers and both
+    sandboxes, for the commands that read or drive a real sync service."""
+    world = SyncWorld.of(request)
+    registry = build_registry(RegistrySettings(**world.settings("registry")), **world.tokens)
+    service = build(Settings(**world.settings("contacts")), **world.tokens)
+    async with world.running(registry, service, SyncObjectType.CONTACTS) as stack:
+        yield stack, service

@@ -6,25 +6,21 @@ backfill route is a stand-in answering as the service does."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from contact_sync.app import Settings, build
 from dealbooks_contracts import (
     ContactSyncFailed,
     Envelope,
     SyncFailureCode,
-    SyncObjectType,
     SyncTrigger,
     Tenant,
 )
-from dealbooks_infra.sync_world import SyncStack, SyncWorld
+from dealbooks_infra.sync_world import SyncStack
 from dealbooks_kit import EventPublisher, KitSettings, make_broker
 from dealbooks_sync.parts import SyncParts
-from mapping_registry.app import Settings as RegistrySettings
-from mapping_registry.app import build as build_registry
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -124,15 +120,6 @@ async def test_a_runs_failed_records_are_named_with_why_and_exit_1(
     assert (none_code, none, none_err) == (0, None, "")
     assert none_text_code == 0
     assert none_text == "no contacts backfill of r3 in portal p1 yet\n"
-
-
-@pytest.fixture
-async def contacts(request: pytest.FixtureRequest) -> AsyncIterator[tuple[SyncStack, SyncParts]]:
-    world = SyncWorld.of(request)
-    registry = build_registry(RegistrySettings(**world.settings("registry")), **world.tokens)
-    service = build(Settings(**world.settings("contacts")), **world.tokens)
-    async with world.running(registry, service, SyncObjectType.CONTACTS) as stack:
-        yield stack, service
 
 
 async def test_a_real_backfills_failed_customer_is_named_by_backfill_status(

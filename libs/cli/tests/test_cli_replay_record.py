@@ -12,22 +12,18 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from contact_sync.app import Settings, build
 from dealbooks_contracts import (
     Envelope,
     InvoiceDrafted,
     Money,
     QboCustomerRef,
-    SyncObjectType,
     Tenant,
 )
 from dealbooks_http import StaticTokenProvider
-from dealbooks_infra.sync_world import SyncStack, SyncWorld
+from dealbooks_infra.sync_world import SyncStack
 from dealbooks_infra.testing import eventually
 from dealbooks_qbo import Invoice, QboClient
 from dealbooks_sync.parts import SyncParts
-from mapping_registry.app import Settings as RegistrySettings
-from mapping_registry.app import build as build_registry
 from pymongo import AsyncMongoClient
 from status_tracker.app import Service as Tracker
 from status_tracker.app import build_service as build_tracker
@@ -63,15 +59,6 @@ def cli(dealbooks: Callable[..., Cli], namespace: str) -> Cli:
         CONTACT_SYNC_MONGODB_DATABASE=f"{namespace}_contacts",
         STATUS_TRACKER_MONGODB_DATABASE=f"{namespace}_tracker",
     )
-
-
-@pytest.fixture
-async def contacts(request: pytest.FixtureRequest) -> AsyncIterator[tuple[SyncStack, SyncParts]]:
-    world = SyncWorld.of(request)
-    registry = build_registry(RegistrySettings(**world.settings("registry")), **world.tokens)
-    service = build(Settings(**world.settings("contacts")), **world.tokens)
-    async with world.running(registry, service, SyncObjectType.CONTACTS) as stack:
-        yield stack, service
 
 
 async def test_a_customer_replayed_becomes_its_contact_once(
