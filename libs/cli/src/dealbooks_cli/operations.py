@@ -8,10 +8,11 @@ from enum import StrEnum
 from typing import Any
 
 import httpx
+from dealbooks_kit.services import SERVICES, env_prefix
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
-from dealbooks_cli.stack import CliError, Stack, service_prefix
+from dealbooks_cli.stack import CliError, Stack
 
 
 class AccountState(StrEnum):
@@ -61,7 +62,7 @@ def answer_of(service: str, response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         body = None
     own = isinstance(body, dict)
-    elsewhere = f" (is {service_prefix(service)}URL, {response.request.url}, the service's?)"
+    elsewhere = f" (is {env_prefix(service)}URL, {response.request.url}, the service's?)"
     if response.status_code >= 400:
         said = _said(body, response) + ("" if own else elsewhere)
         if response.status_code in (401, 403):
@@ -87,20 +88,6 @@ def _said(body: Any, response: httpx.Response) -> str:
     return (text[:200] + "…" if len(text) > 200 else text) or response.reason_phrase
 
 
-# Every service with an HTTP address an operator may set (`<SERVICE>_URL`).
-SERVICES = (
-    "connector-auth",
-    "webhook-gateway",
-    "invoice-builder",
-    "status-tracker",
-    "reminders",
-    "contact-sync",
-    "product-sync",
-    "mapping-registry",
-    "console",
-)
-
-
 async def readiness(stack: Stack) -> list[dict[str, Any]]:
     """Each service's readiness probe (`/readyz`: its Kafka and MongoDB answer): `ready`,
     `not ready` (with the checks that failed), `unreachable`, or `unknown` when no
@@ -114,7 +101,7 @@ async def _ready(stack: Stack, client: httpx.AsyncClient, service: str) -> dict[
         url = stack.url(service)
     except CliError:
         row = {"service": service, "url": None, "state": "unknown"}
-        return {**row, "detail": f"{service_prefix(service)}URL is not set"}
+        return {**row, "detail": f"{env_prefix(service)}URL is not set"}
     row = {"service": service, "url": url}
     try:
         response = await client.get(url + "/readyz")

@@ -17,6 +17,7 @@ from typing import Any
 
 from dealbooks_kit import KitSettings
 from dealbooks_kit.mongo import mongo_client
+from dealbooks_kit.services import env_prefix
 from pymongo import AsyncMongoClient
 
 
@@ -48,11 +49,6 @@ def unanswered(consumer: str) -> str:
         f"is {consumer} running and caught up? `dealbooks status` and "
         f"`dealbooks lag --consumer {consumer}` say"
     )
-
-
-def service_prefix(service: str) -> str:
-    """The settings prefix of a service: status-tracker -> STATUS_TRACKER_."""
-    return service.upper().replace("-", "_") + "_"
 
 
 @dataclass(frozen=True)
@@ -102,7 +98,7 @@ class Stack:
 
     def database(self, service: str) -> str:
         """A service's MongoDB database, as the service itself names it."""
-        own = self.env.get(f"{service_prefix(service)}MONGODB_DATABASE")
+        own = self.env.get(f"{env_prefix(service)}MONGODB_DATABASE")
         if own:
             return own
         return self.env.get("MONGODB_DATABASE_PREFIX", "") + service.replace("-", "_")
@@ -113,7 +109,7 @@ class Stack:
         return mongo_client(settings)
 
     def url(self, service: str) -> str:
-        return self._require(f"{service_prefix(service)}URL").rstrip("/")
+        return self._require(f"{env_prefix(service)}URL").rstrip("/")
 
     def operator_credential(self) -> str:
         """The first of DEALBOOKS_OPERATOR_CREDENTIALS, else the one `make up` generated."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from dealbooks_kit.services import SERVICES, env_prefix
 
 from dealbooks_infra.process import (
     ManagedProcess,
@@ -29,17 +30,7 @@ from dealbooks_infra.process import (
 from dealbooks_infra.servers import Server, repo_root, start_kafka, start_mongo
 from dealbooks_infra.topology import StackSecrets, Topology
 
-SERVICE_ORDER = (
-    "connector-auth",
-    "webhook-gateway",
-    "invoice-builder",
-    "status-tracker",
-    "reminders",
-    "contact-sync",
-    "product-sync",
-    "mapping-registry",
-    "console",
-)
+SERVICE_ORDER = SERVICES
 # Services that may run as several processes in one consumer group (`make up REPLICAS=2`): all
 # but the console, which keeps no state and consumes nothing. A replica's process is named
 # `<service>#<n>`; the first, on the service's own port, is the one other parts call.
@@ -77,11 +68,6 @@ SANDBOXES = (
     SandboxSpec("qbo-sandbox", "qbo_sandbox", "QBO_BASE_URL"),
     SandboxSpec("crm-sandbox", "crm_sandbox", "CRM_BASE_URL"),
 )
-
-
-def env_prefix(service: str) -> str:
-    """The settings prefix of a service: invoice-builder -> INVOICE_BUILDER_."""
-    return service.upper().replace("-", "_") + "_"
 
 
 def installed_services() -> list[str]:

@@ -11,6 +11,8 @@ import secrets
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from dealbooks_kit.services import SERVICES, env_prefix
+
 PORTAL_ID = "62515"
 CRM_APP_ID = "1160452"
 CRM_CLIENT_ID = "sandbox-client-id"  # the CRM sandbox's own default
@@ -117,13 +119,11 @@ class Topology:
 
     def endpoints(self) -> dict[str, str]:
         """What `.local/endpoints.env` records: infra, sandboxes and every service URL."""
-        from dealbooks_infra.stack import SERVICE_ORDER, env_prefix
-
         return {
             **self.infra,
             "QBO_BASE_URL": self.qbo,
             "CRM_BASE_URL": self.crm,
-            **{f"{env_prefix(name)}URL": self.url(name) for name in SERVICE_ORDER},
+            **{f"{env_prefix(name)}URL": self.url(name) for name in SERVICES},
         }
 
     def service_env(self, name: str) -> dict[str, str]:
@@ -189,7 +189,5 @@ class Topology:
         # Stacks sharing one MongoDB-wire server (tests) keep their databases apart.
         databases = self.infra.get("MONGODB_DATABASE_PREFIX")
         if databases:
-            from dealbooks_infra.stack import env_prefix
-
             own[f"{env_prefix(name)}MONGODB_DATABASE"] = databases + name.replace("-", "_")
         return {**shared, **own}
