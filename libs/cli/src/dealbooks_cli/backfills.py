@@ -17,7 +17,7 @@ import httpx
 from dealbooks_contracts import spec_for_type
 
 from dealbooks_cli.deadletters import dead_letter_topics
-from dealbooks_cli.operations import answer_of
+from dealbooks_cli.operations import answer_of, json_of
 from dealbooks_cli.stack import CliError, Stack
 
 SERVICES = {"contacts": "contact-sync", "products": "product-sync"}
@@ -50,17 +50,10 @@ async def latest(stack: Stack, kind: str, portal: str, realm: str) -> dict[str, 
     """The account's latest run, or None when it has had none (a normal answer, not a
     refusal); CliError otherwise."""
     response = await _request(stack, kind, "status", portal, realm, {})
-    if response.status_code == 404 and _error_of(response) == NO_RUN:
+    body = json_of(response)
+    if response.status_code == 404 and isinstance(body, dict) and body.get("error") == NO_RUN:
         return None
     return answer_of(SERVICES[kind], response)
-
-
-def _error_of(response: httpx.Response) -> Any:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    return body.get("error") if isinstance(body, dict) else None
 
 
 async def _request(

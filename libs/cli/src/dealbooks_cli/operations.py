@@ -57,10 +57,7 @@ async def sweep(
 def answer_of(service: str, response: httpx.Response) -> dict[str, Any]:
     """A service's JSON answer; CliError saying in one line what a refusal or an answer that
     is not the service's (a proxy's page, another server on the port) was."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
+    body = json_of(response)
     own = isinstance(body, dict)
     elsewhere = f" (is {env_prefix(service)}URL, {response.request.url}, the service's?)"
     if response.status_code >= 400:
@@ -77,6 +74,14 @@ def answer_of(service: str, response: httpx.Response) -> dict[str, Any]:
             f"{service} answered {response.status_code} with no JSON ({kind}){elsewhere}"
         )
     return body
+
+
+def json_of(response: httpx.Response) -> Any:
+    """The answer's JSON, or None when it has none."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def _said(body: Any, response: httpx.Response) -> str:
@@ -107,10 +112,7 @@ async def _ready(stack: Stack, client: httpx.AsyncClient, service: str) -> dict[
         response = await client.get(url + "/readyz")
     except httpx.HTTPError as exc:
         return {**row, "state": "unreachable", "detail": str(exc) or type(exc).__name__}
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
+    body = json_of(response)
     checks = body.get("checks") if isinstance(body, dict) else None
     said_not = isinstance(body, dict) and body.get("ready") is False
     if response.status_code == 200 and not said_not:  # a probe's 200 is ready
